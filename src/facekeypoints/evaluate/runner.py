@@ -1,0 +1,82 @@
+"""Score a trained model on a keypoint file: the numbers behind ``facekeypoints evaluate``.
+
+Examples
+--------
+>>> from facekeypoints.evaluate.runner import evaluate            # doctest: +SKIP
+>>> evaluate("runs/exp1/best.pt", "../shared/data/fkd15-ytf/training.zip")["rmse"]  # doctest: +SKIP
+1.93
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from facekeypoints.data import KeypointData
+from facekeypoints.evaluate.metrics import summarize
+from facekeypoints.models.codecs import decode
+from facekeypoints.schema import load_schema
+
+__all__ = ["evaluate", "predict_tensor", "predict_data", "resolve_model"]
+
+
+@torch.no_grad()
+def predict_tensor(model, images: torch.Tensor, batch_size: int = 256, mirror_schema=None) -> torch.Tensor:
+    """Pixel keypoints (N, K, 2) for preprocessed images (N, C, S, S). With ``mirror_schema`` the
+    prediction is averaged with the one made on the mirrored image (mirror test-time augmentation)."""
+    from facekeypoints.data.transforms import mirror
+
+    model.eval()
+    size = images.shape[-2:]
+    out = []
+    for i in range(0, len(images), batch_size):
+        x = images[i : i + batch_size]
+        p = decode(model(x), size)
+        if mirror_schema is not None:
+            xm, _ = mirror(x, torch.zeros_like(p), mirror_schema)
+            _, back = mirror(xm, decode(model(xm), size), mirror_schema)
+            p = (p + back) / 2
+        out.append(p)
+    if not out:
+        return torch.zeros((0, load_schema(model.schema_name).num_keypoints, 2))
+    return torch.cat(out)
+
+
+def resolve_model(model: str | Path | None):
+    """(model, checkpoint dict) for a checkpoint path, or the shipped default model when None."""
+    from facekeypoints.models.checkpoint import load_model
+    from facekeypoints.models.weights import default_checkpoint
+
+    return load_model(default_checkpoint() if model is None else model)
+
+
+def predict_data(model, ckpt: dict, data: KeypointData, *, mirror_tta: bool = False, batch_size: int = 256) -> np.ndarray:
+    """(N, K, 2) pixel predictions for every image of ``data``, which must already be framed at the
+    model's input size (Kaggle CSVs are; other sets go through ``facekeypoints data convert``)."""
+    from facekeypoints.data.transforms import Preprocess
+    from facekeypoints.schema import KeypointSchema
+
+    pre = Preprocess.from_dict(ckpt["preprocess"])
+    if data.images is None:
+        raise ValueError(f"{data.source}: holds labels only; evaluation needs images")
+    images = data.images if isinstance(data.images, np.ndarray) else np.stack(data.images)
+    x = torch.from_numpy(np.ascontiguousarray(pre(images)))
+    schema = KeypointSchema.from_dict(ckpt["schema"])
+    return predict_tensor(model, x, batch_size, schema if mirror_tta else None).numpy()
+
+
+def evaluate(model: str | Path | None, data_path: str | Path, *, mirror_tta: bool = False) -> dict:
+    """Metrics (rmse, mae, nme, fr_8, fr_10, auc_10, per_keypoint_rmse, ced) of ``model`` on ``data_path``."""
+    from facekeypoints.data import read
+    from facekeypoints.schema import KeypointSchema
+
+    net, ckpt = resolve_model(model)
+    schema = KeypointSchema.from_dict(ckpt["schema"])
+    data = read(data_path)
+    if data.schema.name != schema.name:
+        data = data.to_schema(schema.name)
+    pred = predict_data(net, ckpt, data, mirror_tta=mirror_tta)
+    result = summarize(pred, data.keypoints, schema)
+    result.update(model=str(model or "default"), data=str(data_path), mirror_tta=mirror_tta)
+    return result

@@ -1,0 +1,38 @@
+"""Where shipped weights live, and what is known about them (apart from architecture code)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+__all__ = ["WeightsInfo", "SHIPPED", "default_checkpoint"]
+
+
+@dataclass(frozen=True)
+class WeightsInfo:
+    file: str  # inside the package's weights/ folder
+    model: str
+    schema: str
+    input_size: int
+    trained_on: str
+    license: str
+
+
+SHIPPED = {
+    "kaggle15": WeightsInfo(
+        file="kaggle15_default.pt", model="keypoint_net", schema="kaggle15", input_size=96,
+        trained_on="../shared/data/fkd15-ytf/training.zip (YouTube Faces frames, Kaggle FKD format)",
+        license="research use only (YouTube Faces DB terms apply to weights trained on it)",
+    ),
+}
+
+
+def default_checkpoint(schema: str = "kaggle15") -> Path:
+    """Path of the shipped default checkpoint for ``schema``; a clear error when none ships."""
+    if schema not in SHIPPED:
+        raise FileNotFoundError(f"no shipped default model for schema {schema!r}; shipped: {sorted(SHIPPED)}")
+    path = Path(str(resources.files("facekeypoints").joinpath("weights", SHIPPED[schema].file)))
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: the default {schema} model is missing from this install; "
+                                "pass --model PATH to a checkpoint (facekeypoints train writes runs/<name>/best.pt)")
+    return path
