@@ -21,7 +21,7 @@ from pathlib import Path
 
 import yaml
 
-__all__ = ["Config", "DataConfig", "ModelConfig", "TrainConfig", "load_config", "ConfigError"]
+__all__ = ["Config", "DataConfig", "ModelConfig", "TrainConfig", "load_config", "config_from_dict", "ConfigError"]
 
 
 class ConfigError(ValueError):
@@ -147,4 +147,11 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
             raise ConfigError(f"override {item!r} is not key=value")
         key, raw = item.split("=", 1)
         _apply(cfg, _nest(key.strip(), yaml.safe_load(raw)))
+    return cfg
+
+
+def config_from_dict(values: dict) -> Config:
+    """A Config from a plain dict (e.g. the ``config`` saved in a checkpoint or config.json)."""
+    cfg = Config()
+    _apply(cfg, values)
     return cfg

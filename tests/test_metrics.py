@@ -1,0 +1,66 @@
+import numpy as np
+import pytest
+
+from facekeypoints.evaluate.metrics import ced, mae, nme, per_keypoint_rmse, rmse, summarize
+from facekeypoints.schema import load_schema
+
+
+def _random_case(seed=0, n=20, k=15, missing=0.4):
+    rng = np.random.default_rng(seed)
+    gt = rng.uniform(10, 86, size=(n, k, 2))
+    pred = gt + rng.normal(0, 2, size=gt.shape)
+    gt[rng.random((n, k)) < missing] = np.nan
+    return pred, gt
+
+
+def test_rmse_and_mae_use_only_labelled_coordinates():
+    pred, gt = _random_case()
+    labelled = ~np.isnan(gt)
+    diff = (pred - gt)[labelled]
+    assert rmse(pred, gt) == pytest.approx(np.sqrt(np.mean(diff**2)))
+    assert mae(pred, gt) == pytest.approx(np.mean(np.abs(diff)))
+    # an unlabelled coordinate's prediction does not matter
+    pred2 = pred.copy()
+    pred2[np.isnan(gt)] = 1e6
+    assert rmse(pred2, gt) == rmse(pred, gt)
+
+
+def test_per_keypoint_rmse_matches_a_loop_and_marks_unlabelled_keypoints():
+    pred, gt = _random_case(1)
+    gt[:, 3] = np.nan
+    pk = per_keypoint_rmse(pred, gt)
+    assert np.isnan(pk[3])
+    for k in (0, 7, 14):
+        rows = ~np.isnan(gt[:, k]).any(-1)
+        assert pk[k] == pytest.approx(np.sqrt(np.mean((pred[rows, k] - gt[rows, k]) ** 2)))
+
+
+def test_nme_divides_by_interocular_distance():
+    schema = load_schema("kaggle15")
+    gt = np.full((1, 15, 2), 50.0)
+    gt[0, schema.index("left_eye_center")] = [70, 40]
+    gt[0, schema.index("right_eye_center")] = [30, 40]
+    pred = gt.copy()
+    pred[0, :, 0] += 4.0  # every point 4 px off; eyes are 40 px apart
+    assert nme(pred, gt, schema)[0] == pytest.approx(0.1)
+
+
+def test_ced_auc_is_one_for_perfect_and_zero_for_hopeless_predictions():
+    assert ced(np.zeros(10))[2] == pytest.approx(1.0)
+    assert ced(np.full(10, 0.5))[2] == pytest.approx(0.0)
+    t, frac, _ = ced(np.array([0.02, 0.06, 0.2]))
+    assert frac[-1] == pytest.approx(2 / 3) and np.all(np.diff(frac) >= 0)
+
+
+def test_summarize_reports_failure_rates():
+    schema = load_schema("kaggle15")
+    pred, gt = _random_case(2, missing=0.0)
+    s = summarize(pred, gt, schema)
+    per_row = nme(pred, gt, schema)
+    assert s["fr_10"] == pytest.approx(np.mean(per_row > 0.10))
+    assert set(s["per_keypoint_rmse"]) == set(schema.keypoints)
+
+
+def test_shape_mismatch_is_an_error():
+    with pytest.raises(ValueError, match="shape"):
+        rmse(np.zeros((2, 15, 2)), np.zeros((2, 14, 2)))
