@@ -25,7 +25,7 @@ __all__ = ["evaluate", "predict_tensor", "predict_data", "resolve_model"]
 def predict_tensor(model, images: torch.Tensor, batch_size: int = 256, mirror_schema=None) -> torch.Tensor:
     """Pixel keypoints (N, K, 2) for preprocessed images (N, C, S, S). With ``mirror_schema`` the
     prediction is averaged with the one made on the mirrored image (mirror test-time augmentation)."""
-    from facekeypoints.data.transforms import mirror
+    from facekeypoints.data.augment import mirror
 
     model.eval()
     size = images.shape[-2:]
@@ -54,7 +54,7 @@ def resolve_model(model: str | Path | None):
 def predict_data(model, ckpt: dict, data: KeypointData, *, mirror_tta: bool = False, batch_size: int = 256) -> np.ndarray:
     """(N, K, 2) pixel predictions for every image of ``data``, which must already be framed at the
     model's input size (Kaggle CSVs are; other sets go through ``facekeypoints data convert``)."""
-    from facekeypoints.data.transforms import Preprocess
+    from facekeypoints.data.preprocess import Preprocess
     from facekeypoints.schema import KeypointSchema
 
     pre = Preprocess.from_dict(ckpt["preprocess"])

@@ -24,7 +24,8 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
-from facekeypoints.data.transforms import Augment, Preprocess, augment_batch
+from facekeypoints.data.augment import Augment, augment_batch
+from facekeypoints.data.preprocess import Preprocess
 from facekeypoints.evaluate.metrics import mae, rmse
 from facekeypoints.evaluate.runner import predict_tensor
 from facekeypoints.models import create_model
@@ -169,7 +170,7 @@ def fit(cfg: Config, *, resume: bool = False, progress: bool = True) -> dict:
                 torch.manual_seed(step_seed)  # dropout etc.
                 idx = order[step * per_rank * world : (step + 1) * per_rank * world][rank::world]
                 gen = torch.Generator().manual_seed(step_seed * world + rank)
-                x, kp = augment_batch(train.images[idx], train.keypoints[idx], schema, aug, gen)
+                x, kp = augment_batch(train.images[idx], train.keypoints[idx], schema, aug, gen, value_range=pre.value_range)
                 loss = loss_fn(model(x), encode(kp, size))
                 opt.zero_grad(set_to_none=True)
                 loss.backward()

@@ -1,0 +1,142 @@
+"""One front door for reading keypoint data: ``read(path)`` finds the format and calls its reader.
+
+Examples
+--------
+>>> from facekeypoints.data import read
+>>> data = read("../shared/data/ytf68/train.csv", schema="kaggle15")  # doctest: +SKIP
+>>> data = read("../shared/data/samples/300w-pts", load_images=False)  # doctest: +SKIP
+"""
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+from facekeypoints.data.dataset import DataFormatError, KeypointData
+from facekeypoints.data.landmark_sets import read_coco_json, read_dlib_xml
+from facekeypoints.data.landmarks import read_aflw_mat, read_asf, read_ljson, read_pts
+
+__all__ = ["read", "detect_format", "SUPPORTED_FORMATS"]
+
+SUPPORTED_FORMATS = {
+    "kaggle": "Kaggle FKD CSV (.csv with an Image column or the 30 keypoint columns; .zip/.gz of it)",
+    "ytf68": "YouTube-Faces 68-point CSV (.csv with image, person, x0, y0, ..., x67, y67)",
+    "udacity": "Udacity P1 facial keypoints CSV (.csv: image name, then 136 numbered columns)",
+    "pts": "iBUG .pts (a file or a folder of them)",
+    "asf": "IMM .asf (a file or a folder of them)",
+    "ljson": "menpo .ljson (a file or a folder of them)",
+    "mat": "AFLW2000-3D .mat (a file or a folder of them)",
+    "dlib_xml": "dlib imglab .xml",
+    "coco_json": "COCO-style keypoint .json",
+}
+_PER_FACE_SUFFIXES = {".pts": "pts", ".asf": "asf", ".ljson": "ljson", ".mat": "mat"}
+_KAGGLE_FIRST_COLUMN = "left_eye_center_x"
+
+
+def _unknown(path: Path, why: str) -> DataFormatError:
+    listing = "; ".join(f"{name}: {what}" for name, what in SUPPORTED_FORMATS.items())
+    return DataFormatError(path, f"{why}. Supported formats: {listing}")
+
+
+def _csv_format(path: Path) -> str:
+    """Tell the CSV layouts apart by their header row."""
+    with open(path, newline="", encoding="utf-8-sig", errors="replace") as f:
+        header = next(csv.reader(f), [])
+    columns = [c.strip() for c in header]
+    if "Image" in columns or _KAGGLE_FIRST_COLUMN in columns:
+        return "kaggle"
+    if {"image", "person", "x0", "y0", "x67", "y67"} <= set(columns):
+        return "ytf68"
+    if len(columns) == 137 and columns[1:] == [str(i) for i in range(136)]:
+        return "udacity"
+    if columns[:3] == ["RowId", "ImageId", "FeatureName"]:
+        raise DataFormatError(path, "this is a Kaggle IdLookupTable (no keypoints); read it with "
+                              "facekeypoints.data.read_id_lookup")
+    raise _unknown(path, f"CSV header {columns[:5]}... matches no known layout")
+
+
+def _json_format(path: Path) -> str:
+    """COCO JSON has 'annotations'; menpo ljson has 'groups' or 'landmarks' (whatever the suffix)."""
+    head = path.read_bytes()[:1 << 16]
+    if b'"annotations"' in head:
+        return "coco_json"
+    if b'"groups"' in head or b'"landmarks"' in head:
+        return "ljson"
+    raise _unknown(path, "JSON file is neither COCO keypoints ('annotations') nor menpo ljson ('groups')")
+
+
+def _folder_format(path: Path) -> str:
+    """A folder of one per-face format; many-face files (.json, .xml, .csv) must be named directly."""
+    per_face = sorted({name for suffix, name in _PER_FACE_SUFFIXES.items() if next(path.rglob(f"*{suffix}"), None)})
+    whole = sorted(p.relative_to(path).as_posix() for p in path.rglob("*")
+                   if p.suffix.lower() in (".csv", ".xml", ".json", ".zip", ".gz"))
+    if len(per_face) == 1 and not whole:
+        return per_face[0]
+    if per_face:
+        also = f" and {whole[:5]}" if whole else ""
+        raise DataFormatError(path, f"folder holds several annotation formats ({per_face}{also}); "
+                              "read one file or a subfolder")
+    hint = f"; it holds {whole[:5]}: read one of those files" if whole else ""
+    raise _unknown(path, f"folder holds no .pts/.asf/.ljson/.mat files{hint}")
+
+
+def detect_format(path: str | Path) -> str:
+    """Name of the format of ``path`` (a key of ``SUPPORTED_FORMATS``) from suffix, content or folder."""
+    path = Path(path)
+    if path.is_dir():
+        return _folder_format(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file or folder")
+    suffix = path.suffix.lower()
+    if suffix in _PER_FACE_SUFFIXES and suffix != ".ljson":
+        return _PER_FACE_SUFFIXES[suffix]
+    if suffix == ".csv":
+        return _csv_format(path)
+    if suffix in (".zip", ".gz"):
+        return "kaggle"
+    if suffix in (".json", ".ljson"):
+        return _json_format(path)
+    if suffix == ".xml":
+        return "dlib_xml"
+    head = path.read_bytes()[:256].lstrip()  # no telling suffix: look at the content
+    if head.startswith(b"version:") or head.startswith(b"n_points"):
+        return "pts"
+    if head.startswith(b"<?xml") or head.startswith(b"<dataset"):
+        return "dlib_xml"
+    if head.startswith(b"{"):
+        return _json_format(path)
+    raise _unknown(path, f"cannot tell the format from the suffix {suffix!r} or the content")
+
+
+def _read_format(fmt: str, path: Path, skip_bad: bool, load_images: bool) -> KeypointData:
+    if fmt == "kaggle":
+        from facekeypoints.data.kaggle import read_kaggle_csv  # imported only when a CSV is read
+
+        return read_kaggle_csv(path, skip_bad=skip_bad)  # pixels are inline in the CSV
+    if fmt in ("ytf68", "udacity"):
+        from facekeypoints.data.ytf import read_udacity_csv, read_ytf68_csv
+
+        reader = read_ytf68_csv if fmt == "ytf68" else read_udacity_csv
+        return reader(path, load_images=load_images, skip_bad=skip_bad)
+    if fmt == "dlib_xml":
+        return read_dlib_xml(path, load_images=load_images)
+    if fmt == "coco_json":
+        return read_coco_json(path, load_images=load_images)
+    reader = {"pts": read_pts, "asf": read_asf, "ljson": read_ljson, "mat": read_aflw_mat}[fmt]
+    return reader(path, load_images=load_images, skip_bad=skip_bad)
+
+
+def read(path: str | Path, *, schema: str | None = None, skip_bad: bool = False,
+         load_images: bool = True) -> KeypointData:
+    """Read keypoint data in any supported format (see ``SUPPORTED_FORMATS``).
+
+    Returns KeypointData: keypoints (N, K, 2) 0-based pixels, images (N, H, W[, 3]) uint8 or a
+    list of them (None with ``load_images=False`` or for label-only files). With ``schema=`` the
+    keypoints are converted to that schema (e.g. ibug68 -> kaggle15). ``skip_bad`` leaves bad
+    rows or files out and lists them in ``data.skipped``; without it the first one raises
+    DataFormatError naming the file, row or line and field.
+    """
+    path = Path(path)
+    data = _read_format(detect_format(path), path, skip_bad, load_images)
+    if schema is not None and schema != data.schema.name:
+        data = data.to_schema(schema)
+    return data

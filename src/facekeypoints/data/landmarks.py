@@ -1,0 +1,355 @@
+"""Readers and writers of landmark files that hold one face each, read singly or as a folder.
+
+Formats: iBUG ``.pts`` (1-based in the file), IMM ``.asf`` (coordinates relative to the image size),
+menpo ``.ljson`` (points stored ``[y, x]``) and AFLW2000-3D ``.mat``. Every reader returns
+:class:`KeypointData` with 0-based pixel coordinates and, unless ``load_images=False``, the RGB
+uint8 images found beside the annotation. Files listing many faces (dlib XML, COCO JSON) are read
+by :mod:`facekeypoints.data.landmark_sets`.
+
+Examples
+--------
+>>> from facekeypoints.data.landmarks import read_pts
+>>> data = read_pts("../shared/data/samples/300w-pts", load_images=False)  # doctest: +SKIP
+>>> data.keypoints.shape  # doctest: +SKIP
+(17, 68, 2)
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import cv2
+import numpy as np
+
+from facekeypoints.data.dataset import DataFormatError, KeypointData
+from facekeypoints.schema import load_schema
+
+__all__ = [
+    "IMAGE_SUFFIXES", "read_pts", "write_pts", "read_asf", "read_ljson", "read_aflw_mat", "load_image_rgb",
+]
+
+IMAGE_SUFFIXES = (".jpg", ".png", ".jpeg", ".ppm", ".bmp")
+_NAN_BOX = (np.nan, np.nan, np.nan, np.nan)
+
+
+@dataclass
+class _Face:
+    """One parsed face before the faces are gathered into a KeypointData."""
+
+    keypoints: np.ndarray  # (K, 2), 0-based pixels
+    id: str
+    image_path: Path | None
+    pixels: np.ndarray | None = None
+    person: str | None = None
+    box: tuple[float, float, float, float] = _NAN_BOX
+
+
+# ---- shared helpers ------------------------------------------------------------------------------
+def load_image_rgb(path: str | Path) -> np.ndarray:
+    """Read an image file as (H, W, 3) RGB uint8; grey files are expanded to three channels."""
+    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if img is None:
+        raise DataFormatError(path, "cannot decode image (missing, not an image, or corrupt)")
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+def _read_text(path: Path) -> str:
+    """The file's text; empty and binary files are bad input."""
+    raw = path.read_bytes()
+    if not raw.strip():
+        raise DataFormatError(path, "file is empty")
+    if b"\x00" in raw[:4096]:
+        raise DataFormatError(path, "binary file where a text annotation was expected")
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise DataFormatError(path, f"not UTF-8 text (byte {err.start})") from None
+
+
+def _image_beside(annotation: Path) -> Path | None:
+    """The image with the annotation's stem and a known image suffix, or None."""
+    for suffix in IMAGE_SUFFIXES:
+        for candidate in (annotation.with_suffix(suffix), annotation.with_suffix(suffix.upper())):
+            if candidate.is_file():
+                return candidate
+    return None
+
+
+def _require_image(annotation: Path, image: Path | None, named: str | None = None,
+                   hint: str = "pass load_images=False to read the labels only") -> Path:
+    if image is not None and image.is_file():
+        return image
+    looked = named or f"{annotation.stem}{{{','.join(IMAGE_SUFFIXES)}}}"
+    raise DataFormatError(annotation, f"image not found: looked for {looked} in {annotation.parent}; {hint}")
+
+
+def _files(path: Path, suffix: str) -> list[Path]:
+    """``path`` itself, or every ``*suffix`` file under the folder ``path`` (recursive, sorted)."""
+    if path.is_dir():
+        files = sorted(p for p in path.rglob(f"*{suffix}") if p.is_file())
+        if not files:
+            raise DataFormatError(path, f"folder holds no {suffix} files")
+        return files
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file or folder")
+    return [path]
+
+
+def _face_id(file: Path, root: Path) -> str:
+    """File path relative to the folder read, without suffix (the stem for a single file)."""
+    if root.is_dir():
+        return file.relative_to(root).with_suffix("").as_posix()
+    return file.stem
+
+
+def _stack(images: list[np.ndarray]) -> np.ndarray | list[np.ndarray]:
+    """(N, H, W, C) when every image has one shape, else the list (KeypointData accepts both)."""
+    if images and all(im.shape == images[0].shape for im in images):
+        return np.stack(images)
+    return images
+
+
+def _gather(schema: str, faces: list[_Face], source: Path, load_images: bool,
+            skipped: list[str] | None = None) -> KeypointData:
+    """Faces -> KeypointData; keypoints (N, K, 2), images stacked when they share one shape."""
+    if faces:
+        keypoints = np.stack([f.keypoints for f in faces])
+    else:  # every file was skipped: still a valid, empty dataset that lists why
+        keypoints = np.zeros((0, load_schema(schema).num_keypoints, 2))
+    return KeypointData.from_arrays(
+        schema, keypoints,
+        images=_stack([f.pixels for f in faces]) if load_images else None,
+        ids=[f.id for f in faces], person=[f.person for f in faces],
+        paths=[str(f.image_path) if f.image_path else None for f in faces],
+        boxes=np.array([f.box for f in faces], dtype=np.float32).reshape(-1, 4),
+        source=str(source), skipped=list(skipped or []),
+    )
+
+
+def _read_each(path: str | Path, suffix: str, schema: str, parse: Callable[[Path, Path], _Face],
+               load_images: bool, skip_bad: bool) -> KeypointData:
+    """Parse one file or a folder of files; with ``skip_bad`` bad files are listed in ``skipped``."""
+    root = Path(path)
+    faces, skipped = [], []
+    for file in _files(root, suffix):
+        try:
+            faces.append(parse(file, root))
+        except DataFormatError as err:
+            if not skip_bad:
+                raise
+            skipped.append(str(err))
+    return _gather(schema, faces, root, load_images, skipped)
+
+
+# ---- iBUG .pts -----------------------------------------------------------------------------------
+def _parse_pts_text(path: Path) -> np.ndarray:
+    """(K, 2) 0-based points of one .pts file (the file counts from 1)."""
+    lines = _read_text(path).splitlines()
+    header: dict[str, str] = {}
+    opened = closed = None
+    points: list[tuple[float, float]] = []
+    for no, line in enumerate(lines, start=1):
+        text = line.strip()
+        if not text:
+            continue
+        if closed is not None:
+            raise DataFormatError(path, f"line {no}: text after the closing brace: {text[:40]!r}")
+        if opened is None:
+            if text == "{":
+                opened = no
+            elif ":" in text:
+                key, value = text.split(":", 1)
+                header[key.strip()] = value.strip()
+            else:
+                raise DataFormatError(path, f"line {no}: expected 'key: value' or '{{', got {text[:40]!r}")
+        elif text == "}":
+            closed = no
+        else:
+            fields = text.split()
+            if len(fields) != 2:
+                raise DataFormatError(path, f"line {no}: expected two numbers 'x y', got {text[:40]!r}")
+            try:
+                points.append((float(fields[0]), float(fields[1])))
+            except ValueError:
+                raise DataFormatError(path, f"line {no}: not a number in {text[:40]!r}") from None
+    if opened is None or closed is None:
+        raise DataFormatError(path, f"line {len(lines)}: missing {'{' if opened is None else '}'} brace")
+    try:
+        n_points = int(header["n_points"])
+    except (KeyError, ValueError):
+        raise DataFormatError(path, "header lacks a valid 'n_points: <int>' line", field="n_points") from None
+    if len(points) != n_points:
+        raise DataFormatError(path, f"line {closed}: n_points says {n_points} but {len(points)} points "
+                              f"were found between lines {opened} and {closed}")
+    if n_points != 68:
+        raise DataFormatError(path, f"{n_points} points; iBUG .pts files must have 68 (schema ibug68)",
+                              field="n_points")
+    return np.asarray(points, dtype=np.float32) - 1.0  # 1-based file -> 0-based pixels
+
+
+def read_pts(path: str | Path, *, load_images: bool = True, skip_bad: bool = False) -> KeypointData:
+    """Read an iBUG ``.pts`` file or a folder of them (recursive, sorted) as ibug68.
+
+    Returns KeypointData with keypoints (N, 68, 2), 0-based (the file's 1-based values minus 1).
+    The image is the file with the same stem and a suffix in ``IMAGE_SUFFIXES``.
+    """
+    def parse(file: Path, root: Path) -> _Face:
+        kp = _parse_pts_text(file)
+        image = _image_beside(file)
+        pixels = load_image_rgb(_require_image(file, image)) if load_images else None
+        return _Face(kp, _face_id(file, root), image, pixels)
+
+    return _read_each(path, ".pts", "ibug68", parse, load_images, skip_bad)
+
+
+def write_pts(keypoints: np.ndarray, path: str | Path, *, decimals: int = 3) -> None:
+    """Write (K, 2) 0-based keypoints as an iBUG ``.pts`` file (1-based, ``decimals`` places).
+
+    Reading the file back gives the keypoints rounded to ``decimals`` places. Missing (NaN)
+    points cannot be written in this format and raise ValueError.
+    """
+    kp = np.asarray(keypoints, dtype=np.float64)
+    if kp.ndim != 2 or kp.shape[1] != 2:
+        raise ValueError(f"write_pts needs (K, 2) keypoints, got {kp.shape}")
+    if not np.isfinite(kp).all():
+        bad = sorted(set(np.flatnonzero(~np.isfinite(kp).all(axis=1)).tolist()))
+        raise ValueError(f"{path}: .pts cannot store missing points; keypoints {bad} are not finite")
+    rows = "\n".join(f"{x:.{decimals}f} {y:.{decimals}f}" for x, y in kp + 1.0)
+    Path(path).write_text(f"version: 1\nn_points: {len(kp)}\n{{\n{rows}\n}}\n")
+
+
+# ---- IMM .asf ------------------------------------------------------------------------------------
+def _parse_asf_text(path: Path) -> tuple[np.ndarray, str | None]:
+    """(58, 2) relative coordinates and the host image's name (None when absent)."""
+    body = [(no, line.strip()) for no, line in enumerate(_read_text(path).splitlines(), start=1)
+            if line.strip() and not line.lstrip().startswith("#")]
+    if not body:
+        raise DataFormatError(path, "no data lines (only comments)")
+    no, text = body[0]
+    if not text.isdigit():
+        raise DataFormatError(path, f"line {no}: expected the number of points, got {text[:40]!r}")
+    n = int(text)
+    if n != 58:
+        raise DataFormatError(path, f"line {no}: {n} points; IMM .asf files must have 58 (schema imm58)")
+    if len(body) < 1 + n:
+        raise DataFormatError(path, f"line {body[-1][0]}: file ends after {len(body) - 1} of {n} points")
+    rel = np.full((n, 2), np.nan, dtype=np.float64)
+    for no, text in body[1:1 + n]:
+        fields = text.split()
+        if len(fields) < 7:  # some IMM files add three <user> fields
+            raise DataFormatError(path, f"line {no}: expected 7 fields "
+                                  f"(path type x y point# from to), got {len(fields)}")
+        try:
+            x, y, index = float(fields[2]), float(fields[3]), int(fields[4])
+        except ValueError:
+            raise DataFormatError(path, f"line {no}: not a number in {text[:60]!r}") from None
+        if not 0 <= index < n or not np.isnan(rel[index]).all():
+            raise DataFormatError(path, f"line {no}: point number {index} out of range or repeated")
+        rel[index] = x, y
+    host = body[1 + n][1] if len(body) > 1 + n else None
+    return rel, host
+
+
+def read_asf(path: str | Path, *, load_images: bool = True, skip_bad: bool = False,
+             image_size: tuple[int, int] | None = None) -> KeypointData:
+    """Read an IMM ``.asf`` file or a folder of them as imm58, keypoints (N, 58, 2) in pixels.
+
+    ``.asf`` stores x, y relative to the image, so they are scaled by the host image's width
+    and height. The size comes from the image; ``image_size=(height, width)`` supplies it when
+    reading labels only (``load_images=False``) without decoding the images.
+    The person is the number before ``-`` in the file name (``01-1m.asf`` -> ``"01"``).
+    """
+    def parse(file: Path, root: Path) -> _Face:
+        rel, host = _parse_asf_text(file)
+        image = file.parent / host if host else None
+        if image is None or not image.is_file():
+            image = _image_beside(file)
+        if load_images or image_size is None:
+            hint = ("its size scales the relative coordinates: pass load_images=False "
+                    "together with image_size=(height, width) to read the labels only")
+            pixels = load_image_rgb(_require_image(file, image, named=host, hint=hint))
+            height, width = pixels.shape[:2]
+            if image_size is not None and tuple(image_size) != (height, width):
+                raise DataFormatError(file, f"image_size={tuple(image_size)} but {image} is {(height, width)}")
+        else:
+            pixels, (height, width) = None, image_size
+        kp = (rel * (width, height)).astype(np.float32)
+        person = file.stem.split("-", 1)[0] if "-" in file.stem else None
+        return _Face(kp, _face_id(file, root), image, pixels if load_images else None, person)
+
+    return _read_each(path, ".asf", "imm58", parse, load_images, skip_bad)
+
+
+# ---- AFLW2000-3D .mat ----------------------------------------------------------------------------
+def read_aflw_mat(path: str | Path, *, load_images: bool = True, skip_bad: bool = False) -> KeypointData:
+    """Read AFLW2000-3D ``.mat`` files (field ``pt3d_68``, 3 x 68; x and y rows) as ibug68 (N, 68, 2).
+
+    Needs scipy (it comes with scikit-image). Coordinates are used as stored.
+    """
+    try:
+        from scipy.io import loadmat
+    except ImportError:
+        raise ImportError("reading .mat files needs scipy: pip install scipy") from None
+
+    def parse(file: Path, root: Path) -> _Face:
+        try:
+            mat = loadmat(str(file))
+        except Exception as err:  # scipy raises several types for files that are not MATLAB files
+            raise DataFormatError(file, f"not a readable MATLAB file ({err})") from None
+        pts = mat.get("pt3d_68")
+        if pts is None or pts.shape[1:] != (68,) or pts.shape[0] < 2:
+            got = "absent" if pts is None else f"shape {pts.shape}"
+            raise DataFormatError(file, f"expected a (3, 68) array, got {got}", field="pt3d_68")
+        image = _image_beside(file)
+        pixels = load_image_rgb(_require_image(file, image)) if load_images else None
+        return _Face(pts[:2].T.astype(np.float32), _face_id(file, root), image, pixels)
+
+    return _read_each(path, ".mat", "ibug68", parse, load_images, skip_bad)
+
+
+# ---- menpo .ljson --------------------------------------------------------------------------------
+def _load_json(path: Path) -> object:
+    try:
+        return json.loads(_read_text(path))
+    except json.JSONDecodeError as err:
+        raise DataFormatError(path, f"line {err.lineno}: invalid JSON ({err.msg})") from None
+
+
+def _ljson_points(path: Path, doc: object) -> list:
+    """The 68 [y, x] points of an ljson v2 or v3 document."""
+    if not isinstance(doc, dict):
+        raise DataFormatError(path, "ljson must hold a JSON object")
+    if "groups" in doc and isinstance(doc["groups"], dict):  # v3: named groups
+        groups = {name: g.get("landmarks", {}).get("points", []) for name, g in doc["groups"].items()}
+    elif isinstance(doc.get("landmarks"), dict):  # v2: one group
+        groups = {"landmarks": doc["landmarks"].get("points", [])}
+    else:
+        raise DataFormatError(path, "no landmarks found (expected ljson v2 'landmarks' or v3 'groups')")
+    with68 = [name for name, pts in groups.items() if len(pts) == 68]
+    if not with68:
+        sizes = {name: len(pts) for name, pts in groups.items()}
+        raise DataFormatError(path, f"no 68-point group; groups and point counts: {sizes}")
+    return groups[with68[0]]
+
+
+def read_ljson(path: str | Path, *, load_images: bool = True, skip_bad: bool = False) -> KeypointData:
+    """Read menpo ``.ljson`` files (v2/v3; the 68-point group) as ibug68 (N, 68, 2).
+
+    menpo stores points as ``[y, x]``; they are swapped to (x, y). ``null`` points become NaN.
+    """
+    def parse(file: Path, root: Path) -> _Face:
+        kp = np.full((68, 2), np.nan, dtype=np.float32)
+        for i, pt in enumerate(_ljson_points(file, _load_json(file))):
+            if pt is None or pt == [None, None]:
+                continue
+            try:
+                kp[i] = float(pt[1]), float(pt[0])
+            except (TypeError, ValueError, IndexError):
+                raise DataFormatError(file, f"point {i} is not [y, x]: {pt!r}", field="points") from None
+        image = _image_beside(file)
+        pixels = load_image_rgb(_require_image(file, image)) if load_images else None
+        return _Face(kp, _face_id(file, root), image, pixels)
+
+    return _read_each(path, ".ljson", "ibug68", parse, load_images, skip_bad)

@@ -1,0 +1,175 @@
+"""Missing labels and deterministic, person-disjoint splits.
+
+Examples
+--------
+>>> import numpy as np
+>>> from facekeypoints.data import KeypointData
+>>> from facekeypoints.data.splits import handle_missing, split
+>>> kp = np.arange(4 * 15 * 2, dtype=np.float32).reshape(4, 15, 2)
+>>> kp[1, 3] = np.nan
+>>> data = KeypointData.from_arrays("kaggle15", kp, person=["a", "a", "b", "c"])
+>>> kept, report = handle_missing(data, "drop")
+>>> len(kept), report.rows_dropped
+(3, 1)
+>>> [sorted(set(part.person)) for part in split(data, (0.5, 0.5), seed=0)]  # no person in two parts
+[['c'], ['a', 'b']]
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from facekeypoints.data.dataset import KeypointData
+
+__all__ = [
+    "MISSING_STRATEGIES", "MissingReport", "handle_missing", "split_indices", "split", "describe_split",
+    "split_imm_people",
+]
+
+MISSING_STRATEGIES = ("drop", "ffill", "mask")
+
+
+@dataclass(frozen=True)
+class MissingReport:
+    """What ``handle_missing`` changed; ``str(report)`` is a one-line summary."""
+
+    strategy: str
+    rows_in: int
+    rows_out: int
+    values_filled: int  # coordinates (x and y counted separately) copied from an earlier row
+    values_missing: int  # coordinates still NaN afterwards
+    rows_still_missing: int  # rows that still have a NaN afterwards (e.g. before a column's first value)
+
+    @property
+    def rows_dropped(self) -> int:
+        return self.rows_in - self.rows_out
+
+    def __str__(self) -> str:
+        return (f"missing labels ({self.strategy}): {self.rows_in} rows in, {self.rows_out} out "
+                f"({self.rows_dropped} dropped), {self.values_filled} values filled, "
+                f"{self.values_missing} values still missing in {self.rows_still_missing} rows")
+
+
+def _forward_fill(table: np.ndarray) -> np.ndarray:
+    """(N, C) table with each NaN replaced by the last value above it in its column (as pandas ffill)."""
+    rows = np.arange(len(table))[:, None]
+    last = np.where(np.isnan(table), 0, rows)
+    np.maximum.accumulate(last, axis=0, out=last)
+    return table[last, np.arange(table.shape[1])]
+
+
+def handle_missing(data: KeypointData, strategy: str) -> tuple[KeypointData, MissingReport]:
+    """Deal with missing keypoints (NaN) as the seeds do; returns (data, report).
+
+    - ``drop``: keep only rows with every keypoint labelled (seed 000).
+    - ``ffill``: fill each coordinate column from the previous row of the table, as pandas
+      ``ffill`` does (seed 001); rows before a column's first value stay NaN and are counted.
+    - ``mask``: keep NaN, for losses that mask missing keypoints (seed 002).
+    keypoints: (N, K, 2) in, (M, K, 2) out (M = N except for ``drop``).
+    """
+    if strategy not in MISSING_STRATEGIES:
+        raise ValueError(f"unknown missing-label strategy {strategy!r}; choose one of {MISSING_STRATEGIES}")
+    filled = 0
+    if strategy == "drop":
+        out = data.subset(data.fully_labelled())
+    elif strategy == "ffill":
+        table = data.keypoints.reshape(len(data), -1)
+        new = _forward_fill(table) if len(table) else table
+        filled = int(np.isnan(table).sum() - np.isnan(new).sum())
+        out = replace(data, keypoints=new.reshape(data.keypoints.shape))
+    else:
+        out = data
+    nan = np.isnan(out.keypoints)
+    report = MissingReport(strategy, len(data), len(out), filled, int(nan.sum()),
+                           int(nan.reshape(len(out), -1).any(axis=1).sum()))
+    return out, report
+
+
+def _check_ratios(ratios: Sequence[float]) -> np.ndarray:
+    r = np.asarray(ratios, dtype=np.float64)
+    if r.ndim != 1 or len(r) < 2 or (r <= 0).any() or abs(r.sum() - 1.0) > 1e-6:
+        raise ValueError(f"ratios must be two or more positive fractions summing to 1, got {tuple(ratios)}")
+    return r
+
+
+def _use_person(data: KeypointData, by_person: bool | str) -> bool:
+    known = [p is not None for p in data.person]
+    if by_person == "auto":
+        return bool(known) and all(known)
+    if by_person is True and not all(known):
+        raise ValueError(f"by_person=True but {known.count(False)} of {len(data)} samples have no person")
+    if by_person not in (True, False):
+        raise ValueError(f"by_person must be True, False or 'auto', got {by_person!r}")
+    return bool(by_person)
+
+
+def split_indices(data: KeypointData, ratios: Sequence[float] = (0.7, 0.3), *, seed: int = 0,
+                  by_person: bool | str = "auto") -> list[np.ndarray]:
+    """Sample indices of each part, as sorted int arrays, one per ratio.
+
+    With persons known (``by_person='auto'`` or True) whole persons are shuffled with ``seed``
+    and each goes to the part where the middle of its samples falls on the cumulative ratio
+    scale, so no person is in two parts and sample fractions come close to ``ratios``.
+    Otherwise samples are shuffled one by one. The same data and seed give the same split.
+    """
+    r = _check_ratios(ratios)
+    rng = np.random.default_rng(seed)
+    n = len(data)
+    if _use_person(data, by_person):
+        people, inverse, counts = np.unique(np.asarray(data.person, dtype=str), return_inverse=True,
+                                            return_counts=True)
+        order = rng.permutation(len(people))
+        middles = (np.cumsum(counts[order]) - counts[order] / 2) / n
+        part_of_person = np.empty(len(people), dtype=int)
+        part_of_person[order] = np.searchsorted(np.cumsum(r)[:-1], middles, side="right")
+        part_of_sample = part_of_person[inverse]
+    else:
+        cuts = np.round(np.cumsum(r)[:-1] * n).astype(int)
+        part_of_sample = np.empty(n, dtype=int)
+        part_of_sample[rng.permutation(n)] = np.searchsorted(cuts, np.arange(n), side="right")
+    parts = [np.flatnonzero(part_of_sample == k) for k in range(len(r))]
+    empty = [k for k, p in enumerate(parts) if len(p) == 0]
+    if empty:
+        unit = "persons" if _use_person(data, by_person) else "samples"
+        raise ValueError(f"split {tuple(ratios)} of {n} samples leaves part(s) {empty} empty: too few {unit}")
+    return parts
+
+
+def split(data: KeypointData, ratios: Sequence[float] = (0.7, 0.3), *, seed: int = 0,
+          by_person: bool | str = "auto") -> list[KeypointData]:
+    """The parts of ``data`` chosen by :func:`split_indices` (e.g. 70/30 for seed 000, 55/15/30 for 004)."""
+    return [data.subset(idx) for idx in split_indices(data, ratios, seed=seed, by_person=by_person)]
+
+
+def describe_split(parts: Sequence[KeypointData]) -> str:
+    """One line per part: samples, achieved fraction, persons (when known)."""
+    total = sum(len(p) for p in parts) or 1
+    lines = []
+    for k, part in enumerate(parts):
+        people = {p for p in part.person if p is not None}
+        who = f", {len(people)} persons" if people else ""
+        lines.append(f"part {k}: {len(part)} samples ({len(part) / total:.1%}){who}")
+    return "\n".join(lines)
+
+
+def split_imm_people(data: KeypointData, train: Iterable[int] = range(1, 33),
+                     val: Iterable[int] = range(33, 41)) -> tuple[KeypointData, KeypointData]:
+    """IMM split by person number (seed 003: people 1-32 train, 33-40 validation).
+
+    Persons are the numbers read from IMM file names (``"01"`` -> 1). Every sample must fall in
+    exactly one of ``train`` and ``val``; otherwise ValueError names the persons left over.
+    """
+    train, val = set(train), set(val)
+    if train & val:
+        raise ValueError(f"persons {sorted(train & val)} are in both train and val")
+    try:
+        numbers = np.array([int(p) for p in data.person])
+    except (TypeError, ValueError):
+        raise ValueError("split_imm_people needs numeric persons (IMM file names like 01-1m.asf)") from None
+    left = sorted(set(numbers.tolist()) - train - val)
+    if left:
+        raise ValueError(f"persons {left} are in neither train nor val")
+    in_train = np.isin(numbers, list(train))
+    return data.subset(in_train), data.subset(~in_train)
