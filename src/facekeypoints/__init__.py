@@ -1,5 +1,29 @@
-"""facekeypoints: find facial keypoints; train, compare and ship keypoint models."""
+"""facekeypoints: find facial keypoints; train, compare and ship keypoint models.
+
+Examples
+--------
+>>> import facekeypoints as fk
+>>> fk.load_schema("kaggle15").num_keypoints
+15
+>>> det = fk.KeypointDetector()          # doctest: +SKIP
+>>> result = det("photo.jpg")            # doctest: +SKIP
+"""
 from facekeypoints.schema import KeypointSchema, list_schemas, load_schema
 
 __version__ = "0.1.0"
-__all__ = ["KeypointSchema", "load_schema", "list_schemas", "__version__"]
+__all__ = ["KeypointSchema", "load_schema", "list_schemas", "KeypointDetector", "create_model", "list_models",
+           "__version__"]
+
+
+def __getattr__(name: str):
+    # torch takes seconds to import: only the names that need it import it, on first use,
+    # so `facekeypoints data info` and numpy-only users start fast
+    if name == "KeypointDetector":
+        from facekeypoints.infer import KeypointDetector
+
+        return KeypointDetector
+    if name in ("create_model", "list_models"):
+        from facekeypoints import models
+
+        return getattr(models, name)
+    raise AttributeError(f"module 'facekeypoints' has no attribute {name!r}")

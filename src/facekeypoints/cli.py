@@ -38,7 +38,7 @@ def _add_schemas(sub) -> None:
 # ---- data (section owned by the data layer) ------------------------------------------------------
 DATA_CONVERT_EXAMPLES = """examples:
   facekeypoints data convert ../shared/data/ytf68/train.csv --to kaggle15 -o ytf_kaggle.csv
-  facekeypoints data convert ../shared/data/imm/imm_face_db --to nose1 -o imm_nose.csv --size 96
+  facekeypoints data convert ../shared/data/samples/300w-pts -o 300w_kaggle.csv.gz
 """
 
 
@@ -49,6 +49,9 @@ def _cmd_data_convert(args: argparse.Namespace) -> int:
     from facekeypoints.data.io import read
     from facekeypoints.data.kaggle import write_kaggle_csv
 
+    if (args.to, args.size) != ("kaggle15", 96):  # checked first: converting can take a while
+        raise ValueError(f"the Kaggle CSV holds kaggle15 faces at 96x96, not {args.to} at {args.size}x{args.size}; "
+                         "for other targets call facekeypoints.data.to_kaggle_task from Python")
     start = time.perf_counter()
     faces, report = to_kaggle_task(read(args.src, skip_bad=args.skip_bad), args.to, size=args.size)
     write_kaggle_csv(faces, args.output)
@@ -61,11 +64,61 @@ def _add_data_convert(dsub) -> None:
     p = dsub.add_parser("convert", help="turn a landmark dataset into the Kaggle task (96x96 grey, aligned)",
                         epilog=DATA_CONVERT_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("src", help="any readable keypoint data (.csv, .pts/.asf folder, .xml, .json, ...)")
-    p.add_argument("--to", default="kaggle15", help="target schema (kaggle15, nose1); default kaggle15")
-    p.add_argument("-o", "--output", required=True, help="output CSV in Kaggle training format")
+    p.add_argument("--to", default="kaggle15", help="target schema (the Kaggle CSV holds kaggle15)")
+    p.add_argument("-o", "--output", required=True, help="output CSV in Kaggle training format (.csv, .gz, .zip)")
     p.add_argument("--size", type=int, default=96, help="output side in pixels (default 96, as Kaggle)")
     p.add_argument("--skip-bad", action="store_true", help="leave out bad rows/files (listed) instead of failing")
     p.set_defaults(func=_cmd_data_convert)
+
+
+DATA_INFO_EXAMPLES = """examples:
+  facekeypoints data info ../shared/data/fkd15-ytf/training.zip
+  facekeypoints data info ../shared/data/kaggle-fkd/training_keypoints_only.csv --json
+  facekeypoints data info my_training.csv --skip-bad --report skipped.txt
+  facekeypoints data verify ~/Downloads/facial-keypoints-detection
+"""
+
+
+def _cmd_data_info(args: argparse.Namespace) -> int:
+    from facekeypoints.data.info import describe, format_description, read_for_info
+
+    if args.report and not args.skip_bad:
+        raise ValueError("--report lists the rows --skip-bad leaves out; add --skip-bad")
+    data = read_for_info(args.path, skip_bad=args.skip_bad)
+    if args.report:
+        with open(args.report, "w") as out:
+            out.writelines(f"{message}\n" for message in data.skipped)
+    info = describe(data)
+    print(json.dumps(info, indent=2) if args.json else format_description(info))
+    if data.skipped:
+        where = f"; listed in {args.report}" if args.report else ""
+        print(f"skipped {len(data.skipped)} bad rows{where}", file=sys.stderr)
+    return 0
+
+
+def _cmd_data_verify(args: argparse.Namespace) -> int:
+    from facekeypoints.data.verify import REQUIRED_FILES, verify_kaggle_download
+
+    report = verify_kaggle_download(args.folder)
+    for check in report.checks:
+        optional = " (optional)" if check.status == "missing" and check.name not in REQUIRED_FILES else ""
+        print(f"{check.name:22s} {check.status + optional:20s} {check.detail}")
+    print("all files genuine" if report.ok else "NOT a genuine Kaggle download (see above)")
+    return 0 if report.ok else 1
+
+
+def _add_data_info(dsub) -> None:
+    p = dsub.add_parser("info", help="rows, image sizes, labels per keypoint, missing-label patterns",
+                        epilog=DATA_INFO_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("path", help="any readable keypoint data (.csv/.zip/.gz, folder of .pts, .xml, .json, ...)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--skip-bad", action="store_true", help="leave out bad rows instead of failing")
+    p.add_argument("--report", metavar="FILE", help="with --skip-bad: write one line per skipped row")
+    p.set_defaults(func=_cmd_data_info)
+    p = dsub.add_parser("verify", help="check a Kaggle download against the genuine sizes and sha256",
+                        epilog=DATA_INFO_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("folder", help="folder holding training.csv/zip, test.csv/zip, IdLookupTable.csv, ...")
+    p.set_defaults(func=_cmd_data_verify)
 
 
 def _add_data(sub) -> None:
@@ -73,11 +126,31 @@ def _add_data(sub) -> None:
     dsub = p.add_subparsers(dest="data_cmd", required=True)
     # data subcommands are added below this line
     _add_data_convert(dsub)
+    _add_data_info(dsub)
 
 
 # ---- models (section owned by the model registry) --------------------------------------------------
+def _cmd_models(args: argparse.Namespace) -> int:
+    from facekeypoints.models import list_models, model_info
+
+    infos = [model_info(name, input_size=args.size) for name in list_models(args.pattern)]
+    if args.json:
+        print(json.dumps(infos, indent=2))
+        return 0
+    print(f"{'model':18s} {'params':>12s} {'MMACs@' + str(args.size):>10s}  description")
+    for info in infos:
+        print(f"{info['name']:18s} {info['params']:12,d} {info['macs'] / 1e6:10.1f}  {info['description']}")
+    return 0
+
+
 def _add_training(sub) -> None:
-    pass
+    p = sub.add_parser("models", help="list registered models with parameters and MACs per image",
+                       epilog="examples:\n  facekeypoints models\n  facekeypoints models 'resnet*' --json",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("pattern", nargs="?", default="*", help="shell-style name pattern (default: all)")
+    p.add_argument("--size", type=int, default=96, help="input side for the MAC count (default 96)")
+    p.add_argument("--json", action="store_true", help="print JSON (name, description, reference, params, macs, options)")
+    p.set_defaults(func=_cmd_models)
 
 
 # ---- train / evaluate / submit / compare (training engine) ----------------------------------------
@@ -164,8 +237,96 @@ def _add_train_commands(sub) -> None:
 
 
 # ---- predict / export / bench / demo (section owned by inference) --------------------------------
+PREDICT_EXAMPLES = """examples:
+  facekeypoints predict photo.jpg -o out/                      # out/predictions.jsonl, out/photo.jpg drawn
+  facekeypoints predict photos/ clip.mp4 -o out/ --batch-size 32
+  facekeypoints predict ../shared/data/fkd15-ytf/test.zip -o test_keypoints.csv   # framed 96x96 faces
+  facekeypoints predict photo.jpg --model model.onnx --no-draw
+  facekeypoints export --model runs/exp1/best.pt -o model.onnx
+  facekeypoints bench --threads 2 --json bench.json
+  facekeypoints demo
+"""
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from facekeypoints.infer.files import CSV_SUFFIXES, predict_csv, predict_paths
+    from facekeypoints.infer.predictor import KeypointDetector
+
+    csvs = [p for p in args.inputs if p.lower().endswith(CSV_SUFFIXES)]
+    if csvs and len(args.inputs) > 1:
+        raise ValueError(f"a Kaggle CSV ({csvs[0]}) is predicted on its own; give it as the only INPUT")
+    detector = KeypointDetector(args.model, backend=args.backend, threads=args.threads, refine=not args.no_refine,
+                                detector=None if csvs or args.detector == "none" else args.detector)
+    if csvs:
+        out = args.output if args.output and args.output.endswith(".csv") else \
+            f"{args.output or '.'}/{Path(csvs[0]).name.split('.')[0]}_keypoints.csv"
+        print(f"wrote {predict_csv(detector, csvs[0], out)}")
+        return 0
+    report = predict_paths(detector, args.inputs, args.output or "predictions", draw=not args.no_draw,
+                           batch_size=args.batch_size, progress=not args.quiet)
+    print(report, file=sys.stderr if report.failures else sys.stdout)
+    return 1 if report.failures else 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from facekeypoints.infer.onnx import export_onnx
+    from facekeypoints.models.weights import default_checkpoint
+
+    print(f"wrote {export_onnx(args.model or default_checkpoint('kaggle15'), args.output, opset=args.opset)}")
+    return 0
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from facekeypoints.infer.bench import run_bench
+
+    run_bench(args.model, random_model=args.random, threads=args.threads, batch=args.batch, repeats=args.repeats,
+              jitter_frames=args.jitter_frames, json_out=args.json)
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from facekeypoints.demo import run_demo
+
+    run_demo(args.output, model=args.model, backend=args.backend)
+    return 0
+
+
 def _add_inference(sub) -> None:
-    pass
+    fmt = argparse.RawDescriptionHelpFormatter
+    p = sub.add_parser("predict", help="faces and keypoints in images, folders, videos or a Kaggle CSV",
+                       epilog=PREDICT_EXAMPLES, formatter_class=fmt)
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image, folder (recursive), video, or Kaggle CSV")
+    p.add_argument("-o", "--output", help="output folder (default predictions/); for a CSV input, a .csv file")
+    p.add_argument("--model", help="checkpoint .pt or exported .onnx; the shipped kaggle15 model when omitted")
+    p.add_argument("--backend", choices=["torch", "onnx"], help="default: onnx for .onnx files, else torch")
+    p.add_argument("--detector", default="haar", help="face detector: haar (default) or none (CSV input needs none)")
+    p.add_argument("--no-draw", action="store_true", help="write JSON only, no drawn images or video")
+    p.add_argument("--no-refine", action="store_true", help="one keypoint pass per face (no re-framing)")
+    p.add_argument("--batch-size", type=int, default=16, help="images read and predicted together (default 16)")
+    p.add_argument("--threads", type=int, help="backend threads (default: the library's)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=_cmd_predict)
+    p = sub.add_parser("export", help="export a checkpoint to ONNX (schema and preprocessing in its metadata)")
+    p.add_argument("--model", help="checkpoint .pt; the shipped kaggle15 model when omitted")
+    p.add_argument("-o", "--output", required=True, help="the .onnx file to write")
+    p.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
+    p.set_defaults(func=_cmd_export)
+    p = sub.add_parser("bench", help="ms/face, faces/s (torch, ONNX Runtime), ms per 640x480 frame, video jitter")
+    p.add_argument("--model", help="checkpoint .pt or .onnx; the shipped kaggle15 model when omitted")
+    p.add_argument("--random", metavar="ARCH", help="time a randomly initialised registered model instead, e.g. keypoint_net")
+    p.add_argument("--threads", type=int, default=2, help="threads for torch, ONNX Runtime and OpenCV (default 2)")
+    p.add_argument("--batch", type=int, default=256, help="large batch for throughput (default 256)")
+    p.add_argument("--repeats", type=int, default=50, help="timed runs per measurement (default 50)")
+    p.add_argument("--jitter-frames", type=int, default=60, help="frames of the still-face clip; 0 skips it")
+    p.add_argument("--json", metavar="OUT", help="also write the figures to this JSON file")
+    p.set_defaults(func=_cmd_bench)
+    p = sub.add_parser("demo", help="find faces and keypoints on photos that ship with the dependencies")
+    p.add_argument("-o", "--output", default="demo-output", help="folder for drawn images and JSON (default demo-output)")
+    p.add_argument("--model", help="checkpoint .pt or .onnx; the shipped kaggle15 model when omitted")
+    p.add_argument("--backend", choices=["torch", "onnx"])
+    p.set_defaults(func=_cmd_demo)
 
 
 def build_parser() -> argparse.ArgumentParser:

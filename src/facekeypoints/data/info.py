@@ -1,0 +1,118 @@
+"""What a keypoint file holds: rows, image sizes, how many labels each keypoint has, and which
+missing-label patterns occur (Kaggle's training.csv is mostly "4 of 15" rows).
+
+Examples
+--------
+>>> import numpy as np
+>>> from facekeypoints.data.dataset import KeypointData
+>>> kp = np.zeros((3, 15, 2)); kp[0, 1:] = np.nan
+>>> info = describe(KeypointData.from_arrays("kaggle15", kp))
+>>> info["rows"], info["fully_labelled"], info["missing_patterns"][0]["count"]
+(3, 2, 2)
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from facekeypoints.data.dataset import KeypointData
+
+__all__ = ["describe", "format_description", "read_for_info"]
+
+_SHOWN_PATTERNS = 10
+
+
+def _image_size(data: KeypointData) -> list[int] | dict | None:
+    """[H, W] when every image has one size, a summary when sizes vary, None without images."""
+    if data.images is None:
+        return None
+    if isinstance(data.images, np.ndarray):
+        return [int(data.images.shape[1]), int(data.images.shape[2])]
+    sizes = np.array([image.shape[:2] for image in data.images], dtype=np.int64).reshape(-1, 2)
+    distinct = {tuple(size) for size in sizes.tolist()}
+    if len(distinct) == 1:
+        return list(distinct.pop())
+    return {"distinct": len(distinct), "min": sizes.min(axis=0).tolist(), "max": sizes.max(axis=0).tolist()}
+
+
+def describe(data: KeypointData) -> dict:
+    """Summary of ``data`` as plain JSON-ready values.
+
+    Keys: ``source``, ``schema``, ``rows``, ``image_size`` ([H, W]; {"distinct", "min", "max"} when
+    sizes vary; None for label-only data), ``fully_labelled`` (rows with all K keypoints),
+    ``labelled_per_keypoint`` ({name: rows labelled}), ``missing_patterns`` ([{"labelled": [names],
+    "count": rows}], most common first) and ``skipped`` (rows a skip_bad read left out).
+    """
+    mask = data.labelled_mask()  # (N, K)
+    names = data.schema.keypoints
+    patterns: list[dict] = []
+    if len(data):
+        unique, counts = np.unique(mask, axis=0, return_counts=True)
+        for k in np.argsort(-counts, kind="stable"):
+            patterns.append({"labelled": [names[j] for j in np.flatnonzero(unique[k])], "count": int(counts[k])})
+    return {
+        "source": data.source,
+        "schema": data.schema.name,
+        "rows": len(data),
+        "image_size": _image_size(data),
+        "fully_labelled": int(data.fully_labelled().sum()),
+        "labelled_per_keypoint": {name: int(n) for name, n in zip(names, mask.sum(axis=0))},
+        "missing_patterns": patterns,
+        "skipped": len(data.skipped),
+    }
+
+
+def _pattern_text(labelled: list[str], names: list[str]) -> str:
+    k = len(names)
+    if len(labelled) == k:
+        return f"all {k}"
+    if not labelled:
+        return "none"
+    if len(labelled) <= k // 2:
+        return f"{len(labelled)} of {k}: " + ", ".join(labelled)
+    absent = [n for n in names if n not in labelled]
+    return f"{len(labelled)} of {k}: all but " + ", ".join(absent)
+
+
+def _percent(count: int, total: int) -> str:
+    return f"{count} ({100.0 * count / total:.1f}%)" if total else str(count)
+
+
+def format_description(info: dict) -> str:
+    """The ``describe`` dict as a readable table (what ``facekeypoints data info`` prints)."""
+    rows, size = info["rows"], info["image_size"]
+    if size is None:
+        size_text = "no images (labels only)"
+    elif isinstance(size, list):
+        size_text = f"{size[0]} x {size[1]} (H x W)"
+    else:
+        (h0, w0), (h1, w1) = size["min"], size["max"]
+        size_text = f"{size['distinct']} sizes, from {h0} x {w0} to {h1} x {w1}"
+    names = list(info["labelled_per_keypoint"])
+    lines = [
+        f"source          {info['source']}",
+        f"schema          {info['schema']} ({len(names)} keypoints)",
+        f"rows            {rows}",
+        f"image size      {size_text}",
+        f"fully labelled  {_percent(info['fully_labelled'], rows)}",
+        f"skipped rows    {info['skipped']}",
+        "",
+        f"{'keypoint':30s} labelled",
+    ]
+    lines += [f"{name:30s} {_percent(n, rows)}" for name, n in info["labelled_per_keypoint"].items()]
+    lines += ["", "missing-label patterns, most common first", f"{'rows':>8s}  labelled keypoints"]
+    for pattern in info["missing_patterns"][:_SHOWN_PATTERNS]:
+        lines.append(f"{pattern['count']:8d}  {_pattern_text(pattern['labelled'], names)}")
+    hidden = info["missing_patterns"][_SHOWN_PATTERNS:]
+    if hidden:
+        lines.append(f"{'':8s}  ... {len(hidden)} more patterns covering {sum(p['count'] for p in hidden)} rows "
+                     "(--json lists all)")
+    return "\n".join(lines)
+
+
+def read_for_info(path: str | Path, *, skip_bad: bool = False) -> KeypointData:
+    """Read any supported format for ``data info`` through the data layer's front door."""
+    from facekeypoints.data.io import read  # the format dispatcher; imported late to keep CLI start-up fast
+
+    return read(path, skip_bad=skip_bad)

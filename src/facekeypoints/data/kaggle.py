@@ -1,0 +1,352 @@
+"""Kaggle Facial Keypoints Detection CSV files: ``training.csv``, ``test.csv`` and label-only files.
+
+``training.csv`` holds 30 coordinate columns (``<keypoint>_x``, ``<keypoint>_y`` of schema
+kaggle15) and ``Image``: 9216 space-separated grey values of a 96x96 face. ``test.csv`` holds
+``ImageId`` and ``Image``; label-only files hold the 30 coordinates alone. An empty coordinate is a
+missing label (NaN). Files may be plain, gzip-compressed or the one CSV inside a zip archive.
+
+IdLookupTable.csv and submissions are in ``facekeypoints.data.submission``.
+The Image column is parsed with numpy over the raw bytes, block by block, and every check on it
+is vectorised; results are cached by the file's content (see ``facekeypoints.data.cache``).
+Rows are numbered from 1 at the first data row (the line after the header).
+
+Examples
+--------
+>>> data = read_kaggle_csv("../shared/data/fkd15-ytf/training.zip")    # doctest: +SKIP
+>>> data.images.shape, data.keypoints.shape                              # doctest: +SKIP
+((3045, 96, 96), (3045, 15, 2))
+"""
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from facekeypoints.data import cache
+from facekeypoints.data.csvfile import line_blocks, open_for_writing, open_sized, parse_header, read_ahead, read_chunks
+from facekeypoints.data.dataset import DataFormatError, KeypointData
+from facekeypoints.data.pixels import PIXELS, PixelParser, format_pixels
+from facekeypoints.schema import load_schema
+
+__all__ = ["read_kaggle_csv", "write_kaggle_csv", "IMAGE_SHAPE"]
+
+IMAGE_SHAPE = (96, 96)
+_READER_VERSION = 1  # bump when parsing changes, so cached results of the old parser are not reused
+
+
+# ---- which column is which -------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Layout:
+    ncols: int
+    coord_cols: tuple[int, ...]  # file column of each schema coordinate, schema order; () if label-free
+    image_col: int | None
+    id_col: int | None
+
+
+def _kaggle_layout(names: list[str], path: Path) -> _Layout:
+    coords = load_schema("kaggle15").columns()
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise DataFormatError(path, f"header: duplicate columns {dup}")
+    unknown = [n for n in names if n not in coords and n not in ("Image", "ImageId")]
+    present = [c for c in coords if c in names]
+    missing = [c for c in coords if c not in names] if present else []
+    if unknown or missing:
+        parts = [f"unknown columns {unknown}"] if unknown else []
+        parts += [f"missing columns {missing}"] if missing else []
+        raise DataFormatError(path, "header: " + "; ".join(parts) + " (a Kaggle CSV has the 30 kaggle15 coordinate "
+                              "columns and/or Image, and ImageId in test.csv)")
+    if not present and "Image" not in names:
+        raise DataFormatError(path, f"header: neither keypoint columns nor an Image column; columns are {names}")
+    col = {n: i for i, n in enumerate(names)}
+    return _Layout(len(names), tuple(col[c] for c in present), col.get("Image"), col.get("ImageId"))
+
+
+# ---- reading ---------------------------------------------------------------------------------------
+class _RowError(Exception):
+    def __init__(self, field: str | None, reason: str):
+        super().__init__(reason)
+        self.field, self.reason = field, reason
+
+
+def _line_bounds(buf: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Start and end (exclusive, without CR LF) of every line of a block that ends with a newline."""
+    ends = np.flatnonzero(buf == 10)
+    starts = np.concatenate(([0], ends[:-1] + 1))
+    has_cr = (ends > starts) & (buf[ends - 1] == 13)
+    return starts, ends - has_cr
+
+
+class _KaggleRows:
+    """Parses blocks of data lines into keypoints, images and ids, in file order."""
+
+    def __init__(self, path: Path, layout: _Layout, skip_bad: bool, text_size: int):
+        self.path, self.layout, self.skip_bad = path, layout, skip_bad
+        self.coord_names = load_schema("kaggle15").columns()
+        self.row = 0
+        self.keypoints: list[np.ndarray] = []
+        self.ids: list[str] = []
+        self.first_row_of_id: dict[int, int] = {}
+        self.skipped: list[tuple[int, str, str]] = []
+        self.pending_blank: list[int] = []
+        self.n = 0
+        self.pixel_parser = PixelParser()
+        if layout.image_col is None:
+            self.images = None
+        else:  # a row needs at least 2 * 9216 - 1 bytes, which bounds the row count from above
+            capacity = text_size // (2 * PIXELS - 1) + 1 if text_size >= 0 else 1024
+            self.images = np.empty((capacity, *IMAGE_SHAPE), np.uint8)  # untouched pages cost no memory
+
+    def report(self, problems: dict[int, tuple[str | None, str]]) -> None:
+        for row in sorted(problems):
+            field, reason = problems[row]
+            if not self.skip_bad:
+                raise DataFormatError(self.path, reason, row=row, field=field)
+            self.skipped.append((row, field or "", reason))
+
+    def feed(self, block: bytes) -> None:
+        buf = np.frombuffer(block, np.uint8)
+        starts, ends = _line_bounds(buf)
+        rows = np.arange(self.row + 1, self.row + 1 + len(starts))
+        self.row += len(starts)
+        problems: dict[int, tuple[str | None, str]] = {}  # keyed by local line index
+        self._blank_lines(ends == starts, rows, problems)
+        commas = np.flatnonzero(buf == 44)
+        first_comma = np.searchsorted(commas, starts)
+        nfields = np.searchsorted(commas, ends) - first_comma + 1
+        for i in np.flatnonzero((nfields != self.layout.ncols) & (ends > starts)):
+            quoted = " (quoted fields are not supported)" if b'"' in block[starts[i]:ends[i]] else ""
+            problems[i] = (None, f"has {nfields[i]} fields, the header has {self.layout.ncols}{quoted}")
+        live = np.array([i not in problems for i in range(len(starts))], dtype=bool)
+        live &= ends > starts
+        lines = np.flatnonzero(live)
+        pixels, position, field_start, field_end = self._pixels(buf, lines, starts, ends, commas, first_comma,
+                                                                problems)
+        candidates = [(i, j) for j, i in enumerate(lines.tolist()) if i not in problems]
+        fields = [self._split(block, starts[i], ends[i], field_start[j], field_end[j]) for i, j in candidates]
+        coords, coord_problems = self._coordinates(fields)
+        kept, ids = [], []
+        for k, (i, j) in enumerate(candidates):
+            try:
+                if k in coord_problems:
+                    raise coord_problems[k]
+                ids.append(self._image_id(fields[k], int(rows[i])))
+                kept.append(k)
+            except _RowError as err:
+                problems[i] = (err.field, err.reason)
+        self.report({int(rows[i]): v for i, v in problems.items()})
+        self.ids += ids
+        if kept:
+            self.keypoints.append(coords[kept].astype(np.float32).reshape(len(kept), -1, 2))
+        if self.images is not None and kept:
+            take = position[[candidates[k][1] for k in kept]]
+            self._store(pixels if len(take) == len(pixels) else pixels[take])
+
+    def _blank_lines(self, blank: np.ndarray, rows: np.ndarray, problems: dict) -> None:
+        """Empty lines are errors unless only empty lines follow them (a file's trailing newlines)."""
+        filled = np.flatnonzero(~blank)
+        if not len(filled):
+            self.pending_blank += rows[blank].tolist()
+            return
+        self.report({row: (None, "empty line") for row in self.pending_blank})
+        self.pending_blank = rows[filled[-1] + 1:].tolist()
+        for i in np.flatnonzero(blank[:filled[-1]]):
+            problems[i] = (None, "empty line")
+
+    def _pixels(self, buf, lines, starts, ends, commas, first_comma, problems):
+        """(pixels of the Image fields that parsed, row of ``pixels`` for each line or -1,
+        Image field starts, ends) for ``lines``."""
+        k, last = self.layout.image_col, self.layout.ncols - 1
+        if k is None:
+            fill = np.zeros(len(lines), np.int64)
+            return None, fill, fill, fill
+        field_start = starts[lines] if k == 0 else commas[first_comma[lines] + k - 1] + 1
+        field_end = ends[lines] if k == last else commas[first_comma[lines] + k]
+        good, pixels, pixel_problems = self.pixel_parser.parse(buf, field_start, field_end)
+        for j, reason in pixel_problems.items():
+            problems[int(lines[j])] = ("Image", reason)
+        position = np.full(len(lines), -1)
+        position[good] = np.arange(len(good))
+        return pixels, position, field_start, field_end
+
+    def _split(self, block: bytes, start: int, end: int, img_start: int, img_end: int) -> list[bytes]:
+        """The fields of one line; the long Image field is left out (b"") so it is never copied."""
+        lay = self.layout
+        if lay.image_col is None:
+            return block[start:end].split(b",")
+        head = block[start:img_start].split(b",")[:-1] if lay.image_col else []
+        tail = block[img_end:end].split(b",")[1:] if lay.image_col < lay.ncols - 1 else []
+        return head + [b""] + tail
+
+    def _coordinates(self, fields: list[list[bytes]]) -> tuple[np.ndarray, dict[int, _RowError]]:
+        """(R, 30) float64 coordinates of R lines (NaN where empty) and {line: error} for bad ones."""
+        cols, names, nan = self.layout.coord_cols, self.coord_names, math.nan
+        if not cols:
+            return np.full((len(fields), len(names)), nan), {}
+        texts = [f[c] for f in fields for c in cols]
+        problems: dict[int, _RowError] = {}
+        try:
+            flat = [float(t) if t.strip() else nan for t in texts]
+        except ValueError:  # find which text, on the slow path
+            flat = []
+            for n, text in enumerate(texts):
+                value = self._number(text)
+                if isinstance(value, str):
+                    problems.setdefault(n // len(cols), _RowError(names[n % len(cols)], value))
+                    value = nan
+                flat.append(value)
+        values = np.array(flat).reshape(len(fields), len(cols))
+        for k, c in zip(*np.nonzero(np.isinf(values))):
+            text = texts[k * len(cols) + c].strip().decode()
+            problems.setdefault(int(k), _RowError(names[c], f"not a finite number: {text!r}"))
+        missing = np.isnan(values).reshape(len(fields), -1, 2)
+        for k, point in zip(*np.nonzero(missing[..., 0] != missing[..., 1])):
+            problems.setdefault(int(k), _RowError(names[2 * point][:-2],
+                                                  "only one of x and y is given; a keypoint needs both or neither"))
+        return values, problems
+
+    @staticmethod
+    def _number(text: bytes) -> float | str:
+        """The float in ``text`` (NaN if empty), or a description of why it is not one."""
+        try:
+            return float(text) if text.strip() else math.nan
+        except ValueError:
+            return f"not a number: {text.strip().decode('utf-8', 'replace')!r}"
+
+    def _image_id(self, fields: list[bytes], row: int) -> str:
+        """The ImageId of a line (checked to be a new integer), or its row number without that column."""
+        if self.layout.id_col is None:
+            return str(row)
+        text = fields[self.layout.id_col].strip()
+        try:
+            image_id = int(text)
+        except ValueError:
+            raise _RowError("ImageId", f"not an integer: {text.decode('utf-8', 'replace')!r}") from None
+        if image_id in self.first_row_of_id:
+            raise _RowError("ImageId", f"duplicate ImageId {image_id} (also on row {self.first_row_of_id[image_id]})")
+        self.first_row_of_id[image_id] = row
+        return str(image_id)
+
+    def _store(self, pixels: np.ndarray) -> None:
+        need = self.n + len(pixels)
+        if need > len(self.images):  # only when the size hint was wrong (e.g. gzip of unknown size)
+            grown = np.empty((max(need, 2 * len(self.images)), *IMAGE_SHAPE), np.uint8)
+            grown[:self.n] = self.images[:self.n]
+            self.images = grown
+        self.images[self.n:need] = pixels.reshape(-1, *IMAGE_SHAPE)
+        self.n = need
+
+    def result(self) -> tuple[np.ndarray, np.ndarray | None]:
+        """(keypoints (N, 15, 2) float32, images (N, 96, 96) uint8 or None)."""
+        keypoints = np.concatenate(self.keypoints) if self.keypoints else np.zeros((0, 15, 2), np.float32)
+        images = self.images
+        if images is not None:
+            images.resize((self.n, *IMAGE_SHAPE), refcheck=False)  # shrinks in place, no copy
+        return keypoints, images
+
+
+def _parse_kaggle(path: Path, skip_bad: bool) -> dict[str, np.ndarray]:
+    """Parse a Kaggle CSV into the arrays that are also what the cache stores."""
+    with open_sized(path) as (stream, size), read_ahead(read_chunks(stream, path)) as chunks:
+        blocks = line_blocks(chunks)
+        first = next(blocks, b"")
+        if not first.strip():
+            raise DataFormatError(path, "empty file")
+        layout = _kaggle_layout(parse_header(first, path), path)
+        rows = _KaggleRows(path, layout, skip_bad, size)
+        rest = first[first.index(b"\n") + 1:]
+        if rest:
+            rows.feed(rest)
+        for block in blocks:
+            rows.feed(block)
+    if rows.row == len(rows.pending_blank):
+        raise DataFormatError(path, "no data rows (the file holds only a header)")
+    keypoints, images = rows.result()
+    arrays = {
+        "keypoints": keypoints,
+        "ids": np.array(rows.ids, dtype=str),
+        "skipped_row": np.array([r for r, _, _ in rows.skipped], dtype=np.int64),
+        "skipped_field": np.array([f for _, f, _ in rows.skipped], dtype=str),
+        "skipped_reason": np.array([m for _, _, m in rows.skipped], dtype=str),
+    }
+    if images is not None:
+        arrays["images"] = images
+    return arrays
+
+
+def _to_data(arrays: dict[str, np.ndarray], path: Path) -> KeypointData:
+    """KeypointData from parsed or cached arrays; raises ValueError if they are inconsistent."""
+    expected = {"keypoints", "ids", "skipped_row", "skipped_field", "skipped_reason"}
+    if not expected <= set(arrays) <= expected | {"images"}:
+        raise ValueError(f"unexpected arrays {sorted(arrays)}")
+    keypoints, images = arrays["keypoints"], arrays.get("images")
+    n = len(keypoints)
+    if keypoints.dtype != np.float32 or keypoints.shape != (n, 15, 2) or arrays["ids"].shape != (n,):
+        raise ValueError(f"keypoints {keypoints.dtype} {keypoints.shape}, ids {arrays['ids'].shape}")
+    if images is not None and (images.dtype != np.uint8 or images.shape != (n, *IMAGE_SHAPE)):
+        raise ValueError(f"images {images.dtype} {images.shape}")
+    skipped = [str(DataFormatError(path, reason, row=int(row), field=field or None)) for row, field, reason in
+               zip(arrays["skipped_row"], arrays["skipped_field"].tolist(), arrays["skipped_reason"].tolist())]
+    return KeypointData(schema=load_schema("kaggle15"), keypoints=keypoints, images=images,
+                        ids=arrays["ids"].tolist(), source=str(path), skipped=skipped)
+
+
+def read_kaggle_csv(path: str | Path, *, skip_bad: bool = False, use_cache: bool = True) -> KeypointData:
+    """Read a Kaggle ``training.csv``, ``test.csv`` or label-only CSV (plain, ``.gz`` or ``.zip``).
+
+    Returns KeypointData (schema kaggle15): keypoints (N, 15, 2) float32 pixels, NaN where a label is
+    empty (all NaN for test.csv); images (N, 96, 96) uint8, or None without an Image column; ids are
+    the ImageId when the file has one, else the 1-based data row number.
+
+    With ``skip_bad`` a bad row is left out and its error message appended to ``data.skipped``;
+    otherwise the first bad row raises DataFormatError (file, row, field, what is wrong). With
+    ``use_cache`` the parsed arrays are stored under the sha256 of the file's bytes and reused.
+    """
+    path = Path(path)
+    if not use_cache:
+        return _to_data(_parse_kaggle(path, skip_bad), path)
+    key = f"kaggle15-v{_READER_VERSION}-{'skipbad' if skip_bad else 'strict'}-{cache.file_digest(path)}"
+    try:
+        return _to_data(cache.load(key), path)
+    except cache.CacheMiss:
+        pass
+    except ValueError as err:  # readable but not what this reader writes: never trusted
+        warnings.warn(f"ignoring inconsistent cache entry {key} ({err}); rebuilding it", stacklevel=2)
+    arrays = _parse_kaggle(path, skip_bad)
+    data = _to_data(arrays, path)
+    cache.save(key, arrays)
+    return data
+
+
+# ---- writing ---------------------------------------------------------------------------------------
+def write_kaggle_csv(data: KeypointData, path: str | Path) -> Path:
+    """Write ``data`` in Kaggle's training.csv layout: 30 coordinate columns (4 decimals, empty when
+    NaN) and, when ``data.images`` is a (N, 96, 96) uint8 array, the Image column.
+
+    The schema must be kaggle15 (convert first with ``data.to_schema("kaggle15")``). A ``.zip`` or
+    ``.gz`` path is compressed. Returns the path written.
+    """
+    path = Path(path)
+    schema = load_schema("kaggle15")
+    if data.schema.name != schema.name:
+        raise ValueError(f"write_kaggle_csv needs schema kaggle15, got {data.schema.name!r}; "
+                         "convert with data.to_schema('kaggle15')")
+    images = data.images
+    if images is not None and not (isinstance(images, np.ndarray) and images.dtype == np.uint8
+                                   and images.shape[1:] == IMAGE_SHAPE):
+        shape = images.shape if isinstance(images, np.ndarray) else f"a list of {len(images)} arrays"
+        raise ValueError(f"Kaggle CSV images must be (N, 96, 96) uint8 grey, got {shape}")
+    header = schema.columns() + (["Image"] if images is not None else [])
+    coords = data.keypoints.reshape(len(data), -1).tolist()
+    with open_for_writing(path) as out:
+        out.write((",".join(header) + "\n").encode())
+        for start in range(0, len(data), 256):  # bounded memory for the pixel text
+            stop = min(start + 256, len(data))
+            pixels = format_pixels(images[start:stop]) if images is not None else [None] * (stop - start)
+            for values, text in zip(coords[start:stop], pixels):
+                line = ",".join("" if math.isnan(v) else f"{v:.4f}" for v in values).encode()
+                out.write(line + (b"," + text if text is not None else b"") + b"\n")
+    return path

@@ -1,0 +1,163 @@
+"""Kaggle submissions: read ``IdLookupTable.csv`` and write ``RowId,Location`` in its order.
+
+The lookup table asks for one coordinate per row (``RowId,ImageId,FeatureName``); a submission
+answers every row, in order. Predictions outside the 96 x 96 image are clipped to [0, 95] as the
+competition's scoring expects, and every clipped value is counted and named in the report.
+
+Examples
+--------
+>>> rows = read_id_lookup("../shared/data/fkd15-ytf/IdLookupTable.csv")          # doctest: +SKIP
+>>> report = write_submission(predictions, rows, "submission.csv")                # doctest: +SKIP
+>>> report.rows, report.clipped                                                   # doctest: +SKIP
+(27124, 3)
+"""
+from __future__ import annotations
+
+import csv
+import difflib
+import io
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from facekeypoints.data.csvfile import open_csv
+from facekeypoints.data.dataset import DataFormatError, KeypointData
+from facekeypoints.schema import load_schema
+
+__all__ = ["read_id_lookup", "write_submission", "SubmissionReport"]
+
+_LOOKUP_COLUMNS = ("RowId", "ImageId", "FeatureName")
+
+
+@dataclass(frozen=True)
+class SubmissionReport:
+    """What ``write_submission`` wrote: ``rows`` answers, ``clipped`` of them moved into the image."""
+
+    path: str
+    rows: int
+    clipped: int
+    clipped_row_ids: tuple[int, ...]
+
+
+def _lookup_text(path: Path) -> list[list[str]]:
+    with open_csv(path) as stream:
+        raw = stream.read()
+    if not raw.strip():
+        raise DataFormatError(path, "empty file")
+    if b"\x00" in raw:
+        raise DataFormatError(path, "binary data (NUL byte), not a CSV text file")
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = raw[:err.start].count(b"\n") + 1
+        raise DataFormatError(path, f"not UTF-8 text (line {line})") from None
+    return list(csv.reader(io.StringIO(text, newline="")))
+
+
+def read_id_lookup(path: str | Path) -> list[tuple[int, int, str]]:
+    """Read Kaggle's ``IdLookupTable.csv`` (plain, .gz or .zip) as (row_id, image_id, feature_name)
+    tuples in file order. Feature names must be kaggle15 columns (``left_eye_center_x``, ...);
+    RowIds must be unique integers. Rows are numbered from 1 at the first data row."""
+    path = Path(path)
+    lines = _lookup_text(path)
+    header = [name.strip() for name in lines[0]]
+    missing = [c for c in _LOOKUP_COLUMNS if c not in header]
+    unknown = [c for c in header if c not in _LOOKUP_COLUMNS + ("Location",)]
+    if missing or unknown:
+        raise DataFormatError(path, f"columns must be RowId,ImageId,FeatureName[,Location]; "
+                              f"missing {missing}, unknown {unknown}")
+    col = [header.index(c) for c in _LOOKUP_COLUMNS]
+    features = set(load_schema("kaggle15").columns())
+    rows: list[tuple[int, int, str]] = []
+    seen: dict[int, int] = {}
+    for number, line in enumerate(lines[1:], start=1):
+        if not line:
+            continue  # csv yields [] for a blank line: no data on it
+        short_location = header[-1] == "Location" and len(line) == len(header) - 1  # Kaggle's rows omit it
+        if len(line) != len(header) and not short_location:
+            raise DataFormatError(path, f"has {len(line)} fields, the header has {len(header)}", row=number)
+        row_id, image_id = (_integer(path, line[c], number, name) for c, name in zip(col[:2], _LOOKUP_COLUMNS))
+        feature = line[col[2]].strip()
+        if feature not in features:
+            close = difflib.get_close_matches(feature, sorted(features), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise DataFormatError(path, f"unknown feature {feature!r}{hint}", row=number, field="FeatureName")
+        if row_id in seen:
+            raise DataFormatError(path, f"duplicate RowId {row_id} (also on row {seen[row_id]})", row=number,
+                                  field="RowId")
+        seen[row_id] = number
+        rows.append((row_id, image_id, feature))
+    if not rows:
+        raise DataFormatError(path, "no data rows (the file holds only a header)")
+    return rows
+
+
+def _integer(path: Path, text: str, row: int, field: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise DataFormatError(path, f"not an integer: {text!r}", row=row, field=field) from None
+
+
+def _prediction_table(predictions: KeypointData | np.ndarray, image_ids: Sequence[int] | None
+                      ) -> tuple[np.ndarray, dict[int, int]]:
+    """((N, 15, 2) float predictions, {ImageId: index})."""
+    if isinstance(predictions, KeypointData):
+        if predictions.schema.name != "kaggle15":
+            raise ValueError(f"predictions must use schema kaggle15, not {predictions.schema.name!r}")
+        if image_ids is None:
+            try:
+                image_ids = [int(i) for i in predictions.ids]
+            except ValueError:
+                raise ValueError("predictions.ids must be Kaggle ImageIds (integers); pass image_ids=") from None
+        keypoints = predictions.keypoints
+    else:
+        keypoints = np.asarray(predictions, dtype=np.float64)
+        if keypoints.ndim != 3 or keypoints.shape[1:] != (15, 2):
+            raise ValueError(f"predictions must be (N, 15, 2), got {keypoints.shape}")
+        if image_ids is None:
+            raise ValueError("an array of predictions needs image_ids= (the ImageId of each row)")
+    ids = [int(i) for i in image_ids]
+    if len(ids) != len(keypoints):
+        raise ValueError(f"{len(ids)} image ids for {len(keypoints)} predictions")
+    index = {image_id: k for k, image_id in enumerate(ids)}
+    if len(index) != len(ids):
+        raise ValueError("image ids are not unique")
+    return keypoints, index
+
+
+def write_submission(predictions: KeypointData | np.ndarray, lookup_rows: Sequence[tuple[int, int, str]],
+                     path: str | Path, *, image_ids: Sequence[int] | None = None,
+                     image_size: tuple[int, int] = (96, 96)) -> SubmissionReport:
+    """Write a Kaggle submission ``RowId,Location``, one line per lookup row, in lookup order.
+
+    ``predictions`` is KeypointData in schema kaggle15 whose ids are ImageIds, or an (N, 15, 2)
+    array of pixel coordinates with ``image_ids`` (N,). ``lookup_rows`` comes from
+    ``read_id_lookup``. x is clipped to [0, W - 1] and y to [0, H - 1] for ``image_size`` (H, W);
+    the report counts clipped values and lists their RowIds. A lookup row whose ImageId was not
+    predicted, or whose prediction is NaN, raises ValueError.
+    """
+    keypoints, index = _prediction_table(predictions, image_ids)
+    columns = {name: k for k, name in enumerate(load_schema("kaggle15").columns())}
+    height, width = image_size
+    answers, clipped = [], []
+    for row_id, image_id, feature in lookup_rows:
+        if image_id not in index:
+            raise ValueError(f"lookup RowId {row_id} asks for ImageId {image_id}, which has no prediction")
+        if feature not in columns:
+            raise ValueError(f"lookup RowId {row_id} asks for unknown feature {feature!r}")
+        value = float(keypoints[index[image_id]].reshape(-1)[columns[feature]])
+        if np.isnan(value):
+            raise ValueError(f"prediction for ImageId {image_id} {feature} (RowId {row_id}) is NaN")
+        limit = (width if feature.endswith("_x") else height) - 1
+        inside = min(max(value, 0.0), float(limit))
+        if inside != value:
+            clipped.append(row_id)
+        answers.append(f"{row_id},{inside:.4f}\n")
+    path = Path(path)
+    with open(path, "w", newline="") as out:
+        out.write("RowId,Location\n")
+        out.writelines(answers)
+    return SubmissionReport(path=str(path), rows=len(answers), clipped=len(clipped), clipped_row_ids=tuple(clipped))

@@ -1,0 +1,109 @@
+"""Check a Kaggle Facial Keypoints download against the genuine files' sizes and sha256.
+
+A folder passes when training.csv, test.csv and IdLookupTable.csv are present and every file found
+matches. Each CSV may also be found inside the zip Kaggle ships it in (``training.zip`` holding
+``training.csv``); a zip member is checked by its uncompressed bytes.
+
+Examples
+--------
+>>> report = verify_kaggle_download("~/Downloads/facial-keypoints-detection")   # doctest: +SKIP
+>>> report.ok, [c.status for c in report.checks]                                 # doctest: +SKIP
+(True, ['OK', 'OK', 'OK', 'OK'])
+"""
+from __future__ import annotations
+
+import hashlib
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+__all__ = ["GENUINE_FILES", "REQUIRED_FILES", "FileCheck", "VerifyReport", "verify_kaggle_download"]
+
+
+@dataclass(frozen=True)
+class Genuine:
+    size: int
+    sha256: str  # full digest, or a known prefix
+
+
+# The genuine Kaggle files (bytes, sha256); only the first 8 hex digits of SampleSubmission's are known.
+GENUINE_FILES = {
+    "training.csv": Genuine(238064810, "6521c1d8ad036e3304ccb50967834ab6a942bc1b84bcb7dca10e348522ed480a"),
+    "test.csv": Genuine(59822141, "1600eed743e240d30969a8b4e3f48eed0dca2a6bccc9d20f7838640540c4adba"),
+    "IdLookupTable.csv": Genuine(862732, "e9fe9d4b34c3ca8db4598113d7bc9a3439640c5d70cbe2caa0a7f69355c3df55"),
+    "SampleSubmission.csv": Genuine(205901, "621cccfd"),
+}
+REQUIRED_FILES = ("training.csv", "test.csv", "IdLookupTable.csv")
+
+
+@dataclass(frozen=True)
+class FileCheck:
+    """One expected file: ``status`` is OK, size differs, sha256 differs, unreadable or missing."""
+
+    name: str
+    status: str
+    found: str = ""
+    detail: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "OK"
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    folder: str
+    checks: tuple[FileCheck, ...]
+
+    @property
+    def ok(self) -> bool:
+        """Every required file present, and every file present genuine."""
+        return all(c.ok or (c.status == "missing" and c.name not in REQUIRED_FILES) for c in self.checks)
+
+
+def _sha256(stream: BinaryIO) -> str:
+    return hashlib.file_digest(stream, "sha256").hexdigest()
+
+
+def _compare(name: str, where: str, size: int, open_stream) -> FileCheck:
+    genuine = GENUINE_FILES[name]
+    if size != genuine.size:
+        return FileCheck(name, "size differs", where, f"{size} bytes, genuine {genuine.size}")
+    with open_stream() as stream:
+        digest = _sha256(stream)
+    if not digest.startswith(genuine.sha256):
+        known = genuine.sha256 if len(genuine.sha256) == 64 else f"{genuine.sha256}... (prefix)"
+        return FileCheck(name, "sha256 differs", where, f"sha256 {digest}, genuine {known}")
+    return FileCheck(name, "OK", where, f"{size} bytes, sha256 {digest[:8]}...")
+
+
+def _check_in_zip(name: str, archive_path: Path) -> FileCheck:
+    where = f"{archive_path} (member {name})"
+    try:
+        with zipfile.ZipFile(archive_path) as archive:
+            members = [i for i in archive.infolist() if Path(i.filename).name == name and not i.is_dir()]
+            if len(members) != 1:
+                listed = [i.filename for i in archive.infolist()][:5]
+                return FileCheck(name, "missing", str(archive_path), f"zip holds no single {name} (it holds {listed})")
+            return _compare(name, where, members[0].file_size, lambda: archive.open(members[0]))
+    except (zipfile.BadZipFile, OSError) as err:
+        return FileCheck(name, "unreadable", str(archive_path), str(err))
+
+
+def _check(name: str, folder: Path) -> FileCheck:
+    plain = folder / name
+    if plain.is_file():
+        return _compare(name, str(plain), plain.stat().st_size, lambda: open(plain, "rb"))
+    for archive in (folder / f"{Path(name).stem}.zip", folder / f"{name}.zip"):
+        if archive.is_file():
+            return _check_in_zip(name, archive)
+    return FileCheck(name, "missing", "", f"no {name}, {Path(name).stem}.zip or {name}.zip in {folder}")
+
+
+def verify_kaggle_download(folder: str | Path) -> VerifyReport:
+    """Check every genuine Kaggle file in ``folder`` (plain or zipped); see ``VerifyReport.ok``."""
+    folder = Path(folder).expanduser()
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder}: no such folder")
+    return VerifyReport(str(folder), tuple(_check(name, folder) for name in GENUINE_FILES))

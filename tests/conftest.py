@@ -1,0 +1,30 @@
+"""Shared fixtures: the location of ../shared/data, and a private parse cache for every test."""
+from pathlib import Path
+
+import pytest
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    """``../shared/data`` beside the repository; the test is skipped, with the reason, when absent."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"shared data not present at {SHARED_DATA}")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def session_cache(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture(autouse=True)
+def private_cache(session_cache, monkeypatch) -> Path:
+    """Point the CSV parse cache at this session's temporary folder, so no test touches ~/.cache.
+
+    Entries are keyed by file content, so sharing them across tests is safe (a large shared file is
+    parsed once per session); tests of the cache itself point it at their own tmp_path.
+    """
+    monkeypatch.setenv("FACEKEYPOINTS_CACHE", str(session_cache))
+    return session_cache
