@@ -13,7 +13,7 @@ Examples
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import cv2
 import numpy as np
@@ -21,7 +21,7 @@ import numpy as np
 from facekeypoints.data.dataset import KeypointData
 from facekeypoints.schema import SchemaError, load_schema
 
-__all__ = ["KAGGLE_MEAN_FACE", "ConversionReport", "fit_similarity", "kaggle_anchors", "to_kaggle_task"]
+__all__ = ["KAGGLE_MEAN_FACE", "ConversionReport", "complete_labels", "fit_similarity", "kaggle_anchors", "to_kaggle_task"]
 
 # Mean (x, y) of each Kaggle-15 keypoint, in 96 x 96 pixels, over the 2140 fully labelled rows of
 # the real Kaggle training.csv (../shared/data/kaggle-fkd/training_keypoints_only.csv), rounded
@@ -180,3 +180,43 @@ def _summarise(report: ConversionReport, faces: KeypointData, placed: np.ndarray
             per_face = np.sqrt(np.nanmean(((placed - template) ** 2).sum(axis=-1), axis=1))
             report.fit_rms = float(per_face.mean())
             report.eye_centres = np.nanmean(placed[:, :2], axis=0)
+
+
+def complete_labels(data: KeypointData, source: KeypointData, *, tolerance: float = 0.05
+                    ) -> tuple[KeypointData, dict]:
+    """Fill ``data``'s missing Kaggle labels from a fully labelled source of the SAME faces.
+
+    fkd15-ytf's training rows are ytf68's rows, each warped by a similarity transform into the
+    Kaggle framing, with labels hidden in Kaggle's missing pattern. For each row the transform is
+    recovered from the labelled points (eye centres and nose tip are always there) and the hidden
+    points are mapped through it. A row whose labelled points do not fit within ``tolerance`` px
+    means the files do not correspond row for row: that is an error, never a silent fill.
+
+    data: kaggle15 (N, 15, 2) with NaN; source: any schema that derives kaggle15, N rows.
+    Returns (completed data, report with rows, values filled and the worst fit residual in px).
+    """
+    if len(source) != len(data):
+        raise ValueError(f"{source.source}: {len(source)} rows, but {data.source} has {len(data)}; "
+                         "label completion needs the same faces row for row")
+    if data.schema.name != "kaggle15":
+        raise SchemaError(f"label completion fills kaggle15 labels, not {data.schema.name!r}")
+    anchors = kaggle_anchors(source)
+    out = data.keypoints.astype(np.float64).copy()
+    filled, worst = 0, 0.0
+    for i in range(len(data)):
+        have = ~np.isnan(out[i]).any(axis=1)
+        if have.all():
+            continue
+        m = fit_similarity(anchors[i], out[i])
+        residual = float(np.abs(_apply(m, anchors[i][have]) - out[i][have]).max())
+        if not residual <= tolerance:
+            raise ValueError(f"{data.source}, row {i + 1}: labelled points are {residual:.3f} px from the "
+                             f"transformed {source.source} row {i + 1} (tolerance {tolerance} px): "
+                             "the files do not hold the same faces in the same order")
+        worst = max(worst, residual)
+        hidden = ~have & ~np.isnan(anchors[i]).any(axis=1)
+        out[i][hidden] = _apply(m, anchors[i][hidden])
+        filled += int(hidden.sum())
+    report = {"rows": len(data), "keypoints_filled": filled, "max_residual_px": round(worst, 5),
+              "source": str(source.source)}
+    return replace(data, keypoints=out.astype(np.float32)), report

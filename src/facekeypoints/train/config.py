@@ -33,6 +33,9 @@ class DataConfig:
     train: str = "../shared/data/fkd15-ytf/training.zip"
     val: str | None = None  # a separate validation file; otherwise split `train`
     persons: str | None = None  # CSV whose `person` column matches `train` row for row
+    # a 68-point file of the same faces row for row (ytf68/train.csv for fkd15-ytf): fills the
+    # training rows' missing Kaggle labels exactly; validation rows keep only their own labels
+    complete_labels: str | None = None
     schema: str = "kaggle15"
     split: list[float] = field(default_factory=lambda: [0.8, 0.2])
     split_seed: int = 0

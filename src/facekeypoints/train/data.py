@@ -29,7 +29,8 @@ def load_splits(cfg: Config) -> tuple[KeypointData, KeypointData, dict]:
 
     Returns (train, val, report) where report says how many rows each step kept or changed.
     """
-    from facekeypoints.data import attach_person, handle_missing, read, split
+    from facekeypoints.data import attach_person, handle_missing, read, split_indices
+    from facekeypoints.data.convert import complete_labels
 
     d = cfg.data
     data = read(d.train)
@@ -37,11 +38,14 @@ def load_splits(cfg: Config) -> tuple[KeypointData, KeypointData, dict]:
         data = attach_person(data, d.persons)
     data = data.to_schema(d.schema)
     report: dict = {"read": len(data), "source": d.train}
+    completed = data
+    if d.complete_labels:
+        completed, report["completed"] = complete_labels(data, read(d.complete_labels, load_images=False))
     if d.val:
-        train, val = data, read(d.val).to_schema(d.schema)
+        train, val = completed, read(d.val).to_schema(d.schema)
     else:
-        parts = split(data, d.split, seed=d.split_seed)
-        train, val = parts[0], parts[1]
+        parts = split_indices(data, d.split, seed=d.split_seed)
+        train, val = completed.subset(parts[0]), data.subset(parts[1])
     train, missing_report = handle_missing(train, d.missing)
     report.update(train=len(train), val=len(val), missing=missing_report,
                   by_person=all(p is not None for p in data.person))

@@ -175,7 +175,7 @@ def fit(cfg: Config, *, resume: bool = False, progress: bool = True) -> dict:
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
-                state["loss_sum"] += float(loss)
+                state["loss_sum"] += float(loss.detach())
                 state["loss_n"] += 1
                 state["step"] = step + 1
                 state["minutes"] = (time.perf_counter() - started) / 60

@@ -1,0 +1,172 @@
+"""The training engine end to end on a tiny generated Kaggle-format set (seconds, CPU)."""
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from facekeypoints.data import KeypointData, write_kaggle_csv
+from facekeypoints.data.convert import KAGGLE_MEAN_FACE
+from facekeypoints.models.checkpoint import CheckpointError, load_checkpoint, load_model
+from facekeypoints.train.config import load_config
+from facekeypoints.train.loop import fit
+
+TINY = ["model.name=keypoint_net", "train.epochs=3", "train.batch_size=8", "train.lr=0.003",
+        "train.num_threads=1", "data.split=[0.75, 0.25]"]
+
+
+def make_faces(n=32, seed=0, missing=True) -> KeypointData:
+    """Faces drawn as bright blobs at jittered Kaggle mean-face positions: learnable in a few steps."""
+    rng = np.random.default_rng(seed)
+    kp = KAGGLE_MEAN_FACE[None] + rng.normal(0, 3, (n, 1, 2)) + rng.normal(0, 1, (n, 15, 2))
+    yy, xx = np.mgrid[0:96, 0:96]
+    images = np.full((n, 96, 96), 40.0)
+    for i in range(n):
+        for x, y in kp[i]:
+            images[i] += 200 * np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / (2 * 1.5**2))
+    kp = kp.astype(np.float32)
+    if missing:  # Kaggle's usual pattern: most rows keep eye centres, nose tip and bottom lip only
+        kp[::2, [2, 3, 4, 5, 6, 7, 8, 9, 11, 12, 13]] = np.nan
+    return KeypointData.from_arrays("kaggle15", kp, images=np.clip(images, 0, 255).astype(np.uint8))
+
+
+@pytest.fixture
+def tiny_csv(tmp_path) -> Path:
+    return write_kaggle_csv(make_faces(), tmp_path / "training.csv")
+
+
+def _cfg(csv, out, extra=()):
+    return load_config(None, [f"data.train={csv}", f"out_dir={out}", *TINY, *extra])
+
+
+def test_fit_writes_run_directory_and_learns(tiny_csv, tmp_path):
+    summary = fit(_cfg(tiny_csv, tmp_path / "run", ["train.epochs=6"]), progress=False)
+    run = tmp_path / "run"
+    for name in ("best.pt", "last.pt", "metrics.csv", "config.json"):
+        assert (run / name).is_file(), name
+    assert list((run / "tensorboard").iterdir()), "TensorBoard events expected"
+    rows = (run / "metrics.csv").read_text().splitlines()
+    assert rows[0].startswith("epoch,minutes,lr,train_loss,val_loss,val_rmse") and len(rows) == 7
+    history = [dict(zip(rows[0].split(","), r.split(","))) for r in rows[1:]]
+    assert float(history[-1]["train_loss"]) < float(history[0]["train_loss"])
+    assert summary["best_val_rmse"] == min(float(h["val_rmse"]) for h in history)
+    ckpt = load_checkpoint(run / "best.pt")
+    assert ckpt["schema"]["name"] == "kaggle15" and ckpt["preprocess"]["size"] == 96
+    assert ckpt["config"]["model"]["name"] == "keypoint_net"
+    model, _ = load_model(run / "best.pt")
+    assert model(torch.zeros(1, 1, 96, 96)).shape == (1, 15, 2)
+
+
+def test_same_seed_same_weights(tiny_csv, tmp_path):
+    fit(_cfg(tiny_csv, tmp_path / "a", ["train.epochs=2"]), progress=False)
+    fit(_cfg(tiny_csv, tmp_path / "b", ["train.epochs=2"]), progress=False)
+    a, b = (load_checkpoint(tmp_path / r / "last.pt")["state_dict"] for r in "ab")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_interrupt_then_resume_equals_uninterrupted_run(tiny_csv, tmp_path, monkeypatch):
+    extra = ["train.epochs=3", "train.scheduler=step", "train.step_size=1"]
+    fit(_cfg(tiny_csv, tmp_path / "full", extra), progress=False)
+
+    import facekeypoints.train.loop as loop
+
+    real_augment, calls = loop.augment_batch, {"n": 0}
+
+    def augment_then_interrupt(*args, **kwargs):  # a Ctrl-C arriving in the middle of epoch 2
+        calls["n"] += 1
+        if calls["n"] == 5:
+            signal.raise_signal(signal.SIGINT)
+        return real_augment(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "augment_batch", augment_then_interrupt)
+    summary = fit(_cfg(tiny_csv, tmp_path / "cut", extra), progress=False)
+    assert summary["stop_reason"] == "interrupted" and (summary["epoch"], summary["step"]) == (1, 2)
+    monkeypatch.setattr(loop, "augment_batch", real_augment)
+    fit(_cfg(tiny_csv, tmp_path / "cut", extra), resume=True, progress=False)
+    full = load_checkpoint(tmp_path / "full" / "last.pt")
+    cut = load_checkpoint(tmp_path / "cut" / "last.pt")
+    assert all(torch.equal(full["state_dict"][k], cut["state_dict"][k]) for k in full["state_dict"])
+    assert [h["val_rmse"] for h in full["train_state"]["history"]] == [h["val_rmse"] for h in cut["train_state"]["history"]]
+
+
+def test_resume_refuses_a_checkpoint_of_another_model(tiny_csv, tmp_path):
+    fit(_cfg(tiny_csv, tmp_path / "run", ["train.epochs=1"]), progress=False)
+    with pytest.raises(CheckpointError, match="keypoint_net.*simple_cnn|simple_cnn.*keypoint_net"):
+        fit(_cfg(tiny_csv, tmp_path / "run", ["model.name=simple_cnn"]), resume=True, progress=False)
+
+
+def test_checkpoint_is_not_executable_code(tmp_path):
+    evil = tmp_path / "evil.pt"
+
+    class Boom:
+        def __reduce__(self):
+            return (os.system, ("echo pwned",))
+
+    torch.save({"format": "facekeypoints-checkpoint/1", "x": Boom()}, evil)
+    with pytest.raises(CheckpointError, match="evil.pt"):
+        load_checkpoint(evil)
+
+
+def _cli(*args, **kwargs):
+    return subprocess.run([sys.executable, "-m", "facekeypoints.cli", *args], capture_output=True, text=True, **kwargs)
+
+
+def test_sigterm_saves_and_resume_completes(tiny_csv, tmp_path):
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "facekeypoints.cli", "train", "--quiet", "--out", str(out),
+           "--set", f"data.train={tiny_csv}", *sum((["--set", s] for s in TINY + ["train.epochs=200"]), [])]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    import time
+
+    deadline = time.time() + 120
+    while not (out / "metrics.csv").exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "--resume" in err
+    state = load_checkpoint(out / "last.pt")["train_state"]
+    assert 1 <= state["epoch"] < 200
+    done = _cli("train", "--quiet", "--resume", "--out", str(out), "--set", f"data.train={tiny_csv}",
+                *sum((["--set", s] for s in TINY + [f"train.epochs={state['epoch'] + 1}"]), []))
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["epochs"] == state["epoch"] + 1
+
+
+def test_two_process_data_parallel_training(tiny_csv, tmp_path):
+    out = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    sets = sum((["--set", s] for s in TINY + ["train.epochs=2", f"data.train={tiny_csv}"]), [])
+    run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                          "-m", "facekeypoints.cli", "train", "--quiet", "--out", str(out), *sets],
+                         capture_output=True, text=True, env=env, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    ckpt = load_checkpoint(out / "last.pt")
+    assert ckpt["train_state"]["epoch"] == 2
+    assert ckpt["config"]["train"]["batch_size"] == 8
+    assert not any(k.startswith("module.") for k in ckpt["state_dict"])  # saved unwrapped
+
+
+def test_evaluate_cli_json_and_compare_report(tiny_csv, tmp_path):
+    fit(_cfg(tiny_csv, tmp_path / "run", ["train.epochs=2"]), progress=False)
+    res = _cli("evaluate", str(tiny_csv), "--model", str(tmp_path / "run" / "best.pt"), "--json")
+    assert res.returncode == 0, res.stderr
+    metrics = json.loads(res.stdout)
+    for key in ("rmse", "mae", "nme", "fr_8", "fr_10", "auc_10", "per_keypoint_rmse"):
+        assert key in metrics
+    assert metrics["rows"] == 32
+    res = _cli("compare", str(tmp_path / "run"), "--report", str(tmp_path / "report"))
+    assert res.returncode == 0, res.stderr
+    assert "RMSE" in res.stdout and "run" in res.stdout
+    for name in ("curves.png", "table.json", "run_per_keypoint.png", "run_best_worst.png", "run_filters.png"):
+        assert (tmp_path / "report" / name).is_file(), name
+
+
+def test_bad_config_value_is_a_clear_cli_error(tiny_csv, tmp_path):
+    res = _cli("train", "--set", "train.epoch=3")
+    assert res.returncode == 2 and "train.epochs" in res.stderr and "Traceback" not in res.stderr
