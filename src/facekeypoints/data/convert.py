@@ -21,7 +21,7 @@ import numpy as np
 from facekeypoints.data.dataset import KeypointData
 from facekeypoints.schema import SchemaError, load_schema
 
-__all__ = ["KAGGLE_MEAN_FACE", "ConversionReport", "complete_labels", "fit_similarity", "kaggle_anchors", "to_kaggle_task"]
+__all__ = ["KAGGLE_MEAN_FACE", "ConversionReport", "complete_labels", "resize_faces", "fit_similarity", "kaggle_anchors", "to_kaggle_task"]
 
 # Mean (x, y) of each Kaggle-15 keypoint, in 96 x 96 pixels, over the 2140 fully labelled rows of
 # the real Kaggle training.csv (../shared/data/kaggle-fkd/training_keypoints_only.csv), rounded
@@ -220,3 +220,16 @@ def complete_labels(data: KeypointData, source: KeypointData, *, tolerance: floa
     report = {"rows": len(data), "keypoints_filled": filled, "max_residual_px": round(worst, 5),
               "source": str(source.source)}
     return replace(data, keypoints=out.astype(np.float32)), report
+
+
+def resize_faces(data: KeypointData, size: int) -> KeypointData:
+    """Resize whole images to ``size`` x ``size`` grayscale and scale keypoints with them (seed 003
+    shrank the IMM photos this way). Aspect ratio is not kept: x and y scale separately."""
+    if data.images is None:
+        raise ValueError(f"{data.source or 'data'} holds no images; read it with load_images=True")
+    images, keypoints = [], data.keypoints.astype(np.float64).copy()
+    for i in range(len(data)):
+        h, w = data.image_size(i)
+        images.append(cv2.resize(_gray(data.image(i)), (size, size), interpolation=cv2.INTER_AREA))
+        keypoints[i] = (keypoints[i] + 0.5) * np.array([size / w, size / h]) - 0.5  # pixel centres
+    return replace(data, images=np.stack(images).astype(np.uint8), keypoints=keypoints.astype(np.float32))

@@ -37,9 +37,12 @@ class DataConfig:
     # training rows' missing Kaggle labels exactly; validation rows keep only their own labels
     complete_labels: str | None = None
     schema: str = "kaggle15"
-    split: list[float] = field(default_factory=lambda: [0.8, 0.2])
+    split: list[float] | str = field(default_factory=lambda: [0.8, 0.2])  # ratios, or "imm" (people 1-32 / 33-40)
     split_seed: int = 0
     missing: str = "mask"  # drop (seed 000) | ffill (seed 001) | mask (seed 002)
+    # how faces reach the model's input size: none (already framed, e.g. Kaggle CSVs), kaggle
+    # (aligned to the Kaggle mean face by their labels, as `data convert` does) or resize (whole image)
+    frame: str = "none"
 
 
 @dataclass

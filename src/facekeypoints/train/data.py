@@ -9,7 +9,7 @@ import torch
 from facekeypoints.data import KeypointData
 from facekeypoints.train.config import Config
 
-__all__ = ["TensorSet", "load_splits", "to_tensors"]
+__all__ = ["TensorSet", "load_splits", "frame_faces", "to_tensors"]
 
 
 @dataclass
@@ -30,19 +30,25 @@ def load_splits(cfg: Config) -> tuple[KeypointData, KeypointData, dict]:
     Returns (train, val, report) where report says how many rows each step kept or changed.
     """
     from facekeypoints.data import attach_person, handle_missing, read, split_indices
-    from facekeypoints.data.convert import complete_labels
 
     d = cfg.data
     data = read(d.train)
     if d.persons:
         data = attach_person(data, d.persons)
-    data = data.to_schema(d.schema)
+    data = frame_faces(data, d.schema, d.frame, int(cfg.preprocess.get("size", 96)))
     report: dict = {"read": len(data), "source": d.train}
     completed = data
     if d.complete_labels:
         completed, report["completed"] = complete_labels(data, read(d.complete_labels, load_images=False))
     if d.val:
-        train, val = completed, read(d.val).to_schema(d.schema)
+        train = completed
+        val = frame_faces(read(d.val), d.schema, d.frame, int(cfg.preprocess.get("size", 96)))
+    elif d.split == "imm":
+        train_idx = [i for i, p in enumerate(data.person) if p is not None and 1 <= int(p) <= 32]
+        val_idx = [i for i, p in enumerate(data.person) if p is not None and 33 <= int(p) <= 40]
+        train, val = completed.subset(train_idx), data.subset(val_idx)
+    elif isinstance(d.split, str):
+        raise ValueError(f"data.split: {d.split!r} is neither a list of ratios nor 'imm'")
     else:
         parts = split_indices(data, d.split, seed=d.split_seed)
         train, val = completed.subset(parts[0]), data.subset(parts[1])
@@ -52,6 +58,22 @@ def load_splits(cfg: Config) -> tuple[KeypointData, KeypointData, dict]:
     overlap = {p for p in train.person if p is not None} & {p for p in val.person if p is not None}
     report["persons_in_both"] = len(overlap)
     return train, val, report
+
+
+def frame_faces(data: KeypointData, schema: str, frame: str, size: int) -> KeypointData:
+    """Bring faces to ``size`` x ``size`` in ``schema`` (see DataConfig.frame)."""
+    from facekeypoints.data.convert import resize_faces, to_kaggle_task
+
+    if frame == "none":
+        return data.to_schema(schema)
+    if frame == "kaggle":
+        faces, report = to_kaggle_task(data, schema, size=size)
+        if report.not_aligned:
+            raise ValueError(f"{data.source}: {len(report.not_aligned)} faces cannot be framed: {report.not_aligned[:5]}")
+        return faces
+    if frame == "resize":
+        return resize_faces(data, size).to_schema(schema)
+    raise ValueError(f"data.frame: {frame!r} is not one of none, kaggle, resize")
 
 
 def to_tensors(data: KeypointData, preprocess) -> TensorSet:
