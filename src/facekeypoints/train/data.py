@@ -30,6 +30,7 @@ def load_splits(cfg: Config) -> tuple[KeypointData, KeypointData, dict]:
     Returns (train, val, report) where report says how many rows each step kept or changed.
     """
     from facekeypoints.data import attach_person, handle_missing, read, split_indices
+    from facekeypoints.data.convert import complete_labels
 
     d = cfg.data
     data = read(d.train)
