@@ -301,7 +301,8 @@ def _add_inference(sub) -> None:
     p.add_argument("-o", "--output", help="output folder (default predictions/); for a CSV input, a .csv file")
     p.add_argument("--model", help="checkpoint .pt or exported .onnx; the shipped kaggle15 model when omitted")
     p.add_argument("--backend", choices=["torch", "onnx"], help="default: onnx for .onnx files, else torch")
-    p.add_argument("--detector", default="haar", help="face detector: haar (default) or none (CSV input needs none)")
+    p.add_argument("--detector", default="haar",
+                   help="face detector: haar (default) or none; a Kaggle CSV uses none (its faces are framed)")
     p.add_argument("--no-draw", action="store_true", help="write JSON only, no drawn images or video")
     p.add_argument("--no-refine", action="store_true", help="one keypoint pass per face (no re-framing)")
     p.add_argument("--batch-size", type=int, default=16, help="images read and predicted together (default 16)")
@@ -315,7 +316,8 @@ def _add_inference(sub) -> None:
     p.set_defaults(func=_cmd_export)
     p = sub.add_parser("bench", help="ms/face, faces/s (torch, ONNX Runtime), ms per 640x480 frame, video jitter")
     p.add_argument("--model", help="checkpoint .pt or .onnx; the shipped kaggle15 model when omitted")
-    p.add_argument("--random", metavar="ARCH", help="time a randomly initialised registered model instead, e.g. keypoint_net")
+    p.add_argument("--random", metavar="ARCH",
+                   help="time a randomly initialised registered model instead, e.g. keypoint_net")
     p.add_argument("--threads", type=int, default=2, help="threads for torch, ONNX Runtime and OpenCV (default 2)")
     p.add_argument("--batch", type=int, default=256, help="large batch for throughput (default 256)")
     p.add_argument("--repeats", type=int, default=50, help="timed runs per measurement (default 50)")
@@ -323,7 +325,8 @@ def _add_inference(sub) -> None:
     p.add_argument("--json", metavar="OUT", help="also write the figures to this JSON file")
     p.set_defaults(func=_cmd_bench)
     p = sub.add_parser("demo", help="find faces and keypoints on photos that ship with the dependencies")
-    p.add_argument("-o", "--output", default="demo-output", help="folder for drawn images and JSON (default demo-output)")
+    p.add_argument("-o", "--output", default="demo-output",
+                   help="folder for drawn images and JSON (default demo-output)")
     p.add_argument("--model", help="checkpoint .pt or .onnx; the shipped kaggle15 model when omitted")
     p.add_argument("--backend", choices=["torch", "onnx"])
     p.set_defaults(func=_cmd_demo)

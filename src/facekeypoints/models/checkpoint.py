@@ -23,7 +23,7 @@ from torch import nn
 
 from facekeypoints.schema import KeypointSchema, load_schema
 
-__all__ = ["save_checkpoint", "load_checkpoint", "load_model", "check_compatible", "CheckpointError", "FORMAT"]
+__all__ = ["save_checkpoint", "load_checkpoint", "load_model", "slim_checkpoint", "check_compatible", "CheckpointError", "FORMAT"]
 
 FORMAT = "facekeypoints-checkpoint/1"
 
@@ -89,3 +89,15 @@ def load_model(path: str | Path) -> tuple[nn.Module, dict]:
         raise CheckpointError(f"{path}: weights do not fit model {ckpt['model']['name']!r} "
                               f"(missing {missing[:5]}, unexpected {unexpected[:5]})")
     return model.eval(), ckpt
+
+
+def slim_checkpoint(src: str | Path, dst: str | Path) -> Path:
+    """Copy a training checkpoint without optimizer and resume state, for shipping: weights,
+    schema, preprocessing, config, the epoch's metrics and the per-epoch history stay."""
+    ckpt = load_checkpoint(src)
+    keep = {k: ckpt[k] for k in ("format", "model", "schema", "preprocess", "state_dict", "config", "metrics") if k in ckpt}
+    keep["history"] = ckpt.get("train_state", {}).get("history", [])
+    dst = Path(dst)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(keep, dst)
+    return dst

@@ -1,0 +1,103 @@
+"""Inference benchmarks: speed (``facekeypoints bench``) and the keypoint error with and without refinement.
+
+    python benchmarks/bench_infer.py speed  [--model M | --random keypoint_net] [--threads 2] [--json OUT]
+    python benchmarks/bench_infer.py refine --model M [--data imm|300w|ytf68] [--persons held.json] [--json OUT]
+
+``refine`` runs the Haar detector and the model on photos with known keypoints and reports the
+normalised mean error (mean point distance / true inter-ocular distance, NME %) and the mean error
+in pixels of one keypoint pass per face, of the re-framed second pass alone, and of their average
+(what ``KeypointDetector(refine=True)`` returns). A face is scored when exactly one detector box
+holds the centre of its true keypoints (the count is printed). Sets:
+- ``imm``: ../shared/data/imm (240 faces, 640x480); 5 comparable points (eye centres, nose tip,
+  mouth corners), as ``facekeypoints.data.convert`` derives them from the 58 IMM points;
+- ``300w``: ../shared/data/samples/300w-pts (17 faces), all 15 points from the 68;
+- ``ytf68``: ../shared/data/ytf68/train.csv; the default model trains on these faces (in another
+  framing), so pass ``--persons`` (a JSON list of held-out person names) for a fair figure.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+from facekeypoints.data import read, read_ytf68_csv
+from facekeypoints.data.convert import kaggle_anchors
+from facekeypoints.infer import framing
+from facekeypoints.infer.bench import run_bench
+from facekeypoints.infer.predictor import KeypointDetector
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+SETS = {"imm": SHARED / "imm" / "imm_face_db", "300w": SHARED / "samples" / "300w-pts",
+        "ytf68": SHARED / "ytf68" / "train.csv"}
+
+
+def _load(name: str, persons: Path | None):
+    data = read_ytf68_csv(SETS[name]) if name == "ytf68" else read(SETS[name])
+    if persons is not None:
+        keep = set(json.loads(persons.read_text()))
+        data = data.subset([i for i, p in enumerate(data.person) if p in keep])
+    return data, kaggle_anchors(data)
+
+
+def _match(boxes: np.ndarray, truth: np.ndarray) -> int:
+    """Index of the one box holding the true face's centre, else -1 (none, or several)."""
+    cx, cy = np.nanmean(truth, axis=0)
+    inside = np.flatnonzero((boxes[:, 0] <= cx) & (cx <= boxes[:, 2]) & (boxes[:, 1] <= cy) & (cy <= boxes[:, 3]))
+    return int(inside[0]) if len(inside) == 1 else -1
+
+
+def refine_error(model: str, name: str, persons: Path | None = None) -> dict:
+    """NME (% of inter-ocular distance) and mean px error of one pass, of the second (re-framed)
+    pass alone and of their average (what ``refine=True`` returns), on one data set."""
+    data, truth = _load(name, persons)
+    det = KeypointDetector(model, refine=False)
+    errors: dict[str, list] = {"single_pass": [], "second_pass": [], "refined_average": []}
+    iods = []
+    for i in range(len(data)):
+        rgb = data.image(i)
+        boxes = det.find_faces(rgb)
+        j = _match(boxes, truth[i]) if len(boxes) else -1
+        if j < 0:
+            continue
+        owner = np.zeros(1, int)
+        first = det.locate([rgb], owner, framing.frame_from_box(boxes[j], det.input_size)[None], refine=False)
+        frames, _ = framing.frames_from_keypoints(first, det.schema, det.input_size)
+        second = det.locate([rgb], owner, frames, refine=False)
+        for key, kp in zip(errors, (first, second, (first + second) / 2)):
+            errors[key].append(np.nanmean(np.linalg.norm(kp[0] - truth[i], axis=-1)))
+        iods.append(np.linalg.norm(truth[i, 0] - truth[i, 1]))
+    report = {"data": name, "faces": len(data), "scored": len(iods)}
+    for key, values in errors.items():
+        report[key] = {"nme_percent": float(np.mean(np.array(values) / iods) * 100),
+                       "mean_error_px": float(np.mean(values))}
+    return report
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="mode", required=True)
+    p = sub.add_parser("speed")
+    p.add_argument("--model")
+    p.add_argument("--random", help="a registered architecture with random weights, e.g. keypoint_net")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--repeats", type=int, default=50)
+    p.add_argument("--json")
+    p = sub.add_parser("refine")
+    p.add_argument("--model", required=True)
+    p.add_argument("--data", choices=sorted(SETS), default="imm")
+    p.add_argument("--persons", type=Path, help="JSON list of person names to keep (ytf68)")
+    p.add_argument("--json")
+    args = parser.parse_args()
+    if args.mode == "speed":
+        report = run_bench(args.model, random_model=args.random, threads=args.threads, repeats=args.repeats)
+    else:
+        report = refine_error(args.model, args.data, args.persons)
+        print(json.dumps(report, indent=2))
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

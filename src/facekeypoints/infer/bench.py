@@ -1,0 +1,181 @@
+"""``facekeypoints bench``: latency, throughput, per-frame time and video jitter of a model.
+
+Measures, after warm-up, with the given number of threads:
+- the keypoint model alone in torch and ONNX Runtime: ms per face at batch 1, faces/s at a large batch;
+- a 640 x 480 frame (matplotlib's grace_hopper.jpg letterboxed): Haar detection + keypoints (with
+  refinement), ms per frame;
+- jitter on a still face: mean frame-to-frame keypoint motion over a clip of the same photo with
+  pixel noise, with and without One Euro smoothing.
+
+Examples
+--------
+>>> report = run_bench(random_model="keypoint_net", threads=2, repeats=20)   # doctest: +SKIP
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+__all__ = ["run_bench", "bench_frame", "time_runner", "demo_frame", "write_still_clip", "random_checkpoint",
+           "mean_face_checkpoint"]
+
+
+def demo_frame(size: tuple[int, int] = (480, 640)) -> np.ndarray:
+    """grace_hopper.jpg scaled to fit ``size`` = (H, W) and centred on black: (H, W, 3) uint8 RGB."""
+    from matplotlib import cbook
+
+    path = cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)
+    photo = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
+    h, w = size
+    s = min(h / photo.shape[0], w / photo.shape[1])
+    small = cv2.resize(photo, (round(photo.shape[1] * s), round(photo.shape[0] * s)), interpolation=cv2.INTER_AREA)
+    frame = np.zeros((h, w, 3), np.uint8)
+    y, x = (h - small.shape[0]) // 2, (w - small.shape[1]) // 2
+    frame[y:y + small.shape[0], x:x + small.shape[1]] = small
+    return frame
+
+
+def write_still_clip(path: str | Path, image: np.ndarray, frames: int = 60, noise: float = 3.0, fps: float = 30.0,
+                     seed: int = 0) -> Path:
+    """Write ``frames`` copies of ``image`` (H, W, 3) RGB, each with Gaussian pixel noise of std
+    ``noise``, as an MJPG .avi (or mp4v .mp4 by suffix): a still face whose keypoints should not move."""
+    path = Path(path)
+    codec = "mp4v" if path.suffix.lower() == ".mp4" else "MJPG"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*codec), fps, (image.shape[1], image.shape[0]))
+    if not writer.isOpened():
+        raise OSError(f"{path}: OpenCV cannot write {codec} video here")
+    rng = np.random.default_rng(seed)
+    bgr = cv2.cvtColor(image, cv2.COLOR_RGB2BGR).astype(np.float32)
+    for _ in range(frames):
+        writer.write(np.clip(bgr + rng.normal(0, noise, bgr.shape), 0, 255).astype(np.uint8))
+    writer.release()
+    return path
+
+
+def random_checkpoint(name: str, path: str | Path, schema: str = "kaggle15") -> Path:
+    """Save a randomly initialised registered model as a checkpoint (for speed measurements only)."""
+    import torch
+
+    from facekeypoints.models import create_model
+    from facekeypoints.models.checkpoint import save_checkpoint
+
+    torch.manual_seed(0)
+    model = create_model(name, schema=schema)
+    for p in model.parameters():  # some families start with a zero output layer; speed does not care
+        if p.dim() > 1 and not p.any():
+            torch.nn.init.normal_(p, std=0.01)
+    save_checkpoint(path, model, preprocess={"size": model.input_size})
+    return Path(path)
+
+
+def mean_face_checkpoint(path: str | Path, wobble: float = 0.0, seed: int = 0) -> Path:
+    """Save an ``fcnn`` kaggle15 checkpoint (small, fast) that predicts the mean Kaggle face in every
+    crop plus, with ``wobble`` > 0, a small image-dependent offset (random output weights of that std).
+
+    A stand-in for trained weights: its keypoints are face-shaped, so framing, refinement and
+    tracking can be exercised and checked exactly (with ``wobble=0`` a face's keypoints are the
+    template mapped back through its frame).
+    """
+    import torch
+
+    from facekeypoints.infer.framing import template
+    from facekeypoints.models import create_model
+    from facekeypoints.models.checkpoint import save_checkpoint
+    from facekeypoints.models.codecs import encode
+
+    torch.manual_seed(seed)
+    model = create_model("fcnn", schema="kaggle15")
+    last = model.head[-1]
+    with torch.no_grad():
+        torch.nn.init.normal_(last.weight, std=wobble) if wobble > 0 else last.weight.zero_()
+        last.bias.copy_(torch.from_numpy(encode(template(96), (96, 96)).reshape(-1).astype(np.float32)))
+    save_checkpoint(path, model, preprocess={"size": 96})
+    return Path(path)
+
+
+def _median_ms(fn, repeats: int, warmup: int) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - start) * 1000)
+    return statistics.median(times)
+
+
+def time_runner(runner, batch: int, repeats: int, warmup: int = 5) -> float:
+    """Median ms of one ``runner`` call on a random (batch, C, S, S) input."""
+    x = np.random.default_rng(0).random((batch, runner.preprocess.channels, runner.input_size,
+                                         runner.input_size), dtype=np.float32)
+    return _median_ms(lambda: runner(x), repeats, warmup)
+
+
+def bench_frame(detector, frame: np.ndarray, repeats: int, warmup: int = 3) -> dict:
+    """Median ms per frame of detection alone and of ``detector(frame)`` (detection + keypoints)."""
+    found = detector(frame)
+    total = _median_ms(lambda: detector(frame), repeats, warmup)
+    detection = _median_ms(lambda: detector.find_faces(frame), repeats, warmup)
+    return {"faces": len(found), "detection_ms": detection, "frame_ms": total}
+
+
+def _jitter(detector, frames: int) -> dict:
+    from facekeypoints.infer.video import keypoint_jitter
+
+    settle = 10  # frames the tracker needs to go from the detector's box to a steady crop
+    with tempfile.TemporaryDirectory() as tmp:
+        clip = write_still_clip(Path(tmp) / "still.avi", demo_frame(), frames=frames + settle)
+        raw = keypoint_jitter(list(detector.stream(clip, smooth=False))[settle:])
+        smooth = keypoint_jitter(list(detector.stream(clip, smooth=True))[settle:])
+    return {"frames": frames, "settle_frames_skipped": settle, "noise_std": 3.0,
+            "jitter_px_raw": raw, "jitter_px_smoothed": smooth}
+
+
+def run_bench(model: str | Path | None = None, *, random_model: str | None = None, threads: int = 2,
+              batch: int = 256, repeats: int = 50, jitter_frames: int = 60, json_out: str | Path | None = None,
+              echo=print) -> dict:
+    """Run every measurement, print a line for each with ``echo``, return them as a dict (and JSON)."""
+    import torch
+
+    from facekeypoints.infer.predictor import KeypointDetector
+
+    torch.set_num_threads(threads)
+    cv2.setNumThreads(threads)
+    with tempfile.TemporaryDirectory() as tmp:
+        if random_model:
+            model = random_checkpoint(random_model, Path(tmp) / f"{random_model}.pt")
+        report = {"model": str(model or "default kaggle15"), "random_weights": bool(random_model),
+                  "threads": threads, "device": f"cpu ({platform.processor() or platform.machine()}, "
+                                                f"{os.cpu_count()} logical cores visible)",
+                  "repeats": repeats, "load_average_1min": round(os.getloadavg()[0], 2), "backends": {}}
+        echo(f"model {report['model']}{' (random weights)' if random_model else ''}; threads {threads}; "
+             f"device {report['device']}; load average {report['load_average_1min']} before the run "
+             f"(other processes skew timings); median of {repeats} runs after warm-up")
+        for backend in ("torch", "onnx"):
+            det = KeypointDetector(model, backend=backend, threads=threads)
+            one = time_runner(det.runner, 1, repeats)
+            many = time_runner(det.runner, batch, max(3, repeats // 10))
+            report["backends"][backend] = {"ms_per_face_batch1": one, f"faces_per_s_batch{batch}": batch / many * 1000}
+            echo(f"{backend:6s} model: {one:.3f} ms/face at batch 1, "
+                 f"{batch / many * 1000:.0f} faces/s at batch {batch}")
+            frame = bench_frame(det, demo_frame(), max(5, repeats // 5))
+            report["backends"][backend]["frame_640x480"] = frame
+            echo(f"{backend:6s} 640x480 frame: {frame['frame_ms']:.2f} ms (detection {frame['detection_ms']:.2f} ms, "
+                 f"{frame['faces']} face, keypoints with refinement)")
+        if jitter_frames:
+            report["jitter"] = _jitter(det, jitter_frames)
+            j = report["jitter"]
+            echo(f"jitter on a still face ({jitter_frames} frames, noise std 3): "
+                 f"{j['jitter_px_raw']:.3f} px/frame raw, "
+                 f"{j['jitter_px_smoothed']:.3f} px/frame with One Euro smoothing")
+    if json_out:
+        Path(json_out).write_text(json.dumps(report, indent=2) + "\n")
+    return report

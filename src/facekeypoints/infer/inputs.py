@@ -1,0 +1,88 @@
+"""Turn whatever the caller passes (path, numpy array, PIL image, tensor) into one RGB uint8 array.
+
+RGB versus BGR is the classic mistake (face-alignment PR #239, #312), so the colour order of a
+numpy array is an explicit argument: ``color="rgb"`` (default) or ``"bgr"`` for OpenCV frames.
+Files and PIL images know their own colour order and ignore it.
+
+Examples
+--------
+>>> import numpy as np
+>>> bgr = np.zeros((4, 5, 3), np.uint8); bgr[..., 0] = 255          # blue in OpenCV's order
+>>> rgb, source = to_rgb(bgr, color="bgr"); rgb[0, 0].tolist(), source
+([0, 0, 255], '<array 4x5>')
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from facekeypoints.data.dataset import DataFormatError
+
+__all__ = ["to_rgb", "read_image"]
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """Read an image file as (H, W, 3) RGB uint8; a clear error names the file when it cannot."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such image file")
+    data = np.fromfile(path, dtype=np.uint8)  # imdecode also copes with non-ASCII paths
+    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    if image is None:
+        raise DataFormatError(path, "cannot decode image (empty, truncated, or not an image format OpenCV reads)")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def _from_tensor(tensor) -> np.ndarray:
+    """(C, H, W) or (H, W) tensor, uint8 or float in [0, 1] (torchvision's convention) -> HWC uint8."""
+    arr = tensor.detach().cpu().numpy()
+    if arr.ndim == 3 and arr.shape[0] in (1, 3, 4) and arr.shape[-1] not in (1, 3, 4):
+        arr = arr.transpose(1, 2, 0)
+    if arr.dtype != np.uint8:
+        if not np.issubdtype(arr.dtype, np.floating) or arr.min() < 0 or arr.max() > 1:
+            raise ValueError(f"a {arr.dtype} tensor must hold floats in [0, 1] (or be uint8 0..255)")
+        arr = np.round(arr * 255).astype(np.uint8)
+    return arr
+
+
+def _to_three_channels(arr: np.ndarray, color: str) -> np.ndarray:
+    """(H, W), (H, W, 1), (H, W, 3) or (H, W, 4) uint8 in ``color`` order -> (H, W, 3) RGB."""
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[..., 0]
+    if arr.ndim == 2:
+        return cv2.cvtColor(arr, cv2.COLOR_GRAY2RGB)
+    if arr.ndim != 3 or arr.shape[2] not in (3, 4):
+        raise ValueError(f"an image must be (H, W), (H, W, 3) or (H, W, 4), got shape {arr.shape}")
+    if arr.shape[2] == 4:
+        arr = arr[..., :3]  # alpha is dropped; colour order is unchanged
+    return cv2.cvtColor(arr, cv2.COLOR_BGR2RGB) if color == "bgr" else np.ascontiguousarray(arr)
+
+
+def to_rgb(image, color: str = "rgb") -> tuple[np.ndarray, str]:
+    """Any supported input -> ((H, W, 3) uint8 RGB, a description of the source for Result.source).
+
+    Accepts a path (str or Path), a PIL image, a numpy uint8 array (H, W), (H, W, 3) or (H, W, 4)
+    in ``color`` order, or a torch tensor (C, H, W) RGB (uint8, or float in [0, 1]).
+    """
+    if color not in ("rgb", "bgr"):
+        raise ValueError(f"color must be 'rgb' or 'bgr', got {color!r}")
+    if isinstance(image, (str, Path)):
+        return read_image(image), str(image)
+    module = type(image).__module__
+    if module.startswith("PIL."):
+        return np.asarray(image.convert("RGB")), str(getattr(image, "filename", "") or "<PIL image>")
+    if module.startswith("torch"):
+        arr, color = _from_tensor(image), "rgb"
+    elif isinstance(image, np.ndarray):
+        arr = image
+    else:
+        raise TypeError(f"cannot read an image from {type(image).__name__}; "
+                        "pass a path, numpy array, PIL image or tensor")
+    if arr.dtype != np.uint8:
+        raise ValueError(f"numpy images must be uint8 (0..255), got {arr.dtype}; "
+                         "convert with (img * 255).round().astype(np.uint8) if it holds floats in [0, 1]")
+    if arr.ndim < 2 or min(arr.shape[:2]) == 0:
+        raise ValueError(f"an image must be (H, W) or (H, W, C) with H, W > 0, got shape {arr.shape}")
+    return _to_three_channels(arr, color), f"<array {arr.shape[0]}x{arr.shape[1]}>"

@@ -1,0 +1,284 @@
+"""``KeypointDetector``: faces and their keypoints in photos, arrays and videos.
+
+One front door over a face detector, the framing of each face exactly as the model's training
+crops (see :mod:`facekeypoints.infer.framing`) and a model backend (torch or ONNX Runtime).
+
+Examples
+--------
+>>> from facekeypoints import KeypointDetector                          # doctest: +SKIP
+>>> det = KeypointDetector()       # shipped kaggle15 model, Haar detector  # doctest: +SKIP
+>>> result = det("photo.jpg")      # always a Result, maybe with no faces   # doctest: +SKIP
+>>> result[0]["nose_tip"], result.keypoints.shape                      # doctest: +SKIP
+(array([251.3, 187.9]), (1, 15, 2))
+>>> det(frame_bgr, color="bgr")    # OpenCV frames are BGR                 # doctest: +SKIP
+>>> KeypointDetector("best.pt", detector=None)(img, boxes=[[40, 30, 140, 130]])  # doctest: +SKIP
+>>> results = det.predict_batch(images)   # keypoints batched over all faces  # doctest: +SKIP
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import cv2
+import numpy as np
+
+from facekeypoints.data.preprocess import Preprocess
+from facekeypoints.infer import framing
+from facekeypoints.infer.detectors import check_boxes, make_detector
+from facekeypoints.infer.inputs import to_rgb
+from facekeypoints.infer.results import Face, Result
+from facekeypoints.models.codecs import decode
+
+__all__ = ["KeypointDetector", "TorchRunner", "load_runner", "preprocess_for", "framing_of", "FRAMINGS"]
+
+# Training's ``data.frame`` (facekeypoints.train.config.DataConfig) -> how inference frames a face:
+# "none" trains on faces already in the Kaggle framing (Kaggle CSVs) and "kaggle" aligns them to it,
+# so both get the Kaggle framing; "resize" trains on whole photos resized to the input size.
+FRAMINGS = {"none": "kaggle", "kaggle": "kaggle", "resize": "resize"}
+
+
+def framing_of(config: dict | None, source: str) -> str:
+    """``"kaggle"`` or ``"resize"``: how the checkpoint's training config framed faces (Kaggle when unrecorded)."""
+    frame = ((config or {}).get("data") or {}).get("frame", "none")
+    if frame not in FRAMINGS:
+        raise ValueError(f"{source}: the model was trained with data.frame {frame!r}; "
+                         f"inference knows {sorted(FRAMINGS)}")
+    return FRAMINGS[frame]
+
+
+def preprocess_for(settings: dict, input_size: int, in_channels: int, source: str) -> Preprocess:
+    """The checkpoint's Preprocess; ``size`` defaults to the model's input size and must agree with it."""
+    settings = dict(settings or {})
+    settings.setdefault("size", int(input_size))
+    settings.setdefault("channels", int(in_channels))
+    pre = Preprocess.from_dict(settings)
+    if (pre.size, pre.channels) != (input_size, in_channels):
+        raise ValueError(f"{source}: preprocess makes {pre.channels}x{pre.size}x{pre.size} inputs but the model "
+                         f"takes {in_channels}x{input_size}x{input_size}")
+    return pre
+
+
+class TorchRunner:
+    """A checkpoint run with PyTorch: ``runner(x)`` maps (N, C, S, S) float32 -> (N, K, 2) normalised.
+
+    ``threads`` calls ``torch.set_num_threads`` (process-wide; None leaves torch's default).
+    """
+
+    backend = "torch"
+
+    def __init__(self, checkpoint: str | Path, device: str = "cpu", threads: int | None = None):
+        import torch
+
+        from facekeypoints.models.checkpoint import load_model
+        from facekeypoints.schema import KeypointSchema
+
+        if threads is not None:
+            torch.set_num_threads(int(threads))
+        model, ckpt = load_model(checkpoint)
+        self._torch, self.device = torch, torch.device(device)
+        self.model = model.to(self.device).eval()
+        self.schema = KeypointSchema.from_dict(ckpt["schema"], source=str(checkpoint))
+        self.input_size, self.model_name = int(ckpt["model"]["input_size"]), str(ckpt["model"]["name"])
+        self.preprocess = preprocess_for(ckpt.get("preprocess"), self.input_size,
+                                         int(ckpt["model"].get("in_channels", 1)), str(checkpoint))
+        self.framing = framing_of(ckpt.get("config"), str(checkpoint))
+        self.source = str(checkpoint)
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        """(N, C, S, S) float32 -> (N, K, 2) float32 normalised coordinates."""
+        if len(x) == 0:
+            return np.zeros((0, self.schema.num_keypoints, 2), np.float32)
+        with self._torch.inference_mode():
+            out = self.model(self._torch.from_numpy(np.ascontiguousarray(x, np.float32)).to(self.device))
+        return out.float().cpu().numpy()
+
+
+def load_runner(model: str | Path | None = None, backend: str | None = None, device: str = "cpu",
+                threads: int | None = None):
+    """A backend for ``model``: a checkpoint (.pt), an ONNX file, or None for the shipped kaggle15 model.
+
+    ``backend`` None picks ONNX Runtime for ``.onnx`` files and torch otherwise; ``"onnx"`` with a
+    checkpoint exports it once to the cache (``facekeypoints.infer.onnx.cached_export``).
+    """
+    from facekeypoints.infer.onnx import OnnxRunner, cached_export
+
+    if model is None:
+        from facekeypoints.models.weights import default_checkpoint
+
+        model = default_checkpoint("kaggle15")
+    path = Path(model)
+    if backend not in (None, "torch", "onnx"):
+        raise ValueError(f"backend must be 'torch' or 'onnx', got {backend!r}")
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such model file (pass a checkpoint .pt or an exported .onnx)")
+    if path.suffix.lower() == ".onnx":
+        if backend == "torch":
+            raise ValueError(f"{path}: an .onnx file runs with backend='onnx'; pass the .pt checkpoint for torch")
+        return OnnxRunner(path, threads=threads)
+    if backend == "onnx":
+        if device != "cpu":
+            raise ValueError("the ONNX Runtime backend runs on the CPU; use backend='torch' for device={device!r}")
+        return OnnxRunner(cached_export(path), threads=threads)
+    return TorchRunner(path, device=device, threads=threads)
+
+
+def _elapsed(start: float) -> float:
+    return (time.perf_counter() - start) * 1000.0
+
+
+class KeypointDetector:
+    """Find faces and their keypoints.
+
+    Parameters
+    ----------
+    model : checkpoint path (.pt), exported ONNX path (.onnx), or None for the shipped kaggle15 model.
+    detector : ``"haar"`` (a key of ``facekeypoints.infer.DETECTORS``), any object with
+        ``detect(image_rgb) -> (N, 5)``, or None (then every call passes ``boxes=``).
+    backend : "torch" or "onnx"; None picks by the model's file suffix.
+    device : torch device ("cpu", "cuda"); ONNX Runtime runs on the CPU.
+    threads : intra-op threads for the backend (None: the library's default).
+    refine : re-frame each face on its first prediction, predict again and average the two (see
+        ``framing``): a second model pass that reduces the error, the detector's box jitter and
+        the effect of tilt. Only for schemas with Kaggle anchor points (kaggle15, ibug68, imm58).
+    batch_size : faces per model call; all faces of a ``predict_batch`` call share the calls.
+
+    A model trained on whole photos resized to its input (training ``data.frame: resize``, e.g. the
+    IMM nose-tip model of seed 003) sees each whole image the same way: one face per image, box the
+    whole image; ``detector``, ``boxes`` and ``refine`` do not apply to it.
+    """
+
+    def __init__(self, model: str | Path | None = None, *, detector="haar", backend: str | None = None,
+                 device: str = "cpu", threads: int | None = None, refine: bool = True, batch_size: int = 64):
+        self.runner = load_runner(model, backend, device, threads)
+        self.schema, self.preprocess = self.runner.schema, self.runner.preprocess
+        self.input_size, self.framing = self.runner.input_size, self.runner.framing
+        self.detector = make_detector(detector) if self.framing == "kaggle" else None
+        self.alignable = framing.can_refine(self.schema)  # keypoints give a frame (refinement, tracking)
+        self.refine = bool(refine) and self.alignable and self.framing == "kaggle"
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        self.batch_size = int(batch_size)
+
+    def __repr__(self) -> str:
+        return (f"KeypointDetector(model={self.runner.source!r}, backend={self.runner.backend!r}, "
+                f"schema={self.schema.name!r}, detector={type(self.detector).__name__}, refine={self.refine})")
+
+    def __call__(self, image, *, boxes=None, color: str = "rgb") -> Result:
+        """One image (path, (H, W[, 3]) uint8 array, PIL image or tensor) -> Result.
+
+        ``boxes``: (N, 4) or (N, 5) faces to use instead of running the detector.
+        """
+        return self.predict_batch([image], boxes=None if boxes is None else [boxes], color=color)[0]
+
+    def predict_batch(self, images: Sequence, *, boxes: Sequence | None = None, color: str = "rgb") -> list[Result]:
+        """Many images -> one Result each. Faces are detected per image, then the keypoint stage runs
+        on the faces of all images together, ``batch_size`` faces per model call."""
+        if boxes is not None and len(boxes) != len(images):
+            raise ValueError(f"boxes= has {len(boxes)} entries for {len(images)} images")
+        rgbs, sources, found, detect_ms = [], [], [], []
+        for i, image in enumerate(images):
+            rgb, source = to_rgb(image, color)
+            start = time.perf_counter()
+            if self.framing == "resize":  # the whole photo is the face, as in training
+                found.append(np.array([[0.0, 0.0, rgb.shape[1], rgb.shape[0], 1.0]]))
+            else:
+                found.append(self.find_faces(rgb, None if boxes is None else boxes[i], source))
+            detect_ms.append(_elapsed(start))
+            rgbs.append(rgb)
+            sources.append(source)
+        owners = np.repeat(np.arange(len(found)), [len(b) for b in found]).astype(int)
+        all_boxes = np.concatenate(found) if found else np.zeros((0, 5))
+        if self.framing == "resize":
+            frames = np.array([framing.resize_frame(im.shape[:2], self.input_size) for im in rgbs]).reshape(-1, 2, 3)
+        else:
+            frames = np.array([framing.frame_from_box(b, self.input_size) for b in all_boxes]).reshape(-1, 2, 3)
+        timings = {"preprocess": 0.0, "model": 0.0, "postprocess": 0.0}
+        keypoints = self.locate(rgbs, owners, frames, timings)
+        share = {k: v / max(1, len(images)) for k, v in timings.items()}
+        return [Result(image_size=rgb.shape[:2], faces=self._faces(all_boxes[owners == i], keypoints[owners == i]),
+                       schema=self.schema, timings={"detection": detect_ms[i], **share}, source=sources[i])
+                for i, rgb in enumerate(rgbs)]
+
+    def _faces(self, boxes: np.ndarray, keypoints: np.ndarray) -> list[Face]:
+        """(N, 5) boxes and (N, K, 2) keypoints -> Faces (scores 1.0: the models predict none)."""
+        return [Face(box=b[:4].copy(), box_score=float(b[4]), keypoints=k, scores=np.ones(self.schema.num_keypoints),
+                     schema=self.schema) for b, k in zip(boxes, keypoints)]
+
+    def find_faces(self, rgb: np.ndarray, given=None, source: str = "image") -> np.ndarray:
+        """(N, 5) faces x1, y1, x2, y2, score in one (H, W, 3) RGB image: ``given`` (checked), else the detector's."""
+        if given is not None:
+            return check_boxes(given, source=f"boxes for {source}")
+        if self.detector is None:
+            raise ValueError("this KeypointDetector has detector=None: pass boxes= with each image")
+        return check_boxes(self.detector.detect(rgb), source=f"{type(self.detector).__name__}.detect() on {source}")
+
+    def locate(self, images: Sequence[np.ndarray], owners: np.ndarray, frames: np.ndarray,
+               timings: dict | None = None, refine: bool | None = None) -> np.ndarray:
+        """Keypoints of faces framed by ``frames`` (F, 2, 3); face f lies in ``images[owners[f]]``
+        ((H, W, 3) RGB uint8). Returns (F, K, 2) original-image pixels. With refinement each face
+        is predicted again in the frame its first keypoints give, if they are face-shaped, and the
+        two predictions are averaged."""
+        timings = {} if timings is None else timings
+        planes = {int(i): self._plane(images[int(i)]) for i in np.unique(owners)}
+        keypoints = self._predict_frames(planes, owners, frames, timings)
+        if self.refine if refine is None else refine:
+            start = time.perf_counter()
+            better, error = framing.frames_from_keypoints(keypoints, self.schema, self.input_size)
+            ok = error <= framing.MAX_SHAPE_ERROR
+            timings["postprocess"] = timings.get("postprocess", 0.0) + _elapsed(start)
+            if ok.any():  # the two passes' mean: measured better than the second alone (framing.py)
+                keypoints[ok] = 0.5 * (keypoints[ok] + self._predict_frames(planes, owners[ok], better[ok], timings))
+        return keypoints
+
+    def _plane(self, image: np.ndarray) -> np.ndarray:
+        """(H, W) gray or (H, W, 3) RGB -> the model's colour: gray (OpenCV luma, as the converter) or RGB."""
+        if self.preprocess.channels == 1:
+            return image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+        return image if image.ndim == 3 else cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
+
+    def _predict_frames(self, planes: dict, owners: np.ndarray, frames: np.ndarray, timings: dict) -> np.ndarray:
+        """Warp, preprocess, run and map back: (F, 2, 3) frames -> (F, K, 2) original pixels."""
+        size = self.input_size
+        start = time.perf_counter()
+        crops = np.empty((len(frames), size, size) + (() if self.preprocess.channels == 1 else (3,)), np.uint8)
+        order = np.argsort(owners, kind="stable")
+        firsts, starts = np.unique(owners[order], return_index=True)
+        for i, idx in zip(firsts, np.split(order, starts[1:])):
+            if self.framing == "resize":  # exactly the training's whole-image shrink
+                crops[idx] = cv2.resize(planes[int(i)], (size, size), interpolation=cv2.INTER_AREA)
+            else:
+                crops[idx] = framing.warp_crops(planes[int(i)], frames[idx], size)
+        x = self.preprocess(crops) if len(crops) else np.zeros((0, self.preprocess.channels, size, size), np.float32)
+        timings["preprocess"] = timings.get("preprocess", 0.0) + _elapsed(start)
+        start = time.perf_counter()
+        out = [self.runner(x[j:j + self.batch_size]) for j in range(0, len(x), self.batch_size)]
+        out = np.concatenate(out) if out else np.zeros((0, self.schema.num_keypoints, 2), np.float32)
+        timings["model"] = timings.get("model", 0.0) + _elapsed(start)
+        start = time.perf_counter()
+        in_crop = decode(out.astype(np.float64), (size, size))
+        inverse = np.array([cv2.invertAffineTransform(m) for m in frames]).reshape(-1, 2, 3)
+        keypoints = np.einsum("fij,fkj->fki", inverse[:, :, :2], in_crop) + inverse[:, None, :, 2]
+        timings["postprocess"] = timings.get("postprocess", 0.0) + _elapsed(start)
+        return keypoints
+
+    def predict_crops(self, crops: np.ndarray) -> np.ndarray:
+        """Faces already framed like the training data (e.g. Kaggle CSV images): (N, H, H[, 3]) uint8
+        -> (N, K, 2) keypoints in the crops' pixels. Crops of another size than the model's input
+        are rescaled; no detector and no refinement are involved."""
+        crops = np.asarray(crops)
+        if crops.dtype != np.uint8 or crops.ndim not in (3, 4) or crops.shape[1] != crops.shape[2]:
+            raise ValueError(f"crops must be (N, H, H) or (N, H, H, 3) uint8, got {crops.dtype} {crops.shape}")
+        s = self.input_size / crops.shape[1]
+        frame = np.array([[s, 0.0, 0.5 * s - 0.5], [0.0, s, 0.5 * s - 0.5]])
+        planes = {i: self._plane(c) for i, c in enumerate(crops)}
+        return self._predict_frames(planes, np.arange(len(crops)), np.repeat(frame[None], len(crops), 0), {})
+
+    def stream(self, source, **options) -> Iterator[Result]:
+        """Results frame by frame for a video file or ``cv2.VideoCapture``.
+
+        See :func:`facekeypoints.infer.video.stream` for the options (redetect_every, smooth, ...).
+        """
+        from facekeypoints.infer.video import stream
+
+        return stream(self, source, **options)

@@ -1,0 +1,163 @@
+"""What inference returns: a ``Result`` per image holding one ``Face`` per face found.
+
+Coordinates are pixels of the original image (x right, y down, pixel centres at integers); arrays
+are numpy on the CPU. No face found is an empty Result, never None.
+
+Examples
+--------
+>>> import numpy as np
+>>> from facekeypoints.schema import load_schema
+>>> s = load_schema("nose1")
+>>> face = Face(box=np.array([10., 10., 50., 50.]), box_score=1.0, keypoints=np.array([[30., 32.]]),
+...             scores=np.ones(1), schema=s)
+>>> r = Result(image_size=(64, 80), faces=[face], schema=s)
+>>> len(r), r.keypoints.shape, face["nose_tip"].tolist()
+(1, (1, 1, 2), [30.0, 32.0])
+>>> r.to_dict()["faces"][0]["keypoints"]["nose_tip"]
+{'x': 30.0, 'y': 32.0, 'score': 1.0}
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import cv2
+import numpy as np
+
+from facekeypoints.schema import KeypointSchema
+
+__all__ = ["Face", "Result", "IMAGE_SUFFIXES"]
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp")
+_BOX_COLOUR = (0, 255, 0)  # green reads the same in RGB and BGR
+_POINT_COLOUR = (255, 200, 0)
+_LINE_COLOUR = (0, 200, 255)
+
+
+@dataclass
+class Face:
+    """One face: ``box`` (4,) x1, y1, x2, y2 as OpenCV rectangles (x2 = x + width); ``box_score`` from
+    the detector (1.0 for boxes you passed in); ``keypoints`` (K, 2) x, y; ``scores`` (K,).
+
+    The regression and soft-argmax models predict no per-keypoint confidence, so ``scores`` are 1.0;
+    the field exists so a model that does predict one fills it without changing the shape.
+    """
+
+    box: np.ndarray
+    box_score: float
+    keypoints: np.ndarray
+    scores: np.ndarray
+    schema: KeypointSchema = field(repr=False)
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        """(2,) x, y of the keypoint called ``name`` (a schema name such as ``"nose_tip"``)."""
+        return self.keypoints[self.schema.index(name)]
+
+    def to_dict(self) -> dict:
+        """Plain JSON-ready dict: box, box_score and keypoints by name, each ``{x, y, score}``."""
+        return {
+            "box": [round(float(v), 2) for v in self.box],
+            "box_score": round(float(self.box_score), 4),
+            "keypoints": {name: {"x": round(float(x), 2), "y": round(float(y), 2), "score": round(float(s), 4)}
+                          for name, (x, y), s in zip(self.schema.keypoints, self.keypoints, self.scores)},
+        }
+
+
+@dataclass
+class Result:
+    """All faces of one image. ``image_size`` is (height, width); ``timings`` holds milliseconds
+    spent in ``detection``, ``preprocess``, ``model`` and ``postprocess`` (batched stages are
+    shared evenly between the images of a batch); ``source`` names the file, frame or array."""
+
+    image_size: tuple[int, int]
+    faces: list[Face]
+    schema: KeypointSchema
+    timings: dict[str, float] = field(default_factory=dict)
+    source: str = ""
+
+    def __len__(self) -> int:
+        return len(self.faces)
+
+    def __iter__(self) -> Iterator[Face]:
+        return iter(self.faces)
+
+    def __getitem__(self, i: int) -> Face:
+        return self.faces[i]
+
+    @property
+    def keypoints(self) -> np.ndarray:
+        """(N, K, 2) keypoints of all faces (N may be 0)."""
+        if not self.faces:
+            return np.zeros((0, self.schema.num_keypoints, 2))
+        return np.stack([f.keypoints for f in self.faces])
+
+    @property
+    def scores(self) -> np.ndarray:
+        """(N, K) keypoint scores."""
+        return np.stack([f.scores for f in self.faces]) if self.faces else np.zeros((0, self.schema.num_keypoints))
+
+    @property
+    def boxes(self) -> np.ndarray:
+        """(N, 5) boxes x1, y1, x2, y2, box_score."""
+        if not self.faces:
+            return np.zeros((0, 5))
+        return np.array([[*f.box, f.box_score] for f in self.faces], dtype=np.float64)
+
+    def to_dict(self) -> dict:
+        """Plain dict (the JSON and HTTP body): source, image_size {height, width}, schema, faces, timings."""
+        h, w = self.image_size
+        return {
+            "source": self.source,
+            "image_size": {"height": int(h), "width": int(w)},
+            "schema": self.schema.name,
+            "faces": [f.to_dict() for f in self.faces],
+            "timings": {k: round(float(v), 3) for k, v in self.timings.items()},
+        }
+
+    def to_json(self, indent: int | None = None) -> str:
+        """``to_dict`` as a JSON string (one line unless ``indent`` is given)."""
+        return json.dumps(self.to_dict(), indent=indent)
+
+    def draw(self, image: np.ndarray) -> np.ndarray:
+        """A copy of ``image`` (H, W, 3) uint8 with boxes, keypoints and the schema's skeleton drawn."""
+        image = np.asarray(image)
+        if image.shape[:2] != tuple(self.image_size):
+            raise ValueError(f"draw() got an image of size {image.shape[:2]}, "
+                             f"but the result is for {tuple(self.image_size)}")
+        out = np.ascontiguousarray(cv2.cvtColor(image, cv2.COLOR_GRAY2RGB) if image.ndim == 2 else image.copy())
+        pairs = [(self.schema.index(a), self.schema.index(b)) for a, b in self.schema.skeleton]
+        for face in self.faces:
+            size = max(8.0, float(face.box[2] - face.box[0]))
+            thick, radius = max(1, round(size / 150)), max(1, round(size / 70))
+            x1, y1, x2, y2 = (round(float(v)) for v in face.box)
+            cv2.rectangle(out, (x1, y1), (x2, y2), _BOX_COLOUR, thick, cv2.LINE_AA)
+            pts = np.round(face.keypoints).astype(int)
+            for a, b in pairs:
+                cv2.line(out, tuple(pts[a]), tuple(pts[b]), _LINE_COLOUR, thick, cv2.LINE_AA)
+            for p in pts:
+                cv2.circle(out, tuple(p), radius, _POINT_COLOUR, -1, cv2.LINE_AA)
+        return out
+
+    def save(self, path: str | Path, image: np.ndarray | None = None) -> Path:
+        """Write the result: ``.json`` -> ``to_json``; an image suffix -> ``draw(image)`` as a picture.
+
+        ``image`` is (H, W, 3) RGB; when omitted the picture is re-read from ``source``.
+        """
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.suffix.lower() == ".json":
+            path.write_text(self.to_json(indent=2) + "\n")
+            return path
+        if path.suffix.lower() not in IMAGE_SUFFIXES:
+            raise ValueError(f"{path}: save() writes .json or an image ({', '.join(IMAGE_SUFFIXES)})")
+        if image is None:
+            bgr = cv2.imread(self.source) if self.source and Path(self.source).is_file() else None
+            if bgr is None:
+                raise ValueError(f"save({path}) needs image=: the source {self.source!r} is not a readable image")
+            image = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        drawn = self.draw(image)
+        if not cv2.imwrite(str(path), cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR)):
+            raise ValueError(f"{path}: OpenCV could not write this image")
+        return path

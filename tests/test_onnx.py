@@ -1,0 +1,68 @@
+"""ONNX export and the ONNX Runtime backend agree with torch."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from matplotlib import cbook
+
+from facekeypoints import KeypointDetector
+from facekeypoints.cli import main
+from facekeypoints.infer.bench import random_checkpoint
+from facekeypoints.infer.onnx import METADATA_KEYS, OnnxRunner, export_onnx
+
+GRACE_HOPPER = Path(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    return random_checkpoint("keypoint_net", tmp_path_factory.mktemp("onnx") / "net.pt")
+
+
+@pytest.fixture(scope="module")
+def exported(checkpoint) -> Path:
+    return export_onnx(checkpoint, checkpoint.with_suffix(".onnx"))
+
+
+def test_export_carries_schema_and_preprocess_and_a_dynamic_batch(exported):
+    graph = onnx.load(str(exported))
+    meta = {p.key: p.value for p in graph.metadata_props}
+    assert json.loads(meta[METADATA_KEYS["schema"]])["name"] == "kaggle15"
+    assert json.loads(meta[METADATA_KEYS["preprocess"]])["size"] == 96
+    assert json.loads(meta[METADATA_KEYS["model"]])["name"] == "keypoint_net"
+    batch_dim = graph.graph.input[0].type.tensor_type.shape.dim[0]
+    assert batch_dim.dim_param == "batch"
+    runner = OnnxRunner(exported, threads=1)
+    for n in (1, 5):
+        assert runner(np.zeros((n, 1, 96, 96), np.float32)).shape == (n, 15, 2)
+
+
+def test_onnx_keypoints_equal_torch_within_a_thousandth_pixel(checkpoint, exported):
+    torch_det = KeypointDetector(checkpoint, backend="torch")
+    for onnx_det in (KeypointDetector(exported), KeypointDetector(checkpoint, backend="onnx")):
+        assert onnx_det.runner.backend == "onnx"
+        for image in (GRACE_HOPPER,):
+            a, b = torch_det(image), onnx_det(image)
+            assert len(a) == len(b) == 1
+            assert np.abs(a.keypoints - b.keypoints).max() < 1e-3
+    x = np.random.default_rng(0).random((8, 1, 96, 96), dtype=np.float32)
+    assert np.abs(torch_det.runner(x) - onnx_det.runner(x)).max() < 1e-4  # normalised units
+
+
+def test_bad_onnx_files_get_clear_errors(tmp_path, checkpoint):
+    junk = tmp_path / "junk.onnx"
+    junk.write_bytes(b"not a model")
+    with pytest.raises(ValueError, match="junk.onnx: ONNX Runtime cannot load"):
+        OnnxRunner(junk)
+    with pytest.raises(ValueError, match="backend='onnx'"):
+        KeypointDetector(checkpoint.with_suffix(".onnx"), backend="torch")
+
+
+def test_cli_export(tmp_path, checkpoint, capsys):
+    out = tmp_path / "m.onnx"
+    assert main(["export", "--model", str(checkpoint), "-o", str(out), "--opset", "17"]) == 0
+    assert out.is_file() and "wrote" in capsys.readouterr().out
+    assert onnx.load(str(out)).opset_import[0].version == 17
