@@ -9,7 +9,7 @@ Examples
 --------
 >>> import torch
 >>> loss = make_loss("wing")
->>> pred = torch.zeros(1, 2, 2, requires_grad=True)
+>>> pred = torch.zeros(1, 2, 2)
 >>> target = torch.tensor([[[0.1, 0.0], [float("nan"), float("nan")]]])
 >>> round(float(loss(pred, target)), 4)   # only the first keypoint's 2 coordinates count
 0.1253

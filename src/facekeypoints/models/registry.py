@@ -1,0 +1,161 @@
+"""The one model registry: ``register_model``, ``create_model``, ``list_models``, ``model_info``.
+
+A model entrypoint is a plain function registered under its own name. It takes explicit keywords
+(``num_keypoints``, ``in_channels``, ``input_size`` and its own options) and returns an ``nn.Module``
+whose forward maps (B, C, H, W) float images to (B, K, 2) normalised coordinates
+(see :mod:`facekeypoints.models.codecs`).
+
+Examples
+--------
+>>> import torch
+>>> from facekeypoints.models import create_model, list_models
+>>> "keypoint_net" in list_models("keypoint_*")
+True
+>>> m = create_model("simple_cnn", schema="nose1")
+>>> m(torch.zeros(2, 1, 96, 96)).shape, m.schema_name, m.input_size
+(torch.Size([2, 1, 2]), 'nose1', 96)
+"""
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import inspect
+from typing import Callable
+
+import torch
+from torch import nn
+
+from facekeypoints.schema import KeypointSchema, load_schema
+
+__all__ = ["register_model", "create_model", "list_models", "model_info", "count_macs", "UnknownModelError"]
+
+_MODELS: dict[str, Callable[..., nn.Module]] = {}
+
+# Keywords create_model fills in itself; the rest of an entrypoint's keywords are the family's options.
+_RESERVED = ("num_keypoints", "in_channels", "input_size", "pretrained")
+
+
+class UnknownModelError(ValueError):
+    """No model is registered under the requested name."""
+
+
+def register_model(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+    """Record ``fn`` in the registry under ``fn.__name__``; returns ``fn`` unchanged."""
+    if fn.__name__ in _MODELS:
+        raise ValueError(f"model {fn.__name__!r} is registered twice")
+    _MODELS[fn.__name__] = fn
+    return fn
+
+
+def list_models(pattern: str = "*") -> list[str]:
+    """Registered model names matching a shell-style ``pattern``, sorted."""
+    return sorted(n for n in _MODELS if fnmatch.fnmatchcase(n, pattern))
+
+
+def _entrypoint(name: str) -> Callable[..., nn.Module]:
+    if name not in _MODELS:
+        close = difflib.get_close_matches(name, list(_MODELS), n=3, cutoff=0.5)
+        hint = f"; did you mean {close}?" if close else f"; known models: {list_models()}"
+        raise UnknownModelError(f"unknown model {name!r}{hint}")
+    return _MODELS[name]
+
+
+def _check_keywords(name: str, fn: Callable, options: dict) -> None:
+    """Raise TypeError naming the nearest valid option for each unknown keyword."""
+    params = inspect.signature(fn).parameters
+    valid = [p for p in params if p not in _RESERVED]
+    for key in options:
+        if key not in valid:
+            close = difflib.get_close_matches(key, valid, n=2)
+            hint = f"; did you mean {close}?" if close else ""
+            raise TypeError(f"model {name!r} has no option {key!r} (options: {valid}){hint}")
+
+
+def create_model(name: str, *, schema: str | KeypointSchema = "kaggle15", in_channels: int = 1,
+                 input_size: int = 96, pretrained: bool | str = False, **options) -> nn.Module:
+    """Build a registered model for ``schema``'s keypoints.
+
+    The model maps (B, in_channels, input_size, input_size) float images to (B, K, 2) normalised
+    coordinates, K = ``schema.num_keypoints``. ``options`` are the family's own explicit keywords
+    (a misspelt one raises TypeError). ``pretrained`` is False (random init), True (the backing
+    library's usual ImageNet download) or a path to a local state-dict file; only the transfer
+    learning families accept it. The model carries ``model_name``, ``schema_name``, ``input_size``,
+    ``in_channels`` and ``model_options`` so a checkpoint can rebuild it.
+
+    Examples
+    --------
+    >>> m = create_model("keypoint_net", schema="ibug68", input_size=64)
+    >>> m(torch.zeros(1, 1, 64, 64)).shape
+    torch.Size([1, 68, 2])
+    >>> try:
+    ...     create_model("resnet81")
+    ... except UnknownModelError as err:
+    ...     print(str(err)[:50])
+    unknown model 'resnet81'; did you mean ['resnet18'
+    """
+    fn = _entrypoint(name)
+    _check_keywords(name, fn, options)
+    schema_obj = schema if isinstance(schema, KeypointSchema) else load_schema(schema)
+    kwargs = dict(num_keypoints=schema_obj.num_keypoints, in_channels=int(in_channels),
+                  input_size=int(input_size), **options)
+    if "pretrained" in inspect.signature(fn).parameters:
+        kwargs["pretrained"] = pretrained
+    elif pretrained:
+        raise ValueError(f"model {name!r} is trained from scratch and takes no pretrained weights; "
+                         f"models that do: {[n for n in list_models() if 'pretrained' in inspect.signature(_MODELS[n]).parameters]}")
+    model = fn(**kwargs)
+    model.model_name = name
+    model.schema_name = schema_obj.name
+    model.input_size = int(input_size)
+    model.in_channels = int(in_channels)
+    model.model_options = dict(options)
+    return model
+
+
+def count_macs(model: nn.Module, input_shape: tuple[int, int, int, int]) -> int:
+    """Multiply-accumulates of one forward pass on a zero input of ``input_shape`` = (B, C, H, W).
+
+    Counted with ``torch.utils.flop_counter.FlopCounterMode`` (which reports 2 FLOPs per MAC).
+    """
+    from torch.utils.flop_counter import FlopCounterMode
+
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device  # works on the "meta" device too: shapes are all it needs
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), counter:
+        model(torch.zeros(input_shape, device=device))
+    model.train(was_training)
+    return counter.get_total_flops() // 2
+
+
+def _doc_fields(fn: Callable) -> tuple[str, str]:
+    """(first docstring line, text after 'Reference:') of an entrypoint."""
+    lines = [ln.strip() for ln in (inspect.getdoc(fn) or "").splitlines()]
+    description = lines[0] if lines else ""
+    reference = next((ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("Reference:")), "")
+    return description, reference
+
+
+def model_info(name: str, *, schema: str | KeypointSchema = "kaggle15", input_size: int = 96) -> dict:
+    """Description, source reference, parameter count and MACs per image of a registered model.
+
+    Examples
+    --------
+    >>> info = model_info("fcnn"); info["params"], info["reference"][:8]
+    (4623530, 'seed 002')
+    """
+    fn = _entrypoint(name)
+    description, reference = _doc_fields(fn)
+    with torch.device("meta"):  # shapes only: no memory for weights, no random init
+        model = create_model(name, schema=schema, input_size=input_size)
+    return {
+        "name": name,
+        "description": description,
+        "reference": reference,
+        "params": sum(p.numel() for p in model.parameters()),
+        "macs": count_macs(model, (1, model.in_channels, input_size, input_size)),
+        "input_size": input_size,
+        "schema": model.schema_name,
+        "options": {p.name: p.default for p in inspect.signature(fn).parameters.values() if p.name not in _RESERVED},
+    }
