@@ -180,7 +180,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from facekeypoints.evaluate.runner import evaluate
 
-    result = evaluate(args.model, args.data, mirror_tta=args.mirror_tta)
+    result = evaluate(args.model, args.data, mirror_tta=args.mirror_tta, split=args.split)
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
@@ -218,8 +218,9 @@ def _add_train_commands(sub) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_train)
     p = sub.add_parser("evaluate", help="score a model on labelled data (RMSE, MAE, NME, FR, AUC)")
-    p.add_argument("data", help="labelled keypoint file, e.g. ../shared/data/fkd15-ytf/training.zip")
+    p.add_argument("data", nargs="?", help="labelled keypoint file, e.g. ../shared/data/fkd15-ytf/training.zip")
     p.add_argument("--model", help="checkpoint (.pt); the shipped default model when omitted")
+    p.add_argument("--split", choices=["train", "val"], help="instead of a file: that part of the model's own training run")
     p.add_argument("--mirror-tta", action="store_true", help="average with the prediction on the mirrored face")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_evaluate)

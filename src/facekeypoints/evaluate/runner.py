@@ -18,7 +18,7 @@ from facekeypoints.evaluate.metrics import summarize
 from facekeypoints.models.codecs import decode
 from facekeypoints.schema import load_schema
 
-__all__ = ["evaluate", "predict_tensor", "predict_data", "resolve_model"]
+__all__ = ["evaluate", "predict_tensor", "predict_data", "resolve_model", "run_split"]
 
 
 @torch.no_grad()
@@ -66,17 +66,36 @@ def predict_data(model, ckpt: dict, data: KeypointData, *, mirror_tta: bool = Fa
     return predict_tensor(model, x, batch_size, schema if mirror_tta else None).numpy()
 
 
-def evaluate(model: str | Path | None, data_path: str | Path, *, mirror_tta: bool = False) -> dict:
-    """Metrics (rmse, mae, nme, fr_8, fr_10, auc_10, per_keypoint_rmse, ced) of ``model`` on ``data_path``."""
+def run_split(ckpt: dict, split: str) -> KeypointData:
+    """The ``train`` or ``val`` part of the data a checkpoint was trained on, rebuilt from its saved
+    config (same file, persons, framing and seeded split), so a run is scored on faces it never saw."""
+    from facekeypoints.train.config import config_from_dict
+    from facekeypoints.train.data import load_splits
+
+    if split not in ("train", "val"):
+        raise ValueError(f"split must be 'train' or 'val', got {split!r}")
+    if not ckpt.get("config"):
+        raise ValueError("this checkpoint records no training config, so its split cannot be rebuilt; pass a data file")
+    train, val, _ = load_splits(config_from_dict(ckpt["config"]))
+    return train if split == "train" else val
+
+
+def evaluate(model: str | Path | None, data_path: str | Path | None, *, mirror_tta: bool = False,
+             split: str | None = None) -> dict:
+    """Metrics (rmse, mae, nme, fr_8, fr_10, auc_10, per_keypoint_rmse, ced) of ``model`` on
+    ``data_path``, or with ``split="val"`` on the validation part of the model's own training data."""
     from facekeypoints.data import read
     from facekeypoints.schema import KeypointSchema
 
     net, ckpt = resolve_model(model)
     schema = KeypointSchema.from_dict(ckpt["schema"])
-    data = read(data_path)
+    if (data_path is None) == (split is None):
+        raise ValueError("give either a data file or --split (train or val of the model's own run)")
+    data = read(data_path) if split is None else run_split(ckpt, split)
     if data.schema.name != schema.name:
         data = data.to_schema(schema.name)
     pred = predict_data(net, ckpt, data, mirror_tta=mirror_tta)
     result = summarize(pred, data.keypoints, schema)
-    result.update(model=str(model or "default"), data=str(data_path), mirror_tta=mirror_tta)
+    result.update(model=str(model or "default"), data=str(data_path or f"{split} split of the model's run"),
+                  mirror_tta=mirror_tta)
     return result

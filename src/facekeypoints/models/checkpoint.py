@@ -40,7 +40,8 @@ def save_checkpoint(path: str | Path, model: nn.Module, *, preprocess: dict, **e
     schema = load_schema(model.schema_name)
     payload = {
         "format": FORMAT,
-        "model": {"name": model.model_name, "input_size": int(model.input_size), "in_channels": int(getattr(model, "in_channels", 1))},
+        "model": {"name": model.model_name, "input_size": int(model.input_size), "in_channels": int(getattr(model, "in_channels", 1)),
+                  "options": dict(getattr(model, "model_options", {}))},
         "schema": schema.to_dict(),
         "preprocess": dict(preprocess),
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
@@ -83,7 +84,7 @@ def load_model(path: str | Path) -> tuple[nn.Module, dict]:
     ckpt = load_checkpoint(path)
     schema = KeypointSchema.from_dict(ckpt["schema"], source=str(path))
     model = create_model(ckpt["model"]["name"], schema=schema, input_size=ckpt["model"]["input_size"],
-                         in_channels=ckpt["model"].get("in_channels", 1))
+                         in_channels=ckpt["model"].get("in_channels", 1), **ckpt["model"].get("options", {}))
     missing, unexpected = model.load_state_dict(ckpt["state_dict"], strict=False)
     if missing or unexpected:
         raise CheckpointError(f"{path}: weights do not fit model {ckpt['model']['name']!r} "

@@ -49,6 +49,7 @@ class DataConfig:
 class ModelConfig:
     name: str = "keypoint_net"
     pretrained: str | bool = False  # a local weights file, or True to let the library download
+    options: dict = field(default_factory=dict)  # the model's own keywords, e.g. {stem_stride: 4}
 
 
 @dataclass
@@ -121,7 +122,7 @@ def _apply(obj, values: dict, prefix: str = "") -> None:
             if not isinstance(value, dict):
                 raise ConfigError(f"{full}: expected a mapping of {sorted(typing.get_type_hints(type(current)))}")
             _apply(current, value, prefix=f"{full}.")
-        elif isinstance(current, dict) and key in ("preprocess", "augment", "loss_params") and isinstance(value, dict):
+        elif isinstance(current, dict) and key in ("preprocess", "augment", "loss_params", "options") and isinstance(value, dict):
             current.update(value)
         else:
             setattr(obj, key, _check_type(value, hints[key], full))

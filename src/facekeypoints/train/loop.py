@@ -127,7 +127,7 @@ def fit(cfg: Config, *, resume: bool = False, progress: bool = True) -> dict:
     train_kd, val_kd, data_report = load_splits(cfg)
     train, val = to_tensors(train_kd, pre), to_tensors(val_kd, pre)
     model = create_model(cfg.model.name, schema=schema, in_channels=train.images.shape[1],
-                         input_size=train.images.shape[-1], pretrained=cfg.model.pretrained)
+                         input_size=train.images.shape[-1], pretrained=cfg.model.pretrained, **cfg.model.options)
     opt, loss_fn = _optimizer(model, t), make_loss(t.loss, **t.loss_params)
     sched = _scheduler(opt, t)
     state = {"epoch": 0, "step": 0, "history": [], "best": None, "minutes": 0.0, "loss_sum": 0.0, "loss_n": 0}
