@@ -170,3 +170,21 @@ def test_evaluate_cli_json_and_compare_report(tiny_csv, tmp_path):
 def test_bad_config_value_is_a_clear_cli_error(tiny_csv, tmp_path):
     res = _cli("train", "--set", "train.epoch=3")
     assert res.returncode == 2 and "train.epochs" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_submit_cli_answers_every_lookup_row(tiny_csv, tmp_path):
+    fit(_cfg(tiny_csv, tmp_path / "run", ["train.epochs=1"]), progress=False)
+    faces = make_faces(n=3, seed=5)
+    test_csv = tmp_path / "test.csv"
+    lines = ["ImageId,Image"] + [f"{i + 1}," + " ".join(map(str, faces.images[i].ravel())) for i in range(3)]
+    test_csv.write_text("\n".join(lines) + "\n")
+    lookup = tmp_path / "IdLookupTable.csv"
+    rows = [(1, 1, "nose_tip_x"), (2, 1, "nose_tip_y"), (3, 3, "left_eye_center_x")]
+    lookup.write_text("RowId,ImageId,FeatureName,Location\n" + "".join(f"{r},{i},{f},\n" for r, i, f in rows))
+    out = tmp_path / "submission.csv"
+    res = _cli("submit", str(test_csv), "--lookup", str(lookup), "--model", str(tmp_path / "run" / "best.pt"), "-o", str(out))
+    assert res.returncode == 0, res.stderr
+    got = out.read_text().splitlines()
+    assert got[0] == "RowId,Location" and [int(r.split(",")[0]) for r in got[1:]] == [1, 2, 3]
+    assert all(0 <= float(r.split(",")[1]) <= 95 for r in got[1:])
+    assert "rows=3" in res.stdout
