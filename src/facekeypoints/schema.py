@@ -90,11 +90,12 @@ class KeypointSchema:
         return [f"{k}_{a}" for k in self.keypoints for a in ("x", "y")]
 
     def flip(self, keypoints: np.ndarray, width: float) -> np.ndarray:
-        """Mirror (..., K, 2) pixel keypoints of an image ``width`` pixels wide.
+        """Mirror (..., K, 2) pixel keypoints (numpy or torch) of an image ``width`` pixels wide.
 
         Pixel centres sit at integer coordinates, so x maps to ``width - 1 - x``.
         """
-        out = keypoints[..., list(self.flip_index), :].copy()
+        out = keypoints[..., list(self.flip_index), :]
+        out = out.clone() if hasattr(out, "clone") else out.copy()  # torch tensor or numpy array
         out[..., 0] = (width - 1) - out[..., 0]
         return out
 

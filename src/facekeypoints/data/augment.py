@@ -288,10 +288,7 @@ def mirror_keypoints(keypoints, schema: KeypointSchema, width: int):
     e.g. for coordinates on a 1/256-pixel grid; otherwise off by at most one float32 step at
     ``width``, ~8e-6 px at 96).
     """
-    out = keypoints[..., list(schema.flip_index), :]
-    out = out.clone() if isinstance(out, torch.Tensor) else out.copy()
-    out[..., 0] = (width - 1) - out[..., 0]
-    return out
+    return schema.flip(keypoints, width)
 
 
 def mirror(images: torch.Tensor, keypoints: torch.Tensor, schema: KeypointSchema) -> tuple[torch.Tensor, torch.Tensor]:
