@@ -28,3 +28,15 @@ def private_cache(session_cache, monkeypatch) -> Path:
     """
     monkeypatch.setenv("FACEKEYPOINTS_CACHE", str(session_cache))
     return session_cache
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One torch thread for a module of small-batch tests: on a shared 2-core machine two OpenMP
+    threads wait on each other's time slices, which made those tests up to 10x slower."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -13,14 +13,7 @@ from facekeypoints.train.losses import complete_graph_distance, list_losses, mak
 NAN = float("nan")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One torch thread: on a shared 2-core machine two OpenMP threads wait on each other's time
-    slices, which made these small-batch tests up to 10x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _batch(seed: int = 0, b: int = 4, k: int = 15):

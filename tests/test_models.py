@@ -12,14 +12,7 @@ from facekeypoints.schema import load_schema
 BIG = {"resnet26", "resnet34", "resnet50", "resnet50_tl", "resnet50_aa", "densenet121_tl", "cnn7m"}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One torch thread: on a shared 2-core machine two OpenMP threads wait on each other's time
-    slices, which made these small-batch tests up to 10x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _forward_backward(name: str, schema: str, size: int, backward: bool = True) -> None:

@@ -32,14 +32,14 @@ Examples
 """
 from __future__ import annotations
 
-import difflib
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from facekeypoints.data.preprocess import from_fields
 from facekeypoints.schema import KeypointSchema
 
 __all__ = ["Augment", "augment_batch", "random_affine", "warp_affine", "mirror", "mirror_keypoints"]
@@ -111,13 +111,7 @@ class Augment:
     @classmethod
     def from_dict(cls, d: dict) -> "Augment":
         """Inverse of ``to_dict``; unknown keys are an error (with the closest valid name)."""
-        known = [f.name for f in fields(cls)]
-        for key in d:
-            if key not in known:
-                close = difflib.get_close_matches(key, known, n=1)
-                hint = f"; did you mean {close[0]!r}?" if close else ""
-                raise ValueError(f"unknown Augment field {key!r}{hint} (fields: {known})")
-        return cls(**d)
+        return from_fields(cls, d)
 
 
 def random_affine(cfg: Augment, batch: int, size: tuple[int, int], generator: torch.Generator) -> torch.Tensor:

@@ -81,13 +81,7 @@ class Preprocess:
     @classmethod
     def from_dict(cls, d: dict) -> "Preprocess":
         """Inverse of ``to_dict``; unknown keys are an error (with the closest valid name)."""
-        known = [f.name for f in fields(cls)]
-        for key in d:
-            if key not in known:
-                close = difflib.get_close_matches(key, known, n=1)
-                hint = f"; did you mean {close[0]!r}?" if close else ""
-                raise ValueError(f"unknown Preprocess field {key!r}{hint} (fields: {known})")
-        return cls(**d)
+        return from_fields(cls, d)
 
     def __call__(self, images) -> np.ndarray:
         """uint8 images -> float32 (N, C, size, size).
@@ -150,6 +144,17 @@ class Preprocess:
         lab = _per_pixel(rgb, cv2.COLOR_RGB2LAB)
         lab[..., 0] = self._clahe_gray(lab[..., 0])
         return _per_pixel(lab, cv2.COLOR_LAB2RGB)
+
+
+def from_fields(cls, d: dict):
+    """``cls(**d)`` for a settings dataclass, naming an unknown key and the closest valid one."""
+    known = [f.name for f in fields(cls)]
+    for key in d:
+        if key not in known:
+            close = difflib.get_close_matches(key, known, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ValueError(f"unknown {cls.__name__} field {key!r}{hint} (fields: {known})")
+    return cls(**d)
 
 
 def _per_pixel(batch: np.ndarray, code: int) -> np.ndarray:

@@ -10,6 +10,8 @@ Examples
 """
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from facekeypoints.schema import KeypointSchema
@@ -62,9 +64,9 @@ def nme(pred: np.ndarray, gt: np.ndarray, schema: KeypointSchema) -> np.ndarray:
     """(N,) normalised mean error per row: mean point-to-point distance over labelled keypoints,
     divided by the inter-ocular distance (schema.normalization). NaN where a row lacks either."""
     d = np.linalg.norm(_errors(pred, gt), axis=-1)  # (N, K), NaN where unlabelled
-    with np.errstate(invalid="ignore"):
-        per_row = np.nanmean(np.where(np.isnan(d), np.nan, d), axis=1) if d.size else d
-        return per_row / _normalizer(np.asarray(gt, np.float64), schema)
+    with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # rows without labels give NaN, by design
+        return np.nanmean(d, axis=1) / _normalizer(np.asarray(gt, np.float64), schema)
 
 
 def ced(nme_per_row: np.ndarray, max_threshold: float = 0.10, steps: int = 101) -> tuple[np.ndarray, np.ndarray, float]:

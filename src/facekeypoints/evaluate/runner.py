@@ -25,8 +25,6 @@ __all__ = ["evaluate", "predict_tensor", "predict_data", "resolve_model", "run_s
 def predict_tensor(model, images: torch.Tensor, batch_size: int = 256, mirror_schema=None) -> torch.Tensor:
     """Pixel keypoints (N, K, 2) for preprocessed images (N, C, S, S). With ``mirror_schema`` the
     prediction is averaged with the one made on the mirrored image (mirror test-time augmentation)."""
-    from facekeypoints.data.augment import mirror
-
     model.eval()
     size = images.shape[-2:]
     out = []
@@ -34,8 +32,7 @@ def predict_tensor(model, images: torch.Tensor, batch_size: int = 256, mirror_sc
         x = images[i : i + batch_size]
         p = decode(model(x), size)
         if mirror_schema is not None:
-            xm, _ = mirror(x, torch.zeros_like(p), mirror_schema)
-            _, back = mirror(xm, decode(model(xm), size), mirror_schema)
+            back = mirror_schema.flip(decode(model(torch.flip(x, dims=(-1,))), size), size[-1])
             p = (p + back) / 2
         out.append(p)
     if not out:
