@@ -66,3 +66,28 @@ def test_cli_export(tmp_path, checkpoint, capsys):
     assert main(["export", "--model", str(checkpoint), "-o", str(out), "--opset", "17"]) == 0
     assert out.is_file() and "wrote" in capsys.readouterr().out
     assert onnx.load(str(out)).opset_import[0].version == 17
+
+
+def test_a_checkpoint_runs_on_onnx_runtime_by_default_on_the_cpu(checkpoint):
+    assert KeypointDetector(checkpoint).runner.backend == "onnx"
+    assert KeypointDetector(checkpoint, backend="torch").runner.backend == "torch"
+
+
+def test_default_backend_falls_back_to_torch_with_a_warning_when_export_fails(checkpoint, monkeypatch):
+    import facekeypoints.infer.onnx as onnx_module
+
+    def broken_export(path, opset=17):
+        raise RuntimeError("cannot trace this model")
+
+    monkeypatch.setattr(onnx_module, "cached_export", broken_export)
+    with pytest.warns(RuntimeWarning, match="net.pt: ONNX export failed .*cannot trace"):
+        assert KeypointDetector(checkpoint).runner.backend == "torch"
+    with pytest.raises(RuntimeError, match="cannot trace"):  # asked for explicitly: no fallback
+        KeypointDetector(checkpoint, backend="onnx")
+
+
+def test_exported_heatmap_net_has_no_shape_arithmetic(exported):
+    """Constant feature sizes keep Shape/Gather chains (slow at batch 1) out of the graph."""
+    ops = {node.op_type for node in onnx.load(str(exported)).graph.node}
+    assert not ops & {"Shape", "Gather", "Range", "ConstantOfShape"}, ops
+    assert "MatMul" in ops and "Softmax" in ops

@@ -301,7 +301,7 @@ def _add_inference(sub) -> None:
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image, folder (recursive), video, or Kaggle CSV")
     p.add_argument("-o", "--output", help="output folder (default predictions/); for a CSV input, a .csv file")
     p.add_argument("--model", help="checkpoint .pt or exported .onnx; the shipped kaggle15 model when omitted")
-    p.add_argument("--backend", choices=["torch", "onnx"], help="default: onnx for .onnx files, else torch")
+    p.add_argument("--backend", choices=["torch", "onnx"], help="default: onnx (ONNX Runtime) on the CPU; torch runs checkpoints on any device")
     p.add_argument("--detector", default="haar",
                    help="face detector: haar (default) or none; a Kaggle CSV uses none (its faces are framed)")
     p.add_argument("--no-draw", action="store_true", help="write JSON only, no drawn images or video")

@@ -27,22 +27,31 @@ from torch import nn
 
 from facekeypoints.models.registry import register_model
 
-__all__ = ["KeypointNet", "soft_argmax", "keypoint_net", "keypoint_net_reg"]
+__all__ = ["KeypointNet", "soft_argmax", "cell_centres", "keypoint_net", "keypoint_net_reg"]
 
 
-def soft_argmax(logits: torch.Tensor) -> torch.Tensor:
+def cell_centres(h: int, w: int) -> torch.Tensor:
+    """(h * w, 2) normalised (x, y) centres of the cells of an h x w heatmap, row-major.
+
+    Cell j of a row of w cells covers the image strip whose centre is at (2j + 1) / w - 1, so
+    coordinates do not depend on the heatmap stride and lie strictly inside (-1, 1).
+    """
+    xs = torch.arange(w, dtype=torch.float32) * (2.0 / w) + (1.0 / w - 1.0)
+    ys = torch.arange(h, dtype=torch.float32) * (2.0 / h) + (1.0 / h - 1.0)
+    return torch.stack(torch.meshgrid(xs, ys, indexing="xy"), -1).reshape(h * w, 2)
+
+
+def soft_argmax(logits: torch.Tensor, centres: torch.Tensor | None = None) -> torch.Tensor:
     """(B, K, h, w) heatmap logits -> (B, K, 2) expected (x, y) in normalised coordinates.
 
-    Cell j of a row of w cells covers the image strip whose centre is at (2j + 1) / w - 1, so the
-    result does not depend on the heatmap stride and lies strictly inside (-1, 1).
+    The expectation is one matrix product of the softmax with the (h * w, 2) cell centres of
+    :func:`cell_centres`. Logits may also come flattened, (B, K, h * w), with ``centres`` given:
+    :class:`KeypointNet` does so with constant sizes, keeping its exported graph free of shape arithmetic.
     """
-    b, k, h, w = logits.shape
-    probs = logits.flatten(2).softmax(-1).view(b, k, h, w)
-    xs = torch.arange(w, dtype=logits.dtype, device=logits.device) * (2.0 / w) + (1.0 / w - 1.0)
-    ys = torch.arange(h, dtype=logits.dtype, device=logits.device) * (2.0 / h) + (1.0 / h - 1.0)
-    x = (probs.sum(2) * xs).sum(-1)
-    y = (probs.sum(3) * ys).sum(-1)
-    return torch.stack((x, y), -1)
+    if centres is None:
+        centres = cell_centres(*logits.shape[-2:])
+    probs = (logits if logits.dim() == 3 else logits.flatten(2)).softmax(-1)
+    return probs @ centres.to(probs)
 
 
 def _conv_bn_relu(cin: int, cout: int, kernel: int = 3, stride: int = 1) -> nn.Sequential:
@@ -87,18 +96,24 @@ class KeypointNet(nn.Module):
         if input_size < 32:
             raise ValueError(f"input_size must be at least 32 pixels, got {input_size}")
         self.num_keypoints, self.head_kind, self.heatmap_stride = num_keypoints, head, heatmap_stride
+        # Feature sizes at strides 4, 8, 16 are fixed by input_size; holding them (and the cell
+        # centres) as constants keeps the exported ONNX graph free of Shape/Gather arithmetic,
+        # which at batch 1 cost about as much as the small convolutions around it.
+        sides = [input_size]
+        for _ in range(4):  # stem and three stages, each a 3x3 stride-2 conv with padding 1
+            sides.append((sides[-1] + 1) // 2)
+        self._sides = sides[2:]
         self.stem = _conv_bn_relu(in_channels, channels[0], stride=2)
         self.stages = nn.ModuleList(_stage(channels[i], channels[i + 1], blocks[i]) for i in range(3))
         if head == "heatmap":
             self.lateral = nn.ModuleList(nn.Conv2d(c, head_channels, 1) for c in channels[1:])
             self.smooth = nn.ModuleList(_conv_bn_relu(head_channels, head_channels) for _ in range(2))
             self.heatmap = nn.Conv2d(head_channels, num_keypoints, 1)
+            side = self._sides[0 if heatmap_stride == 4 else 1]
+            self.register_buffer("centres", cell_centres(side, side), persistent=False)
             last = self.heatmap
         elif head == "dense":
-            side = input_size
-            for _ in range(4):  # stem and three stages, each a 3x3 stride-2 conv with padding 1
-                side = (side + 1) // 2
-            self.dense = nn.Linear(channels[3] * side * side, num_keypoints * 2)
+            self.dense = nn.Linear(channels[3] * self._sides[2] ** 2, num_keypoints * 2)
             last = self.dense
         else:
             raise ValueError(f"head must be 'heatmap' or 'dense', got {head!r}")
@@ -121,14 +136,18 @@ class KeypointNet(nn.Module):
         p = self.lateral[2](feats[2])
         levels = [1] if self.heatmap_stride == 8 else [1, 0]
         for i in levels:
-            skip = self.lateral[i](feats[i])
-            p = self.smooth[i](skip + F.interpolate(p, size=skip.shape[-2:], mode="nearest"))
+            side = self._sides[i]
+            # an exact 2x scale exports as a Resize that ONNX Runtime's blocked layout keeps
+            up = (F.interpolate(p, scale_factor=2.0, mode="nearest") if side == 2 * self._sides[i + 1]
+                  else F.interpolate(p, size=(side, side), mode="nearest"))
+            p = self.smooth[i](self.lateral[i](feats[i]) + up)
         return self.heatmap(p)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.head_kind == "heatmap":
-            return soft_argmax(self.heatmaps(x))
-        return self.dense(torch.flatten(self.features(x)[2], 1)).view(x.shape[0], self.num_keypoints, 2)
+            logits = self.heatmaps(x).reshape(-1, self.num_keypoints, self.centres.shape[0])
+            return soft_argmax(logits, self.centres)
+        return self.dense(torch.flatten(self.features(x)[2], 1)).view(-1, self.num_keypoints, 2)
 
 
 @register_model
