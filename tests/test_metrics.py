@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from facekeypoints.evaluate.metrics import ced, mae, nme, per_keypoint_rmse, rmse, summarize
+from facekeypoints.evaluate.metrics import ced, mae, mean_error, nme, per_keypoint_rmse, rmse, summarize
 from facekeypoints.schema import load_schema
 
 
@@ -64,3 +64,15 @@ def test_summarize_reports_failure_rates():
 def test_shape_mismatch_is_an_error():
     with pytest.raises(ValueError, match="shape"):
         rmse(np.zeros((2, 15, 2)), np.zeros((2, 14, 2)))
+
+
+def test_mean_error_finds_a_systematic_offset_and_ignores_unlabelled_coordinates():
+    pred, gt = _random_case(5, n=400)
+    shifted = pred + np.array([1.25, -0.5])
+    x, y = mean_error(shifted, gt)
+    labelled = ~np.isnan(gt)
+    assert x == pytest.approx(np.mean((shifted - gt)[..., 0][labelled[..., 0]]))
+    assert abs(x - 1.25) < 0.2 and abs(y + 0.5) < 0.2  # noise std 2 over ~5000 coordinates
+    shifted[np.isnan(gt)] = 1e6
+    assert mean_error(shifted, gt) == (x, y)
+    assert summarize(shifted, gt, load_schema("kaggle15"))["mean_error_xy"] == [x, y]

@@ -187,6 +187,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     print(f"{result['data']}  model {result['model']}  rows {result['rows']}")
     for key in ("rmse", "mae", "nme", "fr_8", "fr_10", "auc_10"):
         print(f"  {key:7s} {result[key]:.4f}")
+    print("  mean signed error x {:+.3f} y {:+.3f} px".format(*result["mean_error_xy"]))
     print("  per-keypoint RMSE:")
     for name, value in result["per_keypoint_rmse"].items():
         print(f"    {name:26s} {'-' if value is None else f'{value:.3f}'}")

@@ -16,7 +16,7 @@ import numpy as np
 
 from facekeypoints.schema import KeypointSchema
 
-__all__ = ["rmse", "mae", "per_keypoint_rmse", "nme", "ced", "summarize"]
+__all__ = ["rmse", "mae", "mean_error", "per_keypoint_rmse", "nme", "ced", "summarize"]
 
 
 def _errors(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
@@ -38,6 +38,18 @@ def mae(pred: np.ndarray, gt: np.ndarray) -> float:
     d = _errors(pred, gt)
     d = d[~np.isnan(d)]
     return float(np.mean(np.abs(d))) if d.size else float("nan")
+
+
+def mean_error(pred: np.ndarray, gt: np.ndarray) -> tuple[float, float]:
+    """Mean signed error (x, y) in pixels over labelled coordinates: a systematic offset.
+
+    Far from 0 it means predictions and labels disagree on a convention: e.g. labels that sit to
+    one side of the mirror-symmetric point, which mirroring augmentation cannot learn.
+    """
+    d = _errors(pred, gt)
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN axis gives NaN, as documented
+        return float(np.nanmean(d[..., 0])), float(np.nanmean(d[..., 1]))
 
 
 def per_keypoint_rmse(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
@@ -90,6 +102,7 @@ def summarize(pred: np.ndarray, gt: np.ndarray, schema: KeypointSchema) -> dict:
     return {
         "rmse": rmse(pred, gt),
         "mae": mae(pred, gt),
+        "mean_error_xy": list(mean_error(pred, gt)),
         "nme": float(valid.mean()) if valid.size else float("nan"),
         "fr_8": float((valid > 0.08).mean()) if valid.size else float("nan"),
         "fr_10": float((valid > 0.10).mean()) if valid.size else float("nan"),

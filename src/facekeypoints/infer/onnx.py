@@ -15,6 +15,7 @@ Examples
 from __future__ import annotations
 
 import json
+import os
 import warnings
 from pathlib import Path
 
@@ -45,7 +46,7 @@ def export_onnx(checkpoint: str | Path, out: str | Path, *, opset: int = 17) -> 
     size, channels = int(ckpt["model"]["input_size"]), int(ckpt["model"].get("in_channels", 1))
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(out.suffix + ".tmp")
+    tmp = out.with_suffix(f"{out.suffix}.{os.getpid()}.tmp")  # per process: parallel first uses share the cache
     with warnings.catch_warnings():  # the legacy exporter announces its deprecation on every call
         warnings.simplefilter("ignore", DeprecationWarning)
         torch.onnx.export(model, (torch.zeros(1, channels, size, size),), str(tmp), dynamo=False,
