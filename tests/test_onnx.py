@@ -91,3 +91,13 @@ def test_exported_heatmap_net_has_no_shape_arithmetic(exported):
     ops = {node.op_type for node in onnx.load(str(exported)).graph.node}
     assert not ops & {"Shape", "Gather", "Range", "ConstantOfShape"}, ops
     assert "MatMul" in ops and "Softmax" in ops
+
+
+def test_a_single_face_runs_on_a_one_thread_session_with_the_same_result(exported):
+    runner = OnnxRunner(exported, threads=2)
+    x = np.random.default_rng(1).random((3, 1, 96, 96), dtype=np.float32)
+    batched = runner(x)
+    alone = np.concatenate([runner(x[i:i + 1]) for i in range(3)])
+    assert runner._single is not None and runner._single is not runner.session
+    assert np.abs(batched - alone).max() < 1e-5
+    assert OnnxRunner(exported, threads=1)._single is not None  # one thread already: one session

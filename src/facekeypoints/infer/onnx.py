@@ -78,7 +78,8 @@ def cached_export(checkpoint: str | Path, opset: int = 17) -> Path:
 class OnnxRunner:
     """Run an exported model with ONNX Runtime on the CPU.
 
-    ``threads`` sets ``intra_op_num_threads`` (None: ONNX Runtime's default, one per core); graph
+    ``threads`` sets ``intra_op_num_threads`` (None: ONNX Runtime's default, one per core) for
+    batches of two or more; a single face runs on a one-thread session, which is faster. Graph
     optimisation is ``ORT_ENABLE_ALL``; idle threads do not spin. Attributes ``schema``,
     ``preprocess``, ``input_size``, ``model_name`` and ``framing`` come from the file's metadata.
     ``runner(x)``: (N, C, S, S) float32 -> (N, K, 2) normalised coordinates, float32.
@@ -87,23 +88,16 @@ class OnnxRunner:
     backend = "onnx"
 
     def __init__(self, path: str | Path, threads: int | None = None):
-        import onnxruntime as ort
-
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"{path}: no such ONNX model file")
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        if threads is not None:
-            options.intra_op_num_threads = int(threads)
-        # Idle worker threads sleep instead of spinning: inference alternates with face detection
-        # and image work, and spinning threads took those cores (640x480 frame: 18-29 ms spinning,
-        # 11-15 ms not, on 2 cores; the model alone runs at the same speed either way).
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        try:
-            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        except Exception as err:  # onnxruntime raises its own exception types for bad files
-            raise ValueError(f"{path}: ONNX Runtime cannot load this file ({type(err).__name__}: {err})") from None
+        self.threads = threads
+        self.session = self._open(path, threads)
+        # Batch 1 runs on its own one-thread session: handing a small face's convolutions to a
+        # second thread costs more than it saves (default model on 2 cores: 0.52-0.57 ms with one
+        # thread, 0.70-0.75 ms with two; from batch 2 on, two threads win).
+        self._single = self.session if threads == 1 else None
+        self._path = path
         meta = self.session.get_modelmeta().custom_metadata_map
         missing = [v for v in METADATA_KEYS.values() if v not in meta]
         if missing:
@@ -117,8 +111,30 @@ class OnnxRunner:
         self.source = str(path)
         self._input = self.session.get_inputs()[0].name
 
+    @staticmethod
+    def _open(path: Path, threads: int | None):
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if threads is not None:
+            options.intra_op_num_threads = int(threads)
+        # Idle worker threads sleep instead of spinning: inference alternates with face detection
+        # and image work, and spinning threads took those cores (640x480 frame: 18-29 ms spinning,
+        # 11-15 ms not, on 2 cores; the model alone runs at the same speed either way).
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        try:
+            return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except Exception as err:  # onnxruntime raises its own exception types for bad files
+            raise ValueError(f"{path}: ONNX Runtime cannot load this file ({type(err).__name__}: {err})") from None
+
     def __call__(self, x: np.ndarray) -> np.ndarray:
         """(N, C, S, S) float32 -> (N, K, 2) float32 normalised coordinates."""
         if len(x) == 0:
             return np.zeros((0, self.schema.num_keypoints, 2), np.float32)
-        return self.session.run(None, {self._input: np.ascontiguousarray(x, dtype=np.float32)})[0]
+        session = self.session
+        if len(x) == 1:
+            if self._single is None:
+                self._single = self._open(self._path, 1)
+            session = self._single
+        return session.run(None, {self._input: np.ascontiguousarray(x, dtype=np.float32)})[0]
