@@ -123,7 +123,9 @@ def load_runner(model: str | Path | None = None, backend: str | None = None, dev
         raise ValueError(f"the ONNX Runtime backend runs on the CPU; use backend='torch' for device={device!r}")
     if backend == "onnx" or (backend is None and device == "cpu"):
         try:
-            return OnnxRunner(cached_export(path), threads=threads)
+            runner = OnnxRunner(cached_export(path), threads=threads)
+            runner.source = str(path)  # name the checkpoint the user gave, not its cached export
+            return runner
         except Exception as err:  # any export failure: an explicit request fails, the default falls back
             if backend == "onnx":
                 raise
