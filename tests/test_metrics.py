@@ -76,3 +76,13 @@ def test_mean_error_finds_a_systematic_offset_and_ignores_unlabelled_coordinates
     shifted[np.isnan(gt)] = 1e6
     assert mean_error(shifted, gt) == (x, y)
     assert summarize(shifted, gt, load_schema("kaggle15"))["mean_error_xy"] == [x, y]
+
+
+def test_nme_is_undefined_not_infinite_for_a_single_keypoint_schema():
+    schema = load_schema("nose1")
+    gt = np.array([[[40.0, 50.0]], [[30.0, 60.0]]])
+    per_row = nme(gt + 1.0, gt, schema)
+    assert np.isnan(per_row).all()
+    result = summarize(gt + 1.0, gt, schema)
+    assert np.isnan(result["nme"]) and np.isnan(result["auc_10"]) and result["rows_with_nme"] == 0
+    assert result["rmse"] == pytest.approx(1.0)

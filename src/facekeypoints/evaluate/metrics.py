@@ -69,12 +69,14 @@ def _normalizer(gt: np.ndarray, schema: KeypointSchema) -> np.ndarray:
         a, b = (schema.index(n) for n in schema.normalization)
         return np.linalg.norm(gt[:, a] - gt[:, b], axis=-1)
     lo, hi = np.nanmin(gt, axis=1), np.nanmax(gt, axis=1)
-    return np.linalg.norm(hi - lo, axis=-1)
+    size = np.linalg.norm(hi - lo, axis=-1)
+    return np.where(size > 0, size, np.nan)  # one labelled point (e.g. nose1) has no size: NME undefined
 
 
 def nme(pred: np.ndarray, gt: np.ndarray, schema: KeypointSchema) -> np.ndarray:
     """(N,) normalised mean error per row: mean point-to-point distance over labelled keypoints,
-    divided by the inter-ocular distance (schema.normalization). NaN where a row lacks either."""
+    divided by the inter-ocular distance (schema.normalization), else by the labelled points'
+    bounding-box diagonal. NaN where a row lacks either, or has a single labelled point."""
     d = np.linalg.norm(_errors(pred, gt), axis=-1)  # (N, K), NaN where unlabelled
     with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # rows without labels give NaN, by design
@@ -106,7 +108,7 @@ def summarize(pred: np.ndarray, gt: np.ndarray, schema: KeypointSchema) -> dict:
         "nme": float(valid.mean()) if valid.size else float("nan"),
         "fr_8": float((valid > 0.08).mean()) if valid.size else float("nan"),
         "fr_10": float((valid > 0.10).mean()) if valid.size else float("nan"),
-        "auc_10": area,
+        "auc_10": area if valid.size else float("nan"),
         "rows": int(len(gt)),
         "rows_with_nme": int(valid.size),
         "labelled_coordinates": int((~np.isnan(np.asarray(gt))).sum()),
