@@ -7,7 +7,7 @@ out normalised (-1..1 at the image edges, align_corners=False), so it trains wit
 coordinate losses as the direct regressors. ``keypoint_net_reg`` is the same backbone with a dense
 layer instead, for comparison.
 
-Dense 3x3 convolutions with 16-96 channels rather than depthwise-separable ones: they cost more
+Dense 3x3 convolutions with 8-96 channels rather than depthwise-separable ones: they cost more
 MACs per channel, but PyTorch's CPU training runs them through oneDNN at a good fraction of peak,
 whereas depthwise layers are memory-bound, so MACs would understate their training time.
 
