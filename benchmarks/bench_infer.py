@@ -3,7 +3,8 @@
     python benchmarks/bench_infer.py speed  [--model M | --random keypoint_net] [--threads 2] [--json OUT]
     python benchmarks/bench_infer.py refine --model M [--data imm|300w|ytf68] [--persons held.json] [--json OUT]
 
-``refine`` runs the Haar detector and the model on photos with known keypoints and reports the
+``refine`` runs the Haar detector and the model (kaggle15, or any schema that derives the Kaggle-15
+points, such as ibug68) on photos with known keypoints and reports the
 normalised mean error (mean point distance / true inter-ocular distance, NME %) and the mean error
 in pixels of one keypoint pass per face, of the re-framed second pass alone, and of their average
 (what ``KeypointDetector(refine=True)`` returns). A face is scored when exactly one detector box
@@ -69,6 +70,8 @@ def refine_error(model: str, name: str, persons: Path | None = None) -> dict:
         second = det.locate([rgb], owner, frames, refine=False)
         iods.append(np.linalg.norm(truth[i, 0] - truth[i, 1]))
         for key, kp in zip(errors, (first, second, (first + second) / 2)):
+            if det.schema.name != "kaggle15":  # e.g. the 68-point model: score its Kaggle-15 points
+                kp = det.schema.convert(kp, "kaggle15")
             errors[key].append(np.nanmean(np.linalg.norm(kp[0] - truth[i], axis=-1)))
             signed[key].append(np.nanmean(kp[0] - truth[i], axis=0) / iods[-1])
     report = {"data": name, "faces": len(data), "scored": len(iods)}

@@ -228,3 +228,22 @@ def test_a_whole_photo_model_sees_the_whole_photo(tmp_path):
         assert len(result) == 1 and result[0].box.tolist() == [0, 0, 200, 100]
         expected = (framing.template(96) + 0.5) * [200 / 96, 100 / 96] - 0.5
         np.testing.assert_allclose(result[0].keypoints, expected, atol=1e-3)
+
+
+def test_shipped_68_point_model_by_name_finds_grace_hoppers_eyes_nose_and_chin():
+    det = KeypointDetector("ibug68")
+    assert det.schema.name == "ibug68"
+    result = det(GRACE_HOPPER)
+    assert len(result) == 1
+    points = result[0].keypoints
+    assert points.shape == (68, 2)
+    # iBUG 0-based: 36-41 the subject's right eye (image left), 42-47 the left eye, 30 nose tip, 8 chin
+    assert np.linalg.norm(points[36:42].mean(0) - [222, 190]) < 12
+    assert np.linalg.norm(points[42:48].mean(0) - [305, 186]) < 12
+    assert np.linalg.norm(points[30] - [265, 243]) < 15
+    assert points[8, 1] > points[57, 1] > points[30, 1]  # chin below the bottom lip below the nose
+
+
+def test_an_unknown_model_name_lists_the_shipped_ones():
+    with pytest.raises(FileNotFoundError, match="no-such-model: no such model file .*kaggle15, ibug68"):
+        KeypointDetector("no-such-model")

@@ -220,7 +220,7 @@ def _add_train_commands(sub) -> None:
     p.set_defaults(func=_cmd_train)
     p = sub.add_parser("evaluate", help="score a model on labelled data (RMSE, MAE, NME, FR, AUC)")
     p.add_argument("data", nargs="?", help="labelled keypoint file, e.g. ../shared/data/fkd15-ytf/training.zip")
-    p.add_argument("--model", help="checkpoint (.pt); the shipped default model when omitted")
+    p.add_argument("--model", help="checkpoint (.pt) or shipped model name (kaggle15, ibug68); kaggle15 when omitted")
     p.add_argument("--split", choices=["train", "val"], help="instead of a file: that part of the model's own training run")
     p.add_argument("--mirror-tta", action="store_true", help="average with the prediction on the mirrored face")
     p.add_argument("--json", action="store_true")
@@ -228,7 +228,7 @@ def _add_train_commands(sub) -> None:
     p = sub.add_parser("submit", help="write a Kaggle submission (RowId,Location)")
     p.add_argument("test_csv", help="Kaggle test.csv or test.zip")
     p.add_argument("--lookup", required=True, help="IdLookupTable.csv")
-    p.add_argument("--model", help="checkpoint (.pt); the shipped default model when omitted")
+    p.add_argument("--model", help="checkpoint (.pt) or shipped model name (kaggle15, ibug68); kaggle15 when omitted")
     p.add_argument("--mirror-tta", action="store_true")
     p.add_argument("-o", "--output", required=True, help="submission CSV to write")
     p.set_defaults(func=_cmd_submit)
@@ -274,9 +274,9 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 def _cmd_export(args: argparse.Namespace) -> int:
     from facekeypoints.infer.onnx import export_onnx
-    from facekeypoints.models.weights import default_checkpoint
+    from facekeypoints.models.weights import resolve_checkpoint
 
-    print(f"wrote {export_onnx(args.model or default_checkpoint('kaggle15'), args.output, opset=args.opset)}")
+    print(f"wrote {export_onnx(resolve_checkpoint(args.model), args.output, opset=args.opset)}")
     return 0
 
 
@@ -301,7 +301,7 @@ def _add_inference(sub) -> None:
                        epilog=PREDICT_EXAMPLES, formatter_class=fmt)
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image, folder (recursive), video, or Kaggle CSV")
     p.add_argument("-o", "--output", help="output folder (default predictions/); for a CSV input, a .csv file")
-    p.add_argument("--model", help="checkpoint .pt or exported .onnx; the shipped kaggle15 model when omitted")
+    p.add_argument("--model", help="checkpoint .pt, exported .onnx or shipped model name (kaggle15, ibug68); kaggle15 when omitted")
     p.add_argument("--backend", choices=["torch", "onnx"], help="default: onnx (ONNX Runtime) on the CPU; torch runs checkpoints on any device")
     p.add_argument("--detector", default="haar",
                    help="face detector: haar (default) or none; a Kaggle CSV uses none (its faces are framed)")
@@ -312,12 +312,12 @@ def _add_inference(sub) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_predict)
     p = sub.add_parser("export", help="export a checkpoint to ONNX (schema and preprocessing in its metadata)")
-    p.add_argument("--model", help="checkpoint .pt; the shipped kaggle15 model when omitted")
+    p.add_argument("--model", help="checkpoint .pt or shipped model name (kaggle15, ibug68); kaggle15 when omitted")
     p.add_argument("-o", "--output", required=True, help="the .onnx file to write")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
     p.set_defaults(func=_cmd_export)
     p = sub.add_parser("bench", help="ms/face, faces/s (torch, ONNX Runtime), ms per 640x480 frame, video jitter")
-    p.add_argument("--model", help="checkpoint .pt or .onnx; the shipped kaggle15 model when omitted")
+    p.add_argument("--model", help="checkpoint .pt, .onnx or shipped model name (kaggle15, ibug68); kaggle15 when omitted")
     p.add_argument("--random", metavar="ARCH",
                    help="time a randomly initialised registered model instead, e.g. keypoint_net")
     p.add_argument("--threads", type=int, default=2, help="threads for torch, ONNX Runtime and OpenCV (default 2)")
@@ -329,7 +329,7 @@ def _add_inference(sub) -> None:
     p = sub.add_parser("demo", help="find faces and keypoints on photos that ship with the dependencies")
     p.add_argument("-o", "--output", default="demo-output",
                    help="folder for drawn images and JSON (default demo-output)")
-    p.add_argument("--model", help="checkpoint .pt or .onnx; the shipped kaggle15 model when omitted")
+    p.add_argument("--model", help="checkpoint .pt, .onnx or shipped model name (kaggle15, ibug68); kaggle15 when omitted")
     p.add_argument("--backend", choices=["torch", "onnx"])
     p.set_defaults(func=_cmd_demo)
 

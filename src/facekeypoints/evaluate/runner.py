@@ -41,11 +41,11 @@ def predict_tensor(model, images: torch.Tensor, batch_size: int = 256, mirror_sc
 
 
 def resolve_model(model: str | Path | None):
-    """(model, checkpoint dict) for a checkpoint path, or the shipped default model when None."""
+    """(model, checkpoint dict) for a checkpoint path or shipped model name; the shipped kaggle15 model when None."""
     from facekeypoints.models.checkpoint import load_model
-    from facekeypoints.models.weights import default_checkpoint
+    from facekeypoints.models.weights import resolve_checkpoint
 
-    return load_model(default_checkpoint() if model is None else model)
+    return load_model(resolve_checkpoint(model))
 
 
 def predict_data(model, ckpt: dict, data: KeypointData, *, mirror_tta: bool = False, batch_size: int = 256) -> np.ndarray:

@@ -97,7 +97,8 @@ class TorchRunner:
 
 def load_runner(model: str | Path | None = None, backend: str | None = None, device: str = "cpu",
                 threads: int | None = None):
-    """A backend for ``model``: a checkpoint (.pt), an ONNX file, or None for the shipped kaggle15 model.
+    """A backend for ``model``: a checkpoint (.pt), an ONNX file, a shipped model's name ("kaggle15",
+    "ibug68"), or None for the shipped kaggle15 model.
 
     ``backend`` None picks ONNX Runtime on the CPU (about twice as fast as torch for these small
     models, see ``facekeypoints bench``) and torch for other devices. ONNX Runtime with a checkpoint
@@ -106,15 +107,14 @@ def load_runner(model: str | Path | None = None, backend: str | None = None, dev
     """
     from facekeypoints.infer.onnx import OnnxRunner, cached_export
 
-    if model is None:
-        from facekeypoints.models.weights import default_checkpoint
+    from facekeypoints.models.weights import SHIPPED, resolve_checkpoint
 
-        model = default_checkpoint("kaggle15")
-    path = Path(model)
+    path = resolve_checkpoint(model)
     if backend not in (None, "torch", "onnx"):
         raise ValueError(f"backend must be 'torch' or 'onnx', got {backend!r}")
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such model file (pass a checkpoint .pt or an exported .onnx)")
+        raise FileNotFoundError(f"{path}: no such model file (pass a checkpoint .pt, an exported .onnx, "
+                                f"or a shipped model: {', '.join(SHIPPED)})")
     if path.suffix.lower() == ".onnx":
         if backend == "torch":
             raise ValueError(f"{path}: an .onnx file runs with backend='onnx'; pass the .pt checkpoint for torch")
@@ -143,7 +143,8 @@ class KeypointDetector:
 
     Parameters
     ----------
-    model : checkpoint path (.pt), exported ONNX path (.onnx), or None for the shipped kaggle15 model.
+    model : checkpoint path (.pt), exported ONNX path (.onnx), a shipped model's name ("kaggle15":
+        15 Kaggle points, "ibug68": 68 iBUG points), or None for the shipped kaggle15 model.
     detector : ``"haar"`` (a key of ``facekeypoints.infer.DETECTORS``), any object with
         ``detect(image_rgb) -> (N, 5)``, or None (then every call passes ``boxes=``).
     backend : "torch" or "onnx"; None: ONNX Runtime on the CPU (checkpoints are exported once, cached),

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-__all__ = ["WeightsInfo", "SHIPPED", "default_checkpoint"]
+__all__ = ["WeightsInfo", "SHIPPED", "default_checkpoint", "resolve_checkpoint"]
 
 
 @dataclass(frozen=True)
@@ -24,6 +24,11 @@ SHIPPED = {
         trained_on="../shared/data/fkd15-ytf/training.zip (YouTube Faces frames, Kaggle FKD format)",
         license="research use only (YouTube Faces DB terms apply to weights trained on it)",
     ),
+    "ibug68": WeightsInfo(
+        file="ibug68_default.pt", model="keypoint_net", schema="ibug68", input_size=96,
+        trained_on="../shared/data/ytf68/train.csv (YouTube Faces frames, 68 iBUG points), Kaggle framing",
+        license="research use only (YouTube Faces DB terms apply to weights trained on it)",
+    ),
 }
 
 
@@ -36,3 +41,13 @@ def default_checkpoint(schema: str = "kaggle15") -> Path:
         raise FileNotFoundError(f"{path}: the default {schema} model is missing from this install; "
                                 "pass --model PATH to a checkpoint (facekeypoints train writes runs/<name>/best.pt)")
     return path
+
+
+def resolve_checkpoint(model: str | Path | None) -> Path:
+    """The file a ``--model`` value names: None is the shipped kaggle15 model, a shipped schema name
+    (``"kaggle15"``, ``"ibug68"``) that is not also a file here is that shipped model, else a path."""
+    if model is None:
+        return default_checkpoint("kaggle15")
+    if isinstance(model, str) and model in SHIPPED and not Path(model).exists():
+        return default_checkpoint(model)
+    return Path(model)
