@@ -91,7 +91,6 @@ class OnnxRunner:
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"{path}: no such ONNX model file")
-        self.threads = threads
         self.session = self._open(path, threads)
         # Batch 1 runs on its own one-thread session: handing a small face's convolutions to a
         # second thread costs more than it saves (default model on 2 cores: 0.52-0.57 ms with one

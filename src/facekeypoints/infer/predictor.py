@@ -107,14 +107,11 @@ def load_runner(model: str | Path | None = None, backend: str | None = None, dev
     """
     from facekeypoints.infer.onnx import OnnxRunner, cached_export
 
-    from facekeypoints.models.weights import SHIPPED, resolve_checkpoint
+    from facekeypoints.models.weights import resolve_checkpoint
 
-    path = resolve_checkpoint(model)
     if backend not in (None, "torch", "onnx"):
         raise ValueError(f"backend must be 'torch' or 'onnx', got {backend!r}")
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such model file (pass a checkpoint .pt, an exported .onnx, "
-                                f"or a shipped model: {', '.join(SHIPPED)})")
+    path = resolve_checkpoint(model)
     if path.suffix.lower() == ".onnx":
         if backend == "torch":
             raise ValueError(f"{path}: an .onnx file runs with backend='onnx'; pass the .pt checkpoint for torch")

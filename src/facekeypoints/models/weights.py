@@ -45,9 +45,14 @@ def default_checkpoint(schema: str = "kaggle15") -> Path:
 
 def resolve_checkpoint(model: str | Path | None) -> Path:
     """The file a ``--model`` value names: None is the shipped kaggle15 model, a shipped schema name
-    (``"kaggle15"``, ``"ibug68"``) that is not also a file here is that shipped model, else a path."""
+    (``"kaggle15"``, ``"ibug68"``) that is not also a file here is that shipped model, else a path,
+    which must exist (the error lists the shipped names)."""
     if model is None:
         return default_checkpoint("kaggle15")
     if isinstance(model, str) and model in SHIPPED and not Path(model).exists():
         return default_checkpoint(model)
-    return Path(model)
+    path = Path(model)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such model file (pass a checkpoint .pt, an exported .onnx, "
+                                f"or a shipped model: {', '.join(SHIPPED)})")
+    return path
