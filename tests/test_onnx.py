@@ -103,8 +103,9 @@ def test_a_single_face_runs_on_a_one_thread_session_with_the_same_result(exporte
     assert OnnxRunner(exported, threads=1)._single is not None  # one thread already: one session
 
 
-@pytest.mark.parametrize("command", [["export", "-o", "never.onnx"], ["evaluate", "--split", "val"]])
+@pytest.mark.parametrize("command", [["export", "-o", "{tmp}/never.onnx"], ["evaluate", "--split", "val"]])
 def test_a_missing_model_is_named_with_the_shipped_alternatives(command, tmp_path, capsys):
+    command = [part.format(tmp=tmp_path) for part in command]
     assert main([*command, "--model", str(tmp_path / "gone.pt")]) == 2
     err = capsys.readouterr().err
     assert "gone.pt: no such model file" in err and "kaggle15, ibug68" in err
