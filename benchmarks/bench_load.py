@@ -51,7 +51,7 @@ def _peak_mib() -> float:
 
 def _child(path: Path) -> None:
     """One load in this process; prints a JSON line."""
-    from facekeypoints.data.kaggle import read_kaggle_csv
+    from facekeypoints.data.formats.kaggle import read_kaggle_csv
 
     baseline = _rss_mib()
     peak_reset = _reset_peak()

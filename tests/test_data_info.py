@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 
 from facekeypoints.cli import main
-from facekeypoints.data import KeypointData, verify
+from facekeypoints.data import KeypointData
+from facekeypoints.data.formats import verify
 from facekeypoints.data.info import describe, format_description
-from facekeypoints.data.kaggle import write_kaggle_csv
-from facekeypoints.data.verify import Genuine, verify_kaggle_download
+from facekeypoints.data.formats.kaggle import write_kaggle_csv
+from facekeypoints.data.formats.verify import Genuine, verify_kaggle_download
 
 
 def _labels(patterns: list[tuple[list[int], int]]) -> np.ndarray:

@@ -14,7 +14,7 @@ from matplotlib import cbook
 from facekeypoints import KeypointDetector
 from facekeypoints.cli import main
 from facekeypoints.data.dataset import KeypointData
-from facekeypoints.data.kaggle import write_kaggle_csv
+from facekeypoints.data.formats.kaggle import write_kaggle_csv
 from facekeypoints.infer.bench import mean_face_checkpoint
 
 GRACE_HOPPER = Path(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))

@@ -9,10 +9,11 @@ import cv2
 import numpy as np
 import pytest
 
-from facekeypoints.data import DataFormatError, KeypointData, cache, csvfile, kaggle
-from facekeypoints.data.kaggle import read_kaggle_csv, write_kaggle_csv
-from facekeypoints.data.pixels import PIXELS, PixelParser
-from facekeypoints.data.ytf import attach_person, read_udacity_csv, read_ytf68_csv
+from facekeypoints.data import DataFormatError, KeypointData, cache
+from facekeypoints.data.formats import csvfile, kaggle
+from facekeypoints.data.formats.kaggle import read_kaggle_csv, write_kaggle_csv
+from facekeypoints.data.formats.pixels import PIXELS, PixelParser
+from facekeypoints.data.formats.ytf import attach_person, read_udacity_csv, read_ytf68_csv
 from facekeypoints.schema import load_schema
 
 COLUMNS = load_schema("kaggle15").columns()

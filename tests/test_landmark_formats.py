@@ -284,7 +284,7 @@ def test_read_unknown_or_ambiguous_input_lists_formats(tmp_path):
 
 def test_read_dispatches_csv_layouts(tmp_path):
     from facekeypoints.data import KeypointData
-    from facekeypoints.data.kaggle import write_kaggle_csv
+    from facekeypoints.data.formats.kaggle import write_kaggle_csv
 
     kp = _points(15, 10, w=96, h=96)[None].repeat(2, axis=0)
     kp[1, 3] = np.nan

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from facekeypoints.data import DataFormatError, KeypointData
-from facekeypoints.data.submission import read_id_lookup, write_submission
+from facekeypoints.data.formats.submission import read_id_lookup, write_submission
 
 
 def _lookup(tmp_path, body: str, header: str = "RowId,ImageId,FeatureName,Location"):

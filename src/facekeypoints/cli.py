@@ -46,8 +46,8 @@ def _cmd_data_convert(args: argparse.Namespace) -> int:
     import time
 
     from facekeypoints.data.convert import to_kaggle_task
-    from facekeypoints.data.io import read
-    from facekeypoints.data.kaggle import write_kaggle_csv
+    from facekeypoints.data.formats.io import read
+    from facekeypoints.data.formats.kaggle import write_kaggle_csv
 
     if (args.to, args.size) != ("kaggle15", 96):  # checked first: converting can take a while
         raise ValueError(f"the Kaggle CSV holds kaggle15 faces at 96x96, not {args.to} at {args.size}x{args.size}; "
@@ -97,7 +97,7 @@ def _cmd_data_info(args: argparse.Namespace) -> int:
 
 
 def _cmd_data_verify(args: argparse.Namespace) -> int:
-    from facekeypoints.data.verify import REQUIRED_FILES, verify_kaggle_download
+    from facekeypoints.data.formats.verify import REQUIRED_FILES, verify_kaggle_download
 
     report = verify_kaggle_download(args.folder)
     for check in report.checks:

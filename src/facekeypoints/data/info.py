@@ -113,6 +113,6 @@ def format_description(info: dict) -> str:
 
 def read_for_info(path: str | Path, *, skip_bad: bool = False) -> KeypointData:
     """Read any supported format for ``data info`` through the data layer's front door."""
-    from facekeypoints.data.io import read  # the format dispatcher; imported late to keep CLI start-up fast
+    from facekeypoints.data.formats.io import read  # the format dispatcher; imported late to keep CLI start-up fast
 
     return read(path, skip_bad=skip_bad)

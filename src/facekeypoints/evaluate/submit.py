@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from facekeypoints.data.submission import SubmissionReport
+from facekeypoints.data.formats.submission import SubmissionReport
 
 __all__ = ["make_submission"]
 

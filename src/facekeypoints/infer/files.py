@@ -192,7 +192,7 @@ def predict_video(detector, path: str | Path, out_dir: str | Path, *, draw: bool
 def predict_csv(detector, csv_path: str | Path, out_csv: str | Path) -> Path:
     """Kaggle-format CSV of 96 x 96 faces (already framed: no detector) -> CSV of the model's 2K
     keypoint columns (``<name>_x, <name>_y``), one row per input row, in order. Returns ``out_csv``."""
-    from facekeypoints.data.kaggle import read_kaggle_csv
+    from facekeypoints.data.formats.kaggle import read_kaggle_csv
 
     data = read_kaggle_csv(csv_path)
     if data.images is None:

@@ -12,8 +12,8 @@ import csv
 from pathlib import Path
 
 from facekeypoints.data.dataset import DataFormatError, KeypointData
-from facekeypoints.data.landmark_sets import read_coco_json, read_dlib_xml
-from facekeypoints.data.landmarks import read_aflw_mat, read_asf, read_ljson, read_pts
+from facekeypoints.data.formats.landmark_sets import read_coco_json, read_dlib_xml
+from facekeypoints.data.formats.landmarks import read_aflw_mat, read_asf, read_ljson, read_pts
 
 __all__ = ["read", "detect_format", "SUPPORTED_FORMATS"]
 
@@ -109,11 +109,11 @@ def detect_format(path: str | Path) -> str:
 
 def _read_format(fmt: str, path: Path, skip_bad: bool, load_images: bool) -> KeypointData:
     if fmt == "kaggle":
-        from facekeypoints.data.kaggle import read_kaggle_csv  # imported only when a CSV is read
+        from facekeypoints.data.formats.kaggle import read_kaggle_csv  # imported only when a CSV is read
 
         return read_kaggle_csv(path, skip_bad=skip_bad)  # pixels are inline in the CSV
     if fmt in ("ytf68", "udacity"):
-        from facekeypoints.data.ytf import read_udacity_csv, read_ytf68_csv
+        from facekeypoints.data.formats.ytf import read_udacity_csv, read_ytf68_csv
 
         reader = read_ytf68_csv if fmt == "ytf68" else read_udacity_csv
         return reader(path, load_images=load_images, skip_bad=skip_bad)

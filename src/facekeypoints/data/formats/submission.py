@@ -22,7 +22,7 @@ from typing import Sequence
 
 import numpy as np
 
-from facekeypoints.data.csvfile import open_csv
+from facekeypoints.data.formats.csvfile import open_csv
 from facekeypoints.data.dataset import DataFormatError, KeypointData
 from facekeypoints.schema import load_schema
 

@@ -28,7 +28,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from facekeypoints.data.csvfile import open_csv
+from facekeypoints.data.formats.csvfile import open_csv
 from facekeypoints.data.dataset import DataFormatError, KeypointData
 from facekeypoints.schema import load_schema
 

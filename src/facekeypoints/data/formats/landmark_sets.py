@@ -1,10 +1,10 @@
 """Readers of annotation files that list many faces: dlib XML and COCO-style keypoint JSON.
 
-One-face-per-file formats (.pts, .asf, .ljson, .mat) live in :mod:`facekeypoints.data.landmarks`.
+One-face-per-file formats (.pts, .asf, .ljson, .mat) live in :mod:`facekeypoints.data.formats.landmarks`.
 
 Examples
 --------
->>> from facekeypoints.data.landmark_sets import read_dlib_xml
+>>> from facekeypoints.data.formats.landmark_sets import read_dlib_xml
 >>> data = read_dlib_xml("training_with_face_landmarks.xml", load_images=False)  # doctest: +SKIP
 >>> data.keypoints.shape, data.boxes.shape  # doctest: +SKIP
 ((18, 68, 2), (18, 4))
@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from facekeypoints.data.dataset import DataFormatError, KeypointData
-from facekeypoints.data.landmarks import _Face, _gather, _load_json, load_image_rgb
+from facekeypoints.data.formats.landmarks import _Face, _gather, _load_json, load_image_rgb
 from facekeypoints.schema import list_schemas, load_schema
 
 __all__ = ["read_dlib_xml", "read_coco_json", "COCO_SCHEMAS"]

@@ -4,11 +4,11 @@ Formats: iBUG ``.pts`` (1-based in the file), IMM ``.asf`` (coordinates relative
 menpo ``.ljson`` (points stored ``[y, x]``) and AFLW2000-3D ``.mat``. Every reader returns
 :class:`KeypointData` with 0-based pixel coordinates and, unless ``load_images=False``, the RGB
 uint8 images found beside the annotation. Files listing many faces (dlib XML, COCO JSON) are read
-by :mod:`facekeypoints.data.landmark_sets`.
+by :mod:`facekeypoints.data.formats.landmark_sets`.
 
 Examples
 --------
->>> from facekeypoints.data.landmarks import read_pts
+>>> from facekeypoints.data.formats.landmarks import read_pts
 >>> data = read_pts("../shared/data/samples/300w-pts", load_images=False)  # doctest: +SKIP
 >>> data.keypoints.shape  # doctest: +SKIP
 (17, 68, 2)

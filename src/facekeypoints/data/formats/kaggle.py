@@ -5,7 +5,7 @@ kaggle15) and ``Image``: 9216 space-separated grey values of a 96x96 face. ``tes
 ``ImageId`` and ``Image``; label-only files hold the 30 coordinates alone. An empty coordinate is a
 missing label (NaN). Files may be plain, gzip-compressed or the one CSV inside a zip archive.
 
-IdLookupTable.csv and submissions are in ``facekeypoints.data.submission``.
+IdLookupTable.csv and submissions are in ``facekeypoints.data.formats.submission``.
 The Image column is parsed with numpy over the raw bytes, block by block, and every check on it
 is vectorised; results are cached by the file's content (see ``facekeypoints.data.cache``).
 Rows are numbered from 1 at the first data row (the line after the header).
@@ -26,9 +26,9 @@ from pathlib import Path
 import numpy as np
 
 from facekeypoints.data import cache
-from facekeypoints.data.csvfile import line_blocks, open_for_writing, open_sized, parse_header, read_ahead, read_chunks
+from facekeypoints.data.formats.csvfile import line_blocks, open_for_writing, open_sized, parse_header, read_ahead, read_chunks
 from facekeypoints.data.dataset import DataFormatError, KeypointData
-from facekeypoints.data.pixels import PIXELS, PixelParser, format_pixels
+from facekeypoints.data.formats.pixels import PIXELS, PixelParser, format_pixels
 from facekeypoints.schema import load_schema
 
 __all__ = ["read_kaggle_csv", "write_kaggle_csv", "IMAGE_SHAPE"]
