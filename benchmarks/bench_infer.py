@@ -24,8 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from facekeypoints.data import read, read_ytf68_csv
-from facekeypoints.data.convert import kaggle_anchors
-from facekeypoints.infer import framing
+from facekeypoints.data import framing
 from facekeypoints.infer.bench import run_bench
 from facekeypoints.infer.predictor import KeypointDetector
 
@@ -39,7 +38,7 @@ def _load(name: str, persons: Path | None):
     if persons is not None:
         keep = set(json.loads(persons.read_text()))
         data = data.subset([i for i, p in enumerate(data.person) if p in keep])
-    return data, kaggle_anchors(data)
+    return data, framing.anchor_points(data.schema, data.keypoints)
 
 
 def _match(boxes: np.ndarray, truth: np.ndarray) -> int:

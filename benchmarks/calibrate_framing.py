@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from facekeypoints.data import read_ytf68_csv
-from facekeypoints.infer import framing
+from facekeypoints.data import framing
 from facekeypoints.infer.detectors import HaarDetector
 from facekeypoints.schema import load_schema
 

@@ -8,7 +8,7 @@ import pytest
 
 from facekeypoints.cli import main
 from facekeypoints.data import KeypointData, read, to_kaggle_task, write_pts
-from facekeypoints.data.convert import KAGGLE_MEAN_FACE, fit_similarity
+from facekeypoints.data.framing import KAGGLE_MEAN_FACE, fit_similarity
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 

@@ -11,7 +11,7 @@ from matplotlib import cbook
 
 from facekeypoints import KeypointDetector
 from facekeypoints.data.dataset import DataFormatError
-from facekeypoints.infer import framing
+from facekeypoints.data import framing
 from facekeypoints.infer.bench import demo_frame, mean_face_checkpoint
 from facekeypoints.infer.results import Result
 from facekeypoints.schema import load_schema

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from facekeypoints.data import KeypointData, write_kaggle_csv
-from facekeypoints.data.convert import KAGGLE_MEAN_FACE
+from facekeypoints.data.framing import KAGGLE_MEAN_FACE
 from facekeypoints.models.checkpoint import CheckpointError, load_checkpoint, load_model
 from facekeypoints.train.config import load_config
 from facekeypoints.train.loop import fit

@@ -1,8 +1,9 @@
 """Turn a landmark dataset into the Kaggle task: 96 x 96 grayscale faces framed like Kaggle's.
 
-Each face is aligned by a least-squares similarity transform (rotation, uniform scale, shift)
-that maps its Kaggle-15 anchor points onto the mean Kaggle face; the image is warped with that
-transform and the keypoints are mapped with the same matrix, so pixels and labels stay together.
+Each face is framed by :mod:`facekeypoints.data.framing`, as inference frames faces: a
+least-squares similarity transform (rotation, uniform scale, shift) maps its Kaggle-15 anchor
+points onto the mean Kaggle face; the image is warped with that transform and the keypoints are
+mapped with the same matrix, so pixels and labels stay together.
 
 Examples
 --------
@@ -18,32 +19,11 @@ from dataclasses import dataclass, field, replace
 import cv2
 import numpy as np
 
+from facekeypoints.data import framing
 from facekeypoints.data.dataset import KeypointData
 from facekeypoints.schema import SchemaError, load_schema
 
-__all__ = ["KAGGLE_MEAN_FACE", "ConversionReport", "complete_labels", "resize_faces", "fit_similarity", "kaggle_anchors", "to_kaggle_task"]
-
-# Mean (x, y) of each Kaggle-15 keypoint, in 96 x 96 pixels, over the 2140 fully labelled rows of
-# the real Kaggle training.csv (../shared/data/kaggle-fkd/training_keypoints_only.csv), rounded
-# to 0.01 px: a statistic of that data. Order: the kaggle15 schema's.
-KAGGLE_MEAN_FACE = np.array([
-    [66.22, 36.84], [29.64, 37.06], [59.27, 37.86], [73.41, 37.64], [36.60, 37.92],
-    [22.36, 38.03], [56.15, 29.22], [79.62, 29.66], [39.27, 29.41], [15.76, 30.45],
-    [47.95, 57.25], [63.42, 75.89], [32.97, 76.13], [48.08, 72.68], [48.15, 82.63],
-], dtype=np.float64)
-
-# Schemas with no full kaggle15 derivation still have some Kaggle points to align on.
-# IMM: eye centres are the means of the 8 eye-contour points; mouth_0/mouth_4 are the
-# subject's right/left corners (imm58.yaml names sides from the subject's view).
-_PARTIAL_ANCHORS = {
-    "imm58": {
-        "left_eye_center": [f"left_eye_{i}" for i in range(8)],
-        "right_eye_center": [f"right_eye_{i}" for i in range(8)],
-        "nose_tip": ["nose_05"],
-        "mouth_left_corner": ["mouth_4"],
-        "mouth_right_corner": ["mouth_0"],
-    },
-}
+__all__ = ["ConversionReport", "complete_labels", "resize_faces", "to_kaggle_task"]
 
 
 @dataclass
@@ -80,48 +60,6 @@ class ConversionReport:
         return "\n".join(lines)
 
 
-def kaggle_anchors(data: KeypointData) -> np.ndarray:
-    """(N, 15, 2) Kaggle-15 points derived from ``data``'s keypoints, NaN where not derivable."""
-    schema = data.schema
-    if schema.name == "kaggle15":
-        return data.keypoints.astype(np.float64)
-    if "kaggle15" in schema.derive:
-        return schema.convert(data.keypoints.astype(np.float64), "kaggle15")
-    if schema.name not in _PARTIAL_ANCHORS:
-        raise SchemaError(f"cannot align schema {schema.name!r} to the Kaggle face: it has no kaggle15 points; "
-                          f"alignable: kaggle15, {sorted(_PARTIAL_ANCHORS)} and schemas that derive kaggle15")
-    kaggle = load_schema("kaggle15")
-    out = np.full((len(data), kaggle.num_keypoints, 2), np.nan)
-    for name, sources in _PARTIAL_ANCHORS[schema.name].items():
-        idx = [schema.index(s) for s in sources]
-        out[:, kaggle.index(name)] = data.keypoints[:, idx].astype(np.float64).mean(axis=1)
-    return out
-
-
-def fit_similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
-    """(2, 3) matrix M of the similarity transform minimising sum |M [src; 1] - dst|^2.
-
-    src, dst: (P, 2) with P >= 2 corresponding points (rows with NaN are ignored).
-    Closed form (Umeyama 1991 without reflection), written with complex numbers: z -> a z + b.
-    """
-    ok = ~(np.isnan(src).any(axis=1) | np.isnan(dst).any(axis=1))
-    if ok.sum() < 2:
-        raise ValueError(f"a similarity transform needs at least 2 labelled points, got {int(ok.sum())}")
-    s = src[ok, 0] + 1j * src[ok, 1]
-    d = dst[ok, 0] + 1j * dst[ok, 1]
-    sc, dc = s - s.mean(), d - d.mean()
-    if np.vdot(sc, sc).real == 0:
-        raise ValueError("the alignment points coincide: no scale or rotation can be fitted")
-    a = np.vdot(sc, dc) / np.vdot(sc, sc)  # vdot conjugates its first argument
-    b = d.mean() - a * s.mean()
-    return np.array([[a.real, -a.imag, b.real], [a.imag, a.real, b.imag]])
-
-
-def _apply(m: np.ndarray, points: np.ndarray) -> np.ndarray:
-    """(..., 2) points mapped by the (2, 3) affine matrix ``m``; NaN stays NaN."""
-    return points @ m[:, :2].T + m[:, 2]
-
-
 def _gray(image: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(image, cv2.COLOR_RGB2GRAY) if image.ndim == 3 else image
 
@@ -138,27 +76,27 @@ def to_kaggle_task(data: KeypointData, target: str = "kaggle15", *, size: int = 
     """
     if data.images is None:
         raise ValueError(f"{data.source or 'data'} holds no images; read it with load_images=True")
-    anchors = kaggle_anchors(data)
+    anchors = framing.anchor_points(data.schema, data.keypoints)
     labels = data.to_schema(target).keypoints.astype(np.float64)
-    template = (KAGGLE_MEAN_FACE + 0.5) * (size / 96.0) - 0.5  # pixel centres at integers
+    template = framing.template(size)
     report = ConversionReport(faces_in=len(data), faces_out=0, size=size, target=target,
                               read_skipped=list(data.skipped))
+    frames, _ = framing.frames_from_keypoints(anchors, load_schema("kaggle15"), size)
     keep, images, out_kp, placed = [], [], [], []
     for i in range(len(data)):
-        if (~np.isnan(anchors[i]).any(axis=1)).sum() < 2:
+        if not np.isfinite(frames[i]).all():  # fewer than 2 anchors, or all at one spot
             report.not_aligned.append(data.ids[i])
             continue
-        m = fit_similarity(anchors[i], template)
-        placed.append(_apply(m, anchors[i]))
-        images.append(cv2.warpAffine(_gray(data.image(i)), m, (size, size), flags=cv2.INTER_LINEAR,
-                                     borderMode=cv2.BORDER_REPLICATE))
-        out_kp.append(_apply(m, labels[i]))
+        m = frames[i]
+        placed.append(framing.to_crop(m, anchors[i]))
+        images.append(framing.warp_crops(_gray(data.image(i)), m[None], size, antialias=False)[0])
+        out_kp.append(framing.to_crop(m, labels[i]))
         keep.append(i)
     kp = np.asarray(out_kp, dtype=np.float32).reshape(len(keep), -1, 2)
     faces = KeypointData.from_arrays(
         target, kp, images=np.asarray(images, dtype=np.uint8).reshape(len(keep), size, size),
         ids=[data.ids[i] for i in keep], person=[data.person[i] for i in keep], source=data.source,
-        skipped=list(data.skipped) + [f"{i}: fewer than 2 alignment points" for i in report.not_aligned],
+        skipped=list(data.skipped) + [f"{i}: fewer than 2 distinct alignment points" for i in report.not_aligned],
     )
     _summarise(report, faces, np.asarray(placed).reshape(len(keep), -1, 2), template)
     return faces, report
@@ -200,22 +138,22 @@ def complete_labels(data: KeypointData, source: KeypointData, *, tolerance: floa
                          "label completion needs the same faces row for row")
     if data.schema.name != "kaggle15":
         raise SchemaError(f"label completion fills kaggle15 labels, not {data.schema.name!r}")
-    anchors = kaggle_anchors(source)
+    anchors = framing.anchor_points(source.schema, source.keypoints)
     out = data.keypoints.astype(np.float64).copy()
     filled, worst = 0, 0.0
     for i in range(len(data)):
         have = ~np.isnan(out[i]).any(axis=1)
         if have.all():
             continue
-        m = fit_similarity(anchors[i], out[i])
-        residual = float(np.abs(_apply(m, anchors[i][have]) - out[i][have]).max())
+        m = framing.fit_similarity(anchors[i], out[i])
+        residual = float(np.abs(framing.to_crop(m, anchors[i][have]) - out[i][have]).max())
         if not residual <= tolerance:
             raise ValueError(f"{data.source}, row {i + 1}: labelled points are {residual:.3f} px from the "
                              f"transformed {source.source} row {i + 1} (tolerance {tolerance} px): "
                              "the files do not hold the same faces in the same order")
         worst = max(worst, residual)
         hidden = ~have & ~np.isnan(anchors[i]).any(axis=1)
-        out[i][hidden] = _apply(m, anchors[i][hidden])
+        out[i][hidden] = framing.to_crop(m, anchors[i][hidden])
         filled += int(hidden.sum())
     report = {"rows": len(data), "keypoints_filled": filled, "max_residual_px": round(worst, 5),
               "source": str(source.source)}
@@ -229,7 +167,6 @@ def resize_faces(data: KeypointData, size: int) -> KeypointData:
         raise ValueError(f"{data.source or 'data'} holds no images; read it with load_images=True")
     images, keypoints = [], data.keypoints.astype(np.float64).copy()
     for i in range(len(data)):
-        h, w = data.image_size(i)
-        images.append(cv2.resize(_gray(data.image(i)), (size, size), interpolation=cv2.INTER_AREA))
-        keypoints[i] = (keypoints[i] + 0.5) * np.array([size / w, size / h]) - 0.5  # pixel centres
+        images.append(framing.resize_image(_gray(data.image(i)), size))
+        keypoints[i] = framing.to_crop(framing.resize_frame(data.image_size(i), size), keypoints[i])
     return replace(data, images=np.stack(images).astype(np.uint8), keypoints=keypoints.astype(np.float32))

@@ -25,7 +25,7 @@ facekeypoints.data.dataset.DataFormatError: ...grey.png: image is 6x4 = 24 pixel
 """
 from __future__ import annotations
 
-import warnings
+import threading
 from pathlib import Path
 
 import cv2
@@ -38,6 +38,7 @@ __all__ = ["read_image", "image_size", "MAX_PIXELS"]
 # 180 megapixels: above every camera photo we know of (phones reach 200 MP only in special
 # modes), and about 0.5 GB as RGB. Pillow's own bomb limit is the same order (2 x 89.5 MP).
 MAX_PIXELS = 180_000_000
+_PILLOW_LIMIT = threading.Lock()
 
 
 def image_size(path: str | Path) -> tuple[int, int]:
@@ -45,17 +46,41 @@ def image_size(path: str | Path) -> tuple[int, int]:
     return _header(path)[:2]
 
 
-def _header(path: str | Path) -> tuple[int, int, bool]:
-    """(width, height, has transparency) from the header; (0, 0, False) for formats Pillow does not know."""
+def _header(path: str | Path) -> tuple[int, int, bool, int]:
+    """(width, height, has transparency, EXIF orientation 1..8) from the header; (0, 0, False, 1) for
+    formats Pillow does not know."""
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with warnings.catch_warnings():  # Pillow warns about large images; the caller decides
-            warnings.simplefilter("ignore")
-            with Image.open(path) as im:
-                return im.size[0], im.size[1], im.mode in ("RGBA", "LA", "PA") or "transparency" in im.info
-    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError):
-        return 0, 0, False
+        # Pillow's own bomb check would refuse a huge header without telling its size, and the limit
+        # is ours to apply (max_pixels). Its switch is process-wide: lifted only while a header is parsed.
+        with _PILLOW_LIMIT:
+            saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+            try:
+                im = Image.open(path)
+            finally:
+                Image.MAX_IMAGE_PIXELS = saved
+        with im:
+            (w, h), transparent = im.size, im.mode in ("RGBA", "LA", "PA") or "transparency" in im.info
+            raw_exif = im.info.get("exif") if transparent else None  # raw bytes: getexif() on a PNG decodes it
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+        return 0, 0, False, 1
+    return w, h, transparent, _orientation(raw_exif)
+
+
+def _orientation(raw_exif: bytes | None) -> int:
+    """EXIF orientation 1..8 from raw EXIF bytes; 1 (as stored) when absent or unreadable."""
+    from PIL import Image
+
+    if not raw_exif:
+        return 1
+    try:
+        exif = Image.Exif()
+        exif.load(raw_exif)
+        value = int(exif.get(0x0112, 1))
+    except Exception:  # a broken EXIF block leaves the picture as stored, as viewers do
+        return 1
+    return value if 1 <= value <= 8 else 1
 
 
 def read_image(path: str | Path, *, max_pixels: int | None = MAX_PIXELS) -> np.ndarray:
@@ -67,12 +92,15 @@ def read_image(path: str | Path, *, max_pixels: int | None = MAX_PIXELS) -> np.n
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such image file")
-    w, h, transparent = _header(path)
+    w, h, transparent, orientation = _header(path)
     if max_pixels is not None and w * h > max_pixels:
         raise DataFormatError(path, f"image is {w}x{h} = {w * h} pixels, over the limit of {max_pixels} pixels "
                                     "(max_pixels)")
     data = np.fromfile(path, dtype=np.uint8)
-    image = _decode(data, transparent) if data.size else None
+    try:
+        image = _decode(data, transparent, orientation) if data.size else None
+    except cv2.error as err:  # e.g. OpenCV's own size limit when max_pixels=None
+        raise DataFormatError(path, f"cannot decode image: {str(err).strip().splitlines()[-1]}") from None
     if image is None:
         raise DataFormatError(path, "cannot decode image (empty, truncated, or not an image format OpenCV reads)")
     if max_pixels is not None and image.shape[0] * image.shape[1] > max_pixels:  # a format Pillow could not size
@@ -81,16 +109,25 @@ def read_image(path: str | Path, *, max_pixels: int | None = MAX_PIXELS) -> np.n
     return image
 
 
-def _decode(data: np.ndarray, transparent: bool) -> np.ndarray | None:
+def _decode(data: np.ndarray, transparent: bool, orientation: int) -> np.ndarray | None:
     """Encoded bytes -> (H, W, 3) RGB uint8, or None when OpenCV cannot decode them."""
     # IMREAD_COLOR | IMREAD_ANYDEPTH applies EXIF orientation and keeps 16 bits; only an alpha
-    # channel needs IMREAD_UNCHANGED, which ignores orientation (rare together: PNGs carry no EXIF).
+    # channel needs IMREAD_UNCHANGED, which ignores orientation (WebP and PNG can carry both), so
+    # that path applies the header's orientation itself.
     if transparent:
         image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
         if image is not None and image.ndim == 3 and image.shape[2] == 4:
-            return _over_white(_to_uint8(image))
+            return _orient(_over_white(_to_uint8(image)), orientation)
     image = cv2.imdecode(data, cv2.IMREAD_COLOR | cv2.IMREAD_ANYDEPTH)
     return None if image is None else cv2.cvtColor(_to_uint8(image), cv2.COLOR_BGR2RGB)
+
+
+def _orient(image: np.ndarray, orientation: int) -> np.ndarray:
+    """Apply EXIF orientation 1..8: 5-8 swap the axes (a quarter turn), then flip rows and/or columns."""
+    if orientation in (5, 6, 7, 8):
+        image = image.swapaxes(0, 1)
+    rows, cols = orientation in (3, 4, 7, 8), orientation in (2, 3, 6, 7)
+    return np.ascontiguousarray(image[::-1 if rows else 1, ::-1 if cols else 1])
 
 
 def _to_uint8(image: np.ndarray) -> np.ndarray:

@@ -86,7 +86,7 @@ def mean_face_checkpoint(path: str | Path, wobble: float = 0.0, seed: int = 0) -
     """
     import torch
 
-    from facekeypoints.infer.framing import template
+    from facekeypoints.data.framing import template
     from facekeypoints.models import create_model
     from facekeypoints.models.checkpoint import save_checkpoint
     from facekeypoints.models.codecs import encode

@@ -25,7 +25,7 @@ import cv2
 import numpy as np
 
 from facekeypoints.data.preprocess import Preprocess
-from facekeypoints.infer import framing
+from facekeypoints.data import framing
 from facekeypoints.infer.detectors import check_boxes, make_detector
 from facekeypoints.infer.inputs import to_rgb
 from facekeypoints.infer.results import Face, Result

@@ -31,7 +31,7 @@ from typing import Iterator
 import cv2
 import numpy as np
 
-from facekeypoints.infer import framing
+from facekeypoints.data import framing
 from facekeypoints.infer.results import Face, Result
 
 __all__ = ["OneEuroFilter", "stream", "keypoint_jitter", "open_video"]

@@ -1,0 +1,148 @@
+"""Typed settings from plain data: the one loader behind configs, model cards and preprocessing.
+
+YAML files, ``--set`` overrides, checkpoints and ONNX metadata all hold plain dicts; the dataclasses
+that use them call :func:`from_dict`, so a misspelt key or a value of the wrong type fails where it
+is read, naming the key and the closest valid one, instead of far away when it is used.
+
+Examples
+--------
+>>> from dataclasses import dataclass
+>>> @dataclass
+... class Opt:
+...     epochs: int = 3
+...     lr: float = 0.1
+>>> from_dict(Opt, {"lr": 1})
+Opt(epochs=3, lr=1.0)
+>>> from_dict(Opt, {"epoch": 5}, where="train.")
+Traceback (most recent call last):
+...
+facekeypoints.settings.SettingsError: unknown key 'train.epoch'; did you mean ['train.epochs']?
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import inspect
+import types
+import typing
+from typing import Any, Callable
+
+__all__ = ["SettingsError", "from_dict", "check_type", "check_keywords"]
+
+
+class SettingsError(ValueError):
+    """A setting names an unknown key or holds a value of the wrong type."""
+
+
+def check_type(value: Any, tp: Any, key: str) -> Any:
+    """``value`` if it fits type ``tp`` (ints pass for floats, lists for tuples, which they become);
+    SettingsError naming ``key`` otherwise. Unparameterised and unknown types pass unchecked."""
+    origin = typing.get_origin(tp)
+    if tp is Any or isinstance(tp, (str, typing.TypeVar)):
+        return value
+    if origin in (typing.Union, types.UnionType):
+        for option in typing.get_args(tp):
+            try:
+                return check_type(value, option, key)
+            except SettingsError:
+                continue
+        raise SettingsError(f"{key}: {value!r} is not {_name(tp)}")
+    if origin is typing.Literal:
+        if value in typing.get_args(tp):
+            return value
+        raise SettingsError(f"{key}: {value!r} is not one of {list(typing.get_args(tp))}")
+    if tp is type(None):
+        if value is None:
+            return None
+        raise SettingsError(f"{key}: expected null, got {value!r}")
+    base = origin or tp
+    if not isinstance(base, type):
+        return value
+    if base is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if base is int and isinstance(value, bool):
+        raise SettingsError(f"{key}: expected an integer, got {value!r}")
+    if base is tuple and isinstance(value, list):
+        value = tuple(value)
+    if not isinstance(value, base):
+        raise SettingsError(f"{key}: expected {_name(tp)}, got {type(value).__name__} {value!r}")
+    args = typing.get_args(tp)
+    if base is tuple and args and args[-1] is not Ellipsis:
+        if len(value) != len(args):
+            raise SettingsError(f"{key}: expected {len(args)} values, got {len(value)}")
+        return tuple(check_type(v, a, f"{key}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
+    if base in (tuple, list) and args:
+        return base(check_type(v, args[0], f"{key}[{i}]") for i, v in enumerate(value))
+    return value
+
+
+def _name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _unknown(key: str, valid: list[str], where: str) -> SettingsError:
+    close = difflib.get_close_matches(key, valid, n=3)
+    hint = f"; did you mean {[where + c for c in close]}?" if close else f"; valid: {sorted(valid)}"
+    return SettingsError(f"unknown key {where + key!r}{hint}")
+
+
+def from_dict(cls: type, values: dict, *, where: str = "", base: Any = None) -> Any:
+    """An instance of dataclass ``cls`` from ``values``, over ``base`` (an instance) or the defaults.
+
+    Nested dataclass fields are built the same way from nested mappings. ``where`` prefixes key
+    names in errors (e.g. ``"train."``). The dataclass's own ``__post_init__`` checks still run.
+    """
+    if not isinstance(values, dict):
+        raise SettingsError(f"{where.rstrip('.') or cls.__name__}: expected a mapping of "
+                            f"{[f.name for f in dataclasses.fields(cls)]}, got {type(values).__name__} {values!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls) if f.init]
+    changes = {}
+    for key, value in values.items():
+        if key not in names:
+            raise _unknown(key, names, where)
+        current = getattr(base, key, None) if base is not None else None
+        nested = _dataclass_in(hints[key])
+        if nested is not None and isinstance(value, dict):
+            changes[key] = from_dict(nested, value, where=f"{where}{key}.",
+                                     base=current if dataclasses.is_dataclass(current) else None)
+        elif nested is not None and dataclasses.is_dataclass(value):
+            changes[key] = value
+        else:
+            changes[key] = check_type(value, hints[key], where + key)
+    try:
+        return dataclasses.replace(base, **changes) if base is not None else cls(**changes)
+    except (TypeError, ValueError) as err:
+        raise SettingsError(f"{where}{err}" if where and not str(err).startswith(where) else str(err)) from None
+
+
+def _dataclass_in(tp: Any) -> type | None:
+    """The dataclass type ``tp`` is, or holds in an Optional; None otherwise."""
+    if dataclasses.is_dataclass(tp):
+        return tp
+    for option in typing.get_args(tp) if typing.get_origin(tp) in (typing.Union, types.UnionType) else ():
+        if dataclasses.is_dataclass(option):
+            return option
+    return None
+
+
+def check_keywords(fn: Callable, values: dict, *, what: str, skip: tuple[str, ...] = ()) -> dict:
+    """Check ``values`` as keyword arguments of ``fn`` (names and annotated types) before calling it.
+
+    Returns the values, converted as :func:`check_type` does. ``what`` names the thing in errors
+    (e.g. ``"model 'keypoint_net' option"``); parameters in ``skip`` are not settable.
+    """
+    params = {name: p for name, p in inspect.signature(fn).parameters.items()
+              if name not in skip and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)}
+    try:
+        hints = typing.get_type_hints(fn)
+    except Exception:  # an annotation that does not resolve: names are still checked
+        hints = {}
+    out = {}
+    for key, value in values.items():
+        if key not in params:
+            close = difflib.get_close_matches(key, list(params), n=2)
+            hint = f"; did you mean {close}?" if close else ""
+            raise SettingsError(f"{what} {key!r} does not exist (valid: {list(params)}){hint}")
+        out[key] = check_type(value, hints.get(key, Any), f"{what} {key!r}")
+    return out
