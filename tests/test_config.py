@@ -1,5 +1,6 @@
 import pytest
 
+from facekeypoints.data.augment import Augment
 from facekeypoints.train.config import ConfigError, config_from_dict, load_config
 
 
@@ -10,7 +11,7 @@ def test_file_then_overrides(tmp_path):
     assert cfg.model.name == "resnet18"
     assert cfg.train.epochs == 3 and cfg.train.lr == 0.01
     assert cfg.data.split == [0.55, 0.15, 0.3]
-    assert cfg.augment == {"flip_prob": 0.0}
+    assert cfg.augment == Augment(flip_prob=0.0)  # the other settings keep their defaults
 
 
 def test_unknown_key_suggests_the_closest(tmp_path):

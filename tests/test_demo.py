@@ -9,7 +9,7 @@ import pytest
 
 from facekeypoints.cli import main
 from facekeypoints.demo import demo_images, run_demo
-from facekeypoints.infer.bench import mean_face_checkpoint
+from fakes import mean_face_checkpoint
 
 DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "src" / "facekeypoints" / "weights" / "kaggle15_default.pt"
 

@@ -12,7 +12,8 @@ from matplotlib import cbook
 from facekeypoints import KeypointDetector
 from facekeypoints.data.dataset import DataFormatError
 from facekeypoints.data import framing
-from facekeypoints.infer.bench import demo_frame, mean_face_checkpoint
+from facekeypoints.infer.bench import demo_frame
+from fakes import FakeRunner, mean_face_checkpoint
 from facekeypoints.infer.results import Result
 from facekeypoints.schema import load_schema
 
@@ -134,8 +135,8 @@ def test_predict_batch_batches_faces_and_matches_single_calls(wobbly, monkeypatc
     images = [frame, np.zeros((80, 80, 3), np.uint8), GRACE_HOPPER]
     singles = [det(im) for im in images]
     calls = []
-    real = det.runner.__call__
-    monkeypatch.setattr(det, "runner", lambda x: calls.append(len(x)) or real(x))
+    real = det.runner
+    monkeypatch.setattr(det, "runner", FakeRunner(real.card, lambda x: calls.append(len(x)) or real(x)))
     batch = det.predict_batch(images)
     assert [len(r) for r in batch] == [len(r) for r in singles] == [1, 0, 1]
     assert calls == [2, 2]  # one call for both faces, one for their refinement
@@ -206,7 +207,7 @@ def _whole_photo_checkpoint(path: Path) -> Path:
     import torch
 
     from facekeypoints.models import create_model
-    from facekeypoints.models.checkpoint import save_checkpoint
+    from facekeypoints.models.checkpoint import card_for, save_checkpoint
     from facekeypoints.models.codecs import encode
 
     model = create_model("fcnn", schema="kaggle15")
@@ -214,7 +215,7 @@ def _whole_photo_checkpoint(path: Path) -> Path:
         model.head[-1].weight.zero_()
         answer = encode(framing.template(96), (96, 96)).reshape(-1).astype(np.float32)
         model.head[-1].bias.copy_(torch.from_numpy(answer))
-    save_checkpoint(path, model, preprocess={"size": 96}, config={"data": {"frame": "resize"}})
+    save_checkpoint(path, model, card_for(model, framing="resize"))
     return path
 
 

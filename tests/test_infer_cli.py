@@ -15,7 +15,7 @@ from facekeypoints import KeypointDetector
 from facekeypoints.cli import main
 from facekeypoints.data.dataset import KeypointData
 from facekeypoints.data.formats.kaggle import write_kaggle_csv
-from facekeypoints.infer.bench import mean_face_checkpoint
+from fakes import mean_face_checkpoint
 
 GRACE_HOPPER = Path(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))
 

@@ -12,7 +12,8 @@ from matplotlib import cbook
 from facekeypoints import KeypointDetector
 from facekeypoints.cli import main
 from facekeypoints.infer.bench import random_checkpoint
-from facekeypoints.infer.onnx import METADATA_KEYS, OnnxRunner, export_onnx
+from facekeypoints.infer.onnx import CARD_KEY, OnnxRunner, export_onnx
+from facekeypoints.models.checkpoint import load_checkpoint
 
 GRACE_HOPPER = Path(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))
 
@@ -27,12 +28,12 @@ def exported(checkpoint) -> Path:
     return export_onnx(checkpoint, checkpoint.with_suffix(".onnx"))
 
 
-def test_export_carries_schema_and_preprocess_and_a_dynamic_batch(exported):
+def test_export_carries_the_model_card_and_a_dynamic_batch(checkpoint, exported):
     graph = onnx.load(str(exported))
-    meta = {p.key: p.value for p in graph.metadata_props}
-    assert json.loads(meta[METADATA_KEYS["schema"]])["name"] == "kaggle15"
-    assert json.loads(meta[METADATA_KEYS["preprocess"]])["size"] == 96
-    assert json.loads(meta[METADATA_KEYS["model"]])["name"] == "keypoint_net"
+    card = json.loads({p.key: p.value for p in graph.metadata_props}[CARD_KEY])
+    assert card["schema"]["name"] == "kaggle15" and card["preprocess"]["size"] == 96
+    assert card["model"] == "keypoint_net" and card["framing"] == "kaggle" and card["version"] == 2
+    assert OnnxRunner(exported).card == load_checkpoint(checkpoint).card
     batch_dim = graph.graph.input[0].type.tensor_type.shape.dim[0]
     assert batch_dim.dim_param == "batch"
     runner = OnnxRunner(exported, threads=1)
@@ -50,6 +51,26 @@ def test_onnx_keypoints_equal_torch_within_a_thousandth_pixel(checkpoint, export
             assert np.abs(a.keypoints - b.keypoints).max() < 1e-3
     x = np.random.default_rng(0).random((8, 1, 96, 96), dtype=np.float32)
     assert np.abs(torch_det.runner(x) - onnx_det.runner(x)).max() < 1e-4  # normalised units
+
+
+def test_an_export_from_before_the_model_card_still_loads(tmp_path, exported):
+    """Version-1 exports held schema, preprocess and model as three metadata entries."""
+    graph = onnx.load(str(exported))
+    card = json.loads({p.key: p.value for p in graph.metadata_props}[CARD_KEY])
+    del graph.metadata_props[:]
+    v1 = {"facekeypoints.schema": card["schema"], "facekeypoints.preprocess": {"size": 96},
+          "facekeypoints.model": {"name": "keypoint_net", "input_size": 96, "in_channels": 1, "framing": "resize"}}
+    for key, value in v1.items():
+        entry = graph.metadata_props.add()
+        entry.key, entry.value = key, json.dumps(value)
+    onnx.save(graph, str(tmp_path / "v1.onnx"))
+    old = OnnxRunner(tmp_path / "v1.onnx")
+    assert (old.card.model, old.card.schema.name, old.card.framing, old.card.input_size) == \
+        ("keypoint_net", "kaggle15", "resize", 96)
+    del graph.metadata_props[:]
+    onnx.save(graph, str(tmp_path / "bare.onnx"))
+    with pytest.raises(ValueError, match="bare.onnx: not exported by facekeypoints"):
+        OnnxRunner(tmp_path / "bare.onnx")
 
 
 def test_bad_onnx_files_get_clear_errors(tmp_path, checkpoint):
@@ -74,12 +95,12 @@ def test_a_checkpoint_runs_on_onnx_runtime_by_default_on_the_cpu(checkpoint):
 
 
 def test_default_backend_falls_back_to_torch_with_a_warning_when_export_fails(checkpoint, monkeypatch):
-    import facekeypoints.infer.onnx as onnx_module
+    import facekeypoints.infer.predictor as predictor_module
 
     def broken_export(path, opset=17):
         raise RuntimeError("cannot trace this model")
 
-    monkeypatch.setattr(onnx_module, "cached_export", broken_export)
+    monkeypatch.setattr(predictor_module, "cached_export", broken_export)
     with pytest.warns(RuntimeWarning, match="net.pt: ONNX export failed .*cannot trace"):
         assert KeypointDetector(checkpoint).runner.backend == "torch"
     with pytest.raises(RuntimeError, match="cannot trace"):  # asked for explicitly: no fallback

@@ -56,8 +56,11 @@ def test_fit_writes_run_directory_and_learns(tiny_csv, tmp_path):
     assert float(history[-1]["train_loss"]) < float(history[0]["train_loss"])
     assert summary["best_val_rmse"] == min(float(h["val_rmse"]) for h in history)
     ckpt = load_checkpoint(run / "best.pt")
-    assert ckpt["schema"]["name"] == "kaggle15" and ckpt["preprocess"]["size"] == 96
-    assert ckpt["config"]["model"]["name"] == "keypoint_net"
+    card = ckpt.card
+    assert card.schema.name == "kaggle15" and card.preprocess.size == 96 and card.model == "keypoint_net"
+    assert card.framing == "kaggle" and card.trained_on.train == str(tiny_csv)
+    assert card.metrics["val_rmse"] == summary["best_val_rmse"] and card.metrics["epoch"] == summary["best_epoch"]
+    assert ckpt.training["config"]["model"]["name"] == "keypoint_net"
     model, _ = load_model(run / "best.pt")
     assert model(torch.zeros(1, 1, 96, 96)).shape == (1, 15, 2)
 
@@ -65,7 +68,7 @@ def test_fit_writes_run_directory_and_learns(tiny_csv, tmp_path):
 def test_same_seed_same_weights(tiny_csv, tmp_path):
     fit(_cfg(tiny_csv, tmp_path / "a", ["train.epochs=2"]), progress=False)
     fit(_cfg(tiny_csv, tmp_path / "b", ["train.epochs=2"]), progress=False)
-    a, b = (load_checkpoint(tmp_path / r / "last.pt")["state_dict"] for r in "ab")
+    a, b = (load_checkpoint(tmp_path / r / "last.pt").state_dict for r in "ab")
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
@@ -90,8 +93,9 @@ def test_interrupt_then_resume_equals_uninterrupted_run(tiny_csv, tmp_path, monk
     fit(_cfg(tiny_csv, tmp_path / "cut", extra), resume=True, progress=False)
     full = load_checkpoint(tmp_path / "full" / "last.pt")
     cut = load_checkpoint(tmp_path / "cut" / "last.pt")
-    assert all(torch.equal(full["state_dict"][k], cut["state_dict"][k]) for k in full["state_dict"])
-    assert [h["val_rmse"] for h in full["train_state"]["history"]] == [h["val_rmse"] for h in cut["train_state"]["history"]]
+    assert all(torch.equal(full.state_dict[k], cut.state_dict[k]) for k in full.state_dict)
+    assert [h["val_rmse"] for h in full.training["train_state"]["history"]] == \
+        [h["val_rmse"] for h in cut.training["train_state"]["history"]]
 
 
 def test_resume_refuses_a_checkpoint_of_another_model(tiny_csv, tmp_path):
@@ -130,7 +134,7 @@ def test_sigterm_saves_and_resume_completes(tiny_csv, tmp_path):
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     assert "--resume" in err
-    state = load_checkpoint(out / "last.pt")["train_state"]
+    state = load_checkpoint(out / "last.pt").training["train_state"]
     assert 1 <= state["epoch"] < 200
     done = _cli("train", "--quiet", "--resume", "--out", str(out), "--set", f"data.train={tiny_csv}",
                 *sum((["--set", s] for s in TINY + [f"train.epochs={state['epoch'] + 1}"]), []))
@@ -147,9 +151,9 @@ def test_two_process_data_parallel_training(tiny_csv, tmp_path):
                          capture_output=True, text=True, env=env, timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]
     ckpt = load_checkpoint(out / "last.pt")
-    assert ckpt["train_state"]["epoch"] == 2
-    assert ckpt["config"]["train"]["batch_size"] == 8
-    assert not any(k.startswith("module.") for k in ckpt["state_dict"])  # saved unwrapped
+    assert ckpt.training["train_state"]["epoch"] == 2
+    assert ckpt.training["config"]["train"]["batch_size"] == 8
+    assert not any(k.startswith("module.") for k in ckpt.state_dict)  # saved unwrapped
 
 
 def test_evaluate_cli_json_and_compare_report(tiny_csv, tmp_path):

@@ -9,7 +9,8 @@ import pytest
 
 from facekeypoints import KeypointDetector
 from facekeypoints.cli import main
-from facekeypoints.infer.bench import demo_frame, mean_face_checkpoint, write_still_clip
+from facekeypoints.infer.bench import demo_frame, write_still_clip
+from fakes import FakeRunner, mean_face_checkpoint
 from facekeypoints.infer.video import OneEuroFilter, keypoint_jitter
 
 FRAMES = 24
@@ -61,7 +62,8 @@ def test_keypoints_that_are_not_face_shaped_trigger_detection(detector, clip, mo
     calls = []
     real = detector.detector.detect
     monkeypatch.setattr(detector.detector, "detect", lambda image: calls.append(1) or real(image))
-    monkeypatch.setattr(detector, "runner", lambda x: np.zeros((len(x), 15, 2), np.float32))  # all points at one spot
+    all_at_one_spot = FakeRunner(detector.card, lambda x: np.zeros((len(x), 15, 2), np.float32))
+    monkeypatch.setattr(detector, "runner", all_at_one_spot)
     results = list(detector.stream(clip, redetect_every=100))
     assert len(calls) == FRAMES  # the track fails the face check on every frame, so the detector runs
     assert all(len(r) == 1 for r in results)

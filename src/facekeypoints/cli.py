@@ -195,9 +195,11 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _cmd_submit(args: argparse.Namespace) -> int:
-    from facekeypoints.evaluate.submit import make_submission
+    from facekeypoints.infer.kaggle import make_submission
+    from facekeypoints.infer.predictor import KeypointDetector
 
-    report = make_submission(args.test_csv, args.lookup, args.output, model=args.model, mirror_tta=args.mirror_tta)
+    detector = KeypointDetector(args.model, backend=args.backend, detector=None, mirror_tta=args.mirror_tta)
+    report = make_submission(detector, args.test_csv, args.lookup, args.output)
     print(report)
     return 0
 
@@ -229,7 +231,8 @@ def _add_train_commands(sub) -> None:
     p.add_argument("test_csv", help="Kaggle test.csv or test.zip")
     p.add_argument("--lookup", required=True, help="IdLookupTable.csv")
     p.add_argument("--model", help="checkpoint (.pt) or shipped model name (kaggle15, ibug68); kaggle15 when omitted")
-    p.add_argument("--mirror-tta", action="store_true")
+    p.add_argument("--mirror-tta", action="store_true", help="average with the prediction on the mirrored face")
+    p.add_argument("--backend", choices=["torch", "onnx"], help="default: onnx (ONNX Runtime) on the CPU")
     p.add_argument("-o", "--output", required=True, help="submission CSV to write")
     p.set_defaults(func=_cmd_submit)
     p = sub.add_parser("compare", help="table and report comparing training runs")
@@ -253,18 +256,20 @@ PREDICT_EXAMPLES = """examples:
 def _cmd_predict(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from facekeypoints.infer.files import CSV_SUFFIXES, predict_csv, predict_paths
+    from facekeypoints.infer.files import CSV_SUFFIXES, predict_paths
+    from facekeypoints.infer.kaggle import predict_kaggle_csv, write_keypoint_csv
     from facekeypoints.infer.predictor import KeypointDetector
 
     csvs = [p for p in args.inputs if p.lower().endswith(CSV_SUFFIXES)]
     if csvs and len(args.inputs) > 1:
         raise ValueError(f"a Kaggle CSV ({csvs[0]}) is predicted on its own; give it as the only INPUT")
     detector = KeypointDetector(args.model, backend=args.backend, threads=args.threads, refine=not args.no_refine,
-                                detector=None if csvs or args.detector == "none" else args.detector)
+                                detector=None if csvs or args.detector == "none" else args.detector,
+                                mirror_tta=args.mirror_tta)
     if csvs:
         out = args.output if args.output and args.output.endswith(".csv") else \
             f"{args.output or '.'}/{Path(csvs[0]).name.split('.')[0]}_keypoints.csv"
-        print(f"wrote {predict_csv(detector, csvs[0], out)}")
+        print(f"wrote {write_keypoint_csv(predict_kaggle_csv(detector, csvs[0]), out)}")
         return 0
     report = predict_paths(detector, args.inputs, args.output or "predictions", draw=not args.no_draw,
                            batch_size=args.batch_size, progress=not args.quiet)
@@ -307,6 +312,8 @@ def _add_inference(sub) -> None:
                    help="face detector: haar (default) or none; a Kaggle CSV uses none (its faces are framed)")
     p.add_argument("--no-draw", action="store_true", help="write JSON only, no drawn images or video")
     p.add_argument("--no-refine", action="store_true", help="one keypoint pass per face (no re-framing)")
+    p.add_argument("--mirror-tta", action="store_true",
+                   help="also predict each face mirrored and average (about twice the model time)")
     p.add_argument("--batch-size", type=int, default=16, help="images read and predicted together (default 16)")
     p.add_argument("--threads", type=int, help="backend threads (default: the library's)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 __all__ = ["run_demo", "demo_images"]
@@ -24,9 +23,11 @@ def demo_images(echo=print) -> dict[str, np.ndarray]:
     """{name: (H, W, 3) uint8 RGB} of the photos available offline; notes what is missing via ``echo``."""
     from matplotlib import cbook
 
+    from facekeypoints.data.images import read_image
+
     images = {}
     path = cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)
-    images["grace_hopper"] = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
+    images["grace_hopper"] = read_image(path)
     try:
         from skimage import data as skdata
     except ImportError:
@@ -47,7 +48,7 @@ def run_demo(out_dir: str | Path = "demo-output", *, model: str | Path | None = 
 
     out_dir = Path(out_dir)
     detector = KeypointDetector(model, backend=backend)
-    echo(f"model {detector.runner.source} ({detector.runner.model_name}, schema {detector.schema.name}, "
+    echo(f"model {detector.runner.source} ({detector.card.model}, schema {detector.schema.name}, "
          f"{detector.runner.backend}); detector {type(detector.detector).__name__}")
     results = {}
     for name, image in demo_images(echo).items():

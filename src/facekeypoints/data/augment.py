@@ -39,7 +39,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from facekeypoints.data.preprocess import from_fields
+from facekeypoints.settings import from_dict
 from facekeypoints.schema import KeypointSchema
 
 __all__ = ["Augment", "augment_batch", "random_affine", "warp_affine", "mirror", "mirror_keypoints"]
@@ -110,8 +110,8 @@ class Augment:
 
     @classmethod
     def from_dict(cls, d: dict) -> "Augment":
-        """Inverse of ``to_dict``; unknown keys are an error (with the closest valid name)."""
-        return from_fields(cls, d)
+        """Inverse of ``to_dict``; unknown keys and mistyped values are an error (with the closest valid name)."""
+        return from_dict(cls, d, where="augment.")
 
 
 def random_affine(cfg: Augment, batch: int, size: tuple[int, int], generator: torch.Generator) -> torch.Tensor:

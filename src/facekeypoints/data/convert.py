@@ -21,7 +21,7 @@ import numpy as np
 
 from facekeypoints.data import framing
 from facekeypoints.data.dataset import KeypointData
-from facekeypoints.schema import SchemaError, load_schema
+from facekeypoints.schema import SchemaError
 
 __all__ = ["ConversionReport", "complete_labels", "resize_faces", "to_kaggle_task"]
 
@@ -81,7 +81,7 @@ def to_kaggle_task(data: KeypointData, target: str = "kaggle15", *, size: int = 
     template = framing.template(size)
     report = ConversionReport(faces_in=len(data), faces_out=0, size=size, target=target,
                               read_skipped=list(data.skipped))
-    frames, _ = framing.frames_from_keypoints(anchors, load_schema("kaggle15"), size)
+    frames, _ = framing.frames_from_keypoints(data.keypoints, data.schema, size)
     keep, images, out_kp, placed = [], [], [], []
     for i in range(len(data)):
         if not np.isfinite(frames[i]).all():  # fewer than 2 anchors, or all at one spot

@@ -206,7 +206,9 @@ def frames_from_keypoints(keypoints: np.ndarray, schema: KeypointSchema, size: i
     (N,)): shape_error is the RMS distance of the aligned anchors from the template as a fraction of
     the template's inter-ocular distance (inf where no frame can be fitted; that frame is NaN).
     """
-    anchors = anchor_points(schema, keypoints)
+    # float32, the precision keypoints have (model outputs, label files): the same input gives the
+    # same frame whether it comes from a prediction or from a KeypointData
+    anchors = anchor_points(schema, np.asarray(keypoints, np.float32))
     target = template(size)
     iod = np.linalg.norm(target[0] - target[1])
     frames = np.full((len(anchors), 2, 3), np.nan)

@@ -20,11 +20,12 @@ True
 """
 from __future__ import annotations
 
-import difflib
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 
 import cv2
 import numpy as np
+
+from facekeypoints.settings import from_dict
 
 __all__ = ["Preprocess", "SCALES"]
 
@@ -80,8 +81,8 @@ class Preprocess:
 
     @classmethod
     def from_dict(cls, d: dict) -> "Preprocess":
-        """Inverse of ``to_dict``; unknown keys are an error (with the closest valid name)."""
-        return from_fields(cls, d)
+        """Inverse of ``to_dict``; unknown keys and mistyped values are an error (with the closest valid name)."""
+        return from_dict(cls, d, where="preprocess.")
 
     def __call__(self, images) -> np.ndarray:
         """uint8 images -> float32 (N, C, size, size).
@@ -144,17 +145,6 @@ class Preprocess:
         lab = _per_pixel(rgb, cv2.COLOR_RGB2LAB)
         lab[..., 0] = self._clahe_gray(lab[..., 0])
         return _per_pixel(lab, cv2.COLOR_LAB2RGB)
-
-
-def from_fields(cls, d: dict):
-    """``cls(**d)`` for a settings dataclass, naming an unknown key and the closest valid one."""
-    known = [f.name for f in fields(cls)]
-    for key in d:
-        if key not in known:
-            close = difflib.get_close_matches(key, known, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise ValueError(f"unknown {cls.__name__} field {key!r}{hint} (fields: {known})")
-    return cls(**d)
 
 
 def _per_pixel(batch: np.ndarray, code: int) -> np.ndarray:

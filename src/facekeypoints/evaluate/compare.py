@@ -10,6 +10,10 @@ from pathlib import Path
 
 import numpy as np
 
+from facekeypoints.evaluate.metrics import per_keypoint_rmse
+from facekeypoints.evaluate.runner import predict_data, run_split
+from facekeypoints.models.predict import TorchRunner
+
 __all__ = ["read_run", "compare_runs", "write_report"]
 
 
@@ -91,15 +95,10 @@ def write_report(runs: list[dict], out: Path) -> list[Path]:
 
 
 def _run_figures(run: dict, ckpt_path: Path, out: Path, plt) -> list[Path]:
-    from facekeypoints.evaluate.metrics import per_keypoint_rmse
-    from facekeypoints.evaluate.runner import predict_data
-    from facekeypoints.models.checkpoint import load_model
-    from facekeypoints.train.config import config_from_dict
-    from facekeypoints.train.data import load_splits
-
-    model, ckpt = load_model(ckpt_path)
-    _, val, _ = load_splits(config_from_dict(run["config"]["config"]))
-    pred = predict_data(model, ckpt, val)
+    runner = TorchRunner.load(ckpt_path)
+    model = runner.model
+    val = run_split(runner.card, "val")
+    pred = predict_data(runner, val)
     name = run["name"].replace("/", "_")
     written = []
     pk = per_keypoint_rmse(pred, val.keypoints)

@@ -23,17 +23,24 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import torch
 
-__all__ = ["run_bench", "bench_frame", "time_runner", "demo_frame", "write_still_clip", "random_checkpoint",
-           "mean_face_checkpoint"]
+from facekeypoints.infer.predictor import KeypointDetector
+from facekeypoints.infer.video import keypoint_jitter
+from facekeypoints.models import create_model
+from facekeypoints.models.checkpoint import card_for, save_checkpoint
+
+__all__ = ["run_bench", "bench_frame", "time_runner", "demo_frame", "write_still_clip", "random_checkpoint"]
 
 
 def demo_frame(size: tuple[int, int] = (480, 640)) -> np.ndarray:
     """grace_hopper.jpg scaled to fit ``size`` = (H, W) and centred on black: (H, W, 3) uint8 RGB."""
     from matplotlib import cbook
 
+    from facekeypoints.data.images import read_image
+
     path = cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)
-    photo = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
+    photo = read_image(path)
     h, w = size
     s = min(h / photo.shape[0], w / photo.shape[1])
     small = cv2.resize(photo, (round(photo.shape[1] * s), round(photo.shape[0] * s)), interpolation=cv2.INTER_AREA)
@@ -62,42 +69,12 @@ def write_still_clip(path: str | Path, image: np.ndarray, frames: int = 60, nois
 
 def random_checkpoint(name: str, path: str | Path, schema: str = "kaggle15") -> Path:
     """Save a randomly initialised registered model as a checkpoint (for speed measurements only)."""
-    import torch
-
-    from facekeypoints.models import create_model
-    from facekeypoints.models.checkpoint import save_checkpoint
-
     torch.manual_seed(0)
     model = create_model(name, schema=schema)
     for p in model.parameters():  # some families start with a zero output layer; speed does not care
         if p.dim() > 1 and not p.any():
             torch.nn.init.normal_(p, std=0.01)
-    save_checkpoint(path, model, preprocess={"size": model.input_size})
-    return Path(path)
-
-
-def mean_face_checkpoint(path: str | Path, wobble: float = 0.0, seed: int = 0) -> Path:
-    """Save an ``fcnn`` kaggle15 checkpoint (small, fast) that predicts the mean Kaggle face in every
-    crop plus, with ``wobble`` > 0, a small image-dependent offset (random output weights of that std).
-
-    A stand-in for trained weights: its keypoints are face-shaped, so framing, refinement and
-    tracking can be exercised and checked exactly (with ``wobble=0`` a face's keypoints are the
-    template mapped back through its frame).
-    """
-    import torch
-
-    from facekeypoints.data.framing import template
-    from facekeypoints.models import create_model
-    from facekeypoints.models.checkpoint import save_checkpoint
-    from facekeypoints.models.codecs import encode
-
-    torch.manual_seed(seed)
-    model = create_model("fcnn", schema="kaggle15")
-    last = model.head[-1]
-    with torch.no_grad():
-        torch.nn.init.normal_(last.weight, std=wobble) if wobble > 0 else last.weight.zero_()
-        last.bias.copy_(torch.from_numpy(encode(template(96), (96, 96)).reshape(-1).astype(np.float32)))
-    save_checkpoint(path, model, preprocess={"size": 96})
+    save_checkpoint(path, model, card_for(model))
     return Path(path)
 
 
@@ -114,8 +91,8 @@ def _median_ms(fn, repeats: int, warmup: int) -> float:
 
 def time_runner(runner, batch: int, repeats: int, warmup: int = 5) -> float:
     """Median ms of one ``runner`` call on a random (batch, C, S, S) input."""
-    x = np.random.default_rng(0).random((batch, runner.preprocess.channels, runner.input_size,
-                                         runner.input_size), dtype=np.float32)
+    card = runner.card
+    x = np.random.default_rng(0).random((batch, card.in_channels, card.input_size, card.input_size), dtype=np.float32)
     return _median_ms(lambda: runner(x), repeats, warmup)
 
 
@@ -128,8 +105,6 @@ def bench_frame(detector, frame: np.ndarray, repeats: int, warmup: int = 3) -> d
 
 
 def _jitter(detector, frames: int) -> dict:
-    from facekeypoints.infer.video import keypoint_jitter
-
     settle = 10  # frames the tracker needs to go from the detector's box to a steady crop
     with tempfile.TemporaryDirectory() as tmp:
         clip = write_still_clip(Path(tmp) / "still.avi", demo_frame(), frames=frames + settle)
@@ -143,10 +118,6 @@ def run_bench(model: str | Path | None = None, *, random_model: str | None = Non
               batch: int = 256, repeats: int = 50, jitter_frames: int = 60, json_out: str | Path | None = None,
               echo=print) -> dict:
     """Run every measurement, print a line for each with ``echo``, return them as a dict (and JSON)."""
-    import torch
-
-    from facekeypoints.infer.predictor import KeypointDetector
-
     torch.set_num_threads(threads)
     cv2.setNumThreads(threads)
     with tempfile.TemporaryDirectory() as tmp:

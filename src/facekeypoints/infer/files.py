@@ -7,7 +7,6 @@ Outputs, under the output folder:
 - images: ``predictions.jsonl`` (one ``Result.to_dict()`` per line, in input order) and, unless
   ``draw=False``, each image with faces drawn at the same relative path;
 - a video ``clip.mp4``: ``clip.jsonl`` (one line per frame) and ``clip_keypoints.mp4``;
-- a Kaggle CSV (96 x 96 faces already framed): a CSV of the 2K keypoint columns, in row order.
 
 Examples
 --------
@@ -23,11 +22,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from facekeypoints.infer.inputs import read_image
+from facekeypoints.data.images import read_image
 from facekeypoints.infer.results import IMAGE_SUFFIXES
 from facekeypoints.infer.video import open_video
 
-__all__ = ["predict_paths", "predict_csv", "predict_video", "PredictReport", "VIDEO_SUFFIXES", "CSV_SUFFIXES"]
+__all__ = ["predict_paths", "predict_video", "PredictReport", "VIDEO_SUFFIXES", "CSV_SUFFIXES"]
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
 CSV_SUFFIXES = (".csv", ".zip", ".gz")
@@ -187,19 +186,3 @@ def predict_video(detector, path: str | Path, out_dir: str | Path, *, draw: bool
             writer.release()
     report.written += [str(jsonl)] + ([str(movie)] if writer is not None else [])
     return report
-
-
-def predict_csv(detector, csv_path: str | Path, out_csv: str | Path) -> Path:
-    """Kaggle-format CSV of 96 x 96 faces (already framed: no detector) -> CSV of the model's 2K
-    keypoint columns (``<name>_x, <name>_y``), one row per input row, in order. Returns ``out_csv``."""
-    from facekeypoints.data.formats.kaggle import read_kaggle_csv
-
-    data = read_kaggle_csv(csv_path)
-    if data.images is None:
-        raise ValueError(f"{csv_path}: has no Image column, so there is nothing to predict on")
-    keypoints = detector.predict_crops(data.images)
-    out_csv = Path(out_csv)
-    out_csv.parent.mkdir(parents=True, exist_ok=True)
-    header = ",".join(detector.schema.columns())
-    np.savetxt(out_csv, keypoints.reshape(len(keypoints), -1), fmt="%.4f", delimiter=",", header=header, comments="")
-    return out_csv

@@ -18,21 +18,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from facekeypoints.data.dataset import DataFormatError
+from facekeypoints.data.images import read_image
 
-__all__ = ["to_rgb", "read_image"]
-
-
-def read_image(path: str | Path) -> np.ndarray:
-    """Read an image file as (H, W, 3) RGB uint8; a clear error names the file when it cannot."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such image file")
-    data = np.fromfile(path, dtype=np.uint8)  # imdecode also copes with non-ASCII paths
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-    if image is None:
-        raise DataFormatError(path, "cannot decode image (empty, truncated, or not an image format OpenCV reads)")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+__all__ = ["to_rgb"]
 
 
 def _from_tensor(tensor) -> np.ndarray:

@@ -1,15 +1,16 @@
 """ONNX export of a checkpoint, and an ONNX Runtime backend with the torch backend's interface.
 
 The exported graph maps ``image`` (B, C, S, S) float32, already preprocessed, to ``keypoints``
-(B, K, 2) normalised coordinates; B is dynamic. The schema, the preprocessing and the model's
-name travel in the file's ``metadata_props`` as JSON, so an ``.onnx`` file alone is a usable model.
+(B, K, 2) normalised coordinates; B is dynamic. The model card (schema, preprocessing, framing,
+training data, validation figures) travels in the file's ``metadata_props`` as JSON, so an
+``.onnx`` file alone is a usable model. Files exported before the card still load.
 
 Examples
 --------
 >>> from facekeypoints.infer.onnx import export_onnx, OnnxRunner    # doctest: +SKIP
 >>> export_onnx("runs/exp1/best.pt", "model.onnx")                   # doctest: +SKIP
 >>> runner = OnnxRunner("model.onnx", threads=2)                     # doctest: +SKIP
->>> runner(runner.preprocess(crops)).shape                           # doctest: +SKIP
+>>> runner(runner.card.preprocess(crops)).shape                      # doctest: +SKIP
 (N, 15, 2)
 """
 from __future__ import annotations
@@ -21,13 +22,15 @@ from pathlib import Path
 
 import numpy as np
 
-from facekeypoints.data.preprocess import Preprocess
-from facekeypoints.schema import KeypointSchema
+from facekeypoints.data.cache import cache_dir, file_digest
+from facekeypoints.models.card import ModelCard
+from facekeypoints.models.checkpoint import load_model
 
-__all__ = ["export_onnx", "OnnxRunner", "METADATA_KEYS", "cached_export"]
+__all__ = ["export_onnx", "OnnxRunner", "CARD_KEY", "cached_export"]
 
-METADATA_KEYS = {"schema": "facekeypoints.schema", "preprocess": "facekeypoints.preprocess",
-                 "model": "facekeypoints.model"}
+CARD_KEY = "facekeypoints.card"  # metadata_props entry holding the model card as JSON
+# before the card (version 1), three entries held its parts
+_V1_KEYS = {"schema": "facekeypoints.schema", "preprocess": "facekeypoints.preprocess", "model": "facekeypoints.model"}
 
 
 def export_onnx(checkpoint: str | Path, out: str | Path, *, opset: int = 17) -> Path:
@@ -39,11 +42,8 @@ def export_onnx(checkpoint: str | Path, out: str | Path, *, opset: int = 17) -> 
     import onnx
     import torch
 
-    from facekeypoints.infer.predictor import framing_of
-    from facekeypoints.models.checkpoint import load_model
-
-    model, ckpt = load_model(checkpoint)
-    size, channels = int(ckpt["model"]["input_size"]), int(ckpt["model"].get("in_channels", 1))
+    model, card = load_model(checkpoint)
+    size, channels = card.input_size, card.in_channels
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(f"{out.suffix}.{os.getpid()}.tmp")  # per process: parallel first uses share the cache
@@ -53,12 +53,8 @@ def export_onnx(checkpoint: str | Path, out: str | Path, *, opset: int = 17) -> 
                           opset_version=int(opset), input_names=["image"], output_names=["keypoints"],
                           dynamic_axes={"image": {0: "batch"}, "keypoints": {0: "batch"}})
     graph = onnx.load(str(tmp))
-    meta = {"schema": ckpt["schema"], "preprocess": ckpt["preprocess"],
-            "model": {"name": ckpt["model"]["name"], "input_size": size, "in_channels": channels,
-                      "framing": framing_of(ckpt.get("config"), str(checkpoint)), "checkpoint": Path(checkpoint).name}}
-    for key, value in meta.items():
-        entry = graph.metadata_props.add()
-        entry.key, entry.value = METADATA_KEYS[key], json.dumps(value)
+    entry = graph.metadata_props.add()
+    entry.key, entry.value = CARD_KEY, json.dumps(card.to_dict())
     onnx.checker.check_model(graph)
     onnx.save(graph, str(tmp))
     tmp.replace(out)
@@ -67,8 +63,6 @@ def export_onnx(checkpoint: str | Path, out: str | Path, *, opset: int = 17) -> 
 
 def cached_export(checkpoint: str | Path, opset: int = 17) -> Path:
     """The ONNX export of ``checkpoint``, made once per checkpoint content in the facekeypoints cache."""
-    from facekeypoints.data.cache import cache_dir, file_digest
-
     path = cache_dir() / "onnx" / f"{file_digest(checkpoint)[:24]}-opset{opset}.onnx"
     if not path.is_file():
         export_onnx(checkpoint, path, opset=opset)
@@ -80,8 +74,8 @@ class OnnxRunner:
 
     ``threads`` sets ``intra_op_num_threads`` (None: ONNX Runtime's default, one per core) for
     batches of two or more; a single face runs on a one-thread session, which is faster. Graph
-    optimisation is ``ORT_ENABLE_ALL``; idle threads do not spin. Attributes ``schema``,
-    ``preprocess``, ``input_size``, ``model_name`` and ``framing`` come from the file's metadata.
+    optimisation is ``ORT_ENABLE_ALL``; idle threads do not spin. ``card`` is the model card
+    from the file's metadata.
     ``runner(x)``: (N, C, S, S) float32 -> (N, K, 2) normalised coordinates, float32.
     """
 
@@ -97,16 +91,7 @@ class OnnxRunner:
         # thread, 0.70-0.75 ms with two; from batch 2 on, two threads win).
         self._single = self.session if threads == 1 else None
         self._path = path
-        meta = self.session.get_modelmeta().custom_metadata_map
-        missing = [v for v in METADATA_KEYS.values() if v not in meta]
-        if missing:
-            raise ValueError(f"{path}: not exported by facekeypoints (metadata {missing} missing); "
-                             "export with `facekeypoints export --model M -o model.onnx`")
-        self.schema = KeypointSchema.from_dict(json.loads(meta[METADATA_KEYS["schema"]]), source=str(path))
-        self.preprocess = Preprocess.from_dict(json.loads(meta[METADATA_KEYS["preprocess"]]))
-        info = json.loads(meta[METADATA_KEYS["model"]])
-        self.input_size, self.model_name = int(info["input_size"]), str(info["name"])
-        self.framing = str(info.get("framing", "kaggle"))
+        self.card = _read_card(self.session.get_modelmeta().custom_metadata_map, path)
         self.source = str(path)
         self._input = self.session.get_inputs()[0].name
 
@@ -130,10 +115,23 @@ class OnnxRunner:
     def __call__(self, x: np.ndarray) -> np.ndarray:
         """(N, C, S, S) float32 -> (N, K, 2) float32 normalised coordinates."""
         if len(x) == 0:
-            return np.zeros((0, self.schema.num_keypoints, 2), np.float32)
+            return np.zeros((0, self.card.schema.num_keypoints, 2), np.float32)
         session = self.session
         if len(x) == 1:
             if self._single is None:
                 self._single = self._open(self._path, 1)
             session = self._single
         return session.run(None, {self._input: np.ascontiguousarray(x, dtype=np.float32)})[0]
+
+
+def _read_card(meta: dict, path: Path) -> ModelCard:
+    """The model card in an exported file's metadata (the card entry, or version 1's three entries)."""
+    try:
+        if CARD_KEY in meta:
+            return ModelCard.from_dict(json.loads(meta[CARD_KEY]), source=str(path))
+        if all(key in meta for key in _V1_KEYS.values()):
+            return ModelCard.from_dict({name: json.loads(meta[key]) for name, key in _V1_KEYS.items()}, source=str(path))
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: the model card in its metadata is not valid JSON ({err})") from None
+    raise ValueError(f"{path}: not exported by facekeypoints (no {CARD_KEY!r} metadata); "
+                     "export with `facekeypoints export --model M -o model.onnx`")

@@ -21,78 +21,18 @@ import warnings
 from pathlib import Path
 from typing import Iterator, Sequence
 
-import cv2
 import numpy as np
 
-from facekeypoints.data.preprocess import Preprocess
 from facekeypoints.data import framing
 from facekeypoints.infer.detectors import check_boxes, make_detector
 from facekeypoints.infer.inputs import to_rgb
+from facekeypoints.infer.onnx import OnnxRunner, cached_export
 from facekeypoints.infer.results import Face, Result
-from facekeypoints.models.codecs import decode
+from facekeypoints.infer.video import stream
+from facekeypoints.models.predict import TorchRunner, plane, predict_crops, predict_frames
+from facekeypoints.models.weights import resolve_checkpoint
 
-__all__ = ["KeypointDetector", "TorchRunner", "load_runner", "preprocess_for", "framing_of", "FRAMINGS"]
-
-# Training's ``data.frame`` (facekeypoints.train.config.DataConfig) -> how inference frames a face:
-# "none" trains on faces already in the Kaggle framing (Kaggle CSVs) and "kaggle" aligns them to it,
-# so both get the Kaggle framing; "resize" trains on whole photos resized to the input size.
-FRAMINGS = {"none": "kaggle", "kaggle": "kaggle", "resize": "resize"}
-
-
-def framing_of(config: dict | None, source: str) -> str:
-    """``"kaggle"`` or ``"resize"``: how the checkpoint's training config framed faces (Kaggle when unrecorded)."""
-    frame = ((config or {}).get("data") or {}).get("frame", "none")
-    if frame not in FRAMINGS:
-        raise ValueError(f"{source}: the model was trained with data.frame {frame!r}; "
-                         f"inference knows {sorted(FRAMINGS)}")
-    return FRAMINGS[frame]
-
-
-def preprocess_for(settings: dict, input_size: int, in_channels: int, source: str) -> Preprocess:
-    """The checkpoint's Preprocess; ``size`` defaults to the model's input size and must agree with it."""
-    settings = dict(settings or {})
-    settings.setdefault("size", int(input_size))
-    settings.setdefault("channels", int(in_channels))
-    pre = Preprocess.from_dict(settings)
-    if (pre.size, pre.channels) != (input_size, in_channels):
-        raise ValueError(f"{source}: preprocess makes {pre.channels}x{pre.size}x{pre.size} inputs but the model "
-                         f"takes {in_channels}x{input_size}x{input_size}")
-    return pre
-
-
-class TorchRunner:
-    """A checkpoint run with PyTorch: ``runner(x)`` maps (N, C, S, S) float32 -> (N, K, 2) normalised.
-
-    ``threads`` calls ``torch.set_num_threads`` (process-wide; None leaves torch's default).
-    """
-
-    backend = "torch"
-
-    def __init__(self, checkpoint: str | Path, device: str = "cpu", threads: int | None = None):
-        import torch
-
-        from facekeypoints.models.checkpoint import load_model
-        from facekeypoints.schema import KeypointSchema
-
-        if threads is not None:
-            torch.set_num_threads(int(threads))
-        model, ckpt = load_model(checkpoint)
-        self._torch, self.device = torch, torch.device(device)
-        self.model = model.to(self.device).eval()
-        self.schema = KeypointSchema.from_dict(ckpt["schema"], source=str(checkpoint))
-        self.input_size, self.model_name = int(ckpt["model"]["input_size"]), str(ckpt["model"]["name"])
-        self.preprocess = preprocess_for(ckpt.get("preprocess"), self.input_size,
-                                         int(ckpt["model"].get("in_channels", 1)), str(checkpoint))
-        self.framing = framing_of(ckpt.get("config"), str(checkpoint))
-        self.source = str(checkpoint)
-
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        """(N, C, S, S) float32 -> (N, K, 2) float32 normalised coordinates."""
-        if len(x) == 0:
-            return np.zeros((0, self.schema.num_keypoints, 2), np.float32)
-        with self._torch.inference_mode():
-            out = self.model(self._torch.from_numpy(np.ascontiguousarray(x, np.float32)).to(self.device))
-        return out.float().cpu().numpy()
+__all__ = ["KeypointDetector", "load_runner"]
 
 
 def load_runner(model: str | Path | None = None, backend: str | None = None, device: str = "cpu",
@@ -105,10 +45,6 @@ def load_runner(model: str | Path | None = None, backend: str | None = None, dev
     exports it once to the cache (``facekeypoints.infer.onnx.cached_export``); if a checkpoint
     cannot be exported and no backend was asked for, torch runs it and a warning says why.
     """
-    from facekeypoints.infer.onnx import OnnxRunner, cached_export
-
-    from facekeypoints.models.weights import resolve_checkpoint
-
     if backend not in (None, "torch", "onnx"):
         raise ValueError(f"backend must be 'torch' or 'onnx', got {backend!r}")
     path = resolve_checkpoint(model)
@@ -128,7 +64,7 @@ def load_runner(model: str | Path | None = None, backend: str | None = None, dev
                 raise
             warnings.warn(f"{path}: ONNX export failed ({type(err).__name__}: {err}); running it with torch",
                           RuntimeWarning, stacklevel=2)
-    return TorchRunner(path, device=device, threads=threads)
+    return TorchRunner.load(path, device=device, threads=threads)
 
 
 def _elapsed(start: float) -> float:
@@ -152,6 +88,8 @@ class KeypointDetector:
         ``framing``): a second model pass that reduces the error, the detector's box jitter and
         the effect of tilt. Only for schemas with Kaggle anchor points (kaggle15, ibug68, imm58).
     batch_size : faces per model call; all faces of a ``predict_batch`` call share the calls.
+    mirror_tta : also run every face mirrored and average the two predictions (left/right swapped
+        by the schema): about twice the model time, usually a little more accurate.
 
     A model trained on whole photos resized to its input (training ``data.frame: resize``, e.g. the
     IMM nose-tip model of seed 003) sees each whole image the same way: one face per image, box the
@@ -159,10 +97,12 @@ class KeypointDetector:
     """
 
     def __init__(self, model: str | Path | None = None, *, detector="haar", backend: str | None = None,
-                 device: str = "cpu", threads: int | None = None, refine: bool = True, batch_size: int = 64):
+                 device: str = "cpu", threads: int | None = None, refine: bool = True, batch_size: int = 64,
+                 mirror_tta: bool = False):
         self.runner = load_runner(model, backend, device, threads)
-        self.schema, self.preprocess = self.runner.schema, self.runner.preprocess
-        self.input_size, self.framing = self.runner.input_size, self.runner.framing
+        self.card = self.runner.card
+        self.schema, self.input_size, self.framing = self.card.schema, self.card.input_size, self.card.framing
+        self.mirror_tta = bool(mirror_tta)
         self.detector = make_detector(detector) if self.framing == "kaggle" else None
         self.alignable = framing.can_refine(self.schema)  # keypoints give a frame (refinement, tracking)
         self.refine = bool(refine) and self.alignable and self.framing == "kaggle"
@@ -172,7 +112,8 @@ class KeypointDetector:
 
     def __repr__(self) -> str:
         return (f"KeypointDetector(model={self.runner.source!r}, backend={self.runner.backend!r}, "
-                f"schema={self.schema.name!r}, detector={type(self.detector).__name__}, refine={self.refine})")
+                f"schema={self.schema.name!r}, detector={type(self.detector).__name__}, refine={self.refine}, "
+                f"mirror_tta={self.mirror_tta})")
 
     def __call__(self, image, *, boxes=None, color: str = "rgb") -> Result:
         """One image (path, (H, W[, 3]) uint8 array, PIL image or tensor) -> Result.
@@ -242,53 +183,22 @@ class KeypointDetector:
         return keypoints
 
     def _plane(self, image: np.ndarray) -> np.ndarray:
-        """(H, W) gray or (H, W, 3) RGB -> the model's colour: gray (OpenCV luma, as the converter) or RGB."""
-        if self.preprocess.channels == 1:
-            return image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
-        return image if image.ndim == 3 else cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
+        return plane(image, self.card.in_channels)
 
     def _predict_frames(self, planes: dict, owners: np.ndarray, frames: np.ndarray, timings: dict) -> np.ndarray:
-        """Warp, preprocess, run and map back: (F, 2, 3) frames -> (F, K, 2) original pixels."""
-        size = self.input_size
-        start = time.perf_counter()
-        crops = np.empty((len(frames), size, size) + (() if self.preprocess.channels == 1 else (3,)), np.uint8)
-        order = np.argsort(owners, kind="stable")
-        firsts, starts = np.unique(owners[order], return_index=True)
-        for i, idx in zip(firsts, np.split(order, starts[1:])):
-            if self.framing == "resize":  # exactly the training's whole-image shrink
-                crops[idx] = cv2.resize(planes[int(i)], (size, size), interpolation=cv2.INTER_AREA)
-            else:
-                crops[idx] = framing.warp_crops(planes[int(i)], frames[idx], size)
-        x = self.preprocess(crops) if len(crops) else np.zeros((0, self.preprocess.channels, size, size), np.float32)
-        timings["preprocess"] = timings.get("preprocess", 0.0) + _elapsed(start)
-        start = time.perf_counter()
-        out = [self.runner(x[j:j + self.batch_size]) for j in range(0, len(x), self.batch_size)]
-        out = np.concatenate(out) if out else np.zeros((0, self.schema.num_keypoints, 2), np.float32)
-        timings["model"] = timings.get("model", 0.0) + _elapsed(start)
-        start = time.perf_counter()
-        in_crop = decode(out.astype(np.float64), (size, size))
-        inverse = np.array([cv2.invertAffineTransform(m) for m in frames]).reshape(-1, 2, 3)
-        keypoints = np.einsum("fij,fkj->fki", inverse[:, :, :2], in_crop) + inverse[:, None, :, 2]
-        timings["postprocess"] = timings.get("postprocess", 0.0) + _elapsed(start)
-        return keypoints
+        """(F, 2, 3) frames -> (F, K, 2) original pixels, through the one prediction path."""
+        return predict_frames(self.runner, planes, owners, frames, mirror=self.mirror_tta,
+                              batch_size=self.batch_size, timings=timings)
 
     def predict_crops(self, crops: np.ndarray) -> np.ndarray:
         """Faces already framed like the training data (e.g. Kaggle CSV images): (N, H, H[, 3]) uint8
         -> (N, K, 2) keypoints in the crops' pixels. Crops of another size than the model's input
         are rescaled; no detector and no refinement are involved."""
-        crops = np.asarray(crops)
-        if crops.dtype != np.uint8 or crops.ndim not in (3, 4) or crops.shape[1] != crops.shape[2]:
-            raise ValueError(f"crops must be (N, H, H) or (N, H, H, 3) uint8, got {crops.dtype} {crops.shape}")
-        s = self.input_size / crops.shape[1]
-        frame = np.array([[s, 0.0, 0.5 * s - 0.5], [0.0, s, 0.5 * s - 0.5]])
-        planes = {i: self._plane(c) for i, c in enumerate(crops)}
-        return self._predict_frames(planes, np.arange(len(crops)), np.repeat(frame[None], len(crops), 0), {})
+        return predict_crops(self.runner, crops, mirror=self.mirror_tta, batch_size=self.batch_size)
 
     def stream(self, source, **options) -> Iterator[Result]:
         """Results frame by frame for a video file or ``cv2.VideoCapture``.
 
         See :func:`facekeypoints.infer.video.stream` for the options (redetect_every, smooth, ...).
         """
-        from facekeypoints.infer.video import stream
-
         return stream(self, source, **options)

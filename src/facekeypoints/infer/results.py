@@ -26,6 +26,7 @@ from typing import Iterator
 import cv2
 import numpy as np
 
+from facekeypoints.data.images import read_image
 from facekeypoints.schema import KeypointSchema
 
 __all__ = ["Face", "Result", "IMAGE_SUFFIXES"]
@@ -153,10 +154,12 @@ class Result:
         if path.suffix.lower() not in IMAGE_SUFFIXES:
             raise ValueError(f"{path}: save() writes .json or an image ({', '.join(IMAGE_SUFFIXES)})")
         if image is None:
-            bgr = cv2.imread(self.source) if self.source and Path(self.source).is_file() else None
-            if bgr is None:
+            try:  # a video frame ("clip.mp4#frame=5") or an array ("<array 4x5>") has no file to re-read
+                image = read_image(self.source) if self.source else None
+            except (ValueError, OSError):  # DataFormatError is a ValueError
+                image = None
+            if image is None:
                 raise ValueError(f"save({path}) needs image=: the source {self.source!r} is not a readable image")
-            image = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
         drawn = self.draw(image)
         if not cv2.imwrite(str(path), cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR)):
             raise ValueError(f"{path}: OpenCV could not write this image")

@@ -1,7 +1,9 @@
-"""Checkpoints: one file holding weights, schema, preprocessing and the config that made them.
+"""Checkpoints: one file holding weights, their model card and (for resuming) the training state.
 
 Files are written with ``torch.save`` from plain containers and tensors only, and read back with
-``torch.load(weights_only=True)``, so loading a checkpoint never executes code from it.
+``torch.load(weights_only=True)``, so loading a checkpoint never executes code from it. The model
+card (:class:`facekeypoints.models.card.ModelCard`) is the contract every reader uses; version-1
+files, written before the card, are read through the card's one loader and still work.
 
 Examples
 --------
@@ -9,96 +11,132 @@ Examples
 >>> from facekeypoints.models import create_model
 >>> m = create_model("simple_cnn", schema="nose1")
 >>> path = os.path.join(tempfile.mkdtemp(), "m.pt")
->>> save_checkpoint(path, m, preprocess={"size": 96})
->>> model, ckpt = load_model(path); ckpt["model"]["name"], model.schema_name
-('simple_cnn', 'nose1')
+>>> save_checkpoint(path, m, card_for(m))
+>>> model, card = load_model(path); card.model, card.schema.name, model.schema_name
+('simple_cnn', 'nose1', 'nose1')
 """
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from facekeypoints.data.pipeline import DataConfig
+from facekeypoints.data.preprocess import Preprocess
+from facekeypoints.models.card import CardError, ModelCard
+from facekeypoints.models.registry import create_model
 from facekeypoints.schema import KeypointSchema, load_schema
 
-__all__ = ["save_checkpoint", "load_checkpoint", "load_model", "slim_checkpoint", "check_compatible", "CheckpointError", "FORMAT"]
+__all__ = ["Checkpoint", "card_for", "save_checkpoint", "load_checkpoint", "load_model", "build_model", "slim_checkpoint",
+           "check_compatible", "CheckpointError", "FORMAT"]
 
-FORMAT = "facekeypoints-checkpoint/1"
+FORMAT = "facekeypoints-checkpoint/2"
+_READABLE = ("facekeypoints-checkpoint/1", FORMAT)  # version 1: no card, read through the card's loader
+_TRAINING_KEYS = ("config", "optimizer", "scheduler", "train_state", "history")
 
 
 class CheckpointError(ValueError):
     """A checkpoint cannot be read, or belongs to another model or schema."""
 
 
-def save_checkpoint(path: str | Path, model: nn.Module, *, preprocess: dict, **extra) -> None:
-    """Write ``model``'s weights with its name, schema and preprocessing, plus ``extra`` plain data
-    (config, epoch, optimizer state, history, metrics ...). Written atomically: a kill during the
-    write leaves the previous file intact."""
+@dataclass
+class Checkpoint:
+    """A loaded checkpoint: the model card, the weights, and what training needs to resume
+    (``training``: the run's config, optimizer and scheduler state, train_state, history)."""
+
+    card: ModelCard
+    state_dict: dict
+    training: dict = field(default_factory=dict)
+    path: str = ""
+
+
+def card_for(model: nn.Module, *, preprocess: Preprocess | None = None, framing: str = "kaggle",
+             trained_on: DataConfig | None = None, metrics: dict | None = None) -> ModelCard:
+    """The card of a model built by ``create_model`` (``preprocess`` defaults to its input size and channels)."""
     model = getattr(model, "module", model)  # unwrap DistributedDataParallel
-    schema = load_schema(model.schema_name)
-    payload = {
-        "format": FORMAT,
-        "model": {"name": model.model_name, "input_size": int(model.input_size), "in_channels": int(getattr(model, "in_channels", 1)),
-                  "options": dict(getattr(model, "model_options", {}))},
-        "schema": schema.to_dict(),
-        "preprocess": dict(preprocess),
-        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-        **extra,
-    }
+    size, channels = int(model.input_size), int(getattr(model, "in_channels", 1))
+    return ModelCard(model=model.model_name, schema=load_schema(model.schema_name), input_size=size,
+                     in_channels=channels, preprocess=preprocess or Preprocess(size=size, channels=channels),
+                     framing=framing, options=dict(getattr(model, "model_options", {})), trained_on=trained_on,
+                     metrics=dict(metrics or {}))
+
+
+def save_checkpoint(path: str | Path, model: nn.Module, card: ModelCard, **training) -> None:
+    """Write ``model``'s weights with ``card`` and, for resuming, ``training`` plain data (config,
+    optimizer, scheduler, train_state, history). Written atomically: a kill during the write
+    leaves the previous file intact."""
+    model = getattr(model, "module", model)  # unwrap DistributedDataParallel
+    unknown = sorted(set(training) - set(_TRAINING_KEYS))
+    if unknown:
+        raise TypeError(f"save_checkpoint: unknown training entries {unknown}; known: {list(_TRAINING_KEYS)}")
+    if (card.model, card.schema.name) != (model.model_name, model.schema_name):
+        raise CheckpointError(f"the card describes {card.model}/{card.schema.name}, the model is "
+                              f"{model.model_name}/{model.schema_name}")
+    payload = {"format": FORMAT, "card": card.to_dict(),
+               "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}, **training}
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp = path.with_suffix(f"{path.suffix}.{os.getpid()}.tmp")
     torch.save(payload, tmp)
     os.replace(tmp, path)
 
 
-def load_checkpoint(path: str | Path) -> dict:
+def load_checkpoint(path: str | Path) -> Checkpoint:
     """Read a checkpoint without executing code; errors name the file and what is wrong."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        raw = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises many types for foreign or damaged files
         raise CheckpointError(f"{path}: not a readable facekeypoints checkpoint ({type(err).__name__}: {err})") from None
-    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+    if not isinstance(raw, dict) or raw.get("format") not in _READABLE:
         raise CheckpointError(f"{path}: not a facekeypoints checkpoint (expected format {FORMAT!r})")
-    return ckpt
+    try:
+        card = ModelCard.from_dict(raw["card"] if raw["format"] == FORMAT else raw, source=str(path))
+    except (CardError, KeyError) as err:
+        raise CheckpointError(str(err) if isinstance(err, CardError) else f"{path}: no model card") from None
+    training = {k: raw[k] for k in _TRAINING_KEYS if k in raw}
+    return Checkpoint(card=card, state_dict=raw.get("state_dict", {}), training=training, path=str(path))
 
 
-def check_compatible(ckpt: dict, model_name: str, schema: str | KeypointSchema, source: str = "checkpoint") -> None:
+def check_compatible(card: ModelCard, model_name: str, schema: str | KeypointSchema, source: str = "checkpoint") -> None:
     """Refuse a checkpoint made for another model or schema, saying which differs."""
     schema_name = schema if isinstance(schema, str) else schema.name
-    if ckpt["model"]["name"] != model_name:
-        raise CheckpointError(f"{source} holds model {ckpt['model']['name']!r}, not {model_name!r}")
-    if ckpt["schema"]["name"] != schema_name:
-        raise CheckpointError(f"{source} was trained for schema {ckpt['schema']['name']!r}, not {schema_name!r}")
+    if card.model != model_name:
+        raise CheckpointError(f"{source} holds model {card.model!r}, not {model_name!r}")
+    if card.schema.name != schema_name:
+        raise CheckpointError(f"{source} was trained for schema {card.schema.name!r}, not {schema_name!r}")
 
 
-def load_model(path: str | Path) -> tuple[nn.Module, dict]:
-    """Rebuild the model a checkpoint describes and load its weights; returns (model in eval mode, checkpoint)."""
-    from facekeypoints.models.registry import create_model
+def build_model(card: ModelCard) -> nn.Module:
+    """The untrained model ``card`` describes."""
+    return create_model(card.model, schema=card.schema, input_size=card.input_size, in_channels=card.in_channels,
+                        **card.options)
 
+
+def load_model(path: str | Path) -> tuple[nn.Module, ModelCard]:
+    """Rebuild the model a checkpoint describes and load its weights; returns (model in eval mode, card)."""
     ckpt = load_checkpoint(path)
-    schema = KeypointSchema.from_dict(ckpt["schema"], source=str(path))
-    model = create_model(ckpt["model"]["name"], schema=schema, input_size=ckpt["model"]["input_size"],
-                         in_channels=ckpt["model"].get("in_channels", 1), **ckpt["model"].get("options", {}))
-    missing, unexpected = model.load_state_dict(ckpt["state_dict"], strict=False)
+    model = build_model(ckpt.card)
+    missing, unexpected = model.load_state_dict(ckpt.state_dict, strict=False)
     if missing or unexpected:
-        raise CheckpointError(f"{path}: weights do not fit model {ckpt['model']['name']!r} "
+        raise CheckpointError(f"{path}: weights do not fit model {ckpt.card.model!r} "
                               f"(missing {missing[:5]}, unexpected {unexpected[:5]})")
-    return model.eval(), ckpt
+    return model.eval(), ckpt.card
 
 
 def slim_checkpoint(src: str | Path, dst: str | Path) -> Path:
-    """Copy a training checkpoint without optimizer and resume state, for shipping: weights,
-    schema, preprocessing, config, the epoch's metrics and the per-epoch history stay."""
+    """Copy a checkpoint without optimizer and resume state, for shipping: weights, model card,
+    the run's config and its per-epoch history stay."""
     ckpt = load_checkpoint(src)
-    keep = {k: ckpt[k] for k in ("format", "model", "schema", "preprocess", "state_dict", "config", "metrics") if k in ckpt}
-    keep["history"] = ckpt.get("train_state", {}).get("history", [])
+    history = ckpt.training.get("history") or ckpt.training.get("train_state", {}).get("history", [])
+    payload = {"format": FORMAT, "card": ckpt.card.to_dict(), "state_dict": ckpt.state_dict,
+               "config": ckpt.training.get("config", {}), "history": history}
     dst = Path(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(keep, dst)
+    torch.save(payload, dst)
     return dst

@@ -26,8 +26,10 @@ import torch
 from torch import nn
 
 from facekeypoints.schema import KeypointSchema, load_schema
+from facekeypoints.settings import SettingsError, check_keywords
 
-__all__ = ["register_model", "create_model", "list_models", "model_info", "count_macs", "UnknownModelError"]
+__all__ = ["register_model", "create_model", "list_models", "model_info", "count_macs", "check_model_options",
+           "UnknownModelError"]
 
 _MODELS: dict[str, Callable[..., nn.Module]] = {}
 
@@ -69,6 +71,15 @@ def _check_keywords(name: str, fn: Callable, options: dict) -> None:
             close = difflib.get_close_matches(key, valid, n=2)
             hint = f"; did you mean {close}?" if close else ""
             raise TypeError(f"model {name!r} has no option {key!r} (options: {valid}){hint}")
+
+
+def check_model_options(name: str, options: dict, *, where: str = "options") -> dict:
+    """``options`` checked against model ``name``'s keywords and their annotated types, before any
+    model is built (a config is checked when it is loaded). Raises SettingsError naming ``where``."""
+    try:
+        return check_keywords(_entrypoint(name), options, what=f"model {name!r} option", skip=_RESERVED)
+    except (SettingsError, UnknownModelError) as err:
+        raise SettingsError(f"{where}: {err}") from None
 
 
 def create_model(name: str, *, schema: str | KeypointSchema = "kaggle15", in_channels: int = 1,

@@ -1,48 +1,42 @@
 """Experiment configuration: plain dataclasses, YAML files and ``--set key=value`` overrides.
 
 A config file mirrors the dataclasses below (sections data, model, preprocess, augment, train).
-Values given with ``--set`` are parsed with ``yaml.safe_load`` and checked against the field types;
-unknown keys are rejected with the closest valid names.
+Values are checked when the config is loaded, against the field types, and model options and loss
+parameters against the keywords of the chosen model and loss: an unknown key or a value of the
+wrong type fails at once, naming the closest valid key. ``--set`` values are parsed with
+``yaml.safe_load``.
 
 Examples
 --------
->>> cfg = load_config(None, ["train.epochs=3", "model.name=simple_cnn"])
->>> cfg.train.epochs, cfg.model.name
-(3, 'simple_cnn')
+>>> cfg = load_config(None, ["train.epochs=3", "model.name=simple_cnn", "preprocess.clahe=true"])
+>>> cfg.train.epochs, cfg.model.name, cfg.preprocess.clahe
+(3, 'simple_cnn', True)
+>>> load_config(None, ["train.loss=wing", "train.loss_params={w: 0.1, epsilon: 0.02}"]).train.loss_params
+{'w': 0.1, 'epsilon': 0.02}
+>>> load_config(None, ["train.loss=wing", "train.loss_params={eps: 0.1}"])
+Traceback (most recent call last):
+...
+facekeypoints.settings.SettingsError: train.loss_params: loss 'wing' parameter 'eps' does not exist (valid: ['w', 'epsilon']); did you mean ['epsilon']?
 """
 from __future__ import annotations
 
 import dataclasses
-import difflib
-import types
-import typing
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
+from facekeypoints.data.augment import Augment
+from facekeypoints.data.pipeline import DataConfig
+from facekeypoints.data.preprocess import Preprocess
+from facekeypoints.models.registry import check_model_options
+from facekeypoints.settings import SettingsError, from_dict
+from facekeypoints.train.losses import check_loss_params
+
 __all__ = ["Config", "DataConfig", "ModelConfig", "TrainConfig", "load_config", "config_from_dict", "ConfigError"]
 
-
-class ConfigError(ValueError):
-    """A config file or override names an unknown key or holds a value of the wrong type."""
-
-
-@dataclass
-class DataConfig:
-    train: str = "../shared/data/fkd15-ytf/training.zip"
-    val: str | None = None  # a separate validation file; otherwise split `train`
-    persons: str | None = None  # CSV whose `person` column matches `train` row for row
-    # a 68-point file of the same faces row for row (ytf68/train.csv for fkd15-ytf): fills the
-    # training rows' missing Kaggle labels exactly; validation rows keep only their own labels
-    complete_labels: str | None = None
-    schema: str = "kaggle15"
-    split: list[float] | str = field(default_factory=lambda: [0.8, 0.2])  # ratios, or "imm" (people 1-32 / 33-40)
-    split_seed: int = 0
-    missing: str = "mask"  # drop (seed 000) | ffill (seed 001) | mask (seed 002)
-    # how faces reach the model's input size: none (already framed, e.g. Kaggle CSVs), kaggle
-    # (aligned to the Kaggle mean face by their labels, as `data convert` does) or resize (whole image)
-    frame: str = "none"
+ConfigError = SettingsError  # the name callers catch; one error type for every settings loader
 
 
 @dataclass
@@ -64,7 +58,7 @@ class TrainConfig:
     gamma: float = 0.7  # step / plateau decay factor (seed 001: 0.7)
     patience: int = 0  # early stopping on validation RMSE; 0 = off (seed 001: 20)
     loss: str = "mse"
-    loss_params: dict = field(default_factory=dict)
+    loss_params: dict = field(default_factory=dict)  # the loss's own keywords, e.g. {w: 0.2} for wing
     seed: int = 0
     time_limit_min: float = 0.0  # stop after this many minutes of training; 0 = no limit
     num_threads: int = 0  # torch threads; 0 = torch's default
@@ -76,56 +70,31 @@ class TrainConfig:
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
-    preprocess: dict = field(default_factory=dict)  # facekeypoints.data.transforms.Preprocess fields
-    augment: dict = field(default_factory=dict)  # facekeypoints.data.transforms.Augment fields
+    preprocess: Preprocess = field(default_factory=Preprocess)  # uint8 crop -> model input
+    augment: Augment = field(default_factory=Augment)  # random training transforms
     train: TrainConfig = field(default_factory=TrainConfig)
     out_dir: str = "runs/default"
     name: str = ""
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """Plain types only (tuples become lists), as written to config.json and checkpoints."""
+        return json.loads(json.dumps(dataclasses.asdict(self)))
 
 
-def _check_type(value, tp, key: str):
-    """Return ``value`` if it fits type ``tp`` (ints are accepted for floats); raise ConfigError otherwise."""
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        for option in typing.get_args(tp):
-            try:
-                return _check_type(value, option, key)
-            except ConfigError:
-                continue
-        raise ConfigError(f"{key}: {value!r} is not {tp}")
-    if tp is type(None):
-        if value is None:
-            return None
-        raise ConfigError(f"{key}: expected null, got {value!r}")
-    base = origin or tp
-    if base is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if base is int and isinstance(value, bool):
-        raise ConfigError(f"{key}: expected an integer, got {value!r}")
-    if not isinstance(value, base):
-        raise ConfigError(f"{key}: expected {getattr(base, '__name__', base)}, got {type(value).__name__} {value!r}")
-    return value
+def _merge(cfg: Config, values: dict) -> Config:
+    """``values`` laid over ``cfg``; option and parameter dicts are merged key by key, not replaced."""
+    for section, key in (("model", "options"), ("train", "loss_params")):
+        given = (values.get(section) or {}).get(key) if isinstance(values.get(section), dict) else None
+        if isinstance(given, dict):
+            values = {**values, section: {**values[section], key: {**getattr(getattr(cfg, section), key), **given}}}
+    return from_dict(Config, values, base=cfg)
 
 
-def _apply(obj, values: dict, prefix: str = "") -> None:
-    hints = typing.get_type_hints(type(obj))
-    for key, value in values.items():
-        full = f"{prefix}{key}"
-        if key not in hints:
-            close = difflib.get_close_matches(key, list(hints), n=3)
-            raise ConfigError(f"unknown config key {full!r}" + (f"; did you mean {[prefix + c for c in close]}?" if close else f"; valid: {sorted(hints)}"))
-        current = getattr(obj, key)
-        if dataclasses.is_dataclass(current):
-            if not isinstance(value, dict):
-                raise ConfigError(f"{full}: expected a mapping of {sorted(typing.get_type_hints(type(current)))}")
-            _apply(current, value, prefix=f"{full}.")
-        elif isinstance(current, dict) and key in ("preprocess", "augment", "loss_params", "options") and isinstance(value, dict):
-            current.update(value)
-        else:
-            setattr(obj, key, _check_type(value, hints[key], full))
+def _check(cfg: Config) -> Config:
+    """Model options and loss parameters against the chosen model's and loss's keywords."""
+    cfg.model.options = check_model_options(cfg.model.name, cfg.model.options, where="model.options")
+    cfg.train.loss_params = check_loss_params(cfg.train.loss, cfg.train.loss_params, where="train.loss_params")
+    return cfg
 
 
 def _nest(dotted: str, value) -> dict:
@@ -146,19 +115,17 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         if not isinstance(loaded, dict):
             raise ConfigError(f"{path}: expected a mapping at the top level")
         try:
-            _apply(cfg, loaded)
+            cfg = _check(_merge(cfg, loaded))
         except ConfigError as err:
             raise ConfigError(f"{path}: {err}") from None
     for item in overrides or []:
         if "=" not in item:
             raise ConfigError(f"override {item!r} is not key=value")
         key, raw = item.split("=", 1)
-        _apply(cfg, _nest(key.strip(), yaml.safe_load(raw)))
-    return cfg
+        cfg = _merge(cfg, _nest(key.strip(), yaml.safe_load(raw)))
+    return _check(cfg)
 
 
 def config_from_dict(values: dict) -> Config:
     """A Config from a plain dict (e.g. the ``config`` saved in a checkpoint or config.json)."""
-    cfg = Config()
-    _apply(cfg, values)
-    return cfg
+    return _check(_merge(Config(), values))

@@ -10,6 +10,7 @@ torch's RNG from (seed, epoch, step), so a run resumed from any step retraces th
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import math
@@ -17,6 +18,7 @@ import os
 import signal
 import sys
 import time
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -24,37 +26,62 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
-from facekeypoints.data.augment import Augment, augment_batch
-from facekeypoints.data.preprocess import Preprocess
+from facekeypoints.data.augment import augment_batch
+from facekeypoints.data.framing import framing_for
+from facekeypoints.data.pipeline import load_splits
 from facekeypoints.evaluate.metrics import mae, rmse
-from facekeypoints.evaluate.runner import predict_tensor
 from facekeypoints.models import create_model
-from facekeypoints.models.checkpoint import check_compatible, load_checkpoint, save_checkpoint
-from facekeypoints.models.codecs import decode, encode
+from facekeypoints.models.card import ModelCard
+from facekeypoints.models.checkpoint import card_for, check_compatible, load_checkpoint, save_checkpoint
+from facekeypoints.models.codecs import encode
+from facekeypoints.models.predict import TorchRunner, predict_inputs
 from facekeypoints.schema import load_schema
-from facekeypoints.train.config import Config
-from facekeypoints.train.data import TensorSet, load_splits, to_tensors
+from facekeypoints.train.config import Config, TrainConfig
 from facekeypoints.train.losses import make_loss
 
-__all__ = ["fit"]
-
-_STOP = {"signal": None}
+__all__ = ["fit", "TrainState"]
 
 
-def _on_signal(signum, frame):  # first Ctrl-C / SIGTERM: finish the step, save, exit
-    if _STOP["signal"] is not None:
-        raise KeyboardInterrupt
-    _STOP["signal"] = signum
+@dataclass
+class TrainState:
+    """Where a run stands; saved in every checkpoint so ``--resume`` continues from the same step."""
+
+    epoch: int = 0  # epochs finished
+    step: int = 0  # steps finished within the current epoch
+    history: list = field(default_factory=list)  # one row per finished epoch (metrics.csv)
+    best: dict | None = None  # the row of the best validation RMSE so far
+    minutes: float = 0.0  # training time so far, across resumes
+    loss_sum: float = 0.0  # running training loss of the current epoch
+    loss_n: int = 0
 
 
-def _optimizer(model, t):
+@dataclass
+class _Run:
+    """What one training run is made of, built once by ``_setup``."""
+
+    cfg: Config
+    model: torch.nn.Module  # wrapped in DistributedDataParallel with several processes
+    card: ModelCard  # written into every checkpoint, with the epoch's metrics
+    opt: torch.optim.Optimizer
+    sched: object | None
+    loss_fn: object
+    train_x: torch.Tensor  # (N, C, S, S) preprocessed once: training re-reads tensors, never files
+    train_kp: torch.Tensor  # (N, K, 2) pixels, NaN for missing
+    val_x: torch.Tensor
+    val_kp: torch.Tensor
+    data_report: dict
+    rank: int = 0
+    world: int = 1
+
+
+def _optimizer(model, t: TrainConfig):
     cls = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}.get(t.optimizer)
     if cls is None:
         raise ValueError(f"train.optimizer: {t.optimizer!r} is not one of adam, adamw")
     return cls(model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
 
 
-def _scheduler(opt, t):
+def _scheduler(opt, t: TrainConfig):
     if t.scheduler == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(t.epochs, 1))
     if t.scheduler == "step":
@@ -73,12 +100,170 @@ def _rank_world() -> tuple[int, int]:
     return (dist.get_rank(), world) if world > 1 else (0, 1)
 
 
-def _validate(model, val: TensorSet, loss_fn, schema, mirror_tta: bool) -> dict:
-    size = val.images.shape[-2:]
-    pred = predict_tensor(model, val.images, mirror_schema=schema if mirror_tta else None)
-    loss = float(loss_fn(encode(pred, size), encode(val.keypoints, size)))
-    p, g = pred.numpy(), val.keypoints.numpy()
-    return {"val_loss": loss, "val_rmse": rmse(p, g), "val_mae": mae(p, g)}
+def _setup(cfg: Config) -> _Run:
+    """Seed, read and split the data, preprocess it once, build the model, optimizer and loss."""
+    t = cfg.train
+    rank, world = _rank_world()
+    if t.num_threads:
+        torch.set_num_threads(t.num_threads)
+    torch.manual_seed(t.seed)
+    pre = cfg.preprocess
+    train, val, report = load_splits(cfg.data, pre.size)
+    train_x, val_x = (torch.from_numpy(pre(np.asarray(d.images))) for d in (train, val))
+    model = create_model(cfg.model.name, schema=load_schema(cfg.data.schema), in_channels=pre.channels,
+                         input_size=pre.size, pretrained=cfg.model.pretrained, **cfg.model.options)
+    card = card_for(model, preprocess=pre, framing=framing_for(cfg.data.frame, "data.frame"), trained_on=cfg.data)
+    opt = _optimizer(model, t)
+    return _Run(cfg=cfg, model=model, card=card, opt=opt, sched=_scheduler(opt, t),
+                loss_fn=make_loss(t.loss, **t.loss_params), train_x=train_x,
+                train_kp=torch.from_numpy(train.keypoints.copy()), val_x=val_x,
+                val_kp=torch.from_numpy(val.keypoints.copy()), data_report=report, rank=rank, world=world)
+
+
+def _resume(run: _Run, path: Path) -> TrainState:
+    """Load weights, optimizer, scheduler and TrainState from ``path`` (the run's last.pt)."""
+    ckpt = load_checkpoint(path)
+    check_compatible(ckpt.card, run.cfg.model.name, run.cfg.data.schema, source=str(path))
+    run.model.load_state_dict(ckpt.state_dict)
+    run.opt.load_state_dict(ckpt.training["optimizer"])
+    if run.sched is not None and ckpt.training.get("scheduler"):
+        run.sched.load_state_dict(ckpt.training["scheduler"])
+    return TrainState(**ckpt.training["train_state"])
+
+
+def _save(run: _Run, state: TrainState, path: Path, metrics: dict | None = None) -> None:
+    if run.rank == 0:
+        card = run.card.with_metrics(metrics) if metrics else run.card
+        save_checkpoint(path, run.model, card, config=run.cfg.to_dict(), optimizer=run.opt.state_dict(),
+                        scheduler=run.sched.state_dict() if run.sched is not None else {}, train_state=asdict(state))
+
+
+_STOP = {"signal": None}
+
+
+def _on_signal(signum, frame):  # first Ctrl-C / SIGTERM: finish the step, save, exit
+    if _STOP["signal"] is not None:
+        raise KeyboardInterrupt
+    _STOP["signal"] = signum
+
+
+@contextlib.contextmanager
+def _stop_on_signals():
+    """While inside, SIGINT/SIGTERM ask the loop to stop after the current step (a second one aborts)."""
+    old = {s: signal.signal(s, _on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    _STOP["signal"] = None
+    try:
+        yield _STOP
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+def _train_steps(run: _Run, state: TrainState, stop: dict, started: float) -> bool:
+    """Run the rest of the current epoch's steps; False if a signal stopped it midway.
+
+    Batch order comes from a generator seeded by (seed, epoch) and every step re-seeds torch from
+    (seed, epoch, step), so a run resumed at any step retraces the same steps.
+    """
+    t, model, schema = run.cfg.train, run.model, run.card.schema
+    per_rank = max(t.batch_size // run.world, 1)
+    # with several processes every rank must take the same number of steps: drop the ragged tail
+    n = len(run.train_x)
+    steps = math.ceil(n / per_rank) if run.world == 1 else n // (per_rank * run.world)
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(t.seed * 100_003 + state.epoch))
+    size = tuple(run.train_x.shape[-2:])
+    model.train()
+    for step in range(state.step, steps):
+        step_seed = t.seed * 1_000_003 + state.epoch * 10_007 + step
+        torch.manual_seed(step_seed)  # dropout etc.
+        idx = order[step * per_rank * run.world: (step + 1) * per_rank * run.world][run.rank::run.world]
+        gen = torch.Generator().manual_seed(step_seed * run.world + run.rank)
+        x, kp = augment_batch(run.train_x[idx], run.train_kp[idx], schema, run.cfg.augment, gen,
+                              value_range=run.cfg.preprocess.value_range)
+        loss = run.loss_fn(model(x), encode(kp, size))
+        run.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        run.opt.step()
+        state.loss_sum, state.loss_n, state.step = state.loss_sum + float(loss.detach()), state.loss_n + 1, step + 1
+        state.minutes = (time.perf_counter() - started) / 60
+        if stop["signal"] is not None:
+            return False
+    return True
+
+
+def _validate(run: _Run) -> dict:
+    """Validation loss, RMSE and MAE (pixels) through the one prediction path (rank 0 only)."""
+    size = tuple(run.val_x.shape[-2:])
+    pred = predict_inputs(TorchRunner(run.model, run.card), run.val_x.numpy(), mirror=run.cfg.train.mirror_tta)
+    pred_t = torch.from_numpy(pred.astype(np.float32))
+    loss = float(run.loss_fn(encode(pred_t, size), encode(run.val_kp, size)))
+    truth = run.val_kp.numpy()
+    return {"val_loss": loss, "val_rmse": rmse(pred, truth), "val_mae": mae(pred, truth)}
+
+
+def _end_epoch(run: _Run, state: TrainState) -> dict:
+    """Validate when due, step the scheduler, record the epoch and save best.pt / last.pt."""
+    t, epoch = run.cfg.train, state.epoch
+    row = {"epoch": epoch + 1, "minutes": round(state.minutes, 3), "lr": run.opt.param_groups[0]["lr"],
+           "train_loss": state.loss_sum / max(state.loss_n, 1)}
+    if run.rank == 0 and ((epoch + 1) % t.log_every == 0 or epoch + 1 == t.epochs):
+        row.update(_validate(run))
+    if t.scheduler == "plateau":
+        run.sched.step(row.get("val_loss", row["train_loss"]))
+    elif run.sched is not None:
+        run.sched.step()
+    state.epoch, state.step, state.loss_sum, state.loss_n = epoch + 1, 0, 0.0, 0
+    state.history.append(row)
+    out = Path(run.cfg.out_dir)
+    if "val_rmse" in row and (state.best is None or row["val_rmse"] < state.best["val_rmse"]):
+        state.best = dict(row)
+        _save(run, state, out / "best.pt", metrics=row)
+    _save(run, state, out / "last.pt", metrics=row)
+    return row
+
+
+def _stop_reason(t: TrainConfig, state: TrainState) -> str | None:
+    best_epoch = state.best["epoch"] if state.best else 0
+    if t.patience and state.epoch - best_epoch >= t.patience:
+        return "early_stopping"
+    if t.time_limit_min and state.minutes >= t.time_limit_min:
+        return "time_limit"
+    return None if state.epoch < t.epochs else "epochs"
+
+
+def fit(cfg: Config, *, resume: bool = False, progress: bool = True) -> dict:
+    """Train ``cfg`` into ``cfg.out_dir`` (best.pt, last.pt, metrics.csv, config.json, tensorboard/).
+
+    Returns a summary dict: best epoch, best val RMSE/MAE, minutes, epochs run, stop reason.
+    """
+    out = Path(cfg.out_dir)
+    run = _setup(cfg)
+    state = _resume(run, out / "last.pt") if resume else TrainState()
+    if run.world > 1:
+        run.model = torch.nn.parallel.DistributedDataParallel(run.model)
+    if run.rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.json").write_text(json.dumps({"config": cfg.to_dict(), "data": run.data_report},
+                                                    indent=2, default=str))
+    logger = _Logger(out, run.rank == 0)
+    started = time.perf_counter() - state.minutes * 60
+    reason = None if state.epoch < cfg.train.epochs else "epochs"
+    with _stop_on_signals() as stop, contextlib.closing(logger), \
+            tqdm(total=cfg.train.epochs, initial=state.epoch, desc="epochs", file=sys.stderr,
+                 disable=not progress or run.rank != 0) as bar:
+        while reason is None:
+            if not _train_steps(run, state, stop, started):
+                _save(run, state, out / "last.pt")
+                return {"stop_reason": "interrupted", "epoch": state.epoch, "step": state.step, "out_dir": str(out)}
+            row = _end_epoch(run, state)
+            logger.write(row, state.history)
+            bar.update(1)
+            bar.set_postfix(loss=f"{row['train_loss']:.4f}", rmse=f"{row.get('val_rmse', float('nan')):.3f}")
+            reason = _stop_reason(cfg.train, state)
+    best = state.best or {}
+    return {"stop_reason": reason, "epochs": state.epoch, "minutes": round(state.minutes, 2),
+            "best_epoch": best.get("epoch"), "best_val_rmse": best.get("val_rmse"), "best_val_mae": best.get("val_mae"),
+            "out_dir": str(out), "data": run.data_report}
 
 
 class _Logger:
@@ -109,111 +294,3 @@ class _Logger:
     def close(self):
         if self.tb:
             self.tb.close()
-
-
-def fit(cfg: Config, *, resume: bool = False, progress: bool = True) -> dict:
-    """Train ``cfg`` into ``cfg.out_dir`` (best.pt, last.pt, metrics.csv, config.json, tensorboard/).
-
-    Returns a summary dict: best epoch, best val RMSE/MAE, minutes, epochs run, stop reason.
-    """
-    t = cfg.train
-    rank, world = _rank_world()
-    if t.num_threads:
-        torch.set_num_threads(t.num_threads)
-    torch.manual_seed(t.seed)
-    out = Path(cfg.out_dir)
-    schema = load_schema(cfg.data.schema)
-    pre, aug = Preprocess(**cfg.preprocess), Augment(**cfg.augment)
-    train_kd, val_kd, data_report = load_splits(cfg)
-    train, val = to_tensors(train_kd, pre), to_tensors(val_kd, pre)
-    model = create_model(cfg.model.name, schema=schema, in_channels=train.images.shape[1],
-                         input_size=train.images.shape[-1], pretrained=cfg.model.pretrained, **cfg.model.options)
-    opt, loss_fn = _optimizer(model, t), make_loss(t.loss, **t.loss_params)
-    sched = _scheduler(opt, t)
-    state = {"epoch": 0, "step": 0, "history": [], "best": None, "minutes": 0.0, "loss_sum": 0.0, "loss_n": 0}
-    if resume:
-        ckpt = load_checkpoint(out / "last.pt")
-        check_compatible(ckpt, cfg.model.name, schema, source=str(out / "last.pt"))
-        model.load_state_dict(ckpt["state_dict"])
-        opt.load_state_dict(ckpt["optimizer"])
-        if sched is not None and ckpt.get("scheduler"):
-            sched.load_state_dict(ckpt["scheduler"])
-        state.update(ckpt["train_state"])
-    if world > 1:
-        model = torch.nn.parallel.DistributedDataParallel(model)
-    if rank == 0:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "config.json").write_text(json.dumps({"config": cfg.to_dict(), "data": data_report}, indent=2, default=str))
-    logger = _Logger(out, rank == 0)
-    meta = {"preprocess": pre.to_dict(), "config": cfg.to_dict()}
-
-    def save(name: str, **extra):
-        if rank == 0:
-            save_checkpoint(out / name, model, **meta, optimizer=opt.state_dict(),
-                            scheduler=sched.state_dict() if sched is not None else {}, train_state=dict(state), **extra)
-
-    old_handlers = {s: signal.signal(s, _on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-    _STOP["signal"] = None
-    size = train.images.shape[-2:]
-    per_rank = max(t.batch_size // world, 1)
-    # with several processes every rank must take the same number of steps: drop the ragged tail
-    steps_per_epoch = math.ceil(len(train) / per_rank) if world == 1 else len(train) // (per_rank * world)
-    stop_reason, started = "epochs", time.perf_counter() - state["minutes"] * 60
-    try:
-        bar = tqdm(total=t.epochs, initial=state["epoch"], desc="epochs", disable=not progress or rank != 0, file=sys.stderr)
-        while state["epoch"] < t.epochs:
-            epoch = state["epoch"]
-            order = torch.randperm(len(train), generator=torch.Generator().manual_seed(t.seed * 100_003 + epoch))
-            model.train()
-            for step in range(state["step"], steps_per_epoch):
-                step_seed = t.seed * 1_000_003 + epoch * 10_007 + step
-                torch.manual_seed(step_seed)  # dropout etc.
-                idx = order[step * per_rank * world : (step + 1) * per_rank * world][rank::world]
-                gen = torch.Generator().manual_seed(step_seed * world + rank)
-                x, kp = augment_batch(train.images[idx], train.keypoints[idx], schema, aug, gen, value_range=pre.value_range)
-                loss = loss_fn(model(x), encode(kp, size))
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                state["loss_sum"] += float(loss.detach())
-                state["loss_n"] += 1
-                state["step"] = step + 1
-                state["minutes"] = (time.perf_counter() - started) / 60
-                if _STOP["signal"] is not None:
-                    save("last.pt")
-                    stop_reason = "interrupted"
-                    return {"stop_reason": stop_reason, "epoch": epoch, "step": step + 1, "out_dir": str(out)}
-            row = {"epoch": epoch + 1, "minutes": round(state["minutes"], 3), "lr": opt.param_groups[0]["lr"],
-                   "train_loss": state["loss_sum"] / max(state["loss_n"], 1)}
-            if rank == 0 and ((epoch + 1) % t.log_every == 0 or epoch + 1 == t.epochs):
-                row.update(_validate(getattr(model, "module", model), val, loss_fn, schema, t.mirror_tta))
-            if t.scheduler == "plateau":
-                sched.step(row.get("val_loss", row["train_loss"]))
-            elif sched is not None:
-                sched.step()
-            state.update(epoch=epoch + 1, step=0, loss_sum=0.0, loss_n=0)
-            state["history"].append(row)
-            improved = "val_rmse" in row and (state["best"] is None or row["val_rmse"] < state["best"]["val_rmse"])
-            if improved:
-                state["best"] = dict(row)
-                save("best.pt", metrics=row)
-            save("last.pt", metrics=row)
-            logger.write(row, state["history"])
-            bar.update(1)
-            bar.set_postfix(loss=f"{row['train_loss']:.4f}", rmse=f"{row.get('val_rmse', float('nan')):.3f}")
-            best_epoch = state["best"]["epoch"] if state["best"] else 0
-            if t.patience and state["epoch"] - best_epoch >= t.patience:
-                stop_reason = "early_stopping"
-                break
-            if t.time_limit_min and state["minutes"] >= t.time_limit_min:
-                stop_reason = "time_limit"
-                break
-        bar.close()
-    finally:
-        for s, h in old_handlers.items():
-            signal.signal(s, h)
-        logger.close()
-    best = state["best"] or {}
-    return {"stop_reason": stop_reason, "epochs": state["epoch"], "minutes": round(state["minutes"], 2),
-            "best_epoch": best.get("epoch"), "best_val_rmse": best.get("val_rmse"), "best_val_mae": best.get("val_mae"),
-            "out_dir": str(out), "data": data_report}

@@ -27,7 +27,9 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-__all__ = ["make_loss", "list_losses", "masked_mean", "mse", "l1", "smooth_l1", "wing", "cgd",
+from facekeypoints.settings import SettingsError, check_keywords
+
+__all__ = ["make_loss", "check_loss_params", "list_losses", "masked_mean", "mse", "l1", "smooth_l1", "wing", "cgd",
            "complete_graph_distance", "labelled_mask"]
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -164,3 +166,16 @@ def make_loss(name: str, **params) -> LossFn:
     if unknown:
         raise TypeError(f"loss {name!r} has no parameter {unknown[0]!r}; its parameters: {valid or 'none'}")
     return functools.partial(fn, **params)
+
+
+def check_loss_params(name: str, params: dict, *, where: str = "loss_params") -> dict:
+    """``params`` checked against loss ``name``'s keywords and their types, before training starts
+    (a config is checked when it is loaded). Raises SettingsError naming ``where``."""
+    if name not in _LOSSES:
+        close = difflib.get_close_matches(name, list(_LOSSES), n=3)
+        raise SettingsError(f"train.loss: unknown loss {name!r}; known: {list_losses()}"
+                            + (f"; did you mean {close}?" if close else ""))
+    try:
+        return check_keywords(_LOSSES[name], params, what=f"loss {name!r} parameter", skip=("pred", "target"))
+    except SettingsError as err:
+        raise SettingsError(f"{where}: {err}") from None

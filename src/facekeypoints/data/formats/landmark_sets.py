@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from facekeypoints.data.dataset import DataFormatError, KeypointData
-from facekeypoints.data.formats.landmarks import _Face, _gather, _load_json, load_image_rgb
+from facekeypoints.data.formats.landmarks import _Face, _gather, _load_json
+from facekeypoints.data.images import read_image
 from facekeypoints.schema import list_schemas, load_schema
 
 __all__ = ["read_dlib_xml", "read_coco_json", "COCO_SCHEMAS"]
@@ -45,7 +46,7 @@ class _ImageCache:
             if not image.is_file():
                 raise DataFormatError(self.annotation, f"{where}: image {image} not found; "
                                       "pass load_images=False to read the labels only")
-            self.images[image] = load_image_rgb(image)
+            self.images[image] = read_image(image)
         return self.images[image]
 
 

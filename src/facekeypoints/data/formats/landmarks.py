@@ -20,14 +20,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-import cv2
 import numpy as np
 
 from facekeypoints.data.dataset import DataFormatError, KeypointData
+from facekeypoints.data.images import read_image
 from facekeypoints.schema import load_schema
 
 __all__ = [
-    "IMAGE_SUFFIXES", "read_pts", "write_pts", "read_asf", "read_ljson", "read_aflw_mat", "load_image_rgb",
+    "IMAGE_SUFFIXES", "read_pts", "write_pts", "read_asf", "read_ljson", "read_aflw_mat",
 ]
 
 IMAGE_SUFFIXES = (".jpg", ".png", ".jpeg", ".ppm", ".bmp")
@@ -47,14 +47,6 @@ class _Face:
 
 
 # ---- shared helpers ------------------------------------------------------------------------------
-def load_image_rgb(path: str | Path) -> np.ndarray:
-    """Read an image file as (H, W, 3) RGB uint8; grey files are expanded to three channels."""
-    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if img is None:
-        raise DataFormatError(path, "cannot decode image (missing, not an image, or corrupt)")
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-
-
 def _read_text(path: Path) -> str:
     """The file's text; empty and binary files are bad input."""
     raw = path.read_bytes()
@@ -198,7 +190,7 @@ def read_pts(path: str | Path, *, load_images: bool = True, skip_bad: bool = Fal
     def parse(file: Path, root: Path) -> _Face:
         kp = _parse_pts_text(file)
         image = _image_beside(file)
-        pixels = load_image_rgb(_require_image(file, image)) if load_images else None
+        pixels = read_image(_require_image(file, image)) if load_images else None
         return _Face(kp, _face_id(file, root), image, pixels)
 
     return _read_each(path, ".pts", "ibug68", parse, load_images, skip_bad)
@@ -269,7 +261,7 @@ def read_asf(path: str | Path, *, load_images: bool = True, skip_bad: bool = Fal
         if load_images or image_size is None:
             hint = ("its size scales the relative coordinates: pass load_images=False "
                     "together with image_size=(height, width) to read the labels only")
-            pixels = load_image_rgb(_require_image(file, image, named=host, hint=hint))
+            pixels = read_image(_require_image(file, image, named=host, hint=hint))
             height, width = pixels.shape[:2]
             if image_size is not None and tuple(image_size) != (height, width):
                 raise DataFormatError(file, f"image_size={tuple(image_size)} but {image} is {(height, width)}")
@@ -303,7 +295,7 @@ def read_aflw_mat(path: str | Path, *, load_images: bool = True, skip_bad: bool 
             got = "absent" if pts is None else f"shape {pts.shape}"
             raise DataFormatError(file, f"expected a (3, 68) array, got {got}", field="pt3d_68")
         image = _image_beside(file)
-        pixels = load_image_rgb(_require_image(file, image)) if load_images else None
+        pixels = read_image(_require_image(file, image)) if load_images else None
         return _Face(pts[:2].T.astype(np.float32), _face_id(file, root), image, pixels)
 
     return _read_each(path, ".mat", "ibug68", parse, load_images, skip_bad)
@@ -349,7 +341,7 @@ def read_ljson(path: str | Path, *, load_images: bool = True, skip_bad: bool = F
             except (TypeError, ValueError, IndexError):
                 raise DataFormatError(file, f"point {i} is not [y, x]: {pt!r}", field="points") from None
         image = _image_beside(file)
-        pixels = load_image_rgb(_require_image(file, image)) if load_images else None
+        pixels = read_image(_require_image(file, image)) if load_images else None
         return _Face(kp, _face_id(file, root), image, pixels)
 
     return _read_each(path, ".ljson", "ibug68", parse, load_images, skip_bad)

@@ -25,11 +25,11 @@ import math
 from dataclasses import replace
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from facekeypoints.data.formats.csvfile import open_csv
 from facekeypoints.data.dataset import DataFormatError, KeypointData
+from facekeypoints.data.images import read_image
 from facekeypoints.schema import load_schema
 
 __all__ = ["read_ytf68_csv", "read_udacity_csv", "attach_person"]
@@ -95,10 +95,11 @@ def _coordinates(line: list[str], cols: list[int], header: list[str]) -> list[fl
 def _load(image_path: Path, name: str) -> np.ndarray:
     if not image_path.is_file():
         raise DataFormatError("", f"image file not found: {image_path}", field=name)
-    image = cv2.imread(str(image_path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise DataFormatError("", f"cannot decode image {image_path}", field=name)
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    try:
+        return read_image(image_path)
+    except (DataFormatError, OSError) as err:  # re-raised without a path so the caller names the CSV row
+        why = err.reason if isinstance(err, DataFormatError) else f"cannot read image: {err.strerror or err}"
+        raise DataFormatError("", f"{image_path}: {why}", field=name) from None
 
 
 def _read_rows(path: Path, header: list[str], lines: list[list[str]], columns: tuple[int, int | None, list[int]],

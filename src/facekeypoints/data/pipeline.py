@@ -1,0 +1,93 @@
+"""A training run's data, end to end: file -> people -> framed faces -> completed labels -> split.
+
+``DataConfig`` is the ``data:`` section of a training config and the ``trained_on`` of a model
+card, so evaluation can rebuild exactly the validation faces a model never saw.
+
+Examples
+--------
+>>> cfg = DataConfig(train="../shared/data/fkd15-ytf/training.zip")
+>>> train, val, report = load_splits(cfg, size=96)               # doctest: +SKIP
+>>> report["persons_in_both"]                                    # doctest: +SKIP
+0
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+from facekeypoints.data.convert import complete_labels, resize_faces, to_kaggle_task
+from facekeypoints.data.dataset import KeypointData
+from facekeypoints.data.formats import attach_person, read
+from facekeypoints.data.splits import handle_missing, split_indices
+
+__all__ = ["DataConfig", "load_splits", "frame_faces"]
+
+
+@dataclass
+class DataConfig:
+    """Which faces a run trains and validates on, and how they reach the model's input."""
+
+    train: str = "../shared/data/fkd15-ytf/training.zip"
+    val: str | None = None  # a separate validation file; otherwise split `train`
+    persons: str | None = None  # CSV whose `person` column matches `train` row for row
+    # a 68-point file of the same faces row for row (ytf68/train.csv for fkd15-ytf): fills the
+    # training rows' missing Kaggle labels exactly; validation rows keep only their own labels
+    complete_labels: str | None = None
+    schema: str = "kaggle15"
+    split: list[float] | str = field(default_factory=lambda: [0.8, 0.2])  # ratios, or "imm" (people 1-32 / 33-40)
+    split_seed: int = 0
+    missing: str = "mask"  # drop (seed 000) | ffill (seed 001) | mask (seed 002)
+    # how faces reach the model's input size: none (already framed, e.g. Kaggle CSVs), kaggle
+    # (aligned to the Kaggle mean face by their labels, as `data convert` does) or resize (whole
+    # image); facekeypoints.data.framing.framing_for maps it to the framing inference then uses
+    frame: str = "none"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def load_splits(d: DataConfig, size: int) -> tuple[KeypointData, KeypointData, dict]:
+    """Read the training data, frame faces at ``size`` x ``size``, apply the missing-label
+    strategy, and split (by person when known).
+
+    Returns (train, val, report) where report says how many rows each step kept or changed.
+    """
+    data = read(d.train)
+    if d.persons:
+        data = attach_person(data, d.persons)
+    data = frame_faces(data, d.schema, d.frame, size)
+    report: dict = {"read": len(data), "source": d.train}
+    completed = data
+    if d.complete_labels:
+        completed, report["completed"] = complete_labels(data, read(d.complete_labels, load_images=False))
+    if d.val:
+        train = completed
+        val = frame_faces(read(d.val), d.schema, d.frame, size)
+    elif d.split == "imm":
+        train_idx = [i for i, p in enumerate(data.person) if p is not None and 1 <= int(p) <= 32]
+        val_idx = [i for i, p in enumerate(data.person) if p is not None and 33 <= int(p) <= 40]
+        train, val = completed.subset(train_idx), data.subset(val_idx)
+    elif isinstance(d.split, str):
+        raise ValueError(f"data.split: {d.split!r} is neither a list of ratios nor 'imm'")
+    else:
+        parts = split_indices(data, d.split, seed=d.split_seed)
+        train, val = completed.subset(parts[0]), data.subset(parts[1])
+    train, missing_report = handle_missing(train, d.missing)
+    report.update(train=len(train), val=len(val), missing=missing_report,
+                  by_person=all(p is not None for p in data.person))
+    overlap = {p for p in train.person if p is not None} & {p for p in val.person if p is not None}
+    report["persons_in_both"] = len(overlap)
+    return train, val, report
+
+
+def frame_faces(data: KeypointData, schema: str, frame: str, size: int) -> KeypointData:
+    """Bring faces to ``size`` x ``size`` in ``schema`` (see DataConfig.frame)."""
+    if frame == "none":
+        return data.to_schema(schema)
+    if frame == "kaggle":
+        faces, report = to_kaggle_task(data, schema, size=size)
+        if report.not_aligned:
+            raise ValueError(f"{data.source}: {len(report.not_aligned)} faces cannot be framed: {report.not_aligned[:5]}")
+        return faces
+    if frame == "resize":
+        return resize_faces(data, size).to_schema(schema)
+    raise ValueError(f"data.frame: {frame!r} is not one of none, kaggle, resize")

@@ -1,0 +1,51 @@
+"""Kaggle CSVs of framed 96 x 96 faces: one prediction, two front doors.
+
+``facekeypoints predict test.csv`` (a CSV of keypoint columns) and ``facekeypoints submit``
+(Kaggle's RowId,Location) both call ``predict_kaggle_csv``, so they give the same numbers.
+
+Examples
+--------
+>>> from facekeypoints import KeypointDetector                                   # doctest: +SKIP
+>>> det = KeypointDetector(detector=None, mirror_tta=True)                       # doctest: +SKIP
+>>> write_keypoint_csv(predict_kaggle_csv(det, "test.zip"), "test_keypoints.csv")  # doctest: +SKIP
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from facekeypoints.data import KeypointData, read_id_lookup, read_kaggle_csv, write_submission
+from facekeypoints.data.formats.submission import SubmissionReport
+
+__all__ = ["predict_kaggle_csv", "write_keypoint_csv", "make_submission"]
+
+
+def predict_kaggle_csv(detector, csv_path: str | Path) -> KeypointData:
+    """The faces of a Kaggle-format CSV (already framed: no face detector) with ``detector``'s
+    predictions as their keypoints, (N, K, 2) in the images' pixels, in row order."""
+    data = read_kaggle_csv(csv_path)
+    if data.images is None:
+        raise ValueError(f"{csv_path}: has no Image column, so there is nothing to predict on")
+    predicted = detector.predict_crops(data.images)
+    return replace(data, schema=detector.schema, keypoints=predicted.astype(np.float32))
+
+
+def write_keypoint_csv(predictions: KeypointData, out_csv: str | Path) -> Path:
+    """One row per face, the schema's 2K columns ``<name>_x, <name>_y``. Returns ``out_csv``."""
+    out_csv = Path(out_csv)
+    out_csv.parent.mkdir(parents=True, exist_ok=True)
+    rows = predictions.keypoints.reshape(len(predictions), -1)
+    np.savetxt(out_csv, rows, fmt="%.4f", delimiter=",", header=",".join(predictions.schema.columns()), comments="")
+    return out_csv
+
+
+def make_submission(detector, test_csv: str | Path, lookup: str | Path, output: str | Path) -> SubmissionReport:
+    """Predict every image of ``test_csv`` (Kaggle test.csv/.zip) and write ``RowId,Location`` for
+    every row of ``lookup`` (IdLookupTable.csv). The report counts values clipped to the image."""
+    if detector.schema.name != "kaggle15":
+        raise ValueError(f"a Kaggle submission needs a kaggle15 model; {detector.runner.source} predicts "
+                         f"{detector.schema.name!r}")
+    predictions = predict_kaggle_csv(detector, test_csv)
+    return write_submission(predictions, read_id_lookup(lookup), output, image_size=predictions.image_size(0))

@@ -1,0 +1,132 @@
+"""The model card: everything needed to use a set of weights, saved with them.
+
+One typed, versioned record travels in every checkpoint and in every ONNX export. Training writes
+it; evaluation, inference, export and submission read it, and nothing else: what the model is
+(registry name and options), which keypoints it predicts (the schema), what input it takes (size,
+channels, preprocessing), how a face is framed for it, what it was trained on and how well it
+did on its validation faces.
+
+``ModelCard.from_dict`` is the one loader. It also reads the version-1 layout (model, schema,
+preprocess and config as separate entries) that checkpoints and ONNX files had before the card.
+
+Examples
+--------
+>>> from facekeypoints.data.preprocess import Preprocess
+>>> from facekeypoints.schema import load_schema
+>>> card = ModelCard(model="keypoint_net", schema=load_schema("kaggle15"), input_size=96, in_channels=1,
+...                  preprocess=Preprocess(size=96), framing="kaggle")
+>>> ModelCard.from_dict(card.to_dict()) == card
+True
+>>> card.summary()["keypoints"], card.summary()["input"]
+(15, '1x96x96')
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+from facekeypoints.data.framing import FRAMINGS, framing_for
+from facekeypoints.data.pipeline import DataConfig
+from facekeypoints.data.preprocess import Preprocess
+from facekeypoints.schema import KeypointSchema
+from facekeypoints.settings import SettingsError, from_dict
+
+__all__ = ["ModelCard", "CARD_VERSION", "CardError"]
+
+CARD_VERSION = 2  # 1: the pre-card layout (separate model/schema/preprocess/config entries)
+
+
+class CardError(ValueError):
+    """A model card is missing, malformed or inconsistent."""
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """What a set of weights is and how to use it.
+
+    Attributes
+    ----------
+    model : registry name (``facekeypoints.models.list_models()``), rebuilt with ``options``.
+    schema : the keypoints predicted, in order; output is (N, K, 2), K = schema.num_keypoints.
+    input_size, in_channels : the model's input is (N, in_channels, input_size, input_size).
+    preprocess : uint8 crop -> float input; its size and channels equal the two above.
+    framing : how a face is placed in the input (``facekeypoints.data.framing.FRAMINGS``).
+    options : the model family's own keywords (e.g. ``{"channels": [8, 16, 32, 64]}``).
+    trained_on : the training run's data section (file, people, split, framing), or None.
+    metrics : validation figures of these weights (epoch, val_rmse, val_mae, ...), in pixels.
+    version : the card layout's version, ``CARD_VERSION`` when written now.
+    """
+
+    model: str
+    schema: KeypointSchema
+    input_size: int
+    in_channels: int
+    preprocess: Preprocess
+    framing: str = "kaggle"
+    options: dict = field(default_factory=dict)
+    trained_on: DataConfig | None = None
+    metrics: dict = field(default_factory=dict)
+    version: int = CARD_VERSION
+
+    def __post_init__(self) -> None:
+        if self.framing not in FRAMINGS:
+            raise CardError(f"framing {self.framing!r} is not one of {list(FRAMINGS)}")
+        if (self.preprocess.size, self.preprocess.channels) != (self.input_size, self.in_channels):
+            raise CardError(f"preprocess makes {self.preprocess.channels}x{self.preprocess.size}x{self.preprocess.size} "
+                            f"inputs but the model takes {self.in_channels}x{self.input_size}x{self.input_size}")
+        if self.version > CARD_VERSION:
+            raise CardError(f"model card version {self.version} is newer than this facekeypoints reads "
+                            f"({CARD_VERSION}); upgrade facekeypoints")
+
+    def to_dict(self) -> dict:
+        """Plain types only (for ``torch.save(weights_only)``, JSON and YAML)."""
+        return {"version": self.version, "model": self.model, "options": dict(self.options),
+                "schema": self.schema.to_dict(), "input_size": self.input_size, "in_channels": self.in_channels,
+                "preprocess": self.preprocess.to_dict(), "framing": self.framing,
+                "trained_on": self.trained_on.to_dict() if self.trained_on else None, "metrics": dict(self.metrics)}
+
+    @classmethod
+    def from_dict(cls, d: dict, source: str = "model card") -> "ModelCard":
+        """The one loader: a card from ``to_dict``'s output (or the version-1 layout); errors name ``source``."""
+        if not isinstance(d, dict):
+            raise CardError(f"{source}: a model card is a mapping, got {type(d).__name__}")
+        if "version" not in d:
+            d = _from_version_1(d, source)
+        try:
+            values = dict(d)
+            values["schema"] = KeypointSchema.from_dict(values["schema"], source=source)
+            values["preprocess"] = from_dict(Preprocess, values.get("preprocess") or {}, where="preprocess.")
+            if values.get("trained_on") is not None:
+                values["trained_on"] = from_dict(DataConfig, values["trained_on"], where="trained_on.")
+            return from_dict(cls, values)
+        except KeyError as err:
+            raise CardError(f"{source}: the model card has no {err.args[0]!r}") from None
+        except (SettingsError, CardError, ValueError) as err:
+            raise CardError(f"{source}: {err}") from None
+
+    def with_metrics(self, metrics: dict) -> "ModelCard":
+        """The same card with ``metrics`` (plain numbers) recorded."""
+        return replace(self, metrics=dict(metrics))
+
+    def summary(self) -> dict:
+        """A short plain dict for JSON output: model, schema, keypoints, input, framing, validation."""
+        return {"model": self.model, "schema": self.schema.name, "keypoints": self.schema.num_keypoints,
+                "input": f"{self.in_channels}x{self.input_size}x{self.input_size}", "framing": self.framing,
+                "trained_on": self.trained_on.train if self.trained_on else None,
+                "val_rmse": self.metrics.get("val_rmse")}
+
+
+def _from_version_1(d: dict, source: str) -> dict:
+    """The version-1 layout (``model``: {name, input_size, in_channels, options[, framing]}, ``schema``,
+    ``preprocess``, ``config``, ``metrics`` side by side) as a version-2 card dict."""
+    model = d.get("model")
+    if not isinstance(model, dict) or "name" not in model:
+        raise CardError(f"{source}: neither a model card nor a version-1 checkpoint layout (no model name)")
+    config = d.get("config") or {}
+    data = config.get("data")
+    size, channels = int(model["input_size"]), int(model.get("in_channels", 1))
+    preprocess = {"size": size, "channels": channels, **(d.get("preprocess") or {})}
+    framing = model.get("framing") or framing_for((data or {}).get("frame", "none"), source)
+    metrics = {k: v for k, v in (d.get("metrics") or {}).items() if isinstance(v, (int, float))}
+    return {"version": CARD_VERSION, "model": model["name"], "options": dict(model.get("options", {})),
+            "schema": d["schema"], "input_size": size, "in_channels": channels, "preprocess": preprocess,
+            "framing": framing, "trained_on": data, "metrics": metrics}

@@ -1,0 +1,160 @@
+"""The one prediction path: images or crops -> model input -> model -> keypoints in image pixels.
+
+Training's validation, ``evaluate``, ``submit``, ``predict`` on a Kaggle CSV and the photo/video
+predictor all call these functions, so they cannot drift apart:
+
+- ``predict_inputs``: preprocessed inputs (N, C, S, S) -> keypoints in input pixels, optionally
+  averaged with the mirrored image's prediction (mirror test-time augmentation);
+- ``predict_crops``: uint8 faces already framed like the training data (any square size) ->
+  keypoints in the crops' pixels;
+- ``predict_frames``: faces given by a frame in a larger image -> keypoints in that image's pixels.
+
+A *runner* is any callable mapping (N, C, S, S) float32 numpy inputs to (N, K, 2) normalised
+coordinates (``facekeypoints.models.codecs``) with a ``card`` attribute: ``TorchRunner`` here, or
+ONNX Runtime's ``facekeypoints.infer.onnx.OnnxRunner``.
+
+Examples
+--------
+>>> import numpy as np
+>>> from facekeypoints.models import create_model
+>>> from facekeypoints.models.checkpoint import card_for
+>>> model = create_model("keypoint_net", schema="kaggle15")
+>>> runner = TorchRunner(model, card_for(model))
+>>> predict_crops(runner, np.zeros((2, 48, 48), np.uint8), mirror=True).shape   # 48 px crops, rescaled
+(2, 15, 2)
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from facekeypoints.data import framing
+from facekeypoints.models.card import ModelCard
+from facekeypoints.models.codecs import decode
+
+__all__ = ["TorchRunner", "predict_inputs", "predict_crops", "predict_frames", "plane"]
+
+
+class TorchRunner:
+    """A model run with PyTorch: ``runner(x)`` maps (N, C, S, S) float32 -> (N, K, 2) normalised float32.
+
+    ``TorchRunner(model, card)`` wraps a model in memory (training's validation);
+    ``TorchRunner.load(path)`` reads a checkpoint.
+    """
+
+    backend = "torch"
+
+    def __init__(self, model: torch.nn.Module, card: ModelCard, device: str = "cpu", source: str = "<model>"):
+        self.device = torch.device(device)
+        self.model = getattr(model, "module", model).to(self.device).eval()
+        self.card, self.source = card, source
+
+    @classmethod
+    def load(cls, checkpoint: str | Path, device: str = "cpu", threads: int | None = None) -> "TorchRunner":
+        """A checkpoint's model; ``threads`` calls ``torch.set_num_threads`` (process-wide; None leaves it)."""
+        from facekeypoints.models.checkpoint import load_model  # checkpoint imports the registry: kept out of import time
+
+        if threads is not None:
+            torch.set_num_threads(int(threads))
+        model, card = load_model(checkpoint)
+        return cls(model, card, device=device, source=str(checkpoint))
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        """(N, C, S, S) float32 -> (N, K, 2) float32 normalised coordinates."""
+        if len(x) == 0:
+            return np.zeros((0, self.card.schema.num_keypoints, 2), np.float32)
+        with torch.inference_mode():
+            out = self.model(torch.from_numpy(np.ascontiguousarray(x, np.float32)).to(self.device))
+        return out.float().cpu().numpy()
+
+
+def _elapsed_ms(start: float) -> float:
+    return (time.perf_counter() - start) * 1000.0
+
+
+def predict_inputs(runner, x: np.ndarray, *, mirror: bool = False, batch_size: int = 256) -> np.ndarray:
+    """Preprocessed inputs (N, C, S, S) float32 -> (N, K, 2) float64 keypoints in input pixels.
+
+    With ``mirror`` each input is also run mirrored, its keypoints mirrored back (left/right names
+    swapped by the card's schema) and the two predictions averaged.
+    """
+    x = np.asarray(x, np.float32)
+    size = tuple(x.shape[-2:]) if x.ndim == 4 else (runner.card.input_size,) * 2
+    out = np.zeros((0, runner.card.schema.num_keypoints, 2))
+    parts = [out]
+    for i in range(0, len(x), batch_size):
+        batch = x[i:i + batch_size]
+        p = decode(runner(batch).astype(np.float64), size)
+        if mirror:
+            back = decode(runner(np.ascontiguousarray(batch[..., ::-1])).astype(np.float64), size)
+            p = 0.5 * (p + runner.card.schema.flip(back, size[-1]))
+        parts.append(p)
+    return np.concatenate(parts)
+
+
+def plane(image: np.ndarray, channels: int) -> np.ndarray:
+    """(H, W) grey or (H, W, 3) RGB uint8 -> the model's colour: grey (OpenCV luma, as the data
+    converter) for 1 channel, RGB for 3. Converting before cutting crops warps one plane, not three."""
+    if channels == 1:
+        return image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+    return image if image.ndim == 3 else cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
+
+
+def predict_crops(runner, crops: np.ndarray, *, mirror: bool = False, batch_size: int = 256) -> np.ndarray:
+    """Faces already framed like the training data (e.g. Kaggle CSV images): (N, H, H[, 3]) uint8
+    -> (N, K, 2) keypoints in the crops' pixels. Crops of another size than the model's input are
+    rescaled (bilinear); crops of the input size go in untouched."""
+    crops = np.asarray(crops)
+    if crops.dtype != np.uint8 or crops.ndim not in (3, 4) or crops.shape[1] != crops.shape[2]:
+        raise ValueError(f"crops must be (N, H, H) or (N, H, H, 3) uint8, got {crops.dtype} {crops.shape}")
+    size = runner.card.input_size
+    if crops.shape[1] == size:
+        x = runner.card.preprocess([plane(c, runner.card.in_channels) for c in crops]) if len(crops) else \
+            np.zeros((0, runner.card.in_channels, size, size), np.float32)
+        return predict_inputs(runner, x, mirror=mirror, batch_size=batch_size)
+    frame = framing.resize_frame(crops.shape[1:3], size)
+    planes = {i: plane(c, runner.card.in_channels) for i, c in enumerate(crops)}
+    return predict_frames(runner, planes, np.arange(len(crops)), np.repeat(frame[None], len(crops), 0),
+                          mirror=mirror, batch_size=batch_size)
+
+
+def _cut(runner, planes: dict, owners: np.ndarray, frames: np.ndarray) -> np.ndarray:
+    """(F, S, S[, 3]) uint8 crops of the faces framed by ``frames`` in ``planes[owners[f]]``."""
+    card, size = runner.card, runner.card.input_size
+    crops = np.empty((len(frames), size, size) + (() if card.in_channels == 1 else (3,)), np.uint8)
+    order = np.argsort(owners, kind="stable")
+    firsts, starts = np.unique(owners[order], return_index=True)
+    for i, idx in zip(firsts, np.split(order, starts[1:])):
+        if card.framing == "resize":  # exactly the training's whole-image shrink
+            crops[idx] = framing.resize_image(planes[int(i)], size)
+        else:
+            crops[idx] = framing.warp_crops(planes[int(i)], frames[idx], size)
+    return crops
+
+
+def predict_frames(runner, planes: dict, owners: np.ndarray, frames: np.ndarray, *, mirror: bool = False,
+                   batch_size: int = 256, timings: dict | None = None) -> np.ndarray:
+    """Faces framed by ``frames`` (F, 2, 3) -> (F, K, 2) float64 keypoints in original-image pixels.
+
+    Face f lies in ``planes[owners[f]]``, an (H, W) or (H, W, 3) uint8 image already in the model's
+    colour (see ``plane``). ``timings`` (ms), when given, gains preprocess, model and postprocess time.
+    """
+    timings = {} if timings is None else timings
+    card = runner.card
+    start = time.perf_counter()
+    crops = _cut(runner, planes, np.asarray(owners), np.asarray(frames).reshape(-1, 2, 3))
+    x = card.preprocess(crops) if len(crops) else np.zeros((0, card.in_channels, card.input_size, card.input_size),
+                                                          np.float32)
+    timings["preprocess"] = timings.get("preprocess", 0.0) + _elapsed_ms(start)
+    start = time.perf_counter()
+    in_crop = predict_inputs(runner, x, mirror=mirror, batch_size=batch_size)
+    timings["model"] = timings.get("model", 0.0) + _elapsed_ms(start)
+    start = time.perf_counter()
+    inverse = framing.invert(np.asarray(frames).reshape(-1, 2, 3))
+    keypoints = np.einsum("fij,fkj->fki", inverse[:, :, :2], in_crop) + inverse[:, None, :, 2]
+    timings["postprocess"] = timings.get("postprocess", 0.0) + _elapsed_ms(start)
+    return keypoints
