@@ -248,6 +248,7 @@ PREDICT_EXAMPLES = """examples:
   facekeypoints predict ../shared/data/fkd15-ytf/test.zip -o test_keypoints.csv   # framed 96x96 faces
   facekeypoints predict photo.jpg --model model.onnx --no-draw
   facekeypoints export --model runs/exp1/best.pt -o model.onnx
+  facekeypoints export --model runs/exp1/best.pt --format pt -o model.pt   # weights + model card only
   facekeypoints bench --threads 2 --json bench.json
   facekeypoints demo
 """
@@ -279,9 +280,14 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 def _cmd_export(args: argparse.Namespace) -> int:
     from facekeypoints.infer.onnx import export_onnx
+    from facekeypoints.models.checkpoint import slim_checkpoint
     from facekeypoints.models.weights import resolve_checkpoint
 
-    print(f"wrote {export_onnx(resolve_checkpoint(args.model), args.output, opset=args.opset)}")
+    source = resolve_checkpoint(args.model)
+    if args.format == "pt":  # slim and in the current format (older checkpoints are upgraded)
+        print(f"wrote {slim_checkpoint(source, args.output)}")
+    else:
+        print(f"wrote {export_onnx(source, args.output, opset=args.opset)}")
     return 0
 
 
@@ -318,9 +324,11 @@ def _add_inference(sub) -> None:
     p.add_argument("--threads", type=int, help="backend threads (default: the library's)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_predict)
-    p = sub.add_parser("export", help="export a checkpoint to ONNX (schema and preprocessing in its metadata)")
+    p = sub.add_parser("export", help="export a checkpoint to ONNX (its model card in the metadata), or slim it")
     p.add_argument("--model", help="checkpoint .pt or shipped model name (kaggle15, ibug68); kaggle15 when omitted")
-    p.add_argument("-o", "--output", required=True, help="the .onnx file to write")
+    p.add_argument("-o", "--output", required=True, help="the file to write (.onnx, or .pt with --format pt)")
+    p.add_argument("--format", choices=["onnx", "pt"], default="onnx",
+                   help="onnx (default), or pt: a checkpoint without optimizer state, in the current format")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
     p.set_defaults(func=_cmd_export)
     p = sub.add_parser("bench", help="ms/face, faces/s (torch, ONNX Runtime), ms per 640x480 frame, video jitter")
