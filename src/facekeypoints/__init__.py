@@ -7,12 +7,14 @@ Examples
 15
 >>> det = fk.KeypointDetector()          # doctest: +SKIP
 >>> result = det("photo.jpg")            # doctest: +SKIP
+>>> det.card.summary()["schema"]         # doctest: +SKIP
+'kaggle15'
 """
 from facekeypoints.schema import KeypointSchema, list_schemas, load_schema
 
 __version__ = "0.1.0"
 __all__ = ["KeypointSchema", "load_schema", "list_schemas", "KeypointDetector", "create_model", "list_models",
-           "__version__"]
+           "ModelCard", "__version__"]
 
 
 def __getattr__(name: str):
@@ -26,4 +28,8 @@ def __getattr__(name: str):
         from facekeypoints import models
 
         return getattr(models, name)
+    if name == "ModelCard":
+        from facekeypoints.models.card import ModelCard
+
+        return ModelCard
     raise AttributeError(f"module 'facekeypoints' has no attribute {name!r}")
