@@ -1,5 +1,8 @@
 """Command line: ``facekeypoints MODE ...``. Each mode parses flags and calls the public API.
 
+Each mode imports what it uses when it runs (not at the top): torch alone takes seconds to import,
+and ``facekeypoints data info`` or ``--help`` should not wait for it.
+
 Examples
 --------
   facekeypoints data info ../shared/data/fkd15-ytf/training.zip

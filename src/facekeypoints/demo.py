@@ -16,14 +16,14 @@ from pathlib import Path
 
 import numpy as np
 
+from facekeypoints.data.images import read_image
+
 __all__ = ["run_demo", "demo_images"]
 
 
 def demo_images(echo=print) -> dict[str, np.ndarray]:
     """{name: (H, W, 3) uint8 RGB} of the photos available offline; notes what is missing via ``echo``."""
     from matplotlib import cbook
-
-    from facekeypoints.data.images import read_image
 
     images = {}
     path = cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)

@@ -25,6 +25,7 @@ import cv2
 import numpy as np
 import torch
 
+from facekeypoints.data.images import read_image
 from facekeypoints.infer.predictor import KeypointDetector
 from facekeypoints.infer.video import keypoint_jitter
 from facekeypoints.models import create_model
@@ -36,8 +37,6 @@ __all__ = ["run_bench", "bench_frame", "time_runner", "demo_frame", "write_still
 def demo_frame(size: tuple[int, int] = (480, 640)) -> np.ndarray:
     """grace_hopper.jpg scaled to fit ``size`` = (H, W) and centred on black: (H, W, 3) uint8 RGB."""
     from matplotlib import cbook
-
-    from facekeypoints.data.images import read_image
 
     path = cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)
     photo = read_image(path)

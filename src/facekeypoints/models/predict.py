@@ -34,6 +34,7 @@ import torch
 
 from facekeypoints.data import framing
 from facekeypoints.models.card import ModelCard
+from facekeypoints.models.checkpoint import load_model
 from facekeypoints.models.codecs import decode
 
 __all__ = ["TorchRunner", "predict_inputs", "predict_crops", "predict_frames", "plane"]
@@ -56,8 +57,6 @@ class TorchRunner:
     @classmethod
     def load(cls, checkpoint: str | Path, device: str = "cpu", threads: int | None = None) -> "TorchRunner":
         """A checkpoint's model; ``threads`` calls ``torch.set_num_threads`` (process-wide; None leaves it)."""
-        from facekeypoints.models.checkpoint import load_model  # checkpoint imports the registry: kept out of import time
-
         if threads is not None:
             torch.set_num_threads(int(threads))
         model, card = load_model(checkpoint)
