@@ -92,7 +92,8 @@ def test_load_model_rebuilds_the_card_s_model_with_its_options(tmp_path):
     model = create_model("keypoint_net", schema="ibug68", input_size=64, head_channels=16)
     save_checkpoint(tmp_path / "m.pt", model, card_for(model, metrics={"val_rmse": 3.0}))
     again, card = load_model(tmp_path / "m.pt")
-    assert card.options == {"head_channels": 16} and card.input_size == 64 and card.metrics["val_rmse"] == 3.0
+    assert card.options["head_channels"] == 16 and card.input_size == 64 and card.metrics["val_rmse"] == 3.0
+    assert card.options["channels"] == [16, 32, 64, 96]  # defaults are recorded too: they may change later
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values()))
 
 

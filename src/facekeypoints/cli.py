@@ -16,6 +16,8 @@ import sys
 
 __all__ = ["main", "build_parser"]
 
+DEVICE_HELP = "cpu (default), auto (the GPU when there is one), cuda, cuda:N or mps"
+
 EXAMPLES = """examples:
   facekeypoints demo
   facekeypoints data info ../shared/data/fkd15-ytf/training.zip --json
@@ -173,6 +175,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if args.out:
         cfg.out_dir = args.out
     summary = fit(cfg, resume=args.resume, progress=not args.quiet)
+    if summary["rank"] != 0:  # under torchrun every process returns; rank 0 speaks for the run
+        return 130 if summary["stop_reason"] == "interrupted" else 0
     print(json.dumps(summary, indent=2, default=str))
     if summary["stop_reason"] == "interrupted":
         print(f"interrupted: saved {summary['out_dir']}/last.pt; continue with --resume", file=sys.stderr)
@@ -183,7 +187,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from facekeypoints.evaluate.runner import evaluate
 
-    result = evaluate(args.model, args.data, mirror_tta=args.mirror_tta, split=args.split)
+    result = evaluate(args.model, args.data, mirror_tta=args.mirror_tta, split=args.split, device=args.device)
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
@@ -228,6 +232,7 @@ def _add_train_commands(sub) -> None:
     p.add_argument("--model", help="checkpoint (.pt) or shipped model name (kaggle15, ibug68); kaggle15 when omitted")
     p.add_argument("--split", choices=["train", "val"], help="instead of a file: that part of the model's own training run")
     p.add_argument("--mirror-tta", action="store_true", help="average with the prediction on the mirrored face")
+    p.add_argument("--device", default="cpu", help=DEVICE_HELP)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_evaluate)
     p = sub.add_parser("submit", help="write a Kaggle submission (RowId,Location)")
@@ -269,7 +274,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         raise ValueError(f"a Kaggle CSV ({csvs[0]}) is predicted on its own; give it as the only INPUT")
     detector = KeypointDetector(args.model, backend=args.backend, threads=args.threads, refine=not args.no_refine,
                                 detector=None if csvs or args.detector == "none" else args.detector,
-                                mirror_tta=args.mirror_tta)
+                                mirror_tta=args.mirror_tta, device=args.device)
     if csvs:
         out = args.output if args.output and args.output.endswith(".csv") else \
             f"{args.output or '.'}/{Path(csvs[0]).name.split('.')[0]}_keypoints.csv"
@@ -290,7 +295,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
     if args.format == "pt":  # slim and in the current format (older checkpoints are upgraded)
         print(f"wrote {slim_checkpoint(source, args.output)}")
     else:
-        print(f"wrote {export_onnx(source, args.output, opset=args.opset)}")
+        print(f"wrote {export_onnx(source, args.output, opset=args.opset, device=args.device)}")
     return 0
 
 
@@ -298,7 +303,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     from facekeypoints.infer.bench import run_bench
 
     run_bench(args.model, random_model=args.random, threads=args.threads, batch=args.batch, repeats=args.repeats,
-              jitter_frames=args.jitter_frames, json_out=args.json)
+              jitter_frames=args.jitter_frames, json_out=args.json, device=args.device)
     return 0
 
 
@@ -325,6 +330,7 @@ def _add_inference(sub) -> None:
                    help="also predict each face mirrored and average (about twice the model time)")
     p.add_argument("--batch-size", type=int, default=16, help="images read and predicted together (default 16)")
     p.add_argument("--threads", type=int, help="backend threads (default: the library's)")
+    p.add_argument("--device", default="cpu", help=DEVICE_HELP + "; a GPU runs the model with torch")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_predict)
     p = sub.add_parser("export", help="export a checkpoint to ONNX (its model card in the metadata), or slim it")
@@ -333,6 +339,7 @@ def _add_inference(sub) -> None:
     p.add_argument("--format", choices=["onnx", "pt"], default="onnx",
                    help="onnx (default), or pt: a checkpoint without optimizer state, in the current format")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
+    p.add_argument("--device", default="cpu", help=DEVICE_HELP + " to trace on (the graph is the same)")
     p.set_defaults(func=_cmd_export)
     p = sub.add_parser("bench", help="ms/face, faces/s (torch, ONNX Runtime), ms per 640x480 frame, video jitter")
     p.add_argument("--model", help="checkpoint .pt, .onnx or shipped model name (kaggle15, ibug68); kaggle15 when omitted")
@@ -343,6 +350,7 @@ def _add_inference(sub) -> None:
     p.add_argument("--repeats", type=int, default=50, help="timed runs per measurement (default 50)")
     p.add_argument("--jitter-frames", type=int, default=60, help="frames of the still-face clip; 0 skips it")
     p.add_argument("--json", metavar="OUT", help="also write the figures to this JSON file")
+    p.add_argument("--device", default="cpu", help=DEVICE_HELP + " for the torch timings (ONNX Runtime: CPU)")
     p.set_defaults(func=_cmd_bench)
     p = sub.add_parser("demo", help="find faces and keypoints on photos that ship with the dependencies")
     p.add_argument("-o", "--output", default="demo-output",

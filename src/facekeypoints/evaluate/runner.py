@@ -16,6 +16,7 @@ from facekeypoints.data import KeypointData, read
 from facekeypoints.data.pipeline import load_splits
 from facekeypoints.evaluate.metrics import summarize
 from facekeypoints.models.card import ModelCard
+from facekeypoints.models.device import resolve_device
 from facekeypoints.models.predict import TorchRunner, predict_crops
 from facekeypoints.models.weights import resolve_checkpoint
 
@@ -43,12 +44,12 @@ def run_split(card: ModelCard, split: str) -> KeypointData:
 
 
 def evaluate(model: str | Path | None, data_path: str | Path | None, *, mirror_tta: bool = False,
-             split: str | None = None) -> dict:
+             split: str | None = None, device: str = "cpu") -> dict:
     """Metrics (rmse, mae, nme, fr_8, fr_10, auc_10, per_keypoint_rmse, ced) of ``model`` on
     ``data_path``, or with ``split="val"`` on the validation part of the model's own training data."""
     if (data_path is None) == (split is None):
         raise ValueError("give either a data file or --split (train or val of the model's own run)")
-    runner = TorchRunner.load(resolve_checkpoint(model))
+    runner = TorchRunner.load(resolve_checkpoint(model), device=resolve_device(device))
     schema = runner.card.schema
     data = read(data_path) if split is None else run_split(runner.card, split)
     if data.schema.name != schema.name:

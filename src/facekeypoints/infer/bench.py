@@ -29,6 +29,7 @@ from facekeypoints.data.images import read_image
 from facekeypoints.infer.predictor import KeypointDetector
 from facekeypoints.infer.video import keypoint_jitter
 from facekeypoints.models import create_model
+from facekeypoints.models.device import resolve_device
 from facekeypoints.models.checkpoint import card_for, save_checkpoint
 
 __all__ = ["run_bench", "bench_frame", "time_runner", "demo_frame", "write_still_clip", "random_checkpoint"]
@@ -115,8 +116,11 @@ def _jitter(detector, frames: int) -> dict:
 
 def run_bench(model: str | Path | None = None, *, random_model: str | None = None, threads: int = 2,
               batch: int = 256, repeats: int = 50, jitter_frames: int = 60, json_out: str | Path | None = None,
-              echo=print) -> dict:
-    """Run every measurement, print a line for each with ``echo``, return them as a dict (and JSON)."""
+              device: str = "cpu", echo=print) -> dict:
+    """Run every measurement, print a line for each with ``echo``, return them as a dict (and JSON).
+
+    ``device`` other than the CPU times torch there; ONNX Runtime is always timed on the CPU."""
+    device = resolve_device(device)
     torch.set_num_threads(threads)
     cv2.setNumThreads(threads)
     with tempfile.TemporaryDirectory() as tmp:
@@ -130,7 +134,7 @@ def run_bench(model: str | Path | None = None, *, random_model: str | None = Non
              f"device {report['device']}; load average {report['load_average_1min']} before the run "
              f"(other processes skew timings); median of {repeats} runs after warm-up")
         for backend in ("torch", "onnx"):
-            det = KeypointDetector(model, backend=backend, threads=threads)
+            det = KeypointDetector(model, backend=backend, threads=threads, device=device if backend == "torch" else "cpu")
             one = time_runner(det.runner, 1, repeats)
             many = time_runner(det.runner, batch, max(3, repeats // 10))
             report["backends"][backend] = {"ms_per_face_batch1": one, f"faces_per_s_batch{batch}": batch / many * 1000}

@@ -25,6 +25,7 @@ import numpy as np
 from facekeypoints.data.cache import cache_dir, file_digest
 from facekeypoints.models.card import ModelCard
 from facekeypoints.models.checkpoint import load_model
+from facekeypoints.models.device import resolve_device
 
 __all__ = ["export_onnx", "OnnxRunner", "CARD_KEY", "cached_export"]
 
@@ -33,7 +34,7 @@ CARD_KEY = "facekeypoints.card"  # metadata_props entry holding the model card a
 _V1_KEYS = {"schema": "facekeypoints.schema", "preprocess": "facekeypoints.preprocess", "model": "facekeypoints.model"}
 
 
-def export_onnx(checkpoint: str | Path, out: str | Path, *, opset: int = 17) -> Path:
+def export_onnx(checkpoint: str | Path, out: str | Path, *, opset: int = 17, device: str = "cpu") -> Path:
     """Export the checkpoint ``checkpoint`` (.pt) to ONNX at ``out``; returns ``out``.
 
     Uses the TorchScript exporter (``dynamo=False``: no onnxscript needed, and these convolutional
@@ -43,13 +44,15 @@ def export_onnx(checkpoint: str | Path, out: str | Path, *, opset: int = 17) -> 
     import torch
 
     model, card = load_model(checkpoint)
+    device = resolve_device(device)  # tracing on a GPU gives the same graph; it only needs the memory there
+    model = model.to(device)
     size, channels = card.input_size, card.in_channels
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(f"{out.suffix}.{os.getpid()}.tmp")  # per process: parallel first uses share the cache
     with warnings.catch_warnings():  # the legacy exporter announces its deprecation on every call
         warnings.simplefilter("ignore", DeprecationWarning)
-        torch.onnx.export(model, (torch.zeros(1, channels, size, size),), str(tmp), dynamo=False,
+        torch.onnx.export(model, (torch.zeros(1, channels, size, size, device=device),), str(tmp), dynamo=False,
                           opset_version=int(opset), input_names=["image"], output_names=["keypoints"],
                           dynamic_axes={"image": {0: "batch"}, "keypoints": {0: "batch"}})
     graph = onnx.load(str(tmp))

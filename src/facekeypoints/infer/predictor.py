@@ -29,6 +29,7 @@ from facekeypoints.infer.inputs import to_rgb
 from facekeypoints.infer.onnx import OnnxRunner, cached_export
 from facekeypoints.infer.results import Face, Result
 from facekeypoints.infer.video import stream
+from facekeypoints.models.device import resolve_device
 from facekeypoints.models.predict import TorchRunner, plane, predict_crops, predict_frames
 from facekeypoints.models.weights import resolve_checkpoint
 
@@ -47,6 +48,7 @@ def load_runner(model: str | Path | None = None, backend: str | None = None, dev
     """
     if backend not in (None, "torch", "onnx"):
         raise ValueError(f"backend must be 'torch' or 'onnx', got {backend!r}")
+    device = resolve_device(device)
     path = resolve_checkpoint(model)
     if path.suffix.lower() == ".onnx":
         if backend == "torch":
@@ -82,7 +84,9 @@ class KeypointDetector:
         ``detect(image_rgb) -> (N, 5)``, or None (then every call passes ``boxes=``).
     backend : "torch" or "onnx"; None: ONNX Runtime on the CPU (checkpoints are exported once, cached),
         torch on other devices.
-    device : torch device ("cpu", "cuda"); ONNX Runtime runs on the CPU.
+    device : "cpu" (default), "auto" (the GPU when there is one), "cuda", "cuda:N" or "mps"; a GPU
+        runs the model with torch, ONNX Runtime runs on the CPU. A device that is not there is a
+        clear ``DeviceError``.
     threads : intra-op threads for the backend (None: the library's default).
     refine : re-frame each face on its first prediction, predict again and average the two (see
         ``framing``): a second model pass that reduces the error, the detector's box jitter and

@@ -22,6 +22,7 @@ True
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field, replace
 
 from facekeypoints.data.framing import FRAMINGS, framing_for
@@ -68,6 +69,8 @@ class ModelCard:
     version: int = CARD_VERSION
 
     def __post_init__(self) -> None:
+        # options in their JSON form (tuples as lists), so a card read back from ONNX metadata equals its checkpoint's
+        object.__setattr__(self, "options", json.loads(json.dumps(self.options)))
         if self.framing not in FRAMINGS:
             raise CardError(f"framing {self.framing!r} is not one of {list(FRAMINGS)}")
         if (self.preprocess.size, self.preprocess.channels) != (self.input_size, self.in_channels):

@@ -35,7 +35,7 @@ __all__ = ["Checkpoint", "card_for", "save_checkpoint", "load_checkpoint", "load
 
 FORMAT = "facekeypoints-checkpoint/2"
 _READABLE = ("facekeypoints-checkpoint/1", FORMAT)  # version 1: no card, read through the card's loader
-_TRAINING_KEYS = ("config", "optimizer", "scheduler", "train_state", "history")
+_TRAINING_KEYS = ("config", "optimizer", "scheduler", "scaler", "train_state", "history")
 
 
 class CheckpointError(ValueError):

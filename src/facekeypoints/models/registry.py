@@ -119,7 +119,10 @@ def create_model(name: str, *, schema: str | KeypointSchema = "kaggle15", in_cha
     model.schema_name = schema_obj.name
     model.input_size = int(input_size)
     model.in_channels = int(in_channels)
-    model.model_options = dict(options)
+    # every option, defaults included: a checkpoint rebuilds the same model even if a default changes
+    defaults = {p.name: p.default for p in inspect.signature(fn).parameters.values()
+                if p.name not in _RESERVED and p.default is not inspect.Parameter.empty}
+    model.model_options = {**defaults, **options}
     return model
 
 

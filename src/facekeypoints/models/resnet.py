@@ -1,6 +1,7 @@
 """ResNet and DenseNet regressors: from scratch for small grey images, and ImageNet transfer learning.
 
-* ``resnet18/26/34/50``: torchvision's ResNet with a stem for 96x96 inputs and random init (seeds 000, 002).
+* ``resnet18/26/34/50``: torchvision's ResNet from random init (seeds 000, 002), with its standard stem
+  (``stem_stride=4``: 7x7/2 conv + max-pool, as the seeds built them) or a finer one for small faces.
 * ``resnet50_tl``, ``densenet121_tl``: torchvision ImageNet backbones behind a 1-channel adapter (seed 001).
 * ``resnet50_aa``: anti-aliased ResNet-50 (blur pooling, Zhang 2019) from timm (seed 003).
 
@@ -50,8 +51,10 @@ def _scratch_resnet(block: str, layers: list[int], num_keypoints: int, in_channe
                     stem_stride: int) -> BackboneRegressor:
     """torchvision ResNet with a stem that downsamples by ``stem_stride`` before layer1.
 
-    4: torchvision's 7x7/2 conv + max-pool (layer1 at 24x24 for 96 px input, cheapest);
-    2: 3x3/1 conv + max-pool (layer1 at 48x48); 1: 3x3/1 conv, no pooling (layer1 at full size).
+    4 (default): torchvision's standard 7x7/2 conv + max-pool (layer1 at 24x24 for a 96 px input),
+    as seeds 000 and 002 built their ResNets (resnet18: 319 MMACs per 96 px face, `facekeypoints models`).
+    2: 3x3/1 conv + max-pool (layer1 at 48x48, about 4x the cost); 1: 3x3/1 conv, no pooling
+    (layer1 at full size, about 16x the cost).
     """
     if stem_stride not in (1, 2, 4):
         raise ValueError(f"stem_stride must be 1, 2 or 4, got {stem_stride}")
@@ -71,8 +74,8 @@ def _scratch_resnet(block: str, layers: list[int], num_keypoints: int, in_channe
 
 
 @register_model
-def resnet18(*, num_keypoints: int, in_channels: int = 1, input_size: int = 96, stem_stride: int = 2) -> BackboneRegressor:
-    """ResNet-18 (BasicBlock [2, 2, 2, 2]) from scratch with a small-image stem.
+def resnet18(*, num_keypoints: int, in_channels: int = 1, input_size: int = 96, stem_stride: int = 4) -> BackboneRegressor:
+    """ResNet-18 (BasicBlock [2, 2, 2, 2]) from scratch; ``stem_stride`` 4 is torchvision's stem.
 
     Reference: seed 000 (Kalabis), table 1: best validation loss (ResNet18, preprocessing + augmentation).
     """
@@ -80,8 +83,8 @@ def resnet18(*, num_keypoints: int, in_channels: int = 1, input_size: int = 96, 
 
 
 @register_model
-def resnet26(*, num_keypoints: int, in_channels: int = 1, input_size: int = 96, stem_stride: int = 2) -> BackboneRegressor:
-    """ResNet-26 (Bottleneck [2, 2, 2, 2], as timm's resnet26) from scratch with a small-image stem.
+def resnet26(*, num_keypoints: int, in_channels: int = 1, input_size: int = 96, stem_stride: int = 4) -> BackboneRegressor:
+    """ResNet-26 (Bottleneck [2, 2, 2, 2], as timm's resnet26) from scratch; ``stem_stride`` 4 is torchvision's stem.
 
     Reference: seed 000 (Kalabis), table 1.
     """
@@ -89,8 +92,8 @@ def resnet26(*, num_keypoints: int, in_channels: int = 1, input_size: int = 96, 
 
 
 @register_model
-def resnet34(*, num_keypoints: int, in_channels: int = 1, input_size: int = 96, stem_stride: int = 2) -> BackboneRegressor:
-    """ResNet-34 (BasicBlock [3, 4, 6, 3]) from scratch with a small-image stem.
+def resnet34(*, num_keypoints: int, in_channels: int = 1, input_size: int = 96, stem_stride: int = 4) -> BackboneRegressor:
+    """ResNet-34 (BasicBlock [3, 4, 6, 3]) from scratch; ``stem_stride`` 4 is torchvision's stem.
 
     Reference: seed 000 (Kalabis), section 3.2 and table 1.
     """
@@ -98,8 +101,8 @@ def resnet34(*, num_keypoints: int, in_channels: int = 1, input_size: int = 96, 
 
 
 @register_model
-def resnet50(*, num_keypoints: int, in_channels: int = 1, input_size: int = 96, stem_stride: int = 2) -> BackboneRegressor:
-    """ResNet-50 (Bottleneck [3, 4, 6, 3]) from scratch with a small-image stem.
+def resnet50(*, num_keypoints: int, in_channels: int = 1, input_size: int = 96, stem_stride: int = 4) -> BackboneRegressor:
+    """ResNet-50 (Bottleneck [3, 4, 6, 3]) from scratch; ``stem_stride`` 4 is torchvision's stem.
 
     Reference: seed 002 (Mateus & Zeng), section 6.2 and table 1 (ResNet50 vs FCNN).
     """

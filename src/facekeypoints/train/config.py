@@ -64,6 +64,9 @@ class TrainConfig:
     num_threads: int = 0  # torch threads; 0 = torch's default
     mirror_tta: bool = False  # validation with mirror test-time augmentation
     log_every: int = 1  # epochs between validation passes
+    device: str = "auto"  # auto (the GPU when there is one) | cpu | cuda | cuda:N | mps
+    amp: str = "none"  # mixed precision: none | bf16 | fp16 (fp16 on GPUs only)
+    channels_last: bool | None = None  # NHWC memory layout; null: on for CUDA, off on the CPU
 
 
 @dataclass
