@@ -4,9 +4,14 @@ For each model: parameters, forward MACs per image (FlopCounterMode), images/s o
 steps (forward + backward + Adam, masked MSE), and achieved GFLOP/s counting a training image as
 3x its forward FLOPs, as a fraction of the peak float32 GFLOP/s of a large matmul measured in the
 same run. ``--onnx`` adds ONNX Runtime inference latency (ms per face at batch 1 and 32).
+A model may carry options (``resnet18:stem_stride=2``); ``--amp bf16`` runs the forward pass under
+bfloat16 autocast, as ``train.amp: bf16`` does. The last column is each model's speed as a ratio to
+the first one listed, measured in the same run.
 
 Usage:
   python benchmarks/bench_models.py --models keypoint_net,simple_cnn --out bench.json
+  python benchmarks/bench_models.py --models simple_cnn,resnet18,resnet18:stem_stride=2 --batch 256
+  python benchmarks/bench_models.py --models simple_cnn,resnet18 --amp bf16
 """
 from __future__ import annotations
 
@@ -19,9 +24,16 @@ import time
 from pathlib import Path
 
 import torch
+import yaml
 
 from facekeypoints.models import count_macs, create_model, list_models
 from facekeypoints.train.losses import make_loss
+
+
+def parse_spec(spec: str) -> tuple[str, dict]:
+    """``name[:key=value[:key=value]]`` -> (name, options); values are read as YAML (2, true, [8, 16])."""
+    name, *pairs = spec.split(":")
+    return name, {k: yaml.safe_load(v) for k, v in (pair.split("=", 1) for pair in pairs)}
 
 
 def matmul_peak_gflops(n: int = 2048, repeats: int = 5) -> float:
@@ -36,10 +48,12 @@ def matmul_peak_gflops(n: int = 2048, repeats: int = 5) -> float:
     return 2 * n**3 / best / 1e9
 
 
-def train_throughput(name: str, batch: int, size: int, schema: str, seconds: float, warmup: int) -> dict:
+def train_throughput(spec: str, batch: int, size: int, schema: str, seconds: float, warmup: int,
+                     amp: str = "none") -> dict:
     """images/s of training steps on random data for at least ``seconds`` (and at least 3 steps)."""
     torch.manual_seed(0)
-    model = create_model(name, schema=schema, input_size=size)
+    name, options = parse_spec(spec)
+    model = create_model(name, schema=schema, input_size=size, **options)
     params = sum(p.numel() for p in model.parameters())
     macs = count_macs(model, (1, 1, size, size))
     model.train()
@@ -49,7 +63,9 @@ def train_throughput(name: str, batch: int, size: int, schema: str, seconds: flo
     y = torch.rand(batch, model(x[:1]).shape[1], 2) * 2 - 1
 
     def step() -> None:
-        loss = loss_fn(model(x), y)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp == "bf16"):
+            out = model(x)
+        loss = loss_fn(out.float(), y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -62,7 +78,7 @@ def train_throughput(name: str, batch: int, size: int, schema: str, seconds: flo
         steps += 1
     elapsed = time.perf_counter() - start
     ips = batch * steps / elapsed
-    return {"model": name, "params": params, "macs": macs, "images_per_s": ips, "steps": steps,
+    return {"model": spec, "amp": amp, "params": params, "macs": macs, "images_per_s": ips, "steps": steps,
             "train_gflops": 3 * 2 * macs * ips / 1e9}
 
 
@@ -103,27 +119,30 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=10.0, help="minimum timed seconds per model")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--onnx", action="store_true", help="also time ONNX Runtime inference")
+    parser.add_argument("--amp", choices=["none", "bf16"], default="none", help="bf16: forward under CPU autocast")
     parser.add_argument("--out", type=Path, help="write results as JSON here")
     args = parser.parse_args(argv)
 
     torch.set_num_threads(args.threads)
     names = list_models(args.models) if "," not in args.models and "*" in args.models else args.models.split(",")
-    unknown = [n for n in names if n not in list_models()]
+    unknown = [n for n in names if parse_spec(n)[0] not in list_models()]
     if unknown:
         parser.error(f"unknown models {unknown}; known: {list_models()}")
     peak = matmul_peak_gflops()
     rows = []
     print(f"CPU float32 matmul peak: {peak:.1f} GFLOP/s with {args.threads} threads "
           f"(load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)")
-    print(f"{'model':18s} {'params':>11s} {'MMACs':>8s} {'img/s':>8s} {'GFLOP/s':>8s} {'of peak':>8s}")
+    print(f"batch {args.batch}, amp {args.amp}")
+    print(f"{'model':24s} {'params':>11s} {'MMACs':>8s} {'img/s':>8s} {'GFLOP/s':>8s} {'of peak':>8s} {'x first':>8s}")
     for name in names:
-        row = train_throughput(name, args.batch, args.size, args.schema, args.seconds, args.warmup)
+        row = train_throughput(name, args.batch, args.size, args.schema, args.seconds, args.warmup, args.amp)
         row["fraction_of_peak"] = row["train_gflops"] / peak
+        row["ratio_to_first"] = row["images_per_s"] / (rows[0]["images_per_s"] if rows else row["images_per_s"])
         if args.onnx:
-            row.update(onnx_latency(name, args.size, args.schema, args.threads))
+            row.update(onnx_latency(parse_spec(name)[0], args.size, args.schema, args.threads))
         rows.append(row)
-        print(f"{name:18s} {row['params']:11,d} {row['macs'] / 1e6:8.1f} {row['images_per_s']:8.1f} "
-              f"{row['train_gflops']:8.2f} {row['fraction_of_peak']:8.1%}"
+        print(f"{name:24s} {row['params']:11,d} {row['macs'] / 1e6:8.1f} {row['images_per_s']:8.1f} "
+              f"{row['train_gflops']:8.2f} {row['fraction_of_peak']:8.1%} {row['ratio_to_first']:8.2f}"
               + "".join(f"  {k}={v:.3f}" for k, v in row.items() if k.startswith("onnx_")))
     result = {
         # other processes competing for the cores distort every figure: keep the load with them

@@ -11,28 +11,13 @@ import pytest
 import torch
 
 from facekeypoints.data import KeypointData, write_kaggle_csv
-from facekeypoints.data.framing import KAGGLE_MEAN_FACE
 from facekeypoints.models.checkpoint import CheckpointError, load_checkpoint, load_model
 from facekeypoints.train.config import load_config
 from facekeypoints.train.loop import fit
+from fakes import make_faces
 
 TINY = ["model.name=keypoint_net", "train.epochs=3", "train.batch_size=8", "train.lr=0.003",
         "train.num_threads=1", "data.split=[0.75, 0.25]"]
-
-
-def make_faces(n=32, seed=0, missing=True) -> KeypointData:
-    """Faces drawn as bright blobs at jittered Kaggle mean-face positions: learnable in a few steps."""
-    rng = np.random.default_rng(seed)
-    kp = KAGGLE_MEAN_FACE[None] + rng.normal(0, 3, (n, 1, 2)) + rng.normal(0, 1, (n, 15, 2))
-    yy, xx = np.mgrid[0:96, 0:96]
-    images = np.full((n, 96, 96), 40.0)
-    for i in range(n):
-        for x, y in kp[i]:
-            images[i] += 200 * np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / (2 * 1.5**2))
-    kp = kp.astype(np.float32)
-    if missing:  # Kaggle's usual pattern: most rows keep eye centres, nose tip and bottom lip only
-        kp[::2, [2, 3, 4, 5, 6, 7, 8, 9, 11, 12, 13]] = np.nan
-    return KeypointData.from_arrays("kaggle15", kp, images=np.clip(images, 0, 255).astype(np.uint8))
 
 
 @pytest.fixture

@@ -167,6 +167,13 @@ TRAIN_EXAMPLES = """examples:
 """
 
 
+GRID_EXAMPLES = """examples:
+  facekeypoints grid                                   # every seed config; finished rows are skipped
+  facekeypoints grid --only 000_resnet18 004           # these first (prefixes), e.g. in the background
+  facekeypoints grid --full --results results/seeds_full.json   # the seeds' epoch counts, on a GPU
+"""
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     from facekeypoints.train.config import load_config
     from facekeypoints.train.loop import fit
@@ -211,6 +218,21 @@ def _cmd_submit(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_grid(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from facekeypoints.train.grid import run_grid
+
+    configs = sorted(Path(args.folder).glob("*.yaml")) if Path(args.folder).is_dir() else [Path(args.folder)]
+    if args.only:
+        configs = list(dict.fromkeys(c for prefix in args.only for c in configs if c.stem.startswith(prefix)))
+    if not configs:
+        raise ValueError(f"{args.folder}: no .yaml configs" + (f" starting with {args.only}" if args.only else ""))
+    rows = run_grid(configs, args.results, full=args.full, progress=not args.quiet)
+    print(f"{len(rows)} finished runs in {args.results} (table: {Path(args.results).with_suffix('.md')})")
+    return 0
+
+
 def _cmd_compare(args: argparse.Namespace) -> int:
     from facekeypoints.evaluate.compare import compare_runs
 
@@ -243,6 +265,14 @@ def _add_train_commands(sub) -> None:
     p.add_argument("--backend", choices=["torch", "onnx"], help="default: onnx (ONNX Runtime) on the CPU")
     p.add_argument("-o", "--output", required=True, help="submission CSV to write")
     p.set_defaults(func=_cmd_submit)
+    p = sub.add_parser("grid", help="run every config of a folder to the end of its budget; keep a results table",
+                       epilog=GRID_EXAMPLES, formatter_class=fmt)
+    p.add_argument("folder", nargs="?", default="configs/seeds", help="folder of .yaml configs (default configs/seeds)")
+    p.add_argument("--results", default="results/seeds.json", help="rows of finished runs (default results/seeds.json)")
+    p.add_argument("--only", nargs="+", metavar="PREFIX", help="configs whose names start with these, in this order")
+    p.add_argument("--full", action="store_true", help="the sources' own epoch counts, on the GPU when there is one")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=_cmd_grid)
     p = sub.add_parser("compare", help="table and report comparing training runs")
     p.add_argument("runs", nargs="+", help="run directories (each holds metrics.csv and best.pt)")
     p.add_argument("--report", help="folder for the report (plots, worst/best faces, filters)")

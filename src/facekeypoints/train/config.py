@@ -34,7 +34,8 @@ from facekeypoints.models.registry import check_model_options
 from facekeypoints.settings import SettingsError, from_dict
 from facekeypoints.train.losses import check_loss_params
 
-__all__ = ["Config", "DataConfig", "ModelConfig", "TrainConfig", "load_config", "config_from_dict", "ConfigError"]
+__all__ = ["Config", "DataConfig", "ModelConfig", "TrainConfig", "ReferenceConfig", "load_config", "config_from_dict",
+           "ConfigError"]
 
 ConfigError = SettingsError  # the name callers catch; one error type for every settings loader
 
@@ -70,6 +71,16 @@ class TrainConfig:
 
 
 @dataclass
+class ReferenceConfig:
+    """What the report a config reproduces did and measured: the columns beside ours in the grid's table."""
+
+    source: str = ""  # e.g. "seed 004"
+    epochs: int = 0  # the source's own epoch count: `facekeypoints grid --full` trains this many
+    measured: str = ""  # its figure for this recipe, quoted, with what it was measured on
+    differs: str = ""  # what differs here: data, budget, weights
+
+
+@dataclass
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -78,6 +89,7 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     out_dir: str = "runs/default"
     name: str = ""
+    reference: ReferenceConfig = field(default_factory=ReferenceConfig)
 
     def to_dict(self) -> dict:
         """Plain types only (tuples become lists), as written to config.json and checkpoints."""
