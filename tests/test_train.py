@@ -135,6 +135,9 @@ def test_two_process_data_parallel_training(tiny_csv, tmp_path):
                           "-m", "facekeypoints.cli", "train", "--quiet", "--out", str(out), *sets],
                          capture_output=True, text=True, env=env, timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]
+    assert run.stdout.count('"stop_reason"') == 1  # one summary, from rank 0
+    summary = json.loads(run.stdout)
+    assert summary["processes"] == 2 and summary["rank"] == 0 and summary["device"] == "cpu"
     ckpt = load_checkpoint(out / "last.pt")
     assert ckpt.training["train_state"]["epoch"] == 2
     assert ckpt.training["config"]["train"]["batch_size"] == 8
@@ -154,6 +157,18 @@ def test_evaluate_cli_json_and_compare_report(tiny_csv, tmp_path):
     assert "RMSE" in res.stdout and "run" in res.stdout
     for name in ("curves.png", "table.json", "run_per_keypoint.png", "run_best_worst.png", "run_filters.png"):
         assert (tmp_path / "report" / name).is_file(), name
+    page = (tmp_path / "report" / "index.html").read_text()
+    for part in ("<table>", "curves.png", "run_per_keypoint.png", "run_best_worst.png", "run_filters.png", "id='run'"):
+        assert part in page, part
+    assert "http" not in page  # self-contained: nothing fetched from elsewhere
+
+
+def test_compare_names_runs_by_folder_even_when_their_config_names_agree(tiny_csv, tmp_path):
+    for folder in ("seed0", "seed1"):
+        fit(_cfg(tiny_csv, tmp_path / folder, ["train.epochs=1", "name=same", f"train.seed={folder[-1]}"]), progress=False)
+    res = _cli("compare", str(tmp_path / "seed0"), str(tmp_path / "seed1"))
+    assert res.returncode == 0, res.stderr
+    assert "seed0" in res.stdout and "seed1" in res.stdout and "same" not in res.stdout
 
 
 def test_bad_config_value_is_a_clear_cli_error(tiny_csv, tmp_path):

@@ -30,14 +30,18 @@ def read_run(run_dir: str | Path) -> dict:
     config = json.loads((run / "config.json").read_text()) if (run / "config.json").is_file() else {}
     scored = [h for h in history if h.get("val_rmse") is not None]
     best = min(scored, key=lambda h: h["val_rmse"]) if scored else history[-1]
-    return {"name": config.get("config", {}).get("name") or run.name, "dir": str(run), "config": config,
-            "history": history, "best": best}
+    # named by folder: two runs of one config (seeds, devices) must not share a name
+    return {"name": run.name, "dir": str(run), "config": config, "history": history, "best": best}
 
 
 def compare_runs(run_dirs: list[str], report_dir: str | None = None) -> str:
     """Text table (model, train loss, validation loss, RMSE, MAE, minutes) at each run's best epoch;
     with ``report_dir`` also writes the plots of :func:`write_report` and table.md / table.json there."""
     runs = [read_run(r) for r in run_dirs]
+    names = [r["name"] for r in runs]
+    for r in runs:  # same folder name in two places: say which
+        if names.count(r["name"]) > 1:
+            r["name"] = f"{Path(r['dir']).parent.name}/{r['name']}"
     header = f"{'run':28s} {'model':16s} {'epoch':>5s} {'train loss':>10s} {'val loss':>9s} {'RMSE':>7s} {'MAE':>7s} {'minutes':>8s}"
     lines = [header, "-" * len(header)]
     rows = []
@@ -57,8 +61,9 @@ def compare_runs(run_dirs: list[str], report_dir: str | None = None) -> str:
         out.mkdir(parents=True, exist_ok=True)
         (out / "table.json").write_text(json.dumps(rows, indent=2))
         (out / "table.txt").write_text(table + "\n")
-        write_report(runs, out)
-        table += f"\nreport written to {out}/"
+        figures = write_report(runs, out)
+        (out / "index.html").write_text(_index_html(rows, runs, figures, out))
+        table += f"\nreport written to {out}/ (open {out / 'index.html'})"
     return table
 
 
@@ -92,6 +97,39 @@ def write_report(runs: list[dict], out: Path) -> list[Path]:
         if best.is_file():
             written += _run_figures(r, best, out, plt)
     return written
+
+
+def _index_html(rows: list[dict], runs: list[dict], figures: list[Path], out: Path) -> str:
+    """One self-contained page (no external files but the report's own PNGs): the table, the
+    curves, and per run its per-keypoint errors, best and worst faces, and first-layer filters."""
+    import html
+
+    def cell(v, digits):
+        return "-" if v is None else (f"{v:.{digits}f}" if isinstance(v, float) else html.escape(str(v)))
+
+    head = "".join(f"<th>{t}</th>" for t in ("run", "model", "best epoch", "train loss", "val loss", "RMSE px",
+                                             "MAE px", "minutes"))
+    body = "".join(
+        f"<tr><td><a href='#{html.escape(r['run'])}'>{html.escape(r['run'])}</a></td><td>{cell(r['model'], 0)}</td>"
+        f"<td>{r['epoch']}</td><td>{cell(r['train_loss'], 4)}</td><td>{cell(r['val_loss'], 4)}</td>"
+        f"<td>{cell(r['rmse'], 3)}</td><td>{cell(r['mae'], 3)}</td><td>{cell(r['minutes'], 1)}</td></tr>" for r in rows)
+    names = {f.name for f in figures}
+    sections = []
+    for run in runs:
+        stem = run["name"].replace("/", "_")
+        images = [(f"{stem}_{kind}.png", title) for kind, title in
+                  (("per_keypoint", "per-keypoint validation RMSE"), ("best_worst", "best and worst validation faces"),
+                   ("filters", "first-layer filters"))]
+        shown = "".join(f"<figure><img src='{n}' alt='{t}'><figcaption>{t}</figcaption></figure>"
+                        for n, t in images if n in names)
+        sections.append(f"<section id='{html.escape(run['name'])}'><h2>{html.escape(run['name'])}</h2>"
+                        f"<p>{html.escape(run['dir'])}</p>{shown or '<p>no best.pt: no per-run figures</p>'}</section>")
+    style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto}table{border-collapse:collapse}"
+             "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}td:first-child{text-align:left}"
+             "img{max-width:100%}figure{margin:1em 0}")
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>facekeypoints runs</title>"
+            f"<style>{style}</style></head><body><h1>Training runs</h1><table><tr>{head}</tr>{body}</table>"
+            f"<h2>Curves</h2><img src='curves.png' alt='loss and RMSE curves'>{''.join(sections)}</body></html>\n")
 
 
 def _run_figures(run: dict, ckpt_path: Path, out: Path, plt) -> list[Path]:
