@@ -119,7 +119,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=10.0, help="minimum timed seconds per model")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--onnx", action="store_true", help="also time ONNX Runtime inference")
-    parser.add_argument("--amp", choices=["none", "bf16"], default="none", help="bf16: forward under CPU autocast")
+    parser.add_argument("--amp", choices=["none", "bf16", "both"], default="none",
+                        help="bf16: forward under CPU autocast; both: each model in float32, then in bf16")
     parser.add_argument("--out", type=Path, help="write results as JSON here")
     args = parser.parse_args(argv)
 
@@ -134,14 +135,15 @@ def main(argv: list[str] | None = None) -> int:
           f"(load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)")
     print(f"batch {args.batch}, amp {args.amp}")
     print(f"{'model':24s} {'params':>11s} {'MMACs':>8s} {'img/s':>8s} {'GFLOP/s':>8s} {'of peak':>8s} {'x first':>8s}")
-    for name in names:
-        row = train_throughput(name, args.batch, args.size, args.schema, args.seconds, args.warmup, args.amp)
+    modes = ["none", "bf16"] if args.amp == "both" else [args.amp]
+    for name, amp in [(n, a) for n in names for a in modes]:
+        row = train_throughput(name, args.batch, args.size, args.schema, args.seconds, args.warmup, amp)
         row["fraction_of_peak"] = row["train_gflops"] / peak
         row["ratio_to_first"] = row["images_per_s"] / (rows[0]["images_per_s"] if rows else row["images_per_s"])
         if args.onnx:
             row.update(onnx_latency(parse_spec(name)[0], args.size, args.schema, args.threads))
         rows.append(row)
-        print(f"{name:24s} {row['params']:11,d} {row['macs'] / 1e6:8.1f} {row['images_per_s']:8.1f} "
+        print(f"{name + ('' if amp == 'none' else ' bf16'):24s} {row['params']:11,d} {row['macs'] / 1e6:8.1f} {row['images_per_s']:8.1f} "
               f"{row['train_gflops']:8.2f} {row['fraction_of_peak']:8.1%} {row['ratio_to_first']:8.2f}"
               + "".join(f"  {k}={v:.3f}" for k, v in row.items() if k.startswith("onnx_")))
     result = {

@@ -225,7 +225,10 @@ def _cmd_grid(args: argparse.Namespace) -> int:
 
     configs = sorted(Path(args.folder).glob("*.yaml")) if Path(args.folder).is_dir() else [Path(args.folder)]
     if args.only:
-        configs = list(dict.fromkeys(c for prefix in args.only for c in configs if c.stem.startswith(prefix)))
+        # a name matches its config exactly if there is one (000_resnet18 is not 000_resnet18_clahe_mirror)
+        stems = {c.stem for c in configs}
+        configs = list(dict.fromkeys(c for name in args.only for c in configs
+                                     if (c.stem == name if name in stems else c.stem.startswith(name))))
     if not configs:
         raise ValueError(f"{args.folder}: no .yaml configs" + (f" starting with {args.only}" if args.only else ""))
     rows = run_grid(configs, args.results, full=args.full, progress=not args.quiet)
@@ -269,7 +272,8 @@ def _add_train_commands(sub) -> None:
                        epilog=GRID_EXAMPLES, formatter_class=fmt)
     p.add_argument("folder", nargs="?", default="configs/seeds", help="folder of .yaml configs (default configs/seeds)")
     p.add_argument("--results", default="results/seeds.json", help="rows of finished runs (default results/seeds.json)")
-    p.add_argument("--only", nargs="+", metavar="PREFIX", help="configs whose names start with these, in this order")
+    p.add_argument("--only", nargs="+", metavar="NAME",
+                   help="these configs, in this order: a full name, or a prefix for every config starting with it")
     p.add_argument("--full", action="store_true", help="the sources' own epoch counts, on the GPU when there is one")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_grid)
