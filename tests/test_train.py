@@ -191,4 +191,4 @@ def test_submit_cli_answers_every_lookup_row(tiny_csv, tmp_path):
     got = out.read_text().splitlines()
     assert got[0] == "RowId,Location" and [int(r.split(",")[0]) for r in got[1:]] == [1, 2, 3]
     assert all(0 <= float(r.split(",")[1]) <= 95 for r in got[1:])
-    assert "rows=3" in res.stdout
+    assert "3 rows, model" in res.stdout and "best.pt" in res.stdout

@@ -11,8 +11,13 @@ Examples
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
+import os
+import re
 import sys
+
+from facekeypoints import __version__
 
 __all__ = ["main", "build_parser"]
 
@@ -42,7 +47,7 @@ def _add_schemas(sub) -> None:
 
 # ---- data (section owned by the data layer) ------------------------------------------------------
 DATA_CONVERT_EXAMPLES = """examples:
-  facekeypoints data convert ../shared/data/ytf68/train.csv --to kaggle15 -o ytf_kaggle.csv
+  facekeypoints data convert ../shared/data/ytf68/train.csv --to kaggle15 -o runs/ytf_kaggle.csv
   facekeypoints data convert ../shared/data/samples/300w-pts -o 300w_kaggle.csv.gz
 """
 
@@ -138,13 +143,17 @@ def _add_data(sub) -> None:
 def _cmd_models(args: argparse.Namespace) -> int:
     from facekeypoints.models import list_models, model_info
 
-    infos = [model_info(name, input_size=args.size) for name in list_models(args.pattern)]
+    pattern = args.pattern if any(c in args.pattern for c in "*?[") else f"*{args.pattern}*"  # a word finds its family
+    names = list_models(pattern)
+    if not names:
+        raise ValueError(f"no model matches {args.pattern!r}; models: {', '.join(list_models())}")
     if args.json:
-        print(json.dumps(infos, indent=2))
+        print(json.dumps([model_info(name, input_size=args.size) for name in names], indent=2))
         return 0
-    print(f"{'model':18s} {'params':>12s} {'MMACs@' + str(args.size):>10s}  description")
-    for info in infos:
-        print(f"{info['name']:18s} {info['params']:12,d} {info['macs'] / 1e6:10.1f}  {info['description']}")
+    print(f"{'model':18s} {'params':>12s} {'MMACs@' + str(args.size):>10s}  description", flush=True)
+    for name in names:  # one line as each is counted: building and counting a model takes a while
+        info = model_info(name, input_size=args.size)
+        print(f"{info['name']:18s} {info['params']:12,d} {info['macs'] / 1e6:10.1f}  {info['description']}", flush=True)
     return 0
 
 
@@ -152,7 +161,7 @@ def _add_training(sub) -> None:
     p = sub.add_parser("models", help="list registered models with parameters and MACs per image",
                        epilog="examples:\n  facekeypoints models\n  facekeypoints models 'resnet*' --json",
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("pattern", nargs="?", default="*", help="shell-style name pattern (default: all)")
+    p.add_argument("pattern", nargs="?", default="*", help="a word (resnet) or a shell-style pattern (default: all)")
     p.add_argument("--size", type=int, default=96, help="input side for the MAC count (default 96)")
     p.add_argument("--json", action="store_true", help="print JSON (name, description, reference, params, macs, options)")
     p.set_defaults(func=_cmd_models)
@@ -214,7 +223,9 @@ def _cmd_submit(args: argparse.Namespace) -> int:
 
     detector = KeypointDetector(args.model, backend=args.backend, detector=None, mirror_tta=args.mirror_tta)
     report = make_submission(detector, args.test_csv, args.lookup, args.output)
-    print(report)
+    clipped = f", RowIds {list(report.clipped_row_ids[:10])}{' ...' if report.clipped > 10 else ''}" if report.clipped else ""
+    print(f"wrote {report.path}: {report.rows} rows, model {detector.runner.source} ({detector.card.model}, "
+          f"{'mirror TTA' if args.mirror_tta else 'single pass'}); {report.clipped} values clipped to the image{clipped}")
     return 0
 
 
@@ -314,18 +325,25 @@ def _cmd_predict(args: argparse.Namespace) -> int:
             f"{args.output or '.'}/{Path(csvs[0]).name.split('.')[0]}_keypoints.csv"
         print(f"wrote {write_keypoint_csv(predict_kaggle_csv(detector, csvs[0]), out)}")
         return 0
-    report = predict_paths(detector, args.inputs, args.output or "predictions", draw=not args.no_draw,
-                           batch_size=args.batch_size, progress=not args.quiet)
-    print(report, file=sys.stderr if report.failures else sys.stdout)
+    out = args.output or "predictions"
+    report = predict_paths(detector, args.inputs, out, draw=not args.no_draw, batch_size=args.batch_size,
+                           progress=not args.quiet)
+    where = "standard output" if out == "-" else out
+    print(f"{report}\nresults: {where}", file=sys.stderr if report.failures or out == "-" else sys.stdout)
     return 1 if report.failures else 0
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from facekeypoints.infer.onnx import export_onnx
     from facekeypoints.models.checkpoint import slim_checkpoint
     from facekeypoints.models.weights import resolve_checkpoint
 
     source = resolve_checkpoint(args.model)
+    wanted = "." + args.format
+    if Path(args.output).suffix.lower() != wanted:
+        raise ValueError(f"{args.output}: --format {args.format} writes a {wanted} file; name it *{wanted}")
     if args.format == "pt":  # slim and in the current format (older checkpoints are upgraded)
         print(f"wrote {slim_checkpoint(source, args.output)}")
     else:
@@ -353,7 +371,8 @@ def _add_inference(sub) -> None:
     p = sub.add_parser("predict", help="faces and keypoints in images, folders, videos or a Kaggle CSV",
                        epilog=PREDICT_EXAMPLES, formatter_class=fmt)
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image, folder (recursive), video, or Kaggle CSV")
-    p.add_argument("-o", "--output", help="output folder (default predictions/); for a CSV input, a .csv file")
+    p.add_argument("-o", "--output", help="a folder (default predictions/: JSON lines + drawings), a .jsonl, .json "
+                   "or .csv file, or - for JSON lines on standard output; for a Kaggle CSV input, a .csv file")
     p.add_argument("--model", help="checkpoint .pt, exported .onnx or shipped model name (kaggle15, ibug68); kaggle15 when omitted")
     p.add_argument("--backend", choices=["torch", "onnx"], help="default: onnx (ONNX Runtime) on the CPU; torch runs checkpoints on any device")
     p.add_argument("--detector", default="haar",
@@ -394,29 +413,61 @@ def _add_inference(sub) -> None:
     p.set_defaults(func=_cmd_demo)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with a suggestion for a mistyped mode (Python 3.11's argparse gives none)."""
+
+    def error(self, message: str):
+        match = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
+        if match:
+            choices = re.findall(r"'([^']*)'", match.group(2))
+            close = difflib.get_close_matches(match.group(1), choices, n=2, cutoff=0.5)
+            message += f"; did you mean {' or '.join(close)}?" if close else ""
+        super().error(message)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="facekeypoints", description=__doc__.splitlines()[0], epilog=EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    sub = parser.add_subparsers(dest="mode", required=True)
+    parser = _Parser(prog="facekeypoints", description=__doc__.splitlines()[0], epilog=EXAMPLES,
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"facekeypoints {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of an unexpected error")
+    sub = parser.add_subparsers(dest="mode", required=True, parser_class=_Parser)
     for add in (_add_schemas, _add_data, _add_training, _add_train_commands, _add_inference):
         add(sub)
     return parser
 
 
+def _parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """Parse, and name the closest option of the chosen mode for an unknown one."""
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        mode = parser._subparsers._group_actions[0].choices[args.mode]  # noqa: SLF001 (argparse keeps it there)
+        options = [o for action in mode._actions for o in action.option_strings]  # noqa: SLF001
+        hints = [f"{u} (did you mean {close[0]}?)" if (close := difflib.get_close_matches(u.split("=")[0], options, n=1))
+                 else u for u in unknown]
+        mode.error(f"unrecognized arguments: {' '.join(hints)}")
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = _parse(parser, argv)
     try:
         return args.func(args)
     except (ValueError, FileNotFoundError) as err:  # bad input: a clear message, no traceback
         print(f"error: {err}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # `facekeypoints data info X | head` closed our stdout early: not an error
-        import os
-
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:  # a bug or an environment failure: one line unless --debug asks for more
+        if args.debug:
+            raise
+        where = f" ({err.filename})" if isinstance(err, OSError) and err.filename else ""
+        print(f"error: {type(err).__name__}: {err}{where} (run with --debug for the traceback)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

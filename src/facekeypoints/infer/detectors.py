@@ -106,8 +106,11 @@ def make_detector(detector) -> FaceDetector | None:
     return detector
 
 
-def check_boxes(boxes, source: str = "boxes") -> np.ndarray:
-    """(N, 4) or (N, 5) boxes -> (N, 5) float64 with score 1.0 where none was given; errors name the problem."""
+def check_boxes(boxes, source: str = "boxes", image_size: tuple[int, int] | None = None) -> np.ndarray:
+    """(N, 4) or (N, 5) boxes -> (N, 5) float64 with score 1.0 where none was given; errors name the problem.
+
+    With ``image_size`` (H, W), a box must overlap the image: one wholly outside it frames no face
+    and would give keypoints far off the picture."""
     arr = np.asarray(boxes if boxes is not None else np.zeros((0, 5)), dtype=np.float64)
     if arr.size == 0:
         return np.zeros((0, 5))
@@ -120,6 +123,12 @@ def check_boxes(boxes, source: str = "boxes") -> np.ndarray:
     if ((arr[:, 2] <= arr[:, 0]) | (arr[:, 3] <= arr[:, 1])).any():
         bad = int(np.flatnonzero((arr[:, 2] <= arr[:, 0]) | (arr[:, 3] <= arr[:, 1]))[0])
         raise ValueError(f"{source} row {bad} {arr[bad, :4].tolist()} is empty: needs x2 > x1 and y2 > y1")
+    if image_size is not None:
+        h, w = image_size
+        outside = (arr[:, 2] <= 0) | (arr[:, 3] <= 0) | (arr[:, 0] >= w) | (arr[:, 1] >= h)
+        if outside.any():
+            bad = int(np.flatnonzero(outside)[0])
+            raise ValueError(f"{source} row {bad} {arr[bad, :4].tolist()} lies outside the {w}x{h} image")
     if arr.shape[1] == 4:
         arr = np.concatenate([arr, np.ones((len(arr), 1))], axis=1)
     return arr

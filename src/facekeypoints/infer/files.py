@@ -3,10 +3,12 @@
 A file that cannot be read is reported and skipped; the others are still processed, and every
 failure is listed in the returned report (the CLI exits non-zero when there is one).
 
-Outputs, under the output folder:
+Outputs (``-o``, see :mod:`facekeypoints.infer.outputs`): into a folder,
 - images: ``predictions.jsonl`` (one ``Result.to_dict()`` per line, in input order) and, unless
-  ``draw=False``, each image with faces drawn at the same relative path;
+  ``draw=False``, each image with faces drawn at the same relative path (two inputs with one
+  name get ``x.jpg`` and ``x-2.jpg``);
 - a video ``clip.mp4``: ``clip.jsonl`` (one line per frame) and ``clip_keypoints.mp4``;
+or every result into one ``.jsonl``, ``.json`` or ``.csv`` file, or to standard output (``-``).
 
 Examples
 --------
@@ -15,7 +17,6 @@ Examples
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,6 +24,7 @@ import cv2
 import numpy as np
 
 from facekeypoints.data.images import read_image
+from facekeypoints.infer.outputs import open_sink, output_kind
 from facekeypoints.infer.results import IMAGE_SUFFIXES
 from facekeypoints.infer.video import open_video
 
@@ -62,7 +64,8 @@ def _why(path: Path, err: Exception) -> str:
 
 
 def _collect(inputs: list[str | Path], report: PredictReport) -> list[tuple[Path, Path]]:
-    """(file, output path relative to the output folder) for every image or video in ``inputs``."""
+    """(file, output path relative to the output folder) for every image or video in ``inputs``;
+    two inputs never share an output path (a/x.jpg and b/x.jpg give x.jpg and x-2.jpg)."""
     found = []
     for item in map(Path, inputs):
         if item.is_dir():
@@ -75,39 +78,57 @@ def _collect(inputs: list[str | Path], report: PredictReport) -> list[tuple[Path
             found.append((item, Path(item.name)))
         else:
             report.failures.append((str(item), "no such file or folder"))
-    return found
+    used: set[str] = set()
+    unique = []
+    for path, rel in found:
+        candidate, n = rel, 1
+        while str(candidate).lower() in used:  # lower: a case-insensitive disk would merge X.jpg and x.jpg
+            n += 1
+            candidate = rel.with_name(f"{rel.stem}-{n}{rel.suffix}")
+        used.add(str(candidate).lower())
+        unique.append((path, candidate))
+    return unique
 
 
-def predict_paths(detector, inputs: list[str | Path], out_dir: str | Path, *, draw: bool = True,
+def predict_paths(detector, inputs: list[str | Path], out: str | Path, *, draw: bool = True,
                   batch_size: int = 16, progress: bool = True) -> PredictReport:
-    """Predict every image and video in ``inputs`` (files or folders, searched recursively).
+    """Predict every image and video in ``inputs`` (files or folders, searched recursively) into
+    ``out`` (see :mod:`facekeypoints.infer.outputs`: a folder, a .json/.jsonl/.csv file, or ``-``).
 
-    Images are read ``batch_size`` at a time and go through ``detector.predict_batch``.
+    Images are read ``batch_size`` at a time and go through ``detector.predict_batch``. Only a
+    folder output gets drawn images and videos. One bad file is reported and the others go on.
     """
     from tqdm import tqdm
 
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     report = PredictReport()
     files = _collect(inputs, report)
+    folder = Path(out) if output_kind(out) == "folder" else None
+    draw = draw and folder is not None
+    sink = open_sink(out)
     images = [(p, rel) for p, rel in files if p.suffix.lower() not in VIDEO_SUFFIXES]
-    if images:
-        jsonl = out_dir / "predictions.jsonl"
-        with open(jsonl, "w") as sink, tqdm(total=len(images), desc="images", unit="img", disable=not progress) as bar:
+    try:
+        with tqdm(total=len(images), desc="images", unit="img", disable=not progress or not images) as bar:
             for start in range(0, len(images), batch_size):
-                _predict_images(detector, images[start:start + batch_size], out_dir, draw, sink, report)
+                _predict_images(detector, images[start:start + batch_size], folder, draw, sink, report)
                 bar.update(len(images[start:start + batch_size]))
-        report.written.append(str(jsonl))
-    for path, rel in files:
-        if path.suffix.lower() in VIDEO_SUFFIXES:
-            try:
-                predict_video(detector, path, out_dir / rel.parent, draw=draw, progress=progress, report=report)
-            except (ValueError, OSError) as err:
-                report.failures.append((str(path), _why(path, err)))
+        for path, rel in files:
+            if path.suffix.lower() in VIDEO_SUFFIXES:
+                try:
+                    video_out = folder / rel.parent if folder is not None else None
+                    predict_video(detector, path, video_out, draw=draw, progress=progress, report=report,
+                                  sink=None if folder is not None else sink, name=rel.stem)
+                except (ValueError, OSError) as err:
+                    report.failures.append((str(path), _why(path, err)))
+    finally:
+        written = sink.close()
+    if written is not None and (sink.count or folder is None):
+        report.written.append(str(written))
+    elif written is not None:
+        written.unlink()  # a folder run with videos only: their own .jsonl files hold the results
     return report
 
 
-def _predict_images(detector, batch: list[tuple[Path, Path]], out_dir: Path, draw: bool, sink,
+def _predict_images(detector, batch: list[tuple[Path, Path]], out_dir: Path | None, draw: bool, sink,
                     report: PredictReport) -> None:
     """Read a batch (recording unreadable files), predict it in one call, write JSON lines and drawings."""
     readable, pixels = [], []
@@ -120,14 +141,19 @@ def _predict_images(detector, batch: list[tuple[Path, Path]], out_dir: Path, dra
     results = detector.predict_batch(pixels) if pixels else []
     for (path, rel), rgb, result in zip(readable, pixels, results):
         result.source = str(path)
-        sink.write(json.dumps(result.to_dict()) + "\n")
+        sink.write(result)
         report.images += 1
         report.faces += len(result)
         if draw:
             target = out_dir / rel
             if target.resolve() == path.resolve():
-                raise ValueError(f"{target}: the output would overwrite the input image; choose another -o folder")
-            report.written.append(str(result.save(target, image=rgb)))
+                report.failures.append((str(path), f"the drawing would overwrite the input image {target}; "
+                                                   "choose another -o folder"))
+                continue
+            try:
+                report.written.append(str(result.save(target, image=rgb)))
+            except (ValueError, OSError) as err:  # e.g. a full disk: this drawing is lost, the rest go on
+                report.failures.append((str(path), f"drawing not written: {_why(target, err)}"))
 
 
 def _writer(path: Path, fps: float, size: tuple[int, int]) -> cv2.VideoWriter:
@@ -155,34 +181,39 @@ class _KeepFrame:
         return self.capture.isOpened()
 
 
-def predict_video(detector, path: str | Path, out_dir: str | Path, *, draw: bool = True, progress: bool = True,
-                  report: PredictReport | None = None, **stream_options) -> PredictReport:
-    """Track faces through the video at ``path``; write ``<stem>.jsonl`` and ``<stem>_keypoints.mp4``."""
+def predict_video(detector, path: str | Path, out_dir: str | Path | None, *, draw: bool = True,
+                  progress: bool = True, report: PredictReport | None = None, sink=None, name: str | None = None,
+                  **stream_options) -> PredictReport:
+    """Track faces through the video at ``path``: frame results go to ``sink`` when given, else to
+    ``<out_dir>/<name>.jsonl``; with ``draw``, ``<out_dir>/<name>_keypoints.mp4`` too (``name``:
+    the video's stem by default)."""
     from tqdm import tqdm
 
     report = PredictReport() if report is None else report
-    path, out_dir = Path(path), Path(out_dir)
+    path = Path(path)
+    name = name or path.stem
     capture, _, fps = open_video(path)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    total = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) or None
-    jsonl, movie = out_dir / f"{path.stem}.jsonl", out_dir / f"{path.stem}_keypoints.mp4"
+    own_sink = sink is None
+    if own_sink:
+        sink = open_sink(Path(out_dir) / f"{name}.jsonl")
+    movie = Path(out_dir) / f"{name}_keypoints.mp4" if draw else None
     source, writer = _KeepFrame(capture), None
     try:
-        with open(jsonl, "w") as sink:
-            results = tqdm(detector.stream(source, **stream_options), total=total, desc=path.name, unit="frame",
-                           disable=not progress)
-            for index, result in enumerate(results):
-                result.source = f"{path}#frame={index}"
-                sink.write(json.dumps(result.to_dict()) + "\n")
-                report.frames += 1
-                report.faces += len(result)
-                if draw:
-                    bgr = source.frame
-                    writer = writer or _writer(movie, fps, (bgr.shape[1], bgr.shape[0]))
-                    writer.write(cv2.cvtColor(result.draw(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)), cv2.COLOR_RGB2BGR))
+        results = tqdm(detector.stream(source, **stream_options), total=int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) or None,
+                       desc=path.name, unit="frame", disable=not progress)
+        for index, result in enumerate(results):
+            result.source = f"{path}#frame={index}"
+            sink.write(result)
+            report.frames += 1
+            report.faces += len(result)
+            if draw:
+                bgr = source.frame
+                writer = writer or _writer(movie, fps, (bgr.shape[1], bgr.shape[0]))
+                writer.write(cv2.cvtColor(result.draw(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)), cv2.COLOR_RGB2BGR))
     finally:
         capture.release()
         if writer is not None:
             writer.release()
-    report.written += [str(jsonl)] + ([str(movie)] if writer is not None else [])
+        written = sink.close() if own_sink else None
+    report.written += ([str(written)] if written else []) + ([str(movie)] if writer is not None else [])
     return report

@@ -152,7 +152,8 @@ class KeypointDetector:
         keypoints = self.locate(rgbs, owners, frames, timings)
         share = {k: v / max(1, len(images)) for k, v in timings.items()}
         return [Result(image_size=rgb.shape[:2], faces=self._faces(all_boxes[owners == i], keypoints[owners == i]),
-                       schema=self.schema, timings={"detection": detect_ms[i], **share}, source=sources[i])
+                       schema=self.schema, timings={"detection": detect_ms[i], **share}, source=sources[i],
+                       color="bgr" if color == "bgr" and isinstance(images[i], np.ndarray) else "rgb")
                 for i, rgb in enumerate(rgbs)]
 
     def _faces(self, boxes: np.ndarray, keypoints: np.ndarray) -> list[Face]:
@@ -163,10 +164,11 @@ class KeypointDetector:
     def find_faces(self, rgb: np.ndarray, given=None, source: str = "image") -> np.ndarray:
         """(N, 5) faces x1, y1, x2, y2, score in one (H, W, 3) RGB image: ``given`` (checked), else the detector's."""
         if given is not None:
-            return check_boxes(given, source=f"boxes for {source}")
+            return check_boxes(given, source=f"boxes for {source}", image_size=rgb.shape[:2])
         if self.detector is None:
             raise ValueError("this KeypointDetector has detector=None: pass boxes= with each image")
-        return check_boxes(self.detector.detect(rgb), source=f"{type(self.detector).__name__}.detect() on {source}")
+        return check_boxes(self.detector.detect(rgb), source=f"{type(self.detector).__name__}.detect() on {source}",
+                           image_size=rgb.shape[:2])
 
     def locate(self, images: Sequence[np.ndarray], owners: np.ndarray, frames: np.ndarray,
                timings: dict | None = None, refine: bool | None = None) -> np.ndarray:

@@ -19,6 +19,7 @@ Examples
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
@@ -57,13 +58,19 @@ class Face:
         return self.keypoints[self.schema.index(name)]
 
     def to_dict(self) -> dict:
-        """Plain JSON-ready dict: box, box_score and keypoints by name, each ``{x, y, score}``."""
+        """Plain JSON-ready dict: box, box_score and keypoints by name, each ``{x, y, score}``; a value
+        that is not a finite number (a broken model's NaN) is ``null``, which strict JSON parsers accept."""
         return {
-            "box": [round(float(v), 2) for v in self.box],
-            "box_score": round(float(self.box_score), 4),
-            "keypoints": {name: {"x": round(float(x), 2), "y": round(float(y), 2), "score": round(float(s), 4)}
+            "box": [_number(v, 2) for v in self.box],
+            "box_score": _number(self.box_score, 4),
+            "keypoints": {name: {"x": _number(x, 2), "y": _number(y, 2), "score": _number(s, 4)}
                           for name, (x, y), s in zip(self.schema.keypoints, self.keypoints, self.scores)},
         }
+
+
+def _number(value, digits: int) -> float | None:
+    value = float(value)
+    return round(value, digits) if np.isfinite(value) else None
 
 
 @dataclass
@@ -77,6 +84,7 @@ class Result:
     schema: KeypointSchema
     timings: dict[str, float] = field(default_factory=dict)
     source: str = ""
+    color: str = "rgb"  # the colour order of the image it came from: draw() and save() take images in it
 
     def __len__(self) -> int:
         return len(self.faces)
@@ -118,11 +126,17 @@ class Result:
         }
 
     def to_json(self, indent: int | None = None) -> str:
-        """``to_dict`` as a JSON string (one line unless ``indent`` is given)."""
-        return json.dumps(self.to_dict(), indent=indent)
+        """``to_dict`` as a JSON string (one line unless ``indent`` is given); strict JSON, never a bare NaN."""
+        return json.dumps(self.to_dict(), indent=indent, allow_nan=False)
 
     def draw(self, image: np.ndarray) -> np.ndarray:
-        """A copy of ``image`` (H, W, 3) uint8 with boxes, keypoints and the schema's skeleton drawn."""
+        """A copy of ``image`` (H, W, 3) uint8, in the result's colour order (``color``: the frame the
+        detector was given), with boxes, keypoints and the schema's skeleton drawn."""
+        if self.color == "bgr":  # the same colours on screen: draw on RGB, hand back BGR
+            return self._draw(np.asarray(image)[..., ::-1])[..., ::-1].copy()
+        return self._draw(image)
+
+    def _draw(self, image: np.ndarray) -> np.ndarray:
         image = np.asarray(image)
         if image.shape[:2] != tuple(self.image_size):
             raise ValueError(f"draw() got an image of size {image.shape[:2]}, "
@@ -144,12 +158,12 @@ class Result:
     def save(self, path: str | Path, image: np.ndarray | None = None) -> Path:
         """Write the result: ``.json`` -> ``to_json``; an image suffix -> ``draw(image)`` as a picture.
 
-        ``image`` is (H, W, 3) RGB; when omitted the picture is re-read from ``source``.
+        ``image`` is (H, W, 3) in the result's colour order; when omitted the picture is re-read from ``source``.
         """
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         if path.suffix.lower() == ".json":
-            path.write_text(self.to_json(indent=2) + "\n")
+            _atomic_write(path, (self.to_json(indent=2) + "\n").encode())
             return path
         if path.suffix.lower() not in IMAGE_SUFFIXES:
             raise ValueError(f"{path}: save() writes .json or an image ({', '.join(IMAGE_SUFFIXES)})")
@@ -160,7 +174,22 @@ class Result:
                 image = None
             if image is None:
                 raise ValueError(f"save({path}) needs image=: the source {self.source!r} is not a readable image")
-        drawn = self.draw(image)
-        if not cv2.imwrite(str(path), cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR)):
-            raise ValueError(f"{path}: OpenCV could not write this image")
+        elif self.color == "bgr":
+            image = np.asarray(image)[..., ::-1]
+        drawn = self._draw(image)
+        ok, encoded = cv2.imencode(path.suffix.lower(), cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR))
+        if not ok:
+            raise ValueError(f"{path}: OpenCV could not encode a {path.suffix} image")
+        _atomic_write(path, encoded.tobytes())
         return path
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    """Write ``data`` to a temporary file and rename it: a full disk or a kill leaves no half file."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        raise

@@ -77,11 +77,19 @@ def save_checkpoint(path: str | Path, model: nn.Module, card: ModelCard, **train
                               f"{model.model_name}/{model.schema_name}")
     payload = {"format": FORMAT, "card": card.to_dict(),
                "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}, **training}
-    path = Path(path)
+    _write(payload, Path(path))
+
+
+def _write(payload: dict, path: Path) -> None:
+    """torch.save to a temporary file, then rename: a kill or a full disk never leaves half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f"{path.suffix}.{os.getpid()}.tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    try:
+        torch.save(payload, tmp)
+        os.replace(tmp, path)
+    except (OSError, RuntimeError) as err:  # torch wraps a failed write (e.g. no space left) in RuntimeError
+        tmp.unlink(missing_ok=True)
+        raise CheckpointError(f"{path}: could not write the checkpoint ({err}); is the disk full?") from None
 
 
 def load_checkpoint(path: str | Path) -> Checkpoint:
@@ -121,8 +129,15 @@ def build_model(card: ModelCard) -> nn.Module:
 def load_model(path: str | Path) -> tuple[nn.Module, ModelCard]:
     """Rebuild the model a checkpoint describes and load its weights; returns (model in eval mode, card)."""
     ckpt = load_checkpoint(path)
-    model = build_model(ckpt.card)
-    missing, unexpected = model.load_state_dict(ckpt.state_dict, strict=False)
+    try:
+        model = build_model(ckpt.card)
+    except (TypeError, ValueError) as err:  # options or sizes this version's model does not take
+        raise CheckpointError(f"{path}: cannot rebuild model {ckpt.card.model!r} from its card ({err})") from None
+    try:
+        missing, unexpected = model.load_state_dict(ckpt.state_dict, strict=False)
+    except RuntimeError as err:  # shapes that do not fit
+        first = str(err).split("\n\t")[1] if "\n\t" in str(err) else str(err)
+        raise CheckpointError(f"{path}: weights do not fit model {ckpt.card.model!r} ({first.strip()})") from None
     if missing or unexpected:
         raise CheckpointError(f"{path}: weights do not fit model {ckpt.card.model!r} "
                               f"(missing {missing[:5]}, unexpected {unexpected[:5]})")
@@ -137,6 +152,7 @@ def slim_checkpoint(src: str | Path, dst: str | Path) -> Path:
     payload = {"format": FORMAT, "card": ckpt.card.to_dict(), "state_dict": ckpt.state_dict,
                "config": ckpt.training.get("config", {}), "history": history}
     dst = Path(dst)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(payload, dst)
+    if dst.suffix != ".pt":
+        raise CheckpointError(f"{dst}: a checkpoint file ends in .pt")
+    _write(payload, dst)
     return dst

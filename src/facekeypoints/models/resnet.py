@@ -75,7 +75,7 @@ def _scratch_resnet(block: str, layers: list[int], num_keypoints: int, in_channe
 
 @register_model
 def resnet18(*, num_keypoints: int, in_channels: int = 1, input_size: int = 96, stem_stride: int = 4) -> BackboneRegressor:
-    """ResNet-18 (BasicBlock [2, 2, 2, 2]) from scratch; ``stem_stride`` 4 is torchvision's stem.
+    """ResNet-18 (BasicBlock [2, 2, 2, 2]) from scratch (stem_stride 4: torchvision's stem).
 
     Reference: seed 000 (Kalabis), table 1: best validation loss (ResNet18, preprocessing + augmentation).
     """
@@ -84,7 +84,7 @@ def resnet18(*, num_keypoints: int, in_channels: int = 1, input_size: int = 96, 
 
 @register_model
 def resnet26(*, num_keypoints: int, in_channels: int = 1, input_size: int = 96, stem_stride: int = 4) -> BackboneRegressor:
-    """ResNet-26 (Bottleneck [2, 2, 2, 2], as timm's resnet26) from scratch; ``stem_stride`` 4 is torchvision's stem.
+    """ResNet-26 (Bottleneck [2, 2, 2, 2], as timm's resnet26) from scratch (stem_stride 4: torchvision's stem).
 
     Reference: seed 000 (Kalabis), table 1.
     """
@@ -93,7 +93,7 @@ def resnet26(*, num_keypoints: int, in_channels: int = 1, input_size: int = 96, 
 
 @register_model
 def resnet34(*, num_keypoints: int, in_channels: int = 1, input_size: int = 96, stem_stride: int = 4) -> BackboneRegressor:
-    """ResNet-34 (BasicBlock [3, 4, 6, 3]) from scratch; ``stem_stride`` 4 is torchvision's stem.
+    """ResNet-34 (BasicBlock [3, 4, 6, 3]) from scratch (stem_stride 4: torchvision's stem).
 
     Reference: seed 000 (Kalabis), section 3.2 and table 1.
     """
@@ -102,7 +102,7 @@ def resnet34(*, num_keypoints: int, in_channels: int = 1, input_size: int = 96, 
 
 @register_model
 def resnet50(*, num_keypoints: int, in_channels: int = 1, input_size: int = 96, stem_stride: int = 4) -> BackboneRegressor:
-    """ResNet-50 (Bottleneck [3, 4, 6, 3]) from scratch; ``stem_stride`` 4 is torchvision's stem.
+    """ResNet-50 (Bottleneck [3, 4, 6, 3]) from scratch (stem_stride 4: torchvision's stem).
 
     Reference: seed 002 (Mateus & Zeng), section 6.2 and table 1 (ResNet50 vs FCNN).
     """

@@ -69,6 +69,18 @@ class TrainConfig:
     amp: str = "none"  # mixed precision: none | bf16 | fp16 (fp16 on GPUs only)
     channels_last: bool | None = None  # NHWC memory layout; null: on for CUDA, off on the CPU
 
+    def __post_init__(self) -> None:
+        positive = {"epochs": self.epochs, "batch_size": self.batch_size, "log_every": self.log_every,
+                    "step_size": self.step_size, "lr": self.lr}
+        for key, value in positive.items():
+            if not value > 0:
+                raise ValueError(f"train.{key} must be > 0, got {value!r}")
+        for key in ("weight_decay", "patience", "time_limit_min", "num_threads"):
+            if getattr(self, key) < 0:
+                raise ValueError(f"train.{key} must be >= 0, got {getattr(self, key)!r}")
+        if not 0 < self.gamma <= 1:
+            raise ValueError(f"train.gamma must be in (0, 1], got {self.gamma!r}")
+
 
 @dataclass
 class ReferenceConfig:
@@ -97,11 +109,17 @@ class Config:
 
 
 def _merge(cfg: Config, values: dict) -> Config:
-    """``values`` laid over ``cfg``; option and parameter dicts are merged key by key, not replaced."""
-    for section, key in (("model", "options"), ("train", "loss_params")):
-        given = (values.get(section) or {}).get(key) if isinstance(values.get(section), dict) else None
-        if isinstance(given, dict):
-            values = {**values, section: {**values[section], key: {**getattr(getattr(cfg, section), key), **given}}}
+    """``values`` laid over ``cfg``. Model options and loss parameters are merged key by key while
+    the model (loss) stays the same; choosing another one starts from its own defaults, since the
+    old one's keywords mean nothing to it."""
+    for section, name, key in (("model", "name", "options"), ("train", "loss", "loss_params")):
+        part = values.get(section)
+        if not isinstance(part, dict):
+            continue
+        kept = {} if part.get(name, getattr(getattr(cfg, section), name)) != getattr(getattr(cfg, section), name) \
+            else getattr(getattr(cfg, section), key)
+        given = part.get(key, {})
+        values = {**values, section: {**part, key: {**kept, **given} if isinstance(given, dict) else given}}
     return from_dict(Config, values, base=cfg)
 
 

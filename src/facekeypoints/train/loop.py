@@ -145,10 +145,35 @@ def _channels_last(t: TrainConfig, device: str) -> bool:
     return t.channels_last if t.channels_last is not None else device.startswith("cuda")
 
 
+# What may change when a run is resumed: how long it goes on and where it runs, not what it learns.
+_RESUMABLE_CHANGES = ("train.epochs", "train.time_limit_min", "train.log_every", "train.num_threads", "train.device",
+                      "train.patience", "out_dir", "name", "reference.")
+
+
+def _flatten(values: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in values.items():
+        out.update(_flatten(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}": value})
+    return out
+
+
+def _check_same_recipe(saved: dict, cfg: Config, path: Path) -> None:
+    """Refuse to resume ``path`` with a config that would train differently from the one it started with."""
+    old, new = _flatten(saved), _flatten(cfg.to_dict())
+    changed = sorted(k for k in old.keys() | new.keys()
+                     if old.get(k) != new.get(k) and not k.startswith(_RESUMABLE_CHANGES))
+    if changed:
+        detail = ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in changed[:5])
+        raise ValueError(f"{path}: cannot resume with a different recipe ({detail}); resume with the run's own "
+                         f"settings (its config.json), or train into a new --out folder")
+
+
 def _resume(run: _Run, path: Path) -> TrainState:
     """Load weights, optimizer, scheduler and TrainState from ``path`` (the run's last.pt)."""
     ckpt = load_checkpoint(path)
     check_compatible(ckpt.card, run.cfg.model.name, run.cfg.data.schema, source=str(path))
+    if ckpt.training.get("config"):
+        _check_same_recipe(ckpt.training["config"], run.cfg, path)
     run.model.load_state_dict(ckpt.state_dict)
     run.opt.load_state_dict(ckpt.training["optimizer"])
     if run.sched is not None and ckpt.training.get("scheduler"):

@@ -1,0 +1,89 @@
+"""Where ``predict`` writes: chosen by ``-o``, one sink per run, written atomically.
+
+- a folder (default ``predictions/``): ``predictions.jsonl`` plus drawn images and videos;
+- ``out.jsonl``: one ``Result.to_dict()`` per line; ``out.json``: a JSON array of them;
+- ``out.csv``: one row per face (source, face, box, score, then ``<name>_x, <name>_y`` columns);
+- ``-``: JSON lines on standard output.
+
+A file is written to a temporary name and renamed when the run ends, so a crash never leaves half
+a file where a good one was; results are never written over one another.
+
+Examples
+--------
+>>> output_kind("out.csv"), output_kind("-"), output_kind("results/")
+('csv', 'stdout', 'folder')
+"""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import sys
+from pathlib import Path
+
+__all__ = ["output_kind", "open_sink", "FILE_SUFFIXES"]
+
+FILE_SUFFIXES = {".jsonl": "jsonl", ".json": "json", ".csv": "csv"}
+
+
+def output_kind(target: str | Path) -> str:
+    """``"stdout"``, ``"jsonl"``, ``"json"``, ``"csv"`` or ``"folder"`` for an ``-o`` value."""
+    if str(target) == "-":
+        return "stdout"
+    return FILE_SUFFIXES.get(Path(target).suffix.lower(), "folder")
+
+
+class _Sink:
+    """Results to one file (through a temporary name) or to standard output."""
+
+    def __init__(self, target: str | Path, kind: str):
+        self.kind, self.count = kind, 0
+        self.path = None if kind == "stdout" else Path(target)
+        if self.path is not None:
+            if self.path.is_dir():
+                raise ValueError(f"{self.path}: is a folder; a .{kind} output is a file")
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        self.stream = sys.stdout if self.path is None else open(self._tmp, "w", newline="")
+        self._csv = None
+        if kind == "json":
+            self.stream.write("[\n")
+
+    def write(self, result) -> None:
+        if self.kind == "csv":
+            self._write_csv(result)
+        else:
+            line = json.dumps(result.to_dict(), allow_nan=False)
+            self.stream.write(("" if self.kind != "json" or not self.count else ",\n") + line
+                              + ("" if self.kind == "json" else "\n"))
+        self.count += 1
+        self.stream.flush()
+
+    def _write_csv(self, result) -> None:
+        if self._csv is None:
+            self._csv = csv.writer(self.stream)
+            self._csv.writerow(["source", "face", "x1", "y1", "x2", "y2", "box_score", *result.schema.columns()])
+        for i, face in enumerate(result.to_dict()["faces"]):
+            points = [v for p in face["keypoints"].values() for v in (p["x"], p["y"])]
+            self._csv.writerow([result.source, i, *face["box"], face["box_score"], *points])
+
+    def close(self) -> Path | None:
+        if self.kind == "json":
+            self.stream.write("\n]\n")
+        if self.path is None:
+            return None
+        self.stream.close()
+        os.replace(self._tmp, self.path)
+        return self.path
+
+
+def open_sink(target: str | Path) -> _Sink:
+    """A sink for a file or ``-`` output (see ``output_kind``; folders use ``<folder>/predictions.jsonl``)."""
+    kind = output_kind(target)
+    if kind == "folder":
+        folder = Path(target)
+        if folder.exists() and not folder.is_dir():
+            raise ValueError(f"{folder}: exists and is not a folder; -o takes a folder, a .json, .jsonl or .csv "
+                             "file, or - for standard output")
+        return _Sink(folder / "predictions.jsonl", "jsonl")
+    return _Sink(target, kind)
