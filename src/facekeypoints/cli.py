@@ -16,8 +16,7 @@ import json
 import os
 import re
 import sys
-
-from facekeypoints import __version__
+from importlib.metadata import version
 
 __all__ = ["main", "build_parser"]
 
@@ -428,7 +427,7 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="facekeypoints", description=__doc__.splitlines()[0], epilog=EXAMPLES,
                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--version", action="version", version=f"facekeypoints {__version__}")
+    parser.add_argument("--version", action="version", version=f"facekeypoints {version('facekeypoints')}")
     parser.add_argument("--debug", action="store_true", help="show the full traceback of an unexpected error")
     sub = parser.add_subparsers(dest="mode", required=True, parser_class=_Parser)
     for add in (_add_schemas, _add_data, _add_training, _add_train_commands, _add_inference):
