@@ -108,7 +108,9 @@ def test_cli_predict_writes_an_annotated_video(tmp_path, clip, detector):
     assert len(lines) == FRAMES
     video = cv2.VideoCapture(str(out / "still_keypoints.mp4"))
     assert int(video.get(cv2.CAP_PROP_FRAME_COUNT)) == FRAMES
+    codec = int(video.get(cv2.CAP_PROP_FOURCC)).to_bytes(4, "little").decode().lower()
     video.release()
+    assert codec in ("h264", "avc1"), codec  # what browsers play, not OpenCV's mp4v
 
 
 def test_a_schema_without_alignment_points_is_detected_on_every_frame(clip, tmp_path):

@@ -7,7 +7,7 @@ Outputs (``-o``, see :mod:`facekeypoints.infer.outputs`): into a folder,
 - images: ``predictions.jsonl`` (one ``Result.to_dict()`` per line, in input order) and, unless
   ``draw=False``, each image with faces drawn at the same relative path (two inputs with one
   name get ``x.jpg`` and ``x-2.jpg``);
-- a video ``clip.mp4``: ``clip.jsonl`` (one line per frame) and ``clip_keypoints.mp4``;
+- a video ``clip.mp4``: ``clip.jsonl`` (one line per frame) and ``clip_keypoints.mp4`` (H.264);
 or every result into one ``.jsonl``, ``.json`` or ``.csv`` file, or to standard output (``-``).
 
 Examples
@@ -156,12 +156,25 @@ def _predict_images(detector, batch: list[tuple[Path, Path]], out_dir: Path | No
                 report.failures.append((str(path), f"drawing not written: {_why(target, err)}"))
 
 
-def _writer(path: Path, fps: float, size: tuple[int, int]) -> cv2.VideoWriter:
-    """An mp4v MPEG-4 writer (OpenCV's bundled FFmpeg has it); errors when OpenCV cannot write."""
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
-    if not writer.isOpened():
-        raise OSError(f"{path}: OpenCV cannot open an mp4v video writer here")
-    return writer
+class _H264Writer:
+    """An H.264 MP4 (yuv420p, moov atom first) that browsers play, through the ffmpeg binary that
+    imageio-ffmpeg ships: OpenCV's own writer only has mp4v here, which browsers do not play.
+    Odd sizes are padded by one pixel, as yuv420p needs even ones."""
+
+    def __init__(self, path: Path, fps: float, size: tuple[int, int]):
+        import imageio_ffmpeg
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._frames = imageio_ffmpeg.write_frames(
+            str(path), size, fps=fps or 25.0, codec="libx264", pix_fmt_out="yuv420p", macro_block_size=1,
+            ffmpeg_log_level="error", output_params=["-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2", "-movflags", "+faststart"])
+        self._frames.send(None)  # start ffmpeg
+
+    def write(self, rgb: np.ndarray) -> None:
+        self._frames.send(np.ascontiguousarray(rgb, np.uint8).tobytes())
+
+    def release(self) -> None:
+        self._frames.close()
 
 
 class _KeepFrame:
@@ -208,8 +221,8 @@ def predict_video(detector, path: str | Path, out_dir: str | Path | None, *, dra
             report.faces += len(result)
             if draw:
                 bgr = source.frame
-                writer = writer or _writer(movie, fps, (bgr.shape[1], bgr.shape[0]))
-                writer.write(cv2.cvtColor(result.draw(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)), cv2.COLOR_RGB2BGR))
+                writer = writer or _H264Writer(movie, fps, (bgr.shape[1], bgr.shape[0]))
+                writer.write(result.draw(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)))
     finally:
         capture.release()
         if writer is not None:
