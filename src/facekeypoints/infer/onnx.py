@@ -43,6 +43,8 @@ def export_onnx(checkpoint: str | Path, out: str | Path, *, opset: int = 17, dev
     import onnx
     import torch
 
+    if not 9 <= opset <= onnx.defs.onnx_opset_version():  # the exporter's own range
+        raise ValueError(f"opset {opset} is not one ONNX supports here: give 9..{onnx.defs.onnx_opset_version()}")
     model, card = load_model(checkpoint)
     device = resolve_device(device)  # tracing on a GPU gives the same graph; it only needs the memory there
     model = model.to(device)
