@@ -1,4 +1,6 @@
 """Stand-in models for tests: checkpoints whose predictions are known exactly."""
+import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -55,3 +57,15 @@ def make_faces(n=32, seed=0, missing=True) -> KeypointData:
     if missing:  # Kaggle's usual pattern: most rows keep eye centres, nose tip and bottom lip only
         kp[::2, [2, 3, 4, 5, 6, 7, 8, 9, 11, 12, 13]] = np.nan
     return KeypointData.from_arrays("kaggle15", kp, images=np.clip(images, 0, 255).astype(np.uint8))
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def png_bomb(path: Path, width: int = 50000, height: int = 50000) -> Path:
+    """A ~100-byte PNG whose header declares ``width`` x ``height`` 8-bit RGB pixels (a decompression bomb)."""
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)  # 8-bit RGB, no interlace
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header) + _png_chunk(b"IDAT", zlib.compress(b"\x00"))
+                     + _png_chunk(b"IEND", b""))
+    return path

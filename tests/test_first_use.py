@@ -22,7 +22,7 @@ from facekeypoints.models.checkpoint import CheckpointError, card_for, load_mode
 from facekeypoints.schema import load_schema
 from facekeypoints.train.config import ConfigError, load_config
 from facekeypoints.train.loop import fit
-from fakes import make_faces, mean_face_checkpoint
+from fakes import make_faces, mean_face_checkpoint, png_bomb
 
 GRACE_HOPPER = Path(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))
 
@@ -182,3 +182,21 @@ def test_output_to_stdout_and_a_file_where_a_folder_belongs(model, tmp_path, cap
     existing.write_text("keep me")
     assert main(["predict", str(GRACE_HOPPER), "-o", str(existing), "--model", str(model), "--quiet"]) == 2
     assert "notes.txt: exists and is not a folder" in capsys.readouterr().err and existing.read_text() == "keep me"
+
+
+def test_a_bomb_and_a_gif_among_good_photos_lose_nothing(model, tmp_path, capsys):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    shutil.copy(GRACE_HOPPER, folder / "a.jpg")
+    png_bomb(folder / "bomb.png")
+    from PIL import Image
+
+    Image.open(GRACE_HOPPER).convert("P").save(folder / "c.gif")  # OpenCV can read GIFs but not write them
+    out = tmp_path / "out"
+    code = main(["predict", str(folder / "a.jpg"), str(folder / "bomb.png"), str(folder / "c.gif"), "-o", str(out),
+                 "--model", str(model), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 1 and "bomb.png" in err and "over the limit" in err
+    sources = [Path(json.loads(line)["source"]).name for line in (out / "predictions.jsonl").read_text().splitlines()]
+    assert sources == ["a.jpg", "c.gif"]
+    assert (out / "a.jpg").is_file() and (out / "c.gif.png").is_file()  # drawn as PNG: GIF cannot be written

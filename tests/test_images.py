@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 
 from facekeypoints.data.dataset import DataFormatError
+from fakes import png_bomb
 from facekeypoints.data.images import image_size, read_image
 from facekeypoints.infer.inputs import to_rgb
 
@@ -115,19 +116,10 @@ def test_grey_png_gives_three_equal_channels(tmp_path):
     assert all(np.array_equal(image[..., c], grey) for c in range(3))
 
 
-def _png_chunk(kind: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-
 @pytest.fixture
 def bomb(tmp_path):
     """A 100-byte PNG declaring 50000 x 50000 RGB pixels (7.5 GB decoded)."""
-    header = struct.pack(">IIBBBBB", 50000, 50000, 8, 2, 0, 0, 0)  # 8-bit RGB, no interlace
-    png = (b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header) + _png_chunk(b"IDAT", zlib.compress(b"\x00"))
-           + _png_chunk(b"IEND", b""))
-    path = tmp_path / "bomb.png"
-    path.write_bytes(png)
-    return path
+    return png_bomb(tmp_path / "bomb.png")
 
 
 def test_decompression_bomb_is_refused_from_its_header(bomb, monkeypatch):

@@ -146,6 +146,8 @@ def _predict_images(detector, batch: list[tuple[Path, Path]], out_dir: Path | No
         report.faces += len(result)
         if draw:
             target = out_dir / rel
+            if rel.suffix.lower() not in IMAGE_SUFFIXES:  # what save() writes  # e.g. a GIF: OpenCV reads it but cannot write it
+                target = target.with_name(target.name + ".png")
             if target.resolve() == path.resolve():
                 report.failures.append((str(path), f"the drawing would overwrite the input image {target}; "
                                                    "choose another -o folder"))
