@@ -326,7 +326,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         return 0
     out = args.output or "predictions"
     report = predict_paths(detector, args.inputs, out, draw=not args.no_draw, batch_size=args.batch_size,
-                           progress=not args.quiet)
+                           progress=not args.quiet, max_pixels=args.max_pixels or None)
     where = "standard output" if out == "-" else out
     print(f"{report}\nresults: {where}", file=sys.stderr if report.failures or out == "-" else sys.stdout)
     return 1 if report.failures else 0
@@ -380,6 +380,8 @@ def _add_inference(sub) -> None:
     p.add_argument("--no-refine", action="store_true", help="one keypoint pass per face (no re-framing)")
     p.add_argument("--mirror-tta", action="store_true",
                    help="also predict each face mirrored and average (about twice the model time)")
+    p.add_argument("--max-pixels", type=int, default=100_000_000,
+                   help="refuse larger images, from their header (default 100000000, under 1 GB each); 0: no limit")
     p.add_argument("--batch-size", type=int, default=16, help="images read and predicted together (default 16)")
     p.add_argument("--threads", type=int, help="backend threads (default: the library's)")
     p.add_argument("--device", default="cpu", help=DEVICE_HELP + "; a GPU runs the model with torch")

@@ -23,7 +23,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from facekeypoints.data.images import read_image
+from facekeypoints.data.images import MAX_PIXELS, read_image
 from facekeypoints.infer.outputs import open_sink, output_kind
 from facekeypoints.infer.results import IMAGE_SUFFIXES
 from facekeypoints.infer.video import open_video
@@ -91,12 +91,13 @@ def _collect(inputs: list[str | Path], report: PredictReport) -> list[tuple[Path
 
 
 def predict_paths(detector, inputs: list[str | Path], out: str | Path, *, draw: bool = True,
-                  batch_size: int = 16, progress: bool = True) -> PredictReport:
+                  batch_size: int = 16, progress: bool = True, max_pixels: int | None = MAX_PIXELS) -> PredictReport:
     """Predict every image and video in ``inputs`` (files or folders, searched recursively) into
     ``out`` (see :mod:`facekeypoints.infer.outputs`: a folder, a .json/.jsonl/.csv file, or ``-``).
 
     Images are read ``batch_size`` at a time and go through ``detector.predict_batch``. Only a
     folder output gets drawn images and videos. One bad file is reported and the others go on.
+    ``max_pixels`` refuses larger images from their header, before decoding (``read_image``).
     """
     from tqdm import tqdm
 
@@ -109,7 +110,7 @@ def predict_paths(detector, inputs: list[str | Path], out: str | Path, *, draw: 
     try:
         with tqdm(total=len(images), desc="images", unit="img", disable=not progress or not images) as bar:
             for start in range(0, len(images), batch_size):
-                _predict_images(detector, images[start:start + batch_size], folder, draw, sink, report)
+                _predict_images(detector, images[start:start + batch_size], folder, draw, sink, report, max_pixels)
                 bar.update(len(images[start:start + batch_size]))
         for path, rel in files:
             if path.suffix.lower() in VIDEO_SUFFIXES:
@@ -129,12 +130,12 @@ def predict_paths(detector, inputs: list[str | Path], out: str | Path, *, draw: 
 
 
 def _predict_images(detector, batch: list[tuple[Path, Path]], out_dir: Path | None, draw: bool, sink,
-                    report: PredictReport) -> None:
+                    report: PredictReport, max_pixels: int | None) -> None:
     """Read a batch (recording unreadable files), predict it in one call, write JSON lines and drawings."""
     readable, pixels = [], []
     for path, rel in batch:
         try:
-            pixels.append(read_image(path))
+            pixels.append(read_image(path, max_pixels=max_pixels))
             readable.append((path, rel))
         except (ValueError, OSError) as err:
             report.failures.append((str(path), _why(path, err)))

@@ -177,7 +177,8 @@ class Result:
         elif self.color == "bgr":
             image = np.asarray(image)[..., ::-1]
         drawn = self._draw(image)
-        ok, encoded = cv2.imencode(path.suffix.lower(), cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR))
+        cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR, dst=drawn)  # in place: the drawing is ours, a large photo is big
+        ok, encoded = cv2.imencode(path.suffix.lower(), drawn)
         if not ok:
             raise ValueError(f"{path}: OpenCV could not encode a {path.suffix} image")
         _atomic_write(path, encoded.tobytes())
