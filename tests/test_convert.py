@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from facekeypoints.cli import main
-from facekeypoints.data import KeypointData, read, to_kaggle_task, write_pts
+from facekeypoints.data import DataFormatError, KeypointData, read, to_kaggle_task, write_pts
 from facekeypoints.data.framing import KAGGLE_MEAN_FACE, fit_similarity
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -92,6 +92,39 @@ def test_outside_points_are_kept_and_unalignable_rows_reported():
     assert faces.ids == ["ok"] and report.not_aligned == ["blank"] and any("blank" in s for s in faces.skipped)
     assert faces.keypoints[0, 14, 1] > 95 and report.outside >= 1 and report.rows_with_outside == 1
     assert "outside the image (kept, not clipped): " in str(report) and "blank" in str(report)
+
+
+def test_faces_that_cannot_be_placed_say_why():
+    good = _ibug68_around(_apply(_similarity(2.0, 10, (30, 20)), KAGGLE_MEAN_FACE))
+    no_jaw = good.copy()
+    no_jaw[:17] = np.nan  # no kaggle15 point comes from the jaw: this face aligns as well as any
+    nose_only = np.full((68, 2), np.nan)
+    nose_only[30] = good[30]
+    data = KeypointData.from_arrays("ibug68", np.stack([good, no_jaw, nose_only]), ids=["good", "no_jaw", "nose"],
+                                    images=np.zeros((3, 260, 240), np.uint8), source="faces.xml")
+    faces, report = to_kaggle_task(data)
+    assert faces.ids == ["good", "no_jaw"] and report.not_aligned == ["nose"]
+    np.testing.assert_allclose(faces.keypoints[1], faces.keypoints[0], atol=1e-4)
+    assert faces.skipped == ["faces.xml: face 'nose' not converted: only 1 of its 15 kaggle15 alignment points can "
+                             "be derived from its ibug68 keypoints; aligning needs 2"]
+
+
+def test_no_face_to_place_is_an_error_naming_the_source(tmp_path, capsys):
+    data = KeypointData.from_arrays("ibug68", np.full((2, 68, 2), np.nan), images=np.zeros((2, 60, 60), np.uint8),
+                                    source="faces.xml", ids=["a", "b"])
+    with pytest.raises(DataFormatError, match=r"^faces.xml: none of its 2 faces can be converted: no face has 2 "
+                                              r"distinct kaggle15 alignment points .*; e.g. face 'a': only 0 of"):
+        to_kaggle_task(data)
+    xml = tmp_path / "faces.xml"  # boxes without parts: faces with no keypoints at all
+    xml.write_text("<dataset><images><image file='pic.png'><box top='1' left='2' width='30' height='30'/>"
+                   "</image></images></dataset>")
+    cv2.imwrite(str(tmp_path / "pic.png"), np.zeros((40, 40, 3), np.uint8))
+    assert main(["data", "convert", str(xml), "-o", str(tmp_path / "out.csv")]) == 2
+    assert f"error: {xml}: none of its 1 faces can be converted" in capsys.readouterr().err
+    empty = KeypointData.from_arrays("ibug68", np.zeros((0, 68, 2)), images=np.zeros((0, 60, 60), np.uint8),
+                                     source="faces.xml")
+    with pytest.raises(DataFormatError, match="faces.xml: holds no faces to convert"):
+        to_kaggle_task(empty)
 
 
 def test_imm_nose_tip_from_partial_anchors():

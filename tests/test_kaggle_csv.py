@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from facekeypoints.data import DataFormatError, KeypointData, cache
+from facekeypoints.data import DataFormatError, KeypointData, cache, read
 from facekeypoints.data.formats import csvfile, kaggle
 from facekeypoints.data.formats.kaggle import read_kaggle_csv, write_kaggle_csv
 from facekeypoints.data.formats.pixels import PIXELS, PixelParser
@@ -128,9 +128,9 @@ def test_rows_split_across_parse_blocks(tmp_path, monkeypatch):
 
 
 def test_leading_zeros_are_decimal(tmp_path):
-    values = ["007", "0255", "00"] + ["5"] * 9213
+    values = ["007", "0255", "00", "0" * 5000 + "9"] + ["5"] * 9212  # more digits than int() converts
     data = read_kaggle_csv(_one_row_csv(tmp_path, " ".join(values)), use_cache=False)
-    assert data.images[1].reshape(-1)[:4].tolist() == [7, 255, 0, 5]
+    assert data.images[1].reshape(-1)[:5].tolist() == [7, 255, 0, 9, 5]
 
 
 def test_pixel_parser_matches_a_plain_parse_on_irregular_spacing():
@@ -159,6 +159,7 @@ def test_pixel_parser_matches_a_plain_parse_on_irregular_spacing():
     (_pixel_line([3] * 9215) + " 1a", "'Image'", "'a' at character"),
     (_pixel_line([3] * 9216) + " -5", "'Image'", "'-' at character"),
     (_pixel_line([3] * 9215) + " 12345", "'Image'", "value 12345 (pixel 9216)"),
+    (_pixel_line([3] * 9215) + " " + "9" * 5000, "'Image'", "value 999999999... (pixel 9216) is outside 0..255"),
 ])
 def test_bad_pixels_name_row_and_field(tmp_path, image_text, field, expected):
     path = _one_row_csv(tmp_path, image_text)
@@ -249,6 +250,72 @@ def test_skip_bad_keeps_good_rows_and_reports_each_bad_one(tmp_path, monkeypatch
     for message, row in zip(data.skipped, (2, 4, 5)):
         assert f"row {row}, field 'ImageId'" in message or f"row {row}, field 'Image'" in message
     assert "9215" in data.skipped[0] and "duplicate ImageId 3" in data.skipped[1] and "'x'" in data.skipped[2]
+
+
+@pytest.mark.parametrize("coord, expected", [
+    ("1e30", "x = 1e+30 is more than one image size (96 px) beyond the edge of the 96 x 96 image"),
+    ("192.5", "x = 192.5 is more than one image size (96 px)"),
+    ("-96.5", "x = -96.5 is more than one image size (96 px)"),
+    ("1e999", "x = inf is not a finite number"),
+    ("inf", "not a finite number: 'inf'"),
+    ("-inf", "not a finite number: '-inf'"),
+    ("nan", "not a finite number: 'nan' (leave the cell empty for a missing keypoint)"),
+])
+def test_absurd_coordinates_are_bad_rows(tmp_path, coord, expected):
+    path = _one_row_csv(tmp_path, _pixel_line([1] * 9216), coord=coord)
+    with pytest.raises(DataFormatError) as err:
+        read_kaggle_csv(path)
+    assert f"{path}, row 2, field 'nose_tip_x': {expected}" in str(err.value)
+    data = read_kaggle_csv(path, skip_bad=True)
+    assert len(data) == 1 and len(data.skipped) == 1 and expected in data.skipped[0]
+
+
+def test_label_only_files_bound_coordinates_without_an_image_size(tmp_path):
+    """No Image column, no image size: only values beyond any photo (100000 px) are absurd."""
+    path = _write(tmp_path / "labels.csv", ",".join(COLUMNS) + "\n" + ",".join(["1000"] * 30) + "\n")
+    assert read_kaggle_csv(path).keypoints.max() == 1000
+    path.write_text(",".join(COLUMNS) + "\n" + ",".join(["-1e30"] * 30) + "\n")
+    with pytest.raises(DataFormatError, match=r"row 1, field 'left_eye_center_x': x = -1e\+30 is more than 100000 px"):
+        read_kaggle_csv(path)
+
+
+@pytest.mark.parametrize("block, bad_rows", [(None, [1, 2, 3]), (20_011, [2])])  # one block; a block per row
+def test_a_parse_block_of_only_bad_rows(tmp_path, monkeypatch, block, bad_rows):
+    if block:
+        monkeypatch.setattr(csvfile, "BLOCK", block)
+    keypoints, images = _fake_faces(3)
+    lines = _training_text(keypoints, images).splitlines()
+    for row in bad_rows:
+        lines[row] = lines[row].rsplit(" ", 1)[0]  # 9215 pixel values
+    path = _write(tmp_path / "training.csv", "\n".join(lines) + "\n")
+    with pytest.raises(DataFormatError, match=rf"training.csv, row {bad_rows[0]}, field 'Image': holds 9215"):
+        read_kaggle_csv(path, use_cache=False)
+    data = read_kaggle_csv(path, skip_bad=True, use_cache=False)
+    assert len(data) == 3 - len(bad_rows) and [int(m.split("row ")[1].split(",")[0]) for m in data.skipped] == bad_rows
+
+
+def test_old_mac_line_ends_read_like_lf(tmp_path, monkeypatch):
+    keypoints, images = _fake_faces(3)
+    path = _write(tmp_path / "mac.csv", _training_text(keypoints, images, newline="\r"))
+    for block in (None, 20_011):  # CRs at the ends of blocks too
+        if block:
+            monkeypatch.setattr(csvfile, "BLOCK", block)
+        for data in (read_kaggle_csv(path, use_cache=False), read(path)):
+            np.testing.assert_array_equal(data.images, images)
+            np.testing.assert_allclose(data.keypoints, keypoints, atol=1e-4)
+    # a CR LF pair split between two chunks stays one line end; a lone CR first makes every CR one
+    assert b"".join(csvfile.line_blocks(iter([b"a,b\r", b"\n1,2\r\n"]))) == b"a,b\r\n1,2\r\n"
+    assert b"".join(csvfile.line_blocks(iter([b"a,b\r", b"1,2\r3,4"]))) == b"a,b\n1,2\n3,4\n"
+
+
+def test_damaged_zip_member(tmp_path):
+    keypoints, images = _fake_faces(2)
+    with zipfile.ZipFile(tmp_path / "training.zip", "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("training.csv", _training_text(keypoints, images))
+    raw = (tmp_path / "training.zip").read_bytes()
+    (tmp_path / "training.zip").write_bytes(b"XX" + raw[2:])  # the member's own header, not the directory
+    with pytest.raises(DataFormatError, match=r"training.zip: cannot open training.csv in the zip archive"):
+        read_kaggle_csv(tmp_path / "training.zip")
 
 
 # ---- the cache -------------------------------------------------------------------------------------
@@ -375,6 +442,24 @@ def test_ytf68_missing_image_and_bad_values(tmp_path):
     path.write_text("image,person,x0\nfoo.png,P,1\n")
     with pytest.raises(DataFormatError, match=r"missing \['y0', 'x1'"):
         read_ytf68_csv(path)
+
+
+def test_ytf68_absurd_coordinates_name_row_and_column(tmp_path):
+    path, _ = _ytf_folder(tmp_path)  # row 1's image is 48 wide, 64 high
+    header, first, second = path.read_text().splitlines()
+    for value, expected, labels_only_too in (("nan", "not a finite number: 'nan'", True),
+                                             ("1e30", "x = 1e+30 is more than one image size (48 px)", True),
+                                             ("-60", "x = -60 is more than one image size (48 px) beyond the "
+                                                     "edge of the 48 x 64 image", False)):
+        cells = first.split(",")
+        cells[2] = value  # x0
+        path.write_text("\n".join([header, ",".join(cells), second]) + "\n")
+        with pytest.raises(DataFormatError) as err:
+            read_ytf68_csv(path)
+        assert f"train.csv, row 1, field 'x0': {expected}" in str(err.value)
+        assert len(read_ytf68_csv(path, skip_bad=True)) == 1
+        labels = read_ytf68_csv(path, load_images=False, skip_bad=True)  # no image: only beyond 100000 px
+        assert len(labels) == (1 if labels_only_too else 2)
 
 
 def test_udacity_layout(tmp_path):

@@ -151,6 +151,11 @@ def test_asf_without_image_needs_image_size(tmp_path):
     (lambda t: t.replace("\t0.", "\tx.", 1), r"line 7: not a number"),
     (lambda t: t.replace("\t5 \t4 \t6", "\t4 \t4 \t6", 1), r"point number 4 out of range or repeated"),
     (lambda t: "# only a comment\n", r"no data lines"),
+    (lambda t: t.replace("0.50000000", "5.00000000", 1), r"line 7: relative coordinates must lie in \[0, 1\], got "
+                                                          r"x = 5.00000000"),
+    (lambda t: t.replace("0.50000000", "nan", 1), r"line 7: relative coordinates must lie in \[0, 1\], got x = nan"),
+    (lambda t: t.replace("\t0.50000000 \t5", "\t-0.1 \t5", 1), r"line 12: relative coordinates .* y = -0.1"),
+    (lambda t: t.replace("\n58\n", "\n\u00b2\n", 1), r"expected the number of points, got '\u00b2'"),
 ])
 def test_bad_asf(tmp_path, edit, message):
     path = tmp_path / "01-1m.asf"
@@ -158,6 +163,134 @@ def test_bad_asf(tmp_path, edit, message):
     path.write_text(edit(path.read_text()))
     with pytest.raises(DataFormatError, match=message):
         read_asf(path, load_images=False, image_size=(10, 10))
+
+
+# ---- absurd values in per-face files ----------------------------------------------------------------
+@pytest.mark.parametrize("line, message", [
+    ("nan 5", r"line 4: x is NaN where a number is required"),
+    ("5 -inf", r"line 4: y = -inf is not a finite number"),
+    ("1e30 5", r"line 4: x = 1e\+30 is more than 100000 px from any image"),
+])
+def test_pts_numbers_must_be_finite_and_plausible(tmp_path, line, message):
+    path = tmp_path / "bad.pts"
+    path.write_text(_pts_text([line] + ["1 2"] * 67))
+    with pytest.raises(DataFormatError, match=message) as err:
+        read_pts(path, load_images=False)
+    assert str(path) in str(err.value)
+
+
+def test_points_more_than_an_image_size_outside_it(tmp_path):
+    """-W <= x <= 2W, -H <= y <= 2H: a label may stray past the border, not by a whole image."""
+    kp = _points(68)
+    kp[0] = (159.0, -59.0)  # inside the bounds of the 80 x 60 image
+    write_pts(kp, tmp_path / "near.pts")
+    _image(tmp_path / "near.png")
+    assert len(read_pts(tmp_path / "near.pts")) == 1
+    kp[5] = (161.0, 10.0)  # file value 162: more than 80 px right of the image
+    write_pts(kp, tmp_path / "far.pts")
+    _image(tmp_path / "far.png")
+    with pytest.raises(DataFormatError, match=r"far.pts: line 9: x = 162 is more than one image size \(80 px\) "
+                                              r"beyond the edge of the 80 x 60 image"):
+        read_pts(tmp_path / "far.pts")
+    assert len(read_pts(tmp_path / "far.pts", load_images=False)) == 1  # no image, no size: only +-100000 px
+    data = read_pts(tmp_path, skip_bad=True)
+    assert data.ids == ["near"] and len(data.skipped) == 1 and "far.pts" in data.skipped[0]
+
+
+# ---- malformed structures: the file and the entry or field are named --------------------------------
+def _coco_doc(**annotation) -> dict:
+    flat = [v for x, y in _points(68, 7) for v in (float(x), float(y), 2)]
+    return {"images": [{"id": 9, "file_name": "img.png", "height": 60, "width": 80}],
+            "annotations": [{"id": 1, "image_id": 9, "keypoints": flat} | annotation]}
+
+
+@pytest.mark.parametrize("doc, field, message", [
+    (_coco_doc(keypoints=[{"x": 1, "y": 2, "v": 2}] * 204), "keypoints", "not a number: {'x': 1, 'y': 2, 'v': 2}"),
+    (_coco_doc(keypoints=[True, 2.0, 2] * 68), "keypoints", "not a number: True (point 0)"),
+    (_coco_doc(keypoints=[1.0, 2.0, 7] * 68), "keypoints", "point 0: visibility v = 7, expected 0, 1 or 2"),
+    (_coco_doc(keypoints=[1e30, 2.0, 2] * 68), "keypoints", "point 0: x = 1e+30 is more than one image size (80 px)"),
+    (_coco_doc(keypoints=[5.0, 130.0, 1] * 68), "keypoints", "point 0: y = 130 is more than one image size (60 px)"),
+    (_coco_doc(keypoints=[float("nan"), 2.0, 2] * 68), "keypoints", "point 0: x is NaN where a number is required"),
+    (_coco_doc(bbox=5), "bbox", "bbox must be [x, y, width, height], four numbers: got 5"),
+    (_coco_doc(bbox=["1", "2", "3", "4"]), "bbox", "'1' is not a number"),
+    (_coco_doc(bbox=[0, 0, float("inf"), 10]), "bbox", "inf is not a finite number"),
+    (_coco_doc(bbox=[0, 0, 1e9, 10]), "bbox", "corner x + width, y + height: x = 1e+09 is more than one image size"),
+    (_coco_doc(image_id=[9]), "image_id", "image_id [9] is not in 'images'"),
+    (_coco_doc(id={"a": 1}), "id", "id must be a number or text"),
+    (_coco_doc() | {"images": {"id": 9}}, "images", "'images' must be a list of objects"),
+    (_coco_doc() | {"images": [[9, "img.png"]]}, "images", "images[0] must be an object with an id"),
+    (_coco_doc() | {"images": [{"id": 9}]}, "images", "and a file_name, got {'id': 9}"),
+    (_coco_doc() | {"images": [{"id": 9, "file_name": "img.png", "width": "80"}]}, "image_id",
+     "width and height must be numbers"),
+    (_coco_doc() | {"annotations": [[1, 2]]}, None, "annotation is not an object: [1, 2]"),
+])
+def test_malformed_coco_json(tmp_path, doc, field, message):
+    path = tmp_path / "ann.json"
+    path.write_text(json.dumps(doc))  # NaN and inf as NaN and Infinity, which Python's json reads
+    with pytest.raises(DataFormatError) as err:
+        read_coco_json(path, load_images=False)
+    assert str(err.value).startswith(str(path)) and err.value.field == field and message in str(err.value)
+    assert err.value.row == (None if field == "images" else 0)
+
+
+def _ljson_doc(points: list) -> dict:
+    return {"version": 2, "landmarks": {"points": points}}
+
+
+@pytest.mark.parametrize("doc, field, message", [
+    (_ljson_doc([{"x": 1, "y": 2}] * 68), "landmarks.points", "point 0 is not [y, x]: {'x': 1, 'y': 2}"),
+    (_ljson_doc([[1, 2, 3]] * 68), "landmarks.points", "point 0 is not [y, x]: [1, 2, 3]"),
+    (_ljson_doc([["1", "2"]] * 68), "landmarks.points", "point 0: '2' is not a number"),
+    (_ljson_doc([[float("nan"), 2.0]] * 68), "landmarks.points", "point 0: nan is not a finite number"),
+    (_ljson_doc([[2.0, 1e30]] * 68), "landmarks.points", "point 0: x = 1e+30 is more than 100000 px"),
+    (_ljson_doc(68), "landmarks.points", "expected a list of [y, x] points, got 68"),
+    ({"landmarks": {"connectivity": []}}, "landmarks.points", "expected a list of [y, x] points, got None"),
+    ({"groups": {"LJSON": [[1, 2]] * 68}}, "groups.LJSON", "expected an object with a 'landmarks' object"),
+    ({"groups": {"LJSON": {"landmarks": [[1, 2]]}}}, "groups.LJSON", "got {'landmarks': [[1, 2]]}"),
+])
+def test_malformed_ljson(tmp_path, doc, field, message):
+    path = tmp_path / "face.ljson"
+    path.write_text(json.dumps(doc))
+    with pytest.raises(DataFormatError) as err:
+        read_ljson(path, load_images=False)
+    assert str(err.value).startswith(str(path)) and err.value.field == field and message in str(err.value)
+
+
+@pytest.mark.parametrize("value, message", [
+    (np.ones(68), r"expected a \(3, 68\) array, got shape \(1, 68\)"),
+    (np.ones((3, 68, 2)), r"got shape \(3, 68, 2\)"),
+    ({"x": 1}, r"got shape \(1, 1\)"),  # a MATLAB struct
+    (np.array([["a"] * 68] * 3), r"expected a \(3, 68\) array of real numbers, got <U1 values"),
+    (np.ones((3, 68)) + 1j, r"of real numbers, got complex128 values"),
+    (np.full((3, 68), np.nan), r"point 0: x is NaN where a number is required"),
+    (np.full((3, 68), -1e30), r"point 0: x = -1e\+30 is more than 100000 px"),
+])
+def test_malformed_aflw_mat(tmp_path, value, message):
+    scipy_io = pytest.importorskip("scipy.io", reason="reading .mat needs scipy")
+    scipy_io.savemat(tmp_path / "image0001.mat", {"pt3d_68": value})
+    with pytest.raises(DataFormatError, match=message) as err:
+        read_aflw_mat(tmp_path / "image0001.mat", load_images=False)
+    assert str(err.value).startswith(str(tmp_path / "image0001.mat")) and err.value.field == "pt3d_68"
+
+
+def _dlib_xml(path: Path, parts: str, box: str = "top='5' left='7' width='30' height='20'") -> Path:
+    path.write_text(f"<dataset><images><image file='pic.png'><box {box}>{parts}</box></image></images></dataset>")
+    return path
+
+
+@pytest.mark.parametrize("parts, box, message", [
+    ("<part name='36' x='1' y='2'/><part name='36' x='5' y='6'/>", None, "box 0: part 36 appears more than once"),
+    ("<part name='36' x='1' y='2'/><part name='036' x='5' y='6'/>", None, "box 0: part 036 appears more than once"),
+    ("<part name='36' x='nan' y='2'/>", None, "box 0: part 36: x is NaN where a number is required"),
+    ("<part name='36' x='1' y='1e30'/>", None, "box 0: part 36: y = 1e+30 is more than 100000 px"),
+    ("<part name='\u00b2' x='1' y='2'/>", None, "box 0: part name '\u00b2' is not a number 00..67"),
+    ("", "top='inf' left='1' width='2' height='2'", "box 0: box left, top: y = inf is not a finite number"),
+])
+def test_malformed_dlib_xml(tmp_path, parts, box, message):
+    path = _dlib_xml(tmp_path / "faces.xml", parts, *([box] if box else []))
+    with pytest.raises(DataFormatError) as err:
+        read_dlib_xml(path, load_images=False)
+    assert str(err.value).startswith(f"{path}") and f"image 'pic.png', {message}" in str(err.value)
 
 
 # ---- dlib XML, ljson, COCO JSON, .mat --------------------------------------------------------------

@@ -120,8 +120,19 @@ class KeypointSchema:
         return m
 
     def convert(self, keypoints: np.ndarray, target: str) -> np.ndarray:
-        """Map (..., K, 2) keypoints to schema ``target``; a target point is NaN if any source is."""
-        return np.einsum("ts,...sc->...tc", self.converter(target), keypoints)
+        """Map (..., K, 2) keypoints to schema ``target``.
+
+        A target point is NaN exactly when one of its own source points is missing (NaN or not
+        finite); every other target point is computed from its sources as usual.
+        """
+        m = self.converter(target)
+        keypoints = np.asarray(keypoints)
+        missing = ~np.isfinite(keypoints).all(axis=-1)  # (..., K)
+        # NaN x 0 = NaN: multiplying the missing points in, even by a zero weight, would make every
+        # target point NaN; they are zeroed and the targets that use them are marked NaN instead
+        out = np.einsum("ts,...sc->...tc", m, np.where(missing[..., None], 0, keypoints))
+        out[np.matmul(missing, (m != 0).T)] = np.nan  # (..., T): a missing source among its own
+        return out
 
     def to_dict(self) -> dict:
         return {

@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 
 from facekeypoints.data import framing
-from facekeypoints.data.dataset import KeypointData
+from facekeypoints.data.dataset import DataFormatError, KeypointData
 from facekeypoints.schema import SchemaError
 
 __all__ = ["ConversionReport", "complete_labels", "resize_faces", "to_kaggle_task"]
@@ -34,7 +34,7 @@ class ConversionReport:
     faces_out: int
     size: int
     target: str
-    not_aligned: list[str] = field(default_factory=list)  # ids with fewer than 2 anchor points
+    not_aligned: list[str] = field(default_factory=list)  # ids with fewer than 2 distinct anchor points
     read_skipped: list[str] = field(default_factory=list)  # bad input a skip_bad read left out
     outside: int = 0  # labelled keypoints outside [0, size - 1] after warping (kept, not clipped)
     labelled: int = 0
@@ -55,7 +55,7 @@ class ConversionReport:
         if self.read_skipped:
             lines.append(f"left out when reading (skip_bad): {len(self.read_skipped)}, e.g. {self.read_skipped[0]}")
         if self.not_aligned:
-            lines.append(f"not converted (fewer than 2 alignment points): {len(self.not_aligned)}: "
+            lines.append(f"not converted (fewer than 2 distinct alignment points): {len(self.not_aligned)}: "
                          f"{self.not_aligned[:10]}{' ...' if len(self.not_aligned) > 10 else ''}")
         return "\n".join(lines)
 
@@ -64,42 +64,60 @@ def _gray(image: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(image, cv2.COLOR_RGB2GRAY) if image.ndim == 3 else image
 
 
+def _why_not_aligned(anchors: np.ndarray, schema: str) -> str:
+    """Why a face's (15, 2) Kaggle anchor points give no similarity transform."""
+    labelled = int(np.isfinite(anchors).all(axis=-1).sum())
+    if labelled < 2:
+        return (f"only {labelled} of its {len(anchors)} kaggle15 alignment points can be derived from its {schema} "
+                "keypoints; aligning needs 2")
+    return f"its {labelled} kaggle15 alignment points all lie at one spot; no scale or rotation can be fitted"
+
+
 def to_kaggle_task(data: KeypointData, target: str = "kaggle15", *, size: int = 96
                    ) -> tuple[KeypointData, ConversionReport]:
     """Warp every face to a ``size`` x ``size`` grayscale crop framed like the Kaggle faces.
 
     Returns (faces, report): faces.images (M, size, size) uint8, faces.keypoints (M, K_target, 2)
     in ``target``'s schema, mapped with the same transform as the pixels. Keypoints that land
-    outside the crop are kept and counted in the report. Faces with fewer than two alignment
-    points cannot be placed; they are left out and listed in ``report.not_aligned`` and in
-    ``faces.skipped``. M = N - len(report.not_aligned).
+    outside the crop are kept and counted in the report. Faces with fewer than two distinct
+    alignment points cannot be placed; they are left out and listed in ``report.not_aligned`` and,
+    with the reason, in ``faces.skipped``. M = N - len(report.not_aligned); DataFormatError (naming
+    ``data.source``) when M would be 0.
     """
     if data.images is None:
         raise ValueError(f"{data.source or 'data'} holds no images; read it with load_images=True")
     anchors = framing.anchor_points(data.schema, data.keypoints)
     labels = data.to_schema(target).keypoints.astype(np.float64)
-    template = framing.template(size)
     report = ConversionReport(faces_in=len(data), faces_out=0, size=size, target=target,
                               read_skipped=list(data.skipped))
     frames, _ = framing.frames_from_keypoints(data.keypoints, data.schema, size)
-    keep, images, out_kp, placed = [], [], [], []
-    for i in range(len(data)):
-        if not np.isfinite(frames[i]).all():  # fewer than 2 anchors, or all at one spot
-            report.not_aligned.append(data.ids[i])
-            continue
-        m = frames[i]
-        placed.append(framing.to_crop(m, anchors[i]))
-        images.append(framing.warp_crops(_gray(data.image(i)), m[None], size, antialias=False)[0])
-        out_kp.append(framing.to_crop(m, labels[i]))
-        keep.append(i)
-    kp = np.asarray(out_kp, dtype=np.float32).reshape(len(keep), -1, 2)
+    placeable = np.isfinite(frames).all(axis=(1, 2))  # NaN: no transform fits
+    keep = np.flatnonzero(placeable).tolist()
+    report.not_aligned = [data.ids[i] for i in np.flatnonzero(~placeable)]
+    why = [(data.ids[i], _why_not_aligned(anchors[i], data.schema.name)) for i in np.flatnonzero(~placeable)]
+    if not keep:
+        raise DataFormatError(data.source or "data", _nothing_aligned(data, why))
+    images = [framing.warp_crops(_gray(data.image(i)), frames[i][None], size, antialias=False)[0] for i in keep]
+    kp = np.array([framing.to_crop(frames[i], labels[i]) for i in keep], np.float32)
     faces = KeypointData.from_arrays(
         target, kp, images=np.asarray(images, dtype=np.uint8).reshape(len(keep), size, size),
         ids=[data.ids[i] for i in keep], person=[data.person[i] for i in keep], source=data.source,
-        skipped=list(data.skipped) + [f"{i}: fewer than 2 distinct alignment points" for i in report.not_aligned],
+        skipped=list(data.skipped) + [f"{data.source or 'data'}: face {face!r} not converted: {reason}"
+                                      for face, reason in why],
     )
-    _summarise(report, faces, np.asarray(placed).reshape(len(keep), -1, 2), template)
+    placed = np.array([framing.to_crop(frames[i], anchors[i]) for i in keep])
+    _summarise(report, faces, placed, framing.template(size))
     return faces, report
+
+
+def _nothing_aligned(data: KeypointData, why: list[tuple[str, str]]) -> str:
+    """The message for a conversion that would place no face at all."""
+    if not len(data):
+        return "holds no faces to convert"
+    face, reason = why[0]
+    return (f"none of its {len(data)} faces can be converted: no face has 2 distinct kaggle15 alignment "
+            f"points (eye centres, nose tip, mouth corners, ...) to align it to the Kaggle face; "
+            f"e.g. face {face!r}: {reason}")
 
 
 def _summarise(report: ConversionReport, faces: KeypointData, placed: np.ndarray, template: np.ndarray) -> None:

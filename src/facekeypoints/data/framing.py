@@ -116,7 +116,7 @@ def fit_similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     s = src[ok, 0] + 1j * src[ok, 1]
     d = dst[ok, 0] + 1j * dst[ok, 1]
     sc, dc = s - s.mean(), d - d.mean()
-    if np.vdot(sc, sc).real == 0:
+    if np.vdot(sc, sc).real < 1e-6 * len(sc):  # all within ~0.001 px: float rounding, not a face's size
         raise ValueError("the alignment points coincide: no scale or rotation can be fitted")
     a = np.vdot(sc, dc) / np.vdot(sc, sc)  # vdot conjugates its first argument
     b = d.mean() - a * s.mean()

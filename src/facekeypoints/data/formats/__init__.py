@@ -5,6 +5,8 @@ for their plumbing), ``ytf`` (YouTube-Faces and Udacity CSVs), ``landmarks`` (.p
 .mat, one face per file), ``landmark_sets`` (dlib XML, COCO JSON, many faces per file),
 ``submission`` (Kaggle IdLookupTable and submissions) and ``verify`` (a Kaggle download's files).
 All return :class:`facekeypoints.data.KeypointData`; every error names the file, row and field.
+``checks`` holds the one rule every reader applies to coordinates (finite, and within one image
+size of the image) and ``textfile`` the reading of small text and JSON annotation files.
 """
 from facekeypoints.data.formats.io import SUPPORTED_FORMATS, detect_format, read
 from facekeypoints.data.formats.kaggle import read_kaggle_csv, write_kaggle_csv

@@ -14,6 +14,8 @@ from __future__ import annotations
 import contextlib
 import csv
 import gzip
+import itertools
+import lzma
 import queue
 import threading
 import zipfile
@@ -30,6 +32,29 @@ _WRITE_LEVEL = 1
 BLOCK = 1 << 19  # bytes read at a time: bounds a parser's temporaries (~15x this) and its queue
 
 
+# what a damaged archive raises: zipfile alone uses most of these, for a bad header, an unknown or
+# encrypted compression method, a bad CRC, a seek past the end, an LZMA member
+_ARCHIVE_ERRORS = (OSError, EOFError, RuntimeError, NotImplementedError, zlib.error, lzma.LZMAError,
+                   zipfile.BadZipFile)
+
+
+def _zip_member(raw: BinaryIO, path: Path) -> tuple[BinaryIO, int]:
+    """(the one CSV member of the zip archive ``raw``, opened; its uncompressed size)."""
+    try:
+        archive = zipfile.ZipFile(raw)
+    except _ARCHIVE_ERRORS as err:
+        raise DataFormatError(path, f"not a readable zip archive ({err})") from None
+    entries = [i for i in archive.infolist() if not i.is_dir() and not i.filename.startswith("__MACOSX/")]
+    csvs = [i for i in entries if i.filename.lower().endswith(".csv")]
+    if len(csvs) != 1:
+        found = [i.filename for i in (csvs or entries)]
+        raise DataFormatError(path, f"a zip archive must hold exactly one .csv file, it holds {found}")
+    try:
+        return archive.open(csvs[0]), csvs[0].file_size
+    except _ARCHIVE_ERRORS as err:
+        raise DataFormatError(path, f"cannot open {csvs[0].filename} in the zip archive ({err})") from None
+
+
 @contextlib.contextmanager
 def open_sized(path: Path) -> Iterator[tuple[BinaryIO, int]]:
     """(binary stream of the CSV text, its uncompressed size or -1 when unknown)."""
@@ -38,17 +63,9 @@ def open_sized(path: Path) -> Iterator[tuple[BinaryIO, int]]:
         raw.seek(0)
         suffix = path.suffix.lower()
         if magic.startswith(b"PK\x03\x04") or suffix == ".zip":
-            try:
-                archive = zipfile.ZipFile(raw)
-            except zipfile.BadZipFile as err:
-                raise DataFormatError(path, f"not a readable zip archive ({err})") from None
-            entries = [i for i in archive.infolist() if not i.is_dir() and not i.filename.startswith("__MACOSX/")]
-            csvs = [i for i in entries if i.filename.lower().endswith(".csv")]
-            if len(csvs) != 1:
-                found = [i.filename for i in (csvs or entries)]
-                raise DataFormatError(path, f"a zip archive must hold exactly one .csv file, it holds {found}")
-            with archive.open(csvs[0]) as member:
-                yield member, csvs[0].file_size
+            member, size = _zip_member(raw, path)
+            with member:
+                yield member, size
         elif magic.startswith(b"\x1f\x8b"):
             with gzip.open(raw) as stream:
                 yield stream, -1
@@ -67,16 +84,19 @@ def open_csv(path: str | Path) -> Iterator[BinaryIO]:
 
 def read_chunks(stream: BinaryIO, path: Path) -> Iterator[bytes]:
     """The stream's bytes in blocks; a NUL byte in the first block means a binary file, not a CSV."""
-    try:
-        chunk = stream.read(BLOCK)
-        if b"\x00" in chunk:
+    first = True
+    while True:
+        try:
+            chunk = stream.read(BLOCK)
+        except _ARCHIVE_ERRORS as err:
+            raise DataFormatError(path, f"cannot read compressed data ({err})") from None
+        if first and b"\x00" in chunk:
             offset = chunk.index(b"\x00")
             raise DataFormatError(path, f"binary data (NUL byte at offset {offset}), not a CSV text file")
-        while chunk:
-            yield chunk
-            chunk = stream.read(BLOCK)
-    except (OSError, EOFError, zlib.error, zipfile.BadZipFile) as err:
-        raise DataFormatError(path, f"cannot read compressed data ({err})") from None
+        if not chunk:
+            return
+        first = False
+        yield chunk
 
 
 @contextlib.contextmanager
@@ -117,10 +137,39 @@ def read_ahead(chunks: Iterator[bytes], depth: int = 2) -> Iterator[Iterator[byt
         thread.join()
 
 
-def line_blocks(chunks: Iterator[bytes]) -> Iterator[bytes]:
-    """Blocks of whole lines (each ends with a newline; one is added after a final unterminated line)."""
-    carry: list[bytes] = []  # the unfinished line, possibly spanning several chunks
+def _lone_cr_to_lf(chunks: Iterator[bytes]) -> Iterator[bytes]:
+    """The chunks, with every CR made LF when the file ends its lines with a lone CR (old Mac).
+
+    The first line end decides, once per file, so LF and CR LF files pass untouched at no cost (a
+    stray CR inside one of their lines is then a bad character in that row, not a line end).
+    """
+    chunks = iter(chunks)
     for chunk in chunks:
+        cr, lf = chunk.find(b"\r"), chunk.find(b"\n")
+        if cr < 0 and lf < 0:  # still inside the first line
+            yield chunk
+            continue
+        if cr < 0 or 0 <= lf < cr:
+            old_mac = False
+        else:
+            end = chunk[cr:cr + 2]
+            if len(end) < 2:  # the CR ends the chunk: the next chunk's first byte tells
+                following = next(chunks, b"")
+                end += following[:1]
+                chunks = itertools.chain([following], chunks)
+            old_mac = end != b"\r\n"
+        for block in itertools.chain([chunk], chunks):
+            yield block.replace(b"\r\n", b"\n").replace(b"\r", b"\n") if old_mac else block
+        return
+
+
+def line_blocks(chunks: Iterator[bytes]) -> Iterator[bytes]:
+    """Blocks of whole lines (each ends with a newline; one is added after a final unterminated line).
+
+    A line ends at LF or CR LF, or at CR in a file whose first line ends so (made LF here).
+    """
+    carry: list[bytes] = []  # the unfinished line, possibly spanning several chunks
+    for chunk in _lone_cr_to_lf(chunks):
         cut = chunk.rfind(b"\n") + 1
         if not cut:
             carry.append(chunk)
@@ -138,7 +187,10 @@ def parse_header(first_block: bytes, path: Path) -> list[str]:
         text = line.decode("utf-8-sig")
     except UnicodeDecodeError as err:
         raise DataFormatError(path, f"header line is not UTF-8 text ({err.reason} at byte {err.start})") from None
-    return [name.strip() for name in next(csv.reader([text]))]
+    try:
+        return [name.strip() for name in next(csv.reader([text]))]
+    except csv.Error as err:
+        raise DataFormatError(path, f"header line is not CSV ({err})") from None
 
 
 def csv_header(path: str | Path) -> list[str]:

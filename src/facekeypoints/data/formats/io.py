@@ -40,7 +40,10 @@ def _unknown(path: Path, why: str) -> DataFormatError:
 def _csv_format(path: Path) -> str:
     """Tell the CSV layouts apart by their header row."""
     with open(path, newline="", encoding="utf-8-sig", errors="replace") as f:
-        header = next(csv.reader(f), [])
+        try:
+            header = next(csv.reader(f), [])
+        except csv.Error as err:  # e.g. a first line longer than the csv module's field limit
+            raise _unknown(path, f"the first line is not a CSV header ({err})") from None
     columns = [c.strip() for c in header]
     if "Image" in columns or _KAGGLE_FIRST_COLUMN in columns:
         return "kaggle"

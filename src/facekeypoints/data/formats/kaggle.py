@@ -8,7 +8,10 @@ missing label (NaN). Files may be plain, gzip-compressed or the one CSV inside a
 IdLookupTable.csv and submissions are in ``facekeypoints.data.formats.submission``.
 The Image column is parsed with numpy over the raw bytes, block by block, and every check on it
 is vectorised; results are cached by the file's content (see ``facekeypoints.data.cache``).
-Rows are numbered from 1 at the first data row (the line after the header).
+Rows are numbered from 1 at the first data row (the line after the header). A coordinate must be
+a finite number no more than one image size (96 px) beyond the image's edges, or any image's
+without an Image column (see ``facekeypoints.data.formats.checks``). Lines may end in LF, CR LF
+or, in old Mac files, CR.
 
 Examples
 --------
@@ -28,13 +31,14 @@ import numpy as np
 from facekeypoints.data import cache
 from facekeypoints.data.formats.csvfile import line_blocks, open_for_writing, open_sized, parse_header, read_ahead, read_chunks
 from facekeypoints.data.dataset import DataFormatError, KeypointData
+from facekeypoints.data.formats.checks import describe, implausible
 from facekeypoints.data.formats.pixels import PIXELS, PixelParser, format_pixels
 from facekeypoints.schema import load_schema
 
 __all__ = ["read_kaggle_csv", "write_kaggle_csv", "IMAGE_SHAPE"]
 
 IMAGE_SHAPE = (96, 96)
-_READER_VERSION = 1  # bump when parsing changes, so cached results of the old parser are not reused
+_READER_VERSION = 2  # bump when parsing changes, so cached results of the old parser are not reused
 
 
 # ---- which column is which -------------------------------------------------------------------------
@@ -86,6 +90,7 @@ class _KaggleRows:
     def __init__(self, path: Path, layout: _Layout, skip_bad: bool, text_size: int):
         self.path, self.layout, self.skip_bad = path, layout, skip_bad
         self.coord_names = load_schema("kaggle15").columns()
+        self.size = IMAGE_SHAPE if layout.image_col is not None else None  # label-only files: size unknown
         self.row = 0
         self.keypoints: list[np.ndarray] = []
         self.ids: list[str] = []
@@ -140,7 +145,8 @@ class _KaggleRows:
         self.report({int(rows[i]): v for i, v in problems.items()})
         self.ids += ids
         if kept:
-            self.keypoints.append(coords[kept].astype(np.float32).reshape(len(kept), -1, 2))
+            points = coords[kept].astype(np.float32)
+            self.keypoints.append(points.reshape(len(kept), len(self.coord_names) // 2, 2))
         if self.images is not None and kept:
             take = position[[candidates[k][1] for k in kept]]
             self._store(pixels if len(take) == len(pixels) else pixels[take])
@@ -182,7 +188,8 @@ class _KaggleRows:
         return head + [b""] + tail
 
     def _coordinates(self, fields: list[list[bytes]]) -> tuple[np.ndarray, dict[int, _RowError]]:
-        """(R, 30) float64 coordinates of R lines (NaN where empty) and {line: error} for bad ones."""
+        """(R, 30) float64 coordinates of R lines (NaN where empty) and {line: error} for bad ones:
+        text, "nan" or "inf" spelt out, a value implausible for the image (``checks``), half a point."""
         cols, names, nan = self.layout.coord_cols, self.coord_names, math.nan
         if not cols:
             return np.full((len(fields), len(names)), nan), {}
@@ -190,7 +197,10 @@ class _KaggleRows:
         problems: dict[int, _RowError] = {}
         try:
             flat = [float(t) if t.strip() else nan for t in texts]
-        except ValueError:  # find which text, on the slow path
+            joined = b"".join(texts)
+            if b"n" in joined or b"N" in joined:  # "nan", "inf" spelt out: found on the slow path
+                raise ValueError
+        except ValueError:
             flat = []
             for n, text in enumerate(texts):
                 value = self._number(text)
@@ -198,11 +208,12 @@ class _KaggleRows:
                     problems.setdefault(n // len(cols), _RowError(names[n % len(cols)], value))
                     value = nan
                 flat.append(value)
-        values = np.array(flat).reshape(len(fields), len(cols))
-        for k, c in zip(*np.nonzero(np.isinf(values))):
-            text = texts[k * len(cols) + c].strip().decode()
-            problems.setdefault(int(k), _RowError(names[c], f"not a finite number: {text!r}"))
-        missing = np.isnan(values).reshape(len(fields), -1, 2)
+        # explicit shapes: a block whose every line is bad has R = 0, and -1 cannot be inferred from 0
+        values = np.array(flat, np.float64).reshape(len(fields), len(cols))
+        bad = implausible(values.reshape(len(fields), len(cols) // 2, 2), self.size).reshape(values.shape)
+        for k, c in zip(*np.nonzero(bad & ~np.isnan(values))):  # NaN here is an empty cell
+            problems.setdefault(int(k), _RowError(names[c], describe(float(values[k, c]), int(c) % 2, self.size)))
+        missing = np.isnan(values).reshape(len(fields), len(cols) // 2, 2)
         for k, point in zip(*np.nonzero(missing[..., 0] != missing[..., 1])):
             problems.setdefault(int(k), _RowError(names[2 * point][:-2],
                                                   "only one of x and y is given; a keypoint needs both or neither"))
@@ -211,10 +222,14 @@ class _KaggleRows:
     @staticmethod
     def _number(text: bytes) -> float | str:
         """The float in ``text`` (NaN if empty), or a description of why it is not one."""
+        shown = text.strip().decode("utf-8", "replace")
         try:
-            return float(text) if text.strip() else math.nan
+            value = float(text) if text.strip() else math.nan
         except ValueError:
-            return f"not a number: {text.strip().decode('utf-8', 'replace')!r}"
+            return f"not a number: {shown!r}"
+        if text.strip() and not math.isfinite(value):
+            return f"not a finite number: {shown!r} (leave the cell empty for a missing keypoint)"
+        return value
 
     def _image_id(self, fields: list[bytes], row: int) -> str:
         """The ImageId of a line (checked to be a new integer), or its row number without that column."""
@@ -340,7 +355,7 @@ def write_kaggle_csv(data: KeypointData, path: str | Path) -> Path:
         shape = images.shape if isinstance(images, np.ndarray) else f"a list of {len(images)} arrays"
         raise ValueError(f"Kaggle CSV images must be (N, 96, 96) uint8 grey, got {shape}")
     header = schema.columns() + (["Image"] if images is not None else [])
-    coords = data.keypoints.reshape(len(data), -1).tolist()
+    coords = data.keypoints.reshape(len(data), 2 * schema.num_keypoints).tolist()  # not -1: N may be 0
     with open_for_writing(path) as out:
         out.write((",".join(header) + "\n").encode())
         for start in range(0, len(data), 256):  # bounded memory for the pixel text

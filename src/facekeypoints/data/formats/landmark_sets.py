@@ -17,7 +17,9 @@ from pathlib import Path
 import numpy as np
 
 from facekeypoints.data.dataset import DataFormatError, KeypointData
-from facekeypoints.data.formats.landmarks import _Face, _gather, _load_json
+from facekeypoints.data.formats.checks import check_points, json_number
+from facekeypoints.data.formats.landmarks import _Face, _gather
+from facekeypoints.data.formats.textfile import load_json, short
 from facekeypoints.data.images import read_image
 from facekeypoints.schema import list_schemas, load_schema
 
@@ -61,18 +63,34 @@ def _dlib_box(node: ET.Element, path: Path, where: str) -> tuple[float, float, f
     return left, top, left + width, top + height
 
 
-def _dlib_parts(node: ET.Element, path: Path, where: str) -> np.ndarray:
-    kp = np.full((68, 2), np.nan, dtype=np.float32)
+def _dlib_parts(node: ET.Element, path: Path, where: str) -> tuple[np.ndarray, np.ndarray]:
+    """((68, 2) points, (68,) bool: parts the box does not list, its missing points)."""
+    kp = np.full((68, 2), np.nan)
+    missing = np.ones(68, bool)
     for part in node.findall("part"):
         name = part.get("name", "")
-        if not name.isdigit() or not 0 <= int(name) < 68:
+        if not (name.isascii() and name.isdigit() and len(name) < 4) or not 0 <= int(name) < 68:  # "²", 5000 digits
             raise DataFormatError(path, f"{where}: part name {name!r} is not a number 00..67", field="name")
+        if not missing[int(name)]:  # "36" twice, or "36" and "036": one would silently replace the other
+            raise DataFormatError(path, f"{where}: part {name} appears more than once", field="name")
         try:
             kp[int(name)] = float(part.attrib["x"]), float(part.attrib["y"])
         except (KeyError, ValueError):
             raise DataFormatError(path, f"{where}: part {name} needs numeric x and y, got {dict(part.attrib)}") \
                 from None
-    return kp
+        missing[int(name)] = False
+    return kp, missing
+
+
+def _dlib_face(box: ET.Element, path: Path, where: str, image: Path, pixels: np.ndarray | None) -> tuple:
+    """(points, x1 y1 x2 y2) of one <box>, checked against the image when it is loaded."""
+    size = None if pixels is None else pixels.shape[:2]
+    kp, missing = _dlib_parts(box, path, where)
+    check_points(path, kp, size, missing=missing, names=[f"{where}: part {i:02d}" for i in range(68)])
+    corners = _dlib_box(box, path, where)
+    check_points(path, np.reshape(corners, (2, 2)), size, names=[f"{where}: box left, top",
+                                                                 f"{where}: box left + width, top + height"])
+    return kp.astype(np.float32), corners
 
 
 def read_dlib_xml(path: str | Path, *, load_images: bool = True) -> KeypointData:
@@ -99,8 +117,8 @@ def read_dlib_xml(path: str | Path, *, load_images: bool = True) -> KeypointData
         for j, box in enumerate(image_node.findall("box")):
             where = f"image {file!r}, box {j}"
             pixels = cache.get(image, where) if load_images else None
-            faces.append(_Face(_dlib_parts(box, path, where), f"{Path(file).stem}#{j}", image, pixels,
-                               box=_dlib_box(box, path, where)))
+            kp, corners = _dlib_face(box, path, where, image, pixels)
+            faces.append(_Face(kp, f"{Path(file).stem}#{j}", image, pixels, box=corners))
     return _gather("ibug68", faces, path, load_images)
 
 
@@ -119,18 +137,93 @@ def _coco_schema(path: Path, k: int, schema: str | None) -> str:
     return COCO_SCHEMAS[k]
 
 
-def _coco_keypoints(path: Path, ann: dict, row: int) -> np.ndarray:
+def _is_id(value: object) -> bool:
+    return isinstance(value, (int, str)) and not isinstance(value, bool)
+
+
+def _coco_keypoints(path: Path, ann: dict, row: int) -> tuple[np.ndarray, np.ndarray]:
+    """((K, 2) x, y with NaN where v == 0, (K,) bool: v == 0, the points marked missing)."""
     flat = ann.get("keypoints")
     if not isinstance(flat, list) or not flat or len(flat) % 3:
         raise DataFormatError(path, "keypoints must be a list of x, y, v triples", row=row, field="keypoints")
+    odd = next((i for i, v in enumerate(flat) if type(v) not in (int, float)), None)  # bool, str, null, list
+    if odd is not None:
+        raise DataFormatError(path, f"keypoints hold a value that is not a number: {short(flat[odd])} (point "
+                              f"{odd // 3})", row=row, field="keypoints")
     try:
-        xyv = np.asarray(flat, dtype=np.float32).reshape(-1, 3)
-    except (TypeError, ValueError):
-        raise DataFormatError(path, "keypoints hold a value that is not a number", row=row, field="keypoints") \
+        xyv = np.asarray(flat, np.float64).reshape(-1, 3)
+    except OverflowError:  # an integer of hundreds of digits
+        raise DataFormatError(path, "keypoints hold a number too large for a float", row=row, field="keypoints") \
             from None
+    bad_v = np.flatnonzero(~np.isin(xyv[:, 2], (0, 1, 2)))
+    if len(bad_v):
+        raise DataFormatError(path, f"point {bad_v[0]}: visibility v = {xyv[bad_v[0], 2]:g}, expected 0, 1 or 2",
+                              row=row, field="keypoints")
+    missing = xyv[:, 2] == 0
     kp = xyv[:, :2].copy()
-    kp[xyv[:, 2] == 0] = np.nan  # v == 0: not labelled
-    return kp
+    kp[missing] = np.nan  # v == 0: not labelled
+    return kp, missing
+
+
+def _coco_images(path: Path, doc: dict) -> dict:
+    """{image id: its 'images' entry}; each entry must be an object with an id and a file_name."""
+    images = doc.get("images", [])
+    if not isinstance(images, list):
+        raise DataFormatError(path, f"'images' must be a list of objects, got {short(images)}", field="images")
+    entries = {}
+    for i, img in enumerate(images):
+        if not isinstance(img, dict) or not _is_id(img.get("id")) or not isinstance(img.get("file_name"), str):
+            raise DataFormatError(path, f"images[{i}] must be an object with an id (number or text) and a "
+                                  f"file_name, got {short(img)}", field="images")
+        entries[img["id"]] = img
+    return entries
+
+
+def _coco_size(path: Path, img: dict, row: int) -> tuple[int, int] | None:
+    """(height, width) an 'images' entry states, or None when it states neither."""
+    if "width" not in img and "height" not in img:
+        return None
+    try:
+        height, width = json_number(img.get("height")), json_number(img.get("width"))
+    except ValueError as err:
+        raise DataFormatError(path, f"image {img['id']!r}: width and height must be numbers ({err})", row=row,
+                              field="image_id") from None
+    return (height, width) if height > 0 and width > 0 else None
+
+
+def _coco_box(path: Path, bbox: object, row: int, size: tuple[int, int] | None) -> tuple[float, ...]:
+    """x1, y1, x2, y2 from ``bbox`` [x, y, width, height]; NaN when it is absent, null or []."""
+    if bbox is None or bbox == []:
+        return (np.nan,) * 4
+    try:
+        if not isinstance(bbox, list) or len(bbox) != 4:
+            raise ValueError(f"got {short(bbox)}")
+        x, y, w, h = (json_number(v) for v in bbox)
+    except ValueError as err:
+        raise DataFormatError(path, f"bbox must be [x, y, width, height], four numbers: {err}", row=row,
+                              field="bbox") from None
+    check_points(path, np.array([[x, y], [x + w, y + h]]), size, row=row, field="bbox",
+                 names=["corner x, y", "corner x + width, y + height"])
+    return x, y, x + w, y + h
+
+
+def _coco_face(path: Path, ann: object, row: int, images: dict, cache: _ImageCache, load_images: bool) -> _Face:
+    """One annotation as a face: its points and box checked against its image's size."""
+    if not isinstance(ann, dict):
+        raise DataFormatError(path, f"annotation is not an object: {short(ann)}", row=row)
+    kp, missing = _coco_keypoints(path, ann, row)
+    image_id, face_id = ann.get("image_id"), ann.get("id", row)
+    if not _is_id(image_id) or image_id not in images:
+        raise DataFormatError(path, f"image_id {short(image_id)} is not in 'images'", row=row, field="image_id")
+    if not _is_id(face_id):
+        raise DataFormatError(path, f"id must be a number or text, got {short(face_id)}", row=row, field="id")
+    file = images[image_id]["file_name"]
+    image = path.parent / file
+    pixels = cache.get(image, f"annotation {row}") if load_images else None
+    size = pixels.shape[:2] if pixels is not None else _coco_size(path, images[image_id], row)
+    check_points(path, kp, size, missing=missing, row=row, field="keypoints")
+    box = _coco_box(path, ann.get("bbox"), row, size)
+    return _Face(kp.astype(np.float32), f"{Path(file).stem}#{face_id}", image, pixels, box=box)
 
 
 def read_coco_json(path: str | Path, *, load_images: bool = True, schema: str | None = None) -> KeypointData:
@@ -143,29 +236,17 @@ def read_coco_json(path: str | Path, *, load_images: bool = True, schema: str | 
     annotations from 0.
     """
     path = _file_or_error(path)
-    doc = _load_json(path)
+    doc = load_json(path)
     if not isinstance(doc, dict) or not isinstance(doc.get("annotations"), list):
         raise DataFormatError(path, "expected a JSON object with an 'annotations' list", field="annotations")
-    files = {img.get("id"): img.get("file_name") for img in doc.get("images", []) if isinstance(img, dict)}
-    cache, faces, k = _ImageCache(path), [], None
+    images, cache, faces, k = _coco_images(path, doc), _ImageCache(path), [], None
     for row, ann in enumerate(doc["annotations"]):
-        if not isinstance(ann, dict):
-            raise DataFormatError(path, "annotation is not an object", row=row)
-        kp = _coco_keypoints(path, ann, row)
-        if k is not None and len(kp) != k:
-            raise DataFormatError(path, f"{len(kp)} points where earlier annotations have {k}", row=row,
+        face = _coco_face(path, ann, row, images, cache, load_images)
+        if k is not None and len(face.keypoints) != k:
+            raise DataFormatError(path, f"{len(face.keypoints)} points where earlier annotations have {k}", row=row,
                                   field="keypoints")
-        k = len(kp)
-        file = files.get(ann.get("image_id"))
-        if not file:
-            raise DataFormatError(path, f"image_id {ann.get('image_id')!r} is not in 'images'", row=row,
-                                  field="image_id")
-        image = path.parent / file
-        bbox = ann.get("bbox")
-        box = (bbox[0], bbox[1], bbox[0] + bbox[2], bbox[1] + bbox[3]) if bbox and len(bbox) == 4 else None
-        pixels = cache.get(image, f"annotation {row}") if load_images else None
-        faces.append(_Face(kp, f"{Path(file).stem}#{ann.get('id', row)}", image, pixels,
-                           box=box or (np.nan,) * 4))
+        k = len(face.keypoints)
+        faces.append(face)
     if k is None:
         raise DataFormatError(path, "no annotations", field="annotations")
     return _gather(_coco_schema(path, k, schema), faces, path, load_images)

@@ -15,7 +15,6 @@ Examples
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -23,6 +22,8 @@ from typing import Callable
 import numpy as np
 
 from facekeypoints.data.dataset import DataFormatError, KeypointData
+from facekeypoints.data.formats.checks import check_points, json_number
+from facekeypoints.data.formats.textfile import load_json, read_text, short
 from facekeypoints.data.images import read_image
 from facekeypoints.schema import load_schema
 
@@ -47,17 +48,9 @@ class _Face:
 
 
 # ---- shared helpers ------------------------------------------------------------------------------
-def _read_text(path: Path) -> str:
-    """The file's text; empty and binary files are bad input."""
-    raw = path.read_bytes()
-    if not raw.strip():
-        raise DataFormatError(path, "file is empty")
-    if b"\x00" in raw[:4096]:
-        raise DataFormatError(path, "binary file where a text annotation was expected")
-    try:
-        return raw.decode("utf-8-sig")
-    except UnicodeDecodeError as err:
-        raise DataFormatError(path, f"not UTF-8 text (byte {err.start})") from None
+def _size(pixels: np.ndarray | None) -> tuple[int, int] | None:
+    """(height, width) of a loaded image; None when labels are read alone (the size is unknown)."""
+    return None if pixels is None else pixels.shape[:2]
 
 
 def _image_beside(annotation: Path) -> Path | None:
@@ -136,12 +129,13 @@ def _read_each(path: str | Path, suffix: str, schema: str, parse: Callable[[Path
 
 
 # ---- iBUG .pts -----------------------------------------------------------------------------------
-def _parse_pts_text(path: Path) -> np.ndarray:
-    """(K, 2) 0-based points of one .pts file (the file counts from 1)."""
-    lines = _read_text(path).splitlines()
+def _parse_pts_text(path: Path) -> tuple[np.ndarray, list[str]]:
+    """((K, 2) 0-based points of one .pts file (the file counts from 1), the line of each point)."""
+    lines = read_text(path).splitlines()
     header: dict[str, str] = {}
     opened = closed = None
     points: list[tuple[float, float]] = []
+    point_lines: list[str] = []
     for no, line in enumerate(lines, start=1):
         text = line.strip()
         if not text:
@@ -166,6 +160,7 @@ def _parse_pts_text(path: Path) -> np.ndarray:
                 points.append((float(fields[0]), float(fields[1])))
             except ValueError:
                 raise DataFormatError(path, f"line {no}: not a number in {text[:40]!r}") from None
+            point_lines.append(f"line {no}")
     if opened is None or closed is None:
         raise DataFormatError(path, f"line {len(lines)}: missing {'{' if opened is None else '}'} brace")
     try:
@@ -178,7 +173,7 @@ def _parse_pts_text(path: Path) -> np.ndarray:
     if n_points != 68:
         raise DataFormatError(path, f"{n_points} points; iBUG .pts files must have 68 (schema ibug68)",
                               field="n_points")
-    return np.asarray(points, dtype=np.float32) - 1.0  # 1-based file -> 0-based pixels
+    return np.asarray(points, dtype=np.float32) - 1.0, point_lines  # 1-based file -> 0-based pixels
 
 
 def read_pts(path: str | Path, *, load_images: bool = True, skip_bad: bool = False) -> KeypointData:
@@ -188,9 +183,10 @@ def read_pts(path: str | Path, *, load_images: bool = True, skip_bad: bool = Fal
     The image is the file with the same stem and a suffix in ``IMAGE_SUFFIXES``.
     """
     def parse(file: Path, root: Path) -> _Face:
-        kp = _parse_pts_text(file)
+        kp, lines = _parse_pts_text(file)
         image = _image_beside(file)
         pixels = read_image(_require_image(file, image)) if load_images else None
+        check_points(file, kp + 1.0, _size(pixels), names=lines)  # the file's own values in the message
         return _Face(kp, _face_id(file, root), image, pixels)
 
     return _read_each(path, ".pts", "ibug68", parse, load_images, skip_bad)
@@ -215,12 +211,12 @@ def write_pts(keypoints: np.ndarray, path: str | Path, *, decimals: int = 3) -> 
 # ---- IMM .asf ------------------------------------------------------------------------------------
 def _parse_asf_text(path: Path) -> tuple[np.ndarray, str | None]:
     """(58, 2) relative coordinates and the host image's name (None when absent)."""
-    body = [(no, line.strip()) for no, line in enumerate(_read_text(path).splitlines(), start=1)
+    body = [(no, line.strip()) for no, line in enumerate(read_text(path).splitlines(), start=1)
             if line.strip() and not line.lstrip().startswith("#")]
     if not body:
         raise DataFormatError(path, "no data lines (only comments)")
     no, text = body[0]
-    if not text.isdigit():
+    if not (text.isascii() and text.isdigit()) or len(text) > 9:  # int() fails on "²" and on 5000 digits
         raise DataFormatError(path, f"line {no}: expected the number of points, got {text[:40]!r}")
     n = int(text)
     if n != 58:
@@ -237,6 +233,9 @@ def _parse_asf_text(path: Path) -> tuple[np.ndarray, str | None]:
             x, y, index = float(fields[2]), float(fields[3]), int(fields[4])
         except ValueError:
             raise DataFormatError(path, f"line {no}: not a number in {text[:60]!r}") from None
+        if not (0 <= x <= 1 and 0 <= y <= 1):  # fractions of the image size; NaN fails too
+            raise DataFormatError(path, f"line {no}: relative coordinates must lie in [0, 1], got x = "
+                                  f"{fields[2]}, y = {fields[3]}", field=f"point {index}")
         if not 0 <= index < n or not np.isnan(rel[index]).all():
             raise DataFormatError(path, f"line {no}: point number {index} out of range or repeated")
         rel[index] = x, y
@@ -275,6 +274,17 @@ def read_asf(path: str | Path, *, load_images: bool = True, skip_bad: bool = Fal
 
 
 # ---- AFLW2000-3D .mat ----------------------------------------------------------------------------
+def _mat_points(file: Path, pts: object) -> np.ndarray:
+    """(68, 2) float64 x, y from a MATLAB ``pt3d_68`` value: 2 or 3 rows of 68 real numbers."""
+    if not isinstance(pts, np.ndarray) or pts.ndim != 2 or pts.shape[1] != 68 or pts.shape[0] < 2:
+        got = "absent" if pts is None else f"shape {getattr(pts, 'shape', type(pts).__name__)}"
+        raise DataFormatError(file, f"expected a (3, 68) array, got {got}", field="pt3d_68")
+    if pts.dtype.kind not in "iuf":  # text, a struct, a cell array, complex numbers
+        raise DataFormatError(file, f"expected a (3, 68) array of real numbers, got {pts.dtype} values",
+                              field="pt3d_68")
+    return pts[:2].T.astype(np.float64)
+
+
 def read_aflw_mat(path: str | Path, *, load_images: bool = True, skip_bad: bool = False) -> KeypointData:
     """Read AFLW2000-3D ``.mat`` files (field ``pt3d_68``, 3 x 68; x and y rows) as ibug68 (N, 68, 2).
 
@@ -290,40 +300,59 @@ def read_aflw_mat(path: str | Path, *, load_images: bool = True, skip_bad: bool 
             mat = loadmat(str(file))
         except Exception as err:  # scipy raises several types for files that are not MATLAB files
             raise DataFormatError(file, f"not a readable MATLAB file ({err})") from None
-        pts = mat.get("pt3d_68")
-        if pts is None or pts.shape[1:] != (68,) or pts.shape[0] < 2:
-            got = "absent" if pts is None else f"shape {pts.shape}"
-            raise DataFormatError(file, f"expected a (3, 68) array, got {got}", field="pt3d_68")
+        kp = _mat_points(file, mat.get("pt3d_68"))
         image = _image_beside(file)
         pixels = read_image(_require_image(file, image)) if load_images else None
-        return _Face(pts[:2].T.astype(np.float32), _face_id(file, root), image, pixels)
+        check_points(file, kp, _size(pixels), field="pt3d_68")  # AFLW2000 has no missing points: no NaN
+        return _Face(kp.astype(np.float32), _face_id(file, root), image, pixels)
 
     return _read_each(path, ".mat", "ibug68", parse, load_images, skip_bad)
 
 
 # ---- menpo .ljson --------------------------------------------------------------------------------
-def _load_json(path: Path) -> object:
-    try:
-        return json.loads(_read_text(path))
-    except json.JSONDecodeError as err:
-        raise DataFormatError(path, f"line {err.lineno}: invalid JSON ({err.msg})") from None
+def _group_points(path: Path, group: object, prefix: str) -> list:
+    """The points list of one ljson group ``{"landmarks": {"points": [...]}}``; ``prefix`` names the group."""
+    if not isinstance(group, dict) or not isinstance(group.get("landmarks"), dict):
+        raise DataFormatError(path, f"expected an object with a 'landmarks' object, got {short(group)}",
+                              field=prefix.rstrip("."))
+    points = group["landmarks"].get("points")
+    if not isinstance(points, list):
+        raise DataFormatError(path, f"expected a list of [y, x] points, got {short(points)}",
+                              field=f"{prefix}landmarks.points")
+    return points
 
 
-def _ljson_points(path: Path, doc: object) -> list:
-    """The 68 [y, x] points of an ljson v2 or v3 document."""
+def _ljson_points(path: Path, doc: object) -> tuple[str, list]:
+    """(where it is, the 68 [y, x] points) of an ljson v2 or v3 document."""
     if not isinstance(doc, dict):
         raise DataFormatError(path, "ljson must hold a JSON object")
-    if "groups" in doc and isinstance(doc["groups"], dict):  # v3: named groups
-        groups = {name: g.get("landmarks", {}).get("points", []) for name, g in doc["groups"].items()}
+    if isinstance(doc.get("groups"), dict):  # v3: named groups
+        groups = {name: _group_points(path, g, f"groups.{name}.") for name, g in doc["groups"].items()}
+        prefix = {name: f"groups.{name}." for name in groups}
     elif isinstance(doc.get("landmarks"), dict):  # v2: one group
-        groups = {"landmarks": doc["landmarks"].get("points", [])}
+        groups, prefix = {"landmarks": _group_points(path, doc, "")}, {"landmarks": ""}
     else:
         raise DataFormatError(path, "no landmarks found (expected ljson v2 'landmarks' or v3 'groups')")
     with68 = [name for name, pts in groups.items() if len(pts) == 68]
     if not with68:
         sizes = {name: len(pts) for name, pts in groups.items()}
         raise DataFormatError(path, f"no 68-point group; groups and point counts: {sizes}")
-    return groups[with68[0]]
+    return f"{prefix[with68[0]]}landmarks.points", groups[with68[0]]
+
+
+def _ljson_array(path: Path, points: list, where: str) -> np.ndarray:
+    """(68, 2) x, y of ``[y, x]`` points; ``null`` or ``[null, null]`` is a missing point (NaN)."""
+    kp = np.full((68, 2), np.nan)
+    for i, pt in enumerate(points):
+        if pt is None or pt == [None, None]:
+            continue
+        if not isinstance(pt, list) or len(pt) != 2:
+            raise DataFormatError(path, f"point {i} is not [y, x]: {short(pt)}", field=where)
+        try:
+            kp[i] = json_number(pt[1]), json_number(pt[0])
+        except ValueError as err:
+            raise DataFormatError(path, f"point {i}: {err}", field=where) from None
+    return kp
 
 
 def read_ljson(path: str | Path, *, load_images: bool = True, skip_bad: bool = False) -> KeypointData:
@@ -332,16 +361,11 @@ def read_ljson(path: str | Path, *, load_images: bool = True, skip_bad: bool = F
     menpo stores points as ``[y, x]``; they are swapped to (x, y). ``null`` points become NaN.
     """
     def parse(file: Path, root: Path) -> _Face:
-        kp = np.full((68, 2), np.nan, dtype=np.float32)
-        for i, pt in enumerate(_ljson_points(file, _load_json(file))):
-            if pt is None or pt == [None, None]:
-                continue
-            try:
-                kp[i] = float(pt[1]), float(pt[0])
-            except (TypeError, ValueError, IndexError):
-                raise DataFormatError(file, f"point {i} is not [y, x]: {pt!r}", field="points") from None
+        where, points = _ljson_points(file, load_json(file))
+        kp = _ljson_array(file, points, where)
         image = _image_beside(file)
         pixels = read_image(_require_image(file, image)) if load_images else None
-        return _Face(kp, _face_id(file, root), image, pixels)
+        check_points(file, kp, _size(pixels), missing=np.isnan(kp).any(axis=1), field=where)
+        return _Face(kp.astype(np.float32), _face_id(file, root), image, pixels)
 
     return _read_each(path, ".ljson", "ibug68", parse, load_images, skip_bad)

@@ -59,7 +59,7 @@ class PixelParser:
         ``problems`` {field index: what is wrong} for the others: a character that is neither a
         digit nor a space, a count other than 9216, a value above 255.
         """
-        n = len(buf) + 1  # one more byte, a space, ends the last number
+        n = max(len(buf) + 1, 4)  # one more byte, a space, ends the last number; the look-backs need 4
         text = self._buffer("text", n, np.uint8)
         text.fill(32)
         for start, end in zip(field_start.tolist(), field_end.tolist()):
@@ -76,13 +76,8 @@ class PixelParser:
         for i in np.flatnonzero(counts != PIXELS):
             problems.setdefault(int(i), f"holds {counts[i]} pixel values, expected {PIXELS} (96 x 96)")
         values = self._number_values(text, digit, digit_value, last_digit, scratch)
-        too_big = np.flatnonzero(values > 255)
-        if len(too_big):
-            ends = np.flatnonzero(last_digit)[too_big]
-            first_of_field = np.concatenate(([0], np.cumsum(counts)[:-1]))
-            for i, end, k in zip(np.searchsorted(field_start, ends, side="right") - 1, ends, too_big):
-                number = bytes(text[_number_start(digit, end):end + 1]).decode()
-                problems.setdefault(int(i), f"value {number} (pixel {k - first_of_field[i] + 1}) is outside 0..255")
+        for i, message in _out_of_range(values, text, digit, counts, field_start).items():
+            problems.setdefault(i, message)
         ok = np.ones(len(field_start), bool)
         ok[list(problems)] = False
         good = np.flatnonzero(ok)
@@ -126,9 +121,10 @@ class PixelParser:
         for lag in (digit[1:-2], digit[:-3], last_digit[3:]):
             np.logical_and(four, lag, out=four)
         if four.any():  # rare: leading zeros ("0012") or a huge number
-            ends = np.flatnonzero(last_digit)
+            ends, starts = np.flatnonzero(last_digit), _number_starts(digit)
             for k in np.flatnonzero(four[ends[ends >= 3] - 3]) + np.count_nonzero(ends < 3):
-                values[k] = min(int(bytes(text[_number_start(digit, ends[k]):ends[k] + 1])), 256)
+                digits = bytes(text[starts[k]:ends[k] + 1]).lstrip(b"0")
+                values[k] = int(digits or b"0") if len(digits) < 4 else 256  # int() refuses 5000 digits
         return values
 
 
@@ -138,11 +134,28 @@ def parse_pixels(buf: np.ndarray, field_start: np.ndarray, field_end: np.ndarray
     return PixelParser().parse(buf, field_start, field_end)
 
 
-def _number_start(digit: np.ndarray, end: int) -> int:
-    start = end
-    while start > 0 and digit[start - 1]:
-        start -= 1
-    return start
+def _out_of_range(values, text, digit, counts, field_start) -> dict[int, str]:
+    """{field: its first value above 255}, for the fields of ``counts`` numbers each."""
+    too_big = np.flatnonzero(values > 255)
+    if not len(too_big):
+        return {}
+    starts = _number_starts(digit)[too_big]
+    first_of_field = np.concatenate(([0], np.cumsum(counts)[:-1]))
+    problems = {}
+    fields, first = _first_per_field(starts, field_start)  # one message per field, however many values
+    for i, start, k in zip(fields, first, too_big[np.searchsorted(starts, first)]):
+        run = digit[start:start + 13]
+        length = 13 if run.all() else int(np.argmin(run))
+        number = bytes(text[start:start + length]).decode()
+        shown = number if length <= 12 else number[:9] + "..."  # 5000 digits are not shown
+        problems[int(i)] = f"value {shown} (pixel {k - first_of_field[i] + 1}) is outside 0..255"
+    return problems
+
+
+def _number_starts(digit: np.ndarray) -> np.ndarray:
+    """Index of the first digit of every number, in text order (vectorised: a number may be long)."""
+    starts = np.flatnonzero(digit[1:] & ~digit[:-1]) + 1
+    return np.concatenate(([0], starts)) if digit[0] else starts
 
 
 _TEXT = np.zeros((256, 4), np.uint8)  # ASCII of each value and a space, zero-padded to 4 bytes

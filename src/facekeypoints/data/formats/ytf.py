@@ -7,7 +7,8 @@ blank first header cell over the image file names, then columns ``0`` .. ``135``
 ..., x67, y67; the images sit in the folder named like the CSV (``training_frames_keypoints/``)
 or like its stem without ``_frames_keypoints`` (``training/``), or in ``image_dir=``.
 
-Coordinates are 0-based pixels and are kept as they are, even slightly outside the image.
+Coordinates are 0-based pixels and are kept as they are, even slightly outside the image; more
+than one image size outside it is an error (the rule is in ``facekeypoints.data.formats.checks``).
 Images are RGB uint8 arrays of varying size, so ``data.images`` is a list. Rows are numbered
 from 1 at the first data row (the line after the header).
 
@@ -27,7 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
-from facekeypoints.data.formats.csvfile import open_csv
+from facekeypoints.data.formats.checks import describe, first_implausible
+from facekeypoints.data.formats.csvfile import open_csv, read_chunks
 from facekeypoints.data.dataset import DataFormatError, KeypointData
 from facekeypoints.data.images import read_image
 from facekeypoints.schema import load_schema
@@ -40,7 +42,7 @@ _POINTS = 68
 def _csv_rows(path: Path) -> tuple[list[str], list[list[str]]]:
     """(header, data rows) of a small CSV; empty, binary, non-UTF-8 and header-only files are errors."""
     with open_csv(path) as stream:
-        raw = stream.read()
+        raw = b"".join(read_chunks(stream, path))  # a corrupt .gz or .zip is a DataFormatError
     if not raw.strip():
         raise DataFormatError(path, "empty file")
     if b"\x00" in raw:
@@ -51,7 +53,11 @@ def _csv_rows(path: Path) -> tuple[list[str], list[list[str]]]:
     except UnicodeDecodeError as err:
         row = raw[:err.start].count(b"\n")
         raise DataFormatError(path, f"not UTF-8 text ({err.reason} at byte {err.start})", row=row) from None
-    lines = list(csv.reader(io.StringIO(text, newline="")))
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        lines = list(reader)
+    except csv.Error as err:  # e.g. a field over the csv module's size limit
+        raise DataFormatError(path, f"not a readable CSV line ({err})", row=reader.line_num - 1) from None
     while lines and not lines[-1]:
         lines.pop()  # trailing blank lines hold no rows
     if len(lines) < 2:
@@ -82,14 +88,23 @@ def _coordinates(line: list[str], cols: list[int], header: list[str]) -> list[fl
             value = float(text) if text else math.nan
         except ValueError:
             raise DataFormatError("", f"not a number: {text!r}", field=header[c]) from None
-        if math.isinf(value):
-            raise DataFormatError("", f"not a finite number: {text!r}", field=header[c])
+        if text and not math.isfinite(value):  # NaN spelt out is no missing mark: that is an empty cell
+            raise DataFormatError("", f"not a finite number: {text!r} (leave the cell empty for a missing "
+                                  "keypoint)", field=header[c])
         values.append(value)
     for k in range(0, len(values), 2):
         if math.isnan(values[k]) != math.isnan(values[k + 1]):
             raise DataFormatError("", "only one of x and y is given; a keypoint needs both or neither",
                                   field=f"{header[cols[k]]}/{header[cols[k + 1]]}")
     return values or [math.nan] * (2 * _POINTS)
+
+
+def _check_range(values: list[float], cols: list[int], header: list[str], size: tuple[int, int] | None) -> None:
+    """A coordinate far outside the image (see ``checks``) is an error naming its column."""
+    found = first_implausible(np.reshape(values, (-1, 2)), size, missing=np.isnan(values[::2]))
+    if found is not None:
+        k, axis = found
+        raise DataFormatError("", describe(values[2 * k + axis], axis, size), field=header[cols[2 * k + axis]])
 
 
 def _load(image_path: Path, name: str) -> np.ndarray:
@@ -119,6 +134,7 @@ def _read_rows(path: Path, header: list[str], lines: list[list[str]], columns: t
             image = _load(image_path, header[image_col]) if load_images else None
             if not load_images and not image_path.is_file():
                 raise DataFormatError("", f"image file not found: {image_path}", field=header[image_col])
+            _check_range(values, coord_cols, header, image.shape[:2] if load_images else None)
         except DataFormatError as err:
             located = DataFormatError(path, err.reason, row=row, field=err.field)
             if not skip_bad:
