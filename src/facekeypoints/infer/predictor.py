@@ -157,9 +157,9 @@ class KeypointDetector:
                 for i, rgb in enumerate(rgbs)]
 
     def _faces(self, boxes: np.ndarray, keypoints: np.ndarray) -> list[Face]:
-        """(N, 5) boxes and (N, K, 2) keypoints -> Faces (scores 1.0: the models predict none)."""
-        return [Face(box=b[:4].copy(), box_score=float(b[4]), keypoints=k, scores=np.ones(self.schema.num_keypoints),
-                     schema=self.schema) for b, k in zip(boxes, keypoints)]
+        """(N, 5) boxes and (N, K, 2) keypoints -> Faces (no keypoint scores: the models predict none)."""
+        return [Face(box=b[:4].copy(), box_score=float(b[4]), keypoints=k, scores=None, schema=self.schema)
+                for b, k in zip(boxes, keypoints)]
 
     def find_faces(self, rgb: np.ndarray, given=None, source: str = "image") -> np.ndarray:
         """(N, 5) faces x1, y1, x2, y2, score in one (H, W, 3) RGB image: ``given`` (checked), else the detector's."""

@@ -41,16 +41,18 @@ _LINE_COLOUR = (0, 200, 255)
 @dataclass
 class Face:
     """One face: ``box`` (4,) x1, y1, x2, y2 as OpenCV rectangles (x2 = x + width); ``box_score`` from
-    the detector (1.0 for boxes you passed in); ``keypoints`` (K, 2) x, y; ``scores`` (K,).
+    the detector (1.0 for boxes you passed in); ``keypoints`` (K, 2) x, y; ``scores`` (K,)
+    per-keypoint confidences, or None when the model predicts none.
 
-    The regression and soft-argmax models predict no per-keypoint confidence, so ``scores`` are 1.0;
-    the field exists so a model that does predict one fills it without changing the shape.
+    The shipped regression and soft-argmax models predict no per-keypoint confidence, so their
+    faces have ``scores=None`` and their JSON has no ``score`` field: a constant 1.0 would claim a
+    confidence nobody measured.
     """
 
     box: np.ndarray
     box_score: float
     keypoints: np.ndarray
-    scores: np.ndarray
+    scores: np.ndarray | None
     schema: KeypointSchema = field(repr=False)
 
     def __getitem__(self, name: str) -> np.ndarray:
@@ -63,8 +65,9 @@ class Face:
         return {
             "box": [_number(v, 2) for v in self.box],
             "box_score": _number(self.box_score, 4),
-            "keypoints": {name: {"x": _number(x, 2), "y": _number(y, 2), "score": _number(s, 4)}
-                          for name, (x, y), s in zip(self.schema.keypoints, self.keypoints, self.scores)},
+            "keypoints": {name: {"x": _number(x, 2), "y": _number(y, 2),
+                                 **({} if self.scores is None else {"score": _number(self.scores[k], 4)})}
+                          for k, (name, (x, y)) in enumerate(zip(self.schema.keypoints, self.keypoints))},
         }
 
 
@@ -104,8 +107,9 @@ class Result:
 
     @property
     def scores(self) -> np.ndarray:
-        """(N, K) keypoint scores."""
-        return np.stack([f.scores for f in self.faces]) if self.faces else np.zeros((0, self.schema.num_keypoints))
+        """(N, K) keypoint scores, NaN for faces whose model predicts none."""
+        k = self.schema.num_keypoints
+        return np.array([f.scores if f.scores is not None else np.full(k, np.nan) for f in self.faces]).reshape(-1, k)
 
     @property
     def boxes(self) -> np.ndarray:

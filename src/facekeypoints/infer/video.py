@@ -242,7 +242,7 @@ def _result(predictor, tracks: list[_Track], image_size, t: float, timings: dict
         if track.smoother is not None:
             points = track.smoother.filter(points, t, scale=float(track.box[2] - track.box[0]))
         faces.append(Face(box=track.box.copy(), box_score=track.box_score, keypoints=points,
-                          scores=np.ones(predictor.schema.num_keypoints), schema=predictor.schema))
+                          scores=None, schema=predictor.schema))
     return Result(image_size=tuple(image_size), faces=faces, schema=predictor.schema, timings=timings, source=source)
 
 
