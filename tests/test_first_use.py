@@ -200,3 +200,14 @@ def test_a_bomb_and_a_gif_among_good_photos_lose_nothing(model, tmp_path, capsys
     sources = [Path(json.loads(line)["source"]).name for line in (out / "predictions.jsonl").read_text().splitlines()]
     assert sources == ["a.jpg", "c.gif"]
     assert (out / "a.jpg").is_file() and (out / "c.gif.png").is_file()  # drawn as PNG: GIF cannot be written
+
+
+def test_train_without_a_config_trains_the_default_recipe(tmp_path):
+    csv_path = write_kaggle_csv(make_faces(), tmp_path / "training.csv")
+    out = tmp_path / "run"
+    sets = [f"data.train={csv_path}", "data.persons=null", "data.complete_labels=null", "train.epochs=1",
+            "train.num_threads=1", "data.split=[0.75, 0.25]", "train.batch_size=8"]
+    assert main(["train", "--quiet", "--out", str(out), *sum((["--set", s] for s in sets), [])]) == 0
+    config = json.loads((out / "config.json").read_text())["config"]
+    assert config["name"] == "default" and config["model"]["options"]["channels"] == [8, 16, 32, 64]
+    assert config["train"]["loss"] == "smooth_l1" and config["train"]["mirror_tta"] is True

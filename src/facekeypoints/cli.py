@@ -183,10 +183,10 @@ GRID_EXAMPLES = """examples:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from facekeypoints.train.config import load_config
+    from facekeypoints.train.config import default_recipe, load_config
     from facekeypoints.train.loop import fit
 
-    cfg = load_config(args.config, args.set)
+    cfg = load_config(args.config or default_recipe(), args.set)
     if args.out:
         cfg.out_dir = args.out
     summary = fit(cfg, resume=args.resume, progress=not args.quiet)
@@ -256,7 +256,8 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 def _add_train_commands(sub) -> None:
     fmt = argparse.RawDescriptionHelpFormatter
     p = sub.add_parser("train", help="train a keypoint model", epilog=TRAIN_EXAMPLES, formatter_class=fmt)
-    p.add_argument("--config", help="YAML experiment file (configs/...); defaults apply without one")
+    p.add_argument("--config", help="YAML experiment file (configs/...); without one, the shipped default recipe "
+                   "(configs/default.yaml)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value, e.g. train.epochs=5")
     p.add_argument("--out", help="run directory (overrides out_dir)")
     p.add_argument("--resume", action="store_true", help="continue from <out_dir>/last.pt")

@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 
 import yaml
@@ -35,7 +36,7 @@ from facekeypoints.settings import SettingsError, from_dict
 from facekeypoints.train.losses import check_loss_params
 
 __all__ = ["Config", "DataConfig", "ModelConfig", "TrainConfig", "ReferenceConfig", "load_config", "config_from_dict",
-           "ConfigError"]
+           "default_recipe", "ConfigError"]
 
 ConfigError = SettingsError  # the name callers catch; one error type for every settings loader
 
@@ -135,6 +136,11 @@ def _nest(dotted: str, value) -> dict:
     for part in reversed(dotted.split(".")):
         out = {part: out}
     return out
+
+
+def default_recipe() -> Path:
+    """The shipped default recipe (``configs/default.yaml`` in a checkout links to it)."""
+    return Path(str(resources.files("facekeypoints").joinpath("recipes", "default.yaml")))
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
