@@ -211,3 +211,15 @@ def test_train_without_a_config_trains_the_default_recipe(tmp_path):
     config = json.loads((out / "config.json").read_text())["config"]
     assert config["name"] == "default" and config["model"]["options"]["channels"] == [8, 16, 32, 64]
     assert config["train"]["loss"] == "smooth_l1" and config["train"]["mirror_tta"] is True
+
+
+def test_a_broken_video_among_photos_is_reported_and_the_photos_are_written(model, tmp_path, capsys):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    shutil.copy(GRACE_HOPPER, folder / "a.jpg")
+    (folder / "clip.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(200))  # a header, then nothing
+    out = tmp_path / "out"
+    code = main(["predict", str(folder), "-o", str(out), "--model", str(model), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 1 and "clip.mp4" in err
+    assert (out / "a.jpg").is_file() and len((out / "predictions.jsonl").read_text().splitlines()) == 1
