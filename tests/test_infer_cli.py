@@ -72,10 +72,23 @@ def test_kaggle_csv_gives_30_keypoint_columns_in_row_order(model, tmp_path):
     with open(out, newline="") as f:
         rows = list(csv.reader(f))
     det = KeypointDetector(model, detector=None)
-    assert rows[0] == det.schema.columns() and len(rows[0]) == 30 and len(rows) == 6
+    assert rows[0] == ["id", *det.schema.columns()] and len(rows[0]) == 31 and len(rows) == 6
+    assert [r[0] for r in rows[1:]] == ["1", "2", "3", "4", "5"]
     expected = det.predict_crops(images).reshape(5, 30)
-    np.testing.assert_allclose(np.array(rows[1:], float), expected, atol=1e-3)
-    assert len({tuple(r) for r in rows[1:]}) == 5  # each row is its own image's prediction
+    np.testing.assert_allclose(np.array([r[1:] for r in rows[1:]], float), expected, atol=1e-3)
+    assert len({tuple(r[1:]) for r in rows[1:]}) == 5  # each row is its own image's prediction
+
+
+def test_a_bad_row_in_a_kaggle_csv_is_reported_and_the_others_written(model, tmp_path, capsys):
+    images = np.random.default_rng(1).integers(0, 256, (3, 96, 96), dtype=np.uint8)
+    data = KeypointData.from_arrays("kaggle15", np.full((3, 15, 2), np.nan, np.float32), images=images)
+    lines = write_kaggle_csv(data, tmp_path / "test.csv").read_text().splitlines()
+    lines[2] = lines[2][:300]  # row 2's pixels cut short
+    (tmp_path / "bad.csv").write_text("\n".join(lines) + "\n")
+    out = tmp_path / "keypoints.csv"
+    assert main(["predict", str(tmp_path / "bad.csv"), "-o", str(out), "--model", str(model)]) == 1
+    assert "row 2, field 'Image'" in capsys.readouterr().err
+    assert [r.split(",")[0] for r in out.read_text().splitlines()[1:]] == ["1", "3"]
 
 
 def test_crops_of_another_size_are_rescaled(model):

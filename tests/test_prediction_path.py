@@ -39,7 +39,7 @@ def test_predict_on_a_kaggle_csv_and_submit_give_the_same_numbers(model, test_cs
     with open(out, newline="") as f:
         rows = list(csv.reader(f))
     columns = rows[0]
-    predicted = {(i + 1, name): float(v) for i, row in enumerate(rows[1:]) for name, v in zip(columns, row)}
+    predicted = {(int(row[0]), name): float(v) for row in rows[1:] for name, v in zip(columns[1:], row[1:])}
     lookup = tmp_path / "IdLookupTable.csv"
     wanted = [(image, name) for image in range(1, 5) for name in ("nose_tip_x", "left_eye_center_y")]
     lookup.write_text("RowId,ImageId,FeatureName,Location\n"

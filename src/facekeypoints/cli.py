@@ -323,8 +323,11 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     if csvs:
         out = args.output if args.output and args.output.endswith(".csv") else \
             f"{args.output or '.'}/{Path(csvs[0]).name.split('.')[0]}_keypoints.csv"
-        print(f"wrote {write_keypoint_csv(predict_kaggle_csv(detector, csvs[0]), out)}")
-        return 0
+        predictions = predict_kaggle_csv(detector, csvs[0], skip_bad=True)  # one bad row does not stop the rest
+        print(f"wrote {write_keypoint_csv(predictions, out)}: {len(predictions)} rows")
+        for problem in predictions.skipped:
+            print(f"  skipped {problem}", file=sys.stderr)
+        return 1 if predictions.skipped else 0
     out = args.output or "predictions"
     report = predict_paths(detector, args.inputs, out, draw=not args.no_draw, batch_size=args.batch_size,
                            progress=not args.quiet, max_pixels=args.max_pixels or None)

@@ -11,6 +11,7 @@ Examples
 """
 from __future__ import annotations
 
+import os
 from dataclasses import replace
 from pathlib import Path
 
@@ -22,10 +23,11 @@ from facekeypoints.data.formats.submission import SubmissionReport
 __all__ = ["predict_kaggle_csv", "write_keypoint_csv", "make_submission"]
 
 
-def predict_kaggle_csv(detector, csv_path: str | Path) -> KeypointData:
+def predict_kaggle_csv(detector, csv_path: str | Path, *, skip_bad: bool = False) -> KeypointData:
     """The faces of a Kaggle-format CSV (already framed: no face detector) with ``detector``'s
-    predictions as their keypoints, (N, K, 2) in the images' pixels, in row order."""
-    data = read_kaggle_csv(csv_path)
+    predictions as their keypoints, (N, K, 2) in the images' pixels, in row order. With
+    ``skip_bad`` a bad row is left out and listed in ``.skipped`` instead of stopping the file."""
+    data = read_kaggle_csv(csv_path, skip_bad=skip_bad)
     if data.images is None:
         raise ValueError(f"{csv_path}: has no Image column, so there is nothing to predict on")
     predicted = detector.predict_crops(data.images)
@@ -33,11 +35,17 @@ def predict_kaggle_csv(detector, csv_path: str | Path) -> KeypointData:
 
 
 def write_keypoint_csv(predictions: KeypointData, out_csv: str | Path) -> Path:
-    """One row per face, the schema's 2K columns ``<name>_x, <name>_y``. Returns ``out_csv``."""
+    """One row per face: ``id`` (the input's ImageId, or its row number) and the schema's 2K columns
+    ``<name>_x, <name>_y``, written atomically. Returns ``out_csv``."""
     out_csv = Path(out_csv)
     out_csv.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_csv.with_name(f".{out_csv.name}.{os.getpid()}.tmp")
     rows = predictions.keypoints.reshape(len(predictions), -1)
-    np.savetxt(out_csv, rows, fmt="%.4f", delimiter=",", header=",".join(predictions.schema.columns()), comments="")
+    with open(tmp, "w") as f:
+        f.write(",".join(["id", *predictions.schema.columns()]) + "\n")
+        for row_id, values in zip(predictions.ids, rows):
+            f.write(str(row_id) + "," + ",".join(f"{v:.4f}" for v in values) + "\n")
+    os.replace(tmp, out_csv)
     return out_csv
 
 
