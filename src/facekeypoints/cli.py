@@ -317,8 +317,13 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     csvs = [p for p in args.inputs if p.lower().endswith(CSV_SUFFIXES)]
     if csvs and len(args.inputs) > 1:
         raise ValueError(f"a Kaggle CSV ({csvs[0]}) is predicted on its own; give it as the only INPUT")
+    face_detector = None if csvs or args.detector == "none" else args.detector
+    if face_detector == "haar":
+        from facekeypoints.infer.detectors import HaarDetector
+
+        face_detector = HaarDetector(min_face=args.min_face, max_side=args.max_side)
     detector = KeypointDetector(args.model, backend=args.backend, threads=args.threads, refine=not args.no_refine,
-                                detector=None if csvs or args.detector == "none" else args.detector,
+                                detector=face_detector,
                                 mirror_tta=args.mirror_tta, device=args.device)
     if csvs:
         out = args.output if args.output and args.output.endswith(".csv") else \
@@ -380,6 +385,10 @@ def _add_inference(sub) -> None:
     p.add_argument("--backend", choices=["torch", "onnx"], help="default: onnx (ONNX Runtime) on the CPU; torch runs checkpoints on any device")
     p.add_argument("--detector", default="haar",
                    help="face detector: haar (default) or none; a Kaggle CSV uses none (its faces are framed)")
+    p.add_argument("--min-face", type=int, help="haar: find faces down to this many pixels in any image "
+                   "(slower on large photos; default: whatever max-side allows)")
+    p.add_argument("--max-side", type=int, default=240, help="haar: shrink the image to this longer side before "
+                   "searching (default 240: 64 px faces in a 640x480 frame)")
     p.add_argument("--no-draw", action="store_true", help="write JSON only, no drawn images or video")
     p.add_argument("--no-refine", action="store_true", help="one keypoint pass per face (no re-framing)")
     p.add_argument("--mirror-tta", action="store_true",

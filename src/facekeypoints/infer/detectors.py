@@ -42,8 +42,9 @@ class HaarDetector:
     The image is converted to grayscale and shrunk so its longer side is at most ``max_side``
     pixels before the search (the cascade's cost grows with the pixel count), and the boxes are
     scaled back. Faces smaller than about 24 / s pixels in the original (24 is the cascade's
-    window, s the shrink factor) are therefore not found: 64 px in a 640 x 480 frame. Pass a
-    larger ``max_side`` for small faces in large photos.
+    window, s the shrink factor) are therefore not found: 64 px in a 640 x 480 frame, more in a
+    large photo. ``min_face`` (pixels) limits the shrink to 24 / min_face, so faces down to that
+    size are searched in any photo (slower on large ones).
 
     Defaults, measured on the 3045 ytf68 images and a 640 x 480 frame on 2 cores
     (benchmarks/calibrate_framing.py): (max_side, scale_factor, min_neighbors) = (240, 1.2, 3)
@@ -55,8 +56,10 @@ class HaarDetector:
     cascade's last stage. Larger is surer; it is not a probability (typical faces score 2 to 10).
     """
 
+    WINDOW = 24  # the cascade's smallest face, in pixels of the image it searches
+
     def __init__(self, max_side: int = 240, scale_factor: float = 1.2, min_neighbors: int = 3,
-                 cascade: str | Path | None = None):
+                 cascade: str | Path | None = None, min_face: int | None = None):
         path = Path(cascade) if cascade else Path(cv2.data.haarcascades) / "haarcascade_frontalface_default.xml"
         if not path.is_file():
             raise FileNotFoundError(f"{path}: Haar cascade file not found (opencv-python 4.x wheels ship it in "
@@ -66,12 +69,23 @@ class HaarDetector:
             raise ValueError(f"{path}: OpenCV could not load this Haar cascade")
         if max_side < 48:
             raise ValueError(f"max_side must be at least 48 pixels, got {max_side}")
+        if min_face is not None and min_face < 8:
+            raise ValueError(f"min_face must be at least 8 pixels, got {min_face}")
+        if not scale_factor > 1.0 or min_neighbors < 0:
+            raise ValueError(f"scale_factor must be > 1 and min_neighbors >= 0, got {scale_factor}, {min_neighbors}")
         self.max_side, self.scale_factor, self.min_neighbors = int(max_side), float(scale_factor), int(min_neighbors)
+        self.min_face = None if min_face is None else int(min_face)
+
+    def _scale(self, shape: tuple[int, int]) -> float:
+        """How much the image is shrunk before the search: to a longer side of ``max_side``, but
+        with ``min_face`` set never so far that faces of that many pixels drop below the window."""
+        scale = min(1.0, self.max_side / max(shape))
+        return scale if self.min_face is None else max(scale, min(1.0, self.WINDOW / self.min_face))
 
     def detect(self, image: np.ndarray) -> np.ndarray:
         """(H, W, 3) uint8 RGB or (H, W) gray -> (N, 5) float64 ``x1, y1, x2, y2, score``, best first."""
         gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY) if image.ndim == 3 else image
-        scale = min(1.0, self.max_side / max(gray.shape))
+        scale = self._scale(gray.shape[:2])
         if scale < 1.0:
             size = (max(1, round(gray.shape[1] * scale)), max(1, round(gray.shape[0] * scale)))
             gray = cv2.resize(gray, size, interpolation=cv2.INTER_AREA)

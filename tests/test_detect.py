@@ -1,0 +1,65 @@
+"""Face detection settings: small faces in large photos, and the CLI options that reach them."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from matplotlib import cbook
+
+from facekeypoints.cli import main
+from facekeypoints.data.images import read_image
+from facekeypoints.infer.detectors import HaarDetector
+from fakes import mean_face_checkpoint
+
+GRACE_HOPPER = Path(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))
+
+
+def _composite(face_px: int = 60, size=(1200, 1600)) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Four copies of Grace Hopper, each face about ``face_px`` wide, on a large grey photo; returns
+    (image, boxes the default detector finds on each copy at full size, scaled)."""
+    photo = read_image(GRACE_HOPPER)
+    full = HaarDetector(max_side=600).detect(photo)[0, :4]  # her face in the original photo
+    scale = face_px / (full[2] - full[0])
+    small = cv2.resize(photo, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    canvas = np.full(size + (3,), 120, np.uint8)
+    boxes = []
+    for y, x in ((100, 150), (100, 1100), (800, 150), (800, 1100)):
+        canvas[y:y + small.shape[0], x:x + small.shape[1]] = small
+        boxes.append(full * scale + [x, y, x, y])
+    return canvas, boxes
+
+
+def _found(detections: np.ndarray, boxes: list[np.ndarray]) -> int:
+    centres = (detections[:, :2] + detections[:, 2:4]) / 2
+    return sum(any(b[0] <= cx <= b[2] and b[1] <= cy <= b[3] for cx, cy in centres) for b in boxes)
+
+
+def test_min_face_finds_small_faces_in_a_large_photo_that_max_side_loses():
+    image, boxes = _composite(face_px=60)
+    assert _found(HaarDetector().detect(image), boxes) == 0  # shrunk to 240 px, a 60 px face is 9 px
+    assert _found(HaarDetector(min_face=30).detect(image), boxes) == 4
+    frame = cv2.resize(image, (640, 480))  # on a small image min_face changes nothing
+    np.testing.assert_array_equal(HaarDetector(min_face=200).detect(frame), HaarDetector().detect(frame))
+
+
+@pytest.mark.parametrize("kwargs, message", [({"min_face": 4}, "min_face must be at least 8"),
+                                             ({"scale_factor": 1.0}, "scale_factor must be > 1")])
+def test_bad_haar_settings_are_refused(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        HaarDetector(**kwargs)
+
+
+def test_cli_min_face_reaches_the_detector(tmp_path):
+    image, _ = _composite(face_px=60)
+    cv2.imwrite(str(tmp_path / "group.jpg"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    model = mean_face_checkpoint(tmp_path / "mean.pt")
+    counts = {}
+    for extra in ([], ["--min-face", "30"]):
+        out = tmp_path / f"out{len(extra)}.json"
+        assert main(["predict", str(tmp_path / "group.jpg"), "-o", str(out), "--model", str(model), "--quiet",
+                     *extra]) == 0
+        counts[len(extra)] = len(json.loads(out.read_text())[0]["faces"])
+    assert counts == {0: 0, 2: 4}
