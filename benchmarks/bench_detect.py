@@ -30,7 +30,7 @@ import numpy as np
 from facekeypoints.data import read, split_indices
 from facekeypoints.data.images import read_image
 from facekeypoints.infer.bench import demo_frame
-from facekeypoints.infer.detectors import HaarDetector
+from facekeypoints.infer.detectors import DlibDetector, HaarDetector
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 SETS = {
@@ -46,6 +46,8 @@ SETTINGS = {
     "haar max_side 480": lambda: HaarDetector(max_side=480),
     "haar min_face 36": lambda: HaarDetector(min_face=36),
     "haar min_face 24": lambda: HaarDetector(min_face=24),
+    "dlib hog (upsample 1)": lambda: DlibDetector(upsample=1),
+    "dlib hog (upsample 0)": lambda: DlibDetector(upsample=0),
 }
 
 

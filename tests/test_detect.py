@@ -63,3 +63,26 @@ def test_cli_min_face_reaches_the_detector(tmp_path):
                      *extra]) == 0
         counts[len(extra)] = len(json.loads(out.read_text())[0]["faces"])
     assert counts == {0: 0, 2: 4}
+
+
+def test_dlib_hog_finds_grace_hopper_and_a_missing_extra_says_what_to_install(monkeypatch):
+    pytest.importorskip("dlib", reason="the dlib extra (dlib-bin) is not installed")
+    from facekeypoints.infer.detectors import DlibDetector, make_detector
+
+    photo = read_image(GRACE_HOPPER)
+    found = DlibDetector().detect(photo)
+    haar = HaarDetector(max_side=600).detect(photo)[0]
+    centre = (found[0, :2] + found[0, 2:4]) / 2
+    assert len(found) == 1 and haar[0] <= centre[0] <= haar[2] and haar[1] <= centre[1] <= haar[3]
+    monkeypatch.setitem(__import__("sys").modules, "dlib", None)  # as if the extra were not installed
+    with pytest.raises(ValueError, match=r"pip install 'facekeypoints\[dlib\]'"):
+        make_detector("dlib")
+
+
+def test_cli_detector_dlib(tmp_path):
+    pytest.importorskip("dlib", reason="the dlib extra (dlib-bin) is not installed")
+    model = mean_face_checkpoint(tmp_path / "mean.pt")
+    out = tmp_path / "out.json"
+    assert main(["predict", str(GRACE_HOPPER), "--detector", "dlib", "-o", str(out), "--model", str(model),
+                 "--quiet"]) == 0
+    assert len(json.loads(out.read_text())[0]["faces"]) == 1

@@ -384,7 +384,8 @@ def _add_inference(sub) -> None:
     p.add_argument("--model", help="checkpoint .pt, exported .onnx or shipped model name (kaggle15, ibug68); kaggle15 when omitted")
     p.add_argument("--backend", choices=["torch", "onnx"], help="default: onnx (ONNX Runtime) on the CPU; torch runs checkpoints on any device")
     p.add_argument("--detector", default="haar",
-                   help="face detector: haar (default) or none; a Kaggle CSV uses none (its faces are framed)")
+                   help="face detector: haar (default), dlib (HOG; pip install 'facekeypoints[dlib]') or none; "
+                        "a Kaggle CSV uses none (its faces are framed)")
     p.add_argument("--min-face", type=int, help="haar: find faces down to this many pixels in any image "
                    "(slower on large photos; default: whatever max-side allows)")
     p.add_argument("--max-side", type=int, default=240, help="haar: shrink the image to this longer side before "

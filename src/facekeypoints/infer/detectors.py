@@ -25,7 +25,7 @@ from typing import Protocol, runtime_checkable
 import cv2
 import numpy as np
 
-__all__ = ["FaceDetector", "HaarDetector", "DETECTORS", "make_detector", "check_boxes"]
+__all__ = ["FaceDetector", "HaarDetector", "DlibDetector", "DETECTORS", "make_detector", "check_boxes"]
 
 
 @runtime_checkable
@@ -101,7 +101,35 @@ class HaarDetector:
         return out[np.argsort(-out[:, 4], kind="stable")]
 
 
-DETECTORS: dict[str, type] = {"haar": HaarDetector}
+class DlibDetector:
+    """dlib's HOG + linear SVM frontal face detector (``dlib.get_frontal_face_detector``), an
+    optional extra: ``pip install 'facekeypoints[dlib]'`` (the dlib-bin wheel; it runs offline).
+
+    ``upsample`` doubles the image that many times first, to find faces under about 80 px (dlib's
+    window) at 4x the cost per step. Scores are the SVM's margins: larger is surer.
+    """
+
+    def __init__(self, upsample: int = 1):
+        try:
+            import dlib
+        except ImportError:
+            raise ImportError("the 'dlib' face detector needs dlib: pip install 'facekeypoints[dlib]' "
+                              "(installs the dlib-bin wheel)") from None
+        if upsample < 0:
+            raise ValueError(f"upsample must be >= 0, got {upsample}")
+        self._detector, self.upsample = dlib.get_frontal_face_detector(), int(upsample)
+
+    def detect(self, image: np.ndarray) -> np.ndarray:
+        """(H, W, 3) uint8 RGB or (H, W) gray -> (N, 5) float64 ``x1, y1, x2, y2, score``, best first."""
+        rects, scores, _ = self._detector.run(np.ascontiguousarray(image), self.upsample, 0.0)
+        if not rects:
+            return np.zeros((0, 5))
+        # dlib's right and bottom are inclusive pixels; ours are OpenCV's x + width
+        out = np.array([[r.left(), r.top(), r.right() + 1, r.bottom() + 1, s] for r, s in zip(rects, scores)], float)
+        return out[np.argsort(-out[:, 4], kind="stable")]
+
+
+DETECTORS: dict[str, type] = {"haar": HaarDetector, "dlib": DlibDetector}
 
 
 def make_detector(detector) -> FaceDetector | None:
@@ -114,7 +142,10 @@ def make_detector(detector) -> FaceDetector | None:
             hint = f"; did you mean {close}?" if close else ""
             raise ValueError(f"unknown face detector {detector!r}{hint}; known: {sorted(DETECTORS)}, "
                              "or pass an object with detect(image) -> (N, 5), or None with boxes=")
-        return DETECTORS[detector]()
+        try:
+            return DETECTORS[detector]()
+        except ImportError as err:  # an optional extra that is not installed: say what to install
+            raise ValueError(str(err)) from None
     if not callable(getattr(detector, "detect", None)):
         raise TypeError(f"detector {detector!r} has no detect(image) method (see facekeypoints.infer.FaceDetector)")
     return detector
