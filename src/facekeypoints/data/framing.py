@@ -42,7 +42,7 @@ import numpy as np
 
 from facekeypoints.schema import KeypointSchema, SchemaError, load_schema
 
-__all__ = ["FRAMINGS", "KAGGLE_MEAN_FACE", "BOX_FRAME", "MAX_SHAPE_ERROR", "framing_for", "template", "fit_similarity",
+__all__ = ["FRAMINGS", "KAGGLE_MEAN_FACE", "BOX_FRAME", "BOX_FRAMES", "MAX_SHAPE_ERROR", "framing_for", "template", "fit_similarity",
            "anchor_points", "can_refine", "frame_from_box", "box_from_frame", "frames_from_keypoints", "resize_frame",
            "to_crop", "to_image", "invert", "warp_crops", "resize_image"]
 
@@ -84,6 +84,13 @@ _PARTIAL_ANCHORS = {
 # one detection (10th-90th percentiles: x -0.028..0.034, y -0.025..0.023, side 0.91..1.13: the
 # spread the refinement pass removes). The Kaggle framing is, by chance, almost exactly the Haar box.
 BOX_FRAME = (0.0025, -0.0012, 1.0066)
+
+# The same constants for each box source, measured the same way (`python benchmarks/calibrate_framing.py
+# --boxes SOURCE`, box size = mean of width and height, as frame_from_box takes it): dlib's HOG
+# boxes are smaller and sit lower on the face (2941 faces with one box; 10th-90th percentile of
+# the side 0.99..1.27); "landmarks" is the bounding box of a face's labelled 68 points, which
+# starts at the brows, so the frame sits well above its centre (3045 faces).
+BOX_FRAMES = {"haar": BOX_FRAME, "dlib": (0.0115, -0.0718, 1.1261), "landmarks": (-0.0018, -0.1918, 1.1759)}
 
 # A prediction whose kaggle15 points lie further than this from the aligned template (RMS, as a
 # fraction of the template's inter-ocular distance) is not face-shaped: no refinement from it, and

@@ -25,6 +25,8 @@ from typing import Protocol, runtime_checkable
 import cv2
 import numpy as np
 
+from facekeypoints.data.framing import BOX_FRAMES
+
 __all__ = ["FaceDetector", "HaarDetector", "DlibDetector", "DETECTORS", "make_detector", "check_boxes"]
 
 
@@ -57,6 +59,7 @@ class HaarDetector:
     """
 
     WINDOW = 24  # the cascade's smallest face, in pixels of the image it searches
+    box_frame = BOX_FRAMES["haar"]  # how its boxes frame a face (measured; see facekeypoints.data.framing)
 
     def __init__(self, max_side: int = 240, scale_factor: float = 1.2, min_neighbors: int = 3,
                  cascade: str | Path | None = None, min_face: int | None = None):
@@ -108,6 +111,8 @@ class DlibDetector:
     ``upsample`` doubles the image that many times first, to find faces under about 80 px (dlib's
     window) at 4x the cost per step. Scores are the SVM's margins: larger is surer.
     """
+
+    box_frame = BOX_FRAMES["dlib"]  # its boxes are smaller and lower than Haar's (measured)
 
     def __init__(self, upsample: int = 1):
         try:

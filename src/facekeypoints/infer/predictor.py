@@ -69,6 +69,20 @@ def load_runner(model: str | Path | None = None, backend: str | None = None, dev
     return TorchRunner.load(path, device=device, threads=threads)
 
 
+def _box_frame(box_frame, detector) -> tuple[float, float, float]:
+    """The (dx, dy, side) constants that frame a face from its box (see ``KeypointDetector``)."""
+    if box_frame is None:
+        return tuple(getattr(detector, "box_frame", framing.BOX_FRAME))
+    if isinstance(box_frame, str):
+        if box_frame not in framing.BOX_FRAMES:
+            raise ValueError(f"box_frame {box_frame!r} is not one of {sorted(framing.BOX_FRAMES)} or (dx, dy, side)")
+        return framing.BOX_FRAMES[box_frame]
+    values = tuple(float(v) for v in box_frame)
+    if len(values) != 3 or not values[2] > 0:
+        raise ValueError(f"box_frame must be (dx, dy, side) with side > 0, got {box_frame!r}")
+    return values
+
+
 def _elapsed(start: float) -> float:
     return (time.perf_counter() - start) * 1000.0
 
@@ -94,6 +108,9 @@ class KeypointDetector:
     batch_size : faces per model call; all faces of a ``predict_batch`` call share the calls.
     mirror_tta : also run every face mirrored and average the two predictions (left/right swapped
         by the schema): about twice the model time, usually a little more accurate.
+    box_frame : how a box becomes the face's frame: a key of ``framing.BOX_FRAMES`` (``"haar"``,
+        ``"dlib"``, ``"landmarks"``: the bounding box of the face's points) or (dx, dy, side) in
+        box widths. None: the detector's own calibration (``detector.box_frame``), else Haar's.
 
     A model trained on whole photos resized to its input (training ``data.frame: resize``, e.g. the
     IMM nose-tip model of seed 003) sees each whole image the same way: one face per image, box the
@@ -102,12 +119,13 @@ class KeypointDetector:
 
     def __init__(self, model: str | Path | None = None, *, detector="haar", backend: str | None = None,
                  device: str = "cpu", threads: int | None = None, refine: bool = True, batch_size: int = 64,
-                 mirror_tta: bool = False):
+                 mirror_tta: bool = False, box_frame: str | tuple[float, float, float] | None = None):
         self.runner = load_runner(model, backend, device, threads)
         self.card = self.runner.card
         self.schema, self.input_size, self.framing = self.card.schema, self.card.input_size, self.card.framing
         self.mirror_tta = bool(mirror_tta)
         self.detector = make_detector(detector) if self.framing == "kaggle" else None
+        self.box_frame = _box_frame(box_frame, self.detector)
         self.alignable = framing.can_refine(self.schema)  # keypoints give a frame (refinement, tracking)
         self.refine = bool(refine) and self.alignable and self.framing == "kaggle"
         if batch_size < 1:
@@ -147,7 +165,8 @@ class KeypointDetector:
         if self.framing == "resize":
             frames = np.array([framing.resize_frame(im.shape[:2], self.input_size) for im in rgbs]).reshape(-1, 2, 3)
         else:
-            frames = np.array([framing.frame_from_box(b, self.input_size) for b in all_boxes]).reshape(-1, 2, 3)
+            frames = np.array([framing.frame_from_box(b, self.input_size, self.box_frame)
+                               for b in all_boxes]).reshape(-1, 2, 3)
         timings = {"preprocess": 0.0, "model": 0.0, "postprocess": 0.0}
         keypoints = self.locate(rgbs, owners, frames, timings)
         share = {k: v / max(1, len(images)) for k, v in timings.items()}

@@ -139,7 +139,7 @@ def _follow(predictor, rgb: np.ndarray, tracks: list[_Track], timings: dict) -> 
     for j, i in enumerate(alive):
         centre = kp[j].mean(0)
         if new_error[j] <= framing.MAX_SHAPE_ERROR and 0 <= centre[0] < w and 0 <= centre[1] < h:
-            tracks[i].keypoints, tracks[i].box = kp[j], framing.box_from_frame(new_frames[j], size)
+            tracks[i].keypoints, tracks[i].box = kp[j], framing.box_from_frame(new_frames[j], size, predictor.box_frame)
             kept.append(tracks[i])
     return kept
 
@@ -168,7 +168,8 @@ def _detect(predictor, rgb: np.ndarray, current: list[_Track], lost: list[_Track
             out.append(current[match])
         else:
             new.append(box)
-    frames = np.array([framing.frame_from_box(b, predictor.input_size) for b in new]).reshape(-1, 2, 3)
+    frames = np.array([framing.frame_from_box(b, predictor.input_size, predictor.box_frame)
+                       for b in new]).reshape(-1, 2, 3)
     kp = predictor.locate([rgb], np.zeros(len(new), int), frames, timings)
     lost_boxes, reused = [t.box for t in lost], set()
     for box, points in zip(new, kp):

@@ -1,0 +1,81 @@
+"""Does the 68-point result depend on where the face box came from? NME from each box source.
+
+For ytf68's validation people (80/20 person split, seed 0; or ``--limit`` of them) the shipped
+ibug68 model is framed from: the Haar detector's box, dlib's HOG box (when the dlib extra is
+installed), and the bounding box of the labelled points; each as given and jittered (shift and
+size by up to +-10%, seeded). Each source uses its own calibrated framing
+(``facekeypoints.data.framing.BOX_FRAMES``), with keypoint refinement. NME: mean point error over
+the outer-eye-corner distance, in %, on the faces every source found.
+
+Usage:
+  python benchmarks/bench_boxes.py --limit 300
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from facekeypoints import KeypointDetector
+from facekeypoints.data import read, split_indices
+from facekeypoints.infer.detectors import DETECTORS
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "ytf68" / "train.csv"
+
+
+def _sources() -> dict:
+    sources = {"haar": DETECTORS["haar"]()}
+    try:
+        sources["dlib"] = DETECTORS["dlib"]()
+    except ImportError as err:
+        print(f"dlib left out: {err}")
+    return sources
+
+
+def _jitter(box: np.ndarray, rng: np.random.Generator, amount: float) -> np.ndarray:
+    w, h = box[2] - box[0], box[3] - box[1]
+    dx, dy = rng.uniform(-amount, amount, 2) * [w, h]
+    s = 1 + rng.uniform(-amount, amount)
+    cx, cy = (box[0] + box[2]) / 2 + dx, (box[1] + box[3]) / 2 + dy
+    return np.array([cx - s * w / 2, cy - s * h / 2, cx + s * w / 2, cy + s * h / 2])
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--limit", type=int, default=0, help="the first N validation faces (0: all)")
+    parser.add_argument("--jitter", type=float, default=0.10)
+    args = parser.parse_args()
+    if not DATA.is_file():
+        print(f"skipped: {DATA} is absent")
+        return 0
+    data = read(DATA)
+    val = split_indices(data, [0.8, 0.2], seed=0)[1]
+    val = val[:args.limit] if args.limit else val
+    sources = _sources()
+    models = {name: KeypointDetector("ibug68", detector=None, box_frame=name) for name in [*sources, "landmarks"]}
+    rng = np.random.default_rng(0)
+    errors: dict[str, list[float]] = {f"{n}{j}": [] for n in models for j in ("", " jittered")}
+    for i in val:
+        image, truth = data.image(i), data.keypoints[i]
+        boxes = {name: det.detect(image)[:1, :4] for name, det in sources.items()}
+        points = truth[np.isfinite(truth).all(-1)]
+        boxes["landmarks"] = np.r_[points.min(0), points.max(0) + 1][None]
+        if any(len(b) == 0 for b in boxes.values()):
+            continue  # score only faces every source found
+        iod = np.linalg.norm(truth[36] - truth[45])
+        for name, box in boxes.items():
+            for suffix, b in (("", box[0]), (" jittered", _jitter(box[0], rng, args.jitter))):
+                predicted = models[name](image, boxes=[b]).keypoints[0]
+                errors[name + suffix].append(float(np.nanmean(np.linalg.norm(predicted - truth, axis=-1)) / iod))
+    n = len(errors["haar"])
+    print(f"ibug68 model, {n} ytf68 validation faces found by every source, refinement on")
+    best = min(np.mean(e) for e in errors.values())
+    for name, e in errors.items():
+        print(f"  {name:22s} NME {100 * np.mean(e):.2f}%  ({100 * (np.mean(e) - best):+.2f} points from the best)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
