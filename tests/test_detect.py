@@ -86,3 +86,19 @@ def test_cli_detector_dlib(tmp_path):
     assert main(["predict", str(GRACE_HOPPER), "--detector", "dlib", "-o", str(out), "--model", str(model),
                  "--quiet"]) == 0
     assert len(json.loads(out.read_text())[0]["faces"]) == 1
+
+
+def test_each_box_source_frames_faces_its_own_way(tmp_path):
+    from facekeypoints import KeypointDetector
+    from facekeypoints.data import framing
+
+    model = mean_face_checkpoint(tmp_path / "mean.pt")  # answers the template: keypoints show the frame
+    photo = read_image(GRACE_HOPPER)
+    box = [[150, 120, 350, 320]]
+    by_source = {name: KeypointDetector(model, detector=None, refine=False, box_frame=name)(photo, boxes=box)
+                 for name in framing.BOX_FRAMES}
+    eyes = {name: r[0]["left_eye_center"][1] for name, r in by_source.items()}
+    assert eyes["landmarks"] < eyes["dlib"] < eyes["haar"]  # their frames sit higher above the box centre
+    assert KeypointDetector(model).box_frame == framing.BOX_FRAMES["haar"]
+    with pytest.raises(ValueError, match="box_frame 'yolo' is not one of"):
+        KeypointDetector(model, box_frame="yolo")
