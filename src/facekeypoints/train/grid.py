@@ -110,6 +110,8 @@ def run_grid(configs: list[str | Path], results: str | Path, *, full: bool = Fal
 def markdown_table(rows: list[dict]) -> str:
     """The results as a Markdown table, one row per run, in config order."""
     def cell(key, value):
+        if key in ("rmse", "mae", "nme") and not value == value:  # NaN: undefined (one keypoint has no NME)
+            return "-"
         if key in ("rmse", "mae"):
             return f"{value:.3f}"
         return f"{value:.1%}" if key == "nme" else str(value).replace("|", "/")
