@@ -223,3 +223,28 @@ def test_a_broken_video_among_photos_is_reported_and_the_photos_are_written(mode
     err = capsys.readouterr().err
     assert code == 1 and "clip.mp4" in err
     assert (out / "a.jpg").is_file() and len((out / "predictions.jsonl").read_text().splitlines()) == 1
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["predict", "{photo}", "--batch-size", "0"], "--batch-size must be >= 1"),
+    (["predict", "{photo}", "--max-pixels", "-5"], "--max-pixels >= 0"),
+    (["predict", "{photo}", "-o", "{tmp}/out.txt"], ".txt is not an output format"),
+    (["predict", "{tmp}/test.csv", "-o", "{tmp}/out.json"], "written as a .csv file"),
+    (["predict", "{tmp}/short.csv", "-o", "{tmp}/k.csv"], "no row could be read (1 bad rows; the first: "),
+    (["train", "--set", "data.split=[2, -1]"], "data.split must be 2 or 3 positive ratios"),
+    (["evaluate", "--split", "val", "--model", "{tmp}/random.pt"], "random.pt: not a readable facekeypoints checkpoint "
+                                                                    "(not a PyTorch file of plain data)"),
+])
+def test_what_an_independent_audit_found_is_a_clear_message(argv, message, tmp_path, capsys):
+    """Cases from a run of about 100 fresh bad inputs through the command line (issue 10)."""
+    images = np.zeros((1, 96, 96), np.uint8)
+    from facekeypoints.data import KeypointData
+    test_csv = write_kaggle_csv(KeypointData.from_arrays("kaggle15", np.full((1, 15, 2), np.nan, np.float32),
+                                                         images=images), tmp_path / "test.csv")
+    lines = test_csv.read_text().splitlines()
+    (tmp_path / "short.csv").write_text(lines[0] + "\n" + lines[1][:200] + "\n")
+    (tmp_path / "random.pt").write_bytes(np.random.default_rng(0).bytes(500))
+    argv = [part.format(tmp=tmp_path, photo=GRACE_HOPPER) for part in argv]
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "out.txt").exists()

@@ -314,6 +314,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     from facekeypoints.infer.kaggle import predict_kaggle_csv, write_keypoint_csv
     from facekeypoints.infer.predictor import KeypointDetector
 
+    if args.batch_size < 1 or (args.max_pixels or 0) < 0:
+        raise ValueError(f"--batch-size must be >= 1 and --max-pixels >= 0, got {args.batch_size} and {args.max_pixels}")
     csvs = [p for p in args.inputs if p.lower().endswith(CSV_SUFFIXES)]
     if csvs and len(args.inputs) > 1:
         raise ValueError(f"a Kaggle CSV ({csvs[0]}) is predicted on its own; give it as the only INPUT")
@@ -326,6 +328,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
                                 detector=face_detector,
                                 mirror_tta=args.mirror_tta, device=args.device)
     if csvs:
+        if args.output and Path(args.output).suffix and not args.output.endswith(".csv"):
+            raise ValueError(f"{args.output}: a Kaggle CSV's keypoints are written as a .csv file (or into a folder)")
         out = args.output if args.output and args.output.endswith(".csv") else \
             f"{args.output or '.'}/{Path(csvs[0]).name.split('.')[0]}_keypoints.csv"
         predictions = predict_kaggle_csv(detector, csvs[0], skip_bad=True)  # one bad row does not stop the rest

@@ -41,6 +41,15 @@ class DataConfig:
     # image); facekeypoints.data.framing.framing_for maps it to the framing inference then uses
     frame: str = "none"
 
+    def __post_init__(self) -> None:
+        if isinstance(self.split, str):
+            if self.split != "imm":
+                raise ValueError(f"data.split must be a list of ratios or 'imm', got {self.split!r}")
+        elif not (2 <= len(self.split) <= 3 and all(r > 0 for r in self.split) and abs(sum(self.split) - 1) < 1e-6):
+            raise ValueError(f"data.split must be 2 or 3 positive ratios adding up to 1, got {self.split!r}")
+        if self.missing not in ("drop", "ffill", "mask"):
+            raise ValueError(f"data.missing must be drop, ffill or mask, got {self.missing!r}")
+
     def to_dict(self) -> dict:
         return asdict(self)
 

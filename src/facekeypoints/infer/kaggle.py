@@ -28,6 +28,9 @@ def predict_kaggle_csv(detector, csv_path: str | Path, *, skip_bad: bool = False
     predictions as their keypoints, (N, K, 2) in the images' pixels, in row order. With
     ``skip_bad`` a bad row is left out and listed in ``.skipped`` instead of stopping the file."""
     data = read_kaggle_csv(csv_path, skip_bad=skip_bad)
+    if len(data) == 0:
+        why = f"; the first: {data.skipped[0]}" if data.skipped else ""
+        raise ValueError(f"{csv_path}: no row could be read ({len(data.skipped)} bad rows{why})")
     if data.images is None:
         raise ValueError(f"{csv_path}: has no Image column, so there is nothing to predict on")
     predicted = detector.predict_crops(data.images)

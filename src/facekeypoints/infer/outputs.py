@@ -85,5 +85,8 @@ def open_sink(target: str | Path) -> _Sink:
         if folder.exists() and not folder.is_dir():
             raise ValueError(f"{folder}: exists and is not a folder; -o takes a folder, a .json, .jsonl or .csv "
                              "file, or - for standard output")
+        if folder.suffix and not folder.is_dir() and not str(target).endswith(("/", os.sep)):
+            raise ValueError(f"{folder}: {folder.suffix} is not an output format; -o takes a folder, a .json, .jsonl "
+                             f"or .csv file, or - for standard output (end a folder name with / if it has a dot)")
         return _Sink(folder / "predictions.jsonl", "jsonl")
     return _Sink(target, kind)

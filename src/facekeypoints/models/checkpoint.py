@@ -100,7 +100,10 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     try:
         raw = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises many types for foreign or damaged files
-        raise CheckpointError(f"{path}: not a readable facekeypoints checkpoint ({type(err).__name__}: {err})") from None
+        # torch's own text advises weights_only=False, which is wrong for a file that is not ours: keep one line
+        why = "not a PyTorch file of plain data" if type(err).__name__ == "UnpicklingError" else \
+            f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+        raise CheckpointError(f"{path}: not a readable facekeypoints checkpoint ({why})") from None
     if not isinstance(raw, dict) or raw.get("format") not in _READABLE:
         raise CheckpointError(f"{path}: not a facekeypoints checkpoint (expected format {FORMAT!r})")
     try:
