@@ -143,6 +143,6 @@ def check_keywords(fn: Callable, values: dict, *, what: str, skip: tuple[str, ..
         if key not in params:
             close = difflib.get_close_matches(key, list(params), n=2)
             hint = f"; did you mean {close}?" if close else ""
-            raise SettingsError(f"{what} {key!r} does not exist (valid: {list(params)}){hint}")
+            raise SettingsError(f"{what} {key!r} does not exist (valid: {list(params) or 'none'}){hint}")
         out[key] = check_type(value, hints.get(key, Any), f"{what} {key!r}")
     return out

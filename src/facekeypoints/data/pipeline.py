@@ -17,7 +17,8 @@ from dataclasses import asdict, dataclass, field
 from facekeypoints.data.convert import complete_labels, resize_faces, to_kaggle_task
 from facekeypoints.data.dataset import KeypointData
 from facekeypoints.data.formats import attach_person, read
-from facekeypoints.data.splits import handle_missing, split_indices
+from facekeypoints.data.framing import framing_for
+from facekeypoints.data.splits import MISSING_STRATEGIES, handle_missing, split_indices
 
 __all__ = ["DataConfig", "load_splits", "frame_faces"]
 
@@ -47,8 +48,9 @@ class DataConfig:
                 raise ValueError(f"data.split must be a list of ratios or 'imm', got {self.split!r}")
         elif not (2 <= len(self.split) <= 3 and all(r > 0 for r in self.split) and abs(sum(self.split) - 1) < 1e-6):
             raise ValueError(f"data.split must be 2 or 3 positive ratios adding up to 1, got {self.split!r}")
-        if self.missing not in ("drop", "ffill", "mask"):
-            raise ValueError(f"data.missing must be drop, ffill or mask, got {self.missing!r}")
+        if self.missing not in MISSING_STRATEGIES:
+            raise ValueError(f"data.missing must be one of {list(MISSING_STRATEGIES)}, got {self.missing!r}")
+        framing_for(self.frame, "data.frame")  # one vocabulary, checked where it is defined
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -75,8 +77,6 @@ def load_splits(d: DataConfig, size: int) -> tuple[KeypointData, KeypointData, d
         train_idx = [i for i, p in enumerate(data.person) if p is not None and 1 <= int(p) <= 32]
         val_idx = [i for i, p in enumerate(data.person) if p is not None and 33 <= int(p) <= 40]
         train, val = completed.subset(train_idx), data.subset(val_idx)
-    elif isinstance(d.split, str):
-        raise ValueError(f"data.split: {d.split!r} is neither a list of ratios nor 'imm'")
     else:
         parts = split_indices(data, d.split, seed=d.split_seed)
         train, val = completed.subset(parts[0]), data.subset(parts[1])

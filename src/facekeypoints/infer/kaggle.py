@@ -11,12 +11,12 @@ Examples
 """
 from __future__ import annotations
 
-import os
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
+from facekeypoints.atomic import atomic_path
 from facekeypoints.data import KeypointData, read_id_lookup, read_kaggle_csv, write_submission
 from facekeypoints.data.formats.submission import SubmissionReport
 
@@ -41,14 +41,11 @@ def write_keypoint_csv(predictions: KeypointData, out_csv: str | Path) -> Path:
     """One row per face: ``id`` (the input's ImageId, or its row number) and the schema's 2K columns
     ``<name>_x, <name>_y``, written atomically. Returns ``out_csv``."""
     out_csv = Path(out_csv)
-    out_csv.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_csv.with_name(f".{out_csv.name}.{os.getpid()}.tmp")
     rows = predictions.keypoints.reshape(len(predictions), -1)
-    with open(tmp, "w") as f:
+    with atomic_path(out_csv) as tmp, open(tmp, "w") as f:
         f.write(",".join(["id", *predictions.schema.columns()]) + "\n")
         for row_id, values in zip(predictions.ids, rows):
             f.write(str(row_id) + "," + ",".join(f"{v:.4f}" for v in values) + "\n")
-    os.replace(tmp, out_csv)
     return out_csv
 
 

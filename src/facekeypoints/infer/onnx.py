@@ -16,12 +16,12 @@ Examples
 from __future__ import annotations
 
 import json
-import os
 import warnings
 from pathlib import Path
 
 import numpy as np
 
+from facekeypoints.atomic import atomic_path
 from facekeypoints.data.cache import cache_dir, file_digest
 from facekeypoints.models.card import ModelCard
 from facekeypoints.models.checkpoint import load_model
@@ -50,19 +50,17 @@ def export_onnx(checkpoint: str | Path, out: str | Path, *, opset: int = 17, dev
     model = model.to(device)
     size, channels = card.input_size, card.in_channels
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(f"{out.suffix}.{os.getpid()}.tmp")  # per process: parallel first uses share the cache
-    with warnings.catch_warnings():  # the legacy exporter announces its deprecation on every call
-        warnings.simplefilter("ignore", DeprecationWarning)
-        torch.onnx.export(model, (torch.zeros(1, channels, size, size, device=device),), str(tmp), dynamo=False,
-                          opset_version=int(opset), input_names=["image"], output_names=["keypoints"],
-                          dynamic_axes={"image": {0: "batch"}, "keypoints": {0: "batch"}})
-    graph = onnx.load(str(tmp))
-    entry = graph.metadata_props.add()
-    entry.key, entry.value = CARD_KEY, json.dumps(card.to_dict())
-    onnx.checker.check_model(graph)
-    onnx.save(graph, str(tmp))
-    tmp.replace(out)
+    with atomic_path(out) as tmp:  # per process: parallel first uses share the cache
+        with warnings.catch_warnings():  # the legacy exporter announces its deprecation on every call
+            warnings.simplefilter("ignore", DeprecationWarning)
+            torch.onnx.export(model, (torch.zeros(1, channels, size, size, device=device),), str(tmp), dynamo=False,
+                              opset_version=int(opset), input_names=["image"], output_names=["keypoints"],
+                              dynamic_axes={"image": {0: "batch"}, "keypoints": {0: "batch"}})
+        graph = onnx.load(str(tmp))
+        entry = graph.metadata_props.add()
+        entry.key, entry.value = CARD_KEY, json.dumps(card.to_dict())
+        onnx.checker.check_model(graph)
+        onnx.save(graph, str(tmp))
     return out
 
 

@@ -15,11 +15,14 @@ Examples
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
 import sys
 from pathlib import Path
+
+from facekeypoints.atomic import atomic_path
 
 __all__ = ["output_kind", "open_sink", "FILE_SUFFIXES"]
 
@@ -39,12 +42,12 @@ class _Sink:
     def __init__(self, target: str | Path, kind: str):
         self.kind, self.count = kind, 0
         self.path = None if kind == "stdout" else Path(target)
+        self._files = contextlib.ExitStack()  # the temporary file, renamed onto path by close()
         if self.path is not None:
             if self.path.is_dir():
                 raise ValueError(f"{self.path}: is a folder; a .{kind} output is a file")
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        self.stream = sys.stdout if self.path is None else open(self._tmp, "w", newline="")
+            tmp = self._files.enter_context(atomic_path(self.path))
+        self.stream = sys.stdout if self.path is None else self._files.enter_context(open(tmp, "w", newline=""))
         self._csv = None
         if kind == "json":
             self.stream.write("[\n")
@@ -70,10 +73,7 @@ class _Sink:
     def close(self) -> Path | None:
         if self.kind == "json":
             self.stream.write("\n]\n")
-        if self.path is None:
-            return None
-        self.stream.close()
-        os.replace(self._tmp, self.path)
+        self._files.close()  # every result written so far is kept, even when the run failed midway
         return self.path
 
 

@@ -29,7 +29,7 @@ from facekeypoints.infer.inputs import to_rgb
 from facekeypoints.infer.onnx import OnnxRunner, cached_export
 from facekeypoints.infer.results import Face, Result
 from facekeypoints.infer.video import stream
-from facekeypoints.models.checkpoint import load_checkpoint
+from facekeypoints.models.checkpoint import CheckpointError
 from facekeypoints.models.device import resolve_device
 from facekeypoints.models.predict import TorchRunner, plane, predict_crops, predict_frames
 from facekeypoints.models.weights import resolve_checkpoint
@@ -58,13 +58,12 @@ def load_runner(model: str | Path | None = None, backend: str | None = None, dev
     if backend == "onnx" and device != "cpu":
         raise ValueError(f"the ONNX Runtime backend runs on the CPU; use backend='torch' for device={device!r}")
     if backend == "onnx" or (backend is None and device == "cpu"):
-        load_checkpoint(path)  # a file that is no checkpoint fails here, in one line, before any export
         try:
             runner = OnnxRunner(cached_export(path), threads=threads)
             runner.source = str(path)  # name the checkpoint the user gave, not its cached export
             return runner
-        except Exception as err:  # any export failure: an explicit request fails, the default falls back
-            if backend == "onnx":
+        except Exception as err:  # an export failure: an explicit request fails, the default falls back
+            if backend == "onnx" or isinstance(err, CheckpointError):  # no checkpoint: torch cannot read it either
                 raise
             warnings.warn(f"{path}: ONNX export failed ({type(err).__name__}: {err}); running it with torch",
                           RuntimeWarning, stacklevel=2)

@@ -19,7 +19,6 @@ Examples
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
@@ -27,6 +26,7 @@ from typing import Iterator
 import cv2
 import numpy as np
 
+from facekeypoints.atomic import atomic_path
 from facekeypoints.data.images import read_image
 from facekeypoints.schema import KeypointSchema
 
@@ -167,7 +167,8 @@ class Result:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         if path.suffix.lower() == ".json":
-            _atomic_write(path, (self.to_json(indent=2) + "\n").encode())
+            with atomic_path(path) as tmp:
+                tmp.write_text(self.to_json(indent=2) + "\n")
             return path
         if path.suffix.lower() not in IMAGE_SUFFIXES:
             raise ValueError(f"{path}: save() writes .json or an image ({', '.join(IMAGE_SUFFIXES)})")
@@ -185,16 +186,6 @@ class Result:
         ok, encoded = cv2.imencode(path.suffix.lower(), drawn)
         if not ok:
             raise ValueError(f"{path}: OpenCV could not encode a {path.suffix} image")
-        _atomic_write(path, encoded.tobytes())
+        with atomic_path(path) as tmp:
+            tmp.write_bytes(encoded.tobytes())
         return path
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to a temporary file and rename it: a full disk or a kill leaves no half file."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    except OSError:
-        tmp.unlink(missing_ok=True)
-        raise

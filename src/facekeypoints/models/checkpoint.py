@@ -17,13 +17,13 @@ Examples
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from facekeypoints.atomic import atomic_path
 from facekeypoints.data.pipeline import DataConfig
 from facekeypoints.data.preprocess import Preprocess
 from facekeypoints.models.card import CardError, ModelCard
@@ -82,13 +82,10 @@ def save_checkpoint(path: str | Path, model: nn.Module, card: ModelCard, **train
 
 def _write(payload: dict, path: Path) -> None:
     """torch.save to a temporary file, then rename: a kill or a full disk never leaves half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f"{path.suffix}.{os.getpid()}.tmp")
     try:
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            torch.save(payload, tmp)
     except (OSError, RuntimeError) as err:  # torch wraps a failed write (e.g. no space left) in RuntimeError
-        tmp.unlink(missing_ok=True)
         raise CheckpointError(f"{path}: could not write the checkpoint ({err}); is the disk full?") from None
 
 

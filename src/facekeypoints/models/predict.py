@@ -82,9 +82,8 @@ def predict_inputs(runner, x: np.ndarray, *, mirror: bool = False, batch_size: i
     swapped by the card's schema) and the two predictions averaged.
     """
     x = np.asarray(x, np.float32)
-    size = tuple(x.shape[-2:]) if x.ndim == 4 else (runner.card.input_size,) * 2
-    out = np.zeros((0, runner.card.schema.num_keypoints, 2))
-    parts = [out]
+    size = tuple(x.shape[-2:])
+    parts = [np.zeros((0, runner.card.schema.num_keypoints, 2))]
     for i in range(0, len(x), batch_size):
         batch = x[i:i + batch_size]
         p = decode(runner(batch).astype(np.float64), size)

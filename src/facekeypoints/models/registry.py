@@ -62,15 +62,13 @@ def _entrypoint(name: str) -> Callable[..., nn.Module]:
     return _MODELS[name]
 
 
-def _check_keywords(name: str, fn: Callable, options: dict) -> None:
-    """Raise TypeError naming the nearest valid option for each unknown keyword."""
-    params = inspect.signature(fn).parameters
-    valid = [p for p in params if p not in _RESERVED]
-    for key in options:
-        if key not in valid:
-            close = difflib.get_close_matches(key, valid, n=2)
-            hint = f"; did you mean {close}?" if close else ""
-            raise TypeError(f"model {name!r} has no option {key!r} (options: {valid}){hint}")
+def _check_keywords(name: str, fn: Callable, options: dict) -> dict:
+    """``options`` checked as ``fn``'s keywords; a TypeError, as for any misspelt keyword argument,
+    naming the nearest valid option."""
+    try:
+        return check_keywords(fn, options, what=f"model {name!r} option", skip=_RESERVED)
+    except SettingsError as err:
+        raise TypeError(str(err)) from None
 
 
 def check_model_options(name: str, options: dict, *, where: str = "options") -> dict:
@@ -105,7 +103,7 @@ def create_model(name: str, *, schema: str | KeypointSchema = "kaggle15", in_cha
     unknown model 'resnet81'; did you mean ['resnet18'
     """
     fn = _entrypoint(name)
-    _check_keywords(name, fn, options)
+    options = _check_keywords(name, fn, options)
     schema_obj = schema if isinstance(schema, KeypointSchema) else load_schema(schema)
     kwargs = dict(num_keypoints=schema_obj.num_keypoints, in_channels=int(in_channels),
                   input_size=int(input_size), **options)

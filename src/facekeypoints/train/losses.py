@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import difflib
 import functools
-import inspect
 import math
 from typing import Callable
 
@@ -157,25 +156,27 @@ def make_loss(name: str, **params) -> LossFn:
     ...
     ValueError: unknown loss 'wign'; known: ['cgd', 'l1', 'mse', 'smooth_l1', 'wing']; did you mean ['wing']?
     """
+    try:  # a TypeError, as for any misspelt keyword argument
+        params = _checked_params(name, params)
+    except SettingsError as err:
+        raise TypeError(str(err)) from None
+    return functools.partial(_LOSSES[name], **params)
+
+
+def _checked_params(name: str, params: dict) -> dict:
+    """``params`` as loss ``name``'s keywords (names and types); ValueError for an unknown loss."""
     if name not in _LOSSES:
         close = difflib.get_close_matches(name, list(_LOSSES), n=3)
         raise ValueError(f"unknown loss {name!r}; known: {list_losses()}" + (f"; did you mean {close}?" if close else ""))
-    fn = _LOSSES[name]
-    valid = [p.name for p in inspect.signature(fn).parameters.values() if p.kind is p.KEYWORD_ONLY]
-    unknown = [k for k in params if k not in valid]
-    if unknown:
-        raise TypeError(f"loss {name!r} has no parameter {unknown[0]!r}; its parameters: {valid or 'none'}")
-    return functools.partial(fn, **params)
+    return check_keywords(_LOSSES[name], params, what=f"loss {name!r} parameter", skip=("pred", "target"))
 
 
 def check_loss_params(name: str, params: dict, *, where: str = "loss_params") -> dict:
     """``params`` checked against loss ``name``'s keywords and their types, before training starts
     (a config is checked when it is loaded). Raises SettingsError naming ``where``."""
-    if name not in _LOSSES:
-        close = difflib.get_close_matches(name, list(_LOSSES), n=3)
-        raise SettingsError(f"train.loss: unknown loss {name!r}; known: {list_losses()}"
-                            + (f"; did you mean {close}?" if close else ""))
     try:
-        return check_keywords(_LOSSES[name], params, what=f"loss {name!r} parameter", skip=("pred", "target"))
+        return _checked_params(name, params)
     except SettingsError as err:
         raise SettingsError(f"{where}: {err}") from None
+    except ValueError as err:  # the loss itself is unknown
+        raise SettingsError(f"train.loss: {err}") from None
