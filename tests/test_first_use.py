@@ -232,6 +232,7 @@ def test_a_broken_video_among_photos_is_reported_and_the_photos_are_written(mode
     (["predict", "{tmp}/test.csv", "-o", "{tmp}/out.json"], "written as a .csv file"),
     (["predict", "{tmp}/short.csv", "-o", "{tmp}/k.csv"], "no row could be read (1 bad rows; the first: "),
     (["train", "--set", "data.split=[2, -1]"], "data.split must be 2 or 3 positive ratios"),
+    (["grid", "{tmp}/nowhere"], "nowhere: no such folder of configs"),
     (["evaluate", "--split", "val", "--model", "{tmp}/random.pt"], "random.pt: not a readable facekeypoints checkpoint "
                                                                     "(not a PyTorch file of plain data)"),
 ])

@@ -233,6 +233,8 @@ def _cmd_grid(args: argparse.Namespace) -> int:
 
     from facekeypoints.train.grid import run_grid
 
+    if not Path(args.folder).exists():
+        raise ValueError(f"{args.folder}: no such folder of configs (or config file)")
     configs = sorted(Path(args.folder).glob("*.yaml")) if Path(args.folder).is_dir() else [Path(args.folder)]
     if args.only:
         # a name matches its config exactly if there is one (000_resnet18 is not 000_resnet18_clahe_mirror)
@@ -240,7 +242,7 @@ def _cmd_grid(args: argparse.Namespace) -> int:
         configs = list(dict.fromkeys(c for name in args.only for c in configs
                                      if (c.stem == name if name in stems else c.stem.startswith(name))))
     if not configs:
-        raise ValueError(f"{args.folder}: no .yaml configs" + (f" starting with {args.only}" if args.only else ""))
+        raise ValueError(f"{args.folder}: no .yaml configs" + (f" named or starting with {args.only}" if args.only else ""))
     rows = run_grid(configs, args.results, full=args.full, progress=not args.quiet)
     print(f"{len(rows)} finished runs in {args.results} (table: {Path(args.results).with_suffix('.md')})")
     return 0
