@@ -249,3 +249,21 @@ def test_what_an_independent_audit_found_is_a_clear_message(argv, message, tmp_p
     assert main(argv) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "out.txt").exists()
+
+
+def test_predicting_with_onnx_runtime_never_imports_torch(model, tmp_path):
+    """torch costs ~0.6 GB of memory and seconds of start-up; once a checkpoint's ONNX export is
+    cached, `predict` runs without it (the first run exports, which needs torch)."""
+    script = ("import sys; from facekeypoints.cli import main; code = main(sys.argv[1:]); "
+              "print('torch' in sys.modules); sys.exit(code)")
+    env = {**__import__("os").environ, "FACEKEYPOINTS_CACHE": str(tmp_path / "cache")}
+    imported = []
+    for run in range(2):
+        done = subprocess.run([sys.executable, "-c", script, "predict", str(GRACE_HOPPER), "--model", str(model),
+                               "-o", str(tmp_path / f"out{run}.jsonl"), "--quiet"],
+                              capture_output=True, text=True, env=env, timeout=300)
+        assert done.returncode == 0, done.stderr
+        imported.append(done.stdout.strip().splitlines()[-1])
+    assert imported == ["True", "False"]
+    first, second = (json.loads((tmp_path / f"out{run}.jsonl").read_text()) for run in range(2))
+    assert [f["keypoints"] for f in first["faces"]] == [f["keypoints"] for f in second["faces"]]

@@ -356,3 +356,18 @@ def test_an_absurd_kaggle_coordinate_names_its_row_and_column(seeds, value):
     with pytest.raises(DataFormatError, match=r"training.csv, row 1, field 'nose_tip_y'"):
         read(path)
     assert len(read(path, skip_bad=True).skipped) == 1
+
+
+@pytest.mark.parametrize("fmt", [f for f in TEXT_FORMATS if f not in ("kaggle_gz", "kaggle_zip")])
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-32"])
+def test_a_wide_encoding_is_named(seeds, fmt, encoding):
+    """Spreadsheet programs save "Unicode text" as UTF-16: the error says so instead of showing a
+    header of NUL-separated letters."""
+    seed = seeds[fmt]
+    path = seed.write(seed.content.decode("utf-8").encode(encoding))
+    try:
+        read(path, load_images=False)
+    except DataFormatError as err:
+        assert path.name in str(err) and encoding[:6].upper() in str(err), str(err)
+    else:
+        assert fmt == "dlib_xml", "a UTF-16 or UTF-32 file was read without a word"  # XML declares its encoding

@@ -193,7 +193,7 @@ def test_duplicate_image_id(tmp_path):
     (b"", "empty file"),
     (b"\n\n", "empty file"),
     (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "binary data (NUL byte"),
-    ("Image\n".encode("utf-16"), "binary data"),
+    ("Image\n".encode("utf-16"), "text is UTF-16 encoded"),
     (b"nose_tip_x\xff,Image\n", "not UTF-8"),
     (b"ImageId,Image\n", "no data rows"),
     (b"ImageId,Image\r\n\r\n", "no data rows"),

@@ -120,3 +120,42 @@ def test_a_schema_without_alignment_points_is_detected_on_every_frame(clip, tmp_
     assert not det.alignable and not det.refine
     results = list(det.stream(clip))
     assert len(results) == FRAMES and all(len(r) == 1 and r.keypoints.shape == (1, 1, 2) for r in results)
+
+
+def _truncated(clip: Path, keep: float) -> bytes:
+    data = clip.read_bytes()
+    return data[:int(len(data) * keep)]
+
+
+BROKEN_VIDEOS = {
+    "empty.avi": lambda clip: b"",
+    "random.mp4": lambda clip: np.random.default_rng(0).integers(0, 256, 5000, dtype=np.uint8).tobytes(),
+    "text.avi": lambda clip: b"hello",
+    "header_only.avi": lambda clip: _truncated(clip, 0.01),
+    "half.avi": lambda clip: _truncated(clip, 0.5),
+}
+
+
+@pytest.mark.parametrize("name", list(BROKEN_VIDEOS))
+def test_a_broken_video_is_reported_and_the_other_inputs_are_written(clip, tmp_path, capsys, name):
+    """Nothing is lost: the photo beside a broken video gets its results, the video gets a line that
+    names it and says what is wrong (a truncated one keeps the frames it had), and the exit code is 1."""
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    (inputs / name).write_bytes(BROKEN_VIDEOS[name](clip))
+    cv2.imwrite(str(inputs / "photo.jpg"), cv2.cvtColor(demo_frame(), cv2.COLOR_RGB2BGR))
+    code = main(["predict", str(inputs), "-o", str(tmp_path / "out.jsonl"), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 1 and "Traceback" not in err
+    failure = next(line for line in err.splitlines() if name in line)
+    assert "truncated" in failure or "not a video" in failure, failure
+    lines = [line for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert sum('photo.jpg"' in line for line in lines) == 1
+    if name == "half.avi":  # the frames before the damage are kept, and the message counts them
+        kept = sum(f"{name}#frame=" in line for line in lines)
+        assert 0 < kept < FRAMES and f"only {kept} of its {FRAMES} frames" in failure
+
+
+def test_video_frames_over_the_pixel_limit_are_refused_before_decoding(clip, tmp_path, capsys):
+    assert main(["predict", str(clip), "-o", str(tmp_path / "out"), "--max-pixels", "1000", "--quiet"]) == 1
+    assert "320x240 = 76800 pixels, over the limit of 1000 pixels" in capsys.readouterr().err

@@ -13,11 +13,14 @@ Examples
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 from pathlib import Path
 from typing import Iterator
 
-__all__ = ["atomic_path"]
+__all__ = ["atomic_path", "check_target"]
+
+_SERIAL = itertools.count()  # two writes to one path in one process never share a temporary file
 
 
 @contextlib.contextmanager
@@ -26,9 +29,30 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     ends without an error, removed when it raises, so a kill or a full disk never leaves half a file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # per process: parallel writers never share it
+    tmp = path.with_name(f".{path.name}.{os.getpid()}-{next(_SERIAL)}.tmp")  # per process and per write
     try:
         yield tmp
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def check_target(path: str | Path, *, inputs: tuple = (), folder: bool = False) -> Path:
+    """``path`` if a command can write its result there, else ValueError saying why, so that the
+    command fails before its work, not after: a file output that is an existing folder, a folder
+    output that is an existing file, an output that is one of the command's ``inputs`` (it would be
+    overwritten), or a place whose nearest existing folder cannot be written."""
+    path = Path(path)
+    if not folder and path.is_dir():
+        raise ValueError(f"{path}: is a folder; give a file name")
+    if folder and path.exists() and not path.is_dir():
+        raise ValueError(f"{path}: exists and is not a folder")
+    for item in map(Path, inputs):
+        if path.resolve() == item.resolve() or (path.exists() and item.exists() and path.samefile(item)):
+            raise ValueError(f"{path}: is also an input, which the output would overwrite; choose another name")
+    existing = path if folder and path.is_dir() else path.parent
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(f"{path}: cannot write in {existing} (permission denied)")
+    return path

@@ -18,7 +18,23 @@ import re
 import sys
 from importlib.metadata import version
 
+from facekeypoints.atomic import atomic_path, check_target
+
 __all__ = ["main", "build_parser"]
+
+def at_least(low: int):
+    """An argparse type: an integer no smaller than ``low`` (argparse then prints a usage line)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be {low} or more, got {value}")
+        return value
+    parse.__name__ = f"integer >= {low}"
+    return parse
+
 
 DEVICE_HELP = "cpu (default), auto (the GPU when there is one), cuda, cuda:N or mps"
 
@@ -61,6 +77,9 @@ def _cmd_data_convert(args: argparse.Namespace) -> int:
     if (args.to, args.size) != ("kaggle15", 96):  # checked first: converting can take a while
         raise ValueError(f"the Kaggle CSV holds kaggle15 faces at 96x96, not {args.to} at {args.size}x{args.size}; "
                          "for other targets call facekeypoints.data.to_kaggle_task from Python")
+    if not args.output.lower().endswith((".csv", ".csv.gz", ".zip")):
+        raise ValueError(f"{args.output}: a Kaggle CSV is written as .csv, .csv.gz or .zip")
+    check_target(args.output, inputs=(args.src,))
     start = time.perf_counter()
     faces, report = to_kaggle_task(read(args.src, skip_bad=args.skip_bad), args.to, size=args.size)
     write_kaggle_csv(faces, args.output)
@@ -75,7 +94,7 @@ def _add_data_convert(dsub) -> None:
     p.add_argument("src", help="any readable keypoint data (.csv, .pts/.asf folder, .xml, .json, ...)")
     p.add_argument("--to", default="kaggle15", help="target schema (the Kaggle CSV holds kaggle15)")
     p.add_argument("-o", "--output", required=True, help="output CSV in Kaggle training format (.csv, .gz, .zip)")
-    p.add_argument("--size", type=int, default=96, help="output side in pixels (default 96, as Kaggle)")
+    p.add_argument("--size", type=at_least(1), default=96, help="output side in pixels (default 96, as Kaggle)")
     p.add_argument("--skip-bad", action="store_true", help="leave out bad rows/files (listed) instead of failing")
     p.set_defaults(func=_cmd_data_convert)
 
@@ -93,10 +112,12 @@ def _cmd_data_info(args: argparse.Namespace) -> int:
 
     if args.report and not args.skip_bad:
         raise ValueError("--report lists the rows --skip-bad leaves out; add --skip-bad")
+    if args.report:
+        check_target(args.report, inputs=(args.path,))
     data = read_for_info(args.path, skip_bad=args.skip_bad)
     if args.report:
-        with open(args.report, "w") as out:
-            out.writelines(f"{message}\n" for message in data.skipped)
+        with atomic_path(args.report) as tmp:
+            tmp.write_text("".join(f"{message}\n" for message in data.skipped))
     info = describe(data)
     print(json.dumps(info, indent=2) if args.json else format_description(info))
     if data.skipped:
@@ -161,7 +182,7 @@ def _add_training(sub) -> None:
                        epilog="examples:\n  facekeypoints models\n  facekeypoints models 'resnet*' --json",
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("pattern", nargs="?", default="*", help="a word (resnet) or a shell-style pattern (default: all)")
-    p.add_argument("--size", type=int, default=96, help="input side for the MAC count (default 96)")
+    p.add_argument("--size", type=at_least(1), default=96, help="input side for the MAC count (default 96)")
     p.add_argument("--json", action="store_true", help="print JSON (name, description, reference, params, macs, options)")
     p.set_defaults(func=_cmd_models)
 
@@ -196,6 +217,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if summary["stop_reason"] == "interrupted":
         print(f"interrupted: saved {summary['out_dir']}/last.pt; continue with --resume", file=sys.stderr)
         return 130
+    if summary["stop_reason"] == "diverged":
+        print(f"diverged: the training loss became NaN or infinite in epoch {summary['epochs']}; lower train.lr "
+              f"(best.pt holds the best finite epoch, if any)", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -220,6 +245,7 @@ def _cmd_submit(args: argparse.Namespace) -> int:
     from facekeypoints.infer.kaggle import make_submission
     from facekeypoints.infer.predictor import KeypointDetector
 
+    check_target(args.output, inputs=(args.test_csv, args.lookup))
     detector = KeypointDetector(args.model, backend=args.backend, detector=None, mirror_tta=args.mirror_tta)
     report = make_submission(detector, args.test_csv, args.lookup, args.output)
     clipped = f", RowIds {list(report.clipped_row_ids[:10])}{' ...' if report.clipped > 10 else ''}" if report.clipped else ""
@@ -316,11 +342,12 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     from facekeypoints.infer.kaggle import predict_kaggle_csv, write_keypoint_csv
     from facekeypoints.infer.predictor import KeypointDetector
 
-    if args.batch_size < 1 or (args.max_pixels or 0) < 0:
-        raise ValueError(f"--batch-size must be >= 1 and --max-pixels >= 0, got {args.batch_size} and {args.max_pixels}")
     csvs = [p for p in args.inputs if p.lower().endswith(CSV_SUFFIXES)]
     if csvs and len(args.inputs) > 1:
         raise ValueError(f"a Kaggle CSV ({csvs[0]}) is predicted on its own; give it as the only INPUT")
+    if args.detector == "none" and not csvs:
+        raise ValueError("--detector none is for a Kaggle CSV, whose images are framed faces; photos and videos "
+                         "need a face detector (haar or dlib)")
     face_detector = None if csvs or args.detector == "none" else args.detector
     if face_detector == "haar":
         from facekeypoints.infer.detectors import HaarDetector
@@ -330,12 +357,17 @@ def _cmd_predict(args: argparse.Namespace) -> int:
                                 detector=face_detector,
                                 mirror_tta=args.mirror_tta, device=args.device)
     if csvs:
-        if args.output and Path(args.output).suffix and not args.output.endswith(".csv"):
-            raise ValueError(f"{args.output}: a Kaggle CSV's keypoints are written as a .csv file (or into a folder)")
-        out = args.output if args.output and args.output.endswith(".csv") else \
+        if args.output and args.output != "-" and Path(args.output).suffix and not args.output.endswith(".csv"):
+            raise ValueError(f"{args.output}: a Kaggle CSV's keypoints are written as a .csv file, into a folder, "
+                             "or to standard output (-o -)")
+        out = args.output if args.output and args.output.endswith(".csv") or args.output == "-" else \
             f"{args.output or '.'}/{Path(csvs[0]).name.split('.')[0]}_keypoints.csv"
+        if out != "-":
+            check_target(out, inputs=(csvs[0],))
         predictions = predict_kaggle_csv(detector, csvs[0], skip_bad=True)  # one bad row does not stop the rest
-        print(f"wrote {write_keypoint_csv(predictions, out)}: {len(predictions)} rows")
+        written = write_keypoint_csv(predictions, out)
+        print(f"wrote {'standard output' if written is None else written}: {len(predictions)} rows",
+              file=sys.stderr if written is None else sys.stdout)
         for problem in predictions.skipped:
             print(f"  skipped {problem}", file=sys.stderr)
         return 1 if predictions.skipped else 0
@@ -356,8 +388,9 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
     source = resolve_checkpoint(args.model)
     wanted = "." + args.format
-    if Path(args.output).suffix.lower() != wanted:
+    if Path(args.output).suffix != wanted:
         raise ValueError(f"{args.output}: --format {args.format} writes a {wanted} file; name it *{wanted}")
+    check_target(args.output, inputs=(source,))
     if args.format == "pt":  # slim and in the current format (older checkpoints are upgraded)
         print(f"wrote {slim_checkpoint(source, args.output)}")
     else:
@@ -392,18 +425,18 @@ def _add_inference(sub) -> None:
     p.add_argument("--detector", default="haar",
                    help="face detector: haar (default), dlib (HOG; pip install 'facekeypoints[dlib]') or none; "
                         "a Kaggle CSV uses none (its faces are framed)")
-    p.add_argument("--min-face", type=int, help="haar: find faces down to this many pixels in any image "
+    p.add_argument("--min-face", type=at_least(1), help="haar: find faces down to this many pixels in any image "
                    "(slower on large photos; default: whatever max-side allows)")
-    p.add_argument("--max-side", type=int, default=240, help="haar: shrink the image to this longer side before "
+    p.add_argument("--max-side", type=at_least(1), default=240, help="haar: shrink the image to this longer side before "
                    "searching (default 240: 64 px faces in a 640x480 frame)")
     p.add_argument("--no-draw", action="store_true", help="write JSON only, no drawn images or video")
     p.add_argument("--no-refine", action="store_true", help="one keypoint pass per face (no re-framing)")
     p.add_argument("--mirror-tta", action="store_true",
                    help="also predict each face mirrored and average (about twice the model time)")
-    p.add_argument("--max-pixels", type=int, default=100_000_000,
+    p.add_argument("--max-pixels", type=at_least(0), default=100_000_000,
                    help="refuse larger images, from their header (default 100000000, under 1 GB each); 0: no limit")
-    p.add_argument("--batch-size", type=int, default=16, help="images read and predicted together (default 16)")
-    p.add_argument("--threads", type=int, help="backend threads (default: the library's)")
+    p.add_argument("--batch-size", type=at_least(1), default=16, help="images read and predicted together (default 16)")
+    p.add_argument("--threads", type=at_least(1), help="backend threads (default: the library's)")
     p.add_argument("--device", default="cpu", help=DEVICE_HELP + "; a GPU runs the model with torch")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_predict)
@@ -419,10 +452,10 @@ def _add_inference(sub) -> None:
     p.add_argument("--model", help="checkpoint .pt, .onnx or shipped model name (kaggle15, ibug68); kaggle15 when omitted")
     p.add_argument("--random", metavar="ARCH",
                    help="time a randomly initialised registered model instead, e.g. keypoint_net")
-    p.add_argument("--threads", type=int, default=2, help="threads for torch, ONNX Runtime and OpenCV (default 2)")
-    p.add_argument("--batch", type=int, default=256, help="large batch for throughput (default 256)")
-    p.add_argument("--repeats", type=int, default=50, help="timed runs per measurement (default 50)")
-    p.add_argument("--jitter-frames", type=int, default=60, help="frames of the still-face clip; 0 skips it")
+    p.add_argument("--threads", type=at_least(1), default=2, help="threads for torch, ONNX Runtime and OpenCV (default 2)")
+    p.add_argument("--batch", type=at_least(1), default=256, help="large batch for throughput (default 256)")
+    p.add_argument("--repeats", type=at_least(1), default=50, help="timed runs per measurement (default 50)")
+    p.add_argument("--jitter-frames", type=at_least(0), default=60, help="frames of the still-face clip; 0 skips it")
     p.add_argument("--json", metavar="OUT", help="also write the figures to this JSON file")
     p.add_argument("--device", default="cpu", help=DEVICE_HELP + " for the torch timings (ONNX Runtime: CPU)")
     p.set_defaults(func=_cmd_bench)

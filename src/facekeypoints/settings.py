@@ -23,15 +23,70 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import inspect
+import re
 import types
 import typing
+from pathlib import Path
 from typing import Any, Callable
 
-__all__ = ["SettingsError", "from_dict", "check_type", "check_keywords"]
+import yaml
+
+__all__ = ["SettingsError", "from_dict", "check_type", "check_keywords", "load_yaml", "read_yaml"]
 
 
 class SettingsError(ValueError):
     """A setting names an unknown key or holds a value of the wrong type."""
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """PyYAML's safe loader with two YAML 1.1 surprises removed: ``1e-3`` is a float (1.1 wants a
+    dot: "1.0e-3"), and a key given twice in one mapping is an error instead of the last one
+    silently winning."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} appears twice (also on line {seen[key] + 1})", key_node.start_mark)
+            seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep=deep)
+
+
+_StrictLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),  # what 1.1's pattern lacks
+    list("-+0123456789"))
+
+
+def load_yaml(text: str, source: str) -> Any:
+    r"""The YAML document in ``text`` (see ``_StrictLoader``); SettingsError naming ``source`` and
+    the line when it is not valid YAML.
+
+    >>> load_yaml("lr: 1e-3", "x")
+    {'lr': 0.001}
+    >>> load_yaml("a: 1\na: 2", "x.yaml")
+    Traceback (most recent call last):
+    ...
+    facekeypoints.settings.SettingsError: x.yaml: not valid YAML: line 2, column 1: key 'a' appears twice (also on line 1)
+    """
+    try:
+        return yaml.load(text, Loader=_StrictLoader)  # noqa: S506  (a SafeLoader subclass)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise SettingsError(f"{source}: not valid YAML: {where}{problem}") from None
+
+
+def read_yaml(path: str | Path) -> Any:
+    """``load_yaml`` of a file's text; a file that is not UTF-8 text is a SettingsError naming it."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise SettingsError(f"{path}: not a YAML text file (byte {err.start} is not UTF-8)") from None
+    return load_yaml(text, str(path))
 
 
 def check_type(value: Any, tp: Any, key: str) -> Any:

@@ -36,9 +36,10 @@ from facekeypoints.data.dataset import DataFormatError
 __all__ = ["read_image", "image_size", "MAX_PIXELS"]
 
 # 100 megapixels: above nearly every camera photo (phones' 108 and 200 MP modes aside: raise it
-# for those), and what keeps one image under 1 GB: predicting a 100 MP JPEG with drawing peaked at
-# 1.54 GB RSS against 0.80 GB for a small photo (`/usr/bin/time -v facekeypoints predict`), a
-# 180 MP one at 2.24 GB. Pillow's own bomb limit is the same order (89.5 MP warns).
+# for those), and what keeps a whole `predict` run under 1 GB: a 100 MP JPEG or PNG with drawing
+# peaked at 0.98 GB RSS, a small photo at 0.11 GB (`/usr/bin/time -f %M facekeypoints predict`,
+# ONNX Runtime, cached export); OpenCV's decoder alone holds two copies of the pixels (0.6 GB).
+# Pillow's own bomb limit is the same order (89.5 MP warns).
 MAX_PIXELS = 100_000_000
 _PILLOW_LIMIT = threading.Lock()
 
@@ -66,8 +67,20 @@ def _header(path: str | Path) -> tuple[int, int, bool, int]:
             (w, h), transparent = im.size, im.mode in ("RGBA", "LA", "PA") or "transparency" in im.info
             raw_exif = im.info.get("exif") if transparent else None  # raw bytes: getexif() on a PNG decodes it
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
-        return 0, 0, False, 1
+        return _png_header(path)
     return w, h, transparent, _orientation(raw_exif)
+
+
+def _png_header(path: str | Path) -> tuple[int, int, bool, int]:
+    """(width, height, has alpha, 1) from a PNG's IHDR chunk, which Pillow will not read when a later
+    chunk is damaged or oversized (a bad CRC, a zTXt over its limit) though OpenCV decodes the
+    pixels; (0, 0, False, 1) for anything else. Written by hand: the chunk is 8 fixed fields."""
+    with open(path, "rb") as f:
+        head = f.read(26)
+    if len(head) < 26 or not head.startswith(b"\x89PNG\r\n\x1a\n") or head[12:16] != b"IHDR":
+        return 0, 0, False, 1
+    width, height = int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+    return width, height, head[25] in (4, 6), 1  # colour types 4 and 6 carry alpha
 
 
 def _orientation(raw_exif: bytes | None) -> int:
@@ -98,6 +111,10 @@ def read_image(path: str | Path, *, max_pixels: int | None = MAX_PIXELS) -> np.n
     if max_pixels is not None and w * h > max_pixels:
         raise DataFormatError(path, f"image is {w}x{h} = {w * h} pixels, over the limit of {max_pixels} pixels "
                                     "(max_pixels)")
+    if max_pixels is not None and w * h == 0 and path.stat().st_size > 0:  # decoding it could take any memory
+        raise DataFormatError(path, "its size cannot be read from its header, so its pixels were not decoded: not "
+                                    "an image, a damaged header, or a format such as Radiance HDR or OpenEXR (to "
+                                    "decode it anyway, lift the pixel limit: --max-pixels 0)")
     data = np.fromfile(path, dtype=np.uint8)
     try:
         image = _decode(data, transparent, orientation) if data.size else None
@@ -139,8 +156,8 @@ def _to_uint8(image: np.ndarray) -> np.ndarray:
     """16-bit or float pixels -> uint8 over the same range (65535 -> 255, 1.0 -> 255)."""
     if image.dtype == np.uint8:
         return image
-    if image.dtype == np.uint16:
-        return (image.astype(np.float32) / 257.0).round().astype(np.uint8)
+    if image.dtype == np.uint16:  # rounded, saturated, row by row: no float copy of a large photo
+        return cv2.convertScaleAbs(image, alpha=1.0 / 257.0)
     return (np.clip(image.astype(np.float32), 0.0, 1.0) * 255.0).round().astype(np.uint8)
 
 

@@ -18,7 +18,7 @@ from facekeypoints.data.convert import complete_labels, resize_faces, to_kaggle_
 from facekeypoints.data.dataset import KeypointData
 from facekeypoints.data.formats import attach_person, read
 from facekeypoints.data.framing import framing_for
-from facekeypoints.data.splits import MISSING_STRATEGIES, handle_missing, split_indices
+from facekeypoints.data.splits import MISSING_STRATEGIES, handle_missing, imm_train_mask, split_indices
 
 __all__ = ["DataConfig", "load_splits", "frame_faces"]
 
@@ -74,9 +74,8 @@ def load_splits(d: DataConfig, size: int) -> tuple[KeypointData, KeypointData, d
         train = completed
         val = frame_faces(read(d.val), d.schema, d.frame, size)
     elif d.split == "imm":
-        train_idx = [i for i, p in enumerate(data.person) if p is not None and 1 <= int(p) <= 32]
-        val_idx = [i for i, p in enumerate(data.person) if p is not None and 33 <= int(p) <= 40]
-        train, val = completed.subset(train_idx), data.subset(val_idx)
+        in_train = imm_train_mask(data)
+        train, val = completed.subset(in_train), data.subset(~in_train)
     else:
         parts = split_indices(data, d.split, seed=d.split_seed)
         train, val = completed.subset(parts[0]), data.subset(parts[1])

@@ -25,7 +25,7 @@ from facekeypoints.data.dataset import KeypointData
 
 __all__ = [
     "MISSING_STRATEGIES", "MissingReport", "handle_missing", "split_indices", "split", "describe_split",
-    "split_imm_people",
+    "split_imm_people", "imm_train_mask",
 ]
 
 MISSING_STRATEGIES = ("drop", "ffill", "mask")
@@ -161,15 +161,22 @@ def split_imm_people(data: KeypointData, train: Iterable[int] = range(1, 33),
     Persons are the numbers read from IMM file names (``"01"`` -> 1). Every sample must fall in
     exactly one of ``train`` and ``val``; otherwise ValueError names the persons left over.
     """
+    in_train = imm_train_mask(data, train, val)
+    return data.subset(in_train), data.subset(~in_train)
+
+
+def imm_train_mask(data: KeypointData, train: Iterable[int] = range(1, 33),
+                   val: Iterable[int] = range(33, 41)) -> np.ndarray:
+    """(N,) bool: which faces belong to the training people of an IMM split (see ``split_imm_people``)."""
     train, val = set(train), set(val)
     if train & val:
         raise ValueError(f"persons {sorted(train & val)} are in both train and val")
-    try:
-        numbers = np.array([int(p) for p in data.person])
-    except (TypeError, ValueError):
-        raise ValueError("split_imm_people needs numeric persons (IMM file names like 01-1m.asf)") from None
+    bad = next((p for p in data.person if not (isinstance(p, (str, int)) and str(p).isdigit())), "")
+    if bad != "":
+        raise ValueError(f"{data.source}: the imm split needs IMM's numbered persons (file names like "
+                         f"01-1m.asf), got person {bad!r}; use a fraction split such as [0.8, 0.2]")
+    numbers = np.array([int(p) for p in data.person])
     left = sorted(set(numbers.tolist()) - train - val)
     if left:
         raise ValueError(f"persons {left} are in neither train nor val")
-    in_train = np.isin(numbers, list(train))
-    return data.subset(in_train), data.subset(~in_train)
+    return np.isin(numbers, list(train))

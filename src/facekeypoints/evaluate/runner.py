@@ -28,6 +28,10 @@ def predict_data(runner, data: KeypointData, *, mirror_tta: bool = False, batch_
     model's training faces (Kaggle CSVs are; other sets go through ``facekeypoints data convert``)."""
     if data.images is None:
         raise ValueError(f"{data.source}: holds labels only; evaluation needs images")
+    shapes = {image.shape[:2] for image in data.images}
+    if len(shapes) > 1 or any(h != w for h, w in shapes):
+        raise ValueError(f"{data.source}: holds whole photos (e.g. {data.images[0].shape[1]}x{data.images[0].shape[0]} px), not faces framed like the "
+                         "model's training crops; frame them first with `facekeypoints data convert SRC -o faces.csv`")
     images = data.images if isinstance(data.images, np.ndarray) else np.stack(data.images)
     return predict_crops(runner, images, mirror=mirror_tta, batch_size=batch_size)
 
@@ -54,6 +58,9 @@ def evaluate(model: str | Path | None, data_path: str | Path | None, *, mirror_t
     data = read(data_path) if split is None else run_split(runner.card, split)
     if data.schema.name != schema.name:
         data = data.to_schema(schema.name)
+    if np.isnan(data.keypoints).all():
+        raise ValueError(f"{data.source}: has no keypoint labels (a test CSV?); evaluation compares predictions "
+                         "with labels")
     pred = predict_data(runner, data, mirror_tta=mirror_tta)
     result = summarize(pred, data.keypoints, schema)
     result.update(model=str(model or "default"), data=str(data_path or f"{split} split of the model's run"),

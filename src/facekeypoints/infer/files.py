@@ -63,29 +63,53 @@ def _why(path: Path, err: Exception) -> str:
     return message[len(str(path)) + 2:] if message.startswith(f"{path}: ") else message
 
 
+# what OpenCV writes in colour; a drawing of another kind of input (GIF, PGM, PPM) is saved as PNG
+DRAWING_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+
+
+def drawing_name(rel: Path) -> Path:
+    """The name a drawing of the input ``rel`` is saved under (x.gif -> x.gif.png)."""
+    return rel if rel.suffix.lower() in DRAWING_SUFFIXES else rel.with_name(rel.name + ".png")
+
+
+def _outputs(path: Path, rel: Path) -> list[Path]:
+    """The files an input named ``rel`` writes into an output folder."""
+    if path.suffix.lower() in VIDEO_SUFFIXES:
+        return [rel.with_name(f"{rel.stem}.jsonl"), rel.with_name(f"{rel.stem}_keypoints.mp4")]
+    return [drawing_name(rel)]
+
+
+def _not_regular(path: Path) -> str:
+    return "a broken link" if path.is_symlink() and not path.exists() else "not a regular file (a pipe or a device)"
+
+
 def _collect(inputs: list[str | Path], report: PredictReport) -> list[tuple[Path, Path]]:
-    """(file, output path relative to the output folder) for every image or video in ``inputs``;
-    two inputs never share an output path (a/x.jpg and b/x.jpg give x.jpg and x-2.jpg)."""
+    """(file, its name in the output folder) for every image or video in ``inputs``. No two inputs
+    write the same output file, nor the folder's predictions.jsonl: a/x.jpg and b/x.jpg give x.jpg
+    and x-2.jpg; x.mp4 and x.avi give x.jsonl and x-2.jsonl."""
     found = []
     for item in map(Path, inputs):
         if item.is_dir():
-            for path in sorted(p for p in item.rglob("*") if p.is_file()):
-                if path.suffix.lower() in IMAGE_SUFFIXES + VIDEO_SUFFIXES:
-                    found.append((path, path.relative_to(item)))
-                else:
+            for path in sorted(p for p in item.rglob("*") if not p.is_dir()):
+                if path.suffix.lower() not in IMAGE_SUFFIXES + VIDEO_SUFFIXES:
                     report.ignored.append(str(path))
+                elif not path.is_file():
+                    report.failures.append((str(path), _not_regular(path)))
+                else:
+                    found.append((path, path.relative_to(item)))
         elif item.is_file():
             found.append((item, Path(item.name)))
         else:
-            report.failures.append((str(item), "no such file or folder"))
-    used: set[str] = set()
+            report.failures.append((str(item), _not_regular(item) if item.exists() or item.is_symlink()
+                                    else "no such file or folder"))
+    used = {"predictions.jsonl"}  # lower case: a case-insensitive disk would merge X.jpg and x.jpg
     unique = []
     for path, rel in found:
         candidate, n = rel, 1
-        while str(candidate).lower() in used:  # lower: a case-insensitive disk would merge X.jpg and x.jpg
+        while any(str(out).lower() in used for out in _outputs(path, candidate)):
             n += 1
             candidate = rel.with_name(f"{rel.stem}-{n}{rel.suffix}")
-        used.add(str(candidate).lower())
+        used.update(str(out).lower() for out in _outputs(path, candidate))
         unique.append((path, candidate))
     return unique
 
@@ -117,7 +141,7 @@ def predict_paths(detector, inputs: list[str | Path], out: str | Path, *, draw: 
                 try:
                     video_out = folder / rel.parent if folder is not None else None
                     predict_video(detector, path, video_out, draw=draw, progress=progress, report=report,
-                                  sink=None if folder is not None else sink, name=rel.stem)
+                                  sink=None if folder is not None else sink, name=rel.stem, max_pixels=max_pixels)
                 except (ValueError, OSError) as err:
                     report.failures.append((str(path), _why(path, err)))
     finally:
@@ -146,9 +170,7 @@ def _predict_images(detector, batch: list[tuple[Path, Path]], out_dir: Path | No
         report.images += 1
         report.faces += len(result)
         if draw:
-            target = out_dir / rel
-            if rel.suffix.lower() not in IMAGE_SUFFIXES:  # what save() writes  # e.g. a GIF: OpenCV reads it but cannot write it
-                target = target.with_name(target.name + ".png")
+            target = out_dir / drawing_name(rel)
             if target.resolve() == path.resolve():
                 report.failures.append((str(path), f"the drawing would overwrite the input image {target}; "
                                                    "choose another -o folder"))
@@ -199,23 +221,31 @@ class _KeepFrame:
 
 def predict_video(detector, path: str | Path, out_dir: str | Path | None, *, draw: bool = True,
                   progress: bool = True, report: PredictReport | None = None, sink=None, name: str | None = None,
-                  **stream_options) -> PredictReport:
+                  max_pixels: int | None = MAX_PIXELS, **stream_options) -> PredictReport:
     """Track faces through the video at ``path``: frame results go to ``sink`` when given, else to
     ``<out_dir>/<name>.jsonl``; with ``draw``, ``<out_dir>/<name>_keypoints.mp4`` too (``name``:
-    the video's stem by default)."""
+    the video's stem by default). Frames larger than ``max_pixels`` refuse the video before any is
+    decoded; a video that ends before its declared frame count is recorded in the report's failures
+    (the frames read are kept)."""
     from tqdm import tqdm
 
     report = PredictReport() if report is None else report
     path = Path(path)
     name = name or path.stem
     capture, _, fps = open_video(path)
+    width, height = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
+    if max_pixels is not None and width * height > max_pixels:
+        capture.release()
+        raise ValueError(f"{path}: frames are {width}x{height} = {width * height} pixels, over the limit of "
+                         f"{max_pixels} pixels (--max-pixels)")
+    declared, frames_before = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)), report.frames
     own_sink = sink is None
     if own_sink:
         sink = open_sink(Path(out_dir) / f"{name}.jsonl")
     movie = Path(out_dir) / f"{name}_keypoints.mp4" if draw else None
     source, writer = _KeepFrame(capture), None
     try:
-        results = tqdm(detector.stream(source, **stream_options), total=int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) or None,
+        results = tqdm(detector.stream(source, **stream_options), total=declared or None,
                        desc=path.name, unit="frame", disable=not progress)
         for index, result in enumerate(results):
             result.source = f"{path}#frame={index}"
@@ -232,4 +262,11 @@ def predict_video(detector, path: str | Path, out_dir: str | Path | None, *, dra
             writer.release()
         written = sink.close() if own_sink else None
     report.written += ([str(written)] if written else []) + ([str(movie)] if writer is not None else [])
+    read = report.frames - frames_before
+    # Containers estimate their frame count from duration x rate; allow that estimate 1 frame + 1%.
+    if read == 0:
+        report.failures.append((str(path), "no frame could be decoded (the file is truncated or damaged)"))
+    elif declared - read > 1 + declared // 100:
+        report.failures.append((str(path), f"only {read} of its {declared} frames could be decoded (the file is "
+                                           f"truncated or damaged); the results of those {read} were written"))
     return report

@@ -11,13 +11,15 @@ Examples
 """
 from __future__ import annotations
 
+import sys
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from facekeypoints.atomic import atomic_path
-from facekeypoints.data import KeypointData, read_id_lookup, read_kaggle_csv, write_submission
+from facekeypoints.data import DataFormatError, KeypointData, read_id_lookup, read_kaggle_csv, write_submission
+from facekeypoints.data.formats.csvfile import csv_header
 from facekeypoints.data.formats.submission import SubmissionReport
 
 __all__ = ["predict_kaggle_csv", "write_keypoint_csv", "make_submission"]
@@ -37,15 +39,20 @@ def predict_kaggle_csv(detector, csv_path: str | Path, *, skip_bad: bool = False
     return replace(data, schema=detector.schema, keypoints=predicted.astype(np.float32))
 
 
-def write_keypoint_csv(predictions: KeypointData, out_csv: str | Path) -> Path:
+def write_keypoint_csv(predictions: KeypointData, out_csv: str | Path) -> Path | None:
     """One row per face: ``id`` (the input's ImageId, or its row number) and the schema's 2K columns
-    ``<name>_x, <name>_y``, written atomically. Returns ``out_csv``."""
-    out_csv = Path(out_csv)
+    ``<name>_x, <name>_y``, written atomically. Returns ``out_csv``; ``"-"`` writes to standard
+    output and returns None."""
     rows = predictions.keypoints.reshape(len(predictions), -1)
+    lines = [",".join(["id", *predictions.schema.columns()]) + "\n"]
+    lines += [str(row_id) + "," + ",".join(f"{v:.4f}" for v in values) + "\n" for row_id, values in
+              zip(predictions.ids, rows)]
+    if str(out_csv) == "-":
+        sys.stdout.writelines(lines)
+        return None
+    out_csv = Path(out_csv)
     with atomic_path(out_csv) as tmp, open(tmp, "w") as f:
-        f.write(",".join(["id", *predictions.schema.columns()]) + "\n")
-        for row_id, values in zip(predictions.ids, rows):
-            f.write(str(row_id) + "," + ",".join(f"{v:.4f}" for v in values) + "\n")
+        f.writelines(lines)
     return out_csv
 
 
@@ -55,5 +62,8 @@ def make_submission(detector, test_csv: str | Path, lookup: str | Path, output: 
     if detector.schema.name != "kaggle15":
         raise ValueError(f"a Kaggle submission needs a kaggle15 model; {detector.runner.source} predicts "
                          f"{detector.schema.name!r}")
+    if "ImageId" not in [c.strip() for c in csv_header(test_csv)]:  # row numbers are no ImageIds
+        raise DataFormatError(test_csv, "a submission is made for a Kaggle test CSV, which has an ImageId column; "
+                              "this file has none", field="ImageId")
     predictions = predict_kaggle_csv(detector, test_csv)
     return write_submission(predictions, read_id_lookup(lookup), output, image_size=predictions.image_size(0))

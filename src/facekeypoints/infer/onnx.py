@@ -24,7 +24,6 @@ import numpy as np
 from facekeypoints.atomic import atomic_path
 from facekeypoints.data.cache import cache_dir, file_digest
 from facekeypoints.models.card import ModelCard
-from facekeypoints.models.checkpoint import load_model
 from facekeypoints.models.device import resolve_device
 
 __all__ = ["export_onnx", "OnnxRunner", "CARD_KEY", "cached_export"]
@@ -42,6 +41,8 @@ def export_onnx(checkpoint: str | Path, out: str | Path, *, opset: int = 17, dev
     """
     import onnx
     import torch
+
+    from facekeypoints.models.checkpoint import load_model
 
     if not 9 <= opset <= onnx.defs.onnx_opset_version():  # the exporter's own range
         raise ValueError(f"opset {opset} is not one ONNX supports here: give 9..{onnx.defs.onnx_opset_version()}")

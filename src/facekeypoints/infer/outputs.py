@@ -2,7 +2,8 @@
 
 - a folder (default ``predictions/``): ``predictions.jsonl`` plus drawn images and videos;
 - ``out.jsonl``: one ``Result.to_dict()`` per line; ``out.json``: a JSON array of them;
-- ``out.csv``: one row per face (source, face, box, score, then ``<name>_x, <name>_y`` columns);
+- ``out.csv``: one row per face (source, face, box, score, then ``<name>_x, <name>_y`` columns), and
+  a row with only its source for an image where no face was found;
 - ``-``: JSON lines on standard output.
 
 A file is written to a temporary name and renamed when the run ends, so a crash never leaves half
@@ -22,7 +23,7 @@ import os
 import sys
 from pathlib import Path
 
-from facekeypoints.atomic import atomic_path
+from facekeypoints.atomic import atomic_path, check_target
 
 __all__ = ["output_kind", "open_sink", "FILE_SUFFIXES"]
 
@@ -46,8 +47,15 @@ class _Sink:
         if self.path is not None:
             if self.path.is_dir():
                 raise ValueError(f"{self.path}: is a folder; a .{kind} output is a file")
-            tmp = self._files.enter_context(atomic_path(self.path))
-        self.stream = sys.stdout if self.path is None else self._files.enter_context(open(tmp, "w", newline=""))
+            check_target(self.path)
+            try:
+                tmp = self._files.enter_context(atomic_path(self.path))
+                self.stream = self._files.enter_context(open(tmp, "w", newline=""))
+            except OSError as err:
+                self._files.close()
+                raise ValueError(f"{self.path}: cannot be written ({err.strerror or err})") from None
+        else:
+            self.stream = sys.stdout
         self._csv = None
         if kind == "json":
             self.stream.write("[\n")
@@ -66,7 +74,10 @@ class _Sink:
         if self._csv is None:
             self._csv = csv.writer(self.stream)
             self._csv.writerow(["source", "face", "x1", "y1", "x2", "y2", "box_score", *result.schema.columns()])
-        for i, face in enumerate(result.to_dict()["faces"]):
+        faces = result.to_dict()["faces"]
+        if not faces:  # the image still gets its row, so "no face found" is not mistaken for "not run"
+            self._csv.writerow([result.source] + [""] * (6 + 2 * result.schema.num_keypoints))
+        for i, face in enumerate(faces):
             points = [v for p in face["keypoints"].values() for v in (p["x"], p["y"])]
             self._csv.writerow([result.source, i, *face["box"], face["box_score"], *points])
 
@@ -88,5 +99,6 @@ def open_sink(target: str | Path) -> _Sink:
         if folder.suffix and not folder.is_dir() and not str(target).endswith(("/", os.sep)):
             raise ValueError(f"{folder}: {folder.suffix} is not an output format; -o takes a folder, a .json, .jsonl "
                              f"or .csv file, or - for standard output (end a folder name with / if it has a dot)")
+        check_target(folder, folder=True)
         return _Sink(folder / "predictions.jsonl", "jsonl")
     return _Sink(target, kind)

@@ -29,7 +29,6 @@ from facekeypoints.infer.inputs import to_rgb
 from facekeypoints.infer.onnx import OnnxRunner, cached_export
 from facekeypoints.infer.results import Face, Result
 from facekeypoints.infer.video import stream
-from facekeypoints.models.checkpoint import CheckpointError
 from facekeypoints.models.device import resolve_device
 from facekeypoints.models.predict import TorchRunner, plane, predict_crops, predict_frames
 from facekeypoints.models.weights import resolve_checkpoint
@@ -63,6 +62,8 @@ def load_runner(model: str | Path | None = None, backend: str | None = None, dev
             runner.source = str(path)  # name the checkpoint the user gave, not its cached export
             return runner
         except Exception as err:  # an export failure: an explicit request fails, the default falls back
+            from facekeypoints.models.checkpoint import CheckpointError  # here, not above: only export needs torch
+
             if backend == "onnx" or isinstance(err, CheckpointError):  # no checkpoint: torch cannot read it either
                 raise
             warnings.warn(f"{path}: ONNX export failed ({type(err).__name__}: {err}); running it with torch",

@@ -100,7 +100,7 @@ def open_video(source) -> tuple[cv2.VideoCapture, str, float]:
             raise FileNotFoundError(f"{path}: no such video file")
         capture, name = cv2.VideoCapture(str(path)), str(path)
     if not capture.isOpened():
-        raise ValueError(f"{name}: OpenCV cannot open this video (unknown codec or not a video)")
+        raise ValueError(f"{name}: OpenCV cannot open this video (damaged or truncated, an unknown codec, or not a video)")
     fps = capture.get(cv2.CAP_PROP_FPS)
     return capture, name, fps if fps and fps > 0 and math.isfinite(fps) else 30.0
 

@@ -3,12 +3,21 @@
 Every registered model maps (B, C, H, W) float images to (B, K, 2) normalised coordinates
 (see :mod:`facekeypoints.models.codecs`).
 """
-from facekeypoints.models import codecs
-from facekeypoints.models.registry import (UnknownModelError, count_macs, create_model, list_models, model_info,
-                                           register_model)
-
-# each family registers its models on import
-from facekeypoints.models import cnn, heatmap, resnet  # noqa: E402,F401  isort: skip
+import importlib
 
 __all__ = ["codecs", "create_model", "list_models", "model_info", "register_model", "count_macs",
-           "UnknownModelError"]
+           "check_model_options", "UnknownModelError"]
+
+
+def __getattr__(name: str):
+    # Loaded on first use (PEP 562), not when a submodule such as models.predict is imported: the
+    # registry and the model families import torch, which predicting with ONNX Runtime never needs.
+    # Take the registry's functions from here, not from models.registry: here they come with every
+    # family registered (each registers its models when imported).
+    if name == "codecs":
+        return importlib.import_module("facekeypoints.models.codecs")
+    if name in __all__:
+        from facekeypoints.models import cnn, heatmap, resnet, registry  # noqa: F401
+
+        return getattr(registry, name)
+    raise AttributeError(f"module 'facekeypoints.models' has no attribute {name!r}")

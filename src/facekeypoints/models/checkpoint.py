@@ -27,7 +27,7 @@ from facekeypoints.atomic import atomic_path
 from facekeypoints.data.pipeline import DataConfig
 from facekeypoints.data.preprocess import Preprocess
 from facekeypoints.models.card import CardError, ModelCard
-from facekeypoints.models.registry import create_model
+from facekeypoints.models import create_model
 from facekeypoints.schema import KeypointSchema, load_schema
 
 __all__ = ["Checkpoint", "card_for", "save_checkpoint", "load_checkpoint", "load_model", "build_model", "slim_checkpoint",

@@ -15,9 +15,14 @@ True
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 __all__ = ["encode", "decode"]
+
+
+def _scale(values, w: int, h: int):
+    """[w, h] as the same kind of array as ``values``: a torch tensor (same device and dtype) or
+    numpy. Told apart by duck typing, so predicting with ONNX Runtime never imports torch."""
+    return values.new_tensor([w, h]) if hasattr(values, "new_tensor") else np.array([w, h], np.float32)
 
 
 def _wh(size: tuple[int, int]):
@@ -28,12 +33,12 @@ def _wh(size: tuple[int, int]):
 def encode(keypoints, size: tuple[int, int]):
     """Pixels (..., K, 2) in an image of ``size`` = (H, W) -> normalised coordinates. NaN stays NaN."""
     w, h = _wh(size)
-    scale = keypoints.new_tensor([w, h]) if isinstance(keypoints, torch.Tensor) else np.array([w, h], np.float32)
+    scale = _scale(keypoints, w, h)
     return (2 * keypoints + 1) / scale - 1
 
 
 def decode(output, size: tuple[int, int]):
     """Normalised coordinates (..., K, 2) -> pixels of an image of ``size`` = (H, W)."""
     w, h = _wh(size)
-    scale = output.new_tensor([w, h]) if isinstance(output, torch.Tensor) else np.array([w, h], np.float32)
+    scale = _scale(output, w, h)
     return ((output + 1) * scale - 1) / 2

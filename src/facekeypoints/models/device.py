@@ -18,11 +18,9 @@ from __future__ import annotations
 
 import re
 
-import torch
+__all__ = ["resolve_device", "DeviceError", "AMP_MODES", "amp_dtype"]
 
-__all__ = ["resolve_device", "DeviceError", "AMP_DTYPES", "amp_dtype"]
-
-AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+AMP_MODES = ("none", "bf16", "fp16")
 
 
 class DeviceError(ValueError):
@@ -31,12 +29,14 @@ class DeviceError(ValueError):
 
 def resolve_device(name: str = "auto") -> str:
     """``auto|cpu|cuda|cuda:N|mps`` -> a torch device string that exists here (``cuda`` means cuda:0)."""
+    if name == "cpu":  # without importing torch: ONNX Runtime prediction never needs it
+        return "cpu"
+    import torch
+
     if name == "auto":
         if torch.cuda.is_available():
             return "cuda"
         return "mps" if _has_mps() else "cpu"
-    if name == "cpu":
-        return "cpu"
     if name == "mps":
         if not _has_mps():
             raise DeviceError("device 'mps' was asked for, but this torch build sees no Apple GPU")
@@ -53,15 +53,20 @@ def resolve_device(name: str = "auto") -> str:
     return name
 
 
-def amp_dtype(amp: str, device: str) -> torch.dtype | None:
-    """The autocast dtype of ``train.amp`` (none, bf16, fp16) on ``device``; fp16 needs a GPU."""
-    if amp not in AMP_DTYPES:
-        raise DeviceError(f"train.amp {amp!r} is not one of {list(AMP_DTYPES)}")
+def amp_dtype(amp: str, device: str):
+    """The autocast ``torch.dtype`` of ``train.amp`` (none, bf16, fp16) on ``device``, or None;
+    fp16 needs a GPU."""
+    if amp not in AMP_MODES:
+        raise DeviceError(f"train.amp {amp!r} is not one of {list(AMP_MODES)}")
     if amp == "fp16" and device == "cpu":
         raise DeviceError("train.amp fp16 needs a GPU (float16 has no fast CPU kernels); use bf16 on the CPU")
-    return AMP_DTYPES[amp]
+    import torch
+
+    return {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}[amp]
 
 
 def _has_mps() -> bool:
+    import torch
+
     backend = getattr(torch.backends, "mps", None)
     return bool(backend is not None and backend.is_available())

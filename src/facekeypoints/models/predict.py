@@ -27,15 +27,20 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
-import torch
 
 from facekeypoints.data import framing
 from facekeypoints.models.card import ModelCard
-from facekeypoints.models.checkpoint import load_model
 from facekeypoints.models.codecs import decode
+
+if TYPE_CHECKING:
+    import torch
+
+# torch is imported by TorchRunner alone: the ONNX Runtime path through this module never loads it
+# (importing torch costs ~0.6 GB of memory and seconds of start-up)
 
 __all__ = ["TorchRunner", "predict_inputs", "predict_crops", "predict_frames", "plane"]
 
@@ -50,6 +55,8 @@ class TorchRunner:
     backend = "torch"
 
     def __init__(self, model: torch.nn.Module, card: ModelCard, device: str = "cpu", source: str = "<model>"):
+        import torch
+
         self.device = torch.device(device)
         self.model = getattr(model, "module", model).to(self.device).eval()
         self.card, self.source = card, source
@@ -57,6 +64,10 @@ class TorchRunner:
     @classmethod
     def load(cls, checkpoint: str | Path, device: str = "cpu", threads: int | None = None) -> "TorchRunner":
         """A checkpoint's model; ``threads`` calls ``torch.set_num_threads`` (process-wide; None leaves it)."""
+        import torch
+
+        from facekeypoints.models.checkpoint import load_model
+
         if threads is not None:
             torch.set_num_threads(int(threads))
         model, card = load_model(checkpoint)
@@ -64,6 +75,8 @@ class TorchRunner:
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         """(N, C, S, S) float32 -> (N, K, 2) float32 normalised coordinates."""
+        import torch
+
         if len(x) == 0:
             return np.zeros((0, self.card.schema.num_keypoints, 2), np.float32)
         with torch.inference_mode():

@@ -4,7 +4,7 @@ A config file mirrors the dataclasses below (sections data, model, preprocess, a
 Values are checked when the config is loaded, against the field types, and model options and loss
 parameters against the keywords of the chosen model and loss: an unknown key or a value of the
 wrong type fails at once, naming the closest valid key. ``--set`` values are parsed with
-``yaml.safe_load``.
+YAML (``settings.load_yaml``: ``1e-3`` is a number, a repeated key is an error).
 
 Examples
 --------
@@ -22,17 +22,16 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import warnings
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
-import yaml
-
 from facekeypoints.data.augment import Augment
 from facekeypoints.data.pipeline import DataConfig
 from facekeypoints.data.preprocess import Preprocess
-from facekeypoints.models.registry import check_model_options
-from facekeypoints.settings import SettingsError, from_dict
+from facekeypoints.models import check_model_options
+from facekeypoints.settings import SettingsError, from_dict, load_yaml, read_yaml
 from facekeypoints.train.losses import check_loss_params
 
 __all__ = ["Config", "DataConfig", "ModelConfig", "TrainConfig", "ReferenceConfig", "load_config", "config_from_dict",
@@ -74,8 +73,8 @@ class TrainConfig:
         positive = {"epochs": self.epochs, "batch_size": self.batch_size, "log_every": self.log_every,
                     "step_size": self.step_size, "lr": self.lr}
         for key, value in positive.items():
-            if not value > 0:
-                raise ValueError(f"train.{key} must be > 0, got {value!r}")
+            if not 0 < value < float("inf"):
+                raise ValueError(f"train.{key} must be a finite number > 0, got {value!r}")
         for key in ("weight_decay", "patience", "time_limit_min", "num_threads"):
             if getattr(self, key) < 0:
                 raise ValueError(f"train.{key} must be >= 0, got {getattr(self, key)!r}")
@@ -128,7 +127,32 @@ def _check(cfg: Config) -> Config:
     """Model options and loss parameters against the chosen model's and loss's keywords."""
     cfg.model.options = check_model_options(cfg.model.name, cfg.model.options, where="model.options")
     cfg.train.loss_params = check_loss_params(cfg.train.loss, cfg.train.loss_params, where="train.loss_params")
+    if not cfg.out_dir.strip():
+        raise ConfigError("out_dir: empty; a run needs a folder of its own (e.g. runs/my_run)")
+    _check_model_builds(cfg)
     return cfg
+
+
+def _check_model_builds(cfg: Config) -> None:
+    """Build the model and run a batch through it on torch's meta device (shapes only: no memory, no
+    arithmetic), so options that fit the keywords but not each other (a layer of 0 channels, an
+    input too small for the network) fail when the config loads, not after the data has."""
+    import torch
+
+    from facekeypoints.models import create_model
+    from facekeypoints.schema import load_schema
+
+    pre = cfg.preprocess
+    try:
+        with torch.device("meta"), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # e.g. "Initializing zero-element tensors": the error below says it
+            model = create_model(cfg.model.name, schema=load_schema(cfg.data.schema), in_channels=pre.channels,
+                                 input_size=pre.size, **cfg.model.options)
+            model.eval()(torch.zeros(2, pre.channels, pre.size, pre.size))
+    except (RuntimeError, ValueError, IndexError, TypeError, ZeroDivisionError) as err:
+        message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ConfigError(f"model {cfg.model.name!r} with options {cfg.model.options} at {pre.size}x{pre.size} "
+                          f"cannot be built: {message}") from None
 
 
 def _nest(dotted: str, value) -> dict:
@@ -147,10 +171,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     """Defaults, then the YAML file at ``path``, then ``key=value`` overrides (e.g. ``train.epochs=3``)."""
     cfg = Config()
     if path is not None:
-        try:
-            loaded = yaml.safe_load(Path(path).read_text()) or {}
-        except yaml.YAMLError as err:
-            raise ConfigError(f"{path}: not valid YAML: {err}") from None
+        loaded = read_yaml(path) or {}
         if not isinstance(loaded, dict):
             raise ConfigError(f"{path}: expected a mapping at the top level")
         try:
@@ -161,7 +182,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         if "=" not in item:
             raise ConfigError(f"override {item!r} is not key=value")
         key, raw = item.split("=", 1)
-        cfg = _merge(cfg, _nest(key.strip(), yaml.safe_load(raw)))
+        cfg = _merge(cfg, _nest(key.strip(), load_yaml(raw, f"override {item!r}")))
     return _check(cfg)
 
 

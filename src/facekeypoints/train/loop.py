@@ -289,7 +289,7 @@ def _end_epoch(run: _Run, state: TrainState) -> dict:
     state.epoch, state.step, state.loss_sum, state.loss_n = epoch + 1, 0, 0.0, 0
     state.history.append(row)
     out = Path(run.cfg.out_dir)
-    if "val_rmse" in row and (state.best is None or row["val_rmse"] < state.best["val_rmse"]):
+    if math.isfinite(row.get("val_rmse", math.nan)) and (state.best is None or row["val_rmse"] < state.best["val_rmse"]):
         state.best = dict(row)
         _save(run, state, out / "best.pt", metrics=row)
     _save(run, state, out / "last.pt", metrics=row)
@@ -297,6 +297,8 @@ def _end_epoch(run: _Run, state: TrainState) -> dict:
 
 
 def _stop_reason(t: TrainConfig, state: TrainState) -> str | None:
+    if state.history and not math.isfinite(state.history[-1]["train_loss"]):
+        return "diverged"  # NaN or inf weights predict nothing: training on would only cost time
     best_epoch = state.best["epoch"] if state.best else 0
     if t.patience and state.epoch - best_epoch >= t.patience:
         return "early_stopping"

@@ -27,7 +27,34 @@ import numpy as np
 
 from facekeypoints.data.dataset import DataFormatError
 
-__all__ = ["FAR", "limits", "implausible", "describe", "first_implausible", "check_points", "json_number"]
+__all__ = ["FAR", "limits", "implausible", "describe", "first_implausible", "check_points", "json_number",
+           "text_float", "text_int"]
+
+
+def _plain(text: str | bytes) -> str | bytes:
+    """``text`` if it is written as data files write numbers; else ValueError. Python's float() and
+    int() also take digit separators ("6_6.5" is 66.5, ImageId "1_0" is 10) and non-ASCII digits."""
+    if (b"_" if isinstance(text, bytes) else "_") in text or not text.isascii():
+        raise ValueError(f"not a plain number: {text!r}")
+    return text
+
+
+def text_float(text: str | bytes) -> float:
+    """float(text) for a number as written in a text file: no digit separators, ASCII digits only.
+
+    >>> text_float(" 66.5 "), text_float(b"-1e3")
+    (66.5, -1000.0)
+    >>> text_float("6_6.5")
+    Traceback (most recent call last):
+    ...
+    ValueError: not a plain number: '6_6.5'
+    """
+    return float(_plain(text))
+
+
+def text_int(text: str | bytes) -> int:
+    """int(text) for an integer as written in a text file (see ``text_float``)."""
+    return int(_plain(text))
 
 FAR = 100_000.0
 

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import BinaryIO, Iterator
 
 from facekeypoints.data.dataset import DataFormatError
+from facekeypoints.data.formats.textfile import encoding_problem
 
 __all__ = ["open_csv", "open_sized", "open_for_writing", "read_chunks", "read_ahead", "line_blocks",
            "parse_header", "csv_header", "BLOCK"]
@@ -90,6 +91,8 @@ def read_chunks(stream: BinaryIO, path: Path) -> Iterator[bytes]:
             chunk = stream.read(BLOCK)
         except _ARCHIVE_ERRORS as err:
             raise DataFormatError(path, f"cannot read compressed data ({err})") from None
+        if first and (problem := encoding_problem(chunk)):
+            raise DataFormatError(path, problem)
         if first and b"\x00" in chunk:
             offset = chunk.index(b"\x00")
             raise DataFormatError(path, f"binary data (NUL byte at offset {offset}), not a CSV text file")

@@ -12,8 +12,10 @@ import csv
 from pathlib import Path
 
 from facekeypoints.data.dataset import DataFormatError, KeypointData
+from facekeypoints.data.formats.csvfile import open_csv
 from facekeypoints.data.formats.landmark_sets import read_coco_json, read_dlib_xml
 from facekeypoints.data.formats.landmarks import read_aflw_mat, read_asf, read_ljson, read_pts
+from facekeypoints.data.formats.textfile import encoding_problem, load_json
 
 __all__ = ["read", "detect_format", "SUPPORTED_FORMATS"]
 
@@ -38,12 +40,20 @@ def _unknown(path: Path, why: str) -> DataFormatError:
 
 
 def _csv_format(path: Path) -> str:
-    """Tell the CSV layouts apart by their header row."""
-    with open(path, newline="", encoding="utf-8-sig", errors="replace") as f:
-        try:
-            header = next(csv.reader(f), [])
-        except csv.Error as err:  # e.g. a first line longer than the csv module's field limit
-            raise _unknown(path, f"the first line is not a CSV header ({err})") from None
+    """Tell the CSV layouts apart by their header row (plain, or inside a .gz or .zip)."""
+    with open_csv(path) as stream:
+        raw = stream.readline(1 << 20)
+        more = stream.read(256)
+    if problem := encoding_problem(raw):  # UTF-16 inside a .gz or .zip
+        raise DataFormatError(path, problem)
+    first = raw.decode("utf-8-sig", errors="replace")
+    if not first.strip():
+        raise DataFormatError(path, "the first line is empty; a CSV starts with its header" if more.strip()
+                              else "empty file")
+    try:
+        header = next(csv.reader([first.rstrip("\r\n")]), [])
+    except csv.Error as err:  # e.g. a first line longer than the csv module's field limit
+        raise _unknown(path, f"the first line is not a CSV header ({err})") from None
     columns = [c.strip() for c in header]
     if "Image" in columns or _KAGGLE_FIRST_COLUMN in columns:
         return "kaggle"
@@ -59,10 +69,16 @@ def _csv_format(path: Path) -> str:
 
 def _json_format(path: Path) -> str:
     """COCO JSON has 'annotations'; menpo ljson has 'groups' or 'landmarks' (whatever the suffix)."""
-    head = path.read_bytes()[:1 << 16]
+    with open(path, "rb") as f:
+        head = f.read(1 << 16)
     if b'"annotations"' in head:
         return "coco_json"
     if b'"groups"' in head or b'"landmarks"' in head:
+        return "ljson"
+    doc = load_json(path)  # the keys may come after a long first list: look at the parsed document
+    if isinstance(doc, dict) and "annotations" in doc:
+        return "coco_json"
+    if isinstance(doc, dict) and ("groups" in doc or "landmarks" in doc):
         return "ljson"
     raise _unknown(path, "JSON file is neither COCO keypoints ('annotations') nor menpo ljson ('groups')")
 
@@ -87,15 +103,19 @@ def detect_format(path: str | Path) -> str:
     path = Path(path)
     if path.is_dir():
         return _folder_format(path)
+    if path.exists() and not path.is_file():
+        raise DataFormatError(path, "not a regular file (a pipe or a device); save the data to a file first")
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file or folder")
     suffix = path.suffix.lower()
+    if suffix not in (".zip", ".gz", ".mat", ".xml"):  # binary containers; XML declares its own encoding
+        with open(path, "rb") as raw:
+            if problem := encoding_problem(raw.read(4096)):
+                raise DataFormatError(path, problem)
     if suffix in _PER_FACE_SUFFIXES and suffix != ".ljson":
         return _PER_FACE_SUFFIXES[suffix]
-    if suffix == ".csv":
+    if suffix in (".csv", ".zip", ".gz"):
         return _csv_format(path)
-    if suffix in (".zip", ".gz"):
-        return "kaggle"
     if suffix in (".json", ".ljson"):
         return _json_format(path)
     if suffix == ".xml":
@@ -140,6 +160,9 @@ def read(path: str | Path, *, schema: str | None = None, skip_bad: bool = False,
     """
     path = Path(path)
     data = _read_format(detect_format(path), path, skip_bad, load_images)
+    if len(data) == 0:  # every reader ends here: no caller has to handle an empty dataset
+        why = f"; {len(data.skipped)} skipped as bad: " + "; ".join(data.skipped[:3]) if data.skipped else ""
+        raise DataFormatError(path, f"no faces{why}")
     if schema is not None and schema != data.schema.name:
         data = data.to_schema(schema)
     return data

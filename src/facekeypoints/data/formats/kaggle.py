@@ -31,14 +31,14 @@ import numpy as np
 from facekeypoints.data import cache
 from facekeypoints.data.formats.csvfile import line_blocks, open_for_writing, open_sized, parse_header, read_ahead, read_chunks
 from facekeypoints.data.dataset import DataFormatError, KeypointData
-from facekeypoints.data.formats.checks import describe, implausible
+from facekeypoints.data.formats.checks import describe, implausible, text_float, text_int
 from facekeypoints.data.formats.pixels import PIXELS, PixelParser, format_pixels
 from facekeypoints.schema import load_schema
 
 __all__ = ["read_kaggle_csv", "write_kaggle_csv", "IMAGE_SHAPE"]
 
 IMAGE_SHAPE = (96, 96)
-_READER_VERSION = 2  # bump when parsing changes, so cached results of the old parser are not reused
+_READER_VERSION = 3  # bump when parsing changes, so cached results of the old parser are not reused
 
 
 # ---- which column is which -------------------------------------------------------------------------
@@ -84,6 +84,9 @@ def _line_bounds(buf: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return starts, ends - has_cr
 
 
+_MAX_HINT_ROWS = 16384  # 151 MB of images: the real Kaggle training.csv (7049 rows) fits without growing
+
+
 class _KaggleRows:
     """Parses blocks of data lines into keypoints, images and ids, in file order."""
 
@@ -101,8 +104,9 @@ class _KaggleRows:
         self.pixel_parser = PixelParser()
         if layout.image_col is None:
             self.images = None
-        else:  # a row needs at least 2 * 9216 - 1 bytes, which bounds the row count from above
-            capacity = text_size // (2 * PIXELS - 1) + 1 if text_size >= 0 else 1024
+        else:  # a row needs at least 2 * 9216 - 1 bytes, which bounds the row count from above; a zip
+            # archive's declared size can lie (16 TiB was tried), so the hint is capped and the array grows
+            capacity = min(text_size // (2 * PIXELS - 1) + 1, _MAX_HINT_ROWS) if text_size >= 0 else 1024
             self.images = np.empty((capacity, *IMAGE_SHAPE), np.uint8)  # untouched pages cost no memory
 
     def report(self, problems: dict[int, tuple[str | None, str]]) -> None:
@@ -198,7 +202,7 @@ class _KaggleRows:
         try:
             flat = [float(t) if t.strip() else nan for t in texts]
             joined = b"".join(texts)
-            if b"n" in joined or b"N" in joined:  # "nan", "inf" spelt out: found on the slow path
+            if b"n" in joined or b"N" in joined or b"_" in joined:  # "nan", "inf", "6_6": on the slow path
                 raise ValueError
         except ValueError:
             flat = []
@@ -224,7 +228,7 @@ class _KaggleRows:
         """The float in ``text`` (NaN if empty), or a description of why it is not one."""
         shown = text.strip().decode("utf-8", "replace")
         try:
-            value = float(text) if text.strip() else math.nan
+            value = text_float(text) if text.strip() else math.nan
         except ValueError:
             return f"not a number: {shown!r}"
         if text.strip() and not math.isfinite(value):
@@ -237,7 +241,7 @@ class _KaggleRows:
             return str(row)
         text = fields[self.layout.id_col].strip()
         try:
-            image_id = int(text)
+            image_id = text_int(text)
         except ValueError:
             raise _RowError("ImageId", f"not an integer: {text.decode('utf-8', 'replace')!r}") from None
         if image_id in self.first_row_of_id:

@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 
 from facekeypoints.data.dataset import DataFormatError, KeypointData
-from facekeypoints.data.formats.checks import check_points, json_number
+from facekeypoints.data.formats.checks import check_points, json_number, text_float
 from facekeypoints.data.formats.landmarks import _Face, _gather
-from facekeypoints.data.formats.textfile import load_json, short
+from facekeypoints.data.formats.textfile import encoding_problem, load_json, short
 from facekeypoints.data.images import read_image
 from facekeypoints.schema import list_schemas, load_schema
 
@@ -55,11 +55,14 @@ class _ImageCache:
 # ---- dlib XML ------------------------------------------------------------------------------------
 def _dlib_box(node: ET.Element, path: Path, where: str) -> tuple[float, float, float, float]:
     try:
-        top, left, width, height = (float(node.attrib[k]) for k in ("top", "left", "width", "height"))
+        top, left, width, height = (text_float(node.attrib[k]) for k in ("top", "left", "width", "height"))
     except KeyError as err:
         raise DataFormatError(path, f"{where}: box lacks attribute {err.args[0]!r}", field=err.args[0]) from None
     except ValueError:
         raise DataFormatError(path, f"{where}: box attribute is not a number: {dict(node.attrib)}") from None
+    if width < 0 or height < 0:
+        raise DataFormatError(path, f"{where}: box width and height must be >= 0, got {width} and {height}",
+                              field="width" if width < 0 else "height")
     return left, top, left + width, top + height
 
 
@@ -74,7 +77,7 @@ def _dlib_parts(node: ET.Element, path: Path, where: str) -> tuple[np.ndarray, n
         if not missing[int(name)]:  # "36" twice, or "36" and "036": one would silently replace the other
             raise DataFormatError(path, f"{where}: part {name} appears more than once", field="name")
         try:
-            kp[int(name)] = float(part.attrib["x"]), float(part.attrib["y"])
+            kp[int(name)] = text_float(part.attrib["x"]), text_float(part.attrib["y"])
         except (KeyError, ValueError):
             raise DataFormatError(path, f"{where}: part {name} needs numeric x and y, got {dict(part.attrib)}") \
                 from None
@@ -103,6 +106,9 @@ def read_dlib_xml(path: str | Path, *, load_images: bool = True) -> KeypointData
     try:
         root = ET.parse(path).getroot()
     except ET.ParseError as err:
+        with open(path, "rb") as raw:  # the XML parser reads UTF-16 but not UTF-32
+            if problem := encoding_problem(raw.read(4096)):
+                raise DataFormatError(path, problem) from None
         line = err.position[0] if err.position else "?"
         raise DataFormatError(path, f"line {line}: not well-formed XML ({err})") from None
     images = root.find("images")
@@ -175,6 +181,9 @@ def _coco_images(path: Path, doc: dict) -> dict:
         if not isinstance(img, dict) or not _is_id(img.get("id")) or not isinstance(img.get("file_name"), str):
             raise DataFormatError(path, f"images[{i}] must be an object with an id (number or text) and a "
                                   f"file_name, got {short(img)}", field="images")
+        if img["id"] in entries:  # which picture would its annotations belong to?
+            first = next(j for j, other in enumerate(images) if other["id"] == img["id"])
+            raise DataFormatError(path, f"images[{i}] repeats the id {img['id']!r} of images[{first}]", field="images")
         entries[img["id"]] = img
     return entries
 
@@ -199,6 +208,8 @@ def _coco_box(path: Path, bbox: object, row: int, size: tuple[int, int] | None) 
         if not isinstance(bbox, list) or len(bbox) != 4:
             raise ValueError(f"got {short(bbox)}")
         x, y, w, h = (json_number(v) for v in bbox)
+        if w < 0 or h < 0:
+            raise ValueError(f"width and height must be >= 0, got {w} and {h}")
     except ValueError as err:
         raise DataFormatError(path, f"bbox must be [x, y, width, height], four numbers: {err}", row=row,
                               field="bbox") from None

@@ -22,7 +22,7 @@ from typing import Callable
 import numpy as np
 
 from facekeypoints.data.dataset import DataFormatError, KeypointData
-from facekeypoints.data.formats.checks import check_points, json_number
+from facekeypoints.data.formats.checks import check_points, json_number, text_float, text_int
 from facekeypoints.data.formats.textfile import load_json, read_text, short
 from facekeypoints.data.images import read_image
 from facekeypoints.schema import load_schema
@@ -147,6 +147,8 @@ def _parse_pts_text(path: Path) -> tuple[np.ndarray, list[str]]:
                 opened = no
             elif ":" in text:
                 key, value = text.split(":", 1)
+                if key.strip() in header:  # which one would be meant?
+                    raise DataFormatError(path, f"line {no}: {key.strip()!r} is given twice", field=key.strip())
                 header[key.strip()] = value.strip()
             else:
                 raise DataFormatError(path, f"line {no}: expected 'key: value' or '{{', got {text[:40]!r}")
@@ -157,14 +159,14 @@ def _parse_pts_text(path: Path) -> tuple[np.ndarray, list[str]]:
             if len(fields) != 2:
                 raise DataFormatError(path, f"line {no}: expected two numbers 'x y', got {text[:40]!r}")
             try:
-                points.append((float(fields[0]), float(fields[1])))
+                points.append((text_float(fields[0]), text_float(fields[1])))
             except ValueError:
                 raise DataFormatError(path, f"line {no}: not a number in {text[:40]!r}") from None
             point_lines.append(f"line {no}")
     if opened is None or closed is None:
         raise DataFormatError(path, f"line {len(lines)}: missing {'{' if opened is None else '}'} brace")
     try:
-        n_points = int(header["n_points"])
+        n_points = text_int(header["n_points"])
     except (KeyError, ValueError):
         raise DataFormatError(path, "header lacks a valid 'n_points: <int>' line", field="n_points") from None
     if len(points) != n_points:
@@ -230,7 +232,7 @@ def _parse_asf_text(path: Path) -> tuple[np.ndarray, str | None]:
             raise DataFormatError(path, f"line {no}: expected 7 fields "
                                   f"(path type x y point# from to), got {len(fields)}")
         try:
-            x, y, index = float(fields[2]), float(fields[3]), int(fields[4])
+            x, y, index = text_float(fields[2]), text_float(fields[3]), text_int(fields[4])
         except ValueError:
             raise DataFormatError(path, f"line {no}: not a number in {text[:60]!r}") from None
         if not (0 <= x <= 1 and 0 <= y <= 1):  # fractions of the image size; NaN fails too
@@ -291,13 +293,21 @@ def read_aflw_mat(path: str | Path, *, load_images: bool = True, skip_bad: bool 
     Needs scipy (it comes with scikit-image). Coordinates are used as stored.
     """
     try:
-        from scipy.io import loadmat
+        from scipy.io import loadmat, whosmat
     except ImportError:
         raise ImportError("reading .mat files needs scipy: pip install scipy") from None
 
     def parse(file: Path, root: Path) -> _Face:
         try:
-            mat = loadmat(str(file))
+            # the variables' shapes come from their headers: only pt3d_68 is loaded, and only once its
+            # header says it is a small dense array (a 1.5 MB file had declared gigabytes elsewhere)
+            found = {name: (shape, kind) for name, shape, kind in whosmat(str(file))}
+            shape, kind = found.get("pt3d_68", (None, None))
+            if kind is not None and (kind == "sparse" or len(shape) != 2 or shape[1] != 68 or shape[0] not in (2, 3)):
+                raise DataFormatError(file, f"expected a dense (3, 68) array, got {kind} data of shape {shape}", field="pt3d_68")
+            mat = loadmat(str(file), variable_names=["pt3d_68"]) if kind is not None else {}
+        except DataFormatError:
+            raise
         except Exception as err:  # scipy raises several types for files that are not MATLAB files
             raise DataFormatError(file, f"not a readable MATLAB file ({err})") from None
         kp = _mat_points(file, mat.get("pt3d_68"))
@@ -337,6 +347,9 @@ def _ljson_points(path: Path, doc: object) -> tuple[str, list]:
     if not with68:
         sizes = {name: len(pts) for name, pts in groups.items()}
         raise DataFormatError(path, f"no 68-point group; groups and point counts: {sizes}")
+    distinct = {tuple(np.nan_to_num(np.asarray(groups[name], float), nan=-1.0).ravel().round(6)) for name in with68}
+    if len(distinct) > 1:  # which one the user means is not ours to guess
+        raise DataFormatError(path, f"several different 68-point groups ({with68}); keep one in the file")
     return f"{prefix[with68[0]]}landmarks.points", groups[with68[0]]
 
 

@@ -24,6 +24,7 @@ import numpy as np
 
 from facekeypoints.data.formats.csvfile import open_csv
 from facekeypoints.data.dataset import DataFormatError, KeypointData
+from facekeypoints.data.formats.checks import text_int
 from facekeypoints.schema import load_schema
 
 __all__ = ["read_id_lookup", "write_submission", "SubmissionReport"]
@@ -96,7 +97,7 @@ def read_id_lookup(path: str | Path) -> list[tuple[int, int, str]]:
 
 def _integer(path: Path, text: str, row: int, field: str) -> int:
     try:
-        return int(text)
+        return text_int(text)
     except ValueError:
         raise DataFormatError(path, f"not an integer: {text!r}", row=row, field=field) from None
 

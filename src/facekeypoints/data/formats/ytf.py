@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from facekeypoints.data.formats.checks import describe, first_implausible
+from facekeypoints.data.formats.checks import describe, first_implausible, text_float
 from facekeypoints.data.formats.csvfile import open_csv, read_chunks
 from facekeypoints.data.dataset import DataFormatError, KeypointData
 from facekeypoints.data.images import read_image
@@ -85,7 +85,7 @@ def _coordinates(line: list[str], cols: list[int], header: list[str]) -> list[fl
     for c in cols:
         text = line[c].strip()
         try:
-            value = float(text) if text else math.nan
+            value = text_float(text) if text else math.nan
         except ValueError:
             raise DataFormatError("", f"not a number: {text!r}", field=header[c]) from None
         if text and not math.isfinite(value):  # NaN spelt out is no missing mark: that is an empty cell
