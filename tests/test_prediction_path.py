@@ -27,9 +27,12 @@ def model(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def test_csv(tmp_path) -> Path:
+    """A Kaggle test.csv: ImageId and Image columns."""
     images = np.random.default_rng(3).integers(0, 256, (4, 96, 96), dtype=np.uint8)
-    return write_kaggle_csv(KeypointData.from_arrays("kaggle15", np.full((4, 15, 2), np.nan, np.float32),
-                                                     images=images), tmp_path / "test.csv")
+    path = tmp_path / "test.csv"
+    path.write_text("ImageId,Image\n" + "".join(f"{i + 1},{' '.join(map(str, im.ravel()))}\n"
+                                                for i, im in enumerate(images)))
+    return path
 
 
 @pytest.mark.parametrize("tta", [[], ["--mirror-tta"]])

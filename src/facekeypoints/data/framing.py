@@ -43,7 +43,7 @@ import numpy as np
 from facekeypoints.schema import KeypointSchema, SchemaError, load_schema
 
 __all__ = ["FRAMINGS", "KAGGLE_MEAN_FACE", "BOX_FRAME", "BOX_FRAMES", "MAX_SHAPE_ERROR", "framing_for", "template", "fit_similarity",
-           "anchor_points", "can_refine", "frame_from_box", "box_from_frame", "frames_from_keypoints", "resize_frame",
+           "anchor_points", "can_refine", "frame_from_box", "frame_shift", "box_from_frame", "frames_from_keypoints", "resize_frame",
            "to_crop", "to_image", "invert", "warp_crops", "resize_image"]
 
 # How a model sees a face: aligned like the Kaggle faces, or the whole image resized.
@@ -185,6 +185,22 @@ def to_crop(m: np.ndarray, points: np.ndarray) -> np.ndarray:
 def to_image(m: np.ndarray, points: np.ndarray) -> np.ndarray:
     """(..., 2) crop pixels -> original-image pixels (the inverse of ``to_crop``)."""
     return to_crop(invert(m), points)
+
+
+def frame_shift(old: np.ndarray, new: np.ndarray, size: int) -> np.ndarray:
+    """How far two frames of the same faces ((2, 3) or (F, 2, 3) each) lie apart: the largest
+    distance between their crops' corners in the image, as a fraction of the crop's side (F,).
+
+    >>> m = frame_from_box(np.array([10.0, 10.0, 110.0, 110.0]), 96)
+    >>> float(frame_shift(m, m, 96)[0])
+    0.0
+    """
+    corners = np.array([[0.0, 0.0], [size - 1.0, 0.0], [0.0, size - 1.0], [size - 1.0, size - 1.0]])
+    old, new = (invert(np.asarray(f, np.float64).reshape(-1, 2, 3)) for f in (old, new))
+    a = np.einsum("fij,kj->fki", old[:, :, :2], corners) + old[:, None, :, 2]
+    b = np.einsum("fij,kj->fki", new[:, :, :2], corners) + new[:, None, :, 2]
+    side = np.maximum(np.linalg.norm(a[:, 1] - a[:, 0], axis=-1), 1e-9)
+    return np.linalg.norm(a - b, axis=-1).max(axis=1) / side
 
 
 def invert(frames: np.ndarray) -> np.ndarray:

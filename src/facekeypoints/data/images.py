@@ -112,9 +112,9 @@ def read_image(path: str | Path, *, max_pixels: int | None = MAX_PIXELS) -> np.n
         raise DataFormatError(path, f"image is {w}x{h} = {w * h} pixels, over the limit of {max_pixels} pixels "
                                     "(max_pixels)")
     if max_pixels is not None and w * h == 0 and path.stat().st_size > 0:  # decoding it could take any memory
-        raise DataFormatError(path, "its size cannot be read from its header, so its pixels were not decoded: not "
-                                    "an image, a damaged header, or a format such as Radiance HDR or OpenEXR (to "
-                                    "decode it anyway, lift the pixel limit: --max-pixels 0)")
+        raise DataFormatError(path, "cannot decode image: its size cannot be read from its header (not an image, "
+                                    "damaged, or a format such as Radiance HDR or OpenEXR), so its pixels were not "
+                                    "decoded; to decode it anyway, lift the pixel limit (--max-pixels 0)")
     data = np.fromfile(path, dtype=np.uint8)
     try:
         image = _decode(data, transparent, orientation) if data.size else None

@@ -112,13 +112,6 @@ def _iou(a: np.ndarray, b: np.ndarray) -> float:
     return w * h / union if union > 0 else 0.0
 
 
-def _frame_shift(old: np.ndarray, new: np.ndarray, size: int) -> float:
-    """Largest distance between the crop corners of two (2, 3) frames, as a fraction of the crop side."""
-    corners = np.array([[0.0, 0.0], [size - 1.0, 0.0], [0.0, size - 1.0], [size - 1.0, size - 1.0]])
-    a, b = framing.to_image(old, corners), framing.to_image(new, corners)
-    return float(np.linalg.norm(a - b, axis=1).max() / max(np.linalg.norm(a[1] - a[0]), 1e-9))
-
-
 def _follow(predictor, rgb: np.ndarray, tracks: list[_Track], timings: dict) -> list[_Track]:
     """Frame every track on its last keypoints (keeping its crop while the change is small), predict,
     and keep the tracks whose new keypoints are still face-shaped and inside the image."""
@@ -129,7 +122,7 @@ def _follow(predictor, rgb: np.ndarray, tracks: list[_Track], timings: dict) -> 
         return []
     for i in alive:
         old = tracks[i].frame
-        if old is None or _frame_shift(old, frames[i], size) > REFRAME_TOLERANCE:
+        if old is None or framing.frame_shift(old, frames[i], size)[0] > REFRAME_TOLERANCE:
             tracks[i].frame = frames[i]
     kp = predictor.locate([rgb], np.zeros(len(alive), int), np.array([tracks[i].frame for i in alive]), timings,
                           refine=False)

@@ -201,7 +201,7 @@ def csv_header(path: str | Path) -> list[str]:
     path = Path(path)
     with open_sized(path) as (stream, _size):
         first = next(line_blocks(read_chunks(stream, path)), b"")
-    if not first.strip():
+    if not first.removeprefix(b"\xef\xbb\xbf").strip():
         raise DataFormatError(path, "empty file")
     return parse_header(first, path)
 

@@ -8,11 +8,10 @@ Examples
 """
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 from facekeypoints.data.dataset import DataFormatError, KeypointData
-from facekeypoints.data.formats.csvfile import open_csv
+from facekeypoints.data.formats.csvfile import csv_header
 from facekeypoints.data.formats.landmark_sets import read_coco_json, read_dlib_xml
 from facekeypoints.data.formats.landmarks import read_aflw_mat, read_asf, read_ljson, read_pts
 from facekeypoints.data.formats.textfile import encoding_problem, load_json
@@ -41,20 +40,14 @@ def _unknown(path: Path, why: str) -> DataFormatError:
 
 def _csv_format(path: Path) -> str:
     """Tell the CSV layouts apart by their header row (plain, or inside a .gz or .zip)."""
-    with open_csv(path) as stream:
-        raw = stream.readline(1 << 20)
-        more = stream.read(256)
-    if problem := encoding_problem(raw):  # UTF-16 inside a .gz or .zip
-        raise DataFormatError(path, problem)
-    first = raw.decode("utf-8-sig", errors="replace")
-    if not first.strip():
-        raise DataFormatError(path, "the first line is empty; a CSV starts with its header" if more.strip()
-                              else "empty file")
-    try:
-        header = next(csv.reader([first.rstrip("\r\n")]), [])
-    except csv.Error as err:  # e.g. a first line longer than the csv module's field limit
-        raise _unknown(path, f"the first line is not a CSV header ({err})") from None
-    columns = [c.strip() for c in header]
+    try:  # the same reading as the CSV readers': compressed or not, any line ends, encodings named
+        columns = csv_header(path)
+    except DataFormatError as err:
+        if "header line is not CSV" in str(err):  # e.g. a first line longer than the csv field limit
+            raise _unknown(path, f"the first line is not a CSV header ({err})") from None
+        raise
+    if columns in ([], [""]):
+        raise DataFormatError(path, "the first line is empty; a CSV starts with its header")
     if "Image" in columns or _KAGGLE_FIRST_COLUMN in columns:
         return "kaggle"
     if {"image", "person", "x0", "y0", "x67", "y67"} <= set(columns):

@@ -15,6 +15,7 @@ Examples
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -304,7 +305,8 @@ def read_aflw_mat(path: str | Path, *, load_images: bool = True, skip_bad: bool 
             found = {name: (shape, kind) for name, shape, kind in whosmat(str(file))}
             shape, kind = found.get("pt3d_68", (None, None))
             if kind is not None and (kind == "sparse" or len(shape) != 2 or shape[1] != 68 or shape[0] not in (2, 3)):
-                raise DataFormatError(file, f"expected a dense (3, 68) array, got {kind} data of shape {shape}", field="pt3d_68")
+                raise DataFormatError(file, f"expected a (3, 68) array, got shape {shape} ({kind} data"
+                                      f"{'; save it dense' if kind == 'sparse' else ''})", field="pt3d_68")
             mat = loadmat(str(file), variable_names=["pt3d_68"]) if kind is not None else {}
         except DataFormatError:
             raise
@@ -347,7 +349,7 @@ def _ljson_points(path: Path, doc: object) -> tuple[str, list]:
     if not with68:
         sizes = {name: len(pts) for name, pts in groups.items()}
         raise DataFormatError(path, f"no 68-point group; groups and point counts: {sizes}")
-    distinct = {tuple(np.nan_to_num(np.asarray(groups[name], float), nan=-1.0).ravel().round(6)) for name in with68}
+    distinct = {json.dumps(groups[name]) for name in with68}
     if len(distinct) > 1:  # which one the user means is not ours to guess
         raise DataFormatError(path, f"several different 68-point groups ({with68}); keep one in the file")
     return f"{prefix[with68[0]]}landmarks.points", groups[with68[0]]
