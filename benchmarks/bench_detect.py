@@ -30,7 +30,7 @@ import numpy as np
 from facekeypoints.data import read, split_indices
 from facekeypoints.data.images import read_image
 from facekeypoints.infer.bench import demo_frame
-from facekeypoints.infer.detectors import DlibDetector, HaarDetector
+from facekeypoints.infer.detectors import CnnDetector, DlibDetector, HaarDetector
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 SETS = {
@@ -40,7 +40,8 @@ SETS = {
     "imm": ["imm"],
     "ytf68-val": ["ytf68/train.csv"],
 }
-# name -> detector; the first is the default
+# name -> detector; the first is the default. "cnn" settings use --cnn (default: the shipped model).
+CNN = {"path": None}
 SETTINGS = {
     "haar (default: max_side 240)": lambda: HaarDetector(),
     "haar max_side 480": lambda: HaarDetector(max_side=480),
@@ -48,6 +49,9 @@ SETTINGS = {
     "haar min_face 24": lambda: HaarDetector(min_face=24),
     "dlib hog (upsample 1)": lambda: DlibDetector(upsample=1),
     "dlib hog (upsample 0)": lambda: DlibDetector(upsample=0),
+    "cnn (ours: max_side 320)": lambda: CnnDetector(CNN["path"]),
+    "cnn max_side 480": lambda: CnnDetector(CNN["path"], max_side=480),
+    "cnn max_side 640": lambda: CnnDetector(CNN["path"], max_side=640),
 }
 
 
@@ -105,7 +109,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sets", nargs="+", default=list(SETS), choices=list(SETS))
     parser.add_argument("--json", help="write the figures here")
+    parser.add_argument("--only", nargs="+", help="settings whose name contains one of these words (e.g. haar cnn)")
+    parser.add_argument("--cnn", help="face_detector.onnx for the cnn settings (default: the shipped one)")
     args = parser.parse_args()
+    CNN["path"] = args.cnn
     if not DATA.is_dir():
         print(f"skipped: {DATA} is absent (the benchmark needs ../shared/data)")
         return 0
@@ -114,7 +121,13 @@ def main() -> int:
     frame = demo_frame()
     report = {}
     for setting, make in SETTINGS.items():
-        detector = make()
+        if args.only and not any(word in setting for word in args.only):
+            continue
+        try:
+            detector = make()
+        except (ImportError, FileNotFoundError) as err:  # an extra or a model that is not here
+            print(f"{setting:30s} left out: {err}")
+            continue
         detector.detect(frame)  # warm-up
         frame_ms = statistics.median(_time(detector, frame) for _ in range(20))
         report[setting] = {"frame_640x480_ms": frame_ms}

@@ -6,8 +6,8 @@
 ``refine`` runs the Haar detector and the model (kaggle15, or any schema that derives the Kaggle-15
 points, such as ibug68) on photos with known keypoints and reports the
 normalised mean error (mean point distance / true inter-ocular distance, NME %) and the mean error
-in pixels of one keypoint pass per face, of the re-framed second pass alone, and of their average
-(what ``KeypointDetector(refine=True)`` returns). A face is scored when exactly one detector box
+in pixels of one keypoint pass per face, of the re-framed second pass alone, of their average, and
+of refinement until each face's frame settles (what ``KeypointDetector(refine=True)`` returns). A face is scored when exactly one detector box
 holds the centre of its true keypoints (the count is printed). Sets:
 - ``imm``: ../shared/data/imm (240 faces, 640x480); 5 comparable points (eye centres, nose tip,
   mouth corners), as ``facekeypoints.data.convert`` derives them from the 58 IMM points;
@@ -50,11 +50,12 @@ def _match(boxes: np.ndarray, truth: np.ndarray) -> int:
 
 def refine_error(model: str, name: str, persons: Path | None = None) -> dict:
     """NME (% of inter-ocular distance) and mean px error of one pass, of the second (re-framed)
-    pass alone and of their average (what ``refine=True`` returns), on one data set; also the mean
-    signed (x, y) error in % of inter-ocular distance, which shows a systematic offset."""
+    pass alone, of their average, and of refinement until the frame settles (what ``refine=True``
+    returns), on one data set; also the mean signed (x, y) error in % of inter-ocular distance,
+    which shows a systematic offset."""
     data, truth = _load(name, persons)
     det = KeypointDetector(model, refine=False)
-    errors: dict[str, list] = {"single_pass": [], "second_pass": [], "refined_average": []}
+    errors: dict[str, list] = {"single_pass": [], "second_pass": [], "two_passes_averaged": [], "refined": []}
     signed: dict[str, list] = {key: [] for key in errors}  # mean (x, y) offset per face, / inter-ocular distance
     iods = []
     for i in range(len(data)):
@@ -67,8 +68,9 @@ def refine_error(model: str, name: str, persons: Path | None = None) -> dict:
         first = det.locate([rgb], owner, framing.frame_from_box(boxes[j], det.input_size)[None], refine=False)
         frames, _ = framing.frames_from_keypoints(first, det.schema, det.input_size)
         second = det.locate([rgb], owner, frames, refine=False)
+        refined = det.locate([rgb], owner, framing.frame_from_box(boxes[j], det.input_size)[None], refine=True)
         iods.append(np.linalg.norm(truth[i, 0] - truth[i, 1]))
-        for key, kp in zip(errors, (first, second, (first + second) / 2)):
+        for key, kp in zip(errors, (first, second, (first + second) / 2, refined)):
             if det.schema.name != "kaggle15":  # e.g. the 68-point model: score its Kaggle-15 points
                 kp = det.schema.convert(kp, "kaggle15")
             errors[key].append(np.nanmean(np.linalg.norm(kp[0] - truth[i], axis=-1)))

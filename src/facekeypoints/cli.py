@@ -224,6 +224,21 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_train_detector(args: argparse.Namespace) -> int:
+    from facekeypoints.train.detector import FacePool, train_detector
+
+    if not args.minutes > 0:
+        raise ValueError(f"--minutes must be > 0, got {args.minutes}")
+    pool = FacePool.from_datasets(args.ytf68, args.imm)
+    summary = train_detector(args.out, pool, minutes=args.minutes, batch_size=args.batch_size, threads=args.threads,
+                             progress=not args.quiet)
+    print(json.dumps(summary, indent=2))
+    if summary["interrupted"]:
+        print(f"interrupted: saved {args.out}/last.pt; the same command continues", file=sys.stderr)
+        return 130
+    return 0
+
+
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from facekeypoints.evaluate.runner import evaluate
 
@@ -291,6 +306,15 @@ def _add_train_commands(sub) -> None:
     p.add_argument("--resume", action="store_true", help="continue from <out_dir>/last.pt")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_train)
+    p = sub.add_parser("train-detector", help="train the face detector of our own (--detector cnn) on mosaics")
+    p.add_argument("--out", default="runs/detector", help="run folder: last.pt (resumable), face_detector.onnx")
+    p.add_argument("--minutes", type=float, default=60.0, help="training time (default 60); the same command resumes")
+    p.add_argument("--ytf68", default="../shared/data/ytf68/train.csv", help="ytf68 train.csv (its training people)")
+    p.add_argument("--imm", default="../shared/data/imm/imm_face_db", help="IMM folder (people 1-32)")
+    p.add_argument("--batch-size", type=at_least(1), default=16)
+    p.add_argument("--threads", type=at_least(1), help="torch threads (default: torch's)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_train_detector)
     p = sub.add_parser("evaluate", help="score a model on labelled data (RMSE, MAE, NME, FR, AUC)")
     p.add_argument("data", nargs="?", help="labelled keypoint file, e.g. ../shared/data/fkd15-ytf/training.zip")
     p.add_argument("--model", help="checkpoint (.pt) or shipped model name (kaggle15, ibug68); kaggle15 when omitted")
@@ -349,10 +373,16 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         raise ValueError("--detector none is for a Kaggle CSV, whose images are framed faces; photos and videos "
                          "need a face detector (haar or dlib)")
     face_detector = None if csvs or args.detector == "none" else args.detector
-    if face_detector == "haar":
-        from facekeypoints.infer.detectors import HaarDetector
+    if face_detector in ("haar", "cnn"):
+        from facekeypoints.infer.detectors import DETECTORS
 
-        face_detector = HaarDetector(min_face=args.min_face, max_side=args.max_side)
+        sizing = {"min_face": args.min_face} | ({"max_side": args.max_side} if args.max_side else {})
+        try:
+            face_detector = DETECTORS[face_detector](**sizing)
+        except FileNotFoundError as err:
+            raise ValueError(str(err)) from None
+    elif args.min_face or args.max_side:
+        raise ValueError(f"--min-face and --max-side apply to the haar and cnn detectors, not {args.detector!r}")
     detector = KeypointDetector(args.model, backend=args.backend, threads=args.threads, refine=not args.no_refine,
                                 detector=face_detector,
                                 mirror_tta=args.mirror_tta, device=args.device)
@@ -423,12 +453,12 @@ def _add_inference(sub) -> None:
     p.add_argument("--model", help="checkpoint .pt, exported .onnx or shipped model name (kaggle15, ibug68); kaggle15 when omitted")
     p.add_argument("--backend", choices=["torch", "onnx"], help="default: onnx (ONNX Runtime) on the CPU; torch runs checkpoints on any device")
     p.add_argument("--detector", default="haar",
-                   help="face detector: haar (default), dlib (HOG; pip install 'facekeypoints[dlib]') or none; "
-                        "a Kaggle CSV uses none (its faces are framed)")
-    p.add_argument("--min-face", type=at_least(1), help="haar: find faces down to this many pixels in any image "
+                   help="face detector: haar (default), cnn (ours), dlib (HOG; pip install 'facekeypoints[dlib]') "
+                        "or none; a Kaggle CSV uses none (its faces are framed)")
+    p.add_argument("--min-face", type=at_least(1), help="haar, cnn: find faces down to this many pixels in any image "
                    "(slower on large photos; default: whatever max-side allows)")
-    p.add_argument("--max-side", type=at_least(1), default=240, help="haar: shrink the image to this longer side before "
-                   "searching (default 240: 64 px faces in a 640x480 frame)")
+    p.add_argument("--max-side", type=at_least(16), help="haar, cnn: scale the image to this longer side before "
+                   "searching (defaults: haar 240, 64 px faces in a 640x480 frame; cnn 320, 32 px faces)")
     p.add_argument("--no-draw", action="store_true", help="write JSON only, no drawn images or video")
     p.add_argument("--no-refine", action="store_true", help="one keypoint pass per face (no re-framing)")
     p.add_argument("--mirror-tta", action="store_true",

@@ -27,7 +27,8 @@ import numpy as np
 
 from facekeypoints.data.framing import BOX_FRAMES
 
-__all__ = ["FaceDetector", "HaarDetector", "DlibDetector", "DETECTORS", "make_detector", "check_boxes"]
+__all__ = ["FaceDetector", "HaarDetector", "DlibDetector", "CnnDetector", "DETECTORS", "make_detector", "check_boxes",
+           "decode_centers", "shipped_detector"]
 
 
 @runtime_checkable
@@ -134,7 +135,91 @@ class DlibDetector:
         return out[np.argsort(-out[:, 4], kind="stable")]
 
 
-DETECTORS: dict[str, type] = {"haar": HaarDetector, "dlib": DlibDetector}
+class CnnDetector:
+    """Our own face detector: the small CenterNet-style network of
+    ``facekeypoints.models.face_detector``, trained here on mosaics of labelled photos
+    (``facekeypoints train-detector``), run with ONNX Runtime on the CPU.
+
+    The image is scaled so its longer side is ``max_side`` pixels (at most 2x up) and padded to a
+    multiple of 16; faces are the heatmap's local maxima above ``threshold`` (a probability), their
+    boxes read from the size and offset maps, duplicates removed at IoU 0.4. Faces smaller than
+    about ``SMALLEST`` pixels at that scale are missed; ``min_face`` (pixels in the original) scales
+    a large photo up enough to find faces that small (slower). Boxes follow the
+    landmarks' bounding-box convention it was trained on, so it frames faces as ``"landmarks"``.
+    ``model``: an exported ``face_detector.onnx``; None: the one shipped in the package.
+    """
+
+    STRIDE = 4  # input pixels per output cell: models.face_detector.STRIDE (not imported: no torch here)
+    SMALLEST = 16  # face width in input pixels below which recall falls (trained on faces from 10 px)
+    box_frame = BOX_FRAMES["landmarks"]
+
+    def __init__(self, model: str | Path | None = None, max_side: int = 320, threshold: float = 0.5,
+                 threads: int | None = 1, min_face: int | None = None):
+        path = Path(model) if model is not None else shipped_detector()
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no face detector model here (train one with "
+                                    "`facekeypoints train-detector`, or use --detector haar)")
+        if max_side < 16 or not 0 < threshold < 1:
+            raise ValueError(f"max_side must be >= 16 and threshold in (0, 1), got {max_side} and {threshold}")
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        if threads is not None:
+            options.intra_op_num_threads = int(threads)
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        try:
+            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except Exception as err:  # onnxruntime's own exception types
+            raise ValueError(f"{path}: ONNX Runtime cannot load this detector ({type(err).__name__}: {err})") from None
+        if min_face is not None and min_face < 1:
+            raise ValueError(f"min_face must be >= 1 pixel, got {min_face}")
+        self.max_side, self.threshold, self.min_face = int(max_side), float(threshold), min_face
+
+    def detect(self, image: np.ndarray) -> np.ndarray:
+        """(H, W, 3) uint8 RGB or (H, W) gray -> (N, 5) float64 ``x1, y1, x2, y2, score``, best first."""
+        rgb = cv2.cvtColor(image, cv2.COLOR_GRAY2RGB) if image.ndim == 2 else image
+        h, w = rgb.shape[:2]
+        scale = self.max_side / max(h, w)
+        if self.min_face is not None:
+            scale = max(scale, self.SMALLEST / self.min_face)
+        scale = min(scale, 2.0)
+        sw, sh = max(1, round(w * scale)), max(1, round(h * scale))
+        small = cv2.resize(rgb, (sw, sh), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+        pw, ph = -(-sw // 16) * 16, -(-sh // 16) * 16
+        x = np.zeros((1, 3, ph, pw), np.float32)
+        x[0, :, :sh, :sw] = (small.transpose(2, 0, 1).astype(np.float32) - 127.5) / 127.5
+        heat, size, offset = self.session.run(None, {"image": x})
+        boxes = decode_centers(heat[0, 0], size[0], offset[0], self.threshold, self.STRIDE)
+        boxes[:, :4] /= scale
+        return boxes
+
+
+def decode_centers(heat: np.ndarray, size: np.ndarray, offset: np.ndarray, threshold: float,
+                   stride: int) -> np.ndarray:
+    """A CenterNet output -> (N, 5) boxes in input pixels, best first: the heatmap's (h, w) logits'
+    3 x 3 local maxima above ``threshold`` (as a probability), sizes exp(size) cells, centres at
+    cell + offset, then non-maximum suppression at IoU 0.4 (neighbouring peaks of one large face)."""
+    prob = 1.0 / (1.0 + np.exp(-heat.astype(np.float32)))
+    peaks = (prob >= cv2.dilate(prob, np.ones((3, 3), np.uint8))) & (prob > threshold)
+    ys, xs = np.nonzero(peaks)
+    if not len(ys):
+        return np.zeros((0, 5))
+    cx, cy = (xs + offset[0, ys, xs]) * stride, (ys + offset[1, ys, xs]) * stride
+    bw, bh = np.exp(size[0, ys, xs]) * stride, np.exp(size[1, ys, xs]) * stride
+    out = np.stack([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2, prob[ys, xs]], axis=1).astype(np.float64)
+    keep = cv2.dnn.NMSBoxes(np.c_[out[:, :2], out[:, 2:4] - out[:, :2]].tolist(), out[:, 4].tolist(), threshold, 0.4)
+    out = out[np.asarray(keep, int).reshape(-1)]
+    return out[np.argsort(-out[:, 4], kind="stable")]
+
+
+def shipped_detector() -> Path:
+    """Where the package's own face detector (ONNX) is installed."""
+    from importlib import resources
+
+    return Path(str(resources.files("facekeypoints").joinpath("weights", "face_detector.onnx")))
+
+
+DETECTORS: dict[str, type] = {"haar": HaarDetector, "dlib": DlibDetector, "cnn": CnnDetector}
 
 
 def make_detector(detector) -> FaceDetector | None:
@@ -149,7 +234,7 @@ def make_detector(detector) -> FaceDetector | None:
                              "or pass an object with detect(image) -> (N, 5), or None with boxes=")
         try:
             return DETECTORS[detector]()
-        except ImportError as err:  # an optional extra that is not installed: say what to install
+        except (ImportError, FileNotFoundError) as err:  # an extra not installed, weights not there: say what to do
             raise ValueError(str(err)) from None
     if not callable(getattr(detector, "detect", None)):
         raise TypeError(f"detector {detector!r} has no detect(image) method (see facekeypoints.infer.FaceDetector)")

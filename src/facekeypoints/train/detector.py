@@ -1,0 +1,267 @@
+"""Train the face detector of ``models.face_detector`` on mosaics of the labelled photos we have.
+
+Faces come from ytf68's training people (the 80/20 person split with seed 0, so its validation
+people stay unseen, as in ``benchmarks/bench_detect.py``) and IMM's people 1-32; a face's box is
+the bounding box of its landmarks, the convention ``framing.BOX_FRAMES["landmarks"]`` frames.
+Each training image is a mosaic drawn at random: one photo stretched over the canvas as background,
+then up to six more pasted at scales that make faces from 10 to 150 px, each turned by up to
+25 degrees, mirrored, recoloured, sometimes grey or blurred; a face whose centre a later paste covers
+loses its label. So the network sees small faces, several faces and faces at the edges, which the
+one-face photos alone would not show it.
+
+The run is resumable: ``last.pt`` (weights, optimizer, step, minutes) is saved every
+``save_every`` steps and on SIGINT/SIGTERM; the same command continues it. At the end the model
+is exported to ONNX (``face_detector.onnx``), the file ``infer.detectors.CnnDetector`` loads.
+
+Example::
+
+    facekeypoints train-detector --minutes 60 --out runs/detector
+"""
+from __future__ import annotations
+
+import math
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from facekeypoints.atomic import atomic_path
+from facekeypoints.data import read, split_indices
+from facekeypoints.data.splits import imm_train_mask
+from facekeypoints.models.face_detector import FaceCenterNet, center_targets, detection_loss
+
+__all__ = ["FacePool", "mosaic", "train_detector", "export_detector", "CANVAS"]
+
+CANVAS = (240, 320)  # training image (height, width): a 640 x 480 frame at the detector's default scale
+
+
+@dataclass
+class FacePool:
+    """Photos and the landmark box of the one labelled face in each ((N, 4) x1, y1, x2, y2)."""
+
+    images: list[np.ndarray]
+    boxes: np.ndarray
+
+    @classmethod
+    def from_datasets(cls, ytf68: str | Path | None, imm: str | Path | None) -> "FacePool":
+        images, boxes = [], []
+        if ytf68 is not None:
+            data = read(ytf68)
+            for i in split_indices(data, [0.8, 0.2], seed=0)[0]:  # training people only
+                images.append(data.image(i))
+                boxes.append(_landmark_box(data.keypoints[i]))
+        if imm is not None:
+            data = read(imm)
+            for i in np.flatnonzero(imm_train_mask(data)):  # people 1-32
+                images.append(data.image(i))
+                boxes.append(_landmark_box(data.keypoints[i]))
+        if not images:
+            raise ValueError("no faces to train a detector on: give ytf68 and/or IMM data")
+        return cls(images, np.array(boxes, np.float64))
+
+
+def _landmark_box(points: np.ndarray) -> np.ndarray:
+    p = points[np.isfinite(points).all(-1)]
+    return np.r_[p.min(0), p.max(0) + 1]
+
+
+def _colour(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Brightness, contrast, per-channel gain; grey in 20%, blurred in 20% of draws."""
+    out = image.astype(np.float32) * rng.uniform(0.6, 1.4) + rng.uniform(-40, 40)
+    out *= rng.uniform(0.85, 1.15, 3)
+    out = np.clip(out, 0, 255).astype(np.uint8)
+    if rng.random() < 0.2:
+        out = cv2.cvtColor(cv2.cvtColor(out, cv2.COLOR_RGB2GRAY), cv2.COLOR_GRAY2RGB)
+    if rng.random() < 0.2:
+        k = int(rng.choice([3, 5]))
+        out = cv2.GaussianBlur(out, (k, k), 0)
+    return out
+
+
+def _paste(image: np.ndarray, m: np.ndarray, canvas: np.ndarray, clip: tuple[int, int, int, int]) -> np.ndarray:
+    """Warp ``image`` by the (2, 3) map ``m`` onto ``canvas`` inside the rectangle ``clip`` (x1, y1,
+    x2, y2); only the warped photo's own extent is computed. Returns the (H, W) mask it covered."""
+    h, w = image.shape[:2]
+    corners = np.array([[0, 0], [w, 0], [0, h], [w, h]], np.float64) @ m[:, :2].T + m[:, 2]
+    x1, y1 = np.maximum(np.floor(corners.min(0)).astype(int), clip[:2])
+    x2, y2 = np.minimum(np.ceil(corners.max(0)).astype(int), clip[2:])
+    covered = np.zeros(canvas.shape[:2], bool)
+    if x2 <= x1 or y2 <= y1:
+        return covered
+    local = m.copy()
+    local[:, 2] -= (x1, y1)
+    size = (int(x2 - x1), int(y2 - y1))
+    scale = math.sqrt(abs(np.linalg.det(m[:, :2])))
+    warped = cv2.warpAffine(np.ascontiguousarray(image), local, size,
+                            flags=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+    inside = cv2.warpAffine(np.full((h, w), 255, np.uint8), local, size, flags=cv2.INTER_NEAREST) > 0
+    canvas[y1:y2, x1:x2][inside] = warped[inside]
+    covered[y1:y2, x1:x2] = inside
+    return covered
+
+
+def _turned_box(box: np.ndarray, m: np.ndarray, angle: float) -> np.ndarray:
+    """The landmark box of a face after the map ``m`` turned it by ``angle`` degrees: the turned
+    box's extent shrunk toward its centre, as a turned face's points fill their box less than its
+    corners do."""
+    corners = np.array([[box[0], box[1]], [box[2], box[1]], [box[0], box[3]], [box[2], box[3]]]) @ m[:, :2].T + m[:, 2]
+    c, half = corners.mean(0), (corners.max(0) - corners.min(0)) / 2 * (1 - 0.3 * abs(math.sin(math.radians(angle))))
+    return np.r_[c - half, c + half]
+
+
+def _pick(pool: FacePool, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """A recoloured, maybe mirrored photo and its face box."""
+    k = int(rng.integers(len(pool.images)))
+    image, box = _colour(pool.images[k], rng), pool.boxes[k]
+    if rng.random() < 0.5:
+        image, box = image[:, ::-1], np.array([image.shape[1] - box[2], box[1], image.shape[1] - box[0], box[3]])
+    return image, box
+
+
+def mosaic(pool: FacePool, rng: np.random.Generator, size: tuple[int, int] = CANVAS) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One training image (H, W, 3) uint8, its face boxes (N, 4) and boxes to ignore (M, 4). A face
+    counts when at least 60% of its box shows its own photo; one cut by its tile's edge or hidden
+    by later pastes to between 5% and 60% is ignored (neither face nor background to the loss)."""
+    h, w = size
+    canvas = np.zeros((h, w, 3), np.uint8)
+    owner = np.full((h, w), -1, np.int16)  # which paste each pixel shows
+    faces: list[np.ndarray] = []  # face k belongs to paste k
+    # background: a grid of 1 to 3 x 1 to 3 photos, each covering its tile
+    rows, cols = int(rng.choice([1, 2, 2, 3])), int(rng.choice([1, 2, 2, 3]))
+    ys = np.sort(np.r_[0, rng.uniform(0.25, 0.75, rows - 1) * h, h]).astype(int)
+    xs = np.sort(np.r_[0, rng.uniform(0.25, 0.75, cols - 1) * w, w]).astype(int)
+    for r in range(rows):
+        for c in range(cols):
+            tile = (xs[c], ys[r], xs[c + 1], ys[r + 1])
+            image, box = _pick(pool, rng)
+            tw, th = tile[2] - tile[0], tile[3] - tile[1]
+            scale = max(tw / image.shape[1], th / image.shape[0]) * rng.uniform(1.0, 1.6)
+            m = np.array([[scale, 0.0, tile[0] - rng.uniform(0, image.shape[1] * scale - tw)],
+                          [0.0, scale, tile[1] - rng.uniform(0, image.shape[0] * scale - th)]])
+            owner[_paste(image, m, canvas, tile)] = len(faces)
+            faces.append(_turned_box(box, m, 0.0))
+    # pasted photos, turned, at face sizes from 10 to 150 px
+    for _ in range(int(rng.integers(0, 7))):
+        image, box = _pick(pool, rng)
+        face_px = math.exp(rng.uniform(math.log(10), math.log(150)))
+        angle = rng.uniform(-25, 25)
+        centre = np.array([(box[0] + box[2]) / 2, (box[1] + box[3]) / 2])
+        m = cv2.getRotationMatrix2D(tuple(centre), angle, face_px / max(box[2] - box[0], 1.0))
+        m[:, 2] += rng.uniform([0, 0], [w, h]) - centre
+        owner[_paste(image, m, canvas, (0, 0, w, h))] = len(faces)
+        faces.append(_turned_box(box, m, angle))
+    canvas = _colour(canvas, rng) if rng.random() < 0.5 else canvas
+    if rng.random() < 0.3:  # sensor noise
+        canvas = np.clip(canvas + rng.normal(0, rng.uniform(2, 8), canvas.shape), 0, 255).astype(np.uint8)
+    boxes = np.array(faces, np.float64).reshape(-1, 4)
+    shown = np.array([_shown(owner, k, b) for k, b in enumerate(boxes)])
+    return canvas, boxes[shown >= 0.6], boxes[(shown >= 0.05) & (shown < 0.6)]
+
+
+def _shown(owner: np.ndarray, k: int, box: np.ndarray) -> float:
+    """The share of ``box``'s area where the canvas shows paste ``k`` (its own photo)."""
+    h, w = owner.shape
+    x1, y1 = max(int(box[0]), 0), max(int(box[1]), 0)
+    x2, y2 = min(int(math.ceil(box[2])), w), min(int(math.ceil(box[3])), h)
+    if x2 <= x1 or y2 <= y1:
+        return 0.0
+    return float((owner[y1:y2, x1:x2] == k).sum()) / (max(box[2] - box[0], 1.0) * max(box[3] - box[1], 1.0))
+
+
+def to_input(images: np.ndarray) -> np.ndarray:
+    """(B, H, W, 3) RGB uint8 -> (B, 3, H, W) float32 in [-1, 1], the network's input."""
+    return (np.asarray(images, np.float32).transpose(0, 3, 1, 2) - 127.5) / 127.5
+
+
+class _Mosaics(torch.utils.data.IterableDataset):
+    """Endless batches of mosaics and their targets, drawn in a DataLoader worker process so that
+    drawing overlaps the training step (a batch of 16 takes about 0.4 s to draw)."""
+
+    def __init__(self, pool: FacePool, batch_size: int, seed: int):
+        self.pool, self.batch_size, self.seed = pool, batch_size, seed
+
+    def __iter__(self):
+        rng = np.random.default_rng(self.seed)
+        while True:
+            samples = [mosaic(self.pool, rng) for _ in range(self.batch_size)]
+            targets = center_targets([s[1] for s in samples], *CANVAS, ignore=[s[2] for s in samples])
+            yield to_input(np.stack([s[0] for s in samples])), targets
+
+
+def train_detector(out: str | Path, pool: FacePool, *, minutes: float = 60.0, batch_size: int = 16,
+                   lr: float = 2e-3, seed: int = 0, save_every: int = 200, progress: bool = True,
+                   threads: int | None = None, workers: int = 1) -> dict:
+    """Train for ``minutes`` of wall time (resuming ``out/last.pt`` if there), then export ONNX.
+    A resumed run draws new mosaics (seeded by the step it resumes at), not the same ones again."""
+    from tqdm import tqdm
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    if threads:
+        torch.set_num_threads(threads)
+    torch.manual_seed(seed)
+    model = FaceCenterNet()
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
+    step, spent = 0, 0.0
+    last = out / "last.pt"
+    if last.is_file():
+        state = torch.load(last, map_location="cpu", weights_only=True)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        step, spent = state["step"], state["minutes"]
+    batches = iter(torch.utils.data.DataLoader(_Mosaics(pool, batch_size, seed * 1_000_003 + step), batch_size=None,
+                                               num_workers=workers, persistent_workers=workers > 0))
+    stop = {"now": False}
+    handlers = {s: signal.signal(s, lambda *_: stop.update(now=True)) for s in (signal.SIGINT, signal.SIGTERM)}
+    started = time.perf_counter() - spent * 60
+    losses: list[float] = []
+    model.train()
+    try:
+        with tqdm(total=round(minutes, 1), initial=round(spent, 1), unit="min", disable=not progress,
+                  desc="detector") as bar:
+            while not stop["now"] and (time.perf_counter() - started) / 60 < minutes:
+                for group in opt.param_groups:  # cosine decay over the time budget
+                    group["lr"] = lr * 0.5 * (1 + math.cos(math.pi * min(1.0, spent / minutes)))
+                x, targets = next(batches)
+                loss = detection_loss(model(x), targets)
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                step += 1
+                losses.append(loss.item())
+                spent = (time.perf_counter() - started) / 60
+                bar.n = round(min(spent, minutes), 1)
+                bar.set_postfix(step=step, loss=f"{np.mean(losses[-50:]):.3f}")
+                if step % save_every == 0:
+                    _save(last, model, opt, step, spent)
+    finally:
+        for s, h in handlers.items():
+            signal.signal(s, h)
+        _save(last, model, opt, step, spent)
+    summary = {"steps": step, "minutes": round(spent, 2), "last_loss": float(np.mean(losses[-50:])) if losses else None,
+               "faces": len(pool.images), "interrupted": stop["now"]}
+    if not stop["now"]:
+        summary["onnx"] = str(export_detector(model, out / "face_detector.onnx"))
+    return summary
+
+
+def _save(path: Path, model, opt, step: int, minutes: float) -> None:
+    with atomic_path(path) as tmp:
+        torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step, "minutes": minutes}, tmp)
+
+
+def export_detector(model: FaceCenterNet, path: str | Path) -> Path:
+    """ONNX with dynamic height and width (multiples of 16), for ``infer.detectors.CnnDetector``."""
+    import warnings
+
+    model = model.eval()
+    with atomic_path(path) as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(model, (torch.zeros(1, 3, *CANVAS),), str(tmp), dynamo=False, opset_version=17,
+                          input_names=["image"], output_names=["heat", "size", "offset"],
+                          dynamic_axes={"image": {0: "batch", 2: "height", 3: "width"}})
+    return Path(path)
