@@ -240,8 +240,13 @@ def _cmd_train_detector(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from facekeypoints.data.formats.io import detect_format
     from facekeypoints.evaluate.runner import evaluate
 
+    if args.data is not None and args.split is None and detect_format(args.data) != "kaggle":
+        return _evaluate_photos(args)  # whole photos: the detector-and-refinement pipeline is scored
+    if args.boxes != "labels":
+        raise ValueError("--boxes applies to photo datasets; a Kaggle CSV's faces are framed already")
     result = evaluate(args.model, args.data, mirror_tta=args.mirror_tta, split=args.split, device=args.device)
     if args.json:
         print(json.dumps(result, indent=2))
@@ -253,6 +258,27 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     print("  per-keypoint RMSE:")
     for name, value in result["per_keypoint_rmse"].items():
         print(f"    {name:26s} {'-' if value is None else f'{value:.3f}'}")
+    return 0
+
+
+def _evaluate_photos(args: argparse.Namespace) -> int:
+    from facekeypoints.infer.photo_eval import evaluate_photos
+
+    r = evaluate_photos(args.data, args.model, boxes=args.boxes, mirror_tta=args.mirror_tta, device=args.device,
+                        limit=args.limit)
+    if args.json:
+        print(json.dumps(r, indent=2))
+        return 0
+    found = f"; the {r['boxes']} detector missed {r['missed']}" if r["boxes"] != "labels" else ""
+    unlabelled = f", {r['unlabelled']} without labelled points" if r["unlabelled"] else ""
+    print(f"{r['data']}  model {r['model']} ({r['schema']})  faces {r['faces']}, scored {r['scored']}{unlabelled}"
+          f"{found}; boxes: {r['boxes']}, then refinement")
+    print(f"  NME {100 * r['nme']:.2f}%  FR@8 {100 * r['fr_8']:.1f}%  FR@10 {100 * r['fr_10']:.1f}%  "
+          f"AUC@8 {r['auc_8']:.3f}  AUC@10 {r['auc_10']:.3f}  RMSE {r['rmse']:.2f} px")
+    print("  mean signed error x {:+.2f} y {:+.2f} px".format(*r["mean_error_xy"]))
+    print("  NME by region: " + ", ".join(f"{k} {100 * v:.2f}%" for k, v in r["regions"].items()))
+    print("  NME by head turn: " + ", ".join(f"{k}: {v['faces']} faces" + (f" {100 * v['nme']:.2f}%" if v["faces"] else "")
+                                             for k, v in r["by_turn"].items()))
     return 0
 
 
@@ -317,8 +343,12 @@ def _add_train_commands(sub) -> None:
     p.set_defaults(func=_cmd_train_detector)
     p = sub.add_parser("evaluate", help="score a model on labelled data (RMSE, MAE, NME, FR, AUC)")
     p.add_argument("data", nargs="?", help="labelled keypoint file, e.g. ../shared/data/fkd15-ytf/training.zip")
-    p.add_argument("--model", help="checkpoint (.pt) or shipped model name (kaggle15, ibug68); kaggle15 when omitted")
+    p.add_argument("--model", help="checkpoint (.pt) or shipped model name (kaggle15, ibug68); default: kaggle15, or "
+                   "for photos the shipped model of the data's schema")
     p.add_argument("--split", choices=["train", "val"], help="instead of a file: that part of the model's own training run")
+    p.add_argument("--boxes", default="labels", help="photo datasets: frame each face from its labelled points "
+                   "(labels, default) or from a detector's box (haar, cnn, dlib); refinement follows either way")
+    p.add_argument("--limit", type=at_least(0), default=0, help="photo datasets: the first N faces only (0: all)")
     p.add_argument("--mirror-tta", action="store_true", help="average with the prediction on the mirrored face")
     p.add_argument("--device", default="cpu", help=DEVICE_HELP)
     p.add_argument("--json", action="store_true")

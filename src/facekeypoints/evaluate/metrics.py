@@ -16,7 +16,7 @@ import numpy as np
 
 from facekeypoints.schema import KeypointSchema
 
-__all__ = ["rmse", "mae", "mean_error", "per_keypoint_rmse", "nme", "ced", "summarize"]
+__all__ = ["rmse", "mae", "mean_error", "per_keypoint_rmse", "normalised_errors", "nme", "ced", "summarize"]
 
 
 def _errors(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
@@ -71,6 +71,14 @@ def _normalizer(gt: np.ndarray, schema: KeypointSchema) -> np.ndarray:
     lo, hi = np.nanmin(gt, axis=1), np.nanmax(gt, axis=1)
     size = np.linalg.norm(hi - lo, axis=-1)
     return np.where(size > 0, size, np.nan)  # one labelled point (e.g. nose1) has no size: NME undefined
+
+
+def normalised_errors(pred: np.ndarray, gt: np.ndarray, schema: KeypointSchema) -> np.ndarray:
+    """(N, K) each point's distance from its label over the row's normaliser (see ``nme``); NaN
+    where unlabelled. Averaging a subset of its columns gives the NME of a face region."""
+    d = np.linalg.norm(_errors(pred, gt), axis=-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return d / _normalizer(np.asarray(gt, np.float64), schema)[:, None]
 
 
 def nme(pred: np.ndarray, gt: np.ndarray, schema: KeypointSchema) -> np.ndarray:

@@ -1,0 +1,122 @@
+"""Score the whole pipeline on labelled photos: frame each face (from its labels or a detector),
+predict with refinement, and compare with the labels (``facekeypoints evaluate PHOTOS``).
+
+Unlike ``evaluate.runner`` (faces already framed like the training crops, e.g. a Kaggle CSV), this
+takes any dataset we read whose images are whole photos: ytf68's CSV, .pts folders, IMM, dlib
+XML, COCO, AFLW2000-3D. Scores are in the model's schema: the labels are converted to it (ibug68 ->
+kaggle15 derives the 15 points; IMM's 58 points give the points both share), so a point the data
+cannot give is left out, not guessed.
+
+Lives in ``infer`` rather than ``evaluate`` because it runs the detector and the predictor, which
+sit above ``evaluate`` in the package's layers.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from facekeypoints.data import framing, read
+from facekeypoints.evaluate.metrics import ced, mean_error, nme, normalised_errors, summarize
+from facekeypoints.infer.predictor import KeypointDetector
+from facekeypoints.models.weights import SHIPPED
+
+__all__ = ["evaluate_photos", "REGIONS", "YAW_BINS", "yaw_proxy", "region_nme"]
+
+# Face regions by keypoint name (schemas name their points after them); "eyebrow" before "eye".
+REGIONS = (("jaw", "jaw"), ("brows", "eyebrow"), ("nose", "nose"), ("eyes", "eye"), ("mouth", "mouth"))
+# |yaw proxy| bins: frontal, turned, strongly turned (about 0.3 at 30 degrees of yaw on ytf68)
+YAW_BINS = ((0.0, 0.15), (0.15, 0.3), (0.3, np.inf))
+
+
+def yaw_proxy(kaggle15: np.ndarray) -> np.ndarray:
+    """(N,) head turn from 2-D kaggle15 points: the nose tip's offset from the eyes' midpoint
+    along the eye line, over half the inter-ocular distance (0 frontal, about +-1 in profile)."""
+    left, right, nose = kaggle15[:, 0], kaggle15[:, 1], kaggle15[:, 10]
+    axis = left - right
+    iod = np.linalg.norm(axis, axis=-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.einsum("nd,nd->n", nose - (left + right) / 2, axis) / (iod ** 2 / 2)
+
+
+def region_nme(pred: np.ndarray, truth: np.ndarray, schema) -> dict[str, float]:
+    """Mean NME over the keypoints of each face region the schema has (``REGIONS``), normalised
+    as the whole face's."""
+    errors = normalised_errors(pred, truth, schema)
+    out = {}
+    for region, word in REGIONS:
+        taken = [i for i, name in enumerate(schema.keypoints)
+                 if word in name and not (word == "eye" and "eyebrow" in name)]
+        if taken and np.isfinite(errors[:, taken]).any():
+            out[region] = float(np.nanmean(errors[:, taken]))
+    return out
+
+
+def evaluate_photos(data_path: str | Path, model: str | Path | None = None, *, boxes: str = "labels",
+                    mirror_tta: bool = False, device: str = "cpu", limit: int = 0) -> dict:
+    """Every metric of ``summarize`` plus auc_8, per-region NME, NME by head turn, and how many faces
+    the detector missed (``boxes`` a detector name) or 0 (``boxes="labels"``: each face framed from
+    the bounding box of its own labelled points)."""
+    data = read(data_path)
+    if model is None:  # the shipped model of the data's schema, else the 15-point one
+        model = data.schema.name if data.schema.name in SHIPPED else "kaggle15"
+    labels = boxes == "labels"
+    detector = KeypointDetector(model, detector=None if labels else boxes, box_frame="landmarks" if labels else None,
+                                mirror_tta=mirror_tta, device=device)
+    schema = detector.schema
+    try:
+        truth = (framing.anchor_points(data.schema, data.keypoints) if schema.name == "kaggle15"  # IMM: 5 of 15
+                 else data.schema.convert(data.keypoints, schema.name))
+    except ValueError as err:
+        raise ValueError(f"{data_path}: its {data.schema.name} labels cannot be compared with a "
+                         f"{schema.name} model ({err})") from None
+    rows = range(len(data)) if not limit else range(min(limit, len(data)))
+    pred = np.full((len(data), schema.num_keypoints, 2), np.nan)
+    missed, unlabelled = [], 0
+    for i in rows:
+        points = data.keypoints[i][np.isfinite(data.keypoints[i]).all(-1)]
+        if len(points) < 2 or not np.isfinite(truth[i]).any():  # e.g. a dlib XML box without parts
+            unlabelled += 1
+            continue
+        image = data.image(i)
+        labelled = np.r_[points.min(0), points.max(0) + 1]
+        if labels:
+            pred[i] = detector(image, boxes=[labelled]).keypoints[0]
+            continue
+        result = detector(image)
+        hits = [j for j, face in enumerate(result) if _iou(face.box, labelled) >= 0.4]
+        if not hits:
+            missed.append(str(data.paths[i]) if data.paths is not None else str(i))
+            continue
+        best = max(hits, key=lambda j: _iou(result[j].box, labelled))
+        pred[i] = result.keypoints[best]
+    scored = np.array([i for i in rows if np.isfinite(pred[i]).all()], int)
+    p, t = pred[scored], truth[scored]
+    report = summarize(p, t, schema)
+    report.pop("ced")
+    report["auc_8"] = ced(nme(p, t, schema), 0.08)[2]
+    report["regions"] = region_nme(p, t, schema)
+    report["mean_error_xy"] = list(mean_error(p, t))
+    yaw = np.abs(yaw_proxy(schema.convert(t, "kaggle15") if schema.name != "kaggle15" else t))
+    per_row = nme(p, t, schema)
+    report["by_turn"] = {}
+    for lo, hi in YAW_BINS:
+        inside = (yaw >= lo) & (yaw < hi) & np.isfinite(per_row)
+        key = f"|yaw| {lo:g}-{hi:g}" if np.isfinite(hi) else f"|yaw| >= {lo:g}"
+        report["by_turn"][key] = {"faces": int(inside.sum()),
+                                  "nme": float(per_row[inside].mean()) if inside.any() else None,
+                                  "fr_10": float((per_row[inside] > 0.10).mean()) if inside.any() else None}
+    if not len(scored):
+        why = f"{unlabelled} faces without labelled points" + ("" if labels else f", {len(missed)} not found by "
+                                                                   f"the {boxes} detector")
+        raise ValueError(f"{data_path}: no face could be scored ({why})")
+    report.update(data=str(data_path), model=str(model), schema=schema.name, boxes=boxes, faces=len(rows),
+                  scored=int(len(scored)), unlabelled=unlabelled, missed=len(missed), missed_files=missed[:20], mirror_tta=mirror_tta)
+    return report
+
+
+def _iou(a, b) -> float:
+    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - w * h
+    return w * h / union if union > 0 else 0.0
