@@ -12,7 +12,8 @@ from matplotlib import cbook
 from facekeypoints import KeypointDetector
 from facekeypoints.cli import main
 from facekeypoints.evaluate.metrics import nme
-from facekeypoints.infer.photo_eval import evaluate_photos, region_nme, yaw_proxy
+from facekeypoints.data import read
+from facekeypoints.evaluate.photos import evaluate_photos, model_for, region_nme, yaw_proxy
 from facekeypoints.schema import load_schema
 
 GRACE_HOPPER = Path(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))
@@ -63,11 +64,19 @@ def _coco(folder: Path, points: np.ndarray) -> Path:
     return folder / "faces.json"
 
 
+def _score(path: Path, model: str | None = None, boxes: str = "labels") -> dict:
+    data = read(path)
+    labels = boxes == "labels"
+    detector = KeypointDetector(model or model_for(data.schema.name), detector=None if labels else boxes,
+                                box_frame="landmarks" if labels else None)
+    return evaluate_photos(data, detector, boxes=boxes)
+
+
 @pytest.mark.parametrize("layout", [_pts, _ytf68, _dlib_xml, _coco])
 def test_every_photo_layout_is_scored(labels, tmp_path, layout):
     path = layout(tmp_path / "data", labels)
-    report = evaluate_photos(path)
-    assert report["model"] == "ibug68" and report["scored"] == 1  # the 68-point data picks the 68-point model
+    report = _score(path)
+    assert report["schema"] == "ibug68" and report["scored"] == 1  # the 68-point data picks the 68-point model
     assert report["nme"] < 0.05, report["nme"]  # its own keypoints (3.6%): framed from them, not from Haar
     assert set(report["regions"]) == {"jaw", "brows", "nose", "eyes", "mouth"}
     assert sum(b["faces"] for b in report["by_turn"].values()) == 1
@@ -77,7 +86,7 @@ def test_every_photo_layout_is_scored(labels, tmp_path, layout):
 
 def test_detector_boxes_and_the_15_point_model(labels, tmp_path, capsys):
     path = _pts(tmp_path / "data", labels)
-    report = evaluate_photos(path, "kaggle15", boxes="haar")
+    report = _score(path, "kaggle15", boxes="haar")
     assert report["schema"] == "kaggle15" and report["scored"] == 1 and report["missed"] == 0
     assert report["nme"] < 0.08  # 6.4%: kaggle15 points derived from the 68-point labels
     assert main(["evaluate", str(path), "--boxes", "haar"]) == 0

@@ -262,10 +262,17 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _evaluate_photos(args: argparse.Namespace) -> int:
-    from facekeypoints.infer.photo_eval import evaluate_photos
+    from facekeypoints.data import read
+    from facekeypoints.evaluate.photos import evaluate_photos, model_for
+    from facekeypoints.infer.predictor import KeypointDetector
 
-    r = evaluate_photos(args.data, args.model, boxes=args.boxes, mirror_tta=args.mirror_tta, device=args.device,
-                        limit=args.limit)
+    data = read(args.data)
+    labels = args.boxes == "labels"
+    detector = KeypointDetector(args.model or model_for(data.schema.name), detector=None if labels else args.boxes,
+                                box_frame="landmarks" if labels else None, mirror_tta=args.mirror_tta,
+                                device=args.device)
+    r = evaluate_photos(data, detector, boxes=args.boxes, limit=args.limit)
+    r["model"] = str(args.model or model_for(data.schema.name))
     if args.json:
         print(json.dumps(r, indent=2))
         return 0
@@ -466,6 +473,23 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from facekeypoints.serve.app import create_app
+
+    models = {}
+    for item in args.model or []:  # NAME=PATH, or a shipped name
+        name, _, path = item.partition("=")
+        models[name] = path or name
+    app = create_app(models or None, detector=args.detector, workers=args.workers, max_body=args.max_body,
+                     max_pixels=args.max_pixels or None)
+    print(f"serving on http://{args.host}:{args.port}/ (API: /v1/keypoints, /v1/models, /healthz, /docs)",
+          file=sys.stderr)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from facekeypoints.demo import run_demo
 
@@ -519,6 +543,16 @@ def _add_inference(sub) -> None:
     p.add_argument("--json", metavar="OUT", help="also write the figures to this JSON file")
     p.add_argument("--device", default="cpu", help=DEVICE_HELP + " for the torch timings (ONNX Runtime: CPU)")
     p.set_defaults(func=_cmd_bench)
+    p = sub.add_parser("serve", help="the keypoint service: JSON API and a web page (FastAPI)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=at_least(1), default=8000)
+    p.add_argument("--workers", type=at_least(1), default=2, help="threads running models; more requests queue")
+    p.add_argument("--model", action="append", metavar="NAME[=PATH]",
+                   help="a model to serve (repeat); default: the shipped kaggle15 and ibug68")
+    p.add_argument("--detector", default="haar", help="default face detector (haar, cnn, dlib); ?detector= overrides")
+    p.add_argument("--max-body", type=at_least(1), default=20 * 1024 * 1024, help="largest upload in bytes")
+    p.add_argument("--max-pixels", type=at_least(0), default=50_000_000, help="largest image, from its header")
+    p.set_defaults(func=_cmd_serve)
     p = sub.add_parser("demo", help="find faces and keypoints on photos that ship with the dependencies")
     p.add_argument("-o", "--output", default="demo-output",
                    help="folder for drawn images and JSON (default demo-output)")

@@ -33,7 +33,7 @@ import numpy as np
 
 from facekeypoints.data.dataset import DataFormatError
 
-__all__ = ["read_image", "image_size", "MAX_PIXELS"]
+__all__ = ["read_image", "decode_image", "image_size", "MAX_PIXELS"]
 
 # 100 megapixels: above nearly every camera photo (phones' 108 and 200 MP modes aside: raise it
 # for those), and what keeps a whole `predict` run under 1 GB: a 100 MP JPEG or PNG with drawing
@@ -71,12 +71,16 @@ def _header(path: str | Path) -> tuple[int, int, bool, int]:
     return w, h, transparent, _orientation(raw_exif)
 
 
-def _png_header(path: str | Path) -> tuple[int, int, bool, int]:
+def _png_header(source) -> tuple[int, int, bool, int]:
     """(width, height, has alpha, 1) from a PNG's IHDR chunk, which Pillow will not read when a later
     chunk is damaged or oversized (a bad CRC, a zTXt over its limit) though OpenCV decodes the
     pixels; (0, 0, False, 1) for anything else. Written by hand: the chunk is 8 fixed fields."""
-    with open(path, "rb") as f:
-        head = f.read(26)
+    if hasattr(source, "seek"):
+        source.seek(0)
+        head = source.read(26)
+    else:
+        with open(source, "rb") as f:
+            head = f.read(26)
     if len(head) < 26 or not head.startswith(b"\x89PNG\r\n\x1a\n") or head[12:16] != b"IHDR":
         return 0, 0, False, 1
     width, height = int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
@@ -107,15 +111,29 @@ def read_image(path: str | Path, *, max_pixels: int | None = MAX_PIXELS) -> np.n
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such image file")
-    w, h, transparent, orientation = _header(path)
+    return _read(path, path, lambda: np.fromfile(path, dtype=np.uint8), path.stat().st_size, max_pixels)
+
+
+def decode_image(data: bytes, *, max_pixels: int | None = MAX_PIXELS, name: str = "<upload>") -> np.ndarray:
+    """``read_image`` for encoded bytes held in memory (an upload): the same checks and result;
+    errors name ``name``."""
+    import io
+
+    return _read(name, io.BytesIO(data), lambda: np.frombuffer(data, dtype=np.uint8), len(data), max_pixels)
+
+
+def _read(path, source, load, size: int, max_pixels: int | None) -> np.ndarray:
+    """The checks and decoding behind ``read_image`` and ``decode_image``: ``source`` is what Pillow
+    reads the header from (a path or a file object), ``load()`` gives the encoded bytes."""
+    w, h, transparent, orientation = _header(source)
     if max_pixels is not None and w * h > max_pixels:
         raise DataFormatError(path, f"image is {w}x{h} = {w * h} pixels, over the limit of {max_pixels} pixels "
                                     "(max_pixels)")
-    if max_pixels is not None and w * h == 0 and path.stat().st_size > 0:  # decoding it could take any memory
+    if max_pixels is not None and w * h == 0 and size > 0:  # decoding it could take any memory
         raise DataFormatError(path, "cannot decode image: its size cannot be read from its header (not an image, "
                                     "damaged, or a format such as Radiance HDR or OpenEXR), so its pixels were not "
                                     "decoded; to decode it anyway, lift the pixel limit (--max-pixels 0)")
-    data = np.fromfile(path, dtype=np.uint8)
+    data = load()
     try:
         image = _decode(data, transparent, orientation) if data.size else None
     except cv2.error as err:  # e.g. OpenCV's own size limit when max_pixels=None

@@ -7,8 +7,9 @@ XML, COCO, AFLW2000-3D. Scores are in the model's schema: the labels are convert
 kaggle15 derives the 15 points; IMM's 58 points give the points both share), so a point the data
 cannot give is left out, not guessed.
 
-Lives in ``infer`` rather than ``evaluate`` because it runs the detector and the predictor, which
-sit above ``evaluate`` in the package's layers.
+The pipeline comes in as an object (a ``facekeypoints.KeypointDetector``, built by the caller):
+``evaluate`` sits below ``infer`` in the package's layers, so it scores a predictor without
+importing one.
 """
 from __future__ import annotations
 
@@ -16,12 +17,11 @@ from pathlib import Path
 
 import numpy as np
 
-from facekeypoints.data import framing, read
+from facekeypoints.data import KeypointData, framing
 from facekeypoints.evaluate.metrics import ced, mean_error, nme, normalised_errors, summarize
-from facekeypoints.infer.predictor import KeypointDetector
 from facekeypoints.models.weights import SHIPPED
 
-__all__ = ["evaluate_photos", "REGIONS", "YAW_BINS", "yaw_proxy", "region_nme"]
+__all__ = ["evaluate_photos", "model_for", "REGIONS", "YAW_BINS", "yaw_proxy", "region_nme"]
 
 # Face regions by keypoint name (schemas name their points after them); "eyebrow" before "eye".
 REGIONS = (("jaw", "jaw"), ("brows", "eyebrow"), ("nose", "nose"), ("eyes", "eye"), ("mouth", "mouth"))
@@ -52,17 +52,18 @@ def region_nme(pred: np.ndarray, truth: np.ndarray, schema) -> dict[str, float]:
     return out
 
 
-def evaluate_photos(data_path: str | Path, model: str | Path | None = None, *, boxes: str = "labels",
-                    mirror_tta: bool = False, device: str = "cpu", limit: int = 0) -> dict:
+def model_for(schema_name: str) -> str:
+    """The shipped model that scores data of this schema: its own, else the 15-point one."""
+    return schema_name if schema_name in SHIPPED else "kaggle15"
+
+
+def evaluate_photos(data: KeypointData, detector, *, boxes: str = "labels", limit: int = 0) -> dict:
     """Every metric of ``summarize`` plus auc_8, per-region NME, NME by head turn, and how many faces
-    the detector missed (``boxes`` a detector name) or 0 (``boxes="labels"``: each face framed from
-    the bounding box of its own labelled points)."""
-    data = read(data_path)
-    if model is None:  # the shipped model of the data's schema, else the 15-point one
-        model = data.schema.name if data.schema.name in SHIPPED else "kaggle15"
+    ``detector`` (a ``KeypointDetector``) missed. ``boxes="labels"``: each face is framed from the
+    bounding box of its own labelled points (build the detector with ``detector=None,
+    box_frame="landmarks"``); else the detector's box of the face (IoU >= 0.4) is used."""
     labels = boxes == "labels"
-    detector = KeypointDetector(model, detector=None if labels else boxes, box_frame="landmarks" if labels else None,
-                                mirror_tta=mirror_tta, device=device)
+    data_path = data.source
     schema = detector.schema
     try:
         truth = (framing.anchor_points(data.schema, data.keypoints) if schema.name == "kaggle15"  # IMM: 5 of 15
@@ -110,8 +111,9 @@ def evaluate_photos(data_path: str | Path, model: str | Path | None = None, *, b
         why = f"{unlabelled} faces without labelled points" + ("" if labels else f", {len(missed)} not found by "
                                                                    f"the {boxes} detector")
         raise ValueError(f"{data_path}: no face could be scored ({why})")
-    report.update(data=str(data_path), model=str(model), schema=schema.name, boxes=boxes, faces=len(rows),
-                  scored=int(len(scored)), unlabelled=unlabelled, missed=len(missed), missed_files=missed[:20], mirror_tta=mirror_tta)
+    report.update(data=str(data_path), model=str(detector.runner.source), schema=schema.name, boxes=boxes, faces=len(rows),
+                  scored=int(len(scored)), unlabelled=unlabelled, missed=len(missed), missed_files=missed[:20],
+                  mirror_tta=bool(getattr(detector, "mirror_tta", False)))
     return report
 
 

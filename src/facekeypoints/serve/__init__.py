@@ -1,0 +1,1 @@
+"""The keypoint service: ``facekeypoints serve`` (FastAPI), its JSON API and a web page."""
