@@ -319,17 +319,13 @@ def test_submit_needs_a_test_csv_with_image_ids(tmp_path, capsys):
     assert code == 2 and "field 'ImageId'" in err and not (tmp_path / "s.csv").exists()
 
 
-def test_evaluate_refuses_photos_and_unlabelled_files(tmp_path, capsys):
+def test_evaluate_refuses_unlabelled_files(tmp_path, capsys):
     faces = make_faces(2)
     test = tmp_path / "test.csv"
     pixels = [" ".join(map(str, im.ravel())) for im in faces.images]
     test.write_text(f"ImageId,Image\n1,{pixels[0]}\n2,{pixels[1]}\n")
     code, _, err = run(["evaluate", test], capsys)
     assert code == 2 and "has no keypoint labels" in err
-    path, text = _ytf68_csv(tmp_path / "ytf")
-    path.write_text(text)
-    code, _, err = run(["evaluate", path, "--model", "ibug68"], capsys)
-    assert code == 2 and "holds whole photos (e.g. 100x120 px)" in err
 
 
 # ---- training configs ----------------------------------------------------------------------------
@@ -351,11 +347,16 @@ def _copy(src: Path, dst: Path) -> Path:
 
 
 @pytest.mark.parametrize("override, message", [
-    ("train.lr=.inf", "train.lr must be a finite number > 0"),
+    ("train.lr=.inf", "train.lr: expected a finite number, got inf"),
+    ("augment.scale=[1.0, .inf]", r"augment.scale\[1\]: expected a finite number"),
+    ("train.batch_size=010", None),  # YAML 1.2: ten, not octal eight
     ("out_dir=''", "out_dir: empty"),
     ("model.options={channels: [0, 16, 32, 64]}", "cannot be built"),
 ])
 def test_configs_that_cannot_train_fail_when_they_load(override, message):
+    if message is None:
+        assert load_config(None, [override]).train.batch_size == 10
+        return
     with pytest.raises(SettingsError, match=message):
         load_config(None, [override])
 
@@ -382,3 +383,110 @@ def test_the_imm_split_names_a_person_that_is_no_number(tmp_path):
     cfg = load_config(None, [f"data.train={path}", "data.split=imm"])
     with pytest.raises(ValueError, match="the imm split needs IMM's numbered persons .* got person 'person0'"):
         load_splits(cfg.data, 96)
+
+
+# ---- round 3 ---------------------------------------------------------------------------------------
+def test_ytf68_unlabeled_csv_reads_with_missing_keypoints(tmp_path):
+    path, _ = _ytf68_csv(tmp_path)
+    path.write_text("image,person\nf0.jpg,person0\nf1.jpg,person1\n")
+    data = read(path, load_images=False)
+    assert len(data) == 2 and np.isnan(data.keypoints).all()
+
+
+def test_dlib_boxes_marked_ignore_are_not_faces(tmp_path):
+    cv2.imwrite(str(tmp_path / "a.jpg"), np.zeros((50, 50, 3), np.uint8))
+    parts = "".join(f"<part name='{i:02d}' x='{10 + i % 20}' y='{10 + i // 20}'/>" for i in range(68))
+    (tmp_path / "f.xml").write_text(
+        "<?xml version='1.0'?>\n<dataset><images><image file='a.jpg'>"
+        f"<box top='5' left='5' width='30' height='30'>{parts}</box>"
+        "<box top='1' left='1' width='9' height='9' ignore='1'/></image></images></dataset>\n")
+    assert len(read(tmp_path / "f.xml", load_images=False)) == 1
+
+
+def test_data_info_needs_no_pixels(tmp_path, capsys):
+    body = "\n".join(f"{x} {x}" for x in range(10, 78))
+    (tmp_path / "lonely.pts").write_text(f"version: 1\nn_points: 68\n{{\n{body}\n}}\n")  # its photo is missing
+    code, out, _ = run(["data", "info", tmp_path / "lonely.pts"], capsys)
+    assert code == 0 and "rows            1" in out
+
+
+@pytest.mark.parametrize("dtype, message", [(np.int16, "int16 pixels have no standard brightness range"),
+                                            (np.float32, "float32 pixels outside 0..1")])
+def test_tiffs_without_a_standard_range_are_refused(tmp_path, dtype, message):
+    path = tmp_path / "x.tif"
+    assert cv2.imwrite(str(path), np.full((40, 30, 3), 200, dtype))
+    with pytest.raises(DataFormatError, match=message):
+        read_image(path, max_pixels=None)
+
+
+def test_transparent_pixels_blend_over_white_exactly(tmp_path):
+    bgra = np.zeros((3, 4, 4), np.uint8)
+    bgra[..., 0], bgra[..., 3] = 100, [[0], [128], [255]]
+    path = tmp_path / "a.png"
+    cv2.imwrite(str(path), bgra)
+    rgb = read_image(path)
+    alpha = bgra[..., 3].astype(float) / 255
+    expected = np.round(100 * alpha + 255 * (1 - alpha))  # the blue channel
+    assert np.abs(rgb[..., 2].astype(int) - expected).max() <= 1 and (rgb[0] == 255).all()
+
+
+def test_a_huge_csv_header_line_is_refused_early(tmp_path):
+    path = tmp_path / "bomb.csv.gz"
+    path.write_bytes(gzip.compress(b"a" * (3 << 20)))
+    with pytest.raises(DataFormatError, match="the first line is over 1048576 bytes"):
+        read(path)
+
+
+def test_trailing_blank_lines_cost_nothing(tmp_path):
+    path, text = _ytf68_csv(tmp_path)
+    gz = path.with_suffix(".csv.gz")
+    gz.write_bytes(gzip.compress(text.encode() + b"\n" * 2_000_000))
+    assert len(read(gz, load_images=False)) == 2
+
+
+def test_output_names_and_folders(tmp_path, capsys):
+    inputs = tmp_path / "in" / "predictions.jsonl"  # an input folder named like the results file
+    inputs.mkdir(parents=True)
+    cv2.imwrite(str(inputs / "a.jpg"), cv2.cvtColor(demo_frame(), cv2.COLOR_RGB2BGR))
+    code, _, _ = run(["predict", tmp_path / "in", "-o", tmp_path / "out", "--quiet"], capsys)
+    assert code == 0 and (tmp_path / "out" / "predictions.jsonl").is_file()
+    assert (tmp_path / "out" / "predictions.jsonl-2" / "a.jpg").is_file()
+    code, _, _ = run(["predict", GRACE_HOPPER, "-o", f"{tmp_path}/dotted.json/", "--quiet"], capsys)
+    assert code == 0 and (tmp_path / "dotted.json" / "predictions.jsonl").is_file()  # a trailing / is a folder
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["export", "--opset", "28", "-o", "{tmp}/m.onnx"], "give 9..20"),
+    (["bench", "--model", "kaggle15", "--random", "keypoint_net"], "give one"),
+    (["train-detector", "--minutes", "inf"], "finite number"),
+    (["train-detector", "--imm", ""], "--imm is empty"),
+    (["train", "--config", "{tmp}/empty.yaml"], "the config file is empty"),
+    (["evaluate", "{tmp}/x.pts", "--boxes", "viola"], "unknown face detector 'viola'"),
+])
+def test_round_three_options_are_checked(argv, message, tmp_path, capsys):
+    (tmp_path / "empty.yaml").write_text("")
+    body = "\n".join(f"{x} {x}" for x in range(10, 78))
+    (tmp_path / "x.pts").write_text(f"version: 1\nn_points: 68\n{{\n{body}\n}}\n")
+    cv2.imwrite(str(tmp_path / "x.jpg"), np.zeros((100, 100, 3), np.uint8))
+    code, _, err = run([part.format(tmp=tmp_path) for part in argv], capsys)
+    assert code == 2 and message in err, err
+
+
+def test_predict_names_a_csv_that_is_not_kaggle(tmp_path, capsys):
+    path, text = _ytf68_csv(tmp_path)
+    path.write_text(text)
+    code, _, err = run(["predict", path, "-o", tmp_path / "k.csv"], capsys)
+    assert code == 2 and "a ytf68 CSV; predict reads Kaggle CSVs" in err
+
+
+def test_a_drop_without_fully_labelled_rows_says_so():
+    from facekeypoints.data import handle_missing
+
+    with pytest.raises(ValueError, match="none of its 32 rows is; use missing: mask"):
+        handle_missing(_partial(), "drop")
+
+
+def _partial():
+    data = make_faces(32, missing=False)
+    data.keypoints[:, 0] = np.nan
+    return data

@@ -41,7 +41,7 @@ def check_target(path: str | Path, *, inputs: tuple = (), folder: bool = False) 
     """``path`` if a command can write its result there, else ValueError saying why, so that the
     command fails before its work, not after: a file output that is an existing folder, a folder
     output that is an existing file, an output that is one of the command's ``inputs`` (it would be
-    overwritten), or a place whose nearest existing folder cannot be written."""
+    overwritten), or a folder that cannot be made or written (the folder is made here)."""
     path = Path(path)
     if not folder and path.is_dir():
         raise ValueError(f"{path}: is a folder; give a file name")
@@ -50,9 +50,11 @@ def check_target(path: str | Path, *, inputs: tuple = (), folder: bool = False) 
     for item in map(Path, inputs):
         if path.resolve() == item.resolve() or (path.exists() and item.exists() and path.samefile(item)):
             raise ValueError(f"{path}: is also an input, which the output would overwrite; choose another name")
-    existing = path if folder and path.is_dir() else path.parent
-    while not existing.exists():
-        existing = existing.parent
-    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
-        raise ValueError(f"{path}: cannot write in {existing} (permission denied)")
+    home = path if folder else path.parent
+    try:  # made now, as the write would make it: a place that cannot exist fails before the work
+        home.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ValueError(f"{path}: cannot create the folder {home} ({err.strerror or err})") from None
+    if not home.is_dir() or not os.access(home, os.W_OK | os.X_OK):
+        raise ValueError(f"{path}: cannot write in {home} (permission denied)")
     return path

@@ -227,8 +227,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _cmd_train_detector(args: argparse.Namespace) -> int:
     from facekeypoints.train.detector import FacePool, train_detector
 
-    if not args.minutes > 0:
-        raise ValueError(f"--minutes must be > 0, got {args.minutes}")
+    if not 0 < args.minutes < float("inf"):
+        raise ValueError(f"--minutes must be a finite number > 0, got {args.minutes}")
+    for option, value in (("--ytf68", args.ytf68), ("--imm", args.imm), ("--out", args.out)):
+        if not value.strip():
+            raise ValueError(f"{option} is empty; give a path")
     pool = FacePool.from_datasets(args.ytf68, args.imm)
     summary = train_detector(args.out, pool, minutes=args.minutes, batch_size=args.batch_size, threads=args.threads,
                              progress=not args.quiet)
@@ -293,6 +296,8 @@ def _cmd_submit(args: argparse.Namespace) -> int:
     from facekeypoints.infer.kaggle import make_submission
     from facekeypoints.infer.predictor import KeypointDetector
 
+    if not args.output.lower().endswith(".csv"):
+        raise ValueError(f"{args.output}: a submission is written as a .csv file")
     check_target(args.output, inputs=(args.test_csv, args.lookup))
     detector = KeypointDetector(args.model, backend=args.backend, detector=None, mirror_tta=args.mirror_tta)
     report = make_submission(detector, args.test_csv, args.lookup, args.output)
@@ -424,10 +429,15 @@ def _cmd_predict(args: argparse.Namespace) -> int:
                                 detector=face_detector,
                                 mirror_tta=args.mirror_tta, device=args.device)
     if csvs:
-        if args.output and args.output != "-" and Path(args.output).suffix and not args.output.endswith(".csv"):
+        from facekeypoints.data.formats.io import detect_format
+
+        if (kind := detect_format(csvs[0])) != "kaggle":
+            raise ValueError(f"{csvs[0]}: a {kind} CSV; predict reads Kaggle CSVs (faces framed at 96x96). For its "
+                             f"photos, predict their folder; to score the labels, use facekeypoints evaluate")
+        if args.output and args.output != "-" and Path(args.output).suffix and not args.output.lower().endswith(".csv"):
             raise ValueError(f"{args.output}: a Kaggle CSV's keypoints are written as a .csv file, into a folder, "
                              "or to standard output (-o -)")
-        out = args.output if args.output and args.output.endswith(".csv") or args.output == "-" else \
+        out = args.output if args.output and args.output.lower().endswith(".csv") or args.output == "-" else \
             f"{args.output or '.'}/{Path(csvs[0]).name.split('.')[0]}_keypoints.csv"
         if out != "-":
             check_target(out, inputs=(csvs[0],))
@@ -467,6 +477,11 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 def _cmd_bench(args: argparse.Namespace) -> int:
     from facekeypoints.infer.bench import run_bench
+
+    if args.model and args.random:
+        raise ValueError("--model and --random both choose the model; give one")
+    if args.json:
+        check_target(args.json)
 
     run_bench(args.model, random_model=args.random, threads=args.threads, batch=args.batch, repeats=args.repeats,
               jitter_frames=args.jitter_frames, json_out=args.json, device=args.device)
@@ -529,7 +544,7 @@ def _add_inference(sub) -> None:
     p.add_argument("-o", "--output", required=True, help="the file to write (.onnx, or .pt with --format pt)")
     p.add_argument("--format", choices=["onnx", "pt"], default="onnx",
                    help="onnx (default), or pt: a checkpoint without optimizer state, in the current format")
-    p.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
+    p.add_argument("--opset", type=int, default=17, help="ONNX opset, 9..20 (default 17)")
     p.add_argument("--device", default="cpu", help=DEVICE_HELP + " to trace on (the graph is the same)")
     p.set_defaults(func=_cmd_export)
     p = sub.add_parser("bench", help="ms/face, faces/s (torch, ONNX Runtime), ms per 640x480 frame, video jitter")

@@ -138,6 +138,8 @@ def _read(path, source, load, size: int, max_pixels: int | None) -> np.ndarray:
         image = _decode(data, transparent, orientation) if data.size else None
     except cv2.error as err:  # e.g. OpenCV's own size limit when max_pixels=None
         raise DataFormatError(path, f"cannot decode image: {str(err).strip().splitlines()[-1]}") from None
+    except ValueError as err:  # pixels of a type with no brightness range (_to_uint8)
+        raise DataFormatError(path, f"cannot use image: {err}") from None
     if image is None:
         raise DataFormatError(path, "cannot decode image (empty, truncated, or not an image format OpenCV reads)")
     if max_pixels is not None and image.shape[0] * image.shape[1] > max_pixels:  # a format Pillow could not size
@@ -171,16 +173,26 @@ def _orient(image: np.ndarray, orientation: int) -> np.ndarray:
 
 
 def _to_uint8(image: np.ndarray) -> np.ndarray:
-    """16-bit or float pixels -> uint8 over the same range (65535 -> 255, 1.0 -> 255)."""
+    """16-bit or float pixels -> uint8 over the same range (65535 -> 255, 1.0 -> 255). Signed
+    integers and floats outside 0..1 have no agreed range: a ValueError says so, rather than a
+    picture guessed (an int16 TIFF read as floats came out all white)."""
     if image.dtype == np.uint8:
         return image
     if image.dtype == np.uint16:  # rounded, saturated, row by row: no float copy of a large photo
         return cv2.convertScaleAbs(image, alpha=1.0 / 257.0)
-    return (np.clip(image.astype(np.float32), 0.0, 1.0) * 255.0).round().astype(np.uint8)
+    if image.dtype.kind == "f" and image.size and 0.0 <= float(np.nanmin(image)) and float(np.nanmax(image)) <= 1.0:
+        return (np.nan_to_num(image, nan=0.0) * 255.0).round().astype(np.uint8)
+    what = f"{image.dtype} pixels" + (" outside 0..1" if image.dtype.kind == "f" else "")
+    raise ValueError(f"{what} have no standard brightness range; save the image with 8- or 16-bit unsigned pixels")
 
 
 def _over_white(bgra: np.ndarray) -> np.ndarray:
-    """(H, W, 4) BGRA uint8 -> (H, W, 3) RGB with transparent pixels blended over white."""
-    alpha = bgra[..., 3:].astype(np.float32) / 255.0
-    bgr = bgra[..., :3].astype(np.float32) * alpha + 255.0 * (1.0 - alpha)
-    return cv2.cvtColor(bgr.round().astype(np.uint8), cv2.COLOR_BGR2RGB)
+    """(H, W, 4) BGRA uint8 -> (H, W, 3) RGB with transparent pixels blended over white, in 16-bit
+    integers a row band at a time (float32 copies of a 40 MP photo took 1.5 GB)."""
+    out = np.empty(bgra.shape[:2] + (3,), np.uint8)
+    for top in range(0, bgra.shape[0], 512):
+        band = bgra[top:top + 512]
+        alpha = band[..., 3:].astype(np.uint16)
+        mixed = band[..., :3].astype(np.uint16) * alpha + 255 * (255 - alpha)  # at most 65025
+        out[top:top + 512] = ((mixed + 127) // 255).astype(np.uint8)
+    return cv2.cvtColor(out, cv2.COLOR_BGR2RGB, dst=out)

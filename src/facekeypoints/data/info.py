@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from facekeypoints.data.dataset import KeypointData
+from facekeypoints.data.images import image_size
 
 __all__ = ["describe", "format_description", "read_for_info"]
 
@@ -24,12 +25,16 @@ _SHOWN_PATTERNS = 10
 
 
 def _image_size(data: KeypointData) -> list[int] | dict | None:
-    """[H, W] when every image has one size, a summary when sizes vary, None without images."""
-    if data.images is None:
-        return None
+    """[H, W] when every image has one size, a summary when sizes vary, None without images. Photos
+    beside the labels are sized from their headers (``image_size``): nothing is decoded."""
     if isinstance(data.images, np.ndarray):
         return [int(data.images.shape[1]), int(data.images.shape[2])]
-    sizes = np.array([image.shape[:2] for image in data.images], dtype=np.int64).reshape(-1, 2)
+    if data.images is not None:
+        sizes = np.array([image.shape[:2] for image in data.images], dtype=np.int64).reshape(-1, 2)
+    elif data.paths is not None and len(data.paths) and all(p is not None and Path(p).is_file() for p in data.paths):
+        sizes = np.array([image_size(p)[::-1] for p in data.paths], dtype=np.int64).reshape(-1, 2)
+    else:
+        return None
     distinct = {tuple(size) for size in sizes.tolist()}
     if len(distinct) == 1:
         return list(distinct.pop())
@@ -115,4 +120,6 @@ def read_for_info(path: str | Path, *, skip_bad: bool = False) -> KeypointData:
     """Read any supported format for ``data info`` through the data layer's front door."""
     from facekeypoints.data.formats.io import read  # the format dispatcher; imported late to keep CLI start-up fast
 
-    return read(path, skip_bad=skip_bad)
+    # labels only: statistics need no pixels (photos are sized from their headers; Kaggle CSVs hold
+    # their images inline and read them anyway), and a label file whose photo is missing still reads
+    return read(path, skip_bad=skip_bad, load_images=False)

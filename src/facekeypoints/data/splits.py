@@ -74,6 +74,9 @@ def handle_missing(data: KeypointData, strategy: str) -> tuple[KeypointData, Mis
     filled = 0
     if strategy == "drop":
         out = data.subset(data.fully_labelled())
+        if len(data) and not len(out):
+            raise ValueError(f"{data.source or 'the data'}: missing 'drop' keeps only fully labelled rows, and none "
+                             f"of its {len(data)} rows is; use missing: mask")
     elif strategy == "ffill":
         table = data.keypoints.reshape(len(data), -1)
         new = _forward_fill(table) if len(table) else table

@@ -227,11 +227,12 @@ def make_detector(detector) -> FaceDetector | None:
     if detector is None:
         return None
     if isinstance(detector, str):
+        detector = detector.lower()  # --detector HAAR means haar
         if detector not in DETECTORS:
             close = difflib.get_close_matches(detector, list(DETECTORS), n=2)
             hint = f"; did you mean {close}?" if close else ""
-            raise ValueError(f"unknown face detector {detector!r}{hint}; known: {sorted(DETECTORS)}, "
-                             "or pass an object with detect(image) -> (N, 5), or None with boxes=")
+            raise ValueError(f"unknown face detector {detector!r}{hint}; known: {sorted(DETECTORS)} (from Python, "
+                             "also an object with detect(image) -> (N, 5), or None with boxes= on each call)")
         try:
             return DETECTORS[detector]()
         except (ImportError, FileNotFoundError) as err:  # an extra not installed, weights not there: say what to do

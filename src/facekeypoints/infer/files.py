@@ -17,13 +17,14 @@ Examples
 """
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from facekeypoints.data.images import MAX_PIXELS, read_image
+from facekeypoints.data.images import MAX_PIXELS, image_size, read_image
 from facekeypoints.infer.outputs import open_sink, output_kind
 from facekeypoints.infer.results import IMAGE_SUFFIXES
 from facekeypoints.infer.video import open_video
@@ -105,6 +106,9 @@ def _collect(inputs: list[str | Path], report: PredictReport) -> list[tuple[Path
     used = {"predictions.jsonl"}  # lower case: a case-insensitive disk would merge X.jpg and x.jpg
     unique = []
     for path, rel in found:
+        # an input folder named like the results file would put a folder where that file goes
+        rel = Path(*[f"{part}-2" if part.lower() == "predictions.jsonl" else part for part in rel.parts[:-1]],
+                   rel.name)
         candidate, n = rel, 1
         while any(str(out).lower() in used for out in _outputs(path, candidate)):
             n += 1
@@ -133,9 +137,9 @@ def predict_paths(detector, inputs: list[str | Path], out: str | Path, *, draw: 
     images = [(p, rel) for p, rel in files if p.suffix.lower() not in VIDEO_SUFFIXES]
     try:
         with tqdm(total=len(images), desc="images", unit="img", disable=not progress or not images) as bar:
-            for start in range(0, len(images), batch_size):
-                _predict_images(detector, images[start:start + batch_size], folder, draw, sink, report, max_pixels)
-                bar.update(len(images[start:start + batch_size]))
+            for batch in _batches(images, batch_size):
+                _predict_images(detector, batch, folder, draw, sink, report, max_pixels)
+                bar.update(len(batch))
         for path, rel in files:
             if path.suffix.lower() in VIDEO_SUFFIXES:
                 try:
@@ -151,6 +155,26 @@ def predict_paths(detector, inputs: list[str | Path], out: str | Path, *, draw: 
     elif written is not None:
         written.unlink()  # a folder run with videos only: their own .jsonl files hold the results
     return report
+
+
+# Pixels of the images decoded at once: a batch of many small photos shares model calls, while large
+# photos go one at a time, so a folder of 50 MP photos holds one in memory, not sixteen.
+BATCH_PIXELS = 20_000_000
+
+
+def _batches(images: list[tuple[Path, Path]], batch_size: int):
+    """``images`` in batches of at most ``batch_size`` and, beyond their first image, ``BATCH_PIXELS``
+    (sizes from the files' headers; an unknown size counts as nothing)."""
+    batch, pixels = [], 0
+    for item in images:
+        w, h = image_size(item[0])
+        if batch and (len(batch) == batch_size or pixels + w * h > BATCH_PIXELS):
+            yield batch
+            batch, pixels = [], 0
+        batch.append(item)
+        pixels += w * h
+    if batch:
+        yield batch
 
 
 def _predict_images(detector, batch: list[tuple[Path, Path]], out_dir: Path | None, draw: bool, sink,
@@ -176,7 +200,7 @@ def _predict_images(detector, batch: list[tuple[Path, Path]], out_dir: Path | No
                                                    "choose another -o folder"))
                 continue
             try:
-                report.written.append(str(result.save(target, image=rgb)))
+                report.written.append(str(result.save(target, image=rgb, in_place=True)))  # rgb is done with
             except (ValueError, OSError) as err:  # e.g. a full disk: this drawing is lost, the rest go on
                 report.failures.append((str(path), f"drawing not written: {_why(target, err)}"))
 
@@ -256,6 +280,13 @@ def predict_video(detector, path: str | Path, out_dir: str | Path | None, *, dra
                 bgr = source.frame
                 writer = writer or _H264Writer(movie, fps, (bgr.shape[1], bgr.shape[0]))
                 writer.write(result.draw(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)))
+    except BaseException:
+        if writer is not None:  # half a video is no video: a full disk or an error leaves none behind
+            with contextlib.suppress(Exception):
+                writer.release()
+            writer = None
+            movie.unlink(missing_ok=True)
+        raise
     finally:
         capture.release()
         if writer is not None:

@@ -28,6 +28,8 @@ from facekeypoints.models.device import resolve_device
 
 __all__ = ["export_onnx", "OnnxRunner", "CARD_KEY", "cached_export"]
 
+# torch's TorchScript exporter (dynamo=False) writes opsets up to 20 (torch.onnx._constants, private)
+_TORCHSCRIPT_MAX_OPSET = 20
 CARD_KEY = "facekeypoints.card"  # metadata_props entry holding the model card as JSON
 # before the card (version 1), three entries held its parts
 _V1_KEYS = {"schema": "facekeypoints.schema", "preprocess": "facekeypoints.preprocess", "model": "facekeypoints.model"}
@@ -44,8 +46,9 @@ def export_onnx(checkpoint: str | Path, out: str | Path, *, opset: int = 17, dev
 
     from facekeypoints.models.checkpoint import load_model
 
-    if not 9 <= opset <= onnx.defs.onnx_opset_version():  # the exporter's own range
-        raise ValueError(f"opset {opset} is not one ONNX supports here: give 9..{onnx.defs.onnx_opset_version()}")
+    highest = min(onnx.defs.onnx_opset_version(), _TORCHSCRIPT_MAX_OPSET)
+    if not 9 <= opset <= highest:  # what both ONNX and torch's TorchScript exporter support
+        raise ValueError(f"opset {opset} is not one the exporter supports here: give 9..{highest}")
     model, card = load_model(checkpoint)
     device = resolve_device(device)  # tracing on a GPU gives the same graph; it only needs the memory there
     model = model.to(device)

@@ -34,6 +34,8 @@ def output_kind(target: str | Path) -> str:
     """``"stdout"``, ``"jsonl"``, ``"json"``, ``"csv"`` or ``"folder"`` for an ``-o`` value."""
     if str(target) == "-":
         return "stdout"
+    if str(target).endswith(("/", os.sep)):  # a trailing slash names a folder, dots or not
+        return "folder"
     return FILE_SUFFIXES.get(Path(target).suffix.lower(), "folder")
 
 
@@ -50,7 +52,9 @@ class _Sink:
             check_target(self.path)
             try:
                 tmp = self._files.enter_context(atomic_path(self.path))
-                self.stream = self._files.enter_context(open(tmp, "w", newline=""))
+                # surrogateescape: a file name that is not UTF-8 is written back as the bytes it was
+                self.stream = self._files.enter_context(open(tmp, "w", newline="", encoding="utf-8",
+                                                             errors="surrogateescape"))
             except OSError as err:
                 self._files.close()
                 raise ValueError(f"{self.path}: cannot be written ({err.strerror or err})") from None
@@ -100,5 +104,8 @@ def open_sink(target: str | Path) -> _Sink:
             raise ValueError(f"{folder}: {folder.suffix} is not an output format; -o takes a folder, a .json, .jsonl "
                              f"or .csv file, or - for standard output (end a folder name with / if it has a dot)")
         check_target(folder, folder=True)
+        if (folder / "predictions.jsonl").is_dir():
+            raise ValueError(f"{folder / 'predictions.jsonl'}: a folder where the results file goes; "
+                             "choose another -o folder")
         return _Sink(folder / "predictions.jsonl", "jsonl")
     return _Sink(target, kind)

@@ -140,12 +140,15 @@ class Result:
             return self._draw(np.asarray(image)[..., ::-1])[..., ::-1].copy()
         return self._draw(image)
 
-    def _draw(self, image: np.ndarray) -> np.ndarray:
+    def _draw(self, image: np.ndarray, in_place: bool = False) -> np.ndarray:
         image = np.asarray(image)
         if image.shape[:2] != tuple(self.image_size):
             raise ValueError(f"draw() got an image of size {image.shape[:2]}, "
                              f"but the result is for {tuple(self.image_size)}")
-        out = np.ascontiguousarray(cv2.cvtColor(image, cv2.COLOR_GRAY2RGB) if image.ndim == 2 else image.copy())
+        if in_place and image.ndim == 3 and image.flags.c_contiguous and image.flags.writeable:
+            out = image
+        else:
+            out = np.ascontiguousarray(cv2.cvtColor(image, cv2.COLOR_GRAY2RGB) if image.ndim == 2 else image.copy())
         pairs = [(self.schema.index(a), self.schema.index(b)) for a, b in self.schema.skeleton]
         for face in self.faces:
             size = max(8.0, float(face.box[2] - face.box[0]))
@@ -159,10 +162,12 @@ class Result:
                 cv2.circle(out, tuple(p), radius, _POINT_COLOUR, -1, cv2.LINE_AA)
         return out
 
-    def save(self, path: str | Path, image: np.ndarray | None = None) -> Path:
+    def save(self, path: str | Path, image: np.ndarray | None = None, *, in_place: bool = False) -> Path:
         """Write the result: ``.json`` -> ``to_json``; an image suffix -> ``draw(image)`` as a picture.
 
-        ``image`` is (H, W, 3) in the result's colour order; when omitted the picture is re-read from ``source``.
+        ``image`` is (H, W, 3) in the result's colour order; when omitted the picture is re-read from
+        ``source``. ``in_place``: draw on ``image`` itself (it is changed) instead of a copy, which a
+        caller done with the pixels uses to spare a large photo's second copy.
         """
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -180,8 +185,8 @@ class Result:
             if image is None:
                 raise ValueError(f"save({path}) needs image=: the source {self.source!r} is not a readable image")
         elif self.color == "bgr":
-            image = np.asarray(image)[..., ::-1]
-        drawn = self._draw(image)
+            image, in_place = np.asarray(image)[..., ::-1], False
+        drawn = self._draw(image, in_place=in_place)
         cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR, dst=drawn)  # in place: the drawing is ours, a large photo is big
         ok, encoded = cv2.imencode(path.suffix.lower(), drawn)
         if not ok:

@@ -126,7 +126,11 @@ def _read_state_dict(pretrained: bool | str | Path, weights) -> dict[str, torch.
 
             state = load_file(str(path))
         else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
+            try:
+                state = torch.load(path, map_location="cpu", weights_only=True)
+            except Exception:  # pickle and zip errors of every kind: not a weights file
+                raise ValueError(f"{path}: not a PyTorch weights file (expected a .pth/.pt state dict of plain "
+                                 "tensors, or a .safetensors file)") from None
         if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
             raise ValueError(f"{path}: expected a plain state dict (parameter name -> tensor)")
     # older torchvision DenseNet files name layers 'norm.1'; modules are now 'norm1'

@@ -171,7 +171,10 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     """Defaults, then the YAML file at ``path``, then ``key=value`` overrides (e.g. ``train.epochs=3``)."""
     cfg = Config()
     if path is not None:
-        loaded = read_yaml(path) or {}
+        loaded = read_yaml(path)
+        if loaded is None or loaded == {}:
+            raise ConfigError(f"{path}: the config file is empty; give at least one section (e.g. train:), "
+                              "or leave out --config for the default recipe")
         if not isinstance(loaded, dict):
             raise ConfigError(f"{path}: expected a mapping at the top level")
         try:

@@ -51,7 +51,15 @@ class FacePool:
         images, boxes = [], []
         if ytf68 is not None:
             data = read(ytf68)
-            for i in split_indices(data, [0.8, 0.2], seed=0)[0]:  # training people only
+            if data.schema.name != "ibug68" or isinstance(data.images, np.ndarray):
+                raise ValueError(f"{ytf68}: --ytf68 takes photos with 68-point labels (ytf68's train.csv); this is "
+                                 f"{data.schema.name} data" + (" of framed crops" if isinstance(data.images, np.ndarray)
+                                                               else ""))
+            try:
+                train_rows = split_indices(data, [0.8, 0.2], seed=0)[0]  # training people only
+            except ValueError as err:
+                raise ValueError(f"{ytf68}: --ytf68 {err}") from None
+            for i in train_rows:
                 images.append(data.image(i))
                 boxes.append(_landmark_box(data.keypoints[i]))
         if imm is not None:

@@ -31,6 +31,7 @@ __all__ = ["open_csv", "open_sized", "open_for_writing", "read_chunks", "read_ah
 
 _WRITE_LEVEL = 1
 BLOCK = 1 << 19  # bytes read at a time: bounds a parser's temporaries (~15x this) and its queue
+MAX_HEADER = 1 << 20  # bytes: a header line longer than this is no CSV header (a Kaggle row is ~36 KB)
 
 
 # what a damaged archive raises: zipfile alone uses most of these, for a bad header, an unknown or
@@ -200,7 +201,14 @@ def csv_header(path: str | Path) -> list[str]:
     """Column names of a CSV's first line (plain, .gz or .zip). Raises DataFormatError if empty or binary."""
     path = Path(path)
     with open_sized(path) as (stream, _size):
-        first = next(line_blocks(read_chunks(stream, path)), b"")
+        head = b""
+        for chunk in read_chunks(stream, path):  # up to the first line end, at most MAX_HEADER bytes
+            head += chunk
+            if b"\n" in head or b"\r" in head:
+                break
+            if len(head) > MAX_HEADER:
+                raise DataFormatError(path, f"the first line is over {MAX_HEADER} bytes: not a CSV header")
+        first = next(line_blocks(iter([head])), b"")
     if not first.removeprefix(b"\xef\xbb\xbf").strip():
         raise DataFormatError(path, "empty file")
     return parse_header(first, path)

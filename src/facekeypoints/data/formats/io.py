@@ -50,8 +50,8 @@ def _csv_format(path: Path) -> str:
         raise DataFormatError(path, "the first line is empty; a CSV starts with its header")
     if "Image" in columns or _KAGGLE_FIRST_COLUMN in columns:
         return "kaggle"
-    if {"image", "person", "x0", "y0", "x67", "y67"} <= set(columns):
-        return "ytf68"
+    if {"image", "person", "x0", "y0", "x67", "y67"} <= set(columns) or columns == ["image", "person"]:
+        return "ytf68"  # the second: ytf68's unlabeled.csv (no keypoint columns)
     if len(columns) == 137 and columns[1:] == [str(i) for i in range(136)]:
         return "udacity"
     if columns[:3] == ["RowId", "ImageId", "FeatureName"]:

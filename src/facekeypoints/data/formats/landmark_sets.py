@@ -47,7 +47,7 @@ class _ImageCache:
         if image not in self.images:
             if not image.is_file():
                 raise DataFormatError(self.annotation, f"{where}: image {image} not found; "
-                                      "pass load_images=False to read the labels only")
+                                      "its labels alone can be read (data info does; load_images=False in Python)")
             self.images[image] = read_image(image)
         return self.images[image]
 
@@ -120,7 +120,8 @@ def read_dlib_xml(path: str | Path, *, load_images: bool = True) -> KeypointData
         if not file:
             raise DataFormatError(path, f"<image> number {i} has no file attribute", field="file")
         image = path.parent / file
-        for j, box in enumerate(image_node.findall("box")):
+        # dlib's imglab marks boxes to leave out of training with ignore='1': they are not faces to learn
+        for j, box in enumerate(b for b in image_node.findall("box") if b.attrib.get("ignore") != "1"):
             where = f"image {file!r}, box {j}"
             pixels = cache.get(image, where) if load_images else None
             kp, corners = _dlib_face(box, path, where, image, pixels)
@@ -138,7 +139,8 @@ def _coco_schema(path: Path, k: int, schema: str | None) -> str:
     if k not in COCO_SCHEMAS:
         supported = ", ".join(f"{n} ({s})" for n, s in COCO_SCHEMAS.items())
         raise DataFormatError(path, f"{k}-point annotations have no built-in schema; supported point counts: "
-                              f"{supported}; pass schema= naming a {k}-point schema of {list_schemas()}",
+                              f"{supported} (from Python, read_coco_json(..., schema=...) takes another "
+                              f"{k}-point schema)",
                               field="keypoints")
     return COCO_SCHEMAS[k]
 

@@ -64,7 +64,7 @@ def _image_beside(annotation: Path) -> Path | None:
 
 
 def _require_image(annotation: Path, image: Path | None, named: str | None = None,
-                   hint: str = "pass load_images=False to read the labels only") -> Path:
+                   hint: str = "its labels alone can be read (data info does; load_images=False in Python)") -> Path:
     if image is not None and image.is_file():
         return image
     looked = named or f"{annotation.stem}{{{','.join(IMAGE_SUFFIXES)}}}"
