@@ -36,9 +36,10 @@ from facekeypoints.data.dataset import DataFormatError
 __all__ = ["read_image", "decode_image", "image_size", "MAX_PIXELS"]
 
 # 100 megapixels: above nearly every camera photo (phones' 108 and 200 MP modes aside: raise it
-# for those), and what keeps a whole `predict` run under 1 GB: a 100 MP JPEG or PNG with drawing
-# peaked at 0.98 GB RSS, a small photo at 0.11 GB (`/usr/bin/time -f %M facekeypoints predict`,
-# ONNX Runtime, cached export); OpenCV's decoder alone holds two copies of the pixels (0.6 GB).
+# for those), and what keeps a whole `predict` run under 1 GB: with drawing, a 100 MP JPEG peaked
+# at 0.69 GB RSS, a 100 MP BMP at 0.98 GB, a small photo at 0.11 GB (`/usr/bin/time -f %M
+# facekeypoints predict`, ONNX Runtime, cached export); OpenCV's decoder alone holds two copies of
+# the pixels (0.6 GB).
 # Pillow's own bomb limit is the same order (89.5 MP warns).
 MAX_PIXELS = 100_000_000
 _PILLOW_LIMIT = threading.Lock()
