@@ -49,9 +49,10 @@ SETTINGS = {
     "haar min_face 24": lambda: HaarDetector(min_face=24),
     "dlib hog (upsample 1)": lambda: DlibDetector(upsample=1),
     "dlib hog (upsample 0)": lambda: DlibDetector(upsample=0),
-    "cnn (ours: max_side 320)": lambda: CnnDetector(CNN["path"]),
-    "cnn max_side 480": lambda: CnnDetector(CNN["path"], max_side=480),
-    "cnn max_side 640": lambda: CnnDetector(CNN["path"], max_side=640),
+    "cnn (ours: 480 + coarse 240)": lambda: CnnDetector(CNN["path"]),
+    "cnn 480, no coarse pass": lambda: CnnDetector(CNN["path"], coarse=None),
+    "cnn 320 + coarse 160": lambda: CnnDetector(CNN["path"], max_side=320, coarse=160),
+    "cnn 640 + coarse 240": lambda: CnnDetector(CNN["path"], max_side=640),
 }
 
 

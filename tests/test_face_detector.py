@@ -108,8 +108,8 @@ def test_min_face_scales_a_large_photo_up_enough(tmp_path):
         run = detector.session.run
         detector.session.run = lambda names, feed, run=run: seen.append(feed["image"].shape) or run(names, feed)
         detector.detect(np.zeros((1000, 2000, 3), np.uint8))
-    assert seen[0][2:] == (160, 320)  # longer side 320 by default
-    assert seen[1][2:] == (800, 1600)  # 20 px faces become 16 px, the smallest it finds
+    assert seen[0][2:] == (240, 480) and seen[1][2:] == (128, 240)  # longer side 480, and the coarse pass
+    assert seen[2][2:] == (800, 1600)  # 20 px faces become 16 px, the smallest it finds
 
 
 def test_detector_sizing_options_are_for_haar_and_cnn_only(capsys):

@@ -132,3 +132,18 @@ def test_a_dataset_without_labelled_faces_is_a_clear_error(tmp_path, capsys):
                                       "<box top='1' left='1' width='20' height='20'/></image></images></dataset>\n")
     assert main(["evaluate", str(folder / "faces.xml")]) == 2
     assert "no face could be scored (1 faces without labelled points)" in capsys.readouterr().err
+
+
+def test_faces_that_cannot_be_scored_are_counted_not_fatal(labels, tmp_path, capsys):
+    folder = _pts(tmp_path / "data", labels)
+    collapsed = labels.copy()
+    collapsed[45] = collapsed[36]  # the outer eye corners coincide: no scale for NME
+    shutil.copy(GRACE_HOPPER, folder / "same.jpg")
+    body = "\n".join(f"{x + 1:.3f} {y + 1:.3f}" for x, y in collapsed)
+    (folder / "same.pts").write_text(f"version: 1\nn_points: 68\n{{\n{body}\n}}\n")
+    report = _score(folder)
+    assert report["scored"] == 2 and report["rows_with_nme"] == 1 and np.isfinite(report["nme"])
+    assert main(["evaluate", str(folder), "--json"]) == 0
+    assert "Infinity" not in capsys.readouterr().out  # strict JSON
+    assert main(["evaluate", str(folder), "--boxes", "none"]) == 2
+    assert "--boxes 'none' is not one of labels" in capsys.readouterr().err

@@ -104,3 +104,24 @@ def test_the_service_binds_to_loopback_by_default():
 
     args = build_parser().parse_args(["serve"])
     assert args.host == "127.0.0.1" and args.workers == 2
+
+
+def test_the_first_model_served_is_the_default_and_bad_queries_keep_the_error_shape():
+    client = TestClient(create_app({"ibug68": "ibug68"}, workers=1))
+    body = client.post("/v1/keypoints", content=PHOTO, headers=JPEG).json()
+    assert body["model"]["schema"] == "ibug68"
+    response = client.post("/v1/keypoints?draw=maybe", content=PHOTO, headers=JPEG)
+    assert response.status_code == 422 and "draw" in response.json()["error"]
+    _no_trace(response)
+    long_name = "m" * 5000
+    error = client.post(f"/v1/keypoints?model={long_name}", content=PHOTO, headers=JPEG).json()["error"]
+    assert len(error) < 300  # a client's long value is not echoed back whole
+    assert client.post("/v1/keypoints?detector=HAAR", content=PHOTO, headers=JPEG).status_code == 200
+
+
+def test_bad_models_stop_the_service_at_start_up(tmp_path):
+    with pytest.raises(ValueError, match="model 'foo': .*no such model file"):
+        create_app({"foo": tmp_path / "none.pt"})
+    (tmp_path / "text.pt").write_text("not a checkpoint")
+    with pytest.raises(ValueError, match="model 'bad'"):
+        create_app({"bad": tmp_path / "text.pt"})

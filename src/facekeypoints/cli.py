@@ -269,20 +269,31 @@ def _evaluate_photos(args: argparse.Namespace) -> int:
     from facekeypoints.evaluate.photos import evaluate_photos, model_for
     from facekeypoints.infer.predictor import KeypointDetector
 
-    data = read(args.data)
+    from facekeypoints.infer.detectors import DETECTORS
+
+    args.boxes = args.boxes.lower()
+    if args.boxes not in ("labels", *DETECTORS):
+        raise ValueError(f"--boxes {args.boxes!r} is not one of labels, {', '.join(sorted(DETECTORS))}")
+    data = read(args.data, load_images=False)  # photos are read one by one as they are scored
     labels = args.boxes == "labels"
     detector = KeypointDetector(args.model or model_for(data.schema.name), detector=None if labels else args.boxes,
                                 box_frame="landmarks" if labels else None, mirror_tta=args.mirror_tta,
                                 device=args.device)
     r = evaluate_photos(data, detector, boxes=args.boxes, limit=args.limit)
     r["model"] = str(args.model or model_for(data.schema.name))
+    if r["rows_with_nme"] == 0:
+        raise ValueError(f"{args.data}: no scored face has both of the {r['schema']} points that NME divides by "
+                         "(the eye labels are missing or coincide)")
     if args.json:
-        print(json.dumps(r, indent=2))
+        print(json.dumps(_finite(r), indent=2, allow_nan=False))
         return 0
     found = f"; the {r['boxes']} detector missed {r['missed']}" if r["boxes"] != "labels" else ""
+    found += f"; {r['unusable_count']} unusable (e.g. {r['unusable'][0]})" if r["unusable_count"] else ""
     unlabelled = f", {r['unlabelled']} without labelled points" if r["unlabelled"] else ""
     print(f"{r['data']}  model {r['model']} ({r['schema']})  faces {r['faces']}, scored {r['scored']}{unlabelled}"
           f"{found}; boxes: {r['boxes']}, then refinement")
+    if r["rows_with_nme"] < r["scored"]:
+        print(f"  NME over the {r['rows_with_nme']} of {r['scored']} faces whose eye labels give a scale")
     print(f"  NME {100 * r['nme']:.2f}%  FR@8 {100 * r['fr_8']:.1f}%  FR@10 {100 * r['fr_10']:.1f}%  "
           f"AUC@8 {r['auc_8']:.3f}  AUC@10 {r['auc_10']:.3f}  RMSE {r['rmse']:.2f} px")
     print("  mean signed error x {:+.2f} y {:+.2f} px".format(*r["mean_error_xy"]))
@@ -290,6 +301,17 @@ def _evaluate_photos(args: argparse.Namespace) -> int:
     print("  NME by head turn: " + ", ".join(f"{k}: {v['faces']} faces" + (f" {100 * v['nme']:.2f}%" if v["faces"] else "")
                                              for k, v in r["by_turn"].items()))
     return 0
+
+
+def _finite(value):
+    """``value`` with NaN and infinite numbers as None (null), so the JSON is strict."""
+    if isinstance(value, float):
+        return value if value == value and abs(value) != float("inf") else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
 
 
 def _cmd_submit(args: argparse.Namespace) -> int:
@@ -411,6 +433,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     csvs = [p for p in args.inputs if p.lower().endswith(CSV_SUFFIXES)]
     if csvs and len(args.inputs) > 1:
         raise ValueError(f"a Kaggle CSV ({csvs[0]}) is predicted on its own; give it as the only INPUT")
+    args.detector = args.detector.lower()  # HAAR means haar
     if args.detector == "none" and not csvs:
         raise ValueError("--detector none is for a Kaggle CSV, whose images are framed faces; photos and videos "
                          "need a face detector (haar or dlib)")
@@ -488,15 +511,30 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _port(text: str) -> int:
+    port = at_least(1)(text)
+    if port > 65535:
+        raise argparse.ArgumentTypeError(f"a port is 1..65535, got {port}")
+    return port
+
+
 def _cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from facekeypoints.serve.app import create_app
 
+    import socket
+
     models = {}
     for item in args.model or []:  # NAME=PATH, or a shipped name
-        name, _, path = item.partition("=")
+        name, eq, path = item.partition("=")
+        if not name or (eq and not path):
+            raise ValueError(f"--model {item!r}: give NAME=PATH or a shipped model's name")
         models[name] = path or name
+    try:
+        socket.getaddrinfo(args.host, args.port)
+    except OSError as err:
+        raise ValueError(f"--host {args.host!r}: not an address this machine can bind ({err.strerror or err})") from None
     app = create_app(models or None, detector=args.detector, workers=args.workers, max_body=args.max_body,
                      max_pixels=args.max_pixels or None)
     print(f"serving on http://{args.host}:{args.port}/ (API: /v1/keypoints, /v1/models, /healthz, /docs)",
@@ -560,7 +598,7 @@ def _add_inference(sub) -> None:
     p.set_defaults(func=_cmd_bench)
     p = sub.add_parser("serve", help="the keypoint service: JSON API and a web page (FastAPI)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
-    p.add_argument("--port", type=at_least(1), default=8000)
+    p.add_argument("--port", type=_port, default=8000, help="1..65535 (default 8000)")
     p.add_argument("--workers", type=at_least(1), default=2, help="threads running models; more requests queue")
     p.add_argument("--model", action="append", metavar="NAME[=PATH]",
                    help="a model to serve (repeat); default: the shipped kaggle15 and ibug68")

@@ -67,7 +67,8 @@ def _normalizer(gt: np.ndarray, schema: KeypointSchema) -> np.ndarray:
     normalisation points, else the diagonal of the labelled points' bounding box."""
     if len(schema.normalization) == 2:
         a, b = (schema.index(n) for n in schema.normalization)
-        return np.linalg.norm(gt[:, a] - gt[:, b], axis=-1)
+        distance = np.linalg.norm(gt[:, a] - gt[:, b], axis=-1)
+        return np.where(distance > 0, distance, np.nan)  # coinciding eye labels: NME undefined, not infinite
     lo, hi = np.nanmin(gt, axis=1), np.nanmax(gt, axis=1)
     size = np.linalg.norm(hi - lo, axis=-1)
     return np.where(size > 0, size, np.nan)  # one labelled point (e.g. nose1) has no size: NME undefined

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from facekeypoints.data import KeypointData, framing
+from facekeypoints.data.images import read_image
 from facekeypoints.evaluate.metrics import ced, mean_error, nme, normalised_errors, summarize
 from facekeypoints.models.weights import SHIPPED
 
@@ -73,16 +74,24 @@ def evaluate_photos(data: KeypointData, detector, *, boxes: str = "labels", limi
                          f"{schema.name} model ({err})") from None
     rows = range(len(data)) if not limit else range(min(limit, len(data)))
     pred = np.full((len(data), schema.num_keypoints, 2), np.nan)
-    missed, unlabelled = [], 0
+    missed, unlabelled, unusable = [], 0, []
     for i in rows:
         points = data.keypoints[i][np.isfinite(data.keypoints[i]).all(-1)]
         if len(points) < 2 or not np.isfinite(truth[i]).any():  # e.g. a dlib XML box without parts
             unlabelled += 1
             continue
-        image = data.image(i)
+        name = str(data.paths[i]) if data.paths is not None and data.paths[i] else f"row {i + 1}"
+        try:  # photos are read one at a time: a set of large photos is never all in memory
+            image = data.image(i) if data.images is not None else read_image(data.paths[i])
+        except (ValueError, OSError, TypeError) as err:
+            unusable.append(f"{name}: {err}")
+            continue
         labelled = np.r_[points.min(0), points.max(0) + 1]
         if labels:
-            pred[i] = detector(image, boxes=[labelled]).keypoints[0]
+            try:
+                pred[i] = detector(image, boxes=[labelled]).keypoints[0]
+            except ValueError as err:  # e.g. labels that put the face's box outside its photo
+                unusable.append(f"{name}: {str(err).split(': ', 1)[-1]}")
             continue
         result = detector(image)
         hits = [j for j, face in enumerate(result) if _iou(face.box, labelled) >= 0.4]
@@ -110,9 +119,11 @@ def evaluate_photos(data: KeypointData, detector, *, boxes: str = "labels", limi
     if not len(scored):
         why = f"{unlabelled} faces without labelled points" + ("" if labels else f", {len(missed)} not found by "
                                                                    f"the {boxes} detector")
+        why += f", {len(unusable)} unusable (the first: {unusable[0]})" if unusable else ""
         raise ValueError(f"{data_path}: no face could be scored ({why})")
     report.update(data=str(data_path), model=str(detector.runner.source), schema=schema.name, boxes=boxes, faces=len(rows),
                   scored=int(len(scored)), unlabelled=unlabelled, missed=len(missed), missed_files=missed[:20],
+                  unusable=unusable[:20], unusable_count=len(unusable),
                   mirror_tta=bool(getattr(detector, "mirror_tta", False)))
     return report
 

@@ -110,12 +110,15 @@ class DlibDetector:
     optional extra: ``pip install 'facekeypoints[dlib]'`` (the dlib-bin wheel; it runs offline).
 
     ``upsample`` doubles the image that many times first, to find faces under about 80 px (dlib's
-    window) at 4x the cost per step. Scores are the SVM's margins: larger is surer.
+    window) at 4x the cost per step. An image whose longer side exceeds ``max_side`` is shrunk to
+    it first (dlib works on its own full-size copies: a 45 MP photo upsampled took 2.2 GB); faces
+    under about 40 / s pixels (s the shrink) are then missed. Scores are the SVM's margins: larger
+    is surer.
     """
 
     box_frame = BOX_FRAMES["dlib"]  # its boxes are smaller and lower than Haar's (measured)
 
-    def __init__(self, upsample: int = 1):
+    def __init__(self, upsample: int = 1, max_side: int = 1280):
         try:
             import dlib
         except ImportError:
@@ -123,15 +126,22 @@ class DlibDetector:
                               "(installs the dlib-bin wheel)") from None
         if upsample < 0:
             raise ValueError(f"upsample must be >= 0, got {upsample}")
-        self._detector, self.upsample = dlib.get_frontal_face_detector(), int(upsample)
+        if max_side < 16:
+            raise ValueError(f"max_side must be >= 16, got {max_side}")
+        self._detector, self.upsample, self.max_side = dlib.get_frontal_face_detector(), int(upsample), int(max_side)
 
     def detect(self, image: np.ndarray) -> np.ndarray:
         """(H, W, 3) uint8 RGB or (H, W) gray -> (N, 5) float64 ``x1, y1, x2, y2, score``, best first."""
+        scale = min(1.0, self.max_side / max(image.shape[:2]))
+        if scale < 1.0:
+            image = cv2.resize(image, (max(1, round(image.shape[1] * scale)), max(1, round(image.shape[0] * scale))),
+                               interpolation=cv2.INTER_AREA)
         rects, scores, _ = self._detector.run(np.ascontiguousarray(image), self.upsample, 0.0)
         if not rects:
             return np.zeros((0, 5))
         # dlib's right and bottom are inclusive pixels; ours are OpenCV's x + width
         out = np.array([[r.left(), r.top(), r.right() + 1, r.bottom() + 1, s] for r, s in zip(rects, scores)], float)
+        out[:, :4] /= scale
         return out[np.argsort(-out[:, 4], kind="stable")]
 
 
@@ -140,8 +150,8 @@ class CnnDetector:
     ``facekeypoints.models.face_detector``, trained here on mosaics of labelled photos
     (``facekeypoints train-detector``), run with ONNX Runtime on the CPU.
 
-    The image is scaled so its longer side is ``max_side`` pixels (at most 2x up) and padded to a
-    multiple of 16; faces are the heatmap's local maxima above ``threshold`` (a probability), their
+    The image is scaled so its longer side is ``max_side`` pixels (at most 2x up), and searched
+    again at the ``coarse`` side for large faces; faces are the heatmap's local maxima above ``threshold`` (a probability), their
     boxes read from the size and offset maps, duplicates removed at IoU 0.4. Faces smaller than
     about ``SMALLEST`` pixels at that scale are missed; ``min_face`` (pixels in the original) scales
     a large photo up enough to find faces that small (slower). Boxes follow the
@@ -153,14 +163,15 @@ class CnnDetector:
     SMALLEST = 16  # face width in input pixels below which recall falls (trained on faces from 10 px)
     box_frame = BOX_FRAMES["landmarks"]
 
-    def __init__(self, model: str | Path | None = None, max_side: int = 320, threshold: float = 0.5,
-                 threads: int | None = 1, min_face: int | None = None):
+    def __init__(self, model: str | Path | None = None, max_side: int = 480, threshold: float = 0.5,
+                 threads: int | None = 1, min_face: int | None = None, coarse: int | None = 240):
         path = Path(model) if model is not None else shipped_detector()
         if not path.is_file():
             raise FileNotFoundError(f"{path}: no face detector model here (train one with "
-                                    "`facekeypoints train-detector`, or use --detector haar)")
-        if max_side < 16 or not 0 < threshold < 1:
-            raise ValueError(f"max_side must be >= 16 and threshold in (0, 1), got {max_side} and {threshold}")
+                                    "`facekeypoints train-detector`, or choose the haar detector)")
+        if max_side < 16 or not 0 < threshold < 1 or (coarse is not None and coarse < 16):
+            raise ValueError(f"max_side and coarse must be >= 16 and threshold in (0, 1), got {max_side}, "
+                             f"{coarse} and {threshold}")
         import onnxruntime as ort
 
         options = ort.SessionOptions()
@@ -174,15 +185,32 @@ class CnnDetector:
         if min_face is not None and min_face < 1:
             raise ValueError(f"min_face must be >= 1 pixel, got {min_face}")
         self.max_side, self.threshold, self.min_face = int(max_side), float(threshold), min_face
+        self.coarse = None if coarse is None else int(coarse)
 
     def detect(self, image: np.ndarray) -> np.ndarray:
-        """(H, W, 3) uint8 RGB or (H, W) gray -> (N, 5) float64 ``x1, y1, x2, y2, score``, best first."""
+        """(H, W, 3) uint8 RGB or (H, W) gray -> (N, 5) float64 ``x1, y1, x2, y2, score``, best first.
+
+        Searched at ``max_side`` (small faces), and again at the ``coarse`` side for faces that
+        fill much of the picture (trained on faces up to about 150 px, the network misses larger
+        ones); the two lists are merged by non-maximum suppression."""
         rgb = cv2.cvtColor(image, cv2.COLOR_GRAY2RGB) if image.ndim == 2 else image
         h, w = rgb.shape[:2]
         scale = self.max_side / max(h, w)
         if self.min_face is not None:
             scale = max(scale, self.SMALLEST / self.min_face)
-        scale = min(scale, 2.0)
+        scales = [min(scale, 2.0)]
+        if self.coarse is not None and self.coarse / max(h, w) < 0.75 * scales[0]:
+            scales.append(self.coarse / max(h, w))
+        found = np.concatenate([self._search(rgb, s) for s in scales])
+        if len(scales) > 1 and len(found):
+            keep = cv2.dnn.NMSBoxes(np.c_[found[:, :2], found[:, 2:4] - found[:, :2]].tolist(), found[:, 4].tolist(),
+                                    self.threshold, 0.4)
+            found = found[np.asarray(keep, int).reshape(-1)]
+        return found[np.argsort(-found[:, 4], kind="stable")]
+
+    def _search(self, rgb: np.ndarray, scale: float) -> np.ndarray:
+        """Boxes found with the image scaled by ``scale`` (padded to a multiple of 16), in its pixels."""
+        h, w = rgb.shape[:2]
         sw, sh = max(1, round(w * scale)), max(1, round(h * scale))
         small = cv2.resize(rgb, (sw, sh), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
         pw, ph = -(-sw // 16) * 16, -(-sh // 16) * 16

@@ -33,6 +33,7 @@ from pathlib import Path
 
 import cv2
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from facekeypoints.data.dataset import DataFormatError
@@ -73,20 +74,33 @@ def create_app(models: dict[str, str | Path] | None = None, *, detector: str = "
     ibug68); ``detector``: the default face detector (``DETECTORS``); ``workers``: threads that run
     models (requests beyond them queue)."""
     models = dict(models or {name: name for name in SHIPPED})
+    detector = detector.lower()
     if detector not in DETECTORS:
         raise ValueError(f"unknown detector {detector!r}; known: {sorted(DETECTORS)}")
     if workers < 1 or max_body < 1:
         raise ValueError(f"workers and max_body must be >= 1, got {workers} and {max_body}")
+    loaded = _Models(models)
+    for name in models:  # at start-up, not on a client's request: a bad file or detector stops the server here
+        try:
+            loaded.get(name, detector)
+        except (ValueError, FileNotFoundError, OSError) as err:
+            raise ValueError(f"model {name!r}: {err}") from None
+    default_model = "kaggle15" if "kaggle15" in models else next(iter(models))
     app = FastAPI(title="facekeypoints", summary="Faces and their keypoints in a photo.",
                   version=_version())
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="keypoints")
     default_detector = detector
-    loaded = _Models(models)
     app.state.pool, app.state.models = pool, loaded
 
     @app.exception_handler(_ClientError)
     async def client_error(request: Request, err: _ClientError) -> JSONResponse:
         return JSONResponse({"error": str(err)}, status_code=err.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_query(request: Request, err: RequestValidationError) -> JSONResponse:  # one error shape
+        problems = "; ".join(f"{'.'.join(str(p) for p in e.get('loc', ())[1:])}: {e.get('msg', 'invalid')}"
+                             for e in err.errors())
+        return JSONResponse({"error": _short(problems or "invalid request")}, status_code=422)
 
     @app.exception_handler(Exception)
     async def server_error(request: Request, err: Exception) -> JSONResponse:  # no trace, no paths
@@ -106,17 +120,18 @@ def create_app(models: dict[str, str | Path] | None = None, *, detector: str = "
         return resources.files("facekeypoints").joinpath("serve", "static", "index.html").read_text()
 
     @app.post("/v1/keypoints", responses={400: {}, 404: {}, 411: {}, 413: {}, 415: {}})
-    async def keypoints(request: Request, model: str = "kaggle15", detector: str | None = None,
+    async def keypoints(request: Request, model: str | None = None, detector: str | None = None,
                         draw: bool = False) -> Response:
         """An image (multipart field ``file``, or the raw body with an image content type) -> the
         same JSON as ``facekeypoints predict`` (boxes, scores, named keypoints, timings) plus the
         model card's summary; with ``draw=true``, a JPEG of the keypoints drawn on the image."""
         start = time.perf_counter()
+        model = model or default_model
         if model not in models:
-            raise _ClientError(404, f"unknown model {model!r}; known: {sorted(models)}")
-        chosen = detector or default_detector
+            raise _ClientError(404, f"unknown model {_short(model)}; known: {sorted(models)}")
+        chosen = (detector or default_detector).lower()
         if chosen not in DETECTORS:
-            raise _ClientError(404, f"unknown detector {chosen!r}; known: {sorted(DETECTORS)}")
+            raise _ClientError(404, f"unknown detector {_short(chosen)}; known: {sorted(DETECTORS)}")
         data = await _upload(request, max_body)
         received = time.perf_counter()
         work = asyncio.get_running_loop().run_in_executor(pool, _predict, loaded, model, chosen, data, max_pixels, draw)
@@ -165,8 +180,9 @@ async def _upload(request: Request, max_body: int) -> bytes:
             raise _ClientError(411, "a multipart upload needs a Content-Length header")
         try:
             form = await request.form(max_files=1, max_fields=10)
-        except Exception as err:  # Starlette's parser errors on a malformed body
-            raise _ClientError(400, f"the multipart body cannot be read ({type(err).__name__})") from None
+        except Exception as err:  # Starlette's parser: a missing boundary, too many files or fields, a cut body
+            detail = getattr(err, "detail", None) or str(err) or type(err).__name__
+            raise _ClientError(400, f"the multipart body cannot be read: {_short(str(detail))}") from None
         upload = form.get("file")
         if upload is None or isinstance(upload, str):
             raise _ClientError(400, "the multipart body has no file field named 'file'")
@@ -183,6 +199,11 @@ async def _upload(request: Request, max_body: int) -> bytes:
     if not size:
         raise _ClientError(400, "the body is empty; send the image's bytes")
     return b"".join(chunks)
+
+
+def _short(text: str, limit: int = 80) -> str:
+    """``text`` quoted, cut to ``limit`` characters: a client's long value is not echoed back whole."""
+    return repr(text if len(text) <= limit else text[:limit] + "...")
 
 
 def _version() -> str:

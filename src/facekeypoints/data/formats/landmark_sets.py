@@ -111,11 +111,11 @@ def read_dlib_xml(path: str | Path, *, load_images: bool = True) -> KeypointData
                 raise DataFormatError(path, problem) from None
         line = err.position[0] if err.position else "?"
         raise DataFormatError(path, f"line {line}: not well-formed XML ({err})") from None
-    images = root.find("images")
-    if images is None:
+    blocks = root.findall("images")
+    if not blocks:
         raise DataFormatError(path, "no <images> element: not a dlib imglab dataset file")
     cache, faces = _ImageCache(path), []
-    for i, image_node in enumerate(images.findall("image")):
+    for i, image_node in enumerate(node for block in blocks for node in block.findall("image")):
         file = image_node.get("file")
         if not file:
             raise DataFormatError(path, f"<image> number {i} has no file attribute", field="file")
