@@ -145,6 +145,15 @@ def run_bench(model: str | Path | None = None, *, random_model: str | None = Non
             report["backends"][backend]["frame_640x480"] = frame
             echo(f"{backend:6s} 640x480 frame: {frame['frame_ms']:.2f} ms (detection {frame['detection_ms']:.2f} ms, "
                  f"{frame['faces']} face, keypoints with refinement)")
+        try:  # the face detector of our own, when this install ships it
+            with_cnn = KeypointDetector(model, backend="onnx", threads=threads, detector="cnn")
+        except ValueError as err:
+            echo(f"onnx + cnn detector: left out ({err})")
+        else:
+            frame = bench_frame(with_cnn, demo_frame(), max(5, repeats // 5))
+            report["backends"]["onnx"]["frame_640x480_cnn_detector"] = frame
+            echo(f"onnx   640x480 frame, cnn detector: {frame['frame_ms']:.2f} ms (detection {frame['detection_ms']:.2f} "
+                 f"ms, {frame['faces']} face, keypoints with refinement)")
         if jitter_frames:
             report["jitter"] = _jitter(det, jitter_frames)
             j = report["jitter"]
