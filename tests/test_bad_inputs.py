@@ -461,7 +461,7 @@ def test_output_names_and_folders(tmp_path, capsys):
     (["train-detector", "--minutes", "inf"], "finite number"),
     (["train-detector", "--imm", ""], "--imm is empty"),
     (["train", "--config", "{tmp}/empty.yaml"], "the config file is empty"),
-    (["evaluate", "{tmp}/x.pts", "--boxes", "viola"], "unknown face detector 'viola'"),
+    (["evaluate", "{tmp}/x.pts", "--boxes", "viola"], "--boxes 'viola' is not one of labels"),
 ])
 def test_round_three_options_are_checked(argv, message, tmp_path, capsys):
     (tmp_path / "empty.yaml").write_text("")
