@@ -20,6 +20,7 @@ import numpy as np
 
 from facekeypoints import KeypointDetector
 from facekeypoints.data import read, split_indices
+from facekeypoints.data.framing import box_iou
 from facekeypoints.infer.detectors import DETECTORS
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "ytf68" / "train.csv"
@@ -34,15 +35,9 @@ def _sources() -> dict:
     return sources
 
 
-def _iou(a: np.ndarray, b: np.ndarray) -> float:
-    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    return w * h / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - w * h)
-
-
 def _matching_box(boxes: np.ndarray, labelled: np.ndarray) -> np.ndarray:
     """(1, 4): the box with the highest IoU with ``labelled`` if it is at least 0.4, else (0, 4)."""
-    scores = [_iou(b, labelled) for b in boxes]
+    scores = [box_iou(b, labelled) for b in boxes]
     if not scores or max(scores) < 0.4:
         return np.zeros((0, 4))
     return boxes[int(np.argmax(scores))][None]

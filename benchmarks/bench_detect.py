@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from facekeypoints.data import read, split_indices
+from facekeypoints.data.framing import box_iou
 from facekeypoints.data.images import read_image
 from facekeypoints.infer.bench import demo_frame
 from facekeypoints.infer.detectors import CnnDetector, DlibDetector, HaarDetector
@@ -73,16 +74,9 @@ def labelled_faces(name: str) -> dict[str, list[np.ndarray]]:
     return faces
 
 
-def iou(a: np.ndarray, b: np.ndarray) -> float:
-    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = w * h
-    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
-
-
 def match(truth: list[np.ndarray], found: np.ndarray, threshold: float = 0.4) -> tuple[int, int]:
     """(faces found, detections matching no face), greedy by IoU."""
-    pairs = sorted(((iou(t, d), i, j) for i, t in enumerate(truth) for j, d in enumerate(found)), reverse=True)
+    pairs = sorted(((box_iou(t, d), i, j) for i, t in enumerate(truth) for j, d in enumerate(found)), reverse=True)
     used_t, used_d = set(), set()
     for value, i, j in pairs:
         if value >= threshold and i not in used_t and j not in used_d:

@@ -22,8 +22,9 @@ from facekeypoints.atomic import atomic_path, check_target
 
 __all__ = ["main", "build_parser"]
 
-def at_least(low: int):
-    """An argparse type: an integer no smaller than ``low`` (argparse then prints a usage line)."""
+def at_least(low: int, high: int | None = None):
+    """An argparse type: an integer no smaller than ``low`` (and, given, no larger than ``high``);
+    argparse then prints a usage line."""
     def parse(text: str) -> int:
         try:
             value = int(text)
@@ -31,6 +32,8 @@ def at_least(low: int):
             raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
         if value < low:
             raise argparse.ArgumentTypeError(f"must be {low} or more, got {value}")
+        if high is not None and value > high:
+            raise argparse.ArgumentTypeError(f"must be {low}..{high}, got {value}")
         return value
     parse.__name__ = f"integer >= {low}"
     return parse
@@ -267,20 +270,19 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 def _evaluate_photos(args: argparse.Namespace) -> int:
     from facekeypoints.data import read
     from facekeypoints.evaluate.photos import evaluate_photos, model_for
-    from facekeypoints.infer.predictor import KeypointDetector
-
     from facekeypoints.infer.detectors import DETECTORS
+    from facekeypoints.infer.predictor import KeypointDetector
 
     args.boxes = args.boxes.lower()
     if args.boxes not in ("labels", *DETECTORS):
         raise ValueError(f"--boxes {args.boxes!r} is not one of labels, {', '.join(sorted(DETECTORS))}")
     data = read(args.data, load_images=False)  # photos are read one by one as they are scored
-    labels = args.boxes == "labels"
-    detector = KeypointDetector(args.model or model_for(data.schema.name), detector=None if labels else args.boxes,
+    labels, model = args.boxes == "labels", str(args.model or model_for(data.schema.name))
+    detector = KeypointDetector(model, detector=None if labels else args.boxes,
                                 box_frame="landmarks" if labels else None, mirror_tta=args.mirror_tta,
                                 device=args.device)
     r = evaluate_photos(data, detector, boxes=args.boxes, limit=args.limit)
-    r["model"] = str(args.model or model_for(data.schema.name))
+    r["model"] = model  # the name asked for, not the file it resolved to
     if r["rows_with_nme"] == 0:
         raise ValueError(f"{args.data}: no scored face has both of the {r['schema']} points that NME divides by "
                          "(the eye labels are missing or coincide)")
@@ -511,19 +513,12 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
-def _port(text: str) -> int:
-    port = at_least(1)(text)
-    if port > 65535:
-        raise argparse.ArgumentTypeError(f"a port is 1..65535, got {port}")
-    return port
-
-
 def _cmd_serve(args: argparse.Namespace) -> int:
+    import socket
+
     import uvicorn
 
     from facekeypoints.serve.app import create_app
-
-    import socket
 
     models = {}
     for item in args.model or []:  # NAME=PATH, or a shipped name
@@ -565,7 +560,7 @@ def _add_inference(sub) -> None:
     p.add_argument("--min-face", type=at_least(1), help="haar, cnn: find faces down to this many pixels in any image "
                    "(slower on large photos; default: whatever max-side allows)")
     p.add_argument("--max-side", type=at_least(16), help="haar, cnn: scale the image to this longer side before "
-                   "searching (defaults: haar 240, 64 px faces in a 640x480 frame; cnn 320, 32 px faces)")
+                   "searching (defaults: haar 240, 64 px faces in a 640x480 frame; cnn 480, plus a 240 pass for large faces)")
     p.add_argument("--no-draw", action="store_true", help="write JSON only, no drawn images or video")
     p.add_argument("--no-refine", action="store_true", help="one keypoint pass per face (no re-framing)")
     p.add_argument("--mirror-tta", action="store_true",
@@ -598,7 +593,7 @@ def _add_inference(sub) -> None:
     p.set_defaults(func=_cmd_bench)
     p = sub.add_parser("serve", help="the keypoint service: JSON API and a web page (FastAPI)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
-    p.add_argument("--port", type=_port, default=8000, help="1..65535 (default 8000)")
+    p.add_argument("--port", type=at_least(1, 65535), default=8000, help="1..65535 (default 8000)")
     p.add_argument("--workers", type=at_least(1), default=2, help="threads running models; more requests queue")
     p.add_argument("--model", action="append", metavar="NAME[=PATH]",
                    help="a model to serve (repeat); default: the shipped kaggle15 and ibug68")

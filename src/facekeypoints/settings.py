@@ -40,9 +40,9 @@ class SettingsError(ValueError):
 
 
 class _StrictLoader(yaml.SafeLoader):
-    """PyYAML's safe loader with two YAML 1.1 surprises removed: ``1e-3`` is a float (1.1 wants a
-    dot: "1.0e-3"), and a key given twice in one mapping is an error instead of the last one
-    silently winning."""
+    """PyYAML's safe loader without YAML 1.1's surprises: numbers are read as YAML 1.2 reads them
+    (see the resolvers below), and a key given twice in one mapping is an error instead of the
+    last one silently winning."""
 
     def construct_mapping(self, node, deep=False):
         seen: dict = {}

@@ -43,7 +43,7 @@ import numpy as np
 from facekeypoints.schema import KeypointSchema, SchemaError, load_schema
 
 __all__ = ["FRAMINGS", "KAGGLE_MEAN_FACE", "BOX_FRAME", "BOX_FRAMES", "MAX_SHAPE_ERROR", "framing_for", "template", "fit_similarity",
-           "anchor_points", "can_refine", "frame_from_box", "frame_shift", "box_from_frame", "frames_from_keypoints", "resize_frame",
+           "anchor_points", "can_refine", "frame_from_box", "frame_shift", "box_iou", "box_from_frame", "frames_from_keypoints", "resize_frame",
            "to_crop", "to_image", "invert", "warp_crops", "resize_image"]
 
 # How a model sees a face: aligned like the Kaggle faces, or the whole image resized.
@@ -185,6 +185,18 @@ def to_crop(m: np.ndarray, points: np.ndarray) -> np.ndarray:
 def to_image(m: np.ndarray, points: np.ndarray) -> np.ndarray:
     """(..., 2) crop pixels -> original-image pixels (the inverse of ``to_crop``)."""
     return to_crop(invert(m), points)
+
+
+def box_iou(a, b) -> float:
+    """Intersection over union of two x1, y1, x2, y2 boxes (0 when either is empty).
+
+    >>> box_iou([0, 0, 10, 10], [5, 0, 15, 10])
+    0.3333333333333333
+    """
+    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - w * h
+    return float(w * h / union) if union > 0 else 0.0
 
 
 def frame_shift(old: np.ndarray, new: np.ndarray, size: int) -> np.ndarray:

@@ -25,6 +25,7 @@ facekeypoints.data.dataset.DataFormatError: ...grey.png: image is 6x4 = 24 pixel
 """
 from __future__ import annotations
 
+import io
 import threading
 from pathlib import Path
 
@@ -33,7 +34,9 @@ import numpy as np
 
 from facekeypoints.data.dataset import DataFormatError
 
-__all__ = ["read_image", "decode_image", "image_size", "MAX_PIXELS"]
+__all__ = ["read_image", "decode_image", "image_size", "MAX_PIXELS", "OVER_LIMIT"]
+
+OVER_LIMIT = "over the limit of"  # in every pixel-limit error: a caller tells them from undecodable files
 
 # 100 megapixels: above nearly every camera photo (phones' 108 and 200 MP modes aside: raise it
 # for those), and what keeps a whole `predict` run under 1 GB: with drawing, a 100 MP JPEG peaked
@@ -50,7 +53,7 @@ def image_size(path: str | Path) -> tuple[int, int]:
     return _header(path)[:2]
 
 
-def _header(path: str | Path) -> tuple[int, int, bool, int]:
+def _header(path) -> tuple[int, int, bool, int]:
     """(width, height, has transparency, EXIF orientation 1..8) from the header; (0, 0, False, 1) for
     formats Pillow does not know."""
     from PIL import Image, UnidentifiedImageError
@@ -118,8 +121,6 @@ def read_image(path: str | Path, *, max_pixels: int | None = MAX_PIXELS) -> np.n
 def decode_image(data: bytes, *, max_pixels: int | None = MAX_PIXELS, name: str = "<upload>") -> np.ndarray:
     """``read_image`` for encoded bytes held in memory (an upload): the same checks and result;
     errors name ``name``."""
-    import io
-
     return _read(name, io.BytesIO(data), lambda: np.frombuffer(data, dtype=np.uint8), len(data), max_pixels)
 
 
@@ -128,7 +129,7 @@ def _read(path, source, load, size: int, max_pixels: int | None) -> np.ndarray:
     reads the header from (a path or a file object), ``load()`` gives the encoded bytes."""
     w, h, transparent, orientation = _header(source)
     if max_pixels is not None and w * h > max_pixels:
-        raise DataFormatError(path, f"image is {w}x{h} = {w * h} pixels, over the limit of {max_pixels} pixels "
+        raise DataFormatError(path, f"image is {w}x{h} = {w * h} pixels, {OVER_LIMIT} {max_pixels} pixels "
                                     "(max_pixels)")
     if max_pixels is not None and w * h == 0 and size > 0:  # decoding it could take any memory
         raise DataFormatError(path, "cannot decode image: its size cannot be read from its header (not an image, "
@@ -144,7 +145,7 @@ def _read(path, source, load, size: int, max_pixels: int | None) -> np.ndarray:
     if image is None:
         raise DataFormatError(path, "cannot decode image (empty, truncated, or not an image format OpenCV reads)")
     if max_pixels is not None and image.shape[0] * image.shape[1] > max_pixels:  # a format Pillow could not size
-        raise DataFormatError(path, f"image is {image.shape[1]}x{image.shape[0]} pixels, over the limit of "
+        raise DataFormatError(path, f"image is {image.shape[1]}x{image.shape[0]} pixels, {OVER_LIMIT} "
                                     f"{max_pixels} pixels (max_pixels)")
     return image
 

@@ -27,7 +27,16 @@ import numpy as np
 
 from facekeypoints.settings import from_dict
 
-__all__ = ["Preprocess", "SCALES"]
+__all__ = ["Preprocess", "SCALES", "DETECTOR_STRIDE", "detector_input"]
+
+# The face detector's input and output conventions, here (numpy only) so that its training
+# (models.face_detector, train.detector) and its ONNX inference (infer.detectors) share one copy.
+DETECTOR_STRIDE = 4  # input pixels per output cell
+
+
+def detector_input(images: np.ndarray) -> np.ndarray:
+    """(B, H, W, 3) RGB uint8 -> (B, 3, H, W) float32 in [-1, 1], the face detector's input."""
+    return (np.asarray(images, np.float32).transpose(0, 3, 1, 2) - 127.5) / 127.5
 
 # scale name -> (offset subtracted after dividing by 255); the value range is [-offset, 1 - offset]
 SCALES = {"unit": 0.0, "centered": 0.5}

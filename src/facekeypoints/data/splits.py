@@ -174,10 +174,10 @@ def imm_train_mask(data: KeypointData, train: Iterable[int] = range(1, 33),
     train, val = set(train), set(val)
     if train & val:
         raise ValueError(f"persons {sorted(train & val)} are in both train and val")
-    bad = next((p for p in data.person if not (isinstance(p, (str, int)) and str(p).isdigit())), "")
-    if bad != "":
+    bad = [p for p in data.person if not (isinstance(p, (str, int)) and str(p).isdigit())]
+    if bad:
         raise ValueError(f"{data.source}: the imm split needs IMM's numbered persons (file names like "
-                         f"01-1m.asf), got person {bad!r}; use a fraction split such as [0.8, 0.2]")
+                         f"01-1m.asf), got person {bad[0]!r}; use a fraction split such as [0.8, 0.2]")
     numbers = np.array([int(p) for p in data.person])
     left = sorted(set(numbers.tolist()) - train - val)
     if left:

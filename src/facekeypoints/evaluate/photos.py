@@ -94,21 +94,26 @@ def evaluate_photos(data: KeypointData, detector, *, boxes: str = "labels", limi
                 unusable.append(f"{name}: {str(err).split(': ', 1)[-1]}")
             continue
         result = detector(image)
-        hits = [j for j, face in enumerate(result) if _iou(face.box, labelled) >= 0.4]
+        hits = [j for j, face in enumerate(result) if framing.box_iou(face.box, labelled) >= 0.4]
         if not hits:
-            missed.append(str(data.paths[i]) if data.paths is not None else str(i))
+            missed.append(name)
             continue
-        best = max(hits, key=lambda j: _iou(result[j].box, labelled))
+        best = max(hits, key=lambda j: framing.box_iou(result[j].box, labelled))
         pred[i] = result.keypoints[best]
     scored = np.array([i for i in rows if np.isfinite(pred[i]).all()], int)
+    if not len(scored):
+        why = f"{unlabelled} faces without labelled points" + ("" if labels else f", {len(missed)} not found by "
+                                                                   f"the {boxes} detector")
+        why += f", {len(unusable)} unusable (the first: {unusable[0]})" if unusable else ""
+        raise ValueError(f"{data_path}: no face could be scored ({why})")
     p, t = pred[scored], truth[scored]
+    per_row = nme(p, t, schema)
     report = summarize(p, t, schema)
     report.pop("ced")
-    report["auc_8"] = ced(nme(p, t, schema), 0.08)[2]
+    report["auc_8"] = ced(per_row, 0.08)[2]
     report["regions"] = region_nme(p, t, schema)
     report["mean_error_xy"] = list(mean_error(p, t))
-    yaw = np.abs(yaw_proxy(schema.convert(t, "kaggle15") if schema.name != "kaggle15" else t))
-    per_row = nme(p, t, schema)
+    yaw = np.abs(yaw_proxy(schema.convert(t, "kaggle15")))
     report["by_turn"] = {}
     for lo, hi in YAW_BINS:
         inside = (yaw >= lo) & (yaw < hi) & np.isfinite(per_row)
@@ -116,20 +121,9 @@ def evaluate_photos(data: KeypointData, detector, *, boxes: str = "labels", limi
         report["by_turn"][key] = {"faces": int(inside.sum()),
                                   "nme": float(per_row[inside].mean()) if inside.any() else None,
                                   "fr_10": float((per_row[inside] > 0.10).mean()) if inside.any() else None}
-    if not len(scored):
-        why = f"{unlabelled} faces without labelled points" + ("" if labels else f", {len(missed)} not found by "
-                                                                   f"the {boxes} detector")
-        why += f", {len(unusable)} unusable (the first: {unusable[0]})" if unusable else ""
-        raise ValueError(f"{data_path}: no face could be scored ({why})")
     report.update(data=str(data_path), model=str(detector.runner.source), schema=schema.name, boxes=boxes, faces=len(rows),
                   scored=int(len(scored)), unlabelled=unlabelled, missed=len(missed), missed_files=missed[:20],
                   unusable=unusable[:20], unusable_count=len(unusable),
                   mirror_tta=bool(getattr(detector, "mirror_tta", False)))
     return report
 
-
-def _iou(a, b) -> float:
-    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - w * h
-    return w * h / union if union > 0 else 0.0

@@ -26,6 +26,8 @@ import cv2
 import numpy as np
 
 from facekeypoints.data.framing import BOX_FRAMES
+from facekeypoints.data.preprocess import DETECTOR_STRIDE, detector_input
+from facekeypoints.infer.onnx import open_session
 
 __all__ = ["FaceDetector", "HaarDetector", "DlibDetector", "CnnDetector", "DETECTORS", "make_detector", "check_boxes",
            "decode_centers", "shipped_detector"]
@@ -159,7 +161,6 @@ class CnnDetector:
     ``model``: an exported ``face_detector.onnx``; None: the one shipped in the package.
     """
 
-    STRIDE = 4  # input pixels per output cell: models.face_detector.STRIDE (not imported: no torch here)
     SMALLEST = 16  # face width in input pixels below which recall falls (trained on faces from 10 px)
     box_frame = BOX_FRAMES["landmarks"]
 
@@ -172,16 +173,7 @@ class CnnDetector:
         if max_side < 16 or not 0 < threshold < 1 or (coarse is not None and coarse < 16):
             raise ValueError(f"max_side and coarse must be >= 16 and threshold in (0, 1), got {max_side}, "
                              f"{coarse} and {threshold}")
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        if threads is not None:
-            options.intra_op_num_threads = int(threads)
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        try:
-            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        except Exception as err:  # onnxruntime's own exception types
-            raise ValueError(f"{path}: ONNX Runtime cannot load this detector ({type(err).__name__}: {err})") from None
+        self.session = open_session(path, threads)
         if min_face is not None and min_face < 1:
             raise ValueError(f"min_face must be >= 1 pixel, got {min_face}")
         self.max_side, self.threshold, self.min_face = int(max_side), float(threshold), min_face
@@ -201,12 +193,7 @@ class CnnDetector:
         scales = [min(scale, 2.0)]
         if self.coarse is not None and self.coarse / max(h, w) < 0.75 * scales[0]:
             scales.append(self.coarse / max(h, w))
-        found = np.concatenate([self._search(rgb, s) for s in scales])
-        if len(scales) > 1 and len(found):
-            keep = cv2.dnn.NMSBoxes(np.c_[found[:, :2], found[:, 2:4] - found[:, :2]].tolist(), found[:, 4].tolist(),
-                                    self.threshold, 0.4)
-            found = found[np.asarray(keep, int).reshape(-1)]
-        return found[np.argsort(-found[:, 4], kind="stable")]
+        return _suppress(np.concatenate([self._search(rgb, s) for s in scales]), self.threshold)
 
     def _search(self, rgb: np.ndarray, scale: float) -> np.ndarray:
         """Boxes found with the image scaled by ``scale`` (padded to a multiple of 16), in its pixels."""
@@ -215,9 +202,9 @@ class CnnDetector:
         small = cv2.resize(rgb, (sw, sh), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
         pw, ph = -(-sw // 16) * 16, -(-sh // 16) * 16
         x = np.zeros((1, 3, ph, pw), np.float32)
-        x[0, :, :sh, :sw] = (small.transpose(2, 0, 1).astype(np.float32) - 127.5) / 127.5
+        x[0, :, :sh, :sw] = detector_input(small[None])[0]
         heat, size, offset = self.session.run(None, {"image": x})
-        boxes = decode_centers(heat[0, 0], size[0], offset[0], self.threshold, self.STRIDE)
+        boxes = decode_centers(heat[0, 0], size[0], offset[0], self.threshold, DETECTOR_STRIDE)
         boxes[:, :4] /= scale
         return boxes
 
@@ -226,18 +213,25 @@ def decode_centers(heat: np.ndarray, size: np.ndarray, offset: np.ndarray, thres
                    stride: int) -> np.ndarray:
     """A CenterNet output -> (N, 5) boxes in input pixels, best first: the heatmap's (h, w) logits'
     3 x 3 local maxima above ``threshold`` (as a probability), sizes exp(size) cells, centres at
-    cell + offset, then non-maximum suppression at IoU 0.4 (neighbouring peaks of one large face)."""
+    cell + offset. Neighbouring peaks of one large face are left to ``_suppress``, which
+    ``CnnDetector.detect`` runs once over every scale's boxes."""
     prob = 1.0 / (1.0 + np.exp(-heat.astype(np.float32)))
     peaks = (prob >= cv2.dilate(prob, np.ones((3, 3), np.uint8))) & (prob > threshold)
     ys, xs = np.nonzero(peaks)
-    if not len(ys):
-        return np.zeros((0, 5))
     cx, cy = (xs + offset[0, ys, xs]) * stride, (ys + offset[1, ys, xs]) * stride
     bw, bh = np.exp(size[0, ys, xs]) * stride, np.exp(size[1, ys, xs]) * stride
     out = np.stack([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2, prob[ys, xs]], axis=1).astype(np.float64)
-    keep = cv2.dnn.NMSBoxes(np.c_[out[:, :2], out[:, 2:4] - out[:, :2]].tolist(), out[:, 4].tolist(), threshold, 0.4)
-    out = out[np.asarray(keep, int).reshape(-1)]
     return out[np.argsort(-out[:, 4], kind="stable")]
+
+
+def _suppress(boxes: np.ndarray, threshold: float) -> np.ndarray:
+    """(N, 5) boxes without those overlapping a better one at IoU > 0.4 (OpenCV's NMS), best first."""
+    if not len(boxes):
+        return np.zeros((0, 5))
+    keep = cv2.dnn.NMSBoxes(np.c_[boxes[:, :2], boxes[:, 2:4] - boxes[:, :2]].tolist(), boxes[:, 4].tolist(),
+                            threshold, 0.4)
+    boxes = boxes[np.asarray(keep, int).reshape(-1)]
+    return boxes[np.argsort(-boxes[:, 4], kind="stable")]
 
 
 def shipped_detector() -> Path:

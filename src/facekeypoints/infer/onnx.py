@@ -26,7 +26,7 @@ from facekeypoints.data.cache import cache_dir, file_digest
 from facekeypoints.models.card import ModelCard
 from facekeypoints.models.device import resolve_device
 
-__all__ = ["export_onnx", "OnnxRunner", "CARD_KEY", "cached_export"]
+__all__ = ["export_onnx", "OnnxRunner", "open_session", "CARD_KEY", "cached_export"]
 
 # torch's TorchScript exporter (dynamo=False) writes opsets up to 20 (torch.onnx._constants, private)
 _TORCHSCRIPT_MAX_OPSET = 20
@@ -76,6 +76,26 @@ def cached_export(checkpoint: str | Path, opset: int = 17) -> Path:
     return path
 
 
+def open_session(path: str | Path, threads: int | None):
+    """An ONNX Runtime CPU session of the file at ``path`` (keypoint models and the face detector):
+    full graph optimisation, ``threads`` intra-op threads (None: the library's), idle threads
+    sleeping; a file it cannot load is a ValueError naming it."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if threads is not None:
+        options.intra_op_num_threads = int(threads)
+    # Idle worker threads sleep instead of spinning: inference alternates with face detection
+    # and image work, and spinning threads took those cores (640x480 frame: 18-29 ms spinning,
+    # 11-15 ms not, on 2 cores; the model alone runs at the same speed either way).
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    try:
+        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as err:  # onnxruntime raises its own exception types for bad files
+        raise ValueError(f"{path}: ONNX Runtime cannot load this file ({type(err).__name__}: {err})") from None
+
+
 class OnnxRunner:
     """Run an exported model with ONNX Runtime on the CPU.
 
@@ -92,7 +112,7 @@ class OnnxRunner:
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"{path}: no such ONNX model file")
-        self.session = self._open(path, threads)
+        self.session = open_session(path, threads)
         # Batch 1 runs on its own one-thread session: handing a small face's convolutions to a
         # second thread costs more than it saves (default model on 2 cores: 0.52-0.57 ms with one
         # thread, 0.70-0.75 ms with two; from batch 2 on, two threads win).
@@ -102,23 +122,6 @@ class OnnxRunner:
         self.source = str(path)
         self._input = self.session.get_inputs()[0].name
 
-    @staticmethod
-    def _open(path: Path, threads: int | None):
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        if threads is not None:
-            options.intra_op_num_threads = int(threads)
-        # Idle worker threads sleep instead of spinning: inference alternates with face detection
-        # and image work, and spinning threads took those cores (640x480 frame: 18-29 ms spinning,
-        # 11-15 ms not, on 2 cores; the model alone runs at the same speed either way).
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        try:
-            return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        except Exception as err:  # onnxruntime raises its own exception types for bad files
-            raise ValueError(f"{path}: ONNX Runtime cannot load this file ({type(err).__name__}: {err})") from None
-
     def __call__(self, x: np.ndarray) -> np.ndarray:
         """(N, C, S, S) float32 -> (N, K, 2) float32 normalised coordinates."""
         if len(x) == 0:
@@ -126,7 +129,7 @@ class OnnxRunner:
         session = self.session
         if len(x) == 1:
             if self._single is None:
-                self._single = self._open(self._path, 1)
+                self._single = open_session(self._path, 1)
             session = self._single
         return session.run(None, {self._input: np.ascontiguousarray(x, dtype=np.float32)})[0]
 

@@ -47,9 +47,7 @@ class _Sink:
         self.path = None if kind == "stdout" else Path(target)
         self._files = contextlib.ExitStack()  # the temporary file, renamed onto path by close()
         if self.path is not None:
-            if self.path.is_dir():
-                raise ValueError(f"{self.path}: is a folder; a .{kind} output is a file")
-            check_target(self.path)
+            check_target(self.path)  # not a folder, and a place that can be written
             try:
                 tmp = self._files.enter_context(atomic_path(self.path))
                 # surrogateescape: a file name that is not UTF-8 is written back as the bytes it was

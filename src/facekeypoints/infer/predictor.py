@@ -213,12 +213,9 @@ class KeypointDetector:
         keypoints = self._predict_frames(planes, owners, frames, timings)
         if not (self.refine if refine is None else refine):
             return keypoints
-        # Refinement: frame each face on its keypoints and predict again, until its frame settles or
-        # REFINE_PASSES is reached; the answer is the mean of its last two passes. A box is only a
-        # first guess: from a loose one (a jittered box, the points' bounding box) the first pass
-        # is pulled toward the mean face and each pass moves partway, so a fixed single second pass
-        # left the result depending on the box source (68-point NME 5.9-9.4% by source on ytf68's
-        # validation people, settling at 5.8-6.4% here: benchmarks/bench_boxes.py).
+        # Refinement (see REFINE_PASSES): a box is only a first guess; from a loose one the first
+        # pass is pulled toward the mean face and each pass moves partway, so faces are re-framed
+        # until their frame settles, and the answer is the mean of their last two passes.
         previous = keypoints.copy()
         made_in = np.array(frames, np.float64).reshape(-1, 2, 3)  # the frame of each face's last pass
         active = np.ones(len(keypoints), bool)

@@ -105,13 +105,6 @@ def open_video(source) -> tuple[cv2.VideoCapture, str, float]:
     return capture, name, fps if fps and fps > 0 and math.isfinite(fps) else 30.0
 
 
-def _iou(a: np.ndarray, b: np.ndarray) -> float:
-    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - w * h
-    return w * h / union if union > 0 else 0.0
-
-
 def _follow(predictor, rgb: np.ndarray, tracks: list[_Track], timings: dict) -> list[_Track]:
     """Frame every track on its last keypoints (keeping its crop while the change is small), predict,
     and keep the tracks whose new keypoints are still face-shaped and inside the image."""
@@ -139,7 +132,7 @@ def _follow(predictor, rgb: np.ndarray, tracks: list[_Track], timings: dict) -> 
 
 def _best_match(box: np.ndarray, boxes: list[np.ndarray], taken: set) -> int:
     """Index of the box in ``boxes`` (not in ``taken``) overlapping ``box`` most with IoU > 0.3, else -1."""
-    overlap = [_iou(box, b) if i not in taken else 0.0 for i, b in enumerate(boxes)]
+    overlap = [framing.box_iou(box, b) if i not in taken else 0.0 for i, b in enumerate(boxes)]
     best = int(np.argmax(overlap)) if overlap else -1
     return best if best >= 0 and overlap[best] > 0.3 else -1
 

@@ -25,9 +25,11 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from facekeypoints.data.preprocess import DETECTOR_STRIDE
+
 __all__ = ["FaceCenterNet", "STRIDE", "center_targets", "detection_loss"]
 
-STRIDE = 4  # input pixels per output cell
+STRIDE = DETECTOR_STRIDE  # input pixels per output cell
 
 
 def _separable(cin: int, cout: int, stride: int = 1) -> nn.Sequential:

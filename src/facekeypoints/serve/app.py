@@ -37,7 +37,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from facekeypoints.data.dataset import DataFormatError
-from facekeypoints.data.images import decode_image
+from facekeypoints.data.images import OVER_LIMIT, decode_image
 from facekeypoints.infer.detectors import DETECTORS
 from facekeypoints.infer.predictor import KeypointDetector
 from facekeypoints.models.weights import SHIPPED
@@ -79,18 +79,18 @@ def create_app(models: dict[str, str | Path] | None = None, *, detector: str = "
         raise ValueError(f"unknown detector {detector!r}; known: {sorted(DETECTORS)}")
     if workers < 1 or max_body < 1:
         raise ValueError(f"workers and max_body must be >= 1, got {workers} and {max_body}")
-    loaded = _Models(models)
+    loaded, cards = _Models(models), {}
     for name in models:  # at start-up, not on a client's request: a bad file or detector stops the server here
         try:
-            loaded.get(name, detector)
+            cards[name] = loaded.get(name, detector).card.summary()
         except (ValueError, FileNotFoundError, OSError) as err:
             raise ValueError(f"model {name!r}: {err}") from None
+    page_html = resources.files("facekeypoints").joinpath("serve", "static", "index.html").read_text()
     default_model = "kaggle15" if "kaggle15" in models else next(iter(models))
     app = FastAPI(title="facekeypoints", summary="Faces and their keypoints in a photo.",
                   version=_version())
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="keypoints")
-    default_detector = detector
-    app.state.pool, app.state.models = pool, loaded
+    default_detector = detector  # the handler's query parameter takes the name
 
     @app.exception_handler(_ClientError)
     async def client_error(request: Request, err: _ClientError) -> JSONResponse:
@@ -117,7 +117,7 @@ def create_app(models: dict[str, str | Path] | None = None, *, detector: str = "
 
     @app.get("/", response_class=HTMLResponse)
     async def page() -> str:
-        return resources.files("facekeypoints").joinpath("serve", "static", "index.html").read_text()
+        return page_html
 
     @app.post("/v1/keypoints", responses={400: {}, 404: {}, 411: {}, 413: {}, 415: {}})
     async def keypoints(request: Request, model: str | None = None, detector: str | None = None,
@@ -139,7 +139,7 @@ def create_app(models: dict[str, str | Path] | None = None, *, detector: str = "
         if drawing is not None:
             return Response(drawing, media_type="image/jpeg")
         body = result.to_dict()
-        body.update(source="upload", model=_card(loaded, model, chosen), detector=chosen)
+        body.update(source="upload", model=cards[model], detector=chosen)
         body["timings"] = {**body.get("timings", {}), "upload": round((received - start) * 1000, 3),
                            "total": round((time.perf_counter() - start) * 1000, 3)}
         return JSONResponse(body)
@@ -147,21 +147,17 @@ def create_app(models: dict[str, str | Path] | None = None, *, detector: str = "
     return app
 
 
-def _card(loaded: _Models, model: str, detector: str) -> dict:
-    return loaded.get(model, detector).card.summary()
-
-
 def _predict(loaded: _Models, model: str, detector: str, data: bytes, max_pixels: int | None, draw: bool):
     """In a worker thread: decode (the header's size checked first), detect, predict, maybe draw."""
     try:
         rgb = decode_image(data, max_pixels=max_pixels, name="upload")
     except DataFormatError as err:
-        status = 413 if "over the limit" in str(err) else 400
-        raise _ClientError(status, str(err)) from None
+        raise _ClientError(413 if OVER_LIMIT in err.reason else 400, str(err)) from None
     try:
-        result = loaded.get(model, detector)(rgb)
-    except (ValueError, FileNotFoundError) as err:  # e.g. a detector whose extra or weights are not installed
-        raise _ClientError(404 if "detector" in str(err) else 400, str(err).split(": ", 1)[-1]) from None
+        pipeline = loaded.get(model, detector)
+    except (ValueError, FileNotFoundError) as err:  # a detector whose extra or weights are not installed
+        raise _ClientError(404, str(err).split(": ", 1)[-1]) from None
+    result = pipeline(rgb)
     if not draw:
         return result, None
     ok, jpeg = cv2.imencode(".jpg", cv2.cvtColor(result.draw(rgb), cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 90])

@@ -31,6 +31,7 @@ import torch
 
 from facekeypoints.atomic import atomic_path
 from facekeypoints.data import read, split_indices
+from facekeypoints.data.preprocess import detector_input
 from facekeypoints.data.splits import imm_train_mask
 from facekeypoints.models.face_detector import FaceCenterNet, center_targets, detection_loss
 
@@ -180,11 +181,6 @@ def _shown(owner: np.ndarray, k: int, box: np.ndarray) -> float:
     return float((owner[y1:y2, x1:x2] == k).sum()) / (max(box[2] - box[0], 1.0) * max(box[3] - box[1], 1.0))
 
 
-def to_input(images: np.ndarray) -> np.ndarray:
-    """(B, H, W, 3) RGB uint8 -> (B, 3, H, W) float32 in [-1, 1], the network's input."""
-    return (np.asarray(images, np.float32).transpose(0, 3, 1, 2) - 127.5) / 127.5
-
-
 class _Mosaics(torch.utils.data.IterableDataset):
     """Endless batches of mosaics and their targets, drawn in a DataLoader worker process so that
     drawing overlaps the training step (a batch of 16 takes about 0.4 s to draw)."""
@@ -197,7 +193,7 @@ class _Mosaics(torch.utils.data.IterableDataset):
         while True:
             samples = [mosaic(self.pool, rng) for _ in range(self.batch_size)]
             targets = center_targets([s[1] for s in samples], *CANVAS, ignore=[s[2] for s in samples])
-            yield to_input(np.stack([s[0] for s in samples])), targets
+            yield detector_input(np.stack([s[0] for s in samples])), targets
 
 
 def train_detector(out: str | Path, pool: FacePool, *, minutes: float = 60.0, batch_size: int = 16,

@@ -101,10 +101,6 @@ def detect_format(path: str | Path) -> str:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file or folder")
     suffix = path.suffix.lower()
-    if suffix not in (".zip", ".gz", ".mat", ".xml"):  # binary containers; XML declares its own encoding
-        with open(path, "rb") as raw:
-            if problem := encoding_problem(raw.read(4096)):
-                raise DataFormatError(path, problem)
     if suffix in _PER_FACE_SUFFIXES and suffix != ".ljson":
         return _PER_FACE_SUFFIXES[suffix]
     if suffix in (".csv", ".zip", ".gz"):
@@ -113,7 +109,11 @@ def detect_format(path: str | Path) -> str:
         return _json_format(path)
     if suffix == ".xml":
         return "dlib_xml"
-    head = path.read_bytes()[:256].lstrip()  # no telling suffix: look at the content
+    with open(path, "rb") as raw:  # no telling suffix: look at the content
+        head = raw.read(4096)
+    if problem := encoding_problem(head):  # the readers say so too; here the sniffing below would not match
+        raise DataFormatError(path, problem)
+    head = head[:256].lstrip()
     if head.startswith(b"version:") or head.startswith(b"n_points"):
         return "pts"
     if head.startswith(b"<?xml") or head.startswith(b"<dataset"):

@@ -50,10 +50,10 @@ def _csv_rows(path: Path) -> tuple[list[str], list[list[str]]]:
         offset = raw.index(b"\x00")
         raise DataFormatError(path, f"binary data (NUL byte at offset {offset}), not a CSV text file")
     raw = raw.rstrip(b"\r\n\t ") + b"\n"  # trailing blank lines hold no rows (20 M of them took 1.6 GB as rows)
-    longest = max(raw.splitlines(), key=len)  # a row is about 1 KB; one of megabytes is no row of ours
-    if len(longest) > _MAX_LINE:
-        row = raw.splitlines().index(longest)
-        raise DataFormatError(path, f"a line of {len(longest)} bytes, over {_MAX_LINE}: not a ytf68 CSV row", row=row)
+    lengths = [len(line) for line in raw.splitlines()]  # a row is about 1 KB; one of megabytes is no row of ours
+    row = max(range(len(lengths)), key=lengths.__getitem__)
+    if lengths[row] > _MAX_LINE:
+        raise DataFormatError(path, f"a line of {lengths[row]} bytes, over {_MAX_LINE}: not a ytf68 CSV row", row=row)
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as err:
