@@ -64,8 +64,12 @@ def main() -> int:
     val = val[:args.limit] if args.limit else val
     sources = _sources()
     models = {name: KeypointDetector("ibug68", detector=None, box_frame=name) for name in [*sources, "landmarks"]}
+    passes = {"count": 0}  # model passes, one face per call: refinement's cost
+    for det in models.values():
+        det._predict_frames = _counting(det._predict_frames, passes)
     rng = np.random.default_rng(0)
     errors: dict[str, list[float]] = {f"{n}{j}": [] for n in models for j in ("", " jittered")}
+    per_face: list[int] = []
     for i in val:
         image, truth = data.image(i), data.keypoints[i]
         points = truth[np.isfinite(truth).all(-1)]
@@ -79,14 +83,24 @@ def main() -> int:
         iod = np.linalg.norm(truth[36] - truth[45])
         for name, box in boxes.items():
             for suffix, b in (("", box[0]), (" jittered", _jitter(box[0], rng, args.jitter))):
+                before = passes["count"]
                 predicted = models[name](image, boxes=[b]).keypoints[0]
+                per_face.append(passes["count"] - before)
                 errors[name + suffix].append(float(np.nanmean(np.linalg.norm(predicted - truth, axis=-1)) / iod))
     n = len(errors["haar"])
     print(f"ibug68 model, {n} ytf68 validation faces found by every source, refinement on")
     best = min(np.mean(e) for e in errors.values())
     for name, e in errors.items():
         print(f"  {name:22s} NME {100 * np.mean(e):.2f}%  ({100 * (np.mean(e) - best):+.2f} points from the best)")
+    print(f"model passes per face (refinement until settled): mean {np.mean(per_face):.2f}, max {max(per_face)}")
     return 0
+
+
+def _counting(predict_frames, passes: dict):
+    def counted(*args, **kwargs):
+        passes["count"] += 1
+        return predict_frames(*args, **kwargs)
+    return counted
 
 
 if __name__ == "__main__":

@@ -54,6 +54,7 @@ SETTINGS = {
     "cnn 480, no coarse pass": lambda: CnnDetector(CNN["path"], coarse=None),
     "cnn 320 + coarse 160": lambda: CnnDetector(CNN["path"], max_side=320, coarse=160),
     "cnn 640 + coarse 240": lambda: CnnDetector(CNN["path"], max_side=640),
+    "cnn threshold 0.55": lambda: CnnDetector(CNN["path"], threshold=0.55),
 }
 
 

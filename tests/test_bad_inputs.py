@@ -490,3 +490,34 @@ def _partial():
     data = make_faces(32, missing=False)
     data.keypoints[:, 0] = np.nan
     return data
+
+
+# ---- round 4 ---------------------------------------------------------------------------------------
+def test_every_dlib_images_block_is_read(tmp_path):
+    cv2.imwrite(str(tmp_path / "a.jpg"), np.zeros((50, 50, 3), np.uint8))
+    parts = "".join(f"<part name='{i:02d}' x='{10 + i % 20}' y='{10 + i // 20}'/>" for i in range(68))
+    block = f"<images><image file='a.jpg'><box top='5' left='5' width='30' height='30'>{parts}</box></image></images>"
+    (tmp_path / "f.xml").write_text(f"<?xml version='1.0'?>\n<dataset>{block}{block}</dataset>\n")
+    assert len(read(tmp_path / "f.xml", load_images=False)) == 2
+
+
+def test_detector_names_and_ports_are_checked_as_typed(capsys):
+    code, _, err = run(["predict", GRACE_HOPPER, "--detector", "HAAR", "--min-face", "30", "-o", "-", "--quiet"],
+                       capsys)
+    assert code == 0, err  # HAAR is haar, sizing options included
+    code, _, err = run(["serve", "--port", "70000"], capsys)
+    assert code == 2 and "must be 1..65535, got 70000" in err
+    code, _, err = run(["serve", "--host", "999.1.1.1"], capsys)
+    assert code == 2 and "--host '999.1.1.1': not an address" in err
+
+
+def test_dlib_searches_a_large_photo_shrunk_and_answers_in_its_pixels():
+    pytest.importorskip("dlib")
+    from facekeypoints.infer.detectors import DlibDetector
+
+    photo = read_image(GRACE_HOPPER)
+    big = cv2.resize(photo, (photo.shape[1] * 4, photo.shape[0] * 4))  # 2048 x 2400: over max_side 1280
+    small_boxes = DlibDetector(upsample=0).detect(photo)
+    big_boxes = DlibDetector(upsample=0, max_side=1280).detect(big)
+    assert len(small_boxes) == len(big_boxes) == 1
+    assert np.allclose(big_boxes[0, :4] / 4, small_boxes[0, :4], atol=12)  # the same face, in the big photo's pixels
