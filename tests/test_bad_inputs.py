@@ -509,6 +509,17 @@ def test_detector_names_and_ports_are_checked_as_typed(capsys):
     assert code == 2 and "must be 1..65535, got 70000" in err
     code, _, err = run(["serve", "--host", "999.1.1.1"], capsys)
     assert code == 2 and "--host '999.1.1.1': not an address" in err
+    code, _, err = run(["serve", "--model", "kaggle15", "--model", "kaggle15=ibug68"], capsys)
+    assert code == 2 and "the name 'kaggle15' is already served" in err
+
+
+def test_train_detector_checks_its_paths_before_reading_photos(tmp_path, capsys):
+    (tmp_path / "afile").write_text("x")
+    code, _, err = run(["train-detector", "--imm", tmp_path / "none", "--minutes", "1"], capsys)
+    assert code == 2 and "--imm" in err and "no such file or folder" in err
+    code, _, err = run(["train-detector", "--ytf68", tmp_path / "afile", "--imm", tmp_path / "afile",
+                        "--out", tmp_path / "afile", "--minutes", "1"], capsys)
+    assert code == 2 and "afile: exists and is not a folder" in err
 
 
 def test_dlib_searches_a_large_photo_shrunk_and_answers_in_its_pixels():

@@ -17,6 +17,7 @@ import os
 import re
 import sys
 from importlib.metadata import version
+from pathlib import Path
 
 from facekeypoints.atomic import atomic_path, check_target
 
@@ -235,6 +236,10 @@ def _cmd_train_detector(args: argparse.Namespace) -> int:
     for option, value in (("--ytf68", args.ytf68), ("--imm", args.imm), ("--out", args.out)):
         if not value.strip():
             raise ValueError(f"{option} is empty; give a path")
+    for option, value in (("--ytf68", args.ytf68), ("--imm", args.imm)):  # before a minute of reading photos
+        if not Path(value).exists():
+            raise ValueError(f"{option} {value}: no such file or folder")
+    check_target(args.out, folder=True)
     pool = FacePool.from_datasets(args.ytf68, args.imm)
     summary = train_detector(args.out, pool, minutes=args.minutes, batch_size=args.batch_size, threads=args.threads,
                              progress=not args.quiet)
@@ -332,8 +337,6 @@ def _cmd_submit(args: argparse.Namespace) -> int:
 
 
 def _cmd_grid(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from facekeypoints.train.grid import run_grid
 
     if not Path(args.folder).exists():
@@ -426,8 +429,6 @@ PREDICT_EXAMPLES = """examples:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from facekeypoints.infer.files import CSV_SUFFIXES, predict_paths
     from facekeypoints.infer.kaggle import predict_kaggle_csv, write_keypoint_csv
     from facekeypoints.infer.predictor import KeypointDetector
@@ -482,8 +483,6 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from facekeypoints.infer.onnx import export_onnx
     from facekeypoints.models.checkpoint import slim_checkpoint
     from facekeypoints.models.weights import resolve_checkpoint
@@ -525,6 +524,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         name, eq, path = item.partition("=")
         if not name or (eq and not path):
             raise ValueError(f"--model {item!r}: give NAME=PATH or a shipped model's name")
+        if name in models:
+            raise ValueError(f"--model {item!r}: the name {name!r} is already served; give each model its own name")
         models[name] = path or name
     try:
         socket.getaddrinfo(args.host, args.port)
