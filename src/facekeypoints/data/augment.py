@@ -198,12 +198,14 @@ def _move_keypoints(keypoints: torch.Tensor, m: np.ndarray, schema: KeypointSche
 
 def augment_batch(images: torch.Tensor, keypoints: torch.Tensor, schema: KeypointSchema, cfg: Augment,
                   generator: torch.Generator, *, value_range: tuple[float, float] = (0.0, 1.0),
-                  ) -> tuple[torch.Tensor, torch.Tensor]:
+                  with_matrices: bool = False) -> tuple[torch.Tensor, ...]:
     """Randomly augment a batch; the same ``generator`` state gives the same result.
 
     images : (B, C, H, W) float tensor with values in ``value_range`` (pass
         ``Preprocess.value_range``). keypoints : (B, K, 2) pixel coordinates, NaN where missing.
-    Returns new (images (B, C, H, W), keypoints (B, K, 2)); the inputs are not modified.
+    Returns new (images (B, C, H, W), keypoints (B, K, 2)); the inputs are not modified. With
+    ``with_matrices`` also the (B, 3, 3) float64 pixel matrices that moved each face (identity
+    when nothing geometric is on), e.g. for ``train.label_offset``.
     Geometry is applied first (one resampling), then brightness, contrast, colour, noise.
     """
     _check_batch(images, keypoints, schema)
@@ -213,13 +215,14 @@ def augment_batch(images: torch.Tensor, keypoints: torch.Tensor, schema: Keypoin
         raise ValueError(f"value_range must be (low, high) with low < high, got {value_range!r}")
     b, _, h, w = images.shape
     u = _uniforms(b, generator)
+    matrices = _affine_from_uniforms(cfg, u, (h, w)) if cfg.geometric else np.repeat(np.eye(3)[None], b, 0)
     if cfg.geometric:
-        images, keypoints = warp_affine(images, keypoints, _affine_from_uniforms(cfg, u, (h, w)), schema, cfg.padding)
+        images, keypoints = warp_affine(images, keypoints, matrices, schema, cfg.padding)
     else:
         keypoints = keypoints.clone()
         keypoints[keypoints.isnan().any(-1)] = float("nan")  # as the warp does: a point is whole or missing
     images = _photometric(images, cfg, u[:, 5:9], generator, value_range)
-    return images, keypoints
+    return (images, keypoints, torch.from_numpy(matrices)) if with_matrices else (images, keypoints)
 
 
 def _check_batch(images: torch.Tensor, keypoints: torch.Tensor, schema: KeypointSchema) -> None:

@@ -25,6 +25,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field, replace
 
+import numpy as np
+
 from facekeypoints.data.framing import FRAMINGS, framing_for
 from facekeypoints.data.pipeline import DataConfig
 from facekeypoints.data.preprocess import Preprocess
@@ -33,7 +35,7 @@ from facekeypoints.settings import SettingsError, from_dict
 
 __all__ = ["ModelCard", "CARD_VERSION", "CardError"]
 
-CARD_VERSION = 2  # 1: the pre-card layout (separate model/schema/preprocess/config entries)
+CARD_VERSION = 3  # 1: the pre-card layout (separate model/schema/preprocess/config entries); 3: label_offset
 
 
 class CardError(ValueError):
@@ -54,6 +56,9 @@ class ModelCard:
     options : the model family's own keywords (e.g. ``{"channels": [8, 16, 32, 64]}``).
     trained_on : the training run's data section (file, people, split, framing), or None.
     metrics : validation figures of these weights (epoch, val_rmse, val_mae, ...), in pixels.
+    label_offset : (K, 2) pixels of the model input, or None: the training labellers' own placement
+        of each point, beside where a mirror-symmetric model puts it (``train.label_offset``). Added
+        to predictions only to score against labels made the same way (the Kaggle crops' own path).
     version : the card layout's version, ``CARD_VERSION`` when written now.
     """
 
@@ -66,6 +71,7 @@ class ModelCard:
     options: dict = field(default_factory=dict)
     trained_on: DataConfig | None = None
     metrics: dict = field(default_factory=dict)
+    label_offset: tuple | None = None
     version: int = CARD_VERSION
 
     def __post_init__(self) -> None:
@@ -76,6 +82,9 @@ class ModelCard:
         if (self.preprocess.size, self.preprocess.channels) != (self.input_size, self.in_channels):
             raise CardError(f"preprocess makes {self.preprocess.channels}x{self.preprocess.size}x{self.preprocess.size} "
                             f"inputs but the model takes {self.in_channels}x{self.input_size}x{self.input_size}")
+        if self.label_offset is not None:
+            offset = _offset_array(self.label_offset, self.schema.num_keypoints)
+            object.__setattr__(self, "label_offset", tuple(tuple(float(v) for v in p) for p in offset))
         if self.version > CARD_VERSION:
             raise CardError(f"model card version {self.version} is newer than this facekeypoints reads "
                             f"({CARD_VERSION}); upgrade facekeypoints")
@@ -85,7 +94,8 @@ class ModelCard:
         return {"version": self.version, "model": self.model, "options": dict(self.options),
                 "schema": self.schema.to_dict(), "input_size": self.input_size, "in_channels": self.in_channels,
                 "preprocess": self.preprocess.to_dict(), "framing": self.framing,
-                "trained_on": self.trained_on.to_dict() if self.trained_on else None, "metrics": dict(self.metrics)}
+                "trained_on": self.trained_on.to_dict() if self.trained_on else None, "metrics": dict(self.metrics),
+                "label_offset": [list(p) for p in self.label_offset] if self.label_offset is not None else None}
 
     @classmethod
     def from_dict(cls, d: dict, source: str = "model card") -> "ModelCard":
@@ -116,6 +126,17 @@ class ModelCard:
                 "input": f"{self.in_channels}x{self.input_size}x{self.input_size}", "framing": self.framing,
                 "trained_on": self.trained_on.train if self.trained_on else None,
                 "val_rmse": self.metrics.get("val_rmse")}
+
+
+def _offset_array(values, keypoints: int):
+    """``label_offset`` as a (K, 2) finite float array, or a CardError saying what is wrong."""
+    try:
+        offset = np.asarray(values, dtype=float)
+    except (TypeError, ValueError):
+        raise CardError(f"label_offset must be {keypoints} [x, y] pairs of numbers") from None
+    if offset.shape != (keypoints, 2) or not np.isfinite(offset).all():
+        raise CardError(f"label_offset must be {keypoints} finite [x, y] pairs, got shape {offset.shape}")
+    return offset
 
 
 def _from_version_1(d: dict, source: str) -> dict:

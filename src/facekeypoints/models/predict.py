@@ -88,11 +88,13 @@ def _elapsed_ms(start: float) -> float:
     return (time.perf_counter() - start) * 1000.0
 
 
-def predict_inputs(runner, x: np.ndarray, *, mirror: bool = False, batch_size: int = 256) -> np.ndarray:
+def predict_inputs(runner, x: np.ndarray, *, mirror: bool = False, batch_size: int = 256,
+                   label_offset: bool = False) -> np.ndarray:
     """Preprocessed inputs (N, C, S, S) float32 -> (N, K, 2) float64 keypoints in input pixels.
 
     With ``mirror`` each input is also run mirrored, its keypoints mirrored back (left/right names
-    swapped by the card's schema) and the two predictions averaged.
+    swapped by the card's schema) and the two predictions averaged. With ``label_offset`` the card's
+    labeller offset (if it has one) is added: where the training data's labellers put each point.
     """
     x = np.asarray(x, np.float32)
     size = tuple(x.shape[-2:])
@@ -104,7 +106,10 @@ def predict_inputs(runner, x: np.ndarray, *, mirror: bool = False, batch_size: i
             back = decode(runner(np.ascontiguousarray(batch[..., ::-1])).astype(np.float64), size)
             p = 0.5 * (p + runner.card.schema.flip(back, size[-1]))
         parts.append(p)
-    return np.concatenate(parts)
+    out = np.concatenate(parts)
+    if label_offset and runner.card.label_offset is not None:
+        out += np.asarray(runner.card.label_offset)
+    return out
 
 
 def plane(image: np.ndarray, channels: int) -> np.ndarray:
@@ -115,10 +120,12 @@ def plane(image: np.ndarray, channels: int) -> np.ndarray:
     return image if image.ndim == 3 else cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
 
 
-def predict_crops(runner, crops: np.ndarray, *, mirror: bool = False, batch_size: int = 256) -> np.ndarray:
+def predict_crops(runner, crops: np.ndarray, *, mirror: bool = False, batch_size: int = 256,
+                  label_offset: bool = True) -> np.ndarray:
     """Faces already framed like the training data (e.g. Kaggle CSV images): (N, H, H[, 3]) uint8
     -> (N, K, 2) keypoints in the crops' pixels. Crops of another size than the model's input are
-    rescaled (bilinear); crops of the input size go in untouched."""
+    rescaled (bilinear); crops of the input size go in untouched. Such crops come with labels made
+    like the training data's, so ``label_offset`` (the card's labeller offset) is on by default."""
     crops = np.asarray(crops)
     if crops.dtype != np.uint8 or crops.ndim not in (3, 4) or crops.shape[1] != crops.shape[2]:
         raise ValueError(f"crops must be (N, H, H) or (N, H, H, 3) uint8, got {crops.dtype} {crops.shape}")
@@ -126,11 +133,11 @@ def predict_crops(runner, crops: np.ndarray, *, mirror: bool = False, batch_size
     if crops.shape[1] == size:
         x = runner.card.preprocess([plane(c, runner.card.in_channels) for c in crops]) if len(crops) else \
             np.zeros((0, runner.card.in_channels, size, size), np.float32)
-        return predict_inputs(runner, x, mirror=mirror, batch_size=batch_size)
+        return predict_inputs(runner, x, mirror=mirror, batch_size=batch_size, label_offset=label_offset)
     frame = framing.resize_frame(crops.shape[1:3], size)
     planes = {i: plane(c, runner.card.in_channels) for i, c in enumerate(crops)}
     return predict_frames(runner, planes, np.arange(len(crops)), np.repeat(frame[None], len(crops), 0),
-                          mirror=mirror, batch_size=batch_size)
+                          mirror=mirror, batch_size=batch_size, label_offset=label_offset)
 
 
 def _cut(runner, planes: dict, owners: np.ndarray, frames: np.ndarray) -> np.ndarray:
@@ -148,8 +155,11 @@ def _cut(runner, planes: dict, owners: np.ndarray, frames: np.ndarray) -> np.nda
 
 
 def predict_frames(runner, planes: dict, owners: np.ndarray, frames: np.ndarray, *, mirror: bool = False,
-                   batch_size: int = 256, timings: dict | None = None) -> np.ndarray:
+                   batch_size: int = 256, timings: dict | None = None, label_offset: bool = False) -> np.ndarray:
     """Faces framed by ``frames`` (F, 2, 3) -> (F, K, 2) float64 keypoints in original-image pixels.
+
+    ``label_offset`` adds the card's labeller offset (``predict_inputs``); off for photos, where
+    the point itself is wanted rather than one labeller's habit.
 
     Face f lies in ``planes[owners[f]]``, an (H, W) or (H, W, 3) uint8 image already in the model's
     colour (see ``plane``). ``timings`` (ms), when given, gains preprocess, model and postprocess time.
@@ -162,7 +172,7 @@ def predict_frames(runner, planes: dict, owners: np.ndarray, frames: np.ndarray,
                                                           np.float32)
     timings["preprocess"] = timings.get("preprocess", 0.0) + _elapsed_ms(start)
     start = time.perf_counter()
-    in_crop = predict_inputs(runner, x, mirror=mirror, batch_size=batch_size)
+    in_crop = predict_inputs(runner, x, mirror=mirror, batch_size=batch_size, label_offset=label_offset)
     timings["model"] = timings.get("model", 0.0) + _elapsed_ms(start)
     start = time.perf_counter()
     inverse = framing.invert(np.asarray(frames).reshape(-1, 2, 3))

@@ -68,6 +68,7 @@ class TrainConfig:
     device: str = "auto"  # auto (the GPU when there is one) | cpu | cuda | cuda:N | mps
     amp: str = "none"  # mixed precision: none | bf16 | fp16 (fp16 on GPUs only)
     channels_last: bool | None = None  # NHWC memory layout; null: on for CUDA, off on the CPU
+    label_offset: bool = False  # learn the labellers' mirror-breaking offset (train/label_offset.py)
 
     def __post_init__(self) -> None:
         positive = {"epochs": self.epochs, "batch_size": self.batch_size, "log_every": self.log_every,

@@ -20,7 +20,7 @@ import os
 import signal
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +40,7 @@ from facekeypoints.models.device import amp_dtype, resolve_device
 from facekeypoints.models.predict import TorchRunner, predict_inputs
 from facekeypoints.schema import load_schema
 from facekeypoints.train.config import Config, TrainConfig
+from facekeypoints.train.label_offset import LabelOffset
 from facekeypoints.train.losses import make_loss
 
 __all__ = ["fit", "TrainState"]
@@ -76,15 +77,19 @@ class _Run:
     device: str = "cpu"
     amp: torch.dtype | None = None  # autocast dtype, None for full float32
     scaler: torch.amp.GradScaler | None = None  # float16 only: its small range needs loss scaling
+    offset: LabelOffset | None = None  # train.label_offset: the labellers' learned offset
     rank: int = 0
     world: int = 1
 
 
-def _optimizer(model, t: TrainConfig):
+def _optimizer(model, t: TrainConfig, offset: LabelOffset | None = None):
     cls = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}.get(t.optimizer)
     if cls is None:
         raise ValueError(f"train.optimizer: {t.optimizer!r} is not one of adam, adamw")
-    return cls(model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
+    groups = [{"params": model.parameters()}]
+    if offset is not None:  # no weight decay: it would pull the labellers' offset towards zero
+        groups.append({"params": offset.parameters(), "weight_decay": 0.0})
+    return cls(groups, lr=t.lr, weight_decay=t.weight_decay)
 
 
 def _scheduler(opt, t: TrainConfig):
@@ -130,9 +135,10 @@ def _setup(cfg: Config) -> _Run:
     card = card_for(model, preprocess=pre, framing=framing_for(cfg.data.frame, "data.frame"), trained_on=cfg.data)
     layout = torch.channels_last if _channels_last(t, device) else torch.contiguous_format
     model = model.to(device=device, memory_format=layout)
-    opt = _optimizer(model, t)
+    offset = LabelOffset(card.schema).to(device) if t.label_offset else None
+    opt = _optimizer(model, t, offset)
     scaler = torch.amp.GradScaler(device.split(":")[0]) if dtype == torch.float16 else None
-    return _Run(cfg=cfg, model=model, card=card, opt=opt, sched=_scheduler(opt, t),
+    return _Run(cfg=cfg, model=model, card=card, opt=opt, sched=_scheduler(opt, t), offset=offset,
                 loss_fn=make_loss(t.loss, **t.loss_params), train_x=train_x.to(device, memory_format=layout),
                 train_kp=torch.from_numpy(train.keypoints.copy()).to(device), val_x=val_x,
                 val_kp=torch.from_numpy(val.keypoints.copy()), data_report=report, device=device, amp=dtype,
@@ -175,6 +181,8 @@ def _resume(run: _Run, path: Path) -> TrainState:
     if ckpt.training.get("config"):
         _check_same_recipe(ckpt.training["config"], run.cfg, path)
     run.model.load_state_dict(ckpt.state_dict)
+    if run.offset is not None and ckpt.card.label_offset is not None:
+        run.offset.load_pixels(ckpt.card.label_offset)
     run.opt.load_state_dict(ckpt.training["optimizer"])
     if run.sched is not None and ckpt.training.get("scheduler"):
         run.sched.load_state_dict(ckpt.training["scheduler"])
@@ -183,9 +191,16 @@ def _resume(run: _Run, path: Path) -> TrainState:
     return TrainState(**ckpt.training["train_state"])
 
 
+def _card(run: _Run) -> ModelCard:
+    """The run's card with the labellers' offset learned so far (train.label_offset)."""
+    if run.offset is None:
+        return run.card
+    return replace(run.card, label_offset=run.offset.pixels().detach().cpu().tolist())
+
+
 def _save(run: _Run, state: TrainState, path: Path, metrics: dict | None = None) -> None:
     if run.rank == 0:
-        card = run.card.with_metrics(metrics) if metrics else run.card
+        card = _card(run).with_metrics(metrics) if metrics else _card(run)
         save_checkpoint(path, run.model, card, config=run.cfg.to_dict(), optimizer=run.opt.state_dict(),
                         scheduler=run.sched.state_dict() if run.sched is not None else {}, train_state=asdict(state),
                         scaler=run.scaler.state_dict() if run.scaler is not None else {})
@@ -212,18 +227,29 @@ def _stop_on_signals():
             signal.signal(s, h)
 
 
-def _step(run: _Run, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """One optimisation step; the forward pass under autocast when train.amp asks for it."""
+def _step(run: _Run, x: torch.Tensor, target: torch.Tensor, matrices: torch.Tensor) -> torch.Tensor:
+    """One optimisation step; the forward pass under autocast when train.amp asks for it.
+
+    ``matrices`` (B, 3, 3) are the faces' augmentation matrices, used by the labellers' offset.
+    """
     with torch.autocast(run.device.split(":")[0], dtype=run.amp or torch.float32, enabled=run.amp is not None):
         out = run.model(x)
-    loss = run.loss_fn(out.float(), target)  # the loss in float32 whatever the forward's precision
+    out = out.float()  # the loss in float32 whatever the forward's precision
+    if run.offset is not None:
+        out = out + run.offset(matrices.to(run.device, torch.float32), tuple(x.shape[-2:]))
+    loss = run.loss_fn(out, target)
     run.opt.zero_grad(set_to_none=True)
     if run.scaler is not None:
         run.scaler.scale(loss).backward()
+    else:
+        loss.backward()
+    if run.offset is not None and run.world > 1:  # outside DDP's module: average its gradient by hand
+        dist.all_reduce(run.offset.raw.grad)
+        run.offset.raw.grad /= run.world
+    if run.scaler is not None:
         run.scaler.step(run.opt)
         run.scaler.update()
     else:
-        loss.backward()
         run.opt.step()
     return loss.detach()
 
@@ -245,9 +271,9 @@ def _train_steps(run: _Run, state: TrainState, stop: dict, started: float, bar: 
         torch.manual_seed(step_seed)  # dropout etc.
         idx = order[step * per_rank * run.world: (step + 1) * per_rank * run.world][run.rank::run.world]
         gen = torch.Generator().manual_seed(step_seed * run.world + run.rank)
-        x, kp = augment_batch(run.train_x[idx], run.train_kp[idx], schema, run.cfg.augment, gen,
-                              value_range=run.cfg.preprocess.value_range)
-        loss = _step(run, x, encode(kp, size))
+        x, kp, matrices = augment_batch(run.train_x[idx], run.train_kp[idx], schema, run.cfg.augment, gen,
+                                        value_range=run.cfg.preprocess.value_range, with_matrices=True)
+        loss = _step(run, x, encode(kp, size), matrices)
         state.loss_sum, state.loss_n, state.step = state.loss_sum + float(loss), state.loss_n + 1, step + 1
         state.minutes = (time.perf_counter() - started) / 60
         bar.update(len(idx) * run.world)
@@ -267,8 +293,9 @@ def _steps_per_epoch(run: _Run) -> tuple[int, int]:
 def _validate(run: _Run) -> dict:
     """Validation loss, RMSE and MAE (pixels) through the one prediction path (rank 0 only)."""
     size = tuple(run.val_x.shape[-2:])
-    runner = TorchRunner(run.model, run.card, device=run.device)
-    pred = predict_inputs(runner, run.val_x.numpy(), mirror=run.cfg.train.mirror_tta)
+    runner = TorchRunner(run.model, _card(run), device=run.device)
+    # scored against the data's own labels, so with its labellers' offset (when learned)
+    pred = predict_inputs(runner, run.val_x.numpy(), mirror=run.cfg.train.mirror_tta, label_offset=True)
     pred_t = torch.from_numpy(pred.astype(np.float32))
     loss = float(run.loss_fn(encode(pred_t, size), encode(run.val_kp, size)))
     truth = run.val_kp.numpy()
