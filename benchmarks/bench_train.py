@@ -1,10 +1,15 @@
-"""Accuracy per CPU minute: train recipes on fkd15-ytf (person-disjoint split) and print validation
-RMSE against training minutes, so recipes compare on this machine's clock.
+"""Accuracy per CPU minute: train recipes on fkd15-ytf (person-disjoint split) over several seeds
+and print validation RMSE against training minutes, as mean and spread over the seeds.
 
     python benchmarks/bench_train.py                                   # default recipe vs seed 000 simple CNN
     python benchmarks/bench_train.py --configs configs/default.yaml --minutes 30 --json bench_train.json
+    python benchmarks/bench_train.py --configs configs/default.yaml --seeds 0 1 2 --jobs 2 \\
+        --variant base --variant offset:train.label_offset=true --set train.epochs=60
 
-Each run is a normal `facekeypoints train` run (runs/bench_<name>/), capped by --minutes of training.
+Each run is a normal `facekeypoints train` run (runs/bench_<config>_<variant>_s<seed>/), capped by
+--minutes of training; a finished run is read back, not retrained, so an interrupted benchmark
+resumes where it stopped (--fresh retrains). With --jobs N, N runs train at once, one torch
+thread each unless --set train.num_threads says otherwise.
 """
 from __future__ import annotations
 
@@ -12,46 +17,120 @@ import argparse
 import csv
 import json
 import os
+import statistics
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "fkd15-ytf" / "training.zip"
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--configs", nargs="+", default=["configs/default.yaml", "configs/seeds/000_simple_cnn.yaml"])
-    ap.add_argument("--minutes", type=float, default=30.0, help="training time cap per run")
-    ap.add_argument("--set", action="append", default=[], help="extra override for every run")
-    ap.add_argument("--json", help="write the curves here")
-    args = ap.parse_args()
-    if not DATA.is_file():
-        print(f"skipped: {DATA} is absent (the benchmark needs ../shared/data)")
-        return 0
+def _variant(text: str) -> tuple[str, list[str]]:
+    """``name[:key=value,key=value]`` -> (name, overrides)."""
+    name, _, sets = text.partition(":")
+    if not name:
+        raise argparse.ArgumentTypeError(f"--variant {text!r}: give a name, e.g. offset:train.label_offset=true")
+    return name, [s for s in sets.split(",") if s]
+
+
+def _one_run(path: str, variant: str, overrides: list[str], seed: int, minutes: float, fresh: bool) -> dict:
+    """Train (or read back) one run; returns its summary and curve."""
     import torch
 
     from facekeypoints.train.config import load_config
     from facekeypoints.train.loop import fit
 
+    cfg = load_config(ROOT / path, [*overrides, f"train.seed={seed}", f"train.time_limit_min={minutes}"])
+    cfg.out_dir = str(ROOT / "runs" / f"bench_{cfg.name or Path(path).stem}_{variant}_s{seed}")
+    done = Path(cfg.out_dir) / "summary.json"
+    if done.is_file() and not fresh:
+        result = json.loads(done.read_text())
+        if (result["overrides"], result.get("minutes")) != (overrides, minutes):
+            raise SystemExit(f"{cfg.out_dir} finished with other settings ({result['overrides']}); "
+                             "give this variant another name, or --fresh to retrain it")
+        return result
+    start = time.perf_counter()
+    resume = (Path(cfg.out_dir) / "last.pt").is_file() and not fresh
+    summary = fit(cfg, resume=resume, progress=False)
+    if summary["stop_reason"] == "interrupted":
+        raise SystemExit(f"{cfg.out_dir}: interrupted; run the benchmark again to resume")
+    with open(Path(cfg.out_dir) / "metrics.csv") as f:
+        history = [{k: float(v) for k, v in row.items() if v} for row in csv.DictReader(f)]
+    result = {"config": path, "variant": variant, "overrides": overrides, "minutes": minutes, "seed": seed,
+              "summary": summary,
+              "curve": history, "wall_minutes": (time.perf_counter() - start) / 60,
+              "threads": torch.get_num_threads(), "load_average": os.getloadavg()[0]}
+    done.write_text(json.dumps(result, indent=2, default=str))
+    return result
+
+
+def _spread(values: list[float]) -> str:
+    if not values:
+        return "-"
+    sd = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.mean(values):.3f} ± {sd:.3f}"
+
+
+def _report(results: list[dict]) -> None:
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for r in results:
+        groups.setdefault((r["config"], r["variant"]), []).append(r)
+    print(f"\n{'config':28s} {'variant':12s} {'seeds':>5s} {'best val RMSE':>15s} {'last val RMSE':>15s} "
+          f"{'best epoch':>10s} {'minutes':>8s}")
+    for (path, variant), runs in groups.items():
+        best = [r["summary"]["best_val_rmse"] for r in runs]
+        last = [r["curve"][-1]["val_rmse"] for r in runs if "val_rmse" in r["curve"][-1]]
+        epochs = [r["summary"]["best_epoch"] for r in runs]
+        minutes = [r["summary"]["minutes"] for r in runs]
+        print(f"{path:28s} {variant:12s} {len(runs):5d} {_spread(best):>15s} {_spread(last):>15s} "
+              f"{statistics.mean(epochs):10.0f} {statistics.mean(minutes):8.1f}")
+    print("\nvalidation RMSE against training minutes (mean over seeds, by epoch):")
+    for (path, variant), runs in groups.items():
+        n = min(len(r["curve"]) for r in runs)
+        marks = sorted({max(1, round(n * f)) for f in (0.1, 0.25, 0.5, 0.75, 1.0)})
+        points = []
+        for epoch in marks:
+            rows = [r["curve"][epoch - 1] for r in runs]
+            rmse = [row["val_rmse"] for row in rows if "val_rmse" in row]
+            if rmse:
+                points.append(f"{statistics.mean(row['minutes'] for row in rows):.1f} min {statistics.mean(rmse):.3f}")
+        print(f"  {path} {variant}: " + ", ".join(points))
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--configs", nargs="+", default=["configs/default.yaml", "configs/seeds/000_simple_cnn.yaml"])
+    ap.add_argument("--variant", action="append", type=_variant, default=[],
+                    help="name[:key=value,...], repeatable; every config is trained once per variant (default: base)")
+    ap.add_argument("--seeds", nargs="+", type=int, default=[0], help="train.seed of each repeat")
+    ap.add_argument("--minutes", type=float, default=30.0, help="training time cap per run")
+    ap.add_argument("--set", action="append", default=[], help="extra override for every run")
+    ap.add_argument("--jobs", type=int, default=1, help="runs trained at once (one torch thread each)")
+    ap.add_argument("--fresh", action="store_true", help="retrain runs that already finished")
+    ap.add_argument("--json", help="write every run's summary and curve here")
+    args = ap.parse_args()
+    if not DATA.is_file():
+        print(f"skipped: {DATA} is absent (the benchmark needs ../shared/data)")
+        return 0
+    variants = args.variant or [("base", [])]
+    if args.jobs > 1 and not any(s.startswith("train.num_threads=") for s in args.set):
+        args.set.append("train.num_threads=1")  # several runs at once: one thread each shares the cores best
+    plan = [(path, name, [*args.set, *sets], seed, args.minutes, args.fresh)
+            for path in args.configs for name, sets in variants for seed in args.seeds]
+    print(f"{len(plan)} runs ({len(args.configs)} configs x {len(variants)} variants x {len(args.seeds)} seeds), "
+          f"{args.jobs} at a time, at most {args.minutes:g} training minutes each", flush=True)
     results = []
-    for path in args.configs:
-        cfg = load_config(ROOT / path, [*args.set, f"train.time_limit_min={args.minutes}"])
-        cfg.out_dir = str(ROOT / "runs" / f"bench_{cfg.name or Path(path).stem}")
-        start = time.perf_counter()
-        summary = fit(cfg, progress=False)
-        wall = (time.perf_counter() - start) / 60
-        with open(Path(cfg.out_dir) / "metrics.csv") as f:
-            history = [{k: float(v) for k, v in row.items() if v} for row in csv.DictReader(f)]
-        print(f"\n{path}: model {cfg.model.name}, {summary['epochs']} epochs, stop: {summary['stop_reason']}, "
-              f"{wall:.1f} min wall, torch threads {torch.get_num_threads()}, load average {os.getloadavg()[0]:.1f}")
-        print(f"  {'minutes':>8s} {'epoch':>5s} {'val RMSE':>9s}")
-        for h in history:
-            print(f"  {h['minutes']:8.2f} {int(h['epoch']):5d} {h.get('val_rmse', float('nan')):9.3f}")
-        print(f"  best validation RMSE {summary['best_val_rmse']:.3f} at epoch {summary['best_epoch']}")
-        results.append({"config": path, "model": cfg.model.name, "summary": summary, "curve": history,
-                        "wall_minutes": wall})
+    with ProcessPoolExecutor(max_workers=max(args.jobs, 1), mp_context=get_context("spawn")) as pool:
+        for result in pool.map(_one_run, *zip(*plan)):
+            s = result["summary"]
+            print(f"  {result['config']} {result['variant']} seed {result['seed']}: best val RMSE "
+                  f"{s['best_val_rmse']:.3f} (epoch {s['best_epoch']}), {s['minutes']:.1f} min, stop: {s['stop_reason']}",
+                  flush=True)
+            results.append(result)
+    _report(results)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2, default=str))
     return 0

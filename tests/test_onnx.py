@@ -9,6 +9,7 @@ import onnx
 import pytest
 from matplotlib import cbook
 
+from facekeypoints.models.card import CARD_VERSION
 from facekeypoints import KeypointDetector
 from facekeypoints.cli import main
 from facekeypoints.infer.bench import random_checkpoint
@@ -32,7 +33,7 @@ def test_export_carries_the_model_card_and_a_dynamic_batch(checkpoint, exported)
     graph = onnx.load(str(exported))
     card = json.loads({p.key: p.value for p in graph.metadata_props}[CARD_KEY])
     assert card["schema"]["name"] == "kaggle15" and card["preprocess"]["size"] == 96
-    assert card["model"] == "keypoint_net" and card["framing"] == "kaggle" and card["version"] == 2
+    assert card["model"] == "keypoint_net" and card["framing"] == "kaggle" and card["version"] == CARD_VERSION
     assert OnnxRunner(exported).card == load_checkpoint(checkpoint).card
     batch_dim = graph.graph.input[0].type.tensor_type.shape.dim[0]
     assert batch_dim.dim_param == "batch"

@@ -63,8 +63,10 @@ def test_array_predictions_need_image_ids(tmp_path):
 
 
 def test_missing_predictions_are_errors(tmp_path):
-    with pytest.raises(ValueError, match="RowId 7 asks for ImageId 3, which has no prediction"):
-        write_submission(_predictions(), [(7, 3, "nose_tip_x")], tmp_path / "s.csv")
+    with pytest.raises(ValueError, match=r"lk.csv: field 'ImageId': 2 of 3 rows ask for ImageIds the test file has "
+                                         r"no face for \(the first: RowId 7, ImageId 3\)"):
+        write_submission(_predictions(), [(7, 3, "nose_tip_x"), (8, 5, "nose_tip_x"), (9, 4, "nose_tip_x")],
+                         tmp_path / "s.csv", lookup_source="lk.csv")
     data = _predictions()
     data.keypoints[0, 10] = np.nan
     with pytest.raises(ValueError, match=r"ImageId 5 nose_tip_x \(RowId 1\) is NaN"):

@@ -18,7 +18,12 @@ import os
 from pathlib import Path
 from typing import Iterator
 
-__all__ = ["atomic_path", "check_target"]
+__all__ = ["atomic_path", "check_target", "WriteError"]
+
+
+class WriteError(OSError):
+    """An output could not be written (full disk, quota, permissions); its previous content, if
+    any, is kept. The message names the output and the system's reason."""
 
 _SERIAL = itertools.count()  # two writes to one path in one process never share a temporary file
 
@@ -33,6 +38,11 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     try:
         yield tmp
         os.replace(tmp, path)
+    except WriteError:
+        raise
+    except OSError as err:  # the write's own failure (ENOSPC has no file name): say which output, and that it is kept
+        kept = "its previous content is kept" if path.exists() else "nothing was written"
+        raise WriteError(err.errno, f"{path}: could not be written ({err.strerror or err}); {kept}") from err
     finally:
         tmp.unlink(missing_ok=True)
 

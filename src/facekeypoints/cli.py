@@ -16,10 +16,11 @@ import json
 import os
 import re
 import sys
+import warnings
 from importlib.metadata import version
 from pathlib import Path
 
-from facekeypoints.atomic import atomic_path, check_target
+from facekeypoints.atomic import WriteError, atomic_path, check_target
 
 __all__ = ["main", "build_parser"]
 
@@ -89,7 +90,10 @@ def _cmd_data_convert(args: argparse.Namespace) -> int:
     write_kaggle_csv(faces, args.output)
     print(report)
     print(f"wrote {args.output} ({len(faces)} rows) in {time.perf_counter() - start:.1f} s")
-    return 0
+    left_out = len(report.not_aligned) + len(report.read_skipped)
+    if left_out:  # written, but not every face: exit 1, as predict does for a partial run
+        print(f"partial: {left_out} of {report.faces_in} faces left out (listed above)", file=sys.stderr)
+    return 1 if left_out else 0
 
 
 def _add_data_convert(dsub) -> None:
@@ -258,13 +262,13 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         return _evaluate_photos(args)  # whole photos: the detector-and-refinement pipeline is scored
     if args.boxes != "labels":
         raise ValueError("--boxes applies to photo datasets; a Kaggle CSV's faces are framed already")
-    result = evaluate(args.model, args.data, mirror_tta=args.mirror_tta, split=args.split, device=args.device)
+    result = _finite(evaluate(args.model, args.data, mirror_tta=args.mirror_tta, split=args.split, device=args.device))
     if args.json:
-        print(json.dumps(result, indent=2))
+        print(json.dumps(result, indent=2, allow_nan=False))
         return 0
     print(f"{result['data']}  model {result['model']}  rows {result['rows']}")
-    for key in ("rmse", "mae", "nme", "fr_8", "fr_10", "auc_10"):
-        print(f"  {key:7s} {result[key]:.4f}")
+    for key in ("rmse", "mae", "nme", "fr_8", "fr_10", "auc_10"):  # None: no face has what it needs (e.g. both eyes)
+        print(f"  {key:7s} {'-' if result[key] is None else format(result[key], '.4f')}")
     print("  mean signed error x {:+.3f} y {:+.3f} px".format(*result["mean_error_xy"]))
     print("  per-keypoint RMSE:")
     for name, value in result["per_keypoint_rmse"].items():
@@ -281,21 +285,25 @@ def _evaluate_photos(args: argparse.Namespace) -> int:
     args.boxes = args.boxes.lower()
     if args.boxes not in ("labels", *DETECTORS):
         raise ValueError(f"--boxes {args.boxes!r} is not one of labels, {', '.join(sorted(DETECTORS))}")
-    data = read(args.data, load_images=False)  # photos are read one by one as they are scored
+    data = read(args.data, load_images=False, skip_bad=args.skip_bad)  # photos are read one by one as scored
     labels, model = args.boxes == "labels", str(args.model or model_for(data.schema.name))
     detector = KeypointDetector(model, detector=None if labels else args.boxes,
                                 box_frame="landmarks" if labels else None, mirror_tta=args.mirror_tta,
                                 device=args.device)
     r = evaluate_photos(data, detector, boxes=args.boxes, limit=args.limit)
     r["model"] = model  # the name asked for, not the file it resolved to
+    r["skipped"], r["skipped_count"] = list(data.skipped[:20]), len(data.skipped)
+    # faces left out (bad labels skipped, photos unreadable) make the figures partial: exit 1, as predict does
+    status = 1 if r["skipped_count"] or r["unusable_count"] else 0
     if r["rows_with_nme"] == 0:
         raise ValueError(f"{args.data}: no scored face has both of the {r['schema']} points that NME divides by "
                          "(the eye labels are missing or coincide)")
     if args.json:
         print(json.dumps(_finite(r), indent=2, allow_nan=False))
-        return 0
+        return status
     found = f"; the {r['boxes']} detector missed {r['missed']}" if r["boxes"] != "labels" else ""
     found += f"; {r['unusable_count']} unusable (e.g. {r['unusable'][0]})" if r["unusable_count"] else ""
+    found += f"; {r['skipped_count']} skipped as bad (e.g. {r['skipped'][0]})" if r["skipped_count"] else ""
     unlabelled = f", {r['unlabelled']} without labelled points" if r["unlabelled"] else ""
     print(f"{r['data']}  model {r['model']} ({r['schema']})  faces {r['faces']}, scored {r['scored']}{unlabelled}"
           f"{found}; boxes: {r['boxes']}, then refinement")
@@ -307,7 +315,10 @@ def _evaluate_photos(args: argparse.Namespace) -> int:
     print("  NME by region: " + ", ".join(f"{k} {100 * v:.2f}%" for k, v in r["regions"].items()))
     print("  NME by head turn: " + ", ".join(f"{k}: {v['faces']} faces" + (f" {100 * v['nme']:.2f}%" if v["faces"] else "")
                                              for k, v in r["by_turn"].items()))
-    return 0
+    if status:
+        print(f"  partial: {r['unusable_count'] + r['skipped_count']} faces left out (listed above and in --json)",
+              file=sys.stderr)
+    return status
 
 
 def _finite(value):
@@ -327,6 +338,9 @@ def _cmd_submit(args: argparse.Namespace) -> int:
 
     if not args.output.lower().endswith(".csv"):
         raise ValueError(f"{args.output}: a submission is written as a .csv file")
+    for given in (args.test_csv, args.lookup):
+        if Path(given).is_dir():
+            raise ValueError(f"{given}: is a folder; give the CSV file")
     check_target(args.output, inputs=(args.test_csv, args.lookup))
     detector = KeypointDetector(args.model, backend=args.backend, detector=None, mirror_tta=args.mirror_tta)
     report = make_submission(detector, args.test_csv, args.lookup, args.output)
@@ -388,6 +402,8 @@ def _add_train_commands(sub) -> None:
     p.add_argument("--boxes", default="labels", help="photo datasets: frame each face from its labelled points "
                    "(labels, default) or from a detector's box (haar, cnn, dlib); refinement follows either way")
     p.add_argument("--limit", type=at_least(0), default=0, help="photo datasets: the first N faces only (0: all)")
+    p.add_argument("--skip-bad", action="store_true", help="photo datasets: leave out bad label files (listed; "
+                   "exit code 1) instead of failing")
     p.add_argument("--mirror-tta", action="store_true", help="average with the prediction on the mirrored face")
     p.add_argument("--device", default="cpu", help=DEVICE_HELP)
     p.add_argument("--json", action="store_true")
@@ -645,14 +661,23 @@ def _parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.
     return args
 
 
+def _one_line_warning(message, category, filename, lineno, line=None) -> str:
+    return f"warning: {message}\n"  # for users: no source file and line of ours under it
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = _parse(parser, argv)
+    if not args.debug:
+        warnings.formatwarning = _one_line_warning
     try:
         return args.func(args)
     except (ValueError, FileNotFoundError) as err:  # bad input: a clear message, no traceback
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except WriteError as err:  # full disk and the like: the output named, no traceback
+        print(f"error: {err.strerror}", file=sys.stderr)
+        return 1
     except BrokenPipeError:  # `facekeypoints data info X | head` closed our stdout early: not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0

@@ -86,9 +86,19 @@ def to_kaggle_task(data: KeypointData, target: str = "kaggle15", *, size: int = 
     """
     if data.images is None:
         raise ValueError(f"{data.source or 'data'} holds no images; read it with load_images=True")
-    anchors = framing.anchor_points(data.schema, data.keypoints)
-    labels = data.to_schema(target).keypoints.astype(np.float64)
-    report = ConversionReport(faces_in=len(data), faces_out=0, size=size, target=target,
+    where = data.source or "data"
+    try:
+        anchors = framing.anchor_points(data.schema, data.keypoints)
+    except SchemaError as err:
+        raise DataFormatError(where, str(err)) from None
+    if target == "kaggle15" and "kaggle15" not in data.schema.derive:
+        labels = anchors  # e.g. IMM: its five Kaggle points (eye centres, nose tip, mouth corners); the rest missing
+    else:
+        try:
+            labels = data.to_schema(target).keypoints.astype(np.float64)
+        except SchemaError as err:
+            raise DataFormatError(where, str(err)) from None
+    report = ConversionReport(faces_in=len(data) + len(data.skipped), faces_out=0, size=size, target=target,
                               read_skipped=list(data.skipped))
     frames, _ = framing.frames_from_keypoints(data.keypoints, data.schema, size)
     placeable = np.isfinite(frames).all(axis=(1, 2))  # NaN: no transform fits

@@ -134,7 +134,7 @@ def _read(path, source, load, size: int, max_pixels: int | None) -> np.ndarray:
     if max_pixels is not None and w * h == 0 and size > 0:  # decoding it could take any memory
         raise DataFormatError(path, "cannot decode image: its size cannot be read from its header (not an image, "
                                     "damaged, or a format such as Radiance HDR or OpenEXR), so its pixels were not "
-                                    "decoded; to decode it anyway, lift the pixel limit (--max-pixels 0)")
+                                    "decoded (predict's --max-pixels 0, or max_pixels=None in Python, decodes it anyway)")
     data = load()
     try:
         image = _decode(data, transparent, orientation) if data.size else None

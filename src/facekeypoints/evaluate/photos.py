@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from facekeypoints.data import KeypointData, framing
+from facekeypoints.data.formats.landmarks import IMAGE_SUFFIXES
 from facekeypoints.data.images import read_image
 from facekeypoints.evaluate.metrics import ced, mean_error, nme, normalised_errors, summarize
 from facekeypoints.models.weights import SHIPPED
@@ -80,11 +81,15 @@ def evaluate_photos(data: KeypointData, detector, *, boxes: str = "labels", limi
         if len(points) < 2 or not np.isfinite(truth[i]).any():  # e.g. a dlib XML box without parts
             unlabelled += 1
             continue
-        name = str(data.paths[i]) if data.paths is not None and data.paths[i] else f"row {i + 1}"
+        path = data.paths[i] if data.paths is not None else None
+        name = str(path) if path else (f"{data.source}/{data.ids[i]}" if data.ids is not None else f"row {i + 1}")
+        if data.images is None and not path:
+            unusable.append(f"{name}: no photo found beside its labels (looked for {', '.join(IMAGE_SUFFIXES)})")
+            continue
         try:  # photos are read one at a time: a set of large photos is never all in memory
             image = data.image(i) if data.images is not None else read_image(data.paths[i])
         except (ValueError, OSError, TypeError) as err:
-            unusable.append(f"{name}: {err}")
+            unusable.append(str(err) if str(err).startswith(name) else f"{name}: {err}")
             continue
         labelled = np.r_[points.min(0), points.max(0) + 1]
         if labels:

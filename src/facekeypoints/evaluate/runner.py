@@ -57,7 +57,11 @@ def evaluate(model: str | Path | None, data_path: str | Path | None, *, mirror_t
     schema = runner.card.schema
     data = read(data_path) if split is None else run_split(runner.card, split)
     if data.schema.name != schema.name:
-        data = data.to_schema(schema.name)
+        try:
+            data = data.to_schema(schema.name)
+        except ValueError as err:
+            raise ValueError(f"{data.source}: its {data.schema.name} labels cannot be scored against the "
+                             f"{schema.name} model {model or 'kaggle15'} ({err})") from None
     if np.isnan(data.keypoints).all():
         raise ValueError(f"{data.source}: has no keypoint labels (a test CSV?); evaluation compares predictions "
                          "with labels")

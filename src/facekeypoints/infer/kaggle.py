@@ -65,5 +65,7 @@ def make_submission(detector, test_csv: str | Path, lookup: str | Path, output: 
     if "ImageId" not in [c.strip() for c in csv_header(test_csv)]:  # row numbers are no ImageIds
         raise DataFormatError(test_csv, "a submission is made for a Kaggle test CSV, which has an ImageId column; "
                               "this file has none", field="ImageId")
+    lookup_rows = read_id_lookup(lookup)  # before predicting: a bad lookup fails in a moment
     predictions = predict_kaggle_csv(detector, test_csv)
-    return write_submission(predictions, read_id_lookup(lookup), output, image_size=predictions.image_size(0))
+    return write_submission(predictions, lookup_rows, output, image_size=predictions.image_size(0),
+                            lookup_source=f"{lookup} (for {test_csv})")

@@ -96,6 +96,22 @@ def _dlib_face(box: ET.Element, path: Path, where: str, image: Path, pixels: np.
     return kp.astype(np.float32), corners
 
 
+def _check_dlib_layout(path: Path, root: ET.Element) -> None:
+    """Faces in an element the reader would pass over are an error, not a silent loss: an <image>
+    outside <images>, or a box-like element under <image> that is not spelt <box>."""
+    for block in root:
+        if block.tag == "image":
+            raise DataFormatError(path, f"an <image> (file {block.get('file')!r}) sits outside <images>; "
+                                  "move it inside, or its faces would be left out", field="image")
+    for image_node in (n for block in root.findall("images") for n in block):
+        if image_node.tag != "image":
+            raise DataFormatError(path, f"<images> holds a <{image_node.tag}>, not an <image>", field=image_node.tag)
+        for child in image_node:
+            if child.tag != "box":
+                raise DataFormatError(path, f"image {image_node.get('file')!r}: <{child.tag}> is not a dlib "
+                                      "element (faces are <box>; tags are case-sensitive)", field=child.tag)
+
+
 def read_dlib_xml(path: str | Path, *, load_images: bool = True) -> KeypointData:
     """Read a dlib ``imglab`` XML file: one ibug68 sample per ``<box>``, keypoints (N, 68, 2).
 
@@ -114,6 +130,7 @@ def read_dlib_xml(path: str | Path, *, load_images: bool = True) -> KeypointData
     blocks = root.findall("images")
     if not blocks:
         raise DataFormatError(path, "no <images> element: not a dlib imglab dataset file")
+    _check_dlib_layout(path, root)
     cache, faces = _ImageCache(path), []
     for i, image_node in enumerate(node for block in blocks for node in block.findall("image")):
         file = image_node.get("file")
@@ -199,6 +216,9 @@ def _coco_size(path: Path, img: dict, row: int) -> tuple[int, int] | None:
     except ValueError as err:
         raise DataFormatError(path, f"image {img['id']!r}: width and height must be numbers ({err})", row=row,
                               field="image_id") from None
+    if height < 0 or width < 0:
+        raise DataFormatError(path, f"image {img['id']!r}: width and height must be >= 0 (0: unknown), got "
+                              f"{width} and {height}", row=row, field="width" if width < 0 else "height")
     return (height, width) if height > 0 and width > 0 else None
 
 
@@ -253,8 +273,13 @@ def read_coco_json(path: str | Path, *, load_images: bool = True, schema: str | 
     if not isinstance(doc, dict) or not isinstance(doc.get("annotations"), list):
         raise DataFormatError(path, "expected a JSON object with an 'annotations' list", field="annotations")
     images, cache, faces, k = _coco_images(path, doc), _ImageCache(path), [], None
+    first_row: dict = {}
     for row, ann in enumerate(doc["annotations"]):
         face = _coco_face(path, ann, row, images, cache, load_images)
+        if face.id in first_row:  # the same face twice would count twice in every figure
+            raise DataFormatError(path, f"annotation {row} repeats the id {face.id.split('#')[-1]!r} of annotation "
+                                  f"{first_row[face.id]} on the same image", row=row, field="id")
+        first_row[face.id] = row
         if k is not None and len(face.keypoints) != k:
             raise DataFormatError(path, f"{len(face.keypoints)} points where earlier annotations have {k}", row=row,
                                   field="keypoints")

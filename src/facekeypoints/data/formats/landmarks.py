@@ -16,12 +16,14 @@ Examples
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
+from facekeypoints.atomic import atomic_path
 from facekeypoints.data.dataset import DataFormatError, KeypointData
 from facekeypoints.data.formats.checks import check_points, json_number, text_float, text_int
 from facekeypoints.data.formats.textfile import load_json, read_text, short
@@ -32,7 +34,7 @@ __all__ = [
     "IMAGE_SUFFIXES", "read_pts", "write_pts", "read_asf", "read_ljson", "read_aflw_mat",
 ]
 
-IMAGE_SUFFIXES = (".jpg", ".png", ".jpeg", ".ppm", ".bmp")
+IMAGE_SUFFIXES = (".jpg", ".png", ".jpeg", ".ppm", ".bmp", ".webp", ".tif", ".tiff")
 _NAN_BOX = (np.nan, np.nan, np.nan, np.nan)
 
 
@@ -72,12 +74,25 @@ def _require_image(annotation: Path, image: Path | None, named: str | None = Non
 
 
 def _files(path: Path, suffix: str) -> list[Path]:
-    """``path`` itself, or every ``*suffix`` file under the folder ``path`` (recursive, sorted)."""
+    """``path`` itself, or every ``*suffix`` file under the folder ``path`` (recursive, sorted).
+
+    Linked folders are followed (each real folder once, so a link loop ends); a link to nothing is
+    listed too, for the reader to report. macOS's ``__MACOSX`` folders and ``._*`` resource forks
+    are not data and are passed over, as the zip readers do.
+    """
     if path.is_dir():
-        files = sorted(p for p in path.rglob(f"*{suffix}") if p.is_file())
+        files, seen = [], set()
+        for folder, dirs, names in os.walk(path, followlinks=True):
+            real = os.path.realpath(folder)
+            if real in seen:
+                dirs[:] = []
+                continue
+            seen.add(real)
+            dirs[:] = [d for d in dirs if d != "__MACOSX"]
+            files += [Path(folder) / n for n in names if n.endswith(suffix) and not n.startswith("._")]
         if not files:
             raise DataFormatError(path, f"folder holds no {suffix} files")
-        return files
+        return sorted(files)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file or folder")
     return [path]
@@ -121,6 +136,8 @@ def _read_each(path: str | Path, suffix: str, schema: str, parse: Callable[[Path
     faces, skipped = [], []
     for file in _files(root, suffix):
         try:
+            if not file.is_file():
+                raise DataFormatError(file, "is a link to nothing (broken or looping), or not a file")
             faces.append(parse(file, root))
         except DataFormatError as err:
             if not skip_bad:
@@ -208,7 +225,8 @@ def write_pts(keypoints: np.ndarray, path: str | Path, *, decimals: int = 3) -> 
         bad = sorted(set(np.flatnonzero(~np.isfinite(kp).all(axis=1)).tolist()))
         raise ValueError(f"{path}: .pts cannot store missing points; keypoints {bad} are not finite")
     rows = "\n".join(f"{x:.{decimals}f} {y:.{decimals}f}" for x, y in kp + 1.0)
-    Path(path).write_text(f"version: 1\nn_points: {len(kp)}\n{{\n{rows}\n}}\n")
+    with atomic_path(path) as tmp:
+        tmp.write_text(f"version: 1\nn_points: {len(kp)}\n{{\n{rows}\n}}\n")
 
 
 # ---- IMM .asf ------------------------------------------------------------------------------------

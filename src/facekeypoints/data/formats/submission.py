@@ -22,7 +22,8 @@ from typing import Sequence
 
 import numpy as np
 
-from facekeypoints.data.formats.csvfile import open_csv
+from facekeypoints.atomic import atomic_path
+from facekeypoints.data.formats.csvfile import open_csv, read_chunks
 from facekeypoints.data.dataset import DataFormatError, KeypointData
 from facekeypoints.data.formats.checks import text_int
 from facekeypoints.schema import load_schema
@@ -44,7 +45,7 @@ class SubmissionReport:
 
 def _lookup_text(path: Path) -> list[list[str]]:
     with open_csv(path) as stream:
-        raw = stream.read()
+        raw = b"".join(read_chunks(stream, path))  # UTF-16, binary and corrupt archives are named errors
     if not raw.strip():
         raise DataFormatError(path, "empty file")
     if b"\x00" in raw:
@@ -131,7 +132,7 @@ def _prediction_table(predictions: KeypointData | np.ndarray, image_ids: Sequenc
 
 def write_submission(predictions: KeypointData | np.ndarray, lookup_rows: Sequence[tuple[int, int, str]],
                      path: str | Path, *, image_ids: Sequence[int] | None = None,
-                     image_size: tuple[int, int] = (96, 96)) -> SubmissionReport:
+                     image_size: tuple[int, int] = (96, 96), lookup_source: str = "lookup") -> SubmissionReport:
     """Write a Kaggle submission ``RowId,Location``, one line per lookup row, in lookup order.
 
     ``predictions`` is KeypointData in schema kaggle15 whose ids are ImageIds, or an (N, 15, 2)
@@ -143,10 +144,14 @@ def write_submission(predictions: KeypointData | np.ndarray, lookup_rows: Sequen
     keypoints, index = _prediction_table(predictions, image_ids)
     columns = {name: k for k, name in enumerate(load_schema("kaggle15").columns())}
     height, width = image_size
+    unknown = [(row_id, image_id) for row_id, image_id, _ in lookup_rows if image_id not in index]
+    if unknown:  # every one counted, not only the first: a lookup of another test file shows at once
+        row_id, image_id = unknown[0]
+        raise ValueError(f"{lookup_source}: field 'ImageId': {len(unknown)} of {len(lookup_rows)} rows ask for "
+                         f"ImageIds the test file has no face for (the first: RowId {row_id}, ImageId {image_id}); "
+                         f"is it the lookup table of this test file?")
     answers, clipped = [], []
     for row_id, image_id, feature in lookup_rows:
-        if image_id not in index:
-            raise ValueError(f"lookup RowId {row_id} asks for ImageId {image_id}, which has no prediction")
         if feature not in columns:
             raise ValueError(f"lookup RowId {row_id} asks for unknown feature {feature!r}")
         value = float(keypoints[index[image_id]].reshape(-1)[columns[feature]])
@@ -158,7 +163,7 @@ def write_submission(predictions: KeypointData | np.ndarray, lookup_rows: Sequen
             clipped.append(row_id)
         answers.append(f"{row_id},{inside:.4f}\n")
     path = Path(path)
-    with open(path, "w", newline="") as out:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as out:
         out.write("RowId,Location\n")
         out.writelines(answers)
     return SubmissionReport(path=str(path), rows=len(answers), clipped=len(clipped), clipped_row_ids=tuple(clipped))

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -87,14 +88,25 @@ def _check_in_zip(name: str, archive_path: Path) -> FileCheck:
                 listed = [i.filename for i in archive.infolist()][:5]
                 return FileCheck(name, "missing", str(archive_path), f"zip holds no single {name} (it holds {listed})")
             return _compare(name, where, members[0].file_size, lambda: archive.open(members[0]))
-    except (zipfile.BadZipFile, OSError) as err:
+    except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as err:
         return FileCheck(name, "unreadable", str(archive_path), str(err))
+    except NotImplementedError as err:  # e.g. Deflate64, which zipfile cannot decompress
+        return FileCheck(name, "unreadable", str(archive_path), f"{err}; unzip it and verify the CSV")
+    except RuntimeError as err:  # zipfile's word for an encrypted member
+        return FileCheck(name, "unreadable", str(archive_path), f"encrypted member ({err})")
 
 
 def _check(name: str, folder: Path) -> FileCheck:
     plain = folder / name
     if plain.is_file():
-        return _compare(name, str(plain), plain.stat().st_size, lambda: open(plain, "rb"))
+        try:
+            return _compare(name, str(plain), plain.stat().st_size, lambda: open(plain, "rb"))
+        except OSError as err:
+            return FileCheck(name, "unreadable", str(plain), err.strerror or str(err))
+    if plain.is_dir():
+        return FileCheck(name, "unreadable", str(plain), "is a folder, not the CSV file")
+    if plain.is_symlink():
+        return FileCheck(name, "unreadable", str(plain), "is a link to nothing (broken or looping)")
     for archive in (folder / f"{Path(name).stem}.zip", folder / f"{name}.zip"):
         if archive.is_file():
             return _check_in_zip(name, archive)
