@@ -25,6 +25,9 @@ class WriteError(OSError):
     """An output could not be written (full disk, quota, permissions); its previous content, if
     any, is kept. The message names the output and the system's reason."""
 
+    def __str__(self) -> str:
+        return self.strerror or super().__str__()  # without OSError's "[Errno N]" prefix
+
 _SERIAL = itertools.count()  # two writes to one path in one process never share a temporary file
 
 

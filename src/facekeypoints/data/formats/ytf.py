@@ -49,6 +49,7 @@ def _csv_rows(path: Path) -> tuple[list[str], list[list[str]]]:
     if b"\x00" in raw:
         offset = raw.index(b"\x00")
         raise DataFormatError(path, f"binary data (NUL byte at offset {offset}), not a CSV text file")
+    raw = raw.replace(b"\r\r\n", b"\n")  # CR CR LF: a CR LF file saved again with Windows line ends
     raw = raw.rstrip(b"\r\n\t ") + b"\n"  # trailing blank lines hold no rows (20 M of them took 1.6 GB as rows)
     lengths = [len(line) for line in raw.splitlines()]  # a row is about 1 KB; one of megabytes is no row of ours
     row = max(range(len(lengths)), key=lengths.__getitem__)
