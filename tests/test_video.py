@@ -158,4 +158,8 @@ def test_a_broken_video_is_reported_and_the_other_inputs_are_written(clip, tmp_p
 
 def test_video_frames_over_the_pixel_limit_are_refused_before_decoding(clip, tmp_path, capsys):
     assert main(["predict", str(clip), "-o", str(tmp_path / "out"), "--max-pixels", "1000", "--quiet"]) == 1
-    assert "320x240 = 76800 pixels, over the limit of 1000 pixels" in capsys.readouterr().err
+    assert "320x240 = 76800 pixels, over the limit of 333 pixels for video frames" in capsys.readouterr().err
+    # a frame is held about three times over, so a video's frames get a third of --max-pixels
+    assert main(["predict", str(clip), "-o", str(tmp_path / "out2"), "--max-pixels", str(3 * 76800 - 1),
+                 "--quiet"]) == 1
+    assert main(["predict", str(clip), "-o", str(tmp_path / "out3"), "--max-pixels", str(3 * 76800), "--quiet"]) == 0

@@ -34,13 +34,15 @@ _SERIAL = itertools.count()  # two writes to one path in one process never share
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """A temporary path beside ``path`` (its folder is created): renamed onto ``path`` when the block
-    ends without an error, removed when it raises, so a kill or a full disk never leaves half a file."""
+    ends without an error, removed when it raises, so a kill or a full disk never leaves half a file.
+    A block that removes the temporary file itself writes nothing (``path`` is left as it was)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}-{next(_SERIAL)}.tmp")  # per process and per write
     try:
         yield tmp
-        os.replace(tmp, path)
+        if tmp.exists():
+            os.replace(tmp, path)
     except WriteError:
         raise
     except OSError as err:  # the write's own failure (ENOSPC has no file name): say which output, and that it is kept
@@ -60,6 +62,9 @@ def check_target(path: str | Path, *, inputs: tuple = (), folder: bool = False) 
         raise ValueError(f"{path}: is a folder; give a file name")
     if folder and path.exists() and not path.is_dir():
         raise ValueError(f"{path}: exists and is not a folder")
+    if not folder and path.exists() and not path.is_file():  # the rename would replace it, not feed it
+        raise ValueError(f"{path}: is not a regular file (a pipe or a device); give a file name, or - for "
+                         "standard output where the command has it")
     for item in map(Path, inputs):
         if path.resolve() == item.resolve() or (path.exists() and item.exists() and path.samefile(item)):
             raise ValueError(f"{path}: is also an input, which the output would overwrite; choose another name")

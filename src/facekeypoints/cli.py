@@ -15,6 +15,7 @@ import difflib
 import json
 import os
 import re
+import signal
 import sys
 import warnings
 from importlib.metadata import version
@@ -444,12 +445,19 @@ PREDICT_EXAMPLES = """examples:
 """
 
 
+def _stem(name: str) -> str:
+    """test.v1.csv.gz -> test.v1: the name less its compression and .csv suffixes only."""
+    for suffix in (".gz", ".zip", ".csv"):
+        name = name[:-len(suffix)] if name.lower().endswith(suffix) and len(name) > len(suffix) else name
+    return name
+
+
 def _cmd_predict(args: argparse.Namespace) -> int:
     from facekeypoints.infer.files import CSV_SUFFIXES, predict_paths
     from facekeypoints.infer.kaggle import predict_kaggle_csv, write_keypoint_csv
     from facekeypoints.infer.predictor import KeypointDetector
 
-    csvs = [p for p in args.inputs if p.lower().endswith(CSV_SUFFIXES)]
+    csvs = [p for p in args.inputs if p.lower().endswith(CSV_SUFFIXES) and not Path(p).is_dir()]
     if csvs and len(args.inputs) > 1:
         raise ValueError(f"a Kaggle CSV ({csvs[0]}) is predicted on its own; give it as the only INPUT")
     args.detector = args.detector.lower()  # HAAR means haar
@@ -465,6 +473,9 @@ def _cmd_predict(args: argparse.Namespace) -> int:
             face_detector = DETECTORS[face_detector](**sizing)
         except FileNotFoundError as err:
             raise ValueError(str(err)) from None
+    elif (args.min_face or args.max_side) and csvs:
+        raise ValueError("--min-face and --max-side size the face search in photos; a Kaggle CSV's faces are "
+                         "framed already")
     elif args.min_face or args.max_side:
         raise ValueError(f"--min-face and --max-side apply to the haar and cnn detectors, not {args.detector!r}")
     detector = KeypointDetector(args.model, backend=args.backend, threads=args.threads, refine=not args.no_refine,
@@ -480,7 +491,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
             raise ValueError(f"{args.output}: a Kaggle CSV's keypoints are written as a .csv file, into a folder, "
                              "or to standard output (-o -)")
         out = args.output if args.output and args.output.lower().endswith(".csv") or args.output == "-" else \
-            f"{args.output or '.'}/{Path(csvs[0]).name.split('.')[0]}_keypoints.csv"
+            f"{args.output or '.'}/{_stem(Path(csvs[0]).name)}_keypoints.csv"
         if out != "-":
             check_target(out, inputs=(csvs[0],))
         predictions = predict_kaggle_csv(detector, csvs[0], skip_bad=True)  # one bad row does not stop the rest
@@ -492,7 +503,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         return 1 if predictions.skipped else 0
     out = args.output or "predictions"
     report = predict_paths(detector, args.inputs, out, draw=not args.no_draw, batch_size=args.batch_size,
-                           progress=not args.quiet, max_pixels=args.max_pixels or None)
+                           progress=not args.quiet, max_pixels=args.max_pixels or None, overwrite=args.overwrite)
     where = "standard output" if out == "-" else out
     print(f"{report}\nresults: {where}", file=sys.stderr if report.failures or out == "-" else sys.stdout)
     return 1 if report.failures else 0
@@ -579,6 +590,7 @@ def _add_inference(sub) -> None:
     p.add_argument("--max-side", type=at_least(16), help="haar, cnn: scale the image to this longer side before "
                    "searching (defaults: haar 240, 64 px faces in a 640x480 frame; cnn 480, plus a 240 pass for large faces)")
     p.add_argument("--no-draw", action="store_true", help="write JSON only, no drawn images or video")
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier run's results in the -o folder")
     p.add_argument("--no-refine", action="store_true", help="one keypoint pass per face (no re-framing)")
     p.add_argument("--mirror-tta", action="store_true",
                    help="also predict each face mirrored and average (about twice the model time)")
@@ -655,10 +667,15 @@ def _parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.
     if unknown:
         mode = parser._subparsers._group_actions[0].choices[args.mode]  # noqa: SLF001 (argparse keeps it there)
         options = [o for action in mode._actions for o in action.option_strings]  # noqa: SLF001
-        hints = [f"{u} (did you mean {close[0]}?)" if (close := difflib.get_close_matches(u.split("=")[0], options, n=1))
+        hints = [f"{u} (it goes before the mode: facekeypoints --debug {args.mode} ...)" if u == "--debug"
+                 else f"{u} (did you mean {close[0]}?)" if (close := difflib.get_close_matches(u.split("=")[0], options, n=1))
                  else u for u in unknown]
         mode.error(f"unrecognized arguments: {' '.join(hints)}")
     return args
+
+
+def _terminate(signum, frame):
+    raise KeyboardInterrupt
 
 
 def _one_line_warning(message, category, filename, lineno, line=None) -> str:
@@ -670,6 +687,9 @@ def main(argv: list[str] | None = None) -> int:
     args = _parse(parser, argv)
     if not args.debug:
         warnings.formatwarning = _one_line_warning
+    # SIGTERM (kill, timeout, docker stop) ends a run as Ctrl-C does: finished results are kept and
+    # temporary files removed, instead of the process vanishing mid-write (training has its own handler)
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         return args.func(args)
     except (ValueError, FileNotFoundError) as err:  # bad input: a clear message, no traceback

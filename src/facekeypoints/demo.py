@@ -46,7 +46,9 @@ def run_demo(out_dir: str | Path = "demo-output", *, model: str | Path | None = 
     """
     from facekeypoints.infer.predictor import KeypointDetector
 
-    out_dir = Path(out_dir)
+    from facekeypoints.atomic import check_target
+
+    out_dir = check_target(out_dir, folder=True)  # before the model loads: a file there fails at once
     detector = KeypointDetector(model, backend=backend)
     echo(f"model {detector.runner.source} ({detector.card.model}, schema {detector.schema.name}, "
          f"{detector.runner.backend}); detector {type(detector.detector).__name__}")

@@ -4,10 +4,14 @@ What it guarantees, whatever the file:
 - (H, W, 3) RGB uint8, so callers never branch on colour order, depth or channel count;
 - EXIF orientation applied (phone photos stand upright, as every viewer shows them);
 - any path, non-ASCII included (the bytes are read by Python and decoded by OpenCV);
-- 16-bit images scaled to 8 bits, grey expanded to RGB, CMYK JPEGs converted, and transparent
+- 16-bit images scaled to 8 bits, PGM/PPM scaled by their declared white level (maxval: a
+  12-bit PGM is not read nearly black), grey expanded to RGB, CMYK JPEGs converted, and transparent
   pixels composited over white (as browsers show them), not left as whatever colour they hide;
 - a pixel-count limit checked from the file's header before any pixel is decoded, so a small
-  file declaring a huge image (a decompression bomb) is refused at once, not after gigabytes.
+  file declaring a huge image (a decompression bomb) is refused at once, not after gigabytes; and,
+  from the same header, a limit on the decoded size, since 16 bits and alpha take more memory a pixel;
+- a multi-page TIFF or an animated GIF, WebP or PNG gives its first page or frame, with a warning
+  naming the file and how many there are.
 
 Pillow reads the header (it only parses the first bytes and never decodes here); OpenCV decodes.
 
@@ -26,15 +30,18 @@ facekeypoints.data.dataset.DataFormatError: ...grey.png: image is 6x4 = 24 pixel
 from __future__ import annotations
 
 import io
+import math
 import threading
+import warnings
 from pathlib import Path
+from typing import NamedTuple
 
 import cv2
 import numpy as np
 
 from facekeypoints.data.dataset import DataFormatError
 
-__all__ = ["read_image", "decode_image", "image_size", "MAX_PIXELS", "OVER_LIMIT"]
+__all__ = ["read_image", "decode_image", "image_size", "to_uint8", "MAX_PIXELS", "OVER_LIMIT"]
 
 OVER_LIMIT = "over the limit of"  # in every pixel-limit error: a caller tells them from undecodable files
 
@@ -46,6 +53,21 @@ OVER_LIMIT = "over the limit of"  # in every pixel-limit error: a caller tells t
 # Pillow's own bomb limit is the same order (89.5 MP warns).
 MAX_PIXELS = 100_000_000
 _PILLOW_LIMIT = threading.Lock()
+# Formats whose further frames are other pictures (pages, animation); a phone JPEG's second image
+# (MPO) is a preview of the same photo, and an icon's are the same icon at other sizes.
+_MULTI_FRAME = {"TIFF": "pages", "GIF": "frames", "WEBP": "frames", "PNG": "frames"}
+
+
+class _Header(NamedTuple):
+    """What the header tells before any pixel is decoded; (0, 0, ...) when Pillow does not know the format."""
+    width: int
+    height: int
+    transparent: bool = False
+    orientation: int = 1  # EXIF, 1..8
+    sample_bytes: int = 1  # per channel, as OpenCV decodes it: 2 for 16-bit files
+    maxval: int | None = None  # a PGM/PPM's white level when it is not 255 or 65535
+    frames: int = 1  # pages or animation frames (only those of _MULTI_FRAME formats are counted)
+    format: str = ""
 
 
 def image_size(path: str | Path) -> tuple[int, int]:
@@ -53,32 +75,61 @@ def image_size(path: str | Path) -> tuple[int, int]:
     return _header(path)[:2]
 
 
-def _header(path) -> tuple[int, int, bool, int]:
-    """(width, height, has transparency, EXIF orientation 1..8) from the header; (0, 0, False, 1) for
-    formats Pillow does not know."""
-    from PIL import Image, UnidentifiedImageError
+def _header(path) -> _Header:
+    """What the file's header says (see ``_Header``); Pillow parses it, decoding no pixels."""
+    from PIL import UnidentifiedImageError
 
     try:
-        # Pillow's own bomb check would refuse a huge header without telling its size, and the limit
-        # is ours to apply (max_pixels). Its switch is process-wide: lifted only while a header is parsed.
-        with _PILLOW_LIMIT:
-            saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
-            try:
-                im = Image.open(path)
-            finally:
-                Image.MAX_IMAGE_PIXELS = saved
-        with im:
+        with _open(path) as im:
             (w, h), transparent = im.size, im.mode in ("RGBA", "LA", "PA") or "transparency" in im.info
             raw_exif = im.info.get("exif") if transparent else None  # raw bytes: getexif() on a PNG decodes it
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+            maxval, bits, kind = _maxval(im), _bits(im), im.format or ""
+            frames = getattr(im, "n_frames", 1) if kind in _MULTI_FRAME else 1
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError):
         return _png_header(path)
-    return w, h, transparent, _orientation(raw_exif)
+    if kind == "PNG":  # Pillow shows a 16-bit RGB PNG as 8-bit "RGB": IHDR has the depth
+        bits = 8 * _png_header(path).sample_bytes
+    elif maxval is not None:
+        bits = 8 if maxval <= 255 else 16
+    return _Header(w, h, transparent, _orientation(raw_exif), 1 if bits <= 8 else 2 if bits <= 16 else 4,
+                   None if maxval in (None, 255, 65535) else maxval, frames, kind)
 
 
-def _png_header(source) -> tuple[int, int, bool, int]:
-    """(width, height, has alpha, 1) from a PNG's IHDR chunk, which Pillow will not read when a later
+def _open(source):
+    """``PIL.Image.open`` without Pillow's own bomb check, which would refuse a huge header without
+    telling its size: the limit is ours to apply (max_pixels). Its switch is process-wide: lifted
+    only while a header is parsed."""
+    from PIL import Image
+
+    with _PILLOW_LIMIT:
+        saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+        try:
+            return Image.open(source)
+        finally:
+            Image.MAX_IMAGE_PIXELS = saved
+
+
+def _maxval(im) -> int | None:
+    """A PGM/PPM's declared white level: Pillow keeps it in the decoder's arguments (rawmode, maxval),
+    and leaves it out for the raw decoder it uses at 255 (and grey 65535)."""
+    if im.format != "PPM" or not im.tile:
+        return None
+    args = im.tile[0].args
+    return args[-1] if isinstance(args, tuple) and isinstance(args[-1], int) else (65535 if im.mode == "I" else 255)
+
+
+def _bits(im) -> int:
+    """Bits per sample as stored, from Pillow's mode and, for TIFF, BitsPerSample: Pillow shows a
+    16-bit RGB TIFF as 8-bit "RGB" (PNG and PPM are sized by their caller)."""
+    if im.format == "TIFF":
+        return max(im.tag_v2.get(258, (8,)))  # one per channel
+    return {"I;16": 16, "I;16B": 16, "I;16L": 16, "I;16N": 16, "I": 32, "F": 32}.get(im.mode, 8)
+
+
+def _png_header(source) -> _Header:
+    """What a PNG's IHDR chunk says (size, alpha, bit depth), which Pillow will not read when a later
     chunk is damaged or oversized (a bad CRC, a zTXt over its limit) though OpenCV decodes the
-    pixels; (0, 0, False, 1) for anything else. Written by hand: the chunk is 8 fixed fields."""
+    pixels; (0, 0, ...) for anything else. Written by hand: the chunk is 8 fixed fields."""
     if hasattr(source, "seek"):
         source.seek(0)
         head = source.read(26)
@@ -86,9 +137,10 @@ def _png_header(source) -> tuple[int, int, bool, int]:
         with open(source, "rb") as f:
             head = f.read(26)
     if len(head) < 26 or not head.startswith(b"\x89PNG\r\n\x1a\n") or head[12:16] != b"IHDR":
-        return 0, 0, False, 1
+        return _Header(0, 0)
     width, height = int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
-    return width, height, head[25] in (4, 6), 1  # colour types 4 and 6 carry alpha
+    # colour types 4 and 6 carry alpha; a tRNS chunk may add it later, which only Pillow's path sees
+    return _Header(width, height, head[25] in (4, 6), 1, 2 if head[24] == 16 else 1, format="PNG")
 
 
 def _orientation(raw_exif: bytes | None) -> int:
@@ -127,27 +179,65 @@ def decode_image(data: bytes, *, max_pixels: int | None = MAX_PIXELS, name: str 
 def _read(path, source, load, size: int, max_pixels: int | None) -> np.ndarray:
     """The checks and decoding behind ``read_image`` and ``decode_image``: ``source`` is what Pillow
     reads the header from (a path or a file object), ``load()`` gives the encoded bytes."""
-    w, h, transparent, orientation = _header(source)
-    if max_pixels is not None and w * h > max_pixels:
-        raise DataFormatError(path, f"image is {w}x{h} = {w * h} pixels, {OVER_LIMIT} {max_pixels} pixels "
-                                    "(max_pixels)")
-    if max_pixels is not None and w * h == 0 and size > 0:  # decoding it could take any memory
-        raise DataFormatError(path, "cannot decode image: its size cannot be read from its header (not an image, "
-                                    "damaged, or a format such as Radiance HDR or OpenEXR), so its pixels were not "
-                                    "decoded (predict's --max-pixels 0, or max_pixels=None in Python, decodes it anyway)")
-    data = load()
+    header = _header(source)
+    if max_pixels is not None:
+        _check_size(path, header, size, max_pixels)
     try:
-        image = _decode(data, transparent, orientation) if data.size else None
+        if header.maxval:  # OpenCV returns such files' stored values unscaled (binary ones; ASCII up to 255 scaled)
+            image = _decode_pnm(source)
+        else:
+            data = load()
+            image = _decode(data, header.transparent, header.orientation) if data.size else None
     except cv2.error as err:  # e.g. OpenCV's own size limit when max_pixels=None
         raise DataFormatError(path, f"cannot decode image: {str(err).strip().splitlines()[-1]}") from None
-    except ValueError as err:  # pixels of a type with no brightness range (_to_uint8)
+    except ValueError as err:  # pixels of a type with no brightness range (to_uint8)
         raise DataFormatError(path, f"cannot use image: {err}") from None
     if image is None:
         raise DataFormatError(path, "cannot decode image (empty, truncated, or not an image format OpenCV reads)")
     if max_pixels is not None and image.shape[0] * image.shape[1] > max_pixels:  # a format Pillow could not size
         raise DataFormatError(path, f"image is {image.shape[1]}x{image.shape[0]} pixels, {OVER_LIMIT} "
                                     f"{max_pixels} pixels (max_pixels)")
+    if header.frames > 1:  # the first is predicted, as every decoder here gives it; the rest must not vanish unsaid
+        kind = _MULTI_FRAME[header.format]
+        warnings.warn(f"{path}: has {header.frames} {kind}; only the first is used (split it into single images, "
+                      "or give a video)", stacklevel=3)
     return image
+
+
+def _check_size(path, header: _Header, size: int, max_pixels: int) -> None:
+    """Refuse, from the header, an image over ``max_pixels`` or whose decoded pixels take more
+    memory than ``max_pixels`` of 8-bit RGB: OpenCV decodes 16-bit samples as 16 bits and alpha as a
+    fourth channel before they become 8-bit RGB, so a 99 MP 16-bit RGB TIFF took 1.27 GB in a
+    predict run, a 99 MP RGBA PNG 1.11 GB. No cheaper decoding serves every format (OpenCV's
+    IMREAD_REDUCED_* shrinks only JPEGs), so the limit is on bytes: a 16-bit RGB image may have
+    half the pixels, an 8-bit RGBA one three quarters."""
+    w, h = header.width, header.height
+    if w * h > max_pixels:
+        raise DataFormatError(path, f"image is {w}x{h} = {w * h} pixels, {OVER_LIMIT} {max_pixels} pixels "
+                                    "(max_pixels)")
+    if w * h == 0 and size > 0:  # decoding it could take any memory
+        raise DataFormatError(path, "cannot decode image: its size cannot be read from its header (not an image, "
+                                    "damaged, or a format such as Radiance HDR or OpenEXR), so its pixels were not "
+                                    "decoded (predict's --max-pixels 0, or max_pixels=None in Python, decodes it anyway)")
+    channels = 4 if header.transparent else 3  # grey is decoded as three channels
+    decoded = w * h * channels * header.sample_bytes
+    if decoded > 3 * max_pixels:
+        what = f"{8 * header.sample_bytes}-bit {'RGBA' if header.transparent else 'RGB'}"
+        raise DataFormatError(path, f"image is {w}x{h} {what}, {decoded / 1e6:.0f} MB decoded, {OVER_LIMIT} "
+                                    f"{3 * max_pixels / 1e6:.0f} MB that max_pixels={max_pixels} allows (as 8-bit "
+                                    f"RGB); max_pixels={math.ceil(decoded / 3)} (predict's --max-pixels) reads it")
+
+
+def _decode_pnm(source) -> np.ndarray:
+    """A PGM/PPM whose maxval is not 255 or 65535 (10- or 12-bit sensor data) -> (H, W, 3) RGB uint8,
+    decoded by Pillow, which scales samples by maxval (to 0..255, or to 0..65535 in mode "I")."""
+    if hasattr(source, "seek"):
+        source.seek(0)
+    with _open(source) as im:
+        image = np.asarray(im)  # checked against max_pixels from the header already
+    if image.dtype != np.uint8:
+        image = to_uint8(image.astype(np.uint16))  # mode "I" holds 16-bit samples in 32-bit integers
+    return image if image.ndim == 3 else cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
 
 
 def _decode(data: np.ndarray, transparent: bool, orientation: int) -> np.ndarray | None:
@@ -158,11 +248,11 @@ def _decode(data: np.ndarray, transparent: bool, orientation: int) -> np.ndarray
     if transparent:
         image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
         if image is not None and image.ndim == 3 and image.shape[2] == 4:
-            return _orient(_over_white(_to_uint8(image)), orientation)
+            return _orient(_over_white(to_uint8(image)), orientation)
     image = cv2.imdecode(data, cv2.IMREAD_COLOR | cv2.IMREAD_ANYDEPTH)
     if image is None:
         return None
-    image = _to_uint8(image)
+    image = to_uint8(image)
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB, dst=image)  # in place: no second copy of a large photo
 
 
@@ -174,16 +264,20 @@ def _orient(image: np.ndarray, orientation: int) -> np.ndarray:
     return np.ascontiguousarray(image[::-1 if rows else 1, ::-1 if cols else 1])
 
 
-def _to_uint8(image: np.ndarray) -> np.ndarray:
-    """16-bit or float pixels -> uint8 over the same range (65535 -> 255, 1.0 -> 255). Signed
-    integers and floats outside 0..1 have no agreed range: a ValueError says so, rather than a
-    picture guessed (an int16 TIFF read as floats came out all white)."""
+def to_uint8(image: np.ndarray) -> np.ndarray:
+    """16-bit or float pixels -> uint8 over the same range (65535 -> 255, 1.0 -> 255); files and
+    Python images (``facekeypoints.infer.inputs``) share it, so both give the same picture. Signed
+    integers, floats outside 0..1 and NaN or infinite floats have no agreed brightness: a
+    ValueError says so, rather than a picture guessed (an int16 TIFF read as floats came out all
+    white; NaN became black)."""
     if image.dtype == np.uint8:
         return image
     if image.dtype == np.uint16:  # rounded, saturated, row by row: no float copy of a large photo
         return cv2.convertScaleAbs(image, alpha=1.0 / 257.0)
-    if image.dtype.kind == "f" and image.size and 0.0 <= float(np.nanmin(image)) and float(np.nanmax(image)) <= 1.0:
-        return (np.nan_to_num(image, nan=0.0) * 255.0).round().astype(np.uint8)
+    if image.dtype.kind == "f" and not np.isfinite(image).all():
+        raise ValueError(f"{image.dtype} pixels include NaN or infinite values, which have no brightness")
+    if image.dtype.kind == "f" and image.size and 0.0 <= float(image.min()) and float(image.max()) <= 1.0:
+        return (image * 255.0).round().astype(np.uint8)
     what = f"{image.dtype} pixels" + (" outside 0..1" if image.dtype.kind == "f" else "")
     raise ValueError(f"{what} have no standard brightness range; save the image with 8- or 16-bit unsigned pixels")
 

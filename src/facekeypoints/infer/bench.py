@@ -110,8 +110,13 @@ def _jitter(detector, frames: int) -> dict:
         clip = write_still_clip(Path(tmp) / "still.avi", demo_frame(), frames=frames + settle)
         raw = keypoint_jitter(list(detector.stream(clip, smooth=False))[settle:])
         smooth = keypoint_jitter(list(detector.stream(clip, smooth=True))[settle:])
+    # NaN when no two consecutive frames held exactly one face: not measured, so None (null in JSON)
     return {"frames": frames, "settle_frames_skipped": settle, "noise_std": 3.0,
-            "jitter_px_raw": raw, "jitter_px_smoothed": smooth}
+            "jitter_px_raw": None if np.isnan(raw) else raw, "jitter_px_smoothed": None if np.isnan(smooth) else smooth}
+
+
+def _px(value: float | None) -> str:
+    return "not measured (no two consecutive frames with one face)" if value is None else f"{value:.3f} px/frame"
 
 
 def run_bench(model: str | Path | None = None, *, random_model: str | None = None, threads: int = 2,
@@ -120,6 +125,8 @@ def run_bench(model: str | Path | None = None, *, random_model: str | None = Non
     """Run every measurement, print a line for each with ``echo``, return them as a dict (and JSON).
 
     ``device`` other than the CPU times torch there; ONNX Runtime is always timed on the CPU."""
+    if jitter_frames == 1:  # jitter is motion between consecutive frames: one frame has none
+        raise ValueError("--jitter-frames must be 0 (skip the jitter clip) or at least 2, got 1")
     device = resolve_device(device)
     torch.set_num_threads(threads)
     cv2.setNumThreads(threads)
@@ -133,7 +140,11 @@ def run_bench(model: str | Path | None = None, *, random_model: str | None = Non
         echo(f"model {report['model']}{' (random weights)' if random_model else ''}; threads {threads}; "
              f"device {report['device']}; load average {report['load_average_1min']} before the run "
              f"(other processes skew timings); median of {repeats} runs after warm-up")
-        for backend in ("torch", "onnx"):
+        backends = ("torch", "onnx")
+        if model is not None and Path(model).suffix.lower() == ".onnx":  # an export holds no torch weights
+            backends = ("onnx",)
+            echo("torch  model: skipped (the model is an ONNX file; give its .pt checkpoint to time torch too)")
+        for backend in backends:
             det = KeypointDetector(model, backend=backend, threads=threads, device=device if backend == "torch" else "cpu")
             one = time_runner(det.runner, 1, repeats)
             many = time_runner(det.runner, batch, max(3, repeats // 10))
@@ -158,8 +169,7 @@ def run_bench(model: str | Path | None = None, *, random_model: str | None = Non
             report["jitter"] = _jitter(det, jitter_frames)
             j = report["jitter"]
             echo(f"jitter on a still face ({jitter_frames} frames, noise std 3): "
-                 f"{j['jitter_px_raw']:.3f} px/frame raw, "
-                 f"{j['jitter_px_smoothed']:.3f} px/frame with One Euro smoothing")
-    if json_out:
-        Path(json_out).write_text(json.dumps(report, indent=2) + "\n")
+                 f"{_px(j['jitter_px_raw'])} raw, {_px(j['jitter_px_smoothed'])} with One Euro smoothing")
+    if json_out:  # strict JSON: a figure that could not be measured is null, never a bare NaN
+        Path(json_out).write_text(json.dumps(report, indent=2, allow_nan=False) + "\n")
     return report

@@ -19,6 +19,8 @@ Examples
 from __future__ import annotations
 
 import difflib
+import math
+import warnings
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -49,7 +51,8 @@ class HaarDetector:
     scaled back. Faces smaller than about 24 / s pixels in the original (24 is the cascade's
     window, s the shrink factor) are therefore not found: 64 px in a 640 x 480 frame, more in a
     large photo. ``min_face`` (pixels) limits the shrink to 24 / min_face, so faces down to that
-    size are searched in any photo (slower on large ones).
+    size are searched in any photo (slower on large ones), up to ``MAX_SEARCH_PIXELS`` searched:
+    beyond that, a warning gives the smallest face it can find in that photo.
 
     Defaults, measured on the 3045 ytf68 images and a 640 x 480 frame on 2 cores
     (benchmarks/calibrate_framing.py): (max_side, scale_factor, min_neighbors) = (240, 1.2, 3)
@@ -62,6 +65,11 @@ class HaarDetector:
     """
 
     WINDOW = 24  # the cascade's smallest face, in pixels of the image it searches
+    # detectMultiScale3 holds about 31 bytes per searched pixel (its scale pyramid's integral images):
+    # peak RSS 0.15 GB at 2000x1500, 0.44 GB at 4000x3000, 0.97 GB at 6400x4800 (scale steps 1.2,
+    # 43 MB of it Python and OpenCV), so a 48 MP photo with min_face 24 took a predict run to
+    # 1.81 GB. 8 MP (about 0.3 GB) keeps a run on a 100 MP photo under 1 GB.
+    MAX_SEARCH_PIXELS = 8_000_000
     box_frame = BOX_FRAMES["haar"]  # how its boxes frame a face (measured; see facekeypoints.data.framing)
 
     def __init__(self, max_side: int = 240, scale_factor: float = 1.2, min_neighbors: int = 3,
@@ -82,16 +90,25 @@ class HaarDetector:
         self.max_side, self.scale_factor, self.min_neighbors = int(max_side), float(scale_factor), int(min_neighbors)
         self.min_face = None if min_face is None else int(min_face)
 
-    def _scale(self, shape: tuple[int, int]) -> float:
-        """How much the image is shrunk before the search: to a longer side of ``max_side``, but
-        with ``min_face`` set never so far that faces of that many pixels drop below the window."""
+    def _scale(self, shape: tuple[int, int]) -> tuple[float, float]:
+        """(used, wanted): how much the image is shrunk before the search: to a longer side of
+        ``max_side``, but with ``min_face`` set never so far that faces of that many pixels drop below
+        the window; and never to more than ``MAX_SEARCH_PIXELS`` (``detect`` warns when that binds)."""
         scale = min(1.0, self.max_side / max(shape))
-        return scale if self.min_face is None else max(scale, min(1.0, self.WINDOW / self.min_face))
+        wanted = scale if self.min_face is None else max(scale, min(1.0, self.WINDOW / self.min_face))
+        return min(wanted, math.sqrt(self.MAX_SEARCH_PIXELS / (shape[0] * shape[1]))), wanted
 
     def detect(self, image: np.ndarray) -> np.ndarray:
         """(H, W, 3) uint8 RGB or (H, W) gray -> (N, 5) float64 ``x1, y1, x2, y2, score``, best first."""
         gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY) if image.ndim == 3 else image
-        scale = self._scale(gray.shape[:2])
+        scale, wanted = self._scale(gray.shape[:2])
+        if scale < wanted:
+            h, w = gray.shape[:2]
+            asked = f"min_face {self.min_face}" if self.min_face else f"max_side {self.max_side}"
+            warnings.warn(f"faces under {math.ceil(self.WINDOW / scale)} px cannot be found in this {w}x{h} image "
+                          f"(the Haar detector searches at most {self.MAX_SEARCH_PIXELS / 1e6:.0f} MP; {asked} "
+                          f"would need {w * h * wanted ** 2 / 1e6:.0f} MP): crop it around the faces to find "
+                          "smaller ones", RuntimeWarning, stacklevel=2)
         if scale < 1.0:
             size = (max(1, round(gray.shape[1] * scale)), max(1, round(gray.shape[0] * scale)))
             gray = cv2.resize(gray, size, interpolation=cv2.INTER_AREA)

@@ -18,6 +18,8 @@ Examples
 from __future__ import annotations
 
 import contextlib
+import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,7 +33,8 @@ from facekeypoints.infer.video import open_video
 
 __all__ = ["predict_paths", "predict_video", "PredictReport", "VIDEO_SUFFIXES", "CSV_SUFFIXES"]
 
-VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".ts", ".mts", ".m2ts", ".3gp",
+                  ".flv", ".wmv", ".ogv")
 CSV_SUFFIXES = (".csv", ".zip", ".gz")
 
 
@@ -45,6 +48,7 @@ class PredictReport:
     written: list[str] = field(default_factory=list)
     failures: list[tuple[str, str]] = field(default_factory=list)
     ignored: list[str] = field(default_factory=list)  # files in a folder that are not images or videos
+    left_out: list[str] = field(default_factory=list)  # folders passed over on purpose (the output folder)
 
     def __str__(self) -> str:
         lines = [f"{self.images} images, {self.frames} video frames, {self.faces} faces; "
@@ -52,6 +56,8 @@ class PredictReport:
         if self.ignored:
             lines.append(f"ignored {len(self.ignored)} files that are not images or videos: {self.ignored[:5]}"
                          f"{' ...' if len(self.ignored) > 5 else ''}")
+        if self.left_out:
+            lines.append(f"left out: {', '.join(self.left_out)}")
         if self.failures:
             lines.append(f"FAILED {len(self.failures)} files:")
             lines += [f"  {path}: {message}" for path, message in self.failures]
@@ -84,14 +90,38 @@ def _not_regular(path: Path) -> str:
     return "a broken link" if path.is_symlink() and not path.exists() else "not a regular file (a pipe or a device)"
 
 
-def _collect(inputs: list[str | Path], report: PredictReport) -> list[tuple[Path, Path]]:
+def _walk(folder: Path, report: PredictReport, leave_out: Path | None) -> list[Path]:
+    """Every file under ``folder``, sorted. Linked folders are followed, each real folder once (a
+    link loop ends); a folder that cannot be listed is a failure, not a silent gap; the output
+    folder ``leave_out`` is passed over, so a second run does not predict its own drawings."""
+    files, seen = [], set()
+
+    def unlistable(err: OSError) -> None:
+        report.failures.append((str(err.filename), f"cannot list this folder ({err.strerror or err})"))
+
+    root = os.path.realpath(folder)
+    for here, dirs, names in os.walk(folder, onerror=unlistable, followlinks=True):
+        real = os.path.realpath(here)
+        if real in seen or (leave_out is not None and real == str(leave_out) and real != root):
+            if real not in seen:
+                report.left_out.append(f"{here} (the output folder)")
+            dirs[:] = []
+            continue
+        seen.add(real)
+        files += [Path(here) / n for n in names]
+    return sorted(files)
+
+
+def _collect(inputs: list[str | Path], report: PredictReport, out_folder: Path | None = None
+             ) -> list[tuple[Path, Path]]:
     """(file, its name in the output folder) for every image or video in ``inputs``. No two inputs
     write the same output file, nor the folder's predictions.jsonl: a/x.jpg and b/x.jpg give x.jpg
     and x-2.jpg; x.mp4 and x.avi give x.jsonl and x-2.jsonl."""
     found = []
+    leave_out = Path(os.path.realpath(out_folder)) if out_folder is not None else None
     for item in map(Path, inputs):
         if item.is_dir():
-            for path in sorted(p for p in item.rglob("*") if not p.is_dir()):
+            for path in _walk(item, report, leave_out):
                 if path.suffix.lower() not in IMAGE_SUFFIXES + VIDEO_SUFFIXES:
                     report.ignored.append(str(path))
                 elif not path.is_file():
@@ -119,21 +149,25 @@ def _collect(inputs: list[str | Path], report: PredictReport) -> list[tuple[Path
 
 
 def predict_paths(detector, inputs: list[str | Path], out: str | Path, *, draw: bool = True,
-                  batch_size: int = 16, progress: bool = True, max_pixels: int | None = MAX_PIXELS) -> PredictReport:
+                  batch_size: int = 16, progress: bool = True, max_pixels: int | None = MAX_PIXELS,
+                  overwrite: bool = False) -> PredictReport:
     """Predict every image and video in ``inputs`` (files or folders, searched recursively) into
     ``out`` (see :mod:`facekeypoints.infer.outputs`: a folder, a .json/.jsonl/.csv file, or ``-``).
 
     Images are read ``batch_size`` at a time and go through ``detector.predict_batch``. Only a
     folder output gets drawn images and videos. One bad file is reported and the others go on.
-    ``max_pixels`` refuses larger images from their header, before decoding (``read_image``).
+    ``max_pixels`` refuses larger images from their header, before decoding (``read_image``). A
+    folder's predictions.jsonl from an earlier run is replaced only with ``overwrite``.
     """
     from tqdm import tqdm
 
     report = PredictReport()
-    files = _collect(inputs, report)
     folder = Path(out) if output_kind(out) == "folder" else None
+    files = _collect(inputs, report, folder)
+    if folder is not None:
+        files = _keep_inputs(files, folder, draw, report)
     draw = draw and folder is not None
-    sink = open_sink(out)
+    sink = open_sink(out, overwrite=overwrite)
     images = [(p, rel) for p, rel in files if p.suffix.lower() not in VIDEO_SUFFIXES]
     try:
         with tqdm(total=len(images), desc="images", unit="img", disable=not progress or not images) as bar:
@@ -149,12 +183,30 @@ def predict_paths(detector, inputs: list[str | Path], out: str | Path, *, draw: 
                 except (ValueError, OSError) as err:
                     report.failures.append((str(path), _why(path, err)))
     finally:
-        written = sink.close()
-    if written is not None and (sink.count or folder is None):
+        # a run without one image result writes no results file: an earlier one there is kept
+        written = sink.close(keep=sink.count > 0)
+    if written is not None:
         report.written.append(str(written))
-    elif written is not None:
-        written.unlink()  # a folder run with videos only: their own .jsonl files hold the results
     return report
+
+
+def _keep_inputs(files: list[tuple[Path, Path]], folder: Path, draw: bool, report: PredictReport
+                 ) -> list[tuple[Path, Path]]:
+    """``files`` less those whose outputs in ``folder`` would overwrite one of the run's inputs
+    (e.g. clip_keypoints.mp4 beside clip.mp4 with -o that same folder): reported, not destroyed."""
+    inputs = {os.path.realpath(p) for p, _ in files}
+    kept = []
+    for path, rel in files:
+        outputs = _outputs(path, rel)
+        if not draw:  # only a video's .jsonl is written then
+            outputs = outputs[:1] if path.suffix.lower() in VIDEO_SUFFIXES else []
+        clash = next((folder / o for o in outputs if os.path.realpath(folder / o) in inputs), None)
+        if clash is not None:
+            report.failures.append((str(path), f"its output {clash} would overwrite an input of this run; "
+                                               "choose another -o folder"))
+        else:
+            kept.append((path, rel))
+    return kept
 
 
 # Pixels of the images decoded at once: a batch of many small photos shares model calls, while large
@@ -167,7 +219,10 @@ def _batches(images: list[tuple[Path, Path]], batch_size: int):
     (sizes from the files' headers; an unknown size counts as nothing)."""
     batch, pixels = [], 0
     for item in images:
-        w, h = image_size(item[0])
+        try:
+            w, h = image_size(item[0])
+        except (ValueError, OSError):  # unreadable: read_image reports it with the batch, the others go on
+            w = h = 0
         if batch and (len(batch) == batch_size or pixels + w * h > BATCH_PIXELS):
             yield batch
             batch, pixels = [], 0
@@ -183,7 +238,11 @@ def _predict_images(detector, batch: list[tuple[Path, Path]], out_dir: Path | No
     readable, pixels = [], []
     for path, rel in batch:
         try:
-            pixels.append(read_image(path, max_pixels=max_pixels))
+            with warnings.catch_warnings(record=True) as caught:  # e.g. Pillow's "Corrupt EXIF data"
+                warnings.simplefilter("always")
+                pixels.append(read_image(path, max_pixels=max_pixels))
+            for w in caught:
+                warnings.warn(f"{path}: {w.message}", w.category, stacklevel=2)
             readable.append((path, rel))
         except (ValueError, OSError) as err:
             report.failures.append((str(path), _why(path, err)))
@@ -193,15 +252,15 @@ def _predict_images(detector, batch: list[tuple[Path, Path]], out_dir: Path | No
         sink.write(result)
         report.images += 1
         report.faces += len(result)
+        broken = sum(not np.isfinite(face.keypoints).all() for face in result.faces)
+        if broken:  # e.g. a model with NaN weights: its numbers are no keypoints, whatever the JSON says
+            report.failures.append((str(path), f"the model gave non-finite keypoints for {broken} of "
+                                               f"{len(result)} faces (written as null)"))
         if draw:
-            target = out_dir / drawing_name(rel)
-            if target.resolve() == path.resolve():
-                report.failures.append((str(path), f"the drawing would overwrite the input image {target}; "
-                                                   "choose another -o folder"))
-                continue
+            target = out_dir / drawing_name(rel)  # never an input: _keep_inputs took those out
             try:
                 report.written.append(str(result.save(target, image=rgb, in_place=True)))  # rgb is done with
-            except (ValueError, OSError) as err:  # e.g. a full disk: this drawing is lost, the rest go on
+            except (ValueError, OSError, cv2.error) as err:  # e.g. a full disk: this drawing is lost, the rest go on
                 report.failures.append((str(path), f"drawing not written: {_why(target, err)}"))
 
 
@@ -230,10 +289,12 @@ class _KeepFrame:
     """A capture that remembers the last frame it returned, so results can be drawn on it."""
 
     def __init__(self, capture: cv2.VideoCapture):
-        self.capture, self.frame = capture, None
+        self.capture, self.frame, self.last_ms = capture, None, 0.0
 
     def read(self):
         ok, self.frame = self.capture.read()
+        if ok:  # how far into the video the frames reached: a truncated file stops short of its duration
+            self.last_ms = max(self.last_ms, self.capture.get(cv2.CAP_PROP_POS_MSEC))
         return ok, self.frame
 
     def get(self, prop: int) -> float:
@@ -258,10 +319,12 @@ def predict_video(detector, path: str | Path, out_dir: str | Path | None, *, dra
     name = name or path.stem
     capture, _, fps = open_video(path)
     width, height = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
-    if max_pixels is not None and width * height > max_pixels:
+    # a frame is held about three times over (decoded, converted, drawn), so videos get a third of the limit
+    frame_limit = max_pixels // 3 if max_pixels is not None else None
+    if frame_limit is not None and width * height > frame_limit:
         capture.release()
         raise ValueError(f"{path}: frames are {width}x{height} = {width * height} pixels, over the limit of "
-                         f"{max_pixels} pixels (--max-pixels)")
+                         f"{frame_limit} pixels for video frames (a third of --max-pixels {max_pixels})")
     declared, frames_before = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)), report.frames
     own_sink = sink is None
     if own_sink:
@@ -291,13 +354,16 @@ def predict_video(detector, path: str | Path, out_dir: str | Path | None, *, dra
         capture.release()
         if writer is not None:
             writer.release()
-        written = sink.close() if own_sink else None
+        written = sink.close(keep=sink.count > 0) if own_sink else None
     report.written += ([str(written)] if written else []) + ([str(movie)] if writer is not None else [])
     read = report.frames - frames_before
     # Containers estimate their frame count from duration x rate; allow that estimate 1 frame + 1%.
+    # A variable-rate video's estimate can be far off, so a video whose frames reach its duration is whole.
+    duration_ms = 1000.0 * declared / fps if fps and fps > 0 else 0.0
+    reached_end = duration_ms > 0 and source.last_ms >= duration_ms - 2000.0 / fps
     if read == 0:
         report.failures.append((str(path), "no frame could be decoded (the file is truncated or damaged)"))
-    elif declared - read > 1 + declared // 100:
+    elif declared - read > 1 + declared // 100 and not reached_end:
         report.failures.append((str(path), f"only {read} of its {declared} frames could be decoded (the file is "
                                            f"truncated or damaged); the results of those {read} were written"))
     return report

@@ -119,6 +119,7 @@ class OnnxRunner:
         self._single = self.session if threads == 1 else None
         self._path = path
         self.card = _read_card(self.session.get_modelmeta().custom_metadata_map, path)
+        _check_card_fits_graph(self.card, self.session, path)
         self.source = str(path)
         self._input = self.session.get_inputs()[0].name
 
@@ -132,6 +133,34 @@ class OnnxRunner:
                 self._single = open_session(self._path, 1)
             session = self._single
         return session.run(None, {self._input: np.ascontiguousarray(x, dtype=np.float32)})[0]
+
+
+def _check_card_fits_graph(card: ModelCard, session, path: Path) -> None:
+    """Refuse a file whose model card disagrees with its graph (an edited card): found here, the
+    error names the file; found at the first inference it was ONNX Runtime's or numpy's message,
+    after crops of the card's size were made (an input_size of 20000 took 4 GB first)."""
+    inputs, outputs = session.get_inputs(), session.get_outputs()
+    if len(inputs) != 1 or not outputs:
+        raise ValueError(f"{path}: the graph takes {len(inputs)} inputs and gives {len(outputs)} outputs; "
+                         "a facekeypoints model takes one image batch and gives keypoints")
+    # a symbolic dimension ('batch') is a str or None in ONNX Runtime's shapes; a fixed one is an int
+    batch, *image = inputs[0].shape
+    want = [card.in_channels, card.input_size, card.input_size]
+    if len(image) != 3 or any(isinstance(d, int) and d != w for d, w in zip(image, want)):
+        raise ValueError(f"{path}: the model card says the input is (N, {', '.join(map(str, want))}) but the "
+                         f"graph takes {_shape(inputs[0].shape)} (an edited card, or one from another model)")
+    if isinstance(batch, int):
+        raise ValueError(f"{path}: the graph takes a fixed batch of {batch} (input {_shape(inputs[0].shape)}); "
+                         "facekeypoints runs any number of faces at once: export with a dynamic batch axis")
+    _, *points = outputs[0].shape
+    want = [card.schema.num_keypoints, 2]
+    if len(points) != 2 or any(isinstance(d, int) and d != w for d, w in zip(points, want)):
+        raise ValueError(f"{path}: the model card's schema {card.schema.name} has {want[0]} keypoints, so the "
+                         f"output should be (N, {want[0]}, 2), but the graph gives {_shape(outputs[0].shape)}")
+
+
+def _shape(dims) -> str:
+    return "(" + ", ".join("N" if not isinstance(d, int) else str(d) for d in dims) + ")"
 
 
 def _read_card(meta: dict, path: Path) -> ModelCard:

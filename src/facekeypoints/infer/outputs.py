@@ -42,14 +42,14 @@ def output_kind(target: str | Path) -> str:
 class _Sink:
     """Results to one file (through a temporary name) or to standard output."""
 
-    def __init__(self, target: str | Path, kind: str):
-        self.kind, self.count = kind, 0
+    def __init__(self, target: str | Path, kind: str, claimed: bool = False):
+        self.kind, self.count, self.claimed = kind, 0, claimed  # claimed: an empty file holds the name
         self.path = None if kind == "stdout" else Path(target)
         self._files = contextlib.ExitStack()  # the temporary file, renamed onto path by close()
         if self.path is not None:
             check_target(self.path)  # not a folder, and a place that can be written
             try:
-                tmp = self._files.enter_context(atomic_path(self.path))
+                tmp = self._tmp = self._files.enter_context(atomic_path(self.path))
                 # surrogateescape: a file name that is not UTF-8 is written back as the bytes it was
                 self.stream = self._files.enter_context(open(tmp, "w", newline="", encoding="utf-8",
                                                              errors="surrogateescape"))
@@ -83,15 +83,26 @@ class _Sink:
             points = [v for p in face["keypoints"].values() for v in (p["x"], p["y"])]
             self._csv.writerow([result.source, i, *face["box"], face["box_score"], *points])
 
-    def close(self) -> Path | None:
+    def close(self, keep: bool = True) -> Path | None:
+        """Finish the file and put it in place; ``keep=False`` (a run without results) writes
+        nothing, so an earlier file of that name is not replaced by an empty one. Returns the path
+        written, or None."""
+        if self.path is None:
+            return None
         if self.kind == "json":
             self.stream.write("\n]\n")
+        if not keep:
+            self.stream.close()
+            self._tmp.unlink(missing_ok=True)
+            if self.claimed:
+                self.path.unlink(missing_ok=True)
         self._files.close()  # every result written so far is kept, even when the run failed midway
-        return self.path
+        return self.path if keep else None
 
 
-def open_sink(target: str | Path) -> _Sink:
-    """A sink for a file or ``-`` output (see ``output_kind``; folders use ``<folder>/predictions.jsonl``)."""
+def open_sink(target: str | Path, *, overwrite: bool = False) -> _Sink:
+    """A sink for a file or ``-`` output (see ``output_kind``; folders use ``<folder>/predictions.jsonl``,
+    which must not exist yet unless ``overwrite``)."""
     kind = output_kind(target)
     if kind == "folder":
         folder = Path(target)
@@ -102,8 +113,16 @@ def open_sink(target: str | Path) -> _Sink:
             raise ValueError(f"{folder}: {folder.suffix} is not an output format; -o takes a folder, a .json, .jsonl "
                              f"or .csv file, or - for standard output (end a folder name with / if it has a dot)")
         check_target(folder, folder=True)
-        if (folder / "predictions.jsonl").is_dir():
-            raise ValueError(f"{folder / 'predictions.jsonl'}: a folder where the results file goes; "
-                             "choose another -o folder")
-        return _Sink(folder / "predictions.jsonl", "jsonl")
+        results = folder / "predictions.jsonl"
+        if results.is_dir():
+            raise ValueError(f"{results}: a folder where the results file goes; choose another -o folder")
+        # Claimed with an empty file at once (O_EXCL), so a second run into the folder, even one started
+        # at the same moment, is refused rather than replacing this run's results with its own.
+        if not overwrite:
+            try:
+                results.open("x").close()
+            except FileExistsError:
+                raise ValueError(f"{results}: exists (from an earlier run, or one still running); give --overwrite "
+                                 "to replace it and drawings of the same names, or another -o folder") from None
+        return _Sink(results, "jsonl", claimed=not overwrite)
     return _Sink(target, kind)

@@ -16,6 +16,8 @@ Examples
 """
 from __future__ import annotations
 
+import math
+import numbers
 import time
 import warnings
 from pathlib import Path
@@ -89,10 +91,28 @@ def _box_frame(box_frame, detector) -> tuple[float, float, float]:
         if box_frame not in framing.BOX_FRAMES:
             raise ValueError(f"box_frame {box_frame!r} is not one of {sorted(framing.BOX_FRAMES)} or (dx, dy, side)")
         return framing.BOX_FRAMES[box_frame]
-    values = tuple(float(v) for v in box_frame)
-    if len(values) != 3 or not values[2] > 0:
-        raise ValueError(f"box_frame must be (dx, dy, side) with side > 0, got {box_frame!r}")
+    try:
+        values = tuple(float(v) for v in box_frame)
+    except (TypeError, ValueError):
+        values = ()
+    # an infinite side framed every face as the whole plane: all keypoints came out at (0, 0)
+    if len(values) != 3 or not all(map(math.isfinite, values)) or not values[2] > 0:
+        raise ValueError(f"box_frame must be (dx, dy, side), finite numbers with side > 0, got {box_frame!r}")
     return values
+
+
+def _check_stream_options(source, options: dict) -> None:
+    """Check ``stream``'s arguments at the call, before any frame: NaN passed the One Euro filter's
+    checks and made every smoothed keypoint NaN, and a wrong source failed on a missing method."""
+    if not isinstance(source, (str, Path)) and not callable(getattr(source, "read", None)):
+        raise TypeError(f"stream() reads a video path or an open cv2.VideoCapture, got {type(source).__name__}")
+    redetect, cutoff, beta = (options.get(k, d) for k, d in (("redetect_every", 10), ("min_cutoff", 1.0),
+                                                             ("beta", 5.0)))
+    if not isinstance(redetect, numbers.Integral) or redetect < 1:
+        raise ValueError(f"redetect_every must be a whole number of frames >= 1, got {redetect!r}")
+    if not all(isinstance(v, numbers.Real) and math.isfinite(v) for v in (cutoff, beta)) or cutoff <= 0 or beta < 0:
+        raise ValueError(f"smoothing needs finite min_cutoff > 0 (Hz) and beta >= 0, got min_cutoff={cutoff!r}, "
+                         f"beta={beta!r}")
 
 
 def _elapsed(start: float) -> float:
@@ -141,8 +161,8 @@ class KeypointDetector:
         self.box_frame = _box_frame(box_frame, self.detector)
         self.alignable = framing.can_refine(self.schema)  # keypoints give a frame (refinement, tracking)
         self.refine = bool(refine) and self.alignable and self.framing == "kaggle"
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        if not isinstance(batch_size, numbers.Integral) or batch_size < 1:
+            raise ValueError(f"batch_size must be a whole number >= 1, got {batch_size!r}")
         self.batch_size = int(batch_size)
 
     def __repr__(self) -> str:
@@ -164,12 +184,18 @@ class KeypointDetector:
             raise ValueError(f"boxes= has {len(boxes)} entries for {len(images)} images")
         rgbs, sources, found, detect_ms = [], [], [], []
         for i, image in enumerate(images):
-            rgb, source = to_rgb(image, color)
             start = time.perf_counter()
-            if self.framing == "resize":  # the whole photo is the face, as in training
-                found.append(np.array([[0.0, 0.0, rgb.shape[1], rgb.shape[0], 1.0]]))
-            else:
-                found.append(self.find_faces(rgb, None if boxes is None else boxes[i], source))
+            try:
+                rgb, source = to_rgb(image, color)
+                if self.framing == "resize":  # the whole photo is the face, as in training
+                    found.append(np.array([[0.0, 0.0, rgb.shape[1], rgb.shape[0], 1.0]]))
+                else:
+                    found.append(self.find_faces(rgb, None if boxes is None else boxes[i], source))
+            except (TypeError, ValueError, FileNotFoundError) as err:  # which of many images is bad
+                if len(images) == 1:
+                    raise
+                kind = next(k for k in (FileNotFoundError, TypeError, ValueError) if isinstance(err, k))
+                raise kind(f"item {i} of {len(images)}: {err}") from err
             detect_ms.append(_elapsed(start))
             rgbs.append(rgb)
             sources.append(source)
@@ -256,4 +282,5 @@ class KeypointDetector:
 
         See :func:`facekeypoints.infer.video.stream` for the options (redetect_every, smooth, ...).
         """
+        _check_stream_options(source, options)
         return stream(self, source, **options)
