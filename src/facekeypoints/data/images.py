@@ -223,9 +223,10 @@ def _check_size(path, header: _Header, size: int, max_pixels: int) -> None:
     decoded = w * h * channels * header.sample_bytes
     if decoded > 3 * max_pixels:
         what = f"{8 * header.sample_bytes}-bit {'RGBA' if header.transparent else 'RGB'}"
-        raise DataFormatError(path, f"image is {w}x{h} {what}, {decoded / 1e6:.0f} MB decoded, {OVER_LIMIT} "
-                                    f"{3 * max_pixels / 1e6:.0f} MB that max_pixels={max_pixels} allows (as 8-bit "
-                                    f"RGB); max_pixels={math.ceil(decoded / 3)} (predict's --max-pixels) reads it")
+        raise DataFormatError(path, f"image is {w}x{h}, decoded as {what}: {decoded / 1e6:.0f} MB, {OVER_LIMIT} "
+                                    f"{3 * max_pixels / 1e6:.0f} MB that max_pixels={max_pixels} allows (that many "
+                                    f"8-bit RGB pixels); max_pixels={math.ceil(decoded / 3)} (predict's --max-pixels "
+                                    f"{math.ceil(decoded / 3)}) reads it")
 
 
 def _decode_pnm(source) -> np.ndarray:

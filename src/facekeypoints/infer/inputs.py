@@ -18,7 +18,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from facekeypoints.data.images import read_image
+from facekeypoints.data.images import read_image, to_uint8
 
 __all__ = ["to_rgb"]
 
@@ -28,11 +28,30 @@ def _from_tensor(tensor) -> np.ndarray:
     arr = tensor.detach().cpu().numpy()
     if arr.ndim == 3 and arr.shape[0] in (1, 3, 4) and arr.shape[-1] not in (1, 3, 4):
         arr = arr.transpose(1, 2, 0)
-    if arr.dtype != np.uint8:
-        if not np.issubdtype(arr.dtype, np.floating) or arr.min() < 0 or arr.max() > 1:
+    if arr.dtype != np.uint8 and arr.size:
+        if not np.issubdtype(arr.dtype, np.floating):
+            raise ValueError(f"a {arr.dtype} tensor must hold floats in [0, 1] (or be uint8 0..255)")
+        if not np.isfinite(arr).all():  # NaN passed the range check below and became black
+            raise ValueError(f"a {arr.dtype} tensor holds NaN or infinite values; an image needs floats in [0, 1]")
+        if arr.min() < 0 or arr.max() > 1:
             raise ValueError(f"a {arr.dtype} tensor must hold floats in [0, 1] (or be uint8 0..255)")
         arr = np.round(arr * 255).astype(np.uint8)
     return arr
+
+
+def _from_pil(image) -> np.ndarray:
+    """A PIL image -> (H, W, 3) RGB uint8. 16-bit and float modes are scaled as ``read_image`` scales
+    the same file (65535 and 1.0 -> 255): ``convert("RGB")`` saturates them, so a 16-bit face came
+    out white and no face was found."""
+    if image.mode not in ("I", "F") and not image.mode.startswith("I;16"):
+        return np.asarray(image.convert("RGB"))
+    arr = np.asarray(image)
+    if arr.dtype.kind in "iu" and arr.size and 0 <= arr.min() and arr.max() <= 65535:
+        arr = arr.astype(np.uint16)  # Pillow holds 16-bit files in 32-bit "I", and "I;16B" big-endian
+    try:
+        return cv2.cvtColor(to_uint8(arr), cv2.COLOR_GRAY2RGB)
+    except ValueError as err:
+        raise ValueError(f"a PIL image in mode {image.mode}: {err}") from None
 
 
 def _to_three_channels(arr: np.ndarray, color: str) -> np.ndarray:
@@ -60,7 +79,7 @@ def to_rgb(image, color: str = "rgb") -> tuple[np.ndarray, str]:
         return read_image(image), str(image)
     module = type(image).__module__
     if module.startswith("PIL."):
-        return np.asarray(image.convert("RGB")), str(getattr(image, "filename", "") or "<PIL image>")
+        return _from_pil(image), str(getattr(image, "filename", "") or "<PIL image>")
     if module.startswith("torch"):
         arr, color = _from_tensor(image), "rgb"
     elif isinstance(image, np.ndarray):

@@ -155,10 +155,12 @@ class Result:
             thick, radius = max(1, round(size / 150)), max(1, round(size / 70))
             x1, y1, x2, y2 = (round(float(v)) for v in face.box)
             cv2.rectangle(out, (x1, y1), (x2, y2), _BOX_COLOUR, thick, cv2.LINE_AA)
-            pts = np.round(face.keypoints).astype(int)
+            finite = np.isfinite(face.keypoints).all(-1)  # a point the model gave no number for is not drawn
+            pts = np.round(np.where(finite[:, None], face.keypoints, 0)).astype(int)
             for a, b in pairs:
-                cv2.line(out, tuple(pts[a]), tuple(pts[b]), _LINE_COLOUR, thick, cv2.LINE_AA)
-            for p in pts:
+                if finite[a] and finite[b]:
+                    cv2.line(out, tuple(pts[a]), tuple(pts[b]), _LINE_COLOUR, thick, cv2.LINE_AA)
+            for p in pts[finite]:
                 cv2.circle(out, tuple(p), radius, _POINT_COLOUR, -1, cv2.LINE_AA)
         return out
 
