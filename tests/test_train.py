@@ -59,8 +59,9 @@ def test_same_seed_same_weights(tiny_csv, tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_interrupt_then_resume_equals_uninterrupted_run(tiny_csv, tmp_path, monkeypatch):
-    extra = ["train.epochs=3", "train.scheduler=step", "train.step_size=1"]
+@pytest.mark.parametrize("recipe", [[], ["train.ema=0.9", "train.label_offset=true"]], ids=["plain", "ema+offset"])
+def test_interrupt_then_resume_equals_uninterrupted_run(tiny_csv, tmp_path, monkeypatch, recipe):
+    extra = ["train.epochs=3", "train.scheduler=step", "train.step_size=1", *recipe]
     fit(_cfg(tiny_csv, tmp_path / "full", extra), progress=False)
 
     import facekeypoints.train.loop as loop
@@ -83,6 +84,11 @@ def test_interrupt_then_resume_equals_uninterrupted_run(tiny_csv, tmp_path, monk
     assert all(torch.equal(full.state_dict[k], cut.state_dict[k]) for k in full.state_dict)
     assert [h["val_rmse"] for h in full.training["train_state"]["history"]] == \
         [h["val_rmse"] for h in cut.training["train_state"]["history"]]
+    assert full.card.label_offset == cut.card.label_offset
+    if recipe:  # the averaged weights are saved as the model, the optimiser's own beside them for resuming
+        raw = full.training["raw_weights"]
+        assert all(torch.equal(raw[k], cut.training["raw_weights"][k]) for k in raw)
+        assert any(not torch.equal(raw[k], full.state_dict[k]) for k in raw if raw[k].is_floating_point())
 
 
 def test_resume_refuses_a_checkpoint_of_another_model(tiny_csv, tmp_path):

@@ -35,7 +35,8 @@ __all__ = ["Checkpoint", "card_for", "save_checkpoint", "load_checkpoint", "load
 
 FORMAT = "facekeypoints-checkpoint/2"
 _READABLE = ("facekeypoints-checkpoint/1", FORMAT)  # version 1: no card, read through the card's loader
-_TRAINING_KEYS = ("config", "optimizer", "scheduler", "scaler", "train_state", "history")
+# raw_weights: the optimiser's own weights when the checkpoint's weights are their moving average (train.ema)
+_TRAINING_KEYS = ("config", "optimizer", "scheduler", "scaler", "train_state", "history", "raw_weights")
 
 
 class CheckpointError(ValueError):

@@ -69,6 +69,7 @@ class TrainConfig:
     amp: str = "none"  # mixed precision: none | bf16 | fp16 (fp16 on GPUs only)
     channels_last: bool | None = None  # NHWC memory layout; null: on for CUDA, off on the CPU
     label_offset: bool = False  # learn the labellers' mirror-breaking offset (train/label_offset.py)
+    ema: float = 0.0  # exponential moving average of the weights, decay per step (e.g. 0.998); 0 = off
 
     def __post_init__(self) -> None:
         positive = {"epochs": self.epochs, "batch_size": self.batch_size, "log_every": self.log_every,
@@ -79,6 +80,8 @@ class TrainConfig:
         for key in ("weight_decay", "patience", "time_limit_min", "num_threads"):
             if getattr(self, key) < 0:
                 raise ValueError(f"train.{key} must be >= 0, got {getattr(self, key)!r}")
+        if not 0 <= self.ema < 1:
+            raise ValueError(f"train.ema must be in [0, 1) (a decay per step; 0 = off), got {self.ema!r}")
         if not 0 < self.gamma <= 1:
             raise ValueError(f"train.gamma must be in (0, 1], got {self.gamma!r}")
 

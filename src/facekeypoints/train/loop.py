@@ -78,6 +78,7 @@ class _Run:
     amp: torch.dtype | None = None  # autocast dtype, None for full float32
     scaler: torch.amp.GradScaler | None = None  # float16 only: its small range needs loss scaling
     offset: LabelOffset | None = None  # train.label_offset: the labellers' learned offset
+    ema: torch.optim.swa_utils.AveragedModel | None = None  # train.ema: the weights' moving average
     rank: int = 0
     world: int = 1
 
@@ -136,9 +137,14 @@ def _setup(cfg: Config) -> _Run:
     layout = torch.channels_last if _channels_last(t, device) else torch.contiguous_format
     model = model.to(device=device, memory_format=layout)
     offset = LabelOffset(card.schema).to(device) if t.label_offset else None
+    ema = None
+    if t.ema:  # torch's own EMA, buffers (batch-norm statistics) averaged too
+        from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+        ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(t.ema), use_buffers=True)
     opt = _optimizer(model, t, offset)
     scaler = torch.amp.GradScaler(device.split(":")[0]) if dtype == torch.float16 else None
-    return _Run(cfg=cfg, model=model, card=card, opt=opt, sched=_scheduler(opt, t), offset=offset,
+    return _Run(cfg=cfg, model=model, card=card, opt=opt, sched=_scheduler(opt, t), offset=offset, ema=ema,
                 loss_fn=make_loss(t.loss, **t.loss_params), train_x=train_x.to(device, memory_format=layout),
                 train_kp=torch.from_numpy(train.keypoints.copy()).to(device), val_x=val_x,
                 val_kp=torch.from_numpy(val.keypoints.copy()), data_report=report, device=device, amp=dtype,
@@ -180,7 +186,10 @@ def _resume(run: _Run, path: Path) -> TrainState:
     check_compatible(ckpt.card, run.cfg.model.name, run.cfg.data.schema, source=str(path))
     if ckpt.training.get("config"):
         _check_same_recipe(ckpt.training["config"], run.cfg, path)
-    run.model.load_state_dict(ckpt.state_dict)
+    run.model.load_state_dict(ckpt.training.get("raw_weights") or ckpt.state_dict)
+    if run.ema is not None:
+        run.ema.module.load_state_dict(ckpt.state_dict)  # what was saved as the weights is the average
+        run.ema.n_averaged.fill_(1)  # averaging goes on from it rather than restarting with a copy
     if run.offset is not None and ckpt.card.label_offset is not None:
         run.offset.load_pixels(ckpt.card.label_offset)
     run.opt.load_state_dict(ckpt.training["optimizer"])
@@ -189,6 +198,10 @@ def _resume(run: _Run, path: Path) -> TrainState:
     if run.scaler is not None and ckpt.training.get("scaler"):
         run.scaler.load_state_dict(ckpt.training["scaler"])
     return TrainState(**ckpt.training["train_state"])
+
+
+def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    return getattr(model, "module", model)  # DistributedDataParallel holds the model as .module
 
 
 def _card(run: _Run) -> ModelCard:
@@ -201,7 +214,11 @@ def _card(run: _Run) -> ModelCard:
 def _save(run: _Run, state: TrainState, path: Path, metrics: dict | None = None) -> None:
     if run.rank == 0:
         card = _card(run).with_metrics(metrics) if metrics else _card(run)
-        save_checkpoint(path, run.model, card, config=run.cfg.to_dict(), optimizer=run.opt.state_dict(),
+        # with train.ema the averaged weights are the model (evaluated, shipped); the raw ones resume training
+        weights = run.ema.module if run.ema is not None else run.model
+        extra = {"raw_weights": {k: v.detach().cpu() for k, v in _unwrap(run.model).state_dict().items()}} \
+            if run.ema is not None else {}
+        save_checkpoint(path, weights, card, **extra, config=run.cfg.to_dict(), optimizer=run.opt.state_dict(),
                         scheduler=run.sched.state_dict() if run.sched is not None else {}, train_state=asdict(state),
                         scaler=run.scaler.state_dict() if run.scaler is not None else {})
 
@@ -251,6 +268,8 @@ def _step(run: _Run, x: torch.Tensor, target: torch.Tensor, matrices: torch.Tens
         run.scaler.update()
     else:
         run.opt.step()
+    if run.ema is not None:
+        run.ema.update_parameters(_unwrap(run.model))
     return loss.detach()
 
 
@@ -293,7 +312,7 @@ def _steps_per_epoch(run: _Run) -> tuple[int, int]:
 def _validate(run: _Run) -> dict:
     """Validation loss, RMSE and MAE (pixels) through the one prediction path (rank 0 only)."""
     size = tuple(run.val_x.shape[-2:])
-    runner = TorchRunner(run.model, _card(run), device=run.device)
+    runner = TorchRunner(run.ema.module if run.ema is not None else run.model, _card(run), device=run.device)
     # scored against the data's own labels, so with its labellers' offset (when learned)
     pred = predict_inputs(runner, run.val_x.numpy(), mirror=run.cfg.train.mirror_tta, label_offset=True)
     pred_t = torch.from_numpy(pred.astype(np.float32))
