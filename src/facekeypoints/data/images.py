@@ -84,7 +84,7 @@ def _header(path) -> _Header:
             (w, h), transparent = im.size, im.mode in ("RGBA", "LA", "PA") or "transparency" in im.info
             raw_exif = im.info.get("exif") if transparent else None  # raw bytes: getexif() on a PNG decodes it
             maxval, bits, kind = _maxval(im), _bits(im), im.format or ""
-            frames = getattr(im, "n_frames", 1) if kind in _MULTI_FRAME else 1
+            frames = _frames(im)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError):
         return _png_header(path)
     if kind == "PNG":  # Pillow shows a 16-bit RGB PNG as 8-bit "RGB": IHDR has the depth
@@ -110,20 +110,33 @@ def _open(source):
 
 
 def _maxval(im) -> int | None:
-    """A PGM/PPM's declared white level: Pillow keeps it in the decoder's arguments (rawmode, maxval),
-    and leaves it out for the raw decoder it uses at 255 (and grey 65535)."""
-    if im.format != "PPM" or not im.tile:
+    """A PGM/PPM's declared white level, where Pillow keeps it: in its ppm decoders' arguments
+    (rawmode, maxval). None for the raw decoder it uses at 255 (and grey 65535), bitmaps and PFM."""
+    if im.format != "PPM" or im.mode not in ("L", "I", "RGB") or not im.tile:
         return None
     args = im.tile[0].args
-    return args[-1] if isinstance(args, tuple) and isinstance(args[-1], int) else (65535 if im.mode == "I" else 255)
+    return args[1] if isinstance(args, tuple) and len(args) == 2 else None
 
 
 def _bits(im) -> int:
     """Bits per sample as stored, from Pillow's mode and, for TIFF, BitsPerSample: Pillow shows a
-    16-bit RGB TIFF as 8-bit "RGB" (PNG and PPM are sized by their caller)."""
+    16-bit RGB TIFF as 8-bit "RGB" (PNG and PPM with a maxval are sized by ``_header``)."""
     if im.format == "TIFF":
-        return max(im.tag_v2.get(258, (8,)))  # one per channel
+        return int(max(np.ravel(im.tag_v2.get(258, 8))))  # one per channel
+    if im.format == "PPM" and im.mode == "I":  # a 16-bit PGM, held in 32-bit integers
+        return 16
     return {"I;16": 16, "I;16B": 16, "I;16L": 16, "I;16N": 16, "I": 32, "F": 32}.get(im.mode, 8)
+
+
+def _frames(im) -> int:
+    """Pages or animation frames of a ``_MULTI_FRAME`` file, 1 for other formats; 1 too when Pillow
+    cannot count them (a damaged later page), as OpenCV still decodes the first."""
+    if im.format not in _MULTI_FRAME:
+        return 1
+    try:
+        return int(getattr(im, "n_frames", 1))
+    except (OSError, ValueError, EOFError, SyntaxError):
+        return 1
 
 
 def _png_header(source) -> _Header:
@@ -223,19 +236,26 @@ def _check_size(path, header: _Header, size: int, max_pixels: int) -> None:
     decoded = w * h * channels * header.sample_bytes
     if decoded > 3 * max_pixels:
         what = f"{8 * header.sample_bytes}-bit {'RGBA' if header.transparent else 'RGB'}"
-        raise DataFormatError(path, f"image is {w}x{h}, decoded as {what}: {decoded / 1e6:.0f} MB, {OVER_LIMIT} "
-                                    f"{3 * max_pixels / 1e6:.0f} MB that max_pixels={max_pixels} allows (that many "
+        raise DataFormatError(path, f"image is {w}x{h}, decoded as {what}: {_size(decoded)}, {OVER_LIMIT} "
+                                    f"{_size(3 * max_pixels)} that max_pixels={max_pixels} allows (that many "
                                     f"8-bit RGB pixels); max_pixels={math.ceil(decoded / 3)} (predict's --max-pixels "
                                     f"{math.ceil(decoded / 3)}) reads it")
 
 
-def _decode_pnm(source) -> np.ndarray:
+def _size(n: int) -> str:
+    return f"{n / 1e6:.0f} MB" if n >= 10**6 else f"{n} bytes"
+
+
+def _decode_pnm(source) -> np.ndarray | None:
     """A PGM/PPM whose maxval is not 255 or 65535 (10- or 12-bit sensor data) -> (H, W, 3) RGB uint8,
     decoded by Pillow, which scales samples by maxval (to 0..255, or to 0..65535 in mode "I")."""
     if hasattr(source, "seek"):
         source.seek(0)
-    with _open(source) as im:
-        image = np.asarray(im)  # checked against max_pixels from the header already
+    try:
+        with _open(source) as im:
+            image = np.asarray(im)  # checked against max_pixels from the header already
+    except (OSError, SyntaxError):  # truncated, or a sample over maxval: as OpenCV's failures
+        return None
     if image.dtype != np.uint8:
         image = to_uint8(image.astype(np.uint16))  # mode "I" holds 16-bit samples in 32-bit integers
     return image if image.ndim == 3 else cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)

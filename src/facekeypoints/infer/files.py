@@ -232,6 +232,14 @@ def _batches(images: list[tuple[Path, Path]], batch_size: int):
         yield batch
 
 
+def _named_warnings(caught: list, path: Path | None) -> None:
+    """Warn again with the file name in front (once), so a folder run says which photo it was about."""
+    for w in caught:
+        text = str(w.message)
+        named = path is None or text.startswith(f"{path}:")
+        warnings.warn(text if named else f"{path}: {text}", w.category, stacklevel=3)
+
+
 def _predict_images(detector, batch: list[tuple[Path, Path]], out_dir: Path | None, draw: bool, sink,
                     report: PredictReport, max_pixels: int | None) -> None:
     """Read a batch (recording unreadable files), predict it in one call, write JSON lines and drawings."""
@@ -241,12 +249,14 @@ def _predict_images(detector, batch: list[tuple[Path, Path]], out_dir: Path | No
             with warnings.catch_warnings(record=True) as caught:  # e.g. Pillow's "Corrupt EXIF data"
                 warnings.simplefilter("always")
                 pixels.append(read_image(path, max_pixels=max_pixels))
-            for w in caught:
-                warnings.warn(f"{path}: {w.message}", w.category, stacklevel=2)
+            _named_warnings(caught, path)
             readable.append((path, rel))
         except (ValueError, OSError) as err:
             report.failures.append((str(path), _why(path, err)))
-    results = detector.predict_batch(pixels) if pixels else []
+    with warnings.catch_warnings(record=True) as caught:  # e.g. the detector's "faces under N px cannot be found"
+        warnings.simplefilter("always")
+        results = detector.predict_batch(pixels) if pixels else []
+    _named_warnings(caught, readable[0][0] if len(readable) == 1 else None)
     for (path, rel), rgb, result in zip(readable, pixels, results):
         result.source = str(path)
         sink.write(result)

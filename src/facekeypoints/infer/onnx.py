@@ -144,19 +144,18 @@ def _check_card_fits_graph(card: ModelCard, session, path: Path) -> None:
         raise ValueError(f"{path}: the graph takes {len(inputs)} inputs and gives {len(outputs)} outputs; "
                          "a facekeypoints model takes one image batch and gives keypoints")
     # a symbolic dimension ('batch') is a str or None in ONNX Runtime's shapes; a fixed one is an int
-    batch, *image = inputs[0].shape
+    image, points = list(inputs[0].shape), list(outputs[0].shape)
     want = [card.in_channels, card.input_size, card.input_size]
-    if len(image) != 3 or any(isinstance(d, int) and d != w for d, w in zip(image, want)):
+    if len(image) != 4 or any(isinstance(d, int) and d != w for d, w in zip(image[1:], want)):
         raise ValueError(f"{path}: the model card says the input is (N, {', '.join(map(str, want))}) but the "
-                         f"graph takes {_shape(inputs[0].shape)} (an edited card, or one from another model)")
-    if isinstance(batch, int):
-        raise ValueError(f"{path}: the graph takes a fixed batch of {batch} (input {_shape(inputs[0].shape)}); "
+                         f"graph takes {_shape(image)} (an edited card, or one from another model)")
+    if isinstance(image[0], int):
+        raise ValueError(f"{path}: the graph takes a fixed batch of {image[0]} (input {_shape(image)}); "
                          "facekeypoints runs any number of faces at once: export with a dynamic batch axis")
-    _, *points = outputs[0].shape
     want = [card.schema.num_keypoints, 2]
-    if len(points) != 2 or any(isinstance(d, int) and d != w for d, w in zip(points, want)):
+    if len(points) != 3 or any(isinstance(d, int) and d != w for d, w in zip(points[1:], want)):
         raise ValueError(f"{path}: the model card's schema {card.schema.name} has {want[0]} keypoints, so the "
-                         f"output should be (N, {want[0]}, 2), but the graph gives {_shape(outputs[0].shape)}")
+                         f"output should be (N, {want[0]}, 2), but the graph gives {_shape(points)}")
 
 
 def _shape(dims) -> str:

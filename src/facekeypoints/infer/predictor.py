@@ -184,9 +184,9 @@ class KeypointDetector:
             raise ValueError(f"boxes= has {len(boxes)} entries for {len(images)} images")
         rgbs, sources, found, detect_ms = [], [], [], []
         for i, image in enumerate(images):
-            start = time.perf_counter()
             try:
                 rgb, source = to_rgb(image, color)
+                start = time.perf_counter()
                 if self.framing == "resize":  # the whole photo is the face, as in training
                     found.append(np.array([[0.0, 0.0, rgb.shape[1], rgb.shape[0], 1.0]]))
                 else:

@@ -47,7 +47,7 @@ class OneEuroFilter:
     """
 
     def __init__(self, min_cutoff: float = 1.0, beta: float = 5.0, d_cutoff: float = 1.0):
-        if min_cutoff <= 0 or d_cutoff <= 0 or beta < 0:
+        if not (0 < min_cutoff < math.inf and 0 < d_cutoff < math.inf and 0 <= beta < math.inf):  # NaN fails too
             raise ValueError(f"need min_cutoff > 0, d_cutoff > 0, beta >= 0; got {min_cutoff}, {d_cutoff}, {beta}")
         self.min_cutoff, self.beta, self.d_cutoff = float(min_cutoff), float(beta), float(d_cutoff)
         self.x = self.dx = self.t = None
