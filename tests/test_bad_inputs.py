@@ -380,7 +380,7 @@ def test_training_that_diverges_stops_and_says_so(tmp_path, capsys):
 def test_the_imm_split_names_a_person_that_is_no_number(tmp_path):
     path, text = _ytf68_csv(tmp_path)
     path.write_text(text)
-    cfg = load_config(None, [f"data.train={path}", "data.split=imm"])
+    cfg = load_config(None, [f"data.train={path}", "data.split=imm", "data.frame=resize"])
     with pytest.raises(ValueError, match="the imm split needs IMM's numbered persons .* got person 'person0'"):
         load_splits(cfg.data, 96)
 

@@ -234,7 +234,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_train_detector(args: argparse.Namespace) -> int:
-    from facekeypoints.train.detector import FacePool, train_detector
+    from facekeypoints.train.detector import FacePool, check_run, train_detector
 
     if not 0 < args.minutes < float("inf"):
         raise ValueError(f"--minutes must be a finite number > 0, got {args.minutes}")
@@ -244,7 +244,7 @@ def _cmd_train_detector(args: argparse.Namespace) -> int:
     for option, value in (("--ytf68", args.ytf68), ("--imm", args.imm)):  # before a minute of reading photos
         if not Path(value).exists():
             raise ValueError(f"{option} {value}: no such file or folder")
-    check_target(args.out, folder=True)
+    check_run(args.out, batch_size=args.batch_size, threads=args.threads)  # bounds, --out and its last.pt
     pool = FacePool.from_datasets(args.ytf68, args.imm)
     summary = train_detector(args.out, pool, minutes=args.minutes, batch_size=args.batch_size, threads=args.threads,
                              progress=not args.quiet)
@@ -372,8 +372,11 @@ def _cmd_grid(args: argparse.Namespace) -> int:
 def _cmd_compare(args: argparse.Namespace) -> int:
     from facekeypoints.evaluate.compare import compare_runs
 
-    print(compare_runs(args.runs, report_dir=args.report))
-    return 0
+    result = compare_runs(args.runs, report_dir=args.report)  # --report checked before any figure is drawn
+    print(result.table)
+    for note in result.notes:  # a run's figures left out: the report is partial, as a partial predict is
+        print(f"partial: {note}", file=sys.stderr)
+    return 1 if result.notes else 0
 
 
 def _add_train_commands(sub) -> None:
@@ -540,11 +543,11 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
+    import errno
     import socket
 
-    import uvicorn
-
     from facekeypoints.serve.app import create_app
+    from facekeypoints.serve.server import bind, server
 
     models = {}
     for item in args.model or []:  # NAME=PATH, or a shipped name
@@ -554,16 +557,24 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         if name in models:
             raise ValueError(f"--model {item!r}: the name {name!r} is already served; give each model its own name")
         models[name] = path or name
-    try:
-        socket.getaddrinfo(args.host, args.port)
-    except OSError as err:
+    try:  # the port first: taken, it is one error line, before models load and before "serving on"
+        sock = bind(args.host, args.port)
+    except socket.gaierror as err:
         raise ValueError(f"--host {args.host!r}: not an address this machine can bind ({err.strerror or err})") from None
-    app = create_app(models or None, detector=args.detector, workers=args.workers, max_body=args.max_body,
-                     max_pixels=args.max_pixels or None)
-    print(f"serving on http://{args.host}:{args.port}/ (API: /v1/keypoints, /v1/models, /healthz, /docs)",
-          file=sys.stderr)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
-    return 0
+    except OSError as err:
+        hint = " (is another server running there? pick another --port)" if err.errno == errno.EADDRINUSE else ""
+        raise ValueError(f"cannot serve on {args.host}:{args.port}: {(err.strerror or str(err)).lower()}{hint}") from None
+    with sock:
+        app = create_app(models or None, detector=args.detector, workers=args.workers, max_body=args.max_body,
+                         max_pixels=args.max_pixels or None)
+        print(f"serving on http://{args.host}:{args.port}/ (API: /v1/keypoints, /v1/models, /healthz, "
+              "/openapi.json)", file=sys.stderr)
+        instance = server(app)
+        try:
+            instance.run(sockets=[sock])
+        except KeyboardInterrupt:  # Ctrl-C or SIGTERM is how a server stops, as under uvicorn.run: not an error
+            pass
+    return 0 if instance.started else 3  # 3: uvicorn's code for a failed start-up (it logged why)
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:

@@ -47,7 +47,12 @@ class _StrictLoader(yaml.SafeLoader):
     def construct_mapping(self, node, deep=False):
         seen: dict = {}
         for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # "<<: *defaults": PyYAML merges it below
+                continue
             key = self.construct_object(key_node, deep=True)
+            if not isinstance(key, str):  # every settings key is a name: 1, true or [a, b] cannot be one
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} is not a name (keys are text)", key_node.start_mark)
             if key in seen:
                 raise yaml.constructor.ConstructorError(
                     None, None, f"key {key!r} appears twice (also on line {seen[key] + 1})", key_node.start_mark)
@@ -95,6 +100,8 @@ def load_yaml(text: str, source: str) -> Any:
     """
     try:
         return yaml.load(text, Loader=_StrictLoader)  # noqa: S506  (a SafeLoader subclass)
+    except RecursionError:
+        raise SettingsError(f"{source}: nested too deeply to be a settings file") from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
@@ -104,6 +111,8 @@ def load_yaml(text: str, source: str) -> Any:
 
 def read_yaml(path: str | Path) -> Any:
     """``load_yaml`` of a file's text; a file that is not UTF-8 text is a SettingsError naming it."""
+    if Path(path).is_dir():
+        raise SettingsError(f"{path}: is a folder; give a .yaml file")
     try:
         text = Path(path).read_text(encoding="utf-8")
     except UnicodeDecodeError as err:

@@ -86,14 +86,15 @@ class Augment:
         object.__setattr__(self, "scale", tuple(float(s) for s in self.scale))
         if not 0.0 <= self.flip_prob <= 1.0:
             raise ValueError(f"Augment.flip_prob must be in [0, 1], got {self.flip_prob!r}")
-        for name in ("rotate_deg", "shift", "noise_std", "color_jitter"):
-            if not getattr(self, name) >= 0:
-                raise ValueError(f"Augment.{name} must be >= 0, got {getattr(self, name)!r}")
-        for name in ("brightness", "contrast"):
-            if not 0 <= getattr(self, name) <= 1:
-                raise ValueError(f"Augment.{name} must be in [0, 1], got {getattr(self, name)!r}")
-        if len(self.scale) != 2 or not 0 < self.scale[0] <= self.scale[1]:
-            raise ValueError(f"Augment.scale must be (low, high) with 0 < low <= high, got {self.scale!r}")
+        # upper bounds too: shift 8 (meant as 8 px or 8 %) would move every face out of its crop
+        for name, high, unit in (("rotate_deg", 180.0, "degrees"), ("shift", 0.5, "a fraction of the image size"),
+                                 ("noise_std", 1.0, "on the [0, 1] scale"), ("color_jitter", 1.0, "a fraction"),
+                                 ("brightness", 1.0, "a fraction"), ("contrast", 1.0, "a fraction")):
+            if not 0 <= getattr(self, name) <= high:
+                raise ValueError(f"augment.{name} must be in [0, {high:g}] ({unit}), got {getattr(self, name)!r}")
+        if len(self.scale) != 2 or not 0.25 <= self.scale[0] <= self.scale[1] <= 4:
+            raise ValueError(f"augment.scale must be (low, high) zoom factors with 0.25 <= low <= high <= 4, "
+                             f"got {self.scale!r}")
         if self.padding not in ("border", "zeros"):
             raise ValueError(f"Augment.padding must be 'border' or 'zeros', got {self.padding!r}")
 

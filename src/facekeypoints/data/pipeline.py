@@ -13,6 +13,7 @@ Examples
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 from facekeypoints.data.convert import complete_labels, resize_faces, to_kaggle_task
 from facekeypoints.data.dataset import KeypointData
@@ -43,6 +44,15 @@ class DataConfig:
     frame: str = "none"
 
     def __post_init__(self) -> None:
+        for key in ("train", "val", "persons", "complete_labels"):
+            value = getattr(self, key)
+            if value is not None and not str(value).strip():
+                raise ValueError(f"data.{key} is empty; give a file (or null where it is optional)")
+        if self.val is not None and Path(self.val).expanduser().resolve() == Path(self.train).expanduser().resolve():
+            raise ValueError(f"data.val is data.train ({self.train}): validation would score faces the model trained "
+                             "on; give another file, or leave data.val out to split data.train by person")
+        if not 0 <= self.split_seed < 2**32:
+            raise ValueError(f"data.split_seed must be a whole number in [0, 2**32), got {self.split_seed!r}")
         if isinstance(self.split, str):
             if self.split != "imm":
                 raise ValueError(f"data.split must be a list of ratios or 'imm', got {self.split!r}")
@@ -90,7 +100,16 @@ def load_splits(d: DataConfig, size: int) -> tuple[KeypointData, KeypointData, d
 def frame_faces(data: KeypointData, schema: str, frame: str, size: int) -> KeypointData:
     """Bring faces to ``size`` x ``size`` in ``schema`` (see DataConfig.frame)."""
     if frame == "none":
-        return data.to_schema(schema)
+        shapes = {image.shape[:2] for image in data.images} if data.images is not None else set()
+        if shapes - {(size, size)}:  # other sizes would be resized while their labels stay where they were
+            h, w = sorted(shapes - {(size, size)})[0]
+            raise ValueError(f"{data.source}: holds {w}x{h} images, not faces framed at the model's {size}x{size}; "
+                             "set data.frame: kaggle (align each face by its labels) or resize (shrink whole images)")
+        try:
+            return data.to_schema(schema)
+        except ValueError as err:
+            raise ValueError(f"{data.source}: data.schema {schema!r} does not fit its {data.schema.name} labels "
+                             f"({err})") from None
     if frame == "kaggle":
         faces, report = to_kaggle_task(data, schema, size=size)
         if report.not_aligned:

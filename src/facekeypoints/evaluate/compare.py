@@ -6,37 +6,107 @@ from __future__ import annotations
 
 import csv
 import json
+import math
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from facekeypoints.atomic import atomic_path, check_target
 from facekeypoints.evaluate.metrics import per_keypoint_rmse
 from facekeypoints.evaluate.runner import predict_data, run_split
 from facekeypoints.models.predict import TorchRunner
 
-__all__ = ["read_run", "compare_runs", "write_report"]
+__all__ = ["read_run", "compare_runs", "write_report", "Comparison"]
+
+
+def _number(text: str | None, where: str) -> float | None:
+    if text in ("", None):  # an epoch without a validation pass leaves its cells empty
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise ValueError(f"{where}: {text!r} is not a number") from None
+
+
+def _read_history(metrics: Path) -> list[dict]:
+    """metrics.csv as one dict of numbers (None: empty cell) per epoch; ValueError naming the file,
+    row and column of anything else."""
+    try:
+        with open(metrics, newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            rows = list(reader)
+            columns = reader.fieldnames or []
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{metrics}: not UTF-8 text ({err.reason} at byte {err.start}); is it the run's "
+                         "metrics.csv?") from None
+    if "epoch" not in columns:
+        raise ValueError(f"{metrics}: no 'epoch' column (columns: {', '.join(columns) or 'none'}); is it the run's "
+                         "metrics.csv?")
+    history = []
+    for line, row in enumerate(rows, 2):
+        if None in row:  # DictReader's key for values beyond the header
+            raise ValueError(f"{metrics}: line {line} has more values than the header's {len(columns)} columns")
+        values = {k: _number(v, f"{metrics}: line {line}, column {k}") for k, v in row.items()}
+        if values["epoch"] is None or not math.isfinite(values["epoch"]):
+            raise ValueError(f"{metrics}: line {line}, column epoch: {row['epoch']!r} is not an epoch number")
+        history.append(values)
+    if not history:
+        raise ValueError(f"{metrics}: no epochs recorded yet")
+    return history
+
+
+def _read_model_name(path: Path) -> str:
+    """The model named in a run's config.json ('?' when the run has none); ValueError naming a damaged file."""
+    if not path.is_file():
+        return "?"
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"{path}: damaged, not JSON ({err})") from None
+    config = saved.get("config", {}) if isinstance(saved, dict) else None
+    model = config.get("model", {}) if isinstance(config, dict) else None
+    name = model.get("name", "?") if isinstance(model, dict) else None
+    if not isinstance(name, str):
+        raise ValueError(f"{path}: damaged, expected {{\"config\": {{\"model\": {{\"name\": ...}}}}}} as train writes")
+    return name
 
 
 def read_run(run_dir: str | Path) -> dict:
-    """A run's config, per-epoch history and best epoch (lowest validation RMSE)."""
+    """A run's model name, per-epoch history and best epoch (lowest finite validation RMSE).
+
+    A damaged run (metrics.csv not UTF-8, without an 'epoch' column or with a value that is not a
+    number; config.json not JSON or not shaped as train writes it) is a ValueError naming the run
+    folder and the file: a table that quietly left a run out, or showed it wrong, would mislead."""
     run = Path(run_dir)
     metrics = run / "metrics.csv"
     if not metrics.is_file():
         raise FileNotFoundError(f"{run}: no metrics.csv; is this a facekeypoints run directory?")
-    with open(metrics, newline="") as f:
-        history = [{k: (float(v) if v not in ("", None) else None) for k, v in row.items()} for row in csv.DictReader(f)]
-    if not history:
-        raise ValueError(f"{metrics}: no epochs recorded yet")
-    config = json.loads((run / "config.json").read_text()) if (run / "config.json").is_file() else {}
-    scored = [h for h in history if h.get("val_rmse") is not None]
+    history = _read_history(metrics)
+    model = _read_model_name(run / "config.json")
+    # a diverged epoch's NaN must not win: min() keeps NaN when it comes first
+    scored = [h for h in history if h.get("val_rmse") is not None and math.isfinite(h["val_rmse"])]
     best = min(scored, key=lambda h: h["val_rmse"]) if scored else history[-1]
     # named by folder: two runs of one config (seeds, devices) must not share a name
-    return {"name": run.name, "dir": str(run), "config": config, "history": history, "best": best}
+    return {"name": run.name, "dir": str(run), "model": model, "history": history, "best": best}
 
 
-def compare_runs(run_dirs: list[str], report_dir: str | None = None) -> str:
+@dataclass
+class Comparison:
+    """What :func:`compare_runs` made: the text table, and one note per run whose report figures
+    were left out (its data or best.pt could not be read); notes make the report partial."""
+
+    table: str
+    notes: list[str] = field(default_factory=list)
+
+
+def compare_runs(run_dirs: list[str], report_dir: str | None = None) -> Comparison:
     """Text table (model, train loss, validation loss, RMSE, MAE, minutes) at each run's best epoch;
-    with ``report_dir`` also writes the plots of :func:`write_report` and table.md / table.json there."""
+    with ``report_dir`` also writes the plots of :func:`write_report` and table.json / table.txt there.
+
+    Every run is read first: a damaged one is a ValueError naming it and its file (see
+    :func:`read_run`), before anything is written. In the report, a run whose training data or
+    best.pt cannot be read keeps its row and curves; its other figures are left out with a note."""
     runs = [read_run(r) for r in run_dirs]
     names = [r["name"] for r in runs]
     for r in runs:  # same folder name in two places: say which
@@ -47,61 +117,71 @@ def compare_runs(run_dirs: list[str], report_dir: str | None = None) -> str:
     rows = []
     for r in runs:
         b = r["best"]
-        model = r["config"].get("config", {}).get("model", {}).get("name", "?")
-        row = {"run": r["name"], "model": model, "epoch": int(b["epoch"]), "train_loss": b.get("train_loss"),
+        row = {"run": r["name"], "model": r["model"], "epoch": int(b["epoch"]), "train_loss": b.get("train_loss"),
                "val_loss": b.get("val_loss"), "rmse": b.get("val_rmse"), "mae": b.get("val_mae"),
                "minutes": r["history"][-1].get("minutes")}
         rows.append(row)
         fmt = lambda v, w, p: f"{v:{w}.{p}f}" if v is not None else f"{'-':>{w}s}"  # noqa: E731
-        lines.append(f"{row['run'][:28]:28s} {model[:16]:16s} {row['epoch']:5d} {fmt(row['train_loss'], 10, 4)} "
+        lines.append(f"{row['run'][:28]:28s} {row['model'][:16]:16s} {row['epoch']:5d} {fmt(row['train_loss'], 10, 4)} "
                      f"{fmt(row['val_loss'], 9, 4)} {fmt(row['rmse'], 7, 3)} {fmt(row['mae'], 7, 3)} {fmt(row['minutes'], 8, 1)}")
     table = "\n".join(lines)
-    if report_dir:
-        out = Path(report_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "table.json").write_text(json.dumps(rows, indent=2))
-        (out / "table.txt").write_text(table + "\n")
-        figures = write_report(runs, out)
-        (out / "index.html").write_text(_index_html(rows, runs, figures, out))
-        table += f"\nreport written to {out}/ (open {out / 'index.html'})"
-    return table
+    if not report_dir:
+        return Comparison(table)
+    out = check_target(report_dir, folder=True)
+    figures, notes = write_report(runs, out)
+    for name, text in (("table.json", json.dumps(rows, indent=2)), ("table.txt", table + "\n"),
+                       ("index.html", _index_html(rows, runs, figures, notes))):
+        with atomic_path(out / name) as tmp:
+            tmp.write_text(text, encoding="utf-8")
+    table += f"\nreport written to {out}/ (open {out / 'index.html'})"
+    return Comparison(table, [f"{r['dir']}: {notes[r['name']]}" for r in runs if r["name"] in notes])
 
 
-def write_report(runs: list[dict], out: Path) -> list[Path]:
+def write_report(runs: list[dict], out: Path) -> tuple[list[Path], dict[str, str]]:
     """Loss/RMSE curves for all runs, then per run: per-keypoint RMSE bars, best and worst
-    validation faces with predictions, and the first convolution layer's filters."""
+    validation faces with predictions, and the first convolution layer's filters.
+
+    Returns the figures written and, by run name, a note for each run whose figures were left out
+    (a damaged best.pt, or training data that has moved or changed): the rest is still written."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    written = []
+    def values(h, key):  # None (no validation that epoch, a column the run lacks) plots as a gap
+        return [np.nan if x.get(key) is None else x[key] for x in h]
+
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for r in runs:
         h = r["history"]
-        ep = [x["epoch"] for x in h]
-        axes[0].plot(ep, [x["train_loss"] for x in h], label=f"{r['name']} train")
-        axes[0].plot(ep, [x.get("val_loss") for x in h], "--", label=f"{r['name']} val")
-        axes[1].plot([x["minutes"] for x in h], [x.get("val_rmse") for x in h], label=r["name"])
+        axes[0].plot(values(h, "epoch"), values(h, "train_loss"), label=f"{r['name']} train")
+        axes[0].plot(values(h, "epoch"), values(h, "val_loss"), "--", label=f"{r['name']} val")
+        axes[1].plot(values(h, "minutes"), values(h, "val_rmse"), label=r["name"])
     axes[0].set(xlabel="epoch", ylabel="loss", yscale="log", title="loss")
     axes[1].set(xlabel="training minutes", ylabel="validation RMSE (px)", title="RMSE against time")
     for ax in axes:
         ax.legend(fontsize=7)
         ax.grid(alpha=0.3)
-    fig.tight_layout()
-    written.append(out / "curves.png")
-    fig.savefig(written[-1], dpi=110)
-    plt.close(fig)
+    written, notes = [_save(fig, out / "curves.png", plt)], {}
     for r in runs:
         best = Path(r["dir"]) / "best.pt"
         if best.is_file():
-            written += _run_figures(r, best, out, plt)
-    return written
+            written += _run_figures(r, best, out, plt, notes)
+    return written, notes
 
 
-def _index_html(rows: list[dict], runs: list[dict], figures: list[Path], out: Path) -> str:
+def _save(fig, path: Path, plt) -> Path:
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+    return path
+
+
+def _index_html(rows: list[dict], runs: list[dict], figures: list[Path], notes: dict[str, str]) -> str:
     """One self-contained page (no external files but the report's own PNGs): the table, the
-    curves, and per run its per-keypoint errors, best and worst faces, and first-layer filters."""
+    curves, and per run its per-keypoint errors, best and worst faces, and first-layer filters
+    (or the note saying why some were left out)."""
     import html
 
     def cell(v, digits):
@@ -122,8 +202,10 @@ def _index_html(rows: list[dict], runs: list[dict], figures: list[Path], out: Pa
                    ("filters", "first-layer filters"))]
         shown = "".join(f"<figure><img src='{n}' alt='{t}'><figcaption>{t}</figcaption></figure>"
                         for n, t in images if n in names)
+        note = f"<p><b>left out:</b> {html.escape(notes[run['name']])}</p>" if run["name"] in notes else ""
         sections.append(f"<section id='{html.escape(run['name'])}'><h2>{html.escape(run['name'])}</h2>"
-                        f"<p>{html.escape(run['dir'])}</p>{shown or '<p>no best.pt: no per-run figures</p>'}</section>")
+                        f"<p>{html.escape(run['dir'])}</p>{note}"
+                        f"{shown or ('' if note else '<p>no best.pt: no per-run figures</p>')}</section>")
     style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto}table{border-collapse:collapse}"
              "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}td:first-child{text-align:left}"
              "img{max-width:100%}figure{margin:1em 0}")
@@ -132,22 +214,27 @@ def _index_html(rows: list[dict], runs: list[dict], figures: list[Path], out: Pa
             f"<h2>Curves</h2><img src='curves.png' alt='loss and RMSE curves'>{''.join(sections)}</body></html>\n")
 
 
-def _run_figures(run: dict, ckpt_path: Path, out: Path, plt) -> list[Path]:
-    runner = TorchRunner.load(ckpt_path)
-    model = runner.model
-    val = run_split(runner.card, "val")
-    pred = predict_data(runner, val)
+def _run_figures(run: dict, ckpt_path: Path, out: Path, plt, notes: dict[str, str]) -> list[Path]:
+    """The run's figures; what cannot be drawn is noted in ``notes`` under the run's name."""
     name = run["name"].replace("/", "_")
-    written = []
+    try:
+        runner = TorchRunner.load(ckpt_path)
+    except ValueError as err:  # CheckpointError: damaged, or not a keypoint model
+        notes[run["name"]] = f"no per-run figures: {err}"
+        return []
+    written = _filters_figure(run, runner.model, out / f"{name}_filters.png", plt)
+    try:  # the validation faces are rebuilt from the training data the checkpoint names
+        val = run_split(runner.card, "val")
+    except (ValueError, OSError) as err:
+        notes[run["name"]] = f"no per-keypoint or best/worst figures: its validation faces cannot be rebuilt ({err})"
+        return written
+    pred = predict_data(runner, val)
     pk = per_keypoint_rmse(pred, val.keypoints)
     fig, ax = plt.subplots(figsize=(8, 3.5))
     ax.bar(range(len(pk)), np.nan_to_num(pk))
     ax.set_xticks(range(len(pk)), val.schema.keypoints, rotation=70, fontsize=6)
     ax.set(ylabel="RMSE (px)", title=f"{run['name']}: per-keypoint validation RMSE")
-    fig.tight_layout()
-    written.append(out / f"{name}_per_keypoint.png")
-    fig.savefig(written[-1], dpi=110)
-    plt.close(fig)
+    written.append(_save(fig, out / f"{name}_per_keypoint.png", plt))
     err = np.sqrt(np.nanmean((pred - val.keypoints) ** 2, axis=(1, 2)))
     order = np.argsort(np.nan_to_num(err, nan=-1))
     fig, axes = plt.subplots(2, 6, figsize=(12, 4.5))
@@ -158,20 +245,20 @@ def _run_figures(run: dict, ckpt_path: Path, out: Path, plt) -> list[Path]:
         ax.set_title(f"{label} {err[i]:.2f}px", fontsize=8)
         ax.axis("off")
     axes.flat[0].legend(fontsize=6)
-    fig.tight_layout()
-    written.append(out / f"{name}_best_worst.png")
-    fig.savefig(written[-1], dpi=110)
-    plt.close(fig)
-    conv = next((m for m in model.modules() if m.__class__.__name__ == "Conv2d" and m.kernel_size[0] > 1), None)
-    if conv is not None:
-        w = conv.weight.detach()[:, 0].numpy()
-        n = min(len(w), 32)
-        fig, axes = plt.subplots(2, (n + 1) // 2, figsize=(n * 0.5 + 1, 2.2))
-        for ax, k in zip(axes.flat, range(n)):
-            ax.imshow(w[k], cmap="gray")
-            ax.axis("off")
-        fig.suptitle(f"{run['name']}: first-layer filters")
-        written.append(out / f"{name}_filters.png")
-        fig.savefig(written[-1], dpi=110)
-        plt.close(fig)
+    written.append(_save(fig, out / f"{name}_best_worst.png", plt))
     return written
+
+
+def _filters_figure(run: dict, model, path: Path, plt) -> list[Path]:
+    """The first convolution layer's filters (needs only the weights, not the data)."""
+    conv = next((m for m in model.modules() if m.__class__.__name__ == "Conv2d" and m.kernel_size[0] > 1), None)
+    if conv is None:
+        return []
+    w = conv.weight.detach()[:, 0].numpy()
+    n = min(len(w), 32)
+    fig, axes = plt.subplots(2, (n + 1) // 2, figsize=(n * 0.5 + 1, 2.2))
+    for ax, k in zip(axes.flat, range(n)):
+        ax.imshow(w[k], cmap="gray")
+        ax.axis("off")
+    fig.suptitle(f"{run['name']}: first-layer filters")
+    return [_save(fig, path, plt)]

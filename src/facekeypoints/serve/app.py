@@ -1,14 +1,19 @@
 """The keypoint service (FastAPI): ``POST /v1/keypoints``, ``GET /v1/models``, ``GET /healthz``,
-the web page at ``/`` and the OpenAPI description at ``/openapi.json`` (browsable at ``/docs``).
+the web page at ``/`` and the OpenAPI description at ``/openapi.json``. There is no ``/docs``:
+Swagger UI and ReDoc load their scripts from a CDN, so they would be blank offline, and no
+installed package ships them. GET routes answer HEAD too (``curl -I``, uptime checks).
 
-What a request meets, in order, each failure a 4xx with a one-line ``{"error": ...}`` (no stack
-trace and no server path ever reaches a client):
+Every error answer, FastAPI's and Starlette's own (404, 405, 422) included, is a one-line
+``{"error": ...}`` (no stack trace and no server path ever reaches a client). What a request to
+``/v1/keypoints`` meets, in order:
 
+- an unknown or repeated query option: 422 naming it and the known ones;
 - an unknown model or detector: 404 naming the known ones;
 - a body over ``max_body`` bytes (declared or streamed): 413; a multipart upload without a
   Content-Length: 411; a content type that is neither an image nor multipart: 415;
 - an image over ``max_pixels``, judged from its header before any pixel is decoded: 413;
-  bytes that do not decode: 400.
+  bytes that do not decode: 400, worded for an HTTP client (the image readers' advice is for the CLI);
+- a multipart body cut short: 400; a client gone mid-upload: a 400 nobody reads, and no traceback.
 
 Work runs off the event loop in a pool of ``workers`` threads, each with its own detectors (OpenCV's
 cascade is not shared between threads); requests beyond that wait in the pool's queue, so a burst
@@ -25,6 +30,8 @@ Examples
 from __future__ import annotations
 
 import asyncio
+import difflib
+import re
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -35,6 +42,8 @@ import cv2
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
+from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 
 from facekeypoints.data.dataset import DataFormatError
 from facekeypoints.data.images import OVER_LIMIT, decode_image
@@ -46,6 +55,7 @@ __all__ = ["create_app", "MAX_BODY", "MAX_PIXELS"]
 
 MAX_BODY = 20 * 1024 * 1024  # bytes: a 48 MP phone JPEG fits
 MAX_PIXELS = 50_000_000  # per image; with `workers` decoded at once, memory stays bounded
+OPTIONS = ("model", "detector", "draw")  # the query options of POST /v1/keypoints, as its signature names them
 
 
 class _ClientError(Exception):
@@ -88,13 +98,17 @@ def create_app(models: dict[str, str | Path] | None = None, *, detector: str = "
     page_html = resources.files("facekeypoints").joinpath("serve", "static", "index.html").read_text()
     default_model = "kaggle15" if "kaggle15" in models else next(iter(models))
     app = FastAPI(title="facekeypoints", summary="Faces and their keypoints in a photo.",
-                  version=_version())
+                  version=_version(), docs_url=None, redoc_url=None)  # both load from a CDN: blank offline
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="keypoints")
     default_detector = detector  # the handler's query parameter takes the name
 
     @app.exception_handler(_ClientError)
     async def client_error(request: Request, err: _ClientError) -> JSONResponse:
         return JSONResponse({"error": str(err)}, status_code=err.status)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, err: HTTPException) -> JSONResponse:  # Starlette's 404/405, our shape
+        return _route_error(_routes(app), request, err)
 
     @app.exception_handler(RequestValidationError)
     async def bad_query(request: Request, err: RequestValidationError) -> JSONResponse:  # one error shape
@@ -106,26 +120,33 @@ def create_app(models: dict[str, str | Path] | None = None, *, detector: str = "
     async def server_error(request: Request, err: Exception) -> JSONResponse:  # no trace, no paths
         return JSONResponse({"error": f"internal error ({type(err).__name__})"}, status_code=500)
 
-    @app.get("/healthz")
+    def get(path: str, **kwargs):  # FastAPI's GET routes refuse HEAD (405): a twin, left out of the schema, answers it
+        def register(endpoint):
+            app.head(path, include_in_schema=False, **kwargs)(endpoint)
+            return app.get(path, **kwargs)(endpoint)
+        return register
+
+    @get("/healthz")
     async def healthz() -> dict:
         return {"status": "ok"}
 
-    @app.get("/v1/models")
+    @get("/v1/models")
     async def list_models() -> dict:
         return {"models": sorted(models), "detectors": sorted(DETECTORS), "default_detector": detector,
                 "max_body_bytes": max_body, "max_pixels": max_pixels}
 
-    @app.get("/", response_class=HTMLResponse)
+    @get("/", response_class=HTMLResponse)
     async def page() -> str:
         return page_html
 
-    @app.post("/v1/keypoints", responses={400: {}, 404: {}, 411: {}, 413: {}, 415: {}})
+    @app.post("/v1/keypoints", responses={400: {}, 404: {}, 411: {}, 413: {}, 415: {}, 422: {}})
     async def keypoints(request: Request, model: str | None = None, detector: str | None = None,
                         draw: bool = False) -> Response:
         """An image (multipart field ``file``, or the raw body with an image content type) -> the
         same JSON as ``facekeypoints predict`` (boxes, scores, named keypoints, timings) plus the
         model card's summary; with ``draw=true``, a JPEG of the keypoints drawn on the image."""
         start = time.perf_counter()
+        _check_options(request)
         model = model or default_model
         if model not in models:
             raise _ClientError(404, f"unknown model {_short(model)}; known: {sorted(models)}")
@@ -152,7 +173,7 @@ def _predict(loaded: _Models, model: str, detector: str, data: bytes, max_pixels
     try:
         rgb = decode_image(data, max_pixels=max_pixels, name="upload")
     except DataFormatError as err:
-        raise _ClientError(413 if OVER_LIMIT in err.reason else 400, str(err)) from None
+        raise _ClientError(413 if OVER_LIMIT in err.reason else 400, f"upload: {_for_http(err.reason)}") from None
     try:
         pipeline = loaded.get(model, detector)
     except (ValueError, FileNotFoundError) as err:  # a detector whose extra or weights are not installed
@@ -169,23 +190,20 @@ async def _upload(request: Request, max_body: int) -> bytes:
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
     declared = request.headers.get("content-length")
     if declared is not None and (not declared.isdigit() or int(declared) > max_body):
-        raise _ClientError(413, f"the body is over the limit of {max_body} bytes" if declared.isdigit()
-                           else "the Content-Length header is not a number")
-    if kind == "multipart/form-data":
-        if declared is None:
-            raise _ClientError(411, "a multipart upload needs a Content-Length header")
-        try:
-            form = await request.form(max_files=1, max_fields=10)
-        except Exception as err:  # Starlette's parser: a missing boundary, too many files or fields, a cut body
-            detail = getattr(err, "detail", None) or str(err) or type(err).__name__
-            raise _ClientError(400, f"the multipart body cannot be read: {_short(str(detail))}") from None
-        upload = form.get("file")
-        if upload is None or isinstance(upload, str):
-            raise _ClientError(400, "the multipart body has no file field named 'file'")
-        return await upload.read()
-    if not kind.startswith("image/") and kind != "application/octet-stream":
+        raise (_ClientError(413, f"the body is over the limit of {max_body} bytes") if declared.isdigit()
+               else _ClientError(400, "the Content-Length header is not a number"))
+    if kind != "multipart/form-data" and not kind.startswith("image/") and kind != "application/octet-stream":
         raise _ClientError(415, f"send an image (content type image/..., or multipart with a 'file' field), "
                                 f"not {kind or 'a body without a content type'!r}")
+    try:
+        if kind == "multipart/form-data":
+            return await _multipart_file(request, declared)
+        return await _raw_body(request, max_body)
+    except ClientDisconnect:  # nobody will read the answer; without this, uvicorn prints a 50-line traceback
+        raise _ClientError(400, "the upload was cut short: the client disconnected") from None
+
+
+async def _raw_body(request: Request, max_body: int) -> bytes:
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
@@ -195,6 +213,91 @@ async def _upload(request: Request, max_body: int) -> bytes:
     if not size:
         raise _ClientError(400, "the body is empty; send the image's bytes")
     return b"".join(chunks)
+
+
+async def _multipart_file(request: Request, declared: str | None) -> bytes:
+    if declared is None:  # the declared length is what bounds the read below
+        raise _ClientError(411, "a multipart upload needs a Content-Length header")
+    body = await request.body()  # kept: the form parser reads it from here, and the check below needs it
+    try:
+        form = await request.form(max_files=1, max_fields=10)
+    except Exception as err:  # Starlette's parser: a missing boundary, too many files or fields
+        detail = getattr(err, "detail", None) or str(err) or type(err).__name__
+        raise _ClientError(400, f"the multipart body cannot be read: {_short(str(detail))}") from None
+    upload = form.get("file")
+    if upload is None or isinstance(upload, str):
+        # the parser ends quietly on a body without its closing boundary, dropping the unfinished part
+        boundary = re.search(r'boundary="?([^";]+)', request.headers.get("content-type", ""))
+        if boundary and b"--" + boundary.group(1).encode("latin-1") + b"--" not in body:
+            raise _ClientError(400, "the multipart body is cut short or malformed: it has no closing boundary "
+                                    "line; send the whole upload")
+        raise _ClientError(400, "the multipart body has no file field named 'file'")
+    return await upload.read()
+
+
+def _check_options(request: Request) -> None:
+    """Refuse unknown or repeated query options: a misspelt ``?modle=ibug68`` would otherwise be
+    answered by the default model, a wrong answer that looks right."""
+    params = request.query_params
+    unknown = [name for name in params.keys() if name not in OPTIONS]
+    if unknown:
+        named = []
+        for name in unknown[:3]:  # a client's long list is not echoed back whole
+            close = difflib.get_close_matches(name, OPTIONS, n=1)
+            named.append(_short(name) + (f" (did you mean {close[0]!r}?)" if close else ""))
+        more = f" and {len(unknown) - 3} more" if len(unknown) > 3 else ""
+        raise _ClientError(422, f"unknown query option{'s' if len(unknown) > 1 else ''} {', '.join(named)}{more}; "
+                                f"known: {', '.join(OPTIONS)}")
+    repeated = [name for name in OPTIONS if len(params.getlist(name)) > 1]
+    if repeated:
+        raise _ClientError(422, f"query option {repeated[0]!r} is given {len(params.getlist(repeated[0]))} times; "
+                                "give it once")
+
+
+def _routes(app: FastAPI) -> dict[str, set[str]]:
+    """path -> the methods it answers (a GET route's HEAD twin joined to it)."""
+    found: dict[str, set[str]] = {}
+    for route in app.routes:
+        found.setdefault(route.path, set()).update(getattr(route, "methods", None) or ())
+    return found
+
+
+def _route_error(routes: dict[str, set[str]], request: Request, err: HTTPException) -> JSONResponse:
+    """Starlette's 404 and 405 (``{"detail": "Not Found"}``) as the service's one-line error,
+    saying what there is instead."""
+    headers = dict(err.headers or {})
+    if err.status_code == 404:
+        listed = ", ".join(f"{'/'.join(sorted(methods - {'HEAD'}))} {path}" for path, methods in sorted(routes.items()))
+        message = f"no such path {_short(request.url.path)}; the service has {listed}"
+    elif err.status_code == 405:
+        allowed = routes.get(request.url.path, set())
+        headers["Allow"] = ", ".join(sorted(allowed))  # Starlette's names the first matching route's only
+        use = " or ".join(sorted(allowed - {"HEAD"}))
+        message = f"{request.method} is not allowed on {request.url.path}; use {use}"
+    else:
+        message = str(err.detail)
+    return JSONResponse({"error": message}, status_code=err.status_code, headers=headers)
+
+
+# The image readers' errors advise CLI and Python users (predict's --max-pixels, max_pixels=None);
+# an HTTP client can change neither, so that advice is cut and the limit called the server's.
+_CLI_ADVICE = [
+    (r" \([^()]*(?:predict's|in Python)[^()]*\)", ""),
+    (r"; max_pixels=\d+ reads it$", ""),
+    (r"that max_pixels=(\d+) allows \(that many 8-bit RGB pixels\)", r"that this server allows (\1 8-bit RGB pixels)"),
+    (r"over the limit of (\d+) pixels \(max_pixels\)", r"over the limit of \1 pixels this server takes"),
+    (r"so its pixels were not decoded", "so this server does not decode it"),
+    (r"OpenCV\([^)]*\) \S+: error: ", ""),  # cv2.error names a source file of OpenCV's build machine
+]
+
+
+def _for_http(reason: str) -> str:
+    """An image reader's ``DataFormatError.reason``, reworded for an HTTP client."""
+    for pattern, replacement in _CLI_ADVICE:
+        reason = re.sub(pattern, replacement, reason)
+    if re.search(r"max_pixels|max-pixels|predict|Python|/\w+/", reason):  # advice worded in a way not known here
+        reason = reason.split(" (")[0].split(";")[0]
+    return reason
 
 
 def _short(text: str, limit: int = 80) -> str:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import warnings
 from dataclasses import dataclass, field
 from importlib import resources
@@ -80,6 +81,11 @@ class TrainConfig:
         for key in ("weight_decay", "patience", "time_limit_min", "num_threads"):
             if getattr(self, key) < 0:
                 raise ValueError(f"train.{key} must be >= 0, got {getattr(self, key)!r}")
+        if not 0 <= self.seed < 2**32:  # torch and numpy seeds are unsigned 32/64-bit numbers
+            raise ValueError(f"train.seed must be a whole number in [0, 2**32), got {self.seed!r}")
+        threads = max(64, 4 * (os.cpu_count() or 1))  # beyond this, threads only wait on each other (or crash)
+        if self.num_threads > threads:
+            raise ValueError(f"train.num_threads must be at most {threads} on this machine, got {self.num_threads!r}")
         if not 0 <= self.ema < 1:
             raise ValueError(f"train.ema must be in [0, 1) (a decay per step; 0 = off), got {self.ema!r}")
         if not 0 < self.gamma <= 1:

@@ -20,6 +20,7 @@ Example::
 from __future__ import annotations
 
 import math
+import os
 import signal
 import time
 from dataclasses import dataclass
@@ -29,13 +30,13 @@ import cv2
 import numpy as np
 import torch
 
-from facekeypoints.atomic import atomic_path
+from facekeypoints.atomic import atomic_path, check_target
 from facekeypoints.data import read, split_indices
 from facekeypoints.data.preprocess import detector_input
 from facekeypoints.data.splits import imm_train_mask
 from facekeypoints.models.face_detector import FaceCenterNet, center_targets, detection_loss
 
-__all__ = ["FacePool", "mosaic", "train_detector", "export_detector", "CANVAS"]
+__all__ = ["FacePool", "mosaic", "train_detector", "export_detector", "check_run", "max_threads", "MAX_BATCH", "CANVAS"]
 
 CANVAS = (240, 320)  # training image (height, width): a 640 x 480 frame at the detector's default scale
 
@@ -65,7 +66,15 @@ class FacePool:
                 boxes.append(_landmark_box(data.keypoints[i]))
         if imm is not None:
             data = read(imm)
-            for i in np.flatnonzero(imm_train_mask(data)):  # people 1-32
+            if data.schema.name != "imm58" or not all(str(p).isdigit() for p in data.person):
+                raise ValueError(f"{imm}: --imm takes the IMM face database folder (58-point .asf files named by "
+                                 f"person, like 01-1m.asf); this is {data.schema.name} data"
+                                 + ("" if data.schema.name != "imm58" else " without IMM's numbered persons"))
+            try:
+                train_mask = imm_train_mask(data)
+            except ValueError as err:
+                raise ValueError(f"{imm}: --imm {err}") from None
+            for i in np.flatnonzero(train_mask):  # people 1-32
                 images.append(data.image(i))
                 boxes.append(_landmark_box(data.keypoints[i]))
         if not images:
@@ -204,7 +213,7 @@ def train_detector(out: str | Path, pool: FacePool, *, minutes: float = 60.0, ba
     from tqdm import tqdm
 
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    check_run(out, batch_size=batch_size, threads=threads)
     if threads:
         torch.set_num_threads(threads)
     torch.manual_seed(seed)
@@ -213,10 +222,7 @@ def train_detector(out: str | Path, pool: FacePool, *, minutes: float = 60.0, ba
     step, spent = 0, 0.0
     last = out / "last.pt"
     if last.is_file():
-        state = torch.load(last, map_location="cpu", weights_only=True)
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        step, spent = state["step"], state["minutes"]
+        step, spent = _restore(last, model, opt)
     batches = iter(torch.utils.data.DataLoader(_Mosaics(pool, batch_size, seed * 1_000_003 + step), batch_size=None,
                                                num_workers=workers, persistent_workers=workers > 0))
     stop = {"now": False}
@@ -251,6 +257,57 @@ def train_detector(out: str | Path, pool: FacePool, *, minutes: float = 60.0, ba
     if not stop["now"]:
         summary["onnx"] = str(export_detector(model, out / "face_detector.onnx"))
     return summary
+
+
+def max_threads() -> int:
+    """The most torch threads worth asking for (as ``train.num_threads``): beyond it threads only wait
+    on each other, and 100000 of them crash the process."""
+    return max(64, 4 * (os.cpu_count() or 1))
+
+
+# a training step holds about 16 MB per 240 x 320 mosaic (measured: 0.33 GB at batch 16, 1.04 GB at 64),
+# so 512 is about 8 GB; a larger batch would run the machine out of memory
+MAX_BATCH = 512
+
+
+def check_run(out: str | Path, *, batch_size: int = 16, threads: int | None = None) -> Path:
+    """``out`` as a run folder this command can train in, checked before any photo is read: ValueError
+    for a batch size or thread count out of bounds, a folder that cannot be made, or a last.pt there
+    that cannot be continued (damaged, or another command's, e.g. a keypoint run's)."""
+    if not 1 <= batch_size <= MAX_BATCH:
+        raise ValueError(f"--batch-size must be 1..{MAX_BATCH} (about 16 MB of memory per mosaic), got {batch_size}")
+    if threads is not None and not 1 <= threads <= max_threads():
+        raise ValueError(f"--threads must be 1..{max_threads()} on this machine, got {threads}")
+    out = check_target(out, folder=True)
+    for name in ("last.pt", "face_detector.onnx"):
+        if (out / name).exists() and not (out / name).is_file():
+            raise ValueError(f"{out / name}: is a folder (or not a regular file); this command writes a file there")
+    if (out / "last.pt").is_file():
+        model = FaceCenterNet()
+        _restore(out / "last.pt", model, torch.optim.AdamW(model.parameters()))
+    return out
+
+
+def _restore(last: Path, model, opt) -> tuple[int, float]:
+    """Load ``last`` into ``model`` and ``opt``: the step and minutes it had reached. ValueError naming
+    the file when it is not this command's resumable state."""
+    aside = f"move it aside (e.g. mv {last} {last}.bad) to start afresh, or give --out a folder of its own"
+    try:
+        state = torch.load(last, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises RuntimeError, pickle and zip errors, EOFError: all one cause
+        reason = str(err).strip().splitlines()[0].split(". ")[0] if str(err).strip() else type(err).__name__
+        raise ValueError(f"{last}: cannot be read ({reason}); {aside}") from None
+    keys = {"model", "optimizer", "step", "minutes"}
+    if not isinstance(state, dict) or not keys <= state.keys():
+        held = ", ".join(sorted(map(str, state))[:6]) if isinstance(state, dict) else type(state).__name__
+        raise ValueError(f"{last}: not a face-detector run's last.pt (it holds {held}; a keypoint run's?); {aside}")
+    try:
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        return int(state["step"]), float(state["minutes"])
+    except (RuntimeError, ValueError, KeyError, TypeError) as err:
+        reason = str(err).strip().splitlines()[0][:200]
+        raise ValueError(f"{last}: does not fit the face detector ({reason}); {aside}") from None
 
 
 def _save(path: Path, model, opt, step: int, minutes: float) -> None:

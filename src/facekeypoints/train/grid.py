@@ -16,11 +16,13 @@ Examples
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import time
 from pathlib import Path
 
+from facekeypoints.atomic import atomic_path, check_target
 from facekeypoints.evaluate.runner import evaluate
 from facekeypoints.train.config import Config, load_config
 from facekeypoints.train.loop import fit
@@ -47,16 +49,38 @@ def _describe_model(cfg: Config) -> str:
     return f"{cfg.model.name} (stem stride {stem})" if stem else cfg.model.name
 
 
-def _describe_data(cfg: Config) -> str:
+def _describe_data(cfg: Config, by_person: bool) -> str:
+    """The split as it was made: by person only when every face had a person (the run's data report)."""
     split = cfg.data.split if isinstance(cfg.data.split, str) else "/".join(f"{round(100 * r)}" for r in cfg.data.split)
-    return f"{split} by person, {cfg.data.missing}" + (" + completed" if cfg.data.complete_labels else "")
+    how = "by person" if by_person else "random rows"
+    return f"{split} {how}, {cfg.data.missing}" + (" + completed" if cfg.data.complete_labels else "")
 
 
-def _run_one(cfg: Config, progress: bool, echo) -> dict | None:
-    """Train (or resume) one config and score it; None when training was interrupted."""
+def _recover(path: Path) -> str:
+    return f"; repair it, or move it aside (e.g. mv {path} {path}.bad) and run again"
+
+
+def _trained_config(out: Path) -> dict:
+    """The config a stopped run in ``out`` was trained with (its config.json), or ValueError naming the file."""
+    path = out / "config.json"
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ValueError(f"{path}: missing beside {out / 'last.pt'}, so the stopped run cannot be matched to its "
+                         f"config{_recover(out)}") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"{path}: damaged, not JSON ({err}){_recover(out)}") from None
+    if not isinstance(saved, dict) or not isinstance(saved.get("config"), dict):
+        raise ValueError(f"{path}: damaged, expected an object with a 'config' object{_recover(out)}")
+    return saved["config"]
+
+
+def _run_one(cfg: Config, progress: bool, echo) -> dict:
+    """Train (or resume) one config and score it: its row. KeyboardInterrupt when training was
+    interrupted (last.pt saved), so that the grid stops and says so with its exit code."""
     out = Path(cfg.out_dir)
     resume = (out / "last.pt").is_file()
-    if resume and json.loads((out / "config.json").read_text())["config"] != cfg.to_dict():
+    if resume and _trained_config(out) != cfg.to_dict():
         stale = out.with_name(f"{out.name}.stale-{time.strftime('%Y%m%d-%H%M%S')}")
         out.rename(stale)  # another recipe trained there: keep it, start this one afresh
         echo(f"  {out} held a run of a different config: moved to {stale}")
@@ -64,9 +88,11 @@ def _run_one(cfg: Config, progress: bool, echo) -> dict | None:
     echo(f"  {'resuming' if resume else 'starting'} {out}")
     summary = fit(cfg, resume=resume, progress=progress)
     if summary["stop_reason"] == "interrupted":
-        return None
+        echo(f"{cfg.name}: interrupted; run the same command again to resume")
+        raise KeyboardInterrupt(f"{cfg.name}: interrupted")
     scores = evaluate(out / "best.pt", None, split="val", device=summary["device"])
-    return {"config": cfg.name or out.name, "model": _describe_model(cfg), "data": _describe_data(cfg),
+    return {"config": cfg.name or out.name, "model": _describe_model(cfg),
+            "data": _describe_data(cfg, summary["data"]["by_person"]),
             "epochs": summary["epochs"], "minutes": summary["minutes"], "device": summary["device"],
             "rmse": scores["rmse"], "mae": scores["mae"], "nme": scores["nme"], "best_epoch": summary["best_epoch"],
             "stop_reason": summary["stop_reason"], "measured": cfg.reference.measured,
@@ -74,35 +100,113 @@ def _run_one(cfg: Config, progress: bool, echo) -> dict | None:
             "finished": time.strftime("%Y-%m-%d %H:%M")}
 
 
+# a row's fields the grid reads back (skip check, table); the rest are written for people
+_ROW_FIELDS = {"config": str, "digest": str, "finished": str, "rmse": (int, float), "mae": (int, float),
+               "nme": (int, float)}
+
+
+def _read_rows(results: Path) -> list[dict]:
+    """The rows already in ``results`` ([] when there is none yet). A damaged file is an error naming
+    it, never overwritten: its rows are finished runs that took hours."""
+    if not results.is_file():
+        return []
+    try:
+        rows = json.loads(results.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"{results}: not a grid results file (not JSON: {err}){_recover(results)}") from None
+    if not isinstance(rows, list):
+        raise ValueError(f"{results}: not a grid results file (a JSON {type(rows).__name__}, expected a list of "
+                         f"rows){_recover(results)}")
+    for i, row in enumerate(rows, 1):
+        wrong = [key for key, kind in _ROW_FIELDS.items()
+                 if not isinstance(row, dict) or not isinstance(row.get(key), kind)]
+        if wrong:
+            raise ValueError(f"{results}: row {i} has no valid {', '.join(repr(k) for k in wrong)} "
+                             f"(expected {', '.join(_ROW_FIELDS)}){_recover(results)}")
+    return rows
+
+
+def _check_outputs(results: Path) -> None:
+    """The results file and its table beside it, checked before anything trains: a results file that is
+    not .json would be its own table (``res.md``: every row overwritten by the Markdown)."""
+    if results.suffix.lower() != ".json":
+        raise ValueError(f"{results}: the grid's results file is JSON and its table goes beside it as .md; "
+                         f"name it *.json (e.g. {results.with_suffix('.json')})")
+    check_target(results)
+    check_target(results.with_suffix(".md"))
+
+
+def _load_all(configs: list[str | Path], full: bool) -> list[Config]:
+    """Every config loaded and checked before any trains, so a broken one stops the grid at once, not
+    hours later after the ones before it; two configs sharing a name or run folder are refused (one
+    row would hold either, and both would retrain on every grid run)."""
+    loaded, seen = [], {}
+    for path in configs:
+        cfg = load_config(path)
+        cfg.name = cfg.name or Path(path).stem
+        if cfg.reference.epochs < 0:
+            raise ValueError(f"{path}: reference.epochs must be 0 (not given) or more, got {cfg.reference.epochs}")
+        if full:
+            if not cfg.reference.epochs:
+                raise ValueError(f"{path}: reference.epochs is not set, so --full has no epoch count for it")
+            # replace() runs TrainConfig's own checks on the new epoch count
+            cfg.train = dataclasses.replace(cfg.train, epochs=cfg.reference.epochs, device="auto")
+            cfg.name, cfg.out_dir = f"{cfg.name}_full", f"{cfg.out_dir}_full"
+        for kind, key in (("name", cfg.name), ("run folder (out_dir)", str(Path(cfg.out_dir).resolve()))):
+            if (kind, key) in seen:
+                raise ValueError(f"{seen[kind, key]} and {path} have the same {kind} {key!r}; give each config its own")
+            seen[kind, key] = path
+        loaded.append(cfg)
+    return loaded
+
+
+def _check_inputs(cfg: Config, path: str | Path) -> None:
+    """A pending run's data files exist and its stopped run (if any) can be read: checked for every
+    config before the first trains."""
+    for key in ("train", "val", "persons", "complete_labels"):
+        value = getattr(cfg.data, key)
+        if value is not None and not Path(value).expanduser().exists():
+            raise ValueError(f"{path}: data.{key} {value}: no such file or folder")
+    if (Path(cfg.out_dir) / "last.pt").is_file():
+        _trained_config(Path(cfg.out_dir))
+
+
+def _finished(rows: list[dict], cfg: Config) -> list[dict]:
+    """The row of ``cfg`` if it ran to the end with this very config (empty otherwise)."""
+    return [r for r in rows if r["config"] == cfg.name and r["digest"] == config_digest(cfg)]
+
+
+def _write_rows(results: Path, rows: list[dict]) -> None:
+    with atomic_path(results) as tmp:  # a kill mid-write keeps the previous rows
+        tmp.write_text(json.dumps(rows, indent=2) + "\n")
+    with atomic_path(results.with_suffix(".md")) as tmp:
+        tmp.write_text(markdown_table(rows) + "\n")
+
+
 def run_grid(configs: list[str | Path], results: str | Path, *, full: bool = False, progress: bool = True,
              echo=print) -> list[dict]:
     """Run every config not yet in ``results`` (JSON list of rows); returns all rows.
 
-    Rows are written after each run, with ``<results>.md`` (the Markdown table) beside them.
+    Rows are written after each run, with ``<results>.md`` (the Markdown table) beside them. Every
+    config, the results file and each pending run's data are checked before the first run trains
+    (ValueError naming the file). A run stopped by SIGINT/SIGTERM raises KeyboardInterrupt after its
+    last.pt is saved: the same call continues it.
     """
     results = Path(results)
-    rows = json.loads(results.read_text()) if results.is_file() else []
-    for path in configs:
-        cfg = load_config(path)
-        cfg.name = cfg.name or Path(path).stem
-        if full:
-            if not cfg.reference.epochs:
-                raise ValueError(f"{path}: reference.epochs is not set, so --full has no epoch count for it")
-            cfg.train.epochs, cfg.train.device = cfg.reference.epochs, "auto"
-            cfg.name, cfg.out_dir = f"{cfg.name}_full", f"{cfg.out_dir}_full"
-        done = [r for r in rows if r["config"] == cfg.name and r["digest"] == config_digest(cfg)]
-        if done:
+    _check_outputs(results)
+    rows = _read_rows(results)
+    cfgs = _load_all(configs, full)
+    for path, cfg in zip(configs, cfgs):
+        if not _finished(rows, cfg):
+            _check_inputs(cfg, path)
+    for cfg in cfgs:
+        if done := _finished(rows, cfg):
             echo(f"{cfg.name}: done ({done[0]['finished']}), RMSE {done[0]['rmse']:.3f}")
             continue
         echo(f"{cfg.name}: {cfg.model.name}, {cfg.train.epochs} epochs")
         row = _run_one(cfg, progress, echo)
-        if row is None:
-            echo(f"{cfg.name}: interrupted; run the same command again to resume")
-            break
         rows = [r for r in rows if r["config"] != cfg.name] + [row]
-        results.parent.mkdir(parents=True, exist_ok=True)
-        results.write_text(json.dumps(rows, indent=2) + "\n")
-        results.with_suffix(".md").write_text(markdown_table(rows) + "\n")
+        _write_rows(results, rows)
         echo(f"{cfg.name}: RMSE {row['rmse']:.3f}, MAE {row['mae']:.3f}, NME {row['nme']:.1%} in {row['minutes']} min")
     return rows
 
