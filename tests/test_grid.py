@@ -39,7 +39,7 @@ def test_grid_records_rows_and_skips_finished_ones(configs, tmp_path, monkeypatc
     assert first["epochs"] == 2 and first["device"] == "cpu" and 0 < first["rmse"] < 50 and first["measured"] == "RMSE 2.1 px"
     assert json.loads(results.read_text()) == rows
     table = results.with_suffix(".md").read_text()
-    assert "| `a_simple` | fcnn | 75/25 by person, mask | 2 |" in table and "a tiny test set" in table
+    assert "| `a_simple` | fcnn | 75/25 random rows, mask | 2 |" in table and "a tiny test set" in table
 
     def no_training(*args, **kwargs):
         raise AssertionError("a finished row must not train again")

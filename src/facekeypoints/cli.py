@@ -216,10 +216,14 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from facekeypoints.train.config import default_recipe, load_config
     from facekeypoints.train.loop import fit
 
+    if args.out is not None and not args.out.strip():
+        raise ValueError("--out is empty; give a folder")
     cfg = load_config(args.config or default_recipe(), args.set)
     if args.out:
         cfg.out_dir = args.out
-    summary = fit(cfg, resume=args.resume, progress=not args.quiet)
+    if args.resume and args.overwrite:
+        raise ValueError("--resume continues a run and --overwrite starts it over; give one")
+    summary = fit(cfg, resume=args.resume, progress=not args.quiet, overwrite=args.overwrite)
     if summary["rank"] != 0:  # under torchrun every process returns; rank 0 speaks for the run
         return 130 if summary["stop_reason"] == "interrupted" else 0
     print(json.dumps(summary, indent=2, default=str))
@@ -387,6 +391,7 @@ def _add_train_commands(sub) -> None:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value, e.g. train.epochs=5")
     p.add_argument("--out", help="run directory (overrides out_dir)")
     p.add_argument("--resume", action="store_true", help="continue from <out_dir>/last.pt")
+    p.add_argument("--overwrite", action="store_true", help="start over in an out_dir that holds a run (its files are replaced)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_train)
     p = sub.add_parser("train-detector", help="train the face detector of our own (--detector cnn) on mosaics")

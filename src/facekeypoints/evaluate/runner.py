@@ -44,6 +44,11 @@ def run_split(card: ModelCard, split: str) -> KeypointData:
     if card.trained_on is None:
         raise ValueError("this model's card records no training data, so its split cannot be rebuilt; pass a data file")
     train, val, _ = load_splits(card.trained_on, card.input_size)
+    expected = card.metrics.get("val_faces")
+    if expected is not None and len(val) != expected:  # the file changed: "val" may now hold training faces
+        raise ValueError(f"{card.trained_on.train}: its validation part now has {len(val)} faces where the model "
+                         f"was validated on {expected}; the data changed since training, so the split is not the "
+                         "model's own; score a file instead")
     return train if split == "train" else val
 
 
@@ -53,7 +58,13 @@ def evaluate(model: str | Path | None, data_path: str | Path | None, *, mirror_t
     ``data_path``, or with ``split="val"`` on the validation part of the model's own training data."""
     if (data_path is None) == (split is None):
         raise ValueError("give either a data file or --split (train or val of the model's own run)")
-    runner = TorchRunner.load(resolve_checkpoint(model), device=resolve_device(device))
+    source = resolve_checkpoint(model)
+    if Path(source).suffix.lower() == ".onnx":  # an export scores as its checkpoint did, through ONNX Runtime
+        from facekeypoints.infer.onnx import OnnxRunner
+
+        runner = OnnxRunner(source)
+    else:
+        runner = TorchRunner.load(source, device=resolve_device(device))
     schema = runner.card.schema
     data = read(data_path) if split is None else run_split(runner.card, split)
     if data.schema.name != schema.name:

@@ -152,7 +152,8 @@ def _load_all(configs: list[str | Path], full: bool) -> list[Config]:
             # replace() runs TrainConfig's own checks on the new epoch count
             cfg.train = dataclasses.replace(cfg.train, epochs=cfg.reference.epochs, device="auto")
             cfg.name, cfg.out_dir = f"{cfg.name}_full", f"{cfg.out_dir}_full"
-        for kind, key in (("name", cfg.name), ("run folder (out_dir)", str(Path(cfg.out_dir).resolve()))):
+        folder = str(Path(cfg.out_dir).expanduser().resolve())
+        for kind, key in (("name", cfg.name), ("run folder (out_dir)", folder)):
             if (kind, key) in seen:
                 raise ValueError(f"{seen[kind, key]} and {path} have the same {kind} {key!r}; give each config its own")
             seen[kind, key] = path

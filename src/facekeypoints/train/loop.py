@@ -22,12 +22,14 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from urllib.error import URLError
 
 import numpy as np
 import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
+from facekeypoints.atomic import check_target
 from facekeypoints.data.augment import augment_batch
 from facekeypoints.data.framing import framing_for
 from facekeypoints.data.pipeline import load_splits
@@ -57,6 +59,7 @@ class TrainState:
     minutes: float = 0.0  # training time so far, across resumes
     loss_sum: float = 0.0  # running training loss of the current epoch
     loss_n: int = 0
+    faces: dict = field(default_factory=dict)  # training and validation faces at the start, checked on resume
 
 
 @dataclass
@@ -129,10 +132,14 @@ def _setup(cfg: Config) -> _Run:
         torch.set_num_threads(t.num_threads)
     torch.manual_seed(t.seed)
     pre = cfg.preprocess
+    try:  # built before the data is read: a download that cannot happen fails in a moment, not minutes
+        model = create_model(cfg.model.name, schema=load_schema(cfg.data.schema), in_channels=pre.channels,
+                             input_size=pre.size, pretrained=cfg.model.pretrained, **cfg.model.options)
+    except (URLError, ConnectionError, TimeoutError) as err:
+        raise ValueError(f"model.pretrained: true downloads ImageNet weights, which failed ({err}); give a local "
+                         "weights file instead (model.pretrained: /path/to/weights.pth) or false") from None
     train, val, report = load_splits(cfg.data, pre.size)
     train_x, val_x = (torch.from_numpy(pre(np.asarray(d.images))) for d in (train, val))
-    model = create_model(cfg.model.name, schema=load_schema(cfg.data.schema), in_channels=pre.channels,
-                         input_size=pre.size, pretrained=cfg.model.pretrained, **cfg.model.options)
     card = card_for(model, preprocess=pre, framing=framing_for(cfg.data.frame, "data.frame"), trained_on=cfg.data)
     layout = torch.channels_last if _channels_last(t, device) else torch.contiguous_format
     model = model.to(device=device, memory_format=layout)
@@ -197,7 +204,29 @@ def _resume(run: _Run, path: Path) -> TrainState:
         run.sched.load_state_dict(ckpt.training["scheduler"])
     if run.scaler is not None and ckpt.training.get("scaler"):
         run.scaler.load_state_dict(ckpt.training["scaler"])
-    return TrainState(**ckpt.training["train_state"])
+    state = TrainState(**ckpt.training["train_state"])
+    faces = {"train": len(run.train_x), "val": len(run.val_x)}
+    if state.faces and state.faces != faces:  # e.g. rows appended: "validation" would now hold training faces
+        raise ValueError(f"{path}: the data changed since this run started ({state.faces} faces, now {faces}); "
+                         "train into a new --out folder")
+    _stretch_schedule(run, path)
+    if state.best is not None and not (path.parent / "best.pt").exists():
+        print(f"warning: {path.parent / 'best.pt'} is gone; the best epoch so far ({state.best['epoch']}) cannot be "
+              "recovered, so best.pt will hold the best epoch from here on", file=sys.stderr)
+        state.best = None
+    return state
+
+
+def _stretch_schedule(run: _Run, path: Path) -> None:
+    """A cosine schedule resumed with another ``train.epochs`` (an allowed change) is stretched to it:
+    its learning rate is set to where the new schedule stands, instead of falling to zero at the
+    old end and rising again."""
+    sched, epochs = run.sched, max(run.cfg.train.epochs, 1)
+    if not isinstance(sched, torch.optim.lr_scheduler.CosineAnnealingLR) or sched.T_max == epochs:
+        return
+    sched.T_max = epochs
+    for group, base in zip(run.opt.param_groups, sched.base_lrs):
+        group["lr"] = sched.eta_min + (base - sched.eta_min) * (1 + math.cos(math.pi * sched.last_epoch / epochs)) / 2
 
 
 def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
@@ -327,7 +356,7 @@ def _end_epoch(run: _Run, state: TrainState) -> dict:
     row = {"epoch": epoch + 1, "minutes": round(state.minutes, 3), "lr": run.opt.param_groups[0]["lr"],
            "train_loss": state.loss_sum / max(state.loss_n, 1)}
     if run.rank == 0 and ((epoch + 1) % t.log_every == 0 or epoch + 1 == t.epochs):
-        row.update(_validate(run))
+        row.update(_validate(run), val_faces=len(run.val_x))  # val_faces: `evaluate --split val` checks it
     if t.scheduler == "plateau":
         run.sched.step(row.get("val_loss", row["train_loss"]))
     elif run.sched is not None:
@@ -353,14 +382,22 @@ def _stop_reason(t: TrainConfig, state: TrainState) -> str | None:
     return None if state.epoch < t.epochs else "epochs"
 
 
-def fit(cfg: Config, *, resume: bool = False, progress: bool = True) -> dict:
+def fit(cfg: Config, *, resume: bool = False, progress: bool = True, overwrite: bool = False) -> dict:
     """Train ``cfg`` into ``cfg.out_dir`` (best.pt, last.pt, metrics.csv, config.json, tensorboard/).
 
-    Returns a summary dict: best epoch, best val RMSE/MAE, minutes, epochs run, stop reason.
+    A folder that holds a run already is refused unless ``resume`` (continue it) or ``overwrite``
+    (start it over). Returns a summary dict: best epoch, best val RMSE/MAE, minutes, epochs run,
+    stop reason.
     """
-    out = Path(cfg.out_dir)
+    out = Path(cfg.out_dir).expanduser()
+    cfg.out_dir = str(out)
+    check_target(out, folder=True)  # before minutes of reading data: a file there, or no way to write
+    if not resume and not overwrite and (out / "last.pt").exists():
+        raise ValueError(f"{out}: holds a training run (last.pt); continue it with --resume, train into a new "
+                         "--out folder, or start it over with --overwrite")
     run = _setup(cfg)
     state = _resume(run, out / "last.pt") if resume else TrainState()
+    state.faces = state.faces or {"train": len(run.train_x), "val": len(run.val_x)}
     if run.world > 1:
         run.model = torch.nn.parallel.DistributedDataParallel(run.model)
     if run.rank == 0:
