@@ -111,7 +111,15 @@ def main() -> int:
     ap.add_argument("--jobs", type=int, default=1, help="runs trained at once (one torch thread each)")
     ap.add_argument("--fresh", action="store_true", help="retrain runs that already finished")
     ap.add_argument("--json", help="write every run's summary and curve here")
+    ap.add_argument("--plot", help="draw validation RMSE against training minutes here (.png or .svg)")
+    ap.add_argument("--from-json", nargs="+", metavar="JSON", help="report (and plot) earlier --json files; no training")
     args = ap.parse_args()
+    if args.from_json:
+        results = [r for path in args.from_json for r in json.loads(Path(path).read_text())]
+        _report(results)
+        if args.plot:
+            _plot(results, args.plot)
+        return 0
     if not DATA.is_file():
         print(f"skipped: {DATA} is absent (the benchmark needs ../shared/data)")
         return 0
@@ -133,7 +141,38 @@ def main() -> int:
     _report(results)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2, default=str))
+    if args.plot:
+        _plot(results, args.plot)
     return 0
+
+
+def _plot(results: list[dict], path: str) -> None:
+    """One line per config and variant: mean validation RMSE over the seeds by epoch, against the
+    mean training minutes at that epoch; the band is the seeds' lowest to highest."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    groups: dict[str, list[dict]] = {}
+    for r in results:
+        groups.setdefault(f"{Path(r['config']).stem} {r['variant']} ({r['summary']['epochs']} epochs)", []).append(r)
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for label, runs in groups.items():
+        n = min(len(r["curve"]) for r in runs)
+        rows = [[r["curve"][i] for r in runs] for i in range(n)]
+        keep = [i for i in range(n) if all("val_rmse" in row for row in rows[i])]
+        minutes = [statistics.mean(row["minutes"] for row in rows[i]) for i in keep]
+        rmse = [[row["val_rmse"] for row in rows[i]] for i in keep]
+        ax.plot(minutes, [statistics.mean(v) for v in rmse], label=f"{label}, {len(runs)} seeds")
+        ax.fill_between(minutes, [min(v) for v in rmse], [max(v) for v in rmse], alpha=0.2)
+    ax.set(xlabel="training minutes (mean over seeds)", ylabel="validation RMSE, px (person-disjoint)",
+           ylim=(1.4, 3.0), title="fkd15-ytf: validation RMSE against training time")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":
