@@ -1,0 +1,27 @@
+"""benchmarks/bench_peers.py: dlib's 68-point predictor and ours on the same faces and boxes."""
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_bench_peers_scores_both_tools_on_the_same_faces(shared_data, tmp_path):
+    if importlib.util.find_spec("dlib") is None or importlib.util.find_spec("face_recognition_models") is None:
+        pytest.skip("dlib or face-recognition-models is not installed (pip install 'facekeypoints[peers]')")
+    out = tmp_path / "peers.json"
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_peers.py"), "--data", "300w", "--limit",
+                           "4", "--json", str(out)], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    (row,) = json.loads(out.read_text())
+    assert row["set"] == "300w" and row["faces"] == 4 and 1 <= row["scored"] <= 4
+    for tool in ("ours", "dlib"):
+        figures = row[tool]
+        assert 0 < figures["nme"] < 0.5 and 0 <= figures["fr_10"] <= figures["fr_8"] <= 1
+        assert 0 < figures["nme_offset_removed"] < 0.5
+        assert figures["ms_per_face"] > 0
+    assert "ms per face, ours / dlib" in done.stdout
