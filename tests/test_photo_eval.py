@@ -147,3 +147,24 @@ def test_faces_that_cannot_be_scored_are_counted_not_fatal(labels, tmp_path, cap
     assert "Infinity" not in capsys.readouterr().out  # strict JSON
     assert main(["evaluate", str(folder), "--boxes", "none"]) == 2
     assert "--boxes 'none' is not one of labels" in capsys.readouterr().err
+
+
+def test_report_draws_the_curve_the_regions_and_the_best_and_worst_faces(labels, tmp_path, capsys):
+    folder = tmp_path / "data"
+    folder.mkdir()
+    for n, shift in enumerate((0.0, 6.0, 14.0)):  # three copies of one face, labelled ever further off
+        shutil.copy(GRACE_HOPPER, folder / f"face{n}.jpg")
+        body = "\n".join(f"{x + 1 + shift:.3f} {y + 1:.3f}" for x, y in labels)
+        (folder / f"face{n}.pts").write_text(f"version: 1\nn_points: 68\n{{\n{body}\n}}\n")
+    out = tmp_path / "report"
+    assert main(["evaluate", str(folder), "--report", str(out)]) == 0
+    page = (out / "index.html").read_text()
+    for name in ("ced.png", "regions.png", "best_1.jpg", "worst_1.jpg", "worst_3.jpg"):
+        assert (out / name).stat().st_size > 1000 and name in page, name
+    # the face whose labels sit furthest from it is the worst, the one labelled by the model the best
+    assert '<img src="best_1.jpg"><figcaption>face0: NME' in page
+    assert '<img src="worst_1.jpg"><figcaption>face2: NME' in page
+    assert not (out / "best_4.jpg").exists()  # three faces, three pictures each way
+    (tmp_path / "file").write_text("x")
+    assert main(["evaluate", str(folder), "--report", str(tmp_path / "file")]) == 2  # refused before the work
+    assert "exists and is not a folder" in capsys.readouterr().err

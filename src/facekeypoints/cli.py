@@ -290,13 +290,20 @@ def _evaluate_photos(args: argparse.Namespace) -> int:
     args.boxes = args.boxes.lower()
     if args.boxes not in ("labels", *DETECTORS):
         raise ValueError(f"--boxes {args.boxes!r} is not one of labels, {', '.join(sorted(DETECTORS))}")
+    if args.report:
+        check_target(args.report, folder=True)  # before the scoring, not after
     data = read(args.data, load_images=False, skip_bad=args.skip_bad)  # photos are read one by one as scored
     labels, model = args.boxes == "labels", str(args.model or model_for(data.schema.name))
     detector = KeypointDetector(model, detector=None if labels else args.boxes,
                                 box_frame="landmarks" if labels else None, mirror_tta=args.mirror_tta,
                                 device=args.device)
-    r = evaluate_photos(data, detector, boxes=args.boxes, limit=args.limit)
+    details: dict = {}
+    r = evaluate_photos(data, detector, boxes=args.boxes, limit=args.limit, details=details)
     r["model"] = model  # the name asked for, not the file it resolved to
+    if args.report:
+        from facekeypoints.evaluate.photo_report import write_photo_report
+
+        print(f"report: {write_photo_report(args.report, data, details, _finite(r))}", file=sys.stderr)
     r["skipped"], r["skipped_count"] = list(data.skipped[:20]), len(data.skipped)
     # faces left out (bad labels skipped, photos unreadable) make the figures partial: exit 1, as predict does
     status = 1 if r["skipped_count"] or r["unusable_count"] else 0
@@ -413,6 +420,8 @@ def _add_train_commands(sub) -> None:
     p.add_argument("--limit", type=at_least(0), default=0, help="photo datasets: the first N faces only (0: all)")
     p.add_argument("--skip-bad", action="store_true", help="photo datasets: leave out bad label files (listed; "
                    "exit code 1) instead of failing")
+    p.add_argument("--report", metavar="DIR", help="photo datasets: also write DIR/index.html: error curve, NME by "
+                   "region and turn, the best and worst faces drawn")
     p.add_argument("--mirror-tta", action="store_true", help="average with the prediction on the mirrored face")
     p.add_argument("--device", default="cpu", help=DEVICE_HELP)
     p.add_argument("--json", action="store_true")

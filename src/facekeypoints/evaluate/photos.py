@@ -59,11 +59,13 @@ def model_for(schema_name: str) -> str:
     return schema_name if schema_name in SHIPPED else "kaggle15"
 
 
-def evaluate_photos(data: KeypointData, detector, *, boxes: str = "labels", limit: int = 0) -> dict:
+def evaluate_photos(data: KeypointData, detector, *, boxes: str = "labels", limit: int = 0,
+                    details: dict | None = None) -> dict:
     """Every metric of ``summarize`` plus auc_8, per-region NME, NME by head turn, and how many faces
     ``detector`` (a ``KeypointDetector``) missed. ``boxes="labels"``: each face is framed from the
     bounding box of its own labelled points (build the detector with ``detector=None,
-    box_frame="landmarks"``); else the detector's box of the face (IoU >= 0.4) is used."""
+    box_frame="landmarks"``); else the detector's box of the face (IoU >= 0.4) is used. ``details``,
+    when given, receives the scored rows, their predictions, labels and NME (for a report)."""
     labels = boxes == "labels"
     data_path = data.source
     schema = detector.schema
@@ -113,6 +115,8 @@ def evaluate_photos(data: KeypointData, detector, *, boxes: str = "labels", limi
         raise ValueError(f"{data_path}: no face could be scored ({why})")
     p, t = pred[scored], truth[scored]
     per_row = nme(p, t, schema)
+    if details is not None:
+        details.update(rows=scored, pred=p, truth=t, nme=per_row)
     report = summarize(p, t, schema)
     report.pop("ced")
     report["auc_8"] = ced(per_row, 0.08)[2]

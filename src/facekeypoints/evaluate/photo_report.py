@@ -1,0 +1,116 @@
+"""The report of a photo-set evaluation (``facekeypoints evaluate PHOTOS --report DIR``), as seed
+003's report showed its model: the cumulative error curve, NME by face region and by head turn,
+and the best and worst faces drawn with their labels (green) and the predictions (red).
+
+Writes ``DIR/index.html`` with ``ced.png``, ``regions.png`` and ``best_N.jpg`` / ``worst_N.jpg``;
+every file goes through ``atomic_path``.
+"""
+from __future__ import annotations
+
+import html
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from facekeypoints.atomic import atomic_path
+from facekeypoints.data.images import read_image
+from facekeypoints.evaluate.metrics import ced
+
+__all__ = ["write_photo_report"]
+
+_TRUTH, _PRED = (40, 200, 60), (230, 40, 40)  # RGB: labels green, predictions red
+
+
+def _save_figure(fig, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+
+
+def _face_picture(data, row: int, truth: np.ndarray, pred: np.ndarray, side: int = 256) -> np.ndarray:
+    """The labelled face cut out with a margin, scaled to ``side`` px, labels and predictions drawn."""
+    image = data.image(row) if data.images is not None else read_image(data.paths[row])
+    if image.ndim == 2:
+        image = cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
+    points = truth[np.isfinite(truth).all(-1)]
+    (x1, y1), (x2, y2) = points.min(0), points.max(0)
+    half = 0.65 * max(x2 - x1, y2 - y1, 8.0)
+    cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
+    scale = side / (2 * half)
+    warp = np.array([[scale, 0, side / 2 - scale * cx], [0, scale, side / 2 - scale * cy]])
+    crop = cv2.warpAffine(image, warp, (side, side), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_CONSTANT)
+    for points, colour in ((truth, _TRUTH), (pred, _PRED)):
+        for x, y in points[np.isfinite(points).all(-1)]:
+            u, v = warp @ np.array([x, y, 1.0])
+            cv2.circle(crop, (int(round(u)), int(round(v))), 2, colour, -1, cv2.LINE_AA)
+    return crop
+
+
+def write_photo_report(out_dir: str | Path, data, details: dict, report: dict, *, faces: int = 6) -> Path:
+    """Write the report of ``report`` (``evaluate_photos``' figures) into ``out_dir``; ``details`` is
+    what ``evaluate_photos(details=...)`` filled in. Returns the index.html path."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    per_face = details["nme"]
+    finite = np.isfinite(per_face)
+    thresholds, fractions, _ = ced(per_face[finite], 0.15)
+    fig, ax = plt.subplots(figsize=(5, 3.6))
+    ax.plot(100 * thresholds, 100 * fractions)
+    ax.set(xlabel="NME threshold (% of inter-ocular distance)", ylabel="faces under it (%)",
+           title=f"{report['schema']} on {Path(report['data']).name}: {report['scored']} faces")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    _save_figure(fig, out / "ced.png")
+    plt.close(fig)
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(8, 3.4))
+    regions = report["regions"]
+    left.bar(list(regions), [100 * v for v in regions.values()], color="tab:blue")
+    left.set(ylabel="NME (%)", title="by face region")
+    turns = {k: v for k, v in report["by_turn"].items() if v["faces"]}
+    right.bar([f"{k}\n({v['faces']})" for k, v in turns.items()], [100 * v["nme"] for v in turns.values()],
+              color="tab:orange")
+    right.set(title="by head turn (faces)")
+    right.tick_params(axis="x", labelsize=7)
+    fig.tight_layout()
+    _save_figure(fig, out / "regions.png")
+    plt.close(fig)
+
+    order = np.argsort(np.where(finite, per_face, np.inf))
+    picked = {"best": order[:faces], "worst": order[:finite.sum()][::-1][:faces]}
+    cells = {}
+    for kind, chosen in picked.items():
+        cells[kind] = []
+        for n, k in enumerate(chosen):
+            row = int(details["rows"][k])
+            picture = _face_picture(data, row, details["truth"][k], details["pred"][k])
+            name = f"{kind}_{n + 1}.jpg"
+            with atomic_path(out / name) as tmp:
+                tmp.write_bytes(cv2.imencode(".jpg", cv2.cvtColor(picture, cv2.COLOR_RGB2BGR))[1].tobytes())
+            label = data.ids[row] if data.ids is not None else f"row {row + 1}"
+            cells[kind].append(f'<figure><img src="{name}"><figcaption>{html.escape(str(label))}: NME '
+                               f"{100 * per_face[k]:.2f}%</figcaption></figure>")
+    figures = {"NME": f"{100 * report['nme']:.2f}%", "FR@8": f"{100 * report['fr_8']:.1f}%",
+               "FR@10": f"{100 * report['fr_10']:.1f}%", "AUC@8": f"{report['auc_8']:.3f}",
+               "AUC@10": f"{report['auc_10']:.3f}", "RMSE": f"{report['rmse']:.2f} px",
+               "mean signed error": "x {:+.2f}, y {:+.2f} px".format(*report["mean_error_xy"])}
+    rows = "".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in figures.items())
+    page = f"""<!doctype html><meta charset="utf-8"><title>facekeypoints evaluation</title>
+<style>body{{font-family:sans-serif;margin:2em}} figure{{display:inline-block;margin:4px}} td,th{{padding:2px 10px;text-align:left}}</style>
+<h1>{html.escape(report['model'])} on {html.escape(report['data'])}</h1>
+<p>{report['scored']} of {report['faces']} faces scored; boxes: {html.escape(report['boxes'])}, then refinement.
+Labels green, predictions red.</p>
+<table>{rows}</table>
+<h2>Cumulative error</h2><img src="ced.png">
+<h2>By region and head turn</h2><img src="regions.png">
+<h2>Best faces</h2>{''.join(cells['best'])}
+<h2>Worst faces</h2>{''.join(cells['worst'])}
+"""
+    with atomic_path(out / "index.html") as tmp:
+        tmp.write_text(page, encoding="utf-8")
+    return out / "index.html"
