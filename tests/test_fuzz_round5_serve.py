@@ -186,3 +186,20 @@ def test_a_request_uvicorn_cannot_parse_gets_a_json_400(live):
         assert body == (b'{"error": "the request is not valid HTTP/1.1 (a malformed request line, header or '
                         b'Content-Length)"}')
     assert httpx.get(f"http://127.0.0.1:{live}/healthz").json() == {"status": "ok"}
+
+
+def test_an_animated_upload_says_which_frames_went_unused(client, tmp_path):
+    from PIL import Image
+
+    face = Image.open(cbook.get_sample_data("grace_hopper.jpg")).convert("RGB")
+    gif = tmp_path / "two.gif"
+    face.save(gif, save_all=True, append_images=[face.transpose(Image.FLIP_LEFT_RIGHT)], duration=100)
+    answer = client.post("/v1/keypoints", content=gif.read_bytes(), headers={"content-type": "image/gif"})
+    assert answer.status_code == 200
+    assert answer.json()["notes"] == ["upload: has 2 frames; only the first is used (split it into single images, "
+                                      "or give a video)"]
+    drawn = client.post("/v1/keypoints?draw=true", content=gif.read_bytes(), headers={"content-type": "image/gif"})
+    assert drawn.status_code == 200 and "only the first is used" in drawn.headers["x-notes"]
+    single = client.post("/v1/keypoints", content=cbook.get_sample_data("grace_hopper.jpg").read(),
+                         headers={"content-type": "image/jpeg"})
+    assert "notes" not in single.json()

@@ -183,13 +183,15 @@ def read_image(path: str | Path, *, max_pixels: int | None = MAX_PIXELS) -> np.n
     return _read(path, path, lambda: np.fromfile(path, dtype=np.uint8), path.stat().st_size, max_pixels)
 
 
-def decode_image(data: bytes, *, max_pixels: int | None = MAX_PIXELS, name: str = "<upload>") -> np.ndarray:
+def decode_image(data: bytes, *, max_pixels: int | None = MAX_PIXELS, name: str = "<upload>",
+                 notes: list | None = None) -> np.ndarray:
     """``read_image`` for encoded bytes held in memory (an upload): the same checks and result;
-    errors name ``name``."""
-    return _read(name, io.BytesIO(data), lambda: np.frombuffer(data, dtype=np.uint8), len(data), max_pixels)
+    errors name ``name``. With ``notes`` (a list), what would be a warning (pages left unused) is
+    appended there instead: a server thread tells its client, not the console."""
+    return _read(name, io.BytesIO(data), lambda: np.frombuffer(data, dtype=np.uint8), len(data), max_pixels, notes)
 
 
-def _read(path, source, load, size: int, max_pixels: int | None) -> np.ndarray:
+def _read(path, source, load, size: int, max_pixels: int | None, notes: list | None = None) -> np.ndarray:
     """The checks and decoding behind ``read_image`` and ``decode_image``: ``source`` is what Pillow
     reads the header from (a path or a file object), ``load()`` gives the encoded bytes."""
     header = _header(source)
@@ -212,8 +214,8 @@ def _read(path, source, load, size: int, max_pixels: int | None) -> np.ndarray:
                                     f"{max_pixels} pixels (max_pixels)")
     if header.frames > 1:  # the first is predicted, as every decoder here gives it; the rest must not vanish unsaid
         kind = _MULTI_FRAME[header.format]
-        warnings.warn(f"{path}: has {header.frames} {kind}; only the first is used (split it into single images, "
-                      "or give a video)", stacklevel=3)
+        note = f"{path}: has {header.frames} {kind}; only the first is used (split it into single images, or give a video)"
+        notes.append(note) if notes is not None else warnings.warn(note, stacklevel=3)
     return image
 
 

@@ -156,11 +156,11 @@ def create_app(models: dict[str, str | Path] | None = None, *, detector: str = "
         data = await _upload(request, max_body)
         received = time.perf_counter()
         work = asyncio.get_running_loop().run_in_executor(pool, _predict, loaded, model, chosen, data, max_pixels, draw)
-        result, drawing = await work
+        result, drawing, notes = await work  # notes: e.g. an animated GIF's frames after the first, unused
         if drawing is not None:
-            return Response(drawing, media_type="image/jpeg")
+            return Response(drawing, media_type="image/jpeg", headers={"X-Notes": " | ".join(notes)} if notes else None)
         body = result.to_dict()
-        body.update(source="upload", model=cards[model], detector=chosen)
+        body.update(source="upload", model=cards[model], detector=chosen, **({"notes": notes} if notes else {}))
         body["timings"] = {**body.get("timings", {}), "upload": round((received - start) * 1000, 3),
                            "total": round((time.perf_counter() - start) * 1000, 3)}
         return JSONResponse(body)
@@ -170,8 +170,9 @@ def create_app(models: dict[str, str | Path] | None = None, *, detector: str = "
 
 def _predict(loaded: _Models, model: str, detector: str, data: bytes, max_pixels: int | None, draw: bool):
     """In a worker thread: decode (the header's size checked first), detect, predict, maybe draw."""
+    notes: list[str] = []
     try:
-        rgb = decode_image(data, max_pixels=max_pixels, name="upload")
+        rgb = decode_image(data, max_pixels=max_pixels, name="upload", notes=notes)
     except DataFormatError as err:
         raise _ClientError(413 if OVER_LIMIT in err.reason else 400, f"upload: {_for_http(err.reason)}") from None
     try:
@@ -180,9 +181,9 @@ def _predict(loaded: _Models, model: str, detector: str, data: bytes, max_pixels
         raise _ClientError(404, str(err).split(": ", 1)[-1]) from None
     result = pipeline(rgb)
     if not draw:
-        return result, None
+        return result, None, notes
     ok, jpeg = cv2.imencode(".jpg", cv2.cvtColor(result.draw(rgb), cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 90])
-    return result, jpeg.tobytes()
+    return result, jpeg.tobytes(), notes
 
 
 async def _upload(request: Request, max_body: int) -> bytes:
