@@ -71,6 +71,9 @@ class TrainConfig:
     channels_last: bool | None = None  # NHWC memory layout; null: on for CUDA, off on the CPU
     label_offset: bool = False  # learn the labellers' mirror-breaking offset (train/label_offset.py)
     ema: float = 0.0  # exponential moving average of the weights, decay per step (e.g. 0.998); 0 = off
+    teacher: str | None = None  # a checkpoint whose keypoints are extra targets (train/distill.py)
+    distill_weight: float = 1.0  # the teacher's loss beside the labels' loss
+    teacher_max_disagreement: float = 2.0  # px between its plain and mirrored looks; beyond it, no target
 
     def __post_init__(self) -> None:
         positive = {"epochs": self.epochs, "batch_size": self.batch_size, "log_every": self.log_every,
@@ -86,6 +89,11 @@ class TrainConfig:
         threads = max(64, 4 * (os.cpu_count() or 1))  # beyond this, threads only wait on each other (or crash)
         if self.num_threads > threads:
             raise ValueError(f"train.num_threads must be at most {threads} on this machine, got {self.num_threads!r}")
+        if self.teacher is not None and not str(self.teacher).strip():
+            raise ValueError("train.teacher is empty; give a checkpoint, or null for no teacher")
+        for key in ("distill_weight", "teacher_max_disagreement"):
+            if not 0 < getattr(self, key) < float("inf"):
+                raise ValueError(f"train.{key} must be a finite number > 0, got {getattr(self, key)!r}")
         if not 0 <= self.ema < 1:
             raise ValueError(f"train.ema must be in [0, 1) (a decay per step; 0 = off), got {self.ema!r}")
         if not 0 < self.gamma <= 1:

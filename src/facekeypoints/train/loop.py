@@ -42,6 +42,7 @@ from facekeypoints.models.device import amp_dtype, resolve_device
 from facekeypoints.models.predict import TorchRunner, predict_inputs
 from facekeypoints.schema import load_schema
 from facekeypoints.train.config import Config, TrainConfig
+from facekeypoints.train.distill import Teacher
 from facekeypoints.train.label_offset import LabelOffset
 from facekeypoints.train.losses import make_loss
 
@@ -82,6 +83,7 @@ class _Run:
     scaler: torch.amp.GradScaler | None = None  # float16 only: its small range needs loss scaling
     offset: LabelOffset | None = None  # train.label_offset: the labellers' learned offset
     ema: torch.optim.swa_utils.AveragedModel | None = None  # train.ema: the weights' moving average
+    teacher: Teacher | None = None  # train.teacher: distillation targets
     rank: int = 0
     world: int = 1
 
@@ -144,6 +146,8 @@ def _setup(cfg: Config) -> _Run:
     layout = torch.channels_last if _channels_last(t, device) else torch.contiguous_format
     model = model.to(device=device, memory_format=layout)
     offset = LabelOffset(card.schema).to(device) if t.label_offset else None
+    teacher = Teacher(t.teacher, card.schema, pre.size, pre.channels, device, t.teacher_max_disagreement) \
+        if t.teacher else None
     ema = None
     if t.ema:  # torch's own EMA, buffers (batch-norm statistics) averaged too
         from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
@@ -152,6 +156,7 @@ def _setup(cfg: Config) -> _Run:
     opt = _optimizer(model, t, offset)
     scaler = torch.amp.GradScaler(device.split(":")[0]) if dtype == torch.float16 else None
     return _Run(cfg=cfg, model=model, card=card, opt=opt, sched=_scheduler(opt, t), offset=offset, ema=ema,
+                teacher=teacher,
                 loss_fn=make_loss(t.loss, **t.loss_params), train_x=train_x.to(device, memory_format=layout),
                 train_kp=torch.from_numpy(train.keypoints.copy()).to(device), val_x=val_x,
                 val_kp=torch.from_numpy(val.keypoints.copy()), data_report=report, device=device, amp=dtype,
@@ -280,10 +285,13 @@ def _step(run: _Run, x: torch.Tensor, target: torch.Tensor, matrices: torch.Tens
     """
     with torch.autocast(run.device.split(":")[0], dtype=run.amp or torch.float32, enabled=run.amp is not None):
         out = run.model(x)
-    out = out.float()  # the loss in float32 whatever the forward's precision
+    raw = out.float()  # the loss in float32 whatever the forward's precision
+    out = raw
     if run.offset is not None:
-        out = out + run.offset(matrices.to(run.device, torch.float32), tuple(x.shape[-2:]))
+        out = raw + run.offset(matrices.to(run.device, torch.float32), tuple(x.shape[-2:]))
     loss = run.loss_fn(out, target)
+    if run.teacher is not None:  # its targets carry no labellers' offset: compared before it
+        loss = loss + run.cfg.train.distill_weight * run.loss_fn(raw, run.teacher.targets(x))
     run.opt.zero_grad(set_to_none=True)
     if run.scaler is not None:
         run.scaler.scale(loss).backward()
@@ -392,6 +400,8 @@ def fit(cfg: Config, *, resume: bool = False, progress: bool = True, overwrite: 
     out = Path(cfg.out_dir).expanduser()
     cfg.out_dir = str(out)
     check_target(out, folder=True)  # before minutes of reading data: a file there, or no way to write
+    if cfg.train.teacher and not Path(cfg.train.teacher).expanduser().is_file():
+        raise ValueError(f"train.teacher {cfg.train.teacher}: no such checkpoint file")
     if not resume and not overwrite and (out / "last.pt").exists():
         raise ValueError(f"{out}: holds a training run (last.pt); continue it with --resume, train into a new "
                          "--out folder, or start it over with --overwrite")

@@ -1,0 +1,48 @@
+"""Knowledge distillation: a trained teacher's keypoints as extra targets for every training face.
+
+Why: Kaggle's faces are sparsely labelled and a large model that trains for hours in the background
+is more accurate than the fast default. Here the teacher (``train.teacher``, a checkpoint of the
+same schema and input size) predicts on each augmented batch as it is drawn, so its targets move
+with the augmentation exactly and cover every point, labelled or not. A point counts only where the
+teacher agrees with itself under mirroring (its prediction on the mirrored face, mirrored back, lies
+within ``train.teacher_max_disagreement`` pixels): where it hesitates it is no teacher. The student
+pays ``train.distill_weight`` x the run's loss against those targets, beside its loss on the labels.
+
+Teacher and student are compared on their network outputs before any labellers' offset
+(``train.label_offset``): both networks are mirror-symmetric, the offset belongs to the labels.
+"""
+from __future__ import annotations
+
+import torch
+
+from facekeypoints.models.checkpoint import load_model
+from facekeypoints.models.codecs import decode, encode
+from facekeypoints.schema import KeypointSchema
+
+__all__ = ["Teacher"]
+
+
+class Teacher:
+    """A frozen model giving mirror-consistent targets (normalised coordinates, NaN elsewhere)."""
+
+    def __init__(self, path: str, schema: KeypointSchema, input_size: int, in_channels: int, device: str,
+                 max_disagreement: float):
+        model, card = load_model(path)
+        if (card.schema.name, card.input_size, card.in_channels) != (schema.name, input_size, in_channels):
+            raise ValueError(f"train.teacher {path}: predicts {card.schema.name} from {card.in_channels}x"
+                             f"{card.input_size}x{card.input_size} inputs; the student needs {schema.name} from "
+                             f"{in_channels}x{input_size}x{input_size}")
+        self.model = model.to(device).eval()
+        self.schema, self.max_disagreement = schema, float(max_disagreement)
+
+    @torch.no_grad()
+    def targets(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, S, S) inputs -> (B, K, 2) targets in ``codecs.encode`` units; NaN where the teacher's
+        two looks at the face (as it is and mirrored) disagree by more than ``max_disagreement`` px."""
+        size = tuple(x.shape[-2:])
+        seen = decode(self.model(x).float(), size)
+        mirrored = self.schema.flip(decode(self.model(torch.flip(x, dims=(-1,))).float(), size), size[-1])
+        target = (seen + mirrored) / 2
+        unsure = (seen - mirrored).norm(dim=-1) > self.max_disagreement
+        target[unsure] = float("nan")
+        return encode(target, size)
