@@ -267,7 +267,17 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         return _evaluate_photos(args)  # whole photos: the detector-and-refinement pipeline is scored
     if args.boxes != "labels":
         raise ValueError("--boxes applies to photo datasets; a Kaggle CSV's faces are framed already")
-    result = _finite(evaluate(args.model, args.data, mirror_tta=args.mirror_tta, split=args.split, device=args.device))
+    given = [o for o, v in (("--report", args.report), ("--limit", args.limit), ("--skip-bad", args.skip_bad)) if v]
+    if given:
+        raise ValueError(f"{', '.join(given)} apply to photo datasets, not to a Kaggle CSV or --split")
+    runner = None
+    if args.model and str(args.model).lower().endswith(".onnx"):  # an export scores as its checkpoint did
+        from facekeypoints.infer.onnx import OnnxRunner
+        from facekeypoints.models.weights import resolve_checkpoint
+
+        runner = OnnxRunner(resolve_checkpoint(args.model))
+    result = _finite(evaluate(args.model, args.data, mirror_tta=args.mirror_tta, split=args.split, device=args.device,
+                              runner=runner))
     if args.json:
         print(json.dumps(result, indent=2, allow_nan=False))
         return 0
@@ -290,9 +300,9 @@ def _evaluate_photos(args: argparse.Namespace) -> int:
     args.boxes = args.boxes.lower()
     if args.boxes not in ("labels", *DETECTORS):
         raise ValueError(f"--boxes {args.boxes!r} is not one of labels, {', '.join(sorted(DETECTORS))}")
-    if args.report:
-        check_target(args.report, folder=True)  # before the scoring, not after
     data = read(args.data, load_images=False, skip_bad=args.skip_bad)  # photos are read one by one as scored
+    if args.report is not None:  # before the scoring, not after
+        _check_report_folder(args.report, data)
     labels, model = args.boxes == "labels", str(args.model or model_for(data.schema.name))
     detector = KeypointDetector(model, detector=None if labels else args.boxes,
                                 box_frame="landmarks" if labels else None, mirror_tta=args.mirror_tta,
@@ -300,10 +310,6 @@ def _evaluate_photos(args: argparse.Namespace) -> int:
     details: dict = {}
     r = evaluate_photos(data, detector, boxes=args.boxes, limit=args.limit, details=details)
     r["model"] = model  # the name asked for, not the file it resolved to
-    if args.report:
-        from facekeypoints.evaluate.photo_report import write_photo_report
-
-        print(f"report: {write_photo_report(args.report, data, details, _finite(r))}", file=sys.stderr)
     r["skipped"], r["skipped_count"] = list(data.skipped[:20]), len(data.skipped)
     # faces left out (bad labels skipped, photos unreadable) make the figures partial: exit 1, as predict does
     status = 1 if r["skipped_count"] or r["unusable_count"] else 0
@@ -312,7 +318,27 @@ def _evaluate_photos(args: argparse.Namespace) -> int:
                          "(the eye labels are missing or coincide)")
     if args.json:
         print(json.dumps(_finite(r), indent=2, allow_nan=False))
-        return status
+    else:
+        _print_photo_figures(r, status)
+    if args.report is not None:  # after the figures are out: a report that cannot be written loses none of them
+        from facekeypoints.evaluate.photo_report import write_photo_report
+
+        print(f"report: {write_photo_report(args.report, data, details, _finite(r))}", file=sys.stderr)
+    return status
+
+
+def _check_report_folder(report: str, data) -> None:
+    """The report folder can be made and written, and none of its files would land on a photo."""
+    if not report.strip():
+        raise ValueError("--report is empty; give a folder")
+    folder = check_target(report, folder=True).resolve()
+    photos = [Path(p).resolve() for p in (data.paths or []) if p]
+    if any(p.parent == folder for p in photos):
+        raise ValueError(f"{report}: holds the data's photos, which the report's pictures could overwrite; "
+                         "give another folder")
+
+
+def _print_photo_figures(r: dict, status: int) -> None:
     found = f"; the {r['boxes']} detector missed {r['missed']}" if r["boxes"] != "labels" else ""
     found += f"; {r['unusable_count']} unusable (e.g. {r['unusable'][0]})" if r["unusable_count"] else ""
     found += f"; {r['skipped_count']} skipped as bad (e.g. {r['skipped'][0]})" if r["skipped_count"] else ""
@@ -330,7 +356,6 @@ def _evaluate_photos(args: argparse.Namespace) -> int:
     if status:
         print(f"  partial: {r['unusable_count'] + r['skipped_count']} faces left out (listed above and in --json)",
               file=sys.stderr)
-    return status
 
 
 def _finite(value):
@@ -615,7 +640,8 @@ def _add_inference(sub) -> None:
     p.add_argument("--max-side", type=at_least(16), help="haar, cnn: scale the image to this longer side before "
                    "searching (defaults: haar 240, 64 px faces in a 640x480 frame; cnn 480, plus a 240 pass for large faces)")
     p.add_argument("--no-draw", action="store_true", help="write JSON only, no drawn images or video")
-    p.add_argument("--overwrite", action="store_true", help="replace an earlier run's results in the -o folder")
+    p.add_argument("--overwrite", action="store_true", help="replace files in the -o folder that this run writes "
+                   "(predictions.jsonl, drawings, video .jsonl/.mp4); without it a run that would replace any is refused")
     p.add_argument("--no-refine", action="store_true", help="one keypoint pass per face (no re-framing)")
     p.add_argument("--mirror-tta", action="store_true",
                    help="also predict each face mirrored and average (about twice the model time)")
@@ -696,6 +722,19 @@ def _parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.
                  else f"{u} (did you mean {close[0]}?)" if (close := difflib.get_close_matches(u.split("=")[0], options, n=1))
                  else u for u in unknown]
         mode.error(f"unrecognized arguments: {' '.join(hints)}")
+    # an empty value ("-o ''", a shell variable that was not set) is never a path or a name: said, not
+    # quietly taken for the default (which -o '' used to write into)
+    command = parser
+    while command is not None:  # the mode's parser, and a sub-mode's (data info) below it
+        below = None
+        for action in command._actions:  # noqa: SLF001 (argparse keeps them there)
+            value = getattr(args, action.dest, None)
+            if isinstance(action, argparse._SubParsersAction):  # noqa: SLF001
+                below = action.choices.get(value)
+            elif any(isinstance(v, str) and not v.strip() for v in (value if isinstance(value, list) else [value])):
+                command.error(f"{'/'.join(action.option_strings) or action.metavar or action.dest} is empty; "
+                              "give a value")
+        command = below
     return args
 
 

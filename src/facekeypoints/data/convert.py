@@ -14,6 +14,7 @@ Examples
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field, replace
 
 import cv2
@@ -142,7 +143,9 @@ def _summarise(report: ConversionReport, faces: KeypointData, placed: np.ndarray
     report.labelled, report.outside = int(labelled.sum()), int(outside.sum())
     report.rows_with_outside = int(outside.any(axis=1).sum())
     if len(placed):
-        with np.errstate(all="ignore"):  # all-NaN anchor columns (partial schemas) average to NaN
+        # all-NaN anchor columns (partial schemas, eyes unlabelled on every face) average to NaN, as printed
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
             per_face = np.sqrt(np.nanmean(((placed - template) ** 2).sum(axis=-1), axis=1))
             report.fit_rms = float(per_face.mean())
             report.eye_centres = np.nanmean(placed[:, :2], axis=0)

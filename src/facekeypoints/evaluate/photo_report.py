@@ -81,8 +81,8 @@ def write_photo_report(out_dir: str | Path, data, details: dict, report: dict, *
     _save_figure(fig, out / "regions.png")
     plt.close(fig)
 
-    order = np.argsort(np.where(finite, per_face, np.inf))
-    picked = {"best": order[:faces], "worst": order[:finite.sum()][::-1][:faces]}
+    order = np.argsort(np.where(finite, per_face, np.inf))[:finite.sum()]  # a face without a scale is neither
+    picked = {"best": order[:faces], "worst": order[::-1][:faces]}
     cells = {}
     for kind, chosen in picked.items():
         cells[kind] = []

@@ -53,17 +53,16 @@ def run_split(card: ModelCard, split: str) -> KeypointData:
 
 
 def evaluate(model: str | Path | None, data_path: str | Path | None, *, mirror_tta: bool = False,
-             split: str | None = None, device: str = "cpu") -> dict:
+             split: str | None = None, device: str = "cpu", runner=None) -> dict:
     """Metrics (rmse, mae, nme, fr_8, fr_10, auc_10, per_keypoint_rmse, ced) of ``model`` on
-    ``data_path``, or with ``split="val"`` on the validation part of the model's own training data."""
+    ``data_path``, or with ``split="val"`` on the validation part of the model's own training data.
+    ``runner`` (e.g. an ``OnnxRunner`` of an export) replaces loading ``model`` as a checkpoint."""
     if (data_path is None) == (split is None):
         raise ValueError("give either a data file or --split (train or val of the model's own run)")
-    source = resolve_checkpoint(model)
-    if Path(source).suffix.lower() == ".onnx":  # an export scores as its checkpoint did, through ONNX Runtime
-        from facekeypoints.infer.onnx import OnnxRunner
-
-        runner = OnnxRunner(source)
-    else:
+    if runner is None:
+        source = resolve_checkpoint(model)
+        if Path(source).suffix.lower() == ".onnx":
+            raise ValueError(f"{source}: an ONNX export; pass runner=OnnxRunner(path) (the CLI does)")
         runner = TorchRunner.load(source, device=resolve_device(device))
     schema = runner.card.schema
     data = read(data_path) if split is None else run_split(runner.card, split)

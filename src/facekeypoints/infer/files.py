@@ -10,6 +10,14 @@ Outputs (``-o``, see :mod:`facekeypoints.infer.outputs`): into a folder,
 - a video ``clip.mp4``: ``clip.jsonl`` (one line per frame) and ``clip_keypoints.mp4`` (H.264);
 or every result into one ``.jsonl``, ``.json`` or ``.csv`` file, or to standard output (``-``).
 
+A folder run replaces nothing unless ``overwrite``. Before any work (1) ``predictions.jsonl`` is
+created empty as the run's claim, so a run into a folder holding an earlier run's results, or one
+still going, is refused (an earlier video-only run's claim is removed again, since it has no image
+results: its .jsonl and .mp4 files protect themselves through (2)); (2) every file the run would
+write (drawings, each video's .jsonl and .mp4) is checked: one that already exists, whoever made
+it, is refused, and a folder or a place that cannot be written where one goes is refused even
+with ``overwrite``. No output may be an input (a file output included).
+
 Examples
 --------
 >>> report = predict_paths(KeypointDetector(), ["photos/"], "out/")     # doctest: +SKIP
@@ -27,7 +35,7 @@ import cv2
 import numpy as np
 
 from facekeypoints.data.images import MAX_PIXELS, image_size, read_image
-from facekeypoints.infer.outputs import open_sink, output_kind
+from facekeypoints.infer.outputs import check_outputs, open_sink, output_kind
 from facekeypoints.infer.results import IMAGE_SUFFIXES
 from facekeypoints.infer.video import open_video
 
@@ -70,8 +78,8 @@ def _why(path: Path, err: Exception) -> str:
     return message[len(str(path)) + 2:] if message.startswith(f"{path}: ") else message
 
 
-# what OpenCV writes in colour; a drawing of another kind of input (GIF, PGM, PPM) is saved as PNG
-DRAWING_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+# what OpenCV writes in colour; a drawing of another kind of input (GIF, PGM, PPM, JPEG 2000) is saved as PNG
+DRAWING_SUFFIXES = (".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
 
 def drawing_name(rel: Path) -> Path:
@@ -79,11 +87,11 @@ def drawing_name(rel: Path) -> Path:
     return rel if rel.suffix.lower() in DRAWING_SUFFIXES else rel.with_name(rel.name + ".png")
 
 
-def _outputs(path: Path, rel: Path) -> list[Path]:
-    """The files an input named ``rel`` writes into an output folder."""
+def _outputs(path: Path, rel: Path, draw: bool = True) -> list[Path]:
+    """The files an input named ``rel`` writes into an output folder (without ``draw``: only a video's .jsonl)."""
     if path.suffix.lower() in VIDEO_SUFFIXES:
-        return [rel.with_name(f"{rel.stem}.jsonl"), rel.with_name(f"{rel.stem}_keypoints.mp4")]
-    return [drawing_name(rel)]
+        return [rel.with_name(f"{rel.stem}.jsonl")] + ([rel.with_name(f"{rel.stem}_keypoints.mp4")] if draw else [])
+    return [drawing_name(rel)] if draw else []
 
 
 def _not_regular(path: Path) -> str:
@@ -154,20 +162,29 @@ def predict_paths(detector, inputs: list[str | Path], out: str | Path, *, draw: 
     """Predict every image and video in ``inputs`` (files or folders, searched recursively) into
     ``out`` (see :mod:`facekeypoints.infer.outputs`: a folder, a .json/.jsonl/.csv file, or ``-``).
 
+    ``inputs`` is a list; one path (str or Path) is taken as a list of one, not as its characters.
     Images are read ``batch_size`` at a time and go through ``detector.predict_batch``. Only a
     folder output gets drawn images and videos. One bad file is reported and the others go on.
-    ``max_pixels`` refuses larger images from their header, before decoding (``read_image``). A
-    folder's predictions.jsonl from an earlier run is replaced only with ``overwrite``.
+    ``max_pixels`` refuses larger images from their header, before decoding (``read_image``). Into
+    a folder, nothing is replaced without ``overwrite`` (see the module docstring: the claim and
+    the check of every planned output, both before any work).
     """
     from tqdm import tqdm
 
+    inputs = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
     report = PredictReport()
     folder = Path(out) if output_kind(out) == "folder" else None
     files = _collect(inputs, report, folder)
     if folder is not None:
         files = _keep_inputs(files, folder, draw, report)
     draw = draw and folder is not None
-    sink = open_sink(out, overwrite=overwrite)
+    sink = open_sink(out, overwrite=overwrite, inputs=inputs + [p for p, _ in files])
+    if folder is not None:
+        try:  # after the claim: a run that finished meanwhile has its files in place by now
+            check_outputs([folder / o for p, rel in files for o in _outputs(p, rel, draw)], overwrite)
+        except ValueError:
+            sink.close(keep=False)  # gives the claim back
+            raise
     images = [(p, rel) for p, rel in files if p.suffix.lower() not in VIDEO_SUFFIXES]
     try:
         with tqdm(total=len(images), desc="images", unit="img", disable=not progress or not images) as bar:
@@ -179,7 +196,8 @@ def predict_paths(detector, inputs: list[str | Path], out: str | Path, *, draw: 
                 try:
                     video_out = folder / rel.parent if folder is not None else None
                     predict_video(detector, path, video_out, draw=draw, progress=progress, report=report,
-                                  sink=None if folder is not None else sink, name=rel.stem, max_pixels=max_pixels)
+                                  sink=None if folder is not None else sink, name=rel.stem, max_pixels=max_pixels,
+                                  overwrite=overwrite)
                 except (ValueError, OSError) as err:
                     report.failures.append((str(path), _why(path, err)))
     finally:
@@ -197,9 +215,7 @@ def _keep_inputs(files: list[tuple[Path, Path]], folder: Path, draw: bool, repor
     inputs = {os.path.realpath(p) for p, _ in files}
     kept = []
     for path, rel in files:
-        outputs = _outputs(path, rel)
-        if not draw:  # only a video's .jsonl is written then
-            outputs = outputs[:1] if path.suffix.lower() in VIDEO_SUFFIXES else []
+        outputs = _outputs(path, rel, draw)
         clash = next((folder / o for o in outputs if os.path.realpath(folder / o) in inputs), None)
         if clash is not None:
             report.failures.append((str(path), f"its output {clash} would overwrite an input of this run; "
@@ -316,17 +332,24 @@ class _KeepFrame:
 
 def predict_video(detector, path: str | Path, out_dir: str | Path | None, *, draw: bool = True,
                   progress: bool = True, report: PredictReport | None = None, sink=None, name: str | None = None,
-                  max_pixels: int | None = MAX_PIXELS, **stream_options) -> PredictReport:
+                  max_pixels: int | None = MAX_PIXELS, overwrite: bool = False, **stream_options) -> PredictReport:
     """Track faces through the video at ``path``: frame results go to ``sink`` when given, else to
     ``<out_dir>/<name>.jsonl``; with ``draw``, ``<out_dir>/<name>_keypoints.mp4`` too (``name``:
-    the video's stem by default). Frames larger than ``max_pixels`` refuse the video before any is
-    decoded; a video that ends before its declared frame count is recorded in the report's failures
-    (the frames read are kept)."""
+    the video's stem by default). Those files are checked before any frame, and existing ones are
+    replaced only with ``overwrite``. Frames larger than ``max_pixels`` refuse the video before
+    any is decoded; a video that ends before its declared frame count is recorded in the report's
+    failures (the frames read are kept)."""
     from tqdm import tqdm
 
     report = PredictReport() if report is None else report
     path = Path(path)
     name = name or path.stem
+    if out_dir is None and (sink is None or draw):
+        raise TypeError("predict_video() needs out_dir, the folder for <name>.jsonl and <name>_keypoints.mp4 "
+                        "(out_dir=None only with sink= and draw=False)")
+    planned = ([] if sink is not None else [Path(out_dir) / f"{name}.jsonl"]) + \
+        ([Path(out_dir) / f"{name}_keypoints.mp4"] if draw else [])
+    check_outputs(planned, overwrite)
     capture, _, fps = open_video(path)
     width, height = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
     # a frame is held about three times over (decoded, converted, drawn), so videos get a third of the limit

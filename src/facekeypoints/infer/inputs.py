@@ -25,7 +25,15 @@ __all__ = ["to_rgb"]
 
 def _from_tensor(tensor) -> np.ndarray:
     """(C, H, W) or (H, W) tensor, uint8 or float in [0, 1] (torchvision's convention) -> HWC uint8."""
-    arr = tensor.detach().cpu().numpy()
+    tensor = tensor.detach().cpu()
+    if 0 in tensor.shape:  # checked here: transposed, its shape would not be the one the caller passed
+        raise ValueError(f"an empty tensor of shape {tuple(tensor.shape)}; an image needs height and width > 0")
+    try:
+        arr = tensor.numpy()
+    except TypeError:  # a dtype numpy lacks (bfloat16): floats are widened, as the model's input is float32
+        if not tensor.is_floating_point():
+            raise ValueError(f"a {tensor.dtype} tensor cannot be an image; pass uint8 or floats in [0, 1]") from None
+        arr = tensor.float().numpy()
     if arr.ndim == 3 and arr.shape[0] in (1, 3, 4) and arr.shape[-1] not in (1, 3, 4):
         arr = arr.transpose(1, 2, 0)
     if arr.dtype != np.uint8 and arr.size:
@@ -79,6 +87,8 @@ def to_rgb(image, color: str = "rgb") -> tuple[np.ndarray, str]:
         return read_image(image), str(image)
     module = type(image).__module__
     if module.startswith("PIL."):
+        if 0 in image.size:  # OpenCV failed on it with an assertion
+            raise ValueError(f"a PIL image of size {image.size[0]}x{image.size[1]}; an image needs width and height > 0")
         return _from_pil(image), str(getattr(image, "filename", "") or "<PIL image>")
     if module.startswith("torch"):
         arr, color = _from_tensor(image), "rgb"
@@ -87,9 +97,9 @@ def to_rgb(image, color: str = "rgb") -> tuple[np.ndarray, str]:
     else:
         raise TypeError(f"cannot read an image from {type(image).__name__}; "
                         "pass a path, numpy array, PIL image or tensor")
+    if arr.ndim < 2 or min(arr.shape[:2]) == 0:  # first: an empty float array is not a dtype problem
+        raise ValueError(f"an image must be (H, W) or (H, W, C) with H, W > 0, got shape {arr.shape}")
     if arr.dtype != np.uint8:
         raise ValueError(f"numpy images must be uint8 (0..255), got {arr.dtype}; "
                          "convert with (img * 255).round().astype(np.uint8) if it holds floats in [0, 1]")
-    if arr.ndim < 2 or min(arr.shape[:2]) == 0:
-        raise ValueError(f"an image must be (H, W) or (H, W, C) with H, W > 0, got shape {arr.shape}")
     return _to_three_channels(arr, color), f"<array {arr.shape[0]}x{arr.shape[1]}>"

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from facekeypoints.atomic import atomic_path, check_target
 
-__all__ = ["output_kind", "open_sink", "FILE_SUFFIXES"]
+__all__ = ["output_kind", "open_sink", "check_outputs", "FILE_SUFFIXES"]
 
 FILE_SUFFIXES = {".jsonl": "jsonl", ".json": "json", ".csv": "csv"}
 
@@ -42,12 +42,12 @@ def output_kind(target: str | Path) -> str:
 class _Sink:
     """Results to one file (through a temporary name) or to standard output."""
 
-    def __init__(self, target: str | Path, kind: str, claimed: bool = False):
+    def __init__(self, target: str | Path, kind: str, claimed: bool = False, inputs: tuple = ()):
         self.kind, self.count, self.claimed = kind, 0, claimed  # claimed: an empty file holds the name
         self.path = None if kind == "stdout" else Path(target)
         self._files = contextlib.ExitStack()  # the temporary file, renamed onto path by close()
         if self.path is not None:
-            check_target(self.path)  # not a folder, and a place that can be written
+            check_target(self.path, inputs=inputs)  # not a folder nor an input, and a place that can be written
             try:
                 tmp = self._tmp = self._files.enter_context(atomic_path(self.path))
                 # surrogateescape: a file name that is not UTF-8 is written back as the bytes it was
@@ -100,10 +100,12 @@ class _Sink:
         return self.path if keep else None
 
 
-def open_sink(target: str | Path, *, overwrite: bool = False) -> _Sink:
+def open_sink(target: str | Path, *, overwrite: bool = False, inputs=()) -> _Sink:
     """A sink for a file or ``-`` output (see ``output_kind``; folders use ``<folder>/predictions.jsonl``,
-    which must not exist yet unless ``overwrite``)."""
+    which must not exist yet unless ``overwrite``: the folder's claim). The file may not be one of
+    ``inputs`` (paths), which it would overwrite."""
     kind = output_kind(target)
+    inputs = tuple(inputs)
     if kind == "folder":
         folder = Path(target)
         if folder.exists() and not folder.is_dir():
@@ -116,6 +118,7 @@ def open_sink(target: str | Path, *, overwrite: bool = False) -> _Sink:
         results = folder / "predictions.jsonl"
         if results.is_dir():
             raise ValueError(f"{results}: a folder where the results file goes; choose another -o folder")
+        check_target(results, inputs=inputs)  # before the claim: an input there is refused, not "exists"
         # Claimed with an empty file at once (O_EXCL), so a second run into the folder, even one started
         # at the same moment, is refused rather than replacing this run's results with its own.
         if not overwrite:
@@ -123,6 +126,37 @@ def open_sink(target: str | Path, *, overwrite: bool = False) -> _Sink:
                 results.open("x").close()
             except FileExistsError:
                 raise ValueError(f"{results}: exists (from an earlier run, or one still running); give --overwrite "
-                                 "to replace it and drawings of the same names, or another -o folder") from None
+                                 "to replace what this run writes, or another -o folder") from None
         return _Sink(results, "jsonl", claimed=not overwrite)
-    return _Sink(target, kind)
+    return _Sink(target, kind, inputs=inputs)
+
+
+def _unwritable(target: Path) -> str | None:
+    """Why the file ``target`` cannot be written, or None: a folder or a device in its place, a file
+    where one of its folders goes, or a folder without write permission."""
+    if target.is_dir():
+        return "is a folder, where this run writes a file; move it or choose another -o folder"
+    if target.exists() and not target.is_file():
+        return "is not a regular file (a pipe or a device), where this run writes a file"
+    home = target.parent
+    while not home.exists() and home != home.parent:  # the nearest folder there is: the write makes the rest
+        home = home.parent
+    if not home.is_dir():
+        return f"cannot be written: {home} is a file, where a folder goes"
+    if not os.access(home, os.W_OK | os.X_OK):
+        return f"cannot be written in {home} (permission denied)"
+    return None
+
+
+def check_outputs(targets: list[Path], overwrite: bool) -> None:
+    """Refuse, before any work, outputs that cannot be written, and (unless ``overwrite``) outputs
+    that exist: found midway, a drawing place that is a folder cut a video's results short, and
+    files in the -o folder, ours or not, were silently replaced."""
+    for target in targets:
+        if (why := _unwritable(target)) is not None:
+            raise ValueError(f"{target}: {why}")
+    existing = [t for t in targets if t.exists() or t.is_symlink()]
+    if existing and not overwrite:
+        more = f" (and {len(existing) - 1} more outputs of this run)" if len(existing) > 1 else ""
+        raise ValueError(f"{existing[0]}: exists{more}; give --overwrite to replace what this run writes, "
+                         "or choose another -o folder")

@@ -115,6 +115,25 @@ def _check_stream_options(source, options: dict) -> None:
                          f"beta={beta!r}")
 
 
+# A face box may stick out of the photo (a face cut by its edge), but one whose side is more than this many
+# times the photo's longer side frames a crop in which the photo is a speck: its keypoints are the model's
+# mean face, not a measurement ([0, 0, 1e9, 1e9] gave keypoints near 5e8 without a word).
+MAX_BOX_SCALE = 10
+
+
+def _check_box_sizes(boxes: np.ndarray, image_size: tuple[int, int], source: str) -> np.ndarray:
+    """``boxes`` (N, 5), unless a box's side is not finite or over ``MAX_BOX_SCALE`` x the image's longer side."""
+    with np.errstate(over="ignore"):  # 1e308 - (-1e308) is inf: refused below, not warned about
+        sides = np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
+    limit = MAX_BOX_SCALE * max(image_size)
+    bad = np.flatnonzero(~(sides <= limit))
+    if len(bad):
+        h, w = image_size
+        raise ValueError(f"{source} row {bad[0]} {boxes[bad[0], :4].tolist()} is {sides[bad[0]]:.3g} px across, over "
+                         f"{MAX_BOX_SCALE} times the {w}x{h} image's longer side; a face box frames a face in the image")
+    return boxes
+
+
 def _elapsed(start: float) -> float:
     return (time.perf_counter() - start) * 1000.0
 
@@ -179,7 +198,16 @@ class KeypointDetector:
 
     def predict_batch(self, images: Sequence, *, boxes: Sequence | None = None, color: str = "rgb") -> list[Result]:
         """Many images -> one Result each. Faces are detected per image, then the keypoint stage runs
-        on the faces of all images together, ``batch_size`` faces per model call."""
+        on the faces of all images together, ``batch_size`` faces per model call.
+
+        ``images`` is a list (any iterable, a generator included, is read into one); a single path
+        or PIL image is a TypeError, since its characters or rows are no images: call the detector on it.
+        """
+        if isinstance(images, (str, bytes, Path)) or type(images).__module__.startswith("PIL."):
+            raise TypeError(f"predict_batch() takes a list of images, got one {type(images).__name__}; "
+                            "for one image call the detector itself: detector(image)")
+        images = images if isinstance(images, Sequence) or hasattr(images, "shape") else list(images)
+        boxes = boxes if boxes is None or isinstance(boxes, Sequence) or hasattr(boxes, "shape") else list(boxes)
         if boxes is not None and len(boxes) != len(images):
             raise ValueError(f"boxes= has {len(boxes)} entries for {len(images)} images")
         rgbs, sources, found, detect_ms = [], [], [], []
@@ -222,11 +250,12 @@ class KeypointDetector:
     def find_faces(self, rgb: np.ndarray, given=None, source: str = "image") -> np.ndarray:
         """(N, 5) faces x1, y1, x2, y2, score in one (H, W, 3) RGB image: ``given`` (checked), else the detector's."""
         if given is not None:
-            return check_boxes(given, source=f"boxes for {source}", image_size=rgb.shape[:2])
-        if self.detector is None:
+            boxes, source = given, f"boxes for {source}"
+        elif self.detector is None:
             raise ValueError("this KeypointDetector has detector=None: pass boxes= with each image")
-        return check_boxes(self.detector.detect(rgb), source=f"{type(self.detector).__name__}.detect() on {source}",
-                           image_size=rgb.shape[:2])
+        else:
+            boxes, source = self.detector.detect(rgb), f"{type(self.detector).__name__}.detect() on {source}"
+        return _check_box_sizes(check_boxes(boxes, source=source, image_size=rgb.shape[:2]), rgb.shape[:2], source)
 
     def locate(self, images: Sequence[np.ndarray], owners: np.ndarray, frames: np.ndarray,
                timings: dict | None = None, refine: bool | None = None) -> np.ndarray:

@@ -30,9 +30,14 @@ from facekeypoints.atomic import atomic_path
 from facekeypoints.data.images import read_image
 from facekeypoints.schema import KeypointSchema
 
-__all__ = ["Face", "Result", "IMAGE_SUFFIXES"]
+__all__ = ["Face", "Result", "IMAGE_SUFFIXES", "SAVE_SUFFIXES"]
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp")
+# what read_image decodes (checked with OpenCV 4.14 and Pillow-made files): a folder's other files are
+# "not images"; .jfif and .jpe are JPEGs, .dib a BMP, .pbm/.pnm portable maps
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".dib", ".ppm", ".pgm", ".pbm", ".pnm",
+                  ".tif", ".tiff", ".webp", ".gif", ".jp2")
+# what save() writes: OpenCV's encoders (.jfif as JPEG; .pgm in grey, the only kind PGM holds)
+SAVE_SUFFIXES = (".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp")
 _BOX_COLOUR = (0, 255, 0)  # green reads the same in RGB and BGR
 _POINT_COLOUR = (255, 200, 0)
 _LINE_COLOUR = (0, 200, 255)
@@ -177,8 +182,9 @@ class Result:
             with atomic_path(path) as tmp:
                 tmp.write_text(self.to_json(indent=2) + "\n")
             return path
-        if path.suffix.lower() not in IMAGE_SUFFIXES:
-            raise ValueError(f"{path}: save() writes .json or an image ({', '.join(IMAGE_SUFFIXES)})")
+        suffix = path.suffix.lower()
+        if suffix not in SAVE_SUFFIXES:
+            raise ValueError(f"{path}: save() writes .json or an image ({', '.join(SAVE_SUFFIXES)})")
         if image is None:
             try:  # a video frame ("clip.mp4#frame=5") or an array ("<array 4x5>") has no file to re-read
                 image = read_image(self.source) if self.source else None
@@ -189,8 +195,11 @@ class Result:
         elif self.color == "bgr":
             image, in_place = np.asarray(image)[..., ::-1], False
         drawn = self._draw(image, in_place=in_place)
-        cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR, dst=drawn)  # in place: the drawing is ours, a large photo is big
-        ok, encoded = cv2.imencode(path.suffix.lower(), drawn)
+        if suffix == ".pgm":  # OpenCV's PGM encoder takes grey only
+            drawn = cv2.cvtColor(drawn, cv2.COLOR_RGB2GRAY)
+        else:
+            cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR, dst=drawn)  # in place: the drawing is ours, a large photo is big
+        ok, encoded = cv2.imencode(".jpg" if suffix == ".jfif" else suffix, drawn)
         if not ok:
             raise ValueError(f"{path}: OpenCV could not encode a {path.suffix} image")
         with atomic_path(path) as tmp:

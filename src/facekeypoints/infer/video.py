@@ -32,6 +32,7 @@ import cv2
 import numpy as np
 
 from facekeypoints.data import framing
+from facekeypoints.infer.inputs import to_rgb
 from facekeypoints.infer.results import Face, Result
 
 __all__ = ["OneEuroFilter", "stream", "keypoint_jitter", "open_video"]
@@ -191,7 +192,7 @@ def stream(predictor, source, *, redetect_every: int = 10, smooth: bool = True, 
             ok, frame = capture.read()
             if not ok:
                 break
-            rgb = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+            rgb = _frame_rgb(frame, name, index)
             timings = {"detection": 0.0, "preprocess": 0.0, "model": 0.0, "postprocess": 0.0}
             if predictor.framing == "resize":  # a whole-photo model: every frame is its one face
                 whole = predictor(rgb)
@@ -205,6 +206,17 @@ def stream(predictor, source, *, redetect_every: int = 10, smooth: bool = True, 
     finally:
         if isinstance(source, (str, Path)):
             capture.release()
+
+
+def _frame_rgb(frame, name: str, index: int) -> np.ndarray:
+    """A capture's BGR frame -> (H, W, 3) RGB uint8; a frame of another kind (a custom capture's float
+    or empty array) is a ValueError naming it, not an OpenCV assertion deep in the face search."""
+    if not isinstance(frame, np.ndarray):
+        raise TypeError(f"{name} frame {index}: read() gave {type(frame).__name__}, not a numpy image")
+    try:
+        return to_rgb(frame, color="bgr")[0]
+    except ValueError as err:
+        raise ValueError(f"{name} frame {index}: {err}") from None
 
 
 def _track(predictor, rgb: np.ndarray, tracks: list[_Track], redetect: bool, smoothing: dict | None,

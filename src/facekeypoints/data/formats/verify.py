@@ -117,5 +117,5 @@ def verify_kaggle_download(folder: str | Path) -> VerifyReport:
     """Check every genuine Kaggle file in ``folder`` (plain or zipped); see ``VerifyReport.ok``."""
     folder = Path(folder).expanduser()
     if not folder.is_dir():
-        raise FileNotFoundError(f"{folder}: no such folder")
+        raise FileNotFoundError(f"{folder}: {'is a file; give the folder that holds it' if folder.exists() else 'no such folder'}")
     return VerifyReport(str(folder), tuple(_check(name, folder) for name in GENUINE_FILES))
