@@ -54,7 +54,7 @@ def _one_run(path: str, variant: str, overrides: list[str], seed: int, minutes: 
         return result
     start = time.perf_counter()
     resume = (Path(cfg.out_dir) / "last.pt").is_file() and not fresh
-    summary = fit(cfg, resume=resume, progress=False, overwrite=fresh)
+    summary = fit(cfg, resume=resume, progress=False, overwrite=not resume)  # the benchmark owns its run folders
     if summary["stop_reason"] == "interrupted":
         raise SystemExit(f"{cfg.out_dir}: interrupted; run the benchmark again to resume")
     with open(Path(cfg.out_dir) / "metrics.csv") as f:

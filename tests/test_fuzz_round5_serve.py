@@ -196,10 +196,17 @@ def test_an_animated_upload_says_which_frames_went_unused(client, tmp_path):
     face.save(gif, save_all=True, append_images=[face.transpose(Image.FLIP_LEFT_RIGHT)], duration=100)
     answer = client.post("/v1/keypoints", content=gif.read_bytes(), headers={"content-type": "image/gif"})
     assert answer.status_code == 200
-    assert answer.json()["notes"] == ["upload: has 2 frames; only the first is used (split it into single images, "
-                                      "or give a video)"]
+    assert answer.json()["notes"] == ["upload: has 2 frames; only the first is used (send its pages as single images)"]
     drawn = client.post("/v1/keypoints?draw=true", content=gif.read_bytes(), headers={"content-type": "image/gif"})
     assert drawn.status_code == 200 and "only the first is used" in drawn.headers["x-notes"]
     single = client.post("/v1/keypoints", content=cbook.get_sample_data("grace_hopper.jpg").read(),
                          headers={"content-type": "image/jpeg"})
     assert "notes" not in single.json()
+
+
+def test_a_drawing_too_wide_for_jpeg_comes_back_as_png(client):
+    wide = np.full((8, 70000, 3), 128, np.uint8)
+    body = cv2.imencode(".png", wide)[1].tobytes()
+    answer = client.post("/v1/keypoints?draw=true", content=body, headers={"content-type": "image/png"})
+    assert answer.status_code == 200 and answer.headers["content-type"] == "image/png"
+    assert answer.content.startswith(b"\x89PNG") and "too wide for JPEG" in answer.headers["x-notes"]

@@ -12,8 +12,11 @@ Examples
 """
 from __future__ import annotations
 
+import hashlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+import numpy as np
 
 from facekeypoints.data.convert import complete_labels, resize_faces, to_kaggle_task
 from facekeypoints.data.dataset import KeypointData
@@ -64,6 +67,16 @@ class DataConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def faces_digest(data: KeypointData) -> int:
+    """A 48-bit fingerprint of faces and labels (exact in a float64, so it can sit among a model card's
+    metrics): the same split of the same file gives the same number, a changed one another."""
+    digest = hashlib.sha256(np.ascontiguousarray(data.keypoints, np.float32).tobytes())
+    if data.images is not None:
+        for image in data.images:
+            digest.update(np.ascontiguousarray(image).tobytes())
+    return int(digest.hexdigest()[:12], 16)
 
 
 def load_splits(d: DataConfig, size: int) -> tuple[KeypointData, KeypointData, dict]:

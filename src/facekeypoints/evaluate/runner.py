@@ -44,11 +44,16 @@ def run_split(card: ModelCard, split: str) -> KeypointData:
     if card.trained_on is None:
         raise ValueError("this model's card records no training data, so its split cannot be rebuilt; pass a data file")
     train, val, _ = load_splits(card.trained_on, card.input_size)
+    from facekeypoints.data.pipeline import faces_digest
+
     expected = card.metrics.get("val_faces")
     if expected is not None and len(val) != expected:  # the file changed: "val" may now hold training faces
         raise ValueError(f"{card.trained_on.train}: its validation part now has {len(val)} faces where the model "
                          f"was validated on {expected}; the data changed since training, so the split is not the "
                          "model's own; score a file instead")
+    if card.metrics.get("val_digest") is not None and faces_digest(val) != card.metrics["val_digest"]:
+        raise ValueError(f"{card.trained_on.train}: its validation faces are not the ones the model was validated on "
+                         "(the file changed since training), so the split is not the model's own; score a file instead")
     return train if split == "train" else val
 
 

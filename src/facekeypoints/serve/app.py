@@ -158,7 +158,8 @@ def create_app(models: dict[str, str | Path] | None = None, *, detector: str = "
         work = asyncio.get_running_loop().run_in_executor(pool, _predict, loaded, model, chosen, data, max_pixels, draw)
         result, drawing, notes = await work  # notes: e.g. an animated GIF's frames after the first, unused
         if drawing is not None:
-            return Response(drawing, media_type="image/jpeg", headers={"X-Notes": " | ".join(notes)} if notes else None)
+            kind = "image/png" if drawing.startswith(b"\x89PNG") else "image/jpeg"
+            return Response(drawing, media_type=kind, headers={"X-Notes": " | ".join(notes)} if notes else None)
         body = result.to_dict()
         body.update(source="upload", model=cards[model], detector=chosen, **({"notes": notes} if notes else {}))
         body["timings"] = {**body.get("timings", {}), "upload": round((received - start) * 1000, 3),
@@ -175,6 +176,8 @@ def _predict(loaded: _Models, model: str, detector: str, data: bytes, max_pixels
         rgb = decode_image(data, max_pixels=max_pixels, name="upload", notes=notes)
     except DataFormatError as err:
         raise _ClientError(413 if OVER_LIMIT in err.reason else 400, f"upload: {_for_http(err.reason)}") from None
+    notes = [n.replace("split it into single images, or give a video", "send its pages as single images")
+             for n in notes]  # the service takes no videos
     try:
         pipeline = loaded.get(model, detector)
     except (ValueError, FileNotFoundError) as err:  # a detector whose extra or weights are not installed
@@ -182,7 +185,14 @@ def _predict(loaded: _Models, model: str, detector: str, data: bytes, max_pixels
     result = pipeline(rgb)
     if not draw:
         return result, None, notes
-    ok, jpeg = cv2.imencode(".jpg", cv2.cvtColor(result.draw(rgb), cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 90])
+    bgr = cv2.cvtColor(result.draw(rgb), cv2.COLOR_RGB2BGR)
+    ok, jpeg = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, 90])
+    if not ok:  # JPEG stops at 65500 px a side: a very wide image is drawn as PNG
+        ok, png = cv2.imencode(".png", bgr)
+        if not ok:
+            raise _ClientError(422, f"the drawing of a {rgb.shape[1]}x{rgb.shape[0]} image cannot be encoded; "
+                                    "ask without draw=true")
+        return result, png.tobytes(), notes + ["drawn as PNG: the image is too wide for JPEG"]
     return result, jpeg.tobytes(), notes
 
 

@@ -126,6 +126,25 @@ class Config:
         return json.loads(json.dumps(dataclasses.asdict(self)))
 
 
+# Settings added after runs were recorded (grid rows, stopped runs' checkpoints). At their defaults
+# they change nothing, so a recipe's identity (the grid's digest, the resume check) leaves them out
+# and runs recorded before they existed still match their configs.
+ADDED_SETTINGS = {"train": {"label_offset": False, "ema": 0.0, "teacher": None, "distill_weight": 1.0,
+                            "teacher_max_disagreement": 2.0}}
+
+
+def recipe_values(values: dict) -> dict:
+    """A config's plain values (``Config.to_dict()``, or a saved copy) without the ``ADDED_SETTINGS``
+    that hold their defaults, or are absent because the run predates them."""
+    out = json.loads(json.dumps(values))
+    for section, defaults in ADDED_SETTINGS.items():
+        part = out.get(section)
+        for key, default in defaults.items():
+            if isinstance(part, dict) and key in part and part[key] == default:
+                del part[key]
+    return out
+
+
 def _merge(cfg: Config, values: dict) -> Config:
     """``values`` laid over ``cfg``. Model options and loss parameters are merged key by key while
     the model (loss) stays the same; choosing another one starts from its own defaults, since the

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from facekeypoints.atomic import atomic_path, check_target
 from facekeypoints.evaluate.runner import evaluate
-from facekeypoints.train.config import Config, load_config
+from facekeypoints.train.config import Config, load_config, recipe_values
 from facekeypoints.train.loop import fit
 
 __all__ = ["run_grid", "markdown_table", "config_digest"]
@@ -36,7 +36,7 @@ _COLUMNS = [("config", "run (config)"), ("model", "model"), ("data", "split, lab
 
 def config_digest(cfg: Config) -> str:
     """A short hash of everything that shapes the result (the output folder aside)."""
-    values = cfg.to_dict()
+    values = recipe_values(cfg.to_dict())  # settings added later, at their defaults, leave old digests as they were
     values.pop("out_dir")
     return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:12]
 
@@ -80,13 +80,13 @@ def _run_one(cfg: Config, progress: bool, echo) -> dict:
     interrupted (last.pt saved), so that the grid stops and says so with its exit code."""
     out = Path(cfg.out_dir)
     resume = (out / "last.pt").is_file()
-    if resume and _trained_config(out) != cfg.to_dict():
+    if resume and recipe_values(_trained_config(out)) != recipe_values(cfg.to_dict()):
         stale = out.with_name(f"{out.name}.stale-{time.strftime('%Y%m%d-%H%M%S')}")
         out.rename(stale)  # another recipe trained there: keep it, start this one afresh
         echo(f"  {out} held a run of a different config: moved to {stale}")
         resume = False
     echo(f"  {'resuming' if resume else 'starting'} {out}")
-    summary = fit(cfg, resume=resume, progress=progress)
+    summary = fit(cfg, resume=resume, progress=progress, overwrite=not resume)  # the grid owns its run folders
     if summary["stop_reason"] == "interrupted":
         echo(f"{cfg.name}: interrupted; run the same command again to resume")
         raise KeyboardInterrupt(f"{cfg.name}: interrupted")

@@ -32,7 +32,7 @@ from tqdm import tqdm
 from facekeypoints.atomic import check_target
 from facekeypoints.data.augment import augment_batch
 from facekeypoints.data.framing import framing_for
-from facekeypoints.data.pipeline import load_splits
+from facekeypoints.data.pipeline import faces_digest, load_splits
 from facekeypoints.evaluate.metrics import mae, rmse
 from facekeypoints.models import create_model
 from facekeypoints.models.card import ModelCard
@@ -41,7 +41,7 @@ from facekeypoints.models.codecs import encode
 from facekeypoints.models.device import amp_dtype, resolve_device
 from facekeypoints.models.predict import TorchRunner, predict_inputs
 from facekeypoints.schema import load_schema
-from facekeypoints.train.config import Config, TrainConfig
+from facekeypoints.train.config import Config, TrainConfig, recipe_values
 from facekeypoints.train.distill import Teacher
 from facekeypoints.train.label_offset import LabelOffset
 from facekeypoints.train.losses import make_loss
@@ -141,6 +141,7 @@ def _setup(cfg: Config) -> _Run:
         raise ValueError(f"model.pretrained: true downloads ImageNet weights, which failed ({err}); give a local "
                          "weights file instead (model.pretrained: /path/to/weights.pth) or false") from None
     train, val, report = load_splits(cfg.data, pre.size)
+    report["digest"] = {"train": faces_digest(train), "val": faces_digest(val)}  # resume and --split val check them
     train_x, val_x = (torch.from_numpy(pre(np.asarray(d.images))) for d in (train, val))
     card = card_for(model, preprocess=pre, framing=framing_for(cfg.data.frame, "data.frame"), trained_on=cfg.data)
     layout = torch.channels_last if _channels_last(t, device) else torch.contiguous_format
@@ -183,7 +184,7 @@ def _flatten(values: dict, prefix: str = "") -> dict:
 
 def _check_same_recipe(saved: dict, cfg: Config, path: Path) -> None:
     """Refuse to resume ``path`` with a config that would train differently from the one it started with."""
-    old, new = _flatten(saved), _flatten(cfg.to_dict())
+    old, new = _flatten(recipe_values(saved)), _flatten(recipe_values(cfg.to_dict()))
     changed = sorted(k for k in old.keys() | new.keys()
                      if old.get(k) != new.get(k) and not k.startswith(_RESUMABLE_CHANGES))
     if changed:
@@ -210,9 +211,11 @@ def _resume(run: _Run, path: Path) -> TrainState:
     if run.scaler is not None and ckpt.training.get("scaler"):
         run.scaler.load_state_dict(ckpt.training["scaler"])
     state = TrainState(**ckpt.training["train_state"])
-    faces = {"train": len(run.train_x), "val": len(run.val_x)}
-    if state.faces and state.faces != faces:  # e.g. rows appended: "validation" would now hold training faces
-        raise ValueError(f"{path}: the data changed since this run started ({state.faces} faces, now {faces}); "
+    faces = _faces(run)
+    if state.faces and any(state.faces[k] != faces.get(k) for k in state.faces):  # e.g. rows appended or changed
+        was, now = ({k: v for k, v in d.items() if k != "digest"} for d in (state.faces, faces))
+        raise ValueError(f"{path}: the data changed since this run started ({was} faces, now {now}"
+                         f"{', the same counts but other faces' if was == now else ''}); "
                          "train into a new --out folder")
     _stretch_schedule(run, path)
     if state.best is not None and not (path.parent / "best.pt").exists():
@@ -220,6 +223,11 @@ def _resume(run: _Run, path: Path) -> TrainState:
               "recovered, so best.pt will hold the best epoch from here on", file=sys.stderr)
         state.best = None
     return state
+
+
+def _faces(run: _Run) -> dict:
+    """How many training and validation faces, and their fingerprints: a resume must find the same."""
+    return {"train": len(run.train_x), "val": len(run.val_x), "digest": run.data_report["digest"]}
 
 
 def _stretch_schedule(run: _Run, path: Path) -> None:
@@ -364,7 +372,8 @@ def _end_epoch(run: _Run, state: TrainState) -> dict:
     row = {"epoch": epoch + 1, "minutes": round(state.minutes, 3), "lr": run.opt.param_groups[0]["lr"],
            "train_loss": state.loss_sum / max(state.loss_n, 1)}
     if run.rank == 0 and ((epoch + 1) % t.log_every == 0 or epoch + 1 == t.epochs):
-        row.update(_validate(run), val_faces=len(run.val_x))  # val_faces: `evaluate --split val` checks it
+        # val_faces and val_digest: `evaluate --split val` checks that the split is still this one
+        row.update(_validate(run), val_faces=len(run.val_x), val_digest=run.data_report["digest"]["val"])
     if t.scheduler == "plateau":
         run.sched.step(row.get("val_loss", row["train_loss"]))
     elif run.sched is not None:
@@ -390,6 +399,18 @@ def _stop_reason(t: TrainConfig, state: TrainState) -> str | None:
     return None if state.epoch < t.epochs else "epochs"
 
 
+_RUN_FILES = ("last.pt", "best.pt", "metrics.csv", "config.json", "tensorboard")  # what a run writes in its folder
+
+
+def _clear_run(out: Path) -> None:
+    """--overwrite: the old run's files go, so none of them (its best.pt, its curves) passes for the new run's."""
+    import shutil
+
+    for name in _RUN_FILES:
+        path = out / name
+        shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
+
+
 def fit(cfg: Config, *, resume: bool = False, progress: bool = True, overwrite: bool = False) -> dict:
     """Train ``cfg`` into ``cfg.out_dir`` (best.pt, last.pt, metrics.csv, config.json, tensorboard/).
 
@@ -400,14 +421,22 @@ def fit(cfg: Config, *, resume: bool = False, progress: bool = True, overwrite: 
     out = Path(cfg.out_dir).expanduser()
     cfg.out_dir = str(out)
     check_target(out, folder=True)  # before minutes of reading data: a file there, or no way to write
-    if cfg.train.teacher and not Path(cfg.train.teacher).expanduser().is_file():
-        raise ValueError(f"train.teacher {cfg.train.teacher}: no such checkpoint file")
-    if not resume and not overwrite and (out / "last.pt").exists():
-        raise ValueError(f"{out}: holds a training run (last.pt); continue it with --resume, train into a new "
-                         "--out folder, or start it over with --overwrite")
+    if cfg.train.teacher:
+        cfg.train.teacher = str(Path(cfg.train.teacher).expanduser())
+        if not Path(cfg.train.teacher).is_file():
+            raise ValueError(f"train.teacher {cfg.train.teacher}: no such checkpoint file")
+        if Path(cfg.train.teacher).resolve().parent == out.resolve():
+            raise ValueError(f"train.teacher {cfg.train.teacher}: lies in this run's own folder, whose checkpoints "
+                             "the run rewrites; copy it elsewhere first")
+    held = [name for name in _RUN_FILES if (out / name).exists()]
+    if not resume and not overwrite and held:
+        raise ValueError(f"{out}: holds a training run ({', '.join(held)}); continue it with --resume, train into a "
+                         "new --out folder, or start it over with --overwrite")
+    if overwrite and not resume and held and int(os.environ.get("RANK", "0")) == 0:  # one process clears
+        _clear_run(out)
     run = _setup(cfg)
     state = _resume(run, out / "last.pt") if resume else TrainState()
-    state.faces = state.faces or {"train": len(run.train_x), "val": len(run.val_x)}
+    state.faces = state.faces or _faces(run)
     if run.world > 1:
         run.model = torch.nn.parallel.DistributedDataParallel(run.model)
     if run.rank == 0:
