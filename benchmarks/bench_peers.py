@@ -136,6 +136,15 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=1, help="our backend's threads (dlib runs on one)")
     ap.add_argument("--json", help="write the figures here")
     args = ap.parse_args()
+    if args.limit < 0 or args.threads < 1:
+        ap.error("--limit must be >= 0 and --threads >= 1")
+    if args.json:  # checked before the run, not after it
+        from facekeypoints.atomic import check_target
+
+        try:
+            check_target(args.json)
+        except ValueError as err:
+            ap.error(str(err))
     try:
         import dlib
     except ImportError:

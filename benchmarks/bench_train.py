@@ -29,11 +29,26 @@ DATA = ROOT.parent / "shared" / "data" / "fkd15-ytf" / "training.zip"
 
 
 def _variant(text: str) -> tuple[str, list[str]]:
-    """``name[:key=value,key=value]`` -> (name, overrides)."""
+    """``name[:key=value;key=value]`` -> (name, overrides); ';' separates settings (a value may hold
+    commas, e.g. data.split=[0.5, 0.5]); a lone ',' between settings is read as ';' when no '[' is open."""
     name, _, sets = text.partition(":")
-    if not name:
-        raise argparse.ArgumentTypeError(f"--variant {text!r}: give a name, e.g. offset:train.label_offset=true")
-    return name, [s for s in sets.split(",") if s]
+    if not name or not name.replace("_", "").replace("-", "").isalnum():
+        raise argparse.ArgumentTypeError(f"--variant {text!r}: give a name of letters, digits, - and _, "
+                                         "e.g. offset:train.label_offset=true")
+    parts, depth, current = [], 0, ""
+    for ch in sets:
+        depth += (ch == "[") - (ch == "]")
+        if ch == ";" or (ch == "," and depth == 0):
+            parts.append(current)
+            current = ""
+        else:
+            current += ch
+    parts.append(current)
+    overrides = [p.strip() for p in parts if p.strip()]
+    bad = [o for o in overrides if "=" not in o]
+    if bad:
+        raise argparse.ArgumentTypeError(f"--variant {text!r}: {bad[0]!r} is not key=value")
+    return name, overrides
 
 
 def _one_run(path: str, variant: str, overrides: list[str], seed: int, minutes: float, fresh: bool) -> dict:
@@ -47,8 +62,14 @@ def _one_run(path: str, variant: str, overrides: list[str], seed: int, minutes: 
     cfg.out_dir = str(ROOT / "runs" / f"bench_{cfg.name or Path(path).stem}_{variant}_s{seed}")
     done = Path(cfg.out_dir) / "summary.json"
     if done.is_file() and not fresh:
-        result = json.loads(done.read_text())
-        if (result["overrides"], result.get("minutes")) != (overrides, minutes):
+        try:
+            result = json.loads(done.read_text())
+        except ValueError as err:
+            raise SystemExit(f"{done}: damaged ({err}); delete it (or run with --fresh) to retrain that run")
+        def recipe(sets):  # threads change the speed, not what is learnt
+            return [o for o in sets if not o.startswith("train.num_threads=")]
+
+        if (recipe(result["overrides"]), result.get("minutes")) != (recipe(overrides), minutes):
             raise SystemExit(f"{cfg.out_dir} finished with other settings ({result['overrides']}); "
                              "give this variant another name, or --fresh to retrain it")
         return result
@@ -63,8 +84,20 @@ def _one_run(path: str, variant: str, overrides: list[str], seed: int, minutes: 
               "summary": summary,
               "curve": history, "wall_minutes": (time.perf_counter() - start) / 60,
               "threads": torch.get_num_threads(), "load_average": os.getloadavg()[0]}
-    done.write_text(json.dumps(result, indent=2, default=str))
+    from facekeypoints.atomic import atomic_path
+
+    with atomic_path(done) as tmp:
+        tmp.write_text(json.dumps(result, indent=2, default=str))
     return result
+
+
+def _check_output(ap, path: str) -> None:
+    from facekeypoints.atomic import check_target
+
+    try:
+        check_target(path)
+    except ValueError as err:
+        ap.error(str(err))
 
 
 def _spread(values: list[float]) -> str:
@@ -81,9 +114,9 @@ def _report(results: list[dict]) -> None:
     print(f"\n{'config':28s} {'variant':12s} {'seeds':>5s} {'best val RMSE':>15s} {'last val RMSE':>15s} "
           f"{'best epoch':>10s} {'minutes':>8s}")
     for (path, variant), runs in groups.items():
-        best = [r["summary"]["best_val_rmse"] for r in runs]
+        best = [r["summary"]["best_val_rmse"] for r in runs if r["summary"]["best_val_rmse"] is not None]
         last = [r["curve"][-1]["val_rmse"] for r in runs if "val_rmse" in r["curve"][-1]]
-        epochs = [r["summary"]["best_epoch"] for r in runs]
+        epochs = [r["summary"]["best_epoch"] for r in runs if r["summary"]["best_epoch"] is not None] or [0]
         minutes = [r["summary"]["minutes"] for r in runs]
         print(f"{path:28s} {variant:12s} {len(runs):5d} {_spread(best):>15s} {_spread(last):>15s} "
               f"{statistics.mean(epochs):10.0f} {statistics.mean(minutes):8.1f}")
@@ -114,8 +147,27 @@ def main() -> int:
     ap.add_argument("--plot", help="draw validation RMSE against training minutes here (.png or .svg)")
     ap.add_argument("--from-json", nargs="+", metavar="JSON", help="report (and plot) earlier --json files; no training")
     args = ap.parse_args()
+    if args.minutes <= 0 or args.jobs < 1:
+        ap.error("--minutes must be > 0 and --jobs >= 1")
+    names = [name for name, _ in args.variant]
+    if len(set(names)) < len(names) or len(set(args.seeds)) < len(args.seeds):
+        ap.error("each --variant name and each seed once: two runs would share one folder")
+    for out in (args.json, args.plot):  # checked before hours of training, not after
+        if out is not None:
+            _check_output(ap, out)
+    if args.plot and Path(args.plot).suffix.lower() not in (".png", ".svg", ".pdf"):
+        ap.error(f"--plot {args.plot}: name a .png, .svg or .pdf file")
     if args.from_json:
-        results = [r for path in args.from_json for r in json.loads(Path(path).read_text())]
+        results = []
+        for path in args.from_json:
+            try:
+                rows = json.loads(Path(path).read_text())
+                if not isinstance(rows, list) or not all(isinstance(r, dict) and "summary" in r and "curve" in r
+                                                         for r in rows):
+                    raise ValueError("not a list of bench_train runs")
+            except (OSError, ValueError) as err:
+                ap.error(f"--from-json {path}: {err}")
+            results += rows
         _report(results)
         if args.plot:
             _plot(results, args.plot)
@@ -134,9 +186,9 @@ def main() -> int:
     with ProcessPoolExecutor(max_workers=max(args.jobs, 1), mp_context=get_context("spawn")) as pool:
         for result in pool.map(_one_run, *zip(*plan)):
             s = result["summary"]
+            best = "none (no finite epoch)" if s["best_val_rmse"] is None else f"{s['best_val_rmse']:.3f}"
             print(f"  {result['config']} {result['variant']} seed {result['seed']}: best val RMSE "
-                  f"{s['best_val_rmse']:.3f} (epoch {s['best_epoch']}), {s['minutes']:.1f} min, stop: {s['stop_reason']}",
-                  flush=True)
+                  f"{best} (epoch {s['best_epoch']}), {s['minutes']:.1f} min, stop: {s['stop_reason']}", flush=True)
             results.append(result)
     _report(results)
     if args.json:
@@ -166,8 +218,10 @@ def _plot(results: list[dict], path: str) -> None:
         rmse = [[row["val_rmse"] for row in rows[i]] for i in keep]
         ax.plot(minutes, [statistics.mean(v) for v in rmse], label=f"{label}, {len(runs)} seeds")
         ax.fill_between(minutes, [min(v) for v in rmse], [max(v) for v in rmse], alpha=0.2)
+    low, high = ax.get_ylim()
     ax.set(xlabel="training minutes (mean over seeds)", ylabel="validation RMSE, px (person-disjoint)",
-           ylim=(1.4, 3.0), title="fkd15-ytf: validation RMSE against training time")
+           ylim=(low, min(high, 2.5 * max(low, 0.1))),  # the early epochs' large errors would hide the ends
+           title="fkd15-ytf: validation RMSE against training time")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
