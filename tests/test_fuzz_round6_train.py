@@ -87,3 +87,21 @@ def test_a_teacher_in_the_runs_own_folder_or_under_home_is_handled(tiny_csv, tmp
     monkeypatch.setenv("HOME", str(home))
     summary = fit(_cfg(tiny_csv, tmp_path / "student", "train.teacher=~/t.pt"), progress=False)
     assert summary["epochs"] == 1
+
+
+def test_label_offset_without_mirroring_and_a_teacher_prepared_otherwise_are_refused(tiny_csv, tmp_path):
+    with pytest.raises(ValueError, match="train.label_offset is learnt from mirrored faces"):
+        _cfg(tiny_csv, tmp_path / "r", "train.label_offset=true", "augment.flip_prob=0")
+    fit(_cfg(tiny_csv, tmp_path / "teacher", "preprocess.scale=centered"), progress=False)
+    with pytest.raises(ValueError, match="was trained on inputs prepared otherwise"):
+        fit(_cfg(tiny_csv, tmp_path / "student", f"train.teacher={tmp_path / 'teacher' / 'best.pt'}"), progress=False)
+
+
+def test_grid_names_an_only_that_matches_nothing_and_reads_yml(tmp_path, capsys):
+    from facekeypoints.cli import main
+
+    folder = tmp_path / "configs"
+    folder.mkdir()
+    (folder / "a.yml").write_text("train: {epochs: 1}\n")
+    assert main(["grid", str(folder), "--only", "zzz", "--results", str(tmp_path / "r.json")]) == 2
+    assert "--only zzz: no config" in capsys.readouterr().err

@@ -392,10 +392,15 @@ def _cmd_grid(args: argparse.Namespace) -> int:
 
     if not Path(args.folder).exists():
         raise ValueError(f"{args.folder}: no such folder of configs (or config file)")
-    configs = sorted(Path(args.folder).glob("*.yaml")) if Path(args.folder).is_dir() else [Path(args.folder)]
+    folder = Path(args.folder)
+    configs = sorted(c for c in folder.iterdir() if c.suffix.lower() in (".yaml", ".yml")) if folder.is_dir() \
+        else [folder]
     if args.only:
         # a name matches its config exactly if there is one (000_resnet18 is not 000_resnet18_clahe_mirror)
         stems = {c.stem for c in configs}
+        unmatched = [name for name in args.only if not any(s == name or s.startswith(name) for s in stems)]
+        if unmatched:
+            raise ValueError(f"--only {' '.join(unmatched)}: no config in {folder} is named or starts with that")
         configs = list(dict.fromkeys(c for name in args.only for c in configs
                                      if (c.stem == name if name in stems else c.stem.startswith(name))))
     if not configs:

@@ -145,6 +145,13 @@ def recipe_values(values: dict) -> dict:
     return out
 
 
+def _check_together(cfg: Config) -> None:
+    """Settings that mean nothing without another."""
+    if cfg.train.label_offset and cfg.augment.flip_prob == 0:
+        raise ConfigError("train.label_offset is learnt from mirrored faces; with augment.flip_prob 0 there are "
+                          "none (without mirroring the network learns the labellers' habit itself): set one or the other")
+
+
 def _merge(cfg: Config, values: dict) -> Config:
     """``values`` laid over ``cfg``. Model options and loss parameters are merged key by key while
     the model (loss) stays the same; choosing another one starts from its own defaults, since the
@@ -223,7 +230,9 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
             raise ConfigError(f"override {item!r} is not key=value")
         key, raw = item.split("=", 1)
         cfg = _merge(cfg, _nest(key.strip(), load_yaml(raw, f"override {item!r}")))
-    return _check(cfg)
+    cfg = _check(cfg)
+    _check_together(cfg)  # once everything is laid over: an override may settle what the file left
+    return cfg
 
 
 def config_from_dict(values: dict) -> Config:

@@ -26,12 +26,15 @@ class Teacher:
     """A frozen model giving mirror-consistent targets (normalised coordinates, NaN elsewhere)."""
 
     def __init__(self, path: str, schema: KeypointSchema, input_size: int, in_channels: int, device: str,
-                 max_disagreement: float):
+                 max_disagreement: float, student_preprocess=None):
         model, card = load_model(path)
         if (card.schema.name, card.input_size, card.in_channels) != (schema.name, input_size, in_channels):
             raise ValueError(f"train.teacher {path}: predicts {card.schema.name} from {card.in_channels}x"
                              f"{card.input_size}x{card.input_size} inputs; the student needs {schema.name} from "
                              f"{in_channels}x{input_size}x{input_size}")
+        if student_preprocess is not None and card.preprocess != student_preprocess:  # its inputs would mean other things
+            raise ValueError(f"train.teacher {path}: was trained on inputs prepared otherwise ({card.preprocess}) than "
+                             f"the student's ({student_preprocess}); its targets on the student's inputs would be wrong")
         self.model = model.to(device).eval()
         self.schema, self.max_disagreement = schema, float(max_disagreement)
 

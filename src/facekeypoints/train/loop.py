@@ -147,8 +147,8 @@ def _setup(cfg: Config) -> _Run:
     layout = torch.channels_last if _channels_last(t, device) else torch.contiguous_format
     model = model.to(device=device, memory_format=layout)
     offset = LabelOffset(card.schema).to(device) if t.label_offset else None
-    teacher = Teacher(t.teacher, card.schema, pre.size, pre.channels, device, t.teacher_max_disagreement) \
-        if t.teacher else None
+    teacher = Teacher(t.teacher, card.schema, pre.size, pre.channels, device, t.teacher_max_disagreement,
+                      student_preprocess=pre) if t.teacher else None
     ema = None
     if t.ema:  # torch's own EMA, buffers (batch-norm statistics) averaged too
         from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
