@@ -173,8 +173,20 @@ def _check(cfg: Config) -> Config:
     cfg.train.loss_params = check_loss_params(cfg.train.loss, cfg.train.loss_params, where="train.loss_params")
     if not cfg.out_dir.strip():
         raise ConfigError("out_dir: empty; a run needs a folder of its own (e.g. runs/my_run)")
+    _expand_home(cfg)
     _check_model_builds(cfg)
     return cfg
+
+
+def _expand_home(cfg: Config) -> None:
+    """``~`` in every path setting means the home folder, once, here: no later step meets a literal ``~``."""
+    def home(value):
+        return os.path.expanduser(value) if isinstance(value, str) and value.startswith("~") else value
+
+    cfg.out_dir = home(cfg.out_dir)
+    for key in ("train", "val", "persons", "complete_labels"):
+        setattr(cfg.data, key, home(getattr(cfg.data, key)))
+    cfg.model.pretrained, cfg.train.teacher = home(cfg.model.pretrained), home(cfg.train.teacher)
 
 
 def _check_model_builds(cfg: Config) -> None:

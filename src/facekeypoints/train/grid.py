@@ -168,6 +168,9 @@ def _check_inputs(cfg: Config, path: str | Path) -> None:
         value = getattr(cfg.data, key)
         if value is not None and not Path(value).expanduser().exists():
             raise ValueError(f"{path}: data.{key} {value}: no such file or folder")
+    for key, value in (("model.pretrained", cfg.model.pretrained), ("train.teacher", cfg.train.teacher)):
+        if isinstance(value, str) and not Path(value).is_file():  # pretrained: true downloads; a path must exist
+            raise ValueError(f"{path}: {key} {value}: no such file")
     if (Path(cfg.out_dir) / "last.pt").is_file():
         _trained_config(Path(cfg.out_dir))
 
