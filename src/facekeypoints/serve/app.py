@@ -32,6 +32,8 @@ from __future__ import annotations
 import asyncio
 import difflib
 import re
+import shutil
+import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -68,7 +70,18 @@ class _Models:
     """``KeypointDetector`` per (model, detector) and per worker thread, made on first use."""
 
     def __init__(self, models: dict[str, str | Path]):
-        self.paths = dict(models)
+        # A snapshot of each model file taken at start-up: every worker thread reads the same weights
+        # as the card /v1/models shows, even if the file is replaced or removed while serving.
+        self._snapshot = tempfile.TemporaryDirectory(prefix="facekeypoints-serve-")
+        self.paths = {}
+        for name, path in models.items():
+            source = Path(path)
+            if source.is_file():
+                copy = Path(self._snapshot.name) / f"{len(self.paths)}{source.suffix}"
+                shutil.copyfile(source, copy)
+                self.paths[name] = copy
+            else:
+                self.paths[name] = path  # a shipped model's name: inside the package
         self._local = threading.local()
 
     def get(self, model: str, detector: str) -> KeypointDetector:
