@@ -26,3 +26,11 @@ def test_the_weights_served_are_the_ones_read_at_start_up(tmp_path):
     fresh = create_app({"mine": tmp_path / "a.pt"}, workers=1)
     (tmp_path / "a.pt").unlink()
     assert _nose(fresh)["x"] is not None  # gone from disk after start-up: still served, never a 404 for a listed model
+
+
+def test_an_empty_model_or_detector_option_is_a_422(tmp_path):
+    client = TestClient(create_app({"mine": mean_face_checkpoint(tmp_path / "m.pt")}, workers=1))
+    photo = cbook.get_sample_data("grace_hopper.jpg").read()
+    for query in ("model=", "detector="):
+        answer = client.post(f"/v1/keypoints?{query}", content=photo, headers={"content-type": "image/jpeg"})
+        assert answer.status_code == 422 and "is empty" in answer.json()["error"], answer.text

@@ -611,7 +611,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     with sock:
         app = create_app(models or None, detector=args.detector, workers=args.workers, max_body=args.max_body,
                          max_pixels=args.max_pixels or None)
-        print(f"serving on http://{args.host}:{args.port}/ (API: /v1/keypoints, /v1/models, /healthz, "
+        host = f"[{args.host}]" if ":" in args.host else args.host  # an IPv6 address is bracketed in a URL
+        print(f"serving on http://{host}:{args.port}/ (API: /v1/keypoints, /v1/models, /healthz, "
               "/openapi.json)", file=sys.stderr)
         instance = server(app)
         try:

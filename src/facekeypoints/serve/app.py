@@ -160,6 +160,9 @@ def create_app(models: dict[str, str | Path] | None = None, *, detector: str = "
         model card's summary; with ``draw=true``, a JPEG of the keypoints drawn on the image."""
         start = time.perf_counter()
         _check_options(request)
+        if model == "" or detector == "":  # "?model=" is a mistake, not a wish for the default
+            raise _ClientError(422, f"the query option {'model' if model == '' else 'detector'} is empty; give a "
+                                    f"name (models: {sorted(models)}) or leave the option out")
         model = model or default_model
         if model not in models:
             raise _ClientError(404, f"unknown model {_short(model)}; known: {sorted(models)}")

@@ -27,6 +27,8 @@ class Teacher:
 
     def __init__(self, path: str, schema: KeypointSchema, input_size: int, in_channels: int, device: str,
                  max_disagreement: float, student_preprocess=None):
+        if str(path).lower().endswith(".onnx"):
+            raise ValueError(f"train.teacher {path}: an ONNX export; a teacher is a PyTorch checkpoint (.pt)")
         model, card = load_model(path)
         if (card.schema.name, card.input_size, card.in_channels) != (schema.name, input_size, in_channels):
             raise ValueError(f"train.teacher {path}: predicts {card.schema.name} from {card.in_channels}x"

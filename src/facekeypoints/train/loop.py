@@ -425,6 +425,8 @@ def fit(cfg: Config, *, resume: bool = False, progress: bool = True, overwrite: 
         cfg.train.teacher = str(Path(cfg.train.teacher).expanduser())
         if not Path(cfg.train.teacher).is_file():
             raise ValueError(f"train.teacher {cfg.train.teacher}: no such checkpoint file")
+        if cfg.train.teacher.lower().endswith(".onnx"):  # before minutes of reading data
+            raise ValueError(f"train.teacher {cfg.train.teacher}: an ONNX export; a teacher is a PyTorch checkpoint (.pt)")
         if Path(cfg.train.teacher).resolve().parent == out.resolve():
             raise ValueError(f"train.teacher {cfg.train.teacher}: lies in this run's own folder, whose checkpoints "
                              "the run rewrites; copy it elsewhere first")
