@@ -117,3 +117,14 @@ def test_detector_sizing_options_are_for_haar_and_cnn_only(capsys):
 
     assert main(["predict", "x.jpg", "--detector", "dlib", "--min-face", "20"]) == 2
     assert "--min-face and --max-side apply to the haar and cnn detectors" in capsys.readouterr().err
+
+
+def test_the_shipped_detector_is_in_the_package_and_finds_the_demo_face():
+    """``--detector cnn`` works from a fresh clone: the weights are part of the package, not only of
+    the machine they were trained on (a .gitignore rule once kept them out of git)."""
+    import cv2
+    from matplotlib import cbook
+
+    image = cv2.cvtColor(cv2.imread(str(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))), cv2.COLOR_BGR2RGB)
+    boxes = CnnDetector().detect(image)
+    assert len(boxes) >= 1 and boxes[0][4] >= 0.5
