@@ -190,3 +190,21 @@ def test_a_drawing_saves_as_pgm(tmp_path, det):
     path = det(face).save(tmp_path / "x.pgm", image=face.copy())
     grey = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     assert grey.shape == face.shape[:2]
+
+
+def test_a_pil_image_is_turned_by_its_exif_orientation_as_the_file_is(tmp_path):
+    from PIL import Image
+
+    from facekeypoints.data.images import read_image
+    from facekeypoints.infer.inputs import to_rgb
+
+    upright = Image.new("RGB", (40, 20), (200, 30, 30))
+    upright.paste((30, 200, 30), (0, 0, 10, 20))  # a green band on the left
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 clockwise to view"
+    path = tmp_path / "side.jpg"
+    upright.save(path, exif=exif, quality=95)
+    by_path = read_image(path)
+    by_pil, _ = to_rgb(Image.open(path))
+    assert by_path.shape == by_pil.shape == (40, 20, 3)
+    assert np.abs(by_path.astype(int) - by_pil.astype(int)).mean() < 3

@@ -50,7 +50,11 @@ def _from_tensor(tensor) -> np.ndarray:
 def _from_pil(image) -> np.ndarray:
     """A PIL image -> (H, W, 3) RGB uint8. 16-bit and float modes are scaled as ``read_image`` scales
     the same file (65535 and 1.0 -> 255): ``convert("RGB")`` saturates them, so a 16-bit face came
-    out white and no face was found."""
+    out white and no face was found. EXIF orientation is applied, as ``read_image`` applies it to the
+    file: Image.open does not, and a phone photo on its side found no face."""
+    from PIL import ImageOps
+
+    image = ImageOps.exif_transpose(image)
     if image.mode not in ("I", "F") and not image.mode.startswith("I;16"):
         return np.asarray(image.convert("RGB"))
     arr = np.asarray(image)
