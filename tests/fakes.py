@@ -69,3 +69,17 @@ def png_bomb(path: Path, width: int = 50000, height: int = 50000) -> Path:
     path.write_bytes(b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header) + _png_chunk(b"IDAT", zlib.compress(b"\x00"))
                      + _png_chunk(b"IEND", b""))
     return path
+
+
+def run_cli(argv, capsys, forbidden=("Traceback", "--debug")) -> tuple[int, str, str]:
+    """(exit code, stdout, stderr) of the CLI; argparse's own exits count as exit codes. Each of
+    ``forbidden`` in stderr fails the test: no traceback, no "run with --debug" (an unexpected error)."""
+    from facekeypoints.cli import main
+
+    try:
+        code = main([str(a) for a in argv])
+    except SystemExit as stop:
+        code = stop.code
+    out, err = capsys.readouterr()
+    assert not any(word in err for word in forbidden), err
+    return code, out, err

@@ -15,27 +15,19 @@ import scipy.io
 import scipy.sparse
 from matplotlib import cbook
 
-from facekeypoints.cli import main
 from facekeypoints.data import DataFormatError, read, read_image
 from facekeypoints.data.formats.kaggle import write_kaggle_csv
 from facekeypoints.data.pipeline import load_splits
 from facekeypoints.infer.bench import demo_frame, write_still_clip
 from facekeypoints.settings import SettingsError
 from facekeypoints.train.config import load_config
-from fakes import make_faces
+from fakes import make_faces, run_cli
 
 GRACE_HOPPER = Path(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))
 
 
 def run(argv, capsys) -> tuple[int, str, str]:
-    """(exit code, stdout, stderr) of the CLI; argparse's own exits count as exit codes."""
-    try:
-        code = main([str(a) for a in argv])
-    except SystemExit as stop:
-        code = stop.code
-    out, err = capsys.readouterr()
-    assert "Traceback" not in err and "--debug" not in err, err
-    return code, out, err
+    return run_cli(argv, capsys)
 
 
 # ---- readers -------------------------------------------------------------------------------------

@@ -19,7 +19,6 @@ import numpy as np
 import pytest
 
 from facekeypoints.atomic import WriteError
-from facekeypoints.cli import main
 from facekeypoints.data import DataFormatError, read, read_coco_json, read_dlib_xml, write_pts
 from facekeypoints.data.formats import csvfile
 from facekeypoints.data.formats import kaggle as kaggle_format
@@ -27,7 +26,7 @@ from facekeypoints.data.formats import submission as submission_format
 from facekeypoints.data.formats.kaggle import read_kaggle_csv, write_kaggle_csv
 from facekeypoints.data.formats.submission import write_submission
 from facekeypoints.schema import load_schema
-from fakes import make_faces
+from fakes import make_faces, run_cli
 
 COLUMNS = load_schema("kaggle15").columns()
 
@@ -38,14 +37,7 @@ def _no_space(*args):
 
 
 def run(argv, capsys) -> tuple[int, str, str]:
-    """(exit code, stdout, stderr) of the CLI; argparse's own exits count as exit codes."""
-    try:
-        code = main([str(a) for a in argv])
-    except SystemExit as stop:
-        code = stop.code
-    out, err = capsys.readouterr()
-    assert "Traceback" not in err and "--debug" not in err, err
-    return code, out, err
+    return run_cli(argv, capsys)
 
 
 def _leftovers(folder: Path, keep: set[str]) -> list[str]:

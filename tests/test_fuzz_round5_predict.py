@@ -22,24 +22,16 @@ import pytest
 import torch
 from matplotlib import cbook
 
-from facekeypoints.cli import main
 from facekeypoints.infer.outputs import open_sink
 from facekeypoints.infer.results import Result
 from facekeypoints.models.checkpoint import load_model, save_checkpoint
-from fakes import make_faces, mean_face_checkpoint
+from fakes import make_faces, mean_face_checkpoint, run_cli
 
 GRACE_HOPPER = Path(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))  # 512x600, one face haar finds
 
 
 def run(argv, capsys) -> tuple[int, str, str]:
-    """(exit code, stdout, stderr) of the CLI; argparse's own exits count as exit codes."""
-    try:
-        code = main([str(a) for a in argv])
-    except SystemExit as stop:
-        code = stop.code
-    out, err = capsys.readouterr()
-    assert "Traceback" not in err and "--debug for" not in err, err
-    return code, out, err
+    return run_cli(argv, capsys, forbidden=("Traceback", "--debug for"))
 
 
 @pytest.fixture(scope="module")

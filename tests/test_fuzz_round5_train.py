@@ -13,12 +13,11 @@ import cv2
 import numpy as np
 import pytest
 
-from facekeypoints.cli import main
 from facekeypoints.data import write_kaggle_csv
 from facekeypoints.data.formats.landmarks import write_pts
 from facekeypoints.models.checkpoint import load_checkpoint
 from facekeypoints.train.config import load_config
-from fakes import make_faces
+from fakes import make_faces, run_cli
 
 # as tests/test_train.py: the default recipe, cut down to seconds on one CPU thread
 TINY = ["model.name=keypoint_net", "train.epochs=2", "train.batch_size=8", "train.lr=0.003",
@@ -43,14 +42,7 @@ def no_data(monkeypatch):
 
 
 def run(argv, capsys) -> tuple[int, str, str]:
-    """(exit code, stdout, stderr) of the CLI; argparse's own exits count as exit codes."""
-    try:
-        code = main([str(a) for a in argv])
-    except SystemExit as stop:
-        code = stop.code
-    out, err = capsys.readouterr()
-    assert "Traceback" not in err and "--debug" not in err, err
-    return code, out, err
+    return run_cli(argv, capsys)
 
 
 def train(capsys, csv, out, *sets, flags=()) -> tuple[int, str, str]:

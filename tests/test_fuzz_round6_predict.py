@@ -15,25 +15,17 @@ import torch
 from matplotlib import cbook
 from PIL import Image
 
-from facekeypoints.cli import main
 from facekeypoints.infer.bench import demo_frame, write_still_clip
 from facekeypoints.infer.files import predict_paths, predict_video
 from facekeypoints.infer.predictor import KeypointDetector
 from facekeypoints.infer.results import IMAGE_SUFFIXES
-from fakes import mean_face_checkpoint
+from fakes import mean_face_checkpoint, run_cli
 
 GRACE_HOPPER = Path(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))  # 512x600, one face haar finds
 
 
 def run(argv, capsys) -> tuple[int, str, str]:
-    """(exit code, stdout, stderr) of the CLI; argparse's own exits count as exit codes."""
-    try:
-        code = main([str(a) for a in argv])
-    except SystemExit as stop:
-        code = stop.code
-    out, err = capsys.readouterr()
-    assert "Traceback" not in err, err
-    return code, out, err
+    return run_cli(argv, capsys, forbidden=("Traceback",))
 
 
 @pytest.fixture(scope="module")

@@ -52,11 +52,13 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
-def check_target(path: str | Path, *, inputs: tuple = (), folder: bool = False) -> Path:
+def check_target(path: str | Path, *, inputs: tuple = (), folder: bool = False, make: bool = True) -> Path:
     """``path`` if a command can write its result there, else ValueError saying why, so that the
     command fails before its work, not after: a file output that is an existing folder, a folder
     output that is an existing file, an output that is one of the command's ``inputs`` (it would be
-    overwritten), or a folder that cannot be made or written (the folder is made here)."""
+    overwritten), or a folder that cannot be made or written (the folder is made here; with
+    ``make=False`` only its nearest existing folder is checked, for outputs of a run that may still
+    be refused)."""
     path = Path(path)
     if not folder and path.is_dir():
         raise ValueError(f"{path}: is a folder; give a file name")
@@ -69,10 +71,14 @@ def check_target(path: str | Path, *, inputs: tuple = (), folder: bool = False) 
         if path.resolve() == item.resolve() or (path.exists() and item.exists() and path.samefile(item)):
             raise ValueError(f"{path}: is also an input, which the output would overwrite; choose another name")
     home = path if folder else path.parent
-    try:  # made now, as the write would make it: a place that cannot exist fails before the work
-        home.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise ValueError(f"{path}: cannot create the folder {home} ({err.strerror or err})") from None
+    if not make:
+        while not home.exists() and home != home.parent:  # the write makes the rest
+            home = home.parent
+    else:
+        try:  # made now, as the write would make it: a place that cannot exist fails before the work
+            home.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise ValueError(f"{path}: cannot create the folder {home} ({err.strerror or err})") from None
     if not home.is_dir() or not os.access(home, os.W_OK | os.X_OK):
         raise ValueError(f"{path}: cannot write in {home} (permission denied)")
     return path

@@ -216,11 +216,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from facekeypoints.train.config import default_recipe, load_config
     from facekeypoints.train.loop import fit
 
-    if args.out is not None and not args.out.strip():
-        raise ValueError("--out is empty; give a folder")
     cfg = load_config(args.config or default_recipe(), args.set)
     if args.out:
-        cfg.out_dir = args.out
+        cfg.out_dir = os.path.expanduser(args.out)  # as the config's own paths are
     if args.resume and args.overwrite:
         raise ValueError("--resume continues a run and --overwrite starts it over; give one")
     summary = fit(cfg, resume=args.resume, progress=not args.quiet, overwrite=args.overwrite)
@@ -242,9 +240,6 @@ def _cmd_train_detector(args: argparse.Namespace) -> int:
 
     if not 0 < args.minutes < float("inf"):
         raise ValueError(f"--minutes must be a finite number > 0, got {args.minutes}")
-    for option, value in (("--ytf68", args.ytf68), ("--imm", args.imm), ("--out", args.out)):
-        if not value.strip():
-            raise ValueError(f"{option} is empty; give a path")
     for option, value in (("--ytf68", args.ytf68), ("--imm", args.imm)):  # before a minute of reading photos
         if not Path(value).exists():
             raise ValueError(f"{option} {value}: no such file or folder")
@@ -329,8 +324,6 @@ def _evaluate_photos(args: argparse.Namespace) -> int:
 
 def _check_report_folder(report: str, data) -> None:
     """The report folder can be made and written, and none of its files would land on a photo."""
-    if not report.strip():
-        raise ValueError("--report is empty; give a folder")
     folder = check_target(report, folder=True).resolve()
     photos = [Path(p).resolve() for p in (data.paths or []) if p]
     if any(p.parent == folder for p in photos):

@@ -187,7 +187,7 @@ def decode_image(data: bytes, *, max_pixels: int | None = MAX_PIXELS, name: str 
                  notes: list | None = None) -> np.ndarray:
     """``read_image`` for encoded bytes held in memory (an upload): the same checks and result;
     errors name ``name``. With ``notes`` (a list), what would be a warning (pages left unused) is
-    appended there instead: a server thread tells its client, not the console."""
+    appended there instead, without advice: a server thread tells its client, not the console."""
     return _read(name, io.BytesIO(data), lambda: np.frombuffer(data, dtype=np.uint8), len(data), max_pixels, notes)
 
 
@@ -214,8 +214,11 @@ def _read(path, source, load, size: int, max_pixels: int | None, notes: list | N
                                     f"{max_pixels} pixels (max_pixels)")
     if header.frames > 1:  # the first is predicted, as every decoder here gives it; the rest must not vanish unsaid
         kind = _MULTI_FRAME[header.format]
-        note = f"{path}: has {header.frames} {kind}; only the first is used (split it into single images, or give a video)"
-        notes.append(note) if notes is not None else warnings.warn(note, stacklevel=3)
+        note = f"{path}: has {header.frames} {kind}; only the first is used"
+        if notes is not None:  # the caller words the advice for its own users
+            notes.append(note)
+        else:
+            warnings.warn(f"{note} (split it into single images, or give a video)", stacklevel=3)
     return image
 
 

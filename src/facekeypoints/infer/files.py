@@ -35,6 +35,7 @@ import cv2
 import numpy as np
 
 from facekeypoints.data.images import MAX_PIXELS, image_size, read_image
+from facekeypoints.data.walk import walk_files
 from facekeypoints.infer.outputs import check_outputs, open_sink, output_kind
 from facekeypoints.infer.results import IMAGE_SUFFIXES
 from facekeypoints.infer.video import open_video
@@ -99,25 +100,19 @@ def _not_regular(path: Path) -> str:
 
 
 def _walk(folder: Path, report: PredictReport, leave_out: Path | None) -> list[Path]:
-    """Every file under ``folder``, sorted. Linked folders are followed, each real folder once (a
-    link loop ends); a folder that cannot be listed is a failure, not a silent gap; the output
-    folder ``leave_out`` is passed over, so a second run does not predict its own drawings."""
-    files, seen = [], set()
-
+    """Every file under ``folder`` (``walk_files``): a folder that cannot be listed is a failure, not
+    a silent gap; the output folder ``leave_out`` is passed over, so a second run does not predict
+    its own drawings."""
     def unlistable(err: OSError) -> None:
         report.failures.append((str(err.filename), f"cannot list this folder ({err.strerror or err})"))
 
-    root = os.path.realpath(folder)
-    for here, dirs, names in os.walk(folder, onerror=unlistable, followlinks=True):
-        real = os.path.realpath(here)
-        if real in seen or (leave_out is not None and real == str(leave_out) and real != root):
-            if real not in seen:
-                report.left_out.append(f"{here} (the output folder)")
-            dirs[:] = []
-            continue
-        seen.add(real)
-        files += [Path(here) / n for n in names]
-    return sorted(files)
+    def output_folder(path: Path) -> bool:
+        if leave_out is None or os.path.realpath(path) != str(leave_out):
+            return False
+        report.left_out.append(f"{path} (the output folder)")
+        return True
+
+    return walk_files(folder, onerror=unlistable, skip=output_folder)
 
 
 def _collect(inputs: list[str | Path], report: PredictReport, out_folder: Path | None = None

@@ -131,30 +131,12 @@ def open_sink(target: str | Path, *, overwrite: bool = False, inputs=()) -> _Sin
     return _Sink(target, kind, inputs=inputs)
 
 
-def _unwritable(target: Path) -> str | None:
-    """Why the file ``target`` cannot be written, or None: a folder or a device in its place, a file
-    where one of its folders goes, or a folder without write permission."""
-    if target.is_dir():
-        return "is a folder, where this run writes a file; move it or choose another -o folder"
-    if target.exists() and not target.is_file():
-        return "is not a regular file (a pipe or a device), where this run writes a file"
-    home = target.parent
-    while not home.exists() and home != home.parent:  # the nearest folder there is: the write makes the rest
-        home = home.parent
-    if not home.is_dir():
-        return f"cannot be written: {home} is a file, where a folder goes"
-    if not os.access(home, os.W_OK | os.X_OK):
-        return f"cannot be written in {home} (permission denied)"
-    return None
-
-
 def check_outputs(targets: list[Path], overwrite: bool) -> None:
     """Refuse, before any work, outputs that cannot be written, and (unless ``overwrite``) outputs
     that exist: found midway, a drawing place that is a folder cut a video's results short, and
     files in the -o folder, ours or not, were silently replaced."""
     for target in targets:
-        if (why := _unwritable(target)) is not None:
-            raise ValueError(f"{target}: {why}")
+        check_target(target, make=False)
     existing = [t for t in targets if t.exists() or t.is_symlink()]
     if existing and not overwrite:
         more = f" (and {len(existing) - 1} more outputs of this run)" if len(existing) > 1 else ""

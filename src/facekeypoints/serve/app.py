@@ -192,8 +192,7 @@ def _predict(loaded: _Models, model: str, detector: str, data: bytes, max_pixels
         rgb = decode_image(data, max_pixels=max_pixels, name="upload", notes=notes)
     except DataFormatError as err:
         raise _ClientError(413 if OVER_LIMIT in err.reason else 400, f"upload: {_for_http(err.reason)}") from None
-    notes = [n.replace("split it into single images, or give a video", "send its pages as single images")
-             for n in notes]  # the service takes no videos
+    notes = [f"{note} (send its pages as single images)" for note in notes]
     try:
         pipeline = loaded.get(model, detector)
     except (ValueError, FileNotFoundError) as err:  # a detector whose extra or weights are not installed

@@ -13,13 +13,27 @@ Teacher and student are compared on their network outputs before any labellers' 
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 
 from facekeypoints.models.checkpoint import load_model
 from facekeypoints.models.codecs import decode, encode
 from facekeypoints.schema import KeypointSchema
 
-__all__ = ["Teacher"]
+__all__ = ["Teacher", "check_teacher"]
+
+
+def check_teacher(path: str, run_folder: Path | None = None) -> None:
+    """What can be said of ``train.teacher`` before minutes of reading data: the file is there, is a
+    PyTorch checkpoint, and is not in ``run_folder``, whose checkpoints the run rewrites."""
+    if not Path(path).is_file():
+        raise ValueError(f"train.teacher {path}: no such checkpoint file")
+    if str(path).lower().endswith(".onnx"):
+        raise ValueError(f"train.teacher {path}: an ONNX export; a teacher is a PyTorch checkpoint (.pt)")
+    if run_folder is not None and Path(path).resolve().parent == Path(run_folder).resolve():
+        raise ValueError(f"train.teacher {path}: lies in this run's own folder, whose checkpoints the run rewrites; "
+                         "copy it elsewhere first")
 
 
 class Teacher:
@@ -27,8 +41,6 @@ class Teacher:
 
     def __init__(self, path: str, schema: KeypointSchema, input_size: int, in_channels: int, device: str,
                  max_disagreement: float, student_preprocess=None):
-        if str(path).lower().endswith(".onnx"):
-            raise ValueError(f"train.teacher {path}: an ONNX export; a teacher is a PyTorch checkpoint (.pt)")
         model, card = load_model(path)
         if (card.schema.name, card.input_size, card.in_channels) != (schema.name, input_size, in_channels):
             raise ValueError(f"train.teacher {path}: predicts {card.schema.name} from {card.in_channels}x"

@@ -25,6 +25,7 @@ from pathlib import Path
 from facekeypoints.atomic import atomic_path, check_target
 from facekeypoints.evaluate.runner import evaluate
 from facekeypoints.train.config import Config, load_config, recipe_values
+from facekeypoints.train.distill import check_teacher
 from facekeypoints.train.loop import fit
 
 __all__ = ["run_grid", "markdown_table", "config_digest"]
@@ -168,9 +169,13 @@ def _check_inputs(cfg: Config, path: str | Path) -> None:
         value = getattr(cfg.data, key)
         if value is not None and not Path(value).expanduser().exists():
             raise ValueError(f"{path}: data.{key} {value}: no such file or folder")
-    for key, value in (("model.pretrained", cfg.model.pretrained), ("train.teacher", cfg.train.teacher)):
-        if isinstance(value, str) and not Path(value).is_file():  # pretrained: true downloads; a path must exist
-            raise ValueError(f"{path}: {key} {value}: no such file")
+    if isinstance(cfg.model.pretrained, str) and not Path(cfg.model.pretrained).is_file():  # true downloads
+        raise ValueError(f"{path}: model.pretrained {cfg.model.pretrained}: no such file")
+    if cfg.train.teacher:
+        try:
+            check_teacher(cfg.train.teacher, Path(cfg.out_dir))
+        except ValueError as err:
+            raise ValueError(f"{path}: {err}") from None
     if (Path(cfg.out_dir) / "last.pt").is_file():
         _trained_config(Path(cfg.out_dir))
 

@@ -17,6 +17,7 @@ import csv
 import json
 import math
 import os
+import shutil
 import signal
 import sys
 import time
@@ -42,7 +43,7 @@ from facekeypoints.models.device import amp_dtype, resolve_device
 from facekeypoints.models.predict import TorchRunner, predict_inputs
 from facekeypoints.schema import load_schema
 from facekeypoints.train.config import Config, TrainConfig, recipe_values
-from facekeypoints.train.distill import Teacher
+from facekeypoints.train.distill import Teacher, check_teacher
 from facekeypoints.train.label_offset import LabelOffset
 from facekeypoints.train.losses import make_loss
 
@@ -294,10 +295,9 @@ def _step(run: _Run, x: torch.Tensor, target: torch.Tensor, matrices: torch.Tens
     with torch.autocast(run.device.split(":")[0], dtype=run.amp or torch.float32, enabled=run.amp is not None):
         out = run.model(x)
     raw = out.float()  # the loss in float32 whatever the forward's precision
-    out = raw
-    if run.offset is not None:
-        out = raw + run.offset(matrices.to(run.device, torch.float32), tuple(x.shape[-2:]))
-    loss = run.loss_fn(out, target)
+    labelled = raw if run.offset is None else raw + run.offset(matrices.to(run.device, torch.float32),
+                                                                tuple(x.shape[-2:]))
+    loss = run.loss_fn(labelled, target)
     if run.teacher is not None:  # its targets carry no labellers' offset: compared before it
         loss = loss + run.cfg.train.distill_weight * run.loss_fn(raw, run.teacher.targets(x))
     run.opt.zero_grad(set_to_none=True)
@@ -404,8 +404,6 @@ _RUN_FILES = ("last.pt", "best.pt", "metrics.csv", "config.json", "tensorboard")
 
 def _clear_run(out: Path) -> None:
     """--overwrite: the old run's files go, so none of them (its best.pt, its curves) passes for the new run's."""
-    import shutil
-
     for name in _RUN_FILES:
         path = out / name
         shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
@@ -418,18 +416,10 @@ def fit(cfg: Config, *, resume: bool = False, progress: bool = True, overwrite: 
     (start it over). Returns a summary dict: best epoch, best val RMSE/MAE, minutes, epochs run,
     stop reason.
     """
-    out = Path(cfg.out_dir).expanduser()
-    cfg.out_dir = str(out)
+    out = Path(cfg.out_dir)  # "~" was expanded when the config was loaded
     check_target(out, folder=True)  # before minutes of reading data: a file there, or no way to write
     if cfg.train.teacher:
-        cfg.train.teacher = str(Path(cfg.train.teacher).expanduser())
-        if not Path(cfg.train.teacher).is_file():
-            raise ValueError(f"train.teacher {cfg.train.teacher}: no such checkpoint file")
-        if cfg.train.teacher.lower().endswith(".onnx"):  # before minutes of reading data
-            raise ValueError(f"train.teacher {cfg.train.teacher}: an ONNX export; a teacher is a PyTorch checkpoint (.pt)")
-        if Path(cfg.train.teacher).resolve().parent == out.resolve():
-            raise ValueError(f"train.teacher {cfg.train.teacher}: lies in this run's own folder, whose checkpoints "
-                             "the run rewrites; copy it elsewhere first")
+        check_teacher(cfg.train.teacher, out)
     held = [name for name in _RUN_FILES if (out / name).exists()]
     if not resume and not overwrite and held:
         raise ValueError(f"{out}: holds a training run ({', '.join(held)}); continue it with --resume, train into a "

@@ -16,7 +16,6 @@ Examples
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -28,6 +27,7 @@ from facekeypoints.data.dataset import DataFormatError, KeypointData
 from facekeypoints.data.formats.checks import check_points, json_number, text_float, text_int
 from facekeypoints.data.formats.textfile import load_json, read_text, short
 from facekeypoints.data.images import read_image
+from facekeypoints.data.walk import walk_files
 from facekeypoints.schema import load_schema
 
 __all__ = [
@@ -81,18 +81,11 @@ def _files(path: Path, suffix: str) -> list[Path]:
     are not data and are passed over, as the zip readers do.
     """
     if path.is_dir():
-        files, seen = [], set()
-        for folder, dirs, names in os.walk(path, followlinks=True):
-            real = os.path.realpath(folder)
-            if real in seen:
-                dirs[:] = []
-                continue
-            seen.add(real)
-            dirs[:] = [d for d in dirs if d != "__MACOSX"]
-            files += [Path(folder) / n for n in names if n.endswith(suffix) and not n.startswith("._")]
+        files = [f for f in walk_files(path, skip=lambda folder: folder.name == "__MACOSX")
+                 if f.name.endswith(suffix) and not f.name.startswith("._")]
         if not files:
             raise DataFormatError(path, f"folder holds no {suffix} files")
-        return sorted(files)
+        return files
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file or folder")
     return [path]
