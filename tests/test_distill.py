@@ -39,6 +39,19 @@ def test_teacher_targets_only_where_it_agrees_with_itself_under_mirroring(tmp_pa
     assert torch.allclose(targets, torch.from_numpy(expected).float().expand(4, 15, 2), atol=1e-3)
     unsure = Teacher(str(_constant_teacher(tmp_path / "b.pt", lopsided)), SCHEMA, 96, 1, "cpu", max_disagreement=2.0)
     assert torch.isnan(unsure.targets(x)).all()  # 12 px apart: no target anywhere
+    assert sure.kept_share() == 1.0 and unsure.kept_share() == 0.0  # what the run reports per epoch
+    assert np.isnan(sure.kept_share())  # counted afresh after each report
+
+
+def test_the_share_of_points_the_teacher_kept_is_reported_per_epoch(tmp_path):
+    csv = write_kaggle_csv(make_faces(16), tmp_path / "t.csv")
+    teacher = _constant_teacher(tmp_path / "t.pt", template(96))
+    summary = fit(load_config(None, [f"data.train={csv}", "model.name=fcnn", "train.epochs=2", "train.batch_size=8",
+                                     "train.num_threads=1", "data.split=[0.75, 0.25]", f"out_dir={tmp_path / 'r'}",
+                                     f"train.teacher={teacher}", "train.teacher_max_disagreement=50"]), progress=False)
+    assert summary["teacher_kept"] == 1.0  # a symmetric teacher agrees with itself everywhere
+    header, *rows = (tmp_path / "r" / "metrics.csv").read_text().splitlines()
+    assert header.endswith(",teacher_kept") and all(row.endswith(",1.0") for row in rows)
 
 
 def test_a_student_learns_from_the_teacher_where_labels_are_missing(tmp_path):

@@ -17,7 +17,9 @@ from fastapi.testclient import TestClient
 from matplotlib import cbook
 
 from facekeypoints.cli import main
-from facekeypoints.serve.app import OPTIONS, _for_http, create_app
+from facekeypoints.data.dataset import DataFormatError
+from facekeypoints.data.images import decode_image
+from facekeypoints.serve.app import OPTIONS, create_app
 from facekeypoints.serve.server import bind, server
 
 PHOTO = Path(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)).read_bytes()
@@ -120,20 +122,23 @@ def test_decode_errors_give_no_cli_or_python_advice(client):
     big = cv2.imencode(".png", np.zeros((1200, 1100, 3), np.uint8))[1].tobytes()
     cases = [
         (b"hello, not an image", JPEG, 400, "its size cannot be read from its header"),
-        (png16, {"content-type": "image/png"}, 413, "16-bit RGB: 6 MB, over the limit of 4 MB that this server "
-                                                     "allows (1200000 8-bit RGB pixels)"),
-        (big, {"content-type": "image/png"}, 413, "1100x1200 = 1320000 pixels, over the limit of 1200000 pixels this server "
-                                                   "takes"),
+        (png16, {"content-type": "image/png"}, 413, "16-bit RGB: 6 MB, over the limit of 4 MB allowed "
+                                                     "(1200000 8-bit RGB pixels)"),
+        (big, {"content-type": "image/png"}, 413, "1100x1200 = 1320000 pixels, over the limit of 1200000 pixels"),
     ]
     for content, headers, status, words in cases:
         error = _error(client.post("/v1/keypoints", content=content, headers=headers), status)
         assert words in error and not any(w in error for w in CLI_WORDS), error
 
 
-def test_opencv_and_unknown_advice_is_cut_too():
-    cv = "cannot decode image: OpenCV(4.10.0) /io/opencv/modules/imgcodecs/src/loadsave.cpp:99: error: (-215) bad"
-    assert _for_http(cv) == "cannot decode image: (-215) bad"
-    assert _for_http("too big (set max_pixels=7 to read it)") == "too big"
+def test_opencv_errors_name_no_build_machine_path(monkeypatch):
+    def fails(*args):
+        raise cv2.error("OpenCV(4.10.0) /io/opencv/modules/imgcodecs/src/loadsave.cpp:99: error: (-215) bad")
+
+    monkeypatch.setattr(cv2, "imdecode", fails)
+    with pytest.raises(DataFormatError) as err:
+        decode_image(cv2.imencode(".png", np.zeros((4, 4, 3), np.uint8))[1].tobytes(), name="upload")
+    assert err.value.reason == "cannot decode image: (-215) bad" and err.value.hint is None
 
 
 def test_a_multipart_body_cut_short_says_so(client):

@@ -21,16 +21,22 @@ __all__ = ["KeypointData", "DataFormatError"]
 
 
 class DataFormatError(ValueError):
-    """Bad input: the message names the file, the row or line, the field and what is wrong."""
+    """Bad input: the message names the file, the row or line, the field and what is wrong.
 
-    def __init__(self, path: str, message: str, row: int | None = None, field: str | None = None):
-        self.path, self.row, self.field, self.reason = str(path), row, field, message
+    ``reason`` is what is wrong; ``hint``, when given, is advice for command-line and Python users
+    (an option or argument that would read the input), which a caller that offers neither, such as
+    the service, leaves out.
+    """
+
+    def __init__(self, path: str, message: str, row: int | None = None, field: str | None = None,
+                 hint: str | None = None):
+        self.path, self.row, self.field, self.reason, self.hint = str(path), row, field, message, hint
         where = str(path)
         if row is not None:
             where += f", row {row}"
         if field is not None:
             where += f", field {field!r}"
-        super().__init__(f"{where}: {message}")
+        super().__init__(f"{where}: {message}" + (f"; {hint}" if hint else ""))
 
 
 @dataclass

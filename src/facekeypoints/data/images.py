@@ -25,12 +25,17 @@ Examples
 >>> read_image(path, max_pixels=10)
 Traceback (most recent call last):
 ...
-facekeypoints.data.dataset.DataFormatError: ...grey.png: image is 6x4 = 24 pixels, over the limit of 10 pixels (max_pixels)
+facekeypoints.data.dataset.DataFormatError: ...grey.png: image is 6x4 = 24 pixels, over the limit of 10 pixels; a larger max_pixels (predict's --max-pixels) reads it
 """
 from __future__ import annotations
 
+import contextlib
 import io
 import math
+import os
+import re
+import sys
+import tempfile
 import threading
 import warnings
 from pathlib import Path
@@ -41,7 +46,7 @@ import numpy as np
 
 from facekeypoints.data.dataset import DataFormatError
 
-__all__ = ["read_image", "decode_image", "image_size", "to_uint8", "MAX_PIXELS", "OVER_LIMIT"]
+__all__ = ["read_image", "decode_image", "image_size", "decoder_warnings", "to_uint8", "MAX_PIXELS", "OVER_LIMIT"]
 
 OVER_LIMIT = "over the limit of"  # in every pixel-limit error: a caller tells them from undecodable files
 
@@ -65,7 +70,7 @@ class _Header(NamedTuple):
     transparent: bool = False
     orientation: int = 1  # EXIF, 1..8
     sample_bytes: int = 1  # per channel, as OpenCV decodes it: 2 for 16-bit files
-    maxval: int | None = None  # a PGM/PPM's white level when it is not 255 or 65535
+    maxval: int | None = None  # a PGM/PPM's white level when it is not 255 or 65535, or the file is plain text
     frames: int = 1  # pages or animation frames (only those of _MULTI_FRAME formats are counted)
     format: str = ""
 
@@ -84,6 +89,7 @@ def _header(path) -> _Header:
             (w, h), transparent = im.size, im.mode in ("RGBA", "LA", "PA") or "transparency" in im.info
             raw_exif = im.info.get("exif") if transparent else None  # raw bytes: getexif() on a PNG decodes it
             maxval, bits, kind = _maxval(im), _bits(im), im.format or ""
+            plain = kind == "PPM" and bool(im.tile) and im.tile[0].codec_name == "ppm_plain"  # OpenCV clips its samples
             frames = _frames(im)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError):
         return _png_header(path)
@@ -92,7 +98,7 @@ def _header(path) -> _Header:
     elif maxval is not None:
         bits = 8 if maxval <= 255 else 16
     return _Header(w, h, transparent, _orientation(raw_exif), 1 if bits <= 8 else 2 if bits <= 16 else 4,
-                   None if maxval in (None, 255, 65535) else maxval, frames, kind)
+                   None if maxval in (None, 255, 65535) and not plain else maxval, frames, kind)
 
 
 def _open(source):
@@ -202,16 +208,19 @@ def _read(path, source, load, size: int, max_pixels: int | None, notes: list | N
             image = _decode_pnm(source)
         else:
             data = load()
-            image = _decode(data, header.transparent, header.orientation) if data.size else None
+            with decoder_warnings(path, notes):
+                image = _decode(data, header.transparent, header.orientation) if data.size else None
     except cv2.error as err:  # e.g. OpenCV's own size limit when max_pixels=None
-        raise DataFormatError(path, f"cannot decode image: {str(err).strip().splitlines()[-1]}") from None
+        # its last line, without the "OpenCV(4.x) /path/of/its/build/loadsave.cpp:99: error:" prefix
+        why = re.sub(r"^OpenCV\([^)]*\) \S+: error: ", "", str(err).strip().splitlines()[-1])
+        raise DataFormatError(path, f"cannot decode image: {why}") from None
     except ValueError as err:  # pixels of a type with no brightness range (to_uint8)
         raise DataFormatError(path, f"cannot use image: {err}") from None
     if image is None:
         raise DataFormatError(path, "cannot decode image (empty, truncated, or not an image format OpenCV reads)")
     if max_pixels is not None and image.shape[0] * image.shape[1] > max_pixels:  # a format Pillow could not size
         raise DataFormatError(path, f"image is {image.shape[1]}x{image.shape[0]} pixels, {OVER_LIMIT} "
-                                    f"{max_pixels} pixels (max_pixels)")
+                                    f"{max_pixels} pixels", hint=_RAISE_LIMIT)
     if header.frames > 1:  # the first is predicted, as every decoder here gives it; the rest must not vanish unsaid
         kind = _MULTI_FRAME[header.format]
         note = f"{path}: has {header.frames} {kind}; only the first is used"
@@ -220,6 +229,37 @@ def _read(path, source, load, size: int, max_pixels: int | None, notes: list | N
         else:
             warnings.warn(f"{note} (split it into single images, or give a video)", stacklevel=3)
     return image
+
+
+_STDERR = threading.Lock()
+
+
+@contextlib.contextmanager
+def decoder_warnings(path, notes: list | None = None, advice: str = "the image was read; check it looks right"):
+    """libpng and libjpeg, inside OpenCV, print their warnings (a chunk's CRC error, corrupt data
+    they decoded anyway) straight to the process's stderr, naming no file; so the decoder's
+    stderr is caught while it runs and its lines are passed on as a warning (or a note) that names
+    the image. Process-wide, hence the lock: two threads decoding at once wait for each other."""
+    with _STDERR, tempfile.TemporaryFile() as caught:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        os.dup2(caught.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        caught.seek(0)
+        lines = caught.read().decode("utf-8", "replace").split("\n")
+    # "[mjpeg @ 0x55de2ab21980] error y=3": the address means nothing to a reader
+    said = "; ".join(re.sub(r" @ 0x[0-9a-f]+\]", "]", line.strip()) for line in lines if line.strip())
+    if not said:
+        return
+    note = f"{path}: the image decoder warned: {said[:500]}"
+    if notes is not None:
+        notes.append(note)
+    else:
+        warnings.warn(f"{note} ({advice})", stacklevel=4)
 
 
 def _check_size(path, header: _Header, size: int, max_pixels: int) -> None:
@@ -231,20 +271,23 @@ def _check_size(path, header: _Header, size: int, max_pixels: int) -> None:
     half the pixels, an 8-bit RGBA one three quarters."""
     w, h = header.width, header.height
     if w * h > max_pixels:
-        raise DataFormatError(path, f"image is {w}x{h} = {w * h} pixels, {OVER_LIMIT} {max_pixels} pixels "
-                                    "(max_pixels)")
+        raise DataFormatError(path, f"image is {w}x{h} = {w * h} pixels, {OVER_LIMIT} {max_pixels} pixels",
+                              hint=_RAISE_LIMIT)
     if w * h == 0 and size > 0:  # decoding it could take any memory
         raise DataFormatError(path, "cannot decode image: its size cannot be read from its header (not an image, "
                                     "damaged, or a format such as Radiance HDR or OpenEXR), so its pixels were not "
-                                    "decoded (predict's --max-pixels 0, or max_pixels=None in Python, decodes it anyway)")
+                                    "decoded", hint="predict's --max-pixels 0, or max_pixels=None in Python, decodes it anyway")
     channels = 4 if header.transparent else 3  # grey is decoded as three channels
     decoded = w * h * channels * header.sample_bytes
     if decoded > 3 * max_pixels:
         what = f"{8 * header.sample_bytes}-bit {'RGBA' if header.transparent else 'RGB'}"
         raise DataFormatError(path, f"image is {w}x{h}, decoded as {what}: {_size(decoded)}, {OVER_LIMIT} "
-                                    f"{_size(3 * max_pixels)} that max_pixels={max_pixels} allows (that many "
-                                    f"8-bit RGB pixels); max_pixels={math.ceil(decoded / 3)} (predict's --max-pixels "
-                                    f"{math.ceil(decoded / 3)}) reads it")
+                                    f"{_size(3 * max_pixels)} allowed ({max_pixels} 8-bit RGB pixels)",
+                              hint=f"max_pixels={math.ceil(decoded / 3)} (predict's --max-pixels "
+                                   f"{math.ceil(decoded / 3)}) reads it")
+
+
+_RAISE_LIMIT = "a larger max_pixels (predict's --max-pixels) reads it"
 
 
 def _size(n: int) -> str:
@@ -258,12 +301,29 @@ def _decode_pnm(source) -> np.ndarray | None:
         source.seek(0)
     try:
         with _open(source) as im:
+            _check_samples(im)
             image = np.asarray(im)  # checked against max_pixels from the header already
-    except (OSError, SyntaxError):  # truncated, or a sample over maxval: as OpenCV's failures
+    except (OSError, SyntaxError):  # truncated: as OpenCV's failures
         return None
     if image.dtype != np.uint8:
         image = to_uint8(image.astype(np.uint16))  # mode "I" holds 16-bit samples in 32-bit integers
     return image if image.ndim == 3 else cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
+
+
+def _check_samples(im) -> None:
+    """A binary PGM/PPM sample above the declared maxval is a damaged file, but Pillow's decoder
+    clips it to white without a word, so the stored samples are compared with maxval first (plain
+    text files Pillow refuses itself: "Channel value too large")."""
+    tile = im.tile[0]
+    if tile.codec_name != "ppm":
+        return
+    maxval = tile.args[1]
+    count = im.size[0] * im.size[1] * (3 if im.mode == "RGB" else 1)
+    im.fp.seek(tile.offset)
+    samples = np.frombuffer(im.fp.read(count * (1 if maxval < 256 else 2)), ">u1" if maxval < 256 else ">u2")
+    if samples.size and int(samples.max()) > maxval:
+        raise ValueError(f"sample value {int(samples.max())} is above the file's declared maximum (maxval) "
+                         f"{maxval}: the file is damaged or its header is wrong")
 
 
 def _decode(data: np.ndarray, transparent: bool, orientation: int) -> np.ndarray | None:

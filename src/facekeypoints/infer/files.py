@@ -309,8 +309,9 @@ class _H264Writer:
 class _KeepFrame:
     """A capture that remembers the last frame it returned, so results can be drawn on it."""
 
-    def __init__(self, capture: cv2.VideoCapture):
+    def __init__(self, capture: cv2.VideoCapture, name: str):
         self.capture, self.frame, self.last_ms = capture, None, 0.0
+        self.name = name  # how stream() names its frames in messages
 
     def read(self):
         ok, self.frame = self.capture.read()
@@ -358,7 +359,7 @@ def predict_video(detector, path: str | Path, out_dir: str | Path | None, *, dra
     if own_sink:
         sink = open_sink(Path(out_dir) / f"{name}.jsonl")
     movie = Path(out_dir) / f"{name}_keypoints.mp4" if draw else None
-    source, writer = _KeepFrame(capture), None
+    source, writer = _KeepFrame(capture, str(path)), None
     try:
         results = tqdm(detector.stream(source, **stream_options), total=declared or None,
                        desc=path.name, unit="frame", disable=not progress)

@@ -206,7 +206,14 @@ class KeypointDetector:
         if isinstance(images, (str, bytes, Path)) or type(images).__module__.startswith("PIL."):
             raise TypeError(f"predict_batch() takes a list of images, got one {type(images).__name__}; "
                             "for one image call the detector itself: detector(image)")
-        images = images if isinstance(images, Sequence) or hasattr(images, "shape") else list(images)
+        shape = getattr(images, "shape", None)
+        # An array is a batch along its first axis; (H, W) or (H, W, 3|4) is far likelier one image
+        # than rows of grey images, so it is refused rather than read row by row.
+        if shape is not None and (len(shape) == 2 or (len(shape) == 3 and shape[-1] in (3, 4))):
+            raise TypeError(f"predict_batch() takes a list of images or an (N, H, W[, C]) array, got one array "
+                            f"of shape {tuple(shape)} that looks like a single image; for one image call the "
+                            "detector itself: detector(image), or pass [image]")
+        images = images if isinstance(images, Sequence) or shape is not None else list(images)
         boxes = boxes if boxes is None or isinstance(boxes, Sequence) or hasattr(boxes, "shape") else list(boxes)
         if boxes is not None and len(boxes) != len(images):
             raise ValueError(f"boxes= has {len(boxes)} entries for {len(images)} images")

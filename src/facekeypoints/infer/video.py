@@ -32,6 +32,7 @@ import cv2
 import numpy as np
 
 from facekeypoints.data import framing
+from facekeypoints.data.images import decoder_warnings
 from facekeypoints.infer.inputs import to_rgb
 from facekeypoints.infer.results import Face, Result
 
@@ -92,9 +93,10 @@ class _Track:
 
 def open_video(source) -> tuple[cv2.VideoCapture, str, float]:
     """A path or an open ``cv2.VideoCapture`` (or any object with its ``read``, ``get`` and
-    ``isOpened``) -> (capture, name, frames per second; 30 when unknown)."""
+    ``isOpened``) -> (capture, name, frames per second; 30 when unknown). A capture is named by
+    its ``name`` attribute, where it has one."""
     if not isinstance(source, (str, Path)):
-        capture, name = source, "<capture>"
+        capture, name = source, str(getattr(source, "name", "<capture>"))
     else:
         path = Path(source)
         if not path.is_file():
@@ -189,7 +191,9 @@ def stream(predictor, source, *, redetect_every: int = 10, smooth: bool = True, 
     index = 0
     try:
         while True:
-            ok, frame = capture.read()
+            with decoder_warnings(f"{name} frame {index}", advice="damaged data: the frame was decoded with the damage "
+                                                                    "patched over, so its keypoints may be wrong"):
+                ok, frame = capture.read()
             if not ok:
                 break
             rgb = _frame_rgb(frame, name, index)

@@ -191,7 +191,7 @@ def _predict(loaded: _Models, model: str, detector: str, data: bytes, max_pixels
     try:
         rgb = decode_image(data, max_pixels=max_pixels, name="upload", notes=notes)
     except DataFormatError as err:
-        raise _ClientError(413 if OVER_LIMIT in err.reason else 400, f"upload: {_for_http(err.reason)}") from None
+        raise _ClientError(413 if OVER_LIMIT in err.reason else 400, f"upload: {err.reason}") from None
     notes = [f"{note} (send its pages as single images)" for note in notes]
     try:
         pipeline = loaded.get(model, detector)
@@ -303,27 +303,6 @@ def _route_error(routes: dict[str, set[str]], request: Request, err: HTTPExcepti
     else:
         message = str(err.detail)
     return JSONResponse({"error": message}, status_code=err.status_code, headers=headers)
-
-
-# The image readers' errors advise CLI and Python users (predict's --max-pixels, max_pixels=None);
-# an HTTP client can change neither, so that advice is cut and the limit called the server's.
-_CLI_ADVICE = [
-    (r" \([^()]*(?:predict's|in Python)[^()]*\)", ""),
-    (r"; max_pixels=\d+ reads it$", ""),
-    (r"that max_pixels=(\d+) allows \(that many 8-bit RGB pixels\)", r"that this server allows (\1 8-bit RGB pixels)"),
-    (r"over the limit of (\d+) pixels \(max_pixels\)", r"over the limit of \1 pixels this server takes"),
-    (r"so its pixels were not decoded", "so this server does not decode it"),
-    (r"OpenCV\([^)]*\) \S+: error: ", ""),  # cv2.error names a source file of OpenCV's build machine
-]
-
-
-def _for_http(reason: str) -> str:
-    """An image reader's ``DataFormatError.reason``, reworded for an HTTP client."""
-    for pattern, replacement in _CLI_ADVICE:
-        reason = re.sub(pattern, replacement, reason)
-    if re.search(r"max_pixels|max-pixels|predict|Python|/\w+/", reason):  # advice worded in a way not known here
-        reason = reason.split(" (")[0].split(";")[0]
-    return reason
 
 
 def _short(text: str, limit: int = 80) -> str:

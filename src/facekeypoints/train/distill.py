@@ -51,6 +51,14 @@ class Teacher:
                              f"the student's ({student_preprocess}); its targets on the student's inputs would be wrong")
         self.model = model.to(device).eval()
         self.schema, self.max_disagreement = schema, float(max_disagreement)
+        self.kept, self.seen = 0, 0  # points given as targets / points looked at, since the last kept_share()
+
+    def kept_share(self) -> float:
+        """The share of points the teacher agreed with itself on since the last call (reported per
+        epoch: a teacher that keeps few points teaches little, and its threshold may be too tight)."""
+        share = self.kept / self.seen if self.seen else float("nan")
+        self.kept, self.seen = 0, 0
+        return share
 
     @torch.no_grad()
     def targets(self, x: torch.Tensor) -> torch.Tensor:
@@ -62,4 +70,6 @@ class Teacher:
         target = (seen + mirrored) / 2
         unsure = (seen - mirrored).norm(dim=-1) > self.max_disagreement
         target[unsure] = float("nan")
+        self.kept += int((~unsure).sum())
+        self.seen += unsure.numel()
         return encode(target, size)

@@ -371,6 +371,8 @@ def _end_epoch(run: _Run, state: TrainState) -> dict:
     t, epoch = run.cfg.train, state.epoch
     row = {"epoch": epoch + 1, "minutes": round(state.minutes, 3), "lr": run.opt.param_groups[0]["lr"],
            "train_loss": state.loss_sum / max(state.loss_n, 1)}
+    if run.teacher is not None:  # this process's share; each rank sees its own faces
+        row["teacher_kept"] = round(run.teacher.kept_share(), 4)
     if run.rank == 0 and ((epoch + 1) % t.log_every == 0 or epoch + 1 == t.epochs):
         # val_faces and val_digest: `evaluate --split val` checks that the split is still this one
         row.update(_validate(run), val_faces=len(run.val_x), val_digest=run.data_report["digest"]["val"])
@@ -435,7 +437,7 @@ def fit(cfg: Config, *, resume: bool = False, progress: bool = True, overwrite: 
         out.mkdir(parents=True, exist_ok=True)
         (out / "config.json").write_text(json.dumps({"config": cfg.to_dict(), "data": run.data_report},
                                                     indent=2, default=str))
-    logger = _Logger(out, run.rank == 0)
+    logger = _Logger(out, run.rank == 0, teacher=run.teacher is not None)
     started = time.perf_counter() - state.minutes * 60
     reason = None if state.epoch < cfg.train.epochs else "epochs"
     with _stop_on_signals() as stop, contextlib.closing(logger), _progress(run, state, progress) as bar:
@@ -447,13 +449,16 @@ def fit(cfg: Config, *, resume: bool = False, progress: bool = True, overwrite: 
             row = _end_epoch(run, state)
             logger.write(row, state.history)
             bar.set_postfix(epoch=row["epoch"], loss=f"{row['train_loss']:.4f}",
-                            rmse=f"{row.get('val_rmse', float('nan')):.3f}")
+                            rmse=f"{row.get('val_rmse', float('nan')):.3f}",
+                            **({"teacher_kept": f"{row['teacher_kept']:.0%}"} if "teacher_kept" in row else {}))
             reason = _stop_reason(cfg.train, state)
     best = state.best or {}
     return {"stop_reason": reason, "epochs": state.epoch, "minutes": round(state.minutes, 2),
             "best_epoch": best.get("epoch"), "best_val_rmse": best.get("val_rmse"), "best_val_mae": best.get("val_mae"),
             "device": run.device, "amp": cfg.train.amp, "processes": run.world, "rank": run.rank,
-            "out_dir": str(out), "data": run.data_report}
+            "out_dir": str(out), "data": run.data_report,
+            **({"teacher_kept": state.history[-1].get("teacher_kept")} if run.teacher is not None and state.history
+               else {})}
 
 
 def _progress(run: _Run, state: TrainState, enabled: bool) -> tqdm:
@@ -470,8 +475,10 @@ class _Logger:
 
     FIELDS = ["epoch", "minutes", "lr", "train_loss", "val_loss", "val_rmse", "val_mae"]
 
-    def __init__(self, out: Path, enabled: bool):
+    def __init__(self, out: Path, enabled: bool, teacher: bool = False):
         self.enabled, self.path = enabled, out / "metrics.csv"
+        # the share of points the teacher kept as targets, in runs that have one
+        self.fields = self.FIELDS + (["teacher_kept"] if teacher else [])
         self.tb = None
         if enabled:
             from torch.utils.tensorboard import SummaryWriter
@@ -482,10 +489,10 @@ class _Logger:
         if not self.enabled:
             return
         with open(self.path, "w", newline="") as f:  # rewritten whole: resume keeps one clean file
-            w = csv.DictWriter(f, fieldnames=self.FIELDS, extrasaction="ignore")
+            w = csv.DictWriter(f, fieldnames=self.fields, extrasaction="ignore")
             w.writeheader()
             w.writerows(history)
-        for key in self.FIELDS[2:]:
+        for key in self.fields[2:]:
             if row.get(key) is not None:
                 self.tb.add_scalar(key, row[key], row["epoch"])
         self.tb.flush()

@@ -16,6 +16,7 @@ Examples
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -57,12 +58,18 @@ def _size(pixels: np.ndarray | None) -> tuple[int, int] | None:
 
 
 def _image_beside(annotation: Path) -> Path | None:
-    """The image with the annotation's stem and a known image suffix, or None."""
+    """The image with the annotation's stem and a known image suffix, or None. Two different
+    images with that stem (x.jpg and x.png) are an error: which one was labelled is unknown."""
+    found: list[Path] = []
     for suffix in IMAGE_SUFFIXES:
         for candidate in (annotation.with_suffix(suffix), annotation.with_suffix(suffix.upper())):
-            if candidate.is_file():
-                return candidate
-    return None
+            # x.jpg and x.JPG are one file where names ignore case
+            if candidate.is_file() and not any(os.path.samefile(candidate, f) for f in found):
+                found.append(candidate)
+    if len(found) > 1:
+        raise DataFormatError(annotation, f"{len(found)} images could be the one labelled here: "
+                                          f"{', '.join(f.name for f in found)}; keep only one beside it")
+    return found[0] if found else None
 
 
 def _require_image(annotation: Path, image: Path | None, named: str | None = None,

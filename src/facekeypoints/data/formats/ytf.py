@@ -121,7 +121,7 @@ def _load(image_path: Path, name: str) -> np.ndarray:
         return read_image(image_path)
     except (DataFormatError, OSError) as err:  # re-raised without a path so the caller names the CSV row
         why = err.reason if isinstance(err, DataFormatError) else f"cannot read image: {err.strerror or err}"
-        raise DataFormatError("", f"{image_path}: {why}", field=name) from None
+        raise DataFormatError("", f"{image_path}: {why}", field=name, hint=getattr(err, "hint", None)) from None
 
 
 def _read_rows(path: Path, header: list[str], lines: list[list[str]], columns: tuple[int, int | None, list[int]],
@@ -143,7 +143,7 @@ def _read_rows(path: Path, header: list[str], lines: list[list[str]], columns: t
                 raise DataFormatError("", f"image file not found: {image_path}", field=header[image_col])
             _check_range(values, coord_cols, header, image.shape[:2] if load_images else None)
         except DataFormatError as err:
-            located = DataFormatError(path, err.reason, row=row, field=err.field)
+            located = DataFormatError(path, err.reason, row=row, field=err.field, hint=err.hint)
             if not skip_bad:
                 raise located from None
             skipped.append(str(located))
