@@ -208,7 +208,8 @@ def _read(path, source, load, size: int, max_pixels: int | None, notes: list | N
             image = _decode_pnm(source)
         else:
             data = load()
-            with decoder_warnings(path, notes):
+            # OpenCV keeps libjpeg quiet, so the common JPEG needs no catching (nor the lock)
+            with decoder_warnings(path, notes) if header.format != "JPEG" else contextlib.nullcontext():
                 image = _decode(data, header.transparent, header.orientation) if data.size else None
     except cv2.error as err:  # e.g. OpenCV's own size limit when max_pixels=None
         # its last line, without the "OpenCV(4.x) /path/of/its/build/loadsave.cpp:99: error:" prefix
