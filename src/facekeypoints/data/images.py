@@ -46,7 +46,7 @@ import numpy as np
 
 from facekeypoints.data.dataset import DataFormatError
 
-__all__ = ["read_image", "decode_image", "image_size", "decoder_warnings", "to_uint8", "MAX_PIXELS", "OVER_LIMIT"]
+__all__ = ["read_image", "decode_image", "image_size", "decoder_warnings", "over_white", "to_uint8", "MAX_PIXELS", "OVER_LIMIT"]
 
 OVER_LIMIT = "over the limit of"  # in every pixel-limit error: a caller tells them from undecodable files
 
@@ -73,6 +73,7 @@ class _Header(NamedTuple):
     maxval: int | None = None  # a PGM/PPM's white level when it is not 255 or 65535, or the file is plain text
     frames: int = 1  # pages or animation frames (only those of _MULTI_FRAME formats are counted)
     format: str = ""
+    lab: bool = False  # CIELab colours (a TIFF), which OpenCV decodes as if they were RGB
 
 
 def image_size(path: str | Path) -> tuple[int, int]:
@@ -91,6 +92,7 @@ def _header(path) -> _Header:
             maxval, bits, kind = _maxval(im), _bits(im), im.format or ""
             plain = kind == "PPM" and bool(im.tile) and im.tile[0].codec_name == "ppm_plain"  # OpenCV clips its samples
             frames = _frames(im)
+            lab = im.mode == "LAB"
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError):
         return _png_header(path)
     if kind == "PNG":  # Pillow shows a 16-bit RGB PNG as 8-bit "RGB": IHDR has the depth
@@ -98,7 +100,7 @@ def _header(path) -> _Header:
     elif maxval is not None:
         bits = 8 if maxval <= 255 else 16
     return _Header(w, h, transparent, _orientation(raw_exif), 1 if bits <= 8 else 2 if bits <= 16 else 4,
-                   None if maxval in (None, 255, 65535) and not plain else maxval, frames, kind)
+                   None if maxval in (None, 255, 65535) and not plain else maxval, frames, kind, lab)
 
 
 def _open(source):
@@ -204,8 +206,10 @@ def _read(path, source, load, size: int, max_pixels: int | None, notes: list | N
     if max_pixels is not None:
         _check_size(path, header, size, max_pixels)
     try:
-        if header.maxval:  # OpenCV returns such files' stored values unscaled (binary ones; ASCII up to 255 scaled)
-            image = _decode_pnm(source)
+        # OpenCV returns such PGM/PPM files' stored values unscaled (binary ones; ASCII up to 255
+        # clipped), and a CIELab TIFF's colours as if they were RGB: Pillow decodes both right
+        if header.maxval or header.lab:
+            image = _decode_with_pillow(source)
         else:
             data = load()
             # OpenCV keeps libjpeg quiet, so the common JPEG needs no catching (nor the lock)
@@ -295,15 +299,23 @@ def _size(n: int) -> str:
     return f"{n / 1e6:.0f} MB" if n >= 10**6 else f"{n} bytes"
 
 
-def _decode_pnm(source) -> np.ndarray | None:
-    """A PGM/PPM whose maxval is not 255 or 65535 (10- or 12-bit sensor data) -> (H, W, 3) RGB uint8,
-    decoded by Pillow, which scales samples by maxval (to 0..255, or to 0..65535 in mode "I")."""
+def _decode_with_pillow(source) -> np.ndarray | None:
+    """A PGM/PPM whose maxval is not 255 or 65535 (10- or 12-bit sensor data), or a plain-text one,
+    or a CIELab TIFF -> (H, W, 3) RGB uint8, decoded by Pillow, which scales samples by maxval (to
+    0..255, or to 0..65535 in mode "I") and converts Lab colours."""
     if hasattr(source, "seek"):
         source.seek(0)
     try:
         with _open(source) as im:
-            _check_samples(im)
-            image = np.asarray(im)  # checked against max_pixels from the header already
+            if im.format == "PPM":
+                _check_samples(im)
+            # checked against max_pixels from the header already
+            if im.mode == "LAB":  # turned by its orientation tag, as OpenCV turns the TIFFs it reads
+                from PIL import ImageOps
+
+                image = np.asarray(ImageOps.exif_transpose(im).convert("RGB"))
+            else:
+                image = np.asarray(im)
     except (OSError, SyntaxError):  # truncated: as OpenCV's failures
         return None
     if image.dtype != np.uint8:
@@ -335,7 +347,13 @@ def _decode(data: np.ndarray, transparent: bool, orientation: int) -> np.ndarray
     if transparent:
         image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
         if image is not None and image.ndim == 3 and image.shape[2] == 4:
-            return _orient(_over_white(to_uint8(image)), orientation)
+            return _orient(over_white(to_uint8(image)), orientation)
+        if image is not None and image.ndim == 2 and image.dtype == np.uint8:
+            # grey with a transparent grey level (tRNS): OpenCV gives no alpha for it, Pillow does
+            from PIL import Image
+
+            with Image.open(io.BytesIO(data.tobytes())) as im:
+                return _orient(over_white(np.asarray(im.convert("RGBA")), order="rgb"), orientation)
     image = cv2.imdecode(data, cv2.IMREAD_COLOR | cv2.IMREAD_ANYDEPTH)
     if image is None:
         return None
@@ -369,13 +387,15 @@ def to_uint8(image: np.ndarray) -> np.ndarray:
     raise ValueError(f"{what} have no standard brightness range; save the image with 8- or 16-bit unsigned pixels")
 
 
-def _over_white(bgra: np.ndarray) -> np.ndarray:
-    """(H, W, 4) BGRA uint8 -> (H, W, 3) RGB with transparent pixels blended over white, in 16-bit
-    integers a row band at a time (float32 copies of a 40 MP photo took 1.5 GB)."""
-    out = np.empty(bgra.shape[:2] + (3,), np.uint8)
-    for top in range(0, bgra.shape[0], 512):
-        band = bgra[top:top + 512]
+def over_white(four: np.ndarray, order: str = "bgr") -> np.ndarray:
+    """(H, W, 4) uint8 BGRA (``order="bgr"``, OpenCV's) or RGBA -> (H, W, 3) RGB with transparent
+    pixels blended over white, in 16-bit integers a row band at a time (float32 copies of a 40 MP
+    photo took 1.5 GB). Every input kind goes through here, so a transparent face is the same face
+    read from a file, a PIL image or an array."""
+    out = np.empty(four.shape[:2] + (3,), np.uint8)
+    for top in range(0, four.shape[0], 512):
+        band = four[top:top + 512]
         alpha = band[..., 3:].astype(np.uint16)
         mixed = band[..., :3].astype(np.uint16) * alpha + 255 * (255 - alpha)  # at most 65025
         out[top:top + 512] = ((mixed + 127) // 255).astype(np.uint8)
-    return cv2.cvtColor(out, cv2.COLOR_BGR2RGB, dst=out)
+    return cv2.cvtColor(out, cv2.COLOR_BGR2RGB, dst=out) if order == "bgr" else out

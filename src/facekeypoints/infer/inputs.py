@@ -18,7 +18,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from facekeypoints.data.images import read_image, to_uint8
+from facekeypoints.data.images import over_white, read_image, to_uint8
 
 __all__ = ["to_rgb"]
 
@@ -55,6 +55,8 @@ def _from_pil(image) -> np.ndarray:
     from PIL import ImageOps
 
     image = ImageOps.exif_transpose(image)
+    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info:
+        return over_white(np.asarray(image.convert("RGBA")), order="rgb")  # as read_image reads the file
     if image.mode not in ("I", "F") and not image.mode.startswith("I;16"):
         return np.asarray(image.convert("RGB"))
     arr = np.asarray(image)
@@ -67,15 +69,15 @@ def _from_pil(image) -> np.ndarray:
 
 
 def _to_three_channels(arr: np.ndarray, color: str) -> np.ndarray:
-    """(H, W), (H, W, 1), (H, W, 3) or (H, W, 4) uint8 in ``color`` order -> (H, W, 3) RGB."""
+    """(H, W), (H, W, 1), (H, W, 3) or (H, W, 4) uint8 in ``color`` order -> (H, W, 3) RGB (alpha over white)."""
     if arr.ndim == 3 and arr.shape[2] == 1:
         arr = arr[..., 0]
     if arr.ndim == 2:
         return cv2.cvtColor(arr, cv2.COLOR_GRAY2RGB)
     if arr.ndim != 3 or arr.shape[2] not in (3, 4):
         raise ValueError(f"an image must be (H, W), (H, W, 3) or (H, W, 4), got shape {arr.shape}")
-    if arr.shape[2] == 4:
-        arr = arr[..., :3]  # alpha is dropped; colour order is unchanged
+    if arr.shape[2] == 4:  # transparent pixels over white, as read_image reads a file
+        return over_white(arr, order=color)
     return cv2.cvtColor(arr, cv2.COLOR_BGR2RGB) if color == "bgr" else np.ascontiguousarray(arr)
 
 
@@ -83,11 +85,15 @@ def to_rgb(image, color: str = "rgb") -> tuple[np.ndarray, str]:
     """Any supported input -> ((H, W, 3) uint8 RGB, a description of the source for Result.source).
 
     Accepts a path (str or Path), a PIL image, a numpy uint8 array (H, W), (H, W, 3) or (H, W, 4)
-    in ``color`` order, or a torch tensor (C, H, W) RGB (uint8, or float in [0, 1]).
+    in ``color`` order, or a torch tensor (C, H, W) RGB (uint8, or float in [0, 1]). Transparent
+    pixels (alpha, of any input kind) are blended over white, as ``read_image`` does for files.
     """
     if color not in ("rgb", "bgr"):
         raise ValueError(f"color must be 'rgb' or 'bgr', got {color!r}")
     if isinstance(image, (str, Path)):
+        if Path(image).is_dir():  # not "no such image file": it is there, and is a folder
+            raise ValueError(f"{image}: is a folder, not an image; predict_paths() or `facekeypoints predict` "
+                             "reads the images in a folder")
         return read_image(image), str(image)
     module = type(image).__module__
     if module.startswith("PIL."):

@@ -207,9 +207,10 @@ class KeypointDetector:
             raise TypeError(f"predict_batch() takes a list of images, got one {type(images).__name__}; "
                             "for one image call the detector itself: detector(image)")
         shape = getattr(images, "shape", None)
-        # An array is a batch along its first axis; (H, W) or (H, W, 3|4) is far likelier one image
-        # than rows of grey images, so it is refused rather than read row by row.
-        if shape is not None and (len(shape) == 2 or (len(shape) == 3 and shape[-1] in (3, 4))):
+        # An array is a batch along its first axis; (H, W) or (H, W, 1|3|4) (a tensor's (1|3|4, H, W))
+        # is far likelier one image than rows of grey images, so it is refused rather than read row by row.
+        tensor = type(images).__module__.startswith("torch")
+        if shape is not None and (len(shape) == 2 or (len(shape) == 3 and (shape[0] if tensor else shape[-1]) in (1, 3, 4))):
             raise TypeError(f"predict_batch() takes a list of images or an (N, H, W[, C]) array, got one array "
                             f"of shape {tuple(shape)} that looks like a single image; for one image call the "
                             "detector itself: detector(image), or pass [image]")

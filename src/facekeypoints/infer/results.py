@@ -142,8 +142,16 @@ class Result:
         """A copy of ``image`` (H, W, 3) uint8, in the result's colour order (``color``: the frame the
         detector was given), with boxes, keypoints and the schema's skeleton drawn."""
         if self.color == "bgr":  # the same colours on screen: draw on RGB, hand back BGR
-            return self._draw(np.asarray(image)[..., ::-1])[..., ::-1].copy()
+            return self._draw(self._as_rgb(image))[..., ::-1].copy()
         return self._draw(image)
+
+    def _as_rgb(self, image) -> np.ndarray:
+        """A ``color="bgr"`` frame in RGB order; grey (H, W) or (H, W, 1) has no order to reverse
+        (reversing its last axis mirrored it), and alpha is left out."""
+        image = np.asarray(image)
+        if image.ndim == 3 and image.shape[2] == 1:
+            return image[..., 0]
+        return image[..., 2::-1] if image.ndim == 3 else image
 
     def _draw(self, image: np.ndarray, in_place: bool = False) -> np.ndarray:
         image = np.asarray(image)
@@ -193,7 +201,7 @@ class Result:
             if image is None:
                 raise ValueError(f"save({path}) needs image=: the source {self.source!r} is not a readable image")
         elif self.color == "bgr":
-            image, in_place = np.asarray(image)[..., ::-1], False
+            image, in_place = self._as_rgb(image), False
         drawn = self._draw(image, in_place=in_place)
         if suffix == ".pgm":  # OpenCV's PGM encoder takes grey only
             drawn = cv2.cvtColor(drawn, cv2.COLOR_RGB2GRAY)

@@ -127,8 +127,12 @@ def predict_crops(runner, crops: np.ndarray, *, mirror: bool = False, batch_size
     rescaled (bilinear); crops of the input size go in untouched. Such crops come with labels made
     like the training data's, so ``label_offset`` (the card's labeller offset) is on by default."""
     crops = np.asarray(crops)
-    if crops.dtype != np.uint8 or crops.ndim not in (3, 4) or crops.shape[1] != crops.shape[2]:
-        raise ValueError(f"crops must be (N, H, H) or (N, H, H, 3) uint8, got {crops.dtype} {crops.shape}")
+    if crops.ndim == 4 and crops.shape[3] == 1:  # grey with a channel axis
+        crops = crops[..., 0]
+    if crops.dtype != np.uint8 or crops.ndim not in (3, 4) or crops.shape[1] != crops.shape[2] or \
+            (crops.ndim == 4 and crops.shape[3] != 3):
+        raise ValueError(f"crops must be (N, H, H), (N, H, H, 1) or (N, H, H, 3) uint8, got {crops.dtype} "
+                         f"{crops.shape}")
     size = runner.card.input_size
     if crops.shape[1] == size:
         x = runner.card.preprocess([plane(c, runner.card.in_channels) for c in crops]) if len(crops) else \
