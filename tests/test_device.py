@@ -27,6 +27,8 @@ def _cfg(csv, out, *extra):
 
 @pytest.fixture
 def no_gpu(monkeypatch):
+    import torch._dynamo  # noqa: F401  (loaded by the optimiser later; it wraps the real mps check, so load it first)
+
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
 

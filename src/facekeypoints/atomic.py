@@ -18,7 +18,10 @@ import os
 from pathlib import Path
 from typing import Iterator
 
-__all__ = ["atomic_path", "check_target", "WriteError"]
+__all__ = ["atomic_path", "check_target", "name_problem", "WriteError", "NAME_MAX"]
+
+NAME_MAX = 255  # bytes in one file name on the usual file systems, when the system does not say
+PATH_MAX = 4096  # bytes in a path handed to the system (Linux)
 
 
 class WriteError(OSError):
@@ -31,6 +34,51 @@ class WriteError(OSError):
 _SERIAL = itertools.count()  # two writes to one path in one process never share a temporary file
 
 
+def _nearest_folder(path: Path) -> Path:
+    """``path``'s nearest folder that exists (``path`` itself when it is one)."""
+    home = path
+    with contextlib.suppress(OSError):
+        while not home.is_dir() and home != home.parent:
+            home = home.parent
+    return home
+
+
+def _name_max(folder: Path) -> int:
+    """The longest file name, in bytes, that ``folder``'s file system takes (``NAME_MAX`` when it does not say)."""
+    try:
+        limit = os.pathconf(folder, "PC_NAME_MAX")
+    except (OSError, ValueError, AttributeError):  # no pathconf (Windows), or a name it does not know
+        return NAME_MAX
+    # -1: no limit said; never over NAME_MAX, as the folder looked at may lie on another disk than the one written
+    return min(limit, NAME_MAX) if limit > 0 else NAME_MAX
+
+
+def name_problem(path: str | Path) -> str | None:
+    """Why ``path`` cannot be a file's path here (a part of it longer than the file system takes, or
+    the whole longer than a path may be), or None. Legal input names can give output names that are
+    not (x.gif -> x.gif.png, clip.mp4 -> clip_keypoints.mp4), so outputs are checked by name first."""
+    path = Path(path)
+    limit = _name_max(_nearest_folder(path.parent))
+    for part in path.parts:
+        size = len(os.fsencode(part))
+        if size > limit:
+            shown = part if len(part) <= 40 else f"{part[:18]}...{part[-18:]}"
+            return f"the name {shown!r} is {size} bytes long, over the {limit} bytes a file name may have here"
+    if len(os.fsencode(str(path))) >= PATH_MAX:
+        return f"the path is {len(os.fsencode(str(path)))} bytes long, over the {PATH_MAX - 1} bytes a path may have"
+    return None
+
+
+def _temporary(path: Path) -> Path:
+    """A hidden name beside ``path``, per process and per write, within the file-name limit: a long
+    name is cut (the temporary name need not hold it whole; the pid and serial keep it unique)."""
+    tail = f".{os.getpid()}-{next(_SERIAL)}.tmp"
+    head, limit = f".{path.name}", _name_max(path.parent)
+    while len(os.fsencode(head + tail)) > limit:
+        head = head[:-1]
+    return path.with_name(head + tail)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """A temporary path beside ``path`` (its folder is created): renamed onto ``path`` when the block
@@ -38,7 +86,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     A block that removes the temporary file itself writes nothing (``path`` is left as it was)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}-{next(_SERIAL)}.tmp")  # per process and per write
+    tmp = _temporary(path)
     try:
         yield tmp
         if tmp.exists():
@@ -58,8 +106,18 @@ def check_target(path: str | Path, *, inputs: tuple = (), folder: bool = False, 
     output that is an existing file, an output that is one of the command's ``inputs`` (it would be
     overwritten), or a folder that cannot be made or written (the folder is made here; with
     ``make=False`` only its nearest existing folder is checked, for outputs of a run that may still
-    be refused)."""
+    be refused), or a name longer than the file system takes (``name_problem``). A place that
+    cannot even be looked at (a folder above it without permission) is refused as well."""
     path = Path(path)
+    if why := name_problem(path):
+        raise ValueError(f"{path}: {why}")
+    try:
+        return _check_target(path, inputs, folder, make)
+    except OSError as err:  # e.g. EACCES from a stat: said as a refusal, before the work, not as a crash
+        raise ValueError(f"{path}: cannot be checked as an output place ({err.strerror or err})") from None
+
+
+def _check_target(path: Path, inputs: tuple, folder: bool, make: bool) -> Path:
     if not folder and path.is_dir():
         raise ValueError(f"{path}: is a folder; give a file name")
     if folder and path.exists() and not path.is_dir():

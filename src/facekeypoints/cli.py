@@ -493,31 +493,38 @@ def _stem(name: str) -> str:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
+    from facekeypoints.infer.detectors import DETECTORS
     from facekeypoints.infer.files import CSV_SUFFIXES, predict_paths
     from facekeypoints.infer.kaggle import predict_kaggle_csv, write_keypoint_csv
+    from facekeypoints.infer.outputs import check_outputs, output_kind
     from facekeypoints.infer.predictor import KeypointDetector
 
     csvs = [p for p in args.inputs if p.lower().endswith(CSV_SUFFIXES) and not Path(p).is_dir()]
     if csvs and len(args.inputs) > 1:
         raise ValueError(f"a Kaggle CSV ({csvs[0]}) is predicted on its own; give it as the only INPUT")
-    args.detector = args.detector.lower()  # HAAR means haar
-    if args.detector == "none" and not csvs:
+    chosen = args.detector.lower() if args.detector is not None else None  # HAAR means haar; None: not given
+    if chosen is not None and chosen not in [*DETECTORS, "none"]:  # checked whatever the input
+        close = difflib.get_close_matches(chosen, [*DETECTORS, "none"], n=1)
+        raise ValueError(f"--detector {args.detector}: not a face detector; choose from "
+                         f"{', '.join([*DETECTORS, 'none'])}" + (f" (did you mean {close[0]}?)" if close else ""))
+    if csvs:  # framed faces: every option of the face search is refused alike, none ignored
+        given = ([f"--detector {args.detector}"] if chosen not in (None, "none") else []) + \
+            (["--min-face"] if args.min_face else []) + (["--max-side"] if args.max_side else [])
+        if given:
+            raise ValueError(f"{' and '.join(given)}: for the face search in photos and videos; a Kaggle CSV's "
+                             "faces are framed already")
+    elif chosen == "none":
         raise ValueError("--detector none is for a Kaggle CSV, whose images are framed faces; photos and videos "
                          "need a face detector (haar or dlib)")
-    face_detector = None if csvs or args.detector == "none" else args.detector
+    face_detector = None if csvs else chosen or "haar"
     if face_detector in ("haar", "cnn"):
-        from facekeypoints.infer.detectors import DETECTORS
-
         sizing = {"min_face": args.min_face} | ({"max_side": args.max_side} if args.max_side else {})
         try:
             face_detector = DETECTORS[face_detector](**sizing)
         except FileNotFoundError as err:
             raise ValueError(str(err)) from None
-    elif (args.min_face or args.max_side) and csvs:
-        raise ValueError("--min-face and --max-side size the face search in photos; a Kaggle CSV's faces are "
-                         "framed already")
     elif args.min_face or args.max_side:
-        raise ValueError(f"--min-face and --max-side apply to the haar and cnn detectors, not {args.detector!r}")
+        raise ValueError(f"--min-face and --max-side apply to the haar and cnn detectors, not {chosen!r}")
     detector = KeypointDetector(args.model, backend=args.backend, threads=args.threads, refine=not args.no_refine,
                                 detector=face_detector,
                                 mirror_tta=args.mirror_tta, device=args.device)
@@ -527,13 +534,18 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         if (kind := detect_format(csvs[0])) != "kaggle":
             raise ValueError(f"{csvs[0]}: a {kind} CSV; predict reads Kaggle CSVs (faces framed at 96x96). For its "
                              f"photos, predict their folder; to score the labels, use facekeypoints evaluate")
-        if args.output and args.output != "-" and Path(args.output).suffix and not args.output.lower().endswith(".csv"):
-            raise ValueError(f"{args.output}: a Kaggle CSV's keypoints are written as a .csv file, into a folder, "
-                             "or to standard output (-o -)")
-        out = args.output if args.output and args.output.lower().endswith(".csv") or args.output == "-" else \
-            f"{args.output or '.'}/{_stem(Path(csvs[0]).name)}_keypoints.csv"
+        kind = output_kind(args.output or "./")  # the rule of -o for photos: a trailing slash names a folder
+        dotted = kind == "folder" and args.output and Path(args.output).suffix and \
+            not args.output.endswith(("/", os.sep)) and not Path(args.output).is_dir()  # x.txt: a typo, not a folder
+        if kind in ("json", "jsonl") or dotted:
+            raise ValueError(f"{args.output}: a Kaggle CSV's keypoints are written as a .csv file, into a folder "
+                             "(end its name with / if it has a dot), or to standard output (-o -)")
+        out = args.output if kind in ("csv", "stdout") else \
+            str(Path(args.output or ".") / f"{_stem(Path(csvs[0]).name)}_keypoints.csv")
         if out != "-":
             check_target(out, inputs=(csvs[0],))
+        if kind == "folder":  # a name the run chose, in a folder: replaced only with --overwrite, as every other
+            check_outputs([Path(out)], args.overwrite)
         predictions = predict_kaggle_csv(detector, csvs[0], skip_bad=True)  # one bad row does not stop the rest
         written = write_keypoint_csv(predictions, out)
         print(f"wrote {'standard output' if written is None else written}: {len(predictions)} rows",
@@ -571,11 +583,16 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
     if args.model and args.random:
         raise ValueError("--model and --random both choose the model; give one")
-    if args.json:
+    to_stdout = args.json == "-"  # as predict -o -: the JSON alone on standard output, the figure lines on stderr
+    if args.json and not to_stdout:
         check_target(args.json)
 
-    run_bench(args.model, random_model=args.random, threads=args.threads, batch=args.batch, repeats=args.repeats,
-              jitter_frames=args.jitter_frames, json_out=args.json, device=args.device)
+    echo = (lambda line: print(line, file=sys.stderr)) if to_stdout else print
+    report = run_bench(args.model, random_model=args.random, threads=args.threads, batch=args.batch,
+                       repeats=args.repeats, jitter_frames=args.jitter_frames,
+                       json_out=None if to_stdout else args.json, device=args.device, echo=echo)
+    if to_stdout:
+        print(json.dumps(report, indent=2, allow_nan=False))
     return 0
 
 
@@ -631,9 +648,9 @@ def _add_inference(sub) -> None:
                    "or .csv file, or - for JSON lines on standard output; for a Kaggle CSV input, a .csv file")
     p.add_argument("--model", help="checkpoint .pt, exported .onnx or shipped model name (kaggle15, ibug68); kaggle15 when omitted")
     p.add_argument("--backend", choices=["torch", "onnx"], help="default: onnx (ONNX Runtime) on the CPU; torch runs checkpoints on any device")
-    p.add_argument("--detector", default="haar",
+    p.add_argument("--detector",
                    help="face detector: haar (default), cnn (ours), dlib (HOG; pip install 'facekeypoints[dlib]') "
-                        "or none; a Kaggle CSV uses none (its faces are framed)")
+                        "or none; a Kaggle CSV uses none (its faces are framed; another is refused)")
     p.add_argument("--min-face", type=at_least(1), help="haar, cnn: find faces down to this many pixels in any image "
                    "(slower on large photos; default: whatever max-side allows)")
     p.add_argument("--max-side", type=at_least(16), help="haar, cnn: scale the image to this longer side before "
@@ -667,7 +684,8 @@ def _add_inference(sub) -> None:
     p.add_argument("--batch", type=at_least(1), default=256, help="large batch for throughput (default 256)")
     p.add_argument("--repeats", type=at_least(1), default=50, help="timed runs per measurement (default 50)")
     p.add_argument("--jitter-frames", type=at_least(0), default=60, help="frames of the still-face clip; 0 skips it")
-    p.add_argument("--json", metavar="OUT", help="also write the figures to this JSON file")
+    p.add_argument("--json", metavar="OUT", help="also write the figures to this JSON file, or - for standard output "
+                   "(the figure lines then go to standard error)")
     p.add_argument("--device", default="cpu", help=DEVICE_HELP + " for the torch timings (ONNX Runtime: CPU)")
     p.set_defaults(func=_cmd_bench)
     p = sub.add_parser("serve", help="the keypoint service: JSON API and a web page (FastAPI)")

@@ -6,7 +6,7 @@ failure is listed in the returned report (the CLI exits non-zero when there is o
 Outputs (``-o``, see :mod:`facekeypoints.infer.outputs`): into a folder,
 - images: ``predictions.jsonl`` (one ``Result.to_dict()`` per line, in input order) and, unless
   ``draw=False``, each image with faces drawn at the same relative path (two inputs with one
-  name get ``x.jpg`` and ``x-2.jpg``);
+  name get ``x.jpg`` and ``x-2.jpg``, as does a photo named like a folder other outputs go into);
 - a video ``clip.mp4``: ``clip.jsonl`` (one line per frame) and ``clip_keypoints.mp4`` (H.264);
 or every result into one ``.jsonl``, ``.json`` or ``.csv`` file, or to standard output (``-``).
 
@@ -16,7 +16,9 @@ still going, is refused (an earlier video-only run's claim is removed again, sin
 results: its .jsonl and .mp4 files protect themselves through (2)); (2) every file the run would
 write (drawings, each video's .jsonl and .mp4) is checked: one that already exists, whoever made
 it, is refused, and a folder or a place that cannot be written where one goes is refused even
-with ``overwrite``. No output may be an input (a file output included).
+with ``overwrite``. No output may be an input (a file output included). A file whose own outputs
+cannot be written (one would overwrite an input, or its name is longer than the file system takes)
+is a failure of that file, found before any work; the others go on.
 
 Examples
 --------
@@ -34,6 +36,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from facekeypoints.atomic import name_problem
 from facekeypoints.data.images import MAX_PIXELS, image_size, read_image
 from facekeypoints.data.walk import walk_files
 from facekeypoints.infer.outputs import check_outputs, open_sink, output_kind
@@ -118,12 +121,15 @@ def _walk(folder: Path, report: PredictReport, leave_out: Path | None) -> list[P
 def _collect(inputs: list[str | Path], report: PredictReport, out_folder: Path | None = None
              ) -> list[tuple[Path, Path]]:
     """(file, its name in the output folder) for every image or video in ``inputs``. No two inputs
-    write the same output file, nor the folder's predictions.jsonl: a/x.jpg and b/x.jpg give x.jpg
-    and x-2.jpg; x.mp4 and x.avi give x.jsonl and x-2.jsonl."""
+    write the same output file, nor the folder's predictions.jsonl, and no output file takes the
+    name of a folder that another input's outputs go into: a/x.jpg and b/x.jpg give x.jpg and
+    x-2.jpg; x.mp4 and x.avi give x.jsonl and x-2.jsonl; x.png beside a folder x.png/ of photos
+    gives x-2.png. A folder without an image or video in it is a failure: nothing was predicted."""
     found = []
     leave_out = Path(os.path.realpath(out_folder)) if out_folder is not None else None
     for item in map(Path, inputs):
         if item.is_dir():
+            before, failed = len(found), len(report.failures)
             for path in _walk(item, report, leave_out):
                 if path.suffix.lower() not in IMAGE_SUFFIXES + VIDEO_SUFFIXES:
                     report.ignored.append(str(path))
@@ -131,17 +137,21 @@ def _collect(inputs: list[str | Path], report: PredictReport, out_folder: Path |
                     report.failures.append((str(path), _not_regular(path)))
                 else:
                     found.append((path, path.relative_to(item)))
+            if len(found) == before and len(report.failures) == failed:  # said, not a silent "0 images"
+                report.failures.append((str(item), "no image or video found in this folder"))
         elif item.is_file():
             found.append((item, Path(item.name)))
         else:
             report.failures.append((str(item), _not_regular(item) if item.exists() or item.is_symlink()
                                     else "no such file or folder"))
-    used = {"predictions.jsonl"}  # lower case: a case-insensitive disk would merge X.jpg and x.jpg
+    # an input folder named like the results file would put a folder where that file goes
+    found = [(path, Path(*[f"{part}-2" if part.lower() == "predictions.jsonl" else part for part in rel.parts[:-1]],
+                          rel.name)) for path, rel in found]
+    # Every folder the outputs go into is known first and taken: an output file never gets a folder's
+    # name (in lower case: a case-insensitive disk would merge X.jpg and x.jpg).
+    used = {"predictions.jsonl"} | {str(folder).lower() for _, rel in found for folder in rel.parents[:-1]}
     unique = []
     for path, rel in found:
-        # an input folder named like the results file would put a folder where that file goes
-        rel = Path(*[f"{part}-2" if part.lower() == "predictions.jsonl" else part for part in rel.parts[:-1]],
-                   rel.name)
         candidate, n = rel, 1
         while any(str(out).lower() in used for out in _outputs(path, candidate)):
             n += 1
@@ -171,13 +181,13 @@ def predict_paths(detector, inputs: list[str | Path], out: str | Path, *, draw: 
     folder = Path(out) if output_kind(out) == "folder" else None
     files = _collect(inputs, report, folder)
     if folder is not None:
-        files = _keep_inputs(files, folder, draw, report)
+        files = _writable(files, folder, draw, report)
     draw = draw and folder is not None
     sink = open_sink(out, overwrite=overwrite, inputs=inputs + [p for p, _ in files])
     if folder is not None:
         try:  # after the claim: a run that finished meanwhile has its files in place by now
             check_outputs([folder / o for p, rel in files for o in _outputs(p, rel, draw)], overwrite)
-        except ValueError:
+        except BaseException:  # whatever stopped the check (a refusal, an OSError, Ctrl-C): no work was done
             sink.close(keep=False)  # gives the claim back
             raise
     images = [(p, rel) for p, rel in files if p.suffix.lower() not in VIDEO_SUFFIXES]
@@ -203,18 +213,25 @@ def predict_paths(detector, inputs: list[str | Path], out: str | Path, *, draw: 
     return report
 
 
-def _keep_inputs(files: list[tuple[Path, Path]], folder: Path, draw: bool, report: PredictReport
-                 ) -> list[tuple[Path, Path]]:
-    """``files`` less those whose outputs in ``folder`` would overwrite one of the run's inputs
-    (e.g. clip_keypoints.mp4 beside clip.mp4 with -o that same folder): reported, not destroyed."""
+def _writable(files: list[tuple[Path, Path]], folder: Path, draw: bool, report: PredictReport
+              ) -> list[tuple[Path, Path]]:
+    """``files`` less those, reported as failures before any work, whose outputs in ``folder`` cannot
+    be written for reasons of their own while the others can: an output that would overwrite one
+    of the run's inputs (e.g. clip_keypoints.mp4 beside clip.mp4 with -o that same folder), or one
+    whose name is longer than the file system takes (a 252-byte x.gif draws to x.gif.png)."""
     inputs = {os.path.realpath(p) for p, _ in files}
     kept = []
     for path, rel in files:
-        outputs = _outputs(path, rel, draw)
-        clash = next((folder / o for o in outputs if os.path.realpath(folder / o) in inputs), None)
-        if clash is not None:
-            report.failures.append((str(path), f"its output {clash} would overwrite an input of this run; "
-                                               "choose another -o folder"))
+        problem = None
+        for target in (folder / o for o in _outputs(path, rel, draw)):
+            if why := name_problem(target):
+                problem = f"its output {target} cannot be written: {why}; rename the input"
+            elif os.path.realpath(target) in inputs:
+                problem = f"its output {target} would overwrite an input of this run; choose another -o folder"
+            if problem:
+                break
+        if problem:
+            report.failures.append((str(path), problem))
         else:
             kept.append((path, rel))
     return kept
@@ -278,7 +295,7 @@ def _predict_images(detector, batch: list[tuple[Path, Path]], out_dir: Path | No
             report.failures.append((str(path), f"the model gave non-finite keypoints for {broken} of "
                                                f"{len(result)} faces (written as null)"))
         if draw:
-            target = out_dir / drawing_name(rel)  # never an input: _keep_inputs took those out
+            target = out_dir / drawing_name(rel)  # never an input: _writable took those out
             try:
                 report.written.append(str(result.save(target, image=rgb, in_place=True)))  # rgb is done with
             except (ValueError, OSError, cv2.error) as err:  # e.g. a full disk: this drawing is lost, the rest go on
