@@ -489,7 +489,8 @@ def test_every_dlib_images_block_is_read(tmp_path):
     cv2.imwrite(str(tmp_path / "a.jpg"), np.zeros((50, 50, 3), np.uint8))
     parts = "".join(f"<part name='{i:02d}' x='{10 + i % 20}' y='{10 + i // 20}'/>" for i in range(68))
     block = f"<images><image file='a.jpg'><box top='5' left='5' width='30' height='30'>{parts}</box></image></images>"
-    (tmp_path / "f.xml").write_text(f"<?xml version='1.0'?>\n<dataset>{block}{block}</dataset>\n")
+    other = block.replace("a.jpg", "b.jpg")  # one image listed in both blocks would count its faces twice: an error
+    (tmp_path / "f.xml").write_text(f"<?xml version='1.0'?>\n<dataset>{block}{other}</dataset>\n")
     assert len(read(tmp_path / "f.xml", load_images=False)) == 2
 
 

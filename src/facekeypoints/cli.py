@@ -42,6 +42,17 @@ def at_least(low: int, high: int | None = None):
     return parse
 
 
+def tta_degrees(text: str) -> float:
+    """An argparse type for --rotate-tta: degrees in [0, 90)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of degrees, got {text!r}") from None
+    if not 0 <= value < 90:
+        raise argparse.ArgumentTypeError(f"must be at least 0 and under 90 degrees, got {text}")
+    return value
+
+
 DEVICE_HELP = "cpu (default), auto (the GPU when there is one), cuda, cuda:N or mps"
 
 EXAMPLES = """examples:
@@ -78,7 +89,7 @@ def _cmd_data_convert(args: argparse.Namespace) -> int:
 
     from facekeypoints.data.convert import to_kaggle_task
     from facekeypoints.data.formats.io import read
-    from facekeypoints.data.formats.kaggle import write_kaggle_csv
+    from facekeypoints.data.formats.kaggle import MAX_ROWS, write_kaggle_csv
 
     if (args.to, args.size) != ("kaggle15", 96):  # checked first: converting can take a while
         raise ValueError(f"the Kaggle CSV holds kaggle15 faces at 96x96, not {args.to} at {args.size}x{args.size}; "
@@ -87,7 +98,13 @@ def _cmd_data_convert(args: argparse.Namespace) -> int:
         raise ValueError(f"{args.output}: a Kaggle CSV is written as .csv, .csv.gz or .zip")
     check_target(args.output, inputs=(args.src,))
     start = time.perf_counter()
-    faces, report = to_kaggle_task(read(args.src, skip_bad=args.skip_bad), args.to, size=args.size)
+    # labels first; each photo is then read, cut and dropped in turn (a folder of 12 MP photos held 1.75 GB)
+    data = read(args.src, skip_bad=args.skip_bad, load_images=False)
+    if len(data) > MAX_ROWS:  # before any photo is read: the crops alone would take len x 9 KB
+        raise ValueError(f"{args.src}: {len(data)} faces, over the {MAX_ROWS} rows a Kaggle CSV may hold; "
+                         "convert a part (a subfolder) at a time")
+    faces, report = to_kaggle_task(data, args.to, size=args.size, skip_bad=args.skip_bad)
+    del data
     write_kaggle_csv(faces, args.output)
     print(report)
     print(f"wrote {args.output} ({len(faces)} rows) in {time.perf_counter() - start:.1f} s")
@@ -132,7 +149,7 @@ def _cmd_data_info(args: argparse.Namespace) -> int:
     if data.skipped:
         where = f"; listed in {args.report}" if args.report else ""
         print(f"skipped {len(data.skipped)} bad rows{where}", file=sys.stderr)
-    return 0
+    return 1 if data.skipped else 0  # partial, as every --skip-bad command that left something out
 
 
 def _cmd_data_verify(args: argparse.Namespace) -> int:
@@ -216,7 +233,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from facekeypoints.train.config import default_recipe, load_config
     from facekeypoints.train.loop import fit
 
-    cfg = load_config(args.config or default_recipe(), args.set)
+    cfg = load_config(os.path.expanduser(args.config) if args.config else default_recipe(), args.set)
     if args.out:
         cfg.out_dir = os.path.expanduser(args.out)  # as the config's own paths are
     if args.resume and args.overwrite:
@@ -231,6 +248,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if summary["stop_reason"] == "diverged":
         print(f"diverged: the training loss became NaN or infinite in epoch {summary['epochs']}; lower train.lr "
               f"(best.pt holds the best finite epoch, if any)", file=sys.stderr)
+        return 1
+    if summary["best_epoch"] is None:  # every validation gave NaN: there is no model to use
+        print(f"error: no validated epoch gave a finite RMSE, so {summary['out_dir']}/best.pt was not written; see "
+              f"{summary['out_dir']}/metrics.csv", file=sys.stderr)
         return 1
     return 0
 
@@ -271,7 +292,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         from facekeypoints.models.weights import resolve_checkpoint
 
         runner = OnnxRunner(resolve_checkpoint(args.model))
-    result = _finite(evaluate(args.model, args.data, mirror_tta=args.mirror_tta, split=args.split, device=args.device,
+    result = _finite(evaluate(args.model, args.data, mirror_tta=args.mirror_tta, rotate_tta=args.rotate_tta,
+                              split=args.split, device=args.device,
                               runner=runner))
     if args.json:
         print(json.dumps(result, indent=2, allow_nan=False))
@@ -284,6 +306,12 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     for name, value in result["per_keypoint_rmse"].items():
         print(f"    {name:26s} {'-' if value is None else f'{value:.3f}'}")
     return 0
+
+
+def _tta_words(args: argparse.Namespace) -> str:
+    """How each face was predicted, for a summary line."""
+    looks = (["mirror"] if args.mirror_tta else []) + ([f"rotate +/-{args.rotate_tta:g} deg"] if args.rotate_tta else [])
+    return " + ".join(looks) + " TTA" if looks else "single pass"
 
 
 def _evaluate_photos(args: argparse.Namespace) -> int:
@@ -301,7 +329,7 @@ def _evaluate_photos(args: argparse.Namespace) -> int:
     labels, model = args.boxes == "labels", str(args.model or model_for(data.schema.name))
     detector = KeypointDetector(model, detector=None if labels else args.boxes,
                                 box_frame="landmarks" if labels else None, mirror_tta=args.mirror_tta,
-                                device=args.device)
+                                rotate_tta=args.rotate_tta, device=args.device)
     details: dict = {}
     r = evaluate_photos(data, detector, boxes=args.boxes, limit=args.limit, details=details)
     r["model"] = model  # the name asked for, not the file it resolved to
@@ -372,11 +400,12 @@ def _cmd_submit(args: argparse.Namespace) -> int:
         if Path(given).is_dir():
             raise ValueError(f"{given}: is a folder; give the CSV file")
     check_target(args.output, inputs=(args.test_csv, args.lookup))
-    detector = KeypointDetector(args.model, backend=args.backend, detector=None, mirror_tta=args.mirror_tta)
+    detector = KeypointDetector(args.model, backend=args.backend, detector=None, mirror_tta=args.mirror_tta,
+                                rotate_tta=args.rotate_tta)
     report = make_submission(detector, args.test_csv, args.lookup, args.output)
     clipped = f", RowIds {list(report.clipped_row_ids[:10])}{' ...' if report.clipped > 10 else ''}" if report.clipped else ""
     print(f"wrote {report.path}: {report.rows} rows, model {detector.runner.source} ({detector.card.model}, "
-          f"{'mirror TTA' if args.mirror_tta else 'single pass'}); {report.clipped} values clipped to the image{clipped}")
+          f"{_tta_words(args)}); {report.clipped} values clipped to the image{clipped}")
     return 0
 
 
@@ -399,8 +428,11 @@ def _cmd_grid(args: argparse.Namespace) -> int:
     if not configs:
         raise ValueError(f"{args.folder}: no .yaml configs" + (f" named or starting with {args.only}" if args.only else ""))
     rows = run_grid(configs, args.results, full=args.full, progress=not args.quiet)
-    print(f"{len(rows)} finished runs in {args.results} (table: {Path(args.results).with_suffix('.md')})")
-    return 0
+    finished = sum(not r.get("failed") for r in rows)
+    print(f"{finished} finished runs in {args.results} (table: {Path(args.results).with_suffix('.md')})")
+    for line in rows.failed:  # recorded as failed rows; the rest of the grid ran: exit 1, as a partial result
+        print(f"failed: {line}", file=sys.stderr)
+    return 1 if rows.failed else 0
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
@@ -446,6 +478,8 @@ def _add_train_commands(sub) -> None:
     p.add_argument("--report", metavar="DIR", help="photo datasets: also write DIR/index.html: error curve, NME by "
                    "region and turn, the best and worst faces drawn")
     p.add_argument("--mirror-tta", action="store_true", help="average with the prediction on the mirrored face")
+    p.add_argument("--rotate-tta", type=tta_degrees, default=0.0, metavar="DEG",
+                   help="also predict each face turned by +/-DEG degrees and average (3x the model time; 4 helps kaggle15)")
     p.add_argument("--device", default="cpu", help=DEVICE_HELP)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_evaluate)
@@ -454,6 +488,8 @@ def _add_train_commands(sub) -> None:
     p.add_argument("--lookup", required=True, help="IdLookupTable.csv")
     p.add_argument("--model", help="checkpoint (.pt) or shipped model name (kaggle15, ibug68); kaggle15 when omitted")
     p.add_argument("--mirror-tta", action="store_true", help="average with the prediction on the mirrored face")
+    p.add_argument("--rotate-tta", type=tta_degrees, default=0.0, metavar="DEG",
+                   help="also predict each face turned by +/-DEG degrees and average (3x the model time; 4 helps kaggle15)")
     p.add_argument("--backend", choices=["torch", "onnx"], help="default: onnx (ONNX Runtime) on the CPU")
     p.add_argument("-o", "--output", required=True, help="submission CSV to write")
     p.set_defaults(func=_cmd_submit)
@@ -527,7 +563,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         raise ValueError(f"--min-face and --max-side apply to the haar and cnn detectors, not {chosen!r}")
     detector = KeypointDetector(args.model, backend=args.backend, threads=args.threads, refine=not args.no_refine,
                                 detector=face_detector,
-                                mirror_tta=args.mirror_tta, device=args.device)
+                                mirror_tta=args.mirror_tta, rotate_tta=args.rotate_tta, device=args.device)
     if csvs:
         from facekeypoints.data.formats.io import detect_format
 
@@ -661,6 +697,8 @@ def _add_inference(sub) -> None:
     p.add_argument("--no-refine", action="store_true", help="one keypoint pass per face (no re-framing)")
     p.add_argument("--mirror-tta", action="store_true",
                    help="also predict each face mirrored and average (about twice the model time)")
+    p.add_argument("--rotate-tta", type=tta_degrees, default=0.0, metavar="DEG",
+                   help="also predict each face turned by +/-DEG degrees and average (3x the model time; 4 helps kaggle15)")
     p.add_argument("--max-pixels", type=at_least(0), default=100_000_000,
                    help="refuse larger images, from their header (default 100000000, under 1 GB each); 0: no limit")
     p.add_argument("--batch-size", type=at_least(1), default=16, help="images read and predicted together (default 16)")

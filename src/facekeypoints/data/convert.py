@@ -74,7 +74,7 @@ def _why_not_aligned(anchors: np.ndarray, schema: str) -> str:
     return f"its {labelled} kaggle15 alignment points all lie at one spot; no scale or rotation can be fitted"
 
 
-def to_kaggle_task(data: KeypointData, target: str = "kaggle15", *, size: int = 96
+def to_kaggle_task(data: KeypointData, target: str = "kaggle15", *, size: int = 96, skip_bad: bool = False
                    ) -> tuple[KeypointData, ConversionReport]:
     """Warp every face to a ``size`` x ``size`` grayscale crop framed like the Kaggle faces.
 
@@ -84,8 +84,13 @@ def to_kaggle_task(data: KeypointData, target: str = "kaggle15", *, size: int = 
     alignment points cannot be placed; they are left out and listed in ``report.not_aligned`` and,
     with the reason, in ``faces.skipped``. M = N - len(report.not_aligned); DataFormatError (naming
     ``data.source``) when M would be 0.
+
+    Labels read with ``load_images=False`` are converted too: each face's photo is then read from
+    ``data.paths`` when its turn comes and dropped after, so a folder of large photos is never all in
+    memory, and its labels are checked against its size as the readers check them. A photo that cannot
+    be used is an error; with ``skip_bad`` the face is left out and listed with the read's skipped rows.
     """
-    if data.images is None:
+    if data.images is None and not any(data.paths):
         raise ValueError(f"{data.source or 'data'} holds no images; read it with load_images=True")
     where = data.source or "data"
     try:
@@ -108,17 +113,53 @@ def to_kaggle_task(data: KeypointData, target: str = "kaggle15", *, size: int = 
     why = [(data.ids[i], _why_not_aligned(anchors[i], data.schema.name)) for i in np.flatnonzero(~placeable)]
     if not keep:
         raise DataFormatError(data.source or "data", _nothing_aligned(data, why))
-    images = [framing.warp_crops(_gray(data.image(i)), frames[i][None], size, antialias=False)[0] for i in keep]
+    images = np.empty((len(keep), size, size), np.uint8)  # filled in place: a list then a copy held them twice
+    converted, unusable = [], []
+    for i in keep:
+        try:
+            photo = _photo(data, i)
+        except (DataFormatError, OSError) as err:
+            if not skip_bad:
+                raise
+            unusable.append(str(err))
+            continue
+        images[len(converted)] = framing.warp_crops(_gray(photo), frames[i][None], size, antialias=False)[0]
+        converted.append(i)
+        del photo  # before the next one is read: one photo in memory at a time
+    report.read_skipped += unusable
+    if not converted:
+        raise DataFormatError(where, f"none of its {len(keep)} faces that can be aligned has a usable photo; "
+                              f"e.g. {unusable[0]}")
+    keep = converted
     kp = np.array([framing.to_crop(frames[i], labels[i]) for i in keep], np.float32)
     faces = KeypointData.from_arrays(
-        target, kp, images=np.asarray(images, dtype=np.uint8).reshape(len(keep), size, size),
+        target, kp, images=images[:len(keep)],
         ids=[data.ids[i] for i in keep], person=[data.person[i] for i in keep], source=data.source,
-        skipped=list(data.skipped) + [f"{data.source or 'data'}: face {face!r} not converted: {reason}"
+        skipped=list(data.skipped) + unusable + [f"{data.source or 'data'}: face {face!r} not converted: {reason}"
                                       for face, reason in why],
     )
     placed = np.array([framing.to_crop(frames[i], anchors[i]) for i in keep])
     _summarise(report, faces, placed, framing.template(size))
     return faces, report
+
+
+def _photo(data: KeypointData, i: int) -> np.ndarray:
+    """Face i's image: ``data.image(i)``, or, for labels read alone, its photo read now from ``data.paths``."""
+    if data.images is not None:
+        return data.image(i)
+    from facekeypoints.data.formats.checks import check_points
+    from facekeypoints.data.formats.landmarks import IMAGE_SUFFIXES
+    from facekeypoints.data.images import read_image
+
+    where = data.source or "data"
+    if not data.paths[i]:
+        raise DataFormatError(where, f"face {data.ids[i]!r}: no photo found beside its labels "
+                              f"(looked for {', '.join(IMAGE_SUFFIXES)})")
+    image = read_image(data.paths[i])
+    kp = data.keypoints[i]
+    check_points(where, kp, image.shape[:2], missing=np.isnan(kp).any(axis=1),
+                 names=[f"face {data.ids[i]!r}, point {k}" for k in range(len(kp))])
+    return image
 
 
 def _nothing_aligned(data: KeypointData, why: list[tuple[str, str]]) -> str:

@@ -45,6 +45,7 @@ import cv2
 import numpy as np
 
 from facekeypoints.data.dataset import DataFormatError
+from facekeypoints.data.walk import unreadable
 
 __all__ = ["read_image", "decode_image", "image_size", "decoder_warnings", "over_white", "to_uint8", "MAX_PIXELS", "OVER_LIMIT"]
 
@@ -183,12 +184,20 @@ def read_image(path: str | Path, *, max_pixels: int | None = MAX_PIXELS) -> np.n
     """Read an image file as (H, W, 3) RGB uint8 (see the module docstring for what is handled).
 
     ``max_pixels``: refuse images with more pixels than this (checked from the header before
-    decoding); None: no limit. Errors are ``FileNotFoundError`` or ``DataFormatError`` naming the file.
+    decoding); None: no limit. Errors are ``FileNotFoundError`` or ``DataFormatError`` naming the file,
+    a file the system will not read (no permission, an I/O error) included.
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such image file")
-    return _read(path, path, lambda: np.fromfile(path, dtype=np.uint8), path.stat().st_size, max_pixels)
+    try:
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no such image file")
+        return _read(path, path, lambda: np.fromfile(path, dtype=np.uint8), path.stat().st_size, max_pixels)
+    except FileNotFoundError:
+        raise
+    except OSError as err:
+        if err.filename is not None and str(err.filename) != str(path):  # e.g. the decoder's temporary file
+            raise
+        raise unreadable(path, err) from None
 
 
 def decode_image(data: bytes, *, max_pixels: int | None = MAX_PIXELS, name: str = "<upload>",

@@ -24,21 +24,42 @@ __all__ = ["describe", "format_description", "read_for_info"]
 _SHOWN_PATTERNS = 10
 
 
-def _image_size(data: KeypointData) -> list[int] | dict | None:
-    """[H, W] when every image has one size, a summary when sizes vary, None without images. Photos
-    beside the labels are sized from their headers (``image_size``): nothing is decoded."""
+def _photo_sizes(paths: list[str]) -> tuple[np.ndarray, list[str]]:
+    """((M, 2) [H, W] of the photos whose header gives a size, why each other photo has none)."""
+    sizes, unsized = [], []
+    for p in paths:
+        try:
+            width, height = image_size(p)
+        except OSError as err:  # e.g. no permission to read it
+            unsized.append(f"{p}: cannot read ({err.strerror or err})")
+            continue
+        if width * height == 0:
+            unsized.append(f"{p}: no image size in its header (not an image, or damaged)")
+        else:
+            sizes.append((height, width))
+    return np.array(sizes, dtype=np.int64).reshape(-1, 2), unsized
+
+
+def _image_size(data: KeypointData) -> tuple[list[int] | dict | None, list[str]]:
+    """([H, W] when every image has one size, a summary when sizes vary, None without images; the
+    photos left out of it, each with why). Photos beside the labels are sized from their headers
+    (``image_size``): nothing is decoded, and one whose size cannot be read is left out and named,
+    never counted as 0 x 0."""
+    unsized: list[str] = []
     if isinstance(data.images, np.ndarray):
-        return [int(data.images.shape[1]), int(data.images.shape[2])]
+        return [int(data.images.shape[1]), int(data.images.shape[2])], unsized
     if data.images is not None:
         sizes = np.array([image.shape[:2] for image in data.images], dtype=np.int64).reshape(-1, 2)
     elif data.paths is not None and len(data.paths) and all(p is not None and Path(p).is_file() for p in data.paths):
-        sizes = np.array([image_size(p)[::-1] for p in data.paths], dtype=np.int64).reshape(-1, 2)
+        sizes, unsized = _photo_sizes(data.paths)
     else:
-        return None
+        return None, unsized
+    if not len(sizes):
+        return None, unsized
     distinct = {tuple(size) for size in sizes.tolist()}
     if len(distinct) == 1:
-        return list(distinct.pop())
-    return {"distinct": len(distinct), "min": sizes.min(axis=0).tolist(), "max": sizes.max(axis=0).tolist()}
+        return list(distinct.pop()), unsized
+    return {"distinct": len(distinct), "min": sizes.min(axis=0).tolist(), "max": sizes.max(axis=0).tolist()}, unsized
 
 
 def describe(data: KeypointData) -> dict:
@@ -47,11 +68,13 @@ def describe(data: KeypointData) -> dict:
     Keys: ``source``, ``schema``, ``rows``, ``image_size`` ([H, W]; {"distinct", "min", "max"} when
     sizes vary; None for label-only data), ``fully_labelled`` (rows with all K keypoints),
     ``labelled_per_keypoint`` ({name: rows labelled}), ``missing_patterns`` ([{"labelled": [names],
-    "count": rows}], most common first) and ``skipped`` (rows a skip_bad read left out).
+    "count": rows}], most common first), ``skipped`` (rows a skip_bad read left out) and
+    ``unsized_images`` (photos whose size cannot be read, each "path: why"; left out of ``image_size``).
     """
     mask = data.labelled_mask()  # (N, K)
     names = data.schema.keypoints
     patterns: list[dict] = []
+    size, unsized = _image_size(data)
     if len(data):
         unique, counts = np.unique(mask, axis=0, return_counts=True)
         for k in np.argsort(-counts, kind="stable"):
@@ -60,11 +83,12 @@ def describe(data: KeypointData) -> dict:
         "source": data.source,
         "schema": data.schema.name,
         "rows": len(data),
-        "image_size": _image_size(data),
+        "image_size": size,
         "fully_labelled": int(data.fully_labelled().sum()),
         "labelled_per_keypoint": {name: int(n) for name, n in zip(names, mask.sum(axis=0))},
         "missing_patterns": patterns,
         "skipped": len(data.skipped),
+        "unsized_images": unsized,
     }
 
 
@@ -86,14 +110,17 @@ def _percent(count: int, total: int) -> str:
 
 def format_description(info: dict) -> str:
     """The ``describe`` dict as a readable table (what ``facekeypoints data info`` prints)."""
-    rows, size = info["rows"], info["image_size"]
+    rows, size, unsized = info["rows"], info["image_size"], info.get("unsized_images", [])
     if size is None:
-        size_text = "no images (labels only)"
+        size_text = "no images (labels only)" if not unsized else "none readable"
     elif isinstance(size, list):
         size_text = f"{size[0]} x {size[1]} (H x W)"
     else:
         (h0, w0), (h1, w1) = size["min"], size["max"]
         size_text = f"{size['distinct']} sizes, from {h0} x {w0} to {h1} x {w1}"
+    if unsized:
+        more = f" (and {len(unsized) - 3} more: --json lists all)" if len(unsized) > 3 else ""
+        size_text += f"; {len(unsized)} photo{'s' * (len(unsized) > 1)} left out: {'; '.join(unsized[:3])}{more}"
     names = list(info["labelled_per_keypoint"])
     lines = [
         f"source          {info['source']}",

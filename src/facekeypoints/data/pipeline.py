@@ -79,13 +79,20 @@ def faces_digest(data: KeypointData) -> int:
     return int(digest.hexdigest()[:12], 16)
 
 
-def load_splits(d: DataConfig, size: int) -> tuple[KeypointData, KeypointData, dict]:
+def load_splits(d: DataConfig, size: int, *,
+                need_labels: tuple[str, ...] = ()) -> tuple[KeypointData, KeypointData, dict]:
     """Read the training data, frame faces at ``size`` x ``size``, apply the missing-label
     strategy, and split (by person when known).
 
+    ``need_labels``: the parts ("train", "val") that must hold at least one labelled point (training
+    asks for both, or only "val" with a teacher), else ValueError naming the file and the part.
     Returns (train, val, report) where report says how many rows each step kept or changed.
     """
-    data = read(d.train)
+    whole_train = "train" in need_labels and not d.complete_labels  # completed labels may fill an unlabelled file
+    data = _check_readable(read(d.train), d.train, "data.train", labels=whole_train)
+    val_read = _check_readable(read(d.val), d.val, "data.val", labels="val" in need_labels) if d.val else None
+    if val_read is not None:
+        _check_disjoint(data, val_read, d)
     if d.persons:
         data = attach_person(data, d.persons)
     data = frame_faces(data, d.schema, d.frame, size)
@@ -93,9 +100,9 @@ def load_splits(d: DataConfig, size: int) -> tuple[KeypointData, KeypointData, d
     completed = data
     if d.complete_labels:
         completed, report["completed"] = complete_labels(data, read(d.complete_labels, load_images=False))
-    if d.val:
+    if val_read is not None:
         train = completed
-        val = frame_faces(read(d.val), d.schema, d.frame, size)
+        val = frame_faces(val_read, d.schema, d.frame, size)
     elif d.split == "imm":
         in_train = imm_train_mask(data)
         train, val = completed.subset(in_train), data.subset(~in_train)
@@ -103,11 +110,60 @@ def load_splits(d: DataConfig, size: int) -> tuple[KeypointData, KeypointData, d
         parts = split_indices(data, d.split, seed=d.split_seed)
         train, val = completed.subset(parts[0]), data.subset(parts[1])
     train, missing_report = handle_missing(train, d.missing)
+    for faces, part, name in ((train, "training", "train"), (val, "validation", "val")):
+        if name in need_labels and not _labelled_points(faces):  # nothing to learn, or a best epoch chosen on nothing
+            key = "data.val" if part == "validation" and d.val else "data.train"
+            where = f"among its {len(faces)} {part} faces" if d.val else \
+                f"in the {part} part of its split ({len(faces)} faces)"
+            raise ValueError(f"{getattr(d, key[5:])} ({key}): no labelled point {where} (every keypoint is missing), "
+                             f"so there is nothing to {'learn from' if part == 'training' else 'validate on'}"
+                             + ("" if d.val else "; give data.train more labelled faces, or another data.split"))
     report.update(train=len(train), val=len(val), missing=missing_report,
                   by_person=all(p is not None for p in data.person))
     overlap = {p for p in train.person if p is not None} & {p for p in val.person if p is not None}
     report["persons_in_both"] = len(overlap)
     return train, val, report
+
+
+def _labelled_points(data: KeypointData) -> int:
+    """How many keypoints of ``data`` have both coordinates."""
+    return int(np.isfinite(data.keypoints).all(-1).sum())
+
+
+def _check_readable(data: KeypointData, path: str, key: str, labels: bool = True) -> KeypointData:
+    """``data`` as read from ``path`` (setting ``key``), if a run can use it: images, and (``labels``)
+    at least one labelled point. Checked as soon as the file is read, before framing and splitting."""
+    if data.images is None:
+        raise ValueError(f"{path} ({key}): has no images (labels only); training needs the Image column "
+                         "(a Kaggle training CSV with images, or a photo dataset)")
+    if labels and not _labelled_points(data):
+        raise ValueError(f"{path} ({key}): has no labelled points (every keypoint of its {len(data)} faces is "
+                         "missing, as in a test file); a run needs labelled faces to "
+                         f"{'learn from' if key == 'data.train' else 'validate on'}")
+    return data
+
+
+def _fingerprint(image: np.ndarray) -> bytes:
+    """A hash of a face's pixels (and shape): the same image in two files has the same one."""
+    image = np.ascontiguousarray(image)
+    return hashlib.blake2b(image.tobytes() + repr(image.shape).encode(), digest_size=16).digest()
+
+
+def _check_disjoint(train: KeypointData, val: KeypointData, d: DataConfig) -> None:
+    """A separate data.val must not hold data.train's faces (a copy under another name, or rows of it):
+    validation would score faces the model trained on. Compared by pixels, whatever the file names."""
+    seen = {_fingerprint(image) for image in train.images}
+    shared = [i for i, image in enumerate(val.images) if _fingerprint(image) in seen]
+    if not shared:
+        return
+    if len(shared) == len(val):
+        what = f"all {len(val)} of its faces are in data.train ({d.train})"
+    else:
+        ids = ", ".join(str(val.ids[i]) for i in shared[:3])
+        what = f"{len(shared)} of its {len(val)} faces are also in data.train ({d.train}; e.g. {ids})"
+    raise ValueError(f"{d.val} (data.val): {what}, the same pixels: validation would score faces the model trained "
+                     "on; give validation faces that are not in data.train, or leave data.val out to split data.train "
+                     "by person")
 
 
 def frame_faces(data: KeypointData, schema: str, frame: str, size: int) -> KeypointData:

@@ -2,14 +2,21 @@
 
 Why not ``Path.rglob``: it does not follow linked folders and it passes over a folder it cannot
 list without a word; a reader or a predict run must do neither silently.
+
+Also what the file system refuses, worded once for every reader: ``unreadable`` (no permission, an
+I/O error) and ``not_found`` (nothing there, a link to nothing, a link loop), and ``data_files``,
+the files a data reader or format detection sees in a folder.
 """
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 from typing import Callable
 
-__all__ = ["walk_files"]
+from facekeypoints.data.dataset import DataFormatError
+
+__all__ = ["walk_files", "data_files", "unreadable", "not_found"]
 
 
 def walk_files(folder: str | Path, *, onerror: Callable[[OSError], None] | None = None,
@@ -30,3 +37,38 @@ def walk_files(folder: str | Path, *, onerror: Callable[[OSError], None] | None 
         dirs[:] = [d for d in dirs if not skip(Path(here) / d)]
         files += [Path(here) / n for n in names]
     return sorted(files)
+
+
+def unreadable(path: str | Path, err: OSError, what: str = "cannot read") -> DataFormatError:
+    """The DataFormatError for a file (or, with ``what="cannot list this folder"``, a folder) the
+    operating system refused: ``f/b.pts: cannot read (Permission denied)``. Readers raise it as any
+    other bad input, so ``skip_bad`` lists the file and reads the rest."""
+    return DataFormatError(path, f"{what} ({err.strerror or err})")
+
+
+def not_found(path: str | Path) -> Exception:
+    """What to raise for a path that leads to no file or folder: a link to nothing or a link loop is
+    bad input named as such (DataFormatError); a name with nothing behind it is FileNotFoundError."""
+    path = Path(path)
+    try:
+        os.stat(path)
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            return DataFormatError(path, "is a link loop (the link leads back to itself), not a file")
+        if err.errno == errno.ENOENT and os.path.islink(path):
+            return DataFormatError(path, f"is a link to nothing ({os.readlink(path)} does not exist)")
+        if err.errno not in (errno.ENOENT, errno.ENOTDIR):  # no permission, an I/O error
+            return unreadable(path, err)
+    return FileNotFoundError(f"{path}: no such file or folder")
+
+
+def data_files(folder: str | Path, problems: list[DataFormatError]) -> list[Path]:
+    """``walk_files`` as the data readers and format detection search a folder, sorted: macOS's
+    ``__MACOSX`` folders and ``._*`` resource forks are not data and are passed over (as the zip
+    readers do); each folder that cannot be listed, ``folder`` itself included, is appended to
+    ``problems`` as a DataFormatError naming it, for the caller to raise or list as skipped."""
+    def unlistable(err: OSError) -> None:
+        problems.append(unreadable(err.filename or folder, err, "cannot list this folder"))
+
+    return [f for f in walk_files(folder, onerror=unlistable, skip=lambda sub: sub.name == "__MACOSX")
+            if not f.name.startswith("._")]

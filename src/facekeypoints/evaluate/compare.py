@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -81,6 +82,13 @@ def read_run(run_dir: str | Path) -> dict:
     run = Path(run_dir)
     metrics = run / "metrics.csv"
     if not metrics.is_file():
+        if not run.exists():
+            raise FileNotFoundError(f"{run}: no such run folder")
+        held = [name for name in ("config.json", "last.pt") if (run / name).is_file()]
+        if run.is_dir() and held:  # a run stopped (or still running) in its first epoch
+            raise ValueError(f"{run}: no finished epoch yet (it holds {' and '.join(held)} but no metrics.csv, "
+                             "which training writes at the end of each epoch); compare it once its first epoch has "
+                             "finished (`facekeypoints train ... --resume` continues a stopped run)")
         raise FileNotFoundError(f"{run}: no metrics.csv; is this a facekeypoints run directory?")
     history = _read_history(metrics)
     model = _read_model_name(run / "config.json")
@@ -107,12 +115,12 @@ def compare_runs(run_dirs: list[str], report_dir: str | None = None) -> Comparis
     Every run is read first: a damaged one is a ValueError naming it and its file (see
     :func:`read_run`), before anything is written. In the report, a run whose training data or
     best.pt cannot be read keeps its row and curves; its other figures are left out with a note."""
+    _check_distinct(run_dirs)
     runs = [read_run(r) for r in run_dirs]
-    names = [r["name"] for r in runs]
-    for r in runs:  # same folder name in two places: say which
-        if names.count(r["name"]) > 1:
-            r["name"] = f"{Path(r['dir']).parent.name}/{r['name']}"
-    header = f"{'run':28s} {'model':16s} {'epoch':>5s} {'train loss':>10s} {'val loss':>9s} {'RMSE':>7s} {'MAE':>7s} {'minutes':>8s}"
+    for r, name, stem in zip(runs, *_unique_names([r["dir"] for r in runs])):
+        r["name"], r["stem"] = name, stem
+    width = max([28] + [len(r["name"]) for r in runs])  # a long name is never cut to another's
+    header = f"{'run':{width}s} {'model':16s} {'epoch':>5s} {'train loss':>10s} {'val loss':>9s} {'RMSE':>7s} {'MAE':>7s} {'minutes':>8s}"
     lines = [header, "-" * len(header)]
     rows = []
     for r in runs:
@@ -122,7 +130,7 @@ def compare_runs(run_dirs: list[str], report_dir: str | None = None) -> Comparis
                "minutes": r["history"][-1].get("minutes")}
         rows.append(row)
         fmt = lambda v, w, p: f"{v:{w}.{p}f}" if v is not None else f"{'-':>{w}s}"  # noqa: E731
-        lines.append(f"{row['run'][:28]:28s} {row['model'][:16]:16s} {row['epoch']:5d} {fmt(row['train_loss'], 10, 4)} "
+        lines.append(f"{row['run']:{width}s} {row['model'][:16]:16s} {row['epoch']:5d} {fmt(row['train_loss'], 10, 4)} "
                      f"{fmt(row['val_loss'], 9, 4)} {fmt(row['rmse'], 7, 3)} {fmt(row['mae'], 7, 3)} {fmt(row['minutes'], 8, 1)}")
     table = "\n".join(lines)
     if not report_dir:
@@ -135,6 +143,51 @@ def compare_runs(run_dirs: list[str], report_dir: str | None = None) -> Comparis
             tmp.write_text(text, encoding="utf-8")
     table += f"\nreport written to {out}/ (open {out / 'index.html'})"
     return Comparison(table, [f"{r['dir']}: {notes[r['name']]}" for r in runs if r["name"] in notes])
+
+
+def _check_distinct(run_dirs: list[str]) -> None:
+    """Refuse a run folder given twice (also as another path to it, or through a link): its row and
+    figures would be shown twice as if two runs agreed."""
+    seen: dict[tuple, str] = {}
+    for given in run_dirs:
+        path = Path(given)
+        try:
+            st = path.stat()
+            key = ("inode", st.st_dev, st.st_ino)
+        except OSError:  # read_run says what is wrong with it
+            key = ("path", os.path.abspath(path))
+        if key in seen:
+            same = "twice" if str(given) == seen[key] else f"twice ({seen[key]} and {given} are the same folder)"
+            raise ValueError(f"{given}: the same run is given {same}; give each run once")
+        seen[key] = str(given)
+
+
+def _unique_names(dirs: list[str]) -> tuple[list[str], list[str]]:
+    """Each run's name, its folder's name, or where two runs share it, the shortest ending of their
+    paths that tells them apart (a/x/r and b/x/r: a/x/r and b/x/r, not x/r twice); and from the
+    names, file-name stems for the report's figures that are unique too (x/r and a folder named
+    x_r would both be x_r)."""
+    parts = [Path(os.path.abspath(d)).parts for d in dirs]
+
+    def ending(p, k):
+        return "/".join(x.strip("/") for x in p[-k:] if x.strip("/")) or "/"
+
+    names = []
+    for i, p in enumerate(parts):
+        k = 1
+        while k < len(p) and any(ending(p, k) == ending(q, k) for j, q in enumerate(parts) if j != i):
+            k += 1
+        names.append(ending(p, k))
+    stems, taken = [], set()
+    for name in names:
+        stem = base = name.replace("/", "_") or "run"
+        n = 1
+        while stem in taken:
+            n += 1
+            stem = f"{base}_{n}"
+        taken.add(stem)
+        stems.append(stem)
+    return names, stems
 
 
 def write_report(runs: list[dict], out: Path) -> tuple[list[Path], dict[str, str]]:
@@ -196,7 +249,7 @@ def _index_html(rows: list[dict], runs: list[dict], figures: list[Path], notes: 
     names = {f.name for f in figures}
     sections = []
     for run in runs:
-        stem = run["name"].replace("/", "_")
+        stem = run.get("stem") or run["name"].replace("/", "_")
         images = [(f"{stem}_{kind}.png", title) for kind, title in
                   (("per_keypoint", "per-keypoint validation RMSE"), ("best_worst", "best and worst validation faces"),
                    ("filters", "first-layer filters"))]
@@ -216,7 +269,7 @@ def _index_html(rows: list[dict], runs: list[dict], figures: list[Path], notes: 
 
 def _run_figures(run: dict, ckpt_path: Path, out: Path, plt, notes: dict[str, str]) -> list[Path]:
     """The run's figures; what cannot be drawn is noted in ``notes`` under the run's name."""
-    name = run["name"].replace("/", "_")
+    name = run.get("stem") or run["name"].replace("/", "_")
     try:
         runner = TorchRunner.load(ckpt_path)
     except ValueError as err:  # CheckpointError: damaged, or not a keypoint model

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import difflib
+import math
 import re
 import shutil
 import tempfile
@@ -41,6 +42,7 @@ from importlib import resources
 from pathlib import Path
 
 import cv2
+import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
@@ -73,16 +75,22 @@ class _Models:
         # A snapshot of each model file taken at start-up: every worker thread reads the same weights
         # as the card /v1/models shows, even if the file is replaced or removed while serving.
         self._snapshot = tempfile.TemporaryDirectory(prefix="facekeypoints-serve-")
-        self.paths = {}
+        self.paths, self.sources = {}, {}
         for name, path in models.items():
             source = Path(path)
             if source.is_file():
                 copy = Path(self._snapshot.name) / f"{len(self.paths)}{source.suffix}"
                 shutil.copyfile(source, copy)
-                self.paths[name] = copy
+                self.paths[name], self.sources[name] = copy, str(path)
             else:
                 self.paths[name] = path  # a shipped model's name: inside the package
         self._local = threading.local()
+
+    def user_words(self, name: str, message: str) -> str:
+        """``message`` with model ``name``'s snapshot path replaced by the file the user gave."""
+        if name in self.sources:
+            message = message.replace(str(self.paths[name]), self.sources[name])
+        return message
 
     def get(self, model: str, detector: str) -> KeypointDetector:
         cache = self._local.__dict__.setdefault("detectors", {})
@@ -105,9 +113,11 @@ def create_app(models: dict[str, str | Path] | None = None, *, detector: str = "
     loaded, cards = _Models(models), {}
     for name in models:  # at start-up, not on a client's request: a bad file or detector stops the server here
         try:
-            cards[name] = loaded.get(name, detector).card.summary()
-        except (ValueError, FileNotFoundError, OSError) as err:
-            raise ValueError(f"model {name!r}: {err}") from None
+            pipeline = loaded.get(name, detector)
+            _check_finite_weights(pipeline.runner, loaded.sources.get(name, str(models[name])))
+            cards[name] = _finite(pipeline.card.summary())  # a diverged run's val_rmse is NaN: JSON null
+        except (ValueError, FileNotFoundError, OSError) as err:  # the user's file named, not our snapshot of it
+            raise ValueError(f"model {name!r}: {loaded.user_words(name, str(err))}") from None
     page_html = resources.files("facekeypoints").joinpath("serve", "static", "index.html").read_text()
     default_model = "kaggle15" if "kaggle15" in models else next(iter(models))
     app = FastAPI(title="facekeypoints", summary="Faces and their keypoints in a photo.",
@@ -177,12 +187,63 @@ def create_app(models: dict[str, str | Path] | None = None, *, detector: str = "
             kind = "image/png" if drawing.startswith(b"\x89PNG") else "image/jpeg"
             return Response(drawing, media_type=kind, headers={"X-Notes": " | ".join(notes)} if notes else None)
         body = result.to_dict()
+        broken = sum(not np.isfinite(face.keypoints).all() for face in result.faces)
+        if broken:  # as `predict` reports them; the points themselves are JSON null
+            notes = notes + [f"the model gave non-finite keypoints for {broken} of {len(result.faces)} faces "
+                             "(null)"]
         body.update(source="upload", model=cards[model], detector=chosen, **({"notes": notes} if notes else {}))
         body["timings"] = {**body.get("timings", {}), "upload": round((received - start) * 1000, 3),
                            "total": round((time.perf_counter() - start) * 1000, 3)}
-        return JSONResponse(body)
+        return JSONResponse(_finite(body))  # NaN or infinity anywhere is null: never a 500 for bad JSON
 
     return app
+
+
+def _finite(value):
+    """``value`` with every NaN or infinite float made None (JSON has no NaN)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+def _check_finite_weights(runner, source: str) -> None:
+    """Refuse a model whose weights hold NaN or infinity (a diverged run's last.pt): it would answer
+    every request with no keypoints. ValueError naming ``source``, the file the user gave."""
+    bad, total = _nonfinite_weights(runner)
+    if bad:
+        raise ValueError(f"{source}: {bad} of the model's {total} weight tensors hold NaN or infinite values (a "
+                         "diverged training run's last.pt?), so it predicts no keypoints; serve a checkpoint with "
+                         "finite weights, e.g. the run's best.pt")
+
+
+def _nonfinite_weights(runner) -> tuple[int, int]:
+    """(tensors with a NaN or infinite value, tensors) of a torch or ONNX Runtime runner's weights."""
+    model = getattr(runner, "model", None)
+    if model is not None:  # TorchRunner: parameters and buffers (BatchNorm's running statistics)
+        import torch
+
+        tensors = [t for t in (*model.parameters(), *model.buffers()) if t.is_floating_point()]
+        return sum(not bool(torch.isfinite(t).all()) for t in tensors), len(tensors)
+    path = getattr(runner, "_path", None)
+    if path is None:  # a runner of another kind: nothing to look at
+        return 0, 0
+    import onnx
+    from onnx import numpy_helper
+
+    try:
+        graph = onnx.load(str(path)).graph
+    except Exception:  # ONNX Runtime read it; a file the onnx package cannot parse is left unchecked here
+        return 0, 0
+    arrays = [numpy_helper.to_array(t) for t in graph.initializer]
+    for node in graph.node:  # constant folding may keep weights as Constant nodes
+        if node.op_type == "Constant":
+            arrays += [numpy_helper.to_array(a.t) for a in node.attribute if a.name == "value" and a.HasField("t")]
+    arrays = [a for a in arrays if np.issubdtype(a.dtype, np.floating)]
+    return sum(not np.isfinite(a).all() for a in arrays), len(arrays)
 
 
 def _predict(loaded: _Models, model: str, detector: str, data: bytes, max_pixels: int | None, draw: bool):

@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import warnings
 from dataclasses import dataclass, field
 from importlib import resources
@@ -32,6 +33,7 @@ from facekeypoints.data.augment import Augment
 from facekeypoints.data.pipeline import DataConfig
 from facekeypoints.data.preprocess import Preprocess
 from facekeypoints.models import check_model_options
+from facekeypoints.models.device import AMP_MODES
 from facekeypoints.settings import SettingsError, from_dict, load_yaml, read_yaml
 from facekeypoints.train.losses import check_loss_params
 
@@ -46,6 +48,10 @@ class ModelConfig:
     name: str = "keypoint_net"
     pretrained: str | bool = False  # a local weights file, or True to let the library download
     options: dict = field(default_factory=dict)  # the model's own keywords, e.g. {stem_stride: 4}
+
+
+OPTIMIZERS = ("adam", "adamw")
+SCHEDULERS = ("cosine", "step", "plateau", "none")
 
 
 @dataclass
@@ -98,6 +104,13 @@ class TrainConfig:
             raise ValueError(f"train.ema must be in [0, 1) (a decay per step; 0 = off), got {self.ema!r}")
         if not 0 < self.gamma <= 1:
             raise ValueError(f"train.gamma must be in (0, 1], got {self.gamma!r}")
+        # the words, checked here rather than when training builds them (after minutes of reading data)
+        for key, known in (("optimizer", OPTIMIZERS), ("scheduler", SCHEDULERS), ("amp", AMP_MODES)):
+            if getattr(self, key) not in known:
+                raise ValueError(f"train.{key}: {getattr(self, key)!r} is not one of {', '.join(known)}")
+        if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", str(self.device)):
+            raise ValueError(f"train.device: {self.device!r} is not one of auto, cpu, cuda, cuda:N, mps")
+        # whether the device is there is checked when training starts (a config may be written for another machine)
 
 
 @dataclass
@@ -146,10 +159,35 @@ def recipe_values(values: dict) -> dict:
 
 
 def _check_together(cfg: Config) -> None:
-    """Settings that mean nothing without another."""
+    """Settings that mean nothing without another. One left at its default is never refused: only a
+    value that was given and would be ignored."""
     if cfg.train.label_offset and cfg.augment.flip_prob == 0:
         raise ConfigError("train.label_offset is learnt from mirrored faces; with augment.flip_prob 0 there are "
                           "none (without mirroring the network learns the labellers' habit itself): set one or the other")
+    t, train_default = cfg.train, TrainConfig()
+    if t.amp == "fp16" and t.device == "cpu":
+        raise ConfigError("train.amp fp16 needs a GPU (float16 has no fast CPU kernels), and train.device is cpu; use "
+                          "train.amp bf16 on the CPU")
+    if not t.teacher:
+        for key in ("distill_weight", "teacher_max_disagreement"):
+            if getattr(t, key) != getattr(train_default, key):
+                raise ConfigError(f"train.{key} {getattr(t, key)!r} has no effect without train.teacher (it applies to "
+                                  f"the teacher's targets); set train.teacher, or leave train.{key} out")
+    for key, users in (("step_size", ("step",)), ("gamma", ("step", "plateau"))):
+        if t.scheduler not in users and getattr(t, key) != getattr(train_default, key):
+            raise ConfigError(f"train.{key} {getattr(t, key)!r} has no effect with train.scheduler {t.scheduler!r} "
+                              f"(used only by train.scheduler {' and '.join(users)}); set train.scheduler: "
+                              f"{users[0]}, or leave train.{key} out")
+    d, data_default = cfg.data, DataConfig()
+    if d.val is not None and d.split == "imm":  # which people are held out: a choice data.val would overrule
+        raise ConfigError(f"data.split 'imm' (IMM's people 33-40 as validation) has no effect with data.val "
+                          f"{d.val} (validation is data.val, data.train is all training); leave out one or the other")
+    if d.val is not None:  # ratios are only how much to hold out: said, not refused (a file's split, --set data.val)
+        unused = [f"data.{key} {getattr(d, key)!r}" for key in ("split", "split_seed")
+                  if getattr(d, key) != getattr(data_default, key)]
+        if unused:
+            warnings.warn(f"{' and '.join(unused)} not used: data.val {d.val} is the validation set and all of "
+                          "data.train trains", stacklevel=2)
 
 
 def _merge(cfg: Config, values: dict) -> Config:
@@ -174,8 +212,19 @@ def _check(cfg: Config) -> Config:
     if not cfg.out_dir.strip():
         raise ConfigError("out_dir: empty; a run needs a folder of its own (e.g. runs/my_run)")
     _expand_home(cfg)
+    _check_schema(cfg)
     _check_model_builds(cfg)
     return cfg
+
+
+def _check_schema(cfg: Config) -> None:
+    """data.schema named as the setting at fault (the model build below would be blamed otherwise)."""
+    from facekeypoints.schema import load_schema
+
+    try:
+        load_schema(cfg.data.schema)
+    except ValueError as err:
+        raise ConfigError(f"data.schema: {err}") from None
 
 
 def _expand_home(cfg: Config) -> None:

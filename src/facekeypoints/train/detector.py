@@ -61,6 +61,7 @@ class FacePool:
                 train_rows = split_indices(data, [0.8, 0.2], seed=0)[0]  # training people only
             except ValueError as err:
                 raise ValueError(f"{ytf68}: --ytf68 {err}") from None
+            _check_boxes(data, train_rows, "--ytf68")
             for i in train_rows:
                 images.append(data.image(i))
                 boxes.append(_landmark_box(data.keypoints[i]))
@@ -74,12 +75,41 @@ class FacePool:
                 train_mask = imm_train_mask(data)
             except ValueError as err:
                 raise ValueError(f"{imm}: --imm {err}") from None
+            _check_boxes(data, np.flatnonzero(train_mask), "--imm")
             for i in np.flatnonzero(train_mask):  # people 1-32
                 images.append(data.image(i))
                 boxes.append(_landmark_box(data.keypoints[i]))
         if not images:
             raise ValueError("no faces to train a detector on: give ytf68 and/or IMM data")
         return cls(images, np.array(boxes, np.float64))
+
+
+def _outline(schema) -> list[int]:
+    """The landmarks that bound a face (jaw line and eyebrows): its landmark box is theirs."""
+    return [k for k, name in enumerate(schema.keypoints) if name.startswith("jaw_") or "eyebrow" in name]
+
+
+def _check_boxes(data, rows, option: str) -> None:
+    """Refuse training rows whose landmarks cannot give the face's box: the box is the bounding box
+    of all the face's landmarks, so every point of the outline (jaw line and eyebrows) must be there;
+    a row with only some (five jaw points) would teach the detector a box of part of a face.
+    ValueError naming the file and each such row (its image)."""
+    outline = _outline(data.schema)
+    labelled = np.isfinite(data.keypoints).all(-1)  # (N, K)
+    bad = [i for i in rows if not labelled[i, outline].all()]
+    if not bad:
+        return
+    k = data.schema.num_keypoints
+    where = []
+    for i in bad[:3]:
+        missing = [data.schema.keypoints[j] for j in outline if not labelled[i, j]]
+        row = f"row {i + 1} ({data.ids[i]})" if Path(data.source).is_file() else str(data.paths[i] or data.ids[i])
+        where.append(f"{row}: {k - int(labelled[i].sum())} of {k} landmarks missing, among them {missing[0]}"
+                     + (f" and {len(missing) - 1} more of the outline" if len(missing) > 1 else ""))
+    more = f"; and {len(bad) - 3} more such rows" if len(bad) > 3 else ""
+    raise ValueError(f"{data.source}: {option} {'; '.join(where)}{more}: a face's box is the bounding box of its "
+                     f"landmarks, so each training face needs its whole jaw line and both eyebrows; label or remove "
+                     f"{'these rows' if len(bad) > 1 else 'this row'}")
 
 
 def _landmark_box(points: np.ndarray) -> np.ndarray:

@@ -4,8 +4,11 @@
 validation part (single pass: RMSE, MAE, NME) and records a row per finished run in a results file
 (``results/seeds.json``, committed), with a Markdown table beside it. A config whose row is already
 there, for the same config content, is skipped; a run that was stopped resumes from its last.pt;
-a stopped grid started again picks up where it was. ``--full`` trains the epoch counts the source
-reports used (their ``reference.epochs``), on the GPU when there is one, into separate run folders.
+a stopped grid started again picks up where it was. A run that ends with no best.pt (it diverged
+before any finite validation score, or was never validated) is recorded as failed, with the reason
+(``failed``, no scores), and the grid goes on with the next config; a later grid tries a failed
+config again from scratch. ``--full`` trains the epoch counts the source reports used (their
+``reference.epochs``), on the GPU when there is one, into separate run folders.
 
 Examples
 --------
@@ -26,9 +29,9 @@ from facekeypoints.atomic import atomic_path, check_target
 from facekeypoints.evaluate.runner import evaluate
 from facekeypoints.train.config import Config, load_config, recipe_values
 from facekeypoints.train.distill import check_teacher
-from facekeypoints.train.loop import fit
+from facekeypoints.train.loop import check_machine, fit
 
-__all__ = ["run_grid", "markdown_table", "config_digest"]
+__all__ = ["run_grid", "markdown_table", "config_digest", "GridRows"]
 
 _COLUMNS = [("config", "run (config)"), ("model", "model"), ("data", "split, labels"), ("epochs", "epochs"),
             ("minutes", "train minutes"), ("device", "device"), ("rmse", "RMSE px"), ("mae", "MAE px"),
@@ -76,11 +79,64 @@ def _trained_config(out: Path) -> dict:
     return saved["config"]
 
 
-def _run_one(cfg: Config, progress: bool, echo) -> dict:
-    """Train (or resume) one config and score it: its row. KeyboardInterrupt when training was
-    interrupted (last.pt saved), so that the grid stops and says so with its exit code."""
+class GridRows(list):
+    """The rows :func:`run_grid` returns (every row of the results file), with ``failed``: the
+    configs that failed in this call, as "name: why" lines (their rows carry ``failed`` too)."""
+
+    def __init__(self, rows=(), failed=()):
+        super().__init__(rows)
+        self.failed = list(failed)
+
+
+def _no_best_reason(summary: dict, out: Path) -> str:
+    """Why a finished run left no best.pt: the run's own stop reason, in words."""
+    epochs = summary.get("epochs")
+    if summary["stop_reason"] == "diverged":
+        return (f"diverged: the training loss became NaN or infinite in epoch {epochs}, before any epoch had a "
+                f"finite validation score, so there is no best.pt to score (lower train.lr)")
+    validated = _validated_epochs(out / "metrics.csv")
+    count = f"{epochs} epoch{'' if epochs == 1 else 's'}"
+    stop = {"epochs": f"ran its {count}", "early_stopping": f"stopped early (train.patience) after {count}",
+            "time_limit": f"hit train.time_limit_min after {count}"}.get(
+        summary["stop_reason"], f"stopped ({summary['stop_reason']}) after {count}")
+    if validated:
+        which = "its one validation" if validated == 1 else f"all {validated} of its validations"
+        return (f"no finite validation score: the run {stop} and {which} gave a NaN or infinite RMSE, so there is "
+                "no best.pt to score")
+    return (f"never validated: the run {stop} before its first validation (every train.log_every epochs), so there "
+            "is no best.pt to score")
+
+
+def _validated_epochs(metrics: Path) -> int:
+    """How many epochs of metrics.csv have a validation RMSE (0 when it cannot be read)."""
+    import csv
+
+    try:
+        with open(metrics, newline="", encoding="utf-8") as f:
+            return sum(1 for row in csv.DictReader(f) if (row.get("val_rmse") or "").strip())
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return 0
+
+
+def _failed_row(cfg: Config, summary: dict, reason: str) -> dict:
+    """The row of a run that ended with nothing to score: no scores, and ``failed`` saying why."""
+    return {"config": cfg.name or Path(cfg.out_dir).name, "model": _describe_model(cfg),
+            "data": _describe_data(cfg, summary["data"]["by_person"]), "epochs": summary["epochs"],
+            "minutes": summary["minutes"], "device": summary["device"], "rmse": None, "mae": None, "nme": None,
+            "best_epoch": None, "stop_reason": summary["stop_reason"], "failed": reason,
+            "measured": cfg.reference.measured, "differs": cfg.reference.differs, "source": cfg.reference.source,
+            "digest": config_digest(cfg), "finished": time.strftime("%Y-%m-%d %H:%M")}
+
+
+def _run_one(cfg: Config, progress: bool, echo, failed_before: str | None = None) -> dict:
+    """Train (or resume) one config and score it: its row (with ``failed`` when it left no best.pt).
+    KeyboardInterrupt when training was interrupted (last.pt saved), so that the grid stops and says
+    so with its exit code. A config that failed before (``failed_before``) starts afresh: its last.pt
+    (NaN weights, or a run spent without a validation) is not worth continuing."""
     out = Path(cfg.out_dir)
-    resume = (out / "last.pt").is_file()
+    resume = (out / "last.pt").is_file() and not failed_before
+    if failed_before:
+        echo(f"  it failed before ({failed_before.split(':')[0]}): starting it afresh")
     if resume and recipe_values(_trained_config(out)) != recipe_values(cfg.to_dict()):
         stale = out.with_name(f"{out.name}.stale-{time.strftime('%Y%m%d-%H%M%S')}")
         out.rename(stale)  # another recipe trained there: keep it, start this one afresh
@@ -91,6 +147,8 @@ def _run_one(cfg: Config, progress: bool, echo) -> dict:
     if summary["stop_reason"] == "interrupted":
         echo(f"{cfg.name}: interrupted; run the same command again to resume")
         raise KeyboardInterrupt(f"{cfg.name}: interrupted")
+    if not (out / "best.pt").is_file():  # nothing to score: the run's own reason, not "no such model file"
+        return _failed_row(cfg, summary, _no_best_reason(summary, out))
     scores = evaluate(out / "best.pt", None, split="val", device=summary["device"])
     return {"config": cfg.name or out.name, "model": _describe_model(cfg),
             "data": _describe_data(cfg, summary["data"]["by_person"]),
@@ -101,9 +159,11 @@ def _run_one(cfg: Config, progress: bool, echo) -> dict:
             "finished": time.strftime("%Y-%m-%d %H:%M")}
 
 
-# a row's fields the grid reads back (skip check, table); the rest are written for people
+# a row's fields the grid reads back (skip check, table); the rest are written for people. A failed
+# run's row has a "failed" reason instead of scores (null)
 _ROW_FIELDS = {"config": str, "digest": str, "finished": str, "rmse": (int, float), "mae": (int, float),
                "nme": (int, float)}
+_FAILED_ROW_FIELDS = {"config": str, "digest": str, "finished": str, "failed": str}
 
 
 def _read_rows(results: Path) -> list[dict]:
@@ -119,7 +179,8 @@ def _read_rows(results: Path) -> list[dict]:
         raise ValueError(f"{results}: not a grid results file (a JSON {type(rows).__name__}, expected a list of "
                          f"rows){_recover(results)}")
     for i, row in enumerate(rows, 1):
-        wrong = [key for key, kind in _ROW_FIELDS.items()
+        fields = _FAILED_ROW_FIELDS if isinstance(row, dict) and row.get("failed") else _ROW_FIELDS
+        wrong = [key for key, kind in fields.items()
                  if not isinstance(row, dict) or not isinstance(row.get(key), kind)]
         if wrong:
             raise ValueError(f"{results}: row {i} has no valid {', '.join(repr(k) for k in wrong)} "
@@ -152,7 +213,7 @@ def _load_all(configs: list[str | Path], full: bool) -> list[Config]:
                 raise ValueError(f"{path}: reference.epochs is not set, so --full has no epoch count for it")
             # replace() runs TrainConfig's own checks on the new epoch count
             cfg.train = dataclasses.replace(cfg.train, epochs=cfg.reference.epochs, device="auto")
-            cfg.name, cfg.out_dir = f"{cfg.name}_full", f"{cfg.out_dir}_full"
+            cfg.name, cfg.out_dir = f"{cfg.name}_full", _full_dir(cfg.out_dir, path)
         folder = str(Path(cfg.out_dir).expanduser().resolve())
         for kind, key in (("name", cfg.name), ("run folder (out_dir)", folder)):
             if (kind, key) in seen:
@@ -160,6 +221,18 @@ def _load_all(configs: list[str | Path], full: bool) -> list[Config]:
             seen[kind, key] = path
         loaded.append(cfg)
     return loaded
+
+
+def _full_dir(out_dir: str, path: str | Path) -> str:
+    """The --full run folder beside ``out_dir``: runs/a -> runs/a_full, also for runs/a/ (not runs/a/_full,
+    inside the normal run's folder)."""
+    out = Path(out_dir)
+    if out.name in ("", ".."):  # ".", a path ending in "..", or the root: name it by the folder it is
+        out = out.expanduser().resolve()
+        if not out.name:
+            raise ValueError(f"{path}: out_dir {out_dir!r} has no folder name to add _full to; give out_dir a "
+                             "folder of its own")
+    return str(out.with_name(f"{out.name}_full"))
 
 
 def _check_inputs(cfg: Config, path: str | Path) -> None:
@@ -171,18 +244,26 @@ def _check_inputs(cfg: Config, path: str | Path) -> None:
             raise ValueError(f"{path}: data.{key} {value}: no such file or folder")
     if isinstance(cfg.model.pretrained, str) and not Path(cfg.model.pretrained).is_file():  # true downloads
         raise ValueError(f"{path}: model.pretrained {cfg.model.pretrained}: no such file")
-    if cfg.train.teacher:
-        try:
+    try:
+        check_machine(cfg.train)  # a device or precision this machine lacks, before another config trains
+        if cfg.train.teacher:
             check_teacher(cfg.train.teacher, Path(cfg.out_dir))
-        except ValueError as err:
-            raise ValueError(f"{path}: {err}") from None
+    except ValueError as err:
+        raise ValueError(f"{path}: {err}") from None
     if (Path(cfg.out_dir) / "last.pt").is_file():
         _trained_config(Path(cfg.out_dir))
 
 
 def _finished(rows: list[dict], cfg: Config) -> list[dict]:
-    """The row of ``cfg`` if it ran to the end with this very config (empty otherwise)."""
-    return [r for r in rows if r["config"] == cfg.name and r["digest"] == config_digest(cfg)]
+    """The row of ``cfg`` if it ran to the end with this very config (empty otherwise; a failed run's
+    row does not count: the grid tries it again)."""
+    return [r for r in rows if r["config"] == cfg.name and r["digest"] == config_digest(cfg) and not r.get("failed")]
+
+
+def _failed_before(rows: list[dict], cfg: Config) -> str | None:
+    """The reason recorded for ``cfg`` when its last try, with this very config, failed."""
+    return next((r["failed"] for r in rows if r["config"] == cfg.name and r["digest"] == config_digest(cfg)
+                 and r.get("failed")), None)
 
 
 def _write_rows(results: Path, rows: list[dict]) -> None:
@@ -193,13 +274,15 @@ def _write_rows(results: Path, rows: list[dict]) -> None:
 
 
 def run_grid(configs: list[str | Path], results: str | Path, *, full: bool = False, progress: bool = True,
-             echo=print) -> list[dict]:
-    """Run every config not yet in ``results`` (JSON list of rows); returns all rows.
+             echo=print) -> GridRows:
+    """Run every config not yet in ``results`` (JSON list of rows); returns all rows (a list whose
+    ``failed`` names the configs that failed in this call).
 
     Rows are written after each run, with ``<results>.md`` (the Markdown table) beside them. Every
     config, the results file and each pending run's data are checked before the first run trains
     (ValueError naming the file). A run stopped by SIGINT/SIGTERM raises KeyboardInterrupt after its
-    last.pt is saved: the same call continues it.
+    last.pt is saved: the same call continues it. A run that ends with no best.pt to score (it
+    diverged, or was never validated) is recorded as a failed row saying why, and the grid goes on.
     """
     results = Path(results)
     _check_outputs(results)
@@ -208,23 +291,28 @@ def run_grid(configs: list[str | Path], results: str | Path, *, full: bool = Fal
     for path, cfg in zip(configs, cfgs):
         if not _finished(rows, cfg):
             _check_inputs(cfg, path)
+    failed = []
     for cfg in cfgs:
         if done := _finished(rows, cfg):
             echo(f"{cfg.name}: done ({done[0]['finished']}), RMSE {done[0]['rmse']:.3f}")
             continue
         echo(f"{cfg.name}: {cfg.model.name}, {cfg.train.epochs} epochs")
-        row = _run_one(cfg, progress, echo)
+        row = _run_one(cfg, progress, echo, _failed_before(rows, cfg))
         rows = [r for r in rows if r["config"] != cfg.name] + [row]
         _write_rows(results, rows)
+        if row.get("failed"):
+            failed.append(f"{cfg.name}: {row['failed']}")
+            echo(f"{cfg.name}: failed, {row['failed']} (recorded; going on with the other configs)")
+            continue
         echo(f"{cfg.name}: RMSE {row['rmse']:.3f}, MAE {row['mae']:.3f}, NME {row['nme']:.1%} in {row['minutes']} min")
-    return rows
+    return GridRows(rows, failed)
 
 
 def markdown_table(rows: list[dict]) -> str:
     """The results as a Markdown table, one row per run, in config order."""
     def cell(key, value):
-        if key in ("rmse", "mae", "nme") and not value == value:  # NaN: undefined (one keypoint has no NME)
-            return "-"
+        if key in ("rmse", "mae", "nme") and (value is None or not value == value):  # NaN: undefined (one keypoint
+            return "-"  # has no NME); None: a failed run, which has no scores
         if key in ("rmse", "mae"):
             return f"{value:.3f}"
         return f"{value:.1%}" if key == "nme" else str(value).replace("|", "/")
@@ -234,5 +322,8 @@ def markdown_table(rows: list[dict]) -> str:
                             for key, _ in _COLUMNS) + "|"]
     for row in sorted(rows, key=lambda r: r["config"]):
         values = [f"`{row['config']}`" if key == "config" else cell(key, row.get(key, "")) for key, _ in _COLUMNS]
+        if row.get("failed"):  # in the RMSE column, where its score would be: "failed (diverged)"
+            why = str(row["failed"]).split(":")[0].replace("|", "/")
+            values[[key for key, _ in _COLUMNS].index("rmse")] = f"failed ({why})"
         lines.append("| " + " | ".join(values) + " |")
     return "\n".join(lines)

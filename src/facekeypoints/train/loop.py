@@ -30,16 +30,16 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
-from facekeypoints.atomic import check_target
+from facekeypoints.atomic import atomic_path, check_target
 from facekeypoints.data.augment import augment_batch
 from facekeypoints.data.framing import framing_for
 from facekeypoints.data.pipeline import faces_digest, load_splits
 from facekeypoints.evaluate.metrics import mae, rmse
 from facekeypoints.models import create_model
 from facekeypoints.models.card import ModelCard
-from facekeypoints.models.checkpoint import card_for, check_compatible, load_checkpoint, save_checkpoint
+from facekeypoints.models.checkpoint import Checkpoint, card_for, check_compatible, load_checkpoint, save_checkpoint
 from facekeypoints.models.codecs import encode
-from facekeypoints.models.device import amp_dtype, resolve_device
+from facekeypoints.models.device import DeviceError, amp_dtype, resolve_device
 from facekeypoints.models.predict import TorchRunner, predict_inputs
 from facekeypoints.schema import load_schema
 from facekeypoints.train.config import Config, TrainConfig, recipe_values
@@ -47,7 +47,7 @@ from facekeypoints.train.distill import Teacher, check_teacher
 from facekeypoints.train.label_offset import LabelOffset
 from facekeypoints.train.losses import make_loss
 
-__all__ = ["fit", "TrainState"]
+__all__ = ["fit", "TrainState", "check_machine"]
 
 
 @dataclass
@@ -111,14 +111,46 @@ def _scheduler(opt, t: TrainConfig):
     raise ValueError(f"train.scheduler: {t.scheduler!r} is not one of cosine, step, plateau, none")
 
 
+def _env_int(name: str, default: int) -> int:
+    """A whole number >= 0 from the environment variable ``name`` (torchrun's WORLD_SIZE, RANK,
+    LOCAL_RANK), or ValueError naming it."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = -1
+    if value < 0 or (name == "WORLD_SIZE" and value < 1):
+        raise ValueError(f"environment variable {name}={raw!r} is not a whole number "
+                         f"{'>= 1' if name == 'WORLD_SIZE' else '>= 0'} (torchrun sets it; unset it for one process)")
+    return value
+
+
+def check_machine(t: TrainConfig) -> str:
+    """What a config can only be checked against on the machine that trains it: its device and mixed
+    precision, and torchrun's environment. Checked before any data is read or folder made; returns the
+    device. (A config names the device it was written for: loading it elsewhere is no error.)"""
+    for name in ("WORLD_SIZE", "RANK", "LOCAL_RANK"):
+        _env_int(name, 0 if name != "WORLD_SIZE" else 1)
+    try:
+        device = resolve_device(t.device)
+    except DeviceError as err:  # its advice names the --device flag of other commands
+        why = str(err).split("; use --device")[0].replace(" was asked for", " was asked for (train.device)", 1)
+        raise DeviceError(f"{why}; set train.device: auto (the GPU when there is one) or cpu, e.g. "
+                          "--set train.device=cpu") from None
+    amp_dtype(t.amp, device.split(":")[0])
+    return device
+
+
 def _device_and_ranks(t: TrainConfig) -> tuple[str, int, int]:
     """(device, rank, world size). Under torchrun each process takes the GPU of its LOCAL_RANK and
     joins the process group: NCCL between GPUs, gloo between CPU processes."""
     device = resolve_device(t.device)
-    world = int(os.environ.get("WORLD_SIZE", "1"))
+    world = _env_int("WORLD_SIZE", 1)
     if world > 1:
         if device.startswith("cuda"):
-            device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
+            device = f"cuda:{_env_int('LOCAL_RANK', 0)}"
             torch.cuda.set_device(device)
         if not dist.is_initialized():
             dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
@@ -141,7 +173,8 @@ def _setup(cfg: Config) -> _Run:
     except (URLError, ConnectionError, TimeoutError) as err:
         raise ValueError(f"model.pretrained: true downloads ImageNet weights, which failed ({err}); give a local "
                          "weights file instead (model.pretrained: /path/to/weights.pth) or false") from None
-    train, val, report = load_splits(cfg.data, pre.size)
+    # a teacher gives targets where there are no labels; validation needs labels of its own
+    train, val, report = load_splits(cfg.data, pre.size, need_labels=("val",) if t.teacher else ("train", "val"))
     report["digest"] = {"train": faces_digest(train), "val": faces_digest(val)}  # resume and --split val check them
     train_x, val_x = (torch.from_numpy(pre(np.asarray(d.images))) for d in (train, val))
     card = card_for(model, preprocess=pre, framing=framing_for(cfg.data.frame, "data.frame"), trained_on=cfg.data)
@@ -194,12 +227,23 @@ def _check_same_recipe(saved: dict, cfg: Config, path: Path) -> None:
                          f"settings (its config.json), or train into a new --out folder")
 
 
-def _resume(run: _Run, path: Path) -> TrainState:
-    """Load weights, optimizer, scheduler and TrainState from ``path`` (the run's last.pt)."""
+def _resumable(cfg: Config, path: Path) -> Checkpoint:
+    """The run's last.pt, if ``cfg`` can resume it: checked before any data is read."""
     ckpt = load_checkpoint(path)
-    check_compatible(ckpt.card, run.cfg.model.name, run.cfg.data.schema, source=str(path))
+    missing = [key for key in ("optimizer", "train_state") if not isinstance(ckpt.training.get(key), dict)]
+    if missing:
+        raise ValueError(f"{path}: holds weights only (no optimizer or training state: {', '.join(missing)} missing), "
+                         "so it cannot be resumed; a run's own last.pt can. Train into a new --out folder, or start "
+                         "this one over with --overwrite")
+    check_compatible(ckpt.card, cfg.model.name, cfg.data.schema, source=str(path))
     if ckpt.training.get("config"):
-        _check_same_recipe(ckpt.training["config"], run.cfg, path)
+        _check_same_recipe(ckpt.training["config"], cfg, path)
+    return ckpt
+
+
+def _resume(run: _Run, ckpt: Checkpoint, path: Path) -> TrainState:
+    """Load weights, optimizer, scheduler and TrainState from ``ckpt`` (the run's last.pt at ``path``,
+    checked by ``_resumable``)."""
     run.model.load_state_dict(ckpt.training.get("raw_weights") or ckpt.state_dict)
     if run.ema is not None:
         run.ema.module.load_state_dict(ckpt.state_dict)  # what was saved as the weights is the average
@@ -366,36 +410,57 @@ def _validate(run: _Run) -> dict:
     return {"val_loss": loss, "val_rmse": rmse(pred, truth), "val_mae": mae(pred, truth)}
 
 
-def _end_epoch(run: _Run, state: TrainState) -> dict:
-    """Validate when due, step the scheduler, record the epoch and save best.pt / last.pt."""
+def _from_rank0(run: _Run, value):
+    """``value`` as rank 0 has it, on every process (with one process, ``value``): decisions that
+    hang on validation, which only rank 0 runs, or on its clock, must be the same everywhere."""
+    if run.world == 1:
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def _end_epoch(run: _Run, state: TrainState) -> tuple[dict, str | None]:
+    """Validate when due, record the epoch, step the scheduler and save best.pt / last.pt; returns the
+    epoch's row and why the run stops after it (None: it goes on).
+
+    Validation is due every ``log_every`` epochs and on the run's last epoch, whatever ends it (its
+    epoch count, the time limit): a run never ends on weights that were not validated."""
     t, epoch = run.cfg.train, state.epoch
     row = {"epoch": epoch + 1, "minutes": round(state.minutes, 3), "lr": run.opt.param_groups[0]["lr"],
            "train_loss": state.loss_sum / max(state.loss_n, 1)}
     if run.teacher is not None:  # this process's share; each rank sees its own faces
         row["teacher_kept"] = round(run.teacher.kept_share(), 4)
-    if run.rank == 0 and ((epoch + 1) % t.log_every == 0 or epoch + 1 == t.epochs):
+    last = epoch + 1 >= t.epochs or bool(t.time_limit_min and state.minutes >= t.time_limit_min)
+    if run.rank == 0 and ((epoch + 1) % t.log_every == 0 or last):
         # val_faces and val_digest: `evaluate --split val` checks that the split is still this one
         row.update(_validate(run), val_faces=len(run.val_x), val_digest=run.data_report["digest"]["val"])
-    if t.scheduler == "plateau":
-        run.sched.step(row.get("val_loss", row["train_loss"]))
-    elif run.sched is not None:
-        run.sched.step()
     state.epoch, state.step, state.loss_sum, state.loss_n = epoch + 1, 0, 0.0, 0
     state.history.append(row)
-    out = Path(run.cfg.out_dir)
     if math.isfinite(row.get("val_rmse", math.nan)) and (state.best is None or row["val_rmse"] < state.best["val_rmse"]):
         state.best = dict(row)
+    val_loss, reason = _from_rank0(run, (row.get("val_loss"), _stop_reason(t, state)))
+    if t.scheduler == "plateau":
+        if val_loss is not None:  # a plateau of the validation loss: epochs without validation say nothing
+            run.sched.step(val_loss)
+    elif run.sched is not None:
+        run.sched.step()
+    out = Path(run.cfg.out_dir)
+    if state.best is not None and state.best["epoch"] == row["epoch"]:
         _save(run, state, out / "best.pt", metrics=row)
     _save(run, state, out / "last.pt", metrics=row)
-    return row
+    return row, reason
 
 
 def _stop_reason(t: TrainConfig, state: TrainState) -> str | None:
     if state.history and not math.isfinite(state.history[-1]["train_loss"]):
         return "diverged"  # NaN or inf weights predict nothing: training on would only cost time
-    best_epoch = state.best["epoch"] if state.best else 0
-    if t.patience and state.epoch - best_epoch >= t.patience:
-        return "early_stopping"
+    if t.patience and state.history and "val_rmse" in state.history[-1]:  # judged on validated epochs only
+        # counted from the best epoch, or (none finite yet) from the first validated one: never from
+        # epoch 0, before the run was ever validated
+        since = state.best["epoch"] if state.best else next(r["epoch"] for r in state.history if "val_rmse" in r)
+        if state.epoch - since >= t.patience:
+            return "early_stopping"
     if t.time_limit_min and state.minutes >= t.time_limit_min:
         return "time_limit"
     return None if state.epoch < t.epochs else "epochs"
@@ -419,24 +484,28 @@ def fit(cfg: Config, *, resume: bool = False, progress: bool = True, overwrite: 
     stop reason.
     """
     out = Path(cfg.out_dir)  # "~" was expanded when the config was loaded
-    check_target(out, folder=True)  # before minutes of reading data: a file there, or no way to write
+    check_machine(cfg.train)  # the device, its precision and torchrun's variables: before anything else
+    # before minutes of reading data: a file there, or no way to write; the folder itself is made only
+    # once the data has been read, so a refused run leaves none behind
+    check_target(out, folder=True, make=False)
     if cfg.train.teacher:
         check_teacher(cfg.train.teacher, out)
     held = [name for name in _RUN_FILES if (out / name).exists()]
     if not resume and not overwrite and held:
         raise ValueError(f"{out}: holds a training run ({', '.join(held)}); continue it with --resume, train into a "
                          "new --out folder, or start it over with --overwrite")
-    if overwrite and not resume and held and int(os.environ.get("RANK", "0")) == 0:  # one process clears
-        _clear_run(out)
+    ckpt = _resumable(cfg, out / "last.pt") if resume else None  # weights only, another recipe: said now
     run = _setup(cfg)
-    state = _resume(run, out / "last.pt") if resume else TrainState()
+    if overwrite and not resume and held and run.rank == 0:  # one process clears, once the new run's data is read
+        _clear_run(out)
+    state = _resume(run, ckpt, out / "last.pt") if ckpt is not None else TrainState()
     state.faces = state.faces or _faces(run)
     if run.world > 1:
         run.model = torch.nn.parallel.DistributedDataParallel(run.model)
     if run.rank == 0:
         out.mkdir(parents=True, exist_ok=True)
-        (out / "config.json").write_text(json.dumps({"config": cfg.to_dict(), "data": run.data_report},
-                                                    indent=2, default=str))
+        with atomic_path(out / "config.json") as tmp:  # a kill mid-write keeps the previous one whole
+            tmp.write_text(json.dumps({"config": cfg.to_dict(), "data": run.data_report}, indent=2, default=str))
     logger = _Logger(out, run.rank == 0, teacher=run.teacher is not None)
     started = time.perf_counter() - state.minutes * 60
     reason = None if state.epoch < cfg.train.epochs else "epochs"
@@ -446,12 +515,11 @@ def fit(cfg: Config, *, resume: bool = False, progress: bool = True, overwrite: 
                 _save(run, state, out / "last.pt")
                 return {"stop_reason": "interrupted", "epoch": state.epoch, "step": state.step, "out_dir": str(out),
                         "rank": run.rank}
-            row = _end_epoch(run, state)
+            row, reason = _end_epoch(run, state)
             logger.write(row, state.history)
             bar.set_postfix(epoch=row["epoch"], loss=f"{row['train_loss']:.4f}",
                             rmse=f"{row.get('val_rmse', float('nan')):.3f}",
                             **({"teacher_kept": f"{row['teacher_kept']:.0%}"} if "teacher_kept" in row else {}))
-            reason = _stop_reason(cfg.train, state)
     best = state.best or {}
     return {"stop_reason": reason, "epochs": state.epoch, "minutes": round(state.minutes, 2),
             "best_epoch": best.get("epoch"), "best_val_rmse": best.get("val_rmse"), "best_val_mae": best.get("val_mae"),
@@ -488,7 +556,9 @@ class _Logger:
     def write(self, row: dict, history: list[dict]) -> None:
         if not self.enabled:
             return
-        with open(self.path, "w", newline="") as f:  # rewritten whole: resume keeps one clean file
+        # rewritten whole (resume keeps one clean file), and atomically: a kill mid-write leaves the
+        # previous version, never a truncated one that disagrees with last.pt
+        with atomic_path(self.path) as tmp, open(tmp, "w", newline="") as f:
             w = csv.DictWriter(f, fieldnames=self.fields, extrasaction="ignore")
             w.writeheader()
             w.writerows(history)

@@ -70,6 +70,8 @@ def l1(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 def smooth_l1(pred: torch.Tensor, target: torch.Tensor, *, beta: float = 0.02) -> torch.Tensor:
     """Huber-style smooth L1: quadratic below ``beta`` (0.02 = about 1 px at 96x96), linear above."""
+    if not 0 <= beta < math.inf:  # NaN fails this too
+        raise ValueError(f"smooth_l1 loss needs a finite beta >= 0, got beta={beta}")
     diff, mask = _residual(pred, target)
     return masked_mean(F.smooth_l1_loss(diff, torch.zeros_like(diff), reduction="none", beta=beta), mask)
 
@@ -81,8 +83,8 @@ def wing(pred: torch.Tensor, target: torch.Tensor, *, w: float = 0.2, epsilon: f
     Defaults are the paper's w = 10 px and epsilon = 2 px on a 96-pixel image, in normalised units
     (1 unit = 48 px): w = 0.2, epsilon = 0.04.
     """
-    if w <= 0 or epsilon <= 0:
-        raise ValueError(f"wing loss needs w > 0 and epsilon > 0, got w={w}, epsilon={epsilon}")
+    if not (0 < w < math.inf and 0 < epsilon < math.inf):  # NaN fails this too
+        raise ValueError(f"wing loss needs finite w > 0 and epsilon > 0, got w={w}, epsilon={epsilon}")
     diff, mask = _residual(pred, target)
     x = diff.abs()
     c = w - w * math.log1p(w / epsilon)
@@ -129,6 +131,8 @@ def cgd(pred: torch.Tensor, target: torch.Tensor, *, alpha: float = 0.01) -> tor
     reproduces the seed's balance.
     Reference: seed 001 (Ahmed), section 2.4.
     """
+    if not 0 <= alpha < math.inf:  # a negative weight would reward a wrong shape
+        raise ValueError(f"cgd loss needs a finite alpha >= 0, got alpha={alpha}")
     return mse(pred, target) + alpha * complete_graph_distance(pred, target)
 
 
@@ -160,6 +164,7 @@ def make_loss(name: str, **params) -> LossFn:
         params = _checked_params(name, params)
     except SettingsError as err:
         raise TypeError(str(err)) from None
+    _check_values(name, params)  # ValueError for a value out of range (wing w <= 0), before any training
     return functools.partial(_LOSSES[name], **params)
 
 
@@ -171,12 +176,24 @@ def _checked_params(name: str, params: dict) -> dict:
     return check_keywords(_LOSSES[name], params, what=f"loss {name!r} parameter", skip=("pred", "target"))
 
 
+def _check_values(name: str, params: dict) -> None:
+    """The loss's own range checks (wing's w > 0, ...) run once on a dummy pair, so a value out of
+    range fails here rather than at the first training step."""
+    dummy = torch.zeros(1, 2, 2)
+    _LOSSES[name](dummy, dummy, **params)
+
+
 def check_loss_params(name: str, params: dict, *, where: str = "loss_params") -> dict:
-    """``params`` checked against loss ``name``'s keywords and their types, before training starts
-    (a config is checked when it is loaded). Raises SettingsError naming ``where``."""
+    """``params`` checked against loss ``name``'s keywords, their types and their ranges, before
+    training starts (a config is checked when it is loaded). Raises SettingsError naming ``where``."""
     try:
-        return _checked_params(name, params)
+        params = _checked_params(name, params)
     except SettingsError as err:
         raise SettingsError(f"{where}: {err}") from None
     except ValueError as err:  # the loss itself is unknown
         raise SettingsError(f"train.loss: {err}") from None
+    try:
+        _check_values(name, params)
+    except (ValueError, RuntimeError) as err:
+        raise SettingsError(f"{where}: {str(err).splitlines()[0]}") from None
+    return params

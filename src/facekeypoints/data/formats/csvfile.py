@@ -173,19 +173,32 @@ def _lone_cr_to_lf(chunks: Iterator[bytes]) -> Iterator[bytes]:
         return
 
 
-def line_blocks(chunks: Iterator[bytes]) -> Iterator[bytes]:
+def line_blocks(chunks: Iterator[bytes], *, max_line: int | None = None, path: Path | None = None
+                ) -> Iterator[bytes]:
     """Blocks of whole lines (each ends with a newline; one is added after a final unterminated line).
 
     A line ends at LF or CR LF, or at CR in a file whose first line ends so (made LF here).
+    With ``max_line`` (at least the chunk size), a line longer than that many bytes is a
+    DataFormatError naming ``path``, the line and the limit, raised as soon as the line is that
+    long: a file whose line ends were lost is one huge line, never to be held whole.
     """
     carry: list[bytes] = []  # the unfinished line, possibly spanning several chunks
+    carried = lines = 0  # bytes in carry; lines ended before it (for the message)
     for chunk in _lone_cr_to_lf(chunks):
         cut = chunk.rfind(b"\n") + 1
+        if max_line is not None:  # only a line that spans chunks can be longer than a chunk
+            end = chunk.find(b"\n") if cut else len(chunk)
+            if carried + end > max_line:
+                raise DataFormatError(path or "<csv>", f"line {lines + 1} is over {max_line} bytes, the limit "
+                                      "for one line of this CSV (were its line ends lost?)")
+            lines += chunk.count(b"\n", 0, cut)
         if not cut:
             carry.append(chunk)
+            carried += len(chunk)
             continue
         yield b"".join((*carry, memoryview(chunk)[:cut]))  # one copy, however the chunk is cut
         carry = [chunk[cut:]]
+        carried = len(carry[0])
     if any(carry):
         yield b"".join((*carry, b"\n"))
 

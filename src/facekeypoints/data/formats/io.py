@@ -8,13 +8,15 @@ Examples
 """
 from __future__ import annotations
 
+import stat
 from pathlib import Path
 
 from facekeypoints.data.dataset import DataFormatError, KeypointData
 from facekeypoints.data.formats.csvfile import csv_header
-from facekeypoints.data.formats.landmark_sets import read_coco_json, read_dlib_xml
-from facekeypoints.data.formats.landmarks import read_aflw_mat, read_asf, read_ljson, read_pts
-from facekeypoints.data.formats.textfile import encoding_problem, load_json
+from facekeypoints.data.formats.landmark_sets import MAX_COCO_BYTES, read_coco_json, read_dlib_xml
+from facekeypoints.data.formats.landmarks import _refuse_large, read_aflw_mat, read_asf, read_ljson, read_pts
+from facekeypoints.data.formats.textfile import encoding_problem, load_json, read_head
+from facekeypoints.data.walk import data_files, not_found, unreadable
 
 __all__ = ["read", "detect_format", "SUPPORTED_FORMATS"]
 
@@ -61,26 +63,40 @@ def _csv_format(path: Path) -> str:
 
 
 def _json_format(path: Path) -> str:
-    """COCO JSON has 'annotations'; menpo ljson has 'groups' or 'landmarks' (whatever the suffix)."""
-    with open(path, "rb") as f:
-        head = f.read(1 << 16)
-    if b'"annotations"' in head:
+    """COCO JSON has a top-level 'annotations'; menpo ljson a top-level 'groups' or 'landmarks'.
+
+    Only the parsed document's own keys tell: the same words in a label, a description or a file
+    name anywhere in the text say nothing (a .ljson file is taken at its suffix's word, before this).
+    """
+    _refuse_large(path, MAX_COCO_BYTES, "a keypoint JSON (COCO: about 1.5 KB a face of 68 points)")  # memory
+    doc = load_json(path)
+    keys = set(doc) if isinstance(doc, dict) else set()
+    menpo = sorted(keys & {"groups", "landmarks"})
+    if "annotations" in keys and menpo:
+        raise DataFormatError(path, f"the JSON object has both COCO's 'annotations' and menpo ljson's {menpo} at "
+                              "its top level: which format it is is unclear")
+    if "annotations" in keys:
         return "coco_json"
-    if b'"groups"' in head or b'"landmarks"' in head:
+    if menpo:
         return "ljson"
-    doc = load_json(path)  # the keys may come after a long first list: look at the parsed document
-    if isinstance(doc, dict) and "annotations" in doc:
-        return "coco_json"
-    if isinstance(doc, dict) and ("groups" in doc or "landmarks" in doc):
-        return "ljson"
-    raise _unknown(path, "JSON file is neither COCO keypoints ('annotations') nor menpo ljson ('groups')")
+    raise _unknown(path, "JSON file is neither COCO keypoints (a top-level 'annotations') nor menpo ljson "
+                   "('groups' or 'landmarks')")
 
 
 def _folder_format(path: Path) -> str:
-    """A folder of one per-face format; many-face files (.json, .xml, .csv) must be named directly."""
-    per_face = sorted({name for suffix, name in _PER_FACE_SUFFIXES.items() if next(path.rglob(f"*{suffix}"), None)})
-    whole = sorted(p.relative_to(path).as_posix() for p in path.rglob("*")
-                   if p.suffix.lower() in (".csv", ".xml", ".json", ".zip", ".gz"))
+    """A folder of one per-face format; many-face files (.json, .xml, .csv) must be named directly.
+
+    The folder is searched as the readers search it (``data_files``: linked folders followed,
+    suffixes in any case); a folder that cannot be listed is named when nothing else tells the format
+    (otherwise the reader names it)."""
+    problems: list[DataFormatError] = []
+    files = data_files(path, problems)
+    per_face = sorted({name for f in files for suffix, name in _PER_FACE_SUFFIXES.items()
+                       if f.name.lower().endswith(suffix)})
+    whole = sorted(f.relative_to(path).as_posix() for f in files
+                   if f.suffix.lower() in (".csv", ".xml", ".json", ".zip", ".gz"))
+    if not per_face and not whole and problems:
+        raise problems[0]
     if len(per_face) == 1 and not whole:
         return per_face[0]
     if per_face:
@@ -94,23 +110,31 @@ def _folder_format(path: Path) -> str:
 def detect_format(path: str | Path) -> str:
     """Name of the format of ``path`` (a key of ``SUPPORTED_FORMATS``) from suffix, content or folder."""
     path = Path(path)
-    if path.is_dir():
+    try:
+        mode = path.stat().st_mode
+    except OSError:  # nothing there, a link to nothing or a loop, no permission
+        raise not_found(path) from None
+    if stat.S_ISDIR(mode):
         return _folder_format(path)
-    if path.exists() and not path.is_file():
+    if not stat.S_ISREG(mode):
         raise DataFormatError(path, "not a regular file (a pipe or a device); save the data to a file first")
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such file or folder")
+    try:
+        return _file_format(path)
+    except OSError as err:  # e.g. no permission to read it: named, as the readers name it
+        raise unreadable(path, err) from None
+
+
+def _file_format(path: Path) -> str:
     suffix = path.suffix.lower()
-    if suffix in _PER_FACE_SUFFIXES and suffix != ".ljson":
+    if suffix in _PER_FACE_SUFFIXES:  # .ljson too: its reader says what a non-ljson document lacks
         return _PER_FACE_SUFFIXES[suffix]
     if suffix in (".csv", ".zip", ".gz"):
         return _csv_format(path)
-    if suffix in (".json", ".ljson"):
+    if suffix == ".json":
         return _json_format(path)
     if suffix == ".xml":
         return "dlib_xml"
-    with open(path, "rb") as raw:  # no telling suffix: look at the content
-        head = raw.read(4096)
+    head = read_head(path)  # no telling suffix: look at the content
     if problem := encoding_problem(head):  # the readers say so too; here the sniffing below would not match
         raise DataFormatError(path, problem)
     head = head[:256].lstrip()
@@ -134,9 +158,9 @@ def _read_format(fmt: str, path: Path, skip_bad: bool, load_images: bool) -> Key
         reader = read_ytf68_csv if fmt == "ytf68" else read_udacity_csv
         return reader(path, load_images=load_images, skip_bad=skip_bad)
     if fmt == "dlib_xml":
-        return read_dlib_xml(path, load_images=load_images)
+        return read_dlib_xml(path, load_images=load_images, skip_bad=skip_bad)
     if fmt == "coco_json":
-        return read_coco_json(path, load_images=load_images)
+        return read_coco_json(path, load_images=load_images, skip_bad=skip_bad)
     reader = {"pts": read_pts, "asf": read_asf, "ljson": read_ljson, "mat": read_aflw_mat}[fmt]
     return reader(path, load_images=load_images, skip_bad=skip_bad)
 

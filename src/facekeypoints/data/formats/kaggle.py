@@ -85,6 +85,12 @@ def _line_bounds(buf: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 _MAX_HINT_ROWS = 16384  # 151 MB of images: the real Kaggle training.csv (7049 rows) fits without growing
+# bytes in one line: a row is about 36 KB (9216 grey values); a 100 MB line (line ends lost) is refused
+# as soon as it is this long, before its parsing's temporaries (~15x the line) could take gigabytes
+MAX_LINE = 4 << 20
+# lines after the header: 64,000 rows of images take 590 MB (the real training.csv has 7049); a
+# larger file, or one padded with blank lines, is refused when its lines pass this many
+MAX_ROWS = 64_000
 
 
 class _KaggleRows:
@@ -121,6 +127,9 @@ class _KaggleRows:
         starts, ends = _line_bounds(buf)
         rows = np.arange(self.row + 1, self.row + 1 + len(starts))
         self.row += len(starts)
+        if self.row > MAX_ROWS:
+            raise DataFormatError(self.path, f"over {MAX_ROWS} lines after the header, the limit for a Kaggle CSV "
+                                  "(Kaggle's training.csv has 7049 rows)")
         problems: dict[int, tuple[str | None, str]] = {}  # keyed by local line index
         self._blank_lines(ends == starts, rows, problems)
         commas = np.flatnonzero(buf == 44)
@@ -252,7 +261,10 @@ class _KaggleRows:
     def _store(self, pixels: np.ndarray) -> None:
         need = self.n + len(pixels)
         if need > len(self.images):  # only when the size hint was wrong (e.g. gzip of unknown size)
-            grown = np.empty((max(need, 2 * len(self.images)), *IMAGE_SHAPE), np.uint8)
+            # past the hint's cap, room for MAX_ROWS at once: untouched pages cost nothing, and a
+            # doubling's copy of a large array would hold it twice
+            rows = max(need, 2 * len(self.images)) if need <= _MAX_HINT_ROWS else max(need, MAX_ROWS)
+            grown = np.empty((rows, *IMAGE_SHAPE), np.uint8)
             grown[:self.n] = self.images[:self.n]
             self.images = grown
         self.images[self.n:need] = pixels.reshape(-1, *IMAGE_SHAPE)
@@ -270,7 +282,7 @@ class _KaggleRows:
 def _parse_kaggle(path: Path, skip_bad: bool) -> dict[str, np.ndarray]:
     """Parse a Kaggle CSV into the arrays that are also what the cache stores."""
     with open_sized(path) as (stream, size), read_ahead(read_chunks(stream, path)) as chunks:
-        blocks = line_blocks(chunks)
+        blocks = line_blocks(chunks, max_line=MAX_LINE, path=path)
         first = next(blocks, b"")
         if not first.strip():
             raise DataFormatError(path, "empty file")

@@ -11,14 +11,16 @@ Examples
 """
 from __future__ import annotations
 
+import os
 import xml.etree.ElementTree as ET
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
 
 from facekeypoints.data.dataset import DataFormatError, KeypointData
 from facekeypoints.data.formats.checks import check_points, json_number, text_float
-from facekeypoints.data.formats.landmarks import _Face, _gather
+from facekeypoints.data.formats.landmarks import _Face, _gather, _refuse_large
 from facekeypoints.data.formats.textfile import encoding_problem, load_json, short
 from facekeypoints.data.images import read_image
 from facekeypoints.schema import list_schemas, load_schema
@@ -28,6 +30,9 @@ __all__ = ["read_dlib_xml", "read_coco_json", "COCO_SCHEMAS"]
 # Point count -> schema for COCO keypoint files. Other layouts (AFLW 19, COFW 29, WFLW 98,
 # LaPa 106) have no schema here; a caller who has one passes ``schema=``.
 COCO_SCHEMAS = {68: "ibug68"}
+# bytes: Python holds parsed JSON in up to ~35 times its size (lists and objects), so a larger COCO file
+# is refused unread to keep memory under 1 GB; a face of 68 points takes about 1.5 KB of JSON
+MAX_COCO_BYTES = 20_000_000
 
 
 def _file_or_error(path: str | Path) -> Path:
@@ -45,7 +50,12 @@ class _ImageCache:
 
     def get(self, image: Path, where: str) -> np.ndarray:
         if image not in self.images:
-            if not image.is_file():
+            try:
+                found = image.is_file()
+            except OSError as err:  # is_file says False for a missing file but raises for a name over the limit
+                raise DataFormatError(self.annotation, f"{where}: image {short(str(image))} cannot be looked up "
+                                      f"({err.strerror or err})") from None
+            if not found:
                 raise DataFormatError(self.annotation, f"{where}: image {image} not found; "
                                       "its labels alone can be read (data info does; load_images=False in Python)")
             self.images[image] = read_image(image)
@@ -53,6 +63,9 @@ class _ImageCache:
 
 
 # ---- dlib XML ------------------------------------------------------------------------------------
+_BOX_CHILDREN = ("part", "label")  # what dlib's imglab writes in a <box> (label: the box's class name)
+
+
 def _dlib_box(node: ET.Element, path: Path, where: str) -> tuple[float, float, float, float]:
     try:
         top, left, width, height = (text_float(node.attrib[k]) for k in ("top", "left", "width", "height"))
@@ -68,6 +81,10 @@ def _dlib_box(node: ET.Element, path: Path, where: str) -> tuple[float, float, f
 
 def _dlib_parts(node: ET.Element, path: Path, where: str) -> tuple[np.ndarray, np.ndarray]:
     """((68, 2) points, (68,) bool: parts the box does not list, its missing points)."""
+    for child in node:  # a point in any other element would silently be a missing point
+        if child.tag not in _BOX_CHILDREN:
+            raise DataFormatError(path, f"{where}: <{child.tag}> is not a dlib element (points are <part>, "
+                                  "directly in <box>; tags are case-sensitive)", field=child.tag)
     kp = np.full((68, 2), np.nan)
     missing = np.ones(68, bool)
     for part in node.findall("part"):
@@ -112,11 +129,13 @@ def _check_dlib_layout(path: Path, root: ET.Element) -> None:
                                       "element (faces are <box>; tags are case-sensitive)", field=child.tag)
 
 
-def read_dlib_xml(path: str | Path, *, load_images: bool = True) -> KeypointData:
+def read_dlib_xml(path: str | Path, *, load_images: bool = True, skip_bad: bool = False) -> KeypointData:
     """Read a dlib ``imglab`` XML file: one ibug68 sample per ``<box>``, keypoints (N, 68, 2).
 
     Parts are named ``00``..``67`` (iBUG order); boxes without parts get NaN keypoints.
     ``boxes`` (N, 4) holds x1, y1, x2, y2 with x2 = left + width. Images are relative to the XML.
+    An image listed twice is an error. With ``skip_bad`` a bad box (or <image>) is left out and
+    listed in ``skipped``; a file that is not a dlib dataset as a whole is still an error.
     """
     path = _file_or_error(path)
     try:
@@ -131,19 +150,36 @@ def read_dlib_xml(path: str | Path, *, load_images: bool = True) -> KeypointData
     if not blocks:
         raise DataFormatError(path, "no <images> element: not a dlib imglab dataset file")
     _check_dlib_layout(path, root)
-    cache, faces = _ImageCache(path), []
+    cache, faces, skipped, first_node = _ImageCache(path), [], [], {}
+
+    def bad(err: DataFormatError) -> None:  # skip_bad lists it; otherwise it ends the reading
+        if not skip_bad:
+            raise err
+        skipped.append(str(err))
+
     for i, image_node in enumerate(node for block in blocks for node in block.findall("image")):
         file = image_node.get("file")
-        if not file:
-            raise DataFormatError(path, f"<image> number {i} has no file attribute", field="file")
-        image = path.parent / file
         # dlib's imglab marks boxes to leave out of training with ignore='1': they are not faces to learn
-        for j, box in enumerate(b for b in image_node.findall("box") if b.attrib.get("ignore") != "1"):
+        boxes = [b for b in image_node.findall("box") if b.attrib.get("ignore") != "1"]
+        if not file:
+            bad(DataFormatError(path, f"<image> number {i} has no file attribute", field="file"))
+            continue
+        if (same := os.path.normpath(file)) in first_node:  # its faces would count twice in every figure
+            bad(DataFormatError(path, f"<image> number {i} repeats the file {file!r} of <image> number "
+                                f"{first_node[same]}: its faces would count twice; list each image once", field="file"))
+            continue
+        first_node[same] = i
+        image = path.parent / file
+        for j, box in enumerate(boxes):
             where = f"image {file!r}, box {j}"
-            pixels = cache.get(image, where) if load_images else None
-            kp, corners = _dlib_face(box, path, where, image, pixels)
+            try:
+                pixels = cache.get(image, where) if load_images else None
+                kp, corners = _dlib_face(box, path, where, image, pixels)
+            except DataFormatError as err:
+                bad(err)
+                continue
             faces.append(_Face(kp, f"{Path(file).stem}#{j}", image, pixels, box=corners))
-    return _gather("ibug68", faces, path, load_images)
+    return _gather("ibug68", faces, path, load_images, skipped)
 
 
 # ---- COCO-style keypoint JSON --------------------------------------------------------------------
@@ -259,32 +295,52 @@ def _coco_face(path: Path, ann: object, row: int, images: dict, cache: _ImageCac
     return _Face(kp.astype(np.float32), f"{Path(file).stem}#{face_id}", image, pixels, box=box)
 
 
-def read_coco_json(path: str | Path, *, load_images: bool = True, schema: str | None = None) -> KeypointData:
+def read_coco_json(path: str | Path, *, load_images: bool = True, schema: str | None = None,
+                   skip_bad: bool = False) -> KeypointData:
     """Read a COCO-style keypoint JSON (``images`` + ``annotations``): one sample per annotation.
 
     Keypoints (N, K, 2) come from ``keypoints`` [x, y, v] * K; v == 0 gives NaN. The schema
     follows from K (68 -> ibug68) or from ``schema=``, the name of a K-point schema.
     ``boxes`` (N, 4) x1, y1, x2, y2 come from ``bbox`` [x, y, w, h] (NaN when absent).
     Image files are resolved relative to the JSON file's folder. Row numbers in errors count
-    annotations from 0.
+    annotations from 0. With ``skip_bad`` a bad annotation is left out and listed in ``skipped``
+    (of annotations with different point counts, those unlike the most common count); a bad
+    file as a whole (not JSON, no 'annotations' list, a bad 'images' list) is still an error.
     """
     path = _file_or_error(path)
+    _refuse_large(path, MAX_COCO_BYTES, "a COCO keypoint JSON (about 1.5 KB a face of 68 points)")
     doc = load_json(path)
     if not isinstance(doc, dict) or not isinstance(doc.get("annotations"), list):
         raise DataFormatError(path, "expected a JSON object with an 'annotations' list", field="annotations")
-    images, cache, faces, k = _coco_images(path, doc), _ImageCache(path), [], None
+    if not doc["annotations"]:
+        raise DataFormatError(path, "no annotations", field="annotations")
+    images, cache, found, skipped = _coco_images(path, doc), _ImageCache(path), [], []
     first_row: dict = {}
     for row, ann in enumerate(doc["annotations"]):
-        face = _coco_face(path, ann, row, images, cache, load_images)
-        if face.id in first_row:  # the same face twice would count twice in every figure
-            raise DataFormatError(path, f"annotation {row} repeats the id {face.id.split('#')[-1]!r} of annotation "
-                                  f"{first_row[face.id]} on the same image", row=row, field="id")
+        try:
+            face = _coco_face(path, ann, row, images, cache, load_images)
+            if face.id in first_row:  # the same face twice would count twice in every figure
+                raise DataFormatError(path, f"annotation {row} repeats the id {face.id.split('#')[-1]!r} of "
+                                      f"annotation {first_row[face.id]} on the same image", row=row, field="id")
+            if not skip_bad and found and len(face.keypoints) != len(found[0][1].keypoints):
+                raise DataFormatError(path, f"{len(face.keypoints)} points where earlier annotations have "
+                                      f"{len(found[0][1].keypoints)}", row=row, field="keypoints")
+        except DataFormatError as err:
+            if not skip_bad:
+                raise
+            skipped.append((row, str(err)))
+            continue
         first_row[face.id] = row
-        if k is not None and len(face.keypoints) != k:
-            raise DataFormatError(path, f"{len(face.keypoints)} points where earlier annotations have {k}", row=row,
-                                  field="keypoints")
-        k = len(face.keypoints)
-        faces.append(face)
-    if k is None:
-        raise DataFormatError(path, "no annotations", field="annotations")
-    return _gather(_coco_schema(path, k, schema), faces, path, load_images)
+        found.append((row, face))
+    if not found:  # skip_bad left nothing
+        raise DataFormatError(path, f"no faces; {len(skipped)} skipped as bad: "
+                              + "; ".join(message for _, message in skipped[:3]))
+    counts = Counter(len(face.keypoints) for _, face in found)
+    k = counts.most_common(1)[0][0]  # without skip_bad the only one; with it, the most common (first on a tie)
+    for row, face in found:
+        if len(face.keypoints) != k:
+            skipped.append((row, str(DataFormatError(path, f"{len(face.keypoints)} points where the other "
+                                                           f"annotations have {k}", row=row, field="keypoints"))))
+    faces = [face for _, face in found if len(face.keypoints) == k]
+    return _gather(_coco_schema(path, k, schema), faces, path, load_images,
+                   [message for _, message in sorted(skipped, key=lambda item: item[0])])

@@ -28,7 +28,7 @@ from facekeypoints.data.dataset import DataFormatError, KeypointData
 from facekeypoints.data.formats.checks import check_points, json_number, text_float, text_int
 from facekeypoints.data.formats.textfile import load_json, read_text, short
 from facekeypoints.data.images import read_image
-from facekeypoints.data.walk import walk_files
+from facekeypoints.data.walk import data_files, not_found, unreadable
 from facekeypoints.schema import load_schema
 
 __all__ = [
@@ -37,6 +37,9 @@ __all__ = [
 
 IMAGE_SUFFIXES = (".jpg", ".png", ".jpeg", ".ppm", ".bmp", ".webp", ".tif", ".tiff")
 _NAN_BOX = (np.nan, np.nan, np.nan, np.nan)
+# bytes: a one-face label file (.pts, .asf, .ljson) of 68 points is 1-4 KB; parsing text takes many
+# times its size in memory (a 120 MB .pts once took 8.7 GB), so a larger file is refused unread
+MAX_LABEL_BYTES = 10_000_000
 
 
 @dataclass
@@ -52,6 +55,18 @@ class _Face:
 
 
 # ---- shared helpers ------------------------------------------------------------------------------
+def _refuse_large(path: Path, limit: int | None = None, what: str = "a one-face label file") -> None:
+    """DataFormatError naming the file and the limit when it is over ``limit`` bytes (default
+    ``MAX_LABEL_BYTES``): checked before the file is read, so memory stays bounded."""
+    limit = MAX_LABEL_BYTES if limit is None else limit
+    try:
+        size = path.stat().st_size
+    except OSError:
+        return  # reading it names the problem
+    if size > limit:
+        raise DataFormatError(path, f"file is {size} bytes, over the size limit of {limit / 1e6:g} MB for {what}")
+
+
 def _size(pixels: np.ndarray | None) -> tuple[int, int] | None:
     """(height, width) of a loaded image; None when labels are read alone (the size is unknown)."""
     return None if pixels is None else pixels.shape[:2]
@@ -80,22 +95,36 @@ def _require_image(annotation: Path, image: Path | None, named: str | None = Non
     raise DataFormatError(annotation, f"image not found: looked for {looked} in {annotation.parent}; {hint}")
 
 
-def _files(path: Path, suffix: str) -> list[Path]:
-    """``path`` itself, or every ``*suffix`` file under the folder ``path`` (recursive, sorted).
+def _files(path: Path, suffix: str) -> tuple[list[Path], list[DataFormatError]]:
+    """(``path`` itself, or every ``*suffix`` file under the folder ``path``, recursive and sorted;
+    what is wrong with the folder, for the reader to raise or list as skipped).
 
-    Linked folders are followed (each real folder once, so a link loop ends); a link to nothing is
-    listed too, for the reader to report. macOS's ``__MACOSX`` folders and ``._*`` resource forks
-    are not data and are passed over, as the zip readers do.
+    The suffix matches in any case (``a.PTS``), as a single file's does in ``detect_format``.
+    ``data_files`` walks the folder: linked folders are followed (each real folder once, so a link
+    loop ends), a link to nothing is listed too, for the reader to report, macOS's ``__MACOSX``
+    folders and ``._*`` resource forks are passed over, and a folder that cannot be listed is a
+    problem. So are two files for one face (``a.pts`` and ``a.PTS``): both are left out.
     """
-    if path.is_dir():
-        files = [f for f in walk_files(path, skip=lambda folder: folder.name == "__MACOSX")
-                 if f.name.endswith(suffix) and not f.name.startswith("._")]
-        if not files:
+    try:
+        is_dir, is_file = path.is_dir(), path.is_file()
+    except OSError as err:  # e.g. a folder on the way that may not be searched
+        raise unreadable(path, err) from None
+    if is_dir:
+        problems: list[DataFormatError] = []
+        files = [f for f in data_files(path, problems) if f.name.lower().endswith(suffix)]
+        if not files and not problems:
             raise DataFormatError(path, f"folder holds no {suffix} files")
-        return files
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such file or folder")
-    return [path]
+        by_face: dict[tuple[Path, str], list[Path]] = {}
+        for f in files:
+            by_face.setdefault((f.parent, f.name[:-len(suffix)]), []).append(f)
+        for (_, face), same in by_face.items():
+            if len(same) > 1:
+                problems.append(DataFormatError(same[0], f"{' and '.join(f.name for f in same)} both label "
+                                                         f"the face {face!r}; keep one"))
+        return [f for f in files if len(by_face[f.parent, f.name[:-len(suffix)]]) == 1], problems
+    if not is_file:
+        raise not_found(path)
+    return [path], []
 
 
 def _face_id(file: Path, root: Path) -> str:
@@ -134,7 +163,12 @@ def _read_each(path: str | Path, suffix: str, schema: str, parse: Callable[[Path
     """Parse one file or a folder of files; with ``skip_bad`` bad files are listed in ``skipped``."""
     root = Path(path)
     faces, skipped = [], []
-    for file in _files(root, suffix):
+    files, problems = _files(root, suffix)
+    for problem in problems:  # a folder that cannot be listed, two files for one face
+        if not skip_bad:
+            raise problem
+        skipped.append(str(problem))
+    for file in files:
         try:
             if not file.is_file():
                 raise DataFormatError(file, "is a link to nothing (broken or looping), or not a file")
@@ -149,11 +183,13 @@ def _read_each(path: str | Path, suffix: str, schema: str, parse: Callable[[Path
 # ---- iBUG .pts -----------------------------------------------------------------------------------
 def _parse_pts_text(path: Path) -> tuple[np.ndarray, list[str]]:
     """((K, 2) 0-based points of one .pts file (the file counts from 1), the line of each point)."""
+    _refuse_large(path, what="a .pts file (68 points are under 2 KB)")
     lines = read_text(path).splitlines()
     header: dict[str, str] = {}
     opened = closed = None
-    points: list[tuple[float, float]] = []
+    points: list[tuple[float, float]] = []  # the first 68 only: any other count is an error below
     point_lines: list[str] = []
+    found = 0  # point lines, all of them checked and counted
     for no, line in enumerate(lines, start=1):
         text = line.strip()
         if not text:
@@ -177,18 +213,21 @@ def _parse_pts_text(path: Path) -> tuple[np.ndarray, list[str]]:
             if len(fields) != 2:
                 raise DataFormatError(path, f"line {no}: expected two numbers 'x y', got {text[:40]!r}")
             try:
-                points.append((text_float(fields[0]), text_float(fields[1])))
+                point = text_float(fields[0]), text_float(fields[1])
             except ValueError:
                 raise DataFormatError(path, f"line {no}: not a number in {text[:40]!r}") from None
-            point_lines.append(f"line {no}")
+            found += 1
+            if found <= 68:
+                points.append(point)
+                point_lines.append(f"line {no}")
     if opened is None or closed is None:
         raise DataFormatError(path, f"line {len(lines)}: missing {'{' if opened is None else '}'} brace")
     try:
         n_points = text_int(header["n_points"])
     except (KeyError, ValueError):
         raise DataFormatError(path, "header lacks a valid 'n_points: <int>' line", field="n_points") from None
-    if len(points) != n_points:
-        raise DataFormatError(path, f"line {closed}: n_points says {n_points} but {len(points)} points "
+    if found != n_points:
+        raise DataFormatError(path, f"line {closed}: n_points says {n_points} but {found} points "
                               f"were found between lines {opened} and {closed}")
     if n_points != 68:
         raise DataFormatError(path, f"{n_points} points; iBUG .pts files must have 68 (schema ibug68)",
@@ -232,6 +271,7 @@ def write_pts(keypoints: np.ndarray, path: str | Path, *, decimals: int = 3) -> 
 # ---- IMM .asf ------------------------------------------------------------------------------------
 def _parse_asf_text(path: Path) -> tuple[np.ndarray, str | None]:
     """(58, 2) relative coordinates and the host image's name (None when absent)."""
+    _refuse_large(path, what="an .asf file (58 points are about 3 KB)")
     body = [(no, line.strip()) for no, line in enumerate(read_text(path).splitlines(), start=1)
             if line.strip() and not line.lstrip().startswith("#")]
     if not body:
@@ -260,8 +300,22 @@ def _parse_asf_text(path: Path) -> tuple[np.ndarray, str | None]:
         if not 0 <= index < n or not np.isnan(rel[index]).all():
             raise DataFormatError(path, f"line {no}: point number {index} out of range or repeated")
         rel[index] = x, y
-    host = body[1 + n][1] if len(body) > 1 + n else None
-    return rel, host
+    after = body[1 + n:]  # at most the host image's name: anything else is a point or a line too many
+    if len(after) > 1 or (after and _looks_like_point(after[0][1])):
+        shown = ", ".join(f"line {no}: {text[:40]!r}" for no, text in after[:3])
+        raise DataFormatError(path, f"line {after[0][0]}: {len(after)} data line{'s' if len(after) > 1 else ''} "
+                              f"after the {n} points the file declares, where only the host image's name may "
+                              f"follow ({shown})")
+    return rel, after[0][1] if after else None
+
+
+def _looks_like_point(text: str) -> bool:
+    """Whether an .asf line reads as a point line (path type x y point# from to [...]), not a file name."""
+    fields = text.split()
+    try:
+        return len(fields) >= 7 and all(np.isfinite(text_float(f)) for f in fields[:7])
+    except ValueError:
+        return False
 
 
 def read_asf(path: str | Path, *, load_images: bool = True, skip_bad: bool = False,
@@ -275,18 +329,25 @@ def read_asf(path: str | Path, *, load_images: bool = True, skip_bad: bool = Fal
     """
     def parse(file: Path, root: Path) -> _Face:
         rel, host = _parse_asf_text(file)
-        image = file.parent / host if host else None
-        if image is None or not image.is_file():
-            image = _image_beside(file)
+        # the host image the file names is the one its coordinates are relative to; another one (the
+        # image beside it, maybe of another size) would scale them wrongly, so none stands in for it
+        image = file.parent / host if host else _image_beside(file)
+        try:
+            found = image is not None and image.is_file()
+        except OSError as err:  # is_file says False for a missing file but raises for a name over the limit
+            raise DataFormatError(file, f"host image {short(host)} cannot be looked up ({err.strerror or err})") \
+                from None
         if load_images or image_size is None:
             hint = ("its size scales the relative coordinates: pass load_images=False "
                     "together with image_size=(height, width) to read the labels only")
-            pixels = read_image(_require_image(file, image, named=host, hint=hint))
+            named = f"{host} (the host image the file names)" if host else None
+            pixels = read_image(_require_image(file, image, named=named, hint=hint))
             height, width = pixels.shape[:2]
             if image_size is not None and tuple(image_size) != (height, width):
                 raise DataFormatError(file, f"image_size={tuple(image_size)} but {image} is {(height, width)}")
         else:
             pixels, (height, width) = None, image_size
+            image = image if found else None  # labels only, the size given: a missing image is not needed
         kp = (rel * (width, height)).astype(np.float32)
         person = file.stem.split("-", 1)[0] if "-" in file.stem else None
         return _Face(kp, _face_id(file, root), image, pixels if load_images else None, person)
@@ -394,6 +455,7 @@ def read_ljson(path: str | Path, *, load_images: bool = True, skip_bad: bool = F
     menpo stores points as ``[y, x]``; they are swapped to (x, y). ``null`` points become NaN.
     """
     def parse(file: Path, root: Path) -> _Face:
+        _refuse_large(file, what="an .ljson file (68 points are about 4 KB)")
         where, points = _ljson_points(file, load_json(file))
         kp = _ljson_array(file, points, where)
         image = _image_beside(file)

@@ -1,7 +1,8 @@
 """The text of small annotation files (.pts, .asf, JSON), and JSON parsed from it.
 
-Empty, binary, non-UTF-8 and unparsable files are DataFormatErrors naming the file, so every
-reader of these formats fails the same way on them.
+Empty, binary, non-UTF-8 and unparsable files, and files the system will not read (no permission,
+an I/O error), are DataFormatErrors naming the file, so every reader of these formats fails the same
+way on them (and ``skip_bad`` lists them).
 
 Examples
 --------
@@ -14,8 +15,9 @@ import json
 from pathlib import Path
 
 from facekeypoints.data.dataset import DataFormatError
+from facekeypoints.data.walk import unreadable
 
-__all__ = ["read_text", "load_json", "short", "encoding_problem"]
+__all__ = ["read_text", "read_head", "load_json", "short", "encoding_problem"]
 
 # byte-order marks of the encodings that spreadsheet programs offer besides UTF-8 ("Unicode text");
 # UTF-32's come first because UTF-16 LE's mark is the start of UTF-32 LE's
@@ -43,8 +45,11 @@ def encoding_problem(head: bytes) -> str | None:
 
 
 def read_text(path: Path) -> str:
-    """The file's text; empty and binary files are bad input."""
-    raw = path.read_bytes()
+    """The file's text; empty, binary and unreadable files are bad input."""
+    try:
+        raw = path.read_bytes()
+    except OSError as err:  # no permission, a folder, an I/O error: named, as any bad file
+        raise unreadable(path, err) from None
     if not raw.removeprefix(b"\xef\xbb\xbf").strip():
         raise DataFormatError(path, "file is empty")
     if problem := encoding_problem(raw[:4096]):
@@ -57,10 +62,39 @@ def read_text(path: Path) -> str:
         raise DataFormatError(path, f"not UTF-8 text (byte {err.start})") from None
 
 
-def load_json(path: Path) -> object:
-    """The JSON document in ``path`` (Python's json also reads NaN and Infinity: callers check numbers)."""
+def read_head(path: Path, size: int = 4096) -> bytes:
+    """The first ``size`` bytes of the file (to tell its format); unreadable files are bad input."""
     try:
-        return json.loads(read_text(path))
+        with open(path, "rb") as f:
+            return f.read(size)
+    except OSError as err:
+        raise unreadable(path, err) from None
+
+
+class _RepeatedKey(Exception):
+    """A JSON object names one key twice (json would keep the last value without a word)."""
+
+
+def _refuse_repeated_keys(pairs: list[tuple[str, object]]) -> dict:
+    """``object_pairs_hook``: the object as a dict, unless a key is given twice."""
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        raise _RepeatedKey(next(key for key, _ in pairs if key in seen or seen.add(key)))
+    return obj
+
+
+def load_json(path: Path) -> object:
+    """The JSON document in ``path`` (Python's json also reads NaN and Infinity: callers check numbers).
+
+    A key repeated in one object is an error: which of its values was meant is unknown.
+    """
+    text = read_text(path)  # its own errors name the file once
+    try:
+        return json.loads(text, object_pairs_hook=_refuse_repeated_keys)
+    except _RepeatedKey as err:
+        raise DataFormatError(path, f"key {short(err.args[0])} repeated in one JSON object; which value is "
+                              "meant is unclear: keep one") from None
     except json.JSONDecodeError as err:
         raise DataFormatError(path, f"line {err.lineno}: invalid JSON ({err.msg})") from None
     except ValueError as err:  # an integer of more digits than Python converts

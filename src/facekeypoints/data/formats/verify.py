@@ -118,4 +118,13 @@ def verify_kaggle_download(folder: str | Path) -> VerifyReport:
     folder = Path(folder).expanduser()
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder}: {'is a file; give the folder that holds it' if folder.exists() else 'no such folder'}")
-    return VerifyReport(str(folder), tuple(_check(name, folder) for name in GENUINE_FILES))
+    return VerifyReport(str(folder), tuple(_check_or_unreadable(name, folder) for name in GENUINE_FILES))
+
+
+def _check_or_unreadable(name: str, folder: Path) -> FileCheck:
+    """``_check``, with a folder the user may not search (its files cannot even be looked at) as an
+    unreadable file, not an abort."""
+    try:
+        return _check(name, folder)
+    except OSError as err:
+        return FileCheck(name, "unreadable", str(folder / name), err.strerror or str(err))

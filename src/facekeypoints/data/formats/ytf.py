@@ -21,8 +21,10 @@ Examples
 from __future__ import annotations
 
 import csv
-import io
+import itertools
 import math
+import os
+import re
 from dataclasses import replace
 from pathlib import Path
 
@@ -30,6 +32,7 @@ import numpy as np
 
 from facekeypoints.data.formats.checks import describe, first_implausible, text_float
 from facekeypoints.data.formats.csvfile import open_csv, read_chunks
+from facekeypoints.data.formats.textfile import short
 from facekeypoints.data.dataset import DataFormatError, KeypointData
 from facekeypoints.data.images import read_image
 from facekeypoints.schema import load_schema
@@ -38,12 +41,49 @@ __all__ = ["read_ytf68_csv", "read_udacity_csv", "attach_person"]
 
 _POINTS = 68
 _MAX_LINE = 1 << 20  # bytes
+# the real train.csv is 2.8 MB of 3462 rows (~0.8 KB each); these bound memory (text, lines, results)
+_MAX_BYTES = 128_000_000
+_MAX_ROWS = 200_000
+_PHYSICAL_LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+")  # the lines as the csv module counts them
 
 
-def _csv_rows(path: Path) -> tuple[list[str], list[list[str]]]:
-    """(header, data rows) of a small CSV; empty, binary, non-UTF-8 and header-only files are errors."""
+class _Rows:
+    """The data rows of a checked CSV, parsed again from its lines each time they are iterated: a list
+    of every row's fields took ~9 times the file's size in memory (138 string objects a ytf68 row)."""
+
+    def __init__(self, physical: list[str], count: int):
+        self.physical, self.count = physical, count
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __iter__(self):
+        return itertools.islice(csv.reader(self.physical), 1, 1 + self.count)
+
+
+def _unclosed_quote(lines: list[str]) -> bool:
+    """Whether the CSV record made of ``lines`` ends inside a quoted field (its quote never closes)."""
+    try:
+        list(csv.reader(lines, strict=True))
+    except csv.Error as err:
+        return "unexpected end of data" in str(err)
+    return False
+
+
+def _csv_rows(path: Path) -> tuple[list[str], _Rows, list[tuple[int, int]]]:
+    """(header, data rows, the first and last line of each data row) of a small CSV; empty, binary,
+    non-UTF-8 and header-only files are errors, and so is a quote that is never closed (it would
+    make the rest of the file one field)."""
     with open_csv(path) as stream:
-        raw = b"".join(read_chunks(stream, path))  # a corrupt .gz or .zip is a DataFormatError
+        chunks, size = [], 0
+        for chunk in read_chunks(stream, path):  # a corrupt .gz or .zip is a DataFormatError
+            size += len(chunk)
+            if size > _MAX_BYTES:  # e.g. a .gz that unpacks to gigabytes: refused before it is all read
+                raise DataFormatError(path, f"over {_MAX_BYTES / 1e6:g} MB of CSV text, the size limit for a ytf68 or "
+                                      "Udacity CSV (a row of 68 points is about 1 KB)")
+            chunks.append(chunk)
+    raw = b"".join(chunks)
+    del chunks
     if not raw.strip():
         raise DataFormatError(path, "empty file")
     if b"\x00" in raw:
@@ -51,6 +91,10 @@ def _csv_rows(path: Path) -> tuple[list[str], list[list[str]]]:
         raise DataFormatError(path, f"binary data (NUL byte at offset {offset}), not a CSV text file")
     raw = raw.replace(b"\r\r\n", b"\n")  # CR CR LF: a CR LF file saved again with Windows line ends
     raw = raw.rstrip(b"\r\n\t ") + b"\n"  # trailing blank lines hold no rows (20 M of them took 1.6 GB as rows)
+    lines = raw.count(b"\n") + raw.count(b"\r") - raw.count(b"\r\n")  # as splitlines counts them, no list made
+    if lines - 1 > _MAX_ROWS:  # a row costs ~1 KB in memory however short its line (1 M took 2.1 GB)
+        raise DataFormatError(path, f"{lines - 1} lines after the header, over the limit of {_MAX_ROWS} rows for a "
+                              "ytf68 or Udacity CSV")
     lengths = [len(line) for line in raw.splitlines()]  # a row is about 1 KB; one of megabytes is no row of ours
     row = max(range(len(lengths)), key=lengths.__getitem__)
     if lengths[row] > _MAX_LINE:
@@ -60,16 +104,28 @@ def _csv_rows(path: Path) -> tuple[list[str], list[list[str]]]:
     except UnicodeDecodeError as err:
         row = raw[:err.start].count(b"\n")
         raise DataFormatError(path, f"not UTF-8 text ({err.reason} at byte {err.start})", row=row) from None
-    reader = csv.reader(io.StringIO(text, newline=""))
+    del raw
+    physical = _PHYSICAL_LINE.findall(text)  # StringIO(text).readlines() held 4 bytes a character more
+    del text
+    reader = csv.reader(physical)
+    header, spans, filled = [], [], 0  # filled: the records up to the last one not blank
     try:
-        lines = list(reader)
+        for record in reader:  # only checked here: _Rows parses them again as they are used
+            spans.append((spans[-1][1] + 1 if spans else 1, reader.line_num))
+            header = record if len(spans) == 1 else header
+            filled = len(spans) if record else filled
     except csv.Error as err:  # e.g. a field over the csv module's size limit
-        raise DataFormatError(path, f"not a readable CSV line ({err})", row=reader.line_num - 1) from None
-    while lines and not lines[-1]:
-        lines.pop()  # trailing blank lines hold no rows
-    if len(lines) < 2:
+        start = spans[-1][1] + 1 if spans else 1
+        why = (f"; this row runs from line {start} to line {reader.line_num}: a quote opened on line {start} and "
+               "not closed?") if reader.line_num > start else ""
+        raise DataFormatError(path, f"not a readable CSV line ({err}){why}", row=len(spans)) from None
+    if spans and _unclosed_quote(physical[spans[-1][0] - 1:]):
+        first, last = spans[-1]
+        raise DataFormatError(path, f"line {first}: a quote opened on this line is never closed, so lines "
+                              f"{first}-{last} would be one field; close it or remove it", row=len(spans) - 1 or None)
+    if filled < 2:  # trailing blank lines hold no rows
         raise DataFormatError(path, "no data rows (the file holds only a header)")
-    return [name.strip() for name in lines[0]], lines[1:]
+    return [name.strip() for name in header], _Rows(physical, filled - 1), spans[1:filled]
 
 
 def _ytf68_columns(header: list[str], path: Path) -> tuple[int, int | None, list[int]]:
@@ -114,9 +170,19 @@ def _check_range(values: list[float], cols: list[int], header: list[str], size: 
         raise DataFormatError("", describe(values[2 * k + axis], axis, size), field=header[cols[2 * k + axis]])
 
 
-def _load(image_path: Path, name: str) -> np.ndarray:
-    if not image_path.is_file():
+def _require_file(image_path: Path, name: str) -> None:
+    """A row's image must be a file; a name the system will not look up (one too long) is a bad row too."""
+    try:
+        found = image_path.is_file()
+    except OSError as err:  # is_file says False for a missing file but raises for a name over the limit
+        raise DataFormatError("", f"image file cannot be looked up ({err.strerror or err}): "
+                              f"{short(str(image_path))}", field=name) from None
+    if not found:
         raise DataFormatError("", f"image file not found: {image_path}", field=name)
+
+
+def _load(image_path: Path, name: str) -> np.ndarray:
+    _require_file(image_path, name)
     try:
         return read_image(image_path)
     except (DataFormatError, OSError) as err:  # re-raised without a path so the caller names the CSV row
@@ -124,37 +190,53 @@ def _load(image_path: Path, name: str) -> np.ndarray:
         raise DataFormatError("", f"{image_path}: {why}", field=name, hint=getattr(err, "hint", None)) from None
 
 
-def _read_rows(path: Path, header: list[str], lines: list[list[str]], columns: tuple[int, int | None, list[int]],
-               image_root: Path, load_images: bool, skip_bad: bool) -> KeypointData:
-    """KeypointData (ibug68) from parsed CSV rows; a row error names the CSV, row and field."""
+def _read_rows(path: Path, header: list[str], lines: list[list[str]], spans: list[tuple[int, int]],
+               columns: tuple[int, int | None, list[int]], image_root: Path, load_images: bool,
+               skip_bad: bool) -> KeypointData:
+    """KeypointData (ibug68) from parsed CSV rows; a row error names the CSV, row and field.
+
+    ``spans`` holds each row's first and last line: a row over several lines (a quoted field with
+    line breaks) is named with its lines, so that no line goes unaccounted for when it is skipped.
+    An image named on two rows is an error on the second: its face would count twice.
+    """
     image_col, person_col, coord_cols = columns
-    keypoints, images, ids, person, paths, skipped = [], [], [], [], [], []
-    for row, line in enumerate(lines, start=1):
+    images, ids, person, paths, skipped = [], [], [], [], []
+    keypoints = np.empty((len(spans), 2 * _POINTS), np.float32)  # row by row: Python floats took ~4 KB a row
+    first_row: dict[str, int] = {}
+    for row, (line, (first, last)) in enumerate(zip(lines, spans), start=1):
         try:
             if len(line) != len(header):
                 raise DataFormatError("", f"has {len(line)} fields, the header has {len(header)}")
             name = line[image_col].strip()
             if not name:
                 raise DataFormatError("", "empty image name", field=header[image_col])
+            if (same := os.path.normpath(name)) in first_row:
+                raise DataFormatError("", f"repeats the image {name!r} of row {first_row[same]}: its face would "
+                                      "count twice", field=header[image_col])
             values = _coordinates(line, coord_cols, header)
             image_path = image_root / name
             image = _load(image_path, header[image_col]) if load_images else None
-            if not load_images and not image_path.is_file():
-                raise DataFormatError("", f"image file not found: {image_path}", field=header[image_col])
+            if not load_images:
+                _require_file(image_path, header[image_col])
             _check_range(values, coord_cols, header, image.shape[:2] if load_images else None)
         except DataFormatError as err:
-            located = DataFormatError(path, err.reason, row=row, field=err.field, hint=err.hint)
+            reason = err.reason
+            if first != last:  # the line breaks shown as \n: a message is one line
+                reason = (reason.replace("\r", "\\r").replace("\n", "\\n") + f" (this row runs over lines "
+                          f"{first}-{last}: a quoted field holds line breaks; a stray quote?)")
+            located = DataFormatError(path, reason, row=row, field=err.field, hint=err.hint)
             if not skip_bad:
                 raise located from None
             skipped.append(str(located))
             continue
-        keypoints.append(values)
+        first_row[same] = row
+        keypoints[len(ids)] = values
         images.append(image)
         ids.append(name)
         person.append((line[person_col].strip() or None) if person_col is not None else None)
         paths.append(str(image_path))
     return KeypointData(
-        schema=load_schema("ibug68"), keypoints=np.asarray(keypoints, np.float32).reshape(-1, _POINTS, 2),
+        schema=load_schema("ibug68"), keypoints=keypoints[:len(ids)].reshape(-1, _POINTS, 2),
         images=images if load_images else None, ids=ids, person=person, paths=paths, source=str(path),
         skipped=skipped)
 
@@ -167,9 +249,9 @@ def read_ytf68_csv(path: str | Path, *, load_images: bool = True, skip_bad: bool
     person filled, paths the image files. A missing or unreadable image file is a bad row.
     """
     path = Path(path)
-    header, lines = _csv_rows(path)
+    header, lines, spans = _csv_rows(path)
     columns = _ytf68_columns(header, path)
-    return _read_rows(path, header, lines, columns, path.parent / "images", load_images, skip_bad)
+    return _read_rows(path, header, lines, spans, columns, path.parent / "images", load_images, skip_bad)
 
 
 def _udacity_image_dir(path: Path) -> Path:
@@ -190,7 +272,7 @@ def read_udacity_csv(path: str | Path, *, image_dir: str | Path | None = None, l
     the folder beside the CSV, see the module notes), ids the image file names.
     """
     path = Path(path)
-    header, lines = _csv_rows(path)
+    header, lines, spans = _csv_rows(path)
     numbered = [str(i) for i in range(2 * _POINTS)]
     if len(header) != 2 * _POINTS + 1 or header[1:] != numbered:
         raise DataFormatError(path, f"Udacity CSV header must be a name column then 0..135; got "
@@ -198,7 +280,7 @@ def read_udacity_csv(path: str | Path, *, image_dir: str | Path | None = None, l
     root = Path(image_dir) if image_dir is not None else _udacity_image_dir(path)
     header = ["image"] + [f"{axis}{i}" for i in range(_POINTS) for axis in ("x", "y")]  # names for messages
     columns = (0, None, list(range(1, 2 * _POINTS + 1)))
-    return _read_rows(path, header, lines, columns, root, load_images, skip_bad)
+    return _read_rows(path, header, lines, spans, columns, root, load_images, skip_bad)
 
 
 def attach_person(data: KeypointData, csv_path: str | Path) -> KeypointData:
@@ -208,7 +290,7 @@ def attach_person(data: KeypointData, csv_path: str | Path) -> KeypointData:
     is ytf68/train.csv row i), and ``data`` must not have skipped rows; otherwise ValueError.
     """
     csv_path = Path(csv_path)
-    header, lines = _csv_rows(csv_path)
+    header, lines, _ = _csv_rows(csv_path)
     if "person" not in header:
         raise DataFormatError(csv_path, f"no 'person' column (columns: {header[:5]}...)")
     if data.skipped:
