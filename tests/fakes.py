@@ -44,6 +44,19 @@ class FakeRunner:
         return self.fn(x)
 
 
+def face68() -> np.ndarray:
+    """A plausible 68-point face (x, y) in a 200 x 160 (H x W) photo: alignable, inside the image."""
+    t = np.linspace(0, np.pi, 17)
+    pts = list(np.c_[80 - 60 * np.cos(t), 100 + 54 * np.sin(t)])
+    pts += [(30 + 8 * i, 70) for i in range(5)] + [(90 + 8 * i, 70) for i in range(5)]
+    pts += [(80, 80 + 8 * i) for i in range(4)] + [(68 + 6 * i, 118) for i in range(5)]
+    eye = [(-12, 0), (-6, -4), (0, -4), (6, 0), (0, 3), (-6, 3)]
+    pts += [(55 + dx, 88 + dy) for dx, dy in eye] + [(105 + dx, 88 + dy) for dx, dy in eye]
+    pts += [(60 + 40 * i / 11, 140 + 6 * np.sin(np.pi * i / 11)) for i in range(12)]
+    pts += [(66 + 28 * i / 7, 142) for i in range(8)]
+    return np.asarray(pts, float)
+
+
 def make_faces(n=32, seed=0, missing=True) -> KeypointData:
     """Faces drawn as bright blobs at jittered Kaggle mean-face positions: learnable in a few steps."""
     rng = np.random.default_rng(seed)

@@ -45,23 +45,12 @@ from facekeypoints.data.formats.landmarks import read_ljson, read_pts
 from facekeypoints.data.formats.verify import verify_kaggle_download
 from facekeypoints.data.images import read_image
 from facekeypoints.data.info import describe, format_description, read_for_info
-from tests.fakes import run_cli
+from tests.fakes import face68, run_cli
 
 H, W = 200, 160
 
 
 # ---- synthetic files ------------------------------------------------------------------------------
-def _face68() -> np.ndarray:
-    """A plausible 68-point face in a 200 x 160 (H x W) photo (alignable, inside the image)."""
-    t = np.linspace(0, np.pi, 17)
-    pts = list(np.c_[80 - 60 * np.cos(t), 100 + 54 * np.sin(t)])
-    pts += [(30 + 8 * i, 70) for i in range(5)] + [(90 + 8 * i, 70) for i in range(5)]
-    pts += [(80, 80 + 8 * i) for i in range(4)] + [(68 + 6 * i, 118) for i in range(5)]
-    eye = [(-12, 0), (-6, -4), (0, -4), (6, 0), (0, 3), (-6, 3)]
-    pts += [(55 + dx, 88 + dy) for dx, dy in eye] + [(105 + dx, 88 + dy) for dx, dy in eye]
-    pts += [(60 + 40 * i / 11, 140 + 6 * np.sin(np.pi * i / 11)) for i in range(12)]
-    pts += [(66 + 28 * i / 7, 142) for i in range(8)]
-    return np.asarray(pts, float)
 
 
 def _photo(path: Path) -> Path:
@@ -71,7 +60,7 @@ def _photo(path: Path) -> Path:
 
 
 def _pts(path: Path) -> Path:
-    rows = "\n".join(f"{x + 1:.3f} {y + 1:.3f}" for x, y in _face68())
+    rows = "\n".join(f"{x + 1:.3f} {y + 1:.3f}" for x, y in face68())
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(f"version: 1\nn_points: 68\n{{\n{rows}\n}}\n")
     return path
@@ -87,7 +76,7 @@ def _asf(path: Path) -> Path:
 
 def _ljson(path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"landmarks": {"points": [[y, x] for x, y in _face68().tolist()]}}))
+    path.write_text(json.dumps({"landmarks": {"points": [[y, x] for x, y in face68().tolist()]}}))
     return path
 
 
@@ -95,7 +84,7 @@ def _mat(path: Path) -> Path:
     from scipy.io import savemat
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    savemat(path, {"pt3d_68": np.r_[_face68().T, np.zeros((1, 68))]})
+    savemat(path, {"pt3d_68": np.r_[face68().T, np.zeros((1, 68))]})
     return path
 
 
@@ -234,7 +223,7 @@ def test_an_unreadable_annotation_is_named_and_skip_bad_reads_the_rest(tmp_path,
 
 def test_an_unreadable_coco_json_is_named(tmp_path, monkeypatch):
     _photo(tmp_path / "a.png")
-    flat = [v for x, y in _face68() for v in (float(x), float(y), 2)]
+    flat = [v for x, y in face68() for v in (float(x), float(y), 2)]
     doc = {"images": [{"id": 1, "file_name": "a.png", "width": W, "height": H}],
            "annotations": [{"id": 1, "image_id": 1, "keypoints": flat}]}
     ann = tmp_path / "ann.json"

@@ -46,22 +46,9 @@ from facekeypoints.data.formats.landmark_sets import read_coco_json
 from facekeypoints.data.formats.landmarks import read_asf, read_ljson, read_pts
 from facekeypoints.data.formats.ytf import attach_person, read_ytf68_csv
 from facekeypoints.schema import load_schema
-from tests.fakes import run_cli
+from tests.fakes import face68, run_cli
 
 H, W = 200, 160
-
-
-def _face68() -> np.ndarray:
-    """A plausible 68-point face in a 200 x 160 (H x W) photo."""
-    t = np.linspace(0, np.pi, 17)
-    pts = list(np.c_[80 - 60 * np.cos(t), 100 + 54 * np.sin(t)])
-    pts += [(30 + 8 * i, 70) for i in range(5)] + [(90 + 8 * i, 70) for i in range(5)]
-    pts += [(80, 80 + 8 * i) for i in range(4)] + [(68 + 6 * i, 118) for i in range(5)]
-    eye = [(-12, 0), (-6, -4), (0, -4), (6, 0), (0, 3), (-6, 3)]
-    pts += [(55 + dx, 88 + dy) for dx, dy in eye] + [(105 + dx, 88 + dy) for dx, dy in eye]
-    pts += [(60 + 40 * i / 11, 140 + 6 * np.sin(np.pi * i / 11)) for i in range(12)]
-    pts += [(66 + 28 * i / 7, 142) for i in range(8)]
-    return np.asarray(pts, float)
 
 
 def _photo(path: Path, h: int = H, w: int = W) -> Path:
@@ -71,7 +58,7 @@ def _photo(path: Path, h: int = H, w: int = W) -> Path:
 
 
 def _pts(path: Path, kp: np.ndarray | None = None) -> Path:
-    rows = "\n".join(f"{x + 1:.3f} {y + 1:.3f}" for x, y in (_face68() if kp is None else kp))
+    rows = "\n".join(f"{x + 1:.3f} {y + 1:.3f}" for x, y in (face68() if kp is None else kp))
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(f"version: 1\nn_points: 68\n{{\n{rows}\n}}\n")
     return path
@@ -127,7 +114,7 @@ def test_a_pts_file_of_many_points_is_counted_without_being_held(tmp_path):
 
 def test_a_pts_file_of_68_points_reads_as_before(tmp_path):
     data = read_pts(_pts(tmp_path / "a.pts"), load_images=False)
-    np.testing.assert_allclose(data.keypoints[0], _face68(), atol=1e-3)
+    np.testing.assert_allclose(data.keypoints[0], face68(), atol=1e-3)
     (tmp_path / "b.pts").write_text("version: 1\nn_points: 69\n{\n" + "5 5\n" * 69 + "}\n")
     with pytest.raises(DataFormatError, match="69 points; iBUG .pts files must have 68"):
         read_pts(tmp_path / "b.pts", load_images=False)
@@ -135,7 +122,7 @@ def test_a_pts_file_of_68_points_reads_as_before(tmp_path):
 
 # ---- J10: COCO JSON -----------------------------------------------------------------------------------
 def _coco(path: Path) -> Path:
-    flat = [v for x, y in _face68() for v in (float(x), float(y), 2)]
+    flat = [v for x, y in face68() for v in (float(x), float(y), 2)]
     doc = {"images": [{"id": 1, "file_name": "a.png", "width": W, "height": H}],
            "annotations": [{"id": 1, "image_id": 1, "keypoints": flat}]}
     path.write_text(json.dumps(doc))
@@ -360,7 +347,7 @@ def test_convert_of_labels_read_alone_matches_convert_of_loaded_photos(tmp_path)
 
 def test_convert_checks_labels_against_the_photo_and_skip_bad_lists_the_face(tmp_path, capsys):
     folder = _folder(tmp_path)
-    far = _face68()
+    far = face68()
     far[30] = (2 * W + 50, 100)  # more than one image width right of the 160 px photo
     _pts(folder / "p1.pts", far)
     data = read(folder, load_images=False)  # without the photo's size, only the far-from-any-image bound
