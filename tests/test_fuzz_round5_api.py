@@ -148,7 +148,10 @@ def test_16_bit_and_float_pil_images_give_what_the_file_gives_by_path(tmp_path):
     with Image.open(tmp_path / "g16.png") as im:
         assert im.mode.startswith("I;16")
         assert (to_rgb(im)[0] == by_path).all()  # not saturated to white
-    assert (to_rgb(Image.fromarray(grey.astype(np.int32) * 257, "I"))[0] == by_path).all()
+    deep = Image.fromarray(grey.astype(np.int32) * 257, "I")
+    with pytest.raises(ValueError, match="no file to say their range"):  # mode "I" in memory: 16-bit or not? (round 8)
+        to_rgb(deep)
+    assert (to_rgb(deep.convert("I;16"))[0] == by_path).all()  # what the error advises
     assert (to_rgb(Image.fromarray(grey.astype(np.float32) / 255, "F"))[0] == by_path).all()
     with pytest.raises(ValueError, match="PIL image in mode F: float32 pixels outside 0..1"):
         to_rgb(Image.fromarray(grey.astype(np.float32), "F"))

@@ -13,6 +13,7 @@ Examples
 from __future__ import annotations
 
 import contextlib
+import errno
 import itertools
 import os
 from pathlib import Path
@@ -83,9 +84,17 @@ def _temporary(path: Path) -> Path:
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """A temporary path beside ``path`` (its folder is created): renamed onto ``path`` when the block
     ends without an error, removed when it raises, so a kill or a full disk never leaves half a file.
-    A block that removes the temporary file itself writes nothing (``path`` is left as it was)."""
+    A block that removes the temporary file itself writes nothing (``path`` is left as it was).
+    A name the file system cannot take (``name_problem``) or a folder that cannot be made is a
+    ``WriteError`` naming ``path``, before the block runs."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if why := name_problem(path):  # the rename would fail only after the work, and stat() fails alike
+        raise WriteError(errno.ENAMETOOLONG, f"{path}: could not be written ({why}); nothing was written")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise WriteError(err.errno, f"{path}: could not be written: cannot create the folder {path.parent} "
+                                    f"({err.strerror or err}); nothing was written") from err
     tmp = _temporary(path)
     try:
         yield tmp
@@ -94,10 +103,19 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     except WriteError:
         raise
     except OSError as err:  # the write's own failure (ENOSPC has no file name): say which output, and that it is kept
-        kept = "its previous content is kept" if path.exists() else "nothing was written"
+        kept = "its previous content is kept" if _exists(path) else "nothing was written"
         raise WriteError(err.errno, f"{path}: could not be written ({err.strerror or err}); {kept}") from err
     finally:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # an error here would hide the write's own
+            tmp.unlink(missing_ok=True)
+
+
+def _exists(path: Path) -> bool:
+    """``path.exists()``, False where even looking fails (a name too long, a folder without permission)."""
+    try:
+        return path.exists()
+    except OSError:
+        return False
 
 
 def check_target(path: str | Path, *, inputs: tuple = (), folder: bool = False, make: bool = True) -> Path:

@@ -87,7 +87,7 @@ DATA_CONVERT_EXAMPLES = """examples:
 def _cmd_data_convert(args: argparse.Namespace) -> int:
     import time
 
-    from facekeypoints.data.convert import to_kaggle_task
+    from facekeypoints.data.convert import check_output_outside, to_kaggle_task
     from facekeypoints.data.formats.io import read
     from facekeypoints.data.formats.kaggle import MAX_ROWS, write_kaggle_csv
 
@@ -96,6 +96,7 @@ def _cmd_data_convert(args: argparse.Namespace) -> int:
                          "for other targets call facekeypoints.data.to_kaggle_task from Python")
     if not args.output.lower().endswith((".csv", ".csv.gz", ".zip")):
         raise ValueError(f"{args.output}: a Kaggle CSV is written as .csv, .csv.gz or .zip")
+    check_output_outside(args.src, args.output)
     check_target(args.output, inputs=(args.src,))
     start = time.perf_counter()
     # labels first; each photo is then read, cut and dropped in turn (a folder of 12 MP photos held 1.75 GB)
@@ -142,13 +143,18 @@ def _cmd_data_info(args: argparse.Namespace) -> int:
         check_target(args.report, inputs=(args.path,))
     data = read_for_info(args.path, skip_bad=args.skip_bad)
     if args.report:
+        text = "".join(f"{message}\n" for message in data.skipped)
+        try:  # a file name that is not UTF-8 (b\xe9.pts) is written as its own bytes, as ls shows it
+            raw = text.encode("utf-8", "surrogateescape")
+        except UnicodeEncodeError:  # another lone surrogate: escaped rather than a codec error
+            raw = text.encode("utf-8", "backslashreplace")
         with atomic_path(args.report) as tmp:
-            tmp.write_text("".join(f"{message}\n" for message in data.skipped))
+            tmp.write_bytes(raw)
     info = describe(data)
     print(json.dumps(info, indent=2) if args.json else format_description(info))
     if data.skipped:
         where = f"; listed in {args.report}" if args.report else ""
-        print(f"skipped {len(data.skipped)} bad rows{where}", file=sys.stderr)
+        print(f"skipped {data.skipped_count} bad rows{where}", file=sys.stderr)
     return 1 if data.skipped else 0  # partial, as every --skip-bad command that left something out
 
 
@@ -333,7 +339,7 @@ def _evaluate_photos(args: argparse.Namespace) -> int:
     details: dict = {}
     r = evaluate_photos(data, detector, boxes=args.boxes, limit=args.limit, details=details)
     r["model"] = model  # the name asked for, not the file it resolved to
-    r["skipped"], r["skipped_count"] = list(data.skipped[:20]), len(data.skipped)
+    r["skipped"], r["skipped_count"] = list(data.skipped[:20]), data.skipped_count
     # faces left out (bad labels skipped, photos unreadable) make the figures partial: exit 1, as predict does
     status = 1 if r["skipped_count"] or r["unusable_count"] else 0
     if r["rows_with_nme"] == 0:
@@ -543,12 +549,19 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         close = difflib.get_close_matches(chosen, [*DETECTORS, "none"], n=1)
         raise ValueError(f"--detector {args.detector}: not a face detector; choose from "
                          f"{', '.join([*DETECTORS, 'none'])}" + (f" (did you mean {close[0]}?)" if close else ""))
-    if csvs:  # framed faces: every option of the face search is refused alike, none ignored
+    if csvs:  # framed faces: every option of the face search, and of photos alone, is refused alike, none ignored
         given = ([f"--detector {args.detector}"] if chosen not in (None, "none") else []) + \
             (["--min-face"] if args.min_face else []) + (["--max-side"] if args.max_side else [])
-        if given:
-            raise ValueError(f"{' and '.join(given)}: for the face search in photos and videos; a Kaggle CSV's "
-                             "faces are framed already")
+        # options left at their defaults (None, False) were not given; --batch-size applies (faces per model call)
+        photos = [(flag, why) for flag, why, on in (
+            ("--max-pixels", "a photo's size limit", args.max_pixels is not None),
+            ("--no-draw", "drawn copies", args.no_draw),
+            ("--no-refine", "re-framing found faces", args.no_refine)) if on]
+        if given or photos:
+            said = ([f"{' and '.join(given)}: for the face search in photos and videos"] if given else []) + \
+                ([f"{' and '.join(f for f, _ in photos)}: for photos and videos ({', '.join(w for _, w in photos)})"]
+                 if photos else [])
+            raise ValueError(f"{'; '.join(said)}; a Kaggle CSV's faces are framed already")
     elif chosen == "none":
         raise ValueError("--detector none is for a Kaggle CSV, whose images are framed faces; photos and videos "
                          "need a face detector (haar or dlib)")
@@ -559,11 +572,15 @@ def _cmd_predict(args: argparse.Namespace) -> int:
             face_detector = DETECTORS[face_detector](**sizing)
         except FileNotFoundError as err:
             raise ValueError(str(err)) from None
+        except ValueError as err:  # the detector's own bound (haar: max_side >= 48), said in the flags' names
+            flags = re.sub(r"\b(max_side|min_face)\b", lambda m: "--" + m.group(1).replace("_", "-"), str(err))
+            raise ValueError(f"--detector {face_detector}: {flags}") from None
     elif args.min_face or args.max_side:
         raise ValueError(f"--min-face and --max-side apply to the haar and cnn detectors, not {chosen!r}")
     detector = KeypointDetector(args.model, backend=args.backend, threads=args.threads, refine=not args.no_refine,
                                 detector=face_detector,
-                                mirror_tta=args.mirror_tta, rotate_tta=args.rotate_tta, device=args.device)
+                                mirror_tta=args.mirror_tta, rotate_tta=args.rotate_tta, device=args.device,
+                                **({"batch_size": args.batch_size} if csvs and args.batch_size is not None else {}))
     if csvs:
         from facekeypoints.data.formats.io import detect_format
 
@@ -590,8 +607,12 @@ def _cmd_predict(args: argparse.Namespace) -> int:
             print(f"  skipped {problem}", file=sys.stderr)
         return 1 if predictions.skipped else 0
     out = args.output or "predictions"
-    report = predict_paths(detector, args.inputs, out, draw=not args.no_draw, batch_size=args.batch_size,
-                           progress=not args.quiet, max_pixels=args.max_pixels or None, overwrite=args.overwrite)
+    from facekeypoints.data.images import MAX_PIXELS
+
+    batch_size = 16 if args.batch_size is None else args.batch_size  # None: not given (the Kaggle CSV check)
+    max_pixels = MAX_PIXELS if args.max_pixels is None else args.max_pixels or None  # 0: no limit
+    report = predict_paths(detector, args.inputs, out, draw=not args.no_draw, batch_size=batch_size,
+                           progress=not args.quiet, max_pixels=max_pixels, overwrite=args.overwrite)
     where = "standard output" if out == "-" else out
     print(f"{report}\nresults: {where}", file=sys.stderr if report.failures or out == "-" else sys.stdout)
     return 1 if report.failures else 0
@@ -690,7 +711,8 @@ def _add_inference(sub) -> None:
     p.add_argument("--min-face", type=at_least(1), help="haar, cnn: find faces down to this many pixels in any image "
                    "(slower on large photos; default: whatever max-side allows)")
     p.add_argument("--max-side", type=at_least(16), help="haar, cnn: scale the image to this longer side before "
-                   "searching (defaults: haar 240, 64 px faces in a 640x480 frame; cnn 480, plus a 240 pass for large faces)")
+                   "searching (defaults: haar 240, 64 px faces in a 640x480 frame; cnn 480, plus a 240 pass for large "
+                   "faces; at least: haar 48, cnn 16)")
     p.add_argument("--no-draw", action="store_true", help="write JSON only, no drawn images or video")
     p.add_argument("--overwrite", action="store_true", help="replace files in the -o folder that this run writes "
                    "(predictions.jsonl, drawings, video .jsonl/.mp4); without it a run that would replace any is refused")
@@ -699,9 +721,10 @@ def _add_inference(sub) -> None:
                    help="also predict each face mirrored and average (about twice the model time)")
     p.add_argument("--rotate-tta", type=tta_degrees, default=0.0, metavar="DEG",
                    help="also predict each face turned by +/-DEG degrees and average (3x the model time; 4 helps kaggle15)")
-    p.add_argument("--max-pixels", type=at_least(0), default=100_000_000,
+    p.add_argument("--max-pixels", type=at_least(0),  # default None: not given (refused for a Kaggle CSV)
                    help="refuse larger images, from their header (default 100000000, under 1 GB each); 0: no limit")
-    p.add_argument("--batch-size", type=at_least(1), default=16, help="images read and predicted together (default 16)")
+    p.add_argument("--batch-size", type=at_least(1), help="images read and predicted together (default 16); for a "
+                   "Kaggle CSV, faces per model call (default 64)")
     p.add_argument("--threads", type=at_least(1), help="backend threads (default: the library's)")
     p.add_argument("--device", default="cpu", help=DEVICE_HELP + "; a GPU runs the model with torch")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -798,7 +821,10 @@ def _terminate(signum, frame):
 
 
 def _one_line_warning(message, category, filename, lineno, line=None) -> str:
-    return f"warning: {message}\n"  # for users: no source file and line of ours under it
+    """For users: one line (a library's message over several lines is joined), and no source file
+    and line of ours under it."""
+    text = " ".join(part.strip() for part in str(message).splitlines() if part.strip())
+    return f"warning: {text}\n"
 
 
 def main(argv: list[str] | None = None) -> int:

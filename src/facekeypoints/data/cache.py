@@ -30,6 +30,9 @@ __all__ = ["CacheMiss", "cache_dir", "file_digest", "load", "save", "clear"]
 CACHE_ENV = "FACEKEYPOINTS_CACHE"
 
 
+_unusable: set[Path] = set()  # cache folders that could not be looked in (load warned about them)
+
+
 class CacheMiss(KeyError):
     """No usable cache entry for a key (absent, or unreadable and therefore ignored)."""
 
@@ -55,8 +58,14 @@ def _entry(key: str) -> Path:
 def load(key: str) -> dict[str, np.ndarray]:
     """The arrays stored under ``key``. Raises CacheMiss when absent or unreadable (with a warning)."""
     path = _entry(key)
-    if not path.is_file():
-        raise CacheMiss(key)
+    try:
+        if not path.is_file():
+            raise CacheMiss(key)
+    except OSError as err:  # e.g. a cache folder owned by another user (left by a sudo run)
+        _unusable.add(path.parent)  # said once: save() does not try it again
+        warnings.warn(f"cannot use the cache folder {path.parent} ({err.strerror or err}); "
+                      "reading without the cache", stacklevel=2)
+        raise CacheMiss(key) from None
     try:
         with np.load(path, allow_pickle=False) as npz:
             return {name: npz[name] for name in npz.files}
@@ -68,6 +77,8 @@ def load(key: str) -> dict[str, np.ndarray]:
 def save(key: str, arrays: dict[str, np.ndarray]) -> None:
     """Store ``arrays`` under ``key`` atomically; a cache that cannot be written only warns."""
     path = _entry(key)
+    if path.parent in _unusable:  # load() has said it cannot be used; one warning is enough
+        return
     tmp_name = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -24,7 +25,23 @@ from facekeypoints.data import framing
 from facekeypoints.data.dataset import DataFormatError, KeypointData
 from facekeypoints.schema import SchemaError
 
-__all__ = ["ConversionReport", "complete_labels", "resize_faces", "to_kaggle_task"]
+__all__ = ["ConversionReport", "check_output_outside", "complete_labels", "resize_faces", "to_kaggle_task"]
+
+
+def check_output_outside(source: str | Path, output: str | Path) -> None:
+    """ValueError naming both when ``output`` would be written inside the folder ``source`` that is
+    read: the CSV would then be part of that folder, which could no longer be read as one format
+    (``data info DIR``: several annotation formats) and the next conversion would read it too."""
+    src, out = Path(source), Path(output)
+    try:
+        if not src.is_dir():
+            return
+        inside = out.resolve().is_relative_to(src.resolve())
+    except OSError:  # cannot be looked at: the read or the write names the problem
+        return
+    if inside:
+        raise ValueError(f"{output}: is inside {source}, the folder being read, which would then hold two formats "
+                         "(and the output would be read as input next time); write it outside that folder")
 
 
 @dataclass
@@ -104,7 +121,7 @@ def to_kaggle_task(data: KeypointData, target: str = "kaggle15", *, size: int = 
             labels = data.to_schema(target).keypoints.astype(np.float64)
         except SchemaError as err:
             raise DataFormatError(where, str(err)) from None
-    report = ConversionReport(faces_in=len(data) + len(data.skipped), faces_out=0, size=size, target=target,
+    report = ConversionReport(faces_in=len(data) + data.skipped_count, faces_out=0, size=size, target=target,
                               read_skipped=list(data.skipped))
     frames, _ = framing.frames_from_keypoints(data.keypoints, data.schema, size)
     placeable = np.isfinite(frames).all(axis=(1, 2))  # NaN: no transform fits
@@ -136,7 +153,7 @@ def to_kaggle_task(data: KeypointData, target: str = "kaggle15", *, size: int = 
         target, kp, images=images[:len(keep)],
         ids=[data.ids[i] for i in keep], person=[data.person[i] for i in keep], source=data.source,
         skipped=list(data.skipped) + unusable + [f"{data.source or 'data'}: face {face!r} not converted: {reason}"
-                                      for face, reason in why],
+                                      for face, reason in why], skipped_unlisted=data.skipped_unlisted,
     )
     placed = np.array([framing.to_crop(frames[i], anchors[i]) for i in keep])
     _summarise(report, faces, placed, framing.template(size))

@@ -17,7 +17,27 @@ import numpy as np
 
 from facekeypoints.schema import KeypointSchema, load_schema
 
-__all__ = ["KeypointData", "DataFormatError"]
+__all__ = ["KeypointData", "DataFormatError", "one_line"]
+
+
+# control characters, line breaks among them (str.splitlines breaks at \x1c-\x1e, \x85, \u2028 and
+# \u2029 too), as repr writes them: a file named "bad\nname.pts" is shown 'bad\\nname.pts' on one line
+_CONTROL_ESCAPES = {c: repr(chr(c))[1:-1] for c in [*range(0x20), *range(0x7f, 0xa0), 0x2028, 0x2029]}
+
+
+def one_line(text: str) -> str:
+    r"""``text`` with control characters escaped as repr writes them, so a message naming a file
+    whose name holds a line break stays one line (one line of a --report per skipped file).
+
+    >>> one_line("dir/bad\nname.pts: file is empty")
+    'dir/bad\\nname.pts: file is empty'
+    """
+    return text.translate(_CONTROL_ESCAPES)
+
+
+# messages a skip_bad read keeps: past this many, only a count (millions of bad rows in one file
+# would otherwise take gigabytes of messages)
+MAX_SKIPPED_LISTED = 1000
 
 
 class DataFormatError(ValueError):
@@ -36,7 +56,8 @@ class DataFormatError(ValueError):
             where += f", row {row}"
         if field is not None:
             where += f", field {field!r}"
-        super().__init__(f"{where}: {message}" + (f"; {hint}" if hint else ""))
+        # one line whatever the names in it hold (a file name with a line break, a label's text)
+        super().__init__(one_line(f"{where}: {message}" + (f"; {hint}" if hint else "")))
 
 
 @dataclass
@@ -55,7 +76,9 @@ class KeypointData:
     paths : per-sample image file, or None when pixels came inline (Kaggle CSV).
     boxes : (N, 4) float32 face boxes x1, y1, x2, y2, NaN when unknown.
     source : the file or folder this was read from.
-    skipped : rows a ``skip_bad`` read left out, as DataFormatError messages (never silent).
+    skipped : rows a ``skip_bad`` read left out, as DataFormatError messages (never silent). A
+        reader may list the first ``MAX_SKIPPED_LISTED`` only, followed by one line that counts the
+        rest; ``skipped_unlisted`` is then that count. ``skipped_count`` counts them all.
     """
 
     schema: KeypointSchema
@@ -67,6 +90,7 @@ class KeypointData:
     boxes: np.ndarray | None = None
     source: str = ""
     skipped: list[str] = field(default_factory=list)
+    skipped_unlisted: int = 0
 
     def __post_init__(self) -> None:
         if isinstance(self.schema, str):
@@ -93,6 +117,12 @@ class KeypointData:
 
     def __len__(self) -> int:
         return len(self.keypoints)
+
+    @property
+    def skipped_count(self) -> int:
+        """Rows a ``skip_bad`` read left out: those listed in ``skipped`` and the unlisted rest
+        (whose count is then the last line of ``skipped``)."""
+        return len(self.skipped) + (self.skipped_unlisted - 1 if self.skipped_unlisted else 0)
 
     def image(self, i: int) -> np.ndarray:
         if self.images is None:

@@ -6,7 +6,9 @@ What it guarantees, whatever the file:
 - any path, non-ASCII included (the bytes are read by Python and decoded by OpenCV);
 - 16-bit images scaled to 8 bits, PGM/PPM scaled by their declared white level (maxval: a
   12-bit PGM is not read nearly black), grey expanded to RGB, CMYK JPEGs converted, and transparent
-  pixels composited over white (as browsers show them), not left as whatever colour they hide;
+  pixels composited over white (as browsers show them), not left as whatever colour they hide
+  (a TIFF's associated, premultiplied alpha included, and a 16-bit grey PNG's transparent level);
+- float TIFFs holding 0..1 scaled to 0..255 (other floats are an error, not a guessed picture);
 - a pixel-count limit checked from the file's header before any pixel is decoded, so a small
   file declaring a huge image (a decompression bomb) is refused at once, not after gigabytes; and,
   from the same header, a limit on the decoded size, since 16 bits and alpha take more memory a pixel;
@@ -34,6 +36,7 @@ import io
 import math
 import os
 import re
+import struct
 import sys
 import tempfile
 import threading
@@ -47,7 +50,8 @@ import numpy as np
 from facekeypoints.data.dataset import DataFormatError
 from facekeypoints.data.walk import unreadable
 
-__all__ = ["read_image", "decode_image", "image_size", "decoder_warnings", "over_white", "to_uint8", "MAX_PIXELS", "OVER_LIMIT"]
+__all__ = ["read_image", "decode_image", "image_size", "decoder_warnings", "over_white", "key_over_white",
+           "pil_over_white", "to_uint8", "MAX_PIXELS", "OVER_LIMIT"]
 
 OVER_LIMIT = "over the limit of"  # in every pixel-limit error: a caller tells them from undecodable files
 
@@ -75,6 +79,8 @@ class _Header(NamedTuple):
     frames: int = 1  # pages or animation frames (only those of _MULTI_FRAME formats are counted)
     format: str = ""
     lab: bool = False  # CIELab colours (a TIFF), which OpenCV decodes as if they were RGB
+    associated: bool = False  # a TIFF whose alpha is associated (ExtraSamples 1): colours stored premultiplied
+    unchanged: bool = False  # a TIFF of floats or 32-bit or signed integers, which OpenCV decodes only unchanged
 
 
 def image_size(path: str | Path) -> tuple[int, int]:
@@ -88,20 +94,73 @@ def _header(path) -> _Header:
 
     try:
         with _open(path) as im:
-            (w, h), transparent = im.size, im.mode in ("RGBA", "LA", "PA") or "transparency" in im.info
+            (w, h), transparent = im.size, im.mode in _ALPHA_MODES or "transparency" in im.info
             raw_exif = im.info.get("exif") if transparent else None  # raw bytes: getexif() on a PNG decodes it
             maxval, bits, kind = _maxval(im), _bits(im), im.format or ""
             plain = kind == "PPM" and bool(im.tile) and im.tile[0].codec_name == "ppm_plain"  # OpenCV clips its samples
             frames = _frames(im)
             lab = im.mode == "LAB"
+            associated, unchanged = _tiff_samples(im.tag_v2) if kind == "TIFF" else (False, False)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError):
-        return _png_header(path)
+        header = _png_header(path)
+        return header if header.width else _tiff_header(path)
     if kind == "PNG":  # Pillow shows a 16-bit RGB PNG as 8-bit "RGB": IHDR has the depth
         bits = 8 * _png_header(path).sample_bytes
     elif maxval is not None:
         bits = 8 if maxval <= 255 else 16
-    return _Header(w, h, transparent, _orientation(raw_exif), 1 if bits <= 8 else 2 if bits <= 16 else 4,
-                   None if maxval in (None, 255, 65535) and not plain else maxval, frames, kind, lab)
+    return _Header(w, h, transparent, _orientation(raw_exif), _sample_bytes(bits),
+                   None if maxval in (None, 255, 65535) and not plain else maxval, frames, kind, lab,
+                   associated, unchanged)
+
+
+# Pillow's modes with an alpha channel: "RGBa" and "La" are its premultiplied ones (a TIFF's associated alpha)
+_ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
+
+
+def _sample_bytes(bits: int) -> int:
+    return 1 if bits <= 8 else 2 if bits <= 16 else 4 if bits <= 32 else 8
+
+
+def _tiff_samples(tags) -> tuple[bool, bool]:
+    """(associated alpha, samples OpenCV decodes only unchanged) from a TIFF directory: ExtraSamples
+    (338) 1 is alpha stored premultiplied (2: unassociated, 0: unspecified data); SampleFormat (339)
+    3 is floats, 2 signed integers, and BitsPerSample (258) over 16 are 32- or 64-bit samples."""
+    try:
+        extra = [int(v) for v in np.ravel(tags.get(338, ()))]
+        formats = [int(v) for v in np.ravel(tags.get(339, 1))]
+        bits = int(max(np.ravel(tags.get(258, 1))))
+    except (TypeError, ValueError):
+        return False, False
+    return bool(extra) and extra[0] == 1, 2 in formats or 3 in formats or bits > 16
+
+
+def _tiff_header(source) -> _Header:
+    """What a TIFF's first directory says when Pillow will not open the file (it has no mode for
+    float RGB, which OpenCV decodes); (0, 0, ...) for anything else. Pillow's own tag reader parses
+    the directory, so the pixel limit holds for these files too."""
+    from PIL import TiffImagePlugin
+
+    try:
+        with contextlib.ExitStack() as stack:
+            f = source if hasattr(source, "seek") else stack.enter_context(open(source, "rb"))
+            f.seek(0)
+            head = f.read(8)
+            if head[:4] not in (b"II*\0", b"MM\0*"):  # classic TIFF only (BigTIFF's header is longer)
+                return _Header(0, 0)
+            tags = TiffImagePlugin.ImageFileDirectory_v2(head)
+            f.seek(tags.next)
+            tags.load(f)
+            width, height = int(tags[256]), int(tags[257])
+            bits = int(max(np.ravel(tags.get(258, 1))))
+            extra = [int(v) for v in np.ravel(tags.get(338, ()))]
+    except (KeyError, TypeError, ValueError, OSError, SyntaxError, EOFError, struct.error):
+        return _Header(0, 0)
+    if width <= 0 or height <= 0:
+        return _Header(0, 0)
+    associated, unchanged = _tiff_samples(tags)
+    # orientation stays 1: OpenCV turns the TIFFs it decodes by their own tag
+    return _Header(width, height, bool(extra) and extra[0] in (1, 2), 1, _sample_bytes(bits),
+                   format="TIFF", associated=associated, unchanged=unchanged)
 
 
 def _open(source):
@@ -214,6 +273,7 @@ def _read(path, source, load, size: int, max_pixels: int | None, notes: list | N
     header = _header(source)
     if max_pixels is not None:
         _check_size(path, header, size, max_pixels)
+    caught: list[str] = []  # what the decoder printed: a warning if the image is read, part of the error if not
     try:
         # OpenCV returns such PGM/PPM files' stored values unscaled (binary ones; ASCII up to 255
         # clipped), and a CIELab TIFF's colours as if they were RGB: Pillow decodes both right
@@ -222,16 +282,22 @@ def _read(path, source, load, size: int, max_pixels: int | None, notes: list | N
         else:
             data = load()
             # OpenCV keeps libjpeg quiet, so the common JPEG needs no catching (nor the lock)
-            with decoder_warnings(path, notes) if header.format != "JPEG" else contextlib.nullcontext():
-                image = _decode(data, header.transparent, header.orientation) if data.size else None
+            with decoder_warnings(path, caught) if header.format != "JPEG" else contextlib.nullcontext():
+                image = _decode(data, header) if data.size else None
     except cv2.error as err:  # e.g. OpenCV's own size limit when max_pixels=None
         # its last line, without the "OpenCV(4.x) /path/of/its/build/loadsave.cpp:99: error:" prefix
         why = re.sub(r"^OpenCV\([^)]*\) \S+: error: ", "", str(err).strip().splitlines()[-1])
-        raise DataFormatError(path, f"cannot decode image: {why}") from None
+        raise DataFormatError(path, f"cannot decode image: {why}{_decoder_said(caught)}") from None
     except ValueError as err:  # pixels of a type with no brightness range (to_uint8)
-        raise DataFormatError(path, f"cannot use image: {err}") from None
+        raise DataFormatError(path, f"cannot use image: {err}{_decoder_said(caught)}") from None
     if image is None:
-        raise DataFormatError(path, "cannot decode image (empty, truncated, or not an image format OpenCV reads)")
+        raise DataFormatError(path, "cannot decode image (empty, truncated, or not an image format OpenCV reads)"
+                                    + _decoder_said(caught))
+    for note in caught:  # read despite what the decoder said
+        if notes is not None:
+            notes.append(note)
+        else:
+            warnings.warn(f"{note} (the image was read; check it looks right)", stacklevel=3)
     if max_pixels is not None and image.shape[0] * image.shape[1] > max_pixels:  # a format Pillow could not size
         raise DataFormatError(path, f"image is {image.shape[1]}x{image.shape[0]} pixels, {OVER_LIMIT} "
                                     f"{max_pixels} pixels", hint=_RAISE_LIMIT)
@@ -243,6 +309,11 @@ def _read(path, source, load, size: int, max_pixels: int | None, notes: list | N
         else:
             warnings.warn(f"{note} (split it into single images, or give a video)", stacklevel=3)
     return image
+
+
+def _decoder_said(caught: list[str]) -> str:
+    """The decoder's own words for an error message ('; the decoder said: ...'), or nothing."""
+    return "; the decoder said: " + "; ".join(n.split(": the image decoder warned: ", 1)[-1] for n in caught) if caught else ""
 
 
 _STDERR = threading.Lock()
@@ -348,26 +419,76 @@ def _check_samples(im) -> None:
                          f"{maxval}: the file is damaged or its header is wrong")
 
 
-def _decode(data: np.ndarray, transparent: bool, orientation: int) -> np.ndarray | None:
+def _decode(data: np.ndarray, header: _Header) -> np.ndarray | None:
     """Encoded bytes -> (H, W, 3) RGB uint8, or None when OpenCV cannot decode them."""
     # IMREAD_COLOR | IMREAD_ANYDEPTH applies EXIF orientation and keeps 16 bits; only an alpha
     # channel needs IMREAD_UNCHANGED, which ignores orientation (WebP and PNG can carry both), so
-    # that path applies the header's orientation itself.
-    if transparent:
+    # that path applies the header's orientation itself. OpenCV turns TIFFs by their own tag in
+    # every mode (their header orientation stays 1).
+    if header.unchanged:  # IMREAD_COLOR fails on a grey float TIFF (an assertion); unchanged reads every kind
+        return _decode_unchanged(data, header)
+    if header.transparent:
         image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
         if image is not None and image.ndim == 3 and image.shape[2] == 4:
-            return _orient(over_white(to_uint8(image)), orientation)
-        if image is not None and image.ndim == 2 and image.dtype == np.uint8:
-            # grey with a transparent grey level (tRNS): OpenCV gives no alpha for it, Pillow does
-            from PIL import Image
-
-            with Image.open(io.BytesIO(data.tobytes())) as im:
-                return _orient(over_white(np.asarray(im.convert("RGBA")), order="rgb"), orientation)
+            return _orient(over_white(to_uint8(image), premultiplied=_premultiplied(image, header)), header.orientation)
+        if image is not None and image.ndim == 2:
+            # grey with a transparent grey level (tRNS), or a grey+alpha TIFF: OpenCV gives no alpha for them
+            return _orient(_grey_over_white(data, image), header.orientation)
     image = cv2.imdecode(data, cv2.IMREAD_COLOR | cv2.IMREAD_ANYDEPTH)
     if image is None:
         return None
     image = to_uint8(image)
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB, dst=image)  # in place: no second copy of a large photo
+
+
+def _premultiplied(image: np.ndarray, header: _Header) -> bool:
+    """Whether OpenCV's 4-channel decoding holds colours already multiplied by alpha: a TIFF it
+    decodes to 8 bits goes through libtiff's RGBA reader, which premultiplies unassociated alpha
+    (and takes unspecified extra samples as associated); at 16 bits and over it gives the samples
+    as stored, premultiplied only where the file's alpha is associated (ExtraSamples 1). Blending
+    such colours over white as if they were not halved a half-transparent pixel's colour twice."""
+    return header.format == "TIFF" and (image.dtype == np.uint8 or header.associated)
+
+
+def _grey_over_white(data: np.ndarray, grey: np.ndarray) -> np.ndarray:
+    """A transparent grey image OpenCV decoded without its transparency -> RGB over white, the
+    transparency read by Pillow: 8-bit (and 1-, 2-, 4-bit) grey with a tRNS level and 8-bit grey
+    TIFFs with alpha are Pillow's to blend; a 16-bit grey PNG's transparent level is applied here
+    (Pillow's convert("RGBA") saturates 16-bit grey to white)."""
+    from PIL import UnidentifiedImageError
+
+    try:
+        with _open(io.BytesIO(data.tobytes())) as im:
+            if grey.dtype == np.uint8 and not (im.mode == "I" or im.mode.startswith("I;16")):
+                return pil_over_white(im)
+            key = im.info.get("transparency")
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as err:
+        # e.g. a TIFF of 16-bit grey with alpha, which Pillow has no mode for
+        why = ("not a kind it knows" if isinstance(err, UnidentifiedImageError)
+               else str(err).strip() or type(err).__name__)
+        raise ValueError(f"its transparency cannot be read: OpenCV decodes this grey image without it, and Pillow "
+                         f"cannot open the file ({why}); save it as an 8-bit or PNG image") from None
+    return key_over_white(grey, key)
+
+
+def _decode_unchanged(data: np.ndarray, header: _Header) -> np.ndarray | None:
+    """A TIFF of floats (or of integers with no standard range) -> (H, W, 3) RGB uint8: floats in
+    0..1 scaled to 0..255 (``to_uint8``; other values and types are a ValueError naming them),
+    grey expanded, alpha blended over white. OpenCV gives the samples as stored and turns the image
+    by its orientation tag."""
+    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    if image is None:
+        return None
+    if image.ndim == 3 and image.shape[2] == 4:
+        if header.transparent:
+            return over_white(to_uint8(image), premultiplied=header.associated)
+        image = image[..., :3]  # unspecified extra samples are not alpha
+    if image.ndim == 3 and image.shape[2] == 1:
+        image = image[..., 0]
+    if image.ndim != 2 and (image.ndim != 3 or image.shape[2] != 3):
+        raise ValueError(f"a TIFF of {image.shape[2]} channels; an image needs 1, 3 or 4")
+    image = to_uint8(image)
+    return cv2.cvtColor(image, cv2.COLOR_GRAY2RGB if image.ndim == 2 else cv2.COLOR_BGR2RGB)
 
 
 def _orient(image: np.ndarray, orientation: int) -> np.ndarray:
@@ -396,15 +517,38 @@ def to_uint8(image: np.ndarray) -> np.ndarray:
     raise ValueError(f"{what} have no standard brightness range; save the image with 8- or 16-bit unsigned pixels")
 
 
-def over_white(four: np.ndarray, order: str = "bgr") -> np.ndarray:
+def over_white(four: np.ndarray, order: str = "bgr", premultiplied: bool = False) -> np.ndarray:
     """(H, W, 4) uint8 BGRA (``order="bgr"``, OpenCV's) or RGBA -> (H, W, 3) RGB with transparent
     pixels blended over white, in 16-bit integers a row band at a time (float32 copies of a 40 MP
     photo took 1.5 GB). Every input kind goes through here, so a transparent face is the same face
-    read from a file, a PIL image or an array."""
+    read from a file, a PIL image or an array. ``premultiplied``: the colours are stored already
+    multiplied by alpha (a TIFF's associated alpha), so only white's share is added."""
     out = np.empty(four.shape[:2] + (3,), np.uint8)
     for top in range(0, four.shape[0], 512):
         band = four[top:top + 512]
         alpha = band[..., 3:].astype(np.uint16)
+        if premultiplied:  # colour + 255 * (1 - alpha); a colour above its alpha (damaged) stops at white
+            out[top:top + 512] = np.minimum(band[..., :3].astype(np.uint16) + (255 - alpha), 255).astype(np.uint8)
+            continue
         mixed = band[..., :3].astype(np.uint16) * alpha + 255 * (255 - alpha)  # at most 65025
         out[top:top + 512] = ((mixed + 127) // 255).astype(np.uint8)
     return cv2.cvtColor(out, cv2.COLOR_BGR2RGB, dst=out) if order == "bgr" else out
+
+
+def pil_over_white(im) -> np.ndarray:
+    """A PIL image with transparency (an alpha mode, or a transparent colour or palette entry) ->
+    (H, W, 3) RGB uint8 over white. Pillow converts its premultiplied "La" only to "LA" first."""
+    if im.mode == "La":
+        im = im.convert("LA")
+    return over_white(np.asarray(im.convert("RGBA")), order="rgb")
+
+
+def key_over_white(grey: np.ndarray, key) -> np.ndarray:
+    """(H, W) grey samples (8 or 16 bits, or what ``to_uint8`` takes) and their transparent level
+    (a PNG's tRNS key, as Pillow's ``info["transparency"]`` holds it; None: none) -> (H, W, 3) RGB
+    uint8: pixels at that level white, the rest scaled as ``to_uint8`` scales them. The file and
+    a PIL image of it share this, so both give the same picture."""
+    out = cv2.cvtColor(to_uint8(grey), cv2.COLOR_GRAY2RGB)
+    if isinstance(key, (int, np.integer)) and not isinstance(key, bool):
+        out[grey == key] = 255
+    return out

@@ -40,19 +40,43 @@ def _photo_sizes(paths: list[str]) -> tuple[np.ndarray, list[str]]:
     return np.array(sizes, dtype=np.int64).reshape(-1, 2), unsized
 
 
+def _photos_found(data: KeypointData) -> tuple[list[str], list[str]]:
+    """(the photos that are there, each row's photo that is not, named with why). Called when some
+    row has a photo: a row without one (no photo beside its .pts) or whose photo is gone (a COCO
+    file_name that leads nowhere) is named, never passed over as if the data were labels only."""
+    present, missing = [], []
+    for row, p in enumerate(data.paths):
+        face = data.ids[row] if data.ids is not None and row < len(data.ids) else f"row {row + 1}"
+        if p is None:
+            missing.append(f"{face}: no photo found beside its labels")
+            continue
+        try:
+            found = Path(p).is_file()
+        except OSError as err:  # e.g. a folder on the way that may not be searched
+            missing.append(f"{p}: cannot read ({err.strerror or err})")
+            continue
+        if found:
+            present.append(p)
+        else:
+            missing.append(f"{p}: photo not found (face {face})")
+    return present, missing
+
+
 def _image_size(data: KeypointData) -> tuple[list[int] | dict | None, list[str]]:
     """([H, W] when every image has one size, a summary when sizes vary, None without images; the
     photos left out of it, each with why). Photos beside the labels are sized from their headers
     (``image_size``): nothing is decoded, and one whose size cannot be read is left out and named,
-    never counted as 0 x 0."""
+    never counted as 0 x 0; so is a row's photo that is missing while other rows have theirs."""
     unsized: list[str] = []
     if isinstance(data.images, np.ndarray):
         return [int(data.images.shape[1]), int(data.images.shape[2])], unsized
     if data.images is not None:
         sizes = np.array([image.shape[:2] for image in data.images], dtype=np.int64).reshape(-1, 2)
-    elif data.paths is not None and len(data.paths) and all(p is not None and Path(p).is_file() for p in data.paths):
-        sizes, unsized = _photo_sizes(data.paths)
-    else:
+    elif data.paths is not None and any(p is not None for p in data.paths):
+        present, unsized = _photos_found(data)
+        sizes, more = _photo_sizes(present)
+        unsized += more
+    else:  # no row has a photo (a label-only CSV, a folder of .pts alone)
         return None, unsized
     if not len(sizes):
         return None, unsized
@@ -69,7 +93,8 @@ def describe(data: KeypointData) -> dict:
     sizes vary; None for label-only data), ``fully_labelled`` (rows with all K keypoints),
     ``labelled_per_keypoint`` ({name: rows labelled}), ``missing_patterns`` ([{"labelled": [names],
     "count": rows}], most common first), ``skipped`` (rows a skip_bad read left out) and
-    ``unsized_images`` (photos whose size cannot be read, each "path: why"; left out of ``image_size``).
+    ``unsized_images`` (photos whose size cannot be read or that are missing while other rows have
+    theirs, each "path: why" or "face: why"; left out of ``image_size``).
     """
     mask = data.labelled_mask()  # (N, K)
     names = data.schema.keypoints
@@ -87,7 +112,7 @@ def describe(data: KeypointData) -> dict:
         "fully_labelled": int(data.fully_labelled().sum()),
         "labelled_per_keypoint": {name: int(n) for name, n in zip(names, mask.sum(axis=0))},
         "missing_patterns": patterns,
-        "skipped": len(data.skipped),
+        "skipped": data.skipped_count,
         "unsized_images": unsized,
     }
 

@@ -16,7 +16,7 @@ from typing import Callable
 
 from facekeypoints.data.dataset import DataFormatError
 
-__all__ = ["walk_files", "data_files", "unreadable", "not_found"]
+__all__ = ["walk_files", "data_files", "distinct_files", "unreadable", "not_found"]
 
 
 def walk_files(folder: str | Path, *, onerror: Callable[[OSError], None] | None = None,
@@ -72,3 +72,19 @@ def data_files(folder: str | Path, problems: list[DataFormatError]) -> list[Path
 
     return [f for f in walk_files(folder, onerror=unlistable, skip=lambda sub: sub.name == "__MACOSX")
             if not f.name.startswith("._")]
+
+
+def distinct_files(files: list[Path], problems: list[DataFormatError]) -> list[Path]:
+    """``files`` less each one that leads to the same file as one before it (``b.pts`` a link to
+    ``a.pts``: read twice, its face would count twice), which is appended to ``problems``, named, as
+    a linked folder is searched once. A link to nothing is kept, for the reader to report."""
+    kept, first = [], {}
+    for f in files:
+        real = os.path.realpath(f)
+        if real in first and os.path.isfile(real):
+            problems.append(DataFormatError(f, f"leads to the same file as {first[real]} (a link): its labels "
+                                               "would count twice; remove one"))
+            continue
+        first.setdefault(real, f)
+        kept.append(f)
+    return kept

@@ -112,5 +112,6 @@ Labels green, predictions red.</p>
 <h2>Worst faces</h2>{''.join(cells['worst'])}
 """
     with atomic_path(out / "index.html") as tmp:
-        tmp.write_text(page, encoding="utf-8")
+        # a face named from a file name that is not UTF-8 (b\xe9.pts) is written escaped, not a codec error
+        tmp.write_text(page, encoding="utf-8", errors="backslashreplace")
     return out / "index.html"

@@ -7,7 +7,8 @@ Outputs (``-o``, see :mod:`facekeypoints.infer.outputs`): into a folder,
 - images: ``predictions.jsonl`` (one ``Result.to_dict()`` per line, in input order) and, unless
   ``draw=False``, each image with faces drawn at the same relative path (two inputs with one
   name get ``x.jpg`` and ``x-2.jpg``, as does a photo named like a folder other outputs go into);
-- a video ``clip.mp4``: ``clip.jsonl`` (one line per frame) and ``clip_keypoints.mp4`` (H.264);
+- a video ``clip.mp4``: ``clip.jsonl`` (one line per frame) and ``clip_keypoints.mp4`` (H.264, at
+  most ``DRAW_VIDEO_PIXELS``: a larger video is drawn scaled down, for the encoder's memory);
 or every result into one ``.jsonl``, ``.json`` or ``.csv`` file, or to standard output (``-``).
 
 A folder run replaces nothing unless ``overwrite``. Before any work (1) ``predictions.jsonl`` is
@@ -28,7 +29,9 @@ Examples
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -177,6 +180,7 @@ def predict_paths(detector, inputs: list[str | Path], out: str | Path, *, draw: 
     from tqdm import tqdm
 
     inputs = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
+    _check_arguments(inputs, batch_size, max_pixels)
     report = PredictReport()
     folder = Path(out) if output_kind(out) == "folder" else None
     files = _collect(inputs, report, folder)
@@ -213,6 +217,31 @@ def predict_paths(detector, inputs: list[str | Path], out: str | Path, *, draw: 
     return report
 
 
+def _check_arguments(inputs: list, batch_size, max_pixels) -> None:
+    """A ValueError (TypeError for a wrong kind) naming the argument of ``predict_paths`` that cannot
+    be right, before any work: no inputs (an empty report would look like a run with nothing to
+    do), an input that is no path, or an empty one (Path("") is the current folder), a
+    ``batch_size`` under 1, or a ``max_pixels`` under 1 (None: no limit)."""
+    if not inputs:
+        raise ValueError("predict_paths(): inputs is empty; give at least one image, video or folder")
+    for item in inputs:
+        if not isinstance(item, (str, os.PathLike)):
+            raise TypeError(f"predict_paths(): inputs holds {item!r} ({type(item).__name__}), not a path")
+        if not str(os.fspath(item)).strip():
+            raise ValueError("predict_paths(): inputs holds an empty path; give an image, video or folder")
+    _check_count("batch_size", batch_size)
+    if max_pixels is not None:
+        _check_count("max_pixels", max_pixels, " (None: no limit)")
+
+
+def _check_count(name: str, value, more: str = "") -> None:
+    """``value`` must be an int of at least 1 (a bool is no count)."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an integer of at least 1, got {value!r} ({type(value).__name__}){more}")
+    if value < 1:
+        raise ValueError(f"{name} must be at least 1, got {value}{more}")
+
+
 def _writable(files: list[tuple[Path, Path]], folder: Path, draw: bool, report: PredictReport
               ) -> list[tuple[Path, Path]]:
     """``files`` less those, reported as failures before any work, whose outputs in ``folder`` cannot
@@ -244,11 +273,14 @@ BATCH_PIXELS = 20_000_000
 
 def _batches(images: list[tuple[Path, Path]], batch_size: int):
     """``images`` in batches of at most ``batch_size`` and, beyond their first image, ``BATCH_PIXELS``
-    (sizes from the files' headers; an unknown size counts as nothing)."""
+    (sizes from the files' headers; an unknown size counts as nothing). What the header pass warns
+    (Pillow's "Corrupt EXIF data") is left to ``read_image``'s pass, which names the file or fails it."""
     batch, pixels = [], 0
     for item in images:
         try:
-            w, h = image_size(item[0])
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                w, h = image_size(item[0])
         except (ValueError, OSError):  # unreadable: read_image reports it with the batch, the others go on
             w = h = 0
         if batch and (len(batch) == batch_size or pixels + w * h > BATCH_PIXELS):
@@ -302,25 +334,138 @@ def _predict_images(detector, batch: list[tuple[Path, Path]], out_dir: Path | No
                 report.failures.append((str(path), f"drawing not written: {_why(target, err)}"))
 
 
+# The drawn video (<name>_keypoints.mp4) has frames of at most this many pixels (Full HD's); a larger
+# video is drawn scaled down to it. The H.264 encoder runs in an ffmpeg child process whose memory
+# grows with the frames it is given: about 45 bytes a pixel with the options below, on top of the
+# frames FFmpeg queues between its threads; with x264's defaults (40 frames of look-ahead, a thread
+# per core) a 4K video's encoder took 2.0 GB and a 30 MP one 3.5 GB. At this size it takes about
+# 0.09-0.13 GB, whatever the size of the video.
+DRAW_VIDEO_PIXELS = 1920 * 1080
+# and sides of at most this many pixels: x264 refuses over 16384, and browsers' decoders often over 4096
+DRAW_VIDEO_SIDE = 4096
+
+# x264 with one thread and no look-ahead or B-frames (zerolatency: a frame is encoded as it comes,
+# not held), so its memory is a few frames' worth; the price is a file up to about twice the size
+# of x264's defaults (1.3x on a synthetic 1080p clip, 2.1x on a still one), for a preview.
+X264_OPTIONS = ["-preset", "veryfast", "-tune", "zerolatency", "-threads", "1"]
+
+
+def drawn_video_size(width: int, height: int, limit: int | None = None) -> tuple[int, int]:
+    """(width, height) of the drawn video of ``width`` x ``height`` frames: even (yuv420p needs it),
+    and scaled down, keeping the shape, to at most ``limit`` pixels (``DRAW_VIDEO_PIXELS``) and
+    ``DRAW_VIDEO_SIDE`` a side."""
+    limit = DRAW_VIDEO_PIXELS if limit is None else limit
+    scale = min(1.0, (limit / max(1, width * height)) ** 0.5, DRAW_VIDEO_SIDE / max(width, height, 1))
+    if scale == 1.0:  # an odd side is padded by one pixel
+        return width + width % 2, height + height % 2
+    return max(2, 2 * int(width * scale / 2)), max(2, 2 * int(height * scale / 2))
+
+
+def _drawn_frame(result, bgr: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """``result`` drawn on the BGR frame ``bgr``, as an RGB frame of ``size`` (w, h): a larger frame is
+    scaled down first and the result with it (only the small frame is drawn on, and held), an odd
+    side is padded by repeating the last row or column."""
+    from dataclasses import replace
+
+    h, w = bgr.shape[:2]
+    if (w + w % 2, h + h % 2) != size:
+        sx, sy = size[0] / w, size[1] / h
+        bgr = cv2.resize(bgr, size, interpolation=cv2.INTER_AREA)
+        result = replace(result, image_size=(size[1], size[0]), faces=[
+            replace(face, box=np.asarray(face.box, np.float64) * (sx, sy, sx, sy),
+                    keypoints=np.asarray(face.keypoints, np.float64) * (sx, sy)) for face in result.faces])
+    drawn = result.draw(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+    h, w = drawn.shape[:2]
+    if (w, h) != size:  # odd sides: one pixel more
+        drawn = cv2.copyMakeBorder(drawn, 0, size[1] - h, 0, size[0] - w, cv2.BORDER_REPLICATE)
+    return drawn
+
+
+def x264_command(path: Path, fps: float, size: tuple[int, int]) -> list[str]:
+    """The ffmpeg command that encodes yuv420p frames of ``size`` (w, h) from its standard input into
+    an H.264 MP4 at ``path`` (yuv420p, moov atom first, CRF 25 as imageio-ffmpeg's default quality)."""
+    from fractions import Fraction
+
+    import imageio_ffmpeg
+
+    rate = Fraction(fps if fps and fps > 0 else 25.0).limit_denominator(100_000)
+    return [imageio_ffmpeg.get_ffmpeg_exe(), "-nostdin", "-y", "-loglevel", "error",
+            "-f", "rawvideo", "-pix_fmt", "yuv420p", "-s", f"{size[0]}x{size[1]}", "-r", str(rate), "-i", "-",
+            "-an", "-c:v", "libx264", "-pix_fmt", "yuv420p", "-crf", "25", *X264_OPTIONS,
+            "-movflags", "+faststart", "-f", "mp4", str(path)]
+
+
 class _H264Writer:
     """An H.264 MP4 (yuv420p, moov atom first) that browsers play, through the ffmpeg binary that
     imageio-ffmpeg ships: OpenCV's own writer only has mp4v here, which browsers do not play.
-    Odd sizes are padded by one pixel, as yuv420p needs even ones."""
+    Frames are RGB of ``size`` (w, h, both even: ``drawn_video_size``); they reach ffmpeg as
+    yuv420p (converted here, BT.601 as ffmpeg's own conversion), which spares ffmpeg a conversion
+    step and the frames it would queue for it; x264 runs with ``X264_OPTIONS``. What ffmpeg says
+    is kept from the console: a failure (a full disk, a size x264 refuses) is a WriteError naming
+    the video, with ffmpeg's words."""
 
     def __init__(self, path: Path, fps: float, size: tuple[int, int]):
-        import imageio_ffmpeg
+        import subprocess
+        import tempfile
 
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._frames = imageio_ffmpeg.write_frames(
-            str(path), size, fps=fps or 25.0, codec="libx264", pix_fmt_out="yuv420p", macro_block_size=1,
-            ffmpeg_log_level="error", output_params=["-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2", "-movflags", "+faststart"])
-        self._frames.send(None)  # start ffmpeg
+        if size[0] % 2 or size[1] % 2 or min(size) < 2:
+            raise ValueError(f"{path}: the H.264 writer needs an even frame size, got {size[0]}x{size[1]}")
+        self.path, self.size = Path(path), size
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._log = tempfile.TemporaryFile()
+        self._process = subprocess.Popen(x264_command(self.path, fps, size), stdin=subprocess.PIPE,
+                                         stdout=subprocess.DEVNULL, stderr=self._log)
 
     def write(self, rgb: np.ndarray) -> None:
-        self._frames.send(np.ascontiguousarray(rgb, np.uint8).tobytes())
+        yuv = cv2.cvtColor(np.ascontiguousarray(rgb, np.uint8), cv2.COLOR_RGB2YUV_I420)
+        try:
+            self._process.stdin.write(yuv.data)
+        except OSError as err:  # ffmpeg stopped (BrokenPipeError): its own words say why
+            raise self._failure(err) from None
 
     def release(self) -> None:
-        self._frames.close()
+        """Finish the video; a WriteError if ffmpeg failed."""
+        try:
+            self._process.stdin.close()
+        except OSError as err:
+            raise self._failure(err) from None
+        if self._process.wait() != 0:
+            raise self._failure(None)
+        said = self._said()
+        if said:  # an error ffmpeg went on from: said, naming the video
+            warnings.warn(f"{self.path}: the H.264 encoder said: {said}", stacklevel=3)
+
+    def abort(self) -> None:
+        """Stop ffmpeg without finishing the video (the caller removes it)."""
+        self._stop()
+        self._log.close()
+
+    def _stop(self) -> None:
+        if self._process.poll() is None:
+            with contextlib.suppress(OSError):
+                self._process.kill()
+        with contextlib.suppress(OSError):
+            self._process.stdin.close()
+        self._process.wait()
+
+    def _said(self) -> str:
+        """ffmpeg's first lines, on one line, without their "[libx264 @ 0x55d2...]" (the log is closed)."""
+        if self._log.closed:
+            return ""
+        self._log.seek(0)
+        lines = [line.strip() for line in self._log.read().decode("utf-8", "replace").splitlines() if line.strip()]
+        self._log.close()
+        return "; ".join(re.sub(r"\[[^\]]* @ 0x[0-9a-f]+\] ?", "", line) for line in lines[:3])[:300]
+
+    def _failure(self, err: OSError | None):
+        """A WriteError naming the video with ffmpeg's first lines (an address such as "@ 0x55d2..."
+        left out); ffmpeg is stopped."""
+        from facekeypoints.atomic import WriteError
+
+        self._stop()
+        why = self._said() or (err.strerror if err is not None and err.strerror else "ffmpeg stopped")
+        return WriteError(errno.EIO, f"{self.path}: could not be written (the H.264 encoder said: {why}); "
+                                     "nothing was written")
 
 
 class _KeepFrame:
@@ -354,6 +499,8 @@ def predict_video(detector, path: str | Path, out_dir: str | Path | None, *, dra
     failures (the frames read are kept)."""
     from tqdm import tqdm
 
+    if max_pixels is not None:
+        _check_count("max_pixels", max_pixels, " (None: no limit)")
     report = PredictReport() if report is None else report
     path = Path(path)
     name = name or path.stem
@@ -385,21 +532,21 @@ def predict_video(detector, path: str | Path, out_dir: str | Path | None, *, dra
             sink.write(result)
             report.frames += 1
             report.faces += len(result)
-            if draw:
-                bgr = source.frame
-                writer = writer or _H264Writer(movie, fps, (bgr.shape[1], bgr.shape[0]))
-                writer.write(result.draw(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)))
+            if draw:  # source.frame, not a name of its own: that would hold this frame while the next is read
+                writer = writer or _H264Writer(movie, fps, drawn_video_size(source.frame.shape[1],
+                                                                            source.frame.shape[0]))
+                writer.write(_drawn_frame(result, source.frame, writer.size))
+        if writer is not None:  # here, not in finally: a failure to finish is a failure, and leaves no video
+            writer.release()
     except BaseException:
         if writer is not None:  # half a video is no video: a full disk or an error leaves none behind
             with contextlib.suppress(Exception):
-                writer.release()
+                writer.abort()
             writer = None
             movie.unlink(missing_ok=True)
         raise
     finally:
         capture.release()
-        if writer is not None:
-            writer.release()
         written = sink.close(keep=sink.count > 0) if own_sink else None
     report.written += ([str(written)] if written else []) + ([str(movie)] if writer is not None else [])
     read = report.frames - frames_before

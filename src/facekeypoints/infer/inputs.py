@@ -13,18 +13,25 @@ Examples
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from facekeypoints.data.images import over_white, read_image, to_uint8
+from facekeypoints.data.images import key_over_white, over_white, pil_over_white, read_image
 
 __all__ = ["to_rgb"]
 
 
 def _from_tensor(tensor) -> np.ndarray:
     """(C, H, W) or (H, W) tensor, uint8 or float in [0, 1] (torchvision's convention) -> HWC uint8."""
+    if getattr(tensor, "is_meta", False):  # torch's own error: "Cannot copy out of meta tensor"
+        raise ValueError(f"a tensor on the meta device (shape {tuple(tensor.shape)}) holds no pixels; "
+                         "pass one with data")
+    layout = str(getattr(tensor, "layout", "torch.strided"))
+    if layout != "torch.strided":  # numpy() refuses it, which read as if the dtype were wrong
+        raise ValueError(f"a sparse tensor ({layout}) cannot be an image; pass a dense one: tensor.to_dense()")
     tensor = tensor.detach().cpu()
     if 0 in tensor.shape:  # checked here: transposed, its shape would not be the one the caller passed
         raise ValueError(f"an empty tensor of shape {tuple(tensor.shape)}; an image needs height and width > 0")
@@ -48,24 +55,81 @@ def _from_tensor(tensor) -> np.ndarray:
 
 
 def _from_pil(image) -> np.ndarray:
-    """A PIL image -> (H, W, 3) RGB uint8. 16-bit and float modes are scaled as ``read_image`` scales
-    the same file (65535 and 1.0 -> 255): ``convert("RGB")`` saturates them, so a 16-bit face came
-    out white and no face was found. EXIF orientation is applied, as ``read_image`` applies it to the
-    file: Image.open does not, and a phone photo on its side found no face."""
+    """A PIL image -> (H, W, 3) RGB uint8, the pixels ``read_image`` gives for its file. 16-bit and
+    float modes are scaled as ``read_image`` scales the same file (65535 and 1.0 -> 255):
+    ``convert("RGB")`` saturates them, so a 16-bit face came out white and no face was found. EXIF
+    orientation is applied, as ``read_image`` applies it to the file: Image.open does not, and a
+    phone photo on its side found no face. Transparency is blended over white, a 16-bit grey
+    image's transparent level included."""
     from PIL import ImageOps
 
+    _load(image)
+    # exif_transpose gives a copy, which forgets the file's format and TIFF tags: a mode "I" image needs them
+    source = getattr(image, "format", None), getattr(image, "tag_v2", None)
     image = ImageOps.exif_transpose(image)
+    if image.mode in ("I", "F") or image.mode.startswith("I;16"):
+        try:
+            return key_over_white(_deep_grey(image, *source), image.info.get("transparency"))
+        except ValueError as err:
+            raise ValueError(f"a PIL image in mode {image.mode}: {err}") from None
     if image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info:
-        return over_white(np.asarray(image.convert("RGBA")), order="rgb")  # as read_image reads the file
-    if image.mode not in ("I", "F") and not image.mode.startswith("I;16"):
-        return np.asarray(image.convert("RGB"))
+        return pil_over_white(image)  # as read_image reads the file
+    return np.asarray(image.convert("RGB"))
+
+
+def _load(image) -> None:
+    """Decode a PIL image's pixels now (``Image.open`` defers them), so that what goes wrong is said.
+
+    A file closed before its pixels were read (the image used after its ``with`` block) failed with
+    a bare AssertionError inside Pillow. An uncompressed TIFF turned a quarter by its orientation
+    tag (5 to 8) came out scrambled: Pillow (13 at least) maps such a file's pixels from disk at
+    the size it has after turning, so it is read here without the mapping (which Pillow skips for
+    an image without a file name), as from a file object; other TIFFs load as before."""
+    if not getattr(image, "tile", None):  # loaded already, or made in memory
+        return
+    if getattr(image, "fp", True) is None:
+        name = getattr(image, "filename", "") or "a PIL image"
+        raise ValueError(f"{name}: the PIL image's file was closed before its pixels were read (used after its "
+                         "`with Image.open(...)` block); call image.load() inside the block, or pass the path")
+    if getattr(image, "format", None) == "TIFF" and getattr(image, "filename", ""):
+        saved, image.filename = image.filename, ""
+        try:
+            image.load()
+        finally:
+            image.filename = saved
+    else:
+        image.load()
+
+
+def _deep_grey(image, file_format: str | None, tags) -> np.ndarray:
+    """A PIL image in mode "I" (32-bit integers), "I;16*" or "F" -> its grey samples in a type
+    ``to_uint8`` scales as ``read_image`` scales the file: 16-bit unsigned (65535 -> 255), uint8, or
+    floats (1.0 -> 255). Mode "I" does not say the samples' range, so its source does: from a file,
+    Pillow holds 16-bit samples in it (a PGM, scaled by its maxval to 0..65535; a 16-bit PNG in
+    older Pillow), and a TIFF's tags give its depth; made in memory (``Image.fromarray`` of int32),
+    values 0..255 are 8-bit ones. Anything else is a ValueError naming the ambiguity, not a
+    picture near black (255 read as 16-bit) or white."""
     arr = np.asarray(image)
-    if arr.dtype.kind in "iu" and arr.size and 0 <= arr.min() and arr.max() <= 65535:
-        arr = arr.astype(np.uint16)  # Pillow holds 16-bit files in 32-bit "I", and "I;16B" big-endian
-    try:
-        return cv2.cvtColor(to_uint8(arr), cv2.COLOR_GRAY2RGB)
-    except ValueError as err:
-        raise ValueError(f"a PIL image in mode {image.mode}: {err}") from None
+    if image.mode == "F" or image.mode == "I;16S" or not arr.size:
+        return arr  # to_uint8 takes floats in 0..1 and refuses signed samples, as for the file
+    if image.mode.startswith("I;16"):
+        return arr.astype(np.uint16)  # "I;16B" is big-endian
+    lo, hi = int(arr.min()), int(arr.max())
+    if file_format == "TIFF" and tags is not None:
+        bits, signed = int(max(np.ravel(tags.get(258, 32)))), 2 in np.ravel(tags.get(339, 1))
+        if signed or bits > 16:  # as read_image refuses the file
+            raise ValueError(f"{'int' if signed else 'uint'}{bits} pixels have no standard brightness range; "
+                             "save the image with 8- or 16-bit unsigned pixels")
+    if file_format:
+        if lo < 0 or hi > 65535:
+            raise ValueError(f"values {lo}..{hi} from a {file_format} file are outside the 16-bit range "
+                             "its samples are held in")
+        return arr.astype(np.uint16)
+    if 0 <= lo and hi <= 255:
+        return arr.astype(np.uint8)
+    raise ValueError(f"32-bit integer values {lo}..{hi} and no file to say their range (16-bit samples? "
+                     "other numbers?); convert it: image.convert(\"I;16\") for 16-bit samples, or pass a uint8 "
+                     "array")
 
 
 def _to_three_channels(arr: np.ndarray, color: str) -> np.ndarray:
@@ -84,17 +148,18 @@ def _to_three_channels(arr: np.ndarray, color: str) -> np.ndarray:
 def to_rgb(image, color: str = "rgb") -> tuple[np.ndarray, str]:
     """Any supported input -> ((H, W, 3) uint8 RGB, a description of the source for Result.source).
 
-    Accepts a path (str or Path), a PIL image, a numpy uint8 array (H, W), (H, W, 3) or (H, W, 4)
-    in ``color`` order, or a torch tensor (C, H, W) RGB (uint8, or float in [0, 1]). Transparent
+    Accepts a path (str, Path or another os.PathLike), a PIL image, a numpy uint8 array (H, W),
+    (H, W, 3) or (H, W, 4) in ``color`` order, or a torch tensor (C, H, W) RGB (uint8, or float in [0, 1]). Transparent
     pixels (alpha, of any input kind) are blended over white, as ``read_image`` does for files.
     """
     if color not in ("rgb", "bgr"):
         raise ValueError(f"color must be 'rgb' or 'bgr', got {color!r}")
-    if isinstance(image, (str, Path)):
+    if isinstance(image, (str, os.PathLike)):  # PathLike: Path and any object with __fspath__
+        image = os.fsdecode(os.fspath(image))
         if Path(image).is_dir():  # not "no such image file": it is there, and is a folder
             raise ValueError(f"{image}: is a folder, not an image; predict_paths() or `facekeypoints predict` "
                              "reads the images in a folder")
-        return read_image(image), str(image)
+        return read_image(image), image
     module = type(image).__module__
     if module.startswith("PIL."):
         if 0 in image.size:  # OpenCV failed on it with an assertion

@@ -60,6 +60,7 @@ def load_runner(model: str | Path | None = None, backend: str | None = None, dev
     """
     if backend not in (None, "torch", "onnx"):
         raise ValueError(f"backend must be 'torch' or 'onnx', got {backend!r}")
+    _check_count("threads", threads, none=True)  # checked for both backends, before any model is read
     device = resolve_device(device)
     path = resolve_checkpoint(model)
     if path.suffix.lower() == ".onnx":
@@ -81,6 +82,25 @@ def load_runner(model: str | Path | None = None, backend: str | None = None, dev
             warnings.warn(f"{path}: ONNX export failed ({type(err).__name__}: {err}); running it with torch",
                           RuntimeWarning, stacklevel=2)
     return TorchRunner.load(path, device=device, threads=threads)
+
+
+def _check_flag(name: str, value) -> bool:
+    """``value`` if it is a bool (numpy's too): "False" or 0 is no flag, and was taken as True or False silently."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {type(value).__name__} {value!r}")
+    return bool(value)
+
+
+def _check_count(name: str, value, *, none: bool = False) -> int | None:
+    """``value`` as an int if it is a whole number >= 1 (not a bool, a float or a string); None when ``none``."""
+    if value is None and none:
+        return None
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        allowed = " or None" if none else ""
+        raise TypeError(f"{name} must be a whole number >= 1{allowed}, got {type(value).__name__} {value!r}")
+    if value < 1:
+        raise ValueError(f"{name} must be a whole number >= 1, got {value!r}")
+    return int(value)
 
 
 def _box_frame(box_frame, detector) -> tuple[float, float, float]:
@@ -108,9 +128,12 @@ def _check_stream_options(source, options: dict) -> None:
         raise TypeError(f"stream() reads a video path or an open cv2.VideoCapture, got {type(source).__name__}")
     redetect, cutoff, beta = (options.get(k, d) for k, d in (("redetect_every", 10), ("min_cutoff", 1.0),
                                                              ("beta", 5.0)))
-    if not isinstance(redetect, numbers.Integral) or redetect < 1:
+    if "smooth" in options:
+        _check_flag("smooth", options["smooth"])  # smooth="no" smoothed
+    if isinstance(redetect, (bool, np.bool_)) or not isinstance(redetect, numbers.Integral) or redetect < 1:
         raise ValueError(f"redetect_every must be a whole number of frames >= 1, got {redetect!r}")
-    if not all(isinstance(v, numbers.Real) and math.isfinite(v) for v in (cutoff, beta)) or cutoff <= 0 or beta < 0:
+    if any(isinstance(v, (bool, np.bool_)) for v in (cutoff, beta)) or \
+            not all(isinstance(v, numbers.Real) and math.isfinite(v) for v in (cutoff, beta)) or cutoff <= 0 or beta < 0:
         raise ValueError(f"smoothing needs finite min_cutoff > 0 (Hz) and beta >= 0, got min_cutoff={cutoff!r}, "
                          f"beta={beta!r}")
 
@@ -176,20 +199,23 @@ class KeypointDetector:
                  device: str = "cpu", threads: int | None = None, refine: bool = True, batch_size: int = 64,
                  mirror_tta: bool = False, rotate_tta: float = 0.0,
                  box_frame: str | tuple[float, float, float] | None = None):
+        # the plain arguments are checked before the model is read: a typo fails at once, naming itself
+        refine, mirror_tta = _check_flag("refine", refine), _check_flag("mirror_tta", mirror_tta)
+        if isinstance(rotate_tta, (bool, np.bool_)) or not isinstance(rotate_tta, numbers.Real):  # True was 1 degree
+            raise TypeError(f"rotate_tta must be a number of degrees in [0, 90), got {type(rotate_tta).__name__} "
+                            f"{rotate_tta!r}")
+        if not 0 <= rotate_tta < 90:  # NaN fails too
+            raise ValueError(f"rotate_tta must be a number of degrees in [0, 90), got {rotate_tta!r}")
+        self.batch_size = _check_count("batch_size", batch_size)
         self.runner = load_runner(model, backend, device, threads)
         self.card = self.runner.card
         self.schema, self.input_size, self.framing = self.card.schema, self.card.input_size, self.card.framing
-        self.mirror_tta = bool(mirror_tta)
-        if not (isinstance(rotate_tta, numbers.Real) and 0 <= rotate_tta < 90):
-            raise ValueError(f"rotate_tta must be a number of degrees in [0, 90), got {rotate_tta!r}")
+        self.mirror_tta = mirror_tta
         self.rotate_tta = float(rotate_tta)
         self.detector = make_detector(detector) if self.framing == "kaggle" else None
         self.box_frame = _box_frame(box_frame, self.detector)
         self.alignable = framing.can_refine(self.schema)  # keypoints give a frame (refinement, tracking)
-        self.refine = bool(refine) and self.alignable and self.framing == "kaggle"
-        if not isinstance(batch_size, numbers.Integral) or batch_size < 1:
-            raise ValueError(f"batch_size must be a whole number >= 1, got {batch_size!r}")
-        self.batch_size = int(batch_size)
+        self.refine = refine and self.alignable and self.framing == "kaggle"
 
     def __repr__(self) -> str:
         return (f"KeypointDetector(model={self.runner.source!r}, backend={self.runner.backend!r}, "

@@ -27,7 +27,7 @@ import cv2
 import numpy as np
 
 from facekeypoints.atomic import atomic_path
-from facekeypoints.data.images import read_image
+from facekeypoints.data.images import over_white, read_image
 from facekeypoints.schema import KeypointSchema
 
 __all__ = ["Face", "Result", "IMAGE_SUFFIXES", "SAVE_SUFFIXES"]
@@ -74,6 +74,19 @@ class Face:
                                  **({} if self.scores is None else {"score": _number(self.scores[k], 4)})}
                           for k, (name, (x, y)) in enumerate(zip(self.schema.keypoints, self.keypoints))},
         }
+
+
+def _checked(image, method: str) -> np.ndarray:
+    """``image`` as an array draw() and save() can draw on: uint8 (H, W), (H, W, 1), (H, W, 3) or
+    (H, W, 4); anything else is a ValueError in ``to_rgb``'s words. A float image was drawn on with
+    255-valued colours and saved black."""
+    image = np.asarray(image)
+    if image.dtype != np.uint8:
+        raise ValueError(f"{method}() needs a uint8 image (0..255), got {image.dtype}; convert with "
+                         "(img * 255).round().astype(np.uint8) if it holds floats in [0, 1]")
+    if not (image.ndim == 2 or (image.ndim == 3 and image.shape[2] in (1, 3, 4))):
+        raise ValueError(f"{method}() needs an image of shape (H, W), (H, W, 3) or (H, W, 4), got {image.shape}")
+    return image
 
 
 def _number(value, digits: int) -> float | None:
@@ -140,10 +153,23 @@ class Result:
 
     def draw(self, image: np.ndarray) -> np.ndarray:
         """A copy of ``image`` (H, W, 3) uint8, in the result's colour order (``color``: the frame the
-        detector was given), with boxes, keypoints and the schema's skeleton drawn."""
-        if self.color == "bgr":  # the same colours on screen: draw on RGB, hand back BGR
-            return self._draw(self._as_rgb(image))[..., ::-1].copy()
-        return self._draw(image)
+        detector was given), with boxes, keypoints and the schema's skeleton drawn. Grey (H, W) is
+        drawn on in colour, and (H, W, 4) is blended over white first, as the detector saw it (its
+        alpha hid the marks); another dtype or shape is a ValueError, as ``to_rgb`` refuses it."""
+        drawn = self._draw(self._rgb(image, "draw")[0])
+        if self.color == "bgr":  # the same colours on screen: drawn on RGB, handed back in BGR
+            return drawn[..., ::-1].copy()
+        return drawn
+
+    def _rgb(self, image, method: str) -> tuple[np.ndarray, bool]:
+        """``image`` checked (``_checked``) and in RGB order, alpha blended over white; and whether it
+        is still the caller's own array (which ``save(in_place=True)`` may draw on)."""
+        image = _checked(image, method)
+        if image.ndim == 3 and image.shape[2] == 4:
+            return over_white(image, order=self.color), False
+        if self.color == "bgr":
+            return self._as_rgb(image), False
+        return image, True
 
     def _as_rgb(self, image) -> np.ndarray:
         """A ``color="bgr"`` frame in RGB order; grey (H, W) or (H, W, 1) has no order to reverse
@@ -155,6 +181,8 @@ class Result:
 
     def _draw(self, image: np.ndarray, in_place: bool = False) -> np.ndarray:
         image = np.asarray(image)
+        if image.ndim == 3 and image.shape[2] == 1:  # grey, drawn on in colour as (H, W) is
+            image = image[..., 0]
         if image.shape[:2] != tuple(self.image_size):
             raise ValueError(f"draw() got an image of size {image.shape[:2]}, "
                              f"but the result is for {tuple(self.image_size)}")
@@ -200,8 +228,9 @@ class Result:
                 image = None
             if image is None:
                 raise ValueError(f"save({path}) needs image=: the source {self.source!r} is not a readable image")
-        elif self.color == "bgr":
-            image, in_place = self._as_rgb(image), False
+        else:  # a float image was written black, with OpenCV's console warning naming no file
+            image, own = self._rgb(image, "save")
+            in_place = in_place and own
         drawn = self._draw(image, in_place=in_place)
         if suffix == ".pgm":  # OpenCV's PGM encoder takes grey only
             drawn = cv2.cvtColor(drawn, cv2.COLOR_RGB2GRAY)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -98,10 +99,23 @@ def open_video(source) -> tuple[cv2.VideoCapture, str, float]:
     if not isinstance(source, (str, Path)):
         capture, name = source, str(getattr(source, "name", "<capture>"))
     else:
+        if not str(source).strip():  # Path("") is ".", the current folder
+            raise ValueError("stream() source is an empty path; pass a video file or an open cv2.VideoCapture")
         path = Path(source)
+        if path.is_dir():
+            raise ValueError(f"{path}: is a folder, not a video file; stream() reads one video (for the videos in a "
+                             "folder, use facekeypoints predict FOLDER or predict_paths)")
         if not path.is_file():
             raise FileNotFoundError(f"{path}: no such video file")
-        capture, name = cv2.VideoCapture(str(path)), str(path)
+        name, said = str(path), []
+        with decoder_warnings(name, notes=said):  # FFmpeg's "[mov,mp4,...] moov atom not found" names no file
+            capture = cv2.VideoCapture(name)
+        if said and not capture.isOpened():  # what FFmpeg said goes into the refusal
+            capture.release()
+            raise ValueError(f"{name}: OpenCV cannot open this video (damaged or truncated, an unknown codec, or not "
+                             f"a video); the decoder said: {said[0].split(' warned: ', 1)[-1]}")
+        if said:
+            warnings.warn(f"{said[0]} (the video was opened; its frames may be damaged)", stacklevel=2)
     if not capture.isOpened():
         raise ValueError(f"{name}: OpenCV cannot open this video (damaged or truncated, an unknown codec, or not a video)")
     fps = capture.get(cv2.CAP_PROP_FPS)
@@ -214,7 +228,9 @@ def stream(predictor, source, *, redetect_every: int = 10, smooth: bool = True, 
 
 def _frame_rgb(frame, name: str, index: int) -> np.ndarray:
     """A capture's BGR frame -> (H, W, 3) RGB uint8; a frame of another kind (a custom capture's float
-    or empty array) is a ValueError naming it, not an OpenCV assertion deep in the face search."""
+    or empty array) is a ValueError naming it, not an OpenCV assertion deep in the face search.
+    A custom capture's BGRA frame is blended over white, as an image is; OpenCV's own capture gives
+    three channels, its FFmpeg decoding having dropped a video's alpha (README says so)."""
     if not isinstance(frame, np.ndarray):
         raise TypeError(f"{name} frame {index}: read() gave {type(frame).__name__}, not a numpy image")
     try:

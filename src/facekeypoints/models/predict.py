@@ -25,6 +25,7 @@ Examples
 """
 from __future__ import annotations
 
+import numbers
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -68,7 +69,12 @@ class TorchRunner:
 
         from facekeypoints.models.checkpoint import load_model
 
-        if threads is not None:
+        if threads is not None:  # torch's own refusal of 0 did not name the argument; 1.5 or "2" was truncated
+            if isinstance(threads, bool) or not isinstance(threads, numbers.Integral):
+                raise TypeError(f"threads must be a whole number >= 1 or None, got {type(threads).__name__} "
+                                f"{threads!r}")
+            if threads < 1:
+                raise ValueError(f"threads must be a whole number >= 1, got {threads!r}")
             torch.set_num_threads(int(threads))
         model, card = load_model(checkpoint)
         return cls(model, card, device=device, source=str(checkpoint))
@@ -164,6 +170,8 @@ def predict_crops(runner, crops: np.ndarray, *, mirror: bool = False, rotate: fl
             (crops.ndim == 4 and crops.shape[3] != 3):
         raise ValueError(f"crops must be (N, H, H), (N, H, H, 1) or (N, H, H, 3) uint8, got {crops.dtype} "
                          f"{crops.shape}")
+    if crops.shape[1] < 1:  # nothing to rescale: the frame's scale was a division by zero
+        raise ValueError(f"crops must be at least 1x1 pixels, got shape {crops.shape}")
     size = runner.card.input_size
     if crops.shape[1] == size:
         x = runner.card.preprocess([plane(c, runner.card.in_channels) for c in crops]) if len(crops) else \

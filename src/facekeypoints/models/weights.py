@@ -1,6 +1,7 @@
 """Where shipped weights live, and what is known about them (apart from architecture code)."""
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -49,9 +50,18 @@ def resolve_checkpoint(model: str | Path | None) -> Path:
     which must exist (the error lists the shipped names)."""
     if model is None:
         return default_checkpoint("kaggle15")
+    if not isinstance(model, (str, os.PathLike)):
+        raise TypeError(f"model must be a path (str or os.PathLike), a shipped model's name ({', '.join(SHIPPED)}) or None, "
+                        f"got {type(model).__name__}")
     if isinstance(model, str) and model in SHIPPED and not Path(model).exists():
         return default_checkpoint(model)
+    if isinstance(model, str) and not model.strip():  # Path("") is ".", the current folder
+        raise ValueError(f"model is an empty name; pass a checkpoint .pt, an exported .onnx, a shipped model "
+                         f"({', '.join(SHIPPED)}) or None for the shipped kaggle15 model")
     path = Path(model)
+    if path.is_dir():
+        raise ValueError(f"{path}: is a folder, not a model file (pass a checkpoint .pt or an exported .onnx inside "
+                         f"it, e.g. a training run's best.pt, or a shipped model: {', '.join(SHIPPED)})")
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such model file (pass a checkpoint .pt, an exported .onnx, "
                                 f"or a shipped model: {', '.join(SHIPPED)})")

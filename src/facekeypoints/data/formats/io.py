@@ -13,8 +13,8 @@ from pathlib import Path
 
 from facekeypoints.data.dataset import DataFormatError, KeypointData
 from facekeypoints.data.formats.csvfile import csv_header
-from facekeypoints.data.formats.landmark_sets import MAX_COCO_BYTES, read_coco_json, read_dlib_xml
-from facekeypoints.data.formats.landmarks import _refuse_large, read_aflw_mat, read_asf, read_ljson, read_pts
+from facekeypoints.data.formats.landmark_sets import read_coco_json, read_dlib_xml, refuse_costly_json
+from facekeypoints.data.formats.landmarks import read_aflw_mat, read_asf, read_ljson, read_pts
 from facekeypoints.data.formats.textfile import encoding_problem, load_json, read_head
 from facekeypoints.data.walk import data_files, not_found, unreadable
 
@@ -68,7 +68,7 @@ def _json_format(path: Path) -> str:
     Only the parsed document's own keys tell: the same words in a label, a description or a file
     name anywhere in the text say nothing (a .ljson file is taken at its suffix's word, before this).
     """
-    _refuse_large(path, MAX_COCO_BYTES, "a keypoint JSON (COCO: about 1.5 KB a face of 68 points)")  # memory
+    refuse_costly_json(path, "a keypoint JSON")  # memory: checked from its tokens, before it is parsed
     doc = load_json(path)
     keys = set(doc) if isinstance(doc, dict) else set()
     menpo = sorted(keys & {"groups", "landmarks"})
@@ -137,7 +137,7 @@ def _file_format(path: Path) -> str:
     head = read_head(path)  # no telling suffix: look at the content
     if problem := encoding_problem(head):  # the readers say so too; here the sniffing below would not match
         raise DataFormatError(path, problem)
-    head = head[:256].lstrip()
+    head = head.removeprefix(b"\xef\xbb\xbf")[:256].lstrip()  # a UTF-8 byte-order mark, as the readers skip it
     if head.startswith(b"version:") or head.startswith(b"n_points"):
         return "pts"
     if head.startswith(b"<?xml") or head.startswith(b"<dataset"):
@@ -178,7 +178,7 @@ def read(path: str | Path, *, schema: str | None = None, skip_bad: bool = False,
     path = Path(path)
     data = _read_format(detect_format(path), path, skip_bad, load_images)
     if len(data) == 0:  # every reader ends here: no caller has to handle an empty dataset
-        why = f"; {len(data.skipped)} skipped as bad: " + "; ".join(data.skipped[:3]) if data.skipped else ""
+        why = f"; {data.skipped_count} skipped as bad: " + "; ".join(data.skipped[:3]) if data.skipped else ""
         raise DataFormatError(path, f"no faces{why}")
     if schema is not None and schema != data.schema.name:
         data = data.to_schema(schema)

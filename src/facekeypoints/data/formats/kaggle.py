@@ -11,7 +11,8 @@ is vectorised; results are cached by the file's content (see ``facekeypoints.dat
 Rows are numbered from 1 at the first data row (the line after the header). A coordinate must be
 a finite number no more than one image size (96 px) beyond the image's edges, or any image's
 without an Image column (see ``facekeypoints.data.formats.checks``). Lines may end in LF, CR LF
-or, in old Mac files, CR.
+or, in old Mac files, CR. A field may be enclosed in one pair of double quotes, as CSV writers
+quote ("1 2 3 ..."), but may not hold a comma.
 
 Examples
 --------
@@ -38,7 +39,7 @@ from facekeypoints.schema import load_schema
 __all__ = ["read_kaggle_csv", "write_kaggle_csv", "IMAGE_SHAPE"]
 
 IMAGE_SHAPE = (96, 96)
-_READER_VERSION = 3  # bump when parsing changes, so cached results of the old parser are not reused
+_READER_VERSION = 4  # bump when parsing changes, so cached results of the old parser are not reused
 
 
 # ---- which column is which -------------------------------------------------------------------------
@@ -70,6 +71,12 @@ def _kaggle_layout(names: list[str], path: Path) -> _Layout:
 
 
 # ---- reading ---------------------------------------------------------------------------------------
+def _unquote(field: bytes) -> bytes:
+    """A field less one pair of surrounding double quotes ("66.5" and "" are valid CSV), else as it is."""
+    inner = field.strip()
+    return inner[1:-1] if len(inner) >= 2 and inner[:1] == b'"' and inner[-1:] == b'"' else field
+
+
 class _RowError(Exception):
     def __init__(self, field: str | None, reason: str):
         super().__init__(reason)
@@ -91,6 +98,8 @@ MAX_LINE = 4 << 20
 # lines after the header: 64,000 rows of images take 590 MB (the real training.csv has 7049); a
 # larger file, or one padded with blank lines, is refused when its lines pass this many
 MAX_ROWS = 64_000
+# the same for a label-only file (no Image column), whose rows take ~0.4 KB each, not 9 KB
+MAX_LABEL_ROWS = 500_000  # 1 M rows, all bad with skip_bad, peaked at 740 MB
 
 
 class _KaggleRows:
@@ -127,8 +136,10 @@ class _KaggleRows:
         starts, ends = _line_bounds(buf)
         rows = np.arange(self.row + 1, self.row + 1 + len(starts))
         self.row += len(starts)
-        if self.row > MAX_ROWS:
-            raise DataFormatError(self.path, f"over {MAX_ROWS} lines after the header, the limit for a Kaggle CSV "
+        limit = MAX_ROWS if self.layout.image_col is not None else MAX_LABEL_ROWS  # read when used: tests patch it
+        if self.row > limit:
+            kind = "a Kaggle CSV with images" if self.layout.image_col is not None else "a label-only Kaggle CSV"
+            raise DataFormatError(self.path, f"over {limit} lines after the header, the limit for {kind} "
                                   "(Kaggle's training.csv has 7049 rows)")
         problems: dict[int, tuple[str | None, str]] = {}  # keyed by local line index
         self._blank_lines(ends == starts, rows, problems)
@@ -136,7 +147,7 @@ class _KaggleRows:
         first_comma = np.searchsorted(commas, starts)
         nfields = np.searchsorted(commas, ends) - first_comma + 1
         for i in np.flatnonzero((nfields != self.layout.ncols) & (ends > starts)):
-            quoted = " (quoted fields are not supported)" if b'"' in block[starts[i]:ends[i]] else ""
+            quoted = " (a quoted field holding a comma is not supported)" if b'"' in block[starts[i]:ends[i]] else ""
             problems[i] = (None, f"has {nfields[i]} fields, the header has {self.layout.ncols}{quoted}")
         live = np.array([i not in problems for i in range(len(starts))], dtype=bool)
         live &= ends > starts
@@ -184,9 +195,14 @@ class _KaggleRows:
             return None, fill, fill, fill
         field_start = starts[lines] if k == 0 else commas[first_comma[lines] + k - 1] + 1
         field_end = ends[lines] if k == last else commas[first_comma[lines] + k]
-        good, pixels, pixel_problems = self.pixel_parser.parse(buf, field_start, field_end)
+        # a quoted Image field ("1 2 3 ...", valid CSV; pixels hold no comma) is read inside its quotes
+        long = field_end - field_start >= 2
+        quoted = long & (buf[np.where(long, field_start, 0)] == 34) & (buf[np.where(long, field_end - 1, 0)] == 34)
+        good, pixels, pixel_problems = self.pixel_parser.parse(buf, field_start + quoted, field_end - quoted)
         for j, reason in pixel_problems.items():
-            problems[int(lines[j])] = ("Image", reason)
+            stray = b'"' in buf[field_start[j]:field_end[j]].tobytes()
+            problems[int(lines[j])] = ("Image", reason + (" (a quoted field needs a quote at both ends, and no "
+                                                          "quote inside)" if stray else ""))
         position = np.full(len(lines), -1)
         position[good] = np.arange(len(good))
         return pixels, position, field_start, field_end
@@ -195,10 +211,10 @@ class _KaggleRows:
         """The fields of one line; the long Image field is left out (b"") so it is never copied."""
         lay = self.layout
         if lay.image_col is None:
-            return block[start:end].split(b",")
+            return [_unquote(f) for f in block[start:end].split(b",")]
         head = block[start:img_start].split(b",")[:-1] if lay.image_col else []
         tail = block[img_end:end].split(b",")[1:] if lay.image_col < lay.ncols - 1 else []
-        return head + [b""] + tail
+        return [_unquote(f) for f in head] + [b""] + [_unquote(f) for f in tail]
 
     def _coordinates(self, fields: list[list[bytes]]) -> tuple[np.ndarray, dict[int, _RowError]]:
         """(R, 30) float64 coordinates of R lines (NaN where empty) and {line: error} for bad ones:

@@ -18,21 +18,67 @@ from pathlib import Path
 
 import numpy as np
 
-from facekeypoints.data.dataset import DataFormatError, KeypointData
+from facekeypoints.data.dataset import MAX_SKIPPED_LISTED, DataFormatError, KeypointData
 from facekeypoints.data.formats.checks import check_points, json_number, text_float
 from facekeypoints.data.formats.landmarks import _Face, _gather, _refuse_large
 from facekeypoints.data.formats.textfile import encoding_problem, load_json, short
 from facekeypoints.data.images import read_image
 from facekeypoints.schema import list_schemas, load_schema
 
-__all__ = ["read_dlib_xml", "read_coco_json", "COCO_SCHEMAS"]
+__all__ = ["read_dlib_xml", "read_coco_json", "COCO_SCHEMAS", "refuse_costly_json"]
 
 # Point count -> schema for COCO keypoint files. Other layouts (AFLW 19, COFW 29, WFLW 98,
 # LaPa 106) have no schema here; a caller who has one passes ``schema=``.
 COCO_SCHEMAS = {68: "ibug68"}
-# bytes: Python holds parsed JSON in up to ~35 times its size (lists and objects), so a larger COCO file
-# is refused unread to keep memory under 1 GB; a face of 68 points takes about 1.5 KB of JSON
-MAX_COCO_BYTES = 20_000_000
+# Python holds parsed JSON in 4 to 35 times its size, by what the text holds: a face of 68 points
+# (about 1.5 KB) takes ~9 times its bytes; 25 MB of nested empty lists took 927 MB. So a keypoint JSON
+# is measured before it is parsed: what its parse would take is estimated from a count of its
+# tokens (refuse_costly_json), and one over MAX_JSON_MEMORY is refused unread; MAX_COCO_BYTES is a
+# plain size limit on top. A COCO file of 55,000 faces of 68 points (90 MB) fits; it peaked at 575 MB.
+MAX_COCO_BYTES = 300_000_000
+MAX_JSON_MEMORY = 800_000_000  # bytes, estimated (measured peaks were 0.6 to 0.95 times the estimate)
+# estimated bytes per token of parsed JSON (CPython 3.11, measured on 10 MB files of each): a value
+# is a pointer (8, with a list's spare room); a number not cached by Python 32 more; a list or an
+# object ~80; a string ~70 besides its text; an object's member ~150 (its entry, the key, the pair
+# json builds); the text itself three times (the bytes read, the str decoded, slack)
+_COST_COMMA, _COST_NUMBER, _COST_CONTAINER, _COST_STRING, _COST_MEMBER, _COST_BYTE = 8, 32, 80, 70, 150, 3
+_SCAN_BLOCK = 8 << 20
+_NUMBER_CHARS = np.zeros(256, bool)
+_NUMBER_CHARS[np.frombuffer(b"0123456789.eE+-", np.uint8)] = True
+_NUMBER_STARTS = np.zeros(256, bool)
+_NUMBER_STARTS[np.frombuffer(b"0123456789-", np.uint8)] = True
+
+
+def json_memory(path: Path) -> int:
+    """Bytes that parsing the JSON in ``path`` would take, estimated from a count of its tokens
+    (read in blocks: the count takes little memory); digits inside strings count as numbers, so the
+    estimate errs high. One-digit numbers cost no object (Python keeps one of each small integer)."""
+    total = 0
+    try:
+        with open(path, "rb") as f:
+            while block := f.read(_SCAN_BLOCK):
+                b = np.frombuffer(block, np.uint8)
+                number = _NUMBER_CHARS[b]
+                starts = _NUMBER_STARTS[b]
+                starts[1:] &= ~number[:-1]  # a number starts at a digit or "-" after no number character
+                starts[:-1] &= number[1:]  # and has a second character: 0 to 9 are Python's cached ints
+                total += (_COST_BYTE * len(block) + _COST_COMMA * block.count(b",")
+                          + _COST_NUMBER * int(np.count_nonzero(starts))
+                          + _COST_CONTAINER * (block.count(b"[") + block.count(b"{"))
+                          + _COST_STRING * (block.count(b'"') // 2) + _COST_MEMBER * block.count(b":"))
+    except OSError:
+        return 0  # reading it names the problem
+    return total
+
+
+def refuse_costly_json(path: Path, what: str = "a COCO keypoint JSON") -> None:
+    """DataFormatError naming the file when it is over ``MAX_COCO_BYTES``, or when parsing it would
+    take over ``MAX_JSON_MEMORY`` (estimated from its tokens: its nesting and number of values)."""
+    _refuse_large(path, MAX_COCO_BYTES, f"{what} (about 1.5 KB a face of 68 points)")
+    if (need := json_memory(path)) > MAX_JSON_MEMORY:
+        raise DataFormatError(path, f"parsing this JSON would take about {need / 1e6:.0f} MB of memory, over the "
+                              f"limit of {MAX_JSON_MEMORY / 1e6:g} MB for {what} (a face of 68 points takes about "
+                              "14 KB; lists, objects and short values cost far more than their text)")
 
 
 def _file_or_error(path: str | Path) -> Path:
@@ -40,6 +86,36 @@ def _file_or_error(path: str | Path) -> Path:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
     return path
+
+
+class _Skipped:
+    """What a skip_bad read left out, by row: the first ``MAX_SKIPPED_LISTED`` messages are kept and
+    the rest only counted, so a file of millions of bad rows does not take gigabytes of messages."""
+
+    def __init__(self, path: Path):
+        self.path, self.items, self.unlisted = path, [], 0
+
+    def add(self, row: int, message: str) -> None:
+        self.items.append((row, message))
+        if len(self.items) > 2 * MAX_SKIPPED_LISTED:
+            self._trim()
+
+    def _trim(self) -> None:
+        self.items.sort(key=lambda item: item[0])
+        self.unlisted += max(0, len(self.items) - MAX_SKIPPED_LISTED)
+        del self.items[MAX_SKIPPED_LISTED:]
+
+    def __len__(self) -> int:
+        return len(self.items) + self.unlisted
+
+    def messages(self) -> tuple[list[str], int]:
+        """(messages in row order, with a last line counting the unlisted ones; that count)."""
+        self._trim()
+        listed = [message for _, message in self.items]
+        if self.unlisted:
+            listed.append(f"{self.path}: ... and {self.unlisted} more skipped as bad, not listed "
+                          f"(the first {MAX_SKIPPED_LISTED} are)")
+        return listed, self.unlisted
 
 
 class _ImageCache:
@@ -79,12 +155,33 @@ def _dlib_box(node: ET.Element, path: Path, where: str) -> tuple[float, float, f
     return left, top, left + width, top + height
 
 
+def _stray_text(node: ET.Element) -> str | None:
+    """The first text (not blank) directly in ``node``, where dlib writes none: a point typed there
+    ("201 107") or CDATA would otherwise be dropped without a word."""
+    for text in (node.text, *(child.tail for child in node)):
+        if text and text.strip():
+            return text.strip()
+    return None
+
+
+def _refuse_stray_text(path: Path, node: ET.Element, what: str) -> None:
+    if (text := _stray_text(node)) is not None:
+        raise DataFormatError(path, f"{what} holds text {short(text)}, which dlib files never have there "
+                              "(points are <part name=.. x=.. y=../> attributes)", field=node.tag)
+
+
 def _dlib_parts(node: ET.Element, path: Path, where: str) -> tuple[np.ndarray, np.ndarray]:
     """((68, 2) points, (68,) bool: parts the box does not list, its missing points)."""
     for child in node:  # a point in any other element would silently be a missing point
         if child.tag not in _BOX_CHILDREN:
             raise DataFormatError(path, f"{where}: <{child.tag}> is not a dlib element (points are <part>, "
                                   "directly in <box>; tags are case-sensitive)", field=child.tag)
+    _refuse_stray_text(path, node, f"{where}: <box>")
+    for part in node.findall("part"):
+        if len(part):
+            raise DataFormatError(path, f"{where}: part {part.get('name', '')!r} holds a <{part[0].tag}>; a dlib "
+                                  "<part> holds nothing (its point is in its x and y attributes)", field="part")
+        _refuse_stray_text(path, part, f"{where}: part {part.get('name', '')!r}")
     kp = np.full((68, 2), np.nan)
     missing = np.ones(68, bool)
     for part in node.findall("part"):
@@ -120,7 +217,11 @@ def _check_dlib_layout(path: Path, root: ET.Element) -> None:
         if block.tag == "image":
             raise DataFormatError(path, f"an <image> (file {block.get('file')!r}) sits outside <images>; "
                                   "move it inside, or its faces would be left out", field="image")
+    for block in root.findall("images"):
+        _refuse_stray_text(path, block, "<images>")
     for image_node in (n for block in root.findall("images") for n in block):
+        if image_node.tag == "image":
+            _refuse_stray_text(path, image_node, f"image {image_node.get('file')!r}")
         if image_node.tag != "image":
             raise DataFormatError(path, f"<images> holds a <{image_node.tag}>, not an <image>", field=image_node.tag)
         for child in image_node:
@@ -150,12 +251,12 @@ def read_dlib_xml(path: str | Path, *, load_images: bool = True, skip_bad: bool 
     if not blocks:
         raise DataFormatError(path, "no <images> element: not a dlib imglab dataset file")
     _check_dlib_layout(path, root)
-    cache, faces, skipped, first_node = _ImageCache(path), [], [], {}
+    cache, faces, skipped, first_node = _ImageCache(path), [], _Skipped(path), {}
 
     def bad(err: DataFormatError) -> None:  # skip_bad lists it; otherwise it ends the reading
         if not skip_bad:
             raise err
-        skipped.append(str(err))
+        skipped.add(len(skipped), str(err))
 
     for i, image_node in enumerate(node for block in blocks for node in block.findall("image")):
         file = image_node.get("file")
@@ -179,7 +280,8 @@ def read_dlib_xml(path: str | Path, *, load_images: bool = True, skip_bad: bool 
                 bad(err)
                 continue
             faces.append(_Face(kp, f"{Path(file).stem}#{j}", image, pixels, box=corners))
-    return _gather("ibug68", faces, path, load_images, skipped)
+    messages, unlisted = skipped.messages()
+    return _gather("ibug68", faces, path, load_images, messages, unlisted)
 
 
 # ---- COCO-style keypoint JSON --------------------------------------------------------------------
@@ -227,7 +329,8 @@ def _coco_keypoints(path: Path, ann: dict, row: int) -> tuple[np.ndarray, np.nda
 
 
 def _coco_images(path: Path, doc: dict) -> dict:
-    """{image id: its 'images' entry}; each entry must be an object with an id and a file_name."""
+    """{image id: its 'images' entry}; each entry must be an object with an id and a file_name, and
+    no two entries may name one file (its faces would count twice)."""
     images = doc.get("images", [])
     if not isinstance(images, list):
         raise DataFormatError(path, f"'images' must be a list of objects, got {short(images)}", field="images")
@@ -240,7 +343,24 @@ def _coco_images(path: Path, doc: dict) -> dict:
             first = next(j for j, other in enumerate(images) if other["id"] == img["id"])
             raise DataFormatError(path, f"images[{i}] repeats the id {img['id']!r} of images[{first}]", field="images")
         entries[img["id"]] = img
+    first_of_file: dict[str, int] = {}
+    for i, img in enumerate(images):
+        same = os.path.normpath(img["file_name"])
+        if same in first_of_file:
+            j = first_of_file[same]
+            raise DataFormatError(path, f"images[{i}] (id {img['id']!r}) names the file {short(img['file_name'])} "
+                                  f"of images[{j}] (id {images[j]['id']!r}): the photo's faces would count "
+                                  "twice; list each image once", field="file_name")
+        first_of_file[same] = i
     return entries
+
+
+def _coco_labels(images: dict) -> dict:
+    """{image id: the name its faces' ids start with}: the file's stem, or where two files share a
+    stem (a/x.jpg, b/x.jpg) the whole file name, so that face ids stay unique."""
+    stems = Counter(Path(img["file_name"]).stem for img in images.values())
+    return {key: Path(img["file_name"]).stem if stems[Path(img["file_name"]).stem] == 1
+            else Path(os.path.normpath(img["file_name"])).as_posix() for key, img in images.items()}
 
 
 def _coco_size(path: Path, img: dict, row: int) -> tuple[int, int] | None:
@@ -276,7 +396,8 @@ def _coco_box(path: Path, bbox: object, row: int, size: tuple[int, int] | None) 
     return x, y, x + w, y + h
 
 
-def _coco_face(path: Path, ann: object, row: int, images: dict, cache: _ImageCache, load_images: bool) -> _Face:
+def _coco_face(path: Path, ann: object, row: int, images: dict, labels: dict, cache: _ImageCache,
+               load_images: bool) -> _Face:
     """One annotation as a face: its points and box checked against its image's size."""
     if not isinstance(ann, dict):
         raise DataFormatError(path, f"annotation is not an object: {short(ann)}", row=row)
@@ -292,7 +413,7 @@ def _coco_face(path: Path, ann: object, row: int, images: dict, cache: _ImageCac
     size = pixels.shape[:2] if pixels is not None else _coco_size(path, images[image_id], row)
     check_points(path, kp, size, missing=missing, row=row, field="keypoints")
     box = _coco_box(path, ann.get("bbox"), row, size)
-    return _Face(kp.astype(np.float32), f"{Path(file).stem}#{face_id}", image, pixels, box=box)
+    return _Face(kp.astype(np.float32), f"{labels[image_id]}#{face_id}", image, pixels, box=box)
 
 
 def read_coco_json(path: str | Path, *, load_images: bool = True, schema: str | None = None,
@@ -308,39 +429,41 @@ def read_coco_json(path: str | Path, *, load_images: bool = True, schema: str | 
     file as a whole (not JSON, no 'annotations' list, a bad 'images' list) is still an error.
     """
     path = _file_or_error(path)
-    _refuse_large(path, MAX_COCO_BYTES, "a COCO keypoint JSON (about 1.5 KB a face of 68 points)")
+    refuse_costly_json(path)
     doc = load_json(path)
     if not isinstance(doc, dict) or not isinstance(doc.get("annotations"), list):
         raise DataFormatError(path, "expected a JSON object with an 'annotations' list", field="annotations")
     if not doc["annotations"]:
         raise DataFormatError(path, "no annotations", field="annotations")
-    images, cache, found, skipped = _coco_images(path, doc), _ImageCache(path), [], []
-    first_row: dict = {}
+    images, cache, found, skipped = _coco_images(path, doc), _ImageCache(path), [], _Skipped(path)
+    labels = _coco_labels(images)
+    first_row: dict = {}  # (image id, annotation id) -> row: ids may restart on each image
     for row, ann in enumerate(doc["annotations"]):
         try:
-            face = _coco_face(path, ann, row, images, cache, load_images)
-            if face.id in first_row:  # the same face twice would count twice in every figure
-                raise DataFormatError(path, f"annotation {row} repeats the id {face.id.split('#')[-1]!r} of "
-                                      f"annotation {first_row[face.id]} on the same image", row=row, field="id")
+            face = _coco_face(path, ann, row, images, labels, cache, load_images)
+            key = (ann["image_id"], ann.get("id", row))
+            if key in first_row:  # the same face twice would count twice in every figure
+                raise DataFormatError(path, f"annotation {row} repeats the id {short(str(key[1]))} of "
+                                      f"annotation {first_row[key]} on the same image", row=row, field="id")
             if not skip_bad and found and len(face.keypoints) != len(found[0][1].keypoints):
                 raise DataFormatError(path, f"{len(face.keypoints)} points where earlier annotations have "
                                       f"{len(found[0][1].keypoints)}", row=row, field="keypoints")
         except DataFormatError as err:
             if not skip_bad:
                 raise
-            skipped.append((row, str(err)))
+            skipped.add(row, str(err))
             continue
-        first_row[face.id] = row
+        first_row[key] = row
         found.append((row, face))
     if not found:  # skip_bad left nothing
         raise DataFormatError(path, f"no faces; {len(skipped)} skipped as bad: "
-                              + "; ".join(message for _, message in skipped[:3]))
+                              + "; ".join(message for _, message in sorted(skipped.items)[:3]))
     counts = Counter(len(face.keypoints) for _, face in found)
     k = counts.most_common(1)[0][0]  # without skip_bad the only one; with it, the most common (first on a tie)
     for row, face in found:
         if len(face.keypoints) != k:
-            skipped.append((row, str(DataFormatError(path, f"{len(face.keypoints)} points where the other "
-                                                           f"annotations have {k}", row=row, field="keypoints"))))
+            skipped.add(row, str(DataFormatError(path, f"{len(face.keypoints)} points where the other "
+                                                     f"annotations have {k}", row=row, field="keypoints")))
     faces = [face for _, face in found if len(face.keypoints) == k]
-    return _gather(_coco_schema(path, k, schema), faces, path, load_images,
-                   [message for _, message in sorted(skipped, key=lambda item: item[0])])
+    messages, unlisted = skipped.messages()
+    return _gather(_coco_schema(path, k, schema), faces, path, load_images, messages, unlisted)

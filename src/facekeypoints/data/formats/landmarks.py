@@ -15,8 +15,10 @@ Examples
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -28,7 +30,7 @@ from facekeypoints.data.dataset import DataFormatError, KeypointData
 from facekeypoints.data.formats.checks import check_points, json_number, text_float, text_int
 from facekeypoints.data.formats.textfile import load_json, read_text, short
 from facekeypoints.data.images import read_image
-from facekeypoints.data.walk import data_files, not_found, unreadable
+from facekeypoints.data.walk import data_files, distinct_files, not_found, unreadable
 from facekeypoints.schema import load_schema
 
 __all__ = [
@@ -72,15 +74,48 @@ def _size(pixels: np.ndarray | None) -> tuple[int, int] | None:
     return None if pixels is None else pixels.shape[:2]
 
 
+_listings = threading.local()  # .names: folder -> {lower-case name: names}, while _read_each runs
+
+
+def _names_by_lower(folder: Path) -> dict[str, list[str]] | None:
+    """The folder's file names grouped by their lower-case form (listed once per folder while a
+    folder is read), or None when it cannot be listed."""
+    cache = getattr(_listings, "names", None)
+    if cache is not None and folder in cache:
+        return cache[folder]
+    try:
+        names: dict[str, list[str]] | None = {}
+        for name in os.listdir(folder):
+            names.setdefault(name.lower(), []).append(name)
+    except OSError:  # e.g. a folder that may be entered but not listed: try the usual spellings
+        names = None
+    if cache is not None:
+        cache[folder] = names
+    return names
+
+
 def _image_beside(annotation: Path) -> Path | None:
-    """The image with the annotation's stem and a known image suffix, or None. Two different
-    images with that stem (x.jpg and x.png) are an error: which one was labelled is unknown."""
-    found: list[Path] = []
+    """The image with the annotation's stem and a known image suffix in any case (``x.Jpg``), or
+    None. Two different images with that stem (x.jpg and x.png) are an error: which one was
+    labelled is unknown."""
+    stem = annotation.stem
+    listing = _names_by_lower(annotation.parent)
+    candidates: list[Path] = []
     for suffix in IMAGE_SUFFIXES:
-        for candidate in (annotation.with_suffix(suffix), annotation.with_suffix(suffix.upper())):
-            # x.jpg and x.JPG are one file where names ignore case
+        if listing is None:
+            candidates += [annotation.with_suffix(suffix), annotation.with_suffix(suffix.upper())]
+        else:
+            candidates += [annotation.parent / name for name in listing.get((stem + suffix).lower(), [])
+                           if name[:len(stem)] == stem]
+    found: list[Path] = []
+    for candidate in candidates:
+        try:  # x.jpg and x.JPG are one file where names ignore case
             if candidate.is_file() and not any(os.path.samefile(candidate, f) for f in found):
                 found.append(candidate)
+        except OSError as err:
+            if err.errno == errno.ENAMETOOLONG:  # a spelling tried for a long stem: no such file
+                continue
+            raise unreadable(candidate, err) from None
     if len(found) > 1:
         raise DataFormatError(annotation, f"{len(found)} images could be the one labelled here: "
                                           f"{', '.join(f.name for f in found)}; keep only one beside it")
@@ -103,7 +138,8 @@ def _files(path: Path, suffix: str) -> tuple[list[Path], list[DataFormatError]]:
     ``data_files`` walks the folder: linked folders are followed (each real folder once, so a link
     loop ends), a link to nothing is listed too, for the reader to report, macOS's ``__MACOSX``
     folders and ``._*`` resource forks are passed over, and a folder that cannot be listed is a
-    problem. So are two files for one face (``a.pts`` and ``a.PTS``): both are left out.
+    problem. So are two files for one face (``a.pts`` and ``a.PTS``): both are left out; and a file
+    that leads to the same file as another (``b.pts`` a link to ``a.pts``): it is left out.
     """
     try:
         is_dir, is_file = path.is_dir(), path.is_file()
@@ -111,7 +147,7 @@ def _files(path: Path, suffix: str) -> tuple[list[Path], list[DataFormatError]]:
         raise unreadable(path, err) from None
     if is_dir:
         problems: list[DataFormatError] = []
-        files = [f for f in data_files(path, problems) if f.name.lower().endswith(suffix)]
+        files = distinct_files([f for f in data_files(path, problems) if f.name.lower().endswith(suffix)], problems)
         if not files and not problems:
             raise DataFormatError(path, f"folder holds no {suffix} files")
         by_face: dict[tuple[Path, str], list[Path]] = {}
@@ -142,7 +178,7 @@ def _stack(images: list[np.ndarray]) -> np.ndarray | list[np.ndarray]:
 
 
 def _gather(schema: str, faces: list[_Face], source: Path, load_images: bool,
-            skipped: list[str] | None = None) -> KeypointData:
+            skipped: list[str] | None = None, skipped_unlisted: int = 0) -> KeypointData:
     """Faces -> KeypointData; keypoints (N, K, 2), images stacked when they share one shape."""
     if faces:
         keypoints = np.stack([f.keypoints for f in faces])
@@ -154,7 +190,7 @@ def _gather(schema: str, faces: list[_Face], source: Path, load_images: bool,
         ids=[f.id for f in faces], person=[f.person for f in faces],
         paths=[str(f.image_path) if f.image_path else None for f in faces],
         boxes=np.array([f.box for f in faces], dtype=np.float32).reshape(-1, 4),
-        source=str(source), skipped=list(skipped or []),
+        source=str(source), skipped=list(skipped or []), skipped_unlisted=skipped_unlisted,
     )
 
 
@@ -162,6 +198,16 @@ def _read_each(path: str | Path, suffix: str, schema: str, parse: Callable[[Path
                load_images: bool, skip_bad: bool) -> KeypointData:
     """Parse one file or a folder of files; with ``skip_bad`` bad files are listed in ``skipped``."""
     root = Path(path)
+    outer = getattr(_listings, "names", None)
+    _listings.names = {} if outer is None else outer  # each folder is listed once to find images
+    try:
+        return _read_files(root, suffix, schema, parse, load_images, skip_bad)
+    finally:
+        _listings.names = outer
+
+
+def _read_files(root: Path, suffix: str, schema: str, parse: Callable[[Path, Path], _Face],
+                load_images: bool, skip_bad: bool) -> KeypointData:
     faces, skipped = [], []
     files, problems = _files(root, suffix)
     for problem in problems:  # a folder that cannot be listed, two files for one face
@@ -170,7 +216,11 @@ def _read_each(path: str | Path, suffix: str, schema: str, parse: Callable[[Path
         skipped.append(str(problem))
     for file in files:
         try:
-            if not file.is_file():
+            try:
+                is_file = file.is_file()
+            except OSError as err:  # e.g. a folder that can be listed but not entered (no x permission)
+                raise unreadable(file, err) from None
+            if not is_file:
                 raise DataFormatError(file, "is a link to nothing (broken or looping), or not a file")
             faces.append(parse(file, root))
         except DataFormatError as err:
@@ -318,6 +368,21 @@ def _looks_like_point(text: str) -> bool:
         return False
 
 
+def _check_image_size(image_size: object) -> tuple[int, int] | None:
+    """``image_size`` as (height, width) of two positive integers, or None; else a ValueError."""
+    if image_size is None:
+        return None
+    try:
+        height, width = image_size
+        ok = all(isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)) and v > 0
+                 for v in (height, width))
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise ValueError(f"image_size must be (height, width), two positive integers, got {short(image_size)}")
+    return int(height), int(width)
+
+
 def read_asf(path: str | Path, *, load_images: bool = True, skip_bad: bool = False,
              image_size: tuple[int, int] | None = None) -> KeypointData:
     """Read an IMM ``.asf`` file or a folder of them as imm58, keypoints (N, 58, 2) in pixels.
@@ -326,7 +391,10 @@ def read_asf(path: str | Path, *, load_images: bool = True, skip_bad: bool = Fal
     and height. The size comes from the image; ``image_size=(height, width)`` supplies it when
     reading labels only (``load_images=False``) without decoding the images.
     The person is the number before ``-`` in the file name (``01-1m.asf`` -> ``"01"``).
+    ``image_size`` must be two positive integers; anything else is a ValueError.
     """
+    image_size = _check_image_size(image_size)
+
     def parse(file: Path, root: Path) -> _Face:
         rel, host = _parse_asf_text(file)
         # the host image the file names is the one its coordinates are relative to; another one (the
@@ -386,6 +454,9 @@ def read_aflw_mat(path: str | Path, *, load_images: bool = True, skip_bad: bool 
             if kind is not None and (kind == "sparse" or len(shape) != 2 or shape[1] != 68 or shape[0] not in (2, 3)):
                 raise DataFormatError(file, f"expected a (3, 68) array, got shape {shape} ({kind} data"
                                       f"{'; save it dense' if kind == 'sparse' else ''})", field="pt3d_68")
+            if kind == "logical":  # loadmat gives it as 0/1 uint8, which would pass for coordinates
+                raise DataFormatError(file, "expected a (3, 68) array of real numbers, got logical (true/false) "
+                                      "values", field="pt3d_68")
             mat = loadmat(str(file), variable_names=["pt3d_68"]) if kind is not None else {}
         except DataFormatError:
             raise

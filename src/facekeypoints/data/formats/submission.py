@@ -18,7 +18,7 @@ import difflib
 import io
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 
@@ -31,6 +31,10 @@ from facekeypoints.schema import load_schema
 __all__ = ["read_id_lookup", "write_submission", "SubmissionReport"]
 
 _LOOKUP_COLUMNS = ("RowId", "ImageId", "FeatureName")
+# Kaggle's IdLookupTable.csv is 862 KB, 27,124 rows; past these limits a file is refused (named) as
+# it is read, so a wrong or huge file (3 M rows took 1.7 GB) cannot take gigabytes
+MAX_LOOKUP_BYTES = 10_000_000  # uncompressed
+MAX_LOOKUP_ROWS = 200_000
 
 
 @dataclass(frozen=True)
@@ -43,9 +47,18 @@ class SubmissionReport:
     clipped_row_ids: tuple[int, ...]
 
 
-def _lookup_text(path: Path) -> list[list[str]]:
+def _lookup_text(path: Path) -> Iterator[list[str]]:
+    """The CSV's rows, parsed as they are asked for; over ``MAX_LOOKUP_BYTES`` is an error."""
+    chunks, size = [], 0
     with open_csv(path) as stream:
-        raw = b"".join(read_chunks(stream, path))  # UTF-16, binary and corrupt archives are named errors
+        for chunk in read_chunks(stream, path):  # UTF-16, binary and corrupt archives are named errors
+            size += len(chunk)
+            if size > MAX_LOOKUP_BYTES:
+                raise DataFormatError(path, f"over {MAX_LOOKUP_BYTES / 1e6:g} MB of text, the limit for an "
+                                      "IdLookupTable (Kaggle's is 862 KB, 27124 rows)")
+            chunks.append(chunk)
+    raw = b"".join(chunks)
+    del chunks
     if not raw.strip():
         raise DataFormatError(path, "empty file")
     if b"\x00" in raw:
@@ -55,7 +68,7 @@ def _lookup_text(path: Path) -> list[list[str]]:
     except UnicodeDecodeError as err:
         line = raw[:err.start].count(b"\n") + 1
         raise DataFormatError(path, f"not UTF-8 text (line {line})") from None
-    return list(csv.reader(io.StringIO(text, newline="")))
+    return csv.reader(io.StringIO(text, newline=""))
 
 
 def read_id_lookup(path: str | Path) -> list[tuple[int, int, str]]:
@@ -64,7 +77,10 @@ def read_id_lookup(path: str | Path) -> list[tuple[int, int, str]]:
     RowIds must be unique integers. Rows are numbered from 1 at the first data row."""
     path = Path(path)
     lines = _lookup_text(path)
-    header = [name.strip() for name in lines[0]]
+    try:
+        header = [name.strip() for name in next(lines)]
+    except csv.Error as err:
+        raise DataFormatError(path, f"header: not a readable CSV line ({err})") from None
     missing = [c for c in _LOOKUP_COLUMNS if c not in header]
     unknown = [c for c in header if c not in _LOOKUP_COLUMNS + ("Location",)]
     if missing or unknown:
@@ -74,9 +90,20 @@ def read_id_lookup(path: str | Path) -> list[tuple[int, int, str]]:
     features = set(load_schema("kaggle15").columns())
     rows: list[tuple[int, int, str]] = []
     seen: dict[int, int] = {}
-    for number, line in enumerate(lines[1:], start=1):
+    number = 0
+    while True:
+        number += 1
+        try:
+            line = next(lines, None)
+        except csv.Error as err:  # a field over csv's size limit, a stray NUL
+            raise DataFormatError(path, f"not a readable CSV line ({err})", row=number) from None
+        if line is None:
+            break
         if not line:
             continue  # csv yields [] for a blank line: no data on it
+        if len(rows) >= MAX_LOOKUP_ROWS:
+            raise DataFormatError(path, f"over {MAX_LOOKUP_ROWS} rows, the limit for an IdLookupTable (Kaggle's has "
+                                  "27124)", row=number)
         short_location = header[-1] == "Location" and len(line) == len(header) - 1  # Kaggle's rows omit it
         if len(line) != len(header) and not short_location:
             raise DataFormatError(path, f"has {len(line)} fields, the header has {len(header)}", row=number)

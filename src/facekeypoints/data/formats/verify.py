@@ -107,9 +107,15 @@ def _check(name: str, folder: Path) -> FileCheck:
         return FileCheck(name, "unreadable", str(plain), "is a folder, not the CSV file")
     if plain.is_symlink():
         return FileCheck(name, "unreadable", str(plain), "is a link to nothing (broken or looping)")
+    if plain.exists():  # there, but neither a file nor a folder: a pipe (FIFO), a socket, a device
+        return FileCheck(name, "unreadable", str(plain), "is not a regular file (a pipe, socket or device); "
+                         "save the CSV to a file first")
     for archive in (folder / f"{Path(name).stem}.zip", folder / f"{name}.zip"):
         if archive.is_file():
             return _check_in_zip(name, archive)
+        if archive.exists() and not archive.is_dir():
+            return FileCheck(name, "unreadable", str(archive), "is not a regular file (a pipe, socket or "
+                             "device); save the zip to a file first")
     return FileCheck(name, "missing", "", f"no {name}, {Path(name).stem}.zip or {name}.zip in {folder}")
 
 
