@@ -40,3 +40,19 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory) -> Path:
+    """A tiny kaggle15 checkpoint that answers the mean face (tests/fakes.py), one per test module."""
+    from fakes import mean_face_checkpoint
+
+    return mean_face_checkpoint(tmp_path_factory.mktemp("ckpt") / "mean.pt")
+
+
+@pytest.fixture(scope="module")
+def det(model):
+    """A KeypointDetector (PyTorch backend, Haar detector) on ``model``."""
+    from facekeypoints.infer.predictor import KeypointDetector
+
+    return KeypointDetector(model, backend="torch")

@@ -96,3 +96,24 @@ def run_cli(argv, capsys, forbidden=("Traceback", "--debug")) -> tuple[int, str,
     out, err = capsys.readouterr()
     assert not any(word in err for word in forbidden), err
     return code, out, err
+
+
+def grace_hopper_copy(path: Path) -> Path:
+    """matplotlib's Grace Hopper photo (512x600, one face Haar finds) copied to ``path``."""
+    import shutil
+
+    from matplotlib import cbook
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False), path)
+    return path
+
+
+def still_clip(path: Path, frames: int = 3) -> Path:
+    """A short 160x120 video of the demo frame (one face) at ``path``."""
+    import cv2
+
+    from facekeypoints.infer.bench import demo_frame, write_still_clip
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return write_still_clip(path, cv2.resize(demo_frame(), (160, 120)), frames=frames)

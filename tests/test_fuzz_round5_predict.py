@@ -25,18 +25,13 @@ from matplotlib import cbook
 from facekeypoints.infer.outputs import open_sink
 from facekeypoints.infer.results import Result
 from facekeypoints.models.checkpoint import load_model, save_checkpoint
-from fakes import make_faces, mean_face_checkpoint, run_cli
+from fakes import make_faces, run_cli
 
 GRACE_HOPPER = Path(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))  # 512x600, one face haar finds
 
 
 def run(argv, capsys) -> tuple[int, str, str]:
     return run_cli(argv, capsys, forbidden=("Traceback", "--debug for"))
-
-
-@pytest.fixture(scope="module")
-def model(tmp_path_factory) -> Path:
-    return mean_face_checkpoint(tmp_path_factory.mktemp("ckpt") / "mean.pt")
 
 
 @pytest.fixture(scope="module")

@@ -15,32 +15,16 @@ import torch
 from matplotlib import cbook
 from PIL import Image
 
-from facekeypoints.infer.bench import demo_frame, write_still_clip
 from facekeypoints.infer.files import predict_paths, predict_video
 from facekeypoints.infer.predictor import KeypointDetector
 from facekeypoints.infer.results import IMAGE_SUFFIXES
-from fakes import mean_face_checkpoint, run_cli
+from fakes import run_cli, still_clip as clip
 
 GRACE_HOPPER = Path(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))  # 512x600, one face haar finds
 
 
 def run(argv, capsys) -> tuple[int, str, str]:
     return run_cli(argv, capsys, forbidden=("Traceback",))
-
-
-@pytest.fixture(scope="module")
-def model(tmp_path_factory) -> Path:
-    return mean_face_checkpoint(tmp_path_factory.mktemp("ckpt") / "mean.pt")
-
-
-@pytest.fixture(scope="module")
-def det(model) -> KeypointDetector:
-    return KeypointDetector(model, backend="torch")
-
-
-def clip(path: Path, frames: int = 3) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return write_still_clip(path, cv2.resize(demo_frame(), (160, 120)), frames=frames)
 
 
 def photo(path: Path, other: bool = False) -> Path:

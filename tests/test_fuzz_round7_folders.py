@@ -41,7 +41,7 @@ from facekeypoints.data import read
 from facekeypoints.data.dataset import DataFormatError
 from facekeypoints.data.formats.io import detect_format
 from facekeypoints.data.formats.landmark_sets import read_coco_json
-from facekeypoints.data.formats.landmarks import read_ljson, read_pts
+from facekeypoints.data.formats.landmarks import read_pts
 from facekeypoints.data.formats.verify import verify_kaggle_download
 from facekeypoints.data.images import read_image
 from facekeypoints.data.info import describe, format_description, read_for_info

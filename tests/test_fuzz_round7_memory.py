@@ -40,7 +40,7 @@ import facekeypoints.data.images as images_module
 from facekeypoints.data import framing, read
 from facekeypoints.data.convert import to_kaggle_task
 from facekeypoints.data.dataset import DataFormatError
-from facekeypoints.data.formats import csvfile, io as formats_io, kaggle, landmark_sets, landmarks, ytf
+from facekeypoints.data.formats import csvfile, kaggle, landmark_sets, landmarks, ytf
 from facekeypoints.data.formats.kaggle import read_kaggle_csv
 from facekeypoints.data.formats.landmark_sets import read_coco_json
 from facekeypoints.data.formats.landmarks import read_asf, read_ljson, read_pts

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from pathlib import Path
 
 import cv2
@@ -24,37 +23,14 @@ from matplotlib import cbook
 
 from facekeypoints.atomic import atomic_path, check_target, name_problem
 from facekeypoints.infer import files as files_module
-from facekeypoints.infer.bench import demo_frame, write_still_clip
 from facekeypoints.infer.files import predict_paths
-from facekeypoints.infer.predictor import KeypointDetector
-from fakes import make_faces, mean_face_checkpoint, run_cli
+from fakes import grace_hopper_copy as photo, make_faces, run_cli, still_clip as clip
 
 GRACE_HOPPER = Path(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))  # 512x600, one face haar finds
 
 
 def run(argv, capsys) -> tuple[int, str, str]:
     return run_cli(argv, capsys, forbidden=("Traceback", "--debug"))
-
-
-@pytest.fixture(scope="module")
-def model(tmp_path_factory) -> Path:
-    return mean_face_checkpoint(tmp_path_factory.mktemp("ckpt") / "mean.pt")
-
-
-@pytest.fixture(scope="module")
-def det(model) -> KeypointDetector:
-    return KeypointDetector(model, backend="torch")
-
-
-def photo(path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copy(GRACE_HOPPER, path)
-    return path
-
-
-def clip(path: Path, frames: int = 3) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return write_still_clip(path, cv2.resize(demo_frame(), (160, 120)), frames=frames)
 
 
 def kaggle_test_csv(path: Path, rows: int) -> Path:

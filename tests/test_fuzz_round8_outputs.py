@@ -21,7 +21,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import cv2
@@ -32,34 +31,11 @@ from PIL import Image
 
 from facekeypoints.atomic import WriteError, atomic_path
 from facekeypoints.infer import files as files_module
-from facekeypoints.infer.bench import demo_frame, write_still_clip
 from facekeypoints.infer.files import drawn_video_size, predict_paths, predict_video, x264_command
-from facekeypoints.infer.predictor import KeypointDetector
 from facekeypoints.infer.video import open_video
-from fakes import mean_face_checkpoint, run_cli
+from fakes import grace_hopper_copy as photo, run_cli, still_clip as clip
 
 GRACE_HOPPER = Path(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))  # 512x600, one face haar finds
-
-
-@pytest.fixture(scope="module")
-def model(tmp_path_factory) -> Path:
-    return mean_face_checkpoint(tmp_path_factory.mktemp("ckpt") / "mean.pt")
-
-
-@pytest.fixture(scope="module")
-def det(model) -> KeypointDetector:
-    return KeypointDetector(model, backend="torch")
-
-
-def photo(path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copy(GRACE_HOPPER, path)
-    return path
-
-
-def clip(path: Path, frames: int = 3) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return write_still_clip(path, cv2.resize(demo_frame(), (160, 120)), frames=frames)
 
 
 def odd_clip(path: Path, size=(161, 121), frames: int = 3) -> Path:

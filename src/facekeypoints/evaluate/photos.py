@@ -13,7 +13,6 @@ importing one.
 """
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 

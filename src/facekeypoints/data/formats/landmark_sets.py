@@ -23,7 +23,7 @@ from facekeypoints.data.formats.checks import check_points, json_number, text_fl
 from facekeypoints.data.formats.landmarks import _Face, _gather, _refuse_large
 from facekeypoints.data.formats.textfile import encoding_problem, load_json, short
 from facekeypoints.data.images import read_image
-from facekeypoints.schema import list_schemas, load_schema
+from facekeypoints.schema import load_schema
 
 __all__ = ["read_dlib_xml", "read_coco_json", "COCO_SCHEMAS", "refuse_costly_json"]
 
