@@ -235,11 +235,28 @@ GRID_EXAMPLES = """examples:
 """
 
 
+def _check_default_data(cfg) -> None:
+    """The default recipe's relative data paths, read from the working folder: a missing one says so,
+    and where the data is (the repository folder) when it is there."""
+    from facekeypoints.evaluate.runner import _repository
+
+    for key in ("train", "val", "persons", "complete_labels"):
+        value = getattr(cfg.data, key)
+        if value is None or Path(value).expanduser().is_absolute() or Path(value).expanduser().exists():
+            continue
+        there = (f"; it is in the repository folder: run from {_repository()}"
+                 if (_repository() / value).exists() else "; the data must be there")
+        raise ValueError(f"data.{key} {value} (the default recipe's, relative to the working folder {Path.cwd()}): "
+                         f"no such file or folder{there}, or give --config / --set data.{key}=FILE")
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     from facekeypoints.train.config import default_recipe, load_config
     from facekeypoints.train.loop import fit
 
     cfg = load_config(os.path.expanduser(args.config) if args.config else default_recipe(), args.set)
+    if not args.config:  # the default recipe's data paths are relative to the repository folder (README's commands)
+        _check_default_data(cfg)
     if args.out:
         cfg.out_dir = os.path.expanduser(args.out)  # as the config's own paths are
     if args.resume and args.overwrite:

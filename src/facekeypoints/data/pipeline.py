@@ -107,8 +107,12 @@ def load_splits(d: DataConfig, size: int, *,
         in_train = imm_train_mask(data)
         train, val = completed.subset(in_train), data.subset(~in_train)
     else:
-        parts = split_indices(data, d.split, seed=d.split_seed)
+        try:
+            parts = split_indices(data, d.split, seed=d.split_seed)
+        except ValueError as err:  # named as the settings at fault
+            raise ValueError(f"data.split {d.split} of data.train {d.train}: {err}") from None
         train, val = completed.subset(parts[0]), data.subset(parts[1])
+        _check_split_disjoint(train, val, d)
     train, missing_report = handle_missing(train, d.missing)
     for faces, part, name in ((train, "training", "train"), (val, "validation", "val")):
         if name in need_labels and not _labelled_points(faces):  # nothing to learn, or a best epoch chosen on nothing
@@ -164,6 +168,18 @@ def _check_disjoint(train: KeypointData, val: KeypointData, d: DataConfig) -> No
     raise ValueError(f"{d.val} (data.val): {what}, the same pixels: validation would score faces the model trained "
                      "on; give validation faces that are not in data.train, or leave data.val out to split data.train "
                      "by person")
+
+
+def _check_split_disjoint(train: KeypointData, val: KeypointData, d: DataConfig) -> None:
+    """data.train split in two must not put the same face (repeated rows, the same pixels) in both
+    parts: validation would score faces the model trained on."""
+    seen = {_fingerprint(image) for image in train.images}
+    shared = [i for i, image in enumerate(val.images) if _fingerprint(image) in seen]
+    if shared:
+        ids = ", ".join(str(val.ids[i]) for i in shared[:3])
+        raise ValueError(f"{d.train} (data.train): repeats faces (the same pixels in several rows, e.g. {ids}), and "
+                         f"{len(shared)} of the {len(val)} validation faces of data.split {d.split} are copies of "
+                         "training faces: validation would score faces the model trained on; remove the repeated rows")
 
 
 def frame_faces(data: KeypointData, schema: str, frame: str, size: int) -> KeypointData:

@@ -5,6 +5,7 @@ Each run directory is what ``facekeypoints train`` writes: metrics.csv, config.j
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import math
 import os
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from facekeypoints.atomic import atomic_path, check_target
+from facekeypoints.atomic import WriteError, atomic_path, check_target
 from facekeypoints.evaluate.metrics import per_keypoint_rmse
 from facekeypoints.evaluate.runner import predict_data, run_split
 from facekeypoints.models.predict import TorchRunner
@@ -48,8 +49,13 @@ def _read_history(metrics: Path) -> list[dict]:
     for line, row in enumerate(rows, 2):
         if None in row:  # DictReader's key for values beyond the header
             raise ValueError(f"{metrics}: line {line} has more values than the header's {len(columns)} columns")
+        if any(v is None for v in row.values()):  # DictReader fills a short row's missing cells with None
+            have = sum(v is not None for v in row.values())
+            raise ValueError(f"{metrics}: line {line} has {have} values where the header has {len(columns)} "
+                             "columns (a cut or damaged row)")
         values = {k: _number(v, f"{metrics}: line {line}, column {k}") for k, v in row.items()}
-        if values["epoch"] is None or not math.isfinite(values["epoch"]):
+        epoch = values["epoch"]
+        if epoch is None or not math.isfinite(epoch) or epoch < 0 or epoch != int(epoch):
             raise ValueError(f"{metrics}: line {line}, column epoch: {row['epoch']!r} is not an epoch number")
         history.append(values)
     if not history:
@@ -136,11 +142,18 @@ def compare_runs(run_dirs: list[str], report_dir: str | None = None) -> Comparis
     if not report_dir:
         return Comparison(table)
     out = check_target(report_dir, folder=True)
-    figures, notes = write_report(runs, out)
-    for name, text in (("table.json", json.dumps(rows, indent=2)), ("table.txt", table + "\n"),
-                       ("index.html", _index_html(rows, runs, figures, notes))):
-        with atomic_path(out / name) as tmp:
-            tmp.write_text(text, encoding="utf-8")
+    done: list[Path] = []
+    try:
+        figures, notes = write_report(runs, out, done)
+        for name, text in (("table.json", json.dumps(rows, indent=2)), ("table.txt", table + "\n"),
+                           ("index.html", _index_html(rows, runs, figures, notes))):
+            with atomic_path(out / name) as tmp:
+                tmp.write_text(text, encoding="utf-8")
+            done.append(out / name)
+    except OSError as err:  # say what the report holds: the failing file wrote nothing, the ones before it did
+        held = ", ".join(p.name for p in done) or "nothing"
+        raise WriteError(err.errno, f"{err.strerror or err}; the report in {out} is incomplete (written: {held}; "
+                                   "no index.html)") from err
     table += f"\nreport written to {out}/ (open {out / 'index.html'})"
     return Comparison(table, [f"{r['dir']}: {notes[r['name']]}" for r in runs if r["name"] in notes])
 
@@ -186,11 +199,26 @@ def _unique_names(dirs: list[str]) -> tuple[list[str], list[str]]:
             n += 1
             stem = f"{base}_{n}"
         taken.add(stem)
-        stems.append(stem)
+        stems.append(_short_stem(stem))
     return names, stems
 
 
-def write_report(runs: list[dict], out: Path) -> tuple[list[Path], dict[str, str]]:
+_STEM_BYTES = 200  # + "_per_keypoint.png" stays within the 255 bytes a file name may have
+
+
+def _short_stem(stem: str) -> str:
+    """``stem`` itself, or when too long for a figure's file name, its start and a short hash of the
+    whole (unique as long as the names are)."""
+    if len(os.fsencode(stem)) <= _STEM_BYTES:
+        return stem
+    digest = hashlib.sha256(os.fsencode(stem)).hexdigest()[:10]
+    head = stem
+    while len(os.fsencode(head)) > _STEM_BYTES - 11:
+        head = head[:-1]
+    return f"{head}_{digest}"
+
+
+def write_report(runs: list[dict], out: Path, done: list[Path] | None = None) -> tuple[list[Path], dict[str, str]]:
     """Loss/RMSE curves for all runs, then per run: per-keypoint RMSE bars, best and worst
     validation faces with predictions, and the first convolution layer's filters.
 
@@ -215,12 +243,14 @@ def write_report(runs: list[dict], out: Path) -> tuple[list[Path], dict[str, str
     for ax in axes:
         ax.legend(fontsize=7)
         ax.grid(alpha=0.3)
-    written, notes = [_save(fig, out / "curves.png", plt)], {}
+    written = done if done is not None else []  # the caller's list: what was written when a later figure fails
+    written.append(_save(fig, out / "curves.png", plt))
+    notes: dict[str, str] = {}
     for r in runs:
         best = Path(r["dir"]) / "best.pt"
         if best.is_file():
-            written += _run_figures(r, best, out, plt, notes)
-    return written, notes
+            _run_figures(r, best, out, plt, notes, written)
+    return list(written), notes
 
 
 def _save(fig, path: Path, plt) -> Path:
@@ -267,7 +297,8 @@ def _index_html(rows: list[dict], runs: list[dict], figures: list[Path], notes: 
             f"<h2>Curves</h2><img src='curves.png' alt='loss and RMSE curves'>{''.join(sections)}</body></html>\n")
 
 
-def _run_figures(run: dict, ckpt_path: Path, out: Path, plt, notes: dict[str, str]) -> list[Path]:
+def _run_figures(run: dict, ckpt_path: Path, out: Path, plt, notes: dict[str, str],
+                 written: list[Path] | None = None) -> list[Path]:
     """The run's figures; what cannot be drawn is noted in ``notes`` under the run's name."""
     name = run.get("stem") or run["name"].replace("/", "_")
     try:
@@ -275,7 +306,8 @@ def _run_figures(run: dict, ckpt_path: Path, out: Path, plt, notes: dict[str, st
     except ValueError as err:  # CheckpointError: damaged, or not a keypoint model
         notes[run["name"]] = f"no per-run figures: {err}"
         return []
-    written = _filters_figure(run, runner.model, out / f"{name}_filters.png", plt)
+    written = written if written is not None else []
+    written += _filters_figure(run, runner.model, out / f"{name}_filters.png", plt)
     try:  # the validation faces are rebuilt from the training data the checkpoint names
         val = run_split(runner.card, "val")
     except (ValueError, OSError) as err:

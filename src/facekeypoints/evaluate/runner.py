@@ -20,7 +20,7 @@ from facekeypoints.models.device import resolve_device
 from facekeypoints.models.predict import TorchRunner, predict_crops
 from facekeypoints.models.weights import resolve_checkpoint
 
-__all__ = ["evaluate", "predict_data", "run_split"]
+__all__ = ["evaluate", "predict_data", "run_split", "trained_data"]
 
 
 def predict_data(runner, data: KeypointData, *, mirror_tta: bool = False, rotate_tta: float = 0.0,
@@ -37,6 +37,36 @@ def predict_data(runner, data: KeypointData, *, mirror_tta: bool = False, rotate
     return predict_crops(runner, images, mirror=mirror_tta, rotate=rotate_tta, batch_size=batch_size)
 
 
+def _repository() -> Path:
+    """The checkout folder facekeypoints runs from (src/facekeypoints/ -> the repository), where the
+    README's commands run and the shipped models' relative data paths start."""
+    return Path(__file__).resolve().parents[3]  # src/facekeypoints/evaluate/runner.py
+
+
+def trained_data(card: ModelCard):
+    """The card's ``trained_on`` with its relative paths made absolute: read against the folder training
+    ran in (``card.trained_in``); on a card without it (the shipped models), against the current folder,
+    then the repository checkout. ValueError naming the field and where the path came from."""
+    import dataclasses
+
+    data = card.trained_on
+    changes = {}
+    for key in ("train", "val", "persons", "complete_labels"):
+        value = getattr(data, key)
+        if value is None or Path(value).expanduser().is_absolute():
+            continue
+        value = Path(value).expanduser()
+        folders = ([Path(card.trained_in)] if card.trained_in else []) + [Path.cwd(), _repository()]
+        found = next((f / value for f in dict.fromkeys(folders) if (f / value).exists()), None)
+        if found is None:
+            where = f"the folder it was trained in, {card.trained_in}" if card.trained_in else \
+                "the folder it was trained in"
+            raise ValueError(f"the model's training data (data.{key}, relative to {where}) {getattr(data, key)}: "
+                             f"not found from {Path.cwd()}; run from the repository folder or pass a data file")
+        changes[key] = str(found)
+    return dataclasses.replace(data, **changes) if changes else data
+
+
 def run_split(card: ModelCard, split: str) -> KeypointData:
     """The ``train`` or ``val`` part of the data a model was trained on, rebuilt from its card's
     ``trained_on`` (same file, persons, framing and seeded split), so it is scored on faces it never saw."""
@@ -44,16 +74,17 @@ def run_split(card: ModelCard, split: str) -> KeypointData:
         raise ValueError(f"split must be 'train' or 'val', got {split!r}")
     if card.trained_on is None:
         raise ValueError("this model's card records no training data, so its split cannot be rebuilt; pass a data file")
-    train, val, _ = load_splits(card.trained_on, card.input_size)
+    data = trained_data(card)
+    train, val, _ = load_splits(data, card.input_size)
     from facekeypoints.data.pipeline import faces_digest
 
     expected = card.metrics.get("val_faces")
     if expected is not None and len(val) != expected:  # the file changed: "val" may now hold training faces
-        raise ValueError(f"{card.trained_on.train}: its validation part now has {len(val)} faces where the model "
+        raise ValueError(f"{data.train}: its validation part now has {len(val)} faces where the model "
                          f"was validated on {expected}; the data changed since training, so the split is not the "
                          "model's own; score a file instead")
     if card.metrics.get("val_digest") is not None and faces_digest(val) != card.metrics["val_digest"]:
-        raise ValueError(f"{card.trained_on.train}: its validation faces are not the ones the model was validated on "
+        raise ValueError(f"{data.train}: its validation faces are not the ones the model was validated on "
                          "(the file changed since training), so the split is not the model's own; score a file instead")
     return train if split == "train" else val
 

@@ -56,6 +56,8 @@ class ModelCard:
     options : the model family's own keywords (e.g. ``{"channels": [8, 16, 32, 64]}``).
     trained_on : the training run's data section (file, people, split, framing), or None.
     metrics : validation figures of these weights (epoch, val_rmse, val_mae, ...), in pixels.
+    trained_in : the folder training ran in (absolute), against which relative paths of ``trained_on``
+        are read; None on cards written before it was recorded (the shipped models: the repository folder).
     label_offset : (K, 2) pixels of the model input, or None: the training labellers' own placement
         of each point, beside where a mirror-symmetric model puts it (``train.label_offset``). Added
         to predictions only to score against labels made the same way (the Kaggle crops' own path).
@@ -73,6 +75,7 @@ class ModelCard:
     metrics: dict = field(default_factory=dict)
     label_offset: tuple | None = None
     version: int = CARD_VERSION
+    trained_in: str | None = None
 
     def __post_init__(self) -> None:
         # options in their JSON form (tuples as lists), so a card read back from ONNX metadata equals its checkpoint's
@@ -95,7 +98,8 @@ class ModelCard:
                 "schema": self.schema.to_dict(), "input_size": self.input_size, "in_channels": self.in_channels,
                 "preprocess": self.preprocess.to_dict(), "framing": self.framing,
                 "trained_on": self.trained_on.to_dict() if self.trained_on else None, "metrics": dict(self.metrics),
-                "label_offset": [list(p) for p in self.label_offset] if self.label_offset is not None else None}
+                "label_offset": [list(p) for p in self.label_offset] if self.label_offset is not None else None,
+                **({"trained_in": self.trained_in} if self.trained_in is not None else {})}
 
     @classmethod
     def from_dict(cls, d: dict, source: str = "model card") -> "ModelCard":

@@ -17,6 +17,8 @@ Examples
 """
 from __future__ import annotations
 
+import os
+
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -62,7 +64,7 @@ def card_for(model: nn.Module, *, preprocess: Preprocess | None = None, framing:
     return ModelCard(model=model.model_name, schema=load_schema(model.schema_name), input_size=size,
                      in_channels=channels, preprocess=preprocess or Preprocess(size=size, channels=channels),
                      framing=framing, options=dict(getattr(model, "model_options", {})), trained_on=trained_on,
-                     metrics=dict(metrics or {}))
+                     metrics=dict(metrics or {}), trained_in=os.getcwd() if trained_on is not None else None)
 
 
 def save_checkpoint(path: str | Path, model: nn.Module, card: ModelCard, **training) -> None:

@@ -21,9 +21,11 @@ facekeypoints.settings.SettingsError: train.loss_params: loss 'wing' parameter '
 from __future__ import annotations
 
 import dataclasses
+import errno
 import json
 import os
 import re
+import stat
 import warnings
 from dataclasses import dataclass, field
 from importlib import resources
@@ -190,10 +192,21 @@ def _check_together(cfg: Config) -> None:
                           "data.train trains", stacklevel=2)
 
 
+_SECTIONS = ("data", "model", "preprocess", "augment", "train", "reference")
+
+
 def _merge(cfg: Config, values: dict) -> Config:
     """``values`` laid over ``cfg``. Model options and loss parameters are merged key by key while
     the model (loss) stays the same; choosing another one starts from its own defaults, since the
-    old one's keywords mean nothing to it."""
+    old one's keywords mean nothing to it. An empty section (``augment:`` with nothing under it)
+    changes nothing; a section given a single value is refused."""
+    values = dict(values)
+    for section in _SECTIONS:
+        if section in values and values[section] is None:
+            values[section] = {}
+        elif section in values and not isinstance(values[section], dict):
+            raise ConfigError(f"{section}: expected a mapping of settings (e.g. {section}.KEY=VALUE, or under "
+                              f"{section}: in a file), got {type(values[section]).__name__} {values[section]!r}")
     for section, name, key in (("model", "name", "options"), ("train", "loss", "loss_params")):
         part = values.get(section)
         if not isinstance(part, dict):
@@ -202,7 +215,16 @@ def _merge(cfg: Config, values: dict) -> Config:
             else getattr(getattr(cfg, section), key)
         given = part.get(key, {})
         values = {**values, section: {**part, key: {**kept, **given} if isinstance(given, dict) else given}}
-    return from_dict(Config, values, base=cfg)
+    try:
+        return from_dict(Config, values, base=cfg)
+    except SettingsError as err:  # a section's own check names its class after the key: "augment.Augment.padding"
+        text = str(err)
+        for section in _SECTIONS:
+            cls = type(getattr(cfg, section)).__name__
+            text = text.replace(f"{section}.{cls}.", f"{section}.")
+        if text == str(err):
+            raise
+        raise ConfigError(text) from None
 
 
 def _check(cfg: Config) -> Config:
@@ -212,9 +234,29 @@ def _check(cfg: Config) -> Config:
     if not cfg.out_dir.strip():
         raise ConfigError("out_dir: empty; a run needs a folder of its own (e.g. runs/my_run)")
     _expand_home(cfg)
+    if isinstance(cfg.model.pretrained, str) and not cfg.model.pretrained.strip():
+        raise ConfigError("model.pretrained: empty; give a local weights file, true (download ImageNet weights) "
+                          "or false")
+    _check_sizes(cfg)
     _check_schema(cfg)
     _check_model_builds(cfg)
     return cfg
+
+
+MAX_INPUT_SIZE = 1024  # px: faces are labelled at about 96; beyond this an input only costs memory
+MAX_PARAMETERS = 500_000_000  # far beyond every shipped model (resnet50: 25M); more is a typo, not a recipe
+
+
+def _check_sizes(cfg: Config) -> None:
+    """Sizes that would fail late as raw allocation errors (a 100000 px face is 40 GB), bounded here."""
+    pre = cfg.preprocess
+    if pre.size > MAX_INPUT_SIZE:
+        raise ConfigError(f"preprocess.size {pre.size} is more than {MAX_INPUT_SIZE}: faces are framed and labelled "
+                          f"at about 96 px, and each input of {pre.size}x{pre.size} would take "
+                          f"{pre.size * pre.size * 4 / 1e9:.1f} GB; give a size up to {MAX_INPUT_SIZE}")
+    if pre.clahe_grid > pre.size:
+        raise ConfigError(f"preprocess.clahe_grid {pre.clahe_grid} is more than preprocess.size {pre.size}: "
+                          "tiles smaller than a pixel; give a grid up to the size (e.g. 8)")
 
 
 def _check_schema(cfg: Config) -> None:
@@ -253,7 +295,14 @@ def _check_model_builds(cfg: Config) -> None:
             warnings.simplefilter("ignore")  # e.g. "Initializing zero-element tensors": the error below says it
             model = create_model(cfg.model.name, schema=load_schema(cfg.data.schema), in_channels=pre.channels,
                                  input_size=pre.size, **cfg.model.options)
+            parameters = sum(p.numel() for p in model.parameters())
+            if parameters > MAX_PARAMETERS:
+                raise ConfigError(f"model {cfg.model.name!r} with model.options {cfg.model.options} has {parameters:,} "
+                                  f"parameters, more than {MAX_PARAMETERS:,} ({parameters * 4 / 1e9:.0f} GB of "
+                                  "weights alone); give smaller model.options")
             model.eval()(torch.zeros(2, pre.channels, pre.size, pre.size))
+    except ConfigError:
+        raise
     except (RuntimeError, ValueError, IndexError, TypeError, ZeroDivisionError) as err:
         message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ConfigError(f"model {cfg.model.name!r} with options {cfg.model.options} at {pre.size}x{pre.size} "
@@ -272,10 +321,25 @@ def default_recipe() -> Path:
     return Path(str(resources.files("facekeypoints").joinpath("recipes", "default.yaml")))
 
 
+def _check_config_file(path: str | Path) -> None:
+    """A config path that is not a readable regular file, said in one line (a FIFO would block the read forever)."""
+    try:
+        st = os.stat(path)
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            raise ConfigError(f"{path}: a symbolic link loop (it links back to itself); give a .yaml file") from None
+        if err.errno == errno.ENOENT:
+            raise ConfigError(f"{path}: no such config file") from None
+        raise ConfigError(f"{path}: cannot be read ({err.strerror or err})") from None
+    if not stat.S_ISREG(st.st_mode) and not stat.S_ISDIR(st.st_mode):  # a folder: read_yaml says so
+        raise ConfigError(f"{path}: not a regular file; give a .yaml file")
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
     """Defaults, then the YAML file at ``path``, then ``key=value`` overrides (e.g. ``train.epochs=3``)."""
     cfg = Config()
     if path is not None:
+        _check_config_file(path)
         loaded = read_yaml(path)
         if loaded is None or loaded == {}:
             raise ConfigError(f"{path}: the config file is empty; give at least one section (e.g. train:), "

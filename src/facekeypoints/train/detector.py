@@ -54,9 +54,11 @@ class FacePool:
         if ytf68 is not None:
             data = read(ytf68)
             if data.schema.name != "ibug68" or isinstance(data.images, np.ndarray):
-                raise ValueError(f"{ytf68}: --ytf68 takes photos with 68-point labels (ytf68's train.csv); this is "
-                                 f"{data.schema.name} data" + (" of framed crops" if isinstance(data.images, np.ndarray)
-                                                               else ""))
+                what = (f"{data.schema.name} labels, not 68-point ones"
+                        + ("; IMM photos go to --imm" if data.schema.name == "imm58" else "")
+                        if data.schema.name != "ibug68" else "68-point data of framed crops, not photos")
+                raise ValueError(f"{ytf68}: --ytf68 takes photos with 68-point labels (ytf68's train.csv); this "
+                                 f"holds {what}")
             try:
                 train_rows = split_indices(data, [0.8, 0.2], seed=0)[0]  # training people only
             except ValueError as err:
@@ -281,7 +283,11 @@ def train_detector(out: str | Path, pool: FacePool, *, minutes: float = 60.0, ba
     finally:
         for s, h in handlers.items():
             signal.signal(s, h)
-        _save(last, model, opt, step, spent)
+        if step:  # a run that took no step has nothing to keep
+            _save(last, model, opt, step, spent)
+    if step == 0 and not stop["now"]:
+        raise ValueError(f"--minutes {minutes:g}: the time ran out before the first training step, so there is no "
+                         "trained model to export (face_detector.onnx not written); give more minutes")
     summary = {"steps": step, "minutes": round(spent, 2), "last_loss": float(np.mean(losses[-50:])) if losses else None,
                "faces": len(pool.images), "interrupted": stop["now"]}
     if not stop["now"]:
@@ -308,7 +314,7 @@ def check_run(out: str | Path, *, batch_size: int = 16, threads: int | None = No
         raise ValueError(f"--batch-size must be 1..{MAX_BATCH} (about 16 MB of memory per mosaic), got {batch_size}")
     if threads is not None and not 1 <= threads <= max_threads():
         raise ValueError(f"--threads must be 1..{max_threads()} on this machine, got {threads}")
-    out = check_target(out, folder=True)
+    out = check_target(out, folder=True, make=False)  # made when it gets its first file, not by a refused run
     for name in ("last.pt", "face_detector.onnx"):
         if (out / name).exists() and not (out / name).is_file():
             raise ValueError(f"{out / name}: is a folder (or not a regular file); this command writes a file there")

@@ -34,6 +34,18 @@ def check_teacher(path: str, run_folder: Path | None = None) -> None:
     if run_folder is not None and Path(path).resolve().parent == Path(run_folder).resolve():
         raise ValueError(f"train.teacher {path}: lies in this run's own folder, whose checkpoints the run rewrites; "
                          "copy it elsewhere first")
+    from facekeypoints.models.checkpoint import load_checkpoint
+
+    _check_finite(load_checkpoint(path).state_dict, path)
+
+
+def _check_finite(weights: dict, path: str) -> None:
+    """A teacher with NaN or infinite weights predicts NaN, which no threshold refuses: said at once."""
+    floats = [v for v in weights.values() if torch.is_tensor(v) and v.is_floating_point()]
+    bad = sum(not bool(torch.isfinite(v).all()) for v in floats)
+    if bad:
+        raise ValueError(f"train.teacher {path}: {bad} of {len(floats)} weight tensors hold NaN or infinite values; "
+                         "give a checkpoint of a run that did not diverge")
 
 
 class Teacher:
@@ -49,6 +61,7 @@ class Teacher:
         if student_preprocess is not None and card.preprocess != student_preprocess:  # its inputs would mean other things
             raise ValueError(f"train.teacher {path}: was trained on inputs prepared otherwise ({card.preprocess}) than "
                              f"the student's ({student_preprocess}); its targets on the student's inputs would be wrong")
+        _check_finite(model.state_dict(), path)
         self.model = model.to(device).eval()
         self.schema, self.max_disagreement = schema, float(max_disagreement)
         self.kept, self.seen = 0, 0  # points given as targets / points looked at, since the last kept_share()
@@ -68,7 +81,8 @@ class Teacher:
         seen = decode(self.model(x).float(), size)
         mirrored = self.schema.flip(decode(self.model(torch.flip(x, dims=(-1,))).float(), size), size[-1])
         target = (seen + mirrored) / 2
-        unsure = (seen - mirrored).norm(dim=-1) > self.max_disagreement
+        # NaN or infinite predictions are unsure too (NaN > limit is False): a target only where both looks are finite
+        unsure = ~((seen - mirrored).norm(dim=-1) <= self.max_disagreement) | ~torch.isfinite(target).all(-1)
         target[unsure] = float("nan")
         self.kept += int((~unsure).sum())
         self.seen += unsure.numel()

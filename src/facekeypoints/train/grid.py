@@ -25,7 +25,7 @@ import json
 import time
 from pathlib import Path
 
-from facekeypoints.atomic import atomic_path, check_target
+from facekeypoints.atomic import WriteError, atomic_path, check_target
 from facekeypoints.evaluate.runner import evaluate
 from facekeypoints.train.config import Config, load_config, recipe_values
 from facekeypoints.train.distill import check_teacher
@@ -126,6 +126,31 @@ def _failed_row(cfg: Config, summary: dict, reason: str) -> dict:
             "best_epoch": None, "stop_reason": summary["stop_reason"], "failed": reason,
             "measured": cfg.reference.measured, "differs": cfg.reference.differs, "source": cfg.reference.source,
             "digest": config_digest(cfg), "finished": time.strftime("%Y-%m-%d %H:%M")}
+
+
+def _error_row(cfg: Config, reason: str) -> dict:
+    """The row of a run that stopped on an error before it had anything to score (its data could not be
+    read or split): no scores, and ``failed`` saying why (the config path first)."""
+    split = cfg.data.split if isinstance(cfg.data.split, str) else "/".join(f"{round(100 * r)}" for r in cfg.data.split)
+    return {"config": cfg.name or Path(cfg.out_dir).name, "model": _describe_model(cfg),
+            "data": f"{split}, {cfg.data.missing}" + (" + completed" if cfg.data.complete_labels else ""),
+            "epochs": 0, "minutes": 0.0, "device": cfg.train.device, "rmse": None, "mae": None, "nme": None,
+            "best_epoch": None, "stop_reason": "error", "failed": reason,
+            "measured": cfg.reference.measured, "differs": cfg.reference.differs, "source": cfg.reference.source,
+            "digest": config_digest(cfg), "finished": time.strftime("%Y-%m-%d %H:%M")}
+
+
+def _error_reason(cfg: Config, path: str | Path, err: Exception) -> str:
+    """``err`` as one line naming the config file, and data.train when the error is about its data."""
+    text = str(err)
+    train = str(cfg.data.train)
+    if text.startswith(f"{train}:"):
+        return f"{path}: data.train {text}"
+    if text.startswith(str(path)):
+        return text
+    if any(word in text for word in ("split", "samples", "faces", "keypoint")):  # the data's content
+        return f"{path}: data.train {train}: {text}"
+    return f"{path}: {text}"
 
 
 def _run_one(cfg: Config, progress: bool, echo, failed_before: str | None = None) -> dict:
@@ -292,12 +317,17 @@ def run_grid(configs: list[str | Path], results: str | Path, *, full: bool = Fal
         if not _finished(rows, cfg):
             _check_inputs(cfg, path)
     failed = []
-    for cfg in cfgs:
+    for path, cfg in zip(configs, cfgs):
         if done := _finished(rows, cfg):
             echo(f"{cfg.name}: done ({done[0]['finished']}), RMSE {done[0]['rmse']:.3f}")
             continue
         echo(f"{cfg.name}: {cfg.model.name}, {cfg.train.epochs} epochs")
-        row = _run_one(cfg, progress, echo, _failed_before(rows, cfg))
+        try:
+            row = _run_one(cfg, progress, echo, _failed_before(rows, cfg))
+        except WriteError:  # a full disk or the like: every later config would fail alike
+            raise
+        except (ValueError, OSError) as err:  # this config's data cannot be read or split: record it, go on
+            row = _error_row(cfg, _error_reason(cfg, path, err))
         rows = [r for r in rows if r["config"] != cfg.name] + [row]
         _write_rows(results, rows)
         if row.get("failed"):
@@ -323,7 +353,7 @@ def markdown_table(rows: list[dict]) -> str:
     for row in sorted(rows, key=lambda r: r["config"]):
         values = [f"`{row['config']}`" if key == "config" else cell(key, row.get(key, "")) for key, _ in _COLUMNS]
         if row.get("failed"):  # in the RMSE column, where its score would be: "failed (diverged)"
-            why = str(row["failed"]).split(":")[0].replace("|", "/")
+            why = "error" if row.get("stop_reason") == "error" else str(row["failed"]).split(":")[0].replace("|", "/")
             values[[key for key, _ in _COLUMNS].index("rmse")] = f"failed ({why})"
         lines.append("| " + " | ".join(values) + " |")
     return "\n".join(lines)

@@ -131,8 +131,12 @@ def check_machine(t: TrainConfig) -> str:
     """What a config can only be checked against on the machine that trains it: its device and mixed
     precision, and torchrun's environment. Checked before any data is read or folder made; returns the
     device. (A config names the device it was written for: loading it elsewhere is no error.)"""
-    for name in ("WORLD_SIZE", "RANK", "LOCAL_RANK"):
-        _env_int(name, 0 if name != "WORLD_SIZE" else 1)
+    world = _env_int("WORLD_SIZE", 1)
+    for name in ("RANK", "LOCAL_RANK"):
+        value = _env_int(name, 0)
+        if value >= world:
+            raise ValueError(f"environment variable {name}={value} is not below WORLD_SIZE={world} (ranks count "
+                             "0 .. WORLD_SIZE-1; torchrun sets them; unset them for one process)")
     try:
         device = resolve_device(t.device)
     except DeviceError as err:  # its advice names the --device flag of other commands
@@ -153,9 +157,98 @@ def _device_and_ranks(t: TrainConfig) -> tuple[str, int, int]:
             device = f"cuda:{_env_int('LOCAL_RANK', 0)}"
             torch.cuda.set_device(device)
         if not dist.is_initialized():
-            dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
+            _init_process_group("nccl" if device.startswith("cuda") else "gloo")
         return device, dist.get_rank(), world
     return device, 0, 1
+
+
+def _init_process_group(backend: str) -> None:
+    """Join the process group within FACEKEYPOINTS_DIST_TIMEOUT_MIN minutes (default 10), or fail
+    naming MASTER_ADDR and MASTER_PORT. Meanwhile SIGINT and SIGTERM end the process at once (the wait
+    is in C++, where Python's handlers never run; nothing has been written yet)."""
+    import datetime
+
+    raw = os.environ.get("FACEKEYPOINTS_DIST_TIMEOUT_MIN", "10").strip()
+    try:
+        minutes = float(raw)
+    except ValueError:
+        minutes = -1.0
+    if not 0 < minutes < float("inf"):
+        raise ValueError(f"environment variable FACEKEYPOINTS_DIST_TIMEOUT_MIN={raw!r} is not a number of minutes > 0")
+    where = f"MASTER_ADDR={os.environ.get('MASTER_ADDR')!r} MASTER_PORT={os.environ.get('MASTER_PORT')!r}"
+    old = {s: signal.signal(s, signal.SIG_DFL) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        dist.init_process_group(backend, timeout=datetime.timedelta(minutes=minutes))
+    except (RuntimeError, ValueError, OSError) as err:  # DistStoreError, a port in use, no MASTER_ADDR
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ValueError(f"joining the {_env_int('WORLD_SIZE', 1)} training processes at {where} failed within "
+                           f"{minutes:g} min (FACEKEYPOINTS_DIST_TIMEOUT_MIN): {first}; start every rank (torchrun "
+                           "does), or unset WORLD_SIZE for one process") from None
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+LOCK = ".training.lock"  # a run's claim on its folder: holds the training process's pid
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process, alive
+        return True
+    except (OverflowError, ValueError, OSError):
+        return False
+    return True
+
+
+def _claim(out: Path) -> tuple[Path, bool]:
+    """Claim ``out`` for this run: ``out/.training.lock`` made exclusively, holding our pid. A lock
+    whose process is gone (a run killed with SIGKILL) is taken over; a live one is refused. Returns
+    (the lock, whether the folder was made here)."""
+    made = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)
+    lock = out / LOCK
+    for _ in range(3):
+        tmp = out / f"{LOCK}.{os.getpid()}"
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            try:
+                os.write(fd, f"{os.getpid()}\n".encode())
+            finally:
+                os.close(fd)
+            os.link(tmp, lock)  # whole or not at all: no reader meets an empty lock
+            return lock, made
+        except FileExistsError:
+            try:
+                pid = int(lock.read_text().strip() or -1)
+            except (OSError, ValueError):
+                pid = -1
+            if pid > 0 and pid != os.getpid() and _pid_alive(pid):
+                _release(None, out, made)
+                raise ValueError(f"{out}: in use by another training (pid {pid}); wait for it, or train into another "
+                                 f"--out folder (if no such training runs, remove {lock})") from None
+            lock.unlink(missing_ok=True)  # stale: its process is gone
+        finally:
+            tmp.unlink(missing_ok=True)
+    raise ValueError(f"{out}: could not claim the folder ({lock} keeps reappearing); is another training starting?")
+
+
+def _release(lock: Path | None, out: Path, made: bool) -> None:
+    """Give the claim back; a folder made for a run that never wrote anything goes too."""
+    if lock is not None:
+        try:
+            with open(lock) as f:
+                mine = f.read().strip() == str(os.getpid())
+            if mine:
+                os.unlink(lock)
+        except OSError:
+            pass
+    if made:
+        with contextlib.suppress(OSError):
+            out.rmdir()  # only if empty
 
 
 def _setup(cfg: Config) -> _Run:
@@ -222,7 +315,13 @@ def _check_same_recipe(saved: dict, cfg: Config, path: Path) -> None:
     changed = sorted(k for k in old.keys() | new.keys()
                      if old.get(k) != new.get(k) and not k.startswith(_RESUMABLE_CHANGES))
     if changed:
-        detail = ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in changed[:5])
+        from facekeypoints.train.config import ADDED_SETTINGS  # a setting absent at its default: show the default
+
+        def shown(d, k):
+            section, _, key = k.partition(".")
+            return d[k] if k in d else ADDED_SETTINGS.get(section, {}).get(key)
+
+        detail = ", ".join(f"{k}: {shown(old, k)!r} -> {shown(new, k)!r}" for k in changed[:5])
         raise ValueError(f"{path}: cannot resume with a different recipe ({detail}); resume with the run's own "
                          f"settings (its config.json), or train into a new --out folder")
 
@@ -487,13 +586,25 @@ def fit(cfg: Config, *, resume: bool = False, progress: bool = True, overwrite: 
     check_machine(cfg.train)  # the device, its precision and torchrun's variables: before anything else
     # before minutes of reading data: a file there, or no way to write; the folder itself is made only
     # once the data has been read, so a refused run leaves none behind
+    for parent in reversed(out.absolute().parents):  # e.g. --out f/run with f a file: said of f
+        if parent.exists() and not parent.is_dir():
+            raise ValueError(f"{out}: {parent} is not a folder (a file of that name is there)")
     check_target(out, folder=True, make=False)
     if cfg.train.teacher:
         check_teacher(cfg.train.teacher, out)
-    held = [name for name in _RUN_FILES if (out / name).exists()]
-    if not resume and not overwrite and held:
-        raise ValueError(f"{out}: holds a training run ({', '.join(held)}); continue it with --resume, train into a "
-                         "new --out folder, or start it over with --overwrite")
+    # one training per folder: rank 0 (or the only process) claims it for the run's duration
+    lock, made = _claim(out) if _env_int("RANK", 0) == 0 else (None, False)
+    try:
+        held = [name for name in _RUN_FILES if (out / name).exists()]
+        if not resume and not overwrite and held:
+            raise ValueError(f"{out}: holds a training run ({', '.join(held)}); continue it with --resume, train into "
+                             "a new --out folder, or start it over with --overwrite")
+        return _fit(cfg, out, held, resume=resume, progress=progress, overwrite=overwrite)
+    finally:
+        _release(lock, out, made)
+
+
+def _fit(cfg: Config, out: Path, held: list[str], *, resume: bool, progress: bool, overwrite: bool) -> dict:
     ckpt = _resumable(cfg, out / "last.pt") if resume else None  # weights only, another recipe: said now
     run = _setup(cfg)
     if overwrite and not resume and held and run.rank == 0:  # one process clears, once the new run's data is read
