@@ -56,3 +56,13 @@ def det(model):
     from facekeypoints.infer.predictor import KeypointDetector
 
     return KeypointDetector(model, backend="torch")
+
+
+@pytest.fixture
+def tiny_csv(tmp_path):
+    """A Kaggle CSV of 32 synthetic faces (tests/fakes.py make_faces)."""
+    from fakes import make_faces
+
+    from facekeypoints.data import write_kaggle_csv
+
+    return write_kaggle_csv(make_faces(32), tmp_path / "training.csv")

@@ -117,3 +117,14 @@ def still_clip(path: Path, frames: int = 3) -> Path:
 
     path.parent.mkdir(parents=True, exist_ok=True)
     return write_still_clip(path, cv2.resize(demo_frame(), (160, 120)), frames=frames)
+
+
+TINY_TRAINING = ["model.name=fcnn", "train.epochs=1", "train.batch_size=8", "train.num_threads=1", "train.device=cpu",
+                 "data.split=[0.75, 0.25]"]  # a training of seconds
+
+
+def tiny_config(csv_path, out, *extra):
+    """A config training ``TINY_TRAINING`` on ``csv_path`` into ``out``, with ``extra`` --set overrides."""
+    from facekeypoints.train.config import load_config
+
+    return load_config(None, [f"data.train={csv_path}", f"out_dir={out}", *TINY_TRAINING, *extra])

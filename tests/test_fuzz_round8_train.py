@@ -22,19 +22,9 @@ from facekeypoints.train import loop
 from facekeypoints.train.config import ConfigError, load_config
 from facekeypoints.train.distill import _check_finite
 from facekeypoints.train.loop import check_machine, fit
-from fakes import make_faces
+from fakes import make_faces, tiny_config
 
-TINY = ["model.name=fcnn", "train.epochs=1", "train.batch_size=8", "train.num_threads=1", "train.device=cpu",
-        "data.split=[0.75, 0.25]"]
-
-
-@pytest.fixture
-def tiny_csv(tmp_path):
-    return write_kaggle_csv(make_faces(32), tmp_path / "training.csv")
-
-
-def _cfg(csv_path, out, *extra):
-    return load_config(None, [f"data.train={csv_path}", f"out_dir={out}", *TINY, *extra])
+_cfg = tiny_config
 
 
 def test_nan_teacher_weights_refused():
