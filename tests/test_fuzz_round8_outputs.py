@@ -297,3 +297,13 @@ def test_a_warning_over_several_lines_is_printed_as_one():
 
     assert cli._one_line_warning("first line.\nsecond line\n\n  third\n", UserWarning, "x.py", 1) == \
         "warning: first line. second line third\n"
+
+
+def test_saving_into_an_over_long_folder_name_is_a_named_write_error(tmp_path, det):
+    from facekeypoints.atomic import WriteError
+
+    result = det(photo(tmp_path / "a.jpg"))
+    target = tmp_path / ("d" * 300) / "a.json"
+    with pytest.raises(WriteError, match=r"is 300 bytes long"):
+        result.save(target)
+    assert result.save(tmp_path / "new" / "a.json").is_file()  # the folder is still made when it can be

@@ -213,7 +213,6 @@ class Result:
         caller done with the pixels uses to spare a large photo's second copy.
         """
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         if path.suffix.lower() == ".json":
             with atomic_path(path) as tmp:
                 tmp.write_text(self.to_json(indent=2) + "\n")
