@@ -16,11 +16,10 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 from facekeypoints.evaluate.metrics import rmse
-from facekeypoints.evaluate.runner import run_split
-from facekeypoints.models.predict import TorchRunner, predict_crops
+from facekeypoints.atomic import atomic_path, check_target
+from facekeypoints.evaluate.runner import predict_data, run_split
+from facekeypoints.models.predict import TorchRunner
 
 LOOKS = {  # name -> (mirror, rotate degrees)
     "single pass": (False, 0.0),
@@ -37,6 +36,11 @@ def main() -> int:
     parser.add_argument("checkpoints", nargs="+", help="best.pt of runs whose own validation split is scored")
     parser.add_argument("--json", help="write the figures here")
     args = parser.parse_args()
+    if args.json:  # before minutes of predicting, not after
+        try:
+            check_target(args.json)
+        except ValueError as err:
+            parser.error(str(err))
     missing = [c for c in args.checkpoints if not Path(c).is_file()]
     if missing:
         print(f"skipped: no such checkpoint {', '.join(missing)} (train them with benchmarks/bench_train.py)")
@@ -46,10 +50,9 @@ def main() -> int:
     for path in args.checkpoints:
         runner = TorchRunner.load(path, threads=1)
         val = run_split(runner.card, "val")
-        crops = np.asarray(val.images)
         for name, (mirror, rotate) in LOOKS.items():
             start = time.perf_counter()
-            predicted = predict_crops(runner, crops, mirror=mirror, rotate=rotate)
+            predicted = predict_data(runner, val, mirror_tta=mirror, rotate_tta=rotate)
             seconds[name] += time.perf_counter() - start
             scores[name].append(rmse(predicted, val.keypoints))
         print(f"{path}: " + ", ".join(f"{n} {s[-1]:.3f}" for n, s in scores.items()), file=sys.stderr, flush=True)
@@ -62,7 +65,8 @@ def main() -> int:
         report["looks"][name] = {"rmse": values, "mean": statistics.mean(values), "sd": spread, "time_ratio": ratio}
         print(f"{name:22s} {statistics.mean(values):8.3f} ± {spread:.3f}   {ratio:5.1f}x")
     if args.json:
-        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+        with atomic_path(args.json) as tmp:
+            tmp.write_text(json.dumps(report, indent=2) + "\n")
     return 0
 
 

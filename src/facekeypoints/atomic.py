@@ -155,6 +155,8 @@ def _check_target(path: Path, inputs: tuple, folder: bool, make: bool) -> Path:
             home.mkdir(parents=True, exist_ok=True)
         except OSError as err:
             raise ValueError(f"{path}: cannot create the folder {home} ({err.strerror or err})") from None
+    if home.exists() and not home.is_dir():  # e.g. --out f/run with f a file
+        raise ValueError(f"{path}: {home} is not a folder (a file of that name is there)")
     if not home.is_dir() or not os.access(home, os.W_OK | os.X_OK):
         raise ValueError(f"{path}: cannot write in {home} (permission denied)")
     return path

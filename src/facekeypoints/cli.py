@@ -42,6 +42,14 @@ def at_least(low: int, high: int | None = None):
     return parse
 
 
+def add_tta_options(p: argparse.ArgumentParser,
+                    mirror_help: str = "average with the prediction on the mirrored face") -> None:
+    """--mirror-tta and --rotate-tta, for every command that predicts keypoints."""
+    p.add_argument("--mirror-tta", action="store_true", help=mirror_help)
+    p.add_argument("--rotate-tta", type=tta_degrees, default=0.0, metavar="DEG",
+                   help="also predict each face turned by +/-DEG degrees and average (3x the model time; 4 helps kaggle15)")
+
+
 def tta_degrees(text: str) -> float:
     """An argparse type for --rotate-tta: degrees in [0, 90)."""
     try:
@@ -299,6 +307,7 @@ def _cmd_train_detector(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from facekeypoints.infer.results import finite_json
     from facekeypoints.data.formats.io import detect_format
     from facekeypoints.evaluate.runner import evaluate
 
@@ -315,7 +324,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         from facekeypoints.models.weights import resolve_checkpoint
 
         runner = OnnxRunner(resolve_checkpoint(args.model))
-    result = _finite(evaluate(args.model, args.data, mirror_tta=args.mirror_tta, rotate_tta=args.rotate_tta,
+    result = finite_json(evaluate(args.model, args.data, mirror_tta=args.mirror_tta, rotate_tta=args.rotate_tta,
                               split=args.split, device=args.device,
                               runner=runner))
     if args.json:
@@ -338,6 +347,7 @@ def _tta_words(args: argparse.Namespace) -> str:
 
 
 def _evaluate_photos(args: argparse.Namespace) -> int:
+    from facekeypoints.infer.results import finite_json
     from facekeypoints.data import read
     from facekeypoints.evaluate.photos import evaluate_photos, model_for
     from facekeypoints.infer.detectors import DETECTORS
@@ -363,13 +373,13 @@ def _evaluate_photos(args: argparse.Namespace) -> int:
         raise ValueError(f"{args.data}: no scored face has both of the {r['schema']} points that NME divides by "
                          "(the eye labels are missing or coincide)")
     if args.json:
-        print(json.dumps(_finite(r), indent=2, allow_nan=False))
+        print(json.dumps(finite_json(r), indent=2, allow_nan=False))
     else:
         _print_photo_figures(r, status)
     if args.report is not None:  # after the figures are out: a report that cannot be written loses none of them
         from facekeypoints.evaluate.photo_report import write_photo_report
 
-        print(f"report: {write_photo_report(args.report, data, details, _finite(r))}", file=sys.stderr)
+        print(f"report: {write_photo_report(args.report, data, details, finite_json(r))}", file=sys.stderr)
     return status
 
 
@@ -400,17 +410,6 @@ def _print_photo_figures(r: dict, status: int) -> None:
     if status:
         print(f"  partial: {r['unusable_count'] + r['skipped_count']} faces left out (listed above and in --json)",
               file=sys.stderr)
-
-
-def _finite(value):
-    """``value`` with NaN and infinite numbers as None (null), so the JSON is strict."""
-    if isinstance(value, float):
-        return value if value == value and abs(value) != float("inf") else None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_finite(v) for v in value]
-    return value
 
 
 def _cmd_submit(args: argparse.Namespace) -> int:
@@ -500,9 +499,7 @@ def _add_train_commands(sub) -> None:
                    "exit code 1) instead of failing")
     p.add_argument("--report", metavar="DIR", help="photo datasets: also write DIR/index.html: error curve, NME by "
                    "region and turn, the best and worst faces drawn")
-    p.add_argument("--mirror-tta", action="store_true", help="average with the prediction on the mirrored face")
-    p.add_argument("--rotate-tta", type=tta_degrees, default=0.0, metavar="DEG",
-                   help="also predict each face turned by +/-DEG degrees and average (3x the model time; 4 helps kaggle15)")
+    add_tta_options(p)
     p.add_argument("--device", default="cpu", help=DEVICE_HELP)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_evaluate)
@@ -510,9 +507,7 @@ def _add_train_commands(sub) -> None:
     p.add_argument("test_csv", help="Kaggle test.csv or test.zip")
     p.add_argument("--lookup", required=True, help="IdLookupTable.csv")
     p.add_argument("--model", help="checkpoint (.pt) or shipped model name (kaggle15, ibug68); kaggle15 when omitted")
-    p.add_argument("--mirror-tta", action="store_true", help="average with the prediction on the mirrored face")
-    p.add_argument("--rotate-tta", type=tta_degrees, default=0.0, metavar="DEG",
-                   help="also predict each face turned by +/-DEG degrees and average (3x the model time; 4 helps kaggle15)")
+    add_tta_options(p)
     p.add_argument("--backend", choices=["torch", "onnx"], help="default: onnx (ONNX Runtime) on the CPU")
     p.add_argument("-o", "--output", required=True, help="submission CSV to write")
     p.set_defaults(func=_cmd_submit)
@@ -734,10 +729,7 @@ def _add_inference(sub) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace files in the -o folder that this run writes "
                    "(predictions.jsonl, drawings, video .jsonl/.mp4); without it a run that would replace any is refused")
     p.add_argument("--no-refine", action="store_true", help="one keypoint pass per face (no re-framing)")
-    p.add_argument("--mirror-tta", action="store_true",
-                   help="also predict each face mirrored and average (about twice the model time)")
-    p.add_argument("--rotate-tta", type=tta_degrees, default=0.0, metavar="DEG",
-                   help="also predict each face turned by +/-DEG degrees and average (3x the model time; 4 helps kaggle15)")
+    add_tta_options(p, "also predict each face mirrored and average (about twice the model time)")
     p.add_argument("--max-pixels", type=at_least(0),  # default None: not given (refused for a Kaggle CSV)
                    help="refuse larger images, from their header (default 100000000, under 1 GB each); 0: no limit")
     p.add_argument("--batch-size", type=at_least(1), help="images read and predicted together (default 16); for a "

@@ -50,7 +50,7 @@ import numpy as np
 from facekeypoints.data.dataset import DataFormatError
 from facekeypoints.data.walk import unreadable
 
-__all__ = ["read_image", "decode_image", "image_size", "decoder_warnings", "over_white", "key_over_white",
+__all__ = ["read_image", "decode_image", "image_size", "decoder_output", "decoder_warnings", "over_white", "key_over_white",
            "pil_over_white", "to_uint8", "MAX_PIXELS", "OVER_LIMIT"]
 
 OVER_LIMIT = "over the limit of"  # in every pixel-limit error: a caller tells them from undecodable files
@@ -94,7 +94,7 @@ def _header(path) -> _Header:
 
     try:
         with _open(path) as im:
-            (w, h), transparent = im.size, im.mode in _ALPHA_MODES or "transparency" in im.info
+            (w, h), transparent = im.size, im.mode in ALPHA_MODES or "transparency" in im.info
             raw_exif = im.info.get("exif") if transparent else None  # raw bytes: getexif() on a PNG decodes it
             maxval, bits, kind = _maxval(im), _bits(im), im.format or ""
             plain = kind == "PPM" and bool(im.tile) and im.tile[0].codec_name == "ppm_plain"  # OpenCV clips its samples
@@ -114,7 +114,7 @@ def _header(path) -> _Header:
 
 
 # Pillow's modes with an alpha channel: "RGBa" and "La" are its premultiplied ones (a TIFF's associated alpha)
-_ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
+ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")  # Pillow modes that carry transparency
 
 
 def _sample_bytes(bits: int) -> int:
@@ -273,7 +273,7 @@ def _read(path, source, load, size: int, max_pixels: int | None, notes: list | N
     header = _header(source)
     if max_pixels is not None:
         _check_size(path, header, size, max_pixels)
-    caught: list[str] = []  # what the decoder printed: a warning if the image is read, part of the error if not
+    said: list[str] = []  # what the decoder printed: a warning if the image is read, part of the error if not
     try:
         # OpenCV returns such PGM/PPM files' stored values unscaled (binary ones; ASCII up to 255
         # clipped), and a CIELab TIFF's colours as if they were RGB: Pillow decodes both right
@@ -282,69 +282,79 @@ def _read(path, source, load, size: int, max_pixels: int | None, notes: list | N
         else:
             data = load()
             # OpenCV keeps libjpeg quiet, so the common JPEG needs no catching (nor the lock)
-            with decoder_warnings(path, caught) if header.format != "JPEG" else contextlib.nullcontext():
+            with decoder_output() if header.format != "JPEG" else contextlib.nullcontext([]) as said:
                 image = _decode(data, header) if data.size else None
     except cv2.error as err:  # e.g. OpenCV's own size limit when max_pixels=None
         # its last line, without the "OpenCV(4.x) /path/of/its/build/loadsave.cpp:99: error:" prefix
         why = re.sub(r"^OpenCV\([^)]*\) \S+: error: ", "", str(err).strip().splitlines()[-1])
-        raise DataFormatError(path, f"cannot decode image: {why}{_decoder_said(caught)}") from None
+        raise DataFormatError(path, f"cannot decode image: {why}{_decoder_said(said)}") from None
     except ValueError as err:  # pixels of a type with no brightness range (to_uint8)
-        raise DataFormatError(path, f"cannot use image: {err}{_decoder_said(caught)}") from None
+        raise DataFormatError(path, f"cannot use image: {err}{_decoder_said(said)}") from None
     if image is None:
         raise DataFormatError(path, "cannot decode image (empty, truncated, or not an image format OpenCV reads)"
-                                    + _decoder_said(caught))
-    for note in caught:  # read despite what the decoder said
-        if notes is not None:
-            notes.append(note)
-        else:
-            warnings.warn(f"{note} (the image was read; check it looks right)", stacklevel=3)
+                                    + _decoder_said(said))
+    if said:  # read despite what the decoder said
+        _tell(_decoder_note(path, said), notes, "the image was read; check it looks right")
     if max_pixels is not None and image.shape[0] * image.shape[1] > max_pixels:  # a format Pillow could not size
         raise DataFormatError(path, f"image is {image.shape[1]}x{image.shape[0]} pixels, {OVER_LIMIT} "
                                     f"{max_pixels} pixels", hint=_RAISE_LIMIT)
     if header.frames > 1:  # the first is predicted, as every decoder here gives it; the rest must not vanish unsaid
         kind = _MULTI_FRAME[header.format]
-        note = f"{path}: has {header.frames} {kind}; only the first is used"
-        if notes is not None:  # the caller words the advice for its own users
-            notes.append(note)
-        else:
-            warnings.warn(f"{note} (split it into single images, or give a video)", stacklevel=3)
+        _tell(f"{path}: has {header.frames} {kind}; only the first is used", notes,
+              "split it into single images, or give a video")
     return image
 
 
-def _decoder_said(caught: list[str]) -> str:
+def _tell(note: str, notes: list | None, advice: str) -> None:
+    """A note for the caller's list (a server words the advice for its own client), or else a
+    warning with ``advice`` for command-line and Python users, pointing at read_image's caller."""
+    if notes is not None:
+        notes.append(note)
+    else:
+        warnings.warn(f"{note} ({advice})", stacklevel=4)
+
+
+def _decoder_note(path, said: list[str]) -> str:
+    return f"{path}: the image decoder warned: {'; '.join(said)[:500]}"
+
+
+def _decoder_said(said: list[str]) -> str:
     """The decoder's own words for an error message ('; the decoder said: ...'), or nothing."""
-    return "; the decoder said: " + "; ".join(n.split(": the image decoder warned: ", 1)[-1] for n in caught) if caught else ""
+    return f"; the decoder said: {'; '.join(said)[:500]}" if said else ""
 
 
 _STDERR = threading.Lock()
 
 
 @contextlib.contextmanager
-def decoder_warnings(path, notes: list | None = None, advice: str = "the image was read; check it looks right"):
-    """libpng and libjpeg, inside OpenCV, print their warnings (a chunk's CRC error, corrupt data
-    they decoded anyway) straight to the process's stderr, naming no file; so the decoder's
-    stderr is caught while it runs and its lines are passed on as a warning (or a note) that names
-    the image. Process-wide, hence the lock: two threads decoding at once wait for each other."""
+def decoder_output():
+    """libpng, libtiff and FFmpeg, inside OpenCV, print their warnings (a chunk's CRC error, data
+    they patched over) straight to the process's stderr, naming no file; so the decoder's stderr
+    is caught while the block runs. Yields a list that holds, once the block ends (however it
+    ends), the lines caught. Process-wide, hence the lock: two threads decoding at once wait."""
+    said: list[str] = []
     with _STDERR, tempfile.TemporaryFile() as caught:
         sys.stderr.flush()
         saved = os.dup(2)
         os.dup2(caught.fileno(), 2)
         try:
-            yield
+            yield said
         finally:
             os.dup2(saved, 2)
             os.close(saved)
-        caught.seek(0)
-        lines = caught.read().decode("utf-8", "replace").split("\n")
-    # "[mjpeg @ 0x55de2ab21980] error y=3": the address means nothing to a reader
-    said = "; ".join(re.sub(r" @ 0x[0-9a-f]+\]", "]", line.strip()) for line in lines if line.strip())
-    if not said:
-        return
-    note = f"{path}: the image decoder warned: {said[:500]}"
-    if notes is not None:
-        notes.append(note)
-    else:
-        warnings.warn(f"{note} ({advice})", stacklevel=4)
+            caught.seek(0)
+            lines = caught.read().decode("utf-8", "replace").split("\n")
+            # "[mjpeg @ 0x55de2ab21980] error y=3": the address means nothing to a reader
+            said += [re.sub(r" @ 0x[0-9a-f]+\]", "]", line.strip()) for line in lines if line.strip()]
+
+
+@contextlib.contextmanager
+def decoder_warnings(path, notes: list | None = None, advice: str = "the image was read; check it looks right"):
+    """``decoder_output`` passed on as a warning (or a note in ``notes``) that names ``path``."""
+    with decoder_output() as said:
+        yield
+    if said:
+        _tell(_decoder_note(path, said), notes, advice)
 
 
 def _check_size(path, header: _Header, size: int, max_pixels: int) -> None:

@@ -115,11 +115,11 @@ def load_splits(d: DataConfig, size: int, *,
         _check_split_disjoint(train, val, d)
     train, missing_report = handle_missing(train, d.missing)
     for faces, part, name in ((train, "training", "train"), (val, "validation", "val")):
-        if name in need_labels and not _labelled_points(faces):  # nothing to learn, or a best epoch chosen on nothing
-            key = "data.val" if part == "validation" and d.val else "data.train"
+        if name in need_labels and not faces.labelled_mask().any():  # nothing to learn, or a best epoch chosen on nothing
+            path, key = (d.val, "data.val") if part == "validation" and d.val else (d.train, "data.train")
             where = f"among its {len(faces)} {part} faces" if d.val else \
                 f"in the {part} part of its split ({len(faces)} faces)"
-            raise ValueError(f"{getattr(d, key[5:])} ({key}): no labelled point {where} (every keypoint is missing), "
+            raise ValueError(f"{path} ({key}): no labelled point {where} (every keypoint is missing), "
                              f"so there is nothing to {'learn from' if part == 'training' else 'validate on'}"
                              + ("" if d.val else "; give data.train more labelled faces, or another data.split"))
     report.update(train=len(train), val=len(val), missing=missing_report,
@@ -129,18 +129,13 @@ def load_splits(d: DataConfig, size: int, *,
     return train, val, report
 
 
-def _labelled_points(data: KeypointData) -> int:
-    """How many keypoints of ``data`` have both coordinates."""
-    return int(np.isfinite(data.keypoints).all(-1).sum())
-
-
 def _check_readable(data: KeypointData, path: str, key: str, labels: bool = True) -> KeypointData:
     """``data`` as read from ``path`` (setting ``key``), if a run can use it: images, and (``labels``)
     at least one labelled point. Checked as soon as the file is read, before framing and splitting."""
     if data.images is None:
         raise ValueError(f"{path} ({key}): has no images (labels only); training needs the Image column "
                          "(a Kaggle training CSV with images, or a photo dataset)")
-    if labels and not _labelled_points(data):
+    if labels and not data.labelled_mask().any():
         raise ValueError(f"{path} ({key}): has no labelled points (every keypoint of its {len(data)} faces is "
                          "missing, as in a test file); a run needs labelled faces to "
                          f"{'learn from' if key == 'data.train' else 'validate on'}")
@@ -153,11 +148,16 @@ def _fingerprint(image: np.ndarray) -> bytes:
     return hashlib.blake2b(image.tobytes() + repr(image.shape).encode(), digest_size=16).digest()
 
 
+def _shared_faces(train: KeypointData, val: KeypointData) -> list[int]:
+    """Indices of ``val``'s faces whose pixels are also a face of ``train``."""
+    seen = {_fingerprint(image) for image in train.images}
+    return [i for i, image in enumerate(val.images) if _fingerprint(image) in seen]
+
+
 def _check_disjoint(train: KeypointData, val: KeypointData, d: DataConfig) -> None:
     """A separate data.val must not hold data.train's faces (a copy under another name, or rows of it):
     validation would score faces the model trained on. Compared by pixels, whatever the file names."""
-    seen = {_fingerprint(image) for image in train.images}
-    shared = [i for i, image in enumerate(val.images) if _fingerprint(image) in seen]
+    shared = _shared_faces(train, val)
     if not shared:
         return
     if len(shared) == len(val):
@@ -173,8 +173,7 @@ def _check_disjoint(train: KeypointData, val: KeypointData, d: DataConfig) -> No
 def _check_split_disjoint(train: KeypointData, val: KeypointData, d: DataConfig) -> None:
     """data.train split in two must not put the same face (repeated rows, the same pixels) in both
     parts: validation would score faces the model trained on."""
-    seen = {_fingerprint(image) for image in train.images}
-    shared = [i for i, image in enumerate(val.images) if _fingerprint(image) in seen]
+    shared = _shared_faces(train, val)
     if shared:
         ids = ", ".join(str(val.ids[i]) for i in shared[:3])
         raise ValueError(f"{d.train} (data.train): repeats faces (the same pixels in several rows, e.g. {ids}), and "

@@ -33,7 +33,7 @@ import errno
 import os
 import re
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import cv2
@@ -365,7 +365,6 @@ def _drawn_frame(result, bgr: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """``result`` drawn on the BGR frame ``bgr``, as an RGB frame of ``size`` (w, h): a larger frame is
     scaled down first and the result with it (only the small frame is drawn on, and held), an odd
     side is padded by repeating the last row or column."""
-    from dataclasses import replace
 
     h, w = bgr.shape[:2]
     if (w + w % 2, h + h % 2) != size:

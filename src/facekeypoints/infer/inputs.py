@@ -19,7 +19,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from facekeypoints.data.images import key_over_white, over_white, pil_over_white, read_image
+from facekeypoints.data.images import ALPHA_MODES, key_over_white, over_white, pil_over_white, read_image
 
 __all__ = ["to_rgb"]
 
@@ -72,7 +72,7 @@ def _from_pil(image) -> np.ndarray:
             return key_over_white(_deep_grey(image, *source), image.info.get("transparency"))
         except ValueError as err:
             raise ValueError(f"a PIL image in mode {image.mode}: {err}") from None
-    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info:
+    if image.mode in ALPHA_MODES or "transparency" in image.info:
         return pil_over_white(image)  # as read_image reads the file
     return np.asarray(image.convert("RGB"))
 
@@ -156,10 +156,13 @@ def to_rgb(image, color: str = "rgb") -> tuple[np.ndarray, str]:
         raise ValueError(f"color must be 'rgb' or 'bgr', got {color!r}")
     if isinstance(image, (str, os.PathLike)):  # PathLike: Path and any object with __fspath__
         image = os.fsdecode(os.fspath(image))
-        if Path(image).is_dir():  # not "no such image file": it is there, and is a folder
-            raise ValueError(f"{image}: is a folder, not an image; predict_paths() or `facekeypoints predict` "
-                             "reads the images in a folder")
-        return read_image(image), image
+        try:
+            return read_image(image), image
+        except FileNotFoundError:
+            if Path(image).is_dir():  # not "no such image file": it is there, and is a folder
+                raise ValueError(f"{image}: is a folder, not an image; predict_paths() or `facekeypoints predict` "
+                                 "reads the images in a folder") from None
+            raise
     module = type(image).__module__
     if module.startswith("PIL."):
         if 0 in image.size:  # OpenCV failed on it with an assertion

@@ -19,6 +19,7 @@ Examples
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
@@ -30,7 +31,7 @@ from facekeypoints.atomic import atomic_path
 from facekeypoints.data.images import over_white, read_image
 from facekeypoints.schema import KeypointSchema
 
-__all__ = ["Face", "Result", "IMAGE_SUFFIXES", "SAVE_SUFFIXES"]
+__all__ = ["Face", "Result", "IMAGE_SUFFIXES", "SAVE_SUFFIXES", "finite_json"]
 
 # what read_image decodes (checked with OpenCV 4.14 and Pillow-made files): a folder's other files are
 # "not images"; .jfif and .jpe are JPEGs, .dib a BMP, .pbm/.pnm portable maps
@@ -87,6 +88,17 @@ def _checked(image, method: str) -> np.ndarray:
     if not (image.ndim == 2 or (image.ndim == 3 and image.shape[2] in (1, 3, 4))):
         raise ValueError(f"{method}() needs an image of shape (H, W), (H, W, 3) or (H, W, 4), got {image.shape}")
     return image
+
+
+def finite_json(value):
+    """``value`` (dicts, lists, numbers) with every NaN or infinite float made None: strict JSON has no NaN."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: finite_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite_json(v) for v in value]
+    return value
 
 
 def _number(value, digits: int) -> float | None:

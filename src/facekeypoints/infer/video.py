@@ -33,7 +33,7 @@ import cv2
 import numpy as np
 
 from facekeypoints.data import framing
-from facekeypoints.data.images import decoder_warnings
+from facekeypoints.data.images import decoder_output, decoder_warnings
 from facekeypoints.infer.inputs import to_rgb
 from facekeypoints.infer.results import Face, Result
 
@@ -107,15 +107,16 @@ def open_video(source) -> tuple[cv2.VideoCapture, str, float]:
                              "folder, use facekeypoints predict FOLDER or predict_paths)")
         if not path.is_file():
             raise FileNotFoundError(f"{path}: no such video file")
-        name, said = str(path), []
-        with decoder_warnings(name, notes=said):  # FFmpeg's "[mov,mp4,...] moov atom not found" names no file
+        name = str(path)
+        with decoder_output() as said:  # FFmpeg's "[mov,mp4,...] moov atom not found" names no file
             capture = cv2.VideoCapture(name)
         if said and not capture.isOpened():  # what FFmpeg said goes into the refusal
             capture.release()
             raise ValueError(f"{name}: OpenCV cannot open this video (damaged or truncated, an unknown codec, or not "
-                             f"a video); the decoder said: {said[0].split(' warned: ', 1)[-1]}")
+                             f"a video); the decoder said: {'; '.join(said)[:500]}")
         if said:
-            warnings.warn(f"{said[0]} (the video was opened; its frames may be damaged)", stacklevel=2)
+            warnings.warn(f"{name}: the image decoder warned: {'; '.join(said)[:500]} (the video was opened; its "
+                          "frames may be damaged)", stacklevel=2)
     if not capture.isOpened():
         raise ValueError(f"{name}: OpenCV cannot open this video (damaged or truncated, an unknown codec, or not a video)")
     fps = capture.get(cv2.CAP_PROP_FPS)

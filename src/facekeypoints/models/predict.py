@@ -111,31 +111,30 @@ def predict_inputs(runner, x: np.ndarray, *, mirror: bool = False, rotate: float
     size = tuple(x.shape[-2:])
     if not (np.isfinite(rotate) and 0 <= rotate < 90):
         raise ValueError(f"rotate (test-time rotation) must be in [0, 90) degrees, got {rotate}")
-    turns = [_rotation(size, 0.0)] + ([_rotation(size, rotate), _rotation(size, -rotate)] if rotate else [])
+    # each look: (the turn into it, the turn back out), None for the face as it is
+    turns = [(None, None)] + [(m, cv2.invertAffineTransform(m)) for m in
+                              ([_rotation(size, rotate), _rotation(size, -rotate)] if rotate else [])]
     parts = [np.zeros((0, runner.card.schema.num_keypoints, 2))]
     for i in range(0, len(x), batch_size):
         batch, looks = x[i:i + batch_size], []
-        for turn in turns:
+        for turn, back_out in turns:
             turned = batch if turn is None else _turn(batch, turn)
             p = decode(runner(turned).astype(np.float64), size)
             if mirror:
                 back = decode(runner(np.ascontiguousarray(turned[..., ::-1])).astype(np.float64), size)
                 p = 0.5 * (p + runner.card.schema.flip(back, size[-1]))
-            if turn is not None:  # back into the unturned input's pixels
-                inverse = cv2.invertAffineTransform(turn)
-                p = p @ inverse[:, :2].T + inverse[:, 2]
+            if back_out is not None:  # back into the unturned input's pixels
+                p = p @ back_out[:, :2].T + back_out[:, 2]
             looks.append(p)
-        parts.append(np.mean(looks, axis=0))
+        parts.append(looks[0] if len(looks) == 1 else np.mean(looks, axis=0))
     out = np.concatenate(parts)
     if label_offset and runner.card.label_offset is not None:
         out += np.asarray(runner.card.label_offset)
     return out
 
 
-def _rotation(size: tuple[int, int], degrees: float) -> np.ndarray | None:
-    """The (2, 3) matrix turning an input of ``size`` by ``degrees`` about its centre; None for 0."""
-    if not degrees:
-        return None
+def _rotation(size: tuple[int, int], degrees: float) -> np.ndarray:
+    """The (2, 3) matrix turning an input of ``size`` by ``degrees`` about its centre."""
     h, w = size
     return cv2.getRotationMatrix2D(((w - 1) / 2, (h - 1) / 2), degrees, 1.0)
 

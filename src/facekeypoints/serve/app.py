@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import asyncio
 import difflib
-import math
 import re
 import shutil
 import tempfile
@@ -53,6 +52,7 @@ from facekeypoints.data.dataset import DataFormatError
 from facekeypoints.data.images import OVER_LIMIT, decode_image
 from facekeypoints.infer.detectors import DETECTORS
 from facekeypoints.infer.predictor import KeypointDetector
+from facekeypoints.infer.results import finite_json
 from facekeypoints.models.weights import SHIPPED
 
 __all__ = ["create_app", "MAX_BODY", "MAX_PIXELS"]
@@ -115,7 +115,7 @@ def create_app(models: dict[str, str | Path] | None = None, *, detector: str = "
         try:
             pipeline = loaded.get(name, detector)
             _check_finite_weights(pipeline.runner, loaded.sources.get(name, str(models[name])))
-            cards[name] = _finite(pipeline.card.summary())  # a diverged run's val_rmse is NaN: JSON null
+            cards[name] = finite_json(pipeline.card.summary())  # a diverged run's val_rmse is NaN: JSON null
         except (ValueError, FileNotFoundError, OSError) as err:  # the user's file named, not our snapshot of it
             raise ValueError(f"model {name!r}: {loaded.user_words(name, str(err))}") from None
     page_html = resources.files("facekeypoints").joinpath("serve", "static", "index.html").read_text()
@@ -194,20 +194,9 @@ def create_app(models: dict[str, str | Path] | None = None, *, detector: str = "
         body.update(source="upload", model=cards[model], detector=chosen, **({"notes": notes} if notes else {}))
         body["timings"] = {**body.get("timings", {}), "upload": round((received - start) * 1000, 3),
                            "total": round((time.perf_counter() - start) * 1000, 3)}
-        return JSONResponse(_finite(body))  # NaN or infinity anywhere is null: never a 500 for bad JSON
+        return JSONResponse(body)  # to_dict gives null for non-finite numbers; the cards were made finite at start
 
     return app
-
-
-def _finite(value):
-    """``value`` with every NaN or infinite float made None (JSON has no NaN)."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    return value
 
 
 def _check_finite_weights(runner, source: str) -> None:

@@ -97,7 +97,7 @@ def _check_boxes(data, rows, option: str) -> None:
     a row with only some (five jaw points) would teach the detector a box of part of a face.
     ValueError naming the file and each such row (its image)."""
     outline = _outline(data.schema)
-    labelled = np.isfinite(data.keypoints).all(-1)  # (N, K)
+    labelled = data.labelled_mask()  # (N, K)
     bad = [i for i in rows if not labelled[i, outline].all()]
     if not bad:
         return

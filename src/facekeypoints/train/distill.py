@@ -61,15 +61,14 @@ class Teacher:
         if student_preprocess is not None and card.preprocess != student_preprocess:  # its inputs would mean other things
             raise ValueError(f"train.teacher {path}: was trained on inputs prepared otherwise ({card.preprocess}) than "
                              f"the student's ({student_preprocess}); its targets on the student's inputs would be wrong")
-        _check_finite(model.state_dict(), path)
-        self.model = model.to(device).eval()
+        self.model = model.to(device).eval()  # its weights were checked finite by check_teacher, before the data
         self.schema, self.max_disagreement = schema, float(max_disagreement)
         self.kept, self.seen = 0, 0  # points given as targets / points looked at, since the last kept_share()
 
     def kept_share(self) -> float:
         """The share of points the teacher agreed with itself on since the last call (reported per
         epoch: a teacher that keeps few points teaches little, and its threshold may be too tight)."""
-        share = self.kept / self.seen if self.seen else float("nan")
+        share = int(self.kept) / self.seen if self.seen else float("nan")
         self.kept, self.seen = 0, 0
         return share
 
@@ -84,6 +83,6 @@ class Teacher:
         # NaN or infinite predictions are unsure too (NaN > limit is False): a target only where both looks are finite
         unsure = ~((seen - mirrored).norm(dim=-1) <= self.max_disagreement) | ~torch.isfinite(target).all(-1)
         target[unsure] = float("nan")
-        self.kept += int((~unsure).sum())
+        self.kept = self.kept + (~unsure).sum()  # a tensor: read once per epoch, not a GPU wait per step
         self.seen += unsure.numel()
         return encode(target, size)

@@ -586,9 +586,6 @@ def fit(cfg: Config, *, resume: bool = False, progress: bool = True, overwrite: 
     check_machine(cfg.train)  # the device, its precision and torchrun's variables: before anything else
     # before minutes of reading data: a file there, or no way to write; the folder itself is made only
     # once the data has been read, so a refused run leaves none behind
-    for parent in reversed(out.absolute().parents):  # e.g. --out f/run with f a file: said of f
-        if parent.exists() and not parent.is_dir():
-            raise ValueError(f"{out}: {parent} is not a folder (a file of that name is there)")
     check_target(out, folder=True, make=False)
     if cfg.train.teacher:
         check_teacher(cfg.train.teacher, out)

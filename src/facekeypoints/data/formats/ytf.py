@@ -222,8 +222,8 @@ def _read_rows(path: Path, header: list[str], lines: list[list[str]], spans: lis
         except DataFormatError as err:
             reason = err.reason
             if first != last:  # the line breaks shown as \n: a message is one line
-                reason = (reason.replace("\r", "\\r").replace("\n", "\\n") + f" (this row runs over lines "
-                          f"{first}-{last}: a quoted field holds line breaks; a stray quote?)")
+                reason += (f" (this row runs over lines {first}-{last}: a quoted field holds line breaks; a stray "
+                           "quote?)")  # its line breaks are shown as \n by DataFormatError
             located = DataFormatError(path, reason, row=row, field=err.field, hint=err.hint)
             if not skip_bad:
                 raise located from None
