@@ -20,3 +20,6 @@ def test_bench_reports_every_figure_for_both_backends(tmp_path, capsys, one_torc
     assert report["jitter"]["jitter_px_raw"] >= 0 and report["jitter"]["jitter_px_smoothed"] >= 0
     printed = capsys.readouterr().out
     assert "ms/face at batch 1" in printed and "640x480 frame" in printed and "jitter" in printed
+    # the device is torch's (what --device chose), the processor is named apart: a GPU run said "cpu" before
+    assert report["device"] == "cpu" and "logical cores visible" in report["cpu"]
+    assert "torch on cpu; cpu " in printed

@@ -134,11 +134,11 @@ def run_bench(model: str | Path | None = None, *, random_model: str | None = Non
         if random_model:
             model = random_checkpoint(random_model, Path(tmp) / f"{random_model}.pt")
         report = {"model": str(model or "default kaggle15"), "random_weights": bool(random_model),
-                  "threads": threads, "device": f"cpu ({platform.processor() or platform.machine()}, "
-                                                f"{os.cpu_count()} logical cores visible)",
+                  "threads": threads, "device": str(device),  # torch's; ONNX Runtime and detection run on the CPU
+                  "cpu": f"{platform.processor() or platform.machine()}, {os.cpu_count()} logical cores visible",
                   "repeats": repeats, "load_average_1min": round(os.getloadavg()[0], 2), "backends": {}}
         echo(f"model {report['model']}{' (random weights)' if random_model else ''}; threads {threads}; "
-             f"device {report['device']}; load average {report['load_average_1min']} before the run "
+             f"torch on {report['device']}; cpu {report['cpu']}; load average {report['load_average_1min']} before the run "
              f"(other processes skew timings); median of {repeats} runs after warm-up")
         backends = ("torch", "onnx")
         if model is not None and Path(model).suffix.lower() == ".onnx":  # an export holds no torch weights
