@@ -246,9 +246,10 @@ GRID_EXAMPLES = """examples:
 def _check_default_data(cfg) -> None:
     """The default recipe's relative data paths, read from the working folder: a missing one says so,
     and where the data is (the repository folder) when it is there."""
+    from facekeypoints.data.pipeline import DATA_PATH_KEYS
     from facekeypoints.evaluate.runner import _repository
 
-    for key in ("train", "val", "persons", "complete_labels"):
+    for key in DATA_PATH_KEYS:
         value = getattr(cfg.data, key)
         if value is None or Path(value).expanduser().is_absolute() or Path(value).expanduser().exists():
             continue

@@ -24,7 +24,10 @@ from facekeypoints.data.formats import attach_person, read
 from facekeypoints.data.framing import framing_for
 from facekeypoints.data.splits import MISSING_STRATEGIES, handle_missing, imm_train_mask, split_indices
 
-__all__ = ["DataConfig", "load_splits", "frame_faces"]
+__all__ = ["DataConfig", "DATA_PATH_KEYS", "load_splits", "frame_faces"]
+
+# the data section's file settings: checked, resolved and expanded together wherever paths are handled
+DATA_PATH_KEYS = ("train", "val", "persons", "complete_labels")
 
 
 @dataclass
@@ -47,7 +50,7 @@ class DataConfig:
     frame: str = "none"
 
     def __post_init__(self) -> None:
-        for key in ("train", "val", "persons", "complete_labels"):
+        for key in DATA_PATH_KEYS:
             value = getattr(self, key)
             if value is not None and not str(value).strip():
                 raise ValueError(f"data.{key} is empty; give a file (or null where it is optional)")

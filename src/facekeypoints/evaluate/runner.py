@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from facekeypoints.data import KeypointData, read
-from facekeypoints.data.pipeline import load_splits
+from facekeypoints.data.pipeline import DATA_PATH_KEYS, load_splits
 from facekeypoints.evaluate.metrics import summarize
 from facekeypoints.models.card import ModelCard
 from facekeypoints.models.device import resolve_device
@@ -51,7 +51,7 @@ def trained_data(card: ModelCard):
 
     data = card.trained_on
     changes = {}
-    for key in ("train", "val", "persons", "complete_labels"):
+    for key in DATA_PATH_KEYS:
         value = getattr(data, key)
         if value is None or Path(value).expanduser().is_absolute():
             continue

@@ -32,7 +32,7 @@ from importlib import resources
 from pathlib import Path
 
 from facekeypoints.data.augment import Augment
-from facekeypoints.data.pipeline import DataConfig
+from facekeypoints.data.pipeline import DATA_PATH_KEYS, DataConfig
 from facekeypoints.data.preprocess import Preprocess
 from facekeypoints.models import check_model_options
 from facekeypoints.models.device import AMP_MODES
@@ -275,7 +275,7 @@ def _expand_home(cfg: Config) -> None:
         return os.path.expanduser(value) if isinstance(value, str) and value.startswith("~") else value
 
     cfg.out_dir = home(cfg.out_dir)
-    for key in ("train", "val", "persons", "complete_labels"):
+    for key in DATA_PATH_KEYS:
         setattr(cfg.data, key, home(getattr(cfg.data, key)))
     cfg.model.pretrained, cfg.train.teacher = home(cfg.model.pretrained), home(cfg.train.teacher)
 

@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 from facekeypoints.atomic import WriteError, atomic_path, check_target
+from facekeypoints.data.pipeline import DATA_PATH_KEYS
 from facekeypoints.evaluate.runner import evaluate
 from facekeypoints.train.config import Config, load_config, recipe_values
 from facekeypoints.train.distill import check_teacher
@@ -263,7 +264,7 @@ def _full_dir(out_dir: str, path: str | Path) -> str:
 def _check_inputs(cfg: Config, path: str | Path) -> None:
     """A pending run's data files exist and its stopped run (if any) can be read: checked for every
     config before the first trains."""
-    for key in ("train", "val", "persons", "complete_labels"):
+    for key in DATA_PATH_KEYS:
         value = getattr(cfg.data, key)
         if value is not None and not Path(value).expanduser().exists():
             raise ValueError(f"{path}: data.{key} {value}: no such file or folder")
