@@ -106,6 +106,11 @@ def _cmd_data_convert(args: argparse.Namespace) -> int:
         raise ValueError(f"{args.output}: a Kaggle CSV is written as .csv, .csv.gz or .zip")
     check_output_outside(args.src, args.output)
     check_target(args.output, inputs=(args.src,))
+    if args.report:  # checked before converting, as the output is
+        if Path(args.report).resolve() == Path(args.output).resolve():
+            raise ValueError(f"{args.report}: --report and -o name the same file; give the report another name")
+        check_output_outside(args.src, args.report)
+        check_target(args.report, inputs=(args.src,))
     start = time.perf_counter()
     # labels first; each photo is then read, cut and dropped in turn (a folder of 12 MP photos held 1.75 GB)
     data = read(args.src, skip_bad=args.skip_bad, load_images=False)
@@ -117,10 +122,29 @@ def _cmd_data_convert(args: argparse.Namespace) -> int:
     write_kaggle_csv(faces, args.output)
     print(report)
     print(f"wrote {args.output} ({len(faces)} rows) in {time.perf_counter() - start:.1f} s")
-    left_out = len(report.not_aligned) + len(report.read_skipped)
+    if args.report:  # every left-out face with its reason, however many (the summary names the first few)
+        _write_skipped(args.report, faces.skipped)
+    left_out = report.faces_in - report.faces_out  # counts faces a reader left unlisted too
     if left_out:  # written, but not every face: exit 1, as predict does for a partial run
-        print(f"partial: {left_out} of {report.faces_in} faces left out (listed above)", file=sys.stderr)
+        if args.report:
+            where = f"listed in {args.report}"
+        elif report.unlisted:  # never "listed above" for a partial list
+            where = f"{report.unlisted} not shown above; --report FILE writes them all"
+        else:
+            where = "listed above"
+        print(f"partial: {left_out} of {report.faces_in} faces left out ({where})", file=sys.stderr)
     return 1 if left_out else 0
+
+
+def _write_skipped(report: str, messages: list[str]) -> None:
+    """Write one line per left-out row or face to ``report`` (data info, data convert --report)."""
+    text = "".join(f"{message}\n" for message in messages)
+    try:  # a file name that is not UTF-8 (b\xe9.pts) is written as its own bytes, as ls shows it
+        raw = text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # another lone surrogate: escaped rather than a codec error
+        raw = text.encode("utf-8", "backslashreplace")
+    with atomic_path(report) as tmp:
+        tmp.write_bytes(raw)
 
 
 def _add_data_convert(dsub) -> None:
@@ -131,6 +155,7 @@ def _add_data_convert(dsub) -> None:
     p.add_argument("-o", "--output", required=True, help="output CSV in Kaggle training format (.csv, .gz, .zip)")
     p.add_argument("--size", type=at_least(1), default=96, help="output side in pixels (default 96, as Kaggle)")
     p.add_argument("--skip-bad", action="store_true", help="leave out bad rows/files (listed) instead of failing")
+    p.add_argument("--report", metavar="FILE", help="write one line per face left out (bad or not alignable)")
     p.set_defaults(func=_cmd_data_convert)
 
 
@@ -148,16 +173,13 @@ def _cmd_data_info(args: argparse.Namespace) -> int:
     if args.report and not args.skip_bad:
         raise ValueError("--report lists the rows --skip-bad leaves out; add --skip-bad")
     if args.report:
+        from facekeypoints.data.convert import check_output_outside
+
+        check_output_outside(args.path, args.report)  # inside, it would be read as input next time
         check_target(args.report, inputs=(args.path,))
     data = read_for_info(args.path, skip_bad=args.skip_bad)
     if args.report:
-        text = "".join(f"{message}\n" for message in data.skipped)
-        try:  # a file name that is not UTF-8 (b\xe9.pts) is written as its own bytes, as ls shows it
-            raw = text.encode("utf-8", "surrogateescape")
-        except UnicodeEncodeError:  # another lone surrogate: escaped rather than a codec error
-            raw = text.encode("utf-8", "backslashreplace")
-        with atomic_path(args.report) as tmp:
-            tmp.write_bytes(raw)
+        _write_skipped(args.report, data.skipped)
     info = describe(data)
     print(json.dumps(info, indent=2) if args.json else format_description(info))
     if data.skipped:

@@ -44,6 +44,9 @@ def check_output_outside(source: str | Path, output: str | Path) -> None:
                          "(and the output would be read as input next time); write it outside that folder")
 
 
+LISTED = 20  # left-out faces of each kind the summary names; a longer list goes to a report file
+
+
 @dataclass
 class ConversionReport:
     """What a conversion did; ``str(report)`` is the summary the CLI prints."""
@@ -70,12 +73,21 @@ class ConversionReport:
         if np.isfinite(self.eye_centres).all():
             (lx, ly), (rx, ry) = self.eye_centres
             lines.append(f"mean eye centres: left ({lx:.2f}, {ly:.2f}), right ({rx:.2f}, {ry:.2f})")
+        # every left-out face named, one per line, up to LISTED of each kind; the rest counted (unlisted)
         if self.read_skipped:
-            lines.append(f"left out when reading (skip_bad): {len(self.read_skipped)}, e.g. {self.read_skipped[0]}")
+            lines.append(f"left out when reading (skip_bad): {len(self.read_skipped)}:")
+            lines += [f"  {message}" for message in self.read_skipped[:LISTED]]
         if self.not_aligned:
             lines.append(f"not converted (fewer than 2 distinct alignment points): {len(self.not_aligned)}: "
-                         f"{self.not_aligned[:10]}{' ...' if len(self.not_aligned) > 10 else ''}")
+                         f"{self.not_aligned[:LISTED]}")
+        if self.unlisted:
+            lines.append(f"... and {self.unlisted} more left out, not shown (the first {LISTED} of each kind are)")
         return "\n".join(lines)
+
+    @property
+    def unlisted(self) -> int:
+        """Left-out faces that ``str(report)`` does not name (over LISTED of a kind)."""
+        return max(0, len(self.read_skipped) - LISTED) + max(0, len(self.not_aligned) - LISTED)
 
 
 def _gray(image: np.ndarray) -> np.ndarray:

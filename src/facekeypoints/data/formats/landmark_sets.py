@@ -210,6 +210,45 @@ def _dlib_face(box: ET.Element, path: Path, where: str, image: Path, pixels: np.
     return kp.astype(np.float32), corners
 
 
+def _dlib_declared_size(path: Path, node: ET.Element, pixels: np.ndarray, where: str) -> None:
+    """The <image width= height=> attributes, where given, must be the image's real size."""
+    if "width" not in node.attrib and "height" not in node.attrib:
+        return
+    try:
+        declared = text_float(node.attrib["height"]), text_float(node.attrib["width"])
+    except KeyError as err:
+        raise DataFormatError(path, f"{where}: <image> has width or height but lacks {err.args[0]!r}",
+                              field=err.args[0]) from None
+    except ValueError:
+        raise DataFormatError(path, f"{where}: <image> width and height must be numbers, got "
+                              f"{node.get('width')!r} and {node.get('height')!r}", field="width") from None
+    _declared_size(path, declared, pixels, f"{where}: <image>", ("width", "height"))
+
+
+def _check_68_layout(path: Path, root: ET.Element) -> None:
+    """DataFormatError when every box with parts lists exactly parts 00..n-1 for one n < 68: a
+    complete n-point layout (dlib's 5-point one: 00..04), not 68-point faces with points missing,
+    which would silently be read as ibug68 points 0..n-1 (jaw points for the 5 eye/nose points).
+    Boxes that each miss some points (different ones, or gaps) stay partial 68-point faces."""
+    layouts = Counter()
+    for box in root.iter("box"):
+        names = [part.get("name", "") for part in box.findall("part")]
+        if not names:
+            continue  # no parts: a face without points, which says nothing about the layout
+        if not all(n.isascii() and n.isdigit() and len(n) < 4 for n in names):
+            return  # a bad name: the box is refused where it is read, with its name
+        layouts[tuple(sorted(int(n) for n in names))] += 1
+    if len(layouts) != 1:
+        return
+    (indices, boxes), = layouts.items()
+    n = len(indices)
+    if 2 <= n < 68 and indices == tuple(range(n)):
+        known = " (dlib's 5-point layout: eye corners and nose)" if n == 5 else ""
+        raise DataFormatError(path, f"each of its boxes with parts ({boxes}) has exactly the {n} parts "
+                              f"00..{n - 1:02d}{known}: a {n}-point file, not the 68-point iBUG layout this "
+                              f"reader reads (its parts would be taken for ibug68 points 0..{n - 1})", field="part")
+
+
 def _check_dlib_layout(path: Path, root: ET.Element) -> None:
     """Faces in an element the reader would pass over are an error, not a silent loss: an <image>
     outside <images>, or a box-like element under <image> that is not spelt <box>."""
@@ -251,6 +290,7 @@ def read_dlib_xml(path: str | Path, *, load_images: bool = True, skip_bad: bool 
     if not blocks:
         raise DataFormatError(path, "no <images> element: not a dlib imglab dataset file")
     _check_dlib_layout(path, root)
+    _check_68_layout(path, root)
     cache, faces, skipped, first_node = _ImageCache(path), [], _Skipped(path), {}
 
     def bad(err: DataFormatError) -> None:  # skip_bad lists it; otherwise it ends the reading
@@ -275,6 +315,8 @@ def read_dlib_xml(path: str | Path, *, load_images: bool = True, skip_bad: bool 
             where = f"image {file!r}, box {j}"
             try:
                 pixels = cache.get(image, where) if load_images else None
+                if pixels is not None:
+                    _dlib_declared_size(path, image_node, pixels, where)
                 kp, corners = _dlib_face(box, path, where, image, pixels)
             except DataFormatError as err:
                 bad(err)
@@ -378,7 +420,8 @@ def _coco_size(path: Path, img: dict, row: int) -> tuple[int, int] | None:
     return (height, width) if height > 0 and width > 0 else None
 
 
-def _coco_box(path: Path, bbox: object, row: int, size: tuple[int, int] | None) -> tuple[float, ...]:
+def _coco_box(path: Path, bbox: object, row: int, size: tuple[int, int] | None, declared: bool = False,
+              whence: str = "") -> tuple[float, ...]:
     """x1, y1, x2, y2 from ``bbox`` [x, y, width, height]; NaN when it is absent, null or []."""
     if bbox is None or bbox == []:
         return (np.nan,) * 4
@@ -391,13 +434,37 @@ def _coco_box(path: Path, bbox: object, row: int, size: tuple[int, int] | None) 
     except ValueError as err:
         raise DataFormatError(path, f"bbox must be [x, y, width, height], four numbers: {err}", row=row,
                               field="bbox") from None
-    check_points(path, np.array([[x, y], [x + w, y + h]]), size, row=row, field="bbox",
-                 names=["corner x, y", "corner x + width, y + height"])
+    _check_declared(path, np.array([[x, y], [x + w, y + h]]), size, declared, whence, row=row, field="bbox",
+                    names=["corner x, y", "corner x + width, y + height"])
     return x, y, x + w, y + h
 
 
+def _declared_size(path: Path, declared: tuple[float, float] | None, pixels: np.ndarray, where: str,
+                   fields: tuple[str, str], **at) -> None:
+    """DataFormatError when a file's stated (height, width) of an image is not the image's real size:
+    its labels were made for another picture (or another scale of it). ``fields``: (width, height) names."""
+    real = pixels.shape[:2]
+    if declared is None or tuple(map(float, declared)) == tuple(map(float, real)):
+        return
+    wrong = fields[0] if float(declared[1]) != real[1] else fields[1]
+    raise DataFormatError(path, f"{where}: {fields[0]} and {fields[1]} declare {declared[1]:g} x {declared[0]:g} "
+                          f"(width x height), but the image is {real[1]} x {real[0]}", field=wrong, **at)
+
+
+def _check_declared(path: Path, points: np.ndarray, size: tuple | None, declared: bool, whence: str, **kw) -> None:
+    """check_points; when ``size`` is the one the file declares (the image not read), a point beyond
+    it says that the size comes from ``whence`` (the image itself may differ)."""
+    try:
+        check_points(path, points, size, **kw)
+    except DataFormatError as err:
+        if not declared:
+            raise
+        raise DataFormatError(path, f"{err.reason} (that size is the declared {whence}; the image was not "
+                              "read)", row=err.row, field=err.field) from None
+
+
 def _coco_face(path: Path, ann: object, row: int, images: dict, labels: dict, cache: _ImageCache,
-               load_images: bool) -> _Face:
+               load_images: bool, order: dict) -> _Face:
     """One annotation as a face: its points and box checked against its image's size."""
     if not isinstance(ann, dict):
         raise DataFormatError(path, f"annotation is not an object: {short(ann)}", row=row)
@@ -410,9 +477,16 @@ def _coco_face(path: Path, ann: object, row: int, images: dict, labels: dict, ca
     file = images[image_id]["file_name"]
     image = path.parent / file
     pixels = cache.get(image, f"annotation {row}") if load_images else None
-    size = pixels.shape[:2] if pixels is not None else _coco_size(path, images[image_id], row)
-    check_points(path, kp, size, missing=missing, row=row, field="keypoints")
-    box = _coco_box(path, ann.get("bbox"), row, size)
+    declared = _coco_size(path, images[image_id], row)
+    entry = f"images[{order[image_id]}]"
+    if pixels is not None:
+        _declared_size(path, declared, pixels, f"image {image_id!r} ({short(file)})",
+                       (f"{entry}.width", f"{entry}.height"), row=row)
+    size = pixels.shape[:2] if pixels is not None else declared
+    whence = f"{entry}.width and .height"
+    _check_declared(path, kp, size, pixels is None and size is not None, whence, missing=missing, row=row,
+                    field="keypoints")
+    box = _coco_box(path, ann.get("bbox"), row, size, pixels is None and size is not None, whence)
     return _Face(kp.astype(np.float32), f"{labels[image_id]}#{face_id}", image, pixels, box=box)
 
 
@@ -437,10 +511,11 @@ def read_coco_json(path: str | Path, *, load_images: bool = True, schema: str | 
         raise DataFormatError(path, "no annotations", field="annotations")
     images, cache, found, skipped = _coco_images(path, doc), _ImageCache(path), [], _Skipped(path)
     labels = _coco_labels(images)
+    order = {img["id"]: i for i, img in enumerate(doc.get("images", []))}  # id -> its index, to name images[i]
     first_row: dict = {}  # (image id, annotation id) -> row: ids may restart on each image
     for row, ann in enumerate(doc["annotations"]):
         try:
-            face = _coco_face(path, ann, row, images, labels, cache, load_images)
+            face = _coco_face(path, ann, row, images, labels, cache, load_images, order)
             key = (ann["image_id"], ann.get("id", row))
             if key in first_row:  # the same face twice would count twice in every figure
                 raise DataFormatError(path, f"annotation {row} repeats the id {short(str(key[1]))} of "

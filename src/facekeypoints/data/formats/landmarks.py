@@ -282,7 +282,8 @@ def _parse_pts_text(path: Path) -> tuple[np.ndarray, list[str]]:
     if n_points != 68:
         raise DataFormatError(path, f"{n_points} points; iBUG .pts files must have 68 (schema ibug68)",
                               field="n_points")
-    return np.asarray(points, dtype=np.float32) - 1.0, point_lines  # 1-based file -> 0-based pixels
+    # float64: a value past float32's range (1e300) is checked as written, not as inf after a cast
+    return np.asarray(points, dtype=np.float64) - 1.0, point_lines  # 1-based file -> 0-based pixels
 
 
 def read_pts(path: str | Path, *, load_images: bool = True, skip_bad: bool = False) -> KeypointData:
@@ -296,7 +297,7 @@ def read_pts(path: str | Path, *, load_images: bool = True, skip_bad: bool = Fal
         image = _image_beside(file)
         pixels = read_image(_require_image(file, image)) if load_images else None
         check_points(file, kp + 1.0, _size(pixels), names=lines)  # the file's own values in the message
-        return _Face(kp, _face_id(file, root), image, pixels)
+        return _Face(kp.astype(np.float32), _face_id(file, root), image, pixels)
 
     return _read_each(path, ".pts", "ibug68", parse, load_images, skip_bad)
 
@@ -435,6 +436,36 @@ def _mat_points(file: Path, pts: object) -> np.ndarray:
     return pts[:2].T.astype(np.float64)
 
 
+def _mat_damage(file: Path) -> str | None:
+    """Why a MATLAB v5 file is cut short or damaged, from its variables' headers (each states its byte
+    count), or None. scipy's whosmat stops listing at the cut without a word, so a truncated file
+    looked like one without pt3d_68. Other versions (v4, v7.3 HDF5) are not walked: None."""
+    try:
+        size = file.stat().st_size
+        with open(file, "rb") as f:
+            header = f.read(128)
+            if len(header) < 128 or header[124:126] not in (b"\x00\x01", b"\x01\x00") or \
+                    header[126:128] not in (b"IM", b"MI"):
+                return None
+            order = "<" if header[126:128] == b"IM" else ">"
+            pos, number = 128, 0
+            while pos < size:
+                f.seek(pos)
+                tag = f.read(8)
+                if len(tag) < 8:
+                    return (f"the file ends {size - pos} bytes into the header of variable {number + 1} "
+                            f"(at byte {pos} of {size}): it is truncated") if tag.strip(b"\x00") else None
+                kind, count = np.frombuffer(tag, f"{order}u4")
+                end = pos + 8 + int(count)
+                if end > size:
+                    return (f"variable {number + 1} declares {int(count)} bytes from byte {pos + 8}, but the file "
+                            f"ends at byte {size}: it is truncated")
+                pos, number = (end + -end % 8 if kind == 14 else end), number + 1  # miMATRIX is padded to 8 bytes
+    except OSError:
+        return None  # reading it names the problem
+    return None
+
+
 def read_aflw_mat(path: str | Path, *, load_images: bool = True, skip_bad: bool = False) -> KeypointData:
     """Read AFLW2000-3D ``.mat`` files (field ``pt3d_68``, 3 x 68; x and y rows) as ibug68 (N, 68, 2).
 
@@ -457,10 +488,14 @@ def read_aflw_mat(path: str | Path, *, load_images: bool = True, skip_bad: bool 
             if kind == "logical":  # loadmat gives it as 0/1 uint8, which would pass for coordinates
                 raise DataFormatError(file, "expected a (3, 68) array of real numbers, got logical (true/false) "
                                       "values", field="pt3d_68")
+            if kind is None and (damage := _mat_damage(file)):  # cut before pt3d_68: not "absent"
+                raise DataFormatError(file, f"truncated or damaged MATLAB file: {damage}")
             mat = loadmat(str(file), variable_names=["pt3d_68"]) if kind is not None else {}
         except DataFormatError:
             raise
         except Exception as err:  # scipy raises several types for files that are not MATLAB files
+            if damage := _mat_damage(file):
+                raise DataFormatError(file, f"truncated or damaged MATLAB file: {damage} ({err})") from None
             raise DataFormatError(file, f"not a readable MATLAB file ({err})") from None
         kp = _mat_points(file, mat.get("pt3d_68"))
         image = _image_beside(file)
@@ -499,10 +534,37 @@ def _ljson_points(path: Path, doc: object) -> tuple[str, list]:
     if not with68:
         sizes = {name: len(pts) for name, pts in groups.items()}
         raise DataFormatError(path, f"no 68-point group; groups and point counts: {sizes}")
-    distinct = {json.dumps(groups[name]) for name in with68}
-    if len(distinct) > 1:  # which one the user means is not ours to guess
+    first = groups[with68[0]]
+    if any(not _same_points(first, groups[name]) for name in with68[1:]):  # which one is meant is not ours to guess
         raise DataFormatError(path, f"several different 68-point groups ({with68}); keep one in the file")
     return f"{prefix[with68[0]]}landmarks.points", groups[with68[0]]
+
+
+def _point_values(points: list) -> np.ndarray | None:
+    """(K, 2) float64 of ``[y, x]`` points (null: NaN), or None when one is not a pair of numbers."""
+    out = np.full((len(points), 2), np.nan)
+    for i, pt in enumerate(points):
+        if pt is None:
+            continue
+        if not isinstance(pt, list) or len(pt) != 2:
+            return None
+        for j, value in enumerate(pt):
+            if value is None:
+                continue
+            try:
+                out[i, j] = json_number(value)
+            except ValueError:
+                return None
+    return out
+
+
+def _same_points(a: list, b: list) -> bool:
+    """Whether two groups hold the same points by value (100 and 100.0 alike, null as null); groups
+    holding something other than numbers are compared as written."""
+    va, vb = _point_values(a), _point_values(b)
+    if va is None or vb is None:
+        return json.dumps(a) == json.dumps(b)
+    return bool(np.array_equal(va, vb, equal_nan=True))
 
 
 def _ljson_array(path: Path, points: list, where: str) -> np.ndarray:

@@ -88,12 +88,13 @@ def _check_in_zip(name: str, archive_path: Path) -> FileCheck:
                 listed = [i.filename for i in archive.infolist()][:5]
                 return FileCheck(name, "missing", str(archive_path), f"zip holds no single {name} (it holds {listed})")
             return _compare(name, where, members[0].file_size, lambda: archive.open(members[0]))
+    # the detail names the zip: the line starts with the CSV's name, which is not the file that is broken
     except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as err:
-        return FileCheck(name, "unreadable", str(archive_path), str(err))
+        return FileCheck(name, "unreadable", str(archive_path), f"{archive_path}: not a readable zip archive ({err})")
     except NotImplementedError as err:  # e.g. Deflate64, which zipfile cannot decompress
-        return FileCheck(name, "unreadable", str(archive_path), f"{err}; unzip it and verify the CSV")
+        return FileCheck(name, "unreadable", str(archive_path), f"{where}: {err}; unzip it and verify the CSV")
     except RuntimeError as err:  # zipfile's word for an encrypted member
-        return FileCheck(name, "unreadable", str(archive_path), f"encrypted member ({err})")
+        return FileCheck(name, "unreadable", str(archive_path), f"{where}: encrypted member ({err})")
 
 
 def _check(name: str, folder: Path) -> FileCheck:
