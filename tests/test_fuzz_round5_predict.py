@@ -229,7 +229,8 @@ def test_a_video_drawing_that_would_overwrite_an_input_video_is_refused(tmp_path
                 frames=6)
     ffmpeg_clip(folder / "clip_keypoints.mp4", "-vf", "scale=160:184", "-c:v", "mjpeg", "-f", "avi", frames=3)
     before = (folder / "clip_keypoints.mp4").read_bytes()
-    code, _, err = run(["predict", folder, "-o", f"{folder}/", "--model", model, "--quiet"], capsys)
+    code, _, err = run(["predict", folder / "clip.mp4", folder / "clip_keypoints.mp4", "-o", f"{folder}/", "--model", model,
+                        "--quiet"], capsys)
     assert code == 1, err
     failure = next(line for line in err.splitlines() if line.strip().startswith(f"{folder / 'clip.mp4'}:"))
     assert "would overwrite an input" in failure and "clip_keypoints.mp4" in failure, err

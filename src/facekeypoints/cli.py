@@ -22,6 +22,7 @@ from importlib.metadata import version
 from pathlib import Path
 
 from facekeypoints.atomic import WriteError, atomic_path, check_target
+from facekeypoints.models.threads import max_threads
 
 __all__ = ["main", "build_parser"]
 
@@ -646,8 +647,16 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
     batch_size = 16 if args.batch_size is None else args.batch_size  # None: not given (the Kaggle CSV check)
     max_pixels = MAX_PIXELS if args.max_pixels is None else args.max_pixels or None  # 0: no limit
-    report = predict_paths(detector, args.inputs, out, draw=not args.no_draw, batch_size=batch_size,
-                           progress=not args.quiet, max_pixels=max_pixels, overwrite=args.overwrite)
+    try:
+        report = predict_paths(detector, args.inputs, out, draw=not args.no_draw, batch_size=batch_size,
+                               progress=not args.quiet, max_pixels=max_pixels, overwrite=args.overwrite)
+    except BrokenPipeError as err:  # -o - into `| head`: the reader left; failures found before that still count
+        report = getattr(err, "report", None)
+        if report is None or not report.failures:
+            raise  # main(): a reader that stopped early is no error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second broken pipe at exit
+        print(f"{report}\nresults: standard output, closed by its reader before the run ended", file=sys.stderr)
+        return 1
     where = "standard output" if out == "-" else out
     print(f"{report}\nresults: {where}", file=sys.stderr if report.failures or out == "-" else sys.stdout)
     return 1 if report.failures else 0
@@ -757,7 +766,7 @@ def _add_inference(sub) -> None:
                    help="refuse larger images, from their header (default 100000000, under 1 GB each); 0: no limit")
     p.add_argument("--batch-size", type=at_least(1), help="images read and predicted together (default 16); for a "
                    "Kaggle CSV, faces per model call (default 64)")
-    p.add_argument("--threads", type=at_least(1), help="backend threads (default: the library's)")
+    p.add_argument("--threads", type=at_least(1, max_threads()), help="backend threads (default: the library's)")
     p.add_argument("--device", default="cpu", help=DEVICE_HELP + "; a GPU runs the model with torch")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_predict)
@@ -773,7 +782,8 @@ def _add_inference(sub) -> None:
     p.add_argument("--model", help="checkpoint .pt, .onnx or shipped model name (kaggle15, ibug68); kaggle15 when omitted")
     p.add_argument("--random", metavar="ARCH",
                    help="time a randomly initialised registered model instead, e.g. keypoint_net")
-    p.add_argument("--threads", type=at_least(1), default=2, help="threads for torch, ONNX Runtime and OpenCV (default 2)")
+    p.add_argument("--threads", type=at_least(1, max_threads()), default=2,
+                   help="threads for torch, ONNX Runtime and OpenCV (default 2)")
     p.add_argument("--batch", type=at_least(1), default=256, help="large batch for throughput (default 256)")
     p.add_argument("--repeats", type=at_least(1), default=50, help="timed runs per measurement (default 50)")
     p.add_argument("--jitter-frames", type=at_least(0), default=60, help="frames of the still-face clip; 0 skips it")

@@ -272,7 +272,7 @@ def _read(path, source, load, size: int, max_pixels: int | None, notes: list | N
     reads the header from (a path or a file object), ``load()`` gives the encoded bytes."""
     header = _header(source)
     if max_pixels is not None:
-        _check_size(path, header, size, max_pixels)
+        _check_size(path, header, size, max_pixels, source)
     said: list[str] = []  # what the decoder printed: a warning if the image is read, part of the error if not
     try:
         # OpenCV returns such PGM/PPM files' stored values unscaled (binary ones; ASCII up to 255
@@ -357,7 +357,7 @@ def decoder_warnings(path, notes: list | None = None, advice: str = "the image w
         _tell(_decoder_note(path, said), notes, advice)
 
 
-def _check_size(path, header: _Header, size: int, max_pixels: int) -> None:
+def _check_size(path, header: _Header, size: int, max_pixels: int, source=None) -> None:
     """Refuse, from the header, an image over ``max_pixels`` or whose decoded pixels take more
     memory than ``max_pixels`` of 8-bit RGB: OpenCV decodes 16-bit samples as 16 bits and alpha as a
     fourth channel before they become 8-bit RGB, so a 99 MP 16-bit RGB TIFF took 1.27 GB in a
@@ -369,6 +369,10 @@ def _check_size(path, header: _Header, size: int, max_pixels: int) -> None:
         raise DataFormatError(path, f"image is {w}x{h} = {w * h} pixels, {OVER_LIMIT} {max_pixels} pixels",
                               hint=_RAISE_LIMIT)
     if w * h == 0 and size > 0:  # decoding it could take any memory
+        what = _what_it_is(path, source)
+        if what:  # no image OpenCV decodes: lifting the limit would not read it either
+            raise DataFormatError(path, "cannot decode image: its size cannot be read from its header, and it is "
+                                        + what)
         raise DataFormatError(path, "cannot decode image: its size cannot be read from its header (not an image, "
                                     "damaged, or a format such as Radiance HDR or OpenEXR), so its pixels were not "
                                     "decoded", hint="predict's --max-pixels 0, or max_pixels=None in Python, decodes it anyway")
@@ -380,6 +384,57 @@ def _check_size(path, header: _Header, size: int, max_pixels: int) -> None:
                                     f"{_size(3 * max_pixels)} allowed ({max_pixels} 8-bit RGB pixels)",
                               hint=f"max_pixels={math.ceil(decoded / 3)} (predict's --max-pixels "
                                    f"{math.ceil(decoded / 3)}) reads it")
+
+
+# The first bytes of the formats OpenCV decodes (those whose size Pillow reads never get this far);
+# PNM and PFM ("P1".."P7", "PF", "Pf") need white space after, BMP a known info header size after "BM"
+_OPENCV_MAGIC = (b"\x89PNG", b"\xff\xd8\xff", b"II*\0", b"MM\0*", b"II+\0", b"MM\0+", b"GIF8",
+                 b"\0\0\0\x0cjP  ", b"\xff\x4f\xff\x51", b"\x76\x2f\x31\x01", b"#?RADIANCE", b"#?RGBE",
+                 b"\x59\xa6\x6a\x95") + tuple(m + w for m in [b"P%d" % n for n in range(1, 8)] + [b"PF", b"Pf"]
+                                               for w in (b" ", b"\t", b"\r", b"\n"))
+_HEIF_BRANDS = (b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"hevm", b"hevs", b"mif1", b"msf1")
+
+
+def _what_it_is(path, source) -> str | None:
+    """What a file whose size Pillow cannot read is, from its first bytes, when it is no image
+    OpenCV decodes ("an MP4/QuickTime video (ftyp box) named .jpg", "text", ...); None when
+    it starts as one (damaged, or a format such as Radiance HDR), or cannot be read."""
+    try:
+        if hasattr(source, "seek"):
+            source.seek(0)
+            head = source.read(512)
+        else:
+            with open(path if source is None else source, "rb") as f:
+                head = f.read(512)
+    except OSError:
+        return None
+    suffix = os.path.splitext(str(path))[1]
+    # said where the name claims an image OpenCV reads ("text named .png"); x.heic is named as it is
+    named = f" named {suffix}" if suffix.lower() in (".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".tif", ".tiff",
+                                                      ".webp", ".pgm", ".ppm", ".pnm", ".pbm", ".jp2", ".gif") else ""
+    if head.startswith(_OPENCV_MAGIC) or head[:4] == b"RIFF" and head[8:12] == b"WEBP" or \
+            head[:2] == b"BM" and head[14:18] in [n.to_bytes(4, "little") for n in (12, 40, 52, 56, 64, 108, 124)]:
+        return None
+    if head[4:8] == b"ftyp":
+        if head[8:12] in _HEIF_BRANDS:
+            return f"a HEIC/HEIF image{named}, which OpenCV does not read; convert it to JPEG or PNG"
+        if head[8:12] in (b"avif", b"avis"):
+            return f"an AVIF image{named}, which this OpenCV does not read; convert it to JPEG or PNG"
+        return f"an MP4/QuickTime video (ftyp box){named}, not an image; give it a video suffix such as .mp4"
+    if head[:4] == b"RIFF" and head[8:12] == b"AVI ":
+        return f"an AVI video{named}, not an image; give it the suffix .avi"
+    if head[:4] == b"\x1aE\xdf\xa3":
+        return f"a Matroska/WebM video{named}, not an image"
+    if head[:5] == b"%PDF-":
+        return f"a PDF document{named}, not an image"
+    if head[:4] == b"PK\x03\x04":
+        return f"a zip archive{named}, not an image"
+    text = head.decode("utf-8", "ignore").lstrip("\ufeff")
+    if len(text) >= len(head) - 3 and all(c.isprintable() or c in "\t\r\n\f" for c in text):
+        if "<svg" in text.lower():
+            return f"SVG/XML text{named} (a vector drawing, which OpenCV does not read)"
+        return f"{'XML text' if text.lstrip().startswith('<?xml') else 'text'}{named}, not an image"
+    return "not an image format OpenCV reads (its first bytes match none)"
 
 
 _RAISE_LIMIT = "a larger max_pixels (predict's --max-pixels) reads it"

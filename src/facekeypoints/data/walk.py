@@ -23,19 +23,28 @@ def walk_files(folder: str | Path, *, onerror: Callable[[OSError], None] | None 
                skip: Callable[[Path], bool] = lambda folder: False) -> list[Path]:
     """Every file under ``folder`` (links to nothing included, for the caller to report), sorted.
 
-    Linked folders are followed, each real folder once, so a link loop ends. ``onerror`` gets the
-    OSError of a folder that cannot be listed (``os.walk``'s convention; None passes it over).
-    A folder below the top for which ``skip`` is true is not searched.
+    Linked folders are followed, each real folder once, so a link loop ends. A folder reached both
+    through a link and without one is searched under its real path (a link to ``photos/`` does not
+    take over its photos' names), whatever the order the disk lists them in: every folder reached
+    without a link is searched first, then those behind one link, and so on, each level in sorted
+    order. ``onerror`` gets the OSError of a folder that cannot be listed (``os.walk``'s convention;
+    None passes it over). A folder below the top for which ``skip`` is true is not searched.
     """
-    files, seen = [], set()
-    for here, dirs, names in os.walk(folder, onerror=onerror, followlinks=True):
-        real = os.path.realpath(here)
-        if real in seen:
-            dirs[:] = []
-            continue
-        seen.add(real)
-        dirs[:] = [d for d in dirs if not skip(Path(here) / d)]
-        files += [Path(here) / n for n in names]
+    files, seen, level = [], set(), [Path(folder)]
+    while level:
+        links = []  # linked folders met at this level: searched after every folder reached without one
+        for top in level:
+            for here, dirs, names in os.walk(top, onerror=onerror):
+                real = os.path.realpath(here)
+                if real in seen:
+                    dirs[:] = []
+                    continue
+                seen.add(real)
+                dirs[:] = [d for d in sorted(dirs) if not skip(Path(here) / d)]
+                links += [Path(here) / d for d in dirs if os.path.islink(os.path.join(here, d))]
+                dirs[:] = [d for d in dirs if not os.path.islink(os.path.join(here, d))]
+                files += [Path(here) / n for n in names]
+        level = links
     return sorted(files)
 
 

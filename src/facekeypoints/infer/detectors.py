@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import threading
 import warnings
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -89,6 +90,9 @@ class HaarDetector:
             raise ValueError(f"scale_factor must be > 1 and min_neighbors >= 0, got {scale_factor}, {min_neighbors}")
         self.max_side, self.scale_factor, self.min_neighbors = int(max_side), float(scale_factor), int(min_neighbors)
         self.min_face = None if min_face is None else int(min_face)
+        # one search at a time: a CascadeClassifier shared by threads gave other images' faces and
+        # OpenCV assertion errors (one KeypointDetector called from a thread pool)
+        self._lock = threading.Lock()
 
     def _scale(self, shape: tuple[int, int]) -> tuple[float, float]:
         """(used, wanted): how much the image is shrunk before the search: to a longer side of
@@ -108,8 +112,9 @@ class HaarDetector:
         if scale < 1.0:
             size = (max(1, round(gray.shape[1] * scale)), max(1, round(gray.shape[0] * scale)))
             gray = cv2.resize(gray, size, interpolation=cv2.INTER_AREA)
-        rects, _, weights = self.classifier.detectMultiScale3(
-            gray, scaleFactor=self.scale_factor, minNeighbors=self.min_neighbors, outputRejectLevels=True)
+        with self._lock:
+            rects, _, weights = self.classifier.detectMultiScale3(
+                gray, scaleFactor=self.scale_factor, minNeighbors=self.min_neighbors, outputRejectLevels=True)
         if len(rects) == 0:
             return np.zeros((0, 5))
         rects = np.asarray(rects, np.float64).reshape(-1, 4)
@@ -144,6 +149,7 @@ class DlibDetector:
         if max_side < 16:
             raise ValueError(f"max_side must be >= 16, got {max_side}")
         self._detector, self.upsample, self.max_side = dlib.get_frontal_face_detector(), int(upsample), int(max_side)
+        self._lock = threading.Lock()  # dlib's object_detector is not safe to share between threads (its docs)
 
     def detect(self, image: np.ndarray) -> np.ndarray:
         """(H, W, 3) uint8 RGB or (H, W) gray -> (N, 5) float64 ``x1, y1, x2, y2, score``, best first."""
@@ -151,7 +157,8 @@ class DlibDetector:
         if scale < 1.0:
             image = cv2.resize(image, (max(1, round(image.shape[1] * scale)), max(1, round(image.shape[0] * scale))),
                                interpolation=cv2.INTER_AREA)
-        rects, scores, _ = self._detector.run(np.ascontiguousarray(image), self.upsample, 0.0)
+        with self._lock:
+            rects, scores, _ = self._detector.run(np.ascontiguousarray(image), self.upsample, 0.0)
         if not rects:
             return np.zeros((0, 5))
         # dlib's right and bottom are inclusive pixels; ours are OpenCV's x + width

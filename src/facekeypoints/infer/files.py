@@ -17,9 +17,11 @@ still going, is refused (an earlier video-only run's claim is removed again, sin
 results: its .jsonl and .mp4 files protect themselves through (2)); (2) every file the run would
 write (drawings, each video's .jsonl and .mp4) is checked: one that already exists, whoever made
 it, is refused, and a folder or a place that cannot be written where one goes is refused even
-with ``overwrite``. No output may be an input (a file output included). A file whose own outputs
-cannot be written (one would overwrite an input, or its name is longer than the file system takes)
-is a failure of that file, found before any work; the others go on.
+with ``overwrite``. No output may be an input (a file output included), and the output folder may
+not be an input folder itself (refused before any work: its drawings would be the next run's
+inputs). A file whose own outputs cannot be written (one would overwrite an input or go into an
+input folder, or its name is longer than the file system takes) is a failure of that file, found
+before any work; the others go on.
 
 Examples
 --------
@@ -127,11 +129,19 @@ def _collect(inputs: list[str | Path], report: PredictReport, out_folder: Path |
     write the same output file, nor the folder's predictions.jsonl, and no output file takes the
     name of a folder that another input's outputs go into: a/x.jpg and b/x.jpg give x.jpg and
     x-2.jpg; x.mp4 and x.avi give x.jsonl and x-2.jsonl; x.png beside a folder x.png/ of photos
-    gives x-2.png. A folder without an image or video in it is a failure: nothing was predicted."""
+    gives x-2.png. A folder without an image or video in it is a failure: nothing was predicted.
+    The output folder may not be an input folder itself (a ValueError, before any work)."""
     found = []
     leave_out = Path(os.path.realpath(out_folder)) if out_folder is not None else None
-    for item in map(Path, inputs):
+    for given in inputs:
+        item = Path(given)
         if item.is_dir():
+            # its outputs would land among its inputs: the next run would predict this one's drawings
+            # and <video>_keypoints.mp4, which no name tells from the user's own files
+            if leave_out is not None and os.path.realpath(item) == str(leave_out):
+                raise ValueError(f"-o {out_folder}: is the input folder {item} itself; the drawings and videos "
+                                 "this run writes there would be read as inputs by the next run; choose another "
+                                 f"-o folder (one inside it, such as {item / 'keypoints'}, is left out of the inputs)")
             before, failed = len(found), len(report.failures)
             for path in _walk(item, report, leave_out):
                 if path.suffix.lower() not in IMAGE_SUFFIXES + VIDEO_SUFFIXES:
@@ -144,6 +154,8 @@ def _collect(inputs: list[str | Path], report: PredictReport, out_folder: Path |
                 report.failures.append((str(item), "no image or video found in this folder"))
         elif item.is_file():
             found.append((item, Path(item.name)))
+        elif not item.exists() and not item.is_symlink() and (why := _not_a_path(os.fspath(given))):
+            report.failures.append((os.fspath(given), why))  # as typed: Path() turns https:// into https:/
         else:
             report.failures.append((str(item), _not_regular(item) if item.exists() or item.is_symlink()
                                     else "no such file or folder"))
@@ -162,6 +174,15 @@ def _collect(inputs: list[str | Path], report: PredictReport, out_folder: Path |
         used.update(str(out).lower() for out in _outputs(path, candidate))
         unique.append((path, candidate))
     return unique
+
+
+def _not_a_path(given: str) -> str | None:
+    """Why an input that leads to nothing is no file name at all (``-``, a URL), else None."""
+    if given == "-":
+        return "reading from standard input is not supported; save the image to a file first"
+    if re.match(r"[A-Za-z][A-Za-z0-9+.-]*://", given):
+        return "URLs are not read (nothing is downloaded); save the file first"
+    return None
 
 
 def predict_paths(detector, inputs: list[str | Path], out: str | Path, *, draw: bool = True,
@@ -185,7 +206,7 @@ def predict_paths(detector, inputs: list[str | Path], out: str | Path, *, draw: 
     folder = Path(out) if output_kind(out) == "folder" else None
     files = _collect(inputs, report, folder)
     if folder is not None:
-        files = _writable(files, folder, draw, report)
+        files = _writable(files, folder, draw, report, [Path(i) for i in inputs if Path(i).is_dir()])
     draw = draw and folder is not None
     sink = open_sink(out, overwrite=overwrite, inputs=inputs + [p for p, _ in files])
     if folder is not None:
@@ -207,8 +228,13 @@ def predict_paths(detector, inputs: list[str | Path], out: str | Path, *, draw: 
                     predict_video(detector, path, video_out, draw=draw, progress=progress, report=report,
                                   sink=None if folder is not None else sink, name=rel.stem, max_pixels=max_pixels,
                                   overwrite=overwrite)
+                except BrokenPipeError:  # -o - into `| head`: the reader is gone, for every file after this too
+                    raise
                 except (ValueError, OSError) as err:
                     report.failures.append((str(path), _why(path, err)))
+    except BrokenPipeError as err:  # what was found before it (failures) goes with it, for the caller to tell
+        err.report = report
+        raise
     finally:
         # a run without one image result writes no results file: an earlier one there is kept
         written = sink.close(keep=sink.count > 0)
@@ -242,13 +268,18 @@ def _check_count(name: str, value, more: str = "") -> None:
         raise ValueError(f"{name} must be at least 1, got {value}{more}")
 
 
-def _writable(files: list[tuple[Path, Path]], folder: Path, draw: bool, report: PredictReport
-              ) -> list[tuple[Path, Path]]:
+def _writable(files: list[tuple[Path, Path]], folder: Path, draw: bool, report: PredictReport,
+              input_folders: list[Path] = ()) -> list[tuple[Path, Path]]:
     """``files`` less those, reported as failures before any work, whose outputs in ``folder`` cannot
     be written for reasons of their own while the others can: an output that would overwrite one
-    of the run's inputs (e.g. clip_keypoints.mp4 beside clip.mp4 with -o that same folder), or one
-    whose name is longer than the file system takes (a 252-byte x.gif draws to x.gif.png)."""
+    of the run's inputs (e.g. clip_keypoints.mp4 beside clip.mp4 with -o that same folder), one
+    that would go into an input folder inside ``folder`` (-o par for par/new holding new/x.jpg
+    draws par/new/x.jpg, which the next run would read), or one whose name is longer than the
+    file system takes (a 252-byte x.gif draws to x.gif.png)."""
     inputs = {os.path.realpath(p) for p, _ in files}
+    real_out = os.path.realpath(folder)
+    # input folders inside the output folder: the others hold the output folder, which their search leaves out
+    below = [f for f in input_folders if os.path.realpath(f).startswith(os.path.join(real_out, ""))]
     kept = []
     for path, rel in files:
         problem = None
@@ -257,6 +288,10 @@ def _writable(files: list[tuple[Path, Path]], folder: Path, draw: bool, report: 
                 problem = f"its output {target} cannot be written: {why}; rename the input"
             elif os.path.realpath(target) in inputs:
                 problem = f"its output {target} would overwrite an input of this run; choose another -o folder"
+            elif inside := next((f for f in below if os.path.realpath(target).startswith(
+                    os.path.join(os.path.realpath(f), ""))), None):
+                problem = (f"its output {target} would go into the input folder {inside}, where the next run "
+                           "would read it as an input; choose another -o folder")
             if problem:
                 break
         if problem:

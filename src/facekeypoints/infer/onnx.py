@@ -25,6 +25,7 @@ from facekeypoints.atomic import atomic_path
 from facekeypoints.data.cache import cache_dir, file_digest
 from facekeypoints.models.card import ModelCard
 from facekeypoints.models.device import resolve_device
+from facekeypoints.models.threads import max_threads
 
 __all__ = ["export_onnx", "OnnxRunner", "open_session", "CARD_KEY", "cached_export"]
 
@@ -82,6 +83,9 @@ def open_session(path: str | Path, threads: int | None):
     sleeping; a file it cannot load is a ValueError naming it."""
     import onnxruntime as ort
 
+    # 3000000000 overflowed ONNX Runtime's int; 100000 threads took 16 GB and the process could not be stopped
+    if threads is not None and not 1 <= threads <= max_threads():
+        raise ValueError(f"threads must be a whole number 1..{max_threads()} on this machine, got {threads!r}")
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     if threads is not None:

@@ -20,6 +20,7 @@ import math
 import numbers
 import time
 import warnings
+from collections.abc import Mapping, Set
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -33,6 +34,7 @@ from facekeypoints.infer.results import Face, Result
 from facekeypoints.infer.video import stream
 from facekeypoints.models.device import resolve_device
 from facekeypoints.models.predict import TorchRunner, plane, predict_crops, predict_frames
+from facekeypoints.models.threads import max_threads
 from facekeypoints.models.weights import resolve_checkpoint
 
 __all__ = ["KeypointDetector", "load_runner", "REFINE_PASSES", "REFINE_SETTLED"]
@@ -60,7 +62,7 @@ def load_runner(model: str | Path | None = None, backend: str | None = None, dev
     """
     if backend not in (None, "torch", "onnx"):
         raise ValueError(f"backend must be 'torch' or 'onnx', got {backend!r}")
-    _check_count("threads", threads, none=True)  # checked for both backends, before any model is read
+    _check_count("threads", threads, none=True, most=max_threads())  # for both backends, before any model is read
     device = resolve_device(device)
     path = resolve_checkpoint(model)
     if path.suffix.lower() == ".onnx":
@@ -71,9 +73,7 @@ def load_runner(model: str | Path | None = None, backend: str | None = None, dev
         raise ValueError(f"the ONNX Runtime backend runs on the CPU; use backend='torch' for device={device!r}")
     if backend == "onnx" or (backend is None and device == "cpu"):
         try:
-            runner = OnnxRunner(cached_export(path), threads=threads)
-            runner.source = str(path)  # name the checkpoint the user gave, not its cached export
-            return runner
+            exported = cached_export(path)
         except Exception as err:  # an export failure: an explicit request fails, the default falls back
             from facekeypoints.models.checkpoint import CheckpointError  # here, not above: only export needs torch
 
@@ -81,6 +81,10 @@ def load_runner(model: str | Path | None = None, backend: str | None = None, dev
                 raise
             warnings.warn(f"{path}: ONNX export failed ({type(err).__name__}: {err}); running it with torch",
                           RuntimeWarning, stacklevel=2)
+        else:  # outside the try: a bad option or an unloadable export is its own error, not an "export failure"
+            runner = OnnxRunner(exported, threads=threads)
+            runner.source = str(path)  # name the checkpoint the user gave, not its cached export
+            return runner
     return TorchRunner.load(path, device=device, threads=threads)
 
 
@@ -91,8 +95,9 @@ def _check_flag(name: str, value) -> bool:
     return bool(value)
 
 
-def _check_count(name: str, value, *, none: bool = False) -> int | None:
-    """``value`` as an int if it is a whole number >= 1 (not a bool, a float or a string); None when ``none``."""
+def _check_count(name: str, value, *, none: bool = False, most: int | None = None) -> int | None:
+    """``value`` as an int if it is a whole number >= 1 (not a bool, a float or a string) and at most ``most``
+    (given); None when ``none``."""
     if value is None and none:
         return None
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
@@ -100,6 +105,8 @@ def _check_count(name: str, value, *, none: bool = False) -> int | None:
         raise TypeError(f"{name} must be a whole number >= 1{allowed}, got {type(value).__name__} {value!r}")
     if value < 1:
         raise ValueError(f"{name} must be a whole number >= 1, got {value!r}")
+    if most is not None and value > most:
+        raise ValueError(f"{name} must be at most {most} on this machine, got {value!r}")
     return int(value)
 
 
@@ -124,8 +131,12 @@ def _box_frame(box_frame, detector) -> tuple[float, float, float]:
 def _check_stream_options(source, options: dict) -> None:
     """Check ``stream``'s arguments at the call, before any frame: NaN passed the One Euro filter's
     checks and made every smoothed keypoint NaN, and a wrong source failed on a missing method."""
-    if not isinstance(source, (str, Path)) and not callable(getattr(source, "read", None)):
-        raise TypeError(f"stream() reads a video path or an open cv2.VideoCapture, got {type(source).__name__}")
+    if not isinstance(source, (str, Path)):
+        # what open_video and the frame loop call: an object with read() alone failed later on isOpened()
+        missing = [m for m in ("read", "isOpened", "get") if not callable(getattr(source, m, None))]
+        if missing:
+            raise TypeError(f"stream() reads a video path or an open cv2.VideoCapture, got {type(source).__name__} "
+                            f"without {', '.join(f'{m}()' for m in missing)}")
     redetect, cutoff, beta = (options.get(k, d) for k, d in (("redetect_every", 10), ("min_cutoff", 1.0),
                                                              ("beta", 5.0)))
     if "smooth" in options:
@@ -142,10 +153,16 @@ def _check_stream_options(source, options: dict) -> None:
 # times the photo's longer side frames a crop in which the photo is a speck: its keypoints are the model's
 # mean face, not a measurement ([0, 0, 1e9, 1e9] gave keypoints near 5e8 without a word).
 MAX_BOX_SCALE = 10
+# A box passed by the caller must be at least this many pixels on each side: a 1e-9 or 0.01 px box framed a
+# crop of one blurred pixel and gave the mean face squeezed into it. The detectors look for faces of 8 px at
+# the least (haar's min_face floor; the cnn detector is trained on faces from 10 px, haar's boxes are 24 px or
+# more), so half that is no face any of them reports; detectors' own boxes are not held to it.
+MIN_BOX_SIDE = 4
 
 
-def _check_box_sizes(boxes: np.ndarray, image_size: tuple[int, int], source: str) -> np.ndarray:
-    """``boxes`` (N, 5), unless a box's side is not finite or over ``MAX_BOX_SCALE`` x the image's longer side."""
+def _check_box_sizes(boxes: np.ndarray, image_size: tuple[int, int], source: str, given: bool = False) -> np.ndarray:
+    """``boxes`` (N, 5), unless a box's side is not finite or over ``MAX_BOX_SCALE`` x the image's longer side,
+    or (``given`` by the caller) a side is under ``MIN_BOX_SIDE`` pixels."""
     with np.errstate(over="ignore"):  # 1e308 - (-1e308) is inf: refused below, not warned about
         sides = np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
     limit = MAX_BOX_SCALE * max(image_size)
@@ -154,6 +171,11 @@ def _check_box_sizes(boxes: np.ndarray, image_size: tuple[int, int], source: str
         h, w = image_size
         raise ValueError(f"{source} row {bad[0]} {boxes[bad[0], :4].tolist()} is {sides[bad[0]]:.3g} px across, over "
                          f"{MAX_BOX_SCALE} times the {w}x{h} image's longer side; a face box frames a face in the image")
+    small = np.flatnonzero(np.minimum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]) < MIN_BOX_SIDE)
+    if given and len(small):
+        i = small[0]
+        raise ValueError(f"{source} row {i} {boxes[i, :4].tolist()} is {boxes[i, 2] - boxes[i, 0]:.3g} x "
+                         f"{boxes[i, 3] - boxes[i, 1]:.3g} px; a face box must be at least {MIN_BOX_SIDE} px on a side")
     return boxes
 
 
@@ -175,7 +197,7 @@ class KeypointDetector:
     device : "cpu" (default), "auto" (the GPU when there is one), "cuda", "cuda:N" or "mps"; a GPU
         runs the model with torch, ONNX Runtime runs on the CPU. A device that is not there is a
         clear ``DeviceError``.
-    threads : intra-op threads for the backend (None: the library's default).
+    threads : intra-op threads for the backend, 1..``max_threads()`` (None: the library's default).
     refine : re-frame each face on its prediction and predict again, until the frame settles (at
         most ``REFINE_PASSES`` passes; about 2.6 on average), and average the last two passes:
         reduces the error and makes the result independent of where the box came from (detector,
@@ -247,6 +269,11 @@ class KeypointDetector:
             raise TypeError(f"predict_batch() takes a list of images or an (N, H, W[, C]) array, got one array "
                             f"of shape {tuple(shape)} that looks like a single image; for one image call the "
                             "detector itself: detector(image), or pass [image]")
+        for name, value in (("images", images), ("boxes=", boxes)):  # a dict's keys were read as paths
+            if isinstance(value, (Mapping, Set)):
+                why = "its keys would be read" if isinstance(value, Mapping) else "it has no order to keep"
+                raise TypeError(f"predict_batch() {name} takes a list, got a {type(value).__name__} ({why}); pass a "
+                                "list, e.g. list(d.values())")
         images = images if isinstance(images, Sequence) or shape is not None else list(images)
         boxes = boxes if boxes is None or isinstance(boxes, Sequence) or hasattr(boxes, "shape") else list(boxes)
         if boxes is not None and len(boxes) != len(images):
@@ -296,7 +323,8 @@ class KeypointDetector:
             raise ValueError("this KeypointDetector has detector=None: pass boxes= with each image")
         else:
             boxes, source = self.detector.detect(rgb), f"{type(self.detector).__name__}.detect() on {source}"
-        return _check_box_sizes(check_boxes(boxes, source=source, image_size=rgb.shape[:2]), rgb.shape[:2], source)
+        return _check_box_sizes(check_boxes(boxes, source=source, image_size=rgb.shape[:2]), rgb.shape[:2], source,
+                                given=given is not None)
 
     def locate(self, images: Sequence[np.ndarray], owners: np.ndarray, frames: np.ndarray,
                timings: dict | None = None, refine: bool | None = None) -> np.ndarray:

@@ -23,6 +23,7 @@ Examples
 from __future__ import annotations
 
 import math
+import re
 import time
 import warnings
 from dataclasses import dataclass
@@ -105,6 +106,12 @@ def open_video(source) -> tuple[cv2.VideoCapture, str, float]:
         if path.is_dir():
             raise ValueError(f"{path}: is a folder, not a video file; stream() reads one video (for the videos in a "
                              "folder, use facekeypoints predict FOLDER or predict_paths)")
+        if re.match(r"[A-Za-z][A-Za-z0-9+.-]*://", str(source)) and not path.exists():
+            # named as given: Path() turns http:// into http:/
+            raise ValueError(f"{source}: URLs are not read (nothing is downloaded); save the video to a file first, "
+                             "or pass an open cv2.VideoCapture")
+        if str(source) == "-" and not path.exists():
+            raise ValueError("-: reading from standard input is not supported; save the video to a file first")
         if not path.is_file():
             raise FileNotFoundError(f"{path}: no such video file")
         name = str(path)
