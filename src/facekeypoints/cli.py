@@ -456,13 +456,12 @@ def _cmd_submit(args: argparse.Namespace) -> int:
 
 
 def _cmd_grid(args: argparse.Namespace) -> int:
-    from facekeypoints.train.grid import run_grid
+    from facekeypoints.train.grid import config_files, run_grid
 
     if not Path(args.folder).exists():
         raise ValueError(f"{args.folder}: no such folder of configs (or config file)")
     folder = Path(args.folder)
-    configs = sorted(c for c in folder.iterdir() if c.suffix.lower() in (".yaml", ".yml")) if folder.is_dir() \
-        else [folder]
+    configs = config_files(folder) if folder.is_dir() else [folder]  # hidden files (._a.yaml) are no configs
     if args.only:
         # a name matches its config exactly if there is one (000_resnet18 is not 000_resnet18_clahe_mirror)
         stems = {c.stem for c in configs}

@@ -3,8 +3,11 @@
 ``facekeypoints grid configs/seeds`` trains every config, scores each on its own person-disjoint
 validation part (single pass: RMSE, MAE, NME) and records a row per finished run in a results file
 (``results/seeds.json``, committed), with a Markdown table beside it. A config whose row is already
-there, for the same config content, is skipped; a run that was stopped resumes from its last.pt;
-a stopped grid started again picks up where it was. A run that ends with no best.pt (it diverged
+there, for the same config content, is skipped (one whose name or reference.* alone changed has its
+row refreshed, not retrained); a run that was stopped, or finished with fewer train.epochs than now
+asked for, resumes from its last.pt (as ``train --resume`` would); a stopped grid started again picks
+up where it was. Grids sharing a results file (``--only`` in the background) each replace only their
+own rows, re-reading the file under ``<results>.lock``. A run that ends with no best.pt (it diverged
 before any finite validation score, or was never validated) is recorded as failed, with the reason
 (``failed``, no scores), and the grid goes on with the next config; a later grid tries a failed
 config again from scratch. ``--full`` trains the epoch counts the source reports used (their
@@ -19,6 +22,7 @@ Examples
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -30,9 +34,9 @@ from facekeypoints.data.pipeline import DATA_PATH_KEYS
 from facekeypoints.evaluate.runner import evaluate
 from facekeypoints.train.config import Config, load_config, recipe_values
 from facekeypoints.train.distill import check_teacher
-from facekeypoints.train.loop import check_machine, fit
+from facekeypoints.train.loop import _RESUMABLE_CHANGES, _flatten, check_machine, fit
 
-__all__ = ["run_grid", "markdown_table", "config_digest", "GridRows"]
+__all__ = ["run_grid", "markdown_table", "config_digest", "config_files", "GridRows"]
 
 _COLUMNS = [("config", "run (config)"), ("model", "model"), ("data", "split, labels"), ("epochs", "epochs"),
             ("minutes", "train minutes"), ("device", "device"), ("rmse", "RMSE px"), ("mae", "MAE px"),
@@ -41,9 +45,21 @@ _COLUMNS = [("config", "run (config)"), ("model", "model"), ("data", "split, lab
 
 def config_digest(cfg: Config) -> str:
     """A short hash of everything that shapes the result (the output folder aside)."""
-    values = recipe_values(cfg.to_dict())  # settings added later, at their defaults, leave old digests as they were
-    values.pop("out_dir")
+    return _digest(cfg.to_dict())
+
+
+def _digest(config: dict) -> str:
+    """:func:`config_digest` of a config's plain values (``Config.to_dict()``, or a run's config.json)."""
+    values = recipe_values(config)  # settings added later, at their defaults, leave old digests as they were
+    values.pop("out_dir", None)
     return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def config_files(folder: str | Path) -> list[Path]:
+    """The .yaml/.yml configs of ``folder``, sorted; hidden files (``.x.yaml``, macOS's ``._x.yaml``
+    beside a copied config) are no configs. A config file named on its own is read whatever its name."""
+    return sorted(c for c in Path(folder).iterdir()
+                  if c.suffix.lower() in (".yaml", ".yml") and not c.name.startswith("."))
 
 
 def _describe_model(cfg: Config) -> str:
@@ -59,6 +75,16 @@ def _describe_data(cfg: Config, by_person: bool) -> str:
     split = cfg.data.split if isinstance(cfg.data.split, str) else "/".join(f"{round(100 * r)}" for r in cfg.data.split)
     how = "by person" if by_person else "random rows"
     return f"{split} {how}, {cfg.data.missing}" + (" + completed" if cfg.data.complete_labels else "")
+
+
+def _changes(old: dict, new: dict) -> dict:
+    """The settings two configs' plain values differ in: {"train.lr": (old, new)}."""
+    old, new = _flatten(recipe_values(old)), _flatten(recipe_values(new))
+    return {k: (old.get(k), new.get(k)) for k in sorted(old.keys() | new.keys()) if old.get(k) != new.get(k)}
+
+
+def _shown(changes: dict) -> str:
+    return ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in list(changes.items())[:3]) + (", ..." if len(changes) > 3 else "")
 
 
 def _recover(path: Path) -> str:
@@ -163,12 +189,18 @@ def _run_one(cfg: Config, progress: bool, echo, failed_before: str | None = None
     resume = (out / "last.pt").is_file() and not failed_before
     if failed_before:
         echo(f"  it failed before ({failed_before.split(':')[0]}): starting it afresh")
-    if resume and recipe_values(_trained_config(out)) != recipe_values(cfg.to_dict()):
+    changed = _changes(_trained_config(out), cfg.to_dict()) if resume else {}
+    # what `train --resume` lets change (how long, where, the name and reference columns) resumes; a run
+    # already trained past the epochs now asked for cannot be cut back to them
+    recipe = {k: v for k, v in changed.items() if not k.startswith(_RESUMABLE_CHANGES)}
+    if "train.epochs" in changed and (changed["train.epochs"][0] or 0) > cfg.train.epochs:
+        recipe["train.epochs"] = changed["train.epochs"]
+    if recipe:
         stale = out.with_name(f"{out.name}.stale-{time.strftime('%Y%m%d-%H%M%S')}")
         out.rename(stale)  # another recipe trained there: keep it, start this one afresh
-        echo(f"  {out} held a run of a different config: moved to {stale}")
+        echo(f"  {out} held a run of a different config ({_shown(recipe)}): moved to {stale}")
         resume = False
-    echo(f"  {'resuming' if resume else 'starting'} {out}")
+    echo(f"  {'resuming' if resume else 'starting'} {out}" + (f" ({_shown(changed)})" if resume and changed else ""))
     summary = fit(cfg, resume=resume, progress=progress, overwrite=not resume)  # the grid owns its run folders
     if summary["stop_reason"] == "interrupted":
         echo(f"{cfg.name}: interrupted; run the same command again to resume")
@@ -286,10 +318,32 @@ def _finished(rows: list[dict], cfg: Config) -> list[dict]:
     return [r for r in rows if r["config"] == cfg.name and r["digest"] == config_digest(cfg) and not r.get("failed")]
 
 
+# a row whose run differs from its config only in these is refreshed, not retrained: they change no training
+_COSMETIC = ("name", "reference.")
+
+
+def _refreshed(rows: list[dict], cfg: Config) -> dict | None:
+    """``cfg``'s finished row with its reference columns and digest brought up to date, when only
+    name or reference.* changed since its run (None otherwise). The run's config.json must be the
+    very config the row's scores came from (its digest, or the row's ``run_digest`` once refreshed)."""
+    row = next((r for r in rows if r["config"] == cfg.name and not r.get("failed")), None)
+    try:
+        saved = _trained_config(Path(cfg.out_dir))
+    except (ValueError, OSError):  # no run folder, or no readable config.json: nothing to vouch for the row
+        return None
+    if row is None or row.get("run_digest", row["digest"]) != _digest(saved) \
+            or any(not k.startswith(_COSMETIC) for k in _changes(saved, cfg.to_dict())):
+        return None
+    ref = cfg.reference
+    return {**row, "measured": ref.measured, "differs": ref.differs, "source": ref.source,
+            "digest": config_digest(cfg), "run_digest": _digest(saved)}
+
+
 def _failed_before(rows: list[dict], cfg: Config) -> str | None:
-    """The reason recorded for ``cfg`` when its last try, with this very config, failed."""
-    return next((r["failed"] for r in rows if r["config"] == cfg.name and r["digest"] == config_digest(cfg)
-                 and r.get("failed")), None)
+    """The reason recorded for ``cfg`` when its last try, with this very config, failed; or when it
+    diverged with any config (its last.pt holds NaN weights: more epochs would not resume it)."""
+    return next((r["failed"] for r in rows if r["config"] == cfg.name and r.get("failed")
+                 and (r["digest"] == config_digest(cfg) or r.get("stop_reason") == "diverged")), None)
 
 
 def _write_rows(results: Path, rows: list[dict]) -> None:
@@ -297,6 +351,28 @@ def _write_rows(results: Path, rows: list[dict]) -> None:
         tmp.write_text(json.dumps(rows, indent=2) + "\n")
     with atomic_path(results.with_suffix(".md")) as tmp:
         tmp.write_text(markdown_table(rows) + "\n")
+
+
+@contextlib.contextmanager
+def _locked(results: Path):
+    """``<results>.lock`` held: two grids on one results file (``--only`` in the background) take turns."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: no flock; run one grid per results file there
+        yield
+        return
+    with open(results.with_name(results.name + ".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        yield
+
+
+def _save_row(results: Path, row: dict) -> list[dict]:
+    """Put ``row`` into ``results`` as it is on disk now (another grid may have added rows since this
+    one read it): only this config's row is replaced. Returns every row."""
+    with _locked(results):
+        rows = [r for r in _read_rows(results) if r["config"] != row["config"]] + [row]
+        _write_rows(results, rows)
+    return rows
 
 
 def run_grid(configs: list[str | Path], results: str | Path, *, full: bool = False, progress: bool = True,
@@ -319,8 +395,14 @@ def run_grid(configs: list[str | Path], results: str | Path, *, full: bool = Fal
             _check_inputs(cfg, path)
     failed = []
     for path, cfg in zip(configs, cfgs):
+        rows = _read_rows(results)  # as on disk now: another grid on this file may have run it meanwhile
         if done := _finished(rows, cfg):
             echo(f"{cfg.name}: done ({done[0]['finished']}), RMSE {done[0]['rmse']:.3f}")
+            continue
+        if row := _refreshed(rows, cfg):
+            rows = _save_row(results, row)
+            echo(f"{cfg.name}: done ({row['finished']}), RMSE {row['rmse']:.3f}; only its name or reference.* changed "
+                 "since: row refreshed, not retrained")
             continue
         echo(f"{cfg.name}: {cfg.model.name}, {cfg.train.epochs} epochs")
         try:
@@ -329,8 +411,7 @@ def run_grid(configs: list[str | Path], results: str | Path, *, full: bool = Fal
             raise
         except (ValueError, OSError) as err:  # this config's data cannot be read or split: record it, go on
             row = _error_row(cfg, _error_reason(cfg, path, err))
-        rows = [r for r in rows if r["config"] != cfg.name] + [row]
-        _write_rows(results, rows)
+        rows = _save_row(results, row)
         if row.get("failed"):
             failed.append(f"{cfg.name}: {row['failed']}")
             echo(f"{cfg.name}: failed, {row['failed']} (recorded; going on with the other configs)")
