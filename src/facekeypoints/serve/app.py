@@ -296,19 +296,41 @@ async def _multipart_file(request: Request, declared: str | None) -> bytes:
         raise _ClientError(411, "a multipart upload needs a Content-Length header")
     body = await request.body()  # kept: the form parser reads it from here, and the check below needs it
     try:
-        form = await request.form(max_files=1, max_fields=10)
+        # a text part may hold the image too (below): bounded by the body's own checked length, not 1 MB
+        form = await request.form(max_files=1, max_fields=10, max_part_size=max(int(declared), 1024 * 1024))
     except Exception as err:  # Starlette's parser: a missing boundary, too many files or fields
         detail = getattr(err, "detail", None) or str(err) or type(err).__name__
         raise _ClientError(400, f"the multipart body cannot be read: {_short(str(detail))}") from None
     upload = form.get("file")
+    boundary = re.search(r'boundary="?([^";]+)', request.headers.get("content-type", ""))
     if upload is None or isinstance(upload, str):
         # the parser ends quietly on a body without its closing boundary, dropping the unfinished part
-        boundary = re.search(r'boundary="?([^";]+)', request.headers.get("content-type", ""))
         if boundary and b"--" + boundary.group(1).encode("latin-1") + b"--" not in body:
             raise _ClientError(400, "the multipart body is cut short or malformed: it has no closing boundary "
                                     "line; send the whole upload")
+    if isinstance(upload, str):  # a part named 'file' without filename= (curl -F file=<a.jpg): its bytes are the image
+        data = _text_part(body, boundary.group(1).encode("latin-1"), "file") if boundary else None
+        if data is None:
+            raise _ClientError(400, "field 'file' was sent as a text field (no filename=); send it as a file part")
+        return data
+    if upload is None:
         raise _ClientError(400, "the multipart body has no file field named 'file'")
     return await upload.read()
+
+
+def _text_part(body: bytes, boundary: bytes, name: str) -> bytes | None:
+    """The raw bytes of the last part named ``name`` without a filename in a multipart ``body`` (the
+    form parser gives such a part as text, decoded, which would garble an image's bytes); None if not
+    found."""
+    found = None
+    for part in (b"\r\n" + body).split(b"\r\n--" + boundary)[1:]:
+        head, sep, data = part.partition(b"\r\n\r\n")
+        disposition = next((line for line in head.split(b"\r\n") if line.lower().startswith(b"content-disposition:")),
+                           b"")
+        if sep and re.search(rb';\s*name="?' + re.escape(name.encode()) + rb'"?\s*(;|$)', disposition) \
+                and b"filename" not in disposition.lower():
+            found = data
+    return found
 
 
 def _check_options(request: Request) -> None:

@@ -36,6 +36,7 @@ from facekeypoints.data.pipeline import DATA_PATH_KEYS, DataConfig
 from facekeypoints.data.preprocess import Preprocess
 from facekeypoints.models import check_model_options
 from facekeypoints.models.device import AMP_MODES
+from facekeypoints.models.threads import max_threads
 from facekeypoints.settings import SettingsError, from_dict, load_yaml, read_yaml
 from facekeypoints.train.losses import check_loss_params
 
@@ -94,7 +95,7 @@ class TrainConfig:
                 raise ValueError(f"train.{key} must be >= 0, got {getattr(self, key)!r}")
         if not 0 <= self.seed < 2**32:  # torch and numpy seeds are unsigned 32/64-bit numbers
             raise ValueError(f"train.seed must be a whole number in [0, 2**32), got {self.seed!r}")
-        threads = max(64, 4 * (os.cpu_count() or 1))  # beyond this, threads only wait on each other (or crash)
+        threads = max_threads()
         if self.num_threads > threads:
             raise ValueError(f"train.num_threads must be at most {threads} on this machine, got {self.num_threads!r}")
         if self.teacher is not None and not str(self.teacher).strip():
@@ -195,11 +196,13 @@ def _check_together(cfg: Config) -> None:
 _SECTIONS = ("data", "model", "preprocess", "augment", "train", "reference")
 
 
-def _merge(cfg: Config, values: dict) -> Config:
+def _merge(cfg: Config, values: dict, by: str | None = None, came_from: dict | None = None) -> Config:
     """``values`` laid over ``cfg``. Model options and loss parameters are merged key by key while
     the model (loss) stays the same; choosing another one starts from its own defaults, since the
-    old one's keywords mean nothing to it. An empty section (``augment:`` with nothing under it)
-    changes nothing; a section given a single value is refused."""
+    old one's keywords mean nothing to it, and the dropped ones are warned of (``by``: what chose the
+    other one, e.g. "--set model.name"; ``came_from``: section -> where the dropped ones were given).
+    An empty section (``augment:`` with nothing under it) changes nothing; a section given a single
+    value is refused."""
     values = dict(values)
     for section in _SECTIONS:
         if section in values and values[section] is None:
@@ -211,8 +214,14 @@ def _merge(cfg: Config, values: dict) -> Config:
         part = values.get(section)
         if not isinstance(part, dict):
             continue
-        kept = {} if part.get(name, getattr(getattr(cfg, section), name)) != getattr(getattr(cfg, section), name) \
-            else getattr(getattr(cfg, section), key)
+        before, old = getattr(getattr(cfg, section), name), getattr(getattr(cfg, section), key)
+        other = part.get(name, before) != before
+        kept = {} if other else old
+        if other and old and key not in part:  # said, not silent: the user gave them, and they would vanish
+            where = f" from {came_from[section]}" if came_from and came_from.get(section) else ""
+            warnings.warn(f"{section}.{key} {old}{where} dropped: they belong to {section}.{name} {before!r}, and "
+                          f"{by or section + '.' + name} chose {part[name]!r}; give {section}.{key} for "
+                          f"{part[name]!r} with it if it needs any", stacklevel=3)
         given = part.get(key, {})
         values = {**values, section: {**part, key: {**kept, **given} if isinstance(given, dict) else given}}
     try:
@@ -350,11 +359,16 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
             cfg = _check(_merge(cfg, loaded))
         except ConfigError as err:
             raise ConfigError(f"{path}: {err}") from None
+    came_from = {section: str(path) for section in ("model", "train") if path is not None}
     for item in overrides or []:
         if "=" not in item:
             raise ConfigError(f"override {item!r} is not key=value")
         key, raw = item.split("=", 1)
-        cfg = _merge(cfg, _nest(key.strip(), load_yaml(raw, f"override {item!r}")))
+        nested = _nest(key.strip(), load_yaml(raw, f"override {item!r}"))
+        cfg = _merge(cfg, nested, by=f"--set {key.strip()}", came_from=came_from)
+        for section, options in (("model", "options"), ("train", "loss_params")):  # where the next drop comes from
+            if isinstance(nested.get(section), dict) and options in nested[section]:
+                came_from[section] = f"--set {key.strip()}"
     cfg = _check(cfg)
     _check_together(cfg)  # once everything is laid over: an override may settle what the file left
     return cfg

@@ -20,7 +20,6 @@ Example::
 from __future__ import annotations
 
 import math
-import os
 import signal
 import time
 from dataclasses import dataclass
@@ -35,6 +34,7 @@ from facekeypoints.data import read, split_indices
 from facekeypoints.data.preprocess import detector_input
 from facekeypoints.data.splits import imm_train_mask
 from facekeypoints.models.face_detector import FaceCenterNet, center_targets, detection_loss
+from facekeypoints.models.threads import max_threads
 
 __all__ = ["FacePool", "mosaic", "train_detector", "export_detector", "check_run", "max_threads", "MAX_BATCH", "CANVAS"]
 
@@ -293,12 +293,6 @@ def train_detector(out: str | Path, pool: FacePool, *, minutes: float = 60.0, ba
     if not stop["now"]:
         summary["onnx"] = str(export_detector(model, out / "face_detector.onnx"))
     return summary
-
-
-def max_threads() -> int:
-    """The most torch threads worth asking for (as ``train.num_threads``): beyond it threads only wait
-    on each other, and 100000 of them crash the process."""
-    return max(64, 4 * (os.cpu_count() or 1))
 
 
 # a training step holds about 16 MB per 240 x 320 mosaic (measured: 0.33 GB at batch 16, 1.04 GB at 64),

@@ -34,7 +34,7 @@ from facekeypoints.data.pipeline import DATA_PATH_KEYS
 from facekeypoints.evaluate.runner import evaluate
 from facekeypoints.train.config import Config, load_config, recipe_values
 from facekeypoints.train.distill import check_teacher
-from facekeypoints.train.loop import _RESUMABLE_CHANGES, _flatten, check_machine, fit
+from facekeypoints.train.loop import RESUMABLE_CHANGES, check_machine, check_run_folder, fit, flatten_settings
 
 __all__ = ["run_grid", "markdown_table", "config_digest", "config_files", "GridRows"]
 
@@ -79,7 +79,7 @@ def _describe_data(cfg: Config, by_person: bool) -> str:
 
 def _changes(old: dict, new: dict) -> dict:
     """The settings two configs' plain values differ in: {"train.lr": (old, new)}."""
-    old, new = _flatten(recipe_values(old)), _flatten(recipe_values(new))
+    old, new = flatten_settings(recipe_values(old)), flatten_settings(recipe_values(new))
     return {k: (old.get(k), new.get(k)) for k in sorted(old.keys() | new.keys()) if old.get(k) != new.get(k)}
 
 
@@ -192,7 +192,7 @@ def _run_one(cfg: Config, progress: bool, echo, failed_before: str | None = None
     changed = _changes(_trained_config(out), cfg.to_dict()) if resume else {}
     # what `train --resume` lets change (how long, where, the name and reference columns) resumes; a run
     # already trained past the epochs now asked for cannot be cut back to them
-    recipe = {k: v for k, v in changed.items() if not k.startswith(_RESUMABLE_CHANGES)}
+    recipe = {k: v for k, v in changed.items() if not k.startswith(RESUMABLE_CHANGES)}
     if "train.epochs" in changed and (changed["train.epochs"][0] or 0) > cfg.train.epochs:
         recipe["train.epochs"] = changed["train.epochs"]
     if recipe:
@@ -303,6 +303,7 @@ def _check_inputs(cfg: Config, path: str | Path) -> None:
     if isinstance(cfg.model.pretrained, str) and not Path(cfg.model.pretrained).is_file():  # true downloads
         raise ValueError(f"{path}: model.pretrained {cfg.model.pretrained}: no such file")
     try:
+        check_run_folder(Path(cfg.out_dir))  # out_dir /, ~ or . refused before another config trains
         check_machine(cfg.train)  # a device or precision this machine lacks, before another config trains
         if cfg.train.teacher:
             check_teacher(cfg.train.teacher, Path(cfg.out_dir))

@@ -47,7 +47,7 @@ from facekeypoints.train.distill import Teacher, check_teacher
 from facekeypoints.train.label_offset import LabelOffset
 from facekeypoints.train.losses import make_loss
 
-__all__ = ["fit", "TrainState", "check_machine"]
+__all__ = ["fit", "TrainState", "check_machine", "check_run_folder", "RESUMABLE_CHANGES", "flatten_settings"]
 
 
 @dataclass
@@ -204,11 +204,11 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def _claim(out: Path) -> tuple[Path, bool]:
+def _claim(out: Path) -> tuple[Path, list[Path]]:
     """Claim ``out`` for this run: ``out/.training.lock`` made exclusively, holding our pid. A lock
     whose process is gone (a run killed with SIGKILL) is taken over; a live one is refused. Returns
-    (the lock, whether the folder was made here)."""
-    made = not out.exists()
+    (the lock, the folders made here: ``out`` and any missing folders above it, deepest first)."""
+    made = [folder for folder in (out, *out.parents) if not folder.exists()]
     out.mkdir(parents=True, exist_ok=True)
     lock = out / LOCK
     for _ in range(3):
@@ -236,8 +236,9 @@ def _claim(out: Path) -> tuple[Path, bool]:
     raise ValueError(f"{out}: could not claim the folder ({lock} keeps reappearing); is another training starting?")
 
 
-def _release(lock: Path | None, out: Path, made: bool) -> None:
-    """Give the claim back; a folder made for a run that never wrote anything goes too."""
+def _release(lock: Path | None, out: Path, made: list[Path]) -> None:
+    """Give the claim back; the folders made for a run that never wrote anything go too (``out``
+    and the parents it needed, e.g. runs/ for --out runs/a), each only if empty."""
     if lock is not None:
         try:
             with open(lock) as f:
@@ -246,9 +247,11 @@ def _release(lock: Path | None, out: Path, made: bool) -> None:
                 os.unlink(lock)
         except OSError:
             pass
-    if made:
-        with contextlib.suppress(OSError):
-            out.rmdir()  # only if empty
+    for folder in made:  # deepest first: a folder that is not empty keeps the ones above it too
+        try:
+            folder.rmdir()  # only if empty
+        except OSError:
+            break
 
 
 def _setup(cfg: Config) -> _Run:
@@ -298,22 +301,22 @@ def _channels_last(t: TrainConfig, device: str) -> bool:
 
 
 # What may change when a run is resumed: how long it goes on and where it runs, not what it learns.
-_RESUMABLE_CHANGES = ("train.epochs", "train.time_limit_min", "train.log_every", "train.num_threads", "train.device",
+RESUMABLE_CHANGES = ("train.epochs", "train.time_limit_min", "train.log_every", "train.num_threads", "train.device",
                       "train.patience", "out_dir", "name", "reference.")
 
 
-def _flatten(values: dict, prefix: str = "") -> dict:
+def flatten_settings(values: dict, prefix: str = "") -> dict:
     out = {}
     for key, value in values.items():
-        out.update(_flatten(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}": value})
+        out.update(flatten_settings(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}": value})
     return out
 
 
 def _check_same_recipe(saved: dict, cfg: Config, path: Path) -> None:
     """Refuse to resume ``path`` with a config that would train differently from the one it started with."""
-    old, new = _flatten(recipe_values(saved)), _flatten(recipe_values(cfg.to_dict()))
+    old, new = flatten_settings(recipe_values(saved)), flatten_settings(recipe_values(cfg.to_dict()))
     changed = sorted(k for k in old.keys() | new.keys()
-                     if old.get(k) != new.get(k) and not k.startswith(_RESUMABLE_CHANGES))
+                     if old.get(k) != new.get(k) and not k.startswith(RESUMABLE_CHANGES))
     if changed:
         from facekeypoints.train.config import ADDED_SETTINGS  # a setting absent at its default: show the default
 
@@ -586,11 +589,12 @@ def fit(cfg: Config, *, resume: bool = False, progress: bool = True, overwrite: 
     check_machine(cfg.train)  # the device, its precision and torchrun's variables: before anything else
     # before minutes of reading data: a file there, or no way to write; the folder itself is made only
     # once the data has been read, so a refused run leaves none behind
+    check_run_folder(out)
     check_target(out, folder=True, make=False)
     if cfg.train.teacher:
         check_teacher(cfg.train.teacher, out)
     # one training per folder: rank 0 (or the only process) claims it for the run's duration
-    lock, made = _claim(out) if _env_int("RANK", 0) == 0 else (None, False)
+    lock, made = _claim(out) if _env_int("RANK", 0) == 0 else (None, [])
     try:
         held = [name for name in _RUN_FILES if (out / name).exists()]
         if not resume and not overwrite and held:
@@ -601,8 +605,28 @@ def fit(cfg: Config, *, resume: bool = False, progress: bool = True, overwrite: 
         _release(lock, out, made)
 
 
+def check_run_folder(out: Path) -> None:
+    """Refuse an out_dir that is no folder of its own: the filesystem root, the home folder or the
+    working folder itself, where best.pt, last.pt, metrics.csv, tensorboard/ and the lock would
+    lie among unrelated files (and --overwrite would clear them there)."""
+    where = out.expanduser().resolve()
+    what = "the filesystem root" if not where.name else None
+    with contextlib.suppress(OSError, RuntimeError):  # no home (RuntimeError) or a working folder that is gone
+        what = what or ("your home folder" if where == Path.home().resolve() else None)
+    with contextlib.suppress(OSError):
+        what = what or ("the working folder" if where == Path.cwd().resolve() else None)
+    if what:
+        raise ValueError(f"out_dir {out}: is {what} ({where}); a run writes best.pt, last.pt, metrics.csv, "
+                         "tensorboard/ and a lock into its folder: give it a folder of its own (e.g. --out runs/NAME)")
+
+
 def _fit(cfg: Config, out: Path, held: list[str], *, resume: bool, progress: bool, overwrite: bool) -> dict:
     ckpt = _resumable(cfg, out / "last.pt") if resume else None  # weights only, another recipe: said now
+    done = int(ckpt.training["train_state"].get("epoch") or 0) if ckpt is not None else 0
+    if done > cfg.train.epochs:  # before config.json would be rewritten with an epoch count its metrics.csv exceeds
+        raise ValueError(f"{out}: already past train.epochs={cfg.train.epochs} ({done} epochs done); nothing to "
+                         f"train: resume with train.epochs above {done} to train on (best.pt holds the best epoch so "
+                         "far), or train into a new --out folder")
     run = _setup(cfg)
     if overwrite and not resume and held and run.rank == 0:  # one process clears, once the new run's data is read
         _clear_run(out)
