@@ -1,5 +1,7 @@
 """Keypoint error metrics. All take pixel coordinates (N, K, 2) with NaN where a label is missing;
 only labelled coordinates count, so partly labelled rows (most Kaggle rows) are scored fairly.
+Only a NaN label means "unlabelled": a NaN prediction at a labelled point is an error (``rmse`` and
+``mae`` give NaN instead, so a diverged model in training scores NaN, never well).
 
 Examples
 --------
@@ -10,33 +12,67 @@ Examples
 """
 from __future__ import annotations
 
+import numbers
 import warnings
 
 import numpy as np
 
-from facekeypoints.schema import KeypointSchema
+from facekeypoints.schema import KeypointSchema, load_schema
 
 __all__ = ["rmse", "mae", "mean_error", "per_keypoint_rmse", "normalised_errors", "nme", "ced", "summarize"]
 
 
-def _errors(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
-    pred, gt = np.asarray(pred, np.float64), np.asarray(gt, np.float64)
+def _points(a, what: str) -> np.ndarray:
+    """``a`` as a float64 (N, K, 2) array; ``what`` (the argument) is named in errors."""
+    arr = np.asarray(a)
+    if arr.dtype.kind not in "iuf":  # None, strings, objects, bools, complex: not pixel coordinates
+        raise TypeError(f"{what}: expected an (N, K, 2) array of numbers, got {type(a).__name__} of dtype {arr.dtype}")
+    if arr.ndim != 3 or arr.shape[-1] != 2:  # e.g. one face (K, 2): add the face axis, a[None]
+        raise ValueError(f"{what}: expected shape (N, K, 2) (faces, keypoints, x and y), got {arr.shape}")
+    return arr.astype(np.float64)
+
+
+def _errors(pred: np.ndarray, gt: np.ndarray, nan_predictions: str = "raise") -> tuple[np.ndarray, np.ndarray]:
+    """(pred - gt, labelled coordinates). A NaN prediction at a labelled coordinate raises, or with
+    ``nan_predictions="keep"`` stays NaN in the difference (the caller's score becomes NaN)."""
+    pred, gt = _points(pred, "pred"), _points(gt, "gt")
     if pred.shape != gt.shape:
         raise ValueError(f"predictions {pred.shape} and ground truth {gt.shape} differ in shape")
-    return pred - gt
+    if np.isinf(gt).any():  # only NaN marks a missing label; inf - inf would silently drop the point
+        raise ValueError(f"gt: {int(np.isinf(gt).any(-1).sum())} points are infinite; expected finite pixel "
+                         "coordinates, or NaN where a point is unlabelled")
+    labelled = ~np.isnan(gt)
+    if nan_predictions == "raise":
+        broken = (np.isnan(pred) & labelled).any(-1)
+        if broken.any():  # dropping them would score a model that gives no answer better than a wrong one
+            raise ValueError(f"pred: {int(broken.sum())} predicted points are NaN where the ground truth labels "
+                             f"them (of {int(labelled.any(-1).sum())} labelled points); a model that predicts "
+                             "NaN cannot be scored")
+    return pred - gt, labelled
+
+
+def _scored(pred, gt, schema) -> tuple[np.ndarray, np.ndarray, KeypointSchema]:
+    """(pred - gt, gt as float64, the schema) with K checked against the schema (a name or object)."""
+    schema = load_schema(schema)
+    d, _ = _errors(pred, gt)
+    if d.shape[1] != schema.num_keypoints:  # other indices than the eyes would be taken as the eyes
+        raise ValueError(f"pred and gt: expected shape (N, {schema.num_keypoints}, 2) for schema "
+                         f"{schema.name!r}, got {d.shape}")
+    return d, np.asarray(gt, np.float64), schema
 
 
 def rmse(pred: np.ndarray, gt: np.ndarray) -> float:
-    """Root mean squared error over labelled coordinates: the Kaggle FKD metric (pixels)."""
-    d = _errors(pred, gt)
-    d = d[~np.isnan(d)]
+    """Root mean squared error over labelled coordinates: the Kaggle FKD metric (pixels). NaN when
+    a prediction at a labelled coordinate is NaN (e.g. a diverged model), never a better score."""
+    d, labelled = _errors(pred, gt, nan_predictions="keep")  # training validates diverged models too
+    d = d[labelled]
     return float(np.sqrt(np.mean(d**2))) if d.size else float("nan")
 
 
 def mae(pred: np.ndarray, gt: np.ndarray) -> float:
-    """Mean absolute error over labelled coordinates (seed 003's Kaggle metric), pixels."""
-    d = _errors(pred, gt)
-    d = d[~np.isnan(d)]
+    """Mean absolute error over labelled coordinates (seed 003's Kaggle metric), pixels; NaN as ``rmse``."""
+    d, labelled = _errors(pred, gt, nan_predictions="keep")
+    d = d[labelled]
     return float(np.mean(np.abs(d))) if d.size else float("nan")
 
 
@@ -46,7 +82,7 @@ def mean_error(pred: np.ndarray, gt: np.ndarray) -> tuple[float, float]:
     Far from 0 it means predictions and labels disagree on a convention: e.g. labels that sit to
     one side of the mirror-symmetric point, which mirroring augmentation cannot learn.
     """
-    d = _errors(pred, gt)
+    d, _ = _errors(pred, gt)
     with np.errstate(invalid="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN axis gives NaN, as documented
         return float(np.nanmean(d[..., 0])), float(np.nanmean(d[..., 1]))
@@ -54,7 +90,7 @@ def mean_error(pred: np.ndarray, gt: np.ndarray) -> tuple[float, float]:
 
 def per_keypoint_rmse(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
     """(K,) RMSE per keypoint over the rows where it is labelled; NaN for a never-labelled keypoint."""
-    d = _errors(pred, gt) ** 2
+    d = _errors(pred, gt)[0] ** 2
     labelled = ~np.isnan(d).any(axis=-1)  # (N, K)
     sums = np.where(labelled[..., None], d, 0.0).sum(axis=(0, 2))
     counts = labelled.sum(axis=0) * 2
@@ -74,38 +110,60 @@ def _normalizer(gt: np.ndarray, schema: KeypointSchema) -> np.ndarray:
     return np.where(size > 0, size, np.nan)  # one labelled point (e.g. nose1) has no size: NME undefined
 
 
-def normalised_errors(pred: np.ndarray, gt: np.ndarray, schema: KeypointSchema) -> np.ndarray:
+def normalised_errors(pred: np.ndarray, gt: np.ndarray, schema: KeypointSchema | str) -> np.ndarray:
     """(N, K) each point's distance from its label over the row's normaliser (see ``nme``); NaN
     where unlabelled. Averaging a subset of its columns gives the NME of a face region."""
-    d = np.linalg.norm(_errors(pred, gt), axis=-1)
+    d, gt, schema = _scored(pred, gt, schema)
+    d = np.linalg.norm(d, axis=-1)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return d / _normalizer(np.asarray(gt, np.float64), schema)[:, None]
+        return d / _normalizer(gt, schema)[:, None]
 
 
-def nme(pred: np.ndarray, gt: np.ndarray, schema: KeypointSchema) -> np.ndarray:
+def nme(pred: np.ndarray, gt: np.ndarray, schema: KeypointSchema | str) -> np.ndarray:
     """(N,) normalised mean error per row: mean point-to-point distance over labelled keypoints,
     divided by the inter-ocular distance (schema.normalization), else by the labelled points'
     bounding-box diagonal. NaN where a row lacks either, or has a single labelled point."""
-    d = np.linalg.norm(_errors(pred, gt), axis=-1)  # (N, K), NaN where unlabelled
+    d, gt, schema = _scored(pred, gt, schema)
+    d = np.linalg.norm(d, axis=-1)  # (N, K), NaN where unlabelled
     with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # rows without labels give NaN, by design
-        return np.nanmean(d, axis=1) / _normalizer(np.asarray(gt, np.float64), schema)
+        return np.nanmean(d, axis=1) / _normalizer(gt, schema)
 
 
 def ced(nme_per_row: np.ndarray, max_threshold: float = 0.10, steps: int = 101) -> tuple[np.ndarray, np.ndarray, float]:
     """Cumulative error distribution: (thresholds, fraction of rows with NME <= t, AUC in [0, 1]).
 
     The AUC is the area under the curve up to ``max_threshold``, divided by it (as in 300-W).
+    ``nme_per_row`` is 1-d (NaN rows are left out); ``steps`` thresholds, 2 to 100000.
     """
-    e = nme_per_row[~np.isnan(nme_per_row)]
-    t = np.linspace(0.0, max_threshold, steps)
-    frac = (e[None, :] <= t[:, None]).mean(axis=1) if e.size else np.zeros_like(t)
+    e = np.asarray(nme_per_row)
+    if e.dtype.kind not in "iuf":
+        raise TypeError(f"nme_per_row: expected a 1-d array of numbers, got {type(nme_per_row).__name__} "
+                        f"of dtype {e.dtype}")
+    if e.ndim != 1:
+        raise ValueError(f"nme_per_row: expected a 1-d array (one NME per row), got shape {e.shape}")
+    if isinstance(max_threshold, bool) or not isinstance(max_threshold, numbers.Real):
+        raise TypeError(f"max_threshold: expected a number, got {type(max_threshold).__name__}")
+    if not (np.isfinite(max_threshold) and max_threshold > 0):  # the AUC is divided by it
+        raise ValueError(f"max_threshold: expected a finite number > 0, got {max_threshold}")
+    if isinstance(steps, bool) or not isinstance(steps, numbers.Integral):
+        raise TypeError(f"steps: expected an int, got {type(steps).__name__}")
+    if not 2 <= steps <= 100_000:  # one threshold has no area; more only costs memory
+        raise ValueError(f"steps: expected 2 to 100000 thresholds, got {steps}")
+    e = np.sort(e[~np.isnan(e)].astype(np.float64))
+    t = np.linspace(0.0, float(max_threshold), int(steps))
+    # rows with NME <= t, counted on the sorted errors: no (steps, rows) table in memory
+    frac = np.searchsorted(e, t, side="right") / e.size if e.size else np.zeros_like(t)
     area = float(np.sum((frac[1:] + frac[:-1]) * np.diff(t)) / 2 / max_threshold)
     return t, frac, area
 
 
-def summarize(pred: np.ndarray, gt: np.ndarray, schema: KeypointSchema) -> dict:
-    """Every metric in one JSON-ready dict: rmse, mae, nme, fr_8, fr_10, auc_10, per_keypoint_rmse, ..."""
+def summarize(pred: np.ndarray, gt: np.ndarray, schema: KeypointSchema | str) -> dict:
+    """Every metric in one dict: rmse, mae, nme, fr_8, fr_10, auc_10, per_keypoint_rmse, ...
+
+    A metric no row defines (e.g. NME without labelled eyes) is NaN; ``infer.results.finite_json``
+    turns those into None for JSON, as the CLI does (``json.dumps`` alone would write ``NaN``)."""
+    schema = load_schema(schema)
     per_row = nme(pred, gt, schema)
     valid = per_row[~np.isnan(per_row)]
     t, frac, area = ced(per_row)
