@@ -16,10 +16,12 @@ import contextlib
 import errno
 import itertools
 import os
+import re
 from pathlib import Path
 from typing import Iterator
 
-__all__ = ["atomic_path", "check_target", "name_problem", "WriteError", "NAME_MAX"]
+__all__ = ["atomic_path", "check_target", "name_problem", "WriteError", "NAME_MAX", "temporary_path",
+           "remove_stale_temporaries"]
 
 NAME_MAX = 255  # bytes in one file name on the usual file systems, when the system does not say
 PATH_MAX = 4096  # bytes in a path handed to the system (Linux)
@@ -70,7 +72,7 @@ def name_problem(path: str | Path) -> str | None:
     return None
 
 
-def _temporary(path: Path) -> Path:
+def temporary_path(path: Path) -> Path:
     """A hidden name beside ``path``, per process and per write, within the file-name limit: a long
     name is cut (the temporary name need not hold it whole; the pid and serial keep it unique)."""
     tail = f".{os.getpid()}-{next(_SERIAL)}.tmp"
@@ -80,13 +82,52 @@ def _temporary(path: Path) -> Path:
     return path.with_name(head + tail)
 
 
+_temporary = temporary_path
+# exactly the names temporary_path gives: ".<name>.<pid>-<serial>.tmp"
+_TEMPORARY_NAME = re.compile(r"\..*\.([0-9]+)-[0-9]+\.tmp")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process, alive
+        return True
+    except (OverflowError, ValueError, OSError):
+        return False
+    return True
+
+
+def remove_stale_temporaries(folder: str | Path) -> list[Path]:
+    """Remove the temporary files (``temporary_path``'s names, regular files only) in ``folder`` whose
+    process is gone: what a SIGKILL left mid-write, which no later write would ever rename or
+    remove. Anything else, and a file of a live process, is left alone. Returns what was removed."""
+    removed = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:  # no folder yet, or one that cannot be listed: nothing to tidy
+        return removed
+    for entry in entries:
+        match = _TEMPORARY_NAME.fullmatch(entry.name)
+        try:
+            if not match or not entry.is_file(follow_symlinks=False) or _pid_alive(int(match.group(1))):
+                continue
+            os.unlink(entry.path)
+            removed.append(Path(entry.path))
+        except OSError:  # gone meanwhile, or not ours to remove: left
+            continue
+    return removed
+
+
 @contextlib.contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
+def atomic_path(path: str | Path, *, claimed: bool = False) -> Iterator[Path]:
     """A temporary path beside ``path`` (its folder is created): renamed onto ``path`` when the block
     ends without an error, removed when it raises, so a kill or a full disk never leaves half a file.
     A block that removes the temporary file itself writes nothing (``path`` is left as it was).
     A name the file system cannot take (``name_problem``) or a folder that cannot be made is a
-    ``WriteError`` naming ``path``, before the block runs."""
+    ``WriteError`` naming ``path``, before the block runs. ``claimed``: ``path`` is an empty file
+    the caller made to hold the name; a failed write removes it too (it is no previous content)."""
     path = Path(path)
     if why := name_problem(path):  # the rename would fail only after the work, and stat() fails alike
         raise WriteError(errno.ENAMETOOLONG, f"{path}: could not be written ({why}); nothing was written")
@@ -103,6 +144,9 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     except WriteError:
         raise
     except OSError as err:  # the write's own failure (ENOSPC has no file name): say which output, and that it is kept
+        if claimed:  # our own empty claim would block every re-run, and passes for no result
+            with contextlib.suppress(OSError):
+                path.unlink(missing_ok=True)
         kept = "its previous content is kept" if _exists(path) else "nothing was written"
         raise WriteError(err.errno, f"{path}: could not be written ({err.strerror or err}); {kept}") from err
     finally:

@@ -11,7 +11,9 @@ Examples
 from __future__ import annotations
 
 import argparse
+import contextlib
 import difflib
+import errno
 import json
 import os
 import re
@@ -876,8 +878,16 @@ def main(argv: list[str] | None = None) -> int:
     # SIGTERM (kill, timeout, docker stop) ends a run as Ctrl-C does: finished results are kept and
     # temporary files removed, instead of the process vanishing mid-write (training has its own handler)
     signal.signal(signal.SIGTERM, _terminate)
+    # Every command prints its results or summary to standard output: closed (>&-), Python has no
+    # sys.stdout and each print would be lost silently (or crash midway), so nothing is started.
+    if sys.stdout is None:
+        if sys.stderr is not None:
+            print("error: standard output is closed; nothing was written", file=sys.stderr)
+        return 2
     try:
-        return args.func(args)
+        code = args.func(args)
+        sys.stdout.flush()  # a full stdout fails here, not unseen at exit
+        return code
     except (ValueError, FileNotFoundError) as err:  # bad input: a clear message, no traceback
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -887,15 +897,56 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # `facekeypoints data info X | head` closed our stdout early: not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+    except KeyboardInterrupt as err:  # predict says what it kept (README: finished results are kept)
+        partial = getattr(err, "partial", None)
+        print(f"interrupted: {partial}" if partial else "interrupted", file=sys.stderr)
         return 130
+    except OSError as err:
+        if err.errno in (errno.ENOSPC, errno.EFBIG) and err.filename is None and _stdout_failed(err):
+            print(f"error: standard output: {os.strerror(err.errno).lower()}", file=sys.stderr)
+            return 1
+        return _unexpected(err, args.debug)
     except Exception as err:  # a bug or an environment failure: one line unless --debug asks for more
-        if args.debug:
-            raise
-        where = f" ({err.filename})" if isinstance(err, OSError) and err.filename else ""
-        print(f"error: {type(err).__name__}: {err}{where} (run with --debug for the traceback)", file=sys.stderr)
-        return 1
+        return _unexpected(err, args.debug)
+
+
+def _stdout_failed(err: OSError) -> bool:
+    """Whether ``err`` (no space, file too large, without a file name) is standard output's: it is
+    /dev/full, or a file on a disk with no space left or at the file-size limit. Looked at, not
+    written to (a failed flush drops what it held, so a second one would pass). What it holds is
+    dropped, so that the flush at exit does not fail again with a traceback."""
+    import stat
+
+    try:
+        fd = sys.stdout.fileno()
+        info = os.fstat(fd)
+        if stat.S_ISCHR(info.st_mode):
+            full = (os.major(info.st_rdev), os.minor(info.st_rdev)) == (1, 7)  # /dev/full
+        elif not stat.S_ISREG(info.st_mode):
+            full = False
+        elif err.errno == errno.ENOSPC:
+            disk = os.fstatvfs(fd)
+            full = min(disk.f_bavail, disk.f_bfree) == 0
+        else:
+            import resource
+
+            limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+            full = limit != resource.RLIM_INFINITY and info.st_size >= limit
+    except (OSError, ValueError, AttributeError, ImportError):  # no descriptor (a test's capture), no such call
+        return False
+    if full:
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), fd)
+    return full
+
+
+def _unexpected(err: Exception, debug: bool) -> int:
+    """A bug or an environment failure: one line unless --debug asks for the traceback."""
+    if debug:
+        raise err
+    where = f" ({err.filename})" if isinstance(err, OSError) and err.filename else ""
+    print(f"error: {type(err).__name__}: {err}{where} (run with --debug for the traceback)", file=sys.stderr)
+    return 1
 
 
 if __name__ == "__main__":

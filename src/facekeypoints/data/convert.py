@@ -103,6 +103,9 @@ def _why_not_aligned(anchors: np.ndarray, schema: str) -> str:
     return f"its {labelled} kaggle15 alignment points all lie at one spot; no scale or rotation can be fitted"
 
 
+MIN_SIZE, MAX_SIZE = 8, 1024  # to_kaggle_task's crop side, in pixels
+
+
 def to_kaggle_task(data: KeypointData, target: str = "kaggle15", *, size: int = 96, skip_bad: bool = False
                    ) -> tuple[KeypointData, ConversionReport]:
     """Warp every face to a ``size`` x ``size`` grayscale crop framed like the Kaggle faces.
@@ -119,6 +122,15 @@ def to_kaggle_task(data: KeypointData, target: str = "kaggle15", *, size: int = 
     memory, and its labels are checked against its size as the readers check them. A photo that cannot
     be used is an error; with ``skip_bad`` the face is left out and listed with the read's skipped rows.
     """
+    if not isinstance(data, KeypointData):
+        raise TypeError(f"to_kaggle_task needs KeypointData (from read()), got {type(data).__name__}")
+    # the crops are held as one (N, size, size) array: 10**5 would take 10 GB a face, and under 8
+    # pixels no face is left to see; models here take 32..256
+    if isinstance(size, bool) or not isinstance(size, (int, np.integer)):
+        raise TypeError(f"size must be an int (crop side in pixels), got {type(size).__name__} {size!r}")
+    if not MIN_SIZE <= size <= MAX_SIZE:
+        raise ValueError(f"size must be in {MIN_SIZE}..{MAX_SIZE} pixels, got {size}")
+    size = int(size)
     if data.images is None and not any(data.paths):
         raise ValueError(f"{data.source or 'data'} holds no images; read it with load_images=True")
     where = data.source or "data"

@@ -10,14 +10,16 @@ Examples
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
 from facekeypoints.schema import KeypointSchema, load_schema
 
-__all__ = ["KeypointData", "DataFormatError", "one_line"]
+__all__ = ["KeypointData", "DataFormatError", "one_line", "user_path"]
 
 
 # control characters, line breaks among them (str.splitlines breaks at \x1c-\x1e, \x85, \u2028 and
@@ -33,6 +35,19 @@ def one_line(text: str) -> str:
     'dir/bad\\nname.pts: file is empty'
     """
     return text.translate(_CONTROL_ESCAPES)
+
+
+def user_path(path, name: str = "path") -> Path:
+    """``path`` (str, bytes or os.PathLike) as a Path with ``~`` expanded, as the command line's are;
+    anything else is a TypeError naming the argument (pathlib's own message does not)."""
+    if isinstance(path, (bytes, bytearray)):
+        path = os.fsdecode(bytes(path))
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"{name} must be a file path (str or Path), got {type(path).__name__}")
+    path = os.fsdecode(os.fspath(path))
+    if not path:
+        raise ValueError(f"{name} is empty")
+    return Path(path).expanduser()
 
 
 # messages a skip_bad read keeps: past this many, only a count (millions of bad rows in one file
@@ -58,6 +73,52 @@ class DataFormatError(ValueError):
             where += f", field {field!r}"
         # one line whatever the names in it hold (a file name with a line break, a label's text)
         super().__init__(one_line(f"{where}: {message}" + (f"; {hint}" if hint else "")))
+
+
+def _check_images(images, n: int):
+    """``images`` as KeypointData keeps them: (N, H, W) or (N, H, W, 3) uint8, a list of N (H, W) or
+    (H, W, 3) uint8 arrays, or None; anything else is refused here rather than later, deep in OpenCV."""
+    if images is None:
+        return None
+    if isinstance(images, np.ndarray):
+        if images.dtype != np.uint8 or not (images.ndim == 3 or (images.ndim == 4 and images.shape[-1] == 3)):
+            raise ValueError(f"images must be (N, H, W) or (N, H, W, 3) uint8, got {images.shape} {images.dtype}")
+        if len(images) != n:
+            raise ValueError(f"{len(images)} images for {n} keypoint rows")
+        return images
+    if not isinstance(images, (list, tuple)):
+        raise TypeError(f"images must be a uint8 array, a list of them or None, got {type(images).__name__}")
+    if len(images) != n:
+        raise ValueError(f"{len(images)} images for {n} keypoint rows")
+    for i, image in enumerate(images):
+        if not isinstance(image, np.ndarray):
+            raise TypeError(f"images[{i}] must be a uint8 array, got {type(image).__name__}")
+        if image.dtype != np.uint8 or not (image.ndim == 2 or (image.ndim == 3 and image.shape[-1] == 3)):
+            raise ValueError(f"images[{i}] must be (H, W) or (H, W, 3) uint8, got {image.shape} {image.dtype}")
+    return list(images)
+
+
+def _check_boxes(boxes, n: int) -> np.ndarray:
+    """``boxes`` as (N, 4) float32 x1, y1, x2, y2: NaN (unknown) allowed, inf not."""
+    raw = np.asarray(boxes)
+    if raw.dtype.kind not in "biuf":
+        raise TypeError(f"boxes must be numbers, got an array of {raw.dtype}")
+    with np.errstate(over="ignore"):
+        out = raw.astype(np.float32)
+    if out.shape != (n, 4):
+        raise ValueError(f"boxes must be (N, 4) = ({n}, 4) x1, y1, x2, y2, got {out.shape}")
+    if np.isinf(out).any():
+        raise ValueError(f"boxes hold {int(np.isinf(out).sum())} infinite coordinates; NaN marks an unknown box")
+    return out
+
+
+def _sample_index(i, n: int) -> int:
+    """``i`` as an index of one of ``n`` samples (negative counts from the end)."""
+    if isinstance(i, (bool, np.bool_)) or not isinstance(i, (int, np.integer)):
+        raise TypeError(f"sample index must be an int, got {type(i).__name__}")
+    if not -n <= i < n:
+        raise IndexError(f"sample index {i} is out of range for {n} samples")
+    return int(i)
 
 
 @dataclass
@@ -95,18 +156,35 @@ class KeypointData:
     def __post_init__(self) -> None:
         if isinstance(self.schema, str):
             self.schema = load_schema(self.schema)
-        kp = np.asarray(self.keypoints, dtype=np.float32)
-        n, k = len(kp), self.schema.num_keypoints
-        if kp.shape != (n, k, 2):
+        if not isinstance(self.schema, KeypointSchema):
+            raise TypeError(f"schema must be a schema name or a KeypointSchema, got {type(self.schema).__name__}")
+        k = self.schema.num_keypoints
+        if self.keypoints is None or isinstance(self.keypoints, (str, bytes)):
+            raise TypeError(f"keypoints must be an (N, {k}, 2) array of numbers, got {type(self.keypoints).__name__}")
+        raw = np.asarray(self.keypoints)
+        if raw.dtype.kind not in "biuf":  # complex, objects, strings: no coordinate to take
+            raise TypeError(f"keypoints must be numbers, got an array of {raw.dtype}")
+        with np.errstate(over="ignore"):  # a value past float32's range becomes inf, refused below
+            kp = raw.astype(np.float32, copy=False)
+        if kp.ndim != 3 or kp.shape[1:] != (k, 2):
             raise ValueError(f"keypoints must be (N, {k}, 2) for schema {self.schema.name!r}, got {kp.shape}")
+        # NaN marks a missing label; inf would count as labelled and poison every mean taken over it
+        bad = np.isinf(kp)
+        if bad.any():
+            i, j = np.argwhere(bad)[0][:2]
+            raise ValueError(f"keypoints hold {int(bad.sum())} infinite (or past float32's range) coordinates, "
+                             f"the first at sample {i}, keypoint {j} ({self.schema.keypoints[j]}); "
+                             "NaN marks a missing one")
+        n = len(kp)
         self.keypoints = kp
-        if self.images is not None and len(self.images) != n:
-            raise ValueError(f"{len(self.images)} images for {n} keypoint rows")
+        self.images = _check_images(self.images, n)
         self.ids = list(self.ids) if self.ids else [str(i) for i in range(n)]
         self.person = list(self.person) if self.person else [None] * n
         self.paths = list(self.paths) if self.paths else [None] * n
         if self.boxes is None:
             self.boxes = np.full((n, 4), np.nan, dtype=np.float32)
+        else:
+            self.boxes = _check_boxes(self.boxes, n)
         for name in ("ids", "person", "paths", "boxes"):
             if len(getattr(self, name)) != n:
                 raise ValueError(f"{name} has {len(getattr(self, name))} entries for {n} samples")
@@ -127,7 +205,7 @@ class KeypointData:
     def image(self, i: int) -> np.ndarray:
         if self.images is None:
             raise ValueError(f"{self.source or 'this data'} holds labels only, no images")
-        return self.images[i]
+        return self.images[_sample_index(i, len(self))]
 
     def image_size(self, i: int) -> tuple[int, int]:
         """(height, width) of sample i."""
@@ -142,10 +220,31 @@ class KeypointData:
         return self.labelled_mask().all(axis=1)
 
     def subset(self, index: Sequence[int] | np.ndarray) -> "KeypointData":
-        """The samples at ``index`` (ints or a boolean mask), in that order."""
-        idx = np.asarray(index)
-        if idx.dtype == bool:
-            idx = np.flatnonzero(idx)
+        """The samples at ``index`` (an int, a sequence of ints, a boolean mask of one entry per
+        sample, or a slice), in that order."""
+        n = len(self)
+        if isinstance(index, slice):
+            idx = np.arange(n)[index]
+        elif isinstance(index, (int, np.integer)) and not isinstance(index, (bool, np.bool_)):
+            idx = np.array([_sample_index(index, n)])
+        elif isinstance(index, (str, bytes)) or not isinstance(index, (list, tuple, range, np.ndarray)):
+            raise TypeError(f"index must be an int, a sequence of ints, a boolean mask or a slice, "
+                            f"got {type(index).__name__}")
+        else:
+            idx = np.asarray(index)
+            if idx.size == 0:  # an empty selection: [] is float64 to numpy
+                idx = np.zeros(0, dtype=np.intp)
+            if idx.ndim != 1:
+                raise ValueError(f"index must be one-dimensional, got shape {idx.shape}")
+            if idx.dtype == bool:
+                if len(idx) != n:  # numpy would refuse only a longer one; a shorter one silently drops the rest
+                    raise ValueError(f"boolean mask has {len(idx)} entries for {n} samples")
+                idx = np.flatnonzero(idx)
+            elif idx.dtype.kind not in "iu":
+                raise TypeError(f"index must hold ints or bools, got {idx.dtype}")
+            elif idx.size and (idx.max() >= n or idx.min() < -n):
+                bad = idx[(idx >= n) | (idx < -n)][0]
+                raise IndexError(f"index {bad} is out of range for {n} samples")
         if self.images is None:
             images = None
         elif isinstance(self.images, np.ndarray):

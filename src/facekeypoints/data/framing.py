@@ -285,6 +285,10 @@ def warp_crops(image: np.ndarray, frames: np.ndarray, size: int, *, antialias: b
     bilinear warp: how fkd15-ytf's crops were made from the ytf68 photos, so the data converter
     uses it to reproduce them.
     """
+    # numpy's own errors for 0 or 96.0 ("negative dimensions", "'float' object cannot be interpreted")
+    # name no argument
+    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
+        raise ValueError(f"warp_crops: size must be a positive int, got {size!r}")
     out = np.empty((len(frames), size, size) + image.shape[2:], np.uint8)
     for i, m in enumerate(frames):
         src, frame = image, m

@@ -47,7 +47,7 @@ from typing import NamedTuple
 import cv2
 import numpy as np
 
-from facekeypoints.data.dataset import DataFormatError
+from facekeypoints.data.dataset import DataFormatError, user_path
 from facekeypoints.data.walk import unreadable
 
 __all__ = ["read_image", "decode_image", "image_size", "decoder_output", "decoder_warnings", "over_white", "key_over_white",
@@ -246,7 +246,8 @@ def read_image(path: str | Path, *, max_pixels: int | None = MAX_PIXELS) -> np.n
     decoding); None: no limit. Errors are ``FileNotFoundError`` or ``DataFormatError`` naming the file,
     a file the system will not read (no permission, an I/O error) included.
     """
-    path = Path(path)
+    path = user_path(path)
+    _check_max_pixels(max_pixels)
     try:
         if not path.is_file():
             raise FileNotFoundError(f"{path}: no such image file")
@@ -257,6 +258,18 @@ def read_image(path: str | Path, *, max_pixels: int | None = MAX_PIXELS) -> np.n
         if err.filename is not None and str(err.filename) != str(path):  # e.g. the decoder's temporary file
             raise
         raise unreadable(path, err) from None
+
+
+def _check_max_pixels(max_pixels) -> None:
+    """None or an int of at least 1: NaN compares False with every size (no limit at all), and -1 or
+    True would refuse every image as over a limit nobody meant."""
+    if max_pixels is None:
+        return
+    if isinstance(max_pixels, bool) or not isinstance(max_pixels, (int, np.integer)):
+        raise TypeError(f"max_pixels must be an int or None (no limit), got {type(max_pixels).__name__} "
+                        f"{max_pixels!r}")
+    if max_pixels < 1:
+        raise ValueError(f"max_pixels must be at least 1, or None for no limit, got {max_pixels}")
 
 
 def decode_image(data: bytes, *, max_pixels: int | None = MAX_PIXELS, name: str = "<upload>",

@@ -38,6 +38,8 @@ def detector_input(images: np.ndarray) -> np.ndarray:
     """(B, H, W, 3) RGB uint8 -> (B, 3, H, W) float32 in [-1, 1], the face detector's input."""
     return (np.asarray(images, np.float32).transpose(0, 3, 1, 2) - 127.5) / 127.5
 
+MAX_CLAHE_GRID = 64  # tiles per side; see Preprocess.__post_init__
+
 # scale name -> (offset subtracted after dividing by 255); the value range is [-offset, 1 - offset]
 SCALES = {"unit": 0.0, "centered": 0.5}
 
@@ -67,16 +69,30 @@ class Preprocess:
     def __post_init__(self) -> None:
         if not isinstance(self.size, int) or isinstance(self.size, bool) or self.size < 1:
             raise ValueError(f"Preprocess.size must be a positive int, got {self.size!r}")
+        # True == 1 and 3.0 == 3 would pass "in (1, 3)" and be saved as such in checkpoints
+        if isinstance(self.channels, bool) or not isinstance(self.channels, int):
+            raise TypeError(f"Preprocess.channels must be the int 1 or 3, got {type(self.channels).__name__} "
+                            f"{self.channels!r}")
         if self.channels not in (1, 3):
             raise ValueError(f"Preprocess.channels must be 1 or 3, got {self.channels!r}")
+        if not isinstance(self.scale, str):  # a list is unhashable: "in SCALES" would fail naming no field
+            raise TypeError(f"Preprocess.scale must be one of {sorted(SCALES)}, got {type(self.scale).__name__} "
+                            f"{self.scale!r}")
         if self.scale not in SCALES:
             raise ValueError(f"Preprocess.scale must be one of {sorted(SCALES)}, got {self.scale!r}")
         if not isinstance(self.clahe, bool):
             raise ValueError(f"Preprocess.clahe must be true or false, got {self.clahe!r}")
-        if not float(self.clahe_clip) > 0:
-            raise ValueError(f"Preprocess.clahe_clip must be > 0, got {self.clahe_clip!r}")
+        if isinstance(self.clahe_clip, bool) or not isinstance(self.clahe_clip, (int, float)):
+            raise TypeError(f"Preprocess.clahe_clip must be a number, got {type(self.clahe_clip).__name__} "
+                            f"{self.clahe_clip!r}")
+        if not (np.isfinite(self.clahe_clip) and self.clahe_clip > 0):
+            raise ValueError(f"Preprocess.clahe_clip must be a finite number > 0, got {self.clahe_clip!r}")
         if not isinstance(self.clahe_grid, int) or isinstance(self.clahe_grid, bool) or self.clahe_grid < 1:
             raise ValueError(f"Preprocess.clahe_grid must be a positive int, got {self.clahe_grid!r}")
+        # OpenCV allocates per-tile histograms for grid x grid tiles: 10**6 asks for about a terabyte,
+        # and tiles under a pixel or two equalise nothing on any input size this package uses
+        if self.clahe_grid > MAX_CLAHE_GRID:
+            raise ValueError(f"Preprocess.clahe_grid must be at most {MAX_CLAHE_GRID}, got {self.clahe_grid}")
 
     @property
     def value_range(self) -> tuple[float, float]:
@@ -127,6 +143,10 @@ class Preprocess:
         if arr.dtype != np.uint8:
             raise ValueError(f"Preprocess expects uint8 images (0..255), got dtype {arr.dtype}")
         s = self.size
+        if arr.ndim == 3 and arr.shape[:2] == (s, s) and arr.shape[1:] != (s, s) and arr.shape[-1] != 3:
+            # one (s, s, C) image: read as a batch it would be reported as "s x C" pixels
+            raise ValueError(f"a colour image must have 3 (RGB) channels, got {arr.shape[-1]} (shape {arr.shape}); "
+                             "give an (H, W) grey or (H, W, 3) RGB image")
         if arr.ndim == 2 or (arr.ndim == 3 and arr.shape[-1] == 3 and arr.shape[1:] != (s, s)):
             arr = arr[None]  # a single image
         if arr.ndim == 4 and arr.shape[-1] != 3:

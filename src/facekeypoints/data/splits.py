@@ -91,20 +91,38 @@ def handle_missing(data: KeypointData, strategy: str) -> tuple[KeypointData, Mis
 
 
 def _check_ratios(ratios: Sequence[float]) -> np.ndarray:
+    # a str is a sequence too: "0.7" would be read as ('0', '.', '7')
+    if not isinstance(ratios, (list, tuple, np.ndarray)):
+        raise TypeError(f"ratios must be a list or tuple of fractions such as (0.7, 0.3), got {ratios!r}")
+    if not all(isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, (bool, np.bool_))
+               for x in np.ravel(np.asarray(ratios, dtype=object))):
+        raise TypeError(f"ratios must be numbers, got {tuple(ratios)!r}")
     r = np.asarray(ratios, dtype=np.float64)
-    if r.ndim != 1 or len(r) < 2 or (r <= 0).any() or abs(r.sum() - 1.0) > 1e-6:
-        raise ValueError(f"ratios must be two or more positive fractions summing to 1, got {tuple(ratios)}")
+    # NaN fails every comparison, so it must be refused by name, not by "r <= 0"
+    if (r.ndim != 1 or len(r) < 2 or not np.isfinite(r).all() or (r <= 0).any()
+            or abs(r.sum() - 1.0) > 1e-6):
+        raise ValueError(f"ratios must be two or more finite positive fractions summing to 1, got {tuple(ratios)}")
     return r
+
+
+def _check_seed(seed) -> int:
+    # numpy's own errors ("SeedSequence expects int or sequence of ints") do not name the argument
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)):
+        raise TypeError(f"seed must be an int, got {type(seed).__name__} {seed!r}")
+    if not 0 <= seed < 2 ** 32:
+        raise ValueError(f"seed must be in 0..{2 ** 32 - 1}, got {seed}")
+    return int(seed)
 
 
 def _use_person(data: KeypointData, by_person: bool | str) -> bool:
     known = [p is not None for p in data.person]
-    if by_person == "auto":
+    if isinstance(by_person, str) and by_person == "auto":
         return bool(known) and all(known)
-    if by_person is True and not all(known):
-        raise ValueError(f"by_person=True but {known.count(False)} of {len(data)} samples have no person")
-    if by_person not in (True, False):
+    # 1 or "yes" is no answer; numpy's bool is one (``is True`` would let np.True_ skip the check)
+    if not isinstance(by_person, (bool, np.bool_)):
         raise ValueError(f"by_person must be True, False or 'auto', got {by_person!r}")
+    if by_person and not all(known):
+        raise ValueError(f"by_person=True but {known.count(False)} of {len(data)} samples have no person")
     return bool(by_person)
 
 
@@ -117,8 +135,10 @@ def split_indices(data: KeypointData, ratios: Sequence[float] = (0.7, 0.3), *, s
     scale, so no person is in two parts and sample fractions come close to ``ratios``.
     Otherwise samples are shuffled one by one. The same data and seed give the same split.
     """
+    if not isinstance(data, KeypointData):
+        raise TypeError(f"split_indices needs KeypointData (from read()), got {type(data).__name__}")
     r = _check_ratios(ratios)
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(_check_seed(seed))
     n = len(data)
     if _use_person(data, by_person):
         people, inverse, counts = np.unique(np.asarray(data.person, dtype=str), return_inverse=True,
@@ -148,6 +168,8 @@ def split(data: KeypointData, ratios: Sequence[float] = (0.7, 0.3), *, seed: int
 
 def describe_split(parts: Sequence[KeypointData]) -> str:
     """One line per part: samples, achieved fraction, persons (when known)."""
+    if isinstance(parts, KeypointData) or not all(isinstance(p, KeypointData) for p in parts):
+        raise TypeError("describe_split needs a list of KeypointData parts (as split() returns)")
     total = sum(len(p) for p in parts) or 1
     lines = []
     for k, part in enumerate(parts):
@@ -168,15 +190,28 @@ def split_imm_people(data: KeypointData, train: Iterable[int] = range(1, 33),
     return data.subset(in_train), data.subset(~in_train)
 
 
+def _person_numbers(people, name: str) -> set[int]:
+    """``people`` (an iterable of IMM person numbers) as a set of ints."""
+    if isinstance(people, (str, bytes)) or not isinstance(people, Iterable):
+        raise TypeError(f"{name} must be an iterable of person numbers such as range(1, 33), got {people!r}")
+    numbers = list(people)
+    bad = [p for p in numbers if isinstance(p, (bool, np.bool_)) or not isinstance(p, (int, np.integer))]
+    if bad:
+        raise TypeError(f"{name} must hold person numbers (ints), got {bad[0]!r}")
+    return {int(p) for p in numbers}
+
+
 def imm_train_mask(data: KeypointData, train: Iterable[int] = range(1, 33),
                    val: Iterable[int] = range(33, 41)) -> np.ndarray:
     """(N,) bool: which faces belong to the training people of an IMM split (see ``split_imm_people``)."""
-    train, val = set(train), set(val)
+    train, val = _person_numbers(train, "train"), _person_numbers(val, "val")
     if train & val:
         raise ValueError(f"persons {sorted(train & val)} are in both train and val")
-    bad = [p for p in data.person if not (isinstance(p, (str, int)) and str(p).isdigit())]
+    # ASCII digits only: "²".isdigit() is True, but int("²") fails
+    bad = [p for p in data.person if isinstance(p, (bool, np.bool_)) or not (
+        isinstance(p, (str, int, np.integer)) and str(p).isascii() and str(p).isdigit())]
     if bad:
-        raise ValueError(f"{data.source}: the imm split needs IMM's numbered persons (file names like "
+        raise ValueError(f"{data.source or 'data'}: the imm split needs IMM's numbered persons (file names like "
                          f"01-1m.asf), got person {bad[0]!r}; use a fraction split such as [0.8, 0.2]")
     numbers = np.array([int(p) for p in data.person])
     left = sorted(set(numbers.tolist()) - train - val)

@@ -41,7 +41,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from facekeypoints.atomic import name_problem
+from facekeypoints.atomic import name_problem, remove_stale_temporaries, temporary_path
 from facekeypoints.data.images import MAX_PIXELS, image_size, read_image
 from facekeypoints.data.walk import walk_files
 from facekeypoints.infer.outputs import check_outputs, open_sink, output_kind
@@ -216,6 +216,7 @@ def predict_paths(detector, inputs: list[str | Path], out: str | Path, *, draw: 
             sink.close(keep=False)  # gives the claim back
             raise
     images = [(p, rel) for p, rel in files if p.suffix.lower() not in VIDEO_SUFFIXES]
+    videos_done, stopped = 0, None
     try:
         with tqdm(total=len(images), desc="images", unit="img", disable=not progress or not images) as bar:
             for batch in _batches(images, batch_size):
@@ -228,6 +229,7 @@ def predict_paths(detector, inputs: list[str | Path], out: str | Path, *, draw: 
                     predict_video(detector, path, video_out, draw=draw, progress=progress, report=report,
                                   sink=None if folder is not None else sink, name=rel.stem, max_pixels=max_pixels,
                                   overwrite=overwrite)
+                    videos_done += 1
                 except BrokenPipeError:  # -o - into `| head`: the reader is gone, for every file after this too
                     raise
                 except (ValueError, OSError) as err:
@@ -235,9 +237,18 @@ def predict_paths(detector, inputs: list[str | Path], out: str | Path, *, draw: 
     except BrokenPipeError as err:  # what was found before it (failures) goes with it, for the caller to tell
         err.report = report
         raise
+    except KeyboardInterrupt as err:  # Ctrl-C, SIGTERM: finished results are kept, and said to be partial
+        stopped = err
+        raise
     finally:
         # a run without one image result writes no results file: an earlier one there is kept
         written = sink.close(keep=sink.count > 0)
+        if stopped is not None:
+            where = written or ("standard output" if sink.path is None and sink.count else None)
+            said = [f"results for {report.images + videos_done} of {len(files)} inputs written to {where} (partial)"
+                    ] if where else []
+            said += [stopped.partial] if getattr(stopped, "partial", None) else []  # a video's own, stopped midway
+            stopped.partial = "; ".join(said) or f"nothing was written to {sink.path or 'standard output'}"
     if written is not None:
         report.written.append(str(written))
     return report
@@ -446,8 +457,12 @@ class _H264Writer:
             raise ValueError(f"{path}: the H.264 writer needs an even frame size, got {size[0]}x{size[1]}")
         self.path, self.size = Path(path), size
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(self.path.parent)  # videos of killed runs, which ffmpeg finished under a temporary name
+        # ffmpeg finishes the file when its input ends, even when we were killed: so it writes a hidden
+        # name, renamed by release(), and a killed run leaves no short video that passes for a whole one
+        self._tmp = temporary_path(self.path)
         self._log = tempfile.TemporaryFile()
-        self._process = subprocess.Popen(x264_command(self.path, fps, size), stdin=subprocess.PIPE,
+        self._process = subprocess.Popen(x264_command(self._tmp, fps, size), stdin=subprocess.PIPE,
                                          stdout=subprocess.DEVNULL, stderr=self._log)
 
     def write(self, rgb: np.ndarray) -> None:
@@ -465,14 +480,19 @@ class _H264Writer:
             raise self._failure(err) from None
         if self._process.wait() != 0:
             raise self._failure(None)
+        try:
+            os.replace(self._tmp, self.path)
+        except OSError as err:
+            raise self._failure(err) from None
         said = self._said()
         if said:  # an error ffmpeg went on from: said, naming the video
             warnings.warn(f"{self.path}: the H.264 encoder said: {said}", stacklevel=3)
 
     def abort(self) -> None:
-        """Stop ffmpeg without finishing the video (the caller removes it)."""
+        """Stop ffmpeg without finishing the video, and remove what it wrote."""
         self._stop()
         self._log.close()
+        self._tmp.unlink(missing_ok=True)
 
     def _stop(self) -> None:
         if self._process.poll() is None:
@@ -497,6 +517,7 @@ class _H264Writer:
         from facekeypoints.atomic import WriteError
 
         self._stop()
+        self._tmp.unlink(missing_ok=True)
         why = self._said() or (err.strerror if err is not None and err.strerror else "ffmpeg stopped")
         return WriteError(errno.EIO, f"{self.path}: could not be written (the H.264 encoder said: {why}); "
                                      "nothing was written")
@@ -558,6 +579,7 @@ def predict_video(detector, path: str | Path, out_dir: str | Path | None, *, dra
         sink = open_sink(Path(out_dir) / f"{name}.jsonl")
     movie = Path(out_dir) / f"{name}_keypoints.mp4" if draw else None
     source, writer = _KeepFrame(capture, str(path)), None
+    stopped = None
     try:
         results = tqdm(detector.stream(source, **stream_options), total=declared or None,
                        desc=path.name, unit="frame", disable=not progress)
@@ -572,16 +594,19 @@ def predict_video(detector, path: str | Path, out_dir: str | Path | None, *, dra
                 writer.write(_drawn_frame(result, source.frame, writer.size))
         if writer is not None:  # here, not in finally: a failure to finish is a failure, and leaves no video
             writer.release()
-    except BaseException:
+    except BaseException as err:
         if writer is not None:  # half a video is no video: a full disk or an error leaves none behind
             with contextlib.suppress(Exception):
-                writer.abort()
+                writer.abort()  # removes its temporary file; a video already at movie (--overwrite) is kept
             writer = None
-            movie.unlink(missing_ok=True)
+        stopped = err if isinstance(err, KeyboardInterrupt) else None
         raise
     finally:
         capture.release()
         written = sink.close(keep=sink.count > 0) if own_sink else None
+        if stopped is not None and written:  # the frames' results are kept: said to be partial
+            stopped.partial = (f"results for {report.frames - frames_before} frames of {path} written to {written} "
+                               f"(partial{f', of {declared}' if declared else ''})")
     report.written += ([str(written)] if written else []) + ([str(movie)] if writer is not None else [])
     read = report.frames - frames_before
     # Containers estimate their frame count from duration x rate; allow that estimate 1 frame + 1%.

@@ -21,19 +21,23 @@ from pathlib import Path
 
 import numpy as np
 
-from facekeypoints.atomic import atomic_path
+from facekeypoints.atomic import atomic_path, remove_stale_temporaries
 from facekeypoints.data.cache import cache_dir, file_digest
 from facekeypoints.models.card import ModelCard
 from facekeypoints.models.device import resolve_device
 from facekeypoints.models.threads import max_threads
 
-__all__ = ["export_onnx", "OnnxRunner", "open_session", "CARD_KEY", "cached_export"]
+__all__ = ["export_onnx", "OnnxRunner", "open_session", "CARD_KEY", "cached_export", "UnreadableModelError"]
 
 # torch's TorchScript exporter (dynamo=False) writes opsets up to 20 (torch.onnx._constants, private)
 _TORCHSCRIPT_MAX_OPSET = 20
 CARD_KEY = "facekeypoints.card"  # metadata_props entry holding the model card as JSON
 # before the card (version 1), three entries held its parts
 _V1_KEYS = {"schema": "facekeypoints.schema", "preprocess": "facekeypoints.preprocess", "model": "facekeypoints.model"}
+
+
+class UnreadableModelError(ValueError):
+    """ONNX Runtime cannot load the file (not ONNX, truncated, empty); the message names it."""
 
 
 def export_onnx(checkpoint: str | Path, out: str | Path, *, opset: int = 17, device: str = "cpu") -> Path:
@@ -69,10 +73,12 @@ def export_onnx(checkpoint: str | Path, out: str | Path, *, opset: int = 17, dev
     return out
 
 
-def cached_export(checkpoint: str | Path, opset: int = 17) -> Path:
-    """The ONNX export of ``checkpoint``, made once per checkpoint content in the facekeypoints cache."""
+def cached_export(checkpoint: str | Path, opset: int = 17, *, rebuild: bool = False) -> Path:
+    """The ONNX export of ``checkpoint``, made once per checkpoint content in the facekeypoints cache;
+    ``rebuild``: made again (atomically) over an entry found unreadable."""
     path = cache_dir() / "onnx" / f"{file_digest(checkpoint)[:24]}-opset{opset}.onnx"
-    if not path.is_file():
+    if rebuild or not path.is_file():
+        remove_stale_temporaries(path.parent)  # exports of killed processes
         export_onnx(checkpoint, path, opset=opset)
     return path
 
@@ -97,7 +103,7 @@ def open_session(path: str | Path, threads: int | None):
     try:
         return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     except Exception as err:  # onnxruntime raises its own exception types for bad files
-        raise ValueError(f"{path}: ONNX Runtime cannot load this file ({type(err).__name__}: {err})") from None
+        raise UnreadableModelError(f"{path}: ONNX Runtime cannot load this file ({type(err).__name__}: {err})") from None
 
 
 class OnnxRunner:

@@ -23,7 +23,7 @@ import os
 import sys
 from pathlib import Path
 
-from facekeypoints.atomic import atomic_path, check_target
+from facekeypoints.atomic import WriteError, atomic_path, check_target, remove_stale_temporaries
 
 __all__ = ["output_kind", "open_sink", "check_outputs", "FILE_SUFFIXES"]
 
@@ -46,10 +46,12 @@ class _Sink:
         self.kind, self.count, self.claimed = kind, 0, claimed  # claimed: an empty file holds the name
         self.path = None if kind == "stdout" else Path(target)
         self._files = contextlib.ExitStack()  # the temporary file, renamed onto path by close()
+        self.failed = False  # a write failed (a full disk): nothing of this file is put in place
         if self.path is not None:
             check_target(self.path, inputs=inputs)  # not a folder nor an input, and a place that can be written
+            remove_stale_temporaries(self.path.parent)  # what killed runs left there (their pid is gone)
             try:
-                tmp = self._tmp = self._files.enter_context(atomic_path(self.path))
+                tmp = self._tmp = self._files.enter_context(atomic_path(self.path, claimed=claimed))
                 # surrogateescape: a file name that is not UTF-8 is written back as the bytes it was
                 self.stream = self._files.enter_context(open(tmp, "w", newline="", encoding="utf-8",
                                                              errors="surrogateescape"))
@@ -63,14 +65,34 @@ class _Sink:
             self.stream.write("[\n")
 
     def write(self, result) -> None:
-        if self.kind == "csv":
-            self._write_csv(result)
-        else:
-            line = json.dumps(result.to_dict(), allow_nan=False)
-            self.stream.write(("" if self.kind != "json" or not self.count else ",\n") + line
-                              + ("" if self.kind == "json" else "\n"))
-        self.count += 1
-        self.stream.flush()
+        try:
+            if self.kind == "csv":
+                self._write_csv(result)
+            else:
+                line = json.dumps(result.to_dict(), allow_nan=False)
+                self.stream.write(("" if self.kind != "json" or not self.count else ",\n") + line
+                                  + ("" if self.kind == "json" else "\n"))
+            self.stream.flush()
+        except OSError as err:
+            if self.path is None:  # standard output: the CLI says what became of it
+                raise
+            raise self._give_up(err) from None
+        self.count += 1  # only once it is on disk: a failed write is no result
+
+    def _give_up(self, err: OSError) -> WriteError:
+        """A failed write (a full disk, a file-size limit): the half-written file is removed, and so is
+        our claim on the name (it would refuse every re-run); a WriteError naming the file."""
+        self.failed = True
+        with contextlib.suppress(OSError):
+            self.stream.close()  # the file is closed even when its last flush fails
+        with contextlib.suppress(OSError):
+            self._tmp.unlink(missing_ok=True)
+            self._files.close()
+        if self.claimed:
+            with contextlib.suppress(OSError):
+                self.path.unlink(missing_ok=True)
+        kept = "its previous content is kept" if not self.claimed and self.path.exists() else "nothing was written"
+        return WriteError(err.errno, f"{self.path}: could not be written ({err.strerror or err}); {kept}")
 
     def _write_csv(self, result) -> None:
         if self._csv is None:
@@ -87,7 +109,7 @@ class _Sink:
         """Finish the file and put it in place; ``keep=False`` (a run without results) writes
         nothing, so an earlier file of that name is not replaced by an empty one. Returns the path
         written, or None."""
-        if self.path is None:
+        if self.path is None or self.failed:
             return None
         if self.kind == "json":
             self.stream.write("\n]\n")
@@ -115,6 +137,7 @@ def open_sink(target: str | Path, *, overwrite: bool = False, inputs=()) -> _Sin
             raise ValueError(f"{folder}: {folder.suffix} is not an output format; -o takes a folder, a .json, .jsonl "
                              f"or .csv file, or - for standard output (end a folder name with / if it has a dot)")
         check_target(folder, folder=True)
+        remove_stale_temporaries(folder)  # even for a run refused below: killed runs' leftovers are no one's
         results = folder / "predictions.jsonl"
         if results.is_dir():
             raise ValueError(f"{results}: a folder where the results file goes; choose another -o folder")

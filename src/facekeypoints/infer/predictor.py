@@ -29,7 +29,7 @@ import numpy as np
 from facekeypoints.data import framing
 from facekeypoints.infer.detectors import check_boxes, make_detector
 from facekeypoints.infer.inputs import to_rgb
-from facekeypoints.infer.onnx import OnnxRunner, cached_export
+from facekeypoints.infer.onnx import OnnxRunner, UnreadableModelError, cached_export
 from facekeypoints.infer.results import Face, Result
 from facekeypoints.infer.video import stream
 from facekeypoints.models.device import resolve_device
@@ -82,7 +82,12 @@ def load_runner(model: str | Path | None = None, backend: str | None = None, dev
             warnings.warn(f"{path}: ONNX export failed ({type(err).__name__}: {err}); running it with torch",
                           RuntimeWarning, stacklevel=2)
         else:  # outside the try: a bad option or an unloadable export is its own error, not an "export failure"
-            runner = OnnxRunner(exported, threads=threads)
+            try:
+                runner = OnnxRunner(exported, threads=threads)
+            except UnreadableModelError as err:  # a damaged entry (random bytes, empty): rebuilt, not a dead end
+                why = str(err).removeprefix(f"{exported}: ")
+                warnings.warn(f"ignoring unreadable cache entry {exported} ({why}); rebuilding it", stacklevel=2)
+                runner = OnnxRunner(cached_export(path, rebuild=True), threads=threads)
             runner.source = str(path)  # name the checkpoint the user gave, not its cached export
             return runner
     return TorchRunner.load(path, device=device, threads=threads)

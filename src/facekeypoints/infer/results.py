@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
@@ -29,7 +30,7 @@ import numpy as np
 
 from facekeypoints.atomic import atomic_path
 from facekeypoints.data.images import over_white, read_image
-from facekeypoints.schema import KeypointSchema
+from facekeypoints.schema import KeypointSchema, load_schema
 
 __all__ = ["Face", "Result", "IMAGE_SUFFIXES", "SAVE_SUFFIXES", "finite_json"]
 
@@ -42,6 +43,9 @@ SAVE_SUFFIXES = (".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".ppm", ".pgm
 _BOX_COLOUR = (0, 255, 0)  # green reads the same in RGB and BGR
 _POINT_COLOUR = (255, 200, 0)
 _LINE_COLOUR = (0, 200, 255)
+# drawn coordinates are clamped to this many pixels beyond the image: OpenCV takes only 32-bit ints
+# (1e20 was "Can't parse 'pt1'"), and a mark this far out is off the picture either way
+_DRAW_MARGIN = 1 << 16
 
 
 @dataclass
@@ -119,6 +123,13 @@ class Result:
     source: str = ""
     color: str = "rgb"  # the colour order of the image it came from: draw() and save() take images in it
 
+    def __post_init__(self) -> None:
+        if isinstance(self.schema, str):  # a name, as create_model and Predictor take it
+            self.schema = load_schema(self.schema)
+        if not isinstance(self.schema, KeypointSchema):
+            raise TypeError(f"Result schema must be a KeypointSchema or a schema name, "
+                            f"got {type(self.schema).__name__} {self.schema!r}")
+
     def __len__(self) -> int:
         return len(self.faces)
 
@@ -156,7 +167,8 @@ class Result:
             "image_size": {"height": int(h), "width": int(w)},
             "schema": self.schema.name,
             "faces": [f.to_dict() for f in self.faces],
-            "timings": {k: round(float(v), 3) for k, v in self.timings.items()},
+            # finite_json: a NaN timing (a clock that failed) is null, as the docstring of to_json promises
+            "timings": finite_json({k: round(float(v), 3) for k, v in self.timings.items()}),
         }
 
     def to_json(self, indent: int | None = None) -> str:
@@ -203,13 +215,20 @@ class Result:
         else:
             out = np.ascontiguousarray(cv2.cvtColor(image, cv2.COLOR_GRAY2RGB) if image.ndim == 2 else image.copy())
         pairs = [(self.schema.index(a), self.schema.index(b)) for a, b in self.schema.skeleton]
+        h, w = out.shape[:2]
+        low, high = -_DRAW_MARGIN, max(h, w) + _DRAW_MARGIN
         for face in self.faces:
-            size = max(8.0, float(face.box[2] - face.box[0]))
+            box = np.asarray(face.box, dtype=np.float64)
+            box_finite = np.isfinite(box).all()  # a NaN box is not drawn; its finite keypoints still are
+            width = float(box[2] - box[0]) if box_finite else 0.0
+            size = min(max(8.0, width), float(max(h, w)))  # a huge box must not make the marks image-sized or more
             thick, radius = max(1, round(size / 150)), max(1, round(size / 70))
-            x1, y1, x2, y2 = (round(float(v)) for v in face.box)
-            cv2.rectangle(out, (x1, y1), (x2, y2), _BOX_COLOUR, thick, cv2.LINE_AA)
-            finite = np.isfinite(face.keypoints).all(-1)  # a point the model gave no number for is not drawn
-            pts = np.round(np.where(finite[:, None], face.keypoints, 0)).astype(int)
+            if box_finite:
+                x1, y1, x2, y2 = (int(v) for v in np.round(np.clip(box, low, high)))
+                cv2.rectangle(out, (x1, y1), (x2, y2), _BOX_COLOUR, thick, cv2.LINE_AA)
+            keypoints = np.asarray(face.keypoints, dtype=np.float64)
+            finite = np.isfinite(keypoints).all(-1)  # a point the model gave no number for is not drawn
+            pts = np.round(np.clip(np.where(finite[:, None], keypoints, 0), low, high)).astype(int)
             for a, b in pairs:
                 if finite[a] and finite[b]:
                     cv2.line(out, tuple(pts[a]), tuple(pts[b]), _LINE_COLOUR, thick, cv2.LINE_AA)
@@ -224,7 +243,13 @@ class Result:
         ``source``. ``in_place``: draw on ``image`` itself (it is changed) instead of a copy, which a
         caller done with the pixels uses to spare a large photo's second copy.
         """
-        path = Path(path)
+        if isinstance(path, bytes):
+            path = os.fsdecode(path)
+        if not isinstance(path, (str, os.PathLike)):
+            raise TypeError(f"save() path must be a str or Path, got {type(path).__name__} {path!r}")
+        if not isinstance(in_place, bool):  # "no" or "false" would have drawn on the caller's image
+            raise TypeError(f"save() in_place must be True or False, got {type(in_place).__name__} {in_place!r}")
+        path = Path(path).expanduser()  # as the CLI's paths are
         if path.suffix.lower() == ".json":
             with atomic_path(path) as tmp:
                 tmp.write_text(self.to_json(indent=2) + "\n")

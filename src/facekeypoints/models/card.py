@@ -23,6 +23,7 @@ True
 from __future__ import annotations
 
 import json
+import numbers
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -30,7 +31,7 @@ import numpy as np
 from facekeypoints.data.framing import FRAMINGS, framing_for
 from facekeypoints.data.pipeline import DataConfig
 from facekeypoints.data.preprocess import Preprocess
-from facekeypoints.schema import KeypointSchema
+from facekeypoints.schema import KeypointSchema, load_schema
 from facekeypoints.settings import SettingsError, from_dict
 
 __all__ = ["ModelCard", "CARD_VERSION", "CardError"]
@@ -78,6 +79,7 @@ class ModelCard:
     trained_in: str | None = None
 
     def __post_init__(self) -> None:
+        self._check_types()
         # options in their JSON form (tuples as lists), so a card read back from ONNX metadata equals its checkpoint's
         object.__setattr__(self, "options", json.loads(json.dumps(self.options)))
         if self.framing not in FRAMINGS:
@@ -88,9 +90,43 @@ class ModelCard:
         if self.label_offset is not None:
             offset = _offset_array(self.label_offset, self.schema.num_keypoints)
             object.__setattr__(self, "label_offset", tuple(tuple(float(v) for v in p) for p in offset))
+        if self.version < 1:
+            raise CardError(f"model card version must be 1 or more, got {self.version}")
         if self.version > CARD_VERSION:
             raise CardError(f"model card version {self.version} is newer than this facekeypoints reads "
                             f"({CARD_VERSION}); upgrade facekeypoints")
+
+    def _check_types(self) -> None:
+        """Each field of a card built directly checked for its type (a str input_size of "96" was reported
+        as "preprocess makes 1x96x96 inputs but the model takes 1x96x96"); a schema name and a preprocess
+        mapping are read as ``from_dict`` reads them."""
+        def expect(name: str, ok: bool, what: str) -> None:
+            if not ok:
+                value = getattr(self, name)
+                raise TypeError(f"ModelCard.{name} must be {what}, got {type(value).__name__} {value!r}")
+
+        expect("model", isinstance(self.model, str), "a registry name (str)")
+        if isinstance(self.schema, str):
+            object.__setattr__(self, "schema", load_schema(self.schema))
+        expect("schema", isinstance(self.schema, KeypointSchema), "a KeypointSchema or a schema name")
+        for name in ("input_size", "in_channels", "version"):
+            value = getattr(self, name)
+            expect(name, isinstance(value, numbers.Integral) and not isinstance(value, bool), "an int")
+            object.__setattr__(self, name, int(value))
+        if isinstance(self.preprocess, dict):
+            object.__setattr__(self, "preprocess", Preprocess.from_dict(self.preprocess))
+        expect("preprocess", isinstance(self.preprocess, Preprocess), "a Preprocess or its dict")
+        expect("framing", isinstance(self.framing, str), f"one of {list(FRAMINGS)}")
+        expect("options", isinstance(self.options, dict), "a dict of the model's options")
+        for key, value in self.options.items():
+            try:
+                json.dumps({key: value})
+            except (TypeError, ValueError):  # json's own words name neither the card nor the option
+                raise TypeError(f"ModelCard.options[{key!r}] must be plain JSON data (numbers, str, lists, dicts), "
+                                f"got {type(value).__name__} {value!r}") from None
+        expect("metrics", isinstance(self.metrics, dict), "a dict of numbers")
+        expect("trained_on", self.trained_on is None or isinstance(self.trained_on, DataConfig), "a DataConfig or None")
+        expect("trained_in", self.trained_in is None or isinstance(self.trained_in, str), "a folder (str) or None")
 
     def to_dict(self) -> dict:
         """Plain types only (for ``torch.save(weights_only)``, JSON and YAML)."""
@@ -110,7 +146,14 @@ class ModelCard:
             d = _from_version_1(d, source)
         try:
             values = dict(d)
-            values["schema"] = KeypointSchema.from_dict(values["schema"], source=source)
+            schema = values["schema"]
+            if isinstance(schema, str):  # a built-in schema's name, as create_model takes it
+                values["schema"] = load_schema(schema)
+            elif isinstance(schema, dict):
+                values["schema"] = KeypointSchema.from_dict(schema, source=source)
+            else:  # iterating anything else read its items as field names
+                raise CardError(f"schema must be a mapping of the schema's fields or a schema name, "
+                                f"got {type(schema).__name__} {schema!r}")
             values["preprocess"] = from_dict(Preprocess, values.get("preprocess") or {}, where="preprocess.")
             if values.get("trained_on") is not None:
                 values["trained_on"] = from_dict(DataConfig, values["trained_on"], where="trained_on.")
@@ -122,6 +165,8 @@ class ModelCard:
 
     def with_metrics(self, metrics: dict) -> "ModelCard":
         """The same card with ``metrics`` (plain numbers) recorded."""
+        if not isinstance(metrics, dict):
+            raise TypeError(f"with_metrics needs a dict of metrics, got {type(metrics).__name__} {metrics!r}")
         return replace(self, metrics=dict(metrics))
 
     def summary(self) -> dict:

@@ -17,7 +17,10 @@ Examples
 """
 from __future__ import annotations
 
+import io
 import os
+import pickle
+from collections import OrderedDict
 
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -72,15 +75,76 @@ def save_checkpoint(path: str | Path, model: nn.Module, card: ModelCard, **train
     optimizer, scheduler, train_state, history). Written atomically: a kill during the write
     leaves the previous file intact."""
     model = getattr(model, "module", model)  # unwrap DistributedDataParallel
+    path = _path(path, "save_checkpoint")
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"save_checkpoint: model must be an nn.Module, got {type(model).__name__}")
+    if not isinstance(card, ModelCard):
+        raise TypeError(f"save_checkpoint: card must be a ModelCard (e.g. card_for(model)), got {type(card).__name__}")
     unknown = sorted(set(training) - set(_TRAINING_KEYS))
     if unknown:
         raise TypeError(f"save_checkpoint: unknown training entries {unknown}; known: {list(_TRAINING_KEYS)}")
+    for key, value in {"card": card.to_dict(), **training}.items():
+        _check_plain(key, value)
     if (card.model, card.schema.name) != (model.model_name, model.schema_name):
         raise CheckpointError(f"the card describes {card.model}/{card.schema.name}, the model is "
                               f"{model.model_name}/{model.schema_name}")
     payload = {"format": FORMAT, "card": card.to_dict(),
                "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}, **training}
-    _write(payload, Path(path))
+    _write(payload, path)
+
+
+def _path(path, what: str) -> Path:
+    """``path`` (str, bytes or PathLike) as a Path with ``~`` expanded, as the CLI's paths are."""
+    if isinstance(path, bytes):
+        path = os.fsdecode(path)
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"{what}: path must be a str or Path, got {type(path).__name__} {path!r}")
+    return Path(path).expanduser()
+
+
+_PLAIN = (dict, list, tuple, str, int, float, bool, type(None), torch.Tensor)
+
+
+def _foreign(value, where: str) -> str | None:
+    """Where in ``value`` the first thing that is not plain data sits, for the error message."""
+    if isinstance(value, dict):
+        return next((f for k, v in value.items() if (f := _foreign(k, f"{where} key") or _foreign(v, f"{where}[{k!r}]"))), None)
+    if isinstance(value, (list, tuple)):
+        return next((f for i, v in enumerate(value) if (f := _foreign(v, f"{where}[{i}]"))), None)
+    return None if isinstance(value, _PLAIN) else f"{where} ({type(value).__name__})"
+
+
+def _skeleton(value):
+    """``value`` with its tensors as None: the loader's check on everything else without copying weights."""
+    if isinstance(value, torch.Tensor):
+        return None
+    if type(value) in (dict, OrderedDict):  # a subclass of its own is left whole, for the loader's rule to judge
+        return type(value)((k, _skeleton(v)) for k, v in value.items())
+    if type(value) in (list, tuple):
+        return type(value)(_skeleton(v) for v in value)
+    return value
+
+
+def _check_plain(key: str, value) -> None:
+    """Refuse what ``load_checkpoint`` (``torch.load(weights_only=True)``) would refuse to read back:
+    a file that saves but never loads is a run lost at resume time."""
+    buffer = io.BytesIO()
+    try:
+        torch.save(_skeleton(value), buffer)
+    except (pickle.PicklingError, TypeError, AttributeError) as err:  # a lambda, a lock, a local class
+        raise TypeError(f"save_checkpoint: {_foreign(value, key) or key} cannot be saved ({err})") from None
+    except Exception:  # not about the data (torch.save patched or failing): the real write reports it
+        return
+    buffer.seek(0)
+    try:
+        torch.load(buffer, map_location="cpu", weights_only=True)
+    except Exception as err:  # the weights-only unpickler raises several types
+        # torch's text is long and advises weights_only=False: keep only its line naming the type
+        why = next((ln.split("error:", 1)[1].split(". Please")[0].strip() for ln in str(err).splitlines()
+                    if "WeightsUnpickler error:" in ln), type(err).__name__)
+        where = _foreign(value, key) or f"{key} ({why})"
+        raise TypeError(f"save_checkpoint: {where} is not plain data (dicts, lists, str, numbers, None, "
+                        f"tensors); the checkpoint could not be read back") from None
 
 
 def _write(payload: dict, path: Path) -> None:
@@ -94,7 +158,7 @@ def _write(payload: dict, path: Path) -> None:
 
 def load_checkpoint(path: str | Path) -> Checkpoint:
     """Read a checkpoint without executing code; errors name the file and what is wrong."""
-    path = Path(path)
+    path = _path(path, "load_checkpoint")
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
     try:
@@ -154,7 +218,7 @@ def slim_checkpoint(src: str | Path, dst: str | Path) -> Path:
     history = ckpt.training.get("history") or ckpt.training.get("train_state", {}).get("history", [])
     payload = {"format": FORMAT, "card": ckpt.card.to_dict(), "state_dict": ckpt.state_dict,
                "config": ckpt.training.get("config", {}), "history": history}
-    dst = Path(dst)
+    dst = _path(dst, "slim_checkpoint")
     if dst.suffix != ".pt":
         raise CheckpointError(f"{dst}: a checkpoint file ends in .pt")
     _write(payload, dst)

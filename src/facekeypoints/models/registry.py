@@ -20,6 +20,7 @@ from __future__ import annotations
 import difflib
 import fnmatch
 import inspect
+import numbers
 from typing import Callable
 
 import torch
@@ -35,6 +36,34 @@ _MODELS: dict[str, Callable[..., nn.Module]] = {}
 
 # Keywords create_model fills in itself; the rest of an entrypoint's keywords are the family's options.
 _RESERVED = ("num_keypoints", "in_channels", "input_size", "pretrained")
+# px (preprocess.size too): faces are labelled at about 96; a 10**6 px input asked torch for terabytes.
+# The lower end is each family's own (8 px for the CNNs, 32 for keypoint_net, 8 * stem_stride for a ResNet).
+MAX_INPUT_SIZE = 1024
+_CHANNELS = (1, 3)  # what Preprocess makes (grey or RGB): a model taking other channels has no input
+
+
+def _name(value, what: str) -> str:
+    """``value`` checked to be a str: a TypeError naming ``what``, before difflib or fnmatch fails on it."""
+    if not isinstance(value, str):
+        raise TypeError(f"{what} must be a str, got {type(value).__name__} {value!r}")
+    return value
+
+
+def _int_arg(value, what: str) -> int:
+    """``value`` as an int, refusing bools, floats and strings (int() made '1' and 96.5 silently valid)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{what} must be an int, got {type(value).__name__} {value!r}")
+    return int(value)
+
+
+def _sizes(in_channels, input_size) -> tuple[int, int]:
+    """(in_channels, input_size) checked: channels 1 or 3, a size from 1 to MAX_INPUT_SIZE."""
+    in_channels, input_size = _int_arg(in_channels, "in_channels"), _int_arg(input_size, "input_size")
+    if in_channels not in _CHANNELS:
+        raise ValueError(f"in_channels must be 1 (grey) or 3 (RGB), got {in_channels}")
+    if not 1 <= input_size <= MAX_INPUT_SIZE:
+        raise ValueError(f"input_size must be from 1 to {MAX_INPUT_SIZE} pixels, got {input_size}")
+    return in_channels, input_size
 
 
 class UnknownModelError(ValueError):
@@ -43,6 +72,9 @@ class UnknownModelError(ValueError):
 
 def register_model(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
     """Record ``fn`` in the registry under ``fn.__name__``; returns ``fn`` unchanged."""
+    # the name is how create_model finds it: a lambda's '<lambda>' could never be asked for
+    if not callable(fn) or not isinstance(getattr(fn, "__name__", None), str) or not fn.__name__.isidentifier():
+        raise TypeError(f"register_model needs a named function (a model entrypoint), got {type(fn).__name__} {fn!r}")
     if fn.__name__ in _MODELS:
         raise ValueError(f"model {fn.__name__!r} is registered twice")
     _MODELS[fn.__name__] = fn
@@ -51,10 +83,12 @@ def register_model(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
 
 def list_models(pattern: str = "*") -> list[str]:
     """Registered model names matching a shell-style ``pattern``, sorted."""
+    _name(pattern, "list_models pattern")
     return sorted(n for n in _MODELS if fnmatch.fnmatchcase(n, pattern))
 
 
 def _entrypoint(name: str) -> Callable[..., nn.Module]:
+    _name(name, "model name")
     if name not in _MODELS:
         close = difflib.get_close_matches(name, list(_MODELS), n=3, cutoff=0.5)
         hint = f"; did you mean {close}?" if close else f"; known models: {list_models()}"
@@ -74,6 +108,9 @@ def _check_keywords(name: str, fn: Callable, options: dict) -> dict:
 def check_model_options(name: str, options: dict, *, where: str = "options") -> dict:
     """``options`` checked against model ``name``'s keywords and their annotated types, before any
     model is built (a config is checked when it is loaded). Raises SettingsError naming ``where``."""
+    _name(name, "model name")
+    if not isinstance(options, dict):  # a wrong type from a caller, not a config mistake: check_keywords iterated it
+        raise TypeError(f"{where} must be a dict of model options, got {type(options).__name__} {options!r}")
     try:
         return check_keywords(_entrypoint(name), options, what=f"model {name!r} option", skip=_RESERVED)
     except (SettingsError, UnknownModelError) as err:
@@ -104,9 +141,11 @@ def create_model(name: str, *, schema: str | KeypointSchema = "kaggle15", in_cha
     """
     fn = _entrypoint(name)
     options = _check_keywords(name, fn, options)
+    in_channels, input_size = _sizes(in_channels, input_size)
+    if not isinstance(schema, (str, KeypointSchema)):
+        raise TypeError(f"schema must be a schema name or a KeypointSchema, got {type(schema).__name__} {schema!r}")
     schema_obj = schema if isinstance(schema, KeypointSchema) else load_schema(schema)
-    kwargs = dict(num_keypoints=schema_obj.num_keypoints, in_channels=int(in_channels),
-                  input_size=int(input_size), **options)
+    kwargs = dict(num_keypoints=schema_obj.num_keypoints, in_channels=in_channels, input_size=input_size, **options)
     if "pretrained" in inspect.signature(fn).parameters:
         kwargs["pretrained"] = pretrained
     elif pretrained:
@@ -115,8 +154,8 @@ def create_model(name: str, *, schema: str | KeypointSchema = "kaggle15", in_cha
     model = fn(**kwargs)
     model.model_name = name
     model.schema_name = schema_obj.name
-    model.input_size = int(input_size)
-    model.in_channels = int(in_channels)
+    model.input_size = input_size
+    model.in_channels = in_channels
     # every option, defaults included: a checkpoint rebuilds the same model even if a default changes
     defaults = {p.name: p.default for p in inspect.signature(fn).parameters.values()
                 if p.name not in _RESERVED and p.default is not inspect.Parameter.empty}
@@ -131,13 +170,23 @@ def count_macs(model: nn.Module, input_shape: tuple[int, int, int, int]) -> int:
     """
     from torch.utils.flop_counter import FlopCounterMode
 
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"count_macs needs an nn.Module, got {type(model).__name__}")
+    if not isinstance(input_shape, (tuple, list)) or len(input_shape) != 4 or not all(
+            isinstance(v, numbers.Integral) and not isinstance(v, bool) and v > 0 for v in input_shape):
+        raise ValueError(f"input_shape must be 4 positive ints (B, C, H, W), got {input_shape!r}")
+    channels = getattr(model, "in_channels", None)
+    if isinstance(channels, int) and input_shape[1] != channels:
+        raise ValueError(f"input_shape {tuple(input_shape)} has {input_shape[1]} channels, the model takes {channels}")
     was_training = model.training
-    model.eval()
     device = next(model.parameters()).device  # works on the "meta" device too: shapes are all it needs
     counter = FlopCounterMode(display=False)
-    with torch.no_grad(), counter:
-        model(torch.zeros(input_shape, device=device))
-    model.train(was_training)
+    try:  # a failed forward pass must not leave the caller's model in eval mode
+        model.eval()
+        with torch.no_grad(), counter:
+            model(torch.zeros(tuple(int(v) for v in input_shape), device=device))
+    finally:
+        model.train(was_training)
     return counter.get_total_flops() // 2
 
 
@@ -158,6 +207,7 @@ def model_info(name: str, *, schema: str | KeypointSchema = "kaggle15", input_si
     (4623530, 'seed 002')
     """
     fn = _entrypoint(name)
+    _, input_size = _sizes(1, input_size)  # before torch's own error for a str or float size
     description, reference = _doc_fields(fn)
     with torch.device("meta"):  # shapes only: no memory for weights, no random init
         model = create_model(name, schema=schema, input_size=input_size)

@@ -35,6 +35,7 @@ from facekeypoints.data.augment import Augment
 from facekeypoints.data.pipeline import DATA_PATH_KEYS, DataConfig
 from facekeypoints.data.preprocess import Preprocess
 from facekeypoints.models import check_model_options
+from facekeypoints.models.registry import MAX_INPUT_SIZE
 from facekeypoints.models.device import AMP_MODES
 from facekeypoints.models.threads import max_threads
 from facekeypoints.settings import SettingsError, from_dict, load_yaml, read_yaml
@@ -252,7 +253,6 @@ def _check(cfg: Config) -> Config:
     return cfg
 
 
-MAX_INPUT_SIZE = 1024  # px: faces are labelled at about 96; beyond this an input only costs memory
 MAX_PARAMETERS = 500_000_000  # far beyond every shipped model (resnet50: 25M); more is a typo, not a recipe
 
 

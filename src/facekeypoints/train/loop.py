@@ -597,6 +597,10 @@ def fit(cfg: Config, *, resume: bool = False, progress: bool = True, overwrite: 
     lock, made = _claim(out) if _env_int("RANK", 0) == 0 else (None, [])
     try:
         held = [name for name in _RUN_FILES if (out / name).exists()]
+        if held and not {"last.pt", "best.pt"} & set(held) and not overwrite:  # stopped before its first checkpoint
+            raise ValueError(f"{out}: holds no checkpoint yet (the run stopped before its first epoch ended; only "
+                             f"{', '.join(held)}); start it again with --overwrite (nothing is lost but those), "
+                             "or train into a new --out folder")
         if not resume and not overwrite and held:
             raise ValueError(f"{out}: holds a training run ({', '.join(held)}); continue it with --resume, train into "
                              "a new --out folder, or start it over with --overwrite")

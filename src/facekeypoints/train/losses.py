@@ -34,8 +34,15 @@ __all__ = ["make_loss", "check_loss_params", "list_losses", "masked_mean", "mse"
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
+def _tensors(*values: torch.Tensor) -> None:
+    """A TypeError naming pred and target for numpy arrays or lists (torch.isfinite's own error named neither)."""
+    if not all(isinstance(v, torch.Tensor) for v in values):
+        raise TypeError(f"pred and target must be torch tensors, got {[type(v).__name__ for v in values]}")
+
+
 def labelled_mask(target: torch.Tensor) -> torch.Tensor:
     """(B, K, 2) targets -> (B, K) bool: True where both coordinates are labelled (finite)."""
+    _tensors(target)
     if target.ndim != 3 or target.shape[-1] != 2:
         raise ValueError(f"targets must have shape (B, K, 2), got {tuple(target.shape)}")
     return torch.isfinite(target).all(-1)
@@ -43,6 +50,7 @@ def labelled_mask(target: torch.Tensor) -> torch.Tensor:
 
 def _residual(pred: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(pred - target with unlabelled entries set to 0, (B, K, 2) float mask of labelled coordinates)."""
+    _tensors(pred, target)
     if pred.shape != target.shape:
         raise ValueError(f"pred {tuple(pred.shape)} and target {tuple(target.shape)} differ in shape")
     mask = labelled_mask(target).unsqueeze(-1).expand_as(target)
@@ -105,6 +113,7 @@ def complete_graph_distance(pred: torch.Tensor, target: torch.Tensor) -> torch.T
     least one label. It only sees shape, not position, so it is invariant to translating pred and
     target together (and blind to translating pred alone). (B, K, 2), (B, K, 2) -> scalar.
     """
+    _tensors(pred, target)
     labelled = labelled_mask(target)
     if pred.shape != target.shape:
         raise ValueError(f"pred {tuple(pred.shape)} and target {tuple(target.shape)} differ in shape")
@@ -170,6 +179,8 @@ def make_loss(name: str, **params) -> LossFn:
 
 def _checked_params(name: str, params: dict) -> dict:
     """``params`` as loss ``name``'s keywords (names and types); ValueError for an unknown loss."""
+    if not isinstance(name, str):  # before difflib fails on it with its own words
+        raise TypeError(f"loss name must be a str, got {type(name).__name__} {name!r}")
     if name not in _LOSSES:
         close = difflib.get_close_matches(name, list(_LOSSES), n=3)
         raise ValueError(f"unknown loss {name!r}; known: {list_losses()}" + (f"; did you mean {close}?" if close else ""))

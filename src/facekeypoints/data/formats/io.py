@@ -11,7 +11,7 @@ from __future__ import annotations
 import stat
 from pathlib import Path
 
-from facekeypoints.data.dataset import DataFormatError, KeypointData
+from facekeypoints.data.dataset import DataFormatError, KeypointData, user_path
 from facekeypoints.data.formats.csvfile import csv_header
 from facekeypoints.data.formats.landmark_sets import read_coco_json, read_dlib_xml, refuse_costly_json
 from facekeypoints.data.formats.landmarks import read_aflw_mat, read_asf, read_ljson, read_pts
@@ -109,7 +109,7 @@ def _folder_format(path: Path) -> str:
 
 def detect_format(path: str | Path) -> str:
     """Name of the format of ``path`` (a key of ``SUPPORTED_FORMATS``) from suffix, content or folder."""
-    path = Path(path)
+    path = user_path(path)  # ~ expanded, bytes decoded, None a TypeError
     try:
         mode = path.stat().st_mode
     except OSError:  # nothing there, a link to nothing or a loop, no permission
@@ -175,7 +175,7 @@ def read(path: str | Path, *, schema: str | None = None, skip_bad: bool = False,
     rows or files out and lists them in ``data.skipped``; without it the first one raises
     DataFormatError naming the file, row or line and field.
     """
-    path = Path(path)
+    path = user_path(path)  # ~ expanded, bytes decoded, None a TypeError
     data = _read_format(detect_format(path), path, skip_bad, load_images)
     if len(data) == 0:  # every reader ends here: no caller has to handle an empty dataset
         why = f"; {data.skipped_count} skipped as bad: " + "; ".join(data.skipped[:3]) if data.skipped else ""

@@ -31,7 +31,7 @@ import numpy as np
 
 from facekeypoints.data import cache
 from facekeypoints.data.formats.csvfile import line_blocks, open_for_writing, open_sized, parse_header, read_ahead, read_chunks
-from facekeypoints.data.dataset import DataFormatError, KeypointData
+from facekeypoints.data.dataset import DataFormatError, KeypointData, user_path
 from facekeypoints.data.formats.checks import describe, implausible, text_float, text_int
 from facekeypoints.data.formats.pixels import PIXELS, PixelParser, format_pixels
 from facekeypoints.schema import load_schema
@@ -352,7 +352,7 @@ def read_kaggle_csv(path: str | Path, *, skip_bad: bool = False, use_cache: bool
     otherwise the first bad row raises DataFormatError (file, row, field, what is wrong). With
     ``use_cache`` the parsed arrays are stored under the sha256 of the file's bytes and reused.
     """
-    path = Path(path)
+    path = user_path(path)
     if not use_cache:
         return _to_data(_parse_kaggle(path, skip_bad), path)
     key = f"kaggle15-v{_READER_VERSION}-{'skipbad' if skip_bad else 'strict'}-{cache.file_digest(path)}"
@@ -376,7 +376,10 @@ def write_kaggle_csv(data: KeypointData, path: str | Path) -> Path:
     The schema must be kaggle15 (convert first with ``data.to_schema("kaggle15")``). A ``.zip`` or
     ``.gz`` path is compressed. Returns the path written.
     """
-    path = Path(path)
+    if not isinstance(data, KeypointData):
+        raise TypeError(f"write_kaggle_csv needs KeypointData (e.g. KeypointData.from_arrays('kaggle15', "
+                        f"keypoints)), got {type(data).__name__}")
+    path = user_path(path)
     schema = load_schema("kaggle15")
     if data.schema.name != schema.name:
         raise ValueError(f"write_kaggle_csv needs schema kaggle15, got {data.schema.name!r}; "
@@ -387,7 +390,14 @@ def write_kaggle_csv(data: KeypointData, path: str | Path) -> Path:
         shape = images.shape if isinstance(images, np.ndarray) else f"a list of {len(images)} arrays"
         raise ValueError(f"Kaggle CSV images must be (N, 96, 96) uint8 grey, got {shape}")
     header = schema.columns() + (["Image"] if images is not None else [])
-    coords = data.keypoints.reshape(len(data), 2 * schema.num_keypoints).tolist()  # not -1: N may be 0
+    table = data.keypoints.reshape(len(data), 2 * schema.num_keypoints)  # not -1: N may be 0
+    # NaN is written empty (missing); inf would be written as text its own reader refuses
+    bad = np.argwhere(np.isinf(table))
+    if len(bad):
+        row, col = bad[0]
+        raise ValueError(f"keypoints hold {len(bad)} infinite coordinates, which a Kaggle CSV cannot hold; the "
+                         f"first at data row {row + 1}, column {header[col]!r}")
+    coords = table.tolist()
     with open_for_writing(path) as out:
         out.write((",".join(header) + "\n").encode())
         for start in range(0, len(data), 256):  # bounded memory for the pixel text

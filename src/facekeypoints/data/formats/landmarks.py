@@ -26,8 +26,8 @@ from typing import Callable
 import numpy as np
 
 from facekeypoints.atomic import atomic_path
-from facekeypoints.data.dataset import DataFormatError, KeypointData
-from facekeypoints.data.formats.checks import check_points, json_number, text_float, text_int
+from facekeypoints.data.dataset import DataFormatError, KeypointData, user_path
+from facekeypoints.data.formats.checks import FAR, check_points, implausible, json_number, text_float, text_int
 from facekeypoints.data.formats.textfile import load_json, read_text, short
 from facekeypoints.data.images import read_image
 from facekeypoints.data.walk import data_files, distinct_files, not_found, unreadable
@@ -197,7 +197,7 @@ def _gather(schema: str, faces: list[_Face], source: Path, load_images: bool,
 def _read_each(path: str | Path, suffix: str, schema: str, parse: Callable[[Path, Path], _Face],
                load_images: bool, skip_bad: bool) -> KeypointData:
     """Parse one file or a folder of files; with ``skip_bad`` bad files are listed in ``skipped``."""
-    root = Path(path)
+    root = user_path(path)
     outer = getattr(_listings, "names", None)
     _listings.names = {} if outer is None else outer  # each folder is listed once to find images
     try:
@@ -308,12 +308,27 @@ def write_pts(keypoints: np.ndarray, path: str | Path, *, decimals: int = 3) -> 
     Reading the file back gives the keypoints rounded to ``decimals`` places. Missing (NaN)
     points cannot be written in this format and raise ValueError.
     """
+    if isinstance(keypoints, (str, bytes, os.PathLike)):  # write_pts(path, keypoints): arguments swapped
+        raise TypeError(f"write_pts(keypoints, path): keypoints must be a (68, 2) array, got "
+                        f"{type(keypoints).__name__} {keypoints!r}; are the arguments swapped?")
+    path = user_path(path)
+    # bool is an int, but decimals=True would mean 1 place; past 10 places float32 labels hold only noise
+    if isinstance(decimals, bool) or not isinstance(decimals, (int, np.integer)):
+        raise TypeError(f"decimals must be an int, got {type(decimals).__name__} {decimals!r}")
+    if not 0 <= decimals <= 10:
+        raise ValueError(f"decimals must be in 0..10, got {decimals}")
     kp = np.asarray(keypoints, dtype=np.float64)
     if kp.ndim != 2 or kp.shape[1] != 2:
         raise ValueError(f"write_pts needs (K, 2) keypoints, got {kp.shape}")
+    if len(kp) != 68:  # read_pts reads the 68-point iBUG schema only
+        raise ValueError(f"{path}: an iBUG .pts file holds 68 points, got {len(kp)}")
     if not np.isfinite(kp).all():
         bad = sorted(set(np.flatnonzero(~np.isfinite(kp).all(axis=1)).tolist()))
         raise ValueError(f"{path}: .pts cannot store missing points; keypoints {bad} are not finite")
+    far = implausible(kp + 1.0).any(axis=1)  # what read_pts refuses as no coordinate of any image
+    if far.any():
+        raise ValueError(f"{path}: keypoints {np.flatnonzero(far).tolist()[:10]} are beyond +-{FAR:g} pixels, "
+                         "which read_pts refuses")
     rows = "\n".join(f"{x:.{decimals}f} {y:.{decimals}f}" for x, y in kp + 1.0)
     with atomic_path(path) as tmp:
         tmp.write_text(f"version: 1\nn_points: {len(kp)}\n{{\n{rows}\n}}\n")

@@ -24,7 +24,7 @@ import numpy as np
 
 from facekeypoints.atomic import atomic_path
 from facekeypoints.data.formats.csvfile import open_csv, read_chunks
-from facekeypoints.data.dataset import DataFormatError, KeypointData
+from facekeypoints.data.dataset import DataFormatError, KeypointData, user_path
 from facekeypoints.data.formats.checks import text_int
 from facekeypoints.schema import load_schema
 
@@ -130,25 +130,60 @@ def _integer(path: Path, text: str, row: int, field: str) -> int:
         raise DataFormatError(path, f"not an integer: {text!r}", row=row, field=field) from None
 
 
+def _image_ids(image_ids) -> list[int]:
+    """``image_ids`` as ints: int() would truncate 1.7 to 1, and a str "12" would be two ids."""
+    if isinstance(image_ids, (str, bytes)) or not isinstance(image_ids, (list, tuple, range, np.ndarray)):
+        raise TypeError(f"image_ids must be a list of integer ImageIds, got {type(image_ids).__name__}")
+    for k, i in enumerate(image_ids):
+        if isinstance(i, (bool, np.bool_)) or not isinstance(i, (int, np.integer)):
+            raise TypeError(f"image_ids[{k}] must be an integer ImageId, got {type(i).__name__} {i!r}")
+    return [int(i) for i in image_ids]
+
+
+def _image_size(image_size) -> tuple[int, int]:
+    """``image_size`` as (height, width), both positive ints: (0, 0) would clip every value to -1,
+    NaN would turn clipping off."""
+    if (not isinstance(image_size, (tuple, list)) or len(image_size) != 2
+            or any(isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)) for v in image_size)):
+        raise TypeError(f"image_size must be (height, width), two ints, got {image_size!r}")
+    if min(image_size) < 1:
+        raise ValueError(f"image_size must be (height, width), both positive, got {tuple(image_size)}")
+    return int(image_size[0]), int(image_size[1])
+
+
+def _lookup_rows(lookup_rows) -> list[tuple[int, int, str]]:
+    """``lookup_rows`` as read_id_lookup gives them: (RowId, ImageId, FeatureName) triples."""
+    if isinstance(lookup_rows, (str, bytes)) or not isinstance(lookup_rows, (list, tuple)):
+        raise TypeError(f"lookup_rows must be a list of (RowId, ImageId, FeatureName) from read_id_lookup, "
+                        f"got {type(lookup_rows).__name__}")
+    for k, row in enumerate(lookup_rows):
+        if not (isinstance(row, (tuple, list)) and len(row) == 3 and isinstance(row[2], str)
+                and all(isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)) for v in row[:2])):
+            raise ValueError(f"lookup_rows[{k}] must be (RowId, ImageId, FeatureName), two ints and a str, "
+                             f"got {row!r}")
+    return list(lookup_rows)
+
+
 def _prediction_table(predictions: KeypointData | np.ndarray, image_ids: Sequence[int] | None
                       ) -> tuple[np.ndarray, dict[int, int]]:
     """((N, 15, 2) float predictions, {ImageId: index})."""
     if isinstance(predictions, KeypointData):
         if predictions.schema.name != "kaggle15":
             raise ValueError(f"predictions must use schema kaggle15, not {predictions.schema.name!r}")
+        keypoints = predictions.keypoints
         if image_ids is None:
             try:
-                image_ids = [int(i) for i in predictions.ids]
+                ids = [int(i) for i in predictions.ids]
             except ValueError:
                 raise ValueError("predictions.ids must be Kaggle ImageIds (integers); pass image_ids=") from None
-        keypoints = predictions.keypoints
     else:
         keypoints = np.asarray(predictions, dtype=np.float64)
         if keypoints.ndim != 3 or keypoints.shape[1:] != (15, 2):
             raise ValueError(f"predictions must be (N, 15, 2), got {keypoints.shape}")
         if image_ids is None:
             raise ValueError("an array of predictions needs image_ids= (the ImageId of each row)")
-    ids = [int(i) for i in image_ids]
+    if image_ids is not None:
+        ids = _image_ids(image_ids)
     if len(ids) != len(keypoints):
         raise ValueError(f"{len(ids)} image ids for {len(keypoints)} predictions")
     index = {image_id: k for k, image_id in enumerate(ids)}
@@ -170,7 +205,9 @@ def write_submission(predictions: KeypointData | np.ndarray, lookup_rows: Sequen
     """
     keypoints, index = _prediction_table(predictions, image_ids)
     columns = {name: k for k, name in enumerate(load_schema("kaggle15").columns())}
-    height, width = image_size
+    height, width = _image_size(image_size)
+    lookup_rows = _lookup_rows(lookup_rows)
+    path = user_path(path)
     unknown = [(row_id, image_id) for row_id, image_id, _ in lookup_rows if image_id not in index]
     if unknown:  # every one counted, not only the first: a lookup of another test file shows at once
         row_id, image_id = unknown[0]
@@ -182,14 +219,14 @@ def write_submission(predictions: KeypointData | np.ndarray, lookup_rows: Sequen
         if feature not in columns:
             raise ValueError(f"lookup RowId {row_id} asks for unknown feature {feature!r}")
         value = float(keypoints[index[image_id]].reshape(-1)[columns[feature]])
-        if np.isnan(value):
-            raise ValueError(f"prediction for ImageId {image_id} {feature} (RowId {row_id}) is NaN")
+        if not np.isfinite(value):  # inf would be clipped into a plausible-looking number
+            raise ValueError(f"prediction for ImageId {image_id} {feature} (RowId {row_id}) is "
+                             f"{'NaN' if np.isnan(value) else value}")
         limit = (width if feature.endswith("_x") else height) - 1
         inside = min(max(value, 0.0), float(limit))
         if inside != value:
             clipped.append(row_id)
         answers.append(f"{row_id},{inside:.4f}\n")
-    path = Path(path)
     with atomic_path(path) as tmp, open(tmp, "w", newline="") as out:
         out.write("RowId,Location\n")
         out.writelines(answers)

@@ -33,7 +33,7 @@ import numpy as np
 from facekeypoints.data.formats.checks import describe, first_implausible, text_float
 from facekeypoints.data.formats.csvfile import open_csv, read_chunks
 from facekeypoints.data.formats.textfile import short
-from facekeypoints.data.dataset import DataFormatError, KeypointData
+from facekeypoints.data.dataset import DataFormatError, KeypointData, user_path
 from facekeypoints.data.images import read_image
 from facekeypoints.schema import load_schema
 
@@ -248,7 +248,7 @@ def read_ytf68_csv(path: str | Path, *, load_images: bool = True, skip_bad: bool
     (H, W, 3) RGB uint8 arrays (None with ``load_images=False``), ids the ``image`` column,
     person filled, paths the image files. A missing or unreadable image file is a bad row.
     """
-    path = Path(path)
+    path = user_path(path)
     header, lines, spans = _csv_rows(path)
     columns = _ytf68_columns(header, path)
     return _read_rows(path, header, lines, spans, columns, path.parent / "images", load_images, skip_bad)
@@ -271,7 +271,7 @@ def read_udacity_csv(path: str | Path, *, image_dir: str | Path | None = None, l
     (N, 68, 2) float32, images a list of N (H, W, 3) RGB uint8 arrays from ``image_dir`` (default:
     the folder beside the CSV, see the module notes), ids the image file names.
     """
-    path = Path(path)
+    path = user_path(path)
     header, lines, spans = _csv_rows(path)
     numbered = [str(i) for i in range(2 * _POINTS)]
     if len(header) != 2 * _POINTS + 1 or header[1:] != numbered:
@@ -289,7 +289,11 @@ def attach_person(data: KeypointData, csv_path: str | Path) -> KeypointData:
     The CSV must have exactly ``len(data)`` rows in the same order (fkd15-ytf/training.csv row i
     is ytf68/train.csv row i), and ``data`` must not have skipped rows; otherwise ValueError.
     """
-    csv_path = Path(csv_path)
+    if not isinstance(data, KeypointData):
+        raise TypeError(f"attach_person: data must be KeypointData, got {type(data).__name__}")
+    csv_path = user_path(csv_path, "csv_path")
+    if not csv_path.is_file():
+        raise FileNotFoundError(f"attach_person: csv_path {csv_path}: no such file")
     header, lines, _ = _csv_rows(csv_path)
     if "person" not in header:
         raise DataFormatError(csv_path, f"no 'person' column (columns: {header[:5]}...)")
