@@ -11,6 +11,7 @@ many answers were 4xx and 5xx (5xx must be 0) and the server's peak memory (VmHW
 
 Usage:
   python benchmarks/bench_serve.py load --clients 8 --seconds 30
+  python benchmarks/bench_serve.py load --clients 8 --seconds 30 --detector cnn   # our CNN face detector
   python benchmarks/bench_serve.py malformed --uploads 1000
 """
 from __future__ import annotations
@@ -37,11 +38,11 @@ from facekeypoints.infer.bench import demo_frame
 CLI = Path(sys.executable).with_name("facekeypoints")
 
 
-def _start(workers: int) -> tuple[subprocess.Popen, str]:
+def _start(workers: int, detector: str = "haar") -> tuple[subprocess.Popen, str]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    proc = subprocess.Popen([str(CLI), "serve", "--port", str(port), "--workers", str(workers)],
+    proc = subprocess.Popen([str(CLI), "serve", "--port", str(port), "--workers", str(workers), "--detector", detector],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     url = f"http://127.0.0.1:{port}"
     for _ in range(600):
@@ -61,7 +62,7 @@ def _peak_memory_mb(pid: int) -> float:
 
 def load(args) -> dict:
     photo = cv2.imencode(".jpg", cv2.cvtColor(demo_frame(), cv2.COLOR_RGB2BGR))[1].tobytes()
-    proc, url = _start(args.workers)
+    proc, url = _start(args.workers, args.detector)
     try:
         with httpx.Client() as warm:  # load the models before timing
             for model in ("kaggle15",):
@@ -94,20 +95,20 @@ def load(args) -> dict:
         proc.terminate()
         proc.wait(timeout=30)
     served = faces[0] / elapsed
-    direct = _predict_rate(photo, args.seconds / 3)
+    direct = _predict_rate(photo, args.seconds / 3, args.detector)
     quantiles = statistics.quantiles(latencies, n=100)
-    return {"clients": args.clients, "workers": args.workers, "seconds": round(elapsed, 1), "requests": len(latencies),
+    return {"clients": args.clients, "workers": args.workers, "detector": args.detector, "seconds": round(elapsed, 1), "requests": len(latencies),
             "requests_per_s": round(len(latencies) / elapsed, 1), "p50_ms": round(quantiles[49], 1),
             "p99_ms": round(quantiles[98], 1), "errors": errors[0], "served_faces_per_s": round(served, 1),
             "predict_faces_per_s": round(direct, 1), "served_over_predict": round(served / direct, 3)}
 
 
-def _predict_rate(photo: bytes, seconds: float) -> float:
+def _predict_rate(photo: bytes, seconds: float, detector_name: str = "haar") -> float:
     """Faces/s of ``KeypointDetector`` on the same photo (decoding included, as the service does)."""
     from facekeypoints import KeypointDetector
     from facekeypoints.data.images import decode_image
 
-    detector = KeypointDetector()
+    detector = KeypointDetector(detector=detector_name)
     detector(decode_image(photo))
     faces, start = 0, time.perf_counter()
     while time.perf_counter() - start < seconds:
@@ -168,6 +169,7 @@ def main() -> int:
     p.add_argument("--clients", type=int, default=8)
     p.add_argument("--seconds", type=float, default=30.0)
     p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--detector", default="haar", help="the service's face detector (haar, cnn), and predict's")
     p = sub.add_parser("malformed")
     p.add_argument("--uploads", type=int, default=1000)
     p.add_argument("--workers", type=int, default=2)
