@@ -128,3 +128,29 @@ def tiny_config(csv_path, out, *extra):
     from facekeypoints.train.config import load_config
 
     return load_config(None, [f"data.train={csv_path}", f"out_dir={out}", *TINY_TRAINING, *extra])
+
+
+def points68(rng, w: int, h: int) -> np.ndarray:
+    """68 distinct points well inside a w x h image."""
+    return rng.uniform((0.2 * w, 0.2 * h), (0.8 * w, 0.8 * h), (68, 2)).round(2)
+
+
+def ytf68_csv(folder: Path, rows: int = 3, *, empty_rows=(), text_rows=()) -> Path:
+    """``folder/train.csv`` in the ytf68 layout with ``rows`` faces (images under images/train/);
+    ``empty_rows`` (0-based) have every coordinate empty (cannot be aligned), ``text_rows`` hold
+    'abc' in x0 (bad rows)."""
+    import cv2
+
+    (folder / "images" / "train").mkdir(parents=True)
+    rng = np.random.default_rng(1)
+    lines = ["image,person," + ",".join(f"x{i},y{i}" for i in range(68))]
+    for r in range(rows):
+        cv2.imwrite(str(folder / "images" / "train" / f"face{r}.png"), rng.integers(0, 256, (90, 80, 3), np.uint8))
+        cells = [f"{v:.2f}" for v in points68(rng, 80, 90).reshape(-1)]
+        if r in empty_rows:
+            cells = [""] * 136
+        if r in text_rows:
+            cells[0] = "abc"
+        lines.append(f"train/face{r}.png,Person_{r}," + ",".join(cells))
+    (folder / "train.csv").write_text("\n".join(lines) + "\n")
+    return folder / "train.csv"

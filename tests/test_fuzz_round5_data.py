@@ -26,7 +26,7 @@ from facekeypoints.data.formats import submission as submission_format
 from facekeypoints.data.formats.kaggle import read_kaggle_csv, write_kaggle_csv
 from facekeypoints.data.formats.submission import write_submission
 from facekeypoints.schema import load_schema
-from fakes import make_faces, run_cli
+from fakes import make_faces, points68, run_cli, ytf68_csv
 
 COLUMNS = load_schema("kaggle15").columns()
 
@@ -46,36 +46,13 @@ def _leftovers(folder: Path, keep: set[str]) -> list[str]:
 
 
 # ---- inputs --------------------------------------------------------------------------------------
-def _points68(rng, w: int, h: int) -> np.ndarray:
-    """68 distinct points well inside a w x h image."""
-    return rng.uniform((0.2 * w, 0.2 * h), (0.8 * w, 0.8 * h), (68, 2)).round(2)
-
-
-def _ytf68(folder: Path, rows: int = 3, *, empty_row: int | None = None, text_row: int | None = None) -> Path:
-    """``folder/train.csv`` in the ytf68 layout with ``rows`` faces (images under images/train/);
-    row ``empty_row`` (0-based) has every coordinate empty, row ``text_row`` has 'abc' in x0."""
-    (folder / "images" / "train").mkdir(parents=True)
-    rng = np.random.default_rng(1)
-    lines = ["image,person," + ",".join(f"x{i},y{i}" for i in range(68))]
-    for r in range(rows):
-        cv2.imwrite(str(folder / "images" / "train" / f"face{r}.png"), rng.integers(0, 256, (90, 80, 3), np.uint8))
-        cells = [f"{v:.2f}" for v in _points68(rng, 80, 90).reshape(-1)]
-        if r == empty_row:
-            cells = [""] * 136
-        if r == text_row:
-            cells[0] = "abc"
-        lines.append(f"train/face{r}.png,Person_{r}," + ",".join(cells))
-    (folder / "train.csv").write_text("\n".join(lines) + "\n")
-    return folder / "train.csv"
-
-
 def _pts_face(folder: Path, name: str, *, seed: int = 0, photo: str | None = ".png") -> Path:
     """``folder/name.pts`` with 68 points inside a 100 x 120 photo ``name<photo>`` beside it."""
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     if photo:
         assert cv2.imwrite(str(folder / f"{name}{photo}"), rng.integers(0, 256, (120, 100, 3), np.uint8))
-    write_pts(_points68(rng, 100, 120), folder / f"{name}.pts")
+    write_pts(points68(rng, 100, 120), folder / f"{name}.pts")
     return folder / f"{name}.pts"
 
 
@@ -143,7 +120,7 @@ def test_full_disk_in_write_submission_keeps_the_previous_file(tmp_path, monkeyp
 
 
 def test_convert_on_a_full_disk_says_which_output_and_exits_1(tmp_path, monkeypatch, capsys):
-    src = _ytf68(tmp_path / "ytf")
+    src = ytf68_csv(tmp_path / "ytf")
     out = tmp_path / "out" / "faces.csv"
     out.parent.mkdir()
     out.write_text("previous result\n")
@@ -261,7 +238,7 @@ def test_evaluate_stops_on_a_bad_pts_and_skip_bad_scores_the_rest(tmp_path, caps
 
 # ---- 5. convert leaves a face out: written, listed, exit 1; --skip-bad counts the bad row ------------------
 def test_convert_lists_a_face_without_alignment_points_and_exits_1(tmp_path, capsys):
-    src = _ytf68(tmp_path, rows=3, empty_row=1)
+    src = ytf68_csv(tmp_path, rows=3, empty_rows=(1,))
     out = tmp_path / "faces.csv"
     code, stdout, stderr = run(["data", "convert", src, "-o", out], capsys)
     assert code == 1
@@ -273,7 +250,7 @@ def test_convert_lists_a_face_without_alignment_points_and_exits_1(tmp_path, cap
 
 
 def test_convert_skip_bad_counts_the_bad_row_among_the_faces_in(tmp_path, capsys):
-    src = _ytf68(tmp_path, rows=3, text_row=2)
+    src = ytf68_csv(tmp_path, rows=3, text_rows=(2,))
     out = tmp_path / "faces.csv"
     code, _, err = run(["data", "convert", src, "-o", out], capsys)
     assert code == 2 and "row 3" in err and "x0" in err and not out.exists()
@@ -307,7 +284,7 @@ def test_evaluate_without_eye_labels_gives_null_nme_and_a_dash(tmp_path, capsys)
 
 # ---- 7. COCO repeated ids and negative sizes; dlib XML elements the reader would pass over ----------------
 def _coco(**image) -> dict:
-    flat = [v for x, y in _points68(np.random.default_rng(0), 80, 60) for v in (float(x), float(y), 2)]
+    flat = [v for x, y in points68(np.random.default_rng(0), 80, 60) for v in (float(x), float(y), 2)]
     return {"images": [{"id": 9, "file_name": "img.png", "height": 60, "width": 80} | image],
             "annotations": [{"id": 1, "image_id": 9, "keypoints": flat}, {"id": 2, "image_id": 9, "keypoints": flat}]}
 
@@ -339,7 +316,7 @@ def test_coco_image_with_a_negative_size_is_an_error(tmp_path, size, field):
 
 def _dlib_image(file: str, box: str = "box") -> str:
     parts = "".join(f"<part name='{i:02d}' x='{x:.0f}' y='{y:.0f}'/>"
-                    for i, (x, y) in enumerate(_points68(np.random.default_rng(3), 80, 60)))
+                    for i, (x, y) in enumerate(points68(np.random.default_rng(3), 80, 60)))
     return f"<image file='{file}'><{box} top='5' left='7' width='60' height='50'>{parts}</{box}></image>"
 
 
@@ -444,7 +421,7 @@ def test_cli_shows_a_library_warning_as_one_line(tmp_path):
 
 
 def test_cr_cr_lf_ytf68_csv_reads_every_row(tmp_path):
-    plain = _ytf68(tmp_path)
+    plain = ytf68_csv(tmp_path)
     doubled = tmp_path / "crcrlf.csv"
     doubled.write_bytes(plain.read_bytes().replace(b"\n", b"\r\r\n"))
     a, b = read(plain, load_images=False), read(doubled, load_images=False)

@@ -25,34 +25,12 @@ import pytest
 
 from facekeypoints.data import DataFormatError, read, read_coco_json, read_dlib_xml
 from facekeypoints.data.formats.landmarks import read_aflw_mat, read_ljson, read_pts
-from fakes import run_cli
-
-
-def _points68(rng, w: int, h: int) -> np.ndarray:
-    return np.column_stack([rng.uniform(0.2 * w, 0.8 * w, 68), rng.uniform(0.2 * h, 0.8 * h, 68)])
-
-
-def _ytf68(folder: Path, rows: int, *, empty_rows=(), text_rows=()) -> Path:
-    """``folder/train.csv`` in the ytf68 layout; ``empty_rows`` have no coordinates (cannot be
-    aligned), ``text_rows`` hold 'abc' in x0 (bad rows)."""
-    (folder / "images" / "train").mkdir(parents=True)
-    rng = np.random.default_rng(1)
-    lines = ["image,person," + ",".join(f"x{i},y{i}" for i in range(68))]
-    for r in range(rows):
-        cv2.imwrite(str(folder / "images" / "train" / f"face{r}.png"), rng.integers(0, 256, (90, 80, 3), np.uint8))
-        cells = [f"{v:.2f}" for v in _points68(rng, 80, 90).reshape(-1)]
-        if r in empty_rows:
-            cells = [""] * 136
-        if r in text_rows:
-            cells[0] = "abc"
-        lines.append(f"train/face{r}.png,Person_{r}," + ",".join(cells))
-    (folder / "train.csv").write_text("\n".join(lines) + "\n")
-    return folder / "train.csv"
+from fakes import run_cli, ytf68_csv
 
 
 # ---- P1 ---------------------------------------------------------------------------------------------
 def test_convert_skip_bad_lists_every_bad_row_it_left_out(tmp_path, capsys):
-    src = _ytf68(tmp_path / "d", 5, text_rows=(1, 3))
+    src = ytf68_csv(tmp_path / "d", 5, text_rows=(1, 3))
     code, out, err = run_cli(["data", "convert", src, "-o", tmp_path / "k.csv", "--skip-bad"], capsys)
     assert code == 1
     assert "left out when reading (skip_bad): 2" in out
@@ -61,7 +39,7 @@ def test_convert_skip_bad_lists_every_bad_row_it_left_out(tmp_path, capsys):
 
 
 def test_convert_says_what_it_does_not_show_and_report_writes_every_face(tmp_path, capsys):
-    src = _ytf68(tmp_path / "d", 26, empty_rows=range(2, 26))  # 24 faces cannot be aligned
+    src = ytf68_csv(tmp_path / "d", 26, empty_rows=range(2, 26))  # 24 faces cannot be aligned
     code, out, err = run_cli(["data", "convert", src, "-o", tmp_path / "k.csv"], capsys)
     assert code == 1
     assert "listed above" not in err
@@ -75,7 +53,7 @@ def test_convert_says_what_it_does_not_show_and_report_writes_every_face(tmp_pat
 
 
 def test_convert_report_inside_the_source_folder_or_on_the_output_is_refused(tmp_path, capsys):
-    src = _ytf68(tmp_path / "d", 3, empty_rows=(1,))
+    src = ytf68_csv(tmp_path / "d", 3, empty_rows=(1,))
     code, _, err = run_cli(["data", "convert", tmp_path / "d", "-o", tmp_path / "k.csv",
                             "--report", tmp_path / "d" / "r.txt"], capsys)
     assert code == 2 and "is inside" in err and not (tmp_path / "d" / "r.txt").exists()

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Iterator
 
 __all__ = ["atomic_path", "check_target", "name_problem", "WriteError", "NAME_MAX", "temporary_path",
-           "remove_stale_temporaries"]
+           "remove_stale_temporaries", "pid_alive"]
 
 NAME_MAX = 255  # bytes in one file name on the usual file systems, when the system does not say
 PATH_MAX = 4096  # bytes in a path handed to the system (Linux)
@@ -87,7 +87,7 @@ _temporary = temporary_path
 _TEMPORARY_NAME = re.compile(r"\..*\.([0-9]+)-[0-9]+\.tmp")
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -111,7 +111,7 @@ def remove_stale_temporaries(folder: str | Path) -> list[Path]:
     for entry in entries:
         match = _TEMPORARY_NAME.fullmatch(entry.name)
         try:
-            if not match or not entry.is_file(follow_symlinks=False) or _pid_alive(int(match.group(1))):
+            if not match or not entry.is_file(follow_symlinks=False) or pid_alive(int(match.group(1))):
                 continue
             os.unlink(entry.path)
             removed.append(Path(entry.path))

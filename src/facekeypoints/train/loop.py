@@ -30,7 +30,7 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
-from facekeypoints.atomic import atomic_path, check_target
+from facekeypoints.atomic import atomic_path, check_target, pid_alive
 from facekeypoints.data.augment import augment_batch
 from facekeypoints.data.framing import framing_for
 from facekeypoints.data.pipeline import faces_digest, load_splits
@@ -192,18 +192,6 @@ def _init_process_group(backend: str) -> None:
 LOCK = ".training.lock"  # a run's claim on its folder: holds the training process's pid
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process, alive
-        return True
-    except (OverflowError, ValueError, OSError):
-        return False
-    return True
-
-
 def _claim(out: Path) -> tuple[Path, list[Path]]:
     """Claim ``out`` for this run: ``out/.training.lock`` made exclusively, holding our pid. A lock
     whose process is gone (a run killed with SIGKILL) is taken over; a live one is refused. Returns
@@ -226,7 +214,7 @@ def _claim(out: Path) -> tuple[Path, list[Path]]:
                 pid = int(lock.read_text().strip() or -1)
             except (OSError, ValueError):
                 pid = -1
-            if pid > 0 and pid != os.getpid() and _pid_alive(pid):
+            if pid > 0 and pid != os.getpid() and pid_alive(pid):
                 _release(None, out, made)
                 raise ValueError(f"{out}: in use by another training (pid {pid}); wait for it, or train into another "
                                  f"--out folder (if no such training runs, remove {lock})") from None
