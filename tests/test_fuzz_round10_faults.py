@@ -98,8 +98,9 @@ def test_an_interrupted_predict_says_its_results_are_partial(model, tmp_path, mo
         grace_hopper_copy(photos / f"{i}.jpg")
     _interrupt_second_batch(monkeypatch)
     target = tmp_path / name
+    no_draw = ["--no-draw"] if name == "folder" else []  # a file output is never drawn (refused there)
     code, _, err = run_cli(["predict", photos, "-o", target, "--model", model, "--batch-size", 1, "--quiet",
-                            "--no-draw", "--backend", "torch"], capsys)
+                            *no_draw, "--backend", "torch"], capsys)
     written = target / "predictions.jsonl" if name == "folder" else target
     assert code == 130
     assert f"interrupted: results for 1 of 3 inputs written to {written} (partial)" in err
@@ -107,7 +108,7 @@ def test_an_interrupted_predict_says_its_results_are_partial(model, tmp_path, mo
     if name != "out.csv":
         assert len(written.read_text().splitlines()) == 1
     monkeypatch.undo()
-    code, _, err = run_cli(["predict", photos, "-o", target, "--model", model, "--quiet", "--no-draw",
+    code, _, err = run_cli(["predict", photos, "-o", target, "--model", model, "--quiet", *no_draw,
                             "--backend", "torch"], capsys)
     if code:  # a re-run refused because of the partial file says how to replace it
         assert "--overwrite" in err, err
@@ -189,7 +190,7 @@ def test_a_full_disk_under_a_file_output_keeps_the_earlier_file(model, tmp_path,
     target.write_text("earlier\n")
     _full_disk(monkeypatch, errno.ENOSPC)
     code, _, err = run_cli(["predict", tmp_path / "photos", "-o", target, "--model", model, "--quiet",
-                            "--backend", "torch", "--overwrite"], capsys)
+                            "--backend", "torch"], capsys)  # a file output is replaced without --overwrite
     assert code == 1 and "its previous content is kept" in err, err
     assert target.read_text() == "earlier\n"
 

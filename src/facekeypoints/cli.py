@@ -156,7 +156,8 @@ def _add_data_convert(dsub) -> None:
     p.add_argument("src", help="any readable keypoint data (.csv, .pts/.asf folder, .xml, .json, ...)")
     p.add_argument("--to", default="kaggle15", help="target schema (the Kaggle CSV holds kaggle15)")
     p.add_argument("-o", "--output", required=True, help="output CSV in Kaggle training format (.csv, .gz, .zip)")
-    p.add_argument("--size", type=at_least(1), default=96, help="output side in pixels (default 96, as Kaggle)")
+    p.add_argument("--size", type=at_least(1), default=96, help="output side in pixels: 96 only, the Kaggle CSV's "
+                   "(other sizes: facekeypoints.data.to_kaggle_task from Python)")
     p.add_argument("--skip-bad", action="store_true", help="leave out bad rows/files (listed) instead of failing")
     p.add_argument("--report", metavar="FILE", help="write one line per face left out (bad or not alignable)")
     p.set_defaults(func=_cmd_data_convert)
@@ -166,7 +167,10 @@ DATA_INFO_EXAMPLES = """examples:
   facekeypoints data info ../shared/data/fkd15-ytf/training.zip
   facekeypoints data info ../shared/data/kaggle-fkd/training_keypoints_only.csv --json
   facekeypoints data info my_training.csv --skip-bad --report skipped.txt
-  facekeypoints data verify ~/Downloads/facial-keypoints-detection
+"""
+
+DATA_VERIFY_EXAMPLES = """examples:
+  facekeypoints data verify ~/Downloads/facial-keypoints-detection   # training.zip, test.zip, IdLookupTable.csv
 """
 
 
@@ -211,7 +215,7 @@ def _add_data_info(dsub) -> None:
     p.add_argument("--report", metavar="FILE", help="with --skip-bad: write one line per skipped row")
     p.set_defaults(func=_cmd_data_info)
     p = dsub.add_parser("verify", help="check a Kaggle download against the genuine sizes and sha256",
-                        epilog=DATA_INFO_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+                        epilog=DATA_VERIFY_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("folder", help="folder holding training.csv/zip, test.csv/zip, IdLookupTable.csv, ...")
     p.set_defaults(func=_cmd_data_verify)
 
@@ -232,6 +236,18 @@ def _cmd_models(args: argparse.Namespace) -> int:
     names = list_models(pattern)
     if not names:
         raise ValueError(f"no model matches {args.pattern!r}; models: {', '.join(list_models())}")
+    from facekeypoints.models.registry import MIN_INPUT_SIZES
+
+    small = {n: MIN_INPUT_SIZES[n] for n in names if args.size < MIN_INPUT_SIZES.get(n, 1)}  # before torch runs
+    if len(small) == 1 and len(names) == 1:
+        raise ValueError(f"--size {args.size}: {names[0]} needs at least {small[names[0]]} pixels")
+    if small:  # several: the ones that fit are listed, the others named with what they need
+        names = [n for n in names if n not in small]
+        needs = ", ".join(f"{n} {least}" for n, least in small.items())
+        if not names:
+            raise ValueError(f"--size {args.size}: too small for every model matched; each needs at least "
+                             f"(pixels): {needs}")
+        print(f"--size {args.size}: not listed, as they need more pixels: {needs}", file=sys.stderr)
     if args.json:
         print(json.dumps([model_info(name, input_size=args.size) for name in names], indent=2))
         return 0
@@ -336,16 +352,25 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from facekeypoints.infer.results import finite_json
     from facekeypoints.data.formats.io import detect_format
     from facekeypoints.evaluate.runner import evaluate
+    from facekeypoints.models.device import resolve_device
 
+    onnx = bool(args.model) and str(args.model).lower().endswith(".onnx")
+    if onnx and args.device not in ("cpu", "auto"):  # ONNX Runtime runs on the CPU: a GPU asked for would go unused
+        if not re.fullmatch(r"cuda(:\d+)?|mps", args.device):
+            resolve_device(args.device)  # not a device name: that error first
+        raise ValueError(f"--device {args.device}: an .onnx model runs in ONNX Runtime on the CPU; pass the .pt "
+                         f"checkpoint to evaluate on {args.device}")
+    resolve_device(args.device)  # checked whatever the data and model, before any is read
     if args.data is not None and args.split is None and detect_format(args.data) != "kaggle":
         return _evaluate_photos(args)  # whole photos: the detector-and-refinement pipeline is scored
     if args.boxes != "labels":
         raise ValueError("--boxes applies to photo datasets; a Kaggle CSV's faces are framed already")
     given = [o for o, v in (("--report", args.report), ("--limit", args.limit), ("--skip-bad", args.skip_bad)) if v]
     if given:
-        raise ValueError(f"{', '.join(given)} apply to photo datasets, not to a Kaggle CSV or --split")
+        raise ValueError(f"{', '.join(given)} {'apply' if len(given) > 1 else 'applies'} to photo datasets, not to "
+                         "a Kaggle CSV or --split")
     runner = None
-    if args.model and str(args.model).lower().endswith(".onnx"):  # an export scores as its checkpoint did
+    if onnx:  # an export scores as its checkpoint did
         from facekeypoints.infer.onnx import OnnxRunner
         from facekeypoints.models.weights import resolve_checkpoint
 
@@ -571,6 +596,13 @@ def _stem(name: str) -> str:
     return name
 
 
+def _overwrite_refused(out: str) -> str:
+    """predict --overwrite with a file or - output: it has nothing to allow."""
+    where = "standard output replaces nothing" if out == "-" else \
+        f"a file output ({out}) is replaced (atomically) whatever it held"
+    return f"--overwrite applies to a folder output (-o DIR/): {where}"
+
+
 def _cmd_predict(args: argparse.Namespace) -> int:
     from facekeypoints.infer.detectors import DETECTORS
     from facekeypoints.infer.files import CSV_SUFFIXES, predict_paths
@@ -632,6 +664,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
                              "(end its name with / if it has a dot), or to standard output (-o -)")
         out = args.output if kind in ("csv", "stdout") else \
             str(Path(args.output or ".") / f"{_stem(Path(csvs[0]).name)}_keypoints.csv")
+        if args.overwrite and kind != "folder":
+            raise ValueError(_overwrite_refused(out))
         if out != "-":
             check_target(out, inputs=(csvs[0],))
         if kind == "folder":  # a name the run chose, in a folder: replaced only with --overwrite, as every other
@@ -644,6 +678,12 @@ def _cmd_predict(args: argparse.Namespace) -> int:
             print(f"  skipped {problem}", file=sys.stderr)
         return 1 if predictions.skipped else 0
     out = args.output or "predictions"
+    if output_kind(out) != "folder":  # as for a Kaggle CSV: no option is ignored
+        if args.no_draw:
+            where = "standard output" if out == "-" else f"a file output ({out})"
+            raise ValueError(f"--no-draw applies to a folder output (-o DIR/): {where} is never drawn")
+        if args.overwrite:
+            raise ValueError(_overwrite_refused(out))
     from facekeypoints.data.images import MAX_PIXELS
 
     batch_size = 16 if args.batch_size is None else args.batch_size  # None: not given (the Kaggle CSV check)
@@ -668,15 +708,22 @@ def _cmd_export(args: argparse.Namespace) -> int:
     from facekeypoints.models.checkpoint import slim_checkpoint
     from facekeypoints.models.weights import resolve_checkpoint
 
+    if args.format == "pt" and (args.opset is not None or args.device is not None):  # None: not given
+        given = [f for f, v in (("--opset", args.opset), ("--device", args.device)) if v is not None]
+        raise ValueError(f"{' and '.join(given)} {'apply' if len(given) > 1 else 'applies'} to --format onnx "
+                         "(tracing the export); --format pt writes the checkpoint's weights as they are")
     source = resolve_checkpoint(args.model)
     wanted = "." + args.format
+    if args.output.endswith(("/", os.sep)):  # a trailing slash names a folder, as predict's -o: never a file
+        raise ValueError(f"{args.output}: a folder (it ends with /); export writes one file: name it *{wanted}")
     if Path(args.output).suffix != wanted:
         raise ValueError(f"{args.output}: --format {args.format} writes a {wanted} file; name it *{wanted}")
     check_target(args.output, inputs=(source,))
     if args.format == "pt":  # slim and in the current format (older checkpoints are upgraded)
         print(f"wrote {slim_checkpoint(source, args.output)}")
     else:
-        print(f"wrote {export_onnx(source, args.output, opset=args.opset, device=args.device)}")
+        opset, device = 17 if args.opset is None else args.opset, args.device or "cpu"
+        print(f"wrote {export_onnx(source, args.output, opset=opset, device=device)}")
     return 0
 
 
@@ -753,8 +800,8 @@ def _add_inference(sub) -> None:
     p.add_argument("--detector",
                    help="face detector: haar (default), cnn (ours), dlib (HOG; pip install 'facekeypoints[dlib]') "
                         "or none; a Kaggle CSV uses none (its faces are framed; another is refused)")
-    p.add_argument("--min-face", type=at_least(1), help="haar, cnn: find faces down to this many pixels in any image "
-                   "(slower on large photos; default: whatever max-side allows)")
+    p.add_argument("--min-face", type=at_least(1), help="haar, cnn: find faces down to this many pixels in any image, "
+                   "at least 8 (slower on large photos; default: whatever max-side allows)")
     p.add_argument("--max-side", type=at_least(16), help="haar, cnn: scale the image to this longer side before "
                    "searching (defaults: haar 240, 64 px faces in a 640x480 frame; cnn 480, plus a 240 pass for large "
                    "faces; at least: haar 48, cnn 16)")
@@ -776,8 +823,9 @@ def _add_inference(sub) -> None:
     p.add_argument("-o", "--output", required=True, help="the file to write (.onnx, or .pt with --format pt)")
     p.add_argument("--format", choices=["onnx", "pt"], default="onnx",
                    help="onnx (default), or pt: a checkpoint without optimizer state, in the current format")
-    p.add_argument("--opset", type=int, default=17, help="ONNX opset, 9..20 (default 17)")
-    p.add_argument("--device", default="cpu", help=DEVICE_HELP + " to trace on (the graph is the same)")
+    # defaults None: not given (refused with --format pt); 17 and cpu for onnx
+    p.add_argument("--opset", type=int, help="ONNX opset, 9..20 (default 17)")
+    p.add_argument("--device", help=DEVICE_HELP + " to trace on (the graph is the same)")
     p.set_defaults(func=_cmd_export)
     p = sub.add_parser("bench", help="ms/face, faces/s (torch, ONNX Runtime), ms per 640x480 frame, video jitter")
     p.add_argument("--model", help="checkpoint .pt, .onnx or shipped model name (kaggle15, ibug68); kaggle15 when omitted")

@@ -106,8 +106,9 @@ class HaarDetector:
         """(H, W, 3) uint8 RGB or (H, W) gray -> (N, 5) float64 ``x1, y1, x2, y2, score``, best first."""
         gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY) if image.ndim == 3 else image
         scale, wanted = self._scale(gray.shape[:2])
-        if scale < wanted:
-            asked = f"min_face {self.min_face}" if self.min_face else f"max_side {self.max_side}"
+        if scale < wanted:  # the option that asked for the larger search: min_face only when it set the scale
+            by_face = self.min_face is not None and min(1.0, self.max_side / max(gray.shape[:2])) < wanted
+            asked = f"min_face {self.min_face}" if by_face else f"max_side {self.max_side}"
             _warn_search_limit("haar", gray.shape[:2], self.WINDOW / scale, self.MAX_SEARCH_PIXELS, asked, wanted)
         if scale < 1.0:
             size = (max(1, round(gray.shape[1] * scale)), max(1, round(gray.shape[0] * scale)))
@@ -197,9 +198,11 @@ class CnnDetector:
         if max_side < 16 or not 0 < threshold < 1 or (coarse is not None and coarse < 16):
             raise ValueError(f"max_side and coarse must be >= 16 and threshold in (0, 1), got {max_side}, "
                              f"{coarse} and {threshold}")
+        # under 8 px a face would need the image upscaled past the 2x the search allows (SMALLEST / 2): refused,
+        # as the Haar detector refuses it, rather than searched for faces of 8 px and up without a word
+        if min_face is not None and min_face < self.SMALLEST // 2:
+            raise ValueError(f"min_face must be at least {self.SMALLEST // 2} pixels, got {min_face}")
         self.session = open_session(path, threads)
-        if min_face is not None and min_face < 1:
-            raise ValueError(f"min_face must be >= 1 pixel, got {min_face}")
         self.max_side, self.threshold, self.min_face = int(max_side), float(threshold), min_face
         self.coarse = None if coarse is None else int(coarse)
 
@@ -212,12 +215,14 @@ class CnnDetector:
         rgb = cv2.cvtColor(image, cv2.COLOR_GRAY2RGB) if image.ndim == 2 else image
         h, w = rgb.shape[:2]
         scale = self.max_side / max(h, w)
-        if self.min_face is not None:
-            scale = max(scale, self.SMALLEST / self.min_face)
+        by_face = self.min_face is not None and self.SMALLEST / self.min_face > scale  # min_face sets the scale
+        if by_face:
+            scale = self.SMALLEST / self.min_face
         scales = [min(scale, 2.0, math.sqrt(self.MAX_SEARCH_PIXELS / (h * w)))]
-        if scales[0] < min(scale, 2.0):
-            _warn_search_limit("cnn", (h, w), self.SMALLEST / scales[0], self.MAX_SEARCH_PIXELS,
-                               f"min_face {self.min_face}", min(scale, 2.0))
+        if scales[0] < min(scale, 2.0):  # the option that asked for the larger search, as Haar names it
+            asked = f"min_face {self.min_face}" if by_face else f"max_side {self.max_side}"
+            _warn_search_limit("cnn", (h, w), self.SMALLEST / scales[0], self.MAX_SEARCH_PIXELS, asked,
+                               min(scale, 2.0))
         if self.coarse is not None and self.coarse / max(h, w) < 0.75 * scales[0]:
             scales.append(self.coarse / max(h, w))
         return _suppress(np.concatenate([self._search(rgb, s) for s in scales]), self.threshold)

@@ -40,6 +40,12 @@ _RESERVED = ("num_keypoints", "in_channels", "input_size", "pretrained")
 # The lower end is each family's own (8 px for the CNNs, 32 for keypoint_net, 8 * stem_stride for a ResNet).
 MAX_INPUT_SIZE = 1024
 _CHANNELS = (1, 3)  # what Preprocess makes (grey or RGB): a model taking other channels has no input
+# The smallest input side each family's forward pass takes with its default options (found by trying
+# every size: below it a pooling or padding step gets a map too small, a bare torch error); model_info
+# checks it first. Families not listed take any size (resnet50_tl pools adaptively).
+MIN_INPUT_SIZES = {"cnn7m": 16, "densenet121_tl": 29, "face_cnn": 32, "fcnn": 8, "keypoint_net": 32,
+                   "keypoint_net_reg": 32, "nose_cnn": 8, "resnet18": 32, "resnet26": 32, "resnet34": 32,
+                   "resnet50": 32, "resnet50_aa": 17, "simple_cnn": 16}
 
 
 def _name(value, what: str) -> str:
@@ -208,6 +214,8 @@ def model_info(name: str, *, schema: str | KeypointSchema = "kaggle15", input_si
     """
     fn = _entrypoint(name)
     _, input_size = _sizes(1, input_size)  # before torch's own error for a str or float size
+    if input_size < MIN_INPUT_SIZES.get(name, 1):  # before torch's error from deep in the forward pass
+        raise ValueError(f"input_size {input_size}: {name} needs at least {MIN_INPUT_SIZES[name]} pixels")
     description, reference = _doc_fields(fn)
     with torch.device("meta"):  # shapes only: no memory for weights, no random init
         model = create_model(name, schema=schema, input_size=input_size)
