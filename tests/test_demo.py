@@ -5,7 +5,6 @@ import json
 from pathlib import Path
 
 import cv2
-import pytest
 
 from facekeypoints.cli import main
 from facekeypoints.demo import demo_images, run_demo

@@ -4,7 +4,6 @@ Each case ends in a result or in the error type that names what is wrong; never 
 """
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pytest

@@ -1,7 +1,6 @@
 """Round-5 bad inputs for ``grid``, ``compare`` and ``train-detector`` (auditor's repro_05, 10, 11):
 each test names the item it keeps fixed. Tiny data, one epoch at most; training is faked where only
 the grid's bookkeeping is under test."""
-import json
 
 import cv2
 import numpy as np

@@ -3,11 +3,10 @@ changed data of the same size, teachers in odd places."""
 import json
 import shutil
 
-import numpy as np
 import pytest
 import torch
 
-from facekeypoints.data import read, write_kaggle_csv
+from facekeypoints.data import write_kaggle_csv
 from facekeypoints.models.checkpoint import load_checkpoint
 from facekeypoints.train.config import ADDED_SETTINGS, load_config
 from facekeypoints.train.grid import config_digest

@@ -3,9 +3,7 @@ spaces, the pixel limit and broken files."""
 from __future__ import annotations
 
 import re
-import struct
 import time
-import zlib
 
 import cv2
 import numpy as np

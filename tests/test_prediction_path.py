@@ -10,7 +10,7 @@ import torch
 
 from facekeypoints import KeypointDetector
 from facekeypoints.cli import main
-from facekeypoints.data import KeypointData, write_kaggle_csv
+from facekeypoints.data import KeypointData
 from facekeypoints.data import framing
 from facekeypoints.models import create_model
 from facekeypoints.models.checkpoint import card_for

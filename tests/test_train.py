@@ -6,11 +6,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
-from facekeypoints.data import KeypointData, write_kaggle_csv
+from facekeypoints.data import write_kaggle_csv
 from facekeypoints.models.checkpoint import CheckpointError, load_checkpoint, load_model
 from facekeypoints.train.config import load_config
 from facekeypoints.train.loop import fit
