@@ -97,7 +97,7 @@ def test_a_file_part_without_filename_is_taken_as_the_image(client):
 
 
 def test_a_text_file_part_that_is_no_image_says_so_and_limits_still_apply(client):
-    text = client.post("/v1/keypoints", data={"file": "abc"}, files={"x": ("", b"")})
+    text = client.post("/v1/keypoints", **_multipart(b'Content-Disposition: form-data; name="file"', b"abc"))
     assert text.status_code == 400 and "no file field" not in text.text and "upload" in text.json()["error"]
     big = client.post("/v1/keypoints", **_multipart(b'Content-Disposition: form-data; name="file"', b"x" * 2_100_000))
     assert big.status_code == 413, big.text

@@ -384,8 +384,9 @@ def _check_size(path, header: _Header, size: int, max_pixels: int, source=None) 
     if w * h == 0 and size > 0:  # decoding it could take any memory
         what = _what_it_is(path, source)
         if what:  # no image OpenCV decodes: lifting the limit would not read it either
+            what, _, rename = what.partition("; give it ")  # renaming is advice for files, not for uploads
             raise DataFormatError(path, "cannot decode image: its size cannot be read from its header, and it is "
-                                        + what)
+                                        + what, hint=f"give it {rename}" if rename else None)
         raise DataFormatError(path, "cannot decode image: its size cannot be read from its header (not an image, "
                                     "damaged, or a format such as Radiance HDR or OpenEXR), so its pixels were not "
                                     "decoded", hint="predict's --max-pixels 0, or max_pixels=None in Python, decodes it anyway")

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import math
 import os
 import re
 import warnings
@@ -579,7 +580,7 @@ def predict_video(detector, path: str | Path, out_dir: str | Path | None, *, dra
         sink = open_sink(Path(out_dir) / f"{name}.jsonl")
     movie = Path(out_dir) / f"{name}_keypoints.mp4" if draw else None
     source, writer = _KeepFrame(capture, str(path)), None
-    stopped = None
+    stopped, last_time, steps = None, None, [math.inf, 0.0]  # shortest and longest time between frames
     try:
         results = tqdm(detector.stream(source, **stream_options), total=declared or None,
                        desc=path.name, unit="frame", disable=not progress)
@@ -588,12 +589,22 @@ def predict_video(detector, path: str | Path, out_dir: str | Path | None, *, dra
             sink.write(result)
             report.frames += 1
             report.faces += len(result)
+            now = getattr(result, "time_s", None)
+            if now is not None and last_time is not None:
+                steps = [min(steps[0], now - last_time), max(steps[1], now - last_time)]
+            last_time = now
             if draw:  # source.frame, not a name of its own: that would hold this frame while the next is read
                 writer = writer or _H264Writer(movie, fps, drawn_video_size(source.frame.shape[1],
                                                                             source.frame.shape[0]))
                 writer.write(_drawn_frame(result, source.frame, writer.size))
         if writer is not None:  # here, not in finally: a failure to finish is a failure, and leaves no video
             writer.release()
+            # x264 is fed frames at one rate: a variable-rate video is re-timed (2 ms: a 1/1000 time base
+            # spaces a 120 fps video's frames 8 and 9 ms apart)
+            if steps[1] > 1.1 * steps[0] + 0.002:
+                warnings.warn(f"{path}: its frames are not evenly spaced in time ({1000 * steps[0]:.0f} to "
+                              f"{1000 * steps[1]:.0f} ms apart); {movie.name} is drawn at a constant {fps:g} "
+                              f"frames per second, while the .jsonl keeps each frame's time (time_s)", stacklevel=2)
     except BaseException as err:
         if writer is not None:  # half a video is no video: a full disk or an error leaves none behind
             with contextlib.suppress(Exception):

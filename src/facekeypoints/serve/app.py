@@ -7,7 +7,8 @@ Every error answer, FastAPI's and Starlette's own (404, 405, 422) included, is a
 ``{"error": ...}`` (no stack trace and no server path ever reaches a client). What a request to
 ``/v1/keypoints`` meets, in order:
 
-- an unknown or repeated query option: 422 naming it and the known ones;
+- an unknown or repeated query option: 422 naming it and the known ones (a multipart upload's text fields
+  model, detector, draw are options too, checked once the body is read; one that disagrees with the query: 422);
 - an unknown model or detector: 404 naming the known ones;
 - a body over ``max_body`` bytes (declared or streamed): 413; a multipart upload without a
   Content-Length: 411; a content type that is neither an image nor multipart: 415;
@@ -31,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import difflib
+import logging
 import re
 import shutil
 import tempfile
@@ -42,7 +44,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.exceptions import HTTPException
@@ -60,6 +62,14 @@ __all__ = ["create_app", "MAX_BODY", "MAX_PIXELS"]
 MAX_BODY = 20 * 1024 * 1024  # bytes: a 48 MP phone JPEG fits
 MAX_PIXELS = 50_000_000  # per image; with `workers` decoded at once, memory stays bounded
 OPTIONS = ("model", "detector", "draw")  # the query options of POST /v1/keypoints, as its signature names them
+_BOOLS = {**dict.fromkeys(("1", "true", "t", "yes", "y", "on"), True),
+          **dict.fromkeys(("0", "false", "f", "no", "n", "off"), False)}  # what pydantic takes for the query's draw
+JPEG_MAX_SIDE = 65500  # libjpeg's limit: OpenCV logs a multi-line error past it, so such a drawing goes straight to PNG
+# python-multipart logs "Expected boundary character ..." for every malformed body, which is already a 400 answer
+logging.getLogger("python_multipart").setLevel(logging.ERROR)
+_BINARY = {"schema": {"type": "string", "format": "binary"}}
+_ERROR = {"content": {"application/json": {"schema": {
+    "type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}}}}}
 
 
 class _ClientError(Exception):
@@ -137,7 +147,7 @@ def create_app(models: dict[str, str | Path] | None = None, *, detector: str = "
     async def bad_query(request: Request, err: RequestValidationError) -> JSONResponse:  # one error shape
         problems = "; ".join(f"{'.'.join(str(p) for p in e.get('loc', ())[1:])}: {e.get('msg', 'invalid')}"
                              for e in err.errors())
-        return JSONResponse({"error": _short(problems or "invalid request")}, status_code=422)
+        return JSONResponse({"error": _cut(problems or "invalid request")}, status_code=422)  # no repr quotes
 
     @app.exception_handler(Exception)
     async def server_error(request: Request, err: Exception) -> JSONResponse:  # no trace, no paths
@@ -162,24 +172,42 @@ def create_app(models: dict[str, str | Path] | None = None, *, detector: str = "
     async def page() -> str:
         return page_html
 
-    @app.post("/v1/keypoints", responses={400: {}, 404: {}, 411: {}, 413: {}, 415: {}, 422: {}})
-    async def keypoints(request: Request, model: str | None = None, detector: str | None = None,
+    errors = {"400": "bad image or body", "404": "unknown model or detector", "411": "multipart without Content-Length",
+              "413": "body or image over the limits", "415": "not an image content type", "422": "bad option"}
+    described = {int(code): {**_ERROR, "description": words} for code, words in errors.items()}
+    described[200] = {"description": "the keypoints (JSON), or with draw=true the drawing (JPEG; PNG past "
+                                     f"{JPEG_MAX_SIDE} px a side)", "content": {"image/jpeg": _BINARY, "image/png": _BINARY}}
+    body_doc = {"required": True, "content": {  # the handler reads the body itself: FastAPI cannot infer this
+        "image/*": _BINARY, "application/octet-stream": _BINARY,
+        "multipart/form-data": {"schema": {"type": "object", "required": ["file"], "properties": {
+            "file": {"type": "string", "format": "binary"}, "model": {"type": "string", "enum": sorted(models)},
+            "detector": {"type": "string", "enum": sorted(DETECTORS)}, "draw": {"type": "boolean"}}}}}}
+
+    @app.post("/v1/keypoints", responses=described, openapi_extra={"requestBody": body_doc})
+    async def keypoints(request: Request,
+                        model: str | None = Query(None, json_schema_extra={"enum": sorted(models)}),
+                        detector: str | None = Query(None, json_schema_extra={"enum": sorted(DETECTORS)}),
                         draw: bool = False) -> Response:
         """An image (multipart field ``file``, or the raw body with an image content type) -> the
         same JSON as ``facekeypoints predict`` (boxes, scores, named keypoints, timings) plus the
         model card's summary; with ``draw=true``, a JPEG of the keypoints drawn on the image."""
         start = time.perf_counter()
         _check_options(request)
-        if model == "" or detector == "":  # "?model=" is a mistake, not a wish for the default
-            raise _ClientError(422, f"the query option {'model' if model == '' else 'detector'} is empty; give a "
-                                    f"name (models: {sorted(models)}) or leave the option out")
-        model = model or default_model
-        if model not in models:
-            raise _ClientError(404, f"unknown model {_short(model)}; known: {sorted(models)}")
-        chosen = (detector or default_detector).lower()
-        if chosen not in DETECTORS:
-            raise _ClientError(404, f"unknown detector {_short(chosen)}; known: {sorted(DETECTORS)}")
-        data = await _upload(request, max_body)
+        model, chosen = _choose(model, detector, "query option")  # refused before the body is read
+        data, fields = await _upload(request, max_body)
+        if fields:  # multipart form fields model/detector/draw, as the query's; a clash with the query is a 422
+            for name, value in fields.items():
+                given = request.query_params.get(name)
+                if given is not None and (_BOOLS.get(given.lower()) != _BOOLS.get(value.lower()) if name == "draw"
+                                          else given.lower() != value.lower()):
+                    raise _ClientError(422, f"option {name!r} is given as {_short(given)} in the query and as "
+                                            f"{_short(value)} in the form; give it once")
+            if "draw" in fields:
+                if fields["draw"].lower() not in _BOOLS:
+                    raise _ClientError(422, f"form field 'draw' is {_short(fields['draw'])}; give true or false")
+                draw = _BOOLS[fields["draw"].lower()]
+            model, chosen = _choose(fields.get("model", request.query_params.get("model")),
+                                    fields.get("detector", request.query_params.get("detector")), "form field")
         received = time.perf_counter()
         work = asyncio.get_running_loop().run_in_executor(pool, _predict, loaded, model, chosen, data, max_pixels, draw)
         result, drawing, notes = await work  # notes: e.g. an animated GIF's frames after the first, unused
@@ -195,6 +223,23 @@ def create_app(models: dict[str, str | Path] | None = None, *, detector: str = "
         body["timings"] = {**body.get("timings", {}), "upload": round((received - start) * 1000, 3),
                            "total": round((time.perf_counter() - start) * 1000, 3)}
         return JSONResponse(body)  # to_dict gives null for non-finite numbers; the cards were made finite at start
+
+    def _choose(model: str | None, detector: str | None, where: str) -> tuple[str, str]:
+        """(model, detector) named exactly as served; 422 for an empty name, 404 for an unknown one.
+        Both are case-insensitive (?model=IBUG68 as ?detector=HAAR) unless two models differ only in case."""
+        if model == "" or detector == "":  # "?model=" is a mistake, not a wish for the default
+            raise _ClientError(422, f"the {where} {'model' if model == '' else 'detector'} is empty; give a "
+                                    f"name (models: {sorted(models)}) or leave the option out")
+        model = model or default_model
+        if model not in models:
+            same = [name for name in models if name.lower() == model.lower()]
+            if len(same) != 1:
+                raise _ClientError(404, f"unknown model {_short(model)}; known: {sorted(models)}")
+            model = same[0]
+        chosen = (detector or default_detector).lower()
+        if chosen not in DETECTORS:
+            raise _ClientError(404, f"unknown detector {_short(chosen)}; known: {sorted(DETECTORS)}")
+        return model, chosen
 
     return app
 
@@ -241,7 +286,8 @@ def _predict(loaded: _Models, model: str, detector: str, data: bytes, max_pixels
     try:
         rgb = decode_image(data, max_pixels=max_pixels, name="upload", notes=notes)
     except DataFormatError as err:
-        raise _ClientError(413 if OVER_LIMIT in err.reason else 400, f"upload: {err.reason}") from None
+        reason = err.reason  # its hint (rename a video file) is for the CLI: the service takes images only
+        raise _ClientError(413 if OVER_LIMIT in reason else 400, f"upload: {reason}") from None
     notes = [f"{note} (send its pages as single images)" for note in notes]
     try:
         pipeline = loaded.get(model, detector)
@@ -251,7 +297,8 @@ def _predict(loaded: _Models, model: str, detector: str, data: bytes, max_pixels
     if not draw:
         return result, None, notes
     bgr = cv2.cvtColor(result.draw(rgb), cv2.COLOR_RGB2BGR)
-    ok, jpeg = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, 90])
+    ok, jpeg = (False, None) if max(bgr.shape[:2]) > JPEG_MAX_SIDE else \
+        cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, 90])
     if not ok:  # JPEG stops at 65500 px a side: a very wide image is drawn as PNG
         ok, png = cv2.imencode(".png", bgr)
         if not ok:
@@ -261,8 +308,8 @@ def _predict(loaded: _Models, model: str, detector: str, data: bytes, max_pixels
     return result, jpeg.tobytes(), notes
 
 
-async def _upload(request: Request, max_body: int) -> bytes:
-    """The image bytes of a request, refused (413/411/415/400) before reading more than ``max_body``."""
+async def _upload(request: Request, max_body: int) -> tuple[bytes, dict[str, str]]:
+    """The image bytes of a request and its multipart option fields, refused (413/411/415/400) before reading more than ``max_body``."""
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
     declared = request.headers.get("content-length")
     if declared is not None and (not declared.isdigit() or int(declared) > max_body):
@@ -274,7 +321,7 @@ async def _upload(request: Request, max_body: int) -> bytes:
     try:
         if kind == "multipart/form-data":
             return await _multipart_file(request, declared)
-        return await _raw_body(request, max_body)
+        return await _raw_body(request, max_body), {}
     except ClientDisconnect:  # nobody will read the answer; without this, uvicorn prints a 50-line traceback
         raise _ClientError(400, "the upload was cut short: the client disconnected") from None
 
@@ -291,31 +338,63 @@ async def _raw_body(request: Request, max_body: int) -> bytes:
     return b"".join(chunks)
 
 
-async def _multipart_file(request: Request, declared: str | None) -> bytes:
+async def _multipart_file(request: Request, declared: str | None) -> tuple[bytes, dict[str, str]]:
     if declared is None:  # the declared length is what bounds the read below
         raise _ClientError(411, "a multipart upload needs a Content-Length header")
     body = await request.body()  # kept: the form parser reads it from here, and the check below needs it
+    boundary = re.search(r'boundary="?([^";]+)', request.headers.get("content-type", ""))
+    delimiter = b"--" + boundary.group(1).encode("latin-1") if boundary else None
+    if delimiter and not body.startswith(delimiter) and b"\r\n" + delimiter in body:
+        # a preamble before the first boundary (RFC 2046 allows it; the parser does not): dropped
+        body = body[body.index(b"\r\n" + delimiter) + 2:]
+
+        async def receive() -> dict:
+            return {"type": "http.request", "body": body, "more_body": False}
+        request = Request(request.scope, receive)
     try:
         # a text part may hold the image too (below): bounded by the body's own checked length, not 1 MB
         form = await request.form(max_files=1, max_fields=10, max_part_size=max(int(declared), 1024 * 1024))
     except Exception as err:  # Starlette's parser: a missing boundary, too many files or fields
         detail = getattr(err, "detail", None) or str(err) or type(err).__name__
-        raise _ClientError(400, f"the multipart body cannot be read: {_short(str(detail))}") from None
+        raise _ClientError(400, f"the multipart body cannot be read: {_cut(str(detail))}") from None
+    fields = _form_options(form)
     upload = form.get("file")
-    boundary = re.search(r'boundary="?([^";]+)', request.headers.get("content-type", ""))
     if upload is None or isinstance(upload, str):
         # the parser ends quietly on a body without its closing boundary, dropping the unfinished part
-        if boundary and b"--" + boundary.group(1).encode("latin-1") + b"--" not in body:
-            raise _ClientError(400, "the multipart body is cut short or malformed: it has no closing boundary "
+        if delimiter and b"\r\n" + delimiter + b"--" not in b"\r\n" + body:
+            bare_lf = delimiter + b"--" in body
+            raise _ClientError(400, "the multipart body's closing boundary line follows a bare LF, not CRLF "
+                                    "(RFC 2046); end the last part with CRLF" if bare_lf else
+                                    "the multipart body is cut short or malformed: it has no closing boundary "
                                     "line; send the whole upload")
     if isinstance(upload, str):  # a part named 'file' without filename= (curl -F file=<a.jpg): its bytes are the image
         data = _text_part(body, boundary.group(1).encode("latin-1"), "file") if boundary else None
         if data is None:
             raise _ClientError(400, "field 'file' was sent as a text field (no filename=); send it as a file part")
-        return data
+        return data, fields
     if upload is None:
         raise _ClientError(400, "the multipart body has no file field named 'file'")
-    return await upload.read()
+    return await upload.read(), fields
+
+
+def _form_options(form) -> dict[str, str]:
+    """The option fields (model, detector, draw) of a multipart form; 422 for an option sent as a
+    file or twice, and for an unknown text field (a misspelt ``modle`` would be ignored otherwise)."""
+    fields: dict[str, str] = {}
+    for name in OPTIONS:
+        values = form.getlist(name)
+        if len(values) > 1:
+            raise _ClientError(422, f"form field {name!r} is given {len(values)} times; give it once")
+        if values and not isinstance(values[0], str):
+            raise _ClientError(422, f"form field {name!r} is a file; send it as a text field")
+        if values:
+            fields[name] = values[0]
+    unknown = [name for name, value in form.multi_items() if isinstance(value, str) and name not in (*OPTIONS, "file")]
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], OPTIONS, n=1)
+        raise _ClientError(422, f"unknown form field {_short(unknown[0])}"
+                                f"{f' (did you mean {close[0]!r}?)' if close else ''}; known: file, {', '.join(OPTIONS)}")
+    return fields
 
 
 def _text_part(body: bytes, boundary: bytes, name: str) -> bytes | None:
@@ -327,8 +406,9 @@ def _text_part(body: bytes, boundary: bytes, name: str) -> bytes | None:
         head, sep, data = part.partition(b"\r\n\r\n")
         disposition = next((line for line in head.split(b"\r\n") if line.lower().startswith(b"content-disposition:")),
                            b"")
+        # filename*= alone (RFC 5987) is a file part the form parser takes for text: its bytes are wanted too
         if sep and re.search(rb';\s*name="?' + re.escape(name.encode()) + rb'"?\s*(;|$)', disposition) \
-                and b"filename" not in disposition.lower():
+                and not re.search(rb';\s*filename\s*=', disposition, re.I):
             found = data
     return found
 
@@ -379,7 +459,12 @@ def _route_error(routes: dict[str, set[str]], request: Request, err: HTTPExcepti
 
 def _short(text: str, limit: int = 80) -> str:
     """``text`` quoted, cut to ``limit`` characters: a client's long value is not echoed back whole."""
-    return repr(text if len(text) <= limit else text[:limit] + "...")
+    return repr(_cut(text, limit))
+
+
+def _cut(text: str, limit: int = 80) -> str:
+    """``text`` cut to ``limit`` characters, unquoted (a message of ours that holds a client's value)."""
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def _version() -> str:
