@@ -9,7 +9,12 @@ set -euo pipefail
 PY=${PYTHON:-.venv/bin/python}
 OUT=${SMOKE_OUT:-runs/gpu_smoke}
 CFG="--config ${CONFIG:-configs/default.yaml} --set train.epochs=3 --set train.device=cuda --quiet"
-$PY -c "import torch; assert torch.cuda.is_available(), 'no CUDA GPU'; print('GPU:', torch.cuda.get_device_name(0), '| torch', torch.__version__)"
+# no GPU: one line, not a traceback
+if ! $PY -c "import sys, torch; sys.exit(not torch.cuda.is_available())"; then
+  echo "gpu_smoke.sh: no CUDA GPU here; this script needs one" >&2
+  exit 1
+fi
+$PY -c "import torch; print('GPU:', torch.cuda.get_device_name(0), '| torch', torch.__version__)"
 for amp in bf16 fp16; do
   $PY -m facekeypoints.cli train $CFG --set train.amp=$amp --out "$OUT/$amp" | $PY -c \
     "import json,sys; s=json.load(sys.stdin); print('train $amp:', s['device'], s['epochs'], 'epochs', s['minutes'], 'min, val RMSE', round(s['best_val_rmse'], 3))"

@@ -84,7 +84,9 @@ def _cmd_schemas(args: argparse.Namespace) -> int:
 
 
 def _add_schemas(sub) -> None:
-    p = sub.add_parser("schemas", help="list keypoint schemas")
+    p = sub.add_parser("schemas", help="list keypoint schemas",
+                       epilog="examples:\n  facekeypoints schemas                  # kaggle15, ibug68, imm58, nose1\n",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     p.set_defaults(func=_cmd_schemas)
 
 
@@ -102,6 +104,12 @@ def _cmd_data_convert(args: argparse.Namespace) -> int:
     from facekeypoints.data.formats.io import read
     from facekeypoints.data.formats.kaggle import MAX_ROWS, write_kaggle_csv
 
+    from facekeypoints.schema import list_schemas
+
+    if args.to not in list_schemas():  # a typo: named, with the closest schema, before the 96x96 rule
+        close = difflib.get_close_matches(args.to, list_schemas(), n=1)
+        raise ValueError(f"--to {args.to!r}: unknown target" + (f"; did you mean {close[0]}?" if close else
+                                                                f"; schemas: {', '.join(list_schemas())}"))
     if (args.to, args.size) != ("kaggle15", 96):  # checked first: converting can take a while
         raise ValueError(f"the Kaggle CSV holds kaggle15 faces at 96x96, not {args.to} at {args.size}x{args.size}; "
                          "for other targets call facekeypoints.data.to_kaggle_task from Python")
@@ -220,8 +228,17 @@ def _add_data_info(dsub) -> None:
     p.set_defaults(func=_cmd_data_verify)
 
 
+DATA_EXAMPLES = """examples:
+  facekeypoints data info ../shared/data/fkd15-ytf/training.zip           # rows, labels, missing-label patterns
+  facekeypoints data verify ~/Downloads/facial-keypoints-detection          # is my Kaggle download genuine?
+  facekeypoints data convert ../shared/data/ytf68/train.csv --to kaggle15 -o runs/ytf_kaggle.csv
+  facekeypoints data info --help                                            # each sub-mode's own options
+"""
+
+
 def _add_data(sub) -> None:
-    p = sub.add_parser("data", help="inspect, verify and convert keypoint data")
+    p = sub.add_parser("data", help="inspect, verify and convert keypoint data", epilog=DATA_EXAMPLES,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     dsub = p.add_subparsers(dest="data_cmd", required=True)
     # data subcommands are added below this line
     _add_data_convert(dsub)
@@ -276,6 +293,29 @@ TRAIN_EXAMPLES = """examples:
   torchrun --nproc_per_node 2 -m facekeypoints.cli train --config configs/default.yaml   # 2-process DDP
 """
 
+
+TRAIN_DETECTOR_EXAMPLES = """examples:
+  facekeypoints train-detector --minutes 60                # runs/detector: last.pt, face_detector.onnx (run again: resumes)
+  facekeypoints train-detector --minutes 5 --out runs/det5 # a short run in its own folder
+"""
+
+EVALUATE_EXAMPLES = """examples:
+  facekeypoints evaluate --model runs/default/best.pt --split val --json     # the run's own held-out people
+  facekeypoints evaluate ../shared/data/fkd15-ytf/training.zip --model runs/default/best.pt --mirror-tta
+  facekeypoints evaluate ../shared/data/samples/300w-pts --boxes haar       # photos: detector + refinement scored
+  facekeypoints evaluate --split val --mirror-tta --rotate-tta 4
+"""
+
+SUBMIT_EXAMPLES = """examples:
+  facekeypoints submit ../shared/data/fkd15-ytf/test.zip --lookup ../shared/data/fkd15-ytf/IdLookupTable.csv -o submission.csv
+  facekeypoints submit ../shared/data/fkd15-ytf/test.zip --lookup ../shared/data/fkd15-ytf/IdLookupTable.csv \\
+      --model runs/default/best.pt --mirror-tta -o submission_tta.csv
+"""
+
+COMPARE_EXAMPLES = """examples:
+  facekeypoints compare runs/000_simple_cnn runs/default                    # the table
+  facekeypoints compare runs/000_simple_cnn runs/default --report report/   # table + plots; report/index.html
+"""
 
 GRID_EXAMPLES = """examples:
   facekeypoints grid                                   # every seed config; finished rows are skipped
@@ -469,7 +509,9 @@ def _cmd_submit(args: argparse.Namespace) -> int:
 
     if not args.output.lower().endswith(".csv"):
         raise ValueError(f"{args.output}: a submission is written as a .csv file")
-    for given in (args.test_csv, args.lookup):
+    for given in (args.test_csv, args.lookup):  # both checked before the model loads
+        if not Path(given).exists():
+            raise ValueError(f"{given}: no such file or folder")
         if Path(given).is_dir():
             raise ValueError(f"{given}: is a folder; give the CSV file")
     check_target(args.output, inputs=(args.test_csv, args.lookup))
@@ -528,7 +570,8 @@ def _add_train_commands(sub) -> None:
     p.add_argument("--overwrite", action="store_true", help="start over in an out_dir that holds a run (its files are replaced)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_train)
-    p = sub.add_parser("train-detector", help="train the face detector of our own (--detector cnn) on mosaics")
+    p = sub.add_parser("train-detector", help="train the face detector of our own (--detector cnn) on mosaics",
+                       epilog=TRAIN_DETECTOR_EXAMPLES, formatter_class=fmt)
     p.add_argument("--out", default="runs/detector", help="run folder: last.pt (resumable), face_detector.onnx")
     p.add_argument("--minutes", type=float, default=60.0, help="training time (default 60); the same command resumes")
     p.add_argument("--ytf68", default="../shared/data/ytf68/train.csv", help="ytf68 train.csv (its training people)")
@@ -537,7 +580,8 @@ def _add_train_commands(sub) -> None:
     p.add_argument("--threads", type=at_least(1), help="torch threads (default: torch's)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_train_detector)
-    p = sub.add_parser("evaluate", help="score a model on labelled data (RMSE, MAE, NME, FR, AUC)")
+    p = sub.add_parser("evaluate", help="score a model on labelled data (RMSE, MAE, NME, FR, AUC)",
+                       epilog=EVALUATE_EXAMPLES, formatter_class=fmt)
     p.add_argument("data", nargs="?", help="labelled keypoint file, e.g. ../shared/data/fkd15-ytf/training.zip")
     p.add_argument("--model", help="checkpoint (.pt) or shipped model name (kaggle15, ibug68); default: kaggle15, or "
                    "for photos the shipped model of the data's schema")
@@ -553,7 +597,8 @@ def _add_train_commands(sub) -> None:
     p.add_argument("--device", default="cpu", help=DEVICE_HELP)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_evaluate)
-    p = sub.add_parser("submit", help="write a Kaggle submission (RowId,Location)")
+    p = sub.add_parser("submit", help="write a Kaggle submission (RowId,Location)", epilog=SUBMIT_EXAMPLES,
+                       formatter_class=fmt)
     p.add_argument("test_csv", help="Kaggle test.csv or test.zip")
     p.add_argument("--lookup", required=True, help="IdLookupTable.csv")
     p.add_argument("--model", help="checkpoint (.pt) or shipped model name (kaggle15, ibug68); kaggle15 when omitted")
@@ -570,7 +615,8 @@ def _add_train_commands(sub) -> None:
     p.add_argument("--full", action="store_true", help="the sources' own epoch counts, on the GPU when there is one")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_grid)
-    p = sub.add_parser("compare", help="table and report comparing training runs")
+    p = sub.add_parser("compare", help="table and report comparing training runs", epilog=COMPARE_EXAMPLES,
+                       formatter_class=fmt)
     p.add_argument("runs", nargs="+", help="run directories (each holds metrics.csv and best.pt)")
     p.add_argument("--report", help="folder for the report (plots, worst/best faces, filters)")
     p.set_defaults(func=_cmd_compare)
@@ -579,13 +625,32 @@ def _add_train_commands(sub) -> None:
 # ---- predict / export / bench / demo (section owned by inference) --------------------------------
 PREDICT_EXAMPLES = """examples:
   facekeypoints predict photo.jpg -o out/                      # out/predictions.jsonl, out/photo.jpg drawn
-  facekeypoints predict photos/ clip.mp4 -o out/ --batch-size 32
+  facekeypoints predict photos/ clip.mp4 -o out2/ --batch-size 32   # a folder of its own: out/ holds a run
   facekeypoints predict ../shared/data/fkd15-ytf/test.zip -o test_keypoints.csv   # framed 96x96 faces
   facekeypoints predict photo.jpg --model model.onnx --no-draw
+"""
+
+EXPORT_EXAMPLES = """examples:
+  facekeypoints export -o model.onnx                                        # ONNX with its model card
   facekeypoints export --model runs/exp1/best.pt -o model.onnx
   facekeypoints export --model runs/exp1/best.pt --format pt -o model.pt   # weights + model card only
+"""
+
+BENCH_EXAMPLES = """examples:
+  facekeypoints bench                                  # ms/face, faces/s, ms per 640x480 frame
   facekeypoints bench --threads 2 --json bench.json
-  facekeypoints demo
+  facekeypoints bench --random keypoint_net --jitter-frames 0
+"""
+
+SERVE_EXAMPLES = """examples:
+  facekeypoints serve                         # http://127.0.0.1:8000/ : a page to pick, drop or snap a photo
+  facekeypoints serve --detector cnn --port 8080
+  curl -s -H 'content-type: image/jpeg' --data-binary @photo.jpg 'http://127.0.0.1:8000/v1/keypoints?model=ibug68'
+"""
+
+DEMO_EXAMPLES = """examples:
+  facekeypoints demo                          # drawn photos and JSON in demo-output/
+  facekeypoints demo --model ibug68 -o demo68
 """
 
 
@@ -688,6 +753,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
     batch_size = 16 if args.batch_size is None else args.batch_size  # None: not given (the Kaggle CSV check)
     max_pixels = MAX_PIXELS if args.max_pixels is None else args.max_pixels or None  # 0: no limit
+    # folders this run creates (out3/, and any missing parent): removed again if nothing is written into them
+    made = [] if output_kind(out) != "folder" else [d for d in (Path(out), *Path(out).parents) if not d.exists()]
     try:
         report = predict_paths(detector, args.inputs, out, draw=not args.no_draw, batch_size=batch_size,
                                progress=not args.quiet, max_pixels=max_pixels, overwrite=args.overwrite)
@@ -698,8 +765,13 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second broken pipe at exit
         print(f"{report}\nresults: standard output, closed by its reader before the run ended", file=sys.stderr)
         return 1
-    where = "standard output" if out == "-" else out
-    print(f"{report}\nresults: {where}", file=sys.stderr if report.failures or out == "-" else sys.stdout)
+    finally:
+        for folder in made:  # innermost first; rmdir leaves a folder that holds anything
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+    where = "standard output" if out == "-" else out if report.written else None
+    print(f"{report}\n" + (f"results: {where}" if where else "nothing was written"),
+          file=sys.stderr if report.failures or out == "-" else sys.stdout)
     return 1 if report.failures else 0
 
 
@@ -818,7 +890,8 @@ def _add_inference(sub) -> None:
     p.add_argument("--device", default="cpu", help=DEVICE_HELP + "; a GPU runs the model with torch")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_predict)
-    p = sub.add_parser("export", help="export a checkpoint to ONNX (its model card in the metadata), or slim it")
+    p = sub.add_parser("export", help="export a checkpoint to ONNX (its model card in the metadata), or slim it",
+                       epilog=EXPORT_EXAMPLES, formatter_class=fmt)
     p.add_argument("--model", help="checkpoint .pt or shipped model name (kaggle15, ibug68); kaggle15 when omitted")
     p.add_argument("-o", "--output", required=True, help="the file to write (.onnx, or .pt with --format pt)")
     p.add_argument("--format", choices=["onnx", "pt"], default="onnx",
@@ -827,7 +900,8 @@ def _add_inference(sub) -> None:
     p.add_argument("--opset", type=int, help="ONNX opset, 9..20 (default 17)")
     p.add_argument("--device", help=DEVICE_HELP + " to trace on (the graph is the same)")
     p.set_defaults(func=_cmd_export)
-    p = sub.add_parser("bench", help="ms/face, faces/s (torch, ONNX Runtime), ms per 640x480 frame, video jitter")
+    p = sub.add_parser("bench", help="ms/face, faces/s (torch, ONNX Runtime), ms per 640x480 frame, video jitter",
+                       epilog=BENCH_EXAMPLES, formatter_class=fmt)
     p.add_argument("--model", help="checkpoint .pt, .onnx or shipped model name (kaggle15, ibug68); kaggle15 when omitted")
     p.add_argument("--random", metavar="ARCH",
                    help="time a randomly initialised registered model instead, e.g. keypoint_net")
@@ -840,7 +914,8 @@ def _add_inference(sub) -> None:
                    "(the figure lines then go to standard error)")
     p.add_argument("--device", default="cpu", help=DEVICE_HELP + " for the torch timings (ONNX Runtime: CPU)")
     p.set_defaults(func=_cmd_bench)
-    p = sub.add_parser("serve", help="the keypoint service: JSON API and a web page (FastAPI)")
+    p = sub.add_parser("serve", help="the keypoint service: JSON API and a web page (FastAPI)",
+                       epilog=SERVE_EXAMPLES, formatter_class=fmt)
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=at_least(1, 65535), default=8000, help="1..65535 (default 8000)")
     p.add_argument("--workers", type=at_least(1), default=2, help="threads running models; more requests queue")
@@ -850,7 +925,8 @@ def _add_inference(sub) -> None:
     p.add_argument("--max-body", type=at_least(1), default=20 * 1024 * 1024, help="largest upload in bytes")
     p.add_argument("--max-pixels", type=at_least(0), default=50_000_000, help="largest image, from its header")
     p.set_defaults(func=_cmd_serve)
-    p = sub.add_parser("demo", help="find faces and keypoints on photos that ship with the dependencies")
+    p = sub.add_parser("demo", help="find faces and keypoints on photos that ship with the dependencies",
+                       epilog=DEMO_EXAMPLES, formatter_class=fmt)
     p.add_argument("-o", "--output", default="demo-output",
                    help="folder for drawn images and JSON (default demo-output)")
     p.add_argument("--model", help="checkpoint .pt, .onnx or shipped model name (kaggle15, ibug68); kaggle15 when omitted")

@@ -417,7 +417,8 @@ def run_grid(configs: list[str | Path], results: str | Path, *, full: bool = Fal
             failed.append(f"{cfg.name}: {row['failed']}")
             echo(f"{cfg.name}: failed, {row['failed']} (recorded; going on with the other configs)")
             continue
-        echo(f"{cfg.name}: RMSE {row['rmse']:.3f}, MAE {row['mae']:.3f}, NME {row['nme']:.1%} in {row['minutes']} min")
+        nme = f"{row['nme']:.1%}" if row.get("nme") == row.get("nme") and row.get("nme") is not None else "-"
+        echo(f"{cfg.name}: RMSE {row['rmse']:.3f}, MAE {row['mae']:.3f}, NME {nme} in {row['minutes']} min")  # -: as the table
     return GridRows(rows, failed)
 
 
