@@ -132,3 +132,12 @@ def test_predict_help_lists_predict_examples_only(capsys):
     code, out, err = run_cli(["predict", "--help"], capsys)
     examples = out.split("\nexamples:\n", 1)[1]
     assert not re.search(r"facekeypoints (export|bench|demo)", examples), examples
+
+
+def test_under_torchrun_only_rank_0_reports_bad_input(tmp_path, capsys, monkeypatch):
+    from fakes import run_cli
+
+    for rank, said in (("1", False), ("0", True)):
+        monkeypatch.setenv("RANK", rank)
+        code, _, err = run_cli(["train", "--config", tmp_path / "none.yaml"], capsys)
+        assert code == 2 and ("none.yaml" in err) == said, (rank, err)

@@ -1013,7 +1013,8 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.flush()  # a full stdout fails here, not unseen at exit
         return code
     except (ValueError, FileNotFoundError) as err:  # bad input: a clear message, no traceback
-        print(f"error: {err}", file=sys.stderr)
+        if os.environ.get("RANK", "0") in ("", "0"):  # under torchrun every rank meets it: rank 0 says it once
+            print(f"error: {err}", file=sys.stderr)
         return 2
     except WriteError as err:  # full disk and the like: the output named, no traceback
         print(f"error: {err.strerror}", file=sys.stderr)
