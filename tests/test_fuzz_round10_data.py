@@ -306,3 +306,15 @@ def test_read_and_attach_person_take_home_paths_and_name_a_missing_file(tmp_path
         attach_person(read("~/k.csv"), "~/nothere.csv")
     with pytest.raises(TypeError, match="data must be KeypointData"):
         attach_person(None, "~/k.csv")
+
+
+def test_ids_person_or_paths_given_as_one_string_are_refused():
+    import numpy as np
+    import pytest
+
+    from facekeypoints.data import KeypointData
+
+    for name in ("ids", "person", "paths"):
+        with pytest.raises(TypeError, match=f"{name} must be a list with one entry per sample, got a str"):
+            KeypointData("kaggle15", np.zeros((4, 15, 2)), **{name: "abcd"})
+    assert KeypointData("kaggle15", np.zeros((2, 15, 2)), ids=["a", "b"]).ids == ["a", "b"]

@@ -178,6 +178,9 @@ class KeypointData:
         n = len(kp)
         self.keypoints = kp
         self.images = _check_images(self.images, n)
+        for name in ("ids", "person", "paths"):  # one string would be split into its characters
+            if isinstance(getattr(self, name), (str, bytes)):
+                raise TypeError(f"{name} must be a list with one entry per sample, got a {type(getattr(self, name)).__name__}")
         self.ids = list(self.ids) if self.ids else [str(i) for i in range(n)]
         self.person = list(self.person) if self.person else [None] * n
         self.paths = list(self.paths) if self.paths else [None] * n
