@@ -169,7 +169,7 @@ def main() -> int:
     p.add_argument("--clients", type=int, default=8)
     p.add_argument("--seconds", type=float, default=30.0)
     p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--detector", default="haar", help="the service's face detector (haar, cnn), and predict's")
+    p.add_argument("--detector", default="haar", choices=("haar", "cnn", "dlib"), help="the service's face detector (haar, cnn), and predict's")
     p = sub.add_parser("malformed")
     p.add_argument("--uploads", type=int, default=1000)
     p.add_argument("--workers", type=int, default=2)

@@ -82,7 +82,6 @@ def temporary_path(path: Path) -> Path:
     return path.with_name(head + tail)
 
 
-_temporary = temporary_path
 # exactly the names temporary_path gives: ".<name>.<pid>-<serial>.tmp"
 _TEMPORARY_NAME = re.compile(r"\..*\.([0-9]+)-[0-9]+\.tmp")
 
@@ -136,7 +135,7 @@ def atomic_path(path: str | Path, *, claimed: bool = False) -> Iterator[Path]:
     except OSError as err:
         raise WriteError(err.errno, f"{path}: could not be written: cannot create the folder {path.parent} "
                                     f"({err.strerror or err}); nothing was written") from err
-    tmp = _temporary(path)
+    tmp = temporary_path(path)
     try:
         yield tmp
         if tmp.exists():

@@ -97,31 +97,42 @@ DATA_CONVERT_EXAMPLES = """examples:
 """
 
 
+def _check_output(source, output) -> None:
+    """An output of a data command: outside the folder it reads (else read as input next time) and writable."""
+    from facekeypoints.data.convert import check_output_outside
+
+    check_output_outside(source, output)
+    check_target(output, inputs=(source,))
+
+
+def _applies(given: list[str], joiner: str) -> str:
+    """"--a applies" or "--a, --b apply": options given where they mean nothing."""
+    return f"{joiner.join(given)} {'apply' if len(given) > 1 else 'applies'}"
+
+
 def _cmd_data_convert(args: argparse.Namespace) -> int:
     import time
 
-    from facekeypoints.data.convert import check_output_outside, to_kaggle_task
+    from facekeypoints.data.convert import to_kaggle_task
     from facekeypoints.data.formats.io import read
     from facekeypoints.data.formats.kaggle import MAX_ROWS, write_kaggle_csv
-
     from facekeypoints.schema import list_schemas
 
-    if args.to not in list_schemas():  # a typo: named, with the closest schema, before the 96x96 rule
-        close = difflib.get_close_matches(args.to, list_schemas(), n=1)
+    schemas = list_schemas()
+    if args.to not in schemas:  # a typo: named, with the closest schema, before the 96x96 rule
+        close = difflib.get_close_matches(args.to, schemas, n=1)
         raise ValueError(f"--to {args.to!r}: unknown target" + (f"; did you mean {close[0]}?" if close else
-                                                                f"; schemas: {', '.join(list_schemas())}"))
+                                                                f"; schemas: {', '.join(schemas)}"))
     if (args.to, args.size) != ("kaggle15", 96):  # checked first: converting can take a while
         raise ValueError(f"the Kaggle CSV holds kaggle15 faces at 96x96, not {args.to} at {args.size}x{args.size}; "
                          "for other targets call facekeypoints.data.to_kaggle_task from Python")
     if not args.output.lower().endswith((".csv", ".csv.gz", ".zip")):
         raise ValueError(f"{args.output}: a Kaggle CSV is written as .csv, .csv.gz or .zip")
-    check_output_outside(args.src, args.output)
-    check_target(args.output, inputs=(args.src,))
+    _check_output(args.src, args.output)
     if args.report:  # checked before converting, as the output is
         if Path(args.report).resolve() == Path(args.output).resolve():
             raise ValueError(f"{args.report}: --report and -o name the same file; give the report another name")
-        check_output_outside(args.src, args.report)
-        check_target(args.report, inputs=(args.src,))
+        _check_output(args.src, args.report)
     start = time.perf_counter()
     # labels first; each photo is then read, cut and dropped in turn (a folder of 12 MP photos held 1.75 GB)
     data = read(args.src, skip_bad=args.skip_bad, load_images=False)
@@ -188,10 +199,7 @@ def _cmd_data_info(args: argparse.Namespace) -> int:
     if args.report and not args.skip_bad:
         raise ValueError("--report lists the rows --skip-bad leaves out; add --skip-bad")
     if args.report:
-        from facekeypoints.data.convert import check_output_outside
-
-        check_output_outside(args.path, args.report)  # inside, it would be read as input next time
-        check_target(args.report, inputs=(args.path,))
+        _check_output(args.path, args.report)  # inside the folder read, it would be read as input next time
     data = read_for_info(args.path, skip_bad=args.skip_bad)
     if args.report:
         _write_skipped(args.report, data.skipped)
@@ -407,7 +415,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         raise ValueError("--boxes applies to photo datasets; a Kaggle CSV's faces are framed already")
     given = [o for o, v in (("--report", args.report), ("--limit", args.limit), ("--skip-bad", args.skip_bad)) if v]
     if given:
-        raise ValueError(f"{', '.join(given)} {'apply' if len(given) > 1 else 'applies'} to photo datasets, not to "
+        raise ValueError(f"{_applies(given, ', ')} to photo datasets, not to "
                          "a Kaggle CSV or --split")
     runner = None
     if onnx:  # an export scores as its checkpoint did
@@ -782,7 +790,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
     if args.format == "pt" and (args.opset is not None or args.device is not None):  # None: not given
         given = [f for f, v in (("--opset", args.opset), ("--device", args.device)) if v is not None]
-        raise ValueError(f"{' and '.join(given)} {'apply' if len(given) > 1 else 'applies'} to --format onnx "
+        raise ValueError(f"{_applies(given, ' and ')} to --format onnx "
                          "(tracing the export); --format pt writes the checkpoint's weights as they are")
     source = resolve_checkpoint(args.model)
     wanted = "." + args.format

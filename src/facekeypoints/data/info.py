@@ -46,7 +46,7 @@ def _photos_found(data: KeypointData) -> tuple[list[str], list[str]]:
     file_name that leads nowhere) is named, never passed over as if the data were labels only."""
     present, missing = [], []
     for row, p in enumerate(data.paths):
-        face = data.ids[row] if data.ids is not None and row < len(data.ids) else f"row {row + 1}"
+        face = data.ids[row]  # KeypointData holds one id per sample
         if p is None:
             missing.append(f"{face}: no photo found beside its labels")
             continue

@@ -41,8 +41,9 @@ def walk_files(folder: str | Path, *, onerror: Callable[[OSError], None] | None 
                     continue
                 seen.add(real)
                 dirs[:] = [d for d in sorted(dirs) if not skip(Path(here) / d)]
-                links += [Path(here) / d for d in dirs if os.path.islink(os.path.join(here, d))]
-                dirs[:] = [d for d in dirs if not os.path.islink(os.path.join(here, d))]
+                linked = {d for d in dirs if os.path.islink(os.path.join(here, d))}  # searched at the next level
+                links += [Path(here) / d for d in dirs if d in linked]
+                dirs[:] = [d for d in dirs if d not in linked]
                 files += [Path(here) / n for n in names]
         level = links
     return sorted(files)

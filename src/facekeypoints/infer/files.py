@@ -47,7 +47,7 @@ from facekeypoints.data.images import MAX_PIXELS, image_size, read_image
 from facekeypoints.data.walk import walk_files
 from facekeypoints.infer.outputs import check_outputs, open_sink, output_kind
 from facekeypoints.infer.results import IMAGE_SUFFIXES
-from facekeypoints.infer.video import open_video
+from facekeypoints.infer.video import URL, open_video
 
 __all__ = ["predict_paths", "predict_video", "PredictReport", "VIDEO_SUFFIXES", "CSV_SUFFIXES"]
 
@@ -181,7 +181,7 @@ def _not_a_path(given: str) -> str | None:
     """Why an input that leads to nothing is no file name at all (``-``, a URL), else None."""
     if given == "-":
         return "reading from standard input is not supported; save the image to a file first"
-    if re.match(r"[A-Za-z][A-Za-z0-9+.-]*://", given):
+    if URL.match(given):
         return "URLs are not read (nothing is downloaded); save the file first"
     return None
 
@@ -458,7 +458,6 @@ class _H264Writer:
             raise ValueError(f"{path}: the H.264 writer needs an even frame size, got {size[0]}x{size[1]}")
         self.path, self.size = Path(path), size
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        remove_stale_temporaries(self.path.parent)  # videos of killed runs, which ffmpeg finished under a temporary name
         # ffmpeg finishes the file when its input ends, even when we were killed: so it writes a hidden
         # name, renamed by release(), and a killed run leaves no short video that passes for a whole one
         self._tmp = temporary_path(self.path)
@@ -576,8 +575,10 @@ def predict_video(detector, path: str | Path, out_dir: str | Path | None, *, dra
                          f"{frame_limit} pixels for video frames (a third of --max-pixels {max_pixels})")
     declared, frames_before = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)), report.frames
     own_sink = sink is None
-    if own_sink:
+    if own_sink:  # its sink sweeps out_dir; in a folder run, the drawing's subfolder is swept here
         sink = open_sink(Path(out_dir) / f"{name}.jsonl")
+    elif draw:
+        remove_stale_temporaries(out_dir)  # videos of killed runs, which ffmpeg finished under a temporary name
     movie = Path(out_dir) / f"{name}_keypoints.mp4" if draw else None
     source, writer = _KeepFrame(capture, str(path)), None
     stopped, last_time, steps = None, None, [math.inf, 0.0]  # shortest and longest time between frames

@@ -176,8 +176,10 @@ def _check_box_sizes(boxes: np.ndarray, image_size: tuple[int, int], source: str
         h, w = image_size
         raise ValueError(f"{source} row {bad[0]} {boxes[bad[0], :4].tolist()} is {sides[bad[0]]:.3g} px across, over "
                          f"{MAX_BOX_SCALE} times the {w}x{h} image's longer side; a face box frames a face in the image")
+    if not given:  # a detector's boxes are never refused for their size
+        return boxes
     small = np.flatnonzero(np.minimum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]) < MIN_BOX_SIDE)
-    if given and len(small):
+    if len(small):
         i = small[0]
         raise ValueError(f"{source} row {i} {boxes[i, :4].tolist()} is {boxes[i, 2] - boxes[i, 0]:.3g} x "
                          f"{boxes[i, 3] - boxes[i, 1]:.3g} px; a face box must be at least {MIN_BOX_SIDE} px on a side")

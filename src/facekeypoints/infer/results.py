@@ -167,8 +167,8 @@ class Result:
             "image_size": {"height": int(h), "width": int(w)},
             "schema": self.schema.name,
             "faces": [f.to_dict() for f in self.faces],
-            # finite_json: a NaN timing (a clock that failed) is null, as the docstring of to_json promises
-            "timings": finite_json({k: round(float(v), 3) for k, v in self.timings.items()}),
+            # a NaN timing (a clock that failed) is null, as the docstring of to_json promises
+            "timings": {k: _number(v, 3) for k, v in self.timings.items()},
         }
 
     def to_json(self, indent: int | None = None) -> str:

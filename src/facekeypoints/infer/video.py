@@ -42,9 +42,12 @@ import numpy as np
 from facekeypoints.data import framing
 from facekeypoints.data.images import decoder_output, decoder_warnings
 from facekeypoints.infer.inputs import to_rgb
-from facekeypoints.infer.results import Face, Result
+from facekeypoints.infer.results import Face, Result, _number
 
 __all__ = ["OneEuroFilter", "stream", "keypoint_jitter", "open_video", "FrameResult", "VideoFace"]
+
+# a URL (scheme://...): nothing is downloaded, so one is refused as typed (Path() would turn // into /)
+URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
 
 
 class OneEuroFilter:
@@ -117,7 +120,7 @@ class FrameResult(Result):
     def to_dict(self) -> dict:
         d = super().to_dict()
         return {"source": d.pop("source"), "frame": int(self.frame),
-                "time_s": round(float(self.time_s), 3) if math.isfinite(self.time_s) else None, **d}
+                "time_s": _number(self.time_s, 3), **d}
 
 
 @dataclass
@@ -143,7 +146,7 @@ def open_video(source) -> tuple[cv2.VideoCapture, str, float]:
         if path.is_dir():
             raise ValueError(f"{path}: is a folder, not a video file; stream() reads one video (for the videos in a "
                              "folder, use facekeypoints predict FOLDER or predict_paths)")
-        if re.match(r"[A-Za-z][A-Za-z0-9+.-]*://", str(source)) and not path.exists():
+        if URL.match(str(source)) and not path.exists():
             # named as given: Path() turns http:// into http:/
             raise ValueError(f"{source}: URLs are not read (nothing is downloaded); save the video to a file first, "
                              "or pass an open cv2.VideoCapture")
@@ -259,14 +262,14 @@ def stream(predictor, source, *, redetect_every: int = 10, smooth: bool = True, 
                 break
             t = _frame_time(capture, index, fps, t)
             rgb = _frame_rgb(frame, name, index)
-            cut, thumb = _scene_cut(rgb, thumb)
             timings = {"detection": 0.0, "preprocess": 0.0, "model": 0.0, "postprocess": 0.0}
             if predictor.framing == "resize":  # a whole-photo model: every frame is its one face
                 whole = predictor(rgb)
                 tracks = [_Track(whole[0].keypoints, whole[0].box, 1.0, tracks[0].smoother if tracks else (
                     OneEuroFilter(**smoothing) if smoothing is not None else None))]
                 timings = whole.timings
-            else:
+            else:  # a scene cut is looked for only where there are tracks to drop
+                cut, thumb = _scene_cut(rgb, thumb)
                 tracks = _track(predictor, rgb, tracks, cut or index % redetect_every == 0, smoothing, timings)
             yield _result(predictor, tracks, rgb.shape[:2], index, t, timings, f"{name}#frame={index}")
             index += 1

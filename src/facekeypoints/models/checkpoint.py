@@ -83,12 +83,13 @@ def save_checkpoint(path: str | Path, model: nn.Module, card: ModelCard, **train
     unknown = sorted(set(training) - set(_TRAINING_KEYS))
     if unknown:
         raise TypeError(f"save_checkpoint: unknown training entries {unknown}; known: {list(_TRAINING_KEYS)}")
-    for key, value in {"card": card.to_dict(), **training}.items():
+    card_dict = card.to_dict()
+    for key, value in {"card": card_dict, **training}.items():
         _check_plain(key, value)
     if (card.model, card.schema.name) != (model.model_name, model.schema_name):
         raise CheckpointError(f"the card describes {card.model}/{card.schema.name}, the model is "
                               f"{model.model_name}/{model.schema_name}")
-    payload = {"format": FORMAT, "card": card.to_dict(),
+    payload = {"format": FORMAT, "card": card_dict,
                "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}, **training}
     _write(payload, path)
 

@@ -13,6 +13,7 @@ Teacher and student are compared on their network outputs before any labellers' 
 """
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import torch
@@ -34,6 +35,14 @@ def check_teacher(path: str, run_folder: Path | None = None) -> None:
     if run_folder is not None and Path(path).resolve().parent == Path(run_folder).resolve():
         raise ValueError(f"train.teacher {path}: lies in this run's own folder, whose checkpoints the run rewrites; "
                          "copy it elsewhere first")
+    st = Path(path).stat()
+    _checked_weights(str(path), str(Path(path).resolve()), st.st_mtime_ns, st.st_size)
+
+
+@functools.lru_cache(maxsize=8)
+def _checked_weights(path: str, real: str, mtime_ns: int, size: int) -> None:
+    """The weights checked once per file version: the grid checks every pending config's teacher
+    before the first trains, and fit checks its own again (a ResNet teacher is a large read)."""
     from facekeypoints.models.checkpoint import load_checkpoint
 
     _check_finite(load_checkpoint(path).state_dict, path)

@@ -328,16 +328,19 @@ def _refreshed(rows: list[dict], cfg: Config) -> dict | None:
     name or reference.* changed since its run (None otherwise). The run's config.json must be the
     very config the row's scores came from (its digest, or the row's ``run_digest`` once refreshed)."""
     row = next((r for r in rows if r["config"] == cfg.name and not r.get("failed")), None)
+    if row is None:
+        return None
     try:
         saved = _trained_config(Path(cfg.out_dir))
     except (ValueError, OSError):  # no run folder, or no readable config.json: nothing to vouch for the row
         return None
-    if row is None or row.get("run_digest", row["digest"]) != _digest(saved) \
+    run_digest = _digest(saved)
+    if row.get("run_digest", row["digest"]) != run_digest \
             or any(not k.startswith(_COSMETIC) for k in _changes(saved, cfg.to_dict())):
         return None
     ref = cfg.reference
     return {**row, "measured": ref.measured, "differs": ref.differs, "source": ref.source,
-            "digest": config_digest(cfg), "run_digest": _digest(saved)}
+            "digest": config_digest(cfg), "run_digest": run_digest}
 
 
 def _failed_before(rows: list[dict], cfg: Config) -> str | None:
@@ -417,25 +420,27 @@ def run_grid(configs: list[str | Path], results: str | Path, *, full: bool = Fal
             failed.append(f"{cfg.name}: {row['failed']}")
             echo(f"{cfg.name}: failed, {row['failed']} (recorded; going on with the other configs)")
             continue
-        nme = f"{row['nme']:.1%}" if row.get("nme") == row.get("nme") and row.get("nme") is not None else "-"
-        echo(f"{cfg.name}: RMSE {row['rmse']:.3f}, MAE {row['mae']:.3f}, NME {nme} in {row['minutes']} min")  # -: as the table
+        echo(f"{cfg.name}: RMSE {row['rmse']:.3f}, MAE {row['mae']:.3f}, NME {_cell('nme', row.get('nme'))} in "
+             f"{row['minutes']} min")
     return GridRows(rows, failed)
+
+
+def _cell(key: str, value) -> str:
+    """One value as the table (and the grid's progress line) shows it."""
+    if key in ("rmse", "mae", "nme") and (value is None or not value == value):  # NaN: undefined (one keypoint
+        return "-"  # has no NME); None: a failed run, which has no scores
+    if key in ("rmse", "mae"):
+        return f"{value:.3f}"
+    return f"{value:.1%}" if key == "nme" else str(value).replace("|", "/")
 
 
 def markdown_table(rows: list[dict]) -> str:
     """The results as a Markdown table, one row per run, in config order."""
-    def cell(key, value):
-        if key in ("rmse", "mae", "nme") and (value is None or not value == value):  # NaN: undefined (one keypoint
-            return "-"  # has no NME); None: a failed run, which has no scores
-        if key in ("rmse", "mae"):
-            return f"{value:.3f}"
-        return f"{value:.1%}" if key == "nme" else str(value).replace("|", "/")
-
     lines = ["| " + " | ".join(title for _, title in _COLUMNS) + " |",
              "|" + "|".join("---:" if key in ("epochs", "minutes", "rmse", "mae", "nme") else "---"
                             for key, _ in _COLUMNS) + "|"]
     for row in sorted(rows, key=lambda r: r["config"]):
-        values = [f"`{row['config']}`" if key == "config" else cell(key, row.get(key, "")) for key, _ in _COLUMNS]
+        values = [f"`{row['config']}`" if key == "config" else _cell(key, row.get(key, "")) for key, _ in _COLUMNS]
         if row.get("failed"):  # in the RMSE column, where its score would be: "failed (diverged)"
             why = "error" if row.get("stop_reason") == "error" else str(row["failed"]).split(":")[0].replace("|", "/")
             values[[key for key, _ in _COLUMNS].index("rmse")] = f"failed ({why})"

@@ -11,6 +11,7 @@ Examples
 """
 from __future__ import annotations
 
+import functools
 import os
 import xml.etree.ElementTree as ET
 from collections import Counter
@@ -52,7 +53,17 @@ _NUMBER_STARTS[np.frombuffer(b"0123456789-", np.uint8)] = True
 def json_memory(path: Path) -> int:
     """Bytes that parsing the JSON in ``path`` would take, estimated from a count of its tokens
     (read in blocks: the count takes little memory); digits inside strings count as numbers, so the
-    estimate errs high. One-digit numbers cost no object (Python keeps one of each small integer)."""
+    estimate errs high. One-digit numbers cost no object (Python keeps one of each small integer).
+    Kept per file version: format detection and the COCO reader both ask, and a scan reads it all."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return 0  # reading it names the problem
+    return _json_memory(str(path), st.st_size, st.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=4)
+def _json_memory(path: str, size: int, mtime_ns: int) -> int:
     total = 0
     try:
         with open(path, "rb") as f:
@@ -511,7 +522,7 @@ def read_coco_json(path: str | Path, *, load_images: bool = True, schema: str | 
         raise DataFormatError(path, "no annotations", field="annotations")
     images, cache, found, skipped = _coco_images(path, doc), _ImageCache(path), [], _Skipped(path)
     labels = _coco_labels(images)
-    order = {img["id"]: i for i, img in enumerate(doc.get("images", []))}  # id -> its index, to name images[i]
+    order = {key: i for i, key in enumerate(images)}  # id -> its index in 'images', to name images[i]
     first_row: dict = {}  # (image id, annotation id) -> row: ids may restart on each image
     for row, ann in enumerate(doc["annotations"]):
         try:
