@@ -6,13 +6,13 @@
 Each photo goes through dlib's HOG face detector once (upsampled once, as dlib's own examples do);
 a labelled face counts when a dlib box meets the bounding box of its labelled points at IoU >= 0.4
 (the others are "not found" for both tools alike). dlib's predictor (shape_predictor_68_face_
-landmarks.dat, from the face-recognition-models package) and ours (the shipped ibug68 model,
-framed from that same dlib box, with refinement) then mark the face. Printed per set: NME (outer
+landmarks.dat, from the face-recognition-models package) and ours (the shipped ibug68 model, or
+``--model``, framed from that same dlib box, with refinement) then mark the face. Printed per set: NME (outer
 eye corners; IMM: its 5 points shared with Kaggle's, normalised by the eye centres), FR@8/10,
 AUC@8, and the same NME with each tool's mean signed offset per point removed (the labelling
 convention it learnt, measured on these faces), and ms per face for each.
 
-Sets: ytf68-val (the shipped ibug68 model's own validation people, in none of its training
+Sets: ytf68-val (our model's own validation people, from its card, in none of its training
 photos; dlib never saw them), 300w and aflw (the samples in ../shared/data/samples), imm (240
 photos, 40 people). dlib's predictor was trained on iBUG 300-W, which overlaps the 300w samples,
 so that row favours dlib.
@@ -48,17 +48,17 @@ def _predictor_file() -> Path | None:
     return path if path.is_file() else None
 
 
-def _faces(name: str, limit: int):
-    """(KeypointData of the set, the row indices to score)."""
+def _faces(name: str, limit: int, card):
+    """(KeypointData of the set, the row indices to score); ``card``: our model's card."""
     from facekeypoints.data import read
     from facekeypoints.data.splits import split_indices
-    from facekeypoints.models.weights import default_checkpoint
-    from facekeypoints.models.checkpoint import load_checkpoint
 
     data = read(SETS[name], load_images=False)
     rows = np.arange(len(data))
-    if name == "ytf68-val":  # the people the shipped ibug68 model was validated on, rebuilt from its card
-        trained_on = load_checkpoint(default_checkpoint("ibug68")).card.trained_on
+    if name == "ytf68-val":  # the people our model was validated on, rebuilt from its card
+        trained_on = card.trained_on
+        if trained_on is None or trained_on.split is None:
+            raise SystemExit(f"{name}: the model's card names no training split, so its validation people are unknown")
         rows = np.asarray(split_indices(data, trained_on.split, seed=trained_on.split_seed)[1])
     return data, rows[:limit] if limit else rows
 
@@ -94,7 +94,7 @@ def run_set(name: str, dlib_detector, dlib_predictor, ours, limit: int) -> dict:
     from facekeypoints.data import framing
     from facekeypoints.data.images import read_image
 
-    data, rows = _faces(name, limit)
+    data, rows = _faces(name, limit, ours.card)
     truth_all, schema = _truth_schema(data)
     to_truth = (lambda p: p) if schema.name == "ibug68" else (lambda p: framing.anchor_points(ours.schema, p))
     ours_pts, dlib_pts, truth, ms = [], [], [], {"ours": 0.0, "dlib": 0.0}
@@ -135,6 +135,7 @@ def main() -> int:
     ap.add_argument("--limit", type=int, default=0, help="the first N faces of each set (0: all)")
     ap.add_argument("--threads", type=int, default=1, help="our backend's threads (dlib runs on one)")
     ap.add_argument("--json", help="write the figures here")
+    ap.add_argument("--model", default="ibug68", help="our 68-point model: a shipped name or a checkpoint (.pt)")
     args = ap.parse_args()
     if args.limit < 0 or args.threads < 1:
         ap.error("--limit must be >= 0 and --threads >= 1")
@@ -158,7 +159,10 @@ def main() -> int:
     from facekeypoints import KeypointDetector
     from facekeypoints.infer.detectors import DlibDetector
 
-    ours = KeypointDetector("ibug68", detector=None, box_frame="dlib", threads=args.threads)
+    try:
+        ours = KeypointDetector(args.model, detector=None, box_frame="dlib", threads=args.threads)
+    except (FileNotFoundError, ValueError) as err:
+        ap.error(f"--model: {err}")
     dlib_detector, dlib_predictor = DlibDetector(upsample=1), dlib.shape_predictor(str(model_file))
     rows = []
     print(f"{'set':10s} {'faces':>5s} {'scored':>6s} {'tool':5s} {'NME':>7s} {'FR@8':>6s} {'FR@10':>6s} "
