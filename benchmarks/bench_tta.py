@@ -16,6 +16,7 @@ import sys
 import time
 from pathlib import Path
 
+from facekeypoints.data.pipeline import to_scoring_pixels
 from facekeypoints.evaluate.metrics import rmse
 from facekeypoints.atomic import atomic_path, check_target
 from facekeypoints.evaluate.runner import predict_data, run_split
@@ -49,12 +50,12 @@ def main() -> int:
     seconds: dict[str, float] = {name: 0.0 for name in LOOKS}
     for path in args.checkpoints:
         runner = TorchRunner.load(path, threads=1)
-        val = run_split(runner.card, "val")
+        val, frames = run_split(runner.card, "val", with_frames=True)  # scored in the labelled images' pixels
         for name, (mirror, rotate) in LOOKS.items():
             start = time.perf_counter()
             predicted = predict_data(runner, val, mirror_tta=mirror, rotate_tta=rotate)
             seconds[name] += time.perf_counter() - start
-            scores[name].append(rmse(predicted, val.keypoints))
+            scores[name].append(rmse(to_scoring_pixels(frames, predicted), to_scoring_pixels(frames, val.keypoints)))
         print(f"{path}: " + ", ".join(f"{n} {s[-1]:.3f}" for n, s in scores.items()), file=sys.stderr, flush=True)
     report = {"checkpoints": args.checkpoints, "looks": {}}
     print(f"{'looks at each face':22s} {'val RMSE px':>18s}  time vs single pass")

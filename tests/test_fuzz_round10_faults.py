@@ -158,10 +158,10 @@ def _full_disk(monkeypatch, error=errno.EFBIG):
         def close(self):
             self.stream.close()
 
-    def write(self, result):
+    def write(self, result, extra=None):
         if self.path is not None and not isinstance(self.stream, Full):
             self.stream = Full(self.stream)
-        return original(self, result)
+        return original(self, result, extra)
 
     monkeypatch.setattr(outputs._Sink, "write", write)
 

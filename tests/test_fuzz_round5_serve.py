@@ -201,7 +201,7 @@ def test_an_animated_upload_says_which_frames_went_unused(client, tmp_path):
     face.save(gif, save_all=True, append_images=[face.transpose(Image.FLIP_LEFT_RIGHT)], duration=100)
     answer = client.post("/v1/keypoints", content=gif.read_bytes(), headers={"content-type": "image/gif"})
     assert answer.status_code == 200
-    assert answer.json()["notes"] == ["upload: has 2 frames; only the first is used (send its pages as single images)"]
+    assert answer.json()["notes"] == ["upload: has 2 frames; only the first is used (send them as single images)"]
     drawn = client.post("/v1/keypoints?draw=true", content=gif.read_bytes(), headers={"content-type": "image/gif"})
     assert drawn.status_code == 200 and "only the first is used" in drawn.headers["x-notes"]
     single = client.post("/v1/keypoints", content=cbook.get_sample_data("grace_hopper.jpg").read(),

@@ -38,7 +38,7 @@ def no_data(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("the training data was read")
 
-    monkeypatch.setattr(loop, "load_splits", refuse)
+    monkeypatch.setattr(loop, "load_parts", refuse)
 
 
 def run(argv, capsys) -> tuple[int, str, str]:

@@ -54,7 +54,7 @@ def _no_data(monkeypatch):
     """Reading the data fails the test: what is checked must be checked before it."""
     def read(*args, **kwargs):
         raise AssertionError("the data was read before the check")
-    monkeypatch.setattr(loop, "load_splits", read)
+    monkeypatch.setattr(loop, "load_parts", read)
 
 
 def _unlabelled(n=8, seed=4) -> KeypointData:

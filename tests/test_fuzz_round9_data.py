@@ -120,6 +120,10 @@ def test_coco_declared_size_contradicting_the_image_is_an_error(tmp_path):
 
 def test_coco_point_beyond_the_declared_size_names_the_declared_fields(tmp_path):
     path = _coco_with_image(tmp_path, 5, 5)
+    # round 12: where the photo is there, labels alone are checked against its header size first
+    with pytest.raises(DataFormatError, match=r"declare 5 x 5 \(width x height\), but the image is 80 x 60"):
+        read_coco_json(path, load_images=False)
+    (tmp_path / "a.png").unlink()  # without the photo, the declared size is all there is
     with pytest.raises(DataFormatError, match=r"field 'keypoints'.*declared images\[0\]\.width and \.height"):
         read_coco_json(path, load_images=False)
 

@@ -131,7 +131,7 @@ def no_data(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("the training data was read")
 
-    monkeypatch.setattr(loop, "load_splits", refuse)
+    monkeypatch.setattr(loop, "load_parts", refuse)
 
 
 @pytest.mark.parametrize("where, words", [("/", "the filesystem root"), ("home", "your home folder"),

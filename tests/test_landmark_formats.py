@@ -216,7 +216,7 @@ def _coco_doc(**annotation) -> dict:
     (_coco_doc(bbox=[0, 0, float("inf"), 10]), "bbox", "inf is not a finite number"),
     (_coco_doc(bbox=[0, 0, 1e9, 10]), "bbox", "corner x + width, y + height: x = 1e+09 is more than one image size"),
     (_coco_doc(image_id=[9]), "image_id", "image_id [9] is not in 'images'"),
-    (_coco_doc(id={"a": 1}), "id", "id must be a number or text"),
+    (_coco_doc(id={"a": 1}), "id", "id must be an integer or text"),
     (_coco_doc() | {"images": {"id": 9}}, "images", "'images' must be a list of objects"),
     (_coco_doc() | {"images": [[9, "img.png"]]}, "images", "images[0] must be an object with an id"),
     (_coco_doc() | {"images": [{"id": 9}]}, "images", "and a file_name, got {'id': 9}"),

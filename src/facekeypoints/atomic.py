@@ -201,5 +201,15 @@ def _check_target(path: Path, inputs: tuple, folder: bool, make: bool) -> Path:
     if home.exists() and not home.is_dir():  # e.g. --out f/run with f a file
         raise ValueError(f"{path}: {home} is not a folder (a file of that name is there)")
     if not home.is_dir() or not os.access(home, os.W_OK | os.X_OK):
-        raise ValueError(f"{path}: cannot write in {home} (permission denied)")
+        raise ValueError(f"{path}: cannot write in {home} ({_why_not_writable(home)})")
     return path
+
+
+def _why_not_writable(folder: Path) -> str:
+    """The reason a folder refuses writes: a read-only file system (a mount) or its permissions."""
+    try:
+        if os.statvfs(folder).f_flag & os.ST_RDONLY:
+            return "a read-only file system"
+    except OSError:
+        pass
+    return "permission denied"

@@ -247,7 +247,7 @@ DATA_EXAMPLES = """examples:
 def _add_data(sub) -> None:
     p = sub.add_parser("data", help="inspect, verify and convert keypoint data", epilog=DATA_EXAMPLES,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    dsub = p.add_subparsers(dest="data_cmd", required=True)
+    dsub = p.add_subparsers(dest="submode", required=True)  # the name an error gives it ("required: submode")
     # data subcommands are added below this line
     _add_data_convert(dsub)
     _add_data_info(dsub)
@@ -258,7 +258,7 @@ def _cmd_models(args: argparse.Namespace) -> int:
     from facekeypoints.models import list_models, model_info
 
     pattern = args.pattern if any(c in args.pattern for c in "*?[") else f"*{args.pattern}*"  # a word finds its family
-    names = list_models(pattern)
+    names = list_models(pattern.lower())  # registered names are lower case: RESNET18 finds resnet18
     if not names:
         raise ValueError(f"no model matches {args.pattern!r}; models: {', '.join(list_models())}")
     from facekeypoints.models.registry import MIN_INPUT_SIZES
@@ -288,7 +288,7 @@ def _add_training(sub) -> None:
                        epilog="examples:\n  facekeypoints models\n  facekeypoints models 'resnet*' --json",
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("pattern", nargs="?", default="*", help="a word (resnet) or a shell-style pattern (default: all)")
-    p.add_argument("--size", type=at_least(1), default=96, help="input side for the MAC count (default 96)")
+    p.add_argument("--size", type=at_least(1, 1024), default=96, help="input side for the MAC count, 1..1024 (default 96)")
     p.add_argument("--json", action="store_true", help="print JSON (name, description, reference, params, macs, options)")
     p.set_defaults(func=_cmd_models)
 
@@ -413,22 +413,31 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         return _evaluate_photos(args)  # whole photos: the detector-and-refinement pipeline is scored
     if args.boxes != "labels":
         raise ValueError("--boxes applies to photo datasets; a Kaggle CSV's faces are framed already")
-    given = [o for o, v in (("--report", args.report), ("--limit", args.limit), ("--skip-bad", args.skip_bad)) if v]
+    given = [o for o, v in (("--report", args.report), ("--limit", args.limit)) if v]
     if given:
         raise ValueError(f"{_applies(given, ', ')} to photo datasets, not to "
                          "a Kaggle CSV or --split")
+    if args.skip_bad and args.split:
+        raise ValueError("--skip-bad applies to a data file; --split rebuilds the run's own faces, which were read whole")
     runner = None
     if onnx:  # an export scores as its checkpoint did
         from facekeypoints.infer.onnx import OnnxRunner
         from facekeypoints.models.weights import resolve_checkpoint
 
         runner = OnnxRunner(resolve_checkpoint(args.model))
+    # --skip-bad: the good rows scored, the bad ones listed, exit 1 (as data info and photo datasets do)
     result = finite_json(evaluate(args.model, args.data, mirror_tta=args.mirror_tta, rotate_tta=args.rotate_tta,
                               split=args.split, device=args.device,
-                              runner=runner))
+                              runner=runner, **({"skip_bad": True} if args.skip_bad else {})))
+    status = 1 if result.get("skipped_count") else 0
+    if status:
+        shown = "; ".join(result["skipped"][:3])
+        more = f" (first {min(3, len(result['skipped']))} shown; --json lists up to 20)" \
+            if result["skipped_count"] > 3 else ""
+        print(f"partial: {result['skipped_count']} bad rows skipped, the rest scored: {shown}{more}", file=sys.stderr)
     if args.json:
         print(json.dumps(result, indent=2, allow_nan=False))
-        return 0
+        return status
     print(f"{result['data']}  model {result['model']}  rows {result['rows']}")
     for key in ("rmse", "mae", "nme", "fr_8", "fr_10", "auc_10"):  # None: no face has what it needs (e.g. both eyes)
         print(f"  {key:7s} {'-' if result[key] is None else format(result[key], '.4f')}")
@@ -436,7 +445,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     print("  per-keypoint RMSE:")
     for name, value in result["per_keypoint_rmse"].items():
         print(f"    {name:26s} {'-' if value is None else f'{value:.3f}'}")
-    return 0
+    return status
 
 
 def _tta_words(args: argparse.Namespace) -> str:
@@ -540,13 +549,19 @@ def _cmd_grid(args: argparse.Namespace) -> int:
     folder = Path(args.folder)
     configs = config_files(folder) if folder.is_dir() else [folder]  # hidden files (._a.yaml) are no configs
     if args.only:
-        # a name matches its config exactly if there is one (000_resnet18 is not 000_resnet18_clahe_mirror)
-        stems = {c.stem for c in configs}
-        unmatched = [name for name in args.only if not any(s == name or s.startswith(name) for s in stems)]
+        # a config answers to its file name and to its name: (what grid prints); a name matches its config
+        # exactly if there is one (000_resnet18 is not 000_resnet18_clahe_mirror)
+        names = {c: {c.stem, _config_name(c)} for c in configs}
+
+        def matching(name: str) -> list[Path]:
+            return [c for c in configs if name in names[c]] or \
+                [c for c in configs if any(n.startswith(name) for n in names[c])]
+
+        unmatched = [name for name in args.only if not matching(name)]
         if unmatched:
-            raise ValueError(f"--only {' '.join(unmatched)}: no config in {folder} is named or starts with that")
-        configs = list(dict.fromkeys(c for name in args.only for c in configs
-                                     if (c.stem == name if name in stems else c.stem.startswith(name))))
+            raise ValueError(f"--only {' '.join(unmatched)}: no config in {folder} has that file name or name:, "
+                             "or one starting with it")
+        configs = list(dict.fromkeys(c for name in args.only for c in matching(name)))
     if not configs:
         raise ValueError(f"{args.folder}: no .yaml configs" + (f" named or starting with {args.only}" if args.only else ""))
     rows = run_grid(configs, args.results, full=args.full, progress=not args.quiet)
@@ -555,6 +570,18 @@ def _cmd_grid(args: argparse.Namespace) -> int:
     for line in rows.failed:  # recorded as failed rows; the rest of the grid ran: exit 1, as a partial result
         print(f"failed: {line}", file=sys.stderr)
     return 1 if rows.failed else 0
+
+
+def _config_name(path: Path) -> str:
+    """A config's ``name:`` as grid shows it (its file name when it has none, or cannot be read: the
+    grid then says what is wrong with it, if it is chosen)."""
+    from facekeypoints.train.config import read_yaml
+
+    try:
+        name = (read_yaml(path) or {}).get("name")
+    except Exception:  # noqa: BLE001 (any unreadable file: matched by its file name alone)
+        return path.stem
+    return name if isinstance(name, str) and name else path.stem
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
@@ -593,12 +620,13 @@ def _add_train_commands(sub) -> None:
     p.add_argument("data", nargs="?", help="labelled keypoint file, e.g. ../shared/data/fkd15-ytf/training.zip")
     p.add_argument("--model", help="checkpoint (.pt) or shipped model name (kaggle15, ibug68); default: kaggle15, or "
                    "for photos the shipped model of the data's schema")
-    p.add_argument("--split", choices=["train", "val"], help="instead of a file: that part of the model's own training run")
+    p.add_argument("--split", choices=["train", "val", "test"], help="instead of a file: that part of the model's own "
+                   "training run (test: the third part of a 3-ratio data.split)")
     p.add_argument("--boxes", default="labels", help="photo datasets: frame each face from its labelled points "
                    "(labels, default) or from a detector's box (haar, cnn, dlib); refinement follows either way")
     p.add_argument("--limit", type=at_least(0), default=0, help="photo datasets: the first N faces only (0: all)")
-    p.add_argument("--skip-bad", action="store_true", help="photo datasets: leave out bad label files (listed; "
-                   "exit code 1) instead of failing")
+    p.add_argument("--skip-bad", action="store_true", help="leave out bad rows or label files (listed; exit code "
+                   "1) instead of failing; the rest is scored")
     p.add_argument("--report", metavar="DIR", help="photo datasets: also write DIR/index.html: error curve, NME by "
                    "region and turn, the best and worst faces drawn")
     add_tta_options(p)
@@ -619,7 +647,8 @@ def _add_train_commands(sub) -> None:
     p.add_argument("folder", nargs="?", default="configs/seeds", help="folder of .yaml configs (default configs/seeds)")
     p.add_argument("--results", default="results/seeds.json", help="rows of finished runs (default results/seeds.json)")
     p.add_argument("--only", nargs="+", metavar="NAME",
-                   help="these configs, in this order: a full name, or a prefix for every config starting with it")
+                   help="these configs, in this order: a file name (without .yaml) or a config's name:, or a "
+                   "prefix for every config starting with it")
     p.add_argument("--full", action="store_true", help="the sources' own epoch counts, on the GPU when there is one")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_grid)
@@ -729,14 +758,14 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         if (kind := detect_format(csvs[0])) != "kaggle":
             raise ValueError(f"{csvs[0]}: a {kind} CSV; predict reads Kaggle CSVs (faces framed at 96x96). For its "
                              f"photos, predict their folder; to score the labels, use facekeypoints evaluate")
-        kind = output_kind(args.output or "./")  # the rule of -o for photos: a trailing slash names a folder
+        kind = output_kind(args.output or "predictions/")  # the rule of -o for photos: a trailing slash names a folder
         dotted = kind == "folder" and args.output and Path(args.output).suffix and \
             not args.output.endswith(("/", os.sep)) and not Path(args.output).is_dir()  # x.txt: a typo, not a folder
         if kind in ("json", "jsonl") or dotted:
             raise ValueError(f"{args.output}: a Kaggle CSV's keypoints are written as a .csv file, into a folder "
                              "(end its name with / if it has a dot), or to standard output (-o -)")
         out = args.output if kind in ("csv", "stdout") else \
-            str(Path(args.output or ".") / f"{_stem(Path(csvs[0]).name)}_keypoints.csv")
+            str(Path(args.output or "predictions") / f"{_stem(Path(csvs[0]).name)}_keypoints.csv")  # -o's default
         if args.overwrite and kind != "folder":
             raise ValueError(_overwrite_refused(out))
         if out != "-":
@@ -813,9 +842,6 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     if args.model and args.random:
         raise ValueError("--model and --random both choose the model; give one")
     to_stdout = args.json == "-"  # as predict -o -: the JSON alone on standard output, the figure lines on stderr
-    if args.json and not to_stdout:
-        check_target(args.json)
-
     echo = (lambda line: print(line, file=sys.stderr)) if to_stdout else print
     report = run_bench(args.model, random_model=args.random, threads=args.threads, batch=args.batch,
                        repeats=args.repeats, jitter_frames=args.jitter_frames,
@@ -930,26 +956,53 @@ def _add_inference(sub) -> None:
     p.add_argument("--model", action="append", metavar="NAME[=PATH]",
                    help="a model to serve (repeat); default: the shipped kaggle15 and ibug68")
     p.add_argument("--detector", default="haar", help="default face detector (haar, cnn, dlib); ?detector= overrides")
-    p.add_argument("--max-body", type=at_least(1), default=20 * 1024 * 1024, help="largest upload in bytes")
-    p.add_argument("--max-pixels", type=at_least(0), default=50_000_000, help="largest image, from its header")
+    p.add_argument("--max-body", type=at_least(1), default=20 * 1024 * 1024,
+                   help="largest upload in bytes (default 20971520, 20 MB)")
+    p.add_argument("--max-pixels", type=at_least(0), default=50_000_000,
+                   help="largest image, from its header (default 50000000); 0: no limit")
     p.set_defaults(func=_cmd_serve)
     p = sub.add_parser("demo", help="find faces and keypoints on photos that ship with the dependencies",
                        epilog=DEMO_EXAMPLES, formatter_class=fmt)
     p.add_argument("-o", "--output", default="demo-output",
-                   help="folder for drawn images and JSON (default demo-output)")
+                   help="folder for drawn images and JSON (default demo-output); each run replaces the files "
+                   "it wrote before (<photo>.jpg, <photo>.json), as `make demo` runs it again")
     p.add_argument("--model", help="checkpoint .pt, .onnx or shipped model name (kaggle15, ibug68); kaggle15 when omitted")
     p.add_argument("--backend", choices=["torch", "onnx"])
     p.set_defaults(func=_cmd_demo)
 
 
+class _StoreOnce(argparse._StoreAction):  # noqa: SLF001 (argparse's own "store", which every option uses)
+    """A single-valued option given twice is refused, as the service refuses a repeated query option:
+    argparse would keep the last value without a word (--model ibug68 --model kaggle15)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        given = namespace.__dict__.setdefault("_given_once", {})
+        if self.dest in given:
+            raise argparse.ArgumentError(self, f"given twice ({given[self.dest]}, then {option_string or ''} "
+                                               f"{_shown(values)}); give it once")
+        given[self.dest] = f"{option_string or ''} {_shown(values)}".strip()
+        super().__call__(parser, namespace, values, option_string)
+
+
+def _shown(values) -> str:
+    return " ".join(map(str, values)) if isinstance(values, list) else str(values)
+
+
 class _Parser(argparse.ArgumentParser):
-    """argparse with a suggestion for a mistyped mode (Python 3.11's argparse gives none)."""
+    """argparse with a suggestion for a mistyped mode (Python 3.11's argparse gives none), and every
+    single-valued option refused when given twice (``_StoreOnce``, argparse's default action here)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.register("action", None, _StoreOnce)
+        self.register("action", "store", _StoreOnce)
 
     def error(self, message: str):
         match = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
         if match:
             choices = re.findall(r"'([^']*)'", match.group(2))
-            close = difflib.get_close_matches(match.group(1), choices, n=2, cutoff=0.5)
+            # SERVE finds serve: the modes are lower case
+            close = difflib.get_close_matches(match.group(1).lower(), choices, n=2, cutoff=0.5)
             message += f"; did you mean {' or '.join(close)}?" if close else ""
         super().error(message)
 
@@ -1010,15 +1063,19 @@ def main(argv: list[str] | None = None) -> int:
     # SIGTERM (kill, timeout, docker stop) ends a run as Ctrl-C does: finished results are kept and
     # temporary files removed, instead of the process vanishing mid-write (training has its own handler)
     signal.signal(signal.SIGTERM, _terminate)
-    # Every command prints its results or summary to standard output: closed (>&-), Python has no
-    # sys.stdout and each print would be lost silently (or crash midway), so nothing is started.
-    if sys.stdout is None:
+    # Every command but serve prints its results or summary to standard output: closed (>&-), Python
+    # has no sys.stdout and each print would be lost silently (or crash midway), so nothing is started.
+    if sys.stdout is None and args.func is not _cmd_serve:
         if sys.stderr is not None:
             print("error: standard output is closed; nothing was written", file=sys.stderr)
         return 2
+    stderr = sys.stderr
+    if stderr is not None:  # a reader of stderr that leaves (2>&1 | head) neither stops the run nor sets its exit code
+        sys.stderr = _ReaderMayLeave(stderr)
     try:
         code = args.func(args)
-        sys.stdout.flush()  # a full stdout fails here, not unseen at exit
+        if sys.stdout is not None:
+            sys.stdout.flush()  # a full stdout fails here, not unseen at exit
         return code
     except (ValueError, FileNotFoundError) as err:  # bad input: a clear message, no traceback
         if os.environ.get("RANK", "0") in ("", "0"):  # under torchrun every rank meets it: rank 0 says it once
@@ -1041,6 +1098,39 @@ def main(argv: list[str] | None = None) -> int:
         return _unexpected(err, args.debug)
     except Exception as err:  # a bug or an environment failure: one line unless --debug asks for more
         return _unexpected(err, args.debug)
+    finally:
+        sys.stderr = stderr
+
+
+class _ReaderMayLeave:
+    """``sys.stderr`` whose reader may go away (``2>&1 | head``): what is written after that is
+    dropped, so the run goes on and its exit code still says whether something failed (a broken
+    pipe in a summary line used to end the command with 0). Everything else is the stream's own."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except BrokenPipeError:
+            self._gone()
+            return len(text)
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except BrokenPipeError:
+            self._gone()
+
+    def _gone(self) -> None:
+        """Point the stream's descriptor at /dev/null: what it still buffers goes nowhere, without a
+        second broken pipe at exit."""
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), self._stream.fileno())
+
+    def __getattr__(self, name: str):
+        return getattr(self._stream, name)
 
 
 def _stdout_failed(err: OSError) -> bool:

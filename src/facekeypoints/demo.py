@@ -42,7 +42,9 @@ def run_demo(out_dir: str | Path = "demo-output", *, model: str | Path | None = 
              echo=print) -> dict:
     """Detect faces and keypoints on the demo photos; write ``<name>.jpg`` (drawn) and ``<name>.json``.
 
-    ``model`` None uses the shipped kaggle15 model. Returns {name: Result}.
+    ``model`` None uses the shipped kaggle15 model. Returns {name: Result}. Each run replaces the
+    files a run before it wrote (deliberately, unlike predict: ``make demo`` runs it again into the
+    same folder, and the names are the demo's own, never a user's photo names).
     """
     from facekeypoints.infer.predictor import KeypointDetector
 

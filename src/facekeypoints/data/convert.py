@@ -159,6 +159,7 @@ def to_kaggle_task(data: KeypointData, target: str = "kaggle15", *, size: int = 
     for i in keep:
         try:
             photo = _photo(data, i)
+            _check_face_in_photo(data, i, photo.shape[:2])
         except (DataFormatError, OSError) as err:
             if not skip_bad:
                 raise
@@ -196,11 +197,39 @@ def _photo(data: KeypointData, i: int) -> np.ndarray:
     if not data.paths[i]:
         raise DataFormatError(where, f"face {data.ids[i]!r}: no photo found beside its labels "
                               f"(looked for {', '.join(IMAGE_SUFFIXES)})")
-    image = read_image(data.paths[i])
+    try:
+        image = read_image(data.paths[i])
+    except DataFormatError as err:
+        if not (err.hint and "--max-pixels" in err.hint):
+            raise
+        # a conversion has no pixel-limit option: advice naming predict's would not work here
+        raise DataFormatError(err.path, err.reason, err.row, err.field) from None
     kp = data.keypoints[i]
     check_points(where, kp, image.shape[:2], missing=np.isnan(kp).any(axis=1),
                  names=[f"face {data.ids[i]!r}, point {k}" for k in range(len(kp))])
     return image
+
+
+def _check_face_in_photo(data: KeypointData, i: int, shape: tuple[int, int]) -> None:
+    """DataFormatError when most of face i's labelled points lie outside its photo: the readers allow
+    points up to one image size past the edge, but such a face's crop would be the photo's border
+    repeated (the warp's padding), written as a labelled face. A few points past the edge (a jaw
+    cut off by the frame) are kept."""
+    kp = data.keypoints[i]
+    labelled = ~np.isnan(kp).any(axis=1)
+    height, width = shape
+    outside = labelled & ((kp[:, 0] < 0) | (kp[:, 0] > width - 1) | (kp[:, 1] < 0) | (kp[:, 1] > height - 1))
+    if outside.sum() * 2 <= labelled.sum():
+        return
+    from facekeypoints.data.images import QUARTER_TURNS, image_orientation
+
+    path = data.paths[i] if data.paths else None
+    orientation = image_orientation(path) if path else 1
+    why = (f"the photo has EXIF orientation {orientation} (shown turned 90°): labels are read in the turned picture"
+           if orientation in QUARTER_TURNS else "are the labels for another image?")
+    raise DataFormatError(data.source or "data", f"face {data.ids[i]!r}: {int(outside.sum())} of its "
+                          f"{int(labelled.sum())} labelled points lie outside its {width} x {height} (width x "
+                          f"height) photo, so its crop would be border padding, not the face; {why}")
 
 
 def _nothing_aligned(data: KeypointData, why: list[tuple[str, str]]) -> str:

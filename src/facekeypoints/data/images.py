@@ -50,8 +50,8 @@ import numpy as np
 from facekeypoints.data.dataset import DataFormatError, user_path
 from facekeypoints.data.walk import unreadable
 
-__all__ = ["read_image", "decode_image", "image_size", "decoder_output", "decoder_warnings", "over_white", "key_over_white",
-           "pil_over_white", "to_uint8", "MAX_PIXELS", "OVER_LIMIT"]
+__all__ = ["read_image", "decode_image", "image_size", "image_orientation", "decoder_output", "decoder_warnings",
+           "over_white", "key_over_white", "pil_over_white", "to_uint8", "MAX_PIXELS", "OVER_LIMIT", "QUARTER_TURNS"]
 
 OVER_LIMIT = "over the limit of"  # in every pixel-limit error: a caller tells them from undecodable files
 
@@ -70,7 +70,7 @@ _MULTI_FRAME = {"TIFF": "pages", "GIF": "frames", "WEBP": "frames", "PNG": "fram
 
 class _Header(NamedTuple):
     """What the header tells before any pixel is decoded; (0, 0, ...) when Pillow does not know the format."""
-    width: int
+    width: int  # as stored, before the orientation is applied
     height: int
     transparent: bool = False
     orientation: int = 1  # EXIF, 1..8
@@ -84,8 +84,19 @@ class _Header(NamedTuple):
 
 
 def image_size(path: str | Path) -> tuple[int, int]:
-    """(width, height) from the file's header, without decoding pixels; (0, 0) if Pillow does not know the format."""
-    return _header(path)[:2]
+    """(width, height) as ``read_image`` returns the picture, i.e. with its EXIF orientation applied
+    (a quarter turn swaps them), from the file's header without decoding pixels; (0, 0) if Pillow
+    does not know the format."""
+    header = _header(path)
+    return (header.height, header.width) if header.orientation in QUARTER_TURNS else (header.width, header.height)
+
+
+def image_orientation(path: str | Path) -> int:
+    """The file's EXIF orientation 1..8 (1: as stored), which ``read_image`` applies."""
+    return _header(path).orientation
+
+
+QUARTER_TURNS = (5, 6, 7, 8)  # EXIF orientations that show the picture turned 90 degrees: width and height swap
 
 
 def _header(path) -> _Header:
@@ -95,7 +106,8 @@ def _header(path) -> _Header:
     try:
         with _open(path) as im:
             (w, h), transparent = im.size, im.mode in ALPHA_MODES or "transparency" in im.info
-            raw_exif = im.info.get("exif") if transparent else None  # raw bytes: getexif() on a PNG decodes it
+            raw_exif = im.info.get("exif")  # raw bytes: getexif() on a PNG decodes it
+            tiff_orientation = im.tag_v2.get(274, 1) if im.format == "TIFF" else None
             maxval, bits, kind = _maxval(im), _bits(im), im.format or ""
             plain = kind == "PPM" and bool(im.tile) and im.tile[0].codec_name == "ppm_plain"  # OpenCV clips its samples
             frames = _frames(im)
@@ -108,7 +120,10 @@ def _header(path) -> _Header:
         bits = 8 * _png_header(path).sample_bytes
     elif maxval is not None:
         bits = 8 if maxval <= 255 else 16
-    return _Header(w, h, transparent, _orientation(raw_exif), _sample_bytes(bits),
+    orientation = _orientation(raw_exif) if tiff_orientation is None else _valid_orientation(tiff_orientation)
+    if tiff_orientation is not None and orientation in QUARTER_TURNS:  # Pillow gives a TIFF's size turned already
+        w, h = h, w
+    return _Header(w, h, transparent, orientation, _sample_bytes(bits),
                    None if maxval in (None, 255, 65535) and not plain else maxval, frames, kind, lab,
                    associated, unchanged)
 
@@ -153,13 +168,13 @@ def _tiff_header(source) -> _Header:
             width, height = int(tags[256]), int(tags[257])
             bits = int(max(np.ravel(tags.get(258, 1))))
             extra = [int(v) for v in np.ravel(tags.get(338, ()))]
+            orientation = _valid_orientation(tags.get(274, 1))
     except (KeyError, TypeError, ValueError, OSError, SyntaxError, EOFError, struct.error):
         return _Header(0, 0)
     if width <= 0 or height <= 0:
         return _Header(0, 0)
     associated, unchanged = _tiff_samples(tags)
-    # orientation stays 1: OpenCV turns the TIFFs it decodes by their own tag
-    return _Header(width, height, bool(extra) and extra[0] in (1, 2), 1, _sample_bytes(bits),
+    return _Header(width, height, bool(extra) and extra[0] in (1, 2), orientation, _sample_bytes(bits),
                    format="TIFF", associated=associated, unchanged=unchanged)
 
 
@@ -233,8 +248,17 @@ def _orientation(raw_exif: bytes | None) -> int:
     try:
         exif = Image.Exif()
         exif.load(raw_exif)
-        value = int(exif.get(0x0112, 1))
+        value = exif.get(0x0112, 1)
     except Exception:  # a broken EXIF block leaves the picture as stored, as viewers do
+        return 1
+    return _valid_orientation(value)
+
+
+def _valid_orientation(value) -> int:
+    """An orientation tag's value as 1..8; 1 (as stored) for anything else."""
+    try:
+        value = int(value)
+    except (TypeError, ValueError):
         return 1
     return value if 1 <= value <= 8 else 1
 
@@ -503,16 +527,17 @@ def _decode(data: np.ndarray, header: _Header) -> np.ndarray | None:
     # IMREAD_COLOR | IMREAD_ANYDEPTH applies EXIF orientation and keeps 16 bits; only an alpha
     # channel needs IMREAD_UNCHANGED, which ignores orientation (WebP and PNG can carry both), so
     # that path applies the header's orientation itself. OpenCV turns TIFFs by their own tag in
-    # every mode (their header orientation stays 1).
+    # every mode, so a TIFF's is not applied twice.
     if header.unchanged:  # IMREAD_COLOR fails on a grey float TIFF (an assertion); unchanged reads every kind
         return _decode_unchanged(data, header)
     if header.transparent:
         image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+        still_to_turn = 1 if header.format == "TIFF" else header.orientation
         if image is not None and image.ndim == 3 and image.shape[2] == 4:
-            return _orient(over_white(to_uint8(image), premultiplied=_premultiplied(image, header)), header.orientation)
+            return _orient(over_white(to_uint8(image), premultiplied=_premultiplied(image, header)), still_to_turn)
         if image is not None and image.ndim == 2:
             # grey with a transparent grey level (tRNS), or a grey+alpha TIFF: OpenCV gives no alpha for them
-            return _orient(_grey_over_white(data, image), header.orientation)
+            return _orient(_grey_over_white(data, image), still_to_turn)
     image = cv2.imdecode(data, cv2.IMREAD_COLOR | cv2.IMREAD_ANYDEPTH)
     if image is None:
         return None

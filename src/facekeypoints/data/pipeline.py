@@ -21,10 +21,11 @@ import numpy as np
 from facekeypoints.data.convert import complete_labels, resize_faces, to_kaggle_task
 from facekeypoints.data.dataset import KeypointData
 from facekeypoints.data.formats import attach_person, read
-from facekeypoints.data.framing import framing_for
+from facekeypoints.data.framing import framing_for, invert, resize_frame
 from facekeypoints.data.splits import MISSING_STRATEGIES, handle_missing, imm_train_mask, split_indices
 
-__all__ = ["DataConfig", "DATA_PATH_KEYS", "load_splits", "frame_faces"]
+__all__ = ["DataConfig", "DATA_PATH_KEYS", "load_splits", "load_parts", "frame_faces", "scoring_frames",
+           "to_scoring_pixels", "HELD_OUT"]
 
 # the data section's file settings: checked, resolved and expanded together wherever paths are handled
 DATA_PATH_KEYS = ("train", "val", "persons", "complete_labels")
@@ -91,6 +92,37 @@ def load_splits(d: DataConfig, size: int, *,
     asks for both, or only "val" with a teacher), else ValueError naming the file and the part.
     Returns (train, val, report) where report says how many rows each step kept or changed.
     """
+    parts, _, report = load_parts(d, size, need_labels=need_labels)
+    return parts["train"], parts["val"], report
+
+
+# what the report says of a 3-ratio data.split's third part
+HELD_OUT = "held out: not used in training or validation (evaluate --split test scores it)"
+
+# data.frame: kaggle runs are scored on the faces `data convert` makes (96 x 96, the Kaggle frame),
+# whatever preprocess.size, as `evaluate` scores those faces
+KAGGLE_SIDE = 96
+
+
+def scoring_frames(data: KeypointData, frame: str, size: int) -> np.ndarray:
+    """(N, 2, 3) frames from the pixels a run's RMSE and MAE are in to its model's ``size`` x ``size``
+    input, for ``data`` as read (before framing): the labelled images' own pixels (data.frame none,
+    resize) or the 96-pixel Kaggle faces (kaggle). So the scores do not change with preprocess.size and
+    agree with `evaluate FILE` on the same faces."""
+    sides = [(KAGGLE_SIDE, KAGGLE_SIDE) if frame == "kaggle" else data.image_size(i) for i in range(len(data))]
+    return np.array([resize_frame(side, size) for side in sides], np.float64).reshape(-1, 2, 3)
+
+
+def to_scoring_pixels(frames: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """(N, K, 2) model-input pixels -> the pixels of ``scoring_frames`` (NaN stays NaN)."""
+    inverse = invert(frames).reshape(-1, 2, 3)
+    return np.einsum("fij,fkj->fki", inverse[:, :, :2], np.asarray(points, np.float64)) + inverse[:, None, :, 2]
+
+
+def load_parts(d: DataConfig, size: int, *,
+               need_labels: tuple[str, ...] = ()) -> tuple[dict[str, KeypointData], dict[str, np.ndarray], dict]:
+    """As :func:`load_splits`, returning (parts, frames, report): parts "train", "val" and, for a
+    3-ratio data.split, "test" (held out); frames: each part's ``scoring_frames``."""
     whole_train = "train" in need_labels and not d.complete_labels  # completed labels may fill an unlabelled file
     data = _check_readable(read(d.train), d.train, "data.train", labels=whole_train)
     val_read = _check_readable(read(d.val), d.val, "data.val", labels="val" in need_labels) if d.val else None
@@ -98,24 +130,32 @@ def load_splits(d: DataConfig, size: int, *,
         _check_disjoint(data, val_read, d)
     if d.persons:
         data = attach_person(data, d.persons)
+    frames = scoring_frames(data, d.frame, size)
     data = frame_faces(data, d.schema, d.frame, size)
     report: dict = {"read": len(data), "source": d.train}
     completed = data
     if d.complete_labels:
         completed, report["completed"] = complete_labels(data, read(d.complete_labels, load_images=False))
+    held: dict[str, KeypointData] = {}
     if val_read is not None:
-        train = completed
+        train, parts_frames = completed, {"train": frames, "val": scoring_frames(val_read, d.frame, size)}
         val = frame_faces(val_read, d.schema, d.frame, size)
     elif d.split == "imm":
         in_train = imm_train_mask(data)
         train, val = completed.subset(in_train), data.subset(~in_train)
+        parts_frames = {"train": frames[in_train], "val": frames[~in_train]}
     else:
         try:
             parts = split_indices(data, d.split, seed=d.split_seed)
         except ValueError as err:  # named as the settings at fault
             raise ValueError(f"data.split {d.split} of data.train {d.train}: {err}") from None
         train, val = completed.subset(parts[0]), data.subset(parts[1])
+        parts_frames = {"train": frames[parts[0]], "val": frames[parts[1]]}
+        if len(parts) > 2:  # the third ratio: a test part, kept out of training and validation
+            held["test"], parts_frames["test"] = data.subset(parts[2]), frames[parts[2]]
         _check_split_disjoint(train, val, d)
+    if d.missing == "drop":  # the rows handle_missing keeps
+        parts_frames["train"] = parts_frames["train"][train.fully_labelled()]
     train, missing_report = handle_missing(train, d.missing)
     for faces, part, name in ((train, "training", "train"), (val, "validation", "val")):
         if name in need_labels and not faces.labelled_mask().any():  # nothing to learn, or a best epoch chosen on nothing
@@ -125,11 +165,12 @@ def load_splits(d: DataConfig, size: int, *,
             raise ValueError(f"{path} ({key}): no labelled point {where} (every keypoint is missing), "
                              f"so there is nothing to {'learn from' if part == 'training' else 'validate on'}"
                              + ("" if d.val else "; give data.train more labelled faces, or another data.split"))
-    report.update(train=len(train), val=len(val), missing=missing_report,
-                  by_person=all(p is not None for p in data.person))
+    report.update(train=len(train), val=len(val), **({"test": len(held["test"]), "test_use": HELD_OUT}
+                                                       if held else {}),
+                  missing=missing_report, by_person=all(p is not None for p in data.person))
     overlap = {p for p in train.person if p is not None} & {p for p in val.person if p is not None}
     report["persons_in_both"] = len(overlap)
-    return train, val, report
+    return {"train": train, "val": val, **held}, parts_frames, report
 
 
 def _check_readable(data: KeypointData, path: str, key: str, labels: bool = True) -> KeypointData:

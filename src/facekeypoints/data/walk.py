@@ -16,7 +16,13 @@ from typing import Callable
 
 from facekeypoints.data.dataset import DataFormatError
 
-__all__ = ["walk_files", "data_files", "distinct_files", "unreadable", "not_found"]
+__all__ = ["walk_files", "data_files", "distinct_files", "same_file", "unreadable", "not_found"]
+
+
+def same_file(path: str | Path) -> str:
+    """What two names of one file share: its real path, links and ``./`` or ``..`` resolved, so a
+    list that names a photo twice (``a.jpg`` and a link to it) is caught; a missing file too."""
+    return os.path.realpath(path)
 
 
 def walk_files(folder: str | Path, *, onerror: Callable[[OSError], None] | None = None,

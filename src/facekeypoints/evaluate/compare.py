@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from facekeypoints.atomic import WriteError, atomic_path, check_target
+from facekeypoints.data.pipeline import to_scoring_pixels
 from facekeypoints.evaluate.metrics import per_keypoint_rmse
 from facekeypoints.evaluate.runner import predict_data, run_split
 from facekeypoints.models.predict import TorchRunner
@@ -309,18 +310,20 @@ def _run_figures(run: dict, ckpt_path: Path, out: Path, plt, notes: dict[str, st
     written = written if written is not None else []
     written += _filters_figure(run, runner.model, out / f"{name}_filters.png", plt)
     try:  # the validation faces are rebuilt from the training data the checkpoint names
-        val = run_split(runner.card, "val")
+        val, frames = run_split(runner.card, "val", with_frames=True)
     except (ValueError, OSError) as err:
         notes[run["name"]] = f"no per-keypoint or best/worst figures: its validation faces cannot be rebuilt ({err})"
         return written
     pred = predict_data(runner, val)
-    pk = per_keypoint_rmse(pred, val.keypoints)
+    # errors in the labelled images' pixels, as the run's val_rmse; the faces are drawn as the model saw them
+    scored_pred, scored_truth = (to_scoring_pixels(frames, p) for p in (pred, val.keypoints))
+    pk = per_keypoint_rmse(scored_pred, scored_truth)
     fig, ax = plt.subplots(figsize=(8, 3.5))
     ax.bar(range(len(pk)), np.nan_to_num(pk))
     ax.set_xticks(range(len(pk)), val.schema.keypoints, rotation=70, fontsize=6)
     ax.set(ylabel="RMSE (px)", title=f"{run['name']}: per-keypoint validation RMSE")
     written.append(_save(fig, out / f"{name}_per_keypoint.png", plt))
-    err = np.sqrt(np.nanmean((pred - val.keypoints) ** 2, axis=(1, 2)))
+    err = np.sqrt(np.nanmean((scored_pred - scored_truth) ** 2, axis=(1, 2)))
     order = np.argsort(np.nan_to_num(err, nan=-1))
     fig, axes = plt.subplots(2, 6, figsize=(12, 4.5))
     for ax, i, label in zip(axes.flat, list(order[::-1][:6]) + list(order[:6][::-1]), ["worst"] * 6 + ["best"] * 6):

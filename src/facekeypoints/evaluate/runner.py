@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from facekeypoints.data import KeypointData, read
-from facekeypoints.data.pipeline import DATA_PATH_KEYS, load_splits
+from facekeypoints.data.pipeline import DATA_PATH_KEYS, load_parts, to_scoring_pixels
 from facekeypoints.evaluate.metrics import summarize
 from facekeypoints.models.card import ModelCard
 from facekeypoints.models.device import resolve_device
@@ -67,15 +67,21 @@ def trained_data(card: ModelCard):
     return dataclasses.replace(data, **changes) if changes else data
 
 
-def run_split(card: ModelCard, split: str) -> KeypointData:
-    """The ``train`` or ``val`` part of the data a model was trained on, rebuilt from its card's
-    ``trained_on`` (same file, persons, framing and seeded split), so it is scored on faces it never saw."""
-    if split not in ("train", "val"):
-        raise ValueError(f"split must be 'train' or 'val', got {split!r}")
+def run_split(card: ModelCard, split: str, *, with_frames: bool = False):
+    """The ``train``, ``val`` or (a 3-ratio data.split's held-out part) ``test`` part of the data a model
+    was trained on, rebuilt from its card's ``trained_on`` (same file, persons, framing and seeded split),
+    so it is scored on faces it never saw. ``with_frames``: (part, its frames to the pixels scores are in,
+    see ``data.pipeline.scoring_frames``)."""
+    if split not in ("train", "val", "test"):
+        raise ValueError(f"split must be 'train', 'val' or 'test', got {split!r}")
     if card.trained_on is None:
         raise ValueError("this model's card records no training data, so its split cannot be rebuilt; pass a data file")
     data = trained_data(card)
-    train, val, _ = load_splits(data, card.input_size)
+    if split == "test" and (isinstance(data.split, str) or len(data.split) < 3 or data.val):
+        raise ValueError(f"split 'test': the model's run has no test part (its data.split {data.split!r}"
+                         f"{' with a separate data.val' if data.val else ''} holds no third ratio); pass a data file")
+    parts, frames, _ = load_parts(data, card.input_size)
+    val = parts["val"]
     from facekeypoints.data.pipeline import faces_digest
 
     expected = card.metrics.get("val_faces")
@@ -86,23 +92,28 @@ def run_split(card: ModelCard, split: str) -> KeypointData:
     if card.metrics.get("val_digest") is not None and faces_digest(val) != card.metrics["val_digest"]:
         raise ValueError(f"{data.train}: its validation faces are not the ones the model was validated on "
                          "(the file changed since training), so the split is not the model's own; score a file instead")
-    return train if split == "train" else val
+    return (parts[split], frames[split]) if with_frames else parts[split]
 
 
 def evaluate(model: str | Path | None, data_path: str | Path | None, *, mirror_tta: bool = False,
-             rotate_tta: float = 0.0, split: str | None = None, device: str = "cpu", runner=None) -> dict:
+             rotate_tta: float = 0.0, split: str | None = None, device: str = "cpu", runner=None,
+             skip_bad: bool = False) -> dict:
     """Metrics (rmse, mae, nme, fr_8, fr_10, auc_10, per_keypoint_rmse, ced) of ``model`` on
     ``data_path``, or with ``split="val"`` on the validation part of the model's own training data.
-    ``runner`` (e.g. an ``OnnxRunner`` of an export) replaces loading ``model`` as a checkpoint."""
+    ``runner`` (e.g. an ``OnnxRunner`` of an export) replaces loading ``model`` as a checkpoint.
+    ``skip_bad``: rows of ``data_path`` that cannot be read are left out and listed (``skipped``,
+    the first 20, and ``skipped_count``) rather than stopping the evaluation."""
     if (data_path is None) == (split is None):
-        raise ValueError("give either a data file or --split (train or val of the model's own run)")
+        raise ValueError("give either a data file or --split (train, val or test of the model's own run)")
     if runner is None:
         source = resolve_checkpoint(model)
         if Path(source).suffix.lower() == ".onnx":
             raise ValueError(f"{source}: an ONNX export; pass runner=OnnxRunner(path) (the CLI does)")
         runner = TorchRunner.load(source, device=resolve_device(device))
     schema = runner.card.schema
-    data = read(data_path) if split is None else run_split(runner.card, split)
+    data, frames = (read(data_path, skip_bad=skip_bad), None) if split is None else run_split(
+        runner.card, split, with_frames=True)
+    skipped, skipped_count = list(data.skipped[:20]), data.skipped_count
     if data.schema.name != schema.name:
         try:
             data = data.to_schema(schema.name)
@@ -112,8 +123,15 @@ def evaluate(model: str | Path | None, data_path: str | Path | None, *, mirror_t
     if np.isnan(data.keypoints).all():
         raise ValueError(f"{data.source}: has no keypoint labels (a test CSV?); evaluation compares predictions "
                          "with labels")
-    pred = predict_data(runner, data, mirror_tta=mirror_tta, rotate_tta=rotate_tta)
-    result = summarize(pred, data.keypoints, schema)
+    pred, truth = predict_data(runner, data, mirror_tta=mirror_tta, rotate_tta=rotate_tta), data.keypoints
+    unanswered = int((np.isnan(pred) & ~np.isnan(truth)).any(-1).sum())
+    if unanswered:  # said of the model, whose weights are at fault, not of the metrics' arguments
+        raise ValueError(f"{model or 'the default model'}: predicts NaN for {unanswered} of the "
+                         f"{int((~np.isnan(truth)).any(-1).sum())} labelled points of {data.source} (NaN or infinite "
+                         "weights: a run that diverged?), so it cannot be scored; use another checkpoint")
+    if frames is not None:  # the run's framed faces, scored in the labelled images' pixels as training scored them
+        pred, truth = (to_scoring_pixels(frames, p) for p in (pred, truth))
+    result = summarize(pred, truth, schema)
     result.update(model=str(model or "default"), data=str(data_path or f"{split} split of the model's run"),
-                  mirror_tta=mirror_tta, rotate_tta=rotate_tta)
+                  mirror_tta=mirror_tta, rotate_tta=rotate_tta, skipped=skipped, skipped_count=skipped_count)
     return result

@@ -25,6 +25,7 @@ import cv2
 import numpy as np
 import torch
 
+from facekeypoints.atomic import atomic_path, check_target
 from facekeypoints.data.images import read_image
 from facekeypoints.infer.predictor import KeypointDetector
 from facekeypoints.infer.video import keypoint_jitter
@@ -32,7 +33,7 @@ from facekeypoints.models import create_model
 from facekeypoints.models.device import resolve_device
 from facekeypoints.models.checkpoint import card_for, save_checkpoint
 
-__all__ = ["run_bench", "bench_frame", "time_runner", "demo_frame", "write_still_clip", "random_checkpoint"]
+__all__ = ["run_bench", "check_json_out", "bench_frame", "time_runner", "demo_frame", "write_still_clip", "random_checkpoint"]
 
 
 def demo_frame(size: tuple[int, int] = (480, 640)) -> np.ndarray:
@@ -127,6 +128,8 @@ def run_bench(model: str | Path | None = None, *, random_model: str | None = Non
     ``device`` other than the CPU times torch there; ONNX Runtime is always timed on the CPU."""
     if jitter_frames == 1:  # jitter is motion between consecutive frames: one frame has none
         raise ValueError("--jitter-frames must be 0 (skip the jitter clip) or at least 2, got 1")
+    if json_out is not None:  # before the timings: a bad name fails at once, not minutes later
+        check_json_out(json_out, model)
     device = resolve_device(device)
     torch.set_num_threads(threads)
     cv2.setNumThreads(threads)
@@ -170,6 +173,17 @@ def run_bench(model: str | Path | None = None, *, random_model: str | None = Non
             j = report["jitter"]
             echo(f"jitter on a still face ({jitter_frames} frames, noise std 3): "
                  f"{_px(j['jitter_px_raw'])} raw, {_px(j['jitter_px_smoothed'])} with One Euro smoothing")
-    if json_out:  # strict JSON: a figure that could not be measured is null, never a bare NaN
-        Path(json_out).write_text(json.dumps(report, indent=2, allow_nan=False) + "\n")
+    if json_out is not None:  # strict JSON: a figure that could not be measured is null, never a bare NaN
+        with atomic_path(json_out) as tmp:
+            tmp.write_text(json.dumps(report, indent=2, allow_nan=False) + "\n")
     return report
+
+
+def check_json_out(json_out: str | Path, model: str | Path | None = None) -> None:
+    """ValueError unless ``json_out`` can take the figures: a .json file (not a folder, nor a photo or
+    model of another kind), writable, and not the ``model`` being timed."""
+    if str(json_out).endswith(("/", os.sep)):  # Path() would drop the slash and write a file of that name
+        raise ValueError(f"{json_out}: a folder (it ends with /); the figures are one file: name it *.json")
+    if Path(json_out).suffix.lower() != ".json":
+        raise ValueError(f"{json_out}: the figures are written as JSON; name the file *.json")
+    check_target(json_out, inputs=(model,) if model is not None else ())

@@ -311,7 +311,11 @@ def check_boxes(boxes, source: str = "boxes", image_size: tuple[int, int] | None
 
     With ``image_size`` (H, W), a box must overlap the image: one wholly outside it frames no face
     and would give keypoints far off the picture."""
-    arr = np.asarray(boxes if boxes is not None else np.zeros((0, 5)), dtype=np.float64)
+    try:
+        arr = np.asarray(boxes if boxes is not None else np.zeros((0, 5)), dtype=np.float64)
+    except (TypeError, ValueError) as err:  # numpy's "could not convert string to float" names no argument
+        raise type(err)(f"{source} must be numbers, (N, 4) x1, y1, x2, y2 or (N, 5) with a score; got "
+                        f"{type(boxes).__name__} {str(boxes)[:200]} ({err})") from None
     if arr.size == 0:
         return np.zeros((0, 5))
     if arr.ndim == 1:

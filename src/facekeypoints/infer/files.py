@@ -6,7 +6,9 @@ failure is listed in the returned report (the CLI exits non-zero when there is o
 Outputs (``-o``, see :mod:`facekeypoints.infer.outputs`): into a folder,
 - images: ``predictions.jsonl`` (one ``Result.to_dict()`` per line, in input order) and, unless
   ``draw=False``, each image with faces drawn at the same relative path (two inputs with one
-  name get ``x.jpg`` and ``x-2.jpg``, as does a photo named like a folder other outputs go into);
+  name get ``x.jpg`` and ``x-2.jpg``, as does a photo named like a folder other outputs go into,
+  or one whose drawing would take another input's name: a.gif draws to a-2.gif.png beside a photo
+  a.gif.png); each record's ``drawing`` names its drawing in the folder (null if it failed);
 - a video ``clip.mp4``: ``clip.jsonl`` (one line per frame) and ``clip_keypoints.mp4`` (H.264, at
   most ``DRAW_VIDEO_PIXELS``: a larger video is drawn scaled down, for the encoder's memory);
 or every result into one ``.jsonl``, ``.json`` or ``.csv`` file, or to standard output (``-``).
@@ -43,17 +45,26 @@ import cv2
 import numpy as np
 
 from facekeypoints.atomic import name_problem, remove_stale_temporaries, temporary_path
+from facekeypoints.data.dataset import one_line
 from facekeypoints.data.images import MAX_PIXELS, image_size, read_image
 from facekeypoints.data.walk import walk_files
 from facekeypoints.infer.outputs import check_outputs, open_sink, output_kind
 from facekeypoints.infer.results import IMAGE_SUFFIXES
-from facekeypoints.infer.video import URL, open_video
+from facekeypoints.infer.video import URL, IncompleteVideoWarning, open_video
 
 __all__ = ["predict_paths", "predict_video", "PredictReport", "VIDEO_SUFFIXES", "CSV_SUFFIXES"]
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".ts", ".mts", ".m2ts", ".3gp",
                   ".flv", ".wmv", ".ogv")
 CSV_SUFFIXES = (".csv", ".zip", ".gz")
+# In a folder, a file of another name is an input where OpenCV reads its first bytes as an image
+# (cv2.haveImageReader: x.HEIC holding a JPEG, x.avif where OpenCV has AVIF), and so is one named as
+# an image format OpenCV does not read (a failure that says so, not "not an image"). Files beside
+# photos that are no media are ignored unread.
+OTHER_IMAGE_SUFFIXES = (".avif", ".heic", ".heif", ".jxl", ".tga", ".ico", ".pcx", ".psd", ".svg", ".exr", ".hdr",
+                        ".dng", ".cr2", ".nef", ".arw", ".raw", ".xcf", ".j2k", ".jpx")
+SIDECAR_SUFFIXES = (".txt", ".json", ".jsonl", ".csv", ".tsv", ".xml", ".md", ".yaml", ".yml", ".pts", ".mat",
+                    ".npy", ".npz", ".log", ".html", ".ini", ".py", ".zip", ".gz", ".pt", ".onnx")
 
 
 @dataclass
@@ -72,20 +83,25 @@ class PredictReport:
         lines = [f"{self.images} images, {self.frames} video frames, {self.faces} faces; "
                  f"wrote {len(self.written)} files"]
         if self.ignored:
-            lines.append(f"ignored {len(self.ignored)} files that are not images or videos: {self.ignored[:5]}"
+            lines.append(f"ignored {len(self.ignored)} files that are not images or videos OpenCV reads: "
+                         f"{self.ignored[:5]}"
                          f"{' ...' if len(self.ignored) > 5 else ''}")
         if self.left_out:
-            lines.append(f"left out: {', '.join(self.left_out)}")
-        if self.failures:
+            lines.append(one_line(f"left out: {', '.join(self.left_out)}"))
+        if self.failures:  # a name's line break or terminal escape is shown escaped: one line each
             lines.append(f"FAILED {len(self.failures)} files:")
-            lines += [f"  {path}: {message}" for path, message in self.failures]
+            lines += [one_line(f"  {path}: {message}") for path, message in self.failures]
         return "\n".join(lines)
 
 
 def _why(path: Path, err: Exception) -> str:
-    """The error message without the leading file name (the report prints the file itself)."""
+    """The error message without the leading file name (the report prints the file itself), which
+    it may hold as written or escaped (``one_line``)."""
     message = str(err)
-    return message[len(str(path)) + 2:] if message.startswith(f"{path}: ") else message
+    for name in (str(path), one_line(str(path))):
+        if message.startswith(f"{name}: "):
+            return message[len(name) + 2:]
+    return message
 
 
 # what OpenCV writes in colour; a drawing of another kind of input (GIF, PGM, PPM, JPEG 2000) is saved as PNG
@@ -145,7 +161,7 @@ def _collect(inputs: list[str | Path], report: PredictReport, out_folder: Path |
                                  f"-o folder (one inside it, such as {item / 'keypoints'}, is left out of the inputs)")
             before, failed = len(found), len(report.failures)
             for path in _walk(item, report, leave_out):
-                if path.suffix.lower() not in IMAGE_SUFFIXES + VIDEO_SUFFIXES:
+                if not _media(path):
                     report.ignored.append(str(path))
                 elif not path.is_file():
                     report.failures.append((str(path), _not_regular(path)))
@@ -164,17 +180,33 @@ def _collect(inputs: list[str | Path], report: PredictReport, out_folder: Path |
     found = [(path, Path(*[f"{part}-2" if part.lower() == "predictions.jsonl" else part for part in rel.parts[:-1]],
                           rel.name)) for path, rel in found]
     # Every folder the outputs go into is known first and taken: an output file never gets a folder's
-    # name (in lower case: a case-insensitive disk would merge X.jpg and x.jpg).
+    # name (in lower case: a case-insensitive disk would merge X.jpg and x.jpg). Nor does it take
+    # another input's own name: a.gif draws to a-2.gif.png beside a photo a.gif.png drawn as itself.
     used = {"predictions.jsonl"} | {str(folder).lower() for _, rel in found for folder in rel.parents[:-1]}
+    natural = {str(rel).lower() for _, rel in found}
     unique = []
     for path, rel in found:
         candidate, n = rel, 1
-        while any(str(out).lower() in used for out in _outputs(path, candidate)):
+        while any(str(out).lower() in used or (str(out).lower() in natural and out != rel)
+                  for out in _outputs(path, candidate)):
             n += 1
             candidate = rel.with_name(f"{rel.stem}-{n}{rel.suffix}")
         used.update(str(out).lower() for out in _outputs(path, candidate))
         unique.append((path, candidate))
     return unique
+
+
+def _media(path: Path) -> bool:
+    """Whether a file found in a folder is an input: see ``OTHER_IMAGE_SUFFIXES``."""
+    suffix = path.suffix.lower()
+    if suffix in IMAGE_SUFFIXES + VIDEO_SUFFIXES + OTHER_IMAGE_SUFFIXES:
+        return True
+    if suffix in SIDECAR_SUFFIXES or not path.is_file():  # a pipe is not opened: reading it could wait forever
+        return False
+    try:
+        return bool(cv2.haveImageReader(str(path)))
+    except cv2.error:
+        return False
 
 
 def _not_a_path(given: str) -> str | None:
@@ -366,19 +398,22 @@ def _predict_images(detector, batch: list[tuple[Path, Path]], out_dir: Path | No
     _named_warnings(caught, readable[0][0] if len(readable) == 1 else None)
     for (path, rel), rgb, result in zip(readable, pixels, results):
         result.source = str(path)
-        sink.write(result)
+        extra = None
+        if draw:  # the record names its drawing (renamed where names clash; null if it could not be written)
+            target = out_dir / drawing_name(rel)  # never an input: _writable took those out
+            extra = {"drawing": drawing_name(rel).as_posix()}
+            try:
+                report.written.append(str(result.save(target, image=rgb, in_place=True)))  # rgb is done with
+            except (ValueError, OSError, cv2.error) as err:  # e.g. a full disk: this drawing is lost, the rest go on
+                report.failures.append((str(path), f"drawing not written: {_why(target, err)}"))
+                extra = {"drawing": None}
+        sink.write(result, extra)
         report.images += 1
         report.faces += len(result)
         broken = sum(not np.isfinite(face.keypoints).all() for face in result.faces)
         if broken:  # e.g. a model with NaN weights: its numbers are no keypoints, whatever the JSON says
             report.failures.append((str(path), f"the model gave non-finite keypoints for {broken} of "
                                                f"{len(result)} faces (written as null)"))
-        if draw:
-            target = out_dir / drawing_name(rel)  # never an input: _writable took those out
-            try:
-                report.written.append(str(result.save(target, image=rgb, in_place=True)))  # rgb is done with
-            except (ValueError, OSError, cv2.error) as err:  # e.g. a full disk: this drawing is lost, the rest go on
-                report.failures.append((str(path), f"drawing not written: {_why(target, err)}"))
 
 
 # The drawn video (<name>_keypoints.mp4) has frames of at most this many pixels (Full HD's); a larger
@@ -527,14 +562,14 @@ class _KeepFrame:
     """A capture that remembers the last frame it returned, so results can be drawn on it."""
 
     def __init__(self, capture: cv2.VideoCapture, name: str):
-        self.capture, self.frame, self.last_ms = capture, None, 0.0
+        self.capture, self.frame = capture, None
         self.name = name  # how stream() names its frames in messages
 
     def read(self):
-        ok, self.frame = self.capture.read()
-        if ok:  # how far into the video the frames reached: a truncated file stops short of its duration
-            self.last_ms = max(self.last_ms, self.capture.get(cv2.CAP_PROP_POS_MSEC))
-        return ok, self.frame
+        ok, frame = self.capture.read()
+        if ok:  # a frame that failed leaves the last good one to draw on
+            self.frame = frame
+        return ok, frame
 
     def get(self, prop: int) -> float:
         return self.capture.get(prop)
@@ -550,8 +585,9 @@ def predict_video(detector, path: str | Path, out_dir: str | Path | None, *, dra
     ``<out_dir>/<name>.jsonl``; with ``draw``, ``<out_dir>/<name>_keypoints.mp4`` too (``name``:
     the video's stem by default). Those files are checked before any frame, and existing ones are
     replaced only with ``overwrite``. Frames larger than ``max_pixels`` refuse the video before
-    any is decoded; a video that ends before its declared frame count is recorded in the report's
-    failures (the frames read are kept)."""
+    any is decoded; a video with frames missing (skipped as undecodable, or a missing end: what
+    stream()'s ``IncompleteVideoWarning`` says) is recorded in the report's failures (the frames
+    read are kept)."""
     from tqdm import tqdm
 
     if max_pixels is not None:
@@ -581,23 +617,31 @@ def predict_video(detector, path: str | Path, out_dir: str | Path | None, *, dra
         remove_stale_temporaries(out_dir)  # videos of killed runs, which ffmpeg finished under a temporary name
     movie = Path(out_dir) / f"{name}_keypoints.mp4" if draw else None
     source, writer = _KeepFrame(capture, str(path)), None
-    stopped, last_time, steps = None, None, [math.inf, 0.0]  # shortest and longest time between frames
+    stopped, last_time, last_frame, steps = None, None, -1, [math.inf, 0.0]  # steps: least and most time a frame
+    shortfall = None  # what stream() found missing (skipped frames, a missing end): a failure of this video
     try:
         results = tqdm(detector.stream(source, **stream_options), total=declared or None,
                        desc=path.name, unit="frame", disable=not progress)
-        for index, result in enumerate(results):
-            result.source = f"{path}#frame={index}"
-            sink.write(result)
-            report.frames += 1
-            report.faces += len(result)
-            now = getattr(result, "time_s", None)
-            if now is not None and last_time is not None:
-                steps = [min(steps[0], now - last_time), max(steps[1], now - last_time)]
-            last_time = now
-            if draw:  # source.frame, not a name of its own: that would hold this frame while the next is read
-                writer = writer or _H264Writer(movie, fps, drawn_video_size(source.frame.shape[1],
-                                                                            source.frame.shape[0]))
-                writer.write(_drawn_frame(result, source.frame, writer.size))
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", IncompleteVideoWarning)  # raised at the end of the stream
+            try:
+                for result in results:
+                    sink.write(result)  # named by its own frame index: skipped frames leave gaps
+                    report.frames += 1
+                    report.faces += len(result)
+                    now, frame = getattr(result, "time_s", None), getattr(result, "frame", last_frame + 1)
+                    gap = max(1, frame - last_frame)  # a skipped frame is no uneven spacing
+                    if now is not None and last_time is not None:
+                        steps = [min(steps[0], (now - last_time) / gap), max(steps[1], (now - last_time) / gap)]
+                    last_time, last_frame = now, frame
+                    if draw:  # source.frame, not a name of its own: that would hold this frame while the next is read
+                        writer = writer or _H264Writer(movie, fps, drawn_video_size(source.frame.shape[1],
+                                                                                    source.frame.shape[0]))
+                        drawn = _drawn_frame(result, source.frame, writer.size)
+                        for _ in range(gap):  # shown for the skipped frames before it too: the video keeps time
+                            writer.write(drawn)
+            except IncompleteVideoWarning as short:
+                shortfall = _why(path, short)
         if writer is not None:  # here, not in finally: a failure to finish is a failure, and leaves no video
             writer.release()
             # x264 is fed frames at one rate: a variable-rate video is re-timed (2 ms: a 1/1000 time base
@@ -607,27 +651,25 @@ def predict_video(detector, path: str | Path, out_dir: str | Path | None, *, dra
                               f"{1000 * steps[1]:.0f} ms apart); {movie.name} is drawn at a constant {fps:g} "
                               f"frames per second, while the .jsonl keeps each frame's time (time_s)", stacklevel=2)
     except BaseException as err:
+        dropped = writer is not None
         if writer is not None:  # half a video is no video: a full disk or an error leaves none behind
             with contextlib.suppress(Exception):
                 writer.abort()  # removes its temporary file; a video already at movie (--overwrite) is kept
             writer = None
         stopped = err if isinstance(err, KeyboardInterrupt) else None
+        if stopped is not None and dropped:
+            stopped.dropped = f"the drawn video {movie} was not written (half a video is no video)"
         raise
     finally:
         capture.release()
         written = sink.close(keep=sink.count > 0) if own_sink else None
         if stopped is not None and written:  # the frames' results are kept: said to be partial
             stopped.partial = (f"results for {report.frames - frames_before} frames of {path} written to {written} "
-                               f"(partial{f', of {declared}' if declared else ''})")
+                               f"(partial{f', of {declared}' if declared else ''})"
+                               + (f"; {stopped.dropped}" if getattr(stopped, "dropped", None) else ""))
     report.written += ([str(written)] if written else []) + ([str(movie)] if writer is not None else [])
     read = report.frames - frames_before
-    # Containers estimate their frame count from duration x rate; allow that estimate 1 frame + 1%.
-    # A variable-rate video's estimate can be far off, so a video whose frames reach its duration is whole.
-    duration_ms = 1000.0 * declared / fps if fps and fps > 0 else 0.0
-    reached_end = duration_ms > 0 and source.last_ms >= duration_ms - 2000.0 / fps
-    if read == 0:
-        report.failures.append((str(path), "no frame could be decoded (the file is truncated or damaged)"))
-    elif declared - read > 1 + declared // 100 and not reached_end:
-        report.failures.append((str(path), f"only {read} of its {declared} frames could be decoded (the file is "
-                                           f"truncated or damaged); the results of those {read} were written"))
+    if shortfall:  # stream() said what is missing (frames_missing), the frames read are kept
+        report.failures.append((str(path), shortfall + ("; the results of the frames decoded were written"
+                                                        if read else "")))
     return report

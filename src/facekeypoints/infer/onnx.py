@@ -55,6 +55,10 @@ def export_onnx(checkpoint: str | Path, out: str | Path, *, opset: int = 17, dev
     if not 9 <= opset <= highest:  # what both ONNX and torch's TorchScript exporter support
         raise ValueError(f"opset {opset} is not one the exporter supports here: give 9..{highest}")
     model, card = load_model(checkpoint)
+    broken = sum(not torch.isfinite(t).all() for t in model.state_dict().values() if t.is_floating_point())
+    if broken:  # exported all the same (a diverged run can still be inspected), but never without a word
+        warnings.warn(f"{checkpoint}: {broken} of its weight tensors hold NaN or infinite values; the export "
+                      "predicts NaN (a run that diverged?)", stacklevel=2)
     device = resolve_device(device)  # tracing on a GPU gives the same graph; it only needs the memory there
     model = model.to(device)
     size, channels = card.input_size, card.in_channels

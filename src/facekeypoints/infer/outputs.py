@@ -65,12 +65,13 @@ class _Sink:
         if kind == "json":
             self.stream.write("[\n")
 
-    def write(self, result) -> None:
+    def write(self, result, extra: dict | None = None) -> None:
+        """One result; ``extra`` fields (a drawing's name) join its JSON record (a CSV has no place for them)."""
         try:
             if self.kind == "csv":
                 self._write_csv(result)
             else:
-                line = json.dumps(result.to_dict(), allow_nan=False)
+                line = json.dumps({**result.to_dict(), **(extra or {})}, allow_nan=False)
                 self.stream.write(("" if self.kind != "json" or not self.count else ",\n") + line
                                   + ("" if self.kind == "json" else "\n"))
             self.stream.flush()

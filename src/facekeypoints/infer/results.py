@@ -85,7 +85,12 @@ def _checked(image, method: str) -> np.ndarray:
     """``image`` as an array draw() and save() can draw on: uint8 (H, W), (H, W, 1), (H, W, 3) or
     (H, W, 4); anything else is a ValueError in ``to_rgb``'s words. A float image was drawn on with
     255-valued colours and saved black."""
+    if isinstance(image, (str, bytes, os.PathLike)):  # np.asarray would make it a string "image"
+        raise TypeError(f"{method}() needs the image's pixels (a uint8 array), got the path {image!r}; "
+                        f"read it with facekeypoints.data.images.read_image first")
     image = np.asarray(image)
+    if image.dtype.kind not in "biuf":
+        raise TypeError(f"{method}() needs a uint8 image array, got {type(image).__name__} of {image.dtype}")
     if image.dtype != np.uint8:
         raise ValueError(f"{method}() needs a uint8 image (0..255), got {image.dtype}; convert with "
                          "(img * 255).round().astype(np.uint8) if it holds floats in [0, 1]")
@@ -236,6 +241,13 @@ class Result:
                 cv2.circle(out, tuple(p), radius, _POINT_COLOUR, -1, cv2.LINE_AA)
         return out
 
+    def _is_source(self, path: Path) -> bool:
+        """Whether ``path`` is the file ``source`` names (a frame's "clip.mp4#frame=5" is none)."""
+        try:
+            return bool(self.source) and os.path.samefile(path, self.source)
+        except (OSError, ValueError):  # either does not exist, or a name no file can have
+            return False
+
     def save(self, path: str | Path, image: np.ndarray | None = None, *, in_place: bool = False) -> Path:
         """Write the result: ``.json`` -> ``to_json``; an image suffix -> ``draw(image)`` as a picture.
 
@@ -250,6 +262,9 @@ class Result:
         if not isinstance(in_place, bool):  # "no" or "false" would have drawn on the caller's image
             raise TypeError(f"save() in_place must be True or False, got {type(in_place).__name__} {in_place!r}")
         path = Path(path).expanduser()  # as the CLI's paths are
+        if self._is_source(path):  # the photo it was found in would be replaced by its drawing
+            raise ValueError(f"{path}: is the source image of this result; save() would replace it; choose "
+                             "another path")
         if path.suffix.lower() == ".json":
             with atomic_path(path) as tmp:
                 tmp.write_text(self.to_json(indent=2) + "\n")

@@ -44,7 +44,22 @@ from facekeypoints.data.images import decoder_output, decoder_warnings
 from facekeypoints.infer.inputs import to_rgb
 from facekeypoints.infer.results import Face, Result, _number
 
-__all__ = ["OneEuroFilter", "stream", "keypoint_jitter", "open_video", "FrameResult", "VideoFace"]
+__all__ = ["OneEuroFilter", "stream", "keypoint_jitter", "open_video", "FrameResult", "VideoFace",
+           "IncompleteVideoWarning"]
+
+
+class IncompleteVideoWarning(UserWarning):
+    """stream() gave fewer frames than the video declares: some could not be decoded (skipped), or
+    the file ends early. ``predict_video`` records it as a failure of the video."""
+
+
+# Containers whose index counts the frames, so OpenCV's frame count is exact; others (MKV, WebM,
+# MPEG-TS, ...) give an estimate from duration x rate, which may be off (a truncated .ts's estimate
+# shrinks with the file, so its missing end cannot be told from here).
+EXACT_COUNT_SUFFIXES = (".avi", ".mp4", ".mov", ".m4v", ".3gp")
+# a frame that cannot be decoded is skipped; this many in a row before the declared end means the
+# rest of the file is gone (truncated), and reading stops
+MAX_BAD_FRAMES = 25
 
 # a URL (scheme://...): nothing is downloaded, so one is refused as typed (Path() would turn // into /)
 URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
@@ -244,22 +259,40 @@ def stream(predictor, source, *, redetect_every: int = 10, smooth: bool = True, 
     ``redetect_every`` frames; with ``smooth`` keypoints pass through a One Euro filter
     (``min_cutoff`` Hz, ``beta`` per face size per second). Boxes of tracked faces are derived from
     their keypoints.
+
+    A frame that cannot be decoded is skipped with a warning, and reading goes on to the declared
+    frame count (``MAX_BAD_FRAMES`` failures in a row end it). A video with frames missing, skipped
+    or after its end (``frames_missing``), gets an ``IncompleteVideoWarning`` once it is read.
     """
     if predictor.detector is None and predictor.framing == "kaggle":
         raise ValueError("stream() needs a KeypointDetector with a face detector (detector='haar' or an object)")
     if redetect_every < 1:
         raise ValueError(f"redetect_every must be at least 1, got {redetect_every}")
     capture, name, fps = open_video(source)
+    declared = _declared_frames(capture)
     smoothing = dict(min_cutoff=min_cutoff, beta=beta) if smooth else None
     tracks: list[_Track] = []
     index, t, thumb = 0, -math.inf, None
+    read, skipped, failing = 0, [], []  # failing: frames not decoded since the last good one
     try:
         while True:
-            with decoder_warnings(f"{name} frame {index}", advice="damaged data: the frame was decoded with the damage "
-                                                                    "patched over, so its keypoints may be wrong"):
+            said = []
+            with decoder_warnings(f"{name} frame {index}", notes=said):
                 ok, frame = capture.read()
-            if not ok:
+            if not ok:  # a damaged frame is skipped: the video ends at its declared count (or past saving)
+                if index < declared and len(failing) < MAX_BAD_FRAMES:
+                    failing.append((index, said))
+                    index += 1
+                    continue
                 break
+            if failing:  # good frames came after them: they were skipped
+                warnings.warn(_skipped_note(name, failing), stacklevel=2)
+                skipped += [i for i, _ in failing]
+                failing = []
+            if said:
+                warnings.warn(f"{said[0]} (damaged data: the frame was decoded with the damage patched over, so its "
+                              "keypoints may be wrong)", stacklevel=2)
+            read += 1
             t = _frame_time(capture, index, fps, t)
             rgb = _frame_rgb(frame, name, index)
             timings = {"detection": 0.0, "preprocess": 0.0, "model": 0.0, "postprocess": 0.0}
@@ -273,9 +306,64 @@ def stream(predictor, source, *, redetect_every: int = 10, smooth: bool = True, 
                 tracks = _track(predictor, rgb, tracks, cut or index % redetect_every == 0, smoothing, timings)
             yield _result(predictor, tracks, rgb.shape[:2], index, t, timings, f"{name}#frame={index}")
             index += 1
+        reached_end = declared > 0 and t >= (declared - 2) / fps  # the last frame's time
+        shortfall = frames_missing(name, declared, read, skipped, Path(name).suffix.lower() in EXACT_COUNT_SUFFIXES,
+                                   reached_end)
+        if shortfall:
+            warnings.warn(IncompleteVideoWarning(shortfall), stacklevel=2)
     finally:
         if isinstance(source, (str, Path)):
             capture.release()
+
+
+def _declared_frames(capture) -> int:
+    """The capture's frame count; 0 where it gives none (a camera's -1, a custom capture's NaN)."""
+    try:
+        count = float(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+    except (TypeError, ValueError, cv2.error):
+        return 0
+    return int(count) if math.isfinite(count) and count > 0 else 0
+
+
+def _skipped_note(name: str, failing: list[tuple[int, list[str]]]) -> str:
+    said = "; ".join(note.split(": the image decoder warned: ", 1)[-1] for _, notes in failing for note in notes)
+    return (f"{name} frame{'s' if len(failing) > 1 else ''} {_ranges([i for i, _ in failing])}: could not be "
+            f"decoded, skipped{f' (the decoder said: {said[:300]})' if said else ''}")
+
+
+def _ranges(indices: list[int], most: int = 20) -> str:
+    """[4, 7, 8, 9] -> '4, 7-9' (at most ``most`` runs, then '...')."""
+    runs = []
+    for i in indices:
+        if runs and i == runs[-1][1] + 1:
+            runs[-1][1] = i
+        else:
+            runs.append([i, i])
+    text = ", ".join(f"{a}" if a == b else f"{a}-{b}" for a, b in runs[:most])
+    return text + (", ..." if len(runs) > most else "")
+
+
+def frames_missing(name: str, declared: int, read: int, skipped: list[int], exact: bool,
+                   reached_end: bool = False) -> str | None:
+    """What is missing from a video of ``declared`` frames of which ``read`` were decoded and
+    ``skipped`` (indices) could not be, in one line naming it; None when it is whole. An exact count
+    (``EXACT_COUNT_SUFFIXES``) must be met; an estimated one may be 1 frame + 1% over, and is met by
+    a (variable-rate) video whose last frame reaches its duration (``reached_end``)."""
+    if read == 0:
+        return f"{name}: no frame could be decoded (the file is truncated or damaged)"
+    missing = declared - read - len(skipped)  # after the last frame decoded
+    short = missing > 0 if exact else (missing > 1 + declared // 100 and not reached_end)
+    if not skipped and not short:
+        return None
+    said = []
+    if skipped:
+        said.append(f"frame{'s' if len(skipped) > 1 else ''} {_ranges(skipped)} could not be decoded and "
+                    f"{'were' if len(skipped) > 1 else 'was'} skipped")
+    if short:
+        last = f"the last {missing} are" if missing > 1 else "the last is"
+        said.append(f"{last} missing (the file is truncated or damaged"
+                    f"{'' if exact else f'; its count of {declared} is an estimate from its duration'})")
+    return f"{name}: only {read} of its {declared} frames could be decoded: {'; '.join(said)}"
 
 
 def _frame_time(capture, index: int, fps: float, previous: float) -> float:

@@ -9,9 +9,11 @@ Every error answer, FastAPI's and Starlette's own (404, 405, 422) included, is a
 
 - an unknown or repeated query option: 422 naming it and the known ones (a multipart upload's text fields
   model, detector, draw are options too, checked once the body is read; one that disagrees with the query: 422);
-- an unknown model or detector: 404 naming the known ones;
-- a body over ``max_body`` bytes (declared or streamed): 413; a multipart upload without a
-  Content-Length: 411; a content type that is neither an image nor multipart: 415;
+- an unknown model or detector: 404 naming the known ones; a detector this install cannot run (dlib
+  without its extra): 501, and /v1/models lists only those it can;
+- a body over ``max_body`` bytes (declared or streamed): 413; a body without a Content-Length (a
+  multipart one, or a raw one not chunked): 411; a content type that is neither an image nor
+  multipart, or a Content-Encoding (gzip): 415; a multipart field ``file`` given twice: 400;
 - an image over ``max_pixels``, judged from its header before any pixel is decoded: 413;
   bytes that do not decode: 400, worded for an HTTP client (the image readers' advice is for the CLI);
 - a multipart body cut short: 400; a client gone mid-upload: a 400 nobody reads, and no traceback.
@@ -64,6 +66,7 @@ MAX_PIXELS = 50_000_000  # per image; with `workers` decoded at once, memory sta
 OPTIONS = ("model", "detector", "draw")  # the query options of POST /v1/keypoints, as its signature names them
 _BOOLS = {**dict.fromkeys(("1", "true", "t", "yes", "y", "on"), True),
           **dict.fromkeys(("0", "false", "f", "no", "n", "off"), False)}  # what pydantic takes for the query's draw
+MULTI_FRAME_NOTE = "only the first is used"  # how decode_image's note on pages or frames left unused ends
 JPEG_MAX_SIDE = 65500  # libjpeg's limit: OpenCV logs a multi-line error past it, so such a drawing goes straight to PNG
 # python-multipart logs "Expected boundary character ..." for every malformed body, which is already a 400 answer
 logging.getLogger("python_multipart").setLevel(logging.ERROR)
@@ -120,6 +123,9 @@ def create_app(models: dict[str, str | Path] | None = None, *, detector: str = "
         raise ValueError(f"unknown detector {detector!r}; known: {sorted(DETECTORS)}")
     if workers < 1 or max_body < 1:
         raise ValueError(f"workers and max_body must be >= 1, got {workers} and {max_body}")
+    runnable, missing = _runnable_detectors()
+    if detector in missing:
+        raise ValueError(f"detector {detector!r}: {missing[detector]}")
     loaded, cards = _Models(models), {}
     for name in models:  # at start-up, not on a client's request: a bad file or detector stops the server here
         try:
@@ -165,15 +171,17 @@ def create_app(models: dict[str, str | Path] | None = None, *, detector: str = "
 
     @get("/v1/models")
     async def list_models() -> dict:
-        return {"models": sorted(models), "detectors": sorted(DETECTORS), "default_detector": detector,
-                "max_body_bytes": max_body, "max_pixels": max_pixels}
+        return {"models": sorted(models), "default_model": default_model,
+                "cards": {name: cards[name] for name in sorted(cards)}, "detectors": runnable,
+                "default_detector": detector, "max_body_bytes": max_body, "max_pixels": max_pixels}
 
     @get("/", response_class=HTMLResponse)
     async def page() -> str:
         return page_html
 
-    errors = {"400": "bad image or body", "404": "unknown model or detector", "411": "multipart without Content-Length",
-              "413": "body or image over the limits", "415": "not an image content type", "422": "bad option"}
+    errors = {"400": "bad image or body", "404": "unknown model or detector", "411": "a body without Content-Length",
+              "413": "body or image over the limits", "415": "not an image content type, or a Content-Encoding",
+              "422": "bad option", "501": "a detector not installed on this server"}
     described = {int(code): {**_ERROR, "description": words} for code, words in errors.items()}
     described[200] = {"description": "the keypoints (JSON), or with draw=true the drawing (JPEG; PNG past "
                                      f"{JPEG_MAX_SIDE} px a side)", "content": {"image/jpeg": _BINARY, "image/png": _BINARY}}
@@ -181,12 +189,12 @@ def create_app(models: dict[str, str | Path] | None = None, *, detector: str = "
         "image/*": _BINARY, "application/octet-stream": _BINARY,
         "multipart/form-data": {"schema": {"type": "object", "required": ["file"], "properties": {
             "file": {"type": "string", "format": "binary"}, "model": {"type": "string", "enum": sorted(models)},
-            "detector": {"type": "string", "enum": sorted(DETECTORS)}, "draw": {"type": "boolean"}}}}}}
+            "detector": {"type": "string", "enum": runnable}, "draw": {"type": "boolean"}}}}}}
 
     @app.post("/v1/keypoints", responses=described, openapi_extra={"requestBody": body_doc})
     async def keypoints(request: Request,
                         model: str | None = Query(None, json_schema_extra={"enum": sorted(models)}),
-                        detector: str | None = Query(None, json_schema_extra={"enum": sorted(DETECTORS)}),
+                        detector: str | None = Query(None, json_schema_extra={"enum": runnable}),
                         draw: bool = False) -> Response:
         """An image (multipart field ``file``, or the raw body with an image content type) -> the
         same JSON as ``facekeypoints predict`` (boxes, scores, named keypoints, timings) plus the
@@ -196,29 +204,32 @@ def create_app(models: dict[str, str | Path] | None = None, *, detector: str = "
         model, chosen = _choose(model, detector, "query option")  # refused before the body is read
         data, fields = await _upload(request, max_body)
         if fields:  # multipart form fields model/detector/draw, as the query's; a clash with the query is a 422
-            for name, value in fields.items():
-                given = request.query_params.get(name)
-                if given is not None and (_BOOLS.get(given.lower()) != _BOOLS.get(value.lower()) if name == "draw"
-                                          else given.lower() != value.lower()):
-                    raise _ClientError(422, f"option {name!r} is given as {_short(given)} in the query and as "
-                                            f"{_short(value)} in the form; give it once")
+            given = request.query_params
+            if "draw" in given and "draw" in fields and \
+                    _BOOLS.get(given["draw"].lower()) != _BOOLS.get(fields["draw"].lower()):
+                _clash("draw", given["draw"], fields["draw"])
             if "draw" in fields:
                 if fields["draw"].lower() not in _BOOLS:
                     raise _ClientError(422, f"form field 'draw' is {_short(fields['draw'])}; give true or false")
                 draw = _BOOLS[fields["draw"].lower()]
-            model, chosen = _choose(fields.get("model", request.query_params.get("model")),
-                                    fields.get("detector", request.query_params.get("detector")), "form field")
+            in_form = _choose(fields.get("model", given.get("model")), fields.get("detector", given.get("detector")),
+                              "form field")
+            # compared as resolved: IBUG68 is ibug68, but k and K are two models when both are served
+            for name, query_choice, form_choice in zip(("model", "detector"), (model, chosen), in_form):
+                if name in given and name in fields and query_choice != form_choice:
+                    _clash(name, given[name], fields[name])
+            model, chosen = in_form
         received = time.perf_counter()
         work = asyncio.get_running_loop().run_in_executor(pool, _predict, loaded, model, chosen, data, max_pixels, draw)
         result, drawing, notes = await work  # notes: e.g. an animated GIF's frames after the first, unused
+        broken = sum(not np.isfinite(face.keypoints).all() for face in result.faces)
+        if broken:  # as `predict` reports them; the points themselves are JSON null (and not drawn)
+            notes = notes + [f"the model gave non-finite keypoints for {broken} of {len(result.faces)} faces "
+                             f"({'not drawn' if drawing is not None else 'null'})"]
         if drawing is not None:
             kind = "image/png" if drawing.startswith(b"\x89PNG") else "image/jpeg"
             return Response(drawing, media_type=kind, headers={"X-Notes": " | ".join(notes)} if notes else None)
         body = result.to_dict()
-        broken = sum(not np.isfinite(face.keypoints).all() for face in result.faces)
-        if broken:  # as `predict` reports them; the points themselves are JSON null
-            notes = notes + [f"the model gave non-finite keypoints for {broken} of {len(result.faces)} faces "
-                             "(null)"]
         body.update(source="upload", model=cards[model], detector=chosen, **({"notes": notes} if notes else {}))
         body["timings"] = {**body.get("timings", {}), "upload": round((received - start) * 1000, 3),
                            "total": round((time.perf_counter() - start) * 1000, 3)}
@@ -237,11 +248,34 @@ def create_app(models: dict[str, str | Path] | None = None, *, detector: str = "
                 raise _ClientError(404, f"unknown model {_short(model)}; known: {sorted(models)}")
             model = same[0]
         chosen = (detector or default_detector).lower()
+        if chosen in missing:
+            raise _ClientError(501, f"detector {chosen!r} is not installed on this server; available: {runnable}")
         if chosen not in DETECTORS:
-            raise _ClientError(404, f"unknown detector {_short(chosen)}; known: {sorted(DETECTORS)}")
+            raise _ClientError(404, f"unknown detector {_short(chosen)}; known: {runnable}")
         return model, chosen
 
     return app
+
+
+def _clash(name: str, in_query: str, in_form: str):
+    raise _ClientError(422, f"option {name!r} is given as {_short(in_query)} in the query and as "
+                            f"{_short(in_form)} in the form; give it once")
+
+
+def _runnable_detectors() -> tuple[list[str], dict[str, str]]:
+    """(the face detectors this install can run, {name: why not} for the others): an optional extra
+    (dlib) that is not installed is not offered to clients, nor answered with install advice."""
+    from facekeypoints.infer.detectors import make_detector
+
+    runnable, missing = [], {}
+    for name in sorted(DETECTORS):
+        try:
+            make_detector(name)
+        except Exception as err:  # noqa: BLE001 (an extra missing or broken: not offered; its reason is kept)
+            missing[name] = str(err)
+        else:
+            runnable.append(name)
+    return runnable, missing
 
 
 def _check_finite_weights(runner, source: str) -> None:
@@ -288,11 +322,13 @@ def _predict(loaded: _Models, model: str, detector: str, data: bytes, max_pixels
     except DataFormatError as err:
         reason = err.reason  # its hint (rename a video file) is for the CLI: the service takes images only
         raise _ClientError(413 if OVER_LIMIT in reason else 400, f"upload: {reason}") from None
-    notes = [f"{note} (send its pages as single images)" for note in notes]
+    # the advice for an HTTP client: only a multi-page image or animation is told to send its pages
+    notes = [f"{note} (send them as single images)" if note.endswith(MULTI_FRAME_NOTE)
+             else f"{note} (the image was read; check it looks right)" for note in notes]
     try:
         pipeline = loaded.get(model, detector)
-    except (ValueError, FileNotFoundError) as err:  # a detector whose extra or weights are not installed
-        raise _ClientError(404, str(err).split(": ", 1)[-1]) from None
+    except (ValueError, FileNotFoundError):  # found runnable at start-up (_runnable_detectors), failing now
+        raise _ClientError(501, f"detector {detector!r} cannot run on this server") from None
     result = pipeline(rgb)
     if not draw:
         return result, None, notes
@@ -318,6 +354,14 @@ async def _upload(request: Request, max_body: int) -> tuple[bytes, dict[str, str
     if kind != "multipart/form-data" and not kind.startswith("image/") and kind != "application/octet-stream":
         raise _ClientError(415, f"send an image (content type image/..., or multipart with a 'file' field), "
                                 f"not {kind or 'a body without a content type'!r}")
+    encoding = request.headers.get("content-encoding", "").strip().lower()
+    if encoding not in ("", "identity"):  # gzip bytes would be read as a broken image, and br ignored
+        raise _ClientError(415, f"Content-Encoding {_short(encoding)} is not supported; send the image bytes as "
+                                "they are")
+    if declared is None and "chunked" not in request.headers.get("transfer-encoding", "").lower():
+        # h11 reads such a body (an HTTP/1.0 POST) as empty: said, rather than "the body is empty"
+        raise _ClientError(411, "the request has no Content-Length header (nor chunked Transfer-Encoding), so its "
+                                "body cannot be read; send one")
     try:
         if kind == "multipart/form-data":
             return await _multipart_file(request, declared)
@@ -358,6 +402,8 @@ async def _multipart_file(request: Request, declared: str | None) -> tuple[bytes
         detail = getattr(err, "detail", None) or str(err) or type(err).__name__
         raise _ClientError(400, f"the multipart body cannot be read: {_cut(str(detail))}") from None
     fields = _form_options(form)
+    if len(form.getlist("file")) > 1:  # the form keeps the last one: the others would go unanswered
+        raise _ClientError(400, f"field 'file' is given {len(form.getlist('file'))} times; send one image per request")
     upload = form.get("file")
     if upload is None or isinstance(upload, str):
         # the parser ends quietly on a body without its closing boundary, dropping the unfinished part

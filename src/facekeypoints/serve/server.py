@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import socket
+import sys
 
 import uvicorn
 from uvicorn.protocols.http.auto import AutoHTTPProtocol
@@ -48,4 +49,6 @@ class _JsonErrorProtocol(AutoHTTPProtocol):  # h11's, or httptools' when install
 def server(app, **config) -> uvicorn.Server:
     """A uvicorn server for ``app``: warnings and errors logged only, malformed requests answered
     as JSON; ``config``: more ``uvicorn.Config`` keywords. Run it with ``.run(sockets=[bind(...)])``."""
+    if sys.stdout is None:  # closed (serve >&-): uvicorn's log formatter would ask sys.stdout.isatty() for colours
+        config.setdefault("use_colors", False)
     return uvicorn.Server(uvicorn.Config(app, log_level="warning", http=_JsonErrorProtocol, **config))

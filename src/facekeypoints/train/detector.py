@@ -237,6 +237,14 @@ class _Mosaics(torch.utils.data.IterableDataset):
             yield detector_input(np.stack([s[0] for s in samples])), targets
 
 
+def _leave_signals_to_main(worker_id: int) -> None:
+    """A mosaic worker ignores SIGINT and SIGTERM: sent to the whole process group (Ctrl-C, ``timeout``,
+    ``kill -TERM -PGID``, job schedulers), they would kill it and the next batch would raise instead of the
+    main process stopping after its step and saving last.pt. It ends when the main process shuts it down."""
+    for s in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(s, signal.SIG_IGN)
+
+
 def train_detector(out: str | Path, pool: FacePool, *, minutes: float = 60.0, batch_size: int = 16,
                    lr: float = 2e-3, seed: int = 0, save_every: int = 200, progress: bool = True,
                    threads: int | None = None, workers: int = 1) -> dict:
@@ -256,7 +264,8 @@ def train_detector(out: str | Path, pool: FacePool, *, minutes: float = 60.0, ba
     if last.is_file():
         step, spent = _restore(last, model, opt)
     batches = iter(torch.utils.data.DataLoader(_Mosaics(pool, batch_size, seed * 1_000_003 + step), batch_size=None,
-                                               num_workers=workers, persistent_workers=workers > 0))
+                                               num_workers=workers, persistent_workers=workers > 0,
+                                               worker_init_fn=_leave_signals_to_main if workers else None))
     stop = {"now": False}
     handlers = {s: signal.signal(s, lambda *_: stop.update(now=True)) for s in (signal.SIGINT, signal.SIGTERM)}
     started = time.perf_counter() - spent * 60

@@ -14,6 +14,7 @@ Teacher and student are compared on their network outputs before any labellers' 
 from __future__ import annotations
 
 import functools
+import hashlib
 from pathlib import Path
 
 import torch
@@ -22,7 +23,7 @@ from facekeypoints.models.checkpoint import load_model
 from facekeypoints.models.codecs import decode, encode
 from facekeypoints.schema import KeypointSchema
 
-__all__ = ["Teacher", "check_teacher"]
+__all__ = ["Teacher", "check_teacher", "teacher_fingerprint"]
 
 
 def check_teacher(path: str, run_folder: Path | None = None) -> None:
@@ -37,6 +38,23 @@ def check_teacher(path: str, run_folder: Path | None = None) -> None:
                          "copy it elsewhere first")
     st = Path(path).stat()
     _checked_weights(str(path), str(Path(path).resolve()), st.st_mtime_ns, st.st_size)
+
+
+def teacher_fingerprint(path: str) -> dict:
+    """The teacher file's size and sha256: a run records it, and a resume must find the same teacher
+    (another file put at the same path would mix two teachers' targets in one run)."""
+    st = Path(path).stat()
+    return {"size": st.st_size, "sha256": _sha256(str(Path(path).resolve()), st.st_mtime_ns, st.st_size)}
+
+
+@functools.lru_cache(maxsize=8)
+def _sha256(real: str, mtime_ns: int, size: int) -> str:
+    """Hashed once per file version (grid and fit both ask)."""
+    digest = hashlib.sha256()
+    with open(real, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 @functools.lru_cache(maxsize=8)

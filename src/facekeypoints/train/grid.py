@@ -10,7 +10,8 @@ up where it was. Grids sharing a results file (``--only`` in the background) eac
 own rows, re-reading the file under ``<results>.lock``. A run that ends with no best.pt (it diverged
 before any finite validation score, or was never validated) is recorded as failed, with the reason
 (``failed``, no scores), and the grid goes on with the next config; a later grid tries a failed
-config again from scratch. ``--full`` trains the epoch counts the source reports used (their
+config again from scratch. An error before training (a run folder held by another training, data that
+cannot be read) keeps the config's finished row, if any, and a later grid resumes its run. ``--full`` trains the epoch counts the source reports used (their
 ``reference.epochs``), on the GPU when there is one, into separate run folders.
 
 Examples
@@ -208,10 +209,13 @@ def _run_one(cfg: Config, progress: bool, echo, failed_before: str | None = None
     if not (out / "best.pt").is_file():  # nothing to score: the run's own reason, not "no such model file"
         return _failed_row(cfg, summary, _no_best_reason(summary, out))
     scores = evaluate(out / "best.pt", None, split="val", device=summary["device"])
+    # a 3-ratio data.split holds a test part out: scored too, as the source's test figures were measured
+    test = evaluate(out / "best.pt", None, split="test", device=summary["device"]) if "test" in summary["data"] else {}
     return {"config": cfg.name or out.name, "model": _describe_model(cfg),
             "data": _describe_data(cfg, summary["data"]["by_person"]),
             "epochs": summary["epochs"], "minutes": summary["minutes"], "device": summary["device"],
             "rmse": scores["rmse"], "mae": scores["mae"], "nme": scores["nme"], "best_epoch": summary["best_epoch"],
+            **{f"test_{key}": test[key] for key in ("rmse", "mae", "nme") if test},
             "stop_reason": summary["stop_reason"], "measured": cfg.reference.measured,
             "differs": cfg.reference.differs, "source": cfg.reference.source, "digest": config_digest(cfg),
             "finished": time.strftime("%Y-%m-%d %H:%M")}
@@ -328,25 +332,30 @@ def _refreshed(rows: list[dict], cfg: Config) -> dict | None:
     name or reference.* changed since its run (None otherwise). The run's config.json must be the
     very config the row's scores came from (its digest, or the row's ``run_digest`` once refreshed)."""
     row = next((r for r in rows if r["config"] == cfg.name and not r.get("failed")), None)
-    if row is None:
-        return None
     try:
         saved = _trained_config(Path(cfg.out_dir))
     except (ValueError, OSError):  # no run folder, or no readable config.json: nothing to vouch for the row
         return None
     run_digest = _digest(saved)
+    if row is None:  # renamed: the row of this very run folder's run, under its old name
+        row = next((r for r in rows if not r.get("failed") and r.get("run_digest", r["digest"]) == run_digest), None)
+    if row is None:
+        return None
     if row.get("run_digest", row["digest"]) != run_digest \
             or any(not k.startswith(_COSMETIC) for k in _changes(saved, cfg.to_dict())):
         return None
     ref = cfg.reference
-    return {**row, "measured": ref.measured, "differs": ref.differs, "source": ref.source,
-            "digest": config_digest(cfg), "run_digest": run_digest}
+    return {**row, "config": cfg.name, "measured": ref.measured, "differs": ref.differs, "source": ref.source,
+            "digest": config_digest(cfg), "run_digest": run_digest, "renamed_from": row["config"]}
 
 
 def _failed_before(rows: list[dict], cfg: Config) -> str | None:
     """The reason recorded for ``cfg`` when its last try, with this very config, failed; or when it
-    diverged with any config (its last.pt holds NaN weights: more epochs would not resume it)."""
+    diverged with any config (its last.pt holds NaN weights: more epochs would not resume it). An error
+    row does not count: it stopped before training (a locked folder, unreadable data), so its run
+    folder holds what was trained before, which the next try resumes."""
     return next((r["failed"] for r in rows if r["config"] == cfg.name and r.get("failed")
+                 and r.get("stop_reason") != "error"
                  and (r["digest"] == config_digest(cfg) or r.get("stop_reason") == "diverged")), None)
 
 
@@ -372,9 +381,11 @@ def _locked(results: Path):
 
 def _save_row(results: Path, row: dict) -> list[dict]:
     """Put ``row`` into ``results`` as it is on disk now (another grid may have added rows since this
-    one read it): only this config's row is replaced. Returns every row."""
+    one read it): only this config's row is replaced (and, for a renamed config, its row under the old
+    name). Returns every row."""
+    old = row.pop("renamed_from", row["config"])
     with _locked(results):
-        rows = [r for r in _read_rows(results) if r["config"] != row["config"]] + [row]
+        rows = [r for r in _read_rows(results) if r["config"] not in (row["config"], old)] + [row]
         _write_rows(results, rows)
     return rows
 
@@ -415,6 +426,12 @@ def run_grid(configs: list[str | Path], results: str | Path, *, full: bool = Fal
             raise
         except (ValueError, OSError) as err:  # this config's data cannot be read or split: record it, go on
             row = _error_row(cfg, _error_reason(cfg, path, err))
+        if row.get("stop_reason") == "error" and any(r["config"] == cfg.name and not r.get("failed") for r in rows):
+            # a finished row stays: an error before training (a locked folder, an unreadable mount) took nothing
+            # from its run, and the next grid resumes it
+            failed.append(f"{cfg.name}: {row['failed']}")
+            echo(f"{cfg.name}: failed, {row['failed']} (its previous row is kept; going on with the other configs)")
+            continue
         rows = _save_row(results, row)
         if row.get("failed"):
             failed.append(f"{cfg.name}: {row['failed']}")

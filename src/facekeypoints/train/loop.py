@@ -33,7 +33,7 @@ from tqdm import tqdm
 from facekeypoints.atomic import atomic_path, check_target, pid_alive
 from facekeypoints.data.augment import augment_batch
 from facekeypoints.data.framing import framing_for
-from facekeypoints.data.pipeline import faces_digest, load_splits
+from facekeypoints.data.pipeline import faces_digest, load_parts, to_scoring_pixels
 from facekeypoints.evaluate.metrics import mae, rmse
 from facekeypoints.models import create_model
 from facekeypoints.models.card import ModelCard
@@ -43,7 +43,7 @@ from facekeypoints.models.device import DeviceError, amp_dtype, resolve_device
 from facekeypoints.models.predict import TorchRunner, predict_inputs
 from facekeypoints.schema import load_schema
 from facekeypoints.train.config import Config, TrainConfig, recipe_values
-from facekeypoints.train.distill import Teacher, check_teacher
+from facekeypoints.train.distill import Teacher, check_teacher, teacher_fingerprint
 from facekeypoints.train.label_offset import LabelOffset
 from facekeypoints.train.losses import make_loss
 
@@ -62,6 +62,7 @@ class TrainState:
     loss_sum: float = 0.0  # running training loss of the current epoch
     loss_n: int = 0
     faces: dict = field(default_factory=dict)  # training and validation faces at the start, checked on resume
+    teacher: dict = field(default_factory=dict)  # train.teacher's file (size, sha256), checked on resume
 
 
 @dataclass
@@ -79,6 +80,7 @@ class _Run:
     val_x: torch.Tensor  # validation stays on the CPU: the prediction path takes numpy
     val_kp: torch.Tensor
     data_report: dict
+    val_frames: np.ndarray | None = None  # (N, 2, 3): RMSE and MAE are scored in the images' pixels, not the input's
     device: str = "cpu"
     amp: torch.dtype | None = None  # autocast dtype, None for full float32
     scaler: torch.amp.GradScaler | None = None  # float16 only: its small range needs loss scaling
@@ -258,7 +260,8 @@ def _setup(cfg: Config) -> _Run:
         raise ValueError(f"model.pretrained: true downloads ImageNet weights, which failed ({err}); give a local "
                          "weights file instead (model.pretrained: /path/to/weights.pth) or false") from None
     # a teacher gives targets where there are no labels; validation needs labels of its own
-    train, val, report = load_splits(cfg.data, pre.size, need_labels=("val",) if t.teacher else ("train", "val"))
+    parts, frames, report = load_parts(cfg.data, pre.size, need_labels=("val",) if t.teacher else ("train", "val"))
+    train, val = parts["train"], parts["val"]
     report["digest"] = {"train": faces_digest(train), "val": faces_digest(val)}  # resume and --split val check them
     train_x, val_x = (torch.from_numpy(pre(np.asarray(d.images))) for d in (train, val))
     card = card_for(model, preprocess=pre, framing=framing_for(cfg.data.frame, "data.frame"), trained_on=cfg.data)
@@ -278,7 +281,8 @@ def _setup(cfg: Config) -> _Run:
                 teacher=teacher,
                 loss_fn=make_loss(t.loss, **t.loss_params), train_x=train_x.to(device, memory_format=layout),
                 train_kp=torch.from_numpy(train.keypoints.copy()).to(device), val_x=val_x,
-                val_kp=torch.from_numpy(val.keypoints.copy()), data_report=report, device=device, amp=dtype,
+                val_kp=torch.from_numpy(val.keypoints.copy()), data_report=report, val_frames=frames["val"],
+                device=device, amp=dtype,
                 scaler=scaler, rank=rank, world=world)
 
 
@@ -328,6 +332,12 @@ def _resumable(cfg: Config, path: Path) -> Checkpoint:
     check_compatible(ckpt.card, cfg.model.name, cfg.data.schema, source=str(path))
     if ckpt.training.get("config"):
         _check_same_recipe(ckpt.training["config"], cfg, path)
+    was = ckpt.training["train_state"].get("teacher")
+    if was and cfg.train.teacher and was != (now := teacher_fingerprint(cfg.train.teacher)):
+        raise ValueError(f"{path}: train.teacher {cfg.train.teacher} is another file than this run started with "
+                         f"({was['size']} bytes, sha256 {was['sha256'][:12]}; now {now['size']} bytes, sha256 "
+                         f"{now['sha256'][:12]}): the run would mix two teachers; put its teacher back, or train into "
+                         "a new --out folder")
     return ckpt
 
 
@@ -489,7 +499,8 @@ def _steps_per_epoch(run: _Run) -> tuple[int, int]:
 
 
 def _validate(run: _Run) -> dict:
-    """Validation loss, RMSE and MAE (pixels) through the one prediction path (rank 0 only)."""
+    """Validation loss, RMSE and MAE (pixels of the labelled images, whatever preprocess.size) through the
+    one prediction path (rank 0 only)."""
     size = tuple(run.val_x.shape[-2:])
     runner = TorchRunner(run.ema.module if run.ema is not None else run.model, _card(run), device=run.device)
     # scored against the data's own labels, so with its labellers' offset (when learned)
@@ -497,6 +508,8 @@ def _validate(run: _Run) -> dict:
     pred_t = torch.from_numpy(pred.astype(np.float32))
     loss = float(run.loss_fn(encode(pred_t, size), encode(run.val_kp, size)))
     truth = run.val_kp.numpy()
+    if run.val_frames is not None:  # in the labelled images' pixels, as `evaluate` scores them
+        pred, truth = (to_scoring_pixels(run.val_frames, p) for p in (pred, truth))
     return {"val_loss": loss, "val_rmse": rmse(pred, truth), "val_mae": mae(pred, truth)}
 
 
@@ -619,11 +632,19 @@ def _fit(cfg: Config, out: Path, held: list[str], *, resume: bool, progress: boo
         raise ValueError(f"{out}: already past train.epochs={cfg.train.epochs} ({done} epochs done); nothing to "
                          f"train: resume with train.epochs above {done} to train on (best.pt holds the best epoch so "
                          "far), or train into a new --out folder")
+    spent = float(ckpt.training["train_state"].get("minutes") or 0) if ckpt is not None else 0.0
+    if done < cfg.train.epochs and cfg.train.time_limit_min and spent >= cfg.train.time_limit_min:
+        # the limit is only checked after an epoch: each resume would train one more epoch past it
+        raise ValueError(f"{out}: already past train.time_limit_min={cfg.train.time_limit_min:g} ({spent:.3g} min "
+                         f"trained); nothing to train: resume with train.time_limit_min above {spent:.3g} (or 0, no "
+                         "limit) to train on, or train into a new --out folder")
     run = _setup(cfg)
     if overwrite and not resume and held and run.rank == 0:  # one process clears, once the new run's data is read
         _clear_run(out)
     state = _resume(run, ckpt, out / "last.pt") if ckpt is not None else TrainState()
     state.faces = state.faces or _faces(run)
+    if cfg.train.teacher:
+        state.teacher = state.teacher or teacher_fingerprint(cfg.train.teacher)
     if run.world > 1:
         run.model = torch.nn.parallel.DistributedDataParallel(run.model)
     if run.rank == 0:

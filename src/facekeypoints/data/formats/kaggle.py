@@ -147,7 +147,11 @@ class _KaggleRows:
         first_comma = np.searchsorted(commas, starts)
         nfields = np.searchsorted(commas, ends) - first_comma + 1
         for i in np.flatnonzero((nfields != self.layout.ncols) & (ends > starts)):
-            quoted = " (a quoted field holding a comma is not supported)" if b'"' in block[starts[i]:ends[i]] else ""
+            line = block[starts[i]:ends[i]]
+            quoted = " (a quoted field holding a comma is not supported)" if b'"' in line else ""
+            if b"\r" in line:  # line ends are told from the first line's; a lone CR after CR LF or LF ends none
+                quoted += (" (it holds a lone CR: the file mixes line ends, and lines are split only where they "
+                           "end as the first line does; save it with one kind of line end)")
             problems[i] = (None, f"has {nfields[i]} fields, the header has {self.layout.ncols}{quoted}")
         live = np.array([i not in problems for i in range(len(starts))], dtype=bool)
         live &= ends > starts

@@ -23,7 +23,8 @@ from facekeypoints.data.dataset import MAX_SKIPPED_LISTED, DataFormatError, Keyp
 from facekeypoints.data.formats.checks import check_points, json_number, text_float
 from facekeypoints.data.formats.landmarks import _Face, _gather, _refuse_large
 from facekeypoints.data.formats.textfile import encoding_problem, load_json, short
-from facekeypoints.data.images import read_image
+from facekeypoints.data.images import QUARTER_TURNS, image_orientation, image_size, read_image
+from facekeypoints.data.walk import same_file
 from facekeypoints.schema import load_schema
 
 __all__ = ["read_dlib_xml", "read_coco_json", "COCO_SCHEMAS", "refuse_costly_json"]
@@ -221,7 +222,7 @@ def _dlib_face(box: ET.Element, path: Path, where: str, image: Path, pixels: np.
     return kp.astype(np.float32), corners
 
 
-def _dlib_declared_size(path: Path, node: ET.Element, pixels: np.ndarray, where: str) -> None:
+def _dlib_declared_size(path: Path, node: ET.Element, pixels: np.ndarray, where: str, image: Path) -> None:
     """The <image width= height=> attributes, where given, must be the image's real size."""
     if "width" not in node.attrib and "height" not in node.attrib:
         return
@@ -233,7 +234,7 @@ def _dlib_declared_size(path: Path, node: ET.Element, pixels: np.ndarray, where:
     except ValueError:
         raise DataFormatError(path, f"{where}: <image> width and height must be numbers, got "
                               f"{node.get('width')!r} and {node.get('height')!r}", field="width") from None
-    _declared_size(path, declared, pixels, f"{where}: <image>", ("width", "height"))
+    _declared_size(path, declared, pixels.shape[:2], f"{where}: <image>", ("width", "height"), image)
 
 
 def _check_68_layout(path: Path, root: ET.Element) -> None:
@@ -316,7 +317,7 @@ def read_dlib_xml(path: str | Path, *, load_images: bool = True, skip_bad: bool 
         if not file:
             bad(DataFormatError(path, f"<image> number {i} has no file attribute", field="file"))
             continue
-        if (same := os.path.normpath(file)) in first_node:  # its faces would count twice in every figure
+        if (same := same_file(path.parent / file)) in first_node:  # its faces would count twice in every figure
             bad(DataFormatError(path, f"<image> number {i} repeats the file {file!r} of <image> number "
                                 f"{first_node[same]}: its faces would count twice; list each image once", field="file"))
             continue
@@ -327,7 +328,7 @@ def read_dlib_xml(path: str | Path, *, load_images: bool = True, skip_bad: bool 
             try:
                 pixels = cache.get(image, where) if load_images else None
                 if pixels is not None:
-                    _dlib_declared_size(path, image_node, pixels, where)
+                    _dlib_declared_size(path, image_node, pixels, where, image)
                 kp, corners = _dlib_face(box, path, where, image, pixels)
             except DataFormatError as err:
                 bad(err)
@@ -390,7 +391,7 @@ def _coco_images(path: Path, doc: dict) -> dict:
     entries = {}
     for i, img in enumerate(images):
         if not isinstance(img, dict) or not _is_id(img.get("id")) or not isinstance(img.get("file_name"), str):
-            raise DataFormatError(path, f"images[{i}] must be an object with an id (number or text) and a "
+            raise DataFormatError(path, f"images[{i}] must be an object with an id (an integer or text) and a "
                                   f"file_name, got {short(img)}", field="images")
         if img["id"] in entries:  # which picture would its annotations belong to?
             first = next(j for j, other in enumerate(images) if other["id"] == img["id"])
@@ -398,14 +399,50 @@ def _coco_images(path: Path, doc: dict) -> dict:
         entries[img["id"]] = img
     first_of_file: dict[str, int] = {}
     for i, img in enumerate(images):
-        same = os.path.normpath(img["file_name"])
+        same = same_file(path.parent / img["file_name"])  # a link to a listed photo is that photo
         if same in first_of_file:
             j = first_of_file[same]
+            before = images[j]["file_name"]
+            link = f" ({short(before)}, the same file)" if before != img["file_name"] else ""
             raise DataFormatError(path, f"images[{i}] (id {img['id']!r}) names the file {short(img['file_name'])} "
-                                  f"of images[{j}] (id {images[j]['id']!r}): the photo's faces would count "
+                                  f"of images[{j}] (id {images[j]['id']!r}){link}: the photo's faces would count "
                                   "twice; list each image once", field="file_name")
         first_of_file[same] = i
     return entries
+
+
+def _coco_categories(path: Path, doc: dict) -> dict:
+    """{category id: (its index in 'categories', its keypoint names or None)}; empty when the file
+    lists no categories, and then annotations' category_id is not checked."""
+    categories = doc.get("categories", [])
+    if not isinstance(categories, list):
+        raise DataFormatError(path, f"'categories' must be a list of objects, got {short(categories)}",
+                              field="categories")
+    entries = {}
+    for i, cat in enumerate(categories):
+        if not isinstance(cat, dict) or not _is_id(cat.get("id")):
+            raise DataFormatError(path, f"categories[{i}] must be an object with an integer or text id, got "
+                                  f"{short(cat)}", field="categories")
+        names = cat.get("keypoints")
+        # mmpose's files list "keypoints": [] (names not given): only named points are counted
+        entries.setdefault(cat["id"], (i, names if isinstance(names, list) and names else None))
+    return entries
+
+
+def _coco_category(path: Path, ann: dict, k: int, categories: dict, row: int) -> None:
+    """An annotation's category_id must be listed in 'categories' (where the file lists any), and
+    that category's keypoint names must be as many as the annotation's points: a 19-name category
+    with 68-point annotations is not a 68-point face."""
+    if not categories or "category_id" not in ann:
+        return
+    category = ann["category_id"]
+    if not _is_id(category) or category not in categories:
+        raise DataFormatError(path, f"category_id {short(category)} is not in 'categories' (ids: "
+                              f"{', '.join(map(repr, categories))})", row=row, field="category_id")
+    i, names = categories[category]
+    if names is not None and len(names) != k:
+        raise DataFormatError(path, f"categories[{i}].keypoints names {len(names)} points, but the annotation has "
+                              f"{k}", row=row, field="keypoints")
 
 
 def _coco_labels(images: dict) -> dict:
@@ -450,16 +487,32 @@ def _coco_box(path: Path, bbox: object, row: int, size: tuple[int, int] | None, 
     return x, y, x + w, y + h
 
 
-def _declared_size(path: Path, declared: tuple[float, float] | None, pixels: np.ndarray, where: str,
-                   fields: tuple[str, str], **at) -> None:
+def _header_size(image: Path) -> tuple[int, int] | None:
+    """(height, width) of the photo as shown, from its header; None when it is not there or not sized."""
+    try:
+        width, height = image_size(image) if image.is_file() else (0, 0)
+    except OSError:  # unreadable: reading its pixels names that
+        return None
+    return (height, width) if width * height else None
+
+
+def _declared_size(path: Path, declared: tuple[float, float] | None, shown: tuple[int, int], where: str,
+                   fields: tuple[str, str], image: Path, **at) -> None:
     """DataFormatError when a file's stated (height, width) of an image is not the image's real size:
-    its labels were made for another picture (or another scale of it). ``fields``: (width, height) names."""
-    real = pixels.shape[:2]
+    its labels were made for another picture (or another scale of it). ``fields``: (width, height) names.
+    ``shown``: the image's (height, width) as read, EXIF orientation applied; a size stated before a
+    quarter turn names the orientation, since the file's own pixels are stored the other way round."""
+    real = tuple(shown)
     if declared is None or tuple(map(float, declared)) == tuple(map(float, real)):
         return
     wrong = fields[0] if float(declared[1]) != real[1] else fields[1]
+    turned = ""
+    if tuple(map(float, declared)) == tuple(map(float, real[::-1])) and \
+            (orientation := image_orientation(image)) in QUARTER_TURNS:
+        turned = (f"; the image has EXIF orientation {orientation} (shown turned 90°): labels and sizes are read "
+                  "in the turned picture")
     raise DataFormatError(path, f"{where}: {fields[0]} and {fields[1]} declare {declared[1]:g} x {declared[0]:g} "
-                          f"(width x height), but the image is {real[1]} x {real[0]}", field=wrong, **at)
+                          f"(width x height), but the image is {real[1]} x {real[0]}{turned}", field=wrong, **at)
 
 
 def _check_declared(path: Path, points: np.ndarray, size: tuple | None, declared: bool, whence: str, **kw) -> None:
@@ -475,24 +528,27 @@ def _check_declared(path: Path, points: np.ndarray, size: tuple | None, declared
 
 
 def _coco_face(path: Path, ann: object, row: int, images: dict, labels: dict, cache: _ImageCache,
-               load_images: bool, order: dict) -> _Face:
-    """One annotation as a face: its points and box checked against its image's size."""
+               load_images: bool, order: dict, categories: dict) -> _Face:
+    """One annotation as a face: its category, and its points and box checked against its image's size."""
     if not isinstance(ann, dict):
         raise DataFormatError(path, f"annotation is not an object: {short(ann)}", row=row)
     kp, missing = _coco_keypoints(path, ann, row)
+    _coco_category(path, ann, len(kp), categories, row)
     image_id, face_id = ann.get("image_id"), ann.get("id", row)
     if not _is_id(image_id) or image_id not in images:
         raise DataFormatError(path, f"image_id {short(image_id)} is not in 'images'", row=row, field="image_id")
     if not _is_id(face_id):
-        raise DataFormatError(path, f"id must be a number or text, got {short(face_id)}", row=row, field="id")
+        raise DataFormatError(path, f"id must be an integer or text, got {short(face_id)}", row=row, field="id")
     file = images[image_id]["file_name"]
     image = path.parent / file
     pixels = cache.get(image, f"annotation {row}") if load_images else None
     declared = _coco_size(path, images[image_id], row)
     entry = f"images[{order[image_id]}]"
-    if pixels is not None:
-        _declared_size(path, declared, pixels, f"image {image_id!r} ({short(file)})",
-                       (f"{entry}.width", f"{entry}.height"), row=row)
+    # labels alone are checked against the photo's header where it is there, so both reads agree
+    shown = pixels.shape[:2] if pixels is not None else _header_size(image) if declared is not None else None
+    if shown is not None:
+        _declared_size(path, declared, shown, f"image {image_id!r} ({short(file)})",
+                       (f"{entry}.width", f"{entry}.height"), image, row=row)
     size = pixels.shape[:2] if pixels is not None else declared
     whence = f"{entry}.width and .height"
     _check_declared(path, kp, size, pixels is None and size is not None, whence, missing=missing, row=row,
@@ -521,12 +577,12 @@ def read_coco_json(path: str | Path, *, load_images: bool = True, schema: str | 
     if not doc["annotations"]:
         raise DataFormatError(path, "no annotations", field="annotations")
     images, cache, found, skipped = _coco_images(path, doc), _ImageCache(path), [], _Skipped(path)
-    labels = _coco_labels(images)
+    labels, categories = _coco_labels(images), _coco_categories(path, doc)
     order = {key: i for i, key in enumerate(images)}  # id -> its index in 'images', to name images[i]
     first_row: dict = {}  # (image id, annotation id) -> row: ids may restart on each image
     for row, ann in enumerate(doc["annotations"]):
         try:
-            face = _coco_face(path, ann, row, images, labels, cache, load_images, order)
+            face = _coco_face(path, ann, row, images, labels, cache, load_images, order, categories)
             key = (ann["image_id"], ann.get("id", row))
             if key in first_row:  # the same face twice would count twice in every figure
                 raise DataFormatError(path, f"annotation {row} repeats the id {short(str(key[1]))} of "

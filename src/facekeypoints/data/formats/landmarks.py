@@ -6,6 +6,10 @@ menpo ``.ljson`` (points stored ``[y, x]``) and AFLW2000-3D ``.mat``. Every read
 uint8 images found beside the annotation. Files listing many faces (dlib XML, COCO JSON) are read
 by :mod:`facekeypoints.data.formats.landmark_sets`.
 
+Every reader takes labels to refer to the picture as shown, EXIF orientation applied (as ``read_image``,
+OpenCV and photo viewers show it): points are never turned, and image sizes (headers, a COCO file's
+width and height, IMM's relative coordinates) are those of the turned picture.
+
 Examples
 --------
 >>> from facekeypoints.data.formats.landmarks import read_pts

@@ -98,12 +98,20 @@ def _check_in_zip(name: str, archive_path: Path) -> FileCheck:
 
 
 def _check(name: str, folder: Path) -> FileCheck:
+    """The plain file's check, or its zip's; where both are there, both are checked and named (a
+    broken zip beside a good CSV is reported, not passed over), with the first failure's status."""
     plain = folder / name
     if plain.is_file():
         try:
-            return _compare(name, str(plain), plain.stat().st_size, lambda: open(plain, "rb"))
+            result = _compare(name, str(plain), plain.stat().st_size, lambda: open(plain, "rb"))
         except OSError as err:
             return FileCheck(name, "unreadable", str(plain), err.strerror or str(err))
+        checks = [result] + [_check_in_zip(name, archive) for archive in _archives(name, folder) if archive.is_file()]
+        if len(checks) == 1:
+            return result
+        worst = next((c for c in checks if not c.ok), result)
+        return FileCheck(name, worst.status, ", ".join(c.found for c in checks),
+                         "; ".join(f"{c.found}: {c.status}, {c.detail}" for c in checks))
     if plain.is_dir():
         return FileCheck(name, "unreadable", str(plain), "is a folder, not the CSV file")
     if plain.is_symlink():
@@ -111,13 +119,21 @@ def _check(name: str, folder: Path) -> FileCheck:
     if plain.exists():  # there, but neither a file nor a folder: a pipe (FIFO), a socket, a device
         return FileCheck(name, "unreadable", str(plain), "is not a regular file (a pipe, socket or device); "
                          "save the CSV to a file first")
-    for archive in (folder / f"{Path(name).stem}.zip", folder / f"{name}.zip"):
+    for archive in _archives(name, folder):
         if archive.is_file():
             return _check_in_zip(name, archive)
         if archive.exists() and not archive.is_dir():
             return FileCheck(name, "unreadable", str(archive), "is not a regular file (a pipe, socket or "
                              "device); save the zip to a file first")
-    return FileCheck(name, "missing", "", f"no {name}, {Path(name).stem}.zip or {name}.zip in {folder}")
+    wanted = {name.lower()} | {a.name.lower() for a in _archives(name, folder)}
+    other_case = sorted(f.name for f in folder.iterdir() if f.name.lower() in wanted)  # TRAINING.CSV
+    named = f" ({', '.join(other_case)} is there: the names are case-sensitive; rename it)" if other_case else ""
+    return FileCheck(name, "missing", "", f"no {name}, {Path(name).stem}.zip or {name}.zip in {folder}{named}")
+
+
+def _archives(name: str, folder: Path) -> tuple[Path, Path]:
+    """The zips Kaggle ships ``name`` in: training.zip, or training.csv.zip."""
+    return folder / f"{Path(name).stem}.zip", folder / f"{name}.zip"
 
 
 def verify_kaggle_download(folder: str | Path) -> VerifyReport:

@@ -23,7 +23,6 @@ from __future__ import annotations
 import csv
 import itertools
 import math
-import os
 import re
 from dataclasses import replace
 from pathlib import Path
@@ -35,6 +34,7 @@ from facekeypoints.data.formats.csvfile import open_csv, read_chunks
 from facekeypoints.data.formats.textfile import short
 from facekeypoints.data.dataset import DataFormatError, KeypointData, user_path
 from facekeypoints.data.images import read_image
+from facekeypoints.data.walk import same_file
 from facekeypoints.schema import load_schema
 
 __all__ = ["read_ytf68_csv", "read_udacity_csv", "attach_person"]
@@ -177,6 +177,8 @@ def _require_file(image_path: Path, name: str) -> None:
     except OSError as err:  # is_file says False for a missing file but raises for a name over the limit
         raise DataFormatError("", f"image file cannot be looked up ({err.strerror or err}): "
                               f"{short(str(image_path))}", field=name) from None
+    if not found and image_path.is_dir():
+        raise DataFormatError("", f"{image_path} is a folder, not an image file", field=name)
     if not found:
         raise DataFormatError("", f"image file not found: {image_path}", field=name)
 
@@ -202,7 +204,7 @@ def _read_rows(path: Path, header: list[str], lines: list[list[str]], spans: lis
     image_col, person_col, coord_cols = columns
     images, ids, person, paths, skipped = [], [], [], [], []
     keypoints = np.empty((len(spans), 2 * _POINTS), np.float32)  # row by row: Python floats took ~4 KB a row
-    first_row: dict[str, int] = {}
+    first_row: dict[str, tuple[int, str]] = {}  # an image's real path -> its first row and name
     for row, (line, (first, last)) in enumerate(zip(lines, spans), start=1):
         try:
             if len(line) != len(header):
@@ -210,11 +212,13 @@ def _read_rows(path: Path, header: list[str], lines: list[list[str]], spans: lis
             name = line[image_col].strip()
             if not name:
                 raise DataFormatError("", "empty image name", field=header[image_col])
-            if (same := os.path.normpath(name)) in first_row:
-                raise DataFormatError("", f"repeats the image {name!r} of row {first_row[same]}: its face would "
+            image_path = image_root / name
+            if (same := same_file(image_path)) in first_row:
+                row_before, name_before = first_row[same]
+                link = f" (the same file as {name_before!r})" if name_before != name else ""
+                raise DataFormatError("", f"repeats the image {name!r} of row {row_before}{link}: its face would "
                                       "count twice", field=header[image_col])
             values = _coordinates(line, coord_cols, header)
-            image_path = image_root / name
             image = _load(image_path, header[image_col]) if load_images else None
             if not load_images:
                 _require_file(image_path, header[image_col])
@@ -229,7 +233,7 @@ def _read_rows(path: Path, header: list[str], lines: list[list[str]], spans: lis
                 raise located from None
             skipped.append(str(located))
             continue
-        first_row[same] = row
+        first_row[same] = row, name
         keypoints[len(ids)] = values
         images.append(image)
         ids.append(name)
@@ -254,13 +258,22 @@ def read_ytf68_csv(path: str | Path, *, load_images: bool = True, skip_bad: bool
     return _read_rows(path, header, lines, spans, columns, path.parent / "images", load_images, skip_bad)
 
 
-def _udacity_image_dir(path: Path) -> Path:
-    candidates = [path.with_suffix(""), path.parent / path.stem.removesuffix("_frames_keypoints")]
-    for folder in candidates:
-        if folder.is_dir():
-            return folder
-    raise DataFormatError(path, f"no image folder beside the CSV (looked for {[str(c) for c in candidates]}); "
-                          "pass image_dir=")
+def _udacity_image_dir(path: Path, names: list[str]) -> Path:
+    """The folder beside the CSV that holds its images: ``training_frames_keypoints/`` or ``training/``.
+    When both are there and both hold one of ``names`` (the CSV's image names), which photo the labels
+    belong to is unknown: an error naming both, never the first one taken without a word."""
+    candidates = list(dict.fromkeys([path.with_suffix(""), path.parent / path.stem.removesuffix("_frames_keypoints")]))
+    found = [folder for folder in candidates if folder.is_dir()]
+    if not found:
+        raise DataFormatError(path, f"no image folder beside the CSV (looked for "
+                              f"{', '.join(str(c) for c in candidates)}); pass image_dir= (Python)")
+    if len(found) == 2 and same_file(found[0]) != same_file(found[1]):
+        both = next((name for name in names if all((folder / name).is_file() for folder in found)), None)
+        if both is not None:
+            raise DataFormatError(path, f"both image folders beside the CSV hold {both!r} ({found[0]} and "
+                                  f"{found[1]}): which photo the labels belong to is unknown; remove or rename "
+                                  "one folder, or pass image_dir= (Python)")
+    return found[0]
 
 
 def read_udacity_csv(path: str | Path, *, image_dir: str | Path | None = None, load_images: bool = True,
@@ -277,7 +290,8 @@ def read_udacity_csv(path: str | Path, *, image_dir: str | Path | None = None, l
     if len(header) != 2 * _POINTS + 1 or header[1:] != numbered:
         raise DataFormatError(path, f"Udacity CSV header must be a name column then 0..135; got "
                               f"{len(header)} columns starting {header[:4]}")
-    root = Path(image_dir) if image_dir is not None else _udacity_image_dir(path)
+    root = Path(image_dir) if image_dir is not None else _udacity_image_dir(path, [line[0].strip() for line in lines
+                                                                                  if line])
     header = ["image"] + [f"{axis}{i}" for i in range(_POINTS) for axis in ("x", "y")]  # names for messages
     columns = (0, None, list(range(1, 2 * _POINTS + 1)))
     return _read_rows(path, header, lines, spans, columns, root, load_images, skip_bad)
