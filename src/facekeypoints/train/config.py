@@ -84,6 +84,9 @@ class TrainConfig:
     teacher: str | None = None  # a checkpoint whose keypoints are extra targets (train/distill.py)
     distill_weight: float = 1.0  # the teacher's loss beside the labels' loss
     teacher_max_disagreement: float = 2.0  # px between its plain and mirrored looks; beyond it, no target
+    # oversample turned faces: a training face is drawn with weight 1 + turned_weight * min(|yaw|, 1) / 0.3
+    # (yaw from its labelled eyes and nose tip, evaluate.photos.yaw_proxy; about 0.3 at 30 degrees); 0 = off
+    turned_weight: float = 0.0
 
     def __post_init__(self) -> None:
         positive = {"epochs": self.epochs, "batch_size": self.batch_size, "log_every": self.log_every,
@@ -104,6 +107,8 @@ class TrainConfig:
         for key in ("distill_weight", "teacher_max_disagreement"):
             if not 0 < getattr(self, key) < float("inf"):
                 raise ValueError(f"train.{key} must be a finite number > 0, got {getattr(self, key)!r}")
+        if not 0 <= self.turned_weight <= 100:
+            raise ValueError(f"train.turned_weight must be in [0, 100] (0 = off), got {self.turned_weight!r}")
         if not 0 <= self.ema < 1:
             raise ValueError(f"train.ema must be in [0, 1) (a decay per step; 0 = off), got {self.ema!r}")
         if not 0 < self.gamma <= 1:
@@ -147,7 +152,7 @@ class Config:
 # they change nothing, so a recipe's identity (the grid's digest, the resume check) leaves them out
 # and runs recorded before they existed still match their configs.
 ADDED_SETTINGS = {"train": {"label_offset": False, "ema": 0.0, "teacher": None, "distill_weight": 1.0,
-                            "teacher_max_disagreement": 2.0}}
+                            "teacher_max_disagreement": 2.0, "turned_weight": 0.0}}
 
 
 def recipe_values(values: dict) -> dict:

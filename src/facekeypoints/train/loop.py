@@ -87,6 +87,7 @@ class _Run:
     offset: LabelOffset | None = None  # train.label_offset: the labellers' learned offset
     ema: torch.optim.swa_utils.AveragedModel | None = None  # train.ema: the weights' moving average
     teacher: Teacher | None = None  # train.teacher: distillation targets
+    train_weights: torch.Tensor | None = None  # train.turned_weight: each face's chance of being drawn
     rank: int = 0
     world: int = 1
 
@@ -282,6 +283,7 @@ def _setup(cfg: Config) -> _Run:
                 loss_fn=make_loss(t.loss, **t.loss_params), train_x=train_x.to(device, memory_format=layout),
                 train_kp=torch.from_numpy(train.keypoints.copy()).to(device), val_x=val_x,
                 val_kp=torch.from_numpy(val.keypoints.copy()), data_report=report, val_frames=frames["val"],
+                train_weights=turned_weights(train.keypoints, card.schema, t.turned_weight),
                 device=device, amp=dtype,
                 scaler=scaler, rank=rank, world=world)
 
@@ -471,7 +473,9 @@ def _train_steps(run: _Run, state: TrainState, stop: dict, started: float, bar: 
     t, model, schema = run.cfg.train, run.model, run.card.schema
     per_rank, steps = _steps_per_epoch(run)
     n = len(run.train_x)
-    order = torch.randperm(n, generator=torch.Generator().manual_seed(t.seed * 100_003 + state.epoch))
+    epoch_gen = torch.Generator().manual_seed(t.seed * 100_003 + state.epoch)
+    order = torch.randperm(n, generator=epoch_gen) if run.train_weights is None else \
+        torch.multinomial(run.train_weights, n, replacement=True, generator=epoch_gen)
     size = tuple(run.train_x.shape[-2:])
     model.train()
     for step in range(state.step, steps):
@@ -488,6 +492,24 @@ def _train_steps(run: _Run, state: TrainState, stop: dict, started: float, bar: 
         if stop["signal"] is not None:
             return False
     return True
+
+
+def turned_weights(keypoints: np.ndarray, schema, turned_weight: float) -> torch.Tensor | None:
+    """(N,) sampling weights for ``train.turned_weight`` (None when it is 0): 1 + turned_weight *
+    min(|yaw|, 1) / 0.3, so a face turned about 30 degrees is drawn 1 + turned_weight times as often
+    as a frontal one. The training data holds few turned faces, and a model that rarely sees them
+    predicts a frontal shape for them; faces whose labels lack the eyes or the nose tip count as frontal."""
+    if not turned_weight:
+        return None
+    from facekeypoints.evaluate.photos import yaw_proxy  # the yaw photo evaluation bins faces by
+
+    try:
+        kaggle15 = schema.convert(np.asarray(keypoints, np.float64), "kaggle15")
+    except ValueError as err:
+        raise ValueError(f"train.turned_weight needs the eye centres and nose tip, which {schema.name} "
+                         f"points cannot give ({err})") from None
+    yaw = np.nan_to_num(np.abs(yaw_proxy(kaggle15)), nan=0.0, posinf=0.0)
+    return torch.from_numpy(1.0 + turned_weight * np.minimum(yaw, 1.0) / 0.3)
 
 
 def _steps_per_epoch(run: _Run) -> tuple[int, int]:
