@@ -1,7 +1,7 @@
 """Does the 68-point result depend on where the face box came from? NME from each box source.
 
 For ytf68's validation people (80/20 person split, seed 0; or ``--limit`` of them) the shipped
-ibug68 model is framed from: the Haar detector's box, dlib's HOG box (when the dlib extra is
+ibug68 model (or ``--model``) is framed from: the Haar detector's box, dlib's HOG box (when the dlib extra is
 installed), and the bounding box of the labelled points; each as given and jittered (shift and
 size by up to +-10%, seeded). Each source uses its own calibrated framing
 (``facekeypoints.data.framing.BOX_FRAMES``), with keypoint refinement. NME: mean point error over
@@ -55,6 +55,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--limit", type=int, default=0, help="the first N validation faces (0: all)")
     parser.add_argument("--jitter", type=float, default=0.10)
+    parser.add_argument("--model", default="ibug68", help="a 68-point model: a shipped name or a checkpoint trained "
+                        "on ytf68's 80/20 person split with seed 0 (its validation people are scored)")
     args = parser.parse_args()
     if not DATA.is_file():
         print(f"skipped: {DATA} is absent")
@@ -63,7 +65,7 @@ def main() -> int:
     val = split_indices(data, [0.8, 0.2], seed=0)[1]
     val = val[:args.limit] if args.limit else val
     sources = _sources()
-    models = {name: KeypointDetector("ibug68", detector=None, box_frame=name) for name in [*sources, "landmarks"]}
+    models = {name: KeypointDetector(args.model, detector=None, box_frame=name) for name in [*sources, "landmarks"]}
     passes = {"count": 0}  # model passes, one face per call: refinement's cost
     for det in models.values():
         det._predict_frames = _counting(det._predict_frames, passes)
@@ -88,7 +90,7 @@ def main() -> int:
                 per_face.append(passes["count"] - before)
                 errors[name + suffix].append(float(np.nanmean(np.linalg.norm(predicted - truth, axis=-1)) / iod))
     n = len(errors["haar"])
-    print(f"ibug68 model, {n} ytf68 validation faces found by every source, refinement on")
+    print(f"{args.model}, {n} ytf68 validation faces found by every source, refinement on")
     best = min(np.mean(e) for e in errors.values())
     for name, e in errors.items():
         print(f"  {name:22s} NME {100 * np.mean(e):.2f}%  ({100 * (np.mean(e) - best):+.2f} points from the best)")

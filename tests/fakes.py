@@ -127,7 +127,14 @@ def tiny_config(csv_path, out, *extra):
     """A config training ``TINY_TRAINING`` on ``csv_path`` into ``out``, with ``extra`` --set overrides."""
     from facekeypoints.train.config import load_config
 
-    return load_config(None, [f"data.train={csv_path}", f"out_dir={out}", *TINY_TRAINING, *extra])
+    return load_config(None, [f"data.train={csv_path}", f"out_dir={out}", *overrides(TINY_TRAINING, extra)])
+
+
+def overrides(base, extra) -> list[str]:
+    """``base`` then ``extra`` key=value overrides, an extra replacing the base item of its key: a
+    setting given twice with two values is refused by load_config."""
+    given = {item.split("=", 1)[0].strip() for item in extra}
+    return [item for item in base if item.split("=", 1)[0].strip() not in given] + list(extra)
 
 
 def points68(rng, w: int, h: int) -> np.ndarray:

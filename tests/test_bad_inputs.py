@@ -264,7 +264,7 @@ def test_outputs_are_checked_before_any_work(tmp_path, capsys):
         (["data", "convert", train, "-o", train], "is also an input"),
         (["data", "info", train, "--skip-bad", "--report", tmp_path / "adir"], "is a folder"),
         (["export", "-o", tmp_path / "adir.onnx"], None),
-        (["export", "--format", "pt", "-o", tmp_path / "m.PT"], "name it *.pt"),
+        (["export", "--format", "pt", "-o", tmp_path / "m.pth"], "name it *.pt"),
         (["predict", train, "-o", train], "is also an input"),
         (["predict", GRACE_HOPPER, "--detector", "none", "-o", tmp_path / "o"], "--detector none is for a Kaggle CSV"),
         (["bench", "--repeats", "0"], "must be 1 or more, got 0"),

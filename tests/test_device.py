@@ -10,7 +10,7 @@ from facekeypoints.models.device import DeviceError, amp_dtype, resolve_device
 from facekeypoints.train import loop
 from facekeypoints.train.config import load_config
 from facekeypoints.train.loop import fit
-from fakes import make_faces
+from fakes import make_faces, overrides
 
 TINY = ["model.name=keypoint_net", "train.epochs=2", "train.batch_size=8", "train.lr=0.003", "train.num_threads=1",
         "data.split=[0.75, 0.25]"]
@@ -22,7 +22,7 @@ def tiny_csv(tmp_path_factory):
 
 
 def _cfg(csv, out, *extra):
-    return load_config(None, [f"data.train={csv}", f"out_dir={out}", *TINY, *extra])
+    return load_config(None, [f"data.train={csv}", f"out_dir={out}", *overrides(TINY, extra)])
 
 
 @pytest.fixture

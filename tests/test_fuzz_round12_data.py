@@ -229,7 +229,7 @@ def test_coco_refuses_a_category_whose_keypoint_names_are_fewer(tmp_path):
 
 def test_coco_without_categories_or_category_id_still_reads(tmp_path):
     for categories in ([], [{"id": 1, "keypoints": [str(i) for i in range(68)]}]):
-        path = _coco(tmp_path, [{"id": 1, "file_name": "a.png"}], [_annotation(category_id=1), _annotation(id=2)],
+        path = _coco(tmp_path, [{"id": 1, "file_name": "a.png"}], [_annotation(category_id=1), _annotation(id=2, bbox=[1, 1, 10, 10])],
                      categories=categories)
         assert len(read_coco_json(path, load_images=False)) == 2
 

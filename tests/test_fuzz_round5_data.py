@@ -286,7 +286,8 @@ def test_evaluate_without_eye_labels_gives_null_nme_and_a_dash(tmp_path, capsys)
 def _coco(**image) -> dict:
     flat = [v for x, y in points68(np.random.default_rng(0), 80, 60) for v in (float(x), float(y), 2)]
     return {"images": [{"id": 9, "file_name": "img.png", "height": 60, "width": 80} | image],
-            "annotations": [{"id": 1, "image_id": 9, "keypoints": flat}, {"id": 2, "image_id": 9, "keypoints": flat}]}
+            "annotations": [{"id": 1, "image_id": 9, "keypoints": flat},  # two faces: the same one twice is refused
+                            {"id": 2, "image_id": 9, "keypoints": [v + (i % 3 < 2) for i, v in enumerate(flat)]}]}
 
 
 def test_coco_annotation_repeating_an_id_on_its_image_is_an_error(tmp_path):

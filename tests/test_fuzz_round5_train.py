@@ -17,7 +17,7 @@ from facekeypoints.data import write_kaggle_csv
 from facekeypoints.data.formats.landmarks import write_pts
 from facekeypoints.models.checkpoint import load_checkpoint
 from facekeypoints.train.config import load_config
-from fakes import make_faces, run_cli
+from fakes import make_faces, overrides, run_cli
 
 # as tests/test_train.py: the default recipe, cut down to seconds on one CPU thread
 TINY = ["model.name=keypoint_net", "train.epochs=2", "train.batch_size=8", "train.lr=0.003",
@@ -50,7 +50,7 @@ def train(capsys, csv, out, *sets, flags=()) -> tuple[int, str, str]:
     argv = ["train", "--quiet", *flags]
     if out is not None:
         argv += ["--out", out]
-    for item in [f"data.train={csv}", *TINY, *sets]:
+    for item in overrides([f"data.train={csv}", *TINY], sets):
         argv += ["--set", item]
     return run(argv, capsys)
 

@@ -11,7 +11,7 @@ from facekeypoints.models.checkpoint import load_checkpoint
 from facekeypoints.train.config import ADDED_SETTINGS, load_config
 from facekeypoints.train.grid import config_digest
 from facekeypoints.train.loop import fit
-from fakes import make_faces
+from fakes import make_faces, overrides
 
 TINY = ["model.name=fcnn", "train.epochs=1", "train.batch_size=8", "train.num_threads=1", "data.split=[0.75, 0.25]"]
 
@@ -22,7 +22,7 @@ def tiny_csv(tmp_path):
 
 
 def _cfg(csv, out, *extra):
-    return load_config(None, [f"data.train={csv}", f"out_dir={out}", *TINY, *extra])
+    return load_config(None, [f"data.train={csv}", f"out_dir={out}", *overrides(TINY, extra)])
 
 
 def _strip_added(values: dict) -> dict:

@@ -221,7 +221,7 @@ def test_coco_skip_bad_repeated_id_and_missing_image(tmp_path):
 
 
 def test_coco_skip_bad_keeps_the_most_common_point_count(tmp_path):
-    doc = _coco([_face()[:5], _face(), _face()], ["a.png"])
+    doc = _coco([_face()[:5], _face(), _face() + 1], ["a.png"])  # two faces of 68 (one twice would be refused)
     (tmp_path / "ann.json").write_text(json.dumps(doc))
     with pytest.raises(DataFormatError, match=r"row 1, field 'keypoints': 68 points where earlier annotations have 5"):
         read_coco_json(tmp_path / "ann.json", load_images=False)

@@ -28,7 +28,7 @@ import csv
 import gzip
 import io
 import json
-import os
+import shutil
 import tracemalloc
 from pathlib import Path
 
@@ -239,13 +239,14 @@ YTF_COLUMNS = ["image", "person"] + [f"{a}{i}" for i in range(68) for a in "xy"]
 
 
 def _ytf(folder: Path, rows: int, labelled: bool = True, name: str = "train.csv") -> Path:
-    """A ytf68 CSV of ``rows`` rows, each naming its own photo (hard links to one small image)."""
+    """A ytf68 CSV of ``rows`` rows, each naming its own photo (copies of one small image: hard links
+    would be one photo named twice, which the reader refuses)."""
     first = _photo(folder / "images" / "p.jpg", 20, 20)
     values = ",".join(f"{10 + (i % 7) * 0.123:.3f}" for i in range(136))
     with open(folder / name, "w") as f:
         f.write(",".join(YTF_COLUMNS if labelled else YTF_COLUMNS[:2]) + "\n")
         for i in range(rows):
-            os.link(first, folder / "images" / f"p{i}.jpg")
+            shutil.copyfile(first, folder / "images" / f"p{i}.jpg")
             f.write(f"p{i}.jpg,person{i % 50}" + (f",{values}" if labelled else "") + "\n")
     return folder / name
 

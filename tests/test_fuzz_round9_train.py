@@ -66,9 +66,9 @@ def test_the_same_model_or_loss_regiven_or_new_options_given_with_it_warns_of_no
         load_config(None, ["model.name=simple_cnn"])  # the defaults' options (none) are nobody's
 
 
-def test_options_from_an_earlier_set_are_named_as_such():
+def test_options_from_an_earlier_set_are_named_as_such(options_yaml):  # the file's loss is wing
     with pytest.warns(UserWarning, match=r"train.loss_params \{'w': 0.5\} from --set train.loss_params dropped"):
-        load_config(None, ["train.loss=wing", "train.loss_params={w: 0.5}", "train.loss=mse"])
+        load_config(options_yaml, ["train.loss_params={w: 0.5}", "train.loss=mse"])
 
 
 def test_the_cli_says_what_was_dropped(options_yaml, tmp_path, capsys):

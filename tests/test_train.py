@@ -13,7 +13,7 @@ from facekeypoints.data import write_kaggle_csv
 from facekeypoints.models.checkpoint import CheckpointError, load_checkpoint, load_model
 from facekeypoints.train.config import load_config
 from facekeypoints.train.loop import fit
-from fakes import make_faces
+from fakes import make_faces, overrides
 
 TINY = ["model.name=keypoint_net", "train.epochs=3", "train.batch_size=8", "train.lr=0.003",
         "train.num_threads=1", "data.split=[0.75, 0.25]"]
@@ -27,7 +27,7 @@ def tiny_csv(tmp_path) -> Path:
 
 
 def _cfg(csv, out, extra=()):
-    return load_config(None, [f"data.train={csv}", f"out_dir={out}", *TINY, *extra])
+    return load_config(None, [f"data.train={csv}", f"out_dir={out}", *overrides(TINY, extra)])
 
 
 def test_fit_writes_run_directory_and_learns(tiny_csv, tmp_path):
@@ -115,7 +115,7 @@ def _cli(*args, **kwargs):
 def test_sigterm_saves_and_resume_completes(tiny_csv, tmp_path):
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "facekeypoints.cli", "train", "--quiet", "--out", str(out),
-           "--set", f"data.train={tiny_csv}", *sum((["--set", s] for s in CLI_TINY + ["train.epochs=200"]), [])]
+           "--set", f"data.train={tiny_csv}", *sum((["--set", s] for s in overrides(CLI_TINY, ["train.epochs=200"])), [])]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     import time
 
@@ -129,7 +129,7 @@ def test_sigterm_saves_and_resume_completes(tiny_csv, tmp_path):
     state = load_checkpoint(out / "last.pt").training["train_state"]
     assert 1 <= state["epoch"] < 200
     done = _cli("train", "--quiet", "--resume", "--out", str(out), "--set", f"data.train={tiny_csv}",
-                *sum((["--set", s] for s in CLI_TINY + [f"train.epochs={state['epoch'] + 1}"]), []))
+                *sum((["--set", s] for s in overrides(CLI_TINY, [f"train.epochs={state['epoch'] + 1}"])), []))
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["epochs"] == state["epoch"] + 1
 
@@ -137,7 +137,7 @@ def test_sigterm_saves_and_resume_completes(tiny_csv, tmp_path):
 def test_two_process_data_parallel_training(tiny_csv, tmp_path):
     out = tmp_path / "ddp"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    sets = sum((["--set", s] for s in CLI_TINY + ["train.epochs=2", f"data.train={tiny_csv}"]), [])
+    sets = sum((["--set", s] for s in overrides(CLI_TINY, ["train.epochs=2", f"data.train={tiny_csv}"])), [])
     run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                           "-m", "facekeypoints.cli", "train", "--quiet", "--out", str(out), *sets],
                          capture_output=True, text=True, env=env, timeout=300)

@@ -105,6 +105,41 @@ def _check_output(source, output) -> None:
     check_target(output, inputs=(source,))
 
 
+def _data_files(source, data) -> tuple[set[Path], set[Path]]:
+    """The files of the data read from ``source`` (its label file and every photo it lists, each as
+    listed and as resolved: a link and its target), and the folders holding them, resolved."""
+    listed = ([] if Path(source).is_dir() else [source]) + [p for p in (data.paths or []) if p]
+    files = {f for p in listed for f in (Path(p).absolute(), Path(p).resolve())}
+    folders = {f.parent.resolve() for f in files} | ({Path(source).resolve()} if Path(source).is_dir() else set())
+    return files, folders
+
+
+def _check_clear_of_data(output, source, data, *, folder: bool = False) -> None:
+    """An output (--report, -o) of a command that read ``data`` never replaces a file of it: checked
+    once the labels are read, before any work. A file output may not be one of its files; a folder
+    output may not hold any of them, nor lie inside the folder read. A face --skip-bad left out is not
+    listed: a photo-named file that exists in a folder of the data is refused too, as it may be one."""
+    files, folders = _data_files(source, data)
+    out = Path(output)
+    if folder:
+        place = out.resolve()
+        held = place in folders or (Path(source).is_dir() and place.is_relative_to(Path(source).resolve()))
+        if held:
+            raise ValueError(f"{output}: is a folder of the data being read ({source}), whose photos or label files "
+                             "the report's files could overwrite; give a folder outside it")
+        return
+    same = out.resolve() in files or (out.exists() and any(f.exists() and out.samefile(f) for f in files))
+    if same:
+        raise ValueError(f"{output}: is a file of the data being read ({source}), which the output would "
+                         "overwrite; choose another name")
+    from facekeypoints.data.formats.landmarks import IMAGE_SUFFIXES
+
+    photo_like = out.suffix.lower() in {*IMAGE_SUFFIXES, *(Path(p).suffix.lower() for p in data.paths or [] if p)}
+    if data.skipped_count and photo_like and out.exists() and out.parent.resolve() in folders:
+        raise ValueError(f"{output}: exists in a folder of the data being read, where it may be the photo of a "
+                         "face --skip-bad left out; choose another name")
+
+
 def _applies(given: list[str], joiner: str) -> str:
     """"--a applies" or "--a, --b apply": options given where they mean nothing."""
     return f"{joiner.join(given)} {'apply' if len(given) > 1 else 'applies'}"
@@ -136,6 +171,8 @@ def _cmd_data_convert(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     # labels first; each photo is then read, cut and dropped in turn (a folder of 12 MP photos held 1.75 GB)
     data = read(args.src, skip_bad=args.skip_bad, load_images=False)
+    for output in filter(None, (args.output, args.report)):  # the photos are known now: none is replaced
+        _check_clear_of_data(output, args.src, data)
     if len(data) > MAX_ROWS:  # before any photo is read: the crops alone would take len x 9 KB
         raise ValueError(f"{args.src}: {len(data)} faces, over the {MAX_ROWS} rows a Kaggle CSV may hold; "
                          "convert a part (a subfolder) at a time")
@@ -202,6 +239,7 @@ def _cmd_data_info(args: argparse.Namespace) -> int:
         _check_output(args.path, args.report)  # inside the folder read, it would be read as input next time
     data = read_for_info(args.path, skip_bad=args.skip_bad)
     if args.report:
+        _check_clear_of_data(args.report, args.path, data)  # the photos are known now: none is replaced
         _write_skipped(args.report, data.skipped)
     info = describe(data)
     print(json.dumps(info, indent=2) if args.json else format_description(info))
@@ -332,29 +370,38 @@ GRID_EXAMPLES = """examples:
 """
 
 
-def _check_default_data(cfg) -> None:
-    """The default recipe's relative data paths, read from the working folder: a missing one says so,
-    and where the data is (the repository folder) when it is there."""
+def _check_data_paths(cfg, config: str | None) -> None:
+    """The recipe's relative data paths, read from the working folder: a missing one is named with its
+    key and that folder, and where the data is (the repository's or the config's folder) when it is there."""
     from facekeypoints.data.pipeline import DATA_PATH_KEYS
     from facekeypoints.evaluate.runner import _repository
 
+    places = {"the repository folder": _repository()}
+    if config:  # a config run from elsewhere: its paths may be meant relative to it
+        places["the config's folder"] = Path(config).expanduser().resolve().parent
     for key in DATA_PATH_KEYS:
         value = getattr(cfg.data, key)
         if value is None or Path(value).expanduser().is_absolute() or Path(value).expanduser().exists():
             continue
-        there = (f"; it is in the repository folder: run from {_repository()}"
-                 if (_repository() / value).exists() else "; the data must be there")
-        raise ValueError(f"data.{key} {value} (the default recipe's, relative to the working folder {Path.cwd()}): "
-                         f"no such file or folder{there}, or give --config / --set data.{key}=FILE")
+        there = next((f"; it is in {what}: run from {folder}" for what, folder in places.items()
+                      if (folder / value).exists()), "; the data must be there")
+        whose = "the default recipe's, " if not config else ""
+        raise ValueError(f"data.{key} {value} ({whose}relative to the working folder {Path.cwd()}): "
+                         f"no such file or folder{there}, or give " + ("--config / " if not config else "") +
+                         f"--set data.{key}=FILE")
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from facekeypoints.train.config import default_recipe, load_config
     from facekeypoints.train.loop import fit
 
+    if args.out:  # --out overrides out_dir: both given with different values, one would be ignored without a word
+        for item in args.set:
+            key, _, value = item.partition("=")
+            if key.strip() == "out_dir" and Path(value.strip()).expanduser() != Path(args.out).expanduser():
+                raise ValueError(f"--out {args.out} and --set {item} both name the run folder; give one")
     cfg = load_config(os.path.expanduser(args.config) if args.config else default_recipe(), args.set)
-    if not args.config:  # the default recipe's data paths are relative to the repository folder (README's commands)
-        _check_default_data(cfg)
+    _check_data_paths(cfg, args.config)  # relative data paths are read from the working folder
     if args.out:
         cfg.out_dir = os.path.expanduser(args.out)  # as the config's own paths are
     if args.resume and args.overwrite:
@@ -466,7 +513,8 @@ def _evaluate_photos(args: argparse.Namespace) -> int:
         raise ValueError(f"--boxes {args.boxes!r} is not one of labels, {', '.join(sorted(DETECTORS))}")
     data = read(args.data, load_images=False, skip_bad=args.skip_bad)  # photos are read one by one as scored
     if args.report is not None:  # before the scoring, not after
-        _check_report_folder(args.report, data)
+        _check_clear_of_data(args.report, args.data, data, folder=True)
+        check_target(args.report, folder=True)  # can be made and written (made here)
     labels, model = args.boxes == "labels", str(args.model or model_for(data.schema.name))
     detector = KeypointDetector(model, detector=None if labels else args.boxes,
                                 box_frame="landmarks" if labels else None, mirror_tta=args.mirror_tta,
@@ -489,15 +537,6 @@ def _evaluate_photos(args: argparse.Namespace) -> int:
 
         print(f"report: {write_photo_report(args.report, data, details, finite_json(r))}", file=sys.stderr)
     return status
-
-
-def _check_report_folder(report: str, data) -> None:
-    """The report folder can be made and written, and none of its files would land on a photo."""
-    folder = check_target(report, folder=True).resolve()
-    photos = [Path(p).resolve() for p in (data.paths or []) if p]
-    if any(p.parent == folder for p in photos):
-        raise ValueError(f"{report}: holds the data's photos, which the report's pictures could overwrite; "
-                         "give another folder")
 
 
 def _print_photo_figures(r: dict, status: int) -> None:
@@ -735,7 +774,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
             raise ValueError(f"{'; '.join(said)}; a Kaggle CSV's faces are framed already")
     elif chosen == "none":
         raise ValueError("--detector none is for a Kaggle CSV, whose images are framed faces; photos and videos "
-                         "need a face detector (haar or dlib)")
+                         "need a face detector (haar, cnn or dlib)")
     face_detector = None if csvs else chosen or "haar"
     if face_detector in ("haar", "cnn"):
         sizing = {"min_face": args.min_face} | ({"max_side": args.max_side} if args.max_side else {})
@@ -772,7 +811,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
             check_target(out, inputs=(csvs[0],))
         if kind == "folder":  # a name the run chose, in a folder: replaced only with --overwrite, as every other
             check_outputs([Path(out)], args.overwrite)
-        predictions = predict_kaggle_csv(detector, csvs[0], skip_bad=True)  # one bad row does not stop the rest
+        # one bad row does not stop the rest; an interrupted run keeps the rows finished so far in `out`
+        predictions = predict_kaggle_csv(detector, csvs[0], skip_bad=True, out_csv=None if out == "-" else out)
         written = write_keypoint_csv(predictions, out)
         print(f"wrote {'standard output' if written is None else written}: {len(predictions)} rows",
               file=sys.stderr if written is None else sys.stdout)
@@ -825,7 +865,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
     wanted = "." + args.format
     if args.output.endswith(("/", os.sep)):  # a trailing slash names a folder, as predict's -o: never a file
         raise ValueError(f"{args.output}: a folder (it ends with /); export writes one file: name it *{wanted}")
-    if Path(args.output).suffix != wanted:
+    if Path(args.output).suffix.lower() != wanted:  # model.ONNX is a name as good as model.onnx
         raise ValueError(f"{args.output}: --format {args.format} writes a {wanted} file; name it *{wanted}")
     check_target(args.output, inputs=(source,))
     if args.format == "pt":  # slim and in the current format (older checkpoints are upgraded)
@@ -860,7 +900,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
     models = {}
     for item in args.model or []:  # NAME=PATH, or a shipped name
-        name, eq, path = item.partition("=")
+        # a model file whose path holds = (runs/lr=0.01/best.pt) is that file, not NAME=PATH
+        name, eq, path = (item, "", "") if Path(item).expanduser().is_file() else item.partition("=")
         if not name or (eq and not path):
             raise ValueError(f"--model {item!r}: give NAME=PATH or a shipped model's name")
         if name in models:
@@ -1023,9 +1064,19 @@ def _parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.
     args, unknown = parser.parse_known_args(argv)
     if unknown:
         mode = parser._subparsers._group_actions[0].choices[args.mode]  # noqa: SLF001 (argparse keeps it there)
+        words = args.mode
+        while mode._subparsers is not None:  # noqa: SLF001 (data info: the sub-mode's own options and name)
+            below = mode._subparsers._group_actions[0]  # noqa: SLF001
+            if getattr(args, below.dest, None) not in below.choices:
+                break
+            words += f" {getattr(args, below.dest)}"
+            mode = below.choices[getattr(args, below.dest)]
         options = [o for action in mode._actions for o in action.option_strings]  # noqa: SLF001
         hints = [f"{u} (it goes before the mode: facekeypoints --debug {args.mode} ...)" if u == "--debug"
                  else f"{u} (did you mean {close[0]}?)" if (close := difflib.get_close_matches(u.split("=")[0], options, n=1))
+                 # argparse takes the inputs given before the first option only: an existing file said as such
+                 else f"{u} (an input after an option: give every input first, facekeypoints {words} INPUT... "
+                      "--options)" if not u.startswith("-") and os.path.lexists(u)
                  else u for u in unknown]
         mode.error(f"unrecognized arguments: {' '.join(hints)}")
     # an empty value ("-o ''", a shell variable that was not set) is never a path or a name: said, not
@@ -1051,8 +1102,10 @@ def _terminate(signum, frame):
 def _one_line_warning(message, category, filename, lineno, line=None) -> str:
     """For users: one line (a library's message over several lines is joined), and no source file
     and line of ours under it."""
+    from facekeypoints.data.dataset import one_line
+
     text = " ".join(part.strip() for part in str(message).splitlines() if part.strip())
-    return f"warning: {text}\n"
+    return f"warning: {one_line(text)}\n"  # a file name's escape sequences (ESC[2J) shown, not run
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -1070,7 +1123,13 @@ def main(argv: list[str] | None = None) -> int:
             print("error: standard output is closed; nothing was written", file=sys.stderr)
         return 2
     stderr = sys.stderr
-    if stderr is not None:  # a reader of stderr that leaves (2>&1 | head) neither stops the run nor sets its exit code
+    if stderr is None:  # closed (2>&-): what is written there (bars, warnings, decoders) goes to /dev/null, not a crash
+        devnull = os.open(os.devnull, os.O_WRONLY)  # the lowest free descriptor: 2 itself when it is closed
+        if devnull != 2:
+            os.dup2(devnull, 2)
+            os.close(devnull)
+        sys.stderr = open(2, "w", closefd=False)  # noqa: SIM115 (lives as long as the command)
+    else:  # a reader of stderr that leaves (2>&1 | head) neither stops the run nor sets its exit code
         sys.stderr = _ReaderMayLeave(stderr)
     try:
         code = args.func(args)

@@ -25,7 +25,8 @@ from facekeypoints.data import framing
 from facekeypoints.data.dataset import DataFormatError, KeypointData
 from facekeypoints.schema import SchemaError
 
-__all__ = ["ConversionReport", "check_output_outside", "complete_labels", "resize_faces", "to_kaggle_task"]
+__all__ = ["ConversionReport", "check_output_outside", "complete_labels", "face_photo", "resize_faces",
+           "to_kaggle_task"]
 
 
 def check_output_outside(source: str | Path, output: str | Path) -> None:
@@ -131,8 +132,9 @@ def to_kaggle_task(data: KeypointData, target: str = "kaggle15", *, size: int = 
     if not MIN_SIZE <= size <= MAX_SIZE:
         raise ValueError(f"size must be in {MIN_SIZE}..{MAX_SIZE} pixels, got {size}")
     size = int(size)
-    if data.images is None and not any(data.paths):
-        raise ValueError(f"{data.source or 'data'} holds no images; read it with load_images=True")
+    if data.images is None and not any(data.paths):  # e.g. a Kaggle CSV without its Image column
+        raise ValueError(f"{data.source or 'data'} holds labels only: no images and no photos beside them, "
+                         "so no faces to crop")
     where = data.source or "data"
     try:
         anchors = framing.anchor_points(data.schema, data.keypoints)
@@ -158,7 +160,7 @@ def to_kaggle_task(data: KeypointData, target: str = "kaggle15", *, size: int = 
     converted, unusable = [], []
     for i in keep:
         try:
-            photo = _photo(data, i)
+            photo = face_photo(data, i)
             _check_face_in_photo(data, i, photo.shape[:2])
         except (DataFormatError, OSError) as err:
             if not skip_bad:
@@ -185,11 +187,13 @@ def to_kaggle_task(data: KeypointData, target: str = "kaggle15", *, size: int = 
     return faces, report
 
 
-def _photo(data: KeypointData, i: int) -> np.ndarray:
-    """Face i's image: ``data.image(i)``, or, for labels read alone, its photo read now from ``data.paths``."""
+def face_photo(data: KeypointData, i: int) -> np.ndarray:
+    """Face i's image: ``data.image(i)``, or, for labels read alone, its photo read now from
+    ``data.paths`` and the face's points checked against its size as the readers check them when they
+    load images (``checks.check_face``). A DataFormatError (or OSError) when it cannot be used."""
     if data.images is not None:
         return data.image(i)
-    from facekeypoints.data.formats.checks import check_points
+    from facekeypoints.data.formats.checks import check_face
     from facekeypoints.data.formats.landmarks import IMAGE_SUFFIXES
     from facekeypoints.data.images import read_image
 
@@ -202,11 +206,9 @@ def _photo(data: KeypointData, i: int) -> np.ndarray:
     except DataFormatError as err:
         if not (err.hint and "--max-pixels" in err.hint):
             raise
-        # a conversion has no pixel-limit option: advice naming predict's would not work here
+        # neither a conversion nor an evaluation has a pixel-limit option: advice naming predict's would not work
         raise DataFormatError(err.path, err.reason, err.row, err.field) from None
-    kp = data.keypoints[i]
-    check_points(where, kp, image.shape[:2], missing=np.isnan(kp).any(axis=1),
-                 names=[f"face {data.ids[i]!r}, point {k}" for k in range(len(kp))])
+    check_face(where, data.ids[i], data.keypoints[i], image.shape[:2])
     return image
 
 
@@ -305,8 +307,9 @@ def complete_labels(data: KeypointData, source: KeypointData, *, tolerance: floa
 def resize_faces(data: KeypointData, size: int) -> KeypointData:
     """Resize whole images to ``size`` x ``size`` grayscale and scale keypoints with them (seed 003
     shrank the IMM photos this way). Aspect ratio is not kept: x and y scale separately."""
-    if data.images is None:
-        raise ValueError(f"{data.source or 'data'} holds no images; read it with load_images=True")
+    if data.images is None:  # the advice only where the photos are there to load
+        raise ValueError(f"{data.source or 'data'} holds no images" + ("; read it with load_images=True"
+                                                                      if any(data.paths) else " (labels only)"))
     images, keypoints = [], data.keypoints.astype(np.float64).copy()
     for i in range(len(data)):
         images.append(framing.resize_image(_gray(data.image(i)), size))

@@ -362,27 +362,65 @@ def _decoder_said(said: list[str]) -> str:
 
 _STDERR = threading.Lock()
 
+# The lines the decoders inside OpenCV write to fd 2, by their own prefixes; any other line caught
+# while a decoder runs is another thread's (a server's log, an application's own output) and goes on
+# to the real stderr, unchanged.
+_DECODER_LINE = re.compile(rb"""\s*(?:
+    libpng\ (?:warning|error)                                   # libpng: "libpng warning: tEXt: CRC error"
+  | \[[^]\n]+\ @\ 0x[0-9a-fA-F]+\]                              # FFmpeg: "[mjpeg @ 0x55de2ab21980] error y=3"
+  | Last\ message\ repeated\ \d+\ times                          # FFmpeg, after a repeated line
+  | \[\s*(?:FATAL|ERROR|WARN|INFO|DEBUG|VERBOSE)\s*:              # OpenCV's log: "[ WARN:0@0.012] global ..."
+  | OpenCV\ TIFF:|TIFF\w+:                                        # libtiff: "TIFFReadDirectory: Warning, ..."
+  | (?:Corrupt\ JPEG\ data|Premature\ end\ of\ JPEG\ file|Invalid\ JPEG\ file\ structure|Not\ a\ JPEG\ file
+     |Unsupported\ marker\ type|Bogus\ marker\ length|Warning:\ unknown\ JFIF)  # libjpeg
+  | (?:libwebp|WebP)\b                                           # libwebp
+)""", re.X)
+
 
 @contextlib.contextmanager
 def decoder_output():
     """libpng, libtiff and FFmpeg, inside OpenCV, print their warnings (a chunk's CRC error, data
     they patched over) straight to the process's stderr, naming no file; so the decoder's stderr
     is caught while the block runs. Yields a list that holds, once the block ends (however it
-    ends), the lines caught. Process-wide, hence the lock: two threads decoding at once wait."""
+    ends), the decoders' lines caught (``_DECODER_LINE``). Process-wide, hence the lock: two
+    threads decoding at once wait; what other threads wrote meanwhile is written on to stderr."""
     said: list[str] = []
-    with _STDERR, tempfile.TemporaryFile() as caught:
-        sys.stderr.flush()
-        saved = os.dup(2)
-        os.dup2(caught.fileno(), 2)
-        try:
-            yield said
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            caught.seek(0)
-            lines = caught.read().decode("utf-8", "replace").split("\n")
-            # "[mjpeg @ 0x55de2ab21980] error y=3": the address means nothing to a reader
-            said += [re.sub(r" @ 0x[0-9a-f]+\]", "]", line.strip()) for line in lines if line.strip()]
+    with _STDERR:
+        if sys.stderr is not None:  # None when the process started without one (2>&-, pythonw)
+            sys.stderr.flush()
+        try:  # before the temporary file is opened: with fd 2 closed, that file would take it
+            saved = os.dup(2)
+        except OSError:  # no stderr: the decoders' lines are still caught, for the notes
+            saved = None
+        with tempfile.TemporaryFile() as caught:
+            os.dup2(caught.fileno(), 2)
+            try:
+                yield said
+            finally:
+                if saved is not None:
+                    os.dup2(saved, 2)
+                    os.close(saved)
+                elif caught.fileno() != 2:
+                    os.close(2)  # closed again, as it was
+                caught.seek(0)
+                others = []
+                for line in caught.read().splitlines(keepends=True):
+                    if not _DECODER_LINE.match(line):
+                        others.append(line)
+                    elif line.strip():
+                        # "[mjpeg @ 0x55de2ab21980] error y=3": the address means nothing to a reader
+                        said.append(re.sub(r" @ 0x[0-9a-fA-F]+\]", "]", line.decode("utf-8", "replace").strip()))
+                if others and saved is not None:
+                    _write_stderr(b"".join(others))
+
+
+def _write_stderr(data: bytes) -> None:
+    """``data`` written to fd 2 as it came; a stderr that cannot take it (a full disk) loses only it."""
+    try:
+        while data:
+            data = data[os.write(2, data):]
+    except OSError:
+        pass
 
 
 @contextlib.contextmanager

@@ -12,11 +12,12 @@ Examples
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
-from facekeypoints.data.dataset import KeypointData
+from facekeypoints.data.dataset import DataFormatError, KeypointData
 from facekeypoints.data.images import image_size
 
 __all__ = ["describe", "format_description", "read_for_info"]
@@ -174,4 +175,40 @@ def read_for_info(path: str | Path, *, skip_bad: bool = False) -> KeypointData:
 
     # labels only: statistics need no pixels (photos are sized from their headers; Kaggle CSVs hold
     # their images inline and read them anyway), and a label file whose photo is missing still reads
-    return read(path, skip_bad=skip_bad, load_images=False)
+    return _check_labels_on_photos(read(path, skip_bad=skip_bad, load_images=False), skip_bad)
+
+
+def _check_labels_on_photos(data: KeypointData, skip_bad: bool) -> KeypointData:
+    """``data`` read without its photos, each face's points checked against its photo's size from the
+    header (``checks.check_face``, the readers' rule with images loaded), where that photo is there and
+    its header gives one (the rest ``describe`` names). A face that fails is an error, or with
+    ``skip_bad`` left out and listed with the read's skipped rows."""
+    from facekeypoints.data.formats.checks import check_face
+
+    if data.images is not None or data.paths is None:
+        return data
+    sized: dict[str, tuple[int, int]] = {}  # several faces often share one photo
+    keep, bad = [], []
+    for i, photo in enumerate(data.paths):
+        if photo is not None and photo not in sized:
+            try:
+                width, height = image_size(photo) if Path(photo).is_file() else (0, 0)
+            except (OSError, ValueError):  # unreadable: describe names it among the unsized photos
+                width = height = 0
+            sized[photo] = (height, width)
+        size = sized.get(photo, (0, 0))
+        try:
+            if min(size) > 0:
+                check_face(data.source or "data", data.ids[i], data.keypoints[i], size)
+        except ValueError as err:
+            if not skip_bad:
+                raise
+            bad.append(str(err))
+            continue
+        keep.append(i)
+    if not bad:
+        return data
+    if not keep:  # as the readers say when skip_bad leaves nothing
+        raise DataFormatError(data.source or "data", f"no faces; {len(bad)} skipped as bad: " + "; ".join(bad[:3]))
+    listed = len(data.skipped) - (1 if data.skipped_unlisted else 0)  # the count of unlisted ones stays last
+    return replace(data.subset(keep), skipped=data.skipped[:listed] + bad + data.skipped[listed:])

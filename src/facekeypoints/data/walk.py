@@ -19,10 +19,15 @@ from facekeypoints.data.dataset import DataFormatError
 __all__ = ["walk_files", "data_files", "distinct_files", "same_file", "unreadable", "not_found"]
 
 
-def same_file(path: str | Path) -> str:
-    """What two names of one file share: its real path, links and ``./`` or ``..`` resolved, so a
-    list that names a photo twice (``a.jpg`` and a link to it) is caught; a missing file too."""
-    return os.path.realpath(path)
+def same_file(path: str | Path) -> tuple[int, int] | str:
+    """What two names of one file share, so a list that names a photo twice (``a.jpg`` and a link to
+    it) is caught: its device and inode, which a hard link shares too (its real path would not); for
+    a file that cannot be looked at (missing), its real path, links and ``./`` or ``..`` resolved."""
+    try:
+        found = os.stat(path)
+    except (OSError, ValueError):  # ValueError: a NUL in the name
+        return os.path.realpath(path)
+    return found.st_dev, found.st_ino
 
 
 def walk_files(folder: str | Path, *, onerror: Callable[[OSError], None] | None = None,
@@ -96,8 +101,8 @@ def distinct_files(files: list[Path], problems: list[DataFormatError]) -> list[P
     a linked folder is searched once. A link to nothing is kept, for the reader to report."""
     kept, first = [], {}
     for f in files:
-        real = os.path.realpath(f)
-        if real in first and os.path.isfile(real):
+        real = same_file(f)
+        if real in first and os.path.isfile(f):
             problems.append(DataFormatError(f, f"leads to the same file as {first[real]} (a link): its labels "
                                                "would count twice; remove one"))
             continue

@@ -314,7 +314,7 @@ def _run_figures(run: dict, ckpt_path: Path, out: Path, plt, notes: dict[str, st
     except (ValueError, OSError) as err:
         notes[run["name"]] = f"no per-keypoint or best/worst figures: its validation faces cannot be rebuilt ({err})"
         return written
-    pred = predict_data(runner, val)
+    pred = predict_data(runner, val, mirror_tta=_validated_with_mirror(run, runner.card))
     # errors in the labelled images' pixels, as the run's val_rmse; the faces are drawn as the model saw them
     scored_pred, scored_truth = (to_scoring_pixels(frames, p) for p in (pred, val.keypoints))
     pk = per_keypoint_rmse(scored_pred, scored_truth)
@@ -335,6 +335,18 @@ def _run_figures(run: dict, ckpt_path: Path, out: Path, plt, notes: dict[str, st
     axes.flat[0].legend(fontsize=6)
     written.append(_save(fig, out / f"{name}_best_worst.png", plt))
     return written
+
+
+def _validated_with_mirror(run: dict, card) -> bool:
+    """Whether the run validated with mirror test-time augmentation (train.mirror_tta): its figures are
+    scored so, as its val_rmse was. Cards record it (``val_mirror_tta``); older runs' config.json does."""
+    if card.metrics.get("val_mirror_tta") is not None:
+        return bool(card.metrics["val_mirror_tta"])
+    try:
+        saved = json.loads((Path(run["dir"]) / "config.json").read_text(encoding="utf-8"))
+        return bool(saved["config"]["train"].get("mirror_tta", False))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):  # no readable config: TrainConfig's default
+        return False
 
 
 def _filters_figure(run: dict, model, path: Path, plt) -> list[Path]:

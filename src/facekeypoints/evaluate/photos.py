@@ -18,7 +18,7 @@ import numpy as np
 
 from facekeypoints.data import KeypointData, framing
 from facekeypoints.data.formats.landmarks import IMAGE_SUFFIXES
-from facekeypoints.data.images import read_image
+from facekeypoints.data.convert import face_photo
 from facekeypoints.evaluate.metrics import ced, mean_error, nme, normalised_errors, summarize
 from facekeypoints.models.weights import SHIPPED
 
@@ -58,12 +58,28 @@ def model_for(schema_name: str) -> str:
     return schema_name if schema_name in SHIPPED else "kaggle15"
 
 
+def _face_box(data: KeypointData, i: int, labelled: np.ndarray) -> np.ndarray:
+    """Face i's whole box, to match a detection against: the data's own (COCO's bbox), else its labelled
+    points' box ``labelled``. Where some points are unlabelled (a jaw at v=0) that box is only part of the
+    face, and a face found would count as missed: the box all its points would have is estimated from
+    the labelled ones, aligned to the template (``BOX_FRAMES["landmarks"]`` is that box's calibration)."""
+    if np.isfinite(data.boxes[i]).all():
+        return data.boxes[i]
+    if np.isfinite(data.keypoints[i]).all():
+        return labelled
+    frame = framing.frames_from_keypoints(data.keypoints[i:i + 1], data.schema, 96)[0][0]
+    if not np.isfinite(frame).all():  # too few anchor points to align
+        return labelled
+    return framing.box_from_frame(frame, 96, framing.BOX_FRAMES["landmarks"])
+
+
 def evaluate_photos(data: KeypointData, detector, *, boxes: str = "labels", limit: int = 0,
                     details: dict | None = None) -> dict:
     """Every metric of ``summarize`` plus auc_8, per-region NME, NME by head turn, and how many faces
     ``detector`` (a ``KeypointDetector``) missed. ``boxes="labels"``: each face is framed from the
     bounding box of its own labelled points (build the detector with ``detector=None,
-    box_frame="landmarks"``); else the detector's box of the face (IoU >= 0.4) is used. ``details``,
+    box_frame="landmarks"``); else the detector's box of the face (IoU >= 0.4 with the face's box in
+    ``data.boxes``, or where it has none with its labelled points' box; see ``_face_box``) is used. ``details``,
     when given, receives the scored rows, their predictions, labels and NME (for a report)."""
     labels = boxes == "labels"
     data_path = data.source
@@ -87,10 +103,10 @@ def evaluate_photos(data: KeypointData, detector, *, boxes: str = "labels", limi
         if data.images is None and not path:
             unusable.append(f"{name}: no photo found beside its labels (looked for {', '.join(IMAGE_SUFFIXES)})")
             continue
-        try:  # photos are read one at a time: a set of large photos is never all in memory
-            image = data.image(i) if data.images is not None else read_image(data.paths[i])
+        try:  # photos are read one at a time (a set of large photos is never all in memory), labels checked on them
+            image = face_photo(data, i)
         except (ValueError, OSError, TypeError) as err:
-            unusable.append(str(err) if str(err).startswith(name) else f"{name}: {err}")
+            unusable.append(str(err) if str(err).startswith((name, str(data_path))) else f"{name}: {err}")
             continue
         labelled = np.r_[points.min(0), points.max(0) + 1]
         if labels:
@@ -100,11 +116,12 @@ def evaluate_photos(data: KeypointData, detector, *, boxes: str = "labels", limi
                 unusable.append(f"{name}: {str(err).split(': ', 1)[-1]}")
             continue
         result = detector(image)
-        hits = [j for j, face in enumerate(result) if framing.box_iou(face.box, labelled) >= 0.4]
+        face_box = _face_box(data, i, labelled)
+        hits = [j for j, face in enumerate(result) if framing.box_iou(face.box, face_box) >= 0.4]
         if not hits:
             missed.append(name)
             continue
-        best = max(hits, key=lambda j: framing.box_iou(result[j].box, labelled))
+        best = max(hits, key=lambda j: framing.box_iou(result[j].box, face_box))
         pred[i] = result.keypoints[best]
     scored = np.array([i for i in rows if np.isfinite(pred[i]).all()], int)
     if not len(scored):

@@ -77,9 +77,12 @@ def run_split(card: ModelCard, split: str, *, with_frames: bool = False):
     if card.trained_on is None:
         raise ValueError("this model's card records no training data, so its split cannot be rebuilt; pass a data file")
     data = trained_data(card)
-    if split == "test" and (isinstance(data.split, str) or len(data.split) < 3 or data.val):
-        raise ValueError(f"split 'test': the model's run has no test part (its data.split {data.split!r}"
-                         f"{' with a separate data.val' if data.val else ''} holds no third ratio); pass a data file")
+    if split == "test" and data.val:  # its validation faces came from data.val: data.split was not used
+        raise ValueError(f"split 'test': the model's run has no test part (its separate data.val {data.val} "
+                         f"made its data.split {data.split!r} unused); pass a data file")
+    if split == "test" and (isinstance(data.split, str) or len(data.split) < 3):
+        raise ValueError(f"split 'test': the model's run has no test part (its data.split {data.split!r} holds no "
+                         "third ratio); pass a data file")
     parts, frames, _ = load_parts(data, card.input_size)
     val = parts["val"]
     from facekeypoints.data.pipeline import faces_digest

@@ -27,6 +27,7 @@ import torch
 
 from facekeypoints.atomic import atomic_path, check_target
 from facekeypoints.data.images import read_image
+from facekeypoints.infer.inputs import opencv_path
 from facekeypoints.infer.predictor import KeypointDetector
 from facekeypoints.infer.video import keypoint_jitter
 from facekeypoints.models import create_model
@@ -57,7 +58,7 @@ def write_still_clip(path: str | Path, image: np.ndarray, frames: int = 60, nois
     ``noise``, as an MJPG .avi (or mp4v .mp4 by suffix): a still face whose keypoints should not move."""
     path = Path(path)
     codec = "mp4v" if path.suffix.lower() == ".mp4" else "MJPG"
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*codec), fps, (image.shape[1], image.shape[0]))
+    writer = cv2.VideoWriter(opencv_path(path), cv2.VideoWriter_fourcc(*codec), fps, (image.shape[1], image.shape[0]))
     if not writer.isOpened():
         raise OSError(f"{path}: OpenCV cannot write {codec} video here")
     rng = np.random.default_rng(seed)

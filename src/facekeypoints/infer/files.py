@@ -37,6 +37,7 @@ import errno
 import math
 import os
 import re
+import sys
 import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -48,6 +49,7 @@ from facekeypoints.atomic import name_problem, remove_stale_temporaries, tempora
 from facekeypoints.data.dataset import one_line
 from facekeypoints.data.images import MAX_PIXELS, image_size, read_image
 from facekeypoints.data.walk import walk_files
+from facekeypoints.infer.inputs import opencv_path, shown_name
 from facekeypoints.infer.outputs import check_outputs, open_sink, output_kind
 from facekeypoints.infer.results import IMAGE_SUFFIXES
 from facekeypoints.infer.video import URL, IncompleteVideoWarning, open_video
@@ -90,7 +92,7 @@ class PredictReport:
             lines.append(one_line(f"left out: {', '.join(self.left_out)}"))
         if self.failures:  # a name's line break or terminal escape is shown escaped: one line each
             lines.append(f"FAILED {len(self.failures)} files:")
-            lines += [one_line(f"  {path}: {message}") for path, message in self.failures]
+            lines += [one_line(f"  {shown_name(path)}: {message}") for path, message in self.failures]
         return "\n".join(lines)
 
 
@@ -98,7 +100,7 @@ def _why(path: Path, err: Exception) -> str:
     """The error message without the leading file name (the report prints the file itself), which
     it may hold as written or escaped (``one_line``)."""
     message = str(err)
-    for name in (str(path), one_line(str(path))):
+    for name in (str(path), one_line(str(path)), shown_name(path)):
         if message.startswith(f"{name}: "):
             return message[len(name) + 2:]
     return message
@@ -127,11 +129,14 @@ def _not_regular(path: Path) -> str:
 def _walk(folder: Path, report: PredictReport, leave_out: Path | None) -> list[Path]:
     """Every file under ``folder`` (``walk_files``): a folder that cannot be listed is a failure, not
     a silent gap; the output folder ``leave_out`` is passed over, so a second run does not predict
-    its own drawings."""
+    its own drawings, and so are macOS's ``__MACOSX`` folders (said in ``left_out``)."""
     def unlistable(err: OSError) -> None:
         report.failures.append((str(err.filename), f"cannot list this folder ({err.strerror or err})"))
 
     def output_folder(path: Path) -> bool:
+        if path.name == "__MACOSX":  # macOS's metadata in a copied or unzipped folder, as the data readers skip it
+            report.left_out.append(f"{path} (macOS metadata)")
+            return True
         if leave_out is None or os.path.realpath(path) != str(leave_out):
             return False
         report.left_out.append(f"{path} (the output folder)")
@@ -161,7 +166,15 @@ def _collect(inputs: list[str | Path], report: PredictReport, out_folder: Path |
                                  f"-o folder (one inside it, such as {item / 'keypoints'}, is left out of the inputs)")
             before, failed = len(found), len(report.failures)
             for path in _walk(item, report, leave_out):
-                if not _media(path):
+                if path.name.startswith("._"):  # a macOS resource fork (AppleDouble) beside x.jpg: no photo
+                    report.ignored.append(str(path))
+                    continue
+                try:
+                    media = _media(path)
+                except ValueError as err:  # a name OpenCV cannot be asked about (opencv_path)
+                    report.failures.append((str(path), _why(path, err)))
+                    continue
+                if not media:
                     report.ignored.append(str(path))
                 elif not path.is_file():
                     report.failures.append((str(path), _not_regular(path)))
@@ -203,8 +216,9 @@ def _media(path: Path) -> bool:
         return True
     if suffix in SIDECAR_SUFFIXES or not path.is_file():  # a pipe is not opened: reading it could wait forever
         return False
+    name = opencv_path(path)  # before OpenCV sees it: a name that is no UTF-8 crashed it
     try:
-        return bool(cv2.haveImageReader(str(path)))
+        return bool(cv2.haveImageReader(name))
     except cv2.error:
         return False
 
@@ -251,7 +265,9 @@ def predict_paths(detector, inputs: list[str | Path], out: str | Path, *, draw: 
     images = [(p, rel) for p, rel in files if p.suffix.lower() not in VIDEO_SUFFIXES]
     videos_done, stopped = 0, None
     try:
-        with tqdm(total=len(images), desc="images", unit="img", disable=not progress or not images) as bar:
+        # no bar without a stream to draw it on (2>&-: sys.stderr is None)
+        with tqdm(total=len(images), desc="images", unit="img",
+                  disable=not progress or not images or sys.stderr is None) as bar:
             for batch in _batches(images, batch_size):
                 _predict_images(detector, batch, folder, draw, sink, report, max_pixels)
                 bar.update(len(batch))
@@ -278,8 +294,9 @@ def predict_paths(detector, inputs: list[str | Path], out: str | Path, *, draw: 
         written = sink.close(keep=sink.count > 0)
         if stopped is not None:
             where = written or ("standard output" if sink.path is None and sink.count else None)
-            said = [f"results for {report.images + videos_done} of {len(files)} inputs written to {where} (partial)"
-                    ] if where else []
+            midway = getattr(stopped, "partial_frames", None)  # a video stopped midway, into this file
+            said = [f"results for {report.images + videos_done} of {len(files)} inputs"
+                    f"{f' and {midway}' if midway else ''} written to {where} (partial)"] if where else []
             said += [stopped.partial] if getattr(stopped, "partial", None) else []  # a video's own, stopped midway
             stopped.partial = "; ".join(said) or f"nothing was written to {sink.path or 'standard output'}"
     if written is not None:
@@ -621,7 +638,7 @@ def predict_video(detector, path: str | Path, out_dir: str | Path | None, *, dra
     shortfall = None  # what stream() found missing (skipped frames, a missing end): a failure of this video
     try:
         results = tqdm(detector.stream(source, **stream_options), total=declared or None,
-                       desc=path.name, unit="frame", disable=not progress)
+                       desc=shown_name(path.name), unit="frame", disable=not progress or sys.stderr is None)
         with warnings.catch_warnings():
             warnings.simplefilter("error", IncompleteVideoWarning)  # raised at the end of the stream
             try:
@@ -667,6 +684,9 @@ def predict_video(detector, path: str | Path, out_dir: str | Path | None, *, dra
             stopped.partial = (f"results for {report.frames - frames_before} frames of {path} written to {written} "
                                f"(partial{f', of {declared}' if declared else ''})"
                                + (f"; {stopped.dropped}" if getattr(stopped, "dropped", None) else ""))
+        elif stopped is not None and not own_sink:  # in the caller's file: the caller says where, with this count
+            stopped.partial_frames = (f"{report.frames - frames_before} frames of {path}"
+                                      + (f" (of {declared})" if declared else ""))
     report.written += ([str(written)] if written else []) + ([str(movie)] if writer is not None else [])
     read = report.frames - frames_before
     if shortfall:  # stream() said what is missing (frames_missing), the frames read are kept

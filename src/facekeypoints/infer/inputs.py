@@ -21,7 +21,33 @@ import numpy as np
 
 from facekeypoints.data.images import ALPHA_MODES, key_over_white, over_white, pil_over_white, read_image
 
-__all__ = ["to_rgb"]
+__all__ = ["to_rgb", "opencv_path", "shown_name"]
+
+
+def shown_name(path) -> str:
+    r"""A file name as printed: bytes that are no UTF-8 (held as lone surrogates) as ``\xff``, control
+    characters escaped (``one_line``), so it is one line that any terminal or log takes."""
+    from facekeypoints.data.dataset import one_line
+
+    name = os.fsdecode(os.fspath(path))
+    try:  # a name read from the disk holds its bytes as surrogates: shown as those bytes
+        name = name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # a lone surrogate of another kind ("\ud800") is shown as itself
+        name = name.encode("utf-8", "backslashreplace").decode()
+    return one_line(name)
+
+
+def opencv_path(path) -> str:
+    """``str(path)`` for an OpenCV call that opens a file by name; a name that is not valid UTF-8
+    (its bytes held as lone surrogates) is a ValueError naming it escaped: OpenCV crashes the
+    process (a segmentation fault) on such a name instead of failing."""
+    name = os.fspath(path)
+    try:
+        name.encode()
+    except UnicodeEncodeError:
+        raise ValueError(f"{shown_name(name)}: its name is not valid UTF-8 text, which OpenCV cannot open; "
+                         "rename the file") from None
+    return name
 
 
 def _from_tensor(tensor) -> np.ndarray:

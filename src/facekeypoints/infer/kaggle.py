@@ -25,18 +25,46 @@ from facekeypoints.data.formats.submission import SubmissionReport
 __all__ = ["predict_kaggle_csv", "write_keypoint_csv", "make_submission"]
 
 
-def predict_kaggle_csv(detector, csv_path: str | Path, *, skip_bad: bool = False) -> KeypointData:
+# rows predicted at a time: a Ctrl-C keeps every chunk finished before it
+CHUNK_ROWS = 512
+
+
+def predict_kaggle_csv(detector, csv_path: str | Path, *, skip_bad: bool = False,
+                       out_csv: str | Path | None = None) -> KeypointData:
     """The faces of a Kaggle-format CSV (already framed: no face detector) with ``detector``'s
     predictions as their keypoints, (N, K, 2) in the images' pixels, in row order. With
-    ``skip_bad`` a bad row is left out and listed in ``.skipped`` instead of stopping the file."""
+    ``skip_bad`` a bad row is left out and listed in ``.skipped`` instead of stopping the file.
+
+    Rows are predicted ``CHUNK_ROWS`` at a time. A KeyboardInterrupt (Ctrl-C, SIGTERM) is raised
+    with ``.partial`` saying what was kept: the rows finished so far are written to ``out_csv``
+    (``write_keypoint_csv``, atomically) where one is given, as folders and videos keep theirs."""
     data = read_kaggle_csv(csv_path, skip_bad=skip_bad)
     if len(data) == 0:
         why = f"; the first: {data.skipped[0]}" if data.skipped else ""
         raise ValueError(f"{csv_path}: no row could be read ({len(data.skipped)} bad rows{why})")
     if data.images is None:
         raise ValueError(f"{csv_path}: has no Image column, so there is nothing to predict on")
-    predicted = detector.predict_crops(data.images)
-    return replace(data, schema=detector.schema, keypoints=predicted.astype(np.float32))
+    chunks = []
+    try:
+        for start in range(0, len(data), CHUNK_ROWS):
+            chunks.append(detector.predict_crops(data.images[start:start + CHUNK_ROWS]))
+    except KeyboardInterrupt as err:
+        err.partial = _keep_partial(data, chunks, detector.schema, out_csv, csv_path)
+        raise
+    return replace(data, schema=detector.schema, keypoints=np.concatenate(chunks).astype(np.float32))
+
+
+def _keep_partial(data: KeypointData, chunks: list[np.ndarray], schema, out_csv, csv_path) -> str:
+    """Write the rows of ``data`` predicted in ``chunks`` before an interruption to ``out_csv``, and
+    say what was written (nothing, without rows or an output file)."""
+    done = sum(map(len, chunks))
+    if not done or out_csv is None or str(out_csv) == "-":
+        return (f"nothing was written ({done} of {len(data)} rows of {csv_path} had been predicted; "
+                "the keypoint CSV is written when every row is done)")
+    finished = replace(data.subset(np.arange(done)), schema=schema,
+                       keypoints=np.concatenate(chunks).astype(np.float32))
+    written = write_keypoint_csv(finished, out_csv)
+    return f"results for {done} of {len(data)} rows of {csv_path} written to {written} (partial)"
 
 
 def write_keypoint_csv(predictions: KeypointData, out_csv: str | Path) -> Path | None:

@@ -115,6 +115,10 @@ def _check_count(name: str, value, *, none: bool = False, most: int | None = Non
     return int(value)
 
 
+# what box_frame=(dx, dy, side) may be: a frame beyond these shows no face the box found
+MAX_FRAME_SHIFT, MIN_FRAME_SIDE, MAX_FRAME_SIDE = 1.0, 0.5, 3.0
+
+
 def _box_frame(box_frame, detector) -> tuple[float, float, float]:
     """The (dx, dy, side) constants that frame a face from its box (see ``KeypointDetector``)."""
     if box_frame is None:
@@ -123,13 +127,19 @@ def _box_frame(box_frame, detector) -> tuple[float, float, float]:
         if box_frame not in framing.BOX_FRAMES:
             raise ValueError(f"box_frame {box_frame!r} is not one of {sorted(framing.BOX_FRAMES)} or (dx, dy, side)")
         return framing.BOX_FRAMES[box_frame]
-    try:
-        values = tuple(float(v) for v in box_frame)
+    try:  # a bool is no number here, as rotate_tta=True is none
+        values = tuple(float(v) for v in box_frame if not isinstance(v, (bool, np.bool_)))
     except (TypeError, ValueError):
         values = ()
-    # an infinite side framed every face as the whole plane: all keypoints came out at (0, 0)
-    if len(values) != 3 or not all(map(math.isfinite, values)) or not values[2] > 0:
-        raise ValueError(f"box_frame must be (dx, dy, side), finite numbers with side > 0, got {box_frame!r}")
+    # an infinite side framed every face as the whole plane: all keypoints came out at (0, 0); a side of
+    # 1e9 widths put them 1e10 px off the image and 1e-9 on one pixel. The measured sources' constants
+    # (framing.BOX_FRAMES) are offsets of at most 0.2 and sides of 1.0-1.2 box widths.
+    if len(values) != 3 or not all(map(math.isfinite, values)) or not (
+            abs(values[0]) <= MAX_FRAME_SHIFT and abs(values[1]) <= MAX_FRAME_SHIFT
+            and MIN_FRAME_SIDE <= values[2] <= MAX_FRAME_SIDE):
+        raise ValueError(f"box_frame must be (dx, dy, side), finite numbers with side > 0: the frame's centre "
+                         f"dx, dy box widths from the box's (at most {MAX_FRAME_SHIFT:g} either way) and its side "
+                         f"in box widths ({MIN_FRAME_SIDE:g} to {MAX_FRAME_SIDE:g}), got {box_frame!r}")
     return values
 
 

@@ -115,6 +115,16 @@ def _number(value, digits: int) -> float | None:
     return round(value, digits) if np.isfinite(value) else None
 
 
+def _file_id(path) -> tuple[int, int] | None:
+    """(device, inode) of the file ``path`` names (links followed, as ``os.path.samefile``); None
+    where it names none (an array's "<array 4x5>", a frame's "clip.mp4#frame=5", a name no file can have)."""
+    try:
+        found = os.stat(path)
+    except (OSError, ValueError, TypeError):
+        return None
+    return found.st_dev, found.st_ino
+
+
 @dataclass
 class Result:
     """All faces of one image. ``image_size`` is (height, width); ``timings`` holds milliseconds
@@ -134,6 +144,11 @@ class Result:
         if not isinstance(self.schema, KeypointSchema):
             raise TypeError(f"Result schema must be a KeypointSchema or a schema name, "
                             f"got {type(self.schema).__name__} {self.schema!r}")
+
+    def __setattr__(self, name: str, value) -> None:
+        if name == "source":  # the file it names now: after a chdir a relative name names another (or none)
+            object.__setattr__(self, "_source_file", _file_id(value))
+        object.__setattr__(self, name, value)
 
     def __len__(self) -> int:
         return len(self.faces)
@@ -242,11 +257,10 @@ class Result:
         return out
 
     def _is_source(self, path: Path) -> bool:
-        """Whether ``path`` is the file ``source`` names (a frame's "clip.mp4#frame=5" is none)."""
-        try:
-            return bool(self.source) and os.path.samefile(path, self.source)
-        except (OSError, ValueError):  # either does not exist, or a name no file can have
-            return False
+        """Whether ``path`` is the file ``source`` named when it was set (a frame's "clip.mp4#frame=5"
+        is none), or names now."""
+        target = _file_id(path)
+        return target is not None and target in (getattr(self, "_source_file", None), _file_id(self.source))
 
     def save(self, path: str | Path, image: np.ndarray | None = None, *, in_place: bool = False) -> Path:
         """Write the result: ``.json`` -> ``to_json``; an image suffix -> ``draw(image)`` as a picture.

@@ -41,7 +41,7 @@ import numpy as np
 
 from facekeypoints.data import framing
 from facekeypoints.data.images import decoder_output, decoder_warnings
-from facekeypoints.infer.inputs import to_rgb
+from facekeypoints.infer.inputs import opencv_path, to_rgb
 from facekeypoints.infer.results import Face, Result, _number
 
 __all__ = ["OneEuroFilter", "stream", "keypoint_jitter", "open_video", "FrameResult", "VideoFace",
@@ -57,9 +57,16 @@ class IncompleteVideoWarning(UserWarning):
 # MPEG-TS, ...) give an estimate from duration x rate, which may be off (a truncated .ts's estimate
 # shrinks with the file, so its missing end cannot be told from here).
 EXACT_COUNT_SUFFIXES = (".avi", ".mp4", ".mov", ".m4v", ".3gp")
-# a frame that cannot be decoded is skipped; this many in a row before the declared end means the
-# rest of the file is gone (truncated), and reading stops
+# An MP4's count is its track's samples, of which an edit list (a trim made with ffmpeg -c copy, some
+# phones' videos) may show fewer: these end where the container's duration (from its header) ends.
+# (An AVI's duration is no such check: FFmpeg estimates a truncated one's from what is left.)
+EDIT_LIST_SUFFIXES = (".mp4", ".mov", ".m4v", ".3gp")
+# A frame that cannot be decoded is skipped, and reading goes on while the container says frames
+# remain: a failed read may use up its frame (MJPG AVI) or none (FFmpeg's "partial file" of an MP4),
+# so up to as many failed reads in a row as frames remain. Reading stops early only after this many
+# failures in a row that took over MAX_FAILING_SECONDS (a huge declared count would take forever).
 MAX_BAD_FRAMES = 25
+MAX_FAILING_SECONDS = 30.0
 
 # a URL (scheme://...): nothing is downloaded, so one is refused as typed (Path() would turn // into /)
 URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
@@ -169,7 +176,7 @@ def open_video(source) -> tuple[cv2.VideoCapture, str, float]:
             raise ValueError("-: reading from standard input is not supported; save the video to a file first")
         if not path.is_file():
             raise FileNotFoundError(f"{path}: no such video file")
-        name = str(path)
+        name = opencv_path(path)  # a name that is no UTF-8 crashed OpenCV
         with decoder_output() as said:  # FFmpeg's "[mov,mp4,...] moov atom not found" names no file
             capture = cv2.VideoCapture(name)
         if said and not capture.isOpened():  # what FFmpeg said goes into the refusal
@@ -261,8 +268,10 @@ def stream(predictor, source, *, redetect_every: int = 10, smooth: bool = True, 
     their keypoints.
 
     A frame that cannot be decoded is skipped with a warning, and reading goes on to the declared
-    frame count (``MAX_BAD_FRAMES`` failures in a row end it). A video with frames missing, skipped
-    or after its end (``frames_missing``), gets an ``IncompleteVideoWarning`` once it is read.
+    frame count (see ``MAX_BAD_FRAMES``); the frames a run of failed reads lost are told from the
+    capture's times of the frames around it (``_frames_lost``), so each frame keeps its own index.
+    A video with frames missing, skipped or after its end (``frames_missing``), gets an
+    ``IncompleteVideoWarning`` once it is read.
     """
     if predictor.detector is None and predictor.framing == "kaggle":
         raise ValueError("stream() needs a KeypointDetector with a face detector (detector='haar' or an object)")
@@ -272,28 +281,36 @@ def stream(predictor, source, *, redetect_every: int = 10, smooth: bool = True, 
     declared = _declared_frames(capture)
     smoothing = dict(min_cutoff=min_cutoff, beta=beta) if smooth else None
     tracks: list[_Track] = []
-    index, t, thumb = 0, -math.inf, None
-    read, skipped, failing = 0, [], []  # failing: frames not decoded since the last good one
+    index, t, thumb, shown = 0, -math.inf, None, None  # shown: the capture's time of the last frame decoded
+    read, skipped, failing, since = 0, [], [], 0.0  # failing: what the decoder said on each failed read since
     try:
         while True:
             said = []
             with decoder_warnings(f"{name} frame {index}", notes=said):
                 ok, frame = capture.read()
             if not ok:  # a damaged frame is skipped: the video ends at its declared count (or past saving)
-                if index < declared and len(failing) < MAX_BAD_FRAMES:
-                    failing.append((index, said))
-                    index += 1
+                since = since if failing else time.monotonic()
+                failing.append(said)
+                if len(failing) < declared - index and (len(failing) < MAX_BAD_FRAMES
+                                                        or time.monotonic() - since < MAX_FAILING_SECONDS):
                     continue
                 break
-            if failing:  # good frames came after them: they were skipped
-                warnings.warn(_skipped_note(name, failing), stacklevel=2)
-                skipped += [i for i, _ in failing]
-                failing = []
+            now = _capture_time(capture)
+            if failing:  # good frames came after them: the frames they lost were skipped
+                lost = _frames_lost(now, shown, fps, len(failing))
+                notes = [note for notes in failing for note in notes]
+                if lost:
+                    warnings.warn(_skipped_note(name, list(range(index, index + lost)), notes), stacklevel=2)
+                elif notes:  # a read failed without losing its frame: what the decoder said is still said
+                    warnings.warn(_skipped_note(name, [index], notes, lost=False), stacklevel=2)
+                skipped += list(range(index, index + lost))
+                index, failing = index + lost, []
+            shown = now
             if said:
                 warnings.warn(f"{said[0]} (damaged data: the frame was decoded with the damage patched over, so its "
                               "keypoints may be wrong)", stacklevel=2)
             read += 1
-            t = _frame_time(capture, index, fps, t)
+            t = _frame_time(now, index, fps, t)
             rgb = _frame_rgb(frame, name, index)
             timings = {"detection": 0.0, "preprocess": 0.0, "model": 0.0, "postprocess": 0.0}
             if predictor.framing == "resize":  # a whole-photo model: every frame is its one face
@@ -306,9 +323,15 @@ def stream(predictor, source, *, redetect_every: int = 10, smooth: bool = True, 
                 tracks = _track(predictor, rgb, tracks, cut or index % redetect_every == 0, smoothing, timings)
             yield _result(predictor, tracks, rgb.shape[:2], index, t, timings, f"{name}#frame={index}")
             index += 1
-        reached_end = declared > 0 and t >= (declared - 2) / fps  # the last frame's time
-        shortfall = frames_missing(name, declared, read, skipped, Path(name).suffix.lower() in EXACT_COUNT_SUFFIXES,
-                                   reached_end)
+        exact = Path(name).suffix.lower() in EXACT_COUNT_SUFFIXES
+        # an estimated count is met where the last frame's time reaches it; an MP4's sample count where
+        # it reaches the container's duration, which an edit list (a trim) may end first
+        reached_end = declared > 0 and t >= (declared - 2) / fps and not exact
+        if (Path(name).suffix.lower() in EDIT_LIST_SUFFIXES and read and declared > index
+                and Path(name).is_file()):  # a capture named by its file too
+            reached_end = t + 1.5 / fps >= _container_duration(name)
+        unread = declared - index if failing and len(failing) < declared - index else 0
+        shortfall = frames_missing(name, declared, read, skipped, exact, reached_end, unread)
         if shortfall:
             warnings.warn(IncompleteVideoWarning(shortfall), stacklevel=2)
     finally:
@@ -325,10 +348,49 @@ def _declared_frames(capture) -> int:
     return int(count) if math.isfinite(count) and count > 0 else 0
 
 
-def _skipped_note(name: str, failing: list[tuple[int, list[str]]]) -> str:
-    said = "; ".join(note.split(": the image decoder warned: ", 1)[-1] for _, notes in failing for note in notes)
-    return (f"{name} frame{'s' if len(failing) > 1 else ''} {_ranges([i for i, _ in failing])}: could not be "
-            f"decoded, skipped{f' (the decoder said: {said[:300]})' if said else ''}")
+def _skipped_note(name: str, indices: list[int], notes: list[str], lost: bool = True) -> str:
+    said = "; ".join(note.split(": the image decoder warned: ", 1)[-1] for note in notes)
+    said = f" (the decoder said: {said[:300]})" if said else ""
+    if not lost:
+        return f"{name} frame {indices[0]}: a read failed before it{said}, but no frame was lost"
+    return f"{name} frame{'s' if len(indices) > 1 else ''} {_ranges(indices)}: could not be decoded, skipped{said}"
+
+
+def _capture_time(capture) -> float:
+    """Seconds at which the capture's last frame is shown; NaN where it gives none."""
+    try:
+        return float(capture.get(cv2.CAP_PROP_POS_MSEC)) / 1000.0
+    except (TypeError, ValueError, cv2.error):
+        return math.nan
+
+
+def _frames_lost(now: float, shown: float | None, fps: float, failed: int) -> int:
+    """How many frames ``failed`` reads in a row lost, from the times of the frame decoded after them
+    (``now``) and of the last one before (``shown``; None: they were the first reads): a failed read
+    may lose its frame (MJPG AVI) or none (FFmpeg's "partial file" of an MP4, whose next read gives
+    that frame). Each failed read counts as one frame where the capture gives no usable times (the
+    capture's frame position counts frames decoded, not frames passed, so it cannot tell)."""
+    before = -1.0 / fps if shown is None else shown
+    if not (math.isfinite(now) and now > 0 and now > before):
+        return failed
+    return min(failed, max(0, round((now - before) * fps) - 1))
+
+
+def _container_duration(path: str) -> float:
+    """The video's duration (seconds) as FFmpeg reads it from the container, edit lists applied; NaN
+    where it says none. OpenCV gives no duration, and an MP4's frame count is its track's samples,
+    of which an edit list (a trim made with ffmpeg -c copy) may show fewer."""
+    import subprocess
+
+    import imageio_ffmpeg
+
+    try:
+        said = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", f"file:{path}"],
+                              capture_output=True, timeout=30).stderr.decode("utf-8", "replace")
+    except (OSError, RuntimeError, subprocess.SubprocessError):  # no ffmpeg: the count is taken as exact
+        return math.nan
+    found = re.search(r"Duration: (\d+):(\d\d):(\d\d(?:\.\d+)?)", said)
+    return int(found[1]) * 3600 + int(found[2]) * 60 + float(found[3]) if found else math.nan
 
 
 def _ranges(indices: list[int], most: int = 20) -> str:
@@ -344,36 +406,36 @@ def _ranges(indices: list[int], most: int = 20) -> str:
 
 
 def frames_missing(name: str, declared: int, read: int, skipped: list[int], exact: bool,
-                   reached_end: bool = False) -> str | None:
+                   reached_end: bool = False, unread: int = 0) -> str | None:
     """What is missing from a video of ``declared`` frames of which ``read`` were decoded and
     ``skipped`` (indices) could not be, in one line naming it; None when it is whole. An exact count
-    (``EXACT_COUNT_SUFFIXES``) must be met; an estimated one may be 1 frame + 1% over, and is met by
-    a (variable-rate) video whose last frame reaches its duration (``reached_end``)."""
+    (``EXACT_COUNT_SUFFIXES``) must be met; an estimated one may be 1 frame + 1% over; either is met
+    by a video whose last frame reaches its duration (``reached_end``: a variable rate, an edit
+    list). ``unread``: reading gave up that many frames before the declared end (``MAX_BAD_FRAMES``)."""
     if read == 0:
         return f"{name}: no frame could be decoded (the file is truncated or damaged)"
     missing = declared - read - len(skipped)  # after the last frame decoded
-    short = missing > 0 if exact else (missing > 1 + declared // 100 and not reached_end)
+    short = missing > (0 if exact else 1 + declared // 100) and not reached_end
     if not skipped and not short:
         return None
     said = []
     if skipped:
         said.append(f"frame{'s' if len(skipped) > 1 else ''} {_ranges(skipped)} could not be decoded and "
                     f"{'were' if len(skipped) > 1 else 'was'} skipped")
-    if short:
+    if short and unread:
+        said.append(f"the last {missing} were not read (reading stopped after {MAX_BAD_FRAMES} or more frames in "
+                    f"a row could not be decoded for {MAX_FAILING_SECONDS:g} s)")
+    elif short:
         last = f"the last {missing} are" if missing > 1 else "the last is"
         said.append(f"{last} missing (the file is truncated or damaged"
                     f"{'' if exact else f'; its count of {declared} is an estimate from its duration'})")
     return f"{name}: only {read} of its {declared} frames could be decoded: {'; '.join(said)}"
 
 
-def _frame_time(capture, index: int, fps: float, previous: float) -> float:
-    """Seconds at which the frame just read is shown: the capture's time (a variable-rate video's
-    frames are not index / fps apart); index / fps where it gives none (a custom capture's 0 or NaN,
-    or a time that does not increase), and never at or before the previous frame's."""
-    try:
-        t = float(capture.get(cv2.CAP_PROP_POS_MSEC)) / 1000.0
-    except (TypeError, ValueError, cv2.error):
-        t = math.nan
+def _frame_time(t: float, index: int, fps: float, previous: float) -> float:
+    """Seconds at which the frame just read is shown: the capture's time ``t`` (a variable-rate
+    video's frames are not index / fps apart); index / fps where it gives none (a custom capture's 0
+    or NaN, or a time that does not increase), and never at or before the previous frame's."""
     if not (math.isfinite(t) and t > previous and (t > 0 or index == 0)):
         t = index / fps
     return t if t > previous else previous + 1.0 / fps

@@ -56,7 +56,9 @@ class ModelCard:
     framing : how a face is placed in the input (``facekeypoints.data.framing.FRAMINGS``).
     options : the model family's own keywords (e.g. ``{"channels": [8, 16, 32, 64]}``).
     trained_on : the training run's data section (file, people, split, framing), or None.
-    metrics : validation figures of these weights (epoch, val_rmse, val_mae, ...), in pixels.
+    metrics : validation figures of these weights (epoch, val_rmse, val_mae, ...), in pixels;
+        ``val_mirror_tta`` says whether they were measured with mirror test-time augmentation (the
+        run's train.mirror_tta) or in a single pass (absent on cards written before it was recorded).
     trained_in : the folder training ran in (absolute), against which relative paths of ``trained_on``
         are read; None on cards written before it was recorded (the shipped models: the repository folder).
     label_offset : (K, 2) pixels of the model input, or None: the training labellers' own placement
@@ -170,11 +172,12 @@ class ModelCard:
         return replace(self, metrics=dict(metrics))
 
     def summary(self) -> dict:
-        """A short plain dict for JSON output: model, schema, keypoints, input, framing, validation."""
+        """A short plain dict for JSON output: model, schema, keypoints, input, framing, validation (its
+        ``val_mirror_tta``: true or false, the basis of val_rmse; None where the card does not say)."""
         return {"model": self.model, "schema": self.schema.name, "keypoints": self.schema.num_keypoints,
                 "input": f"{self.in_channels}x{self.input_size}x{self.input_size}", "framing": self.framing,
                 "trained_on": self.trained_on.train if self.trained_on else None,
-                "val_rmse": self.metrics.get("val_rmse")}
+                "val_rmse": self.metrics.get("val_rmse"), "val_mirror_tta": self.metrics.get("val_mirror_tta")}
 
 
 def _offset_array(values, keypoints: int):

@@ -220,7 +220,7 @@ def slim_checkpoint(src: str | Path, dst: str | Path) -> Path:
     payload = {"format": FORMAT, "card": ckpt.card.to_dict(), "state_dict": ckpt.state_dict,
                "config": ckpt.training.get("config", {}), "history": history}
     dst = _path(dst, "slim_checkpoint")
-    if dst.suffix != ".pt":
+    if dst.suffix.lower() != ".pt":  # m.PT names a checkpoint as well as m.pt
         raise CheckpointError(f"{dst}: a checkpoint file ends in .pt")
     _write(payload, dst)
     return dst

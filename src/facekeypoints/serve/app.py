@@ -137,7 +137,8 @@ def create_app(models: dict[str, str | Path] | None = None, *, detector: str = "
     page_html = resources.files("facekeypoints").joinpath("serve", "static", "index.html").read_text()
     default_model = "kaggle15" if "kaggle15" in models else next(iter(models))
     app = FastAPI(title="facekeypoints", summary="Faces and their keypoints in a photo.",
-                  version=_version(), docs_url=None, redoc_url=None)  # both load from a CDN: blank offline
+                  version=_version(), docs_url=None, redoc_url=None,
+                  redirect_slashes=False)  # /v1/keypoints/ gets the one-line 404, not an empty 307 curl prints nothing for  # both load from a CDN: blank offline
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="keypoints")
     default_detector = detector  # the handler's query parameter takes the name
 
@@ -244,7 +245,10 @@ def create_app(models: dict[str, str | Path] | None = None, *, detector: str = "
         model = model or default_model
         if model not in models:
             same = [name for name in models if name.lower() == model.lower()]
-            if len(same) != 1:
+            if len(same) > 1:
+                raise _ClientError(404, f"model {_short(model)} is ambiguous: the served {same} differ only in "
+                                        "case; give the exact name")
+            if not same:
                 raise _ClientError(404, f"unknown model {_short(model)}; known: {sorted(models)}")
             model = same[0]
         chosen = (detector or default_detector).lower()
@@ -354,8 +358,11 @@ async def _upload(request: Request, max_body: int) -> tuple[bytes, dict[str, str
     if kind != "multipart/form-data" and not kind.startswith("image/") and kind != "application/octet-stream":
         raise _ClientError(415, f"send an image (content type image/..., or multipart with a 'file' field), "
                                 f"not {kind or 'a body without a content type'!r}")
-    encoding = request.headers.get("content-encoding", "").strip().lower()
-    if encoding not in ("", "identity"):  # gzip bytes would be read as a broken image, and br ignored
+    # every Content-Encoding header and every item of each: a second header (identity, then gzip) counts too
+    encodings = [item.strip().lower() for header in request.headers.getlist("content-encoding")
+                 for item in header.split(",")]
+    encoding = ", ".join(e for e in encodings if e not in ("", "identity"))
+    if encoding:  # gzip bytes would be read as a broken image, and br ignored
         raise _ClientError(415, f"Content-Encoding {_short(encoding)} is not supported; send the image bytes as "
                                 "they are")
     if declared is None and "chunked" not in request.headers.get("transfer-encoding", "").lower():
@@ -386,7 +393,8 @@ async def _multipart_file(request: Request, declared: str | None) -> tuple[bytes
     if declared is None:  # the declared length is what bounds the read below
         raise _ClientError(411, "a multipart upload needs a Content-Length header")
     body = await request.body()  # kept: the form parser reads it from here, and the check below needs it
-    boundary = re.search(r'boundary="?([^";]+)', request.headers.get("content-type", ""))
+    # parameter names are case-insensitive (RFC 2045): BOUNDARY= as boundary=
+    boundary = re.search(r'boundary="?([^";]+)', request.headers.get("content-type", ""), re.I)
     delimiter = b"--" + boundary.group(1).encode("latin-1") if boundary else None
     if delimiter and not body.startswith(delimiter) and b"\r\n" + delimiter in body:
         # a preamble before the first boundary (RFC 2046 allows it; the parser does not): dropped
@@ -397,7 +405,8 @@ async def _multipart_file(request: Request, declared: str | None) -> tuple[bytes
         request = Request(request.scope, receive)
     try:
         # a text part may hold the image too (below): bounded by the body's own checked length, not 1 MB
-        form = await request.form(max_files=1, max_fields=10, max_part_size=max(int(declared), 1024 * 1024))
+        # files beyond 'file' are let through to be named below (an option sent as a file, an unknown part)
+        form = await request.form(max_files=len(OPTIONS) + 2, max_fields=10, max_part_size=max(int(declared), 1024 * 1024))
     except Exception as err:  # Starlette's parser: a missing boundary, too many files or fields
         detail = getattr(err, "detail", None) or str(err) or type(err).__name__
         raise _ClientError(400, f"the multipart body cannot be read: {_cut(str(detail))}") from None
@@ -419,7 +428,9 @@ async def _multipart_file(request: Request, declared: str | None) -> tuple[bytes
             raise _ClientError(400, "field 'file' was sent as a text field (no filename=); send it as a file part")
         return data, fields
     if upload is None:
-        raise _ClientError(400, "the multipart body has no file field named 'file'")
+        others = sorted({name for name, value in form.multi_items() if not isinstance(value, str)})
+        raise _ClientError(400, "the multipart body has no file field named 'file'" +
+                           (f" (its file parts: {_cut(', '.join(map(repr, others)))})" if others else ""))
     return await upload.read(), fields
 
 
@@ -435,7 +446,9 @@ def _form_options(form) -> dict[str, str]:
             raise _ClientError(422, f"form field {name!r} is a file; send it as a text field")
         if values:
             fields[name] = values[0]
-    unknown = [name for name, value in form.multi_items() if isinstance(value, str) and name not in (*OPTIONS, "file")]
+    # unknown text fields, and unknown file parts beside 'file' (without it, the missing 'file' is said)
+    unknown = [name for name, value in form.multi_items() if name not in (*OPTIONS, "file")
+               and (isinstance(value, str) or "file" in form)]
     if unknown:
         close = difflib.get_close_matches(unknown[0], OPTIONS, n=1)
         raise _ClientError(422, f"unknown form field {_short(unknown[0])}"
@@ -453,7 +466,7 @@ def _text_part(body: bytes, boundary: bytes, name: str) -> bytes | None:
         disposition = next((line for line in head.split(b"\r\n") if line.lower().startswith(b"content-disposition:")),
                            b"")
         # filename*= alone (RFC 5987) is a file part the form parser takes for text: its bytes are wanted too
-        if sep and re.search(rb';\s*name="?' + re.escape(name.encode()) + rb'"?\s*(;|$)', disposition) \
+        if sep and re.search(rb';\s*name="?' + re.escape(name.encode()) + rb'"?\s*(;|$)', disposition, re.I) \
                 and not re.search(rb';\s*filename\s*=', disposition, re.I):
             found = data
     return found

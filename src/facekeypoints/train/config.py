@@ -323,6 +323,15 @@ def _check_model_builds(cfg: Config) -> None:
                           f"cannot be built: {message}") from None
 
 
+def _leaves(values: dict, prefix: str = "") -> dict:
+    """{"train": {"epochs": 2}} -> {"train.epochs": 2}: the settings a nested override gives."""
+    out: dict = {}
+    for key, value in values.items():
+        out.update(_leaves(value, f"{prefix}{key}.") if isinstance(value, dict) and value
+                   else {f"{prefix}{key}": value})
+    return out
+
+
 def _nest(dotted: str, value) -> dict:
     out: dict = value
     for part in reversed(dotted.split(".")):
@@ -365,11 +374,17 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         except ConfigError as err:
             raise ConfigError(f"{path}: {err}") from None
     came_from = {section: str(path) for section in ("model", "train") if path is not None}
+    set_by: dict[str, tuple] = {}  # each setting an override gives: (its value, the override)
     for item in overrides or []:
         if "=" not in item:
             raise ConfigError(f"override {item!r} is not key=value")
         key, raw = item.split("=", 1)
         nested = _nest(key.strip(), load_yaml(raw, f"override {item!r}"))
+        for setting, value in _leaves(nested).items():  # the last one would win without a word
+            if setting in set_by and set_by[setting][0] != value:
+                raise ConfigError(f"--set {setting} is given twice, as {set_by[setting][0]!r} ({set_by[setting][1]!r}) "
+                                  f"and as {value!r} ({item!r}); give it once")
+            set_by[setting] = (value, item)
         cfg = _merge(cfg, nested, by=f"--set {key.strip()}", came_from=came_from)
         for section, options in (("model", "options"), ("train", "loss_params")):  # where the next drop comes from
             if isinstance(nested.get(section), dict) and options in nested[section]:

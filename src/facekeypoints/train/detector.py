@@ -9,8 +9,9 @@ then up to six more pasted at scales that make faces from 10 to 150 px, each tur
 loses its label. So the network sees small faces, several faces and faces at the edges, which the
 one-face photos alone would not show it.
 
-The run is resumable: ``last.pt`` (weights, optimizer, step, minutes) is saved every
-``save_every`` steps and on SIGINT/SIGTERM; the same command continues it. At the end the model
+The run is resumable: ``last.pt`` (weights, optimizer, step, minutes, and its faces' count and
+fingerprint) is saved every ``save_every`` steps and on SIGINT/SIGTERM; the same command continues
+it, on the same faces only (other data would make one run of two trainings). At the end the model
 is exported to ONNX (``face_detector.onnx``), the file ``infer.detectors.CnnDetector`` loads.
 
 Example::
@@ -19,6 +20,7 @@ Example::
 """
 from __future__ import annotations
 
+import hashlib
 import math
 import signal
 import time
@@ -84,6 +86,14 @@ class FacePool:
         if not images:
             raise ValueError("no faces to train a detector on: give ytf68 and/or IMM data")
         return cls(images, np.array(boxes, np.float64))
+
+    def fingerprint(self) -> dict:
+        """How many faces and a sha256 of their photos and boxes: a resumed run must find the same."""
+        digest = hashlib.sha256(np.ascontiguousarray(self.boxes, np.float64).tobytes())
+        for image in self.images:
+            digest.update(repr(image.shape).encode())
+            digest.update(np.ascontiguousarray(image).tobytes())
+        return {"count": len(self.images), "sha256": digest.hexdigest()}
 
 
 def _outline(schema) -> list[int]:
@@ -261,8 +271,10 @@ def train_detector(out: str | Path, pool: FacePool, *, minutes: float = 60.0, ba
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     step, spent = 0, 0.0
     last = out / "last.pt"
+    faces = pool.fingerprint()
     if last.is_file():
-        step, spent = _restore(last, model, opt)
+        step, spent, was = _restore(last, model, opt)
+        _check_same_faces(last, was, faces)
     batches = iter(torch.utils.data.DataLoader(_Mosaics(pool, batch_size, seed * 1_000_003 + step), batch_size=None,
                                                num_workers=workers, persistent_workers=workers > 0,
                                                worker_init_fn=_leave_signals_to_main if workers else None))
@@ -288,12 +300,12 @@ def train_detector(out: str | Path, pool: FacePool, *, minutes: float = 60.0, ba
                 bar.n = round(min(spent, minutes), 1)
                 bar.set_postfix(step=step, loss=f"{np.mean(losses[-50:]):.3f}")
                 if step % save_every == 0:
-                    _save(last, model, opt, step, spent)
+                    _save(last, model, opt, step, spent, faces)
     finally:
         for s, h in handlers.items():
             signal.signal(s, h)
         if step:  # a run that took no step has nothing to keep
-            _save(last, model, opt, step, spent)
+            _save(last, model, opt, step, spent, faces)
     if step == 0 and not stop["now"]:
         raise ValueError(f"--minutes {minutes:g}: the time ran out before the first training step, so there is no "
                          "trained model to export (face_detector.onnx not written); give more minutes")
@@ -327,9 +339,25 @@ def check_run(out: str | Path, *, batch_size: int = 16, threads: int | None = No
     return out
 
 
-def _restore(last: Path, model, opt) -> tuple[int, float]:
-    """Load ``last`` into ``model`` and ``opt``: the step and minutes it had reached. ValueError naming
-    the file when it is not this command's resumable state."""
+def _check_same_faces(last: Path, was: dict | None, now: dict) -> None:
+    """Refuse to resume ``last`` on other faces than it was trained on (``was``: None in a last.pt
+    written before faces were recorded, which cannot be checked: said, and the run goes on)."""
+    if was is None:
+        import sys
+
+        print(f"warning: {last} records no faces (an older run), so it cannot be checked that --ytf68/--imm give "
+              "the faces it was trained on", file=sys.stderr)
+    elif was != now:
+        same = ", the same count but other faces" if was.get("count") == now["count"] else ""
+        raise ValueError(f"{last}: was trained on {was.get('count')} faces, now {now['count']}{same}: the data "
+                         "changed since this run started; give its own --ytf68/--imm data, or train into another "
+                         "--out folder")
+
+
+def _restore(last: Path, model, opt) -> tuple[int, float, dict | None]:
+    """Load ``last`` into ``model`` and ``opt``: the step and minutes it had reached, and its faces'
+    fingerprint (None when not recorded). ValueError naming the file when it is not this command's
+    resumable state."""
     aside = f"move it aside (e.g. mv {last} {last}.bad) to start afresh, or give --out a folder of its own"
     try:
         state = torch.load(last, map_location="cpu", weights_only=True)
@@ -343,15 +371,17 @@ def _restore(last: Path, model, opt) -> tuple[int, float]:
     try:
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
-        return int(state["step"]), float(state["minutes"])
+        faces = state.get("faces")
+        return int(state["step"]), float(state["minutes"]), faces if isinstance(faces, dict) else None
     except (RuntimeError, ValueError, KeyError, TypeError) as err:
         reason = str(err).strip().splitlines()[0][:200]
         raise ValueError(f"{last}: does not fit the face detector ({reason}); {aside}") from None
 
 
-def _save(path: Path, model, opt, step: int, minutes: float) -> None:
+def _save(path: Path, model, opt, step: int, minutes: float, faces: dict) -> None:
     with atomic_path(path) as tmp:
-        torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step, "minutes": minutes}, tmp)
+        torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step, "minutes": minutes,
+                    "faces": faces}, tmp)
 
 
 def export_detector(model: FaceCenterNet, path: str | Path) -> Path:

@@ -79,7 +79,7 @@ class Teacher:
     """A frozen model giving mirror-consistent targets (normalised coordinates, NaN elsewhere)."""
 
     def __init__(self, path: str, schema: KeypointSchema, input_size: int, in_channels: int, device: str,
-                 max_disagreement: float, student_preprocess=None):
+                 max_disagreement: float, student_preprocess=None, student_framing: str | None = None):
         model, card = load_model(path)
         if (card.schema.name, card.input_size, card.in_channels) != (schema.name, input_size, in_channels):
             raise ValueError(f"train.teacher {path}: predicts {card.schema.name} from {card.in_channels}x"
@@ -88,6 +88,10 @@ class Teacher:
         if student_preprocess is not None and card.preprocess != student_preprocess:  # its inputs would mean other things
             raise ValueError(f"train.teacher {path}: was trained on inputs prepared otherwise ({card.preprocess}) than "
                              f"the student's ({student_preprocess}); its targets on the student's inputs would be wrong")
+        if student_framing is not None and card.framing != student_framing:  # another picture of the face
+            raise ValueError(f"train.teacher {path}: was trained on faces framed {card.framing!r}, the student's are "
+                             f"framed {student_framing!r} (data.frame); its targets on the student's inputs would be "
+                             "wrong; give a teacher trained with the student's data.frame")
         self.model = model.to(device).eval()  # its weights were checked finite by check_teacher, before the data
         self.schema, self.max_disagreement = schema, float(max_disagreement)
         self.kept, self.seen = 0, 0  # points given as targets / points looked at, since the last kept_share()

@@ -1,8 +1,9 @@
 """Run a folder of experiment configs to the end of their budgets, one after another, and keep a table.
 
 ``facekeypoints grid configs/seeds`` trains every config, scores each on its own person-disjoint
-validation part (single pass: RMSE, MAE, NME) and records a row per finished run in a results file
-(``results/seeds.json``, committed), with a Markdown table beside it. A config whose row is already
+validation part as its training validated it (RMSE, MAE, NME; with mirror test-time augmentation
+when its train.mirror_tta, recorded as the row's ``mirror_tta``) and records a row per finished run
+in a results file (``results/seeds.json``, committed), with a Markdown table beside it. A config whose row is already
 there, for the same config content, is skipped (one whose name or reference.* alone changed has its
 row refreshed, not retrained); a run that was stopped, or finished with fewer train.epochs than now
 asked for, resumes from its last.pt (as ``train --resume`` would); a stopped grid started again picks
@@ -11,7 +12,8 @@ own rows, re-reading the file under ``<results>.lock``. A run that ends with no 
 before any finite validation score, or was never validated) is recorded as failed, with the reason
 (``failed``, no scores), and the grid goes on with the next config; a later grid tries a failed
 config again from scratch. An error before training (a run folder held by another training, data that
-cannot be read) keeps the config's finished row, if any, and a later grid resumes its run. ``--full`` trains the epoch counts the source reports used (their
+cannot be read) keeps the config's row of its last training, if any: a later grid resumes a finished
+run, and still starts a failed one from scratch. ``--full`` trains the epoch counts the source reports used (their
 ``reference.epochs``), on the GPU when there is one, into separate run folders.
 
 Examples
@@ -202,23 +204,30 @@ def _run_one(cfg: Config, progress: bool, echo, failed_before: str | None = None
         echo(f"  {out} held a run of a different config ({_shown(recipe)}): moved to {stale}")
         resume = False
     echo(f"  {'resuming' if resume else 'starting'} {out}" + (f" ({_shown(changed)})" if resume and changed else ""))
+    # resumed under a new name: the run's row under its old name goes when this one is saved (one row per run)
+    renamed = {"renamed_from": changed["name"][0], "renamed_digest": _digest(_trained_config(out))} \
+        if resume and "name" in changed and changed["name"][0] else {}
     summary = fit(cfg, resume=resume, progress=progress, overwrite=not resume)  # the grid owns its run folders
     if summary["stop_reason"] == "interrupted":
         echo(f"{cfg.name}: interrupted; run the same command again to resume")
         raise KeyboardInterrupt(f"{cfg.name}: interrupted")
     if not (out / "best.pt").is_file():  # nothing to score: the run's own reason, not "no such model file"
-        return _failed_row(cfg, summary, _no_best_reason(summary, out))
-    scores = evaluate(out / "best.pt", None, split="val", device=summary["device"])
+        return {**_failed_row(cfg, summary, _no_best_reason(summary, out)), **renamed}
+    # scored as training validated it (train.mirror_tta), so the row's RMSE is the run's best_val_rmse
+    mirror = cfg.train.mirror_tta
+    scores = evaluate(out / "best.pt", None, split="val", device=summary["device"], mirror_tta=mirror)
     # a 3-ratio data.split holds a test part out: scored too, as the source's test figures were measured
-    test = evaluate(out / "best.pt", None, split="test", device=summary["device"]) if "test" in summary["data"] else {}
+    test = evaluate(out / "best.pt", None, split="test", device=summary["device"], mirror_tta=mirror) \
+        if "test" in summary["data"] else {}
     return {"config": cfg.name or out.name, "model": _describe_model(cfg),
             "data": _describe_data(cfg, summary["data"]["by_person"]),
             "epochs": summary["epochs"], "minutes": summary["minutes"], "device": summary["device"],
-            "rmse": scores["rmse"], "mae": scores["mae"], "nme": scores["nme"], "best_epoch": summary["best_epoch"],
+            "rmse": scores["rmse"], "mae": scores["mae"], "nme": scores["nme"], "mirror_tta": mirror,
+            "best_epoch": summary["best_epoch"],
             **{f"test_{key}": test[key] for key in ("rmse", "mae", "nme") if test},
             "stop_reason": summary["stop_reason"], "measured": cfg.reference.measured,
             "differs": cfg.reference.differs, "source": cfg.reference.source, "digest": config_digest(cfg),
-            "finished": time.strftime("%Y-%m-%d %H:%M")}
+            "finished": time.strftime("%Y-%m-%d %H:%M"), **renamed}
 
 
 # a row's fields the grid reads back (skip check, table); the rest are written for people. A failed
@@ -381,11 +390,17 @@ def _locked(results: Path):
 
 def _save_row(results: Path, row: dict) -> list[dict]:
     """Put ``row`` into ``results`` as it is on disk now (another grid may have added rows since this
-    one read it): only this config's row is replaced (and, for a renamed config, its row under the old
-    name). Returns every row."""
-    old = row.pop("renamed_from", row["config"])
+    one read it): only this config's row is replaced (and, for a renamed config, its run's row under
+    the old name: ``renamed_from``, of the run whose config digest is ``renamed_digest`` when given).
+    Returns every row."""
+    old, old_digest = row.pop("renamed_from", row["config"]), row.pop("renamed_digest", None)
+
+    def replaced(r: dict) -> bool:
+        of_old_run = old_digest in (None, r.get("run_digest", r["digest"]))  # not another run's row of that name
+        return r["config"] == row["config"] or (r["config"] == old and of_old_run)
+
     with _locked(results):
-        rows = [r for r in _read_rows(results) if r["config"] not in (row["config"], old)] + [row]
+        rows = [r for r in _read_rows(results) if not replaced(r)] + [row]
         _write_rows(results, rows)
     return rows
 
@@ -426,9 +441,11 @@ def run_grid(configs: list[str | Path], results: str | Path, *, full: bool = Fal
             raise
         except (ValueError, OSError) as err:  # this config's data cannot be read or split: record it, go on
             row = _error_row(cfg, _error_reason(cfg, path, err))
-        if row.get("stop_reason") == "error" and any(r["config"] == cfg.name and not r.get("failed") for r in rows):
-            # a finished row stays: an error before training (a locked folder, an unreadable mount) took nothing
-            # from its run, and the next grid resumes it
+        if row.get("stop_reason") == "error" and any(r["config"] == cfg.name and r.get("stop_reason") != "error"
+                                                     for r in rows):
+            # the row of the last training stays (finished, or failed: a diverged run's row is what makes the
+            # next grid start it afresh): an error before training (a locked folder, an unreadable mount) took
+            # nothing from its run
             failed.append(f"{cfg.name}: {row['failed']}")
             echo(f"{cfg.name}: failed, {row['failed']} (its previous row is kept; going on with the other configs)")
             continue

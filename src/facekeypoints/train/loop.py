@@ -63,6 +63,12 @@ class TrainState:
     loss_n: int = 0
     faces: dict = field(default_factory=dict)  # training and validation faces at the start, checked on resume
     teacher: dict = field(default_factory=dict)  # train.teacher's file (size, sha256), checked on resume
+    # the pixels history and best are scored in; None: a run begun before scores were in the labelled
+    # images' pixels (they were in the model input's), whose scores cannot be compared with new ones
+    scored_in: str | None = None
+
+
+SCORED_IN = "image pixels"  # what validation scores are in now (see _validate)
 
 
 @dataclass
@@ -270,7 +276,7 @@ def _setup(cfg: Config) -> _Run:
     model = model.to(device=device, memory_format=layout)
     offset = LabelOffset(card.schema).to(device) if t.label_offset else None
     teacher = Teacher(t.teacher, card.schema, pre.size, pre.channels, device, t.teacher_max_disagreement,
-                      student_preprocess=pre) if t.teacher else None
+                      student_preprocess=pre, student_framing=card.framing) if t.teacher else None
     ema = None
     if t.ema:  # torch's own EMA, buffers (batch-norm statistics) averaged too
         from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
@@ -358,6 +364,7 @@ def _resume(run: _Run, ckpt: Checkpoint, path: Path) -> TrainState:
     if run.scaler is not None and ckpt.training.get("scaler"):
         run.scaler.load_state_dict(ckpt.training["scaler"])
     state = TrainState(**ckpt.training["train_state"])
+    _check_scored_in(run, state, path)
     faces = _faces(run)
     if state.faces and any(state.faces[k] != faces.get(k) for k in state.faces):  # e.g. rows appended or changed
         was, now = ({k: v for k, v in d.items() if k != "digest"} for d in (state.faces, faces))
@@ -370,6 +377,26 @@ def _resume(run: _Run, ckpt: Checkpoint, path: Path) -> TrainState:
               "recovered, so best.pt will hold the best epoch from here on", file=sys.stderr)
         state.best = None
     return state
+
+
+def _check_scored_in(run: _Run, state: TrainState, path: Path) -> None:
+    """Refuse to resume a run whose earlier epochs were scored in the model input's pixels when its
+    framing maps them to other image pixels: the old and new scores would be compared for best.pt and
+    train.patience as if in one unit. Where the framing maps input pixels 1:1 (e.g. 96-px Kaggle crops
+    at preprocess.size 96) the units are the same and the run goes on."""
+    if state.scored_in is None:
+        scored = any("val_rmse" in row for row in state.history)
+        frames = run.val_frames
+        same = frames is None or np.allclose(frames, [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]], atol=1e-6)
+        if scored and not same:
+            raise ValueError(f"{path}: its earlier epochs were scored in the model input's pixels (by an older "
+                             "facekeypoints), this version scores in the labelled images' pixels, so best.pt and "
+                             "train.patience would compare two units; start the run over with --overwrite, or train "
+                             "into a new --out folder")
+        state.scored_in = SCORED_IN
+    elif state.scored_in != SCORED_IN:
+        raise ValueError(f"{path}: its scores are in {state.scored_in}, this version scores in {SCORED_IN}; start "
+                         "the run over with --overwrite, or train into a new --out folder")
 
 
 def _faces(run: _Run) -> dict:
@@ -558,8 +585,10 @@ def _end_epoch(run: _Run, state: TrainState) -> tuple[dict, str | None]:
         row["teacher_kept"] = round(run.teacher.kept_share(), 4)
     last = epoch + 1 >= t.epochs or bool(t.time_limit_min and state.minutes >= t.time_limit_min)
     if run.rank == 0 and ((epoch + 1) % t.log_every == 0 or last):
-        # val_faces and val_digest: `evaluate --split val` checks that the split is still this one
-        row.update(_validate(run), val_faces=len(run.val_x), val_digest=run.data_report["digest"]["val"])
+        # val_faces and val_digest: `evaluate --split val` checks that the split is still this one;
+        # val_mirror_tta: the basis of val_rmse (single pass or with mirror TTA), said on the card
+        row.update(_validate(run), val_faces=len(run.val_x), val_digest=run.data_report["digest"]["val"],
+                   val_mirror_tta=t.mirror_tta)
     state.epoch, state.step, state.loss_sum, state.loss_n = epoch + 1, 0, 0.0, 0
     state.history.append(row)
     if math.isfinite(row.get("val_rmse", math.nan)) and (state.best is None or row["val_rmse"] < state.best["val_rmse"]):
@@ -663,7 +692,7 @@ def _fit(cfg: Config, out: Path, held: list[str], *, resume: bool, progress: boo
     run = _setup(cfg)
     if overwrite and not resume and held and run.rank == 0:  # one process clears, once the new run's data is read
         _clear_run(out)
-    state = _resume(run, ckpt, out / "last.pt") if ckpt is not None else TrainState()
+    state = _resume(run, ckpt, out / "last.pt") if ckpt is not None else TrainState(scored_in=SCORED_IN)
     state.faces = state.faces or _faces(run)
     if cfg.train.teacher:
         state.teacher = state.teacher or teacher_fingerprint(cfg.train.teacher)

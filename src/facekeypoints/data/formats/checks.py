@@ -27,7 +27,7 @@ import numpy as np
 
 from facekeypoints.data.dataset import DataFormatError
 
-__all__ = ["FAR", "limits", "implausible", "describe", "first_implausible", "check_points", "json_number",
+__all__ = ["FAR", "limits", "implausible", "describe", "first_implausible", "check_points", "check_face", "json_number",
            "text_float", "text_int"]
 
 
@@ -113,6 +113,15 @@ def check_points(path: str | Path, points: np.ndarray, size: tuple[int, int] | N
         k, axis = found
         name = names[k] if names is not None else f"point {k}"
         raise DataFormatError(path, f"{name}: {describe(float(points[k][axis]), axis, size)}", row=row, field=field)
+
+
+def check_face(path: str | Path, face: str, points: np.ndarray, size: tuple[int, int]) -> None:
+    """``check_points`` for one face's (K, 2) points read apart from its image (labels only), once the
+    image's ``size`` (height, width) is known: the readers' rule when they load the image. NaN marks
+    a point the file leaves missing (the readers checked the rest against FAR already)."""
+    points = np.asarray(points)
+    check_points(path, points, size, missing=np.isnan(points).any(axis=1),
+                 names=[f"face {face!r}, point {k}" for k in range(len(points))])
 
 
 def json_number(value: object) -> float:

@@ -15,7 +15,7 @@ from facekeypoints.data.dataset import DataFormatError, KeypointData, user_path
 from facekeypoints.data.formats.csvfile import csv_header
 from facekeypoints.data.formats.landmark_sets import read_coco_json, read_dlib_xml, refuse_costly_json
 from facekeypoints.data.formats.landmarks import read_aflw_mat, read_asf, read_ljson, read_pts
-from facekeypoints.data.formats.textfile import encoding_problem, load_json, read_head
+from facekeypoints.data.formats.textfile import encoding_problem, load_json, read_head, short
 from facekeypoints.data.walk import data_files, not_found, unreadable
 
 __all__ = ["read", "detect_format", "SUPPORTED_FORMATS"]
@@ -59,7 +59,22 @@ def _csv_format(path: Path) -> str:
     if columns[:3] == ["RowId", "ImageId", "FeatureName"]:
         raise DataFormatError(path, "this is a Kaggle IdLookupTable (no keypoints); read it with "
                               "facekeypoints.data.read_id_lookup")
-    raise _unknown(path, f"CSV header {columns[:5]}... matches no known layout")
+    # each cell cut short: a header-less Kaggle CSV's first "column names" hold 9216 pixel values
+    shown = [short(c) for c in columns[:5]]
+    if all(_is_number_list(c) for c in columns) and any(len(c.split()) > 1 for c in columns):  # pixels: a data row
+        raise _unknown(path, f"its first line holds numbers, not column names ([{', '.join(shown)}"
+                       f"{', ...' * (len(columns) > 5)}]): is the header missing? (a Kaggle CSV starts with "
+                       "ImageId,Image or the keypoint columns then Image)")
+    raise _unknown(path, f"CSV header [{', '.join(shown)}{', ...' * (len(columns) > 5)}] matches no known layout")
+
+
+def _is_number_list(cell: str) -> bool:
+    """True for a cell of numbers (one, or a Kaggle image's pixels separated by spaces), or an empty one."""
+    try:
+        [float(v) for v in cell.split()]
+    except ValueError:
+        return False
+    return True
 
 
 def _json_format(path: Path) -> str:

@@ -323,6 +323,7 @@ def read_dlib_xml(path: str | Path, *, load_images: bool = True, skip_bad: bool 
             continue
         first_node[same] = i
         image = path.parent / file
+        first_box: dict = {}  # (points, box) -> its box number
         for j, box in enumerate(boxes):
             where = f"image {file!r}, box {j}"
             try:
@@ -330,12 +331,22 @@ def read_dlib_xml(path: str | Path, *, load_images: bool = True, skip_bad: bool 
                 if pixels is not None:
                     _dlib_declared_size(path, image_node, pixels, where, image)
                 kp, corners = _dlib_face(box, path, where, image, pixels)
+                if (face := _face_key(kp, corners)) in first_box:
+                    raise DataFormatError(path, f"{where} repeats the box and parts of box {first_box[face]}: "
+                                          "its face would count twice", field="box")
             except DataFormatError as err:
                 bad(err)
                 continue
+            first_box[face] = j
             faces.append(_Face(kp, f"{Path(file).stem}#{j}", image, pixels, box=corners))
     messages, unlisted = skipped.messages()
     return _gather("ibug68", faces, path, load_images, messages, unlisted)
+
+
+def _face_key(keypoints: np.ndarray, box) -> tuple[bytes, bytes]:
+    """What makes two faces of one image the same face: the same points (missing ones where they are)
+    and the same box; a face listed twice would count twice in every figure."""
+    return np.asarray(keypoints, np.float32).tobytes(), np.asarray(box, np.float32).tobytes()
 
 
 # ---- COCO-style keypoint JSON --------------------------------------------------------------------
@@ -580,6 +591,7 @@ def read_coco_json(path: str | Path, *, load_images: bool = True, schema: str | 
     labels, categories = _coco_labels(images), _coco_categories(path, doc)
     order = {key: i for i, key in enumerate(images)}  # id -> its index in 'images', to name images[i]
     first_row: dict = {}  # (image id, annotation id) -> row: ids may restart on each image
+    first_face: dict = {}  # (image id, points, box) -> row
     for row, ann in enumerate(doc["annotations"]):
         try:
             face = _coco_face(path, ann, row, images, labels, cache, load_images, order, categories)
@@ -587,6 +599,11 @@ def read_coco_json(path: str | Path, *, load_images: bool = True, schema: str | 
             if key in first_row:  # the same face twice would count twice in every figure
                 raise DataFormatError(path, f"annotation {row} repeats the id {short(str(key[1]))} of "
                                       f"annotation {first_row[key]} on the same image", row=row, field="id")
+            same = (ann["image_id"], *_face_key(face.keypoints, face.box))
+            if same in first_face:  # under another id: still one face, which would count twice
+                raise DataFormatError(path, f"annotation {row} repeats the points and bbox of annotation "
+                                      f"{first_face[same]} on the same image: its face would count twice",
+                                      row=row, field="keypoints")
             if not skip_bad and found and len(face.keypoints) != len(found[0][1].keypoints):
                 raise DataFormatError(path, f"{len(face.keypoints)} points where earlier annotations have "
                                       f"{len(found[0][1].keypoints)}", row=row, field="keypoints")
@@ -596,6 +613,7 @@ def read_coco_json(path: str | Path, *, load_images: bool = True, schema: str | 
             skipped.add(row, str(err))
             continue
         first_row[key] = row
+        first_face[same] = row
         found.append((row, face))
     if not found:  # skip_bad left nothing
         raise DataFormatError(path, f"no faces; {len(skipped)} skipped as bad: "

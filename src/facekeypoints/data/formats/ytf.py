@@ -260,8 +260,9 @@ def read_ytf68_csv(path: str | Path, *, load_images: bool = True, skip_bad: bool
 
 def _udacity_image_dir(path: Path, names: list[str]) -> Path:
     """The folder beside the CSV that holds its images: ``training_frames_keypoints/`` or ``training/``.
-    When both are there and both hold one of ``names`` (the CSV's image names), which photo the labels
-    belong to is unknown: an error naming both, never the first one taken without a word."""
+    When both are there, the one that holds any of ``names`` (the CSV's image names); when both hold
+    one, which photo the labels belong to is unknown: an error naming both, never the first one taken
+    without a word."""
     candidates = list(dict.fromkeys([path.with_suffix(""), path.parent / path.stem.removesuffix("_frames_keypoints")]))
     found = [folder for folder in candidates if folder.is_dir()]
     if not found:
@@ -273,6 +274,8 @@ def _udacity_image_dir(path: Path, names: list[str]) -> Path:
             raise DataFormatError(path, f"both image folders beside the CSV hold {both!r} ({found[0]} and "
                                   f"{found[1]}): which photo the labels belong to is unknown; remove or rename "
                                   "one folder, or pass image_dir= (Python)")
+        # the one that holds the CSV's images, not an empty or unrelated folder that happens to sort first
+        found = [folder for folder in found if any((folder / name).is_file() for name in names)] or found
     return found[0]
 
 
