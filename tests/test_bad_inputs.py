@@ -73,7 +73,7 @@ def test_a_negative_box_size_is_an_error(tmp_path, bbox):
            "annotations": [{"image_id": 1, "bbox": bbox, "keypoints": [10, 20, 2] * 68}]}
     path = tmp_path / "neg.json"
     path.write_text(json.dumps(doc))
-    with pytest.raises(DataFormatError, match="width and height must be >= 0"):
+    with pytest.raises(DataFormatError, match="width and height must be > 0"):
         read(path, load_images=False)
 
 

@@ -29,9 +29,11 @@ from fakes import make_faces, mean_face_checkpoint, tiny_config
 
 
 def _as_old_run(last):
-    """``last`` as a run of before round 12 wrote it: no record of the unit its scores are in."""
+    """``last`` as a run of before round 12 wrote it: no record of the unit its scores are in, nor the
+    TrainState field round 12 added (``teacher``: round 12 scored in image pixels already)."""
     payload = torch.load(last, map_location="cpu", weights_only=True)
     payload["train_state"].pop("scored_in")
+    payload["train_state"].pop("teacher")
     torch.save(payload, last)
 
 

@@ -895,6 +895,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     import errno
     import socket
 
+    from facekeypoints.models.weights import SHIPPED
     from facekeypoints.serve.app import create_app
     from facekeypoints.serve.server import bind, server
 
@@ -904,6 +905,11 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         name, eq, path = (item, "", "") if Path(item).expanduser().is_file() else item.partition("=")
         if not name or (eq and not path):
             raise ValueError(f"--model {item!r}: give NAME=PATH or a shipped model's name")
+        if eq and path not in SHIPPED and not Path(path).expanduser().exists():
+            # either reading may be the one meant (a missing runs/lr=0.01/best.pt, or a typo in PATH): both said
+            raise ValueError(f"--model {item!r}: read as NAME=PATH (name {name!r}, path {path!r}), but neither "
+                             f"{item!r} nor {path!r} exists; give an existing model file, NAME=PATH or a shipped "
+                             f"model's name ({', '.join(SHIPPED)})")
         if name in models:
             raise ValueError(f"--model {item!r}: the name {name!r} is already served; give each model its own name")
         models[name] = path or name

@@ -194,7 +194,7 @@ def face_photo(data: KeypointData, i: int) -> np.ndarray:
     if data.images is not None:
         return data.image(i)
     from facekeypoints.data.formats.checks import check_face
-    from facekeypoints.data.formats.landmarks import IMAGE_SUFFIXES
+    from facekeypoints.data.formats.landmarks import IMAGE_SUFFIXES, labels_file
     from facekeypoints.data.images import read_image
 
     where = data.source or "data"
@@ -208,7 +208,7 @@ def face_photo(data: KeypointData, i: int) -> np.ndarray:
             raise
         # neither a conversion nor an evaluation has a pixel-limit option: advice naming predict's would not work
         raise DataFormatError(err.path, err.reason, err.row, err.field) from None
-    check_face(where, data.ids[i], data.keypoints[i], image.shape[:2])
+    check_face(labels_file(data.source, data.ids[i]), data.ids[i], data.keypoints[i], image.shape[:2])
     return image
 
 

@@ -312,14 +312,15 @@ def _read(path, source, load, size: int, max_pixels: int | None, notes: list | N
         _check_size(path, header, size, max_pixels, source)
     said: list[str] = []  # what the decoder printed: a warning if the image is read, part of the error if not
     try:
-        # OpenCV returns such PGM/PPM files' stored values unscaled (binary ones; ASCII up to 255
-        # clipped), and a CIELab TIFF's colours as if they were RGB: Pillow decodes both right
-        if header.maxval or header.lab:
-            image = _decode_with_pillow(source)
-        else:
-            data = load()
-            # OpenCV keeps libjpeg quiet, so the common JPEG needs no catching (nor the lock)
-            with decoder_output() if header.format != "JPEG" else contextlib.nullcontext([]) as said:
+        # every decode, libjpeg's too ("Corrupt JPEG data: ..."), writes to fd 2 only inside the capture:
+        # outside it, its lines would land in another thread's capture and be credited to that image
+        with decoder_output() as said:
+            # OpenCV returns such PGM/PPM files' stored values unscaled (binary ones; ASCII up to 255
+            # clipped), and a CIELab TIFF's colours as if they were RGB: Pillow decodes both right
+            if header.maxval or header.lab:
+                image = _decode_with_pillow(source)
+            else:
+                data = load()
                 image = _decode(data, header) if data.size else None
     except cv2.error as err:  # e.g. OpenCV's own size limit when max_pixels=None
         # its last line, without the "OpenCV(4.x) /path/of/its/build/loadsave.cpp:99: error:" prefix
@@ -408,10 +409,17 @@ def decoder_output():
                     if not _DECODER_LINE.match(line):
                         others.append(line)
                     elif line.strip():
-                        # "[mjpeg @ 0x55de2ab21980] error y=3": the address means nothing to a reader
-                        said.append(re.sub(r" @ 0x[0-9a-fA-F]+\]", "]", line.decode("utf-8", "replace").strip()))
+                        said.append(_decoder_words(line.decode("utf-8", "replace").strip()))
                 if others and saved is not None:
                     _write_stderr(b"".join(others))
+
+
+def _decoder_words(line: str) -> str:
+    """A decoder's line without what means nothing to a reader: FFmpeg's address ("[mjpeg @ 0x55de2ab21980]
+    error y=3" -> "[mjpeg] error y=3"), OpenCV's log prefix of thread, time, source line and function
+    ("[ WARN:2@417.645] global grfmt_tiff.cpp:122 TIFF_Warning TIFFReadDirectory: ..." -> "TIFFReadDirectory: ...")."""
+    line = re.sub(r" @ 0x[0-9a-fA-F]+\]", "]", line)
+    return re.sub(r"^\[\s*[A-Z]+:[^\]]*\]\s+(?:global\s+)?\S+(?::\d+|\s+\(\d+\))\s+[\w:~]+\s+(?=\S)", "", line)
 
 
 def _write_stderr(data: bytes) -> None:
@@ -505,12 +513,24 @@ def _what_it_is(path, source) -> str | None:
         return f"a PDF document{named}, not an image"
     if head[:4] == b"PK\x03\x04":
         return f"a zip archive{named}, not an image"
-    text = head.decode("utf-8", "ignore").lstrip("\ufeff")
-    if len(text) >= len(head) - 3 and all(c.isprintable() or c in "\t\r\n\f" for c in text):
+    text = _as_text(head)
+    if text is not None and all(c.isprintable() or c in "\t\r\n\f" for c in text):
         if "<svg" in text.lower():
             return f"SVG/XML text{named} (a vector drawing, which OpenCV does not read)"
         return f"{'XML text' if text.lstrip().startswith('<?xml') else 'text'}{named}, not an image"
     return "not an image format OpenCV reads (its first bytes match none)"
+
+
+def _as_text(head: bytes) -> str | None:
+    """``head`` as UTF-8 text (a byte order mark dropped), or None when it is not: only the last
+    character may be cut off by the bytes read, so bytes not UTF-8 elsewhere (a JPEG's \\xff\\xd8
+    before garbage) are not text."""
+    for cut in range(min(4, len(head))):
+        try:
+            return head[:len(head) - cut].decode("utf-8").lstrip("\ufeff")
+        except UnicodeDecodeError:
+            continue
+    return None
 
 
 _RAISE_LIMIT = "a larger max_pixels (predict's --max-pixels) reads it"

@@ -95,17 +95,29 @@ def data_files(folder: str | Path, problems: list[DataFormatError]) -> list[Path
             if not f.name.startswith("._")]
 
 
-def distinct_files(files: list[Path], problems: list[DataFormatError]) -> list[Path]:
+def distinct_files(files: list[Path], problems: list[DataFormatError],
+                   photo: Callable[[Path], Path | None] = lambda file: None) -> list[Path]:
     """``files`` less each one that leads to the same file as one before it (``b.pts`` a link to
     ``a.pts``: read twice, its face would count twice), which is appended to ``problems``, named, as
-    a linked folder is searched once. A link to nothing is kept, for the reader to report."""
-    kept, first = [], {}
+    a linked folder is searched once. A link to nothing is kept, for the reader to report. ``photo``
+    gives the photo a label file labels (its stem's, or None): two names of one label file that label
+    two different photos found (``a.jpg``, ``b.jpg``; labels shared by a dedup tool) are both kept."""
+    kept, first = [], {}  # a label file's device and inode -> its names kept
     for f in files:
         real = same_file(f)
-        if real in first and os.path.isfile(f):
-            problems.append(DataFormatError(f, f"leads to the same file as {first[real]} (a link): its labels "
+        if real in first and os.path.isfile(f) and not _labels_another_photo(f, first[real], photo):
+            problems.append(DataFormatError(f, f"leads to the same file as {first[real][0]} (a link): its labels "
                                                "would count twice; remove one"))
             continue
-        first.setdefault(real, f)
+        first.setdefault(real, []).append(f)
         kept.append(f)
     return kept
+
+
+def _labels_another_photo(file: Path, earlier: list[Path], photo: Callable[[Path], Path | None]) -> bool:
+    """Whether ``file``'s photo and each of ``earlier``'s are found, and ``file``'s is none of theirs."""
+    photos = [photo(f) for f in [file, *earlier]]
+    if not all(photos):
+        return False
+    mine, *theirs = (same_file(p) for p in photos)
+    return mine not in theirs

@@ -58,29 +58,45 @@ def model_for(schema_name: str) -> str:
     return schema_name if schema_name in SHIPPED else "kaggle15"
 
 
-def _face_box(data: KeypointData, i: int, labelled: np.ndarray) -> np.ndarray:
-    """Face i's whole box, to match a detection against: the data's own (COCO's bbox), else its labelled
-    points' box ``labelled``. Where some points are unlabelled (a jaw at v=0) that box is only part of the
-    face, and a face found would count as missed: the box all its points would have is estimated from
-    the labelled ones, aligned to the template (``BOX_FRAMES["landmarks"]`` is that box's calibration)."""
-    if np.isfinite(data.boxes[i]).all():
-        return data.boxes[i]
+def _labels_box(data: KeypointData, i: int, labelled: np.ndarray) -> np.ndarray | None:
+    """Face i's box as its 68 labelled points would draw it (what ``BOX_FRAMES["landmarks"]`` is calibrated
+    for), from its labelled points' box ``labelled``. Where some points are unlabelled (a jaw at v=0) that
+    box is only part of the face: the whole one is estimated from the labelled points, aligned to the
+    template. None when too few anchor points are labelled to align them."""
     if np.isfinite(data.keypoints[i]).all():
         return labelled
     frame = framing.frames_from_keypoints(data.keypoints[i:i + 1], data.schema, 96)[0][0]
-    if not np.isfinite(frame).all():  # too few anchor points to align
-        return labelled
+    if not np.isfinite(frame).all():
+        return None
     return framing.box_from_frame(frame, 96, framing.BOX_FRAMES["landmarks"])
+
+
+def _holds(box: np.ndarray, points: np.ndarray, margin: float = 0.1) -> bool:
+    """Whether every point lies in ``box`` grown by ``margin`` of its size on each side (a tight
+    bbox may cut the jaw's points)."""
+    grow = margin * (box[2:] - box[:2])
+    return bool(((points >= box[:2] - grow) & (points <= box[2:] + grow)).all())
+
+
+def _face_boxes(data: KeypointData, i: int, labelled: np.ndarray, points: np.ndarray) -> list[np.ndarray]:
+    """Face i's whole boxes to match a detection against, in order: the data's own (COCO's bbox) where it
+    holds the face's labelled ``points`` (one that does not is drawn for something else), then
+    ``_labels_box`` (a data box that holds the points may still be wrong: x2, y2 given as width, height),
+    else (too few points to estimate it) the labelled points' box."""
+    whole = _labels_box(data, i, labelled)
+    own = [data.boxes[i]] if np.isfinite(data.boxes[i]).all() and _holds(data.boxes[i], points) else []
+    return own + [labelled if whole is None else whole]
 
 
 def evaluate_photos(data: KeypointData, detector, *, boxes: str = "labels", limit: int = 0,
                     details: dict | None = None) -> dict:
     """Every metric of ``summarize`` plus auc_8, per-region NME, NME by head turn, and how many faces
     ``detector`` (a ``KeypointDetector``) missed. ``boxes="labels"``: each face is framed from the
-    bounding box of its own labelled points (build the detector with ``detector=None,
-    box_frame="landmarks"``); else the detector's box of the face (IoU >= 0.4 with the face's box in
-    ``data.boxes``, or where it has none with its labelled points' box; see ``_face_box``) is used. ``details``,
-    when given, receives the scored rows, their predictions, labels and NME (for a report)."""
+    bounding box of its own labelled points, the whole face's estimated where some are unlabelled (build
+    the detector with ``detector=None, box_frame="landmarks"``; see ``_labels_box``); else the detector's
+    box of the face (IoU >= 0.4 with the face's box in ``data.boxes``, or with its labelled points' box;
+    see ``_face_boxes``) is used; a face not found is listed by its id. ``details``, when given,
+    receives the scored rows, their predictions, labels and NME (for a report)."""
     labels = boxes == "labels"
     data_path = data.source
     schema = detector.schema
@@ -110,16 +126,23 @@ def evaluate_photos(data: KeypointData, detector, *, boxes: str = "labels", limi
             continue
         labelled = np.r_[points.min(0), points.max(0) + 1]
         if labels:
+            whole = _labels_box(data, i, labelled)
+            if whole is None:  # its partial points' box would frame a crop of part of the face: a wrong score
+                unusable.append(f"{name}: too few of its points are labelled to frame the whole face from them "
+                                "(--boxes haar or dlib frames it by a detector)")
+                continue
             try:
-                pred[i] = detector(image, boxes=[labelled]).keypoints[0]
+                pred[i] = detector(image, boxes=[whole]).keypoints[0]
             except ValueError as err:  # e.g. labels that put the face's box outside its photo
                 unusable.append(f"{name}: {str(err).split(': ', 1)[-1]}")
             continue
         result = detector(image)
-        face_box = _face_box(data, i, labelled)
-        hits = [j for j, face in enumerate(result) if framing.box_iou(face.box, face_box) >= 0.4]
+        for face_box in _face_boxes(data, i, labelled, points):
+            hits = [j for j, face in enumerate(result) if framing.box_iou(face.box, face_box) >= 0.4]
+            if hits:
+                break
         if not hits:
-            missed.append(name)
+            missed.append(data.ids[i])  # the face, not its photo: a photo may hold several
             continue
         best = max(hits, key=lambda j: framing.box_iou(result[j].box, face_box))
         pred[i] = result.keypoints[best]

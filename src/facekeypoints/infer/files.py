@@ -47,7 +47,7 @@ import numpy as np
 
 from facekeypoints.atomic import name_problem, remove_stale_temporaries, temporary_path
 from facekeypoints.data.dataset import one_line
-from facekeypoints.data.images import MAX_PIXELS, image_size, read_image
+from facekeypoints.data.images import MAX_PIXELS, _what_it_is, image_size, read_image
 from facekeypoints.data.walk import walk_files
 from facekeypoints.infer.inputs import opencv_path, shown_name
 from facekeypoints.infer.outputs import check_outputs, open_sink, output_kind
@@ -56,8 +56,9 @@ from facekeypoints.infer.video import URL, IncompleteVideoWarning, open_video
 
 __all__ = ["predict_paths", "predict_video", "PredictReport", "VIDEO_SUFFIXES", "CSV_SUFFIXES"]
 
+# (.3g2 .f4v .qt are MP4/QuickTime, .divx AVI, .vob MPEG-PS, .asf Windows Media: all OpenCV's FFmpeg reads)
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".ts", ".mts", ".m2ts", ".3gp",
-                  ".flv", ".wmv", ".ogv")
+                  ".flv", ".wmv", ".ogv", ".3g2", ".f4v", ".qt", ".divx", ".vob", ".asf", ".y4m", ".mxf")
 CSV_SUFFIXES = (".csv", ".zip", ".gz")
 # In a folder, a file of another name is an input where OpenCV reads its first bytes as an image
 # (cv2.haveImageReader: x.HEIC holding a JPEG, x.avif where OpenCV has AVIF), and so is one named as
@@ -218,9 +219,12 @@ def _media(path: Path) -> bool:
         return False
     name = opencv_path(path)  # before OpenCV sees it: a name that is no UTF-8 crashed it
     try:
-        return bool(cv2.haveImageReader(name))
+        if cv2.haveImageReader(name):
+            return True
     except cv2.error:
         return False
+    # a video under another suffix is an input too: it fails saying what it is and what to name it
+    return "video" in (_what_it_is(path, None) or "")
 
 
 def _not_a_path(given: str) -> str | None:

@@ -54,6 +54,9 @@ def export_onnx(checkpoint: str | Path, out: str | Path, *, opset: int = 17, dev
     highest = min(onnx.defs.onnx_opset_version(), _TORCHSCRIPT_MAX_OPSET)
     if not 9 <= opset <= highest:  # what both ONNX and torch's TorchScript exporter support
         raise ValueError(f"opset {opset} is not one the exporter supports here: give 9..{highest}")
+    if str(checkpoint).lower().endswith(".onnx") and Path(checkpoint).is_file():  # else load_model's "not PyTorch"
+        raise ValueError(f"{checkpoint}: is already an ONNX model; export takes a training checkpoint (.pt) or a "
+                         "shipped model's name (an .onnx file is used as it is, e.g. predict --model model.onnx)")
     model, card = load_model(checkpoint)
     broken = sum(not torch.isfinite(t).all() for t in model.state_dict().values() if t.is_floating_point())
     if broken:  # exported all the same (a diverged run can still be inspected), but never without a word

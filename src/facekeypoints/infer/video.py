@@ -13,7 +13,10 @@ whether this frame's face was followed (True) or found by the detector on this f
 
 Each frame's time is the capture's (``CAP_PROP_POS_MSEC``), so a variable-frame-rate video is
 smoothed and reported (``time_s``) on its own clock; where the capture gives none (0, NaN or not
-increasing) it is ``index / fps``.
+increasing) it is ``index / fps``. A first frame shown after a B-frame decoder's reorder delay (an
+AVI's times come from decoding order) starts the clock: see ``DECODER_DELAY_FRAMES``. A frame whose
+size differs from the first's (a stream that changes size mid-way) is not detected: OpenCV's FFmpeg
+backend scales every frame to the first size and reports no change.
 
 Keypoints are smoothed with the One Euro filter (Casiez, Roussel and Vogel, CHI 2012): an
 exponential low-pass filter whose cut-off frequency rises with the keypoints' speed, so a still face
@@ -53,20 +56,28 @@ class IncompleteVideoWarning(UserWarning):
     the file ends early. ``predict_video`` records it as a failure of the video."""
 
 
-# Containers whose index counts the frames, so OpenCV's frame count is exact; others (MKV, WebM,
-# MPEG-TS, ...) give an estimate from duration x rate, which may be off (a truncated .ts's estimate
-# shrinks with the file, so its missing end cannot be told from here).
-EXACT_COUNT_SUFFIXES = (".avi", ".mp4", ".mov", ".m4v", ".3gp")
+# A video file's frame count is its video stream's packets, counted by FFmpeg (``_stream_facts``).
+# Where that gives none (no ffmpeg, a capture object), OpenCV's count is used: exact for containers
+# whose index counts the frames; others (MKV, WebM, MPEG-TS, ...) give an estimate from duration x
+# rate, which may be off (a truncated .ts's estimate shrinks with the file, so its missing end
+# cannot be told from here).
+EXACT_COUNT_SUFFIXES = (".avi", ".divx", ".mp4", ".mov", ".m4v", ".3gp", ".3g2", ".f4v", ".qt")
 # An MP4's count is its track's samples, of which an edit list (a trim made with ffmpeg -c copy, some
 # phones' videos) may show fewer: these end where the container's duration (from its header) ends.
 # (An AVI's duration is no such check: FFmpeg estimates a truncated one's from what is left.)
-EDIT_LIST_SUFFIXES = (".mp4", ".mov", ".m4v", ".3gp")
+EDIT_LIST_SUFFIXES = (".mp4", ".mov", ".m4v", ".3gp", ".3g2", ".f4v", ".qt")
 # A frame that cannot be decoded is skipped, and reading goes on while the container says frames
 # remain: a failed read may use up its frame (MJPG AVI) or none (FFmpeg's "partial file" of an MP4),
 # so up to as many failed reads in a row as frames remain. Reading stops early only after this many
 # failures in a row that took over MAX_FAILING_SECONDS (a huge declared count would take forever).
 MAX_BAD_FRAMES = 25
 MAX_FAILING_SECONDS = 30.0
+# OpenCV times frames from the video stream's start, so the first frame is at 0 s, except where the
+# container stores no display times (AVI, whose times come from decoding order): there a codec with
+# B-frames (H.264, MPEG-4 ASP/DivX/Xvid) shows its first frame after its reorder delay, at most 16
+# frames (H.264's limit). A first frame read cleanly (no failed read, no damage reported) at such a
+# time is taken as that delay, and every frame's time is taken relative to it.
+DECODER_DELAY_FRAMES = 16
 
 # a URL (scheme://...): nothing is downloaded, so one is refused as typed (Path() would turn // into /)
 URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
@@ -270,6 +281,9 @@ def stream(predictor, source, *, redetect_every: int = 10, smooth: bool = True, 
     A frame that cannot be decoded is skipped with a warning, and reading goes on to the declared
     frame count (see ``MAX_BAD_FRAMES``); the frames a run of failed reads lost are told from the
     capture's times of the frames around it (``_frames_lost``), so each frame keeps its own index.
+    After damage the decoder may also drop frames with no failed read: a jump in the times after
+    damage was reported counts the frames that fit in it as skipped (``_gap_frames``; without damage
+    a jump is a variable frame rate), and a skipped frame shown late keeps its index (``_late_frame``).
     A video with frames missing, skipped or after its end (``frames_missing``), gets an
     ``IncompleteVideoWarning`` once it is read.
     """
@@ -278,11 +292,22 @@ def stream(predictor, source, *, redetect_every: int = 10, smooth: bool = True, 
     if redetect_every < 1:
         raise ValueError(f"redetect_every must be at least 1, got {redetect_every}")
     capture, name, fps = open_video(source)
-    declared = _declared_frames(capture)
+    probed = Path(name).is_file()  # a capture named by its file too (predict_video's)
+    facts = _stream_facts(name) if probed else _StreamFacts()
+    declared, suffix = _declared_frames(capture), Path(name).suffix.lower()
+    exact = suffix in EXACT_COUNT_SUFFIXES
+    # the stream's packets, where the container's count is an estimate (from its longest stream's
+    # duration: audio may last longer) or, in an AVI, spans no more than FFmpeg finds of the file (a
+    # variable-rate AVI counts ticks of its time base or empty drop chunks; a truncated one's count
+    # spans more than is left, and stands)
+    packets = facts.frames and (not exact or suffix not in EDIT_LIST_SUFFIXES
+                                and facts.frames < declared <= (facts.duration + 0.5 / fps) * fps)
+    declared, exact = (facts.frames, True) if packets else (declared, exact)
     smoothing = dict(min_cutoff=min_cutoff, beta=beta) if smooth else None
     tracks: list[_Track] = []
     index, t, thumb, shown = 0, -math.inf, None, None  # shown: the capture's time of the last frame decoded
     read, skipped, failing, since = 0, [], [], 0.0  # failing: what the decoder said on each failed read since
+    delay, damaged = 0.0, False  # damaged: the decoder reported damage since the last time jump
     try:
         while True:
             said = []
@@ -295,7 +320,23 @@ def stream(predictor, source, *, redetect_every: int = 10, smooth: bool = True, 
                                                         or time.monotonic() - since < MAX_FAILING_SECONDS):
                     continue
                 break
-            now = _capture_time(capture)
+            now = _capture_time(capture) - delay
+            if index == 0 and not read and not failing and not said and 0 < now <= DECODER_DELAY_FRAMES / fps:
+                delay, now = now, 0.0  # the first frame shown late is the decoder's reorder delay
+            damaged = damaged or bool(failing or said)
+            late = _late_frame(now, shown, fps, skipped)
+            if late is not None:  # a lost frame shown late (after a damaged reference): it keeps its index
+                skipped.remove(late)
+                warnings.warn(f"{name} frame {late}: shown late, after frame {index - 1} (damaged data before it)",
+                              stacklevel=2)
+            elif not failing and damaged and _gap_frames(now, shown, fps):
+                # no read failed, but the times jump: the decoder dropped frames over the damage
+                lost = _gap_frames(now, shown, fps)
+                warnings.warn(f"{name} frame{'s' if lost > 1 else ''} {_ranges(list(range(index, index + lost)))}: "
+                              f"lost by the decoder after damaged data (its time jumps from {shown:.3f} s to "
+                              f"{now:.3f} s), skipped", stacklevel=2)
+                skipped += list(range(index, index + lost))
+                index, damaged = index + lost, False
             if failing:  # good frames came after them: the frames they lost were skipped
                 lost = _frames_lost(now, shown, fps, len(failing))
                 notes = [note for notes in failing for note in notes]
@@ -305,13 +346,14 @@ def stream(predictor, source, *, redetect_every: int = 10, smooth: bool = True, 
                     warnings.warn(_skipped_note(name, [index], notes, lost=False), stacklevel=2)
                 skipped += list(range(index, index + lost))
                 index, failing = index + lost, []
-            shown = now
+            at = index if late is None else late
+            shown = shown if late is not None else now
             if said:
                 warnings.warn(f"{said[0]} (damaged data: the frame was decoded with the damage patched over, so its "
                               "keypoints may be wrong)", stacklevel=2)
             read += 1
-            t = _frame_time(now, index, fps, t)
-            rgb = _frame_rgb(frame, name, index)
+            t = _frame_time(now, index, fps, t) if late is None else now
+            rgb = _frame_rgb(frame, name, at)
             timings = {"detection": 0.0, "preprocess": 0.0, "model": 0.0, "postprocess": 0.0}
             if predictor.framing == "resize":  # a whole-photo model: every frame is its one face
                 whole = predictor(rgb)
@@ -320,17 +362,19 @@ def stream(predictor, source, *, redetect_every: int = 10, smooth: bool = True, 
                 timings = whole.timings
             else:  # a scene cut is looked for only where there are tracks to drop
                 cut, thumb = _scene_cut(rgb, thumb)
-                tracks = _track(predictor, rgb, tracks, cut or index % redetect_every == 0, smoothing, timings)
-            yield _result(predictor, tracks, rgb.shape[:2], index, t, timings, f"{name}#frame={index}")
-            index += 1
-        exact = Path(name).suffix.lower() in EXACT_COUNT_SUFFIXES
+                tracks = _track(predictor, rgb, tracks, cut or at % redetect_every == 0, smoothing, timings)
+            yield _result(predictor, tracks, rgb.shape[:2], at, t, timings, f"{name}#frame={at}")
+            index += late is None
         # an estimated count is met where the last frame's time reaches it; an MP4's sample count where
         # it reaches the container's duration, which an edit list (a trim) may end first
-        reached_end = declared > 0 and t >= (declared - 2) / fps and not exact
-        if (Path(name).suffix.lower() in EDIT_LIST_SUFFIXES and read and declared > index
-                and Path(name).is_file()):  # a capture named by its file too
-            reached_end = t + 1.5 / fps >= _container_duration(name)
         unread = declared - index if failing and len(failing) < declared - index else 0
+        reached_end = declared > 0 and t >= (declared - 2) / fps and not exact
+        if packets and suffix not in EXACT_COUNT_SUFFIXES and read and math.isfinite(facts.video_duration):
+            after = round((facts.video_duration - t) * fps) - 1  # frames that fit after the last one read
+            if after > 1:  # a truncated file's packets end early: the stream's own duration says so
+                declared, exact = max(declared, index + after), False
+        if Path(name).suffix.lower() in EDIT_LIST_SUFFIXES and read and declared > index and probed and not skipped:
+            reached_end = t + 1.5 / fps >= facts.duration
         shortfall = frames_missing(name, declared, read, skipped, exact, reached_end, unread)
         if shortfall:
             warnings.warn(IncompleteVideoWarning(shortfall), stacklevel=2)
@@ -376,21 +420,73 @@ def _frames_lost(now: float, shown: float | None, fps: float, failed: int) -> in
     return min(failed, max(0, round((now - before) * fps) - 1))
 
 
-def _container_duration(path: str) -> float:
-    """The video's duration (seconds) as FFmpeg reads it from the container, edit lists applied; NaN
-    where it says none. OpenCV gives no duration, and an MP4's frame count is its track's samples,
-    of which an edit list (a trim made with ffmpeg -c copy) may show fewer."""
+@dataclass
+class _StreamFacts:
+    """What FFmpeg says of a video file's (first, non-cover-art) video stream: its count of frames
+    (packets; 0 where it gives none), the container's duration (seconds, edit lists applied) and the
+    video stream's own (its DURATION tag in MKV/WebM; the container's, less the stream's start, in a
+    file with no other stream; NaN where it says none)."""
+
+    frames: int = 0
+    duration: float = math.nan
+    video_duration: float = math.nan
+
+
+def _stream_facts(path: str) -> _StreamFacts:
+    """Probe a video file once with FFmpeg (imageio-ffmpeg's binary), reading its video stream's
+    packets without decoding them. OpenCV's frame count is the container's: an estimate from the
+    duration of its longest stream (audio included) x rate in MKV, WebM, MPEG-TS and FLV, and index
+    entries (empty "drop" chunks included) in a variable-rate AVI; the packets are the stream's own
+    frames. OpenCV gives no duration, and an MP4's packets are its track's samples, of which an edit
+    list (a trim made with ffmpeg -c copy) may show fewer. No ffmpeg, or no answer: no facts."""
     import subprocess
 
     import imageio_ffmpeg
 
     try:
-        said = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", f"file:{path}"],
-                              capture_output=True, timeout=30).stderr.decode("utf-8", "replace")
-    except (OSError, RuntimeError, subprocess.SubprocessError):  # no ffmpeg: the count is taken as exact
+        said = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", f"file:{path}",
+                               "-map", "0:V:0", "-c", "copy", "-f", "null", "-"],
+                              capture_output=True, timeout=120).stderr.decode("utf-8", "replace")
+    except (OSError, RuntimeError, subprocess.SubprocessError):
+        return _StreamFacts()
+    header = re.split(r"Stream mapping:|Output #0", said, maxsplit=1)[0]  # the input's, not the copy's
+    duration = _seconds(re.search(r"Duration: (\d+:\d\d:\d\d(?:\.\d+)?)", header))
+    streams = re.split(r"\n\s*Stream #0:", header)[1:]
+    video = next((s for s in streams if ": Video:" in s.split("\n", 1)[0]
+                  and "attached pic" not in s.split("\n", 1)[0]), "")
+    own = _seconds(re.search(r"\n\s*DURATION\s*: (\d+:\d\d:\d\d(?:\.\d+)?)", video))
+    start = re.search(r", start (\d+(?:\.\d+)?)", video.split("\n", 1)[0])
+    if math.isnan(own) and len(streams) == 1:
+        own = duration - (float(start[1]) if start else 0.0)
+    counts = re.findall(r"frame=\s*(\d+)", said)  # the progress line's last count is the whole stream's
+    return _StreamFacts(int(counts[-1]) if counts else 0, duration, own)
+
+
+def _seconds(found) -> float:
+    """A regex match of "H:MM:SS.ss" -> seconds; None -> NaN."""
+    if not found:
         return math.nan
-    found = re.search(r"Duration: (\d+):(\d\d):(\d\d(?:\.\d+)?)", said)
-    return int(found[1]) * 3600 + int(found[2]) * 60 + float(found[3]) if found else math.nan
+    hours, minutes, seconds = found[1].split(":")
+    return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+
+
+def _gap_frames(now: float, shown: float | None, fps: float) -> int:
+    """How many frames fit between the frame shown at ``shown`` and the one at ``now`` (seconds), when
+    they are over 1.5 frame spacings apart; 0 when they are not (or a time is missing). After damage
+    the decoder may drop frames without a failed read: only the times tell (a jump with no damage
+    reported is a variable frame rate's)."""
+    if shown is None or not (math.isfinite(now) and math.isfinite(shown)) or now - shown <= 1.5 / fps:
+        return 0
+    return round((now - shown) * fps) - 1
+
+
+def _late_frame(now: float, shown: float | None, fps: float, skipped: list[int]) -> int | None:
+    """The index of a skipped frame that is shown late (its time ``now`` is before the last frame's,
+    ``shown``: a decoder given damaged references may show frames out of order), else None."""
+    if shown is None or not (math.isfinite(now) and now < shown):
+        return None
+    own = round(now * fps)
+    return own if own in skipped else None
 
 
 def _ranges(indices: list[int], most: int = 20) -> str:
@@ -415,6 +511,7 @@ def frames_missing(name: str, declared: int, read: int, skipped: list[int], exac
     if read == 0:
         return f"{name}: no frame could be decoded (the file is truncated or damaged)"
     missing = declared - read - len(skipped)  # after the last frame decoded
+    declared = max(declared, read + len(skipped))  # a damaged container's count may lack the lost frames
     short = missing > (0 if exact else 1 + declared // 100) and not reached_end
     if not skipped and not short:
         return None

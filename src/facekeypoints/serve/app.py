@@ -11,8 +11,8 @@ Every error answer, FastAPI's and Starlette's own (404, 405, 422) included, is a
   model, detector, draw are options too, checked once the body is read; one that disagrees with the query: 422);
 - an unknown model or detector: 404 naming the known ones; a detector this install cannot run (dlib
   without its extra): 501, and /v1/models lists only those it can;
-- a body over ``max_body`` bytes (declared or streamed): 413; a body without a Content-Length (a
-  multipart one, or a raw one not chunked): 411; a content type that is neither an image nor
+- a body over ``max_body`` bytes (declared or streamed): 413; a body with neither a Content-Length
+  nor chunked Transfer-Encoding: 411; a content type that is neither an image nor
   multipart, or a Content-Encoding (gzip): 415; a multipart field ``file`` given twice: 400;
 - an image over ``max_pixels``, judged from its header before any pixel is decoded: 413;
   bytes that do not decode: 400, worded for an HTTP client (the image readers' advice is for the CLI);
@@ -180,7 +180,8 @@ def create_app(models: dict[str, str | Path] | None = None, *, detector: str = "
     async def page() -> str:
         return page_html
 
-    errors = {"400": "bad image or body", "404": "unknown model or detector", "411": "a body without Content-Length",
+    errors = {"400": "bad image or body", "404": "unknown model or detector",
+              "411": "a body without Content-Length or chunked encoding",
               "413": "body or image over the limits", "415": "not an image content type, or a Content-Encoding",
               "422": "bad option", "501": "a detector not installed on this server"}
     described = {int(code): {**_ERROR, "description": words} for code, words in errors.items()}
@@ -371,7 +372,7 @@ async def _upload(request: Request, max_body: int) -> tuple[bytes, dict[str, str
                                 "body cannot be read; send one")
     try:
         if kind == "multipart/form-data":
-            return await _multipart_file(request, declared)
+            return await _multipart_file(request, max_body)
         return await _raw_body(request, max_body), {}
     except ClientDisconnect:  # nobody will read the answer; without this, uvicorn prints a 50-line traceback
         raise _ClientError(400, "the upload was cut short: the client disconnected") from None
@@ -389,10 +390,10 @@ async def _raw_body(request: Request, max_body: int) -> bytes:
     return b"".join(chunks)
 
 
-async def _multipart_file(request: Request, declared: str | None) -> tuple[bytes, dict[str, str]]:
-    if declared is None:  # the declared length is what bounds the read below
-        raise _ClientError(411, "a multipart upload needs a Content-Length header")
-    body = await request.body()  # kept: the form parser reads it from here, and the check below needs it
+async def _multipart_file(request: Request, max_body: int) -> tuple[bytes, dict[str, str]]:
+    # read as a raw body is, the limit checked while streaming: a chunked upload (Go's multipart.Writer
+    # over a pipe, Node's form-data with streams) has no Content-Length; kept for the checks below
+    body = await _raw_body(request, max_body)
     # parameter names are case-insensitive (RFC 2045): BOUNDARY= as boundary=
     boundary = re.search(r'boundary="?([^";]+)', request.headers.get("content-type", ""), re.I)
     delimiter = b"--" + boundary.group(1).encode("latin-1") if boundary else None
@@ -400,13 +401,13 @@ async def _multipart_file(request: Request, declared: str | None) -> tuple[bytes
         # a preamble before the first boundary (RFC 2046 allows it; the parser does not): dropped
         body = body[body.index(b"\r\n" + delimiter) + 2:]
 
-        async def receive() -> dict:
-            return {"type": "http.request", "body": body, "more_body": False}
-        request = Request(request.scope, receive)
+    async def receive() -> dict:  # the form parser reads the body already read
+        return {"type": "http.request", "body": body, "more_body": False}
+    request = Request(request.scope, receive)
     try:
-        # a text part may hold the image too (below): bounded by the body's own checked length, not 1 MB
+        # a text part may hold the image too (below): bounded by the body's own length (at most max_body), not 1 MB
         # files beyond 'file' are let through to be named below (an option sent as a file, an unknown part)
-        form = await request.form(max_files=len(OPTIONS) + 2, max_fields=10, max_part_size=max(int(declared), 1024 * 1024))
+        form = await request.form(max_files=len(OPTIONS) + 2, max_fields=10, max_part_size=max(len(body), 1024 * 1024))
     except Exception as err:  # Starlette's parser: a missing boundary, too many files or fields
         detail = getattr(err, "detail", None) or str(err) or type(err).__name__
         raise _ClientError(400, f"the multipart body cannot be read: {_cut(str(detail))}") from None

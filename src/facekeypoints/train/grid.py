@@ -371,6 +371,10 @@ def _failed_before(rows: list[dict], cfg: Config) -> str | None:
 def _write_rows(results: Path, rows: list[dict]) -> None:
     with atomic_path(results) as tmp:  # a kill mid-write keeps the previous rows
         tmp.write_text(json.dumps(rows, indent=2) + "\n")
+    _write_table(results, rows)
+
+
+def _write_table(results: Path, rows: list[dict]) -> None:
     with atomic_path(results.with_suffix(".md")) as tmp:
         tmp.write_text(markdown_table(rows) + "\n")
 
@@ -390,14 +394,17 @@ def _locked(results: Path):
 
 def _save_row(results: Path, row: dict) -> list[dict]:
     """Put ``row`` into ``results`` as it is on disk now (another grid may have added rows since this
-    one read it): only this config's row is replaced (and, for a renamed config, its run's row under
-    the old name: ``renamed_from``, of the run whose config digest is ``renamed_digest`` when given).
+    one read it): only this config's row is replaced (and, for a renamed config, its run's row: the
+    row of the run whose config digest is ``renamed_digest`` when given, else the row named ``renamed_from``).
     Returns every row."""
     old, old_digest = row.pop("renamed_from", row["config"]), row.pop("renamed_digest", None)
 
     def replaced(r: dict) -> bool:
-        of_old_run = old_digest in (None, r.get("run_digest", r["digest"]))  # not another run's row of that name
-        return r["config"] == row["config"] or (r["config"] == old and of_old_run)
+        if r["config"] == row["config"]:
+            return True
+        # by the run's digest, not its old name: a row refreshed under a newer name (config.json still
+        # holds the first one) is the same run's, and another run's row of the old name is not
+        return r.get("run_digest", r["digest"]) == old_digest if old_digest else r["config"] == old
 
     with _locked(results):
         rows = [r for r in _read_rows(results) if not replaced(r)] + [row]
@@ -410,7 +417,8 @@ def run_grid(configs: list[str | Path], results: str | Path, *, full: bool = Fal
     """Run every config not yet in ``results`` (JSON list of rows); returns all rows (a list whose
     ``failed`` names the configs that failed in this call).
 
-    Rows are written after each run, with ``<results>.md`` (the Markdown table) beside them. Every
+    Rows are written after each run, with ``<results>.md`` (the Markdown table) beside them; the
+    table is written again at the end, so it is there when every config was done before. Every
     config, the results file and each pending run's data are checked before the first run trains
     (ValueError naming the file). A run stopped by SIGINT/SIGTERM raises KeyboardInterrupt after its
     last.pt is saved: the same call continues it. A run that ends with no best.pt to score (it
@@ -456,6 +464,9 @@ def run_grid(configs: list[str | Path], results: str | Path, *, full: bool = Fal
             continue
         echo(f"{cfg.name}: RMSE {row['rmse']:.3f}, MAE {row['mae']:.3f}, NME {_cell('nme', row.get('nme'))} in "
              f"{row['minutes']} min")
+    with _locked(results):  # the table, also when no row changed (every config done): the grid names it
+        rows = _read_rows(results)
+        _write_table(results, rows)
     return GridRows(rows, failed)
 
 

@@ -21,6 +21,7 @@ import shutil
 import signal
 import sys
 import time
+import warnings
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from urllib.error import URLError
@@ -63,8 +64,8 @@ class TrainState:
     loss_n: int = 0
     faces: dict = field(default_factory=dict)  # training and validation faces at the start, checked on resume
     teacher: dict = field(default_factory=dict)  # train.teacher's file (size, sha256), checked on resume
-    # the pixels history and best are scored in; None: a run begun before scores were in the labelled
-    # images' pixels (they were in the model input's), whose scores cannot be compared with new ones
+    # the pixels history and best are scored in; None: saved by a version that did not record it (its
+    # scores may be in the model input's pixels, not comparable with new ones: see _check_scored_in)
     scored_in: str | None = None
 
 
@@ -363,8 +364,9 @@ def _resume(run: _Run, ckpt: Checkpoint, path: Path) -> TrainState:
         run.sched.load_state_dict(ckpt.training["scheduler"])
     if run.scaler is not None and ckpt.training.get("scaler"):
         run.scaler.load_state_dict(ckpt.training["scaler"])
-    state = TrainState(**ckpt.training["train_state"])
-    _check_scored_in(run, state, path)
+    saved = ckpt.training["train_state"]
+    state = TrainState(**saved)
+    _check_scored_in(run, state, path, saved_by_round12="teacher" in saved)
     faces = _faces(run)
     if state.faces and any(state.faces[k] != faces.get(k) for k in state.faces):  # e.g. rows appended or changed
         was, now = ({k: v for k, v in d.items() if k != "digest"} for d in (state.faces, faces))
@@ -379,11 +381,19 @@ def _resume(run: _Run, ckpt: Checkpoint, path: Path) -> TrainState:
     return state
 
 
-def _check_scored_in(run: _Run, state: TrainState, path: Path) -> None:
+def _check_scored_in(run: _Run, state: TrainState, path: Path, saved_by_round12: bool = False) -> None:
     """Refuse to resume a run whose earlier epochs were scored in the model input's pixels when its
     framing maps them to other image pixels: the old and new scores would be compared for best.pt and
     train.patience as if in one unit. Where the framing maps input pixels 1:1 (e.g. 96-px Kaggle crops
-    at preprocess.size 96) the units are the same and the run goes on."""
+    at preprocess.size 96) the units are the same and the run goes on.
+
+    ``scored_in`` came after the version that began scoring in image pixels, which did not record it;
+    that version is known by the field it added to TrainState, ``teacher`` (``saved_by_round12``). Since
+    last.pt is saved after every epoch, a last.pt without that field was written by a version that
+    scored in input pixels, for every one of its epochs. (A run begun before it and resumed under it
+    cannot be told from one begun under it: it is taken as the latter, as nearly all are.)"""
+    if state.scored_in is None and saved_by_round12:
+        state.scored_in = SCORED_IN
     if state.scored_in is None:
         scored = any("val_rmse" in row for row in state.history)
         frames = run.val_frames
@@ -525,7 +535,8 @@ def turned_weights(keypoints: np.ndarray, schema, turned_weight: float) -> torch
     """(N,) sampling weights for ``train.turned_weight`` (None when it is 0): 1 + turned_weight *
     min(|yaw|, 1) / 0.3, so a face turned about 30 degrees is drawn 1 + turned_weight times as often
     as a frontal one. The training data holds few turned faces, and a model that rarely sees them
-    predicts a frontal shape for them; faces whose labels lack the eyes or the nose tip count as frontal."""
+    predicts a frontal shape for them; faces whose labels lack the eyes or the nose tip count as frontal
+    (a warning says how many; when every face lacks them the setting would do nothing, and is refused)."""
     if not turned_weight:
         return None
     from facekeypoints.evaluate.photos import yaw_proxy  # the yaw photo evaluation bins faces by
@@ -535,7 +546,17 @@ def turned_weights(keypoints: np.ndarray, schema, turned_weight: float) -> torch
     except ValueError as err:
         raise ValueError(f"train.turned_weight needs the eye centres and nose tip, which {schema.name} "
                          f"points cannot give ({err})") from None
-    yaw = np.nan_to_num(np.abs(yaw_proxy(kaggle15)), nan=0.0, posinf=0.0)
+    yaw = np.abs(yaw_proxy(kaggle15))
+    weighted, n = int(np.isfinite(yaw).sum()), len(yaw)
+    # given and ignored for some faces, or all: said, as _check_together says of other settings
+    lacking = f"of the {n} training faces {{}} labelled eye centres and a nose tip"
+    if not weighted:
+        raise ValueError(f"train.turned_weight {turned_weight:g}: none {lacking.format('has')}, so every face would "
+                         "count as frontal; label them, or leave train.turned_weight at 0")
+    if weighted < n and _env_int("RANK", 0) == 0:
+        warnings.warn(f"train.turned_weight {turned_weight:g}: only {weighted} {lacking.format('have')}; the other "
+                      f"{n - weighted} count as frontal (weight 1)", stacklevel=2)
+    yaw = np.nan_to_num(yaw, nan=0.0, posinf=0.0)
     return torch.from_numpy(1.0 + turned_weight * np.minimum(yaw, 1.0) / 0.3)
 
 
@@ -594,11 +615,15 @@ def _end_epoch(run: _Run, state: TrainState) -> tuple[dict, str | None]:
     if math.isfinite(row.get("val_rmse", math.nan)) and (state.best is None or row["val_rmse"] < state.best["val_rmse"]):
         state.best = dict(row)
     val_loss, reason = _from_rank0(run, (row.get("val_loss"), _stop_reason(t, state)))
-    if t.scheduler == "plateau":
-        if val_loss is not None:  # a plateau of the validation loss: epochs without validation say nothing
-            run.sched.step(val_loss)
-    elif run.sched is not None:
-        run.sched.step()
+    with warnings.catch_warnings():
+        # an epoch resumed after its last step (interrupted there) takes no optimizer step in this process,
+        # and torch warns of a skipped schedule value; the schedule, restored from last.pt, is right
+        warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler\.step\(\)` before")
+        if t.scheduler == "plateau":
+            if val_loss is not None:  # a plateau of the validation loss: epochs without validation say nothing
+                run.sched.step(val_loss)
+        elif run.sched is not None:
+            run.sched.step()
     out = Path(run.cfg.out_dir)
     if state.best is not None and state.best["epoch"] == row["epoch"]:
         _save(run, state, out / "best.pt", metrics=row)

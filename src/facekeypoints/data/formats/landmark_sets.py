@@ -488,8 +488,8 @@ def _coco_box(path: Path, bbox: object, row: int, size: tuple[int, int] | None, 
         if not isinstance(bbox, list) or len(bbox) != 4:
             raise ValueError(f"got {short(bbox)}")
         x, y, w, h = (json_number(v) for v in bbox)
-        if w < 0 or h < 0:
-            raise ValueError(f"width and height must be >= 0, got {w} and {h}")
+        if w <= 0 or h <= 0:  # a box of no size holds no face: matching a detection against it would miss it
+            raise ValueError(f"width and height must be > 0, got {w} and {h}")
     except ValueError as err:
         raise DataFormatError(path, f"bbox must be [x, y, width, height], four numbers: {err}", row=row,
                               field="bbox") from None
@@ -545,7 +545,7 @@ def _coco_face(path: Path, ann: object, row: int, images: dict, labels: dict, ca
         raise DataFormatError(path, f"annotation is not an object: {short(ann)}", row=row)
     kp, missing = _coco_keypoints(path, ann, row)
     _coco_category(path, ann, len(kp), categories, row)
-    image_id, face_id = ann.get("image_id"), ann.get("id", row)
+    image_id, face_id = ann.get("image_id"), ann.get("id", f"row{row}")  # never one of the file's ids ("a#1")
     if not _is_id(image_id) or image_id not in images:
         raise DataFormatError(path, f"image_id {short(image_id)} is not in 'images'", row=row, field="image_id")
     if not _is_id(face_id):
@@ -595,7 +595,7 @@ def read_coco_json(path: str | Path, *, load_images: bool = True, schema: str | 
     for row, ann in enumerate(doc["annotations"]):
         try:
             face = _coco_face(path, ann, row, images, labels, cache, load_images, order, categories)
-            key = (ann["image_id"], ann.get("id", row))
+            key = (ann["image_id"], ann["id"]) if "id" in ann else (ann["image_id"], row, "row")  # never a real id
             if key in first_row:  # the same face twice would count twice in every figure
                 raise DataFormatError(path, f"annotation {row} repeats the id {short(str(key[1]))} of "
                                       f"annotation {first_row[key]} on the same image", row=row, field="id")

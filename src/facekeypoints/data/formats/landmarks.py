@@ -20,6 +20,7 @@ Examples
 from __future__ import annotations
 
 import errno
+import glob
 import json
 import os
 import threading
@@ -38,7 +39,7 @@ from facekeypoints.data.walk import data_files, distinct_files, not_found, unrea
 from facekeypoints.schema import load_schema
 
 __all__ = [
-    "IMAGE_SUFFIXES", "read_pts", "write_pts", "read_asf", "read_ljson", "read_aflw_mat",
+    "IMAGE_SUFFIXES", "read_pts", "write_pts", "read_asf", "read_ljson", "read_aflw_mat", "labels_file",
 ]
 
 IMAGE_SUFFIXES = (".jpg", ".png", ".jpeg", ".ppm", ".bmp", ".webp", ".tif", ".tiff")
@@ -126,6 +127,27 @@ def _image_beside(annotation: Path) -> Path | None:
     return found[0] if found else None
 
 
+def _photo_or_none(annotation: Path) -> Path | None:
+    """``_image_beside``, None where it is in doubt (two candidates: reading the file names that)."""
+    try:
+        return _image_beside(annotation)
+    except DataFormatError:
+        return None
+
+
+def labels_file(source: str | Path | None, face: str) -> str:
+    """The file that labels ``face`` of data read from ``source``, for a message: ``source`` itself where it
+    is a file (COCO, dlib XML, a CSV), else the face's own label file in that folder (``ds/b.pts``)."""
+    if not source or not Path(source).is_dir():
+        return str(source or "data")
+    stem = Path(source) / face
+    try:
+        found = [f for f in stem.parent.glob(glob.escape(stem.name) + ".*") if f.suffix.lower() not in IMAGE_SUFFIXES]
+    except OSError:  # a folder that cannot be listed: its name still says where
+        found = []
+    return str(found[0]) if len(found) == 1 else str(source)
+
+
 def _require_image(annotation: Path, image: Path | None, named: str | None = None,
                    hint: str = "its labels alone can be read (data info does; load_images=False in Python)") -> Path:
     if image is not None and image.is_file():
@@ -143,7 +165,8 @@ def _files(path: Path, suffix: str) -> tuple[list[Path], list[DataFormatError]]:
     loop ends), a link to nothing is listed too, for the reader to report, macOS's ``__MACOSX``
     folders and ``._*`` resource forks are passed over, and a folder that cannot be listed is a
     problem. So are two files for one face (``a.pts`` and ``a.PTS``): both are left out; and a file
-    that leads to the same file as another (``b.pts`` a link to ``a.pts``): it is left out.
+    that leads to the same file as another (``b.pts`` a link to ``a.pts``) and labels no other photo
+    (``b.jpg`` missing, or the same file as ``a.jpg``): it is left out.
     """
     try:
         is_dir, is_file = path.is_dir(), path.is_file()
@@ -151,7 +174,8 @@ def _files(path: Path, suffix: str) -> tuple[list[Path], list[DataFormatError]]:
         raise unreadable(path, err) from None
     if is_dir:
         problems: list[DataFormatError] = []
-        files = distinct_files([f for f in data_files(path, problems) if f.name.lower().endswith(suffix)], problems)
+        files = distinct_files([f for f in data_files(path, problems) if f.name.lower().endswith(suffix)], problems,
+                               _photo_or_none)
         if not files and not problems:
             raise DataFormatError(path, f"folder holds no {suffix} files")
         by_face: dict[tuple[Path, str], list[Path]] = {}
