@@ -43,14 +43,20 @@ def _read(det, path: Path) -> tuple[list, list[str], list[str]]:
     return results, [m for bad, m in said if bad], [m for bad, m in said if not bad]
 
 
-def test_frames_the_decoder_drops_after_damage_are_skipped_and_the_rest_keep_their_indices(det, tmp_path):
+def _damaged_mkv(tmp_path: Path, to: Path) -> Path:
+    """A 30-frame H.264 MKV (10 fps) with 1500 zero bytes at 30% of the file: the decoder drops frames."""
     whole = tmp_path / "whole.mkv"
     _ffmpeg(*TESTSRC, "-c:v", "libx264", "-pix_fmt", "yuv420p", whole)
     data = bytearray(whole.read_bytes())
     at = int(len(data) * 0.3)
     data[at:at + 1500] = bytes(1500)
-    damaged = tmp_path / "damaged.mkv"
-    damaged.write_bytes(bytes(data))
+    to.parent.mkdir(exist_ok=True)
+    to.write_bytes(bytes(data))
+    return to
+
+
+def test_frames_the_decoder_drops_after_damage_are_skipped_and_the_rest_keep_their_indices(det, tmp_path):
+    damaged = _damaged_mkv(tmp_path, tmp_path / "damaged.mkv")
     results, incomplete, _ = _read(det, damaged)
     assert len(results) < 30 and incomplete and "of its 30 frames" in incomplete[0]
     assert all(r.frame == round(r.time_s * 10) for r in results)  # each frame keeps its own index
@@ -125,13 +131,7 @@ def test_export_of_an_onnx_file_says_it_is_one(tmp_path, capsys):
 
 
 def test_written_records_of_a_damaged_video_keep_their_indices(det, tmp_path):
-    whole = tmp_path / "whole.mkv"
-    _ffmpeg(*TESTSRC, "-c:v", "libx264", "-pix_fmt", "yuv420p", whole)
-    data = bytearray(whole.read_bytes())
-    at = int(len(data) * 0.3)
-    data[at:at + 1500] = bytes(1500)
-    (tmp_path / "in").mkdir()
-    (tmp_path / "in" / "damaged.mkv").write_bytes(bytes(data))
+    _damaged_mkv(tmp_path, tmp_path / "in" / "damaged.mkv")
     report = predict_paths(det, [tmp_path / "in"], tmp_path / "out", draw=False, progress=False)
     assert report.failures and "damaged.mkv" in report.failures[0][0]
     records = [json.loads(line) for line in (tmp_path / "out" / "damaged.jsonl").read_text().splitlines()]

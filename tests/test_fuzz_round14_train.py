@@ -21,15 +21,7 @@ from facekeypoints.schema import load_schema
 from facekeypoints.train import grid, loop
 from facekeypoints.train.loop import fit, turned_weights
 from fakes import make_faces, tiny_config
-
-
-def _grid_config(tmp_path, csv, name="a", epochs=1):
-    config = tmp_path / "cfgs" / "a.yaml"
-    config.parent.mkdir(exist_ok=True)
-    config.write_text(f"name: {name}\ndata: {{train: {csv}, split: [0.75, 0.25]}}\nmodel: {{name: fcnn}}\n"
-                      f"train: {{epochs: {epochs}, batch_size: 8, num_threads: 1}}\n"
-                      f"out_dir: {tmp_path / 'runs' / 'a'}\n")
-    return config
+from test_fuzz_round13_train import _grid_config  # one tiny grid config for both rounds
 
 
 def _grid(tmp_path, csv, results, lines=None, **kw):
