@@ -1,4 +1,5 @@
 """Stand-in models for tests: checkpoints whose predictions are known exactly."""
+import os
 import struct
 import zlib
 from pathlib import Path
@@ -161,3 +162,42 @@ def ytf68_csv(folder: Path, rows: int = 3, *, empty_rows=(), text_rows=()) -> Pa
         lines.append(f"train/face{r}.png,Person_{r}," + ",".join(cells))
     (folder / "train.csv").write_text("\n".join(lines) + "\n")
     return folder / "train.csv"
+
+
+def link_or_skip(target, link: Path, *, hard: bool = False) -> None:
+    """A symbolic (or ``hard``) link at ``link`` to ``target``; the test is skipped where the disk has none."""
+    import pytest
+
+    try:
+        (os.link if hard else os.symlink)(target, link)
+    except (OSError, NotImplementedError):
+        pytest.skip(f"{'hard' if hard else 'symbolic'} links are not available here")
+
+
+def running(app):
+    """Context manager: ``app`` served by uvicorn as ``facekeypoints serve`` runs it, on a free loopback
+    port, in a thread; yields the port and stops the server on exit."""
+    import contextlib
+    import threading
+    import time
+
+    from facekeypoints.serve.server import bind, server
+
+    @contextlib.contextmanager
+    def serving():
+        sock = bind("127.0.0.1", 0)
+        instance = server(app)
+        thread = threading.Thread(target=instance.run, kwargs={"sockets": [sock]}, daemon=True)
+        thread.start()
+        for _ in range(200):
+            if instance.started:
+                break
+            time.sleep(0.05)
+        try:
+            yield sock.getsockname()[1]
+        finally:
+            instance.should_exit = True
+            thread.join(timeout=10)
+            sock.close()
+
+    return serving()

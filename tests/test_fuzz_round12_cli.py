@@ -13,7 +13,6 @@ import socket
 import struct
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -23,7 +22,7 @@ import pytest
 from fastapi.testclient import TestClient
 from matplotlib import cbook
 
-from fakes import grace_hopper_copy, make_faces, run_cli
+from fakes import grace_hopper_copy, make_faces, run_cli, running
 from facekeypoints.serve.app import create_app
 from test_serve_browser import _wait, browser  # noqa: F401 (fixture)
 
@@ -93,20 +92,8 @@ def test_the_page_does_not_hard_code_the_shipped_model_names(client):
 @pytest.fixture(scope="module")
 def renamed_server():
     """A live server of ibug68 under the name 'mine', as serve --model mine=run/best.pt."""
-    from facekeypoints.serve.server import bind, server
-
-    sock = bind("127.0.0.1", 0)
-    instance = server(create_app({"mine": "ibug68"}, workers=1))
-    thread = threading.Thread(target=instance.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    for _ in range(100):
-        if instance.started:
-            break
-        time.sleep(0.1)
-    yield f"http://127.0.0.1:{sock.getsockname()[1]}/"
-    instance.should_exit = True
-    thread.join(timeout=10)
-    sock.close()
+    with running(create_app({"mine": "ibug68"}, workers=1)) as port:
+        yield f"http://127.0.0.1:{port}/"
 
 
 def test_the_page_works_with_models_served_under_other_names(renamed_server, browser):  # noqa: F811

@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import json
-import os
 import zipfile
 import zlib
 from pathlib import Path
@@ -28,6 +27,7 @@ from facekeypoints.data.formats.verify import verify_kaggle_download
 from facekeypoints.data.formats.ytf import read_udacity_csv, read_ytf68_csv
 from facekeypoints.data.images import image_size
 from facekeypoints.data.info import describe, read_for_info
+from fakes import link_or_skip
 
 # 68 points in a 100 wide x 200 high picture (x 20..80, y 40..160)
 POINTS = np.stack([np.linspace(20, 80, 68), np.linspace(40, 160, 68)], 1)
@@ -63,11 +63,6 @@ def _annotation(image_id=1, k: int = 68, **kw) -> dict:
     return {"id": kw.pop("id", 1), "image_id": image_id, "keypoints": flat, **kw}
 
 
-def _link(target: str, link: Path) -> None:
-    try:
-        os.symlink(target, link)
-    except (OSError, NotImplementedError):
-        pytest.skip("symbolic links are not available here")
 
 
 # ---- 1. data convert: a face outside its photo -------------------------------------------------
@@ -153,7 +148,7 @@ def _ytf_csv(path: Path, names: list[str]) -> Path:
 def test_ytf68_refuses_a_link_to_a_listed_image(tmp_path):
     (tmp_path / "images" / "train").mkdir(parents=True)
     _photo(tmp_path / "images" / "train" / "a.jpg", 100, 100)
-    _link("a.jpg", tmp_path / "images" / "train" / "link.jpg")
+    link_or_skip("a.jpg", tmp_path / "images" / "train" / "link.jpg")
     path = _ytf_csv(tmp_path / "train.csv", ["train/a.jpg", "train/link.jpg"])
     with pytest.raises(DataFormatError, match=r"row 2, field 'image': repeats the image 'train/link\.jpg' of row 1 "
                                               r"\(the same file as 'train/a\.jpg'\): its face would count twice"):
@@ -164,7 +159,7 @@ def test_ytf68_refuses_a_link_to_a_listed_image(tmp_path):
 
 def test_coco_refuses_a_link_to_a_listed_image(tmp_path):
     _photo(tmp_path / "a.png", 100, 100)
-    _link("a.png", tmp_path / "b.png")
+    link_or_skip("a.png", tmp_path / "b.png")
     path = _coco(tmp_path, [{"id": 1, "file_name": "a.png"}, {"id": 2, "file_name": "b.png"}],
                  [_annotation(1), _annotation(2)])
     with pytest.raises(DataFormatError, match=r"images\[1\] \(id 2\) names the file 'b\.png' of images\[0\] \(id 1\) "
@@ -174,7 +169,7 @@ def test_coco_refuses_a_link_to_a_listed_image(tmp_path):
 
 def test_dlib_refuses_a_link_to_a_listed_image(tmp_path):
     _photo(tmp_path / "a.png", 100, 100)
-    _link("a.png", tmp_path / "b.png")
+    link_or_skip("a.png", tmp_path / "b.png")
     parts = "".join(f"<part name='{i:02d}' x='{x / 2:.0f}' y='{y / 4:.0f}'/>" for i, (x, y) in enumerate(POINTS))
     box = f"<box top='1' left='1' width='50' height='50'>{parts}</box>"
     path = tmp_path / "faces.xml"

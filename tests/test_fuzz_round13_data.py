@@ -29,6 +29,7 @@ from facekeypoints.data.images import decode_image, decoder_output, read_image
 from facekeypoints.data.info import read_for_info
 from facekeypoints.evaluate.photos import evaluate_photos
 from facekeypoints.schema import load_schema
+from fakes import link_or_skip
 
 # 68 points in a 100 wide x 200 high picture (x 20..80, y 40..160)
 POINTS = np.stack([np.linspace(20, 80, 68), np.linspace(40, 160, 68)], 1)
@@ -135,17 +136,12 @@ def test_dlib_refuses_a_repeated_box(tmp_path):
     assert len(read_dlib_xml(path, load_images=False, skip_bad=True)) == 1
 
 
-def _hard_link(target: Path, link: Path) -> None:
-    try:
-        os.link(target, link)
-    except (OSError, NotImplementedError):
-        pytest.skip("hard links are not available here")
 
 
 def test_ytf68_refuses_a_hard_link_to_a_listed_image(tmp_path):
     (tmp_path / "images" / "train").mkdir(parents=True)
     _photo(tmp_path / "images" / "train" / "a.jpg")
-    _hard_link(tmp_path / "images" / "train" / "a.jpg", tmp_path / "images" / "train" / "b.jpg")
+    link_or_skip(tmp_path / "images" / "train" / "a.jpg", tmp_path / "images" / "train" / "b.jpg", hard=True)
     header = ["image", "person"] + [f"{a}{i}" for i in range(68) for a in ("x", "y")]
     rows = [[name, "p"] + [f"{v:.1f}" for v in POINTS.ravel()] for name in ("train/a.jpg", "train/b.jpg")]
     path = tmp_path / "train.csv"
@@ -156,7 +152,7 @@ def test_ytf68_refuses_a_hard_link_to_a_listed_image(tmp_path):
 
 def test_a_hard_linked_pts_file_is_read_once(tmp_path):
     folder = _pts_face(tmp_path / "f")
-    _hard_link(folder / "face.pts", folder / "linked.pts")
+    link_or_skip(folder / "face.pts", folder / "linked.pts", hard=True)
     with pytest.raises(DataFormatError, match=r"linked\.pts: leads to the same file as .*face\.pts"):
         read_pts(folder, load_images=False)
 

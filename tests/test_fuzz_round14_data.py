@@ -26,6 +26,7 @@ from facekeypoints.data.images import decode_image, decoder_output, read_image
 from facekeypoints.data.info import read_for_info
 from facekeypoints.evaluate.photos import evaluate_photos
 from facekeypoints.schema import load_schema
+from fakes import link_or_skip
 
 EYES = range(36, 48)
 # 68 points in a 100 wide x 200 high picture (x 20..80, y 40..160)
@@ -131,26 +132,21 @@ def test_an_annotation_without_id_never_repeats_a_real_id(tmp_path):
 
 
 # ---- 4. a hard-linked .pts that labels another photo ---------------------------------------------------
-def _hard_link(target: Path, link: Path) -> None:
-    try:
-        os.link(target, link)
-    except (OSError, NotImplementedError):
-        pytest.skip("hard links are not available here")
 
 
 def test_a_hard_linked_pts_of_another_photo_is_read(tmp_path):
     _photo(tmp_path / "a.jpg")
     _photo(tmp_path / "b.jpg", 120)  # another photo
     write_pts(POINTS, tmp_path / "a.pts")
-    _hard_link(tmp_path / "a.pts", tmp_path / "b.pts")  # the same labels (a dedup tool)
+    link_or_skip(tmp_path / "a.pts", tmp_path / "b.pts", hard=True)  # the same labels (a dedup tool)
     assert read_pts(tmp_path, load_images=False).ids == ["a", "b"]
 
 
 def test_a_hard_linked_pts_of_the_same_photo_is_still_refused(tmp_path):
     _photo(tmp_path / "a.jpg")
-    _hard_link(tmp_path / "a.jpg", tmp_path / "b.jpg")
+    link_or_skip(tmp_path / "a.jpg", tmp_path / "b.jpg", hard=True)
     write_pts(POINTS, tmp_path / "a.pts")
-    _hard_link(tmp_path / "a.pts", tmp_path / "b.pts")
+    link_or_skip(tmp_path / "a.pts", tmp_path / "b.pts", hard=True)
     with pytest.raises(DataFormatError, match=r"b\.pts: leads to the same file as .*a\.pts \(a link\)"):
         read_pts(tmp_path, load_images=False)
 

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import threading
-import time
 from pathlib import Path
 
 import cv2
@@ -20,7 +18,8 @@ from facekeypoints.cli import main
 from facekeypoints.data.dataset import DataFormatError
 from facekeypoints.data.images import decode_image
 from facekeypoints.serve.app import OPTIONS, create_app
-from facekeypoints.serve.server import bind, server
+from fakes import running
+from facekeypoints.serve.server import bind
 
 PHOTO = Path(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)).read_bytes()
 JPEG = {"content-type": "image/jpeg"}
@@ -164,18 +163,8 @@ def test_a_port_in_use_is_one_error_naming_it_and_nothing_else(capsys):
 @pytest.fixture(scope="module")
 def live(app):
     """The service under uvicorn as ``facekeypoints serve`` runs it, on a free port."""
-    sock = bind("127.0.0.1", 0)
-    instance = server(app)
-    thread = threading.Thread(target=instance.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    for _ in range(100):
-        if instance.started:
-            break
-        time.sleep(0.05)
-    yield sock.getsockname()[1]
-    instance.should_exit = True
-    thread.join(timeout=10)
-    sock.close()
+    with running(app) as port:
+        yield port
 
 
 def test_a_request_uvicorn_cannot_parse_gets_a_json_400(live):

@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 from matplotlib import cbook
 
+from fakes import running
+
 PHOTO = Path(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))
 REQUIRED = os.environ.get("FACEKEYPOINTS_BROWSER_TEST") == "1"
 
@@ -25,24 +27,10 @@ def _browser_paths() -> tuple[str, str] | None:
 
 @pytest.fixture(scope="module")
 def server() -> str:
-    import uvicorn
-
     from facekeypoints.serve.app import create_app
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    config = uvicorn.Config(create_app(workers=1), host="127.0.0.1", port=port, log_level="warning")
-    instance = uvicorn.Server(config)
-    thread = threading.Thread(target=instance.run, daemon=True)
-    thread.start()
-    for _ in range(100):
-        if instance.started:
-            break
-        time.sleep(0.1)
-    yield f"http://127.0.0.1:{port}/"
-    instance.should_exit = True
-    thread.join(timeout=10)
+    with running(create_app(workers=1)) as port:
+        yield f"http://127.0.0.1:{port}/"
 
 
 @pytest.fixture(scope="module")
