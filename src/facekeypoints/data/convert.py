@@ -157,10 +157,10 @@ def to_kaggle_task(data: KeypointData, target: str = "kaggle15", *, size: int = 
     if not keep:
         raise DataFormatError(data.source or "data", _nothing_aligned(data, why))
     images = np.empty((len(keep), size, size), np.uint8)  # filled in place: a list then a copy held them twice
-    converted, unusable = [], []
+    converted, unusable, last = [], [], {}
     for i in keep:
         try:
-            photo = face_photo(data, i)
+            photo = face_photo(data, i, last)
             _check_face_in_photo(data, i, photo.shape[:2])
         except (DataFormatError, OSError) as err:
             if not skip_bad:
@@ -187,29 +187,41 @@ def to_kaggle_task(data: KeypointData, target: str = "kaggle15", *, size: int = 
     return faces, report
 
 
-def face_photo(data: KeypointData, i: int) -> np.ndarray:
+def face_photo(data: KeypointData, i: int, last: dict | None = None) -> np.ndarray:
     """Face i's image: ``data.image(i)``, or, for labels read alone, its photo read now from
     ``data.paths`` and the face's points checked against its size as the readers check them when they
-    load images (``checks.check_face``). A DataFormatError (or OSError) when it cannot be used."""
+    load images (``checks.check_face``). A DataFormatError (or OSError) when it cannot be used.
+    ``last``: a dict the caller keeps across faces; it holds the last photo read, so the faces of one
+    group photo (listed one after another) decode it once, and never more than one photo is held."""
     if data.images is not None:
         return data.image(i)
     from facekeypoints.data.formats.checks import check_face
-    from facekeypoints.data.formats.landmarks import IMAGE_SUFFIXES, labels_file
-    from facekeypoints.data.images import read_image
+    from facekeypoints.data.formats.landmarks import IMAGE_SUFFIXES
 
     where = data.source or "data"
     if not data.paths[i]:
         raise DataFormatError(where, f"face {data.ids[i]!r}: no photo found beside its labels "
                               f"(looked for {', '.join(IMAGE_SUFFIXES)})")
+    if last is not None and last.get("path") == data.paths[i]:
+        image = last["image"]
+    else:
+        image = _read_photo(data.paths[i])
+        if last is not None:
+            last.update(path=data.paths[i], image=image)
+    check_face(data.source, data.ids[i], data.keypoints[i], image.shape[:2])
+    return image
+
+
+def _read_photo(path) -> np.ndarray:
+    from facekeypoints.data.images import read_image
+
     try:
-        image = read_image(data.paths[i])
+        return read_image(path)
     except DataFormatError as err:
         if not (err.hint and "--max-pixels" in err.hint):
             raise
         # neither a conversion nor an evaluation has a pixel-limit option: advice naming predict's would not work
         raise DataFormatError(err.path, err.reason, err.row, err.field) from None
-    check_face(labels_file(data.source, data.ids[i]), data.ids[i], data.keypoints[i], image.shape[:2])
-    return image
 
 
 def _check_face_in_photo(data: KeypointData, i: int, shape: tuple[int, int]) -> None:

@@ -109,6 +109,7 @@ def evaluate_photos(data: KeypointData, detector, *, boxes: str = "labels", limi
     rows = range(len(data)) if not limit else range(min(limit, len(data)))
     pred = np.full((len(data), schema.num_keypoints, 2), np.nan)
     missed, unlabelled, unusable = [], 0, []
+    last_photo: dict = {}  # the faces of one group photo decode it once (face_photo)
     for i in rows:
         points = data.keypoints[i][np.isfinite(data.keypoints[i]).all(-1)]
         if len(points) < 2 or not np.isfinite(truth[i]).any():  # e.g. a dlib XML box without parts
@@ -120,7 +121,7 @@ def evaluate_photos(data: KeypointData, detector, *, boxes: str = "labels", limi
             unusable.append(f"{name}: no photo found beside its labels (looked for {', '.join(IMAGE_SUFFIXES)})")
             continue
         try:  # photos are read one at a time (a set of large photos is never all in memory), labels checked on them
-            image = face_photo(data, i)
+            image = face_photo(data, i, last_photo)
         except (ValueError, OSError, TypeError) as err:
             unusable.append(str(err) if str(err).startswith((name, str(data_path))) else f"{name}: {err}")
             continue

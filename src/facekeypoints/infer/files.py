@@ -52,7 +52,7 @@ from facekeypoints.data.walk import walk_files
 from facekeypoints.infer.inputs import opencv_path, shown_name
 from facekeypoints.infer.outputs import check_outputs, open_sink, output_kind
 from facekeypoints.infer.results import IMAGE_SUFFIXES
-from facekeypoints.infer.video import URL, IncompleteVideoWarning, open_video
+from facekeypoints.infer.video import URL, IncompleteVideoWarning, _declared_frames, open_video
 
 __all__ = ["predict_paths", "predict_video", "PredictReport", "VIDEO_SUFFIXES", "CSV_SUFFIXES"]
 
@@ -630,7 +630,7 @@ def predict_video(detector, path: str | Path, out_dir: str | Path | None, *, dra
         capture.release()
         raise ValueError(f"{path}: frames are {width}x{height} = {width * height} pixels, over the limit of "
                          f"{frame_limit} pixels for video frames (a third of --max-pixels {max_pixels})")
-    declared, frames_before = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)), report.frames
+    declared, frames_before = _declared_frames(capture), report.frames
     own_sink = sink is None
     if own_sink:  # its sink sweeps out_dir; in a folder run, the drawing's subfolder is swept here
         sink = open_sink(Path(out_dir) / f"{name}.jsonl")

@@ -150,6 +150,9 @@ class FrameResult(Result):
     frame: int = 0
     time_s: float = 0.0
 
+    # a frame's source ("clip.mp4#frame=5") names no file: no stat per frame to remember which one
+    __setattr__ = object.__setattr__
+
     def to_dict(self) -> dict:
         d = super().to_dict()
         return {"source": d.pop("source"), "frame": int(self.frame),
@@ -329,9 +332,8 @@ def stream(predictor, source, *, redetect_every: int = 10, smooth: bool = True, 
                 skipped.remove(late)
                 warnings.warn(f"{name} frame {late}: shown late, after frame {index - 1} (damaged data before it)",
                               stacklevel=2)
-            elif not failing and damaged and _gap_frames(now, shown, fps):
+            elif not failing and damaged and (lost := _gap_frames(now, shown, fps)):
                 # no read failed, but the times jump: the decoder dropped frames over the damage
-                lost = _gap_frames(now, shown, fps)
                 warnings.warn(f"{name} frame{'s' if lost > 1 else ''} {_ranges(list(range(index, index + lost)))}: "
                               f"lost by the decoder after damaged data (its time jumps from {shown:.3f} s to "
                               f"{now:.3f} s), skipped", stacklevel=2)
@@ -383,12 +385,17 @@ def stream(predictor, source, *, redetect_every: int = 10, smooth: bool = True, 
             capture.release()
 
 
+def _capture_float(capture, prop: int) -> float:
+    """A capture property as a number; NaN where the capture gives none (or a custom one gives no number)."""
+    try:
+        return float(capture.get(prop))
+    except (TypeError, ValueError, cv2.error):
+        return math.nan
+
+
 def _declared_frames(capture) -> int:
     """The capture's frame count; 0 where it gives none (a camera's -1, a custom capture's NaN)."""
-    try:
-        count = float(capture.get(cv2.CAP_PROP_FRAME_COUNT))
-    except (TypeError, ValueError, cv2.error):
-        return 0
+    count = _capture_float(capture, cv2.CAP_PROP_FRAME_COUNT)
     return int(count) if math.isfinite(count) and count > 0 else 0
 
 
@@ -402,10 +409,7 @@ def _skipped_note(name: str, indices: list[int], notes: list[str], lost: bool = 
 
 def _capture_time(capture) -> float:
     """Seconds at which the capture's last frame is shown; NaN where it gives none."""
-    try:
-        return float(capture.get(cv2.CAP_PROP_POS_MSEC)) / 1000.0
-    except (TypeError, ValueError, cv2.error):
-        return math.nan
+    return _capture_float(capture, cv2.CAP_PROP_POS_MSEC) / 1000.0
 
 
 def _frames_lost(now: float, shown: float | None, fps: float, failed: int) -> int:

@@ -14,11 +14,11 @@ Teacher and student are compared on their network outputs before any labellers' 
 from __future__ import annotations
 
 import functools
-import hashlib
 from pathlib import Path
 
 import torch
 
+from facekeypoints.data.cache import file_digest
 from facekeypoints.models.checkpoint import load_model
 from facekeypoints.models.codecs import decode, encode
 from facekeypoints.schema import KeypointSchema
@@ -50,11 +50,7 @@ def teacher_fingerprint(path: str) -> dict:
 @functools.lru_cache(maxsize=8)
 def _sha256(real: str, mtime_ns: int, size: int) -> str:
     """Hashed once per file version (grid and fit both ask)."""
-    digest = hashlib.sha256()
-    with open(real, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return file_digest(real)
 
 
 @functools.lru_cache(maxsize=8)

@@ -131,10 +131,16 @@ class _Skipped:
 
 
 class _ImageCache:
-    """Loads each image once: several faces often share one photo."""
+    """Loads each image (or its header's size) once: several faces often share one photo."""
 
     def __init__(self, annotation: Path):
-        self.annotation, self.images = annotation, {}
+        self.annotation, self.images, self.sizes = annotation, {}, {}
+
+    def size(self, image: Path) -> tuple[int, int] | None:
+        """``_header_size``, read once per photo (labels only)."""
+        if image not in self.sizes:
+            self.sizes[image] = _header_size(image)
+        return self.sizes[image]
 
     def get(self, image: Path, where: str) -> np.ndarray:
         if image not in self.images:
@@ -556,7 +562,7 @@ def _coco_face(path: Path, ann: object, row: int, images: dict, labels: dict, ca
     declared = _coco_size(path, images[image_id], row)
     entry = f"images[{order[image_id]}]"
     # labels alone are checked against the photo's header where it is there, so both reads agree
-    shown = pixels.shape[:2] if pixels is not None else _header_size(image) if declared is not None else None
+    shown = pixels.shape[:2] if pixels is not None else cache.size(image) if declared is not None else None
     if shown is not None:
         _declared_size(path, declared, shown, f"image {image_id!r} ({short(file)})",
                        (f"{entry}.width", f"{entry}.height"), image, row=row)
