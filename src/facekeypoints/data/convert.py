@@ -196,7 +196,7 @@ def face_photo(data: KeypointData, i: int, last: dict | None = None) -> np.ndarr
     if data.images is not None:
         return data.image(i)
     from facekeypoints.data.formats.checks import check_face
-    from facekeypoints.data.formats.landmarks import IMAGE_SUFFIXES
+    from facekeypoints.data.formats.landmarks import IMAGE_SUFFIXES, labels_file
 
     where = data.source or "data"
     if not data.paths[i]:
@@ -208,7 +208,7 @@ def face_photo(data: KeypointData, i: int, last: dict | None = None) -> np.ndarr
         image = _read_photo(data.paths[i])
         if last is not None:
             last.update(path=data.paths[i], image=image)
-    check_face(data.source, data.ids[i], data.keypoints[i], image.shape[:2])
+    check_face(lambda: labels_file(data.source, data.ids[i]), data.ids[i], data.keypoints[i], image.shape[:2])
     return image
 
 

@@ -184,6 +184,7 @@ def _check_labels_on_photos(data: KeypointData, skip_bad: bool) -> KeypointData:
     its header gives one (the rest ``describe`` names). A face that fails is an error, or with
     ``skip_bad`` left out and listed with the read's skipped rows."""
     from facekeypoints.data.formats.checks import check_face
+    from facekeypoints.data.formats.landmarks import labels_file
 
     if data.images is not None or data.paths is None:
         return data
@@ -199,7 +200,7 @@ def _check_labels_on_photos(data: KeypointData, skip_bad: bool) -> KeypointData:
         size = sized.get(photo, (0, 0))
         try:
             if min(size) > 0:
-                check_face(data.source, data.ids[i], data.keypoints[i], size)
+                check_face(lambda: labels_file(data.source, data.ids[i]), data.ids[i], data.keypoints[i], size)
         except ValueError as err:
             if not skip_bad:
                 raise

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -115,18 +116,17 @@ def check_points(path: str | Path, points: np.ndarray, size: tuple[int, int] | N
         raise DataFormatError(path, f"{name}: {describe(float(points[k][axis]), axis, size)}", row=row, field=field)
 
 
-def check_face(source: str | Path | None, face: str, points: np.ndarray, size: tuple[int, int]) -> None:
-    """``check_points`` for face ``face`` (its (K, 2) points) of data read from ``source`` apart from
-    its image (labels only), once the image's ``size`` (height, width) is known: the readers' rule when
-    they load the image. NaN marks a point the file leaves missing (the readers checked the rest against
-    FAR already). The message names the face's own label file, looked up only when a point fails."""
+def check_face(where: str | Path | Callable[[], str], face: str, points: np.ndarray, size: tuple[int, int]) -> None:
+    """``check_points`` for face ``face`` (its (K, 2) points) read apart from its image (labels only),
+    once the image's ``size`` (height, width) is known: the readers' rule when they load the image. NaN
+    marks a point the file leaves missing (the readers checked the rest against FAR already). ``where``:
+    the file to name, or a function giving it, called only when a point fails (finding a face's own
+    label file lists its folder: not a cost to pay per face)."""
     points = np.asarray(points)
     missing = np.isnan(points).any(axis=1)
-    if first_implausible(points, size, missing) is None:  # the usual case: no folder listing per face
+    if first_implausible(points, size, missing) is None:
         return
-    from facekeypoints.data.formats.landmarks import labels_file  # landmarks imports this module
-
-    check_points(labels_file(source, face), points, size, missing=missing,
+    check_points(where() if callable(where) else where, points, size, missing=missing,
                  names=[f"face {face!r}, point {k}" for k in range(len(points))])
 
 
