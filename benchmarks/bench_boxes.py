@@ -58,6 +58,10 @@ def main() -> int:
     parser.add_argument("--model", default="ibug68", help="a 68-point model: a shipped name or a checkpoint trained "
                         "on ytf68's 80/20 person split with seed 0 (its validation people are scored)")
     args = parser.parse_args()
+    try:  # checked before the data is read: a mistyped model is one line, at once
+        KeypointDetector(args.model, detector=None)
+    except (FileNotFoundError, ValueError) as err:
+        parser.error(f"--model: {err}")
     if not DATA.is_file():
         print(f"skipped: {DATA} is absent")
         return 0
