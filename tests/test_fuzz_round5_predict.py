@@ -270,7 +270,7 @@ def test_sigterm_keeps_the_results_so_far_and_no_temporary_file(tmp_path, model)
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 60
-        while not any(out.glob("p*.jpg")):  # a drawing is written after its result line
+        while not any(out.glob("p*.jpg")):  # a drawing and its result line are written both or neither
             assert proc.poll() is None, proc.communicate()
             assert time.monotonic() < deadline, "no drawing within 60 s"
             time.sleep(0.02)
@@ -286,6 +286,28 @@ def test_sigterm_keeps_the_results_so_far_and_no_temporary_file(tmp_path, model)
     assert 1 <= len(lines) < 150
     assert all(json.loads(line)["source"].startswith(str(many)) for line in lines)  # each line whole
     assert [p.name for p in out.iterdir() if p.name.startswith(".")] == []
+    # every drawing left is named by a record: none from a face whose result line was not written
+    assert sorted(p.name for p in out.glob("p*.jpg")) == sorted(json.loads(line)["drawing"] for line in lines)
+
+
+def test_a_signal_during_a_drawing_and_its_record_waits_for_both():
+    from facekeypoints.infer.files import _signals_held
+
+    def stop(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    done = []
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            with _signals_held():
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(0.05)  # the handler would run here, between the two writes, were it not held
+                done.append("drawing")
+                done.append("record")
+        assert done == ["drawing", "record"]
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 # ---- 8: a model that gives NaN ------------------------------------------------------------------

@@ -37,6 +37,7 @@ import errno
 import math
 import os
 import re
+import signal
 import sys
 import warnings
 from dataclasses import dataclass, field, replace
@@ -400,6 +401,19 @@ def _named_warnings(caught: list, path: Path | None) -> None:
         warnings.warn(text if named else f"{path}: {text}", w.category, stacklevel=3)
 
 
+@contextlib.contextmanager
+def _signals_held():
+    """Ctrl-C and SIGTERM that arrive inside the block take effect when it ends (a few milliseconds):
+    stopped between a drawing and its result line, a run left a drawing that no record names. Only
+    the calling thread's signals are held (the main thread's, where Python runs its handlers)."""
+    held = {signal.SIGINT, signal.SIGTERM}
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, before)
+
+
 def _predict_images(detector, batch: list[tuple[Path, Path]], out_dir: Path | None, draw: bool, sink,
                     report: PredictReport, max_pixels: int | None) -> None:
     """Read a batch (recording unreadable files), predict it in one call, write JSON lines and drawings."""
@@ -420,17 +434,18 @@ def _predict_images(detector, batch: list[tuple[Path, Path]], out_dir: Path | No
     for (path, rel), rgb, result in zip(readable, pixels, results):
         result.source = str(path)
         extra = None
-        if draw:  # the record names its drawing (renamed where names clash; null if it could not be written)
-            target = out_dir / drawing_name(rel)  # never an input: _writable took those out
-            extra = {"drawing": drawing_name(rel).as_posix()}
-            try:
-                report.written.append(str(result.save(target, image=rgb, in_place=True)))  # rgb is done with
-            except (ValueError, OSError, cv2.error) as err:  # e.g. a full disk: this drawing is lost, the rest go on
-                report.failures.append((str(path), f"drawing not written: {_why(target, err)}"))
-                extra = {"drawing": None}
-        sink.write(result, extra)
-        report.images += 1
-        report.faces += len(result)
+        with _signals_held():  # a drawing and its result line are written both or neither, and counted
+            if draw:  # the record names its drawing (renamed where names clash; null if it could not be written)
+                target = out_dir / drawing_name(rel)  # never an input: _writable took those out
+                extra = {"drawing": drawing_name(rel).as_posix()}
+                try:
+                    report.written.append(str(result.save(target, image=rgb, in_place=True)))  # rgb is done with
+                except (ValueError, OSError, cv2.error) as err:  # e.g. a full disk: this drawing is lost, the rest go on
+                    report.failures.append((str(path), f"drawing not written: {_why(target, err)}"))
+                    extra = {"drawing": None}
+            sink.write(result, extra)
+            report.images += 1
+            report.faces += len(result)
         broken = sum(not np.isfinite(face.keypoints).all() for face in result.faces)
         if broken:  # e.g. a model with NaN weights: its numbers are no keypoints, whatever the JSON says
             report.failures.append((str(path), f"the model gave non-finite keypoints for {broken} of "
