@@ -82,6 +82,51 @@ def test_training_resumes_and_exports_a_detector_that_runs(pool, tmp_path):
         assert boxes.ndim == 2 and boxes.shape[1] == 5 and np.isfinite(boxes).all()
 
 
+def test_distractors_add_unlabelled_patches_that_are_not_faces(pool):
+    """With distractors the mosaics hold more pasted pixels but no more labelled faces than the same
+    draws without: the patches are background to the loss."""
+    plain = [mosaic(pool, np.random.default_rng(seed)) for seed in range(12)]
+    with_patches = [mosaic(pool, np.random.default_rng(seed), distractors=6) for seed in range(12)]
+    # the same draws until the distractors: a face stays labelled unless a patch hides most of it
+    assert all(len(b[1]) <= len(a[1]) for a, b in zip(plain, with_patches))
+    assert sum(not np.array_equal(a[0], b[0]) for a, b in zip(plain, with_patches)) >= 8  # patches were pasted
+
+
+def test_a_distractor_keeps_skin_but_loses_the_face_layout(pool):
+    from facekeypoints.train.detector import _distractor
+
+    rng = np.random.default_rng(3)
+    patches = [_distractor(pool, rng) for _ in range(40)]
+    assert all(p.ndim == 3 and p.shape[2] == 3 and p.dtype == np.uint8 and min(p.shape[:2]) >= 4 for p in patches)
+    assert len({p.shape for p in patches}) > 3  # tiles of whole faces and parts of faces of several sizes
+
+
+def test_fine_tuning_starts_from_another_runs_weights_and_keeps_its_recipe(pool, tmp_path):
+    from facekeypoints.train.detector import check_run
+
+    base = tmp_path / "base"
+    train_detector(base, pool, minutes=0.01, batch_size=2, save_every=1, progress=False, workers=0)
+    start = torch.load(base / "last.pt", weights_only=True)["model"]
+    tuned = tmp_path / "tuned"
+    train_detector(tuned, pool, minutes=0.01, batch_size=2, save_every=1, progress=False, workers=0, distractors=2,
+                   init=base / "last.pt")
+    state = torch.load(tuned / "last.pt", weights_only=True)
+    assert state["distractors"] == 2
+    # one or a few small steps from the base weights, far closer to them than a fresh network is
+    fresh = FaceCenterNet().state_dict()
+    key = next(k for k, v in start.items() if v.dtype.is_floating_point and v.numel() > 100)
+    assert (state["model"][key] - start[key]).abs().mean() < 0.5 * (fresh[key] - start[key]).abs().mean()
+    with pytest.raises(ValueError, match="started with --distractors 2, now 0"):
+        check_run(tuned, distractors=0)
+    with pytest.raises(ValueError, match="--distractors must be 0..12"):
+        check_run(tmp_path / "other", distractors=-1)
+    with pytest.raises(ValueError, match="--init .*no such file"):
+        check_run(tmp_path / "other", init=tmp_path / "missing.pt")
+    (tmp_path / "not.pt").write_text("text")
+    with pytest.raises(ValueError, match="not.pt: cannot be read"):
+        check_run(tmp_path / "other", init=tmp_path / "not.pt")
+
+
 def test_an_untrained_path_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="no face detector model here"):
         CnnDetector(tmp_path / "none.onnx")

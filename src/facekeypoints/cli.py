@@ -432,10 +432,11 @@ def _cmd_train_detector(args: argparse.Namespace) -> int:
     for option, value in (("--ytf68", args.ytf68), ("--imm", args.imm)):  # before a minute of reading photos
         if not Path(value).exists():
             raise ValueError(f"{option} {value}: no such file or folder")
-    check_run(args.out, batch_size=args.batch_size, threads=args.threads)  # bounds, --out and its last.pt
+    # bounds, --out and its last.pt, --init: before a minute of reading photos
+    check_run(args.out, batch_size=args.batch_size, threads=args.threads, distractors=args.distractors, init=args.init)
     pool = FacePool.from_datasets(args.ytf68, args.imm)
     summary = train_detector(args.out, pool, minutes=args.minutes, batch_size=args.batch_size, threads=args.threads,
-                             progress=not args.quiet)
+                             progress=not args.quiet, distractors=args.distractors, init=args.init)
     print(json.dumps(summary, indent=2))
     if summary["interrupted"]:
         print(f"interrupted: saved {args.out}/last.pt; the same command continues", file=sys.stderr)
@@ -652,6 +653,10 @@ def _add_train_commands(sub) -> None:
     p.add_argument("--imm", default="../shared/data/imm/imm_face_db", help="IMM folder (people 1-32)")
     p.add_argument("--batch-size", type=at_least(1), default=16)
     p.add_argument("--threads", type=at_least(1), help="torch threads (default: torch's)")
+    p.add_argument("--distractors", type=int, default=0, metavar="N",
+                   help="paste up to N skin-like patches that are no face (shuffled face tiles, parts of faces) into "
+                        "each mosaic, against false detections (default 0)")
+    p.add_argument("--init", metavar="LAST_PT", help="start from another detector run's weights (its last.pt): fine-tuning")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_train_detector)
     p = sub.add_parser("evaluate", help="score a model on labelled data (RMSE, MAE, NME, FR, AUC)",

@@ -182,10 +182,37 @@ def _pick(pool: FacePool, rng: np.random.Generator) -> tuple[np.ndarray, np.ndar
     return image, box
 
 
-def mosaic(pool: FacePool, rng: np.random.Generator, size: tuple[int, int] = CANVAS) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _distractor(pool: FacePool, rng: np.random.Generator) -> np.ndarray:
+    """A square patch with a face's colours and texture but not its layout, for the detector to learn
+    that skin alone is not a face (its false detections were hands, shiny cloth and close-ups of
+    mouths): half the time a face cut into 3 x 3 or 4 x 4 tiles, shuffled and turned by quarter
+    turns; otherwise a part of a face (an eye, the mouth, a cheek: a third to a half of its box)."""
+    image, box = _pick(pool, rng)
+    h, w = image.shape[:2]
+    x1, y1 = max(int(box[0]), 0), max(int(box[1]), 0)
+    x2, y2 = min(int(math.ceil(box[2])), w), min(int(math.ceil(box[3])), h)
+    if x2 - x1 < 8 or y2 - y1 < 8:  # a face mostly outside its photo: its whole photo instead
+        x1, y1, x2, y2 = 0, 0, w, h
+    if rng.random() < 0.5:
+        n = int(rng.choice([3, 4]))
+        tile = max((x2 - x1) // n, 2)
+        face = cv2.resize(np.ascontiguousarray(image[y1:y2, x1:x2]), (n * tile, n * tile), interpolation=cv2.INTER_AREA)
+        tiles = [np.rot90(face[r * tile:(r + 1) * tile, c * tile:(c + 1) * tile], int(rng.integers(4)))
+                 for r in range(n) for c in range(n)]
+        order = rng.permutation(len(tiles))
+        return np.ascontiguousarray(np.vstack([np.hstack([tiles[order[r * n + c]] for c in range(n)]) for r in range(n)]))
+    side = max(int((x2 - x1) * rng.uniform(0.3, 0.5)), 4)
+    px, py = int(rng.integers(x1, max(x2 - side, x1) + 1)), int(rng.integers(y1, max(y2 - side, y1) + 1))
+    return np.ascontiguousarray(image[py:py + side, px:px + side])
+
+
+def mosaic(pool: FacePool, rng: np.random.Generator, size: tuple[int, int] = CANVAS,
+           distractors: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One training image (H, W, 3) uint8, its face boxes (N, 4) and boxes to ignore (M, 4). A face
     counts when at least 60% of its box shows its own photo; one cut by its tile's edge or hidden
-    by later pastes to between 5% and 60% is ignored (neither face nor background to the loss)."""
+    by later pastes to between 5% and 60% is ignored (neither face nor background to the loss).
+    ``distractors``: up to this many patches that look like skin but are no face (``_distractor``),
+    pasted unlabelled at face sizes, so that they are background to the loss."""
     h, w = size
     canvas = np.zeros((h, w, 3), np.uint8)
     owner = np.full((h, w), -1, np.int16)  # which paste each pixel shows
@@ -214,6 +241,13 @@ def mosaic(pool: FacePool, rng: np.random.Generator, size: tuple[int, int] = CAN
         m[:, 2] += rng.uniform([0, 0], [w, h]) - centre
         owner[_paste(image, m, canvas, (0, 0, w, h))] = len(faces)
         faces.append(_turned_box(box, m, angle))
+    for _ in range(int(rng.integers(0, distractors + 1))):
+        patch = _distractor(pool, rng)
+        side = math.exp(rng.uniform(math.log(10), math.log(150)))
+        centre = np.array([patch.shape[1], patch.shape[0]]) / 2
+        m = cv2.getRotationMatrix2D(tuple(centre), rng.uniform(-25, 25), side / max(patch.shape[:2]))
+        m[:, 2] += rng.uniform([0, 0], [w, h]) - centre
+        owner[_paste(patch, m, canvas, (0, 0, w, h))] = -2  # no face's pixels: a face under it may lose its label
     canvas = _colour(canvas, rng) if rng.random() < 0.5 else canvas
     if rng.random() < 0.3:  # sensor noise
         canvas = np.clip(canvas + rng.normal(0, rng.uniform(2, 8), canvas.shape), 0, 255).astype(np.uint8)
@@ -236,13 +270,13 @@ class _Mosaics(torch.utils.data.IterableDataset):
     """Endless batches of mosaics and their targets, drawn in a DataLoader worker process so that
     drawing overlaps the training step (a batch of 16 takes about 0.4 s to draw)."""
 
-    def __init__(self, pool: FacePool, batch_size: int, seed: int):
-        self.pool, self.batch_size, self.seed = pool, batch_size, seed
+    def __init__(self, pool: FacePool, batch_size: int, seed: int, distractors: int = 0):
+        self.pool, self.batch_size, self.seed, self.distractors = pool, batch_size, seed, distractors
 
     def __iter__(self):
         rng = np.random.default_rng(self.seed)
         while True:
-            samples = [mosaic(self.pool, rng) for _ in range(self.batch_size)]
+            samples = [mosaic(self.pool, rng, distractors=self.distractors) for _ in range(self.batch_size)]
             targets = center_targets([s[1] for s in samples], *CANVAS, ignore=[s[2] for s in samples])
             yield detector_input(np.stack([s[0] for s in samples])), targets
 
@@ -257,13 +291,17 @@ def _leave_signals_to_main(worker_id: int) -> None:
 
 def train_detector(out: str | Path, pool: FacePool, *, minutes: float = 60.0, batch_size: int = 16,
                    lr: float = 2e-3, seed: int = 0, save_every: int = 200, progress: bool = True,
-                   threads: int | None = None, workers: int = 1) -> dict:
+                   threads: int | None = None, workers: int = 1, distractors: int = 0,
+                   init: str | Path | None = None) -> dict:
     """Train for ``minutes`` of wall time (resuming ``out/last.pt`` if there), then export ONNX.
-    A resumed run draws new mosaics (seeded by the step it resumes at), not the same ones again."""
+    A resumed run draws new mosaics (seeded by the step it resumes at), not the same ones again.
+    ``distractors``: see ``mosaic``; a run resumes only with the number it started with.
+    ``init``: another detector run's last.pt whose weights a new run starts from (fine-tuning; its
+    optimizer, step and minutes are not taken); not used when ``out`` holds a run to resume."""
     from tqdm import tqdm
 
     out = Path(out)
-    check_run(out, batch_size=batch_size, threads=threads)
+    check_run(out, batch_size=batch_size, threads=threads, distractors=distractors, init=init)
     if threads:
         torch.set_num_threads(threads)
     torch.manual_seed(seed)
@@ -273,9 +311,12 @@ def train_detector(out: str | Path, pool: FacePool, *, minutes: float = 60.0, ba
     last = out / "last.pt"
     faces = pool.fingerprint()
     if last.is_file():
-        step, spent, was = _restore(last, model, opt)
+        step, spent, was, _ = _restore(last, model, opt)
         _check_same_faces(last, was, faces)
-    batches = iter(torch.utils.data.DataLoader(_Mosaics(pool, batch_size, seed * 1_000_003 + step), batch_size=None,
+    elif init is not None:
+        _restore(Path(init), model, torch.optim.AdamW(model.parameters()))  # its weights only
+    batches = iter(torch.utils.data.DataLoader(_Mosaics(pool, batch_size, seed * 1_000_003 + step, distractors),
+                                               batch_size=None,
                                                num_workers=workers, persistent_workers=workers > 0,
                                                worker_init_fn=_leave_signals_to_main if workers else None))
     stop = {"now": False}
@@ -300,12 +341,12 @@ def train_detector(out: str | Path, pool: FacePool, *, minutes: float = 60.0, ba
                 bar.n = round(min(spent, minutes), 1)
                 bar.set_postfix(step=step, loss=f"{np.mean(losses[-50:]):.3f}")
                 if step % save_every == 0:
-                    _save(last, model, opt, step, spent, faces)
+                    _save(last, model, opt, step, spent, faces, distractors)
     finally:
         for s, h in handlers.items():
             signal.signal(s, h)
         if step:  # a run that took no step has nothing to keep
-            _save(last, model, opt, step, spent, faces)
+            _save(last, model, opt, step, spent, faces, distractors)
     if step == 0 and not stop["now"]:
         raise ValueError(f"--minutes {minutes:g}: the time ran out before the first training step, so there is no "
                          "trained model to export (face_detector.onnx not written); give more minutes")
@@ -319,12 +360,17 @@ def train_detector(out: str | Path, pool: FacePool, *, minutes: float = 60.0, ba
 # a training step holds about 16 MB per 240 x 320 mosaic (measured: 0.33 GB at batch 16, 1.04 GB at 64),
 # so 512 is about 8 GB; a larger batch would run the machine out of memory
 MAX_BATCH = 512
+MAX_DISTRACTORS = 12  # more than the up to 6 faces pasted would teach mostly "not a face"
 
 
-def check_run(out: str | Path, *, batch_size: int = 16, threads: int | None = None) -> Path:
+def check_run(out: str | Path, *, batch_size: int = 16, threads: int | None = None, distractors: int = 0,
+              init: str | Path | None = None) -> Path:
     """``out`` as a run folder this command can train in, checked before any photo is read: ValueError
-    for a batch size or thread count out of bounds, a folder that cannot be made, or a last.pt there
-    that cannot be continued (damaged, or another command's, e.g. a keypoint run's)."""
+    for a batch size, thread or distractor count out of bounds, a folder that cannot be made, a last.pt
+    there that cannot be continued (damaged, another command's, e.g. a keypoint run's, or started with
+    another distractor count), or an ``init`` file that is not a detector run's last.pt."""
+    if not 0 <= distractors <= MAX_DISTRACTORS:
+        raise ValueError(f"--distractors must be 0..{MAX_DISTRACTORS} (patches per mosaic), got {distractors}")
     if not 1 <= batch_size <= MAX_BATCH:
         raise ValueError(f"--batch-size must be 1..{MAX_BATCH} (about 16 MB of memory per mosaic), got {batch_size}")
     if threads is not None and not 1 <= threads <= max_threads():
@@ -335,7 +381,16 @@ def check_run(out: str | Path, *, batch_size: int = 16, threads: int | None = No
             raise ValueError(f"{out / name}: is a folder (or not a regular file); this command writes a file there")
     if (out / "last.pt").is_file():
         model = FaceCenterNet()
-        _restore(out / "last.pt", model, torch.optim.AdamW(model.parameters()))
+        was = _restore(out / "last.pt", model, torch.optim.AdamW(model.parameters()))[3]
+        if was != distractors:
+            raise ValueError(f"{out / 'last.pt'}: this run was started with --distractors {was}, now {distractors}: "
+                             f"a resumed run keeps its recipe; give --distractors {was}, or train into another --out")
+    elif init is not None:
+        init = Path(init)
+        if not init.is_file():
+            raise ValueError(f"--init {init}: no such file (a face-detector run's last.pt)")
+        model = FaceCenterNet()
+        _restore(init, model, torch.optim.AdamW(model.parameters()))
     return out
 
 
@@ -354,10 +409,10 @@ def _check_same_faces(last: Path, was: dict | None, now: dict) -> None:
                          "--out folder")
 
 
-def _restore(last: Path, model, opt) -> tuple[int, float, dict | None]:
-    """Load ``last`` into ``model`` and ``opt``: the step and minutes it had reached, and its faces'
-    fingerprint (None when not recorded). ValueError naming the file when it is not this command's
-    resumable state."""
+def _restore(last: Path, model, opt) -> tuple[int, float, dict | None, int]:
+    """Load ``last`` into ``model`` and ``opt``: the step and minutes it had reached, its faces'
+    fingerprint (None when not recorded) and its distractor count (0 when not recorded: runs before
+    distractors had none). ValueError naming the file when it is not this command's resumable state."""
     aside = f"move it aside (e.g. mv {last} {last}.bad) to start afresh, or give --out a folder of its own"
     try:
         state = torch.load(last, map_location="cpu", weights_only=True)
@@ -372,16 +427,17 @@ def _restore(last: Path, model, opt) -> tuple[int, float, dict | None]:
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         faces = state.get("faces")
-        return int(state["step"]), float(state["minutes"]), faces if isinstance(faces, dict) else None
+        return (int(state["step"]), float(state["minutes"]), faces if isinstance(faces, dict) else None,
+                int(state.get("distractors", 0)))
     except (RuntimeError, ValueError, KeyError, TypeError) as err:
         reason = str(err).strip().splitlines()[0][:200]
         raise ValueError(f"{last}: does not fit the face detector ({reason}); {aside}") from None
 
 
-def _save(path: Path, model, opt, step: int, minutes: float, faces: dict) -> None:
+def _save(path: Path, model, opt, step: int, minutes: float, faces: dict, distractors: int = 0) -> None:
     with atomic_path(path) as tmp:
         torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step, "minutes": minutes,
-                    "faces": faces}, tmp)
+                    "faces": faces, "distractors": distractors}, tmp)
 
 
 def export_detector(model: FaceCenterNet, path: str | Path) -> Path:
