@@ -118,8 +118,8 @@ def _lock_folder(monkeypatch, folder: Path) -> None:
     locked = os.path.realpath(folder)
     real_scandir = os.scandir
 
-    def guarded(path="."):
-        if os.path.realpath(path) == locked:
+    def guarded(path="."):  # an int is a folder's descriptor (shutil.rmtree of tmp_path at teardown)
+        if not isinstance(path, int) and os.path.realpath(path) == locked:
             raise PermissionError(errno.EACCES, "Permission denied", os.fspath(path))
         return real_scandir(path)
 

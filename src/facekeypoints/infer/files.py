@@ -39,6 +39,7 @@ import os
 import re
 import signal
 import sys
+import threading
 import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -404,14 +405,26 @@ def _named_warnings(caught: list, path: Path | None) -> None:
 @contextlib.contextmanager
 def _signals_held():
     """Ctrl-C and SIGTERM that arrive inside the block take effect when it ends (a few milliseconds):
-    stopped between a drawing and its result line, a run left a drawing that no record names. Only
-    the calling thread's signals are held (the main thread's, where Python runs its handlers)."""
-    held = {signal.SIGINT, signal.SIGTERM}
-    before = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    stopped between a drawing and its result line, a run left a drawing that no record names. The
+    handlers are swapped for ones that note the signal (blocking it would not do: the OS may hand it
+    to any thread, ONNX Runtime's among them); outside the main thread, where handlers cannot be set,
+    the block runs as it is."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    before = {s: signal.signal(s, lambda signum, frame: caught.append(signum)) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, before)
+        for s, handler in before.items():
+            signal.signal(s, handler)
+        if caught:  # what the signal would have done in the block, now
+            handler = before[caught[0]]
+            if callable(handler):
+                handler(caught[0], None)
+            elif handler == signal.SIG_DFL:
+                os.kill(os.getpid(), caught[0])
 
 
 def _predict_images(detector, batch: list[tuple[Path, Path]], out_dir: Path | None, draw: bool, sink,
