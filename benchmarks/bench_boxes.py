@@ -51,17 +51,34 @@ def _jitter(box: np.ndarray, rng: np.random.Generator, amount: float) -> np.ndar
     return np.array([cx - s * w / 2, cy - s * h / 2, cx + s * w / 2, cy + s * h / 2])
 
 
+def _fraction(text: str) -> float:
+    """--jitter: a fraction in [0, 1); a negative or NaN one failed in numpy, 1 or more made empty boxes."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"must be a fraction of the box in [0, 1), got {text}")
+    return value
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--limit", type=int, default=0, help="the first N validation faces (0: all)")
-    parser.add_argument("--jitter", type=float, default=0.10)
+    parser.add_argument("--jitter", type=_fraction, default=0.10,
+                        help="shift and size change of the jittered boxes, a fraction of the box in [0, 1)")
     parser.add_argument("--model", default="ibug68", help="a 68-point model: a shipped name or a checkpoint trained "
                         "on ytf68's 80/20 person split with seed 0 (its validation people are scored)")
     args = parser.parse_args()
+    if args.limit < 0:  # val[:-1] scored all faces but the last
+        parser.error(f"--limit must be >= 0 (0: all), got {args.limit}")
     try:  # checked before the data is read: a mistyped model is one line, at once
-        KeypointDetector(args.model, detector=None)
+        schema = KeypointDetector(args.model, detector=None).schema
     except (FileNotFoundError, ValueError) as err:
         parser.error(f"--model: {err}")
+    if schema.name != "ibug68":  # scored against ytf68's 68 labelled points
+        parser.error(f"--model {args.model}: a model of schema {schema.name} ({schema.num_keypoints} points); "
+                     "this benchmark scores ibug68 (68-point) models")
     if not DATA.is_file():
         print(f"skipped: {DATA} is absent")
         return 0

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from facekeypoints.atomic import atomic_path, check_target
 from facekeypoints.data import read, split_indices
 from facekeypoints.data.framing import box_iou
 from facekeypoints.data.images import read_image
@@ -109,6 +110,7 @@ def main() -> int:
     parser.add_argument("--cnn", help="face_detector.onnx for the cnn settings (default: the shipped one)")
     args = parser.parse_args()
     CNN["path"] = args.cnn
+    _check_args(parser, args)
     if not DATA.is_dir():
         print(f"skipped: {DATA} is absent (the benchmark needs ../shared/data)")
         return 0
@@ -133,9 +135,29 @@ def main() -> int:
             report[setting][name] = result
             cells.append(f"{name} {result['found']}/{result['faces']} (+{result['extra']}) {result['ms_per_image']:.1f} ms")
         print(f"{setting:30s} frame {frame_ms:5.1f} ms | " + " | ".join(cells), flush=True)
-    if args.json:
-        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+    if args.json:  # written whole or not at all
+        with atomic_path(args.json) as tmp:
+            tmp.write_text(json.dumps(report, indent=2) + "\n")
     return 0
+
+
+def _check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Refuse, before any data is read or measured, what failed only after the run: an --only that matches
+    no setting, a --cnn file that is no face detector, a --json place that cannot take the file."""
+    if args.only and not any(word in setting for setting in SETTINGS for word in args.only):
+        parser.error(f"--only {' '.join(args.only)} matches no setting; settings: {'; '.join(SETTINGS)}")
+    cnn_chosen = not args.only or any(word in setting for setting in SETTINGS if "cnn" in setting
+                                      for word in args.only)
+    if args.cnn and cnn_chosen and Path(args.cnn).is_file():  # a missing file is left out, as before
+        try:
+            CnnDetector(args.cnn)
+        except ValueError as err:
+            parser.error(f"--cnn {err}")
+    if args.json:
+        try:
+            check_target(args.json)
+        except ValueError as err:
+            parser.error(f"--json {err}")
 
 
 def _time(detector, frame) -> float:

@@ -163,6 +163,9 @@ def main() -> int:
         ours = KeypointDetector(args.model, detector=None, box_frame="dlib", threads=args.threads)
     except (FileNotFoundError, ValueError) as err:
         ap.error(f"--model: {err}")
+    if ours.schema.name != "ibug68":  # scored beside dlib's 68 points
+        ap.error(f"--model {args.model}: a model of schema {ours.schema.name} ({ours.schema.num_keypoints} "
+                 "points); this benchmark scores ibug68 (68-point) models")
     dlib_detector, dlib_predictor = DlibDetector(upsample=1), dlib.shape_predictor(str(model_file))
     rows = []
     print(f"{'set':10s} {'faces':>5s} {'scored':>6s} {'tool':5s} {'NME':>7s} {'FR@8':>6s} {'FR@10':>6s} "

@@ -154,7 +154,7 @@ def ytf68_csv(folder: Path, rows: int = 3, *, empty_rows=(), text_rows=()) -> Pa
     lines = ["image,person," + ",".join(f"x{i},y{i}" for i in range(68))]
     for r in range(rows):
         cv2.imwrite(str(folder / "images" / "train" / f"face{r}.png"), rng.integers(0, 256, (90, 80, 3), np.uint8))
-        cells = [f"{v:.2f}" for v in points68(rng, 80, 90).reshape(-1)]
+        cells = [f"{v:.2f}" for v in (face68() * (0.5, 0.45) + rng.uniform(-1, 1, (68, 2))).reshape(-1)]
         if r in empty_rows:
             cells = [""] * 136
         if r in text_rows:

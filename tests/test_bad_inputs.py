@@ -344,7 +344,7 @@ def _copy(src: Path, dst: Path) -> Path:
     ("augment.scale=[1.0, .inf]", r"augment.scale\[1\]: expected a finite number"),
     ("train.batch_size=010", None),  # YAML 1.2: ten, not octal eight
     ("out_dir=''", "out_dir: empty"),
-    ("model.options={channels: [0, 16, 32, 64]}", "cannot be built"),
+    ("model.options={channels: [0, 16, 32, 64]}", "channel counts must be whole numbers >= 1"),
 ])
 def test_configs_that_cannot_train_fail_when_they_load(override, message):
     if message is None:

@@ -204,6 +204,18 @@ def test_a_claimed_atomic_write_that_fails_removes_the_claim(tmp_path):
     assert not path.exists()
 
 
+def test_a_failed_claimed_write_leaves_a_file_another_run_put_in_its_place(tmp_path):
+    path = tmp_path / "predictions.jsonl"
+    path.touch()
+    with pytest.raises(WriteError, match="its previous content is kept"):
+        with atomic_path(path, claimed=True):
+            other = tmp_path / "other.jsonl"
+            other.write_text("another run's results\n")
+            os.replace(other, path)  # predict --overwrite, meanwhile
+            raise OSError(errno.EFBIG, "File too large")
+    assert path.read_text() == "another run's results\n"
+
+
 def test_a_real_file_size_limit_gives_back_the_claim(model, tmp_path):
     for i in range(3):
         grace_hopper_copy(tmp_path / "photos" / f"{i}.jpg")

@@ -291,7 +291,7 @@ def test_bench_json_is_written_atomically(tmp_path, monkeypatch):
         return real(path, **kwargs)
 
     monkeypatch.setattr(bench, "atomic_path", spy)  # the timings themselves are not what is tested here
-    monkeypatch.setattr(bench, "KeypointDetector", lambda *a, **k: type("Fake", (), {"runner": None})())
+    monkeypatch.setattr(bench, "KeypointDetector", lambda *a, **k: type("Fake", (), {"runner": None, "framing": "kaggle"})())
     monkeypatch.setattr(bench, "time_runner", lambda *a, **k: 1.0)
     monkeypatch.setattr(bench, "bench_frame", lambda *a, **k: {"faces": 1, "detection_ms": 1.0, "frame_ms": 2.0})
     out = tmp_path / "b.json"

@@ -25,7 +25,8 @@ from facekeypoints.data.pipeline import load_parts
 from facekeypoints.evaluate.runner import evaluate
 from facekeypoints.models.checkpoint import load_checkpoint, save_checkpoint
 from facekeypoints.train import grid
-from facekeypoints.train.loop import LOCK, fit
+from facekeypoints.train.folder_claim import LOCK
+from facekeypoints.train.loop import fit
 from fakes import mean_face_checkpoint, tiny_config
 
 

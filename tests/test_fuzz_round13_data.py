@@ -65,17 +65,17 @@ def test_evaluate_checks_labels_against_the_photo_it_reads(tmp_path):
     _pts_face(folder, FAR, "far")
     report = evaluate_photos(read(folder, load_images=False), _Pipeline())
     assert report["scored"] == 1 and report["unusable_count"] == 1
-    assert report["unusable"][0].endswith("face 'far', point 0: x = 250 is more than one image size (100 px) beyond "
+    assert report["unusable"][0].endswith("far.pts: line 4: x = 251 is more than one image size (100 px) beyond "
                                           "the edge of the 100 x 200 image")
 
 
 def test_data_info_checks_labels_against_the_photo_header(tmp_path):
     folder = _pts_face(tmp_path / "f", POINTS, "good")
     _pts_face(folder, FAR, "far")
-    with pytest.raises(DataFormatError, match=r"face 'far', point 0: x = 250 is more than one image size"):
+    with pytest.raises(DataFormatError, match=r"far.pts: line 4: x = 251 is more than one image size"):
         read_for_info(folder)
     data = read_for_info(folder, skip_bad=True)
-    assert data.ids == ["good"] and len(data.skipped) == 1 and "face 'far'" in data.skipped[0]
+    assert data.ids == ["good"] and len(data.skipped) == 1 and "far.pts: line 4: x = 251" in data.skipped[0]
 
 
 def test_data_info_reads_labels_whose_photo_is_missing(tmp_path):

@@ -24,7 +24,8 @@ from facekeypoints.evaluate.runner import evaluate
 from facekeypoints.models.checkpoint import load_checkpoint
 from facekeypoints.train import grid
 from facekeypoints.train.config import ConfigError, load_config
-from facekeypoints.train.loop import LOCK, fit
+from facekeypoints.train.folder_claim import LOCK
+from facekeypoints.train.loop import fit
 from fakes import make_faces, mean_face_checkpoint, tiny_config
 
 

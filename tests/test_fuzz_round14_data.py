@@ -183,7 +183,7 @@ def test_a_label_off_its_photo_names_its_label_file(tmp_path):
     far = POINTS.copy()
     far[0, 0] = 9000.0
     write_pts(far, tmp_path / "b.pts")
-    with pytest.raises(DataFormatError, match=rf"^{tmp_path / 'b.pts'}: face 'b', point 0: x = 9000"):
+    with pytest.raises(DataFormatError, match=rf"^{tmp_path / 'b.pts'}: line 4: x = 9001 "):
         read_for_info(tmp_path)
 
 

@@ -352,10 +352,10 @@ def test_convert_checks_labels_against_the_photo_and_skip_bad_lists_the_face(tmp
     far[30] = (2 * W + 50, 100)  # more than one image width right of the 160 px photo
     _pts(folder / "p1.pts", far)
     data = read(folder, load_images=False)  # without the photo's size, only the far-from-any-image bound
-    with pytest.raises(DataFormatError, match=r"face 'p1', point 30: x = \d+ is more than one image size \(160 px\)"):
+    with pytest.raises(DataFormatError, match=r"p1.pts: line 34: x = \d+ is more than one image size \(160 px\)"):
         to_kaggle_task(data)
     faces, report = to_kaggle_task(data, skip_bad=True)
-    assert faces.ids == ["p0", "p2"] and len(report.read_skipped) == 1 and "point 30" in faces.skipped[0]
+    assert faces.ids == ["p0", "p2"] and len(report.read_skipped) == 1 and "p1.pts: line 34: x = " in faces.skipped[0]
     (folder / "p1.jpg").unlink()
     (folder / "p1.png").write_bytes(b"not an image")
     code, out, err = run_cli(["data", "convert", folder, "-o", tmp_path / "o.csv", "--skip-bad"], capsys)

@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from facekeypoints.data import write_kaggle_csv
-from facekeypoints.train import loop
+from facekeypoints.train.folder_claim import LOCK
 from facekeypoints.train.config import ConfigError, load_config
 from facekeypoints.train.distill import _check_finite
 from facekeypoints.train.loop import check_machine, fit
@@ -35,12 +35,12 @@ def test_nan_teacher_weights_refused():
 def test_lock_refuses_live_and_takes_over_stale(tmp_path, tiny_csv):
     out = tmp_path / "run"
     out.mkdir()
-    (out / loop.LOCK).write_text(f"{os.getppid()}\n")  # a live process
+    (out / LOCK).write_text(f"{os.getppid()}\n")  # a live process
     with pytest.raises(ValueError, match=r"in use by another training \(pid"):
         fit(_cfg(tiny_csv, out), progress=False)
-    (out / loop.LOCK).write_text("999999999\n")  # dead
+    (out / LOCK).write_text("999999999\n")  # dead
     assert fit(_cfg(tiny_csv, out), progress=False)["stop_reason"] == "epochs"
-    assert not (out / loop.LOCK).exists()
+    assert not (out / LOCK).exists()
     assert not [p for p in out.iterdir() if p.name.startswith(".training")]
 
 

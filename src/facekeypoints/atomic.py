@@ -136,6 +136,7 @@ def atomic_path(path: str | Path, *, claimed: bool = False) -> Iterator[Path]:
         raise WriteError(err.errno, f"{path}: could not be written: cannot create the folder {path.parent} "
                                     f"({err.strerror or err}); nothing was written") from err
     tmp = temporary_path(path)
+    claim = _identity(path) if claimed else None
     try:
         yield tmp
         if tmp.exists():
@@ -143,7 +144,9 @@ def atomic_path(path: str | Path, *, claimed: bool = False) -> Iterator[Path]:
     except WriteError:
         raise
     except OSError as err:  # the write's own failure (ENOSPC has no file name): say which output, and that it is kept
-        if claimed:  # our own empty claim would block every re-run, and passes for no result
+        # our own empty claim would block every re-run, and passes for no result; a file another run
+        # has put there since (predict --overwrite) is that run's, and stays
+        if claim is not None and _identity(path) == claim:
             with contextlib.suppress(OSError):
                 path.unlink(missing_ok=True)
         kept = "its previous content is kept" if _exists(path) else "nothing was written"
@@ -151,6 +154,15 @@ def atomic_path(path: str | Path, *, claimed: bool = False) -> Iterator[Path]:
     finally:
         with contextlib.suppress(OSError):  # an error here would hide the write's own
             tmp.unlink(missing_ok=True)
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    """(device, inode) of the file at ``path``, None when there is none: which file a name holds now."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
 
 
 def _exists(path: Path) -> bool:

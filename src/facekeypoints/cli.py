@@ -202,6 +202,9 @@ def _write_skipped(report: str, messages: list[str]) -> None:
         raw = text.encode("utf-8", "surrogateescape")
     except UnicodeEncodeError:  # another lone surrogate: escaped rather than a codec error
         raw = text.encode("utf-8", "backslashreplace")
+    from facekeypoints.atomic import remove_stale_temporaries
+
+    remove_stale_temporaries(Path(report).parent)  # a killed earlier run's half-written report
     with atomic_path(report) as tmp:
         tmp.write_bytes(raw)
 
@@ -516,6 +519,9 @@ def _evaluate_photos(args: argparse.Namespace) -> int:
     if args.report is not None:  # before the scoring, not after
         _check_clear_of_data(args.report, args.data, data, folder=True)
         check_target(args.report, folder=True)  # can be made and written (made here)
+        from facekeypoints.evaluate.photo_report import check_photo_report_folder
+
+        check_photo_report_folder(args.report)  # a user's files there are refused before the scoring
     labels, model = args.boxes == "labels", str(args.model or model_for(data.schema.name))
     detector = KeypointDetector(model, detector=None if labels else args.boxes,
                                 box_frame="landmarks" if labels else None, mirror_tta=args.mirror_tta,
@@ -792,10 +798,20 @@ def _cmd_predict(args: argparse.Namespace) -> int:
             raise ValueError(f"--detector {face_detector}: {flags}") from None
     elif args.min_face or args.max_side:
         raise ValueError(f"--min-face and --max-side apply to the haar and cnn detectors, not {chosen!r}")
-    detector = KeypointDetector(args.model, backend=args.backend, threads=args.threads, refine=not args.no_refine,
-                                detector=face_detector,
-                                mirror_tta=args.mirror_tta, rotate_tta=args.rotate_tta, device=args.device,
-                                **({"batch_size": args.batch_size} if csvs and args.batch_size is not None else {}))
+    with warnings.catch_warnings():  # its warning that a whole-photo model uses no detector: the error below says it
+        warnings.filterwarnings("ignore", message=".*uses no face detector", category=UserWarning)
+        detector = KeypointDetector(args.model, backend=args.backend, threads=args.threads,
+                                    refine=not args.no_refine, detector=face_detector,
+                                    mirror_tta=args.mirror_tta, rotate_tta=args.rotate_tta, device=args.device,
+                                    **({"batch_size": args.batch_size} if csvs and args.batch_size is not None else {}))
+    if not csvs and detector.framing == "resize":  # as for a Kaggle CSV: the face search's options are refused
+        given = ([f"--detector {args.detector}"] if args.detector is not None else []) + \
+            [flag for flag, on in (("--min-face", args.min_face), ("--max-side", args.max_side),
+                                   ("--no-refine", args.no_refine)) if on]
+        if given:
+            raise ValueError(f"{_applies(given, ' and ')} to finding and re-framing faces; {detector.runner.source} "
+                             f"(a {detector.schema.name} model trained on whole photos) frames each whole image as "
+                             "one face and uses no face detector; leave them out")
     if csvs:
         from facekeypoints.data.formats.io import detect_format
 
@@ -927,7 +943,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         raise ValueError(f"cannot serve on {args.host}:{args.port}: {(err.strerror or str(err)).lower()}{hint}") from None
     with sock:
         app = create_app(models or None, detector=args.detector, workers=args.workers, max_body=args.max_body,
-                         max_pixels=args.max_pixels or None)
+                         max_pixels=args.max_pixels or None, max_uploads=args.max_uploads,
+                         upload_timeout=args.upload_timeout)
         host = f"[{args.host}]" if ":" in args.host else args.host  # an IPv6 address is bracketed in a URL
         print(f"serving on http://{host}:{args.port}/ (API: /v1/keypoints, /v1/models, /healthz, "
               "/openapi.json)", file=sys.stderr)
@@ -1012,12 +1029,18 @@ def _add_inference(sub) -> None:
                    help="largest upload in bytes (default 20971520, 20 MB)")
     p.add_argument("--max-pixels", type=at_least(0), default=50_000_000,
                    help="largest image, from its header (default 50000000); 0: no limit")
+    p.add_argument("--max-uploads", type=at_least(1), default=16,
+                   help="uploads read, queued or running at once (default 16); more are answered 503 at once. "
+                   "Memory: about max-uploads x max-body bytes (twice that for multipart) on top of the models")
+    p.add_argument("--upload-timeout", type=at_least(1), default=30, metavar="SECONDS",
+                   help="an upload that sends nothing for this long is answered 408 and dropped (default 30)")
     p.set_defaults(func=_cmd_serve)
     p = sub.add_parser("demo", help="find faces and keypoints on photos that ship with the dependencies",
                        epilog=DEMO_EXAMPLES, formatter_class=fmt)
     p.add_argument("-o", "--output", default="demo-output",
                    help="folder for drawn images and JSON (default demo-output); each run replaces the files "
-                   "it wrote before (<photo>.jpg, <photo>.json), as `make demo` runs it again")
+                   "it wrote before (<photo>.jpg, <photo>.json), as `make demo` runs it again, and refuses to "
+                   "replace other files of those names")
     p.add_argument("--model", help="checkpoint .pt, .onnx or shipped model name (kaggle15, ibug68); kaggle15 when omitted")
     p.add_argument("--backend", choices=["torch", "onnx"])
     p.set_defaults(func=_cmd_demo)

@@ -12,6 +12,7 @@ grace_hopper: 1 face, 2.1 ms per face (detection 9.8 ms) -> demo-output/grace_ho
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -43,19 +44,23 @@ def run_demo(out_dir: str | Path = "demo-output", *, model: str | Path | None = 
     """Detect faces and keypoints on the demo photos; write ``<name>.jpg`` (drawn) and ``<name>.json``.
 
     ``model`` None uses the shipped kaggle15 model. Returns {name: Result}. Each run replaces the
-    files a run before it wrote (deliberately, unlike predict: ``make demo`` runs it again into the
-    same folder, and the names are the demo's own, never a user's photo names).
+    files a run before it wrote (unlike predict: ``make demo`` runs it again into the same folder),
+    and only those: another file of the same name (``-o`` a folder of the user's own photos) is
+    refused with a ValueError naming it, before anything is written.
     """
     from facekeypoints.infer.predictor import KeypointDetector
 
     from facekeypoints.atomic import check_target
 
     out_dir = check_target(out_dir, folder=True)  # before the model loads: a file there fails at once
+    images = demo_images(echo)
+    for name in images:
+        _check_replaceable(out_dir, name)
     detector = KeypointDetector(model, backend=backend)
     echo(f"model {detector.runner.source} ({detector.card.model}, schema {detector.schema.name}, "
          f"{detector.runner.backend}); detector {type(detector.detector).__name__}")
     results = {}
-    for name, image in demo_images(echo).items():
+    for name, image in images.items():
         detector(image)  # warm-up, so the time printed is the steady-state time
         result = detector(image)
         result.source = name
@@ -67,3 +72,24 @@ def run_demo(out_dir: str | Path = "demo-output", *, model: str | Path | None = 
              f"(detection {result.timings['detection']:.1f} ms) -> {out_dir / (name + '.jpg')}")
         results[name] = result
     return results
+
+
+def _check_replaceable(out_dir: Path, name: str) -> None:
+    """ValueError naming ``<name>.json`` or ``<name>.jpg`` in ``out_dir`` when it exists and is not an
+    earlier demo's output: that JSON is a result whose source is ``name``; that drawing has it beside it."""
+    record, drawing = out_dir / f"{name}.json", out_dir / f"{name}.jpg"
+    if not (record.exists() or drawing.exists()):
+        return
+    own = False
+    if record.is_file():
+        try:
+            doc = json.loads(record.read_text(encoding="utf-8"))
+            own = isinstance(doc, dict) and doc.get("source") == name and isinstance(doc.get("faces"), list)
+        except (OSError, ValueError):  # unreadable or not JSON (UnicodeDecodeError is a ValueError): not ours
+            own = False
+    if not own:
+        mine = record if record.exists() else drawing
+        why = ("is not a result the demo wrote" if mine == record
+               else f"has no {record.name} of an earlier demo beside it")
+        raise ValueError(f"{mine}: exists and {why}; the demo replaces only its own earlier outputs "
+                         f"({name}.jpg, {name}.json). Move the file or give another -o folder")

@@ -99,9 +99,23 @@ class KeypointSchema:
             return self.keypoints.index(name)
         except ValueError:
             close = difflib.get_close_matches(name, self.keypoints, n=3)
-            hint = f"; did you mean {close}?" if close else ""
+            hint = self._derived_hint(name) or (f"; did you mean {close}?" if close else "")
             ctx = f" (in {context})" if context else ""
             raise SchemaError(f"schema {self.name!r} has no keypoint {name!r}{ctx}{hint}") from None
+
+    def _derived_hint(self, name: str) -> str:
+        """Where another schema's point ``name`` is in this one, from ``derive`` ("; kaggle15's and nose1's
+        'nose_tip' is 'nose_bridge_3' here"): the README's ``face["nose_tip"]`` asked of an ibug68 model."""
+        sources: dict[tuple, list[str]] = {}
+        for target, mapping in self.derive.items():
+            if isinstance(mapping, dict) and isinstance(mapping.get(name), (list, tuple)):
+                sources.setdefault(tuple(mapping[name]), []).append(target)
+        if not sources:
+            return ""
+        points, targets = next(iter(sources.items()))
+        where = " and ".join(f"{t}'s" for t in targets)
+        here = repr(points[0]) if len(points) == 1 else f"the mean of {list(points)}"
+        return f"; {where} {name!r} is {here} here"
 
     def columns(self) -> list[str]:
         """Kaggle-style CSV column names: ``<name>_x, <name>_y`` per keypoint."""

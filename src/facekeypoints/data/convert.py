@@ -57,6 +57,7 @@ class ConversionReport:
     size: int
     target: str
     not_aligned: list[str] = field(default_factory=list)  # ids with fewer than 2 distinct anchor points
+    misshaped: list[str] = field(default_factory=list)  # ids whose anchors fit no face (framing.MAX_SHAPE_ERROR)
     read_skipped: list[str] = field(default_factory=list)  # bad input a skip_bad read left out
     outside: int = 0  # labelled keypoints outside [0, size - 1] after warping (kept, not clipped)
     labelled: int = 0
@@ -81,6 +82,9 @@ class ConversionReport:
         if self.not_aligned:
             lines.append(f"not converted (fewer than 2 distinct alignment points): {len(self.not_aligned)}: "
                          f"{self.not_aligned[:LISTED]}")
+        if self.misshaped:
+            lines.append(f"not converted (labels do not fit a face; misplaced points?): {len(self.misshaped)}: "
+                         f"{self.misshaped[:LISTED]}")
         if self.unlisted:
             lines.append(f"... and {self.unlisted} more left out, not shown (the first {LISTED} of each kind are)")
         return "\n".join(lines)
@@ -88,7 +92,7 @@ class ConversionReport:
     @property
     def unlisted(self) -> int:
         """Left-out faces that ``str(report)`` does not name (over LISTED of a kind)."""
-        return max(0, len(self.read_skipped) - LISTED) + max(0, len(self.not_aligned) - LISTED)
+        return sum(max(0, len(kind) - LISTED) for kind in (self.read_skipped, self.not_aligned, self.misshaped))
 
 
 def _gray(image: np.ndarray) -> np.ndarray:
@@ -114,8 +118,10 @@ def to_kaggle_task(data: KeypointData, target: str = "kaggle15", *, size: int = 
     Returns (faces, report): faces.images (M, size, size) uint8, faces.keypoints (M, K_target, 2)
     in ``target``'s schema, mapped with the same transform as the pixels. Keypoints that land
     outside the crop are kept and counted in the report. Faces with fewer than two distinct
-    alignment points cannot be placed; they are left out and listed in ``report.not_aligned`` and,
-    with the reason, in ``faces.skipped``. M = N - len(report.not_aligned); DataFormatError (naming
+    alignment points cannot be placed, nor can faces whose fit collapsed (``_collapsed``: misplaced
+    labels); they are left out and listed in ``report.not_aligned``
+    or ``report.misshaped`` and, with the reason, in ``faces.skipped``. M = N - len(report.not_aligned)
+    - len(report.misshaped); DataFormatError (naming
     ``data.source``) when M would be 0.
 
     Labels read with ``load_images=False`` are converted too: each face's photo is then read from
@@ -149,11 +155,20 @@ def to_kaggle_task(data: KeypointData, target: str = "kaggle15", *, size: int = 
             raise DataFormatError(where, str(err)) from None
     report = ConversionReport(faces_in=len(data) + data.skipped_count, faces_out=0, size=size, target=target,
                               read_skipped=list(data.skipped))
-    frames, _ = framing.frames_from_keypoints(data.keypoints, data.schema, size)
+    frames, shape_error = framing.frames_from_keypoints(data.keypoints, data.schema, size)
     placeable = np.isfinite(frames).all(axis=(1, 2))  # NaN: no transform fits
-    keep = np.flatnonzero(placeable).tolist()
+    misshaped = _collapsed(frames, anchors, shape_error, size)
+    for i in np.flatnonzero(misshaped) if not skip_bad else ():
+        _check_labels_on_header(data, i)  # a point off its photo is named as the readers name it (its file's line)
+    keep = np.flatnonzero(placeable & ~misshaped).tolist()
     report.not_aligned = [data.ids[i] for i in np.flatnonzero(~placeable)]
+    report.misshaped = [data.ids[i] for i in np.flatnonzero(misshaped)]
     why = [(data.ids[i], _why_not_aligned(anchors[i], data.schema.name)) for i in np.flatnonzero(~placeable)]
+    why += [(data.ids[i], f"its labels do not fit a face: aligned to the Kaggle mean face, its kaggle15 alignment "
+                          f"points lie {shape_error[i]:.2f} eye distances from it (RMS; over "
+                          f"{framing.MAX_SHAPE_ERROR:g} is no face shape) and its eyes nearly meet, so the face "
+                          f"would be a few pixels wide: are some points misplaced?")
+            for i in np.flatnonzero(misshaped)]
     if not keep:
         raise DataFormatError(data.source or "data", _nothing_aligned(data, why))
     images = np.empty((len(keep), size, size), np.uint8)  # filled in place: a list then a copy held them twice
@@ -195,7 +210,7 @@ def face_photo(data: KeypointData, i: int, last: dict | None = None) -> np.ndarr
     group photo (listed one after another) decode it once, and never more than one photo is held."""
     if data.images is not None:
         return data.image(i)
-    from facekeypoints.data.formats.checks import check_face
+    from facekeypoints.data.formats.landmarks import check_face
     from facekeypoints.data.formats.landmarks import IMAGE_SUFFIXES, labels_file
 
     where = data.source or "data"
@@ -222,6 +237,40 @@ def _read_photo(path) -> np.ndarray:
             raise
         # neither a conversion nor an evaluation has a pixel-limit option: advice naming predict's would not work
         raise DataFormatError(err.path, err.reason, err.row, err.field) from None
+
+
+# Once aligned, a face's eye centres lie at least this fraction of the mean face's eye distance apart
+# in every true label set here (ytf68 0.39, AFLW2000 samples 0.39, IMM 0.71, at full profile turn)
+MIN_EYE_SPAN = 0.15
+
+
+def _collapsed(frames: np.ndarray, anchors: np.ndarray, shape_error: np.ndarray, size: int) -> np.ndarray:
+    """(N,) bool: faces whose fit collapsed, not face-shaped (``framing.MAX_SHAPE_ERROR``) with eyes
+    closer than ``MIN_EYE_SPAN`` of the mean face's: a few wild points pulled the least-squares fit
+    until the whole face is a few pixels wide (eyes 2 px apart in a 96 px crop), which, written as a
+    labelled row, would teach a collapsed face."""
+    target = framing.template(size)
+    out = np.zeros(len(frames), bool)
+    for i in np.flatnonzero(np.isfinite(frames).all(axis=(1, 2)) & (shape_error > framing.MAX_SHAPE_ERROR)):
+        eyes = framing.to_crop(frames[i], anchors[i][:2])
+        out[i] = np.linalg.norm(eyes[0] - eyes[1]) < MIN_EYE_SPAN * np.linalg.norm(target[0] - target[1])
+    return out
+
+
+def _check_labels_on_header(data: KeypointData, i: int) -> None:
+    """``checks.check_face`` for face i of labels read alone, against its photo's size from the header
+    (nothing decoded); nothing when its photo is not there or gives no size (``face_photo`` says so)."""
+    from facekeypoints.data.formats.landmarks import check_face
+    from facekeypoints.data.formats.landmarks import labels_file
+    from facekeypoints.data.images import image_size
+
+    path = data.paths[i] if data.images is None and data.paths else None
+    try:
+        width, height = image_size(path) if path and Path(path).is_file() else (0, 0)
+    except (OSError, ValueError):
+        return
+    if width and height:
+        check_face(lambda: labels_file(data.source, data.ids[i]), data.ids[i], data.keypoints[i], (height, width))
 
 
 def _check_face_in_photo(data: KeypointData, i: int, shape: tuple[int, int]) -> None:
@@ -251,6 +300,8 @@ def _nothing_aligned(data: KeypointData, why: list[tuple[str, str]]) -> str:
     if not len(data):
         return "holds no faces to convert"
     face, reason = why[0]
+    if reason.startswith("its labels do not fit"):
+        return f"none of its {len(data)} faces can be converted; e.g. face {face!r}: {reason}"
     return (f"none of its {len(data)} faces can be converted: no face has 2 distinct kaggle15 alignment "
             f"points (eye centres, nose tip, mouth corners, ...) to align it to the Kaggle face; "
             f"e.g. face {face!r}: {reason}")

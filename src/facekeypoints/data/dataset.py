@@ -98,6 +98,21 @@ def _check_images(images, n: int):
     return list(images)
 
 
+def _entries(values, name: str) -> list:
+    """``values`` (a list, tuple, numpy array such as ``df.person.values``, or None) as a list; a
+    numpy array is not asked ``if values`` (ambiguous) and gives plain Python values."""
+    if values is None:
+        return []
+    if isinstance(values, np.ndarray):
+        if values.ndim != 1:
+            raise ValueError(f"{name} must be one-dimensional, one entry per sample, got shape {values.shape}")
+        return values.tolist()
+    try:
+        return list(values)
+    except TypeError:
+        raise TypeError(f"{name} must be a list with one entry per sample, got {type(values).__name__}") from None
+
+
 def _check_boxes(boxes, n: int) -> np.ndarray:
     """``boxes`` as (N, 4) float32 x1, y1, x2, y2: NaN (unknown) allowed, inf not."""
     raw = np.asarray(boxes)
@@ -181,9 +196,9 @@ class KeypointData:
         for name in ("ids", "person", "paths"):  # one string would be split into its characters
             if isinstance(getattr(self, name), (str, bytes)):
                 raise TypeError(f"{name} must be a list with one entry per sample, got a {type(getattr(self, name)).__name__}")
-        self.ids = list(self.ids) if self.ids else [str(i) for i in range(n)]
-        self.person = list(self.person) if self.person else [None] * n
-        self.paths = list(self.paths) if self.paths else [None] * n
+        self.ids = _entries(self.ids, "ids") or [str(i) for i in range(n)]
+        self.person = _entries(self.person, "person") or [None] * n
+        self.paths = _entries(self.paths, "paths") or [None] * n
         if self.boxes is None:
             self.boxes = np.full((n, 4), np.nan, dtype=np.float32)
         else:

@@ -32,6 +32,7 @@ facekeypoints.data.dataset.DataFormatError: ...grey.png: image is 6x4 = 24 pixel
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import math
 import os
@@ -63,6 +64,9 @@ OVER_LIMIT = "over the limit of"  # in every pixel-limit error: a caller tells t
 # Pillow's own bomb limit is the same order (89.5 MP warns).
 MAX_PIXELS = 100_000_000
 _PILLOW_LIMIT = threading.Lock()
+# libpng's default user limit on a side (PNG_USER_WIDTH_MAX, and the same for height), which OpenCV
+# keeps: a valid 1000001 x 1 PNG fails to decode with "Invalid IHDR data"
+PNG_MAX_SIDE = 1_000_000
 # Formats whose further frames are other pictures (pages, animation); a phone JPEG's second image
 # (MPO) is a preview of the same photo, and an icon's are the same icon at other sizes.
 _MULTI_FRAME = {"TIFF": "pages", "GIF": "frames", "WEBP": "frames", "PNG": "frames"}
@@ -81,6 +85,7 @@ class _Header(NamedTuple):
     lab: bool = False  # CIELab colours (a TIFF), which OpenCV decodes as if they were RGB
     associated: bool = False  # a TIFF whose alpha is associated (ExtraSamples 1): colours stored premultiplied
     unchanged: bool = False  # a TIFF of floats or 32-bit or signed integers, which OpenCV decodes only unchanged
+    refused: str = ""  # why Pillow could not parse the header (its own words), when it could not
 
 
 def image_size(path: str | Path) -> tuple[int, int]:
@@ -113,9 +118,13 @@ def _header(path) -> _Header:
             frames = _frames(im)
             lab = im.mode == "LAB"
             associated, unchanged = _tiff_samples(im.tag_v2) if kind == "TIFF" else (False, False)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError):
+    except Exception as err:  # noqa: BLE001 - Pillow's plugins fail in many ways (see _frames)
         header = _png_header(path)
-        return header if header.width else _tiff_header(path)
+        header = header if header.width else _tiff_header(path)
+        text = str(err).strip()
+        why = "" if isinstance(err, UnidentifiedImageError) else (text.splitlines()[0][:200] if text
+                                                                   else type(err).__name__)
+        return header._replace(refused=why)
     if kind == "PNG":  # Pillow shows a 16-bit RGB PNG as 8-bit "RGB": IHDR has the depth
         bits = 8 * _png_header(path).sample_bytes
     elif maxval is not None:
@@ -211,6 +220,12 @@ def _bits(im) -> int:
     return {"I;16": 16, "I;16B": 16, "I;16L": 16, "I;16N": 16, "I": 32, "F": 32}.get(im.mode, 8)
 
 
+# Pillow's format plugins, parsing a damaged file, raise more than the documented OSError and
+# ValueError: TypeError ("Missing dimensions", a TIFF's next page), IndexError (a GIF's LZW data),
+# RuntimeError (AVIF), NotImplementedError (DDS), KeyError, struct.error... A list of them never
+# held up against a fuzzer, so a header Pillow fails on, for any reason, is a header it cannot read.
+
+
 def _frames(im) -> int:
     """Pages or animation frames of a ``_MULTI_FRAME`` file, 1 for other formats; 1 too when Pillow
     cannot count them (a damaged later page), as OpenCV still decodes the first."""
@@ -218,7 +233,7 @@ def _frames(im) -> int:
         return 1
     try:
         return int(getattr(im, "n_frames", 1))
-    except (OSError, ValueError, EOFError, SyntaxError):
+    except Exception:  # noqa: BLE001 - any kind (see above), from a later page
         return 1
 
 
@@ -308,6 +323,9 @@ def _read(path, source, load, size: int, max_pixels: int | None, notes: list | N
     """The checks and decoding behind ``read_image`` and ``decode_image``: ``source`` is what Pillow
     reads the header from (a path or a file object), ``load()`` gives the encoded bytes."""
     header = _header(source)
+    if header.format == "PNG" and max(header.width, header.height) > PNG_MAX_SIDE:  # what libpng would refuse
+        raise DataFormatError(path, f"the PNG is {header.width}x{header.height} pixels; OpenCV's PNG decoder "
+                                    f"(libpng) reads at most {PNG_MAX_SIDE} pixels a side", hint="shrink or split it")
     if max_pixels is not None:
         _check_size(path, header, size, max_pixels, source)
     said: list[str] = []  # what the decoder printed: a warning if the image is read, part of the error if not
@@ -328,9 +346,9 @@ def _read(path, source, load, size: int, max_pixels: int | None, notes: list | N
         raise DataFormatError(path, f"cannot decode image: {why}{_decoder_said(said)}") from None
     except ValueError as err:  # pixels of a type with no brightness range (to_uint8)
         raise DataFormatError(path, f"cannot use image: {err}{_decoder_said(said)}") from None
-    if image is None:
-        raise DataFormatError(path, "cannot decode image (empty, truncated, or not an image format OpenCV reads)"
-                                    + _decoder_said(said))
+    if image is None:  # a decoder that said why found its format: the file is damaged, not of another kind
+        raise DataFormatError(path, "cannot decode image" + (f" (damaged or truncated){_decoder_said(said)}" if said
+                                    else " (empty, truncated, or not an image format OpenCV reads)"))
     if said:  # read despite what the decoder said
         _tell(_decoder_note(path, said), notes, "the image was read; check it looks right")
     if max_pixels is not None and image.shape[0] * image.shape[1] > max_pixels:  # a format Pillow could not size
@@ -404,12 +422,21 @@ def decoder_output():
                 elif caught.fileno() != 2:
                     os.close(2)  # closed again, as it was
                 caught.seek(0)
-                others = []
+                others, lines, theirs, going_on = [], [], False, False
                 for line in caught.read().splitlines(keepends=True):
-                    if not _DECODER_LINE.match(line):
+                    if theirs and line.startswith(b">"):  # OpenCV's error goes on over "> " lines, the reason first
+                        more = line.decode("utf-8", "replace").lstrip(">").strip().rstrip(":")
+                        lines[-1] += (" " if going_on else ": ") + more
+                        going_on = True
+                    elif theirs and not line.strip():  # the blank line that ends it
+                        continue
+                    elif not _DECODER_LINE.match(line):
                         others.append(line)
+                        theirs = False
                     elif line.strip():
-                        said.append(_decoder_words(line.decode("utf-8", "replace").strip()))
+                        lines.append(line.decode("utf-8", "replace").strip())
+                        theirs, going_on = True, False
+                said.extend(_decoder_words(line) for line in lines)
                 if others and saved is not None:
                     _write_stderr(b"".join(others))
 
@@ -419,7 +446,14 @@ def _decoder_words(line: str) -> str:
     error y=3" -> "[mjpeg] error y=3"), OpenCV's log prefix of thread, time, source line and function
     ("[ WARN:2@417.645] global grfmt_tiff.cpp:122 TIFF_Warning TIFFReadDirectory: ..." -> "TIFFReadDirectory: ...")."""
     line = re.sub(r" @ 0x[0-9a-fA-F]+\]", "]", line)
-    return re.sub(r"^\[\s*[A-Z]+:[^\]]*\]\s+(?:global\s+)?\S+(?::\d+|\s+\(\d+\))\s+[\w:~]+\s+(?=\S)", "", line)
+    line = re.sub(r"^\[\s*[A-Z]+:[^\]]*\]\s+(?:global\s+)?\S+(?::\d+|\s+\(\d+\))\s+[\w:~]+\s+(?=\S)", "", line)
+    # OpenCV's error text, "OpenCV(4.14.0) /io/opencv/modules/imgcodecs/src/grfmt_gif.cpp:395: error:
+    # (-2:Unspecified error) in function 'bool cv::GifDecoder::lzwDecode()'", and libtiff's "/io/opencv/
+    # 3rdparty/libtiff/tif_dir.c:1954: : ": the paths of the machine OpenCV was built on, no reason
+    line = re.sub(r"OpenCV\([^)]*\) \S+:\d+: error: \(-?\d+:([^)]*)\)", r"\1:", line)
+    line = re.sub(r" in function '[^']*'", "", line)
+    line = re.sub(r"/\S+\.(?:c|cc|cpp|h|hpp):\d+:(?:\s*:)?\s*", "", line)
+    return re.sub(r"^imdecode_\(''\): ", "", line).replace(":: ", ": ")
 
 
 def _write_stderr(data: bytes) -> None:
@@ -454,9 +488,12 @@ def _check_size(path, header: _Header, size: int, max_pixels: int, source=None) 
     if w * h == 0 and size > 0:  # decoding it could take any memory
         what = _what_it_is(path, source)
         if what:  # no image OpenCV decodes: lifting the limit would not read it either
+            if "read its frames" in what:  # a video named as one: its header is beside the point
+                raise DataFormatError(path, f"is {what}")
             what, _, rename = what.partition("; give it ")  # renaming is advice for files, not for uploads
+            why = f" ({header.refused})" if header.refused and "damaged" in what else ""
             raise DataFormatError(path, "cannot decode image: its size cannot be read from its header, and it is "
-                                        + what, hint=f"give it {rename}" if rename else None)
+                                        + what + why, hint=f"give it {rename}" if rename else None)
         raise DataFormatError(path, "cannot decode image: its size cannot be read from its header (not an image, "
                                     "damaged, or a format such as Radiance HDR or OpenEXR), so its pixels were not "
                                     "decoded", hint="predict's --max-pixels 0, or max_pixels=None in Python, decodes it anyway")
@@ -503,12 +540,17 @@ def _what_it_is(path, source) -> str | None:
         if head[8:12] in _HEIF_BRANDS:
             return f"a HEIC/HEIF image{named}, which OpenCV does not read; convert it to JPEG or PNG"
         if head[8:12] in (b"avif", b"avis"):
+            if _opencv_reads("AVIF"):  # its header would have been read were it whole
+                return f"a damaged or truncated AVIF image{named}"
             return f"an AVIF image{named}, which this OpenCV does not read; convert it to JPEG or PNG"
-        return f"an MP4/QuickTime video (ftyp box){named}, not an image; give it a video suffix such as .mp4"
+        return _video("an MP4/QuickTime video (ftyp box)", named, suffix, (".mp4", ".m4v", ".mov", ".qt", ".3gp",
+                                                                          ".3g2", ".f4v"), ".mp4")
     if head[:4] == b"RIFF" and head[8:12] == b"AVI ":
-        return f"an AVI video{named}, not an image; give it the suffix .avi"
+        return _video("an AVI video", named, suffix, (".avi", ".divx"), ".avi")
     if head[:4] == b"\x1aE\xdf\xa3":
-        return f"a Matroska/WebM video{named}, not an image"
+        return _video("a Matroska/WebM video", named, suffix, (".mkv", ".webm"), ".mkv")
+    if head[:4] == b"DDS ":
+        return f"a DDS texture{named}, which OpenCV does not read; convert it to PNG"
     if head[:5] == b"%PDF-":
         return f"a PDF document{named}, not an image"
     if head[:4] == b"PK\x03\x04":
@@ -519,6 +561,22 @@ def _what_it_is(path, source) -> str | None:
             return f"SVG/XML text{named} (a vector drawing, which OpenCV does not read)"
         return f"{'XML text' if text.lstrip().startswith('<?xml') else 'text'}{named}, not an image"
     return "not an image format OpenCV reads (its first bytes match none)"
+
+
+def _video(what: str, named: str, suffix: str, its_suffixes: tuple, rename: str) -> str:
+    """What to say of a video read as an image: renaming helps a video named as an image in a folder
+    (predict then takes it as a video); one already named as a video was given to an image reader."""
+    if suffix.lower() in its_suffixes:
+        return (f"{what}, not an image; read its frames with KeypointDetector.stream() or "
+                f"`facekeypoints predict`, which take videos")
+    advice = f"a video suffix such as {rename}" if rename == ".mp4" else f"the suffix {rename}"
+    return f"{what}{named}, not an image; give it {advice}"
+
+
+@functools.cache
+def _opencv_reads(codec: str) -> bool:
+    """Whether this OpenCV build has a reader for ``codec`` ("AVIF"), from its build information."""
+    return re.search(rf"^\s*{codec}:\s*(?!NO\b)\S", cv2.getBuildInformation(), re.M) is not None
 
 
 def _as_text(head: bytes) -> str | None:
@@ -557,7 +615,9 @@ def _decode_with_pillow(source) -> np.ndarray | None:
                 image = np.asarray(ImageOps.exif_transpose(im).convert("RGB"))
             else:
                 image = np.asarray(im)
-    except (OSError, SyntaxError):  # truncated: as OpenCV's failures
+    except ValueError:  # _check_samples' finding, or Pillow's own: said as the file's fault
+        raise
+    except Exception:  # noqa: BLE001 - truncated or damaged (any kind, see _frames): as OpenCV's failures
         return None
     if image.dtype != np.uint8:
         image = to_uint8(image.astype(np.uint16))  # mode "I" holds 16-bit samples in 32-bit integers
@@ -624,7 +684,7 @@ def _grey_over_white(data: np.ndarray, grey: np.ndarray) -> np.ndarray:
             if grey.dtype == np.uint8 and not (im.mode == "I" or im.mode.startswith("I;16")):
                 return pil_over_white(im)
             key = im.info.get("transparency")
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as err:
+    except Exception as err:  # noqa: BLE001 - Pillow fails in many ways (see _frames)
         # e.g. a TIFF of 16-bit grey with alpha, which Pillow has no mode for
         why = ("not a kind it knows" if isinstance(err, UnidentifiedImageError)
                else str(err).strip() or type(err).__name__)

@@ -13,6 +13,7 @@ Examples
 from __future__ import annotations
 
 import hashlib
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -167,7 +168,8 @@ def load_parts(d: DataConfig, size: int, *,
                              + ("" if d.val else "; give data.train more labelled faces, or another data.split"))
     report.update(train=len(train), val=len(val), **({"test": len(held["test"]), "test_use": HELD_OUT}
                                                        if held else {}),
-                  missing=missing_report, by_person=all(p is not None for p in data.person))
+                  missing=missing_report, by_person=any(p is not None for p in data.person),
+                  faces_without_person=sum(p is None for p in data.person))
     overlap = {p for p in train.person if p is not None} & {p for p in val.person if p is not None}
     report["persons_in_both"] = len(overlap)
     return {"train": train, "val": val, **held}, parts_frames, report
@@ -242,6 +244,9 @@ def frame_faces(data: KeypointData, schema: str, frame: str, size: int) -> Keypo
         faces, report = to_kaggle_task(data, schema, size=size)
         if report.not_aligned:
             raise ValueError(f"{data.source}: {len(report.not_aligned)} faces cannot be framed: {report.not_aligned[:5]}")
+        if report.misshaped:  # left out, not trained on as collapsed faces; said, as they are not in the data
+            warnings.warn(f"{data.source}: {len(report.misshaped)} faces left out, their labels fit no face shape "
+                          f"(misplaced points?): {report.misshaped[:5]}", stacklevel=2)
         return faces
     if frame == "resize":
         return resize_faces(data, size).to_schema(schema)

@@ -116,6 +116,8 @@ class Preprocess:
         of equally shaped images; colour is RGB. A single image comes back with N = 1.
         """
         batch = self._as_batch(images)
+        if not len(batch):  # OpenCV's per-image and per-pixel steps have nothing to stack or reshape
+            return np.zeros((0, self.channels, self.size, self.size), np.float32)
         if self.channels == 1:
             gray = _to_gray(batch) if batch.ndim == 4 else batch
             if self.clahe:
@@ -133,6 +135,8 @@ class Preprocess:
 
     def _as_batch(self, images) -> np.ndarray:
         """Check dtype and size; return (N, size, size) or (N, size, size, 3) uint8."""
+        if isinstance(images, (list, tuple)) and not images:  # an empty batch (no face found)
+            return np.zeros((0, self.size, self.size), np.uint8)
         if isinstance(images, (list, tuple)):
             shapes = {np.shape(im) for im in images}
             if len(shapes) != 1:

@@ -16,6 +16,7 @@ Examples
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, replace
 from typing import Iterable, Sequence
 
@@ -117,7 +118,7 @@ def _check_seed(seed) -> int:
 def _use_person(data: KeypointData, by_person: bool | str) -> bool:
     known = [p is not None for p in data.person]
     if isinstance(by_person, str) and by_person == "auto":
-        return bool(known) and all(known)
+        return any(known)  # faces without a person are then groups of their own (see _person_keys)
     # 1 or "yes" is no answer; numpy's bool is one (``is True`` would let np.True_ skip the check)
     if not isinstance(by_person, (bool, np.bool_)):
         raise ValueError(f"by_person must be True, False or 'auto', got {by_person!r}")
@@ -126,14 +127,28 @@ def _use_person(data: KeypointData, by_person: bool | str) -> bool:
     return bool(by_person)
 
 
+def _person_keys(data: KeypointData) -> np.ndarray:
+    """One group key per sample: its person, or, for a face without one, a key of its own. One blank
+    person cell used to switch the whole split to random rows, putting every known person in both
+    parts; now the known persons stay in one part each and the warning counts the faces left out."""
+    unknown = [i for i, p in enumerate(data.person) if p is None]
+    if unknown:
+        warnings.warn(f"{data.source or 'the data'}: {len(unknown)} of {len(data)} faces have no person "
+                      f"(the first: {data.ids[unknown[0]]!r}); each of them is split as a person of its own, so "
+                      f"they may share a person with faces in another part", stacklevel=4)
+    # "\0" starts no person name read from a file, so no unknown face joins a known person
+    return np.array([f"\0{i}" if p is None else str(p) for i, p in enumerate(data.person)], dtype=str)
+
+
 def split_indices(data: KeypointData, ratios: Sequence[float] = (0.7, 0.3), *, seed: int = 0,
                   by_person: bool | str = "auto") -> list[np.ndarray]:
     """Sample indices of each part, as sorted int arrays, one per ratio.
 
     With persons known (``by_person='auto'`` or True) whole persons are shuffled with ``seed``
     and each goes to the part where the middle of its samples falls on the cumulative ratio
-    scale, so no person is in two parts and sample fractions come close to ``ratios``.
-    Otherwise samples are shuffled one by one. The same data and seed give the same split.
+    scale, so no person is in two parts and sample fractions come close to ``ratios``; with
+    ``'auto'``, a face without a person counts as a person of its own (with a warning). With no
+    person known, samples are shuffled one by one. The same data and seed give the same split.
     """
     if not isinstance(data, KeypointData):
         raise TypeError(f"split_indices needs KeypointData (from read()), got {type(data).__name__}")
@@ -141,8 +156,7 @@ def split_indices(data: KeypointData, ratios: Sequence[float] = (0.7, 0.3), *, s
     rng = np.random.default_rng(_check_seed(seed))
     n = len(data)
     if _use_person(data, by_person):
-        people, inverse, counts = np.unique(np.asarray(data.person, dtype=str), return_inverse=True,
-                                            return_counts=True)
+        people, inverse, counts = np.unique(_person_keys(data), return_inverse=True, return_counts=True)
         order = rng.permutation(len(people))
         middles = (np.cumsum(counts[order]) - counts[order] / 2) / n
         part_of_person = np.empty(len(people), dtype=int)

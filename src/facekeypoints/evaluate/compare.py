@@ -14,11 +14,13 @@ from pathlib import Path
 
 import numpy as np
 
-from facekeypoints.atomic import WriteError, atomic_path, check_target
+from facekeypoints.atomic import WriteError, atomic_path, check_target, remove_stale_temporaries
+from facekeypoints.evaluate.photo_report import check_report_folder
 from facekeypoints.data.pipeline import to_scoring_pixels
 from facekeypoints.evaluate.metrics import per_keypoint_rmse
 from facekeypoints.evaluate.runner import predict_data, run_split
 from facekeypoints.models.predict import TorchRunner
+from facekeypoints.models.face_detector import holds_detector_run
 
 __all__ = ["read_run", "compare_runs", "write_report", "Comparison"]
 
@@ -91,6 +93,9 @@ def read_run(run_dir: str | Path) -> dict:
     if not metrics.is_file():
         if not run.exists():
             raise FileNotFoundError(f"{run}: no such run folder")
+        if run.is_dir() and holds_detector_run(run):  # train-detector's folder: --resume advice would not work
+            raise ValueError(f"{run}: holds a face-detector run (train-detector's last.pt), not a keypoint training "
+                             "run; compare takes the folders of `facekeypoints train` runs")
         held = [name for name in ("config.json", "last.pt") if (run / name).is_file()]
         if run.is_dir() and held:  # a run stopped (or still running) in its first epoch
             raise ValueError(f"{run}: no finished epoch yet (it holds {' and '.join(held)} but no metrics.csv, "
@@ -143,6 +148,10 @@ def compare_runs(run_dirs: list[str], report_dir: str | None = None) -> Comparis
     if not report_dir:
         return Comparison(table)
     out = check_target(report_dir, folder=True)
+    # every file the report may write: a user's own index.html there is refused, an earlier report's replaced
+    check_report_folder(out, ["index.html", "table.json", "table.txt", "curves.png"] + [
+        f"{r['stem']}_{kind}.png" for r in runs for kind in ("filters", "per_keypoint", "best_worst")], _TITLE)
+    remove_stale_temporaries(out)  # what a killed report left mid-write
     done: list[Path] = []
     try:
         figures, notes = write_report(runs, out, done)
@@ -157,6 +166,9 @@ def compare_runs(run_dirs: list[str], report_dir: str | None = None) -> Comparis
                                    "no index.html)") from err
     table += f"\nreport written to {out}/ (open {out / 'index.html'})"
     return Comparison(table, [f"{r['dir']}: {notes[r['name']]}" for r in runs if r["name"] in notes])
+
+
+_TITLE = "facekeypoints runs"  # in index.html's <title>: how a later report knows the folder is its own
 
 
 def _check_distinct(run_dirs: list[str]) -> None:
@@ -293,7 +305,7 @@ def _index_html(rows: list[dict], runs: list[dict], figures: list[Path], notes: 
     style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto}table{border-collapse:collapse}"
              "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}td:first-child{text-align:left}"
              "img{max-width:100%}figure{margin:1em 0}")
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>facekeypoints runs</title>"
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{_TITLE}</title>"
             f"<style>{style}</style></head><body><h1>Training runs</h1><table><tr>{head}</tr>{body}</table>"
             f"<h2>Curves</h2><img src='curves.png' alt='loss and RMSE curves'>{''.join(sections)}</body></html>\n")
 

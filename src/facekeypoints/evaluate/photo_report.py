@@ -8,18 +8,55 @@ every file goes through ``atomic_path``.
 from __future__ import annotations
 
 import html
+import os
+import re
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from facekeypoints.atomic import atomic_path
+from facekeypoints.atomic import atomic_path, remove_stale_temporaries
 from facekeypoints.data.images import read_image
 from facekeypoints.evaluate.metrics import ced
 
-__all__ = ["write_photo_report"]
+__all__ = ["write_photo_report", "check_photo_report_folder", "check_report_folder"]
 
 _TRUTH, _PRED = (40, 200, 60), (230, 40, 40)  # RGB: labels green, predictions red
+TITLE = "facekeypoints evaluation"  # in index.html's <title>: how a later report knows the folder is its own
+_FACE_PICTURE = re.compile(r"(best|worst)_[0-9]+\.jpg")
+
+
+def _own_report(out: Path, title: str) -> bool:
+    """Whether ``out/index.html`` is a report of ours (its <title> is ``title``)."""
+    try:
+        with open(out / "index.html", "rb") as f:
+            return f"<title>{title}</title>".encode() in f.read(4096)
+    except OSError:
+        return False
+
+
+def check_report_folder(out_dir: str | Path, names, title: str) -> None:
+    """ValueError when ``out_dir`` holds a file a report would write (one of ``names``), unless the
+    folder holds an earlier report of the same kind (its index.html has ``title``): a user's own
+    index.html or photos must not be replaced without a word (``--report .`` in a web project)."""
+    out = Path(out_dir)
+    if _own_report(out, title):
+        return
+    for name in names:
+        if os.path.lexists(out / name):
+            raise ValueError(f"{out / name}: exists, and {out} holds no earlier facekeypoints report (its "
+                             f"index.html) that this one may replace; give --report a new or empty folder, or move "
+                             f"the file")
+
+
+def _photo_report_names(faces: int) -> list[str]:
+    return ["index.html", "ced.png", "regions.png"] + [f"{kind}_{n}.jpg" for kind in ("best", "worst")
+                                                      for n in range(1, faces + 1)]
+
+
+def check_photo_report_folder(out_dir: str | Path, faces: int = 6) -> None:
+    """``check_report_folder`` for ``write_photo_report``: callers check before the faces are scored."""
+    check_report_folder(out_dir, _photo_report_names(faces), TITLE)
 
 
 def _save_figure(fig, path: Path) -> None:
@@ -55,7 +92,10 @@ def write_photo_report(out_dir: str | Path, data, details: dict, report: dict, *
     import matplotlib.pyplot as plt
 
     out = Path(out_dir)
+    check_photo_report_folder(out, faces)
+    earlier = _own_report(out, TITLE)  # its face pictures are ours to tidy
     out.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(out)  # what a killed report left mid-write
     per_face = details["nme"]
     finite = np.isfinite(per_face)
     thresholds, fractions, _ = ced(per_face[finite], 0.15)
@@ -100,7 +140,7 @@ def write_photo_report(out_dir: str | Path, data, details: dict, report: dict, *
                "AUC@10": f"{report['auc_10']:.3f}", "RMSE": f"{report['rmse']:.2f} px",
                "mean signed error": "x {:+.2f}, y {:+.2f} px".format(*report["mean_error_xy"])}
     rows = "".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in figures.items())
-    page = f"""<!doctype html><meta charset="utf-8"><title>facekeypoints evaluation</title>
+    page = f"""<!doctype html><meta charset="utf-8"><title>{TITLE}</title>
 <style>body{{font-family:sans-serif;margin:2em}} figure{{display:inline-block;margin:4px}} td,th{{padding:2px 10px;text-align:left}}</style>
 <h1>{html.escape(report['model'])} on {html.escape(report['data'])}</h1>
 <p>{report['scored']} of {report['faces']} faces scored; boxes: {html.escape(report['boxes'])}, then refinement.
@@ -114,4 +154,8 @@ Labels green, predictions red.</p>
     with atomic_path(out / "index.html") as tmp:
         # a face named from a file name that is not UTF-8 (b\xe9.pts) is written escaped, not a codec error
         tmp.write_text(page, encoding="utf-8", errors="backslashreplace")
+    written = {f"{kind}_{n + 1}.jpg" for kind, chosen in picked.items() for n in range(len(chosen))}
+    for old in out.iterdir() if earlier else ():  # an earlier, larger report's faces, which this page no longer shows
+        if _FACE_PICTURE.fullmatch(old.name) and old.name not in written and old.is_file():
+            old.unlink(missing_ok=True)
     return out / "index.html"

@@ -100,6 +100,11 @@ def evaluate_photos(data: KeypointData, detector, *, boxes: str = "labels", limi
     labels = boxes == "labels"
     data_path = data.source
     schema = detector.schema
+    if not schema.normalization and schema.num_keypoints < 2:  # refused before any face is predicted
+        raise ValueError(f"{getattr(detector.runner, 'source', 'the model')}: a {schema.name} model predicts "
+                         f"{schema.num_keypoints} point, and NME divides by the distance between two (the eyes, or "
+                         f"the labelled points' box), so it cannot be scored on photos; `evaluate --model MODEL "
+                         f"--split val` gives its RMSE on its run's own validation faces")
     try:
         truth = (framing.anchor_points(data.schema, data.keypoints) if schema.name == "kaggle15"  # IMM: 5 of 15
                  else data.schema.convert(data.keypoints, schema.name))
@@ -162,9 +167,12 @@ def evaluate_photos(data: KeypointData, detector, *, boxes: str = "labels", limi
     report["auc_8"] = ced(per_row, 0.08)[2]
     report["regions"] = region_nme(p, t, schema)
     report["mean_error_xy"] = list(mean_error(p, t))
-    yaw = np.abs(yaw_proxy(schema.convert(t, "kaggle15")))
     report["by_turn"] = {}
-    for lo, hi in YAW_BINS:
+    try:  # the eyes and nose tip that give the turn: kaggle15's, derived, or IMM's (framing knows them)
+        yaw = np.abs(yaw_proxy(framing.anchor_points(schema, t)))
+    except ValueError:  # a schema without them: no breakdown by turn
+        yaw = None
+    for lo, hi in YAW_BINS if yaw is not None else ():
         inside = (yaw >= lo) & (yaw < hi) & np.isfinite(per_row)
         key = f"|yaw| {lo:g}-{hi:g}" if np.isfinite(hi) else f"|yaw| >= {lo:g}"
         report["by_turn"][key] = {"faces": int(inside.sum()),

@@ -30,7 +30,7 @@ import numpy as np
 
 from facekeypoints.data.framing import BOX_FRAMES
 from facekeypoints.data.preprocess import DETECTOR_STRIDE, detector_input
-from facekeypoints.infer.onnx import open_session
+from facekeypoints.infer.onnx import CARD_KEY, DETECTOR_OUTPUTS, open_session
 
 __all__ = ["FaceDetector", "HaarDetector", "DlibDetector", "CnnDetector", "DETECTORS", "make_detector", "check_boxes",
            "decode_centers", "shipped_detector"]
@@ -203,6 +203,7 @@ class CnnDetector:
         if min_face is not None and min_face < self.SMALLEST // 2:
             raise ValueError(f"min_face must be at least {self.SMALLEST // 2} pixels, got {min_face}")
         self.session = open_session(path, threads)
+        _check_detector_graph(self.session, path)
         self.max_side, self.threshold, self.min_face = int(max_side), float(threshold), min_face
         self.coarse = None if coarse is None else int(coarse)
 
@@ -274,6 +275,18 @@ def _suppress(boxes: np.ndarray, threshold: float) -> np.ndarray:
                             threshold, 0.4)
     boxes = boxes[np.asarray(keep, int).reshape(-1)]
     return boxes[np.argsort(-boxes[:, 4], kind="stable")]
+
+
+def _check_detector_graph(session, path: Path) -> None:
+    """Refuse an ONNX file that is not a face detector's export before any image: a keypoint model failed
+    at the first search with ONNX Runtime's shape error."""
+    outputs = [o.name for o in session.get_outputs()]
+    if outputs == DETECTOR_OUTPUTS:
+        return
+    card = session.get_modelmeta().custom_metadata_map.get(CARD_KEY)
+    what = "a facekeypoints keypoint model" if card else f"a model with outputs {outputs}"
+    raise ValueError(f"{path}: {what}, not a face detector (outputs {', '.join(DETECTOR_OUTPUTS)}, written by "
+                     "facekeypoints train-detector as face_detector.onnx)")
 
 
 def shipped_detector() -> Path:

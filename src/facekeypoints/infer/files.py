@@ -58,9 +58,12 @@ from facekeypoints.infer.video import URL, IncompleteVideoWarning, _declared_fra
 
 __all__ = ["predict_paths", "predict_video", "PredictReport", "VIDEO_SUFFIXES", "CSV_SUFFIXES"]
 
-# (.3g2 .f4v .qt are MP4/QuickTime, .divx AVI, .vob MPEG-PS, .asf Windows Media: all OpenCV's FFmpeg reads)
+# (.3g2 .f4v .qt are MP4/QuickTime, .divx AVI, .vob MPEG-PS, .asf Windows Media, .mjpeg/.mjpg a raw
+# MJPEG stream (JPEGs one after another: read as an image, it gave its first frame only), .h264/.264
+# and .h265/.hevc raw H.264/HEVC streams: all OpenCV's FFmpeg reads)
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".ts", ".mts", ".m2ts", ".3gp",
-                  ".flv", ".wmv", ".ogv", ".3g2", ".f4v", ".qt", ".divx", ".vob", ".asf", ".y4m", ".mxf")
+                  ".flv", ".wmv", ".ogv", ".3g2", ".f4v", ".qt", ".divx", ".vob", ".asf", ".y4m", ".mxf",
+                  ".mjpeg", ".mjpg", ".h264", ".264", ".h265", ".hevc")
 CSV_SUFFIXES = (".csv", ".zip", ".gz")
 # In a folder, a file of another name is an input where OpenCV reads its first bytes as an image
 # (cv2.haveImageReader: x.HEIC holding a JPEG, x.avif where OpenCV has AVIF), and so is one named as
@@ -288,7 +291,8 @@ def predict_paths(detector, inputs: list[str | Path], out: str | Path, *, draw: 
                 except BrokenPipeError:  # -o - into `| head`: the reader is gone, for every file after this too
                     raise
                 except (ValueError, OSError) as err:
-                    report.failures.append((str(path), _why(path, err)))
+                    kept = getattr(err, "kept", None)  # a drawing that failed: the .jsonl is written
+                    report.failures.append((str(path), _why(path, err) + (f"; {kept}" if kept else "")))
     except BrokenPipeError as err:  # what was found before it (failures) goes with it, for the caller to tell
         err.report = report
         raise
@@ -394,6 +398,47 @@ def _batches(images: list[tuple[Path, Path]], batch_size: int):
         yield batch
 
 
+def _named_stream(results, name: str):
+    """``results`` (a stream's), with each warning it gives that names no file (the detector's "faces
+    under N px cannot be found") named by the video, once per video."""
+    said, end = set(), object()
+    try:
+        while True:
+            caught = []
+            try:
+                with warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("always")
+                    result = next(results, end)
+            finally:
+                for w in caught:
+                    text = str(w.message)
+                    if text not in said:
+                        said.add(text)
+                        named = text.startswith(name)
+                        warnings.warn(w.message if named else f"{name}: {text}", w.category, stacklevel=2)
+            if result is end:
+                return
+            yield result
+    finally:  # stopped early (the drawing failed): the stream ends now, not when collected
+        getattr(results, "close", lambda: None)()
+
+
+def _batch_warnings(caught: list, readable: list[tuple[Path, Path]], pixels: list[np.ndarray]) -> None:
+    """Warn again what ``predict_batch`` warned over a batch, each naming its photo: one that names
+    an image size ("in this WxH image", the detector's search limit) goes to the photos of that size
+    (each warns alike), the others to the one photo of a batch of one."""
+    for text in dict.fromkeys(str(w.message) for w in caught):  # once each, in order
+        category = next(w.category for w in caught if str(w.message) == text)
+        size = re.search(r"in this (\d+)x(\d+) image", text)
+        paths = [path for (path, _), rgb in zip(readable, pixels)
+                 if size and rgb.shape[1::-1] == (int(size[1]), int(size[2]))]
+        if not paths:
+            _named_warnings([warnings.WarningMessage(text, category, "", 0)],
+                            readable[0][0] if len(readable) == 1 else None)
+        for path in paths:
+            warnings.warn(f"{path}: {text}", category, stacklevel=3)
+
+
 def _named_warnings(caught: list, path: Path | None) -> None:
     """Warn again with the file name in front (once), so a folder run says which photo it was about."""
     for w in caught:
@@ -443,7 +488,7 @@ def _predict_images(detector, batch: list[tuple[Path, Path]], out_dir: Path | No
     with warnings.catch_warnings(record=True) as caught:  # e.g. the detector's "faces under N px cannot be found"
         warnings.simplefilter("always")
         results = detector.predict_batch(pixels) if pixels else []
-    _named_warnings(caught, readable[0][0] if len(readable) == 1 else None)
+    _batch_warnings(caught, readable, pixels)
     for (path, rel), rgb, result in zip(readable, pixels, results):
         result.source = str(path)
         extra = None
@@ -546,8 +591,20 @@ class _H264Writer:
         # name, renamed by release(), and a killed run leaves no short video that passes for a whole one
         self._tmp = temporary_path(self.path)
         self._log = tempfile.TemporaryFile()
-        self._process = subprocess.Popen(x264_command(self._tmp, fps, size), stdin=subprocess.PIPE,
-                                         stdout=subprocess.DEVNULL, stderr=self._log)
+        command = None
+        try:
+            command = x264_command(self._tmp, fps, size)  # imageio-ffmpeg's RuntimeError: no ffmpeg found
+            self._exe = command[0]
+            self._process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                             stderr=self._log)
+        except (OSError, RuntimeError) as err:  # not "[Errno 13] Permission denied: '/nonexistent'"
+            from facekeypoints.atomic import WriteError
+
+            self._log.close()
+            which = f"FFmpeg, {command[0]}" if command else "FFmpeg"
+            raise WriteError(getattr(err, "errno", None) or errno.EIO, f"{self.path}: the H.264 encoder ({which}) "
+                             f"could not be started ({getattr(err, 'strerror', None) or err}); check "
+                             "IMAGEIO_FFMPEG_EXE, or unset it to use the ffmpeg that imageio-ffmpeg installs") from None
 
     def write(self, rgb: np.ndarray) -> None:
         yuv = cv2.cvtColor(np.ascontiguousarray(rgb, np.uint8), cv2.COLOR_RGB2YUV_I420)
@@ -602,9 +659,69 @@ class _H264Writer:
 
         self._stop()
         self._tmp.unlink(missing_ok=True)
-        why = self._said() or (err.strerror if err is not None and err.strerror else "ffmpeg stopped")
-        return WriteError(errno.EIO, f"{self.path}: could not be written (the H.264 encoder said: {why}); "
-                                     "nothing was written")
+        said = self._said()
+        why = f"the H.264 encoder said: {said}"
+        if not said:  # e.g. IMAGEIO_FFMPEG_EXE naming another program: which one, and how it ended
+            ended = err.strerror if err is not None and err.strerror else f"exit code {self._process.returncode}"
+            why = f"the H.264 encoder, FFmpeg at {self._exe}, stopped without a word: {ended}"
+        return WriteError(errno.EIO, f"{self.path}: could not be written ({why}); no video was written")
+
+
+# The drawn video's rate is found from its first frames' times: the smallest step between them,
+# where it is more than 10% off the header's rate (a header that said 600 fps for frames 0.1 s apart
+# drew the video 60 times too fast), up to DRAW_MAX_FPS (time stamps a millisecond apart are no rate).
+DRAW_RATE_FRAMES = 8
+DRAW_MAX_FPS = 120.0
+
+
+class _Drawing:
+    """The drawn video (``_H264Writer``) of frames that come with their time and index gap: the first
+    ``DRAW_RATE_FRAMES`` are held until their times give the rate; then each frame is shown until
+    the next one's time, so the video keeps time over skipped frames and an uneven spacing."""
+
+    def __init__(self, movie: Path, fps: float, size: tuple[int, int]):
+        self.movie, self.size, self.rate = movie, size, fps
+        self._writer, self._held, self._origin, self._shown, self._lead = None, [], None, 0, 1
+
+    def add(self, drawn: np.ndarray, gap: int, now: float | None) -> None:
+        self._held.append((drawn, gap, now))
+        if self._writer is not None or len(self._held) >= DRAW_RATE_FRAMES:
+            self._flush()
+
+    def release(self) -> None:
+        self._flush()
+        if self._writer is not None:
+            self._writer.release()
+
+    def abort(self) -> None:
+        self._held = []
+        if self._writer is not None:
+            self._writer.abort()
+
+    def _flush(self) -> None:
+        if self._writer is None and self._held:
+            self.rate = self._measured_rate()
+            self._writer = _H264Writer(self.movie, self.rate, self.size)
+        for drawn, gap, now in self._held:
+            if self._origin is None or now is None:  # the first frame (shown for the frames skipped before it)
+                copies = gap
+                if self._origin is None:
+                    self._origin, self._lead = now, gap
+            else:  # a jump of over 10 s is taken as a time stamp gone wrong, not as a pause to draw
+                copies = max(1, min(round((now - self._origin) * self.rate) + self._lead - self._shown,
+                                    gap + round(10 * self.rate)))
+            for _ in range(copies):
+                self._writer.write(drawn)
+            self._shown += copies
+        self._held = []
+
+    def _measured_rate(self) -> float:
+        steps = [(b[2] - a[2]) / b[1] for a, b in zip(self._held, self._held[1:])
+                 if a[2] is not None and b[2] is not None and b[2] > a[2]]
+        if not steps:
+            return self.rate
+        measured = min(1.0 / min(steps), max(self.rate, DRAW_MAX_FPS))
+        return measured if abs(measured / self.rate - 1) > 0.1 else self.rate
 
 
 class _KeepFrame:
@@ -668,8 +785,9 @@ def predict_video(detector, path: str | Path, out_dir: str | Path | None, *, dra
     source, writer = _KeepFrame(capture, str(path)), None
     stopped, last_time, last_frame, steps = None, None, -1, [math.inf, 0.0]  # steps: least and most time a frame
     shortfall = None  # what stream() found missing (skipped frames, a missing end): a failure of this video
+    failed = None  # an error that stops the video (the drawing's): says where the frames' results are
     try:
-        results = tqdm(detector.stream(source, **stream_options), total=declared or None,
+        results = tqdm(_named_stream(detector.stream(source, **stream_options), str(path)), total=declared or None,
                        desc=shown_name(path.name), unit="frame", disable=not progress or sys.stderr is None)
         with warnings.catch_warnings():
             warnings.simplefilter("error", IncompleteVideoWarning)  # raised at the end of the stream
@@ -684,11 +802,9 @@ def predict_video(detector, path: str | Path, out_dir: str | Path | None, *, dra
                         steps = [min(steps[0], (now - last_time) / gap), max(steps[1], (now - last_time) / gap)]
                     last_time, last_frame = now, frame
                     if draw:  # source.frame, not a name of its own: that would hold this frame while the next is read
-                        writer = writer or _H264Writer(movie, fps, drawn_video_size(source.frame.shape[1],
-                                                                                    source.frame.shape[0]))
-                        drawn = _drawn_frame(result, source.frame, writer.size)
-                        for _ in range(gap):  # shown for the skipped frames before it too: the video keeps time
-                            writer.write(drawn)
+                        writer = writer or _Drawing(movie, fps, drawn_video_size(source.frame.shape[1],
+                                                                                 source.frame.shape[0]))
+                        writer.add(_drawn_frame(result, source.frame, writer.size), gap, now)
             except IncompleteVideoWarning as short:
                 shortfall = _why(path, short)
         if writer is not None:  # here, not in finally: a failure to finish is a failure, and leaves no video
@@ -697,8 +813,9 @@ def predict_video(detector, path: str | Path, out_dir: str | Path | None, *, dra
             # spaces a 120 fps video's frames 8 and 9 ms apart)
             if steps[1] > 1.1 * steps[0] + 0.002:
                 warnings.warn(f"{path}: its frames are not evenly spaced in time ({1000 * steps[0]:.0f} to "
-                              f"{1000 * steps[1]:.0f} ms apart); {movie.name} is drawn at a constant {fps:g} "
-                              f"frames per second, while the .jsonl keeps each frame's time (time_s)", stacklevel=2)
+                              f"{1000 * steps[1]:.0f} ms apart); {movie.name} is drawn at a constant {writer.rate:g} "
+                              "frames per second, each frame repeated until the next one's time, while the .jsonl "
+                              "keeps each frame's time (time_s)", stacklevel=2)
     except BaseException as err:
         dropped = writer is not None
         if writer is not None:  # half a video is no video: a full disk or an error leaves none behind
@@ -706,12 +823,18 @@ def predict_video(detector, path: str | Path, out_dir: str | Path | None, *, dra
                 writer.abort()  # removes its temporary file; a video already at movie (--overwrite) is kept
             writer = None
         stopped = err if isinstance(err, KeyboardInterrupt) else None
+        failed = err if isinstance(err, (OSError, ValueError)) else None
         if stopped is not None and dropped:
             stopped.dropped = f"the drawn video {movie} was not written (half a video is no video)"
         raise
     finally:
         capture.release()
         written = sink.close(keep=sink.count > 0) if own_sink else None
+        if written:  # counted and named when the drawing failed too: the frames' results are there
+            report.written.append(str(written))
+            if failed is not None:
+                count = report.frames - frames_before
+                failed.kept = f"the results of its {count} frame{'s' * (count != 1)} were written to {written}"
         if stopped is not None and written:  # the frames' results are kept: said to be partial
             stopped.partial = (f"results for {report.frames - frames_before} frames of {path} written to {written} "
                                f"(partial{f', of {declared}' if declared else ''})"
@@ -719,7 +842,7 @@ def predict_video(detector, path: str | Path, out_dir: str | Path | None, *, dra
         elif stopped is not None and not own_sink:  # in the caller's file: the caller says where, with this count
             stopped.partial_frames = (f"{report.frames - frames_before} frames of {path}"
                                       + (f" (of {declared})" if declared else ""))
-    report.written += ([str(written)] if written else []) + ([str(movie)] if writer is not None else [])
+    report.written += [str(movie)] if writer is not None else []
     read = report.frames - frames_before
     if shortfall:  # stream() said what is missing (frames_missing), the frames read are kept
         report.failures.append((str(path), shortfall + ("; the results of the frames decoded were written"

@@ -34,6 +34,8 @@ _TORCHSCRIPT_MAX_OPSET = 20
 CARD_KEY = "facekeypoints.card"  # metadata_props entry holding the model card as JSON
 # before the card (version 1), three entries held its parts
 _V1_KEYS = {"schema": "facekeypoints.schema", "preprocess": "facekeypoints.preprocess", "model": "facekeypoints.model"}
+# the outputs of the face detector's export (train.detector.export_detector), which carries no card
+DETECTOR_OUTPUTS = ["heat", "size", "offset"]
 
 
 class UnreadableModelError(ValueError):
@@ -80,10 +82,15 @@ def export_onnx(checkpoint: str | Path, out: str | Path, *, opset: int = 17, dev
     return out
 
 
+# what an export embeds, beyond the checkpoint's digest: a new layout rebuilds older cached exports
+# (2: cards hold val_mirror_tta from the run's config)
+EXPORT_LAYOUT = 2
+
+
 def cached_export(checkpoint: str | Path, opset: int = 17, *, rebuild: bool = False) -> Path:
     """The ONNX export of ``checkpoint``, made once per checkpoint content in the facekeypoints cache;
     ``rebuild``: made again (atomically) over an entry found unreadable."""
-    path = cache_dir() / "onnx" / f"{file_digest(checkpoint)[:24]}-opset{opset}.onnx"
+    path = cache_dir() / "onnx" / f"{file_digest(checkpoint)[:24]}-opset{opset}-v{EXPORT_LAYOUT}.onnx"
     if rebuild or not path.is_file():
         remove_stale_temporaries(path.parent)  # exports of killed processes
         export_onnx(checkpoint, path, opset=opset)
@@ -135,7 +142,8 @@ class OnnxRunner:
         # thread, 0.70-0.75 ms with two; from batch 2 on, two threads win).
         self._single = self.session if threads == 1 else None
         self._path = path
-        self.card = _read_card(self.session.get_modelmeta().custom_metadata_map, path)
+        self.card = _read_card(self.session.get_modelmeta().custom_metadata_map, path,
+                               [o.name for o in self.session.get_outputs()])
         _check_card_fits_graph(self.card, self.session, path)
         self.source = str(path)
         self._input = self.session.get_inputs()[0].name
@@ -179,8 +187,9 @@ def _shape(dims) -> str:
     return "(" + ", ".join("N" if not isinstance(d, int) else str(d) for d in dims) + ")"
 
 
-def _read_card(meta: dict, path: Path) -> ModelCard:
-    """The model card in an exported file's metadata (the card entry, or version 1's three entries)."""
+def _read_card(meta: dict, path: Path, outputs: list[str] | None = None) -> ModelCard:
+    """The model card in an exported file's metadata (the card entry, or version 1's three entries);
+    ``outputs``, the graph's output names, tell our face detector's file (no card) from a foreign one."""
     try:
         if CARD_KEY in meta:
             return ModelCard.from_dict(json.loads(meta[CARD_KEY]), source=str(path))
@@ -188,5 +197,9 @@ def _read_card(meta: dict, path: Path) -> ModelCard:
             return ModelCard.from_dict({name: json.loads(meta[key]) for name, key in _V1_KEYS.items()}, source=str(path))
     except json.JSONDecodeError as err:
         raise ValueError(f"{path}: the model card in its metadata is not valid JSON ({err})") from None
+    if outputs == DETECTOR_OUTPUTS:  # ours too, but it finds faces: "export it" was advice that fails
+        raise ValueError(f"{path}: a face detector (written by facekeypoints train-detector), not a keypoint "
+                         "model; CnnDetector(model=...) runs it (the shipped one: --detector cnn); give --model a "
+                         "keypoint model")
     raise ValueError(f"{path}: not exported by facekeypoints (no {CARD_KEY!r} metadata); "
                      "export with `facekeypoints export --model M -o model.onnx`")

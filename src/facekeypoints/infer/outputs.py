@@ -21,6 +21,7 @@ import csv
 import json
 import os
 import sys
+import warnings
 from pathlib import Path
 
 from facekeypoints.atomic import WriteError, atomic_path, check_target, remove_stale_temporaries
@@ -49,6 +50,7 @@ class _Sink:
         self.failed = False  # a write failed (a full disk): nothing of this file is put in place
         if self.path is not None:
             check_target(self.path, inputs=inputs)  # not a folder nor an input, and a place that can be written
+            self._held = _identity(self.path)  # our claim, or the file --overwrite replaces; None: no file
             if sweep:  # open_sink swept a folder output already
                 remove_stale_temporaries(self.path.parent)  # what killed runs left there (their pid is gone)
             try:
@@ -90,7 +92,7 @@ class _Sink:
         with contextlib.suppress(OSError):
             self._tmp.unlink(missing_ok=True)
             self._files.close()
-        if self.claimed:
+        if self.claimed and self._still_held():
             with contextlib.suppress(OSError):
                 self.path.unlink(missing_ok=True)
         kept = "its previous content is kept" if not self.claimed and self.path.exists() else "nothing was written"
@@ -118,10 +120,45 @@ class _Sink:
         if not keep:
             self.stream.close()
             self._tmp.unlink(missing_ok=True)
-            if self.claimed:
+            if self.claimed and self._still_held():
                 self.path.unlink(missing_ok=True)
+        elif not self._still_held():
+            return self._put_aside()
         self._files.close()  # every result written so far is kept, even when the run failed midway
         return self.path if keep else None
+
+    def _still_held(self) -> bool:
+        """Whether ``path`` is still the file this run started with (its claim, or what --overwrite replaces):
+        another run given --overwrite meanwhile put its own results there, which are not ours to remove."""
+        return _identity(self.path) == self._held
+
+    def _put_aside(self) -> Path:
+        """This run's results under a free name beside ``path``, which another run wrote while this one ran
+        (it is kept, as that run reported); a warning says where they went."""
+        self.stream.close()
+        stem, n = self.path.stem, 2
+        while (aside := self.path.with_name(f"{stem}-{n}{self.path.suffix}")).exists() or aside.is_symlink():
+            n += 1
+        try:
+            os.link(self._tmp, aside)  # fails on a name taken meanwhile, never replaces it
+        except FileExistsError:
+            return self._put_aside()
+        except OSError:  # a file system without hard links
+            os.replace(self._tmp, aside)
+        self._tmp.unlink(missing_ok=True)
+        self._files.close()  # nothing left to rename onto path
+        warnings.warn(f"{self.path}: another run (given --overwrite) wrote this file while this one ran; it is kept, "
+                      f"and this run's results are in {aside}", RuntimeWarning, stacklevel=3)
+        return aside
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    """(device, inode) of the file at ``path``, None when there is none."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
 
 
 def open_sink(target: str | Path, *, overwrite: bool = False, inputs=()) -> _Sink:

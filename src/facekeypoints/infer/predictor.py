@@ -27,7 +27,7 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from facekeypoints.data import framing
-from facekeypoints.infer.detectors import check_boxes, make_detector
+from facekeypoints.infer.detectors import HaarDetector, check_boxes, make_detector
 from facekeypoints.infer.inputs import to_rgb
 from facekeypoints.infer.onnx import OnnxRunner, UnreadableModelError, cached_export
 from facekeypoints.infer.results import Face, Result
@@ -37,7 +37,8 @@ from facekeypoints.models.predict import TorchRunner, plane, predict_crops, pred
 from facekeypoints.models.threads import max_threads
 from facekeypoints.models.weights import resolve_checkpoint
 
-__all__ = ["KeypointDetector", "load_runner", "REFINE_PASSES", "REFINE_SETTLED"]
+__all__ = ["KeypointDetector", "load_runner", "REFINE_PASSES", "REFINE_SETTLED", "REFRAME_MAX_SCALE",
+           "REFRAME_MAX_SHIFT"]
 
 # Refinement stops for a face when its frame moves less than REFINE_SETTLED of the crop's side
 # between passes, after REFINE_PASSES model passes at most. On ytf68's validation people (140 faces
@@ -48,6 +49,14 @@ __all__ = ["KeypointDetector", "load_runner", "REFINE_PASSES", "REFINE_SETTLED"]
 # (the bench frame's face: 5 passes instead of 8) at the same NME (benchmarks/bench_boxes.py).
 REFINE_PASSES = 8
 REFINE_SETTLED = 0.03
+# A re-frame may move and rescale a face's frame, but not far from where its box put it: a weak model's
+# face-shaped answer (shape error 0.28) asked each pass for a frame about 6x wider than the last, and eight
+# passes put keypoints 10^6 px off a 300-px photo. A pass whose frame's side is more than REFRAME_MAX_SCALE
+# times or less than 1/REFRAME_MAX_SCALE of the box's frame, or whose centre lies more than REFRAME_MAX_SHIFT
+# of that frame's side from its centre, is not made: the face keeps its last pass. The shipped models on the
+# 300-W, AFLW2000 and IMM photos (boxes from labels or Haar) stay within 1.67 times and 0.43 of the side.
+REFRAME_MAX_SCALE = 3.0
+REFRAME_MAX_SHIFT = 1.0
 
 
 def load_runner(model: str | Path | None = None, backend: str | None = None, device: str = "cpu",
@@ -196,6 +205,29 @@ def _check_box_sizes(boxes: np.ndarray, image_size: tuple[int, int], source: str
     return boxes
 
 
+def _near_first_frame(first: np.ndarray, new: np.ndarray, size: int) -> np.ndarray:
+    """(F,) whether each ``new`` frame keeps near the ``first`` (the box's): side within REFRAME_MAX_SCALE
+    times, centre within REFRAME_MAX_SHIFT of the first frame's side (see REFRAME_MAX_SCALE)."""
+    centre = np.array([(size - 1) / 2.0, (size - 1) / 2.0, 1.0])
+    old, new = (framing.invert(np.asarray(f, np.float64).reshape(-1, 2, 3)) for f in (first, new))
+    # image pixels per crop pixel: the inverse frames' scale; NaN or a collapsed frame fails every test
+    old_side, new_side = (np.sqrt(np.abs(np.linalg.det(m[:, :, :2]))) * size for m in (old, new))
+    shift = np.linalg.norm((new - old) @ centre, axis=-1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = new_side / old_side
+        return (ratio <= REFRAME_MAX_SCALE) & (ratio >= 1 / REFRAME_MAX_SCALE) & (shift <= REFRAME_MAX_SHIFT * old_side)
+
+
+def _chosen_detector(detector) -> str:
+    """How to name ``detector`` if it was chosen rather than left at the default ("haar", None, or the
+    plain HaarDetector object the CLI builds when no option is given); "" when it was not."""
+    if detector is None or isinstance(detector, HaarDetector):
+        return ""
+    if isinstance(detector, str):
+        return "" if detector.lower() == "haar" else repr(detector)
+    return type(detector).__name__
+
+
 def _elapsed(start: float) -> float:
     return (time.perf_counter() - start) * 1000.0
 
@@ -251,6 +283,10 @@ class KeypointDetector:
         self.schema, self.input_size, self.framing = self.card.schema, self.card.input_size, self.card.framing
         self.mirror_tta = mirror_tta
         self.rotate_tta = float(rotate_tta)
+        if self.framing == "resize" and _chosen_detector(detector):  # was dropped without a word
+            warnings.warn(f"{self.runner.source}: a {self.schema.name} model trained on whole photos frames each whole "
+                          f"image as one face and uses no face detector; detector={_chosen_detector(detector)} is "
+                          "not used", UserWarning, stacklevel=2)
         self.detector = make_detector(detector) if self.framing == "kaggle" else None
         self.box_frame = _box_frame(box_frame, self.detector)
         self.alignable = framing.can_refine(self.schema)  # keypoints give a frame (refinement, tracking)
@@ -369,6 +405,7 @@ class KeypointDetector:
             active &= error <= framing.MAX_SHAPE_ERROR  # not face-shaped: nothing to frame on
             if step:  # settled: the last pass's keypoints ask for the frame it was made in
                 active &= framing.frame_shift(made_in, better, self.input_size) >= REFINE_SETTLED
+            active &= _near_first_frame(frames, better, self.input_size)
             timings["postprocess"] = timings.get("postprocess", 0.0) + _elapsed(start)
             if not active.any():
                 break

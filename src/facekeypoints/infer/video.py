@@ -5,7 +5,8 @@ previous frame's keypoints (the refinement framing), so the detector does not ru
 and its box jitter never reaches the keypoints; the crop is kept while the keypoints ask for only
 a small change (``REFRAME_TOLERANCE``). A track is dropped when its keypoints stop looking like a
 face (``framing.MAX_SHAPE_ERROR``) or leave the image. The detector runs when no track is left,
-every ``redetect_every`` frames and on a scene cut (``SCENE_CUT``), where its boxes confirm the
+every ``redetect_every`` frames, on a scene cut (``SCENE_CUT``) and when a followed face's box holds
+something else than on the previous frame (``FACE_GONE``: the face left), where its boxes confirm the
 tracks (tracks without a box are dropped: the keypoint check alone cannot tell a face from a
 face-shaped guess on background, or on a flat frame after a cut) and start tracks for new faces.
 A face's ``box_score`` is the detector's from the last frame that detected it; ``tracked`` says
@@ -16,7 +17,8 @@ smoothed and reported (``time_s``) on its own clock; where the capture gives non
 increasing) it is ``index / fps``. A first frame shown after a B-frame decoder's reorder delay (an
 AVI's times come from decoding order) starts the clock: see ``DECODER_DELAY_FRAMES``. A frame whose
 size differs from the first's (a stream that changes size mid-way) is not detected: OpenCV's FFmpeg
-backend scales every frame to the first size and reports no change.
+backend scales every frame to the first size and reports no change. (A custom capture's frame of
+another size drops the tracks: its faces are detected afresh.)
 
 Keypoints are smoothed with the One Euro filter (Casiez, Roussel and Vogel, CHI 2012): an
 exponential low-pass filter whose cut-off frequency rises with the keypoints' speed, so a still face
@@ -43,9 +45,9 @@ import cv2
 import numpy as np
 
 from facekeypoints.data import framing
-from facekeypoints.data.images import decoder_output, decoder_warnings
+from facekeypoints.data.images import decoder_output, decoder_warnings, read_image
 from facekeypoints.infer.inputs import opencv_path, to_rgb
-from facekeypoints.infer.results import Face, Result, _number
+from facekeypoints.infer.results import IMAGE_SUFFIXES, Face, Result, _number
 
 __all__ = ["OneEuroFilter", "stream", "keypoint_jitter", "open_video", "FrameResult", "VideoFace",
            "IncompleteVideoWarning"]
@@ -131,6 +133,16 @@ REFRAME_TOLERANCE = 0.03
 # 18-33, a 5% zoom 11; a cut to a flat colour 57, cuts between 6 photos 37-63.
 SCENE_CUT = 30.0
 
+# A face can leave its place without a cut (it walks out, the shot moves on): the model, shown the
+# background, still gives keypoints of a face's shape, which shrink frame by frame. So each followed
+# face's box is compared with what it held on the previous frame: its 16x16 grey thumbnail (the box
+# moves with the keypoints, so motion is compensated) differing by a mean of more than this (0..255)
+# runs the detector, which confirms or drops the track. Measured at 640x480 with the default model:
+# a face moving 4-16 px/frame over texture (or the camera panning) 0-5, zooming 2%/frame 1-3, turning
+# 3 deg/frame 7-8; a face gone (to flat grey, to texture, to another place) 50-76. A model that cannot
+# follow motion (the tests' mean face) gives 9-22 at 4-8 px/frame and 25-37 at 16 (it detects more).
+FACE_GONE = 25.0
+
 
 @dataclass
 class VideoFace(Face):
@@ -167,6 +179,7 @@ class _Track:
     smoother: OneEuroFilter | None
     frame: np.ndarray | None = None  # (2, 3) crop the face was last seen through
     detected: bool = True  # found (or confirmed) by the detector on this frame, not only followed
+    thumb: np.ndarray | None = None  # (16, 16) grey thumbnail of its box on the last frame (_box_thumb)
 
 
 def open_video(source) -> tuple[cv2.VideoCapture, str, float]:
@@ -191,6 +204,8 @@ def open_video(source) -> tuple[cv2.VideoCapture, str, float]:
         if not path.is_file():
             raise FileNotFoundError(f"{path}: no such video file")
         name = opencv_path(path)  # a name that is no UTF-8 crashed OpenCV
+        if path.suffix.lower() in STILL_SUFFIXES and cv2.haveImageReader(name):
+            return _Photo(path, name), name, 30.0
         with decoder_output() as said:  # FFmpeg's "[mov,mp4,...] moov atom not found" names no file
             capture = cv2.VideoCapture(name)
         if said and not capture.isOpened():  # what FFmpeg said goes into the refusal
@@ -206,14 +221,40 @@ def open_video(source) -> tuple[cv2.VideoCapture, str, float]:
     return capture, name, fps if fps and fps > 0 and math.isfinite(fps) else 30.0
 
 
-def _follow(predictor, rgb: np.ndarray, tracks: list[_Track], timings: dict) -> list[_Track]:
+# A photo given to stream() is read as every photo is (read_image: EXIF orientation, transparency over
+# white, 16-bit and CMYK), as one frame; OpenCV's video reader ignores all of that. A GIF stays a video.
+STILL_SUFFIXES = tuple(s for s in IMAGE_SUFFIXES if s != ".gif")
+
+
+class _Photo:
+    """A photo as a capture of one frame (BGR, as OpenCV's capture gives frames)."""
+
+    def __init__(self, path: Path, name: str):
+        self.name, self._frame = name, cv2.cvtColor(read_image(path), cv2.COLOR_RGB2BGR)
+
+    def read(self):
+        frame, self._frame = self._frame, None
+        return frame is not None, frame
+
+    def get(self, prop: int) -> float:
+        return 1.0 if prop == cv2.CAP_PROP_FRAME_COUNT else 0.0
+
+    def isOpened(self) -> bool:  # noqa: N802  (OpenCV's name)
+        return True
+
+    def release(self) -> None:
+        self._frame = None
+
+
+def _follow(predictor, rgb: np.ndarray, tracks: list[_Track], timings: dict) -> tuple[list[_Track], bool]:
     """Frame every track on its last keypoints (keeping its crop while the change is small), predict,
-    and keep the tracks whose new keypoints are still face-shaped and inside the image."""
+    and keep the tracks whose new keypoints are still face-shaped and inside the image. Also says
+    whether a kept track's box holds something else than on the previous frame (``FACE_GONE``)."""
     size = predictor.input_size
     frames, error = framing.frames_from_keypoints(np.array([t.keypoints for t in tracks]), predictor.schema, size)
     alive = [i for i in range(len(tracks)) if error[i] <= framing.MAX_SHAPE_ERROR]
     if not alive:
-        return []
+        return [], False
     for i in alive:
         old = tracks[i].frame
         if old is None or framing.frame_shift(old, frames[i], size)[0] > REFRAME_TOLERANCE:
@@ -222,14 +263,17 @@ def _follow(predictor, rgb: np.ndarray, tracks: list[_Track], timings: dict) -> 
                           refine=False)
     new_frames, new_error = framing.frames_from_keypoints(kp, predictor.schema, size)
     h, w = rgb.shape[:2]
-    kept = []
+    kept, changed = [], False
     for j, i in enumerate(alive):
         centre = kp[j].mean(0)
         if new_error[j] <= framing.MAX_SHAPE_ERROR and 0 <= centre[0] < w and 0 <= centre[1] < h:
             tracks[i].keypoints, tracks[i].box = kp[j], framing.box_from_frame(new_frames[j], size, predictor.box_frame)
             tracks[i].detected = False
+            thumb = _box_thumb(rgb, tracks[i].box)
+            changed = changed or _face_changed(tracks[i].thumb, thumb)
+            tracks[i].thumb = thumb
             kept.append(tracks[i])
-    return kept
+    return kept, changed
 
 
 def _best_match(box: np.ndarray, boxes: list[np.ndarray], taken: set) -> int:
@@ -261,19 +305,25 @@ def _detect(predictor, rgb: np.ndarray, current: list[_Track], lost: list[_Track
                        for b in new]).reshape(-1, 2, 3)
     kp = predictor.locate([rgb], np.zeros(len(new), int), frames, timings)
     lost_boxes, reused = [t.box for t in lost], set()
-    for box, points in zip(new, kp):
+    if predictor.alignable and len(new):  # the box the next frame's keypoints will give, for its thumbnail
+        seen = framing.frames_from_keypoints(kp, predictor.schema, predictor.input_size)[0]
+    for j, (box, points) in enumerate(zip(new, kp)):
         match = _best_match(box, lost_boxes, reused)
         reused.add(match)
         smoother = lost[match].smoother if match >= 0 else (
             OneEuroFilter(**smoothing) if smoothing is not None else None)
-        out.append(_Track(points, box[:4].copy(), float(box[4]), smoother))
+        thumb = (_box_thumb(rgb, framing.box_from_frame(seen[j], predictor.input_size, predictor.box_frame))
+                 if predictor.alignable and np.isfinite(seen[j]).all() else None)
+        out.append(_Track(points, box[:4].copy(), float(box[4]), smoother, thumb=thumb))
     return out
 
 
 def stream(predictor, source, *, redetect_every: int = 10, smooth: bool = True, min_cutoff: float = 1.0,
            beta: float = 5.0) -> Iterator[Result]:
     """Yield one Result per frame of ``source`` (a video path or an open ``cv2.VideoCapture``, which
-    is left open for the caller to release).
+    is left open for the caller to release). A capture the caller moved on (``set(CAP_PROP_POS_FRAMES,
+    n)`` or frames read) numbers its frames from its position. A photo's path (not a GIF's) gives one
+    frame, read as the detector reads the photo (``read_image``: EXIF orientation, transparency).
 
     ``predictor`` is a KeypointDetector with a face detector (or a whole-photo model, which sees
     every frame whole). Faces are tracked (see the module docstring) and the detector runs every
@@ -295,7 +345,8 @@ def stream(predictor, source, *, redetect_every: int = 10, smooth: bool = True, 
     if redetect_every < 1:
         raise ValueError(f"redetect_every must be at least 1, got {redetect_every}")
     capture, name, fps = open_video(source)
-    probed = Path(name).is_file()  # a capture named by its file too (predict_video's)
+    # a capture named by its file is probed too (predict_video's); a photo has nothing to probe
+    probed = Path(name).is_file() and not isinstance(capture, _Photo)
     facts = _stream_facts(name) if probed else _StreamFacts()
     declared, suffix = _declared_frames(capture), Path(name).suffix.lower()
     exact = suffix in EXACT_COUNT_SUFFIXES
@@ -308,7 +359,12 @@ def stream(predictor, source, *, redetect_every: int = 10, smooth: bool = True, 
     declared, exact = (facts.frames, True) if packets else (declared, exact)
     smoothing = dict(min_cutoff=min_cutoff, beta=beta) if smooth else None
     tracks: list[_Track] = []
-    index, t, thumb, shown = 0, -math.inf, None, None  # shown: the capture's time of the last frame decoded
+    frame_size = None  # (H, W) of the frames the tracks were followed in
+    # a capture the caller moved on (set(CAP_PROP_POS_FRAMES), frames read): its frames keep their indices
+    start = int(_capture_float(capture, cv2.CAP_PROP_POS_FRAMES)) if _capture_float(
+        capture, cv2.CAP_PROP_POS_FRAMES) > 0 else 0  # NaN (a custom capture's) fails the test too
+    index, t, thumb = start, -math.inf, None
+    shown = (start - 1) / fps if start else None  # shown: the capture's time of the last frame decoded
     read, skipped, failing, since = 0, [], [], 0.0  # failing: what the decoder said on each failed read since
     delay, damaged = 0.0, False  # damaged: the decoder reported damage since the last time jump
     try:
@@ -356,6 +412,8 @@ def stream(predictor, source, *, redetect_every: int = 10, smooth: bool = True, 
             read += 1
             t = _frame_time(now, index, fps, t) if late is None else now
             rgb = _frame_rgb(frame, name, at)
+            if rgb.shape[:2] != frame_size:  # a custom capture's frame of another size: faces found afresh, not
+                tracks, thumb, frame_size = [], None, rgb.shape[:2]  # followed in the old frame's pixels
             timings = {"detection": 0.0, "preprocess": 0.0, "model": 0.0, "postprocess": 0.0}
             if predictor.framing == "resize":  # a whole-photo model: every frame is its one face
                 whole = predictor(rgb)
@@ -377,7 +435,8 @@ def stream(predictor, source, *, redetect_every: int = 10, smooth: bool = True, 
                 declared, exact = max(declared, index + after), False
         if Path(name).suffix.lower() in EDIT_LIST_SUFFIXES and read and declared > index and probed and not skipped:
             reached_end = t + 1.5 / fps >= facts.duration
-        shortfall = frames_missing(name, declared, read, skipped, exact, reached_end, unread)
+        shortfall = frames_missing(f"{name} (read from frame {start})" if start else name, declared - start, read,
+                                   skipped, exact, reached_end, unread)
         if shortfall:
             warnings.warn(IncompleteVideoWarning(shortfall), stacklevel=2)
     finally:
@@ -542,6 +601,26 @@ def _frame_time(t: float, index: int, fps: float, previous: float) -> float:
     return t if t > previous else previous + 1.0 / fps
 
 
+def _box_thumb(rgb: np.ndarray, box: np.ndarray) -> np.ndarray | None:
+    """(16, 16) grey thumbnail of what ``box`` holds (its part inside the image); None where that is
+    under 4 pixels a side."""
+    h, w = rgb.shape[:2]
+    x1, y1 = max(0, int(math.floor(box[0]))), max(0, int(math.floor(box[1])))
+    x2, y2 = min(w, int(math.ceil(box[2]))), min(h, int(math.ceil(box[3])))
+    if x2 - x1 < 4 or y2 - y1 < 4:
+        return None
+    small = cv2.resize(rgb[y1:y2, x1:x2], (16, 16), interpolation=cv2.INTER_AREA)
+    return small.astype(np.float32).mean(-1)
+
+
+def _face_changed(before: np.ndarray | None, now: np.ndarray | None) -> bool:
+    """Whether a followed face's box holds something else than on the previous frame (``FACE_GONE``);
+    a box that leaves no thumbnail to compare is a change too."""
+    if before is None or now is None:
+        return True
+    return float(np.abs(now - before).mean()) > FACE_GONE
+
+
 def _scene_cut(rgb: np.ndarray, previous: np.ndarray | None) -> tuple[bool, np.ndarray]:
     """Whether ``rgb`` starts a new shot (``SCENE_CUT``), and its thumbnail for the next frame."""
     thumb = cv2.resize(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), (16, 16), interpolation=cv2.INTER_AREA)
@@ -570,7 +649,8 @@ def _track(predictor, rgb: np.ndarray, tracks: list[_Track], redetect: bool, smo
     if not predictor.alignable:
         return _detect(predictor, rgb, [], previous, smoothing, timings)
     if tracks:
-        tracks = _follow(predictor, rgb, tracks, timings)
+        tracks, changed = _follow(predictor, rgb, tracks, timings)
+        redetect = redetect or changed
     if not tracks or redetect:
         lost = [t for t in previous if all(t is not kept for kept in tracks)]
         tracks = _detect(predictor, rgb, tracks, lost, smoothing, timings)

@@ -6,7 +6,7 @@ Every registered model maps (B, C, H, W) float images to (B, K, 2) normalised co
 import importlib
 
 __all__ = ["codecs", "create_model", "list_models", "model_info", "register_model", "count_macs",
-           "check_model_options", "UnknownModelError"]
+           "check_model_options", "option_defaults", "UnknownModelError"]
 
 
 def __getattr__(name: str):

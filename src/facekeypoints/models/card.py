@@ -140,12 +140,16 @@ class ModelCard:
                 **({"trained_in": self.trained_in} if self.trained_in is not None else {})}
 
     @classmethod
-    def from_dict(cls, d: dict, source: str = "model card") -> "ModelCard":
-        """The one loader: a card from ``to_dict``'s output (or the version-1 layout); errors name ``source``."""
+    def from_dict(cls, d: dict, source: str = "model card", config: dict | None = None) -> "ModelCard":
+        """The one loader: a card from ``to_dict``'s output (or the version-1 layout); errors name ``source``.
+        ``config``: the training run's config saved beside the card (a checkpoint's), whose
+        ``train.mirror_tta`` says how val_rmse was measured on cards written before they said it."""
         if not isinstance(d, dict):
             raise CardError(f"{source}: a model card is a mapping, got {type(d).__name__}")
         if "version" not in d:
             d = _from_version_1(d, source)
+        elif isinstance(d.get("metrics"), dict):
+            d = {**d, "metrics": _validation_basis(d["metrics"], config)}
         try:
             values = dict(d)
             schema = values["schema"]
@@ -191,6 +195,16 @@ def _offset_array(values, keypoints: int):
     return offset
 
 
+def _validation_basis(metrics: dict, config) -> dict:
+    """``metrics`` with ``val_mirror_tta`` taken from the run's ``config`` (its train.mirror_tta) where they
+    hold a val_rmse but do not say how it was measured; as they are when the config does not say either."""
+    train = config.get("train") if isinstance(config, dict) else None
+    if "val_rmse" not in metrics or metrics.get("val_mirror_tta") is not None or \
+            not isinstance(train, dict) or train.get("mirror_tta") is None:
+        return metrics
+    return {**metrics, "val_mirror_tta": bool(train["mirror_tta"])}
+
+
 def _from_version_1(d: dict, source: str) -> dict:
     """The version-1 layout (``model``: {name, input_size, in_channels, options[, framing]}, ``schema``,
     ``preprocess``, ``config``, ``metrics`` side by side) as a version-2 card dict."""
@@ -202,7 +216,8 @@ def _from_version_1(d: dict, source: str) -> dict:
     size, channels = int(model["input_size"]), int(model.get("in_channels", 1))
     preprocess = {"size": size, "channels": channels, **(d.get("preprocess") or {})}
     framing = model.get("framing") or framing_for((data or {}).get("frame", "none"), source)
-    metrics = {k: v for k, v in (d.get("metrics") or {}).items() if isinstance(v, (int, float))}
+    metrics = _validation_basis({k: v for k, v in (d.get("metrics") or {}).items() if isinstance(v, (int, float))},
+                                config)
     return {"version": CARD_VERSION, "model": model["name"], "options": dict(model.get("options", {})),
             "schema": d["schema"], "input_size": size, "in_channels": channels, "preprocess": preprocess,
             "framing": framing, "trained_on": data, "metrics": metrics}

@@ -42,6 +42,8 @@ FORMAT = "facekeypoints-checkpoint/2"
 _READABLE = ("facekeypoints-checkpoint/1", FORMAT)  # version 1: no card, read through the card's loader
 # raw_weights: the optimiser's own weights when the checkpoint's weights are their moving average (train.ema)
 _TRAINING_KEYS = ("config", "optimizer", "scheduler", "scaler", "train_state", "history", "raw_weights")
+# what train-detector's last.pt holds (train.detector._save): ours, but no keypoint model
+_DETECTOR_KEYS = ("model", "optimizer", "step", "minutes")
 
 
 class CheckpointError(ValueError):
@@ -169,10 +171,15 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         why = "not a PyTorch file of plain data" if type(err).__name__ == "UnpicklingError" else \
             f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
         raise CheckpointError(f"{path}: not a readable facekeypoints checkpoint ({why})") from None
+    if isinstance(raw, dict) and "format" not in raw and set(_DETECTOR_KEYS) <= set(raw):
+        raise CheckpointError(f"{path}: a face detector's training state (facekeypoints train-detector), not a "
+                              "keypoint model; train-detector exports it as face_detector.onnx beside it, for "
+                              "CnnDetector(model=...) (the shipped one: --detector cnn); give --model a keypoint model")
     if not isinstance(raw, dict) or raw.get("format") not in _READABLE:
         raise CheckpointError(f"{path}: not a facekeypoints checkpoint (expected format {FORMAT!r})")
     try:
-        card = ModelCard.from_dict(raw["card"] if raw["format"] == FORMAT else raw, source=str(path))
+        card = ModelCard.from_dict(raw["card"] if raw["format"] == FORMAT else raw, source=str(path),
+                                   config=raw.get("config"))
     except (CardError, KeyError) as err:
         raise CheckpointError(str(err) if isinstance(err, CardError) else f"{path}: no model card") from None
     training = {k: raw[k] for k in _TRAINING_KEYS if k in raw}

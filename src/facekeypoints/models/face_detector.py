@@ -19,6 +19,7 @@ Examples
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -27,7 +28,7 @@ from torch.nn import functional as F
 
 from facekeypoints.data.preprocess import DETECTOR_STRIDE
 
-__all__ = ["FaceCenterNet", "STRIDE", "center_targets", "detection_loss"]
+__all__ = ["FaceCenterNet", "STRIDE", "center_targets", "detection_loss", "RUN_STATE_KEYS", "holds_detector_run"]
 
 STRIDE = DETECTOR_STRIDE  # input pixels per output cell
 
@@ -115,3 +116,17 @@ def detection_loss(outputs: tuple[torch.Tensor, ...], targets: dict[str, torch.T
     size_loss = (F.l1_loss(size, targets["size"], reduction="none") * mask).sum() / cells
     offset_loss = (F.l1_loss(offset, targets["offset"], reduction="none") * mask).sum() / cells
     return (pos_loss + neg_loss) / faces + size_loss + offset_loss
+
+
+# what a train-detector run's last.pt holds, at least (``train.detector``); a keypoint checkpoint has a "format"
+RUN_STATE_KEYS = frozenset({"model", "optimizer", "step", "minutes"})
+
+
+def holds_detector_run(folder: str | Path) -> bool:
+    """Whether ``folder``'s last.pt is a train-detector run's, for other commands (train, compare) to
+    say so rather than offer to continue or clear it as their own. Read memory-mapped: no weights load."""
+    try:
+        state = torch.load(Path(folder) / "last.pt", map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # none there, or not a PyTorch file: no detector run either
+        return False
+    return isinstance(state, dict) and RUN_STATE_KEYS <= state.keys() and "format" not in state

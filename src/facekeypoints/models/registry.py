@@ -30,7 +30,7 @@ from facekeypoints.schema import KeypointSchema, load_schema
 from facekeypoints.settings import SettingsError, check_keywords
 
 __all__ = ["register_model", "create_model", "list_models", "model_info", "count_macs", "check_model_options",
-           "UnknownModelError"]
+           "option_defaults", "UnknownModelError"]
 
 _MODELS: dict[str, Callable[..., nn.Module]] = {}
 
@@ -111,6 +111,22 @@ def _check_keywords(name: str, fn: Callable, options: dict) -> dict:
         raise TypeError(str(err)) from None
 
 
+# options that are layer widths (channels, units) and block counts: below these a layer is empty or
+# impossible, which torch reports from deep inside the network ("cond must be a bool, but got int")
+_LEAST = {"channels": 1, "head_channels": 1, "hidden": 1, "blocks": 0}
+
+
+def _check_widths(options: dict, where: str) -> None:
+    """SettingsError naming ``where``'s option whose width or count is below ``_LEAST``."""
+    for key, least in _LEAST.items():
+        value = options.get(key)
+        values = list(value) if isinstance(value, (tuple, list)) else [value]
+        if value is not None and any(isinstance(v, numbers.Real) and v < least for v in values):
+            what = "block counts" if key == "blocks" else "layer widths" if key == "hidden" else "channel counts"
+            shown = values if isinstance(value, (tuple, list)) else value
+            raise SettingsError(f"{where}{key}: {shown}; {what} must be whole numbers >= {least}")
+
+
 def check_model_options(name: str, options: dict, *, where: str = "options") -> dict:
     """``options`` checked against model ``name``'s keywords and their annotated types, before any
     model is built (a config is checked when it is loaded). Raises SettingsError naming ``where``."""
@@ -118,9 +134,11 @@ def check_model_options(name: str, options: dict, *, where: str = "options") -> 
     if not isinstance(options, dict):  # a wrong type from a caller, not a config mistake: check_keywords iterated it
         raise TypeError(f"{where} must be a dict of model options, got {type(options).__name__} {options!r}")
     try:
-        return check_keywords(_entrypoint(name), options, what=f"model {name!r} option", skip=_RESERVED)
+        options = check_keywords(_entrypoint(name), options, what=f"model {name!r} option", skip=_RESERVED)
     except (SettingsError, UnknownModelError) as err:
         raise SettingsError(f"{where}: {err}") from None
+    _check_widths(options, f"{where}.")
+    return options
 
 
 def create_model(name: str, *, schema: str | KeypointSchema = "kaggle15", in_channels: int = 1,
@@ -147,6 +165,10 @@ def create_model(name: str, *, schema: str | KeypointSchema = "kaggle15", in_cha
     """
     fn = _entrypoint(name)
     options = _check_keywords(name, fn, options)
+    try:
+        _check_widths(options, "")
+    except SettingsError as err:  # a value, not a keyword: ValueError, as for the sizes below
+        raise ValueError(f"model {name!r} option {err}") from None
     in_channels, input_size = _sizes(in_channels, input_size)
     if not isinstance(schema, (str, KeypointSchema)):
         raise TypeError(f"schema must be a schema name or a KeypointSchema, got {type(schema).__name__} {schema!r}")
@@ -163,10 +185,15 @@ def create_model(name: str, *, schema: str | KeypointSchema = "kaggle15", in_cha
     model.input_size = input_size
     model.in_channels = in_channels
     # every option, defaults included: a checkpoint rebuilds the same model even if a default changes
-    defaults = {p.name: p.default for p in inspect.signature(fn).parameters.values()
-                if p.name not in _RESERVED and p.default is not inspect.Parameter.empty}
-    model.model_options = {**defaults, **options}
+    model.model_options = {**option_defaults(name), **options}
     return model
+
+
+def option_defaults(name: str) -> dict:
+    """Model ``name``'s own options with their default values, e.g. ``{"channels": (32, 64, 128, 256)}``:
+    an option given at its default builds the same model as one left out."""
+    return {p.name: p.default for p in inspect.signature(_entrypoint(name)).parameters.values()
+            if p.name not in _RESERVED and p.default is not inspect.Parameter.empty}
 
 
 def count_macs(model: nn.Module, input_shape: tuple[int, int, int, int]) -> int:

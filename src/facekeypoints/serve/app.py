@@ -16,11 +16,16 @@ Every error answer, FastAPI's and Starlette's own (404, 405, 422) included, is a
   multipart, or a Content-Encoding (gzip): 415; a multipart field ``file`` given twice: 400;
 - an image over ``max_pixels``, judged from its header before any pixel is decoded: 413;
   bytes that do not decode: 400, worded for an HTTP client (the image readers' advice is for the CLI);
-- a multipart body cut short: 400; a client gone mid-upload: a 400 nobody reads, and no traceback.
+- a multipart body cut short: 400; a client gone mid-upload: a 400 nobody reads, and no traceback;
+  an upload that sends nothing for ``upload_timeout`` seconds: 408, and the connection is closed;
+- more than ``max_uploads`` uploads at once (being read, queued or running): 503 at once, before
+  the body is read (GET routes are not counted: /healthz answers while the service is busy).
 
 Work runs off the event loop in a pool of ``workers`` threads, each with its own detectors (OpenCV's
 cascade is not shared between threads); requests beyond that wait in the pool's queue, so a burst
-is served late rather than refused, and memory stays bounded by ``workers`` images at a time.
+of up to ``max_uploads`` is served late rather than refused. Each upload's body is held whole in memory until it is answered,
+so memory stays bounded by ``max_uploads`` bodies of at most ``max_body`` bytes (about twice that
+for a multipart one, parsed) plus ``workers`` decoded images.
 
 Examples
 --------
@@ -49,6 +54,7 @@ import numpy as np
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
+from python_multipart.multipart import parse_options_header
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 
@@ -63,6 +69,8 @@ __all__ = ["create_app", "MAX_BODY", "MAX_PIXELS"]
 
 MAX_BODY = 20 * 1024 * 1024  # bytes: a 48 MP phone JPEG fits
 MAX_PIXELS = 50_000_000  # per image; with `workers` decoded at once, memory stays bounded
+MAX_UPLOADS = 16  # POSTs in the app at once (read, queued or run): 16 x 20 MB bodies, not one per client
+UPLOAD_TIMEOUT = 30.0  # seconds an upload may send nothing: a stalled client does not hold its slot forever
 OPTIONS = ("model", "detector", "draw")  # the query options of POST /v1/keypoints, as its signature names them
 _BOOLS = {**dict.fromkeys(("1", "true", "t", "yes", "y", "on"), True),
           **dict.fromkeys(("0", "false", "f", "no", "n", "off"), False)}  # what pydantic takes for the query's draw
@@ -79,6 +87,29 @@ class _ClientError(Exception):
     def __init__(self, status: int, message: str):
         super().__init__(message)
         self.status = status
+
+
+class _UploadLimit:
+    """ASGI middleware: at most ``limit`` requests with a body (POST) in the app at once; one beyond
+    them is answered 503 before its body is read, and its connection closed (uvicorn's own
+    ``limit_concurrency`` answers in plain text and counts idle keep-alive connections too)."""
+
+    def __init__(self, app, limit: int):
+        self.app, self.limit, self.active = app, limit, 0
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD"):
+            return await self.app(scope, receive, send)
+        if self.active >= self.limit:
+            busy = JSONResponse({"error": f"the server is busy: {self.limit} uploads are in progress (serve "
+                                          "--max-uploads); try again in a moment"},
+                                status_code=503, headers={"Retry-After": "1", "Connection": "close"})
+            return await busy(scope, receive, send)
+        self.active += 1  # the event loop's thread only: no lock
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.active -= 1
 
 
 class _Models:
@@ -113,16 +144,20 @@ class _Models:
 
 
 def create_app(models: dict[str, str | Path] | None = None, *, detector: str = "haar", workers: int = 2,
-               max_body: int = MAX_BODY, max_pixels: int | None = MAX_PIXELS) -> FastAPI:
+               max_body: int = MAX_BODY, max_pixels: int | None = MAX_PIXELS, max_uploads: int = MAX_UPLOADS,
+               upload_timeout: float = UPLOAD_TIMEOUT) -> FastAPI:
     """The service. ``models``: name -> checkpoint or ONNX file (default: the shipped kaggle15 and
     ibug68); ``detector``: the default face detector (``DETECTORS``); ``workers``: threads that run
-    models (requests beyond them queue)."""
+    models (requests beyond them queue); ``max_uploads``: uploads read, queued or run at once (503
+    beyond); ``upload_timeout``: seconds an upload may send nothing (408)."""
     models = dict(models or {name: name for name in SHIPPED})
     detector = detector.lower()
     if detector not in DETECTORS:
         raise ValueError(f"unknown detector {detector!r}; known: {sorted(DETECTORS)}")
-    if workers < 1 or max_body < 1:
-        raise ValueError(f"workers and max_body must be >= 1, got {workers} and {max_body}")
+    if workers < 1 or max_body < 1 or max_uploads < 1:
+        raise ValueError(f"workers, max_body and max_uploads must be >= 1, got {workers}, {max_body} and {max_uploads}")
+    if not upload_timeout > 0:
+        raise ValueError(f"upload_timeout must be > 0 seconds, got {upload_timeout}")
     runnable, missing = _runnable_detectors()
     if detector in missing:
         raise ValueError(f"detector {detector!r}: {missing[detector]}")
@@ -139,12 +174,15 @@ def create_app(models: dict[str, str | Path] | None = None, *, detector: str = "
     app = FastAPI(title="facekeypoints", summary="Faces and their keypoints in a photo.",
                   version=_version(), docs_url=None, redoc_url=None,
                   redirect_slashes=False)  # /v1/keypoints/ gets the one-line 404, not an empty 307 curl prints nothing for  # both load from a CDN: blank offline
+    app.add_middleware(_UploadLimit, limit=max_uploads)
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="keypoints")
     default_detector = detector  # the handler's query parameter takes the name
 
     @app.exception_handler(_ClientError)
     async def client_error(request: Request, err: _ClientError) -> JSONResponse:
-        return JSONResponse({"error": str(err)}, status_code=err.status)
+        # a stalled upload's connection is closed: the rest of its body would otherwise be read on after the answer
+        return JSONResponse({"error": str(err)}, status_code=err.status,
+                            headers={"Connection": "close"} if err.status == 408 else None)
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, err: HTTPException) -> JSONResponse:  # Starlette's 404/405, our shape
@@ -180,10 +218,11 @@ def create_app(models: dict[str, str | Path] | None = None, *, detector: str = "
     async def page() -> str:
         return page_html
 
-    errors = {"400": "bad image or body", "404": "unknown model or detector",
+    errors = {"400": "bad image or body", "404": "unknown model or detector", "408": "an upload that stalled",
               "411": "a body without Content-Length or chunked encoding",
               "413": "body or image over the limits", "415": "not an image content type, or a Content-Encoding",
-              "422": "bad option", "501": "a detector not installed on this server"}
+              "422": "bad option", "501": "a detector not installed on this server",
+              "503": "too many uploads at once (--max-uploads); try again"}
     described = {int(code): {**_ERROR, "description": words} for code, words in errors.items()}
     described[200] = {"description": "the keypoints (JSON), or with draw=true the drawing (JPEG; PNG past "
                                      f"{JPEG_MAX_SIDE} px a side)", "content": {"image/jpeg": _BINARY, "image/png": _BINARY}}
@@ -204,7 +243,7 @@ def create_app(models: dict[str, str | Path] | None = None, *, detector: str = "
         start = time.perf_counter()
         _check_options(request)
         model, chosen = _choose(model, detector, "query option")  # refused before the body is read
-        data, fields = await _upload(request, max_body)
+        data, fields = await _upload(request, max_body, upload_timeout)
         if fields:  # multipart form fields model/detector/draw, as the query's; a clash with the query is a 422
             given = request.query_params
             if "draw" in given and "draw" in fields and \
@@ -340,17 +379,22 @@ def _predict(loaded: _Models, model: str, detector: str, data: bytes, max_pixels
     bgr = cv2.cvtColor(result.draw(rgb), cv2.COLOR_RGB2BGR)
     ok, jpeg = (False, None) if max(bgr.shape[:2]) > JPEG_MAX_SIDE else \
         cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, 90])
-    if not ok:  # JPEG stops at 65500 px a side: a very wide image is drawn as PNG
+    if not ok:  # JPEG stops at 65500 px a side: a very wide or tall image is drawn as PNG
         ok, png = cv2.imencode(".png", bgr)
         if not ok:
             raise _ClientError(422, f"the drawing of a {rgb.shape[1]}x{rgb.shape[0]} image cannot be encoded; "
                                     "ask without draw=true")
-        return result, png.tobytes(), notes + ["drawn as PNG: the image is too wide for JPEG"]
+        height, width = bgr.shape[:2]
+        side = ("wide", width) if width > JPEG_MAX_SIDE else ("tall", height) if height > JPEG_MAX_SIDE else None
+        why = f"the image is too {side[0]} for JPEG ({side[1]} px; at most {JPEG_MAX_SIDE} px a side)" if side \
+            else "the JPEG encoder refused it"
+        return result, png.tobytes(), notes + [f"drawn as PNG: {why}"]
     return result, jpeg.tobytes(), notes
 
 
-async def _upload(request: Request, max_body: int) -> tuple[bytes, dict[str, str]]:
-    """The image bytes of a request and its multipart option fields, refused (413/411/415/400) before reading more than ``max_body``."""
+async def _upload(request: Request, max_body: int, timeout: float) -> tuple[bytes, dict[str, str]]:
+    """The image bytes of a request and its multipart option fields, refused (413/411/415/400) before reading
+    more than ``max_body``; 408 when no bytes come for ``timeout`` seconds."""
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
     declared = request.headers.get("content-length")
     if declared is not None and (not declared.isdigit() or int(declared) > max_body):
@@ -372,15 +416,22 @@ async def _upload(request: Request, max_body: int) -> tuple[bytes, dict[str, str
                                 "body cannot be read; send one")
     try:
         if kind == "multipart/form-data":
-            return await _multipart_file(request, max_body)
-        return await _raw_body(request, max_body), {}
+            return await _multipart_file(request, max_body, timeout)
+        return await _raw_body(request, max_body, timeout), {}
     except ClientDisconnect:  # nobody will read the answer; without this, uvicorn prints a 50-line traceback
         raise _ClientError(400, "the upload was cut short: the client disconnected") from None
 
 
-async def _raw_body(request: Request, max_body: int) -> bytes:
-    chunks, size = [], 0
-    async for chunk in request.stream():
+async def _raw_body(request: Request, max_body: int, timeout: float) -> bytes:
+    chunks, size, stream = [], 0, request.stream()
+    while True:
+        try:  # the wait for each chunk, not the whole upload: a slow link that keeps sending is served
+            chunk = await asyncio.wait_for(anext(stream), timeout)
+        except StopAsyncIteration:
+            break
+        except TimeoutError:
+            raise _ClientError(408, f"the upload stalled: no bytes came for {timeout:g} s after {size} bytes; "
+                                    "send the whole body without pausing") from None
         size += len(chunk)
         if size > max_body:
             raise _ClientError(413, f"the body is over the limit of {max_body} bytes")
@@ -390,13 +441,14 @@ async def _raw_body(request: Request, max_body: int) -> bytes:
     return b"".join(chunks)
 
 
-async def _multipart_file(request: Request, max_body: int) -> tuple[bytes, dict[str, str]]:
+async def _multipart_file(request: Request, max_body: int, timeout: float) -> tuple[bytes, dict[str, str]]:
     # read as a raw body is, the limit checked while streaming: a chunked upload (Go's multipart.Writer
     # over a pipe, Node's form-data with streams) has no Content-Length; kept for the checks below
-    body = await _raw_body(request, max_body)
-    # parameter names are case-insensitive (RFC 2045): BOUNDARY= as boundary=
-    boundary = re.search(r'boundary="?([^";]+)', request.headers.get("content-type", ""), re.I)
-    delimiter = b"--" + boundary.group(1).encode("latin-1") if boundary else None
+    body = await _raw_body(request, max_body, timeout)
+    # the boundary as the form parser reads it (its own header parser: BOUNDARY= as boundary=, quotes,
+    # spaces; a parameter whose name merely ends in boundary, xboundary=, is another parameter)
+    boundary = parse_options_header(request.headers.get("content-type", ""))[1].get(b"boundary")
+    delimiter = b"--" + boundary if boundary else None
     if delimiter and not body.startswith(delimiter) and b"\r\n" + delimiter in body:
         # a preamble before the first boundary (RFC 2046 allows it; the parser does not): dropped
         body = body[body.index(b"\r\n" + delimiter) + 2:]
@@ -424,7 +476,7 @@ async def _multipart_file(request: Request, max_body: int) -> tuple[bytes, dict[
                                     "the multipart body is cut short or malformed: it has no closing boundary "
                                     "line; send the whole upload")
     if isinstance(upload, str):  # a part named 'file' without filename= (curl -F file=<a.jpg): its bytes are the image
-        data = _text_part(body, boundary.group(1).encode("latin-1"), "file") if boundary else None
+        data = _text_part(body, boundary, "file") if boundary else None
         if data is None:
             raise _ClientError(400, "field 'file' was sent as a text field (no filename=); send it as a file part")
         return data, fields

@@ -34,7 +34,7 @@ from pathlib import Path
 from facekeypoints.data.augment import Augment
 from facekeypoints.data.pipeline import DATA_PATH_KEYS, DataConfig
 from facekeypoints.data.preprocess import Preprocess
-from facekeypoints.models import check_model_options
+from facekeypoints.models import UnknownModelError, check_model_options, option_defaults
 from facekeypoints.models.registry import MAX_INPUT_SIZE
 from facekeypoints.models.device import AMP_MODES
 from facekeypoints.models.threads import max_threads
@@ -157,13 +157,21 @@ ADDED_SETTINGS = {"train": {"label_offset": False, "ema": 0.0, "teacher": None, 
 
 def recipe_values(values: dict) -> dict:
     """A config's plain values (``Config.to_dict()``, or a saved copy) without the ``ADDED_SETTINGS``
-    that hold their defaults, or are absent because the run predates them."""
+    that hold their defaults, or are absent because the run predates them, and without the model
+    options given at the model's own defaults (written out or left out, the same model is built)."""
     out = json.loads(json.dumps(values))
     for section, defaults in ADDED_SETTINGS.items():
         part = out.get(section)
         for key, default in defaults.items():
             if isinstance(part, dict) and key in part and part[key] == default:
                 del part[key]
+    model = out.get("model")
+    if isinstance(model, dict) and isinstance(model.get("options"), dict):
+        try:
+            defaults = json.loads(json.dumps(option_defaults(model.get("name"))))  # tuples as lists, as saved
+        except (UnknownModelError, TypeError):  # a model no longer registered: its options as they were
+            defaults = {}
+        model["options"] = {k: v for k, v in model["options"].items() if k not in defaults or v != defaults[k]}
     return out
 
 

@@ -24,6 +24,7 @@ import hashlib
 import math
 import signal
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,10 +36,12 @@ from facekeypoints.atomic import atomic_path, check_target
 from facekeypoints.data import read, split_indices
 from facekeypoints.data.preprocess import detector_input
 from facekeypoints.data.splits import imm_train_mask
-from facekeypoints.models.face_detector import FaceCenterNet, center_targets, detection_loss
+from facekeypoints.models.face_detector import RUN_STATE_KEYS, FaceCenterNet, center_targets, detection_loss
 from facekeypoints.models.threads import max_threads
+from facekeypoints.train.folder_claim import check_unclaimed, claim_folder, release_folder
 
-__all__ = ["FacePool", "mosaic", "train_detector", "export_detector", "check_run", "max_threads", "MAX_BATCH", "CANVAS"]
+__all__ = ["FacePool", "mosaic", "train_detector", "export_detector", "check_run", "max_threads", "MAX_BATCH",
+           "CANVAS"]
 
 CANVAS = (240, 320)  # training image (height, width): a 640 x 480 frame at the detector's default scale
 
@@ -79,6 +82,11 @@ class FacePool:
                 train_mask = imm_train_mask(data)
             except ValueError as err:
                 raise ValueError(f"{imm}: --imm {err}") from None
+            if not train_mask.any():  # given, and every photo left out: said, not trained without a word
+                people = sorted({int(p) for p in data.person})
+                raise ValueError(f"--imm {imm}: its {len(train_mask)} photos are all of IMM's validation people "
+                                 f"({', '.join(f'{p:02d}' for p in people)}; 33-40 stay unseen), and the detector "
+                                 "trains on people 01-32 only; give a folder with them (IMM's imm_face_db holds all)")
             _check_boxes(data, np.flatnonzero(train_mask), "--imm")
             for i in np.flatnonzero(train_mask):  # people 1-32
                 images.append(data.image(i))
@@ -297,11 +305,22 @@ def train_detector(out: str | Path, pool: FacePool, *, minutes: float = 60.0, ba
     A resumed run draws new mosaics (seeded by the step it resumes at), not the same ones again.
     ``distractors``: see ``mosaic``; a run resumes only with the number it started with.
     ``init``: another detector run's last.pt whose weights a new run starts from (fine-tuning; its
-    optimizer, step and minutes are not taken); not used when ``out`` holds a run to resume."""
+    optimizer, step and minutes are not taken); not used when ``out`` holds a run to resume (said).
+    ``out`` is claimed for the run as ``train`` claims its folder: a second training into it is refused."""
+    out = check_run(out, batch_size=batch_size, threads=threads, distractors=distractors, init=init)
+    lock, made = claim_folder(out)  # two trainings over one last.pt would each overwrite the other's steps
+    try:
+        return _train(out, pool, minutes=minutes, batch_size=batch_size, lr=lr, seed=seed, save_every=save_every,
+                      progress=progress, threads=threads, workers=workers, distractors=distractors, init=init)
+    finally:
+        release_folder(lock, out, made)
+
+
+def _train(out: Path, pool: FacePool, *, minutes: float, batch_size: int, lr: float, seed: int, save_every: int,
+           progress: bool, threads: int | None, workers: int, distractors: int, init: str | Path | None) -> dict:
+    """``train_detector``'s training, in its claimed folder."""
     from tqdm import tqdm
 
-    out = Path(out)
-    check_run(out, batch_size=batch_size, threads=threads, distractors=distractors, init=init)
     if threads:
         torch.set_num_threads(threads)
     torch.manual_seed(seed)
@@ -313,8 +332,11 @@ def train_detector(out: str | Path, pool: FacePool, *, minutes: float = 60.0, ba
     if last.is_file():
         step, spent, was, _ = _restore(last, model, opt)
         _check_same_faces(last, was, faces)
+        if init is not None:  # said, not silent: the option was given
+            warnings.warn(f"--init {init} not used: {out} holds a run, which resumes from its own last.pt; give "
+                          "another --out to start a new run from --init", stacklevel=3)
     elif init is not None:
-        _restore(Path(init), model, torch.optim.AdamW(model.parameters()))  # its weights only
+        _restore(Path(init), model, torch.optim.AdamW(model.parameters()), option="--init")  # its weights only
     batches = iter(torch.utils.data.DataLoader(_Mosaics(pool, batch_size, seed * 1_000_003 + step, distractors),
                                                batch_size=None,
                                                num_workers=workers, persistent_workers=workers > 0,
@@ -376,9 +398,13 @@ def check_run(out: str | Path, *, batch_size: int = 16, threads: int | None = No
     if threads is not None and not 1 <= threads <= max_threads():
         raise ValueError(f"--threads must be 1..{max_threads()} on this machine, got {threads}")
     out = check_target(out, folder=True, make=False)  # made when it gets its first file, not by a refused run
+    check_unclaimed(out)  # another training there: said before a minute of reading photos
     for name in ("last.pt", "face_detector.onnx"):
         if (out / name).exists() and not (out / name).is_file():
             raise ValueError(f"{out / name}: is a folder (or not a regular file); this command writes a file there")
+    if init is not None and not Path(init).is_file():  # a typo, also where a resumed run would not use it
+        what = "is a folder; give the last.pt in it" if Path(init).is_dir() else "no such file"
+        raise ValueError(f"--init {init}: {what} (a face-detector run's last.pt)")
     if (out / "last.pt").is_file():
         model = FaceCenterNet()
         was = _restore(out / "last.pt", model, torch.optim.AdamW(model.parameters()))[3]
@@ -386,11 +412,8 @@ def check_run(out: str | Path, *, batch_size: int = 16, threads: int | None = No
             raise ValueError(f"{out / 'last.pt'}: this run was started with --distractors {was}, now {distractors}: "
                              f"a resumed run keeps its recipe; give --distractors {was}, or train into another --out")
     elif init is not None:
-        init = Path(init)
-        if not init.is_file():
-            raise ValueError(f"--init {init}: no such file (a face-detector run's last.pt)")
         model = FaceCenterNet()
-        _restore(init, model, torch.optim.AdamW(model.parameters()))
+        _restore(Path(init), model, torch.optim.AdamW(model.parameters()), option="--init")
     return out
 
 
@@ -409,20 +432,24 @@ def _check_same_faces(last: Path, was: dict | None, now: dict) -> None:
                          "--out folder")
 
 
-def _restore(last: Path, model, opt) -> tuple[int, float, dict | None, int]:
+def _restore(last: Path, model, opt, option: str | None = None) -> tuple[int, float, dict | None, int]:
     """Load ``last`` into ``model`` and ``opt``: the step and minutes it had reached, its faces'
     fingerprint (None when not recorded) and its distractor count (0 when not recorded: runs before
-    distractors had none). ValueError naming the file when it is not this command's resumable state."""
-    aside = f"move it aside (e.g. mv {last} {last}.bad) to start afresh, or give --out a folder of its own"
+    distractors had none). ValueError naming the file when it is not this command's resumable state;
+    ``option`` (``--init``): the file was given with it, and errors name the option, not ``--out``."""
+    if option:  # another run's file: it is not in the way, it is the wrong one
+        where, fix = f"{option} {last}", "give the last.pt of a train-detector run"
+    else:
+        where = str(last)
+        fix = f"move it aside (e.g. mv {last} {last}.bad) to start afresh, or give --out a folder of its own"
     try:
         state = torch.load(last, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises RuntimeError, pickle and zip errors, EOFError: all one cause
-        reason = str(err).strip().splitlines()[0].split(". ")[0] if str(err).strip() else type(err).__name__
-        raise ValueError(f"{last}: cannot be read ({reason}); {aside}") from None
-    keys = {"model", "optimizer", "step", "minutes"}
-    if not isinstance(state, dict) or not keys <= state.keys():
+        raise ValueError(f"{where}: cannot be read ({_unreadable(last, err)}); {fix}") from None
+    if not isinstance(state, dict) or not RUN_STATE_KEYS <= state.keys():
         held = ", ".join(sorted(map(str, state))[:6]) if isinstance(state, dict) else type(state).__name__
-        raise ValueError(f"{last}: not a face-detector run's last.pt (it holds {held}; a keypoint run's?); {aside}")
+        whose = "a keypoint model's checkpoint?" if isinstance(state, dict) and "card" in state else "another file?"
+        raise ValueError(f"{where}: not a face-detector run's last.pt (it holds {held}; {whose}); {fix}")
     try:
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
@@ -431,7 +458,19 @@ def _restore(last: Path, model, opt) -> tuple[int, float, dict | None, int]:
                 int(state.get("distractors", 0)))
     except (RuntimeError, ValueError, KeyError, TypeError) as err:
         reason = str(err).strip().splitlines()[0][:200]
-        raise ValueError(f"{last}: does not fit the face detector ({reason}); {aside}") from None
+        raise ValueError(f"{where}: does not fit the face detector ({reason}); {fix}") from None
+
+
+def _unreadable(path: Path, err: Exception) -> str:
+    """Why torch.load failed, in words: its own texts are a bare number (a KeyError of junk) or advice
+    to load the file unsafely."""
+    if isinstance(err, OSError) and err.strerror:
+        return err.strerror.lower()
+    if path.stat().st_size == 0:
+        return "an empty file"
+    if "zip archive" in str(err):
+        return "a damaged PyTorch file: cut short or corrupted"
+    return "not a PyTorch checkpoint: damaged, or another kind of file"
 
 
 def _save(path: Path, model, opt, step: int, minutes: float, faces: dict, distractors: int = 0) -> None:
@@ -442,8 +481,6 @@ def _save(path: Path, model, opt, step: int, minutes: float, faces: dict, distra
 
 def export_detector(model: FaceCenterNet, path: str | Path) -> Path:
     """ONNX with dynamic height and width (multiples of 16), for ``infer.detectors.CnnDetector``."""
-    import warnings
-
     model = model.eval()
     with atomic_path(path) as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)

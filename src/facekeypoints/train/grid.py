@@ -35,6 +35,7 @@ from pathlib import Path
 from facekeypoints.atomic import WriteError, atomic_path, check_target
 from facekeypoints.data.pipeline import DATA_PATH_KEYS
 from facekeypoints.evaluate.runner import evaluate
+from facekeypoints.models.checkpoint import load_checkpoint
 from facekeypoints.train.config import Config, load_config, recipe_values
 from facekeypoints.train.distill import check_teacher
 from facekeypoints.train.loop import RESUMABLE_CHANGES, check_machine, check_run_folder, fit, flatten_settings
@@ -196,7 +197,8 @@ def _run_one(cfg: Config, progress: bool, echo, failed_before: str | None = None
     # what `train --resume` lets change (how long, where, the name and reference columns) resumes; a run
     # already trained past the epochs now asked for cannot be cut back to them
     recipe = {k: v for k, v in changed.items() if not k.startswith(RESUMABLE_CHANGES)}
-    if "train.epochs" in changed and (changed["train.epochs"][0] or 0) > cfg.train.epochs:
+    if "train.epochs" in changed and (changed["train.epochs"][0] or 0) > cfg.train.epochs \
+            and _epochs_done(out / "last.pt") > cfg.train.epochs:  # fewer than asked for before, but not yet done
         recipe["train.epochs"] = changed["train.epochs"]
     if recipe:
         stale = out.with_name(f"{out.name}.stale-{time.strftime('%Y%m%d-%H%M%S')}")
@@ -228,6 +230,12 @@ def _run_one(cfg: Config, progress: bool, echo, failed_before: str | None = None
             "stop_reason": summary["stop_reason"], "measured": cfg.reference.measured,
             "differs": cfg.reference.differs, "source": cfg.reference.source, "digest": config_digest(cfg),
             "finished": time.strftime("%Y-%m-%d %H:%M"), **renamed}
+
+
+def _epochs_done(last: Path) -> int:
+    """The epochs the run of ``last`` has finished (its training state), as `train --resume` counts them."""
+    state = load_checkpoint(last).training.get("train_state")
+    return int(state.get("epoch") or 0) if isinstance(state, dict) else 0
 
 
 # a row's fields the grid reads back (skip check, table); the rest are written for people. A failed
@@ -485,7 +493,9 @@ def markdown_table(rows: list[dict]) -> str:
              "|" + "|".join("---:" if key in ("epochs", "minutes", "rmse", "mae", "nme") else "---"
                             for key, _ in _COLUMNS) + "|"]
     for row in sorted(rows, key=lambda r: r["config"]):
-        values = [f"`{row['config']}`" if key == "config" else _cell(key, row.get(key, "")) for key, _ in _COLUMNS]
+        # a "|" splits a cell even inside a code span: the name escaped as every other column is
+        values = [f"`{_cell(key, row['config'])}`" if key == "config" else _cell(key, row.get(key, ""))
+                  for key, _ in _COLUMNS]
         if row.get("failed"):  # in the RMSE column, where its score would be: "failed (diverged)"
             why = "error" if row.get("stop_reason") == "error" else str(row["failed"]).split(":")[0].replace("|", "/")
             values[[key for key, _ in _COLUMNS].index("rmse")] = f"failed ({why})"

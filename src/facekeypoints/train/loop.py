@@ -31,7 +31,7 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
-from facekeypoints.atomic import atomic_path, check_target, pid_alive
+from facekeypoints.atomic import atomic_path, check_target
 from facekeypoints.data.augment import augment_batch
 from facekeypoints.data.framing import framing_for
 from facekeypoints.data.pipeline import faces_digest, load_parts, to_scoring_pixels
@@ -41,10 +41,12 @@ from facekeypoints.models.card import ModelCard
 from facekeypoints.models.checkpoint import Checkpoint, card_for, check_compatible, load_checkpoint, save_checkpoint
 from facekeypoints.models.codecs import encode
 from facekeypoints.models.device import DeviceError, amp_dtype, resolve_device
+from facekeypoints.models.face_detector import holds_detector_run
 from facekeypoints.models.predict import TorchRunner, predict_inputs
 from facekeypoints.schema import load_schema
 from facekeypoints.train.config import Config, TrainConfig, recipe_values
 from facekeypoints.train.distill import Teacher, check_teacher, teacher_fingerprint
+from facekeypoints.train.folder_claim import claim_folder, release_folder
 from facekeypoints.train.label_offset import LabelOffset
 from facekeypoints.train.losses import make_loss
 
@@ -197,59 +199,6 @@ def _init_process_group(backend: str) -> None:
     finally:
         for s, h in old.items():
             signal.signal(s, h)
-
-
-LOCK = ".training.lock"  # a run's claim on its folder: holds the training process's pid
-
-
-def _claim(out: Path) -> tuple[Path, list[Path]]:
-    """Claim ``out`` for this run: ``out/.training.lock`` made exclusively, holding our pid. A lock
-    whose process is gone (a run killed with SIGKILL) is taken over; a live one is refused. Returns
-    (the lock, the folders made here: ``out`` and any missing folders above it, deepest first)."""
-    made = [folder for folder in (out, *out.parents) if not folder.exists()]
-    out.mkdir(parents=True, exist_ok=True)
-    lock = out / LOCK
-    for _ in range(3):
-        tmp = out / f"{LOCK}.{os.getpid()}"
-        try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-            try:
-                os.write(fd, f"{os.getpid()}\n".encode())
-            finally:
-                os.close(fd)
-            os.link(tmp, lock)  # whole or not at all: no reader meets an empty lock
-            return lock, made
-        except FileExistsError:
-            try:
-                pid = int(lock.read_text().strip() or -1)
-            except (OSError, ValueError):
-                pid = -1
-            if pid > 0 and pid != os.getpid() and pid_alive(pid):
-                _release(None, out, made)
-                raise ValueError(f"{out}: in use by another training (pid {pid}); wait for it, or train into another "
-                                 f"--out folder (if no such training runs, remove {lock})") from None
-            lock.unlink(missing_ok=True)  # stale: its process is gone
-        finally:
-            tmp.unlink(missing_ok=True)
-    raise ValueError(f"{out}: could not claim the folder ({lock} keeps reappearing); is another training starting?")
-
-
-def _release(lock: Path | None, out: Path, made: list[Path]) -> None:
-    """Give the claim back; the folders made for a run that never wrote anything go too (``out``
-    and the parents it needed, e.g. runs/ for --out runs/a), each only if empty."""
-    if lock is not None:
-        try:
-            with open(lock) as f:
-                mine = f.read().strip() == str(os.getpid())
-            if mine:
-                os.unlink(lock)
-        except OSError:
-            pass
-    for folder in made:  # deepest first: a folder that is not empty keeps the ones above it too
-        try:
-            folder.rmdir()  # only if empty
-        except OSError:
-            break
 
 
 def _setup(cfg: Config) -> _Run:
@@ -671,7 +620,7 @@ def fit(cfg: Config, *, resume: bool = False, progress: bool = True, overwrite: 
     if cfg.train.teacher:
         check_teacher(cfg.train.teacher, out)
     # one training per folder: rank 0 (or the only process) claims it for the run's duration
-    lock, made = _claim(out) if _env_int("RANK", 0) == 0 else (None, [])
+    lock, made = claim_folder(out) if _env_int("RANK", 0) == 0 else (None, [])
     try:
         held = [name for name in _RUN_FILES if (out / name).exists()]
         if held and not {"last.pt", "best.pt"} & set(held) and not overwrite:  # stopped before its first checkpoint
@@ -683,13 +632,14 @@ def fit(cfg: Config, *, resume: bool = False, progress: bool = True, overwrite: 
                              "a new --out folder, or start it over with --overwrite")
         return _fit(cfg, out, held, resume=resume, progress=progress, overwrite=overwrite)
     finally:
-        _release(lock, out, made)
+        release_folder(lock, out, made)
 
 
 def check_run_folder(out: Path) -> None:
     """Refuse an out_dir that is no folder of its own: the filesystem root, the home folder or the
     working folder itself, where best.pt, last.pt, metrics.csv, tensorboard/ and the lock would
-    lie among unrelated files (and --overwrite would clear them there)."""
+    lie among unrelated files (and --overwrite would clear them there); or a train-detector run's folder,
+    whose last.pt --resume cannot read and --overwrite would delete."""
     where = out.expanduser().resolve()
     what = "the filesystem root" if not where.name else None
     with contextlib.suppress(OSError, RuntimeError):  # no home (RuntimeError) or a working folder that is gone
@@ -699,6 +649,10 @@ def check_run_folder(out: Path) -> None:
     if what:
         raise ValueError(f"out_dir {out}: is {what} ({where}); a run writes best.pt, last.pt, metrics.csv, "
                          "tensorboard/ and a lock into its folder: give it a folder of its own (e.g. --out runs/NAME)")
+    if holds_detector_run(out):  # its last.pt is no keypoint run to --resume, nor one to --overwrite
+        onnx = ", face_detector.onnx" if (out / "face_detector.onnx").exists() else ""
+        raise ValueError(f"{out}: holds a face-detector run (train-detector's last.pt{onnx}), which this command "
+                         "can neither continue nor start over; train into another --out folder")
 
 
 def _fit(cfg: Config, out: Path, held: list[str], *, resume: bool, progress: bool, overwrite: bool) -> dict:

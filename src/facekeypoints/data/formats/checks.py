@@ -22,13 +22,12 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
 from facekeypoints.data.dataset import DataFormatError
 
-__all__ = ["FAR", "limits", "implausible", "describe", "first_implausible", "check_points", "check_face", "json_number",
+__all__ = ["FAR", "limits", "implausible", "describe", "first_implausible", "check_points", "json_number",
            "text_float", "text_int"]
 
 
@@ -114,20 +113,6 @@ def check_points(path: str | Path, points: np.ndarray, size: tuple[int, int] | N
         k, axis = found
         name = names[k] if names is not None else f"point {k}"
         raise DataFormatError(path, f"{name}: {describe(float(points[k][axis]), axis, size)}", row=row, field=field)
-
-
-def check_face(where: str | Path | Callable[[], str], face: str, points: np.ndarray, size: tuple[int, int]) -> None:
-    """``check_points`` for face ``face`` (its (K, 2) points) read apart from its image (labels only),
-    once the image's ``size`` (height, width) is known: the readers' rule when they load the image. NaN
-    marks a point the file leaves missing (the readers checked the rest against FAR already). ``where``:
-    the file to name, or a function giving it, called only when a point fails (finding a face's own
-    label file lists its folder: not a cost to pay per face)."""
-    points = np.asarray(points)
-    missing = np.isnan(points).any(axis=1)
-    if first_implausible(points, size, missing) is None:
-        return
-    check_points(where() if callable(where) else where, points, size, missing=missing,
-                 names=[f"face {face!r}, point {k}" for k in range(len(points))])
 
 
 def json_number(value: object) -> float:

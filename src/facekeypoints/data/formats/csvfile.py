@@ -23,7 +23,7 @@ import zlib
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
-from facekeypoints.atomic import atomic_path
+from facekeypoints.atomic import atomic_path, remove_stale_temporaries
 from facekeypoints.data.dataset import DataFormatError
 from facekeypoints.data.formats.textfile import encoding_problem
 
@@ -58,13 +58,19 @@ def _zip_member(raw: BinaryIO, path: Path) -> tuple[BinaryIO, int]:
         raise DataFormatError(path, f"cannot open {csvs[0].filename} in the zip archive ({err})") from None
 
 
+def name_suffix(path: str | Path) -> str:
+    """``path``'s suffix in lower case, a dot-file's whole name included: pathlib gives ``o/.zip`` none,
+    but the writer and the reader must both take it as a zip (``data convert -o o/.zip``)."""
+    return Path("_" + Path(path).name).suffix.lower()
+
+
 @contextlib.contextmanager
 def open_sized(path: Path) -> Iterator[tuple[BinaryIO, int]]:
     """(binary stream of the CSV text, its uncompressed size or -1 when unknown)."""
     with open(path, "rb") as raw:
         magic = raw.read(4)
         raw.seek(0)
-        suffix = path.suffix.lower()
+        suffix = name_suffix(path)
         if magic.startswith(b"PK\x03\x04") or suffix == ".zip":
             member, size = _zip_member(raw, path)
             with member:
@@ -241,11 +247,13 @@ def open_for_writing(path: Path) -> Iterator[BinaryIO]:
     Compression level 1: on pixel text it is 6x faster than the default and only ~30% larger.
     """
     path = Path(path)
-    suffix = path.suffix.lower()
+    suffix = name_suffix(path)
+    member_name = Path(path.stem).with_suffix(".csv").name if path.suffix else "data.csv"  # "o/.zip" has no stem
+    remove_stale_temporaries(path.parent)  # what a killed earlier write left beside it, the size of the output
     with atomic_path(path) as tmp:  # a full disk or a kill leaves the previous file, not half a new one
         if suffix == ".zip":
             with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED, compresslevel=_WRITE_LEVEL) as archive:
-                with archive.open(Path(path.stem).with_suffix(".csv").name, "w", force_zip64=True) as member:
+                with archive.open(member_name, "w", force_zip64=True) as member:
                     yield member
         elif suffix == ".gz":
             with gzip.open(tmp, "wb", compresslevel=_WRITE_LEVEL) as stream:

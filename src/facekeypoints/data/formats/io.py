@@ -12,7 +12,7 @@ import stat
 from pathlib import Path
 
 from facekeypoints.data.dataset import DataFormatError, KeypointData, user_path
-from facekeypoints.data.formats.csvfile import csv_header
+from facekeypoints.data.formats.csvfile import csv_header, name_suffix
 from facekeypoints.data.formats.landmark_sets import read_coco_json, read_dlib_xml, refuse_costly_json
 from facekeypoints.data.formats.landmarks import read_aflw_mat, read_asf, read_ljson, read_pts
 from facekeypoints.data.formats.textfile import encoding_problem, load_json, read_head, short
@@ -140,7 +140,7 @@ def detect_format(path: str | Path) -> str:
 
 
 def _file_format(path: Path) -> str:
-    suffix = path.suffix.lower()
+    suffix = name_suffix(path)  # "o/.csv" is a CSV, as the writer takes it
     if suffix in _PER_FACE_SUFFIXES:  # .ljson too: its reader says what a non-ljson document lacks
         return _PER_FACE_SUFFIXES[suffix]
     if suffix in (".csv", ".zip", ".gz"):

@@ -401,6 +401,16 @@ def write_kaggle_csv(data: KeypointData, path: str | Path) -> Path:
         row, col = bad[0]
         raise ValueError(f"keypoints hold {len(bad)} infinite coordinates, which a Kaggle CSV cannot hold; the "
                          f"first at data row {row + 1}, column {header[col]!r}")
+    # what read_kaggle_csv refuses (more than one image size past the 96 x 96 image, or FAR without
+    # images) is refused here too, before a file that cannot be read back is written
+    size = IMAGE_SHAPE if images is not None else None
+    with np.errstate(invalid="ignore"):
+        far = np.argwhere(implausible(table.reshape(len(data), -1, 2), size).reshape(table.shape) & ~np.isnan(table))
+    if len(far):
+        row, col = far[0]
+        raise ValueError(f"{path}: data row {row + 1}, column {header[col]!r}: "
+                         f"{describe(float(table[row, col]), int(col % 2), size)}, which read_kaggle_csv refuses "
+                         f"({len(far)} such coordinates in all); nothing was written")
     coords = table.tolist()
     with open_for_writing(path) as out:
         out.write((",".join(header) + "\n").encode())

@@ -32,14 +32,15 @@ import numpy as np
 
 from facekeypoints.atomic import atomic_path
 from facekeypoints.data.dataset import DataFormatError, KeypointData, user_path
-from facekeypoints.data.formats.checks import FAR, check_points, implausible, json_number, text_float, text_int
+from facekeypoints.data.formats.checks import (FAR, check_points, first_implausible, implausible, json_number,
+                                               text_float, text_int)
 from facekeypoints.data.formats.textfile import load_json, read_text, short
 from facekeypoints.data.images import read_image
 from facekeypoints.data.walk import data_files, distinct_files, not_found, unreadable
 from facekeypoints.schema import load_schema
 
 __all__ = [
-    "IMAGE_SUFFIXES", "read_pts", "write_pts", "read_asf", "read_ljson", "read_aflw_mat", "labels_file",
+    "IMAGE_SUFFIXES", "read_pts", "write_pts", "read_asf", "read_ljson", "read_aflw_mat", "labels_file", "check_face",
 ]
 
 IMAGE_SUFFIXES = (".jpg", ".png", ".jpeg", ".ppm", ".bmp", ".webp", ".tif", ".tiff")
@@ -133,6 +134,28 @@ def _photo_or_none(annotation: Path) -> Path | None:
         return _image_beside(annotation)
     except DataFormatError:
         return None
+
+
+def check_face(where: str | Path | Callable[[], str], face: str, points: np.ndarray, size: tuple[int, int]) -> None:
+    """``check_points`` for face ``face`` (its (K, 2) points) read apart from its image (labels only),
+    once the image's ``size`` (height, width) is known: the readers' rule when they load the image. NaN
+    marks a point the file leaves missing (the readers checked the rest against FAR already). ``where``:
+    the file to name, or a function giving it, called only when a point fails (finding a face's own
+    label file lists its folder: not a cost to pay per face). Here, beside the .pts reader, because a
+    .pts file's point is named by its own line and value (the file counts from 1)."""
+    points = np.asarray(points)
+    missing = np.isnan(points).any(axis=1)
+    if first_implausible(points, size, missing) is None:
+        return
+    path = where() if callable(where) else where
+    if str(path).lower().endswith(".pts"):  # 1-based in the file: named by its own line and value, as read_pts does
+        try:
+            kp, lines = _parse_pts_text(Path(path))
+        except (DataFormatError, OSError):  # changed since it was read: named as below
+            kp = None
+        if kp is not None and kp.shape == points.shape:
+            check_points(path, kp + 1.0, size, names=lines)
+    check_points(path, points, size, missing=missing, names=[f"face {face!r}, point {k}" for k in range(len(points))])
 
 
 def labels_file(source: str | Path | None, face: str) -> str:
