@@ -4,6 +4,7 @@ import struct
 import zlib
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 
@@ -201,3 +202,26 @@ def running(app):
             sock.close()
 
     return serving()
+
+
+class ListCapture:
+    """The capture protocol ``stream()`` documents (read, get, isOpened) over a list of BGR frames;
+    ``times`` (ms) answer CAP_PROP_POS_MSEC for the frame just read."""
+    name = "capture"
+
+    def __init__(self, frames, times=None, fps=25.0):
+        self.frames, self.times, self.fps, self.i = frames, times, fps, 0
+
+    def read(self):
+        if self.i >= len(self.frames):
+            return False, None
+        self.i += 1
+        return True, self.frames[self.i - 1].copy()
+
+    def get(self, prop):
+        if prop == cv2.CAP_PROP_POS_MSEC and self.times is not None:
+            return self.times[self.i - 1]
+        return self.fps if prop == cv2.CAP_PROP_FPS else 0.0
+
+    def isOpened(self):  # noqa: N802
+        return True

@@ -15,7 +15,7 @@ from facekeypoints import KeypointDetector
 from facekeypoints.infer import video
 from facekeypoints.infer.bench import demo_frame
 from facekeypoints.infer.files import predict_video
-from fakes import mean_face_checkpoint, still_clip
+from fakes import ListCapture, mean_face_checkpoint, still_clip
 
 
 @pytest.fixture(scope="module")
@@ -26,28 +26,6 @@ def detector(tmp_path_factory) -> KeypointDetector:
 def _face() -> np.ndarray:
     """The demo photo (one face) as a 320x240 BGR frame."""
     return cv2.resize(demo_frame(), (320, 240), interpolation=cv2.INTER_AREA)[..., ::-1].copy()
-
-
-class _Capture:
-    """Frames from a list; ``times`` (ms) answer CAP_PROP_POS_MSEC for the frame just read."""
-    name = "capture"
-
-    def __init__(self, frames, times=None, fps=25.0):
-        self.frames, self.times, self.fps, self.i = frames, times, fps, 0
-
-    def read(self):
-        if self.i >= len(self.frames):
-            return False, None
-        self.i += 1
-        return True, self.frames[self.i - 1].copy()
-
-    def get(self, prop):
-        if prop == cv2.CAP_PROP_POS_MSEC and self.times is not None:
-            return self.times[self.i - 1]
-        return self.fps if prop == cv2.CAP_PROP_FPS else 0.0
-
-    def isOpened(self):  # noqa: N802
-        return True
 
 
 def _counting(detector, monkeypatch) -> list:
@@ -66,14 +44,14 @@ def test_a_cut_to_a_flat_frame_leaves_no_phantom_face(detector, redetect_every):
     keypoint shape alone for up to redetect_every - 1 frames, keeping its detector score."""
     face = _face()
     frames = [face] * 3 + [np.full_like(face, (80, 120, 200))] * 12
-    counts = [len(r) for r in detector.stream(_Capture(frames), redetect_every=redetect_every)]
+    counts = [len(r) for r in detector.stream(ListCapture(frames), redetect_every=redetect_every)]
     assert counts == [1] * 3 + [0] * 12
 
 
 def test_a_cut_to_another_face_finds_it_at_once(detector):
     face = _face()
     moved = np.roll(face, -80, axis=1)  # the face a quarter of the frame away: another shot
-    results = list(detector.stream(_Capture([face] * 3 + [moved] * 3), redetect_every=100))
+    results = list(detector.stream(ListCapture([face] * 3 + [moved] * 3), redetect_every=100))
     assert [len(r) for r in results] == [1] * 6
     assert not results[3].faces[0].tracked  # detected on the cut, not followed into it
     assert abs(results[3].faces[0].box[0] - results[2].faces[0].box[0]) > 60
@@ -90,7 +68,7 @@ def test_a_panning_camera_is_not_a_cut(detector, monkeypatch):
     big = cv2.resize(demo_frame(), (480, 360))[..., ::-1].copy()
     frames = [big[60:300, 40 + 8 * i:360 + 8 * i] for i in range(12)]
     calls = _counting(detector, monkeypatch)
-    assert len(list(detector.stream(_Capture(frames), redetect_every=100))) == 12
+    assert len(list(detector.stream(ListCapture(frames), redetect_every=100))) == 12
     assert len(calls) == 1
 
 
@@ -108,7 +86,7 @@ def test_tracked_faces_say_so_and_keep_the_score_of_their_last_detection(detecto
 
 def test_each_frame_has_the_captures_time(detector):
     times = [0.0, 500.0, 540.0, 580.0, 1080.0, 1120.0]  # variable frame rate, in ms
-    results = list(detector.stream(_Capture([_face()] * 6, times)))
+    results = list(detector.stream(ListCapture([_face()] * 6, times)))
     assert [r.time_s for r in results] == pytest.approx([t / 1000 for t in times])
     row = results[4].to_dict()
     assert row["frame"] == 4 and row["time_s"] == 1.08
@@ -117,7 +95,7 @@ def test_each_frame_has_the_captures_time(detector):
 
 @pytest.mark.parametrize("times", [None, [0.0] * 5, [math.nan] * 5, [0.0, 40.0, 40.0, 20.0, 160.0]])
 def test_a_capture_without_times_falls_back_to_index_over_fps(detector, times):
-    results = list(detector.stream(_Capture([_face()] * 5, times, fps=25.0)))
+    results = list(detector.stream(ListCapture([_face()] * 5, times, fps=25.0)))
     got = [r.time_s for r in results]
     assert all(b > a for a, b in zip(got, got[1:]))  # always increasing
     if times is None or not any(t > 0 for t in times):
@@ -131,7 +109,7 @@ def test_the_smoother_gets_the_frame_times(detector, monkeypatch):
     real = video.OneEuroFilter.filter
     monkeypatch.setattr(video.OneEuroFilter, "filter", lambda self, x, t, scale=1.0: seen.append(t) or
                         real(self, x, t, scale))
-    list(detector.stream(_Capture([_face()] * 3, [0.0, 500.0, 540.0])))
+    list(detector.stream(ListCapture([_face()] * 3, [0.0, 500.0, 540.0])))
     assert seen == pytest.approx([0.0, 0.5, 0.54])
 
 

@@ -18,7 +18,7 @@ from facekeypoints.infer import video
 from facekeypoints.infer.bench import demo_frame, write_still_clip
 from facekeypoints.infer.detectors import HaarDetector
 from facekeypoints.infer.files import predict_paths, predict_video
-from fakes import mean_face_checkpoint
+from fakes import ListCapture, mean_face_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -29,26 +29,6 @@ def checkpoint(tmp_path_factory):
 @pytest.fixture(scope="module")
 def detector(checkpoint) -> KeypointDetector:
     return KeypointDetector(checkpoint)
-
-
-class _Capture:
-    """The capture protocol stream() documents, over a list of BGR frames."""
-    name = "capture"
-
-    def __init__(self, frames):
-        self.frames, self.i = frames, 0
-
-    def read(self):
-        if self.i >= len(self.frames):
-            return False, None
-        self.i += 1
-        return True, self.frames[self.i - 1].copy()
-
-    def get(self, prop):
-        return 25.0 if prop == cv2.CAP_PROP_FPS else 0.0
-
-    def isOpened(self):  # noqa: N802
-        return True
 
 
 def _face_bgr(side: int = 200) -> np.ndarray:
@@ -78,13 +58,13 @@ def _ffmpeg() -> str:
 def test_a_face_that_leaves_without_a_cut_is_dropped_at_once(detector):
     frames = [_canvas((40, 60))] * 4 + [_canvas()] * 6
     assert not video._scene_cut(frames[4][..., ::-1], video._scene_cut(frames[3][..., ::-1], None)[1])[0]
-    counts = [len(r) for r in detector.stream(_Capture(frames), redetect_every=100)]
+    counts = [len(r) for r in detector.stream(ListCapture(frames), redetect_every=100)]
     assert counts == [1] * 4 + [0] * 6  # was [1] * 10: a shrinking phantom face on the grey
 
 
 def test_a_face_that_jumps_without_a_cut_is_found_at_its_new_place(detector):
     frames = [_canvas((40, 60))] * 4 + [_canvas((420, 150))] * 4
-    results = list(detector.stream(_Capture(frames), redetect_every=100))
+    results = list(detector.stream(ListCapture(frames), redetect_every=100))
     assert [len(r) for r in results] == [1] * 8
     assert all(r.faces[0].box[0] > 300 for r in results[4:])  # not the phantom at the old place
 
@@ -101,7 +81,7 @@ def test_a_face_moving_over_texture_is_still_followed(detector, monkeypatch):
     calls = []
     real = detector.detector.detect
     monkeypatch.setattr(detector.detector, "detect", lambda image: calls.append(1) or real(image))
-    assert [len(r) for r in detector.stream(_Capture(frames), redetect_every=100)] == [1] * 12
+    assert [len(r) for r in detector.stream(ListCapture(frames), redetect_every=100)] == [1] * 12
     assert len(calls) == 1
 
 
@@ -111,7 +91,7 @@ def test_a_face_moving_over_texture_is_still_followed(detector, monkeypatch):
 def test_a_frame_of_another_size_is_detected_afresh(detector):
     big = _canvas((40, 60))
     small = cv2.resize(big, (400, 300), interpolation=cv2.INTER_AREA)  # the face at 5/8 of its place and size
-    results = list(detector.stream(_Capture([big, big, small, small]), redetect_every=100))
+    results = list(detector.stream(ListCapture([big, big, small, small]), redetect_every=100))
     assert [len(r) for r in results] == [1] * 4
     before, after = results[1].faces[0], results[2].faces[0]
     assert not after.tracked  # was followed in the 640x480 frame's pixels
