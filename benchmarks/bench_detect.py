@@ -153,6 +153,8 @@ def _check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> No
             CnnDetector(args.cnn)
         except ValueError as err:
             parser.error(f"--cnn {err}")
+    if args.json is not None and not args.json.strip():  # "" named no file: the figures went nowhere
+        parser.error("--json is empty; give a value")
     if args.json:
         try:
             check_target(args.json)

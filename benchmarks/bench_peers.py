@@ -139,6 +139,8 @@ def main() -> int:
     args = ap.parse_args()
     if args.limit < 0 or args.threads < 1:
         ap.error("--limit must be >= 0 and --threads >= 1")
+    if args.json is not None and not args.json.strip():  # "" named no file: the figures went nowhere
+        ap.error("--json is empty; give a value")
     if args.json:  # checked before the run, not after it
         from facekeypoints.atomic import check_target
 

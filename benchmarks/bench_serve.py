@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import socket
 import statistics
@@ -94,6 +95,9 @@ def load(args) -> dict:
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+    if len(latencies) < 2:  # percentiles need two; said, not statistics' traceback
+        raise SystemExit(f"bench_serve.py load: only {len(latencies)} requests finished in --seconds {args.seconds:g}; "
+                         "give more --seconds")
     served = faces[0] / elapsed
     direct = _predict_rate(photo, args.seconds / 3, args.detector)
     quantiles = statistics.quantiles(latencies, n=100)
@@ -174,10 +178,23 @@ def main() -> int:
     p.add_argument("--uploads", type=int, default=1000)
     p.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
+    _check_args(parser, args)
     print(f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores", file=sys.stderr)
     report = load(args) if args.mode == "load" else malformed(args)
     print(json.dumps(report, indent=2))
     return 0
+
+
+def _check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Refuse, before the service starts, what failed only after it (a traceback, or 100 s waiting for a
+    service that refused its --workers): counts under 1, and --seconds that is not a finite number over 0."""
+    for option in ("clients", "workers", "uploads"):
+        value = getattr(args, option, None)
+        if value is not None and value < 1:
+            parser.error(f"argument --{option}: must be 1 or more, got {value}")
+    seconds = getattr(args, "seconds", None)
+    if seconds is not None and not (math.isfinite(seconds) and seconds > 0):
+        parser.error(f"argument --seconds: must be a finite number over 0, got {seconds}")
 
 
 if __name__ == "__main__":

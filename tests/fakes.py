@@ -175,9 +175,10 @@ def link_or_skip(target, link: Path, *, hard: bool = False) -> None:
         pytest.skip(f"{'hard' if hard else 'symbolic'} links are not available here")
 
 
-def running(app):
-    """Context manager: ``app`` served by uvicorn as ``facekeypoints serve`` runs it, on a free loopback
-    port, in a thread; yields the port and stops the server on exit."""
+def running(app, *, details: bool = False, **options):
+    """Context manager: ``app`` served by uvicorn as ``facekeypoints serve`` runs it (``server(app,
+    **options)``), on a free loopback port, in a thread; yields the port (with ``details``: the port,
+    the server and its thread) and stops the server on exit."""
     import contextlib
     import threading
     import time
@@ -187,7 +188,7 @@ def running(app):
     @contextlib.contextmanager
     def serving():
         sock = bind("127.0.0.1", 0)
-        instance = server(app)
+        instance = server(app, **options)
         thread = threading.Thread(target=instance.run, kwargs={"sockets": [sock]}, daemon=True)
         thread.start()
         for _ in range(200):
@@ -195,10 +196,10 @@ def running(app):
                 break
             time.sleep(0.05)
         try:
-            yield sock.getsockname()[1]
+            yield (sock.getsockname()[1], instance, thread) if details else sock.getsockname()[1]
         finally:
             instance.should_exit = True
-            thread.join(timeout=10)
+            thread.join(timeout=15)
             sock.close()
 
     return serving()

@@ -36,10 +36,11 @@ def at_least(low: int, high: int | None = None):
             value = int(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        shown = text if len(text) <= 20 else text[:20] + "..."  # 10**400 is not echoed whole
         if value < low:
-            raise argparse.ArgumentTypeError(f"must be {low} or more, got {value}")
+            raise argparse.ArgumentTypeError(f"must be {low} or more, got {shown}")
         if high is not None and value > high:
-            raise argparse.ArgumentTypeError(f"must be {low}..{high}, got {value}")
+            raise argparse.ArgumentTypeError(f"must be {low}..{high}, got {shown}")
         return value
     parse.__name__ = f"integer >= {low}"
     return parse
@@ -523,9 +524,11 @@ def _evaluate_photos(args: argparse.Namespace) -> int:
 
         check_photo_report_folder(args.report)  # a user's files there are refused before the scoring
     labels, model = args.boxes == "labels", str(args.model or model_for(data.schema.name))
-    detector = KeypointDetector(model, detector=None if labels else args.boxes,
-                                box_frame="landmarks" if labels else None, mirror_tta=args.mirror_tta,
-                                rotate_tta=args.rotate_tta, device=args.device)
+    with warnings.catch_warnings():  # a whole-photo model's "uses no face detector": evaluate_photos refuses --boxes
+        warnings.filterwarnings("ignore", message=".*uses no face detector", category=UserWarning)
+        detector = KeypointDetector(model, detector=None if labels else args.boxes,
+                                    box_frame="landmarks" if labels else None, mirror_tta=args.mirror_tta,
+                                    rotate_tta=args.rotate_tta, device=args.device)
     details: dict = {}
     r = evaluate_photos(data, detector, boxes=args.boxes, limit=args.limit, details=details)
     r["model"] = model  # the name asked for, not the file it resolved to
@@ -867,7 +870,12 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         for folder in made:  # innermost first; rmdir leaves a folder that holds anything
             with contextlib.suppress(OSError):
                 folder.rmdir()
-    where = "standard output" if out == "-" else out if report.written else None
+    if out == "-":
+        where = "standard output"
+    elif not report.written:
+        where = None
+    else:  # a file output put beside one another run wrote meanwhile (x-2.jsonl) is named as it is
+        where = out if output_kind(out) == "folder" else report.written[-1]
     print(f"{report}\n" + (f"results: {where}" if where else "nothing was written"),
           file=sys.stderr if report.failures or out == "-" else sys.stdout)
     return 1 if report.failures else 0
@@ -948,7 +956,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         host = f"[{args.host}]" if ":" in args.host else args.host  # an IPv6 address is bracketed in a URL
         print(f"serving on http://{host}:{args.port}/ (API: /v1/keypoints, /v1/models, /healthz, "
               "/openapi.json)", file=sys.stderr)
-        instance = server(app)
+        instance = server(app, answer_timeout=args.upload_timeout)
         try:
             instance.run(sockets=[sock])
         except KeyboardInterrupt:  # Ctrl-C or SIGTERM is how a server stops, as under uvicorn.run: not an error
@@ -1029,11 +1037,13 @@ def _add_inference(sub) -> None:
                    help="largest upload in bytes (default 20971520, 20 MB)")
     p.add_argument("--max-pixels", type=at_least(0), default=50_000_000,
                    help="largest image, from its header (default 50000000); 0: no limit")
-    p.add_argument("--max-uploads", type=at_least(1), default=16,
-                   help="uploads read, queued or running at once (default 16); more are answered 503 at once. "
-                   "Memory: about max-uploads x max-body bytes (twice that for multipart) on top of the models")
-    p.add_argument("--upload-timeout", type=at_least(1), default=30, metavar="SECONDS",
-                   help="an upload that sends nothing for this long is answered 408 and dropped (default 30)")
+    p.add_argument("--max-uploads", type=at_least(1, 10_000), default=16,
+                   help="uploads read, queued, running or being answered at once, 1..10000 (default 16); more are "
+                   "answered 503 at once. Memory: about max-uploads x max-body bytes (twice that for multipart) "
+                   "on top of the models")
+    p.add_argument("--upload-timeout", type=at_least(1, 3600), default=30, metavar="SECONDS",
+                   help="an upload that sends nothing for this long is answered 408 and dropped, and a client that "
+                   "reads none of its answer for this long is dropped; 1..3600 (default 30)")
     p.set_defaults(func=_cmd_serve)
     p = sub.add_parser("demo", help="find faces and keypoints on photos that ship with the dependencies",
                        epilog=DEMO_EXAMPLES, formatter_class=fmt)

@@ -57,13 +57,14 @@ class ConversionReport:
     size: int
     target: str
     not_aligned: list[str] = field(default_factory=list)  # ids with fewer than 2 distinct anchor points
-    misshaped: list[str] = field(default_factory=list)  # ids whose anchors fit no face (framing.MAX_SHAPE_ERROR)
+    misshaped: list[str] = field(default_factory=list)  # ids whose fit collapsed (_collapsed)
     read_skipped: list[str] = field(default_factory=list)  # bad input a skip_bad read left out
     outside: int = 0  # labelled keypoints outside [0, size - 1] after warping (kept, not clipped)
     labelled: int = 0
     rows_with_outside: int = 0
     fit_rms: float = float("nan")  # mean RMS distance (px) of the anchors from the mean face
     eye_centres: np.ndarray = field(default_factory=lambda: np.full((2, 2), np.nan))  # mean left, right
+    kept: list[int] = field(default_factory=list)  # index in the data read of each face converted, in order
 
     def __str__(self) -> str:
         lines = [
@@ -157,22 +158,31 @@ def to_kaggle_task(data: KeypointData, target: str = "kaggle15", *, size: int = 
                               read_skipped=list(data.skipped))
     frames, shape_error = framing.frames_from_keypoints(data.keypoints, data.schema, size)
     placeable = np.isfinite(frames).all(axis=(1, 2))  # NaN: no transform fits
-    misshaped = _collapsed(frames, anchors, shape_error, size)
-    for i in np.flatnonzero(misshaped) if not skip_bad else ():
-        _check_labels_on_header(data, i)  # a point off its photo is named as the readers name it (its file's line)
-    keep = np.flatnonzero(placeable & ~misshaped).tolist()
+    misshaped = _collapsed(frames, anchors, shape_error, size, data.keypoints)
+    unusable, off_photo = [], np.zeros(len(data), bool)
+    for i in np.flatnonzero(misshaped):
+        try:  # a point off its photo is named as the readers name it (its file's line), not as a misshape
+            _check_labels_on_header(data, i)
+        except (DataFormatError, OSError) as err:
+            if not skip_bad:
+                raise
+            off_photo[i], misshaped[i] = True, False
+            unusable.append(str(err))
+    keep = np.flatnonzero(placeable & ~misshaped & ~off_photo).tolist()
     report.not_aligned = [data.ids[i] for i in np.flatnonzero(~placeable)]
     report.misshaped = [data.ids[i] for i in np.flatnonzero(misshaped)]
     why = [(data.ids[i], _why_not_aligned(anchors[i], data.schema.name)) for i in np.flatnonzero(~placeable)]
     why += [(data.ids[i], f"its labels do not fit a face: aligned to the Kaggle mean face, its kaggle15 alignment "
-                          f"points lie {shape_error[i]:.2f} eye distances from it (RMS; over "
-                          f"{framing.MAX_SHAPE_ERROR:g} is no face shape) and its eyes nearly meet, so the face "
-                          f"would be a few pixels wide: are some points misplaced?")
+                          f"points lie {shape_error[i]:.2f} eye distances from it (RMS) and its points would span "
+                          f"under {MIN_FACE_SIZE:g} of a face's size, the face a few pixels across: are some "
+                          "points misplaced?")
             for i in np.flatnonzero(misshaped)]
+    if not keep and unusable and not why:  # skip_bad left every face out for a point off its photo
+        raise DataFormatError(where, f"none of its {len(data)} faces has a usable photo; e.g. {unusable[0]}")
     if not keep:
         raise DataFormatError(data.source or "data", _nothing_aligned(data, why))
     images = np.empty((len(keep), size, size), np.uint8)  # filled in place: a list then a copy held them twice
-    converted, unusable, last = [], [], {}
+    converted, last = [], {}
     for i in keep:
         try:
             photo = face_photo(data, i, last)
@@ -189,7 +199,7 @@ def to_kaggle_task(data: KeypointData, target: str = "kaggle15", *, size: int = 
     if not converted:
         raise DataFormatError(where, f"none of its {len(keep)} faces that can be aligned has a usable photo; "
                               f"e.g. {unusable[0]}")
-    keep = converted
+    keep = report.kept = converted
     kp = np.array([framing.to_crop(frames[i], labels[i]) for i in keep], np.float32)
     faces = KeypointData.from_arrays(
         target, kp, images=images[:len(keep)],
@@ -239,27 +249,40 @@ def _read_photo(path) -> np.ndarray:
         raise DataFormatError(err.path, err.reason, err.row, err.field) from None
 
 
-# Once aligned, a face's eye centres lie at least this fraction of the mean face's eye distance apart
-# in every true label set here (ytf68 0.39, AFLW2000 samples 0.39, IMM 0.71, at full profile turn)
-MIN_EYE_SPAN = 0.15
+# A fit that is not quite face-shaped (over half of framing.MAX_SHAPE_ERROR: a least-squares fit over
+# 4 or 5 anchors spreads one wild point's error, so a collapsed IMM face scores 0.44) whose aligned
+# points span under MIN_FACE_SIZE of what the mean face's same anchors span is a collapsed face.
+# Span: the 10th-90th percentile range of the face's labelled points, sqrt(width x height), so a
+# few wild points do not count as face. True label sets here: ytf68, fkd15-ytf and kaggle-fkd 0.76
+# at least, AFLW2000 1.08, 300-W 1.07, IMM 1.30, AFLW2000 turned to full profile 1.04 (its eyes
+# and mouth corners meet, its face stays full size); collapsed faces 0.08..0.47.
+MIN_FACE_SIZE = 0.6
 
 
-def _collapsed(frames: np.ndarray, anchors: np.ndarray, shape_error: np.ndarray, size: int) -> np.ndarray:
-    """(N,) bool: faces whose fit collapsed, not face-shaped (``framing.MAX_SHAPE_ERROR``) with eyes
-    closer than ``MIN_EYE_SPAN`` of the mean face's: a few wild points pulled the least-squares fit
-    until the whole face is a few pixels wide (eyes 2 px apart in a 96 px crop), which, written as a
-    labelled row, would teach a collapsed face."""
+def _span(points: np.ndarray) -> float:
+    low, high = np.percentile(points, [10, 90], axis=0)
+    return float(np.sqrt(np.prod(np.maximum(high - low, 0.0))))
+
+
+def _collapsed(frames: np.ndarray, anchors: np.ndarray, shape_error: np.ndarray, size: int,
+               keypoints: np.ndarray) -> np.ndarray:
+    """(N,) bool: faces whose fit collapsed: not face-shaped (over half ``framing.MAX_SHAPE_ERROR``)
+    and, aligned, under ``MIN_FACE_SIZE`` of the mean face's size: a few wild points pulled the
+    least-squares fit until the rest of the face is a few pixels wide, which, written as a labelled
+    row, would teach a collapsed face. keypoints: (N, K, 2) in the data's own schema."""
     target = framing.template(size)
     out = np.zeros(len(frames), bool)
-    for i in np.flatnonzero(np.isfinite(frames).all(axis=(1, 2)) & (shape_error > framing.MAX_SHAPE_ERROR)):
-        eyes = framing.to_crop(frames[i], anchors[i][:2])
-        out[i] = np.linalg.norm(eyes[0] - eyes[1]) < MIN_EYE_SPAN * np.linalg.norm(target[0] - target[1])
+    for i in np.flatnonzero(np.isfinite(frames).all(axis=(1, 2)) & (shape_error > framing.MAX_SHAPE_ERROR / 2)):
+        points = framing.to_crop(frames[i], np.asarray(keypoints[i], np.float64))
+        points = points[np.isfinite(points).all(axis=1)]
+        mean_face = target[np.isfinite(anchors[i]).all(axis=1)]
+        out[i] = _span(points) < MIN_FACE_SIZE * _span(mean_face)
     return out
 
 
 def _check_labels_on_header(data: KeypointData, i: int) -> None:
     """``checks.check_face`` for face i of labels read alone, against its photo's size from the header
-    (nothing decoded); nothing when its photo is not there or gives no size (``face_photo`` says so)."""
+    (decoded only when the header gives no size); nothing when its photo is not there."""
     from facekeypoints.data.formats.landmarks import check_face
     from facekeypoints.data.formats.landmarks import labels_file
     from facekeypoints.data.images import image_size
@@ -271,6 +294,8 @@ def _check_labels_on_header(data: KeypointData, i: int) -> None:
         return
     if width and height:
         check_face(lambda: labels_file(data.source, data.ids[i]), data.ids[i], data.keypoints[i], (height, width))
+    elif path and Path(path).is_file():  # no size in its header: decoding it tells (a damaged photo is named so)
+        face_photo(data, i)
 
 
 def _check_face_in_photo(data: KeypointData, i: int, shape: tuple[int, int]) -> None:

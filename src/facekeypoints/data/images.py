@@ -34,6 +34,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import io
+import logging
 import math
 import os
 import re
@@ -86,6 +87,7 @@ class _Header(NamedTuple):
     associated: bool = False  # a TIFF whose alpha is associated (ExtraSamples 1): colours stored premultiplied
     unchanged: bool = False  # a TIFF of floats or 32-bit or signed integers, which OpenCV decodes only unchanged
     refused: str = ""  # why Pillow could not parse the header (its own words), when it could not
+    said: tuple[str, ...] = ()  # what Pillow logged or warned while parsing it (``_pillow_words``)
 
 
 def image_size(path: str | Path) -> tuple[int, int]:
@@ -106,6 +108,53 @@ QUARTER_TURNS = (5, 6, 7, 8)  # EXIF orientations that show the picture turned 9
 
 def _header(path) -> _Header:
     """What the file's header says (see ``_Header``); Pillow parses it, decoding no pixels."""
+    with _pillow_words() as words:
+        header = _parse_header(path)
+    return header._replace(said=tuple(words))
+
+
+_PILLOW_WORDS = threading.RLock()
+
+
+@contextlib.contextmanager
+def _pillow_words():
+    """Pillow's log lines (its plugins log a damaged header's faults: "More samples per pixel than
+    can be decoded: 2048") and its warnings ("Corrupt EXIF data", "Truncated File Read") while the
+    block runs, kept for the file's own message: on stderr they would name no file. Yields a list
+    that holds them once the block ends. Process-wide, hence the lock; other threads' log lines
+    and other modules' warnings go on as they came."""
+    words: list[str] = []
+    logger, me = logging.getLogger("PIL"), threading.get_ident()
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if record.thread == me and record.levelno >= logging.WARNING:
+                words.append(record.getMessage())
+            elif logger.parent is not None:  # as propagation would have passed it on
+                logger.parent.handle(record)
+
+    keep, others = Keep(), []
+    with _PILLOW_WORDS:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            logger.addHandler(keep)
+            propagate, logger.propagate = logger.propagate, False
+            try:
+                yield words
+            finally:
+                logger.removeHandler(keep)
+                logger.propagate = propagate
+                for w in caught:
+                    if re.search(r"[/\\]PIL[/\\]", w.filename or ""):
+                        words.append(str(w.message))
+                    else:
+                        others.append(w)
+    for w in others:
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+
+
+def _parse_header(path) -> _Header:
+    """``_header``, with Pillow's words going where Pillow sends them."""
     from PIL import UnidentifiedImageError
 
     try:
@@ -254,6 +303,28 @@ def _png_header(source) -> _Header:
     return _Header(width, height, head[25] in (4, 6), 1, 2 if head[24] == 16 else 1, format="PNG")
 
 
+def _check_png_chunks(path, source, size: int) -> None:
+    """DataFormatError when a PNG chunk's declared length runs past the end of the file (or over
+    the format's 2**31 - 1): libpng, inside OpenCV, allocates the declared length before it finds
+    the bytes missing (4 GB for a 5 KB file whose IDAT says 0xFFFFFFFF), and OpenCV decodes no
+    truncated PNG anyway. Walks the chunks' 8-byte headers, reading no chunk data."""
+    with contextlib.ExitStack() as stack:
+        f = source if hasattr(source, "seek") else stack.enter_context(open(source, "rb"))
+        offset = 8  # after the signature
+        while offset + 8 <= size:
+            f.seek(offset)
+            head = f.read(8)
+            length, kind = int.from_bytes(head[:4], "big"), head[4:8]
+            left = max(size - offset - 12, 0)  # the chunk's data, between its header and its CRC
+            if length > min(left, 2**31 - 1):
+                name = kind.decode("ascii") if kind.isalpha() else "0x" + kind.hex()
+                raise DataFormatError(path, f"cannot decode image (damaged or truncated): its PNG chunk {name} at "
+                                            f"byte {offset} declares {length} bytes, but the file has {left} left")
+            if kind == b"IEND":
+                return
+            offset += 12 + length
+
+
 def _orientation(raw_exif: bytes | None) -> int:
     """EXIF orientation 1..8 from raw EXIF bytes; 1 (as stored) when absent or unreadable."""
     from PIL import Image
@@ -328,15 +399,20 @@ def _read(path, source, load, size: int, max_pixels: int | None, notes: list | N
                                     f"(libpng) reads at most {PNG_MAX_SIDE} pixels a side", hint="shrink or split it")
     if max_pixels is not None:
         _check_size(path, header, size, max_pixels, source)
+    if header.format == "PNG":
+        _check_png_chunks(path, source, size)
     said: list[str] = []  # what the decoder printed: a warning if the image is read, part of the error if not
     try:
         # every decode, libjpeg's too ("Corrupt JPEG data: ..."), writes to fd 2 only inside the capture:
         # outside it, its lines would land in another thread's capture and be credited to that image
         with decoder_output() as said:
+            said += header.said  # Pillow's words on the header: the file's too
             # OpenCV returns such PGM/PPM files' stored values unscaled (binary ones; ASCII up to 255
             # clipped), and a CIELab TIFF's colours as if they were RGB: Pillow decodes both right
             if header.maxval or header.lab:
-                image = _decode_with_pillow(source)
+                with _pillow_words() as words:
+                    image = _decode_with_pillow(source)
+                said += words
             else:
                 data = load()
                 image = _decode(data, header) if data.size else None
@@ -480,7 +556,7 @@ def _check_size(path, header: _Header, size: int, max_pixels: int, source=None) 
     fourth channel before they become 8-bit RGB, so a 99 MP 16-bit RGB TIFF took 1.27 GB in a
     predict run, a 99 MP RGBA PNG 1.11 GB. No cheaper decoding serves every format (OpenCV's
     IMREAD_REDUCED_* shrinks only JPEGs), so the limit is on bytes: a 16-bit RGB image may have
-    half the pixels, an 8-bit RGBA one three quarters."""
+    half the pixels, an 8-bit RGBA one three quarters, a JPEG 2000 (32-bit samples) a quarter."""
     w, h = header.width, header.height
     if w * h > max_pixels:
         raise DataFormatError(path, f"image is {w}x{h} = {w * h} pixels, {OVER_LIMIT} {max_pixels} pixels",
@@ -498,9 +574,12 @@ def _check_size(path, header: _Header, size: int, max_pixels: int, source=None) 
                                     "damaged, or a format such as Radiance HDR or OpenEXR), so its pixels were not "
                                     "decoded", hint="predict's --max-pixels 0, or max_pixels=None in Python, decodes it anyway")
     channels = 4 if header.transparent else 3  # grey is decoded as three channels
-    decoded = w * h * channels * header.sample_bytes
+    # OpenJPEG decodes every JPEG 2000 sample to 32 bits before OpenCV's 8-bit copy: a 99 MP .jp2
+    # took 1.5 GB to read, the same picture as PNG 0.64 GB
+    sample_bytes = 4 if header.format == "JPEG2000" else header.sample_bytes
+    decoded = w * h * channels * sample_bytes
     if decoded > 3 * max_pixels:
-        what = f"{8 * header.sample_bytes}-bit {'RGBA' if header.transparent else 'RGB'}"
+        what = f"{8 * sample_bytes}-bit {'RGBA' if header.transparent else 'RGB'}"
         raise DataFormatError(path, f"image is {w}x{h}, decoded as {what}: {_size(decoded)}, {OVER_LIMIT} "
                                     f"{_size(3 * max_pixels)} allowed ({max_pixels} 8-bit RGB pixels)",
                               hint=f"max_pixels={math.ceil(decoded / 3)} (predict's --max-pixels "

@@ -131,16 +131,23 @@ def load_parts(d: DataConfig, size: int, *,
         _check_disjoint(data, val_read, d)
     if d.persons:
         data = attach_person(data, d.persons)
-    frames = scoring_frames(data, d.frame, size)
-    data = frame_faces(data, d.schema, d.frame, size)
-    report: dict = {"read": len(data), "source": d.train}
-    completed = data
+    # the rows of the faces framing keeps (data.frame kaggle leaves collapsed faces out), so frames and
+    # completed labels stay row for row with them
+    framed, kept = _frame_kept(data, d.schema, d.frame, size)
+    frames = scoring_frames(data, d.frame, size)[kept]
+    report: dict = {"read": len(framed), "source": d.train}
+    completed = framed
     if d.complete_labels:
-        completed, report["completed"] = complete_labels(data, read(d.complete_labels, load_images=False))
+        source = read(d.complete_labels, load_images=False)
+        if len(source) != len(data):  # counted as read: framing may have left faces out since
+            raise ValueError(f"{source.source}: {len(source)} rows, but {data.source} has {len(data)}; label "
+                             "completion needs the same faces row for row")
+        completed, report["completed"] = complete_labels(framed, source.subset(kept))
+    data = framed
     held: dict[str, KeypointData] = {}
     if val_read is not None:
-        train, parts_frames = completed, {"train": frames, "val": scoring_frames(val_read, d.frame, size)}
-        val = frame_faces(val_read, d.schema, d.frame, size)
+        val, val_kept = _frame_kept(val_read, d.schema, d.frame, size)
+        train, parts_frames = completed, {"train": frames, "val": scoring_frames(val_read, d.frame, size)[val_kept]}
     elif d.split == "imm":
         in_train = imm_train_mask(data)
         train, val = completed.subset(in_train), data.subset(~in_train)
@@ -229,6 +236,13 @@ def _check_split_disjoint(train: KeypointData, val: KeypointData, d: DataConfig)
 
 def frame_faces(data: KeypointData, schema: str, frame: str, size: int) -> KeypointData:
     """Bring faces to ``size`` x ``size`` in ``schema`` (see DataConfig.frame)."""
+    return _frame_kept(data, schema, frame, size)[0]
+
+
+def _frame_kept(data: KeypointData, schema: str, frame: str, size: int) -> tuple[KeypointData, np.ndarray]:
+    """``frame_faces``, and the index in ``data`` of each face it returns (frame kaggle leaves
+    faces whose labels fit no face shape out)."""
+    every = np.arange(len(data))
     if frame == "none":
         shapes = {image.shape[:2] for image in data.images} if data.images is not None else set()
         if shapes - {(size, size)}:  # other sizes would be resized while their labels stay where they were
@@ -236,7 +250,7 @@ def frame_faces(data: KeypointData, schema: str, frame: str, size: int) -> Keypo
             raise ValueError(f"{data.source}: holds {w}x{h} images, not faces framed at the model's {size}x{size}; "
                              "set data.frame: kaggle (align each face by its labels) or resize (shrink whole images)")
         try:
-            return data.to_schema(schema)
+            return data.to_schema(schema), every
         except ValueError as err:
             raise ValueError(f"{data.source}: data.schema {schema!r} does not fit its {data.schema.name} labels "
                              f"({err})") from None
@@ -246,8 +260,8 @@ def frame_faces(data: KeypointData, schema: str, frame: str, size: int) -> Keypo
             raise ValueError(f"{data.source}: {len(report.not_aligned)} faces cannot be framed: {report.not_aligned[:5]}")
         if report.misshaped:  # left out, not trained on as collapsed faces; said, as they are not in the data
             warnings.warn(f"{data.source}: {len(report.misshaped)} faces left out, their labels fit no face shape "
-                          f"(misplaced points?): {report.misshaped[:5]}", stacklevel=2)
-        return faces
+                          f"(misplaced points?): {report.misshaped[:5]}", stacklevel=3)
+        return faces, np.array(report.kept, int)
     if frame == "resize":
-        return resize_faces(data, size).to_schema(schema)
+        return resize_faces(data, size).to_schema(schema), every
     raise ValueError(f"data.frame: {frame!r} is not one of none, kaggle, resize")

@@ -23,16 +23,35 @@ __all__ = ["write_photo_report", "check_photo_report_folder", "check_report_fold
 
 _TRUTH, _PRED = (40, 200, 60), (230, 40, 40)  # RGB: labels green, predictions red
 TITLE = "facekeypoints evaluation"  # in index.html's <title>: how a later report knows the folder is its own
-_FACE_PICTURE = re.compile(r"(best|worst)_[0-9]+\.jpg")
+_FACE_PICTURE = re.compile(r'<img src="((?:best|worst)_[0-9]+\.jpg)">')  # as the page below names them
+# each facekeypoints report's <title>, and what it is called in a refusal (compare.py's _TITLE is the second)
+_REPORT_KINDS = {TITLE: "an evaluation report", "facekeypoints runs": "a compare report"}
+
+
+def _report_title(out: Path) -> str:
+    """The <title> of ``out/index.html`` when a facekeypoints report wrote it, else ""."""
+    try:
+        with open(out / "index.html", "rb") as f:
+            head = f.read(4096)
+    except OSError:
+        return ""
+    found = re.search(rb"<title>(facekeypoints [a-z ]+)</title>", head)
+    return found.group(1).decode() if found else ""
 
 
 def _own_report(out: Path, title: str) -> bool:
     """Whether ``out/index.html`` is a report of ours (its <title> is ``title``)."""
+    return _report_title(out) == title
+
+
+def _earlier_pictures(out: Path) -> set[str]:
+    """The face pictures the earlier report's index.html shows: the only files a new one may remove."""
     try:
         with open(out / "index.html", "rb") as f:
-            return f"<title>{title}</title>".encode() in f.read(4096)
+            page = f.read(1 << 20).decode("utf-8", "replace")
     except OSError:
-        return False
+        return set()
+    return set(_FACE_PICTURE.findall(page))
 
 
 def check_report_folder(out_dir: str | Path, names, title: str) -> None:
@@ -40,10 +59,15 @@ def check_report_folder(out_dir: str | Path, names, title: str) -> None:
     folder holds an earlier report of the same kind (its index.html has ``title``): a user's own
     index.html or photos must not be replaced without a word (``--report .`` in a web project)."""
     out = Path(out_dir)
-    if _own_report(out, title):
+    other = _report_title(out)
+    if other == title:
         return
     for name in names:
         if os.path.lexists(out / name):
+            if other:  # another kind of our reports: not the user's files, but not this report's to replace
+                raise ValueError(f"{out / name}: exists, and {out} holds {_REPORT_KINDS.get(other, repr(other))} "
+                                 f"(its index.html), not {_REPORT_KINDS.get(title, repr(title))}; give --report "
+                                 "another folder")
             raise ValueError(f"{out / name}: exists, and {out} holds no earlier facekeypoints report (its "
                              f"index.html) that this one may replace; give --report a new or empty folder, or move "
                              f"the file")
@@ -93,7 +117,7 @@ def write_photo_report(out_dir: str | Path, data, details: dict, report: dict, *
 
     out = Path(out_dir)
     check_photo_report_folder(out, faces)
-    earlier = _own_report(out, TITLE)  # its face pictures are ours to tidy
+    earlier = _earlier_pictures(out) if _own_report(out, TITLE) else set()  # the face pictures ours to tidy
     out.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(out)  # what a killed report left mid-write
     per_face = details["nme"]
@@ -155,7 +179,7 @@ Labels green, predictions red.</p>
         # a face named from a file name that is not UTF-8 (b\xe9.pts) is written escaped, not a codec error
         tmp.write_text(page, encoding="utf-8", errors="backslashreplace")
     written = {f"{kind}_{n + 1}.jpg" for kind, chosen in picked.items() for n in range(len(chosen))}
-    for old in out.iterdir() if earlier else ():  # an earlier, larger report's faces, which this page no longer shows
-        if _FACE_PICTURE.fullmatch(old.name) and old.name not in written and old.is_file():
-            old.unlink(missing_ok=True)
+    for name in sorted(earlier - written):  # an earlier, larger report's faces, which this page no longer shows
+        if (out / name).is_file():
+            (out / name).unlink(missing_ok=True)
     return out / "index.html"

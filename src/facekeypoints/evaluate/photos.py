@@ -105,6 +105,10 @@ def evaluate_photos(data: KeypointData, detector, *, boxes: str = "labels", limi
                          f"{schema.num_keypoints} point, and NME divides by the distance between two (the eyes, or "
                          f"the labelled points' box), so it cannot be scored on photos; `evaluate --model MODEL "
                          f"--split val` gives its RMSE on its run's own validation faces")
+    if not labels and getattr(detector, "framing", "kaggle") == "resize":  # its whole photo is no detector's box
+        raise ValueError(f"--boxes {boxes} applies to finding faces with a detector; "
+                         f"{getattr(detector.runner, 'source', 'the model')} (a {schema.name} model trained on whole "
+                         "photos) frames each whole image as one face and uses no face detector; leave --boxes out")
     try:
         truth = (framing.anchor_points(data.schema, data.keypoints) if schema.name == "kaggle15"  # IMM: 5 of 15
                  else data.schema.convert(data.keypoints, schema.name))

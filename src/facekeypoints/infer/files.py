@@ -52,7 +52,7 @@ from facekeypoints.data.dataset import one_line
 from facekeypoints.data.images import MAX_PIXELS, _what_it_is, image_size, read_image
 from facekeypoints.data.walk import walk_files
 from facekeypoints.infer.inputs import opencv_path, shown_name
-from facekeypoints.infer.outputs import check_outputs, open_sink, output_kind
+from facekeypoints.infer.outputs import check_outputs, file_identity, open_sink, output_kind, place
 from facekeypoints.infer.results import IMAGE_SUFFIXES
 from facekeypoints.infer.video import URL, IncompleteVideoWarning, _declared_frames, open_video
 
@@ -579,13 +579,16 @@ class _H264Writer:
     is kept from the console: a failure (a full disk, a size x264 refuses) is a WriteError naming
     the video, with ffmpeg's words."""
 
-    def __init__(self, path: Path, fps: float, size: tuple[int, int]):
+    def __init__(self, path: Path, fps: float, size: tuple[int, int], held=None):
         import subprocess
         import tempfile
 
         if size[0] % 2 or size[1] % 2 or min(size) < 2:
             raise ValueError(f"{path}: the H.264 writer needs an even frame size, got {size[0]}x{size[1]}")
         self.path, self.size = Path(path), size
+        # what was at path when the run began (outputs.file_identity; None: nothing): a video another
+        # run put there meanwhile is kept, and this one goes beside it (outputs.place), to ``written``
+        self._held, self.written = held, self.path
         self.path.parent.mkdir(parents=True, exist_ok=True)
         # ffmpeg finishes the file when its input ends, even when we were killed: so it writes a hidden
         # name, renamed by release(), and a killed run leaves no short video that passes for a whole one
@@ -622,7 +625,7 @@ class _H264Writer:
         if self._process.wait() != 0:
             raise self._failure(None)
         try:
-            os.replace(self._tmp, self.path)
+            self.written = place(self._tmp, self.path, self._held)
         except OSError as err:
             raise self._failure(err) from None
         said = self._said()
@@ -667,21 +670,30 @@ class _H264Writer:
         return WriteError(errno.EIO, f"{self.path}: could not be written ({why}); no video was written")
 
 
-# The drawn video's rate is found from its first frames' times: the smallest step between them,
-# where it is more than 10% off the header's rate (a header that said 600 fps for frames 0.1 s apart
-# drew the video 60 times too fast), up to DRAW_MAX_FPS (time stamps a millisecond apart are no rate).
+# The drawn video's rate is the header's, or its first frames' (the smallest step between them) where
+# that is over 10% higher, or where the header's is over DRAW_MAX_FPS and more than 10% off (a header
+# that said 600 fps for frames 0.1 s apart drew the video 60 times too fast); never over DRAW_MAX_FPS
+# (time stamps a millisecond apart are no rate). Each frame is then shown from its own
+# time until the next one's, so a video that speeds up later keeps its time: frames that come
+# between two ticks of the rate are left out of the drawing (and counted in ``dropped``).
 DRAW_RATE_FRAMES = 8
 DRAW_MAX_FPS = 120.0
+# A frame is held at most this long past its index gap: a longer jump is a time stamp gone wrong,
+# not a pause to draw, and the frames after it keep their own spacing from there.
+DRAW_MAX_HOLD_SECONDS = 10.0
 
 
 class _Drawing:
     """The drawn video (``_H264Writer``) of frames that come with their time and index gap: the first
-    ``DRAW_RATE_FRAMES`` are held until their times give the rate; then each frame is shown until
-    the next one's time, so the video keeps time over skipped frames and an uneven spacing."""
+    ``DRAW_RATE_FRAMES`` are held until their times give the rate; then each frame is shown from its
+    time until the next one's, so the video keeps time over skipped frames and an uneven spacing.
+    ``held``: the identity of the file at ``movie`` when the run began (see ``_H264Writer``)."""
 
-    def __init__(self, movie: Path, fps: float, size: tuple[int, int]):
-        self.movie, self.size, self.rate = movie, size, fps
-        self._writer, self._held, self._origin, self._shown, self._lead = None, [], None, 0, 1
+    def __init__(self, movie: Path, fps: float, size: tuple[int, int], held=None):
+        self.movie, self.size, self.rate, self._header, self._identity = movie, size, fps, fps, held
+        self._writer, self._held, self._shown, self.dropped = None, [], 0, 0
+        self._pending, self._start = None, 0  # the last frame, not written until the next one's time
+        self._origin, self._base = None, 0  # the tick of a frame at time t is _base + (t - _origin) * rate
 
     def add(self, drawn: np.ndarray, gap: int, now: float | None) -> None:
         self._held.append((drawn, gap, now))
@@ -690,30 +702,55 @@ class _Drawing:
 
     def release(self) -> None:
         self._flush()
+        if self._pending is not None:  # the last frame: one tick
+            self._write(self._pending, max(1, self._start + 1 - self._shown))
+            self._pending = None
         if self._writer is not None:
             self._writer.release()
 
+    @property
+    def written(self) -> Path:
+        """Where the video went: ``movie``, or a name beside it (another run wrote ``movie`` meanwhile)."""
+        return self._writer.written if self._writer is not None else self.movie
+
     def abort(self) -> None:
-        self._held = []
+        self._held, self._pending = [], None
         if self._writer is not None:
             self._writer.abort()
 
     def _flush(self) -> None:
         if self._writer is None and self._held:
             self.rate = self._measured_rate()
-            self._writer = _H264Writer(self.movie, self.rate, self.size)
+            self._writer = _H264Writer(self.movie, self.rate, self.size, held=self._identity)
         for drawn, gap, now in self._held:
-            if self._origin is None or now is None:  # the first frame (shown for the frames skipped before it)
-                copies = gap
-                if self._origin is None:
-                    self._origin, self._lead = now, gap
-            else:  # a jump of over 10 s is taken as a time stamp gone wrong, not as a pause to draw
-                copies = max(1, min(round((now - self._origin) * self.rate) + self._lead - self._shown,
-                                    gap + round(10 * self.rate)))
-            for _ in range(copies):
-                self._writer.write(drawn)
-            self._shown += copies
+            self._place(drawn, gap, now)
         self._held = []
+
+    def _place(self, drawn: np.ndarray, gap: int, now: float | None) -> None:
+        """Write the pending frame until this one's tick, and hold this one."""
+        anchor = True  # where later frames' ticks count from: this frame, unless it keeps the clock
+        if self._pending is None:  # the first frame, shown for the frames skipped before it too
+            start = gap - 1
+        elif now is None or self._origin is None:  # no time: the index gap says how long
+            start = self._start + gap
+        else:
+            start = self._base + round((now - self._origin) * self.rate)
+            longest = gap + round(DRAW_MAX_HOLD_SECONDS * self.rate)
+            anchor = start - self._start > longest
+            if anchor:  # a time stamp gone wrong: the time past the hold is taken off every later frame
+                start = self._start + longest
+        if anchor and now is not None:
+            self._origin, self._base = now, start
+        if self._pending is not None:
+            self._write(self._pending, start - self._shown)
+        self._pending, self._start = drawn, start
+
+    def _write(self, drawn: np.ndarray, copies: int) -> None:
+        if copies <= 0:  # it came between two ticks: the next frame takes its place
+            self.dropped += 1
+        for _ in range(copies):
+            self._writer.write(drawn)
+        self._shown += max(0, copies)
 
     def _measured_rate(self) -> float:
         steps = [(b[2] - a[2]) / b[1] for a, b in zip(self._held, self._held[1:])
@@ -721,6 +758,8 @@ class _Drawing:
         if not steps:
             return self.rate
         measured = min(1.0 / min(steps), max(self.rate, DRAW_MAX_FPS))
+        if self._header <= DRAW_MAX_FPS and measured < self._header:
+            return self._header  # frames that come faster later (at the header's rate) are not left out
         return measured if abs(measured / self.rate - 1) > 0.1 else self.rate
 
 
@@ -767,6 +806,9 @@ def predict_video(detector, path: str | Path, out_dir: str | Path | None, *, dra
     planned = ([] if sink is not None else [Path(out_dir) / f"{name}.jsonl"]) + \
         ([Path(out_dir) / f"{name}_keypoints.mp4"] if draw else [])
     check_outputs(planned, overwrite)
+    # the drawing's file as the run began (as the .jsonl's sink takes its own): one another run puts there
+    # meanwhile is kept, and this run's goes beside it, so results and drawing stay a pair
+    movie_held = file_identity(planned[-1]) if draw else None
     capture, _, fps = open_video(path)
     width, height = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
     # a frame is held about three times over (decoded, converted, drawn), so videos get a third of the limit
@@ -803,7 +845,7 @@ def predict_video(detector, path: str | Path, out_dir: str | Path | None, *, dra
                     last_time, last_frame = now, frame
                     if draw:  # source.frame, not a name of its own: that would hold this frame while the next is read
                         writer = writer or _Drawing(movie, fps, drawn_video_size(source.frame.shape[1],
-                                                                                 source.frame.shape[0]))
+                                                                                 source.frame.shape[0]), movie_held)
                         writer.add(_drawn_frame(result, source.frame, writer.size), gap, now)
             except IncompleteVideoWarning as short:
                 shortfall = _why(path, short)
@@ -811,11 +853,15 @@ def predict_video(detector, path: str | Path, out_dir: str | Path | None, *, dra
             writer.release()
             # x264 is fed frames at one rate: a variable-rate video is re-timed (2 ms: a 1/1000 time base
             # spaces a 120 fps video's frames 8 and 9 ms apart)
-            if steps[1] > 1.1 * steps[0] + 0.002:
-                warnings.warn(f"{path}: its frames are not evenly spaced in time ({1000 * steps[0]:.0f} to "
-                              f"{1000 * steps[1]:.0f} ms apart); {movie.name} is drawn at a constant {writer.rate:g} "
-                              "frames per second, each frame repeated until the next one's time, while the .jsonl "
-                              "keeps each frame's time (time_s)", stacklevel=2)
+            uneven = steps[1] > 1.1 * steps[0] + 0.002
+            if uneven or writer.dropped:
+                left_out = (f"; {writer.dropped} frame{'s' * (writer.dropped != 1)} that came between two of its "
+                            "frames are left out of it" if writer.dropped else "")
+                warnings.warn(f"{path}: " + (f"its frames are not evenly spaced in time ({1000 * steps[0]:.0f} to "
+                                              f"{1000 * steps[1]:.0f} ms apart); " if uneven else "")
+                              + f"{writer.written.name} is drawn at a constant {writer.rate:g} frames per second, "
+                              f"each frame shown until the next one's time{left_out}, while the .jsonl keeps each "
+                              "frame's time (time_s)", stacklevel=2)
     except BaseException as err:
         dropped = writer is not None
         if writer is not None:  # half a video is no video: a full disk or an error leaves none behind
@@ -842,7 +888,7 @@ def predict_video(detector, path: str | Path, out_dir: str | Path | None, *, dra
         elif stopped is not None and not own_sink:  # in the caller's file: the caller says where, with this count
             stopped.partial_frames = (f"{report.frames - frames_before} frames of {path}"
                                       + (f" (of {declared})" if declared else ""))
-    report.written += [str(movie)] if writer is not None else []
+    report.written += [str(writer.written)] if writer is not None else []
     read = report.frames - frames_before
     if shortfall:  # stream() said what is missing (frames_missing), the frames read are kept
         report.failures.append((str(path), shortfall + ("; the results of the frames decoded were written"

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from facekeypoints.atomic import WriteError, atomic_path, check_target, remove_stale_temporaries
 
-__all__ = ["output_kind", "open_sink", "check_outputs", "FILE_SUFFIXES"]
+__all__ = ["output_kind", "open_sink", "check_outputs", "file_identity", "place", "FILE_SUFFIXES"]
 
 FILE_SUFFIXES = {".jsonl": "jsonl", ".json": "json", ".csv": "csv"}
 
@@ -50,7 +50,7 @@ class _Sink:
         self.failed = False  # a write failed (a full disk): nothing of this file is put in place
         if self.path is not None:
             check_target(self.path, inputs=inputs)  # not a folder nor an input, and a place that can be written
-            self._held = _identity(self.path)  # our claim, or the file --overwrite replaces; None: no file
+            self._held = file_identity(self.path)  # our claim, or the file --overwrite replaces; None: no file
             if sweep:  # open_sink swept a folder output already
                 remove_stale_temporaries(self.path.parent)  # what killed runs left there (their pid is gone)
             try:
@@ -130,29 +130,60 @@ class _Sink:
     def _still_held(self) -> bool:
         """Whether ``path`` is still the file this run started with (its claim, or what --overwrite replaces):
         another run given --overwrite meanwhile put its own results there, which are not ours to remove."""
-        return _identity(self.path) == self._held
+        return file_identity(self.path) == self._held
 
     def _put_aside(self) -> Path:
         """This run's results under a free name beside ``path``, which another run wrote while this one ran
         (it is kept, as that run reported); a warning says where they went."""
         self.stream.close()
-        stem, n = self.path.stem, 2
-        while (aside := self.path.with_name(f"{stem}-{n}{self.path.suffix}")).exists() or aside.is_symlink():
-            n += 1
-        try:
-            os.link(self._tmp, aside)  # fails on a name taken meanwhile, never replaces it
-        except FileExistsError:
-            return self._put_aside()
-        except OSError:  # a file system without hard links
-            os.replace(self._tmp, aside)
-        self._tmp.unlink(missing_ok=True)
+        aside = put_aside(self._tmp, self.path)
         self._files.close()  # nothing left to rename onto path
-        warnings.warn(f"{self.path}: another run (given --overwrite) wrote this file while this one ran; it is kept, "
-                      f"and this run's results are in {aside}", RuntimeWarning, stacklevel=3)
         return aside
 
 
-def _identity(path: Path) -> tuple[int, int] | None:
+def put_aside(tmp: Path, path: Path) -> Path:
+    """Move ``tmp`` (this run's finished output) to a free name beside ``path`` (x.jsonl -> x-2.jsonl),
+    which another run wrote while this one ran: that run's file is kept, as it reported. A warning
+    says where this run's went; the new name is returned."""
+    stem, n = path.stem, 2
+    while True:
+        while (aside := path.with_name(f"{stem}-{n}{path.suffix}")).exists() or aside.is_symlink():
+            n += 1
+        try:
+            os.link(tmp, aside)  # fails on a name taken meanwhile, never replaces it
+        except FileExistsError:
+            continue
+        except OSError:  # a file system without hard links
+            os.replace(tmp, aside)
+        break
+    tmp.unlink(missing_ok=True)
+    warnings.warn(f"{path}: another run of facekeypoints wrote this file while this one ran; it is kept, and this "
+                  f"run's results are in {aside}", RuntimeWarning, stacklevel=4)
+    return aside
+
+
+def place(tmp: Path, path: Path, held: tuple[int, int] | None) -> Path:
+    """Put this run's finished output ``tmp`` at ``path``, where ``held`` is the identity
+    (``file_identity``) of the file there when the run began (None: none): one that another run
+    put there meanwhile is not replaced (``put_aside``). Returns where it went."""
+    if held is None:
+        try:
+            os.link(tmp, path)  # fails where a file appeared meanwhile, never replaces it
+        except FileExistsError:
+            return put_aside(tmp, path)
+        except OSError:  # a file system without hard links
+            if file_identity(path) is not None:
+                return put_aside(tmp, path)
+            os.replace(tmp, path)
+        tmp.unlink(missing_ok=True)
+        return path
+    if file_identity(path) != held:
+        return put_aside(tmp, path)
+    os.replace(tmp, path)
+    return path
+
+
+def file_identity(path: Path) -> tuple[int, int] | None:
     """(device, inode) of the file at ``path``, None when there is none."""
     try:
         st = os.stat(path)

@@ -13,8 +13,8 @@ A face's ``box_score`` is the detector's from the last frame that detected it; `
 whether this frame's face was followed (True) or found by the detector on this frame (False).
 
 Each frame's time is the capture's (``CAP_PROP_POS_MSEC``), so a variable-frame-rate video is
-smoothed and reported (``time_s``) on its own clock; where the capture gives none (0, NaN or not
-increasing) it is ``index / fps``. A first frame shown after a B-frame decoder's reorder delay (an
+smoothed and reported (``time_s``) on its own clock; where the capture gives none (0, NaN) it is
+``index / fps``, and a time that repeats the previous frame's is put half a frame after it. A first frame shown after a B-frame decoder's reorder delay (an
 AVI's times come from decoding order) starts the clock: see ``DECODER_DELAY_FRAMES``. A frame whose
 size differs from the first's (a stream that changes size mid-way) is not detected: OpenCV's FFmpeg
 backend scales every frame to the first size and reports no change. (A custom capture's frame of
@@ -80,6 +80,9 @@ MAX_FAILING_SECONDS = 30.0
 # frames (H.264's limit). A first frame read cleanly (no failed read, no damage reported) at such a
 # time is taken as that delay, and every frame's time is taken relative to it.
 DECODER_DELAY_FRAMES = 16
+
+# Threads FFmpeg decodes a video with (see open_video)
+DECODER_THREADS = 1
 
 # a URL (scheme://...): nothing is downloaded, so one is refused as typed (Path() would turn // into /)
 URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
@@ -207,7 +210,14 @@ def open_video(source) -> tuple[cv2.VideoCapture, str, float]:
         if path.suffix.lower() in STILL_SUFFIXES and cv2.haveImageReader(name):
             return _Photo(path, name), name, 30.0
         with decoder_output() as said:  # FFmpeg's "[mov,mp4,...] moov atom not found" names no file
-            capture = cv2.VideoCapture(name)
+            # One decoding thread: FFmpeg's frame threads decode several frames at once, and what it says of
+            # damage came out while another frame was read, so each run named other frames (about 1/3 slower
+            # to decode a 1080p H.264 here, 5 ms a frame, small beside the keypoints' work)
+            capture = cv2.VideoCapture(name, cv2.CAP_FFMPEG, [cv2.CAP_PROP_N_THREADS, DECODER_THREADS])
+        if not capture.isOpened():  # any backend of OpenCV's, as before, which says what is wrong
+            capture.release()
+            with decoder_output() as said:
+                capture = cv2.VideoCapture(name)
         if said and not capture.isOpened():  # what FFmpeg said goes into the refusal
             capture.release()
             raise ValueError(f"{name}: OpenCV cannot open this video (damaged or truncated, an unknown codec, or not "
@@ -408,7 +418,8 @@ def stream(predictor, source, *, redetect_every: int = 10, smooth: bool = True, 
             shown = shown if late is not None else now
             if said:
                 warnings.warn(f"{said[0]} (damaged data: the frame was decoded with the damage patched over, so its "
-                              "keypoints may be wrong)", stacklevel=2)
+                              "keypoints may be wrong, as may those of the frames after it that are decoded from it)",
+                              stacklevel=2)
             read += 1
             t = _frame_time(now, index, fps, t) if late is None else now
             rgb = _frame_rgb(frame, name, at)
@@ -437,6 +448,11 @@ def stream(predictor, source, *, redetect_every: int = 10, smooth: bool = True, 
             reached_end = t + 1.5 / fps >= facts.duration
         shortfall = frames_missing(f"{name} (read from frame {start})" if start else name, declared - start, read,
                                    skipped, exact, reached_end, unread)
+        if not read and not skipped and 0 < declared <= start:  # a capture read to its end before: nothing is missing
+            shortfall = None
+            warnings.warn(f"{name}: the capture is at its end (frame {start} of {declared}): nothing left to read; "
+                          "open the video again, or set(cv2.CAP_PROP_POS_FRAMES, 0), to read it from the start",
+                          stacklevel=2)
         if shortfall:
             warnings.warn(IncompleteVideoWarning(shortfall), stacklevel=2)
     finally:
@@ -595,7 +611,11 @@ def frames_missing(name: str, declared: int, read: int, skipped: list[int], exac
 def _frame_time(t: float, index: int, fps: float, previous: float) -> float:
     """Seconds at which the frame just read is shown: the capture's time ``t`` (a variable-rate
     video's frames are not index / fps apart); index / fps where it gives none (a custom capture's 0
-    or NaN, or a time that does not increase), and never at or before the previous frame's."""
+    or NaN, or a time that does not increase), and never at or before the previous frame's. A time
+    that repeats the previous frame's (or goes back) puts the frame half a frame after it: a full
+    frame would take the next frame's own time, which would then be pushed too, and every later one."""
+    if math.isfinite(t) and (t > 0 or index == 0) and t <= previous:
+        return previous + 0.5 / fps
     if not (math.isfinite(t) and t > previous and (t > 0 or index == 0)):
         t = index / fps
     return t if t > previous else previous + 1.0 / fps

@@ -17,6 +17,8 @@ Examples
 """
 from __future__ import annotations
 
+import contextlib
+import errno
 import io
 import os
 import pickle
@@ -36,7 +38,7 @@ from facekeypoints.models import create_model
 from facekeypoints.schema import KeypointSchema, load_schema
 
 __all__ = ["Checkpoint", "card_for", "save_checkpoint", "load_checkpoint", "load_model", "build_model", "slim_checkpoint",
-           "check_compatible", "CheckpointError", "FORMAT"]
+           "check_compatible", "unreadable_reason", "CheckpointError", "FORMAT"]
 
 FORMAT = "facekeypoints-checkpoint/2"
 _READABLE = ("facekeypoints-checkpoint/1", FORMAT)  # version 1: no card, read through the card's loader
@@ -167,10 +169,8 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     try:
         raw = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises many types for foreign or damaged files
-        # torch's own text advises weights_only=False, which is wrong for a file that is not ours: keep one line
-        why = "not a PyTorch file of plain data" if type(err).__name__ == "UnpicklingError" else \
-            f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
-        raise CheckpointError(f"{path}: not a readable facekeypoints checkpoint ({why})") from None
+        raise CheckpointError(f"{path}: not a readable facekeypoints checkpoint ({unreadable_reason(path, err)})") \
+            from None
     if isinstance(raw, dict) and "format" not in raw and set(_DETECTOR_KEYS) <= set(raw):
         raise CheckpointError(f"{path}: a face detector's training state (facekeypoints train-detector), not a "
                               "keypoint model; train-detector exports it as face_detector.onnx beside it, for "
@@ -184,6 +184,22 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         raise CheckpointError(str(err) if isinstance(err, CardError) else f"{path}: no model card") from None
     training = {k: raw[k] for k in _TRAINING_KEYS if k in raw}
     return Checkpoint(card=card, state_dict=raw.get("state_dict", {}), training=training, path=str(path))
+
+
+def unreadable_reason(path: Path, err: Exception) -> str:
+    """Why ``torch.load`` could not read ``path``, in words. torch's own texts mislead: "[Errno 22] Invalid
+    argument" (its reader seeking past the end of a file cut short reads as a disk fault), a bare number (the
+    KeyError of a text file), a paragraph of miniz, or advice to load the file unsafely."""
+    if isinstance(err, OSError) and err.strerror and err.errno != errno.EINVAL:
+        return err.strerror.lower()  # the file system's own reason: permission denied, input/output error
+    with contextlib.suppress(OSError):
+        if path.stat().st_size == 0:
+            return "an empty file"
+    if isinstance(err, OSError) or "zip archive" in str(err):
+        return "a damaged PyTorch file: cut short or corrupted"
+    if isinstance(err, pickle.UnpicklingError):  # a whole pickled model, or bytes that are no pickle
+        return "not a PyTorch file of plain data"
+    return "not a PyTorch checkpoint: damaged, or another kind of file"
 
 
 def check_compatible(card: ModelCard, model_name: str, schema: str | KeypointSchema, source: str = "checkpoint") -> None:

@@ -127,15 +127,20 @@ def _check_widths(options: dict, where: str) -> None:
             raise SettingsError(f"{where}{key}: {shown}; {what} must be whole numbers >= {least}")
 
 
-def check_model_options(name: str, options: dict, *, where: str = "options") -> dict:
+def check_model_options(name: str, options: dict, *, where: str = "options", name_where: str = "name") -> dict:
     """``options`` checked against model ``name``'s keywords and their annotated types, before any
-    model is built (a config is checked when it is loaded). Raises SettingsError naming ``where``."""
+    model is built (a config is checked when it is loaded). Raises SettingsError naming ``where``, or
+    ``name_where`` (e.g. ``model.name``) when no model has that name."""
     _name(name, "model name")
     if not isinstance(options, dict):  # a wrong type from a caller, not a config mistake: check_keywords iterated it
         raise TypeError(f"{where} must be a dict of model options, got {type(options).__name__} {options!r}")
     try:
-        options = check_keywords(_entrypoint(name), options, what=f"model {name!r} option", skip=_RESERVED)
-    except (SettingsError, UnknownModelError) as err:
+        entrypoint = _entrypoint(name)
+    except UnknownModelError as err:  # the name is what is wrong, not the options
+        raise SettingsError(f"{name_where}: {err}") from None
+    try:
+        options = check_keywords(entrypoint, options, what=f"model {name!r} option", skip=_RESERVED)
+    except SettingsError as err:
         raise SettingsError(f"{where}: {err}") from None
     _check_widths(options, f"{where}.")
     return options

@@ -18,12 +18,14 @@ Every error answer, FastAPI's and Starlette's own (404, 405, 422) included, is a
   bytes that do not decode: 400, worded for an HTTP client (the image readers' advice is for the CLI);
 - a multipart body cut short: 400; a client gone mid-upload: a 400 nobody reads, and no traceback;
   an upload that sends nothing for ``upload_timeout`` seconds: 408, and the connection is closed;
-- more than ``max_uploads`` uploads at once (being read, queued or running): 503 at once, before
-  the body is read (GET routes are not counted: /healthz answers while the service is busy).
+- more than ``max_uploads`` uploads at once (being read, queued, running or answered): 503 at once, before
+  the body is read (GET routes are not counted: /healthz answers while the service is busy);
+- a multipart body without the Content-Type's boundary, or with bare LF line ends: 400 saying so.
 
 Work runs off the event loop in a pool of ``workers`` threads, each with its own detectors (OpenCV's
 cascade is not shared between threads); requests beyond that wait in the pool's queue, so a burst
-of up to ``max_uploads`` is served late rather than refused. Each upload's body is held whole in memory until it is answered,
+of up to ``max_uploads`` is served late rather than refused. Each upload's body is held whole in memory until its
+answer is sent (a client that reads none of it for ``upload_timeout`` seconds is dropped, serve/server.py),
 so memory stays bounded by ``max_uploads`` bodies of at most ``max_body`` bytes (about twice that
 for a multipart one, parsed) plus ``workers`` decoded images.
 
@@ -71,6 +73,9 @@ MAX_BODY = 20 * 1024 * 1024  # bytes: a 48 MP phone JPEG fits
 MAX_PIXELS = 50_000_000  # per image; with `workers` decoded at once, memory stays bounded
 MAX_UPLOADS = 16  # POSTs in the app at once (read, queued or run): 16 x 20 MB bodies, not one per client
 UPLOAD_TIMEOUT = 30.0  # seconds an upload may send nothing: a stalled client does not hold its slot forever
+MAX_UPLOAD_TIMEOUT = 3600  # an hour: longer is no bound at all (and past ~1e308 asyncio's timer overflows)
+MAX_UPLOADS_LIMIT = 10_000  # each one a connection, a file descriptor and up to max_body bytes
+SEND_CHUNK = 64 * 1024  # bytes of an answer handed to uvicorn at once: asyncio's write buffer high-water mark
 OPTIONS = ("model", "detector", "draw")  # the query options of POST /v1/keypoints, as its signature names them
 _BOOLS = {**dict.fromkeys(("1", "true", "t", "yes", "y", "on"), True),
           **dict.fromkeys(("0", "false", "f", "no", "n", "off"), False)}  # what pydantic takes for the query's draw
@@ -92,7 +97,11 @@ class _ClientError(Exception):
 class _UploadLimit:
     """ASGI middleware: at most ``limit`` requests with a body (POST) in the app at once; one beyond
     them is answered 503 before its body is read, and its connection closed (uvicorn's own
-    ``limit_concurrency`` answers in plain text and counts idle keep-alive connections too)."""
+    ``limit_concurrency`` answers in plain text and counts idle keep-alive connections too).
+    An upload counts until its answer is sent: the answer goes in ``SEND_CHUNK`` pieces, each sent
+    once the client has taken the ones before (uvicorn would buffer a whole 8 MB drawing at once and
+    end the request, the slot given back while the drawing waits in memory for a client that may
+    never read it; serve/server.py drops such a client)."""
 
     def __init__(self, app, limit: int):
         self.app, self.limit, self.active = app, limit, 0
@@ -106,8 +115,17 @@ class _UploadLimit:
                                 status_code=503, headers={"Retry-After": "1", "Connection": "close"})
             return await busy(scope, receive, send)
         self.active += 1  # the event loop's thread only: no lock
+
+        async def send_in_pieces(message: dict) -> None:
+            body = message.get("body", b"")
+            if message["type"] != "http.response.body" or len(body) <= SEND_CHUNK:
+                return await send(message)
+            for start in range(0, len(body), SEND_CHUNK):  # uvicorn waits for the client before each piece
+                last = start + SEND_CHUNK >= len(body)
+                await send({**message, "body": body[start:start + SEND_CHUNK],
+                            "more_body": message.get("more_body", False) if last else True})
         try:
-            await self.app(scope, receive, send)
+            await self.app(scope, receive, send_in_pieces)
         finally:
             self.active -= 1
 
@@ -156,8 +174,10 @@ def create_app(models: dict[str, str | Path] | None = None, *, detector: str = "
         raise ValueError(f"unknown detector {detector!r}; known: {sorted(DETECTORS)}")
     if workers < 1 or max_body < 1 or max_uploads < 1:
         raise ValueError(f"workers, max_body and max_uploads must be >= 1, got {workers}, {max_body} and {max_uploads}")
-    if not upload_timeout > 0:
-        raise ValueError(f"upload_timeout must be > 0 seconds, got {upload_timeout}")
+    if max_uploads > MAX_UPLOADS_LIMIT:
+        raise ValueError(f"max_uploads must be at most {MAX_UPLOADS_LIMIT}, got {_cut(str(max_uploads), 20)}")
+    if not 0 < upload_timeout <= MAX_UPLOAD_TIMEOUT:
+        raise ValueError(f"upload_timeout must be over 0 and at most {MAX_UPLOAD_TIMEOUT} seconds, got {_cut(str(upload_timeout), 20)}")
     runnable, missing = _runnable_detectors()
     if detector in missing:
         raise ValueError(f"detector {detector!r}: {missing[detector]}")
@@ -447,8 +467,17 @@ async def _multipart_file(request: Request, max_body: int, timeout: float) -> tu
     body = await _raw_body(request, max_body, timeout)
     # the boundary as the form parser reads it (its own header parser: BOUNDARY= as boundary=, quotes,
     # spaces; a parameter whose name merely ends in boundary, xboundary=, is another parameter)
-    boundary = parse_options_header(request.headers.get("content-type", ""))[1].get(b"boundary")
+    header = request.headers.get("content-type", "")
+    boundary = parse_options_header(header)[1].get(b"boundary")
     delimiter = b"--" + boundary if boundary else None
+    if boundary == b"":
+        raise _ClientError(400, "the Content-Type header's boundary parameter is empty; give the boundary "
+                                "line that separates the body's parts (curl -F and browsers set it)")
+    if delimiter and delimiter not in body:
+        declared = _short(boundary.decode("latin-1"))
+        raise _ClientError(400, f"the multipart body does not contain the boundary {declared} that the "
+                                f"Content-Type header declares{_boundary_hint(header, body)}; "
+                                "send the boundary the body was written with")
     if delimiter and not body.startswith(delimiter) and b"\r\n" + delimiter in body:
         # a preamble before the first boundary (RFC 2046 allows it; the parser does not): dropped
         body = body[body.index(b"\r\n" + delimiter) + 2:]
@@ -462,7 +491,10 @@ async def _multipart_file(request: Request, max_body: int, timeout: float) -> tu
         form = await request.form(max_files=len(OPTIONS) + 2, max_fields=10, max_part_size=max(len(body), 1024 * 1024))
     except Exception as err:  # Starlette's parser: a missing boundary, too many files or fields
         detail = getattr(err, "detail", None) or str(err) or type(err).__name__
-        raise _ClientError(400, f"the multipart body cannot be read: {_cut(str(detail))}") from None
+        first_line_end = body[len(delimiter):len(delimiter) + 1] if delimiter and body.startswith(delimiter) else b""
+        if delimiter and (first_line_end == b"\n" or re.search(rb"(?<!\r)\n" + re.escape(delimiter), body)):
+            detail = "its lines end in a bare LF, not CRLF (RFC 2046); write each line's end as CRLF"
+        raise _ClientError(400, f"the multipart body cannot be read: {_cut(str(detail), 120)}") from None
     fields = _form_options(form)
     if len(form.getlist("file")) > 1:  # the form keeps the last one: the others would go unanswered
         raise _ClientError(400, f"field 'file' is given {len(form.getlist('file'))} times; send one image per request")
@@ -485,6 +517,16 @@ async def _multipart_file(request: Request, max_body: int, timeout: float) -> tu
         raise _ClientError(400, "the multipart body has no file field named 'file'" +
                            (f" (its file parts: {_cut(', '.join(map(repr, others)))})" if others else ""))
     return await upload.read(), fields
+
+
+def _boundary_hint(header: str, body: bytes) -> str:
+    """What the body starts with instead, and which of several boundary parameters was read."""
+    first_line = body.split(b"\n", 1)[0].rstrip(b"\r")
+    hint = f" (its first line is {_short(first_line.decode('latin-1'), 60)})"
+    given = re.findall(r"(?:^|;)\s*boundary\s*=\s*(\"[^\"]*\"|[^;]*)", header, re.I)
+    if len(given) > 1:  # the last one counts, as the form parser reads the header
+        hint += f"; the header gives boundary= {len(given)} times and the last one is used"
+    return hint
 
 
 def _form_options(form) -> dict[str, str]:

@@ -1,5 +1,7 @@
-"""Running the service under uvicorn: the port taken before anything else, and the one answer
-uvicorn writes itself (to a request it cannot parse) in the service's ``{"error": ...}`` shape.
+"""Running the service under uvicorn: the port taken before anything else, the one answer
+uvicorn writes itself (to a request it cannot parse) in the service's ``{"error": ...}`` shape, a
+client that reads none of its answer for ``answer_timeout`` seconds dropped (its answer would stay
+in memory), and a stop (Ctrl-C, SIGTERM) that ends within ``shutdown_grace`` seconds, said in one line.
 
 Examples
 --------
@@ -8,14 +10,19 @@ Examples
 """
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import socket
 import sys
 
 import uvicorn
 from uvicorn.protocols.http.auto import AutoHTTPProtocol
 
-__all__ = ["bind", "server"]
+__all__ = ["bind", "server", "SHUTDOWN_GRACE"]
+
+SHUTDOWN_GRACE = 10  # seconds a stop waits for uploads and answers in progress: docker stop's own wait
+_log = logging.getLogger("uvicorn.error")  # uvicorn's: its format, its level
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -36,7 +43,41 @@ def bind(host: str, port: int) -> socket.socket:
 
 class _JsonErrorProtocol(AutoHTTPProtocol):  # h11's, or httptools' when installed
     """uvicorn's HTTP protocol, its plain-text 400 (a malformed request line, header or
-    Content-Length such as -1, refused before the app sees it) answered as JSON instead."""
+    Content-Length such as -1, refused before the app sees it) answered as JSON instead; a client
+    that takes none of its answer's bytes for ``answer_timeout`` seconds is dropped (uvicorn has no
+    write timeout: the unsent answer would stay in memory for as long as the client stays connected);
+    on a stop, a connection still busy after ``shutdown_grace`` seconds is dropped."""
+
+    answer_timeout: float = 30.0
+    shutdown_grace: float = SHUTDOWN_GRACE
+    _reader_check: asyncio.TimerHandle | None = None
+
+    def pause_writing(self) -> None:  # the answer outgrew the transport's buffer: is the client reading it?
+        super().pause_writing()
+        self._watch_reader(self.transport.get_write_buffer_size())
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        if self._reader_check is not None:
+            self._reader_check.cancel()
+
+    def _watch_reader(self, unsent: int) -> None:
+        def check() -> None:
+            if not self.flow.write_paused:  # the buffer drained, or the connection is gone (uvicorn resumes it then)
+                return
+            now_unsent = self.transport.get_write_buffer_size()
+            if now_unsent < unsent:  # a slow reader that keeps reading is served
+                return self._watch_reader(now_unsent)
+            _log.warning("dropped a client that read none of its answer for %g s ("
+                         "serve --upload-timeout)", self.answer_timeout)
+            self.transport.abort()  # close() would wait for the unsent bytes to be read
+        if self._reader_check is not None:
+            self._reader_check.cancel()
+        self._reader_check = self.loop.call_later(self.answer_timeout, check)
+
+    def shutdown(self) -> None:  # the server stops: a slow upload or an unread answer must not keep it running
+        super().shutdown()
+        self.loop.call_later(self.shutdown_grace, self.transport.abort)  # nothing when already closed
 
     def send_400_response(self, msg: str) -> None:
         body = json.dumps({"error": "the request is not valid HTTP/1.1 (a malformed request line, header "
@@ -46,9 +87,53 @@ class _JsonErrorProtocol(AutoHTTPProtocol):  # h11's, or httptools' when install
         self.transport.close()
 
 
-def server(app, **config) -> uvicorn.Server:
+class _Server(uvicorn.Server):
+    """uvicorn's server, its stop said in one line: what it waits for (uvicorn's notice is INFO,
+    below the level shown) and, when it cannot wait, what it dropped, with no traceback."""
+
+    async def shutdown(self, sockets=None) -> None:
+        busy = sum(_busy(connection) for connection in self.server_state.connections)
+        if busy:
+            print(f"stopping: waiting up to {self.config.http.shutdown_grace:g} s for {busy} upload(s) or "
+                  "answer(s) in progress (Ctrl-C again stops at once)", file=sys.stderr)
+        await super().shutdown(sockets)
+        left = list(self.server_state.connections)
+        if left:  # a second Ctrl-C: uvicorn stops waiting; its tasks, cancelled later, would each log a traceback
+            print(f"stopped at once: {len(left)} connection(s) dropped", file=sys.stderr)
+            for connection in left:
+                connection.transport.abort()
+            await asyncio.sleep(0.1)  # their requests see the disconnect and end
+
+
+def _busy(connection) -> bool:
+    """Whether a connection has an upload or an answer in progress (an idle keep-alive one is closed at once)."""
+    cycle = getattr(connection, "cycle", None)
+    transport = getattr(connection, "transport", None)
+    return bool(cycle is not None and not cycle.response_complete
+                or transport is not None and transport.get_write_buffer_size())
+
+
+class _QuietCancel(logging.Filter):
+    """uvicorn logs a request cut off by a forced stop as "Exception in ASGI application" with a
+    CancelledError traceback: the stop is said once instead (``_Server.shutdown``)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.exc_info and isinstance(record.exc_info[1], asyncio.CancelledError))
+
+
+_QUIET_CANCEL = _QuietCancel()
+
+
+def server(app, *, answer_timeout: float = 30.0, shutdown_grace: float = SHUTDOWN_GRACE, **config) -> uvicorn.Server:
     """A uvicorn server for ``app``: warnings and errors logged only, malformed requests answered
-    as JSON; ``config``: more ``uvicorn.Config`` keywords. Run it with ``.run(sockets=[bind(...)])``."""
+    as JSON, a client that reads none of its answer for ``answer_timeout`` seconds dropped, a stop
+    bounded by ``shutdown_grace`` seconds; ``config``: more ``uvicorn.Config`` keywords. Run it with
+    ``.run(sockets=[bind(...)])``."""
     if sys.stdout is None:  # closed (serve >&-): uvicorn's log formatter would ask sys.stdout.isatty() for colours
         config.setdefault("use_colors", False)
-    return uvicorn.Server(uvicorn.Config(app, log_level="warning", http=_JsonErrorProtocol, **config))
+    protocol = type("_Protocol", (_JsonErrorProtocol,), {"answer_timeout": answer_timeout,
+                                                          "shutdown_grace": shutdown_grace})
+    _log.addFilter(_QUIET_CANCEL)  # once: the same filter is not added twice
+    # lifespan off: the app has no start-up or shutdown handlers, and a forced stop would log the
+    # cancelled lifespan task's traceback
+    return _Server(uvicorn.Config(app, log_level="warning", http=protocol, lifespan="off", **config))

@@ -252,7 +252,8 @@ def _merge(cfg: Config, values: dict, by: str | None = None, came_from: dict | N
 
 def _check(cfg: Config) -> Config:
     """Model options and loss parameters against the chosen model's and loss's keywords."""
-    cfg.model.options = check_model_options(cfg.model.name, cfg.model.options, where="model.options")
+    cfg.model.options = check_model_options(cfg.model.name, cfg.model.options, where="model.options",
+                                            name_where="model.name")
     cfg.train.loss_params = check_loss_params(cfg.train.loss, cfg.train.loss_params, where="train.loss_params")
     if not cfg.out_dir.strip():
         raise ConfigError("out_dir: empty; a run needs a folder of its own (e.g. runs/my_run)")

@@ -36,6 +36,7 @@ from facekeypoints.atomic import atomic_path, check_target
 from facekeypoints.data import read, split_indices
 from facekeypoints.data.preprocess import detector_input
 from facekeypoints.data.splits import imm_train_mask
+from facekeypoints.models.checkpoint import unreadable_reason
 from facekeypoints.models.face_detector import RUN_STATE_KEYS, FaceCenterNet, center_targets, detection_loss
 from facekeypoints.models.threads import max_threads
 from facekeypoints.train.folder_claim import check_unclaimed, claim_folder, release_folder
@@ -118,13 +119,13 @@ def _check_boxes(data, rows, option: str) -> None:
     labelled = data.labelled_mask()  # (N, K)
     bad = [i for i in rows if not labelled[i, outline].all()]
     if not bad:
+        _check_box_sizes(data, rows, option)
         return
     k = data.schema.num_keypoints
     where = []
     for i in bad[:3]:
         missing = [data.schema.keypoints[j] for j in outline if not labelled[i, j]]
-        row = f"row {i + 1} ({data.ids[i]})" if Path(data.source).is_file() else str(data.paths[i] or data.ids[i])
-        where.append(f"{row}: {k - int(labelled[i].sum())} of {k} landmarks missing, among them {missing[0]}"
+        where.append(f"{_row(data, i)}: {k - int(labelled[i].sum())} of {k} landmarks missing, among them {missing[0]}"
                      + (f" and {len(missing) - 1} more of the outline" if len(missing) > 1 else ""))
     more = f"; and {len(bad) - 3} more such rows" if len(bad) > 3 else ""
     raise ValueError(f"{data.source}: {option} {'; '.join(where)}{more}: a face's box is the bounding box of its "
@@ -132,8 +133,37 @@ def _check_boxes(data, rows, option: str) -> None:
                      f"{'these rows' if len(bad) > 1 else 'this row'}")
 
 
+MIN_FACE_PX = 8  # a landmark box narrower or shorter is labels collapsed onto a point or a line: ytf68's and
+# IMM's faces span 30 px and more
+
+
+def _check_box_sizes(data, rows, option: str) -> None:
+    """Refuse training rows whose landmark box is under MIN_FACE_PX a side (all 68 points at one place):
+    ``mosaic`` scales a face by its box, so a 1-pixel box becomes a 10-150 px "face" of background,
+    and the real face in the photo a negative. ValueError naming the file and each such row."""
+    spans = {i: np.ptp(_finite(data.keypoints[i]), axis=0) for i in rows}
+    bad = [i for i, span in spans.items() if span.min() < MIN_FACE_PX]
+    if not bad:
+        return
+    where = "; ".join(f"{_row(data, i)}: its landmarks span {spans[i][0]:.3g} x {spans[i][1]:.3g} px"
+                      for i in bad[:3])
+    more = f"; and {len(bad) - 3} more such rows" if len(bad) > 3 else ""
+    raise ValueError(f"{data.source}: {option} {where}{more}: a face's box is the bounding box of its landmarks, and "
+                     f"one under {MIN_FACE_PX} px a side is landmarks collapsed onto a point or a line, not a face; "
+                     f"fix or remove {'these rows' if len(bad) > 1 else 'this row'}")
+
+
+def _row(data, i: int) -> str:
+    """Row ``i`` as its file's reader numbers it (a CSV's line, with the image), or the photo of a folder's face."""
+    return f"row {i + 1} ({data.ids[i]})" if Path(data.source).is_file() else str(data.paths[i] or data.ids[i])
+
+
+def _finite(points: np.ndarray) -> np.ndarray:
+    return points[np.isfinite(points).all(-1)]
+
+
 def _landmark_box(points: np.ndarray) -> np.ndarray:
-    p = points[np.isfinite(points).all(-1)]
+    p = _finite(points)
     return np.r_[p.min(0), p.max(0) + 1]
 
 
@@ -445,7 +475,7 @@ def _restore(last: Path, model, opt, option: str | None = None) -> tuple[int, fl
     try:
         state = torch.load(last, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises RuntimeError, pickle and zip errors, EOFError: all one cause
-        raise ValueError(f"{where}: cannot be read ({_unreadable(last, err)}); {fix}") from None
+        raise ValueError(f"{where}: cannot be read ({unreadable_reason(last, err)}); {fix}") from None
     if not isinstance(state, dict) or not RUN_STATE_KEYS <= state.keys():
         held = ", ".join(sorted(map(str, state))[:6]) if isinstance(state, dict) else type(state).__name__
         whose = "a keypoint model's checkpoint?" if isinstance(state, dict) and "card" in state else "another file?"
@@ -459,18 +489,6 @@ def _restore(last: Path, model, opt, option: str | None = None) -> tuple[int, fl
     except (RuntimeError, ValueError, KeyError, TypeError) as err:
         reason = str(err).strip().splitlines()[0][:200]
         raise ValueError(f"{where}: does not fit the face detector ({reason}); {fix}") from None
-
-
-def _unreadable(path: Path, err: Exception) -> str:
-    """Why torch.load failed, in words: its own texts are a bare number (a KeyError of junk) or advice
-    to load the file unsafely."""
-    if isinstance(err, OSError) and err.strerror:
-        return err.strerror.lower()
-    if path.stat().st_size == 0:
-        return "an empty file"
-    if "zip archive" in str(err):
-        return "a damaged PyTorch file: cut short or corrupted"
-    return "not a PyTorch checkpoint: damaged, or another kind of file"
 
 
 def _save(path: Path, model, opt, step: int, minutes: float, faces: dict, distractors: int = 0) -> None:

@@ -29,6 +29,7 @@ import contextlib
 import dataclasses
 import hashlib
 import json
+import re
 import time
 from pathlib import Path
 
@@ -38,6 +39,7 @@ from facekeypoints.evaluate.runner import evaluate
 from facekeypoints.models.checkpoint import load_checkpoint
 from facekeypoints.train.config import Config, load_config, recipe_values
 from facekeypoints.train.distill import check_teacher
+from facekeypoints.train.folder_claim import check_unclaimed
 from facekeypoints.train.loop import RESUMABLE_CHANGES, check_machine, check_run_folder, fit, flatten_settings
 
 __all__ = ["run_grid", "markdown_table", "config_digest", "config_files", "GridRows"]
@@ -179,7 +181,10 @@ def _error_reason(cfg: Config, path: str | Path, err: Exception) -> str:
         return f"{path}: data.train {text}"
     if text.startswith(str(path)):
         return text
-    if any(word in text for word in ("split", "samples", "faces", "keypoint")):  # the data's content
+    if text.startswith(str(Path(cfg.out_dir))):  # about the run folder (its last.pt, its lock), not the data
+        return f"{path}: {text}"
+    # about the data's content: whole words, so that "facekeypoints" or a folder runs/faces_split is no match
+    if re.search(r"\b(split|samples|faces|keypoints?)\b", text):
         return f"{path}: data.train {train}: {text}"
     return f"{path}: {text}"
 
@@ -190,6 +195,9 @@ def _run_one(cfg: Config, progress: bool, echo, failed_before: str | None = None
     so with its exit code. A config that failed before (``failed_before``) starts afresh: its last.pt
     (NaN weights, or a run spent without a validation) is not worth continuing."""
     out = Path(cfg.out_dir)
+    # a folder another live training holds is neither read nor moved aside from under it: this row fails,
+    # naming the folder and that training's pid, as when fit itself meets the claim
+    check_unclaimed(out)
     resume = (out / "last.pt").is_file() and not failed_before
     if failed_before:
         echo(f"  it failed before ({failed_before.split(':')[0]}): starting it afresh")

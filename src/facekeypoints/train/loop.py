@@ -49,6 +49,7 @@ from facekeypoints.train.distill import Teacher, check_teacher, teacher_fingerpr
 from facekeypoints.train.folder_claim import claim_folder, release_folder
 from facekeypoints.train.label_offset import LabelOffset
 from facekeypoints.train.losses import make_loss
+from facekeypoints.train.tensorboard_log import TensorBoardLog
 
 __all__ = ["fit", "TrainState", "check_machine", "check_run_folder", "RESUMABLE_CHANGES", "flatten_settings"]
 
@@ -722,11 +723,7 @@ class _Logger:
         self.enabled, self.path = enabled, out / "metrics.csv"
         # the share of points the teacher kept as targets, in runs that have one
         self.fields = self.FIELDS + (["teacher_kept"] if teacher else [])
-        self.tb = None
-        if enabled:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self.tb = SummaryWriter(str(out / "tensorboard"))
+        self.tb = TensorBoardLog(out / "tensorboard") if enabled else None  # a side log: its failures only warn
 
     def write(self, row: dict, history: list[dict]) -> None:
         if not self.enabled:
@@ -737,10 +734,7 @@ class _Logger:
             w = csv.DictWriter(f, fieldnames=self.fields, extrasaction="ignore")
             w.writeheader()
             w.writerows(history)
-        for key in self.fields[2:]:
-            if row.get(key) is not None:
-                self.tb.add_scalar(key, row[key], row["epoch"])
-        self.tb.flush()
+        self.tb.scalars({key: row[key] for key in self.fields[2:] if row.get(key) is not None}, row["epoch"])
 
     def close(self):
         if self.tb:
