@@ -283,3 +283,30 @@ def test_skip_bad_lists_a_point_off_its_photo_by_its_line_not_as_a_misshape(tmp_
     only = read(tmp_path, load_images=False).subset(np.array([1]))
     with pytest.raises(DataFormatError, match=r"none of its 1 faces has a usable photo; e.g. .*p1.pts: line 34"):
         to_kaggle_task(only, skip_bad=True)
+
+
+def test_reading_a_header_leaves_other_threads_warning_filters_alone():
+    """The service reads images in several threads: catching Pillow's words must not swap the
+    process's warning filters under another thread (catch_warnings did: a warning of one thread
+    then failed another's read, or warnings stopped showing for good)."""
+    import threading
+    import warnings
+
+    from facekeypoints.data.images import _pillow_words
+
+    before = list(warnings.filters)
+    inside, release = threading.Event(), threading.Event()
+
+    def hold():
+        with _pillow_words():
+            inside.set()
+            release.wait(5)
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    try:
+        assert inside.wait(5)
+        assert warnings.filters == before
+    finally:
+        release.set()
+        thread.join()

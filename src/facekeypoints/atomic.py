@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Iterator
 
 __all__ = ["atomic_path", "check_target", "name_problem", "WriteError", "NAME_MAX", "temporary_path",
-           "remove_stale_temporaries", "pid_alive"]
+           "remove_stale_temporaries", "pid_alive", "file_identity"]
 
 NAME_MAX = 255  # bytes in one file name on the usual file systems, when the system does not say
 PATH_MAX = 4096  # bytes in a path handed to the system (Linux)
@@ -136,7 +136,7 @@ def atomic_path(path: str | Path, *, claimed: bool = False) -> Iterator[Path]:
         raise WriteError(err.errno, f"{path}: could not be written: cannot create the folder {path.parent} "
                                     f"({err.strerror or err}); nothing was written") from err
     tmp = temporary_path(path)
-    claim = _identity(path) if claimed else None
+    claim = file_identity(path) if claimed else None
     try:
         yield tmp
         if tmp.exists():
@@ -146,7 +146,7 @@ def atomic_path(path: str | Path, *, claimed: bool = False) -> Iterator[Path]:
     except OSError as err:  # the write's own failure (ENOSPC has no file name): say which output, and that it is kept
         # our own empty claim would block every re-run, and passes for no result; a file another run
         # has put there since (predict --overwrite) is that run's, and stays
-        if claim is not None and _identity(path) == claim:
+        if claim is not None and file_identity(path) == claim:
             with contextlib.suppress(OSError):
                 path.unlink(missing_ok=True)
         kept = "its previous content is kept" if _exists(path) else "nothing was written"
@@ -156,7 +156,7 @@ def atomic_path(path: str | Path, *, claimed: bool = False) -> Iterator[Path]:
             tmp.unlink(missing_ok=True)
 
 
-def _identity(path: Path) -> tuple[int, int] | None:
+def file_identity(path: str | Path) -> tuple[int, int] | None:
     """(device, inode) of the file at ``path``, None when there is none: which file a name holds now."""
     try:
         st = path.stat()

@@ -118,11 +118,13 @@ _PILLOW_WORDS = threading.RLock()
 
 @contextlib.contextmanager
 def _pillow_words():
-    """Pillow's log lines (its plugins log a damaged header's faults: "More samples per pixel than
-    can be decoded: 2048") and its warnings ("Corrupt EXIF data", "Truncated File Read") while the
-    block runs, kept for the file's own message: on stderr they would name no file. Yields a list
-    that holds them once the block ends. Process-wide, hence the lock; other threads' log lines
-    and other modules' warnings go on as they came."""
+    """Pillow's log lines while the block runs (its plugins log a damaged header's faults: "More
+    samples per pixel than can be decoded: 2048"), kept for the file's own message: on stderr they
+    would name no file. Yields a list that holds them once the block ends. Only this thread's lines
+    are kept (others pass on as they came); the handler swap is process-wide, hence the lock.
+    Pillow's warnings ("Corrupt EXIF data") are not caught here: ``warnings.catch_warnings`` swaps
+    the filters of every thread, and the service reads images in several, so they reach the caller,
+    which names them (``predict``'s folder runs do)."""
     words: list[str] = []
     logger, me = logging.getLogger("PIL"), threading.get_ident()
 
@@ -133,24 +135,15 @@ def _pillow_words():
             elif logger.parent is not None:  # as propagation would have passed it on
                 logger.parent.handle(record)
 
-    keep, others = Keep(), []
+    keep = Keep()
     with _PILLOW_WORDS:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            logger.addHandler(keep)
-            propagate, logger.propagate = logger.propagate, False
-            try:
-                yield words
-            finally:
-                logger.removeHandler(keep)
-                logger.propagate = propagate
-                for w in caught:
-                    if re.search(r"[/\\]PIL[/\\]", w.filename or ""):
-                        words.append(str(w.message))
-                    else:
-                        others.append(w)
-    for w in others:
-        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+        logger.addHandler(keep)
+        propagate, logger.propagate = logger.propagate, False
+        try:
+            yield words
+        finally:
+            logger.removeHandler(keep)
+            logger.propagate = propagate
 
 
 def _parse_header(path) -> _Header:

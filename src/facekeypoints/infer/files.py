@@ -462,8 +462,8 @@ def _signals_held():
     try:
         yield
     finally:
-        for s, handler in before.items():
-            signal.signal(s, handler)
+        for s, handler in before.items():  # None: a handler not set from Python, which cannot be put back
+            signal.signal(s, handler if handler is not None else signal.SIG_DFL)
         if caught:  # what the signal would have done in the block, now
             handler = before[caught[0]]
             if callable(handler):
@@ -672,8 +672,8 @@ class _H264Writer:
 
 # The drawn video's rate is the header's, or its first frames' (the smallest step between them) where
 # that is over 10% higher, or where the header's is over DRAW_MAX_FPS and more than 10% off (a header
-# that said 600 fps for frames 0.1 s apart drew the video 60 times too fast); never over DRAW_MAX_FPS
-# (time stamps a millisecond apart are no rate). Each frame is then shown from its own
+# that said 600 fps for frames 0.1 s apart drew the video 60 times too fast); never faster than the
+# header or DRAW_MAX_FPS, whichever is higher (time stamps a millisecond apart are no rate). Each frame is then shown from its own
 # time until the next one's, so a video that speeds up later keeps its time: frames that come
 # between two ticks of the rate are left out of the drawing (and counted in ``dropped``).
 DRAW_RATE_FRAMES = 8

@@ -24,7 +24,7 @@ import sys
 import warnings
 from pathlib import Path
 
-from facekeypoints.atomic import WriteError, atomic_path, check_target, remove_stale_temporaries
+from facekeypoints.atomic import WriteError, atomic_path, check_target, file_identity, remove_stale_temporaries
 
 __all__ = ["output_kind", "open_sink", "check_outputs", "file_identity", "place", "FILE_SUFFIXES"]
 
@@ -181,15 +181,6 @@ def place(tmp: Path, path: Path, held: tuple[int, int] | None) -> Path:
         return put_aside(tmp, path)
     os.replace(tmp, path)
     return path
-
-
-def file_identity(path: Path) -> tuple[int, int] | None:
-    """(device, inode) of the file at ``path``, None when there is none."""
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return st.st_dev, st.st_ino
 
 
 def open_sink(target: str | Path, *, overwrite: bool = False, inputs=()) -> _Sink:

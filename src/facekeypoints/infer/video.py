@@ -611,12 +611,13 @@ def frames_missing(name: str, declared: int, read: int, skipped: list[int], exac
 def _frame_time(t: float, index: int, fps: float, previous: float) -> float:
     """Seconds at which the frame just read is shown: the capture's time ``t`` (a variable-rate
     video's frames are not index / fps apart); index / fps where it gives none (a custom capture's 0
-    or NaN, or a time that does not increase), and never at or before the previous frame's. A time
-    that repeats the previous frame's (or goes back) puts the frame half a frame after it: a full
-    frame would take the next frame's own time, which would then be pushed too, and every later one."""
-    if math.isfinite(t) and (t > 0 or index == 0) and t <= previous:
+    or NaN), and never at or before the previous frame's. A time that repeats the previous frame's
+    (or goes back) puts the frame half a frame after it: a full frame would take the next frame's
+    own time, which would then be pushed too, and every later one."""
+    given = math.isfinite(t) and (t > 0 or index == 0)
+    if given and t <= previous:
         return previous + 0.5 / fps
-    if not (math.isfinite(t) and t > previous and (t > 0 or index == 0)):
+    if not given:
         t = index / fps
     return t if t > previous else previous + 1.0 / fps
 

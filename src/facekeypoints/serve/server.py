@@ -92,6 +92,7 @@ class _Server(uvicorn.Server):
     below the level shown) and, when it cannot wait, what it dropped, with no traceback."""
 
     async def shutdown(self, sockets=None) -> None:
+        _log.addFilter(_QUIET_CANCEL)  # only once stopping: a cancelled request while serving is still logged
         busy = sum(_busy(connection) for connection in self.server_state.connections)
         if busy:
             print(f"stopping: waiting up to {self.config.http.shutdown_grace:g} s for {busy} upload(s) or "
@@ -133,7 +134,6 @@ def server(app, *, answer_timeout: float = 30.0, shutdown_grace: float = SHUTDOW
         config.setdefault("use_colors", False)
     protocol = type("_Protocol", (_JsonErrorProtocol,), {"answer_timeout": answer_timeout,
                                                           "shutdown_grace": shutdown_grace})
-    _log.addFilter(_QUIET_CANCEL)  # once: the same filter is not added twice
     # lifespan off: the app has no start-up or shutdown handlers, and a forced stop would log the
     # cancelled lifespan task's traceback
     return _Server(uvicorn.Config(app, log_level="warning", http=protocol, lifespan="off", **config))
