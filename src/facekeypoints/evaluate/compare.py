@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from facekeypoints.atomic import WriteError, atomic_path, check_target, remove_stale_temporaries
-from facekeypoints.evaluate.photo_report import check_report_folder
+from facekeypoints.evaluate.photo_report import COMPARE_TITLE, check_report_folder
 from facekeypoints.data.pipeline import to_scoring_pixels
 from facekeypoints.evaluate.metrics import per_keypoint_rmse
 from facekeypoints.evaluate.runner import predict_data, run_split
@@ -168,7 +168,7 @@ def compare_runs(run_dirs: list[str], report_dir: str | None = None) -> Comparis
     return Comparison(table, [f"{r['dir']}: {notes[r['name']]}" for r in runs if r["name"] in notes])
 
 
-_TITLE = "facekeypoints runs"  # in index.html's <title>: how a later report knows the folder is its own
+_TITLE = COMPARE_TITLE  # in index.html's <title>: how a later report knows the folder is its own
 
 
 def _check_distinct(run_dirs: list[str]) -> None:

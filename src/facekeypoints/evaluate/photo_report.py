@@ -22,10 +22,11 @@ from facekeypoints.evaluate.metrics import ced
 __all__ = ["write_photo_report", "check_photo_report_folder", "check_report_folder"]
 
 _TRUTH, _PRED = (40, 200, 60), (230, 40, 40)  # RGB: labels green, predictions red
-TITLE = "facekeypoints evaluation"  # in index.html's <title>: how a later report knows the folder is its own
+# in index.html's <title>: how a later report knows the folder is its own (COMPARE_TITLE: compare.py's)
+TITLE, COMPARE_TITLE = "facekeypoints evaluation", "facekeypoints runs"
 _FACE_PICTURE = re.compile(r'<img src="((?:best|worst)_[0-9]+\.jpg)">')  # as the page below names them
-# each facekeypoints report's <title>, and what it is called in a refusal (compare.py's _TITLE is the second)
-_REPORT_KINDS = {TITLE: "an evaluation report", "facekeypoints runs": "a compare report"}
+# each facekeypoints report's <title>, and what it is called in a refusal
+_REPORT_KINDS = {TITLE: "an evaluation report", COMPARE_TITLE: "a compare report"}
 
 
 def _report_title(out: Path) -> str:

@@ -34,6 +34,7 @@ from facekeypoints.atomic import atomic_path
 from facekeypoints.data.pipeline import DataConfig
 from facekeypoints.data.preprocess import Preprocess
 from facekeypoints.models.card import CardError, ModelCard
+from facekeypoints.models.face_detector import is_detector_state
 from facekeypoints.models import create_model
 from facekeypoints.schema import KeypointSchema, load_schema
 
@@ -44,8 +45,6 @@ FORMAT = "facekeypoints-checkpoint/2"
 _READABLE = ("facekeypoints-checkpoint/1", FORMAT)  # version 1: no card, read through the card's loader
 # raw_weights: the optimiser's own weights when the checkpoint's weights are their moving average (train.ema)
 _TRAINING_KEYS = ("config", "optimizer", "scheduler", "scaler", "train_state", "history", "raw_weights")
-# what train-detector's last.pt holds (train.detector._save): ours, but no keypoint model
-_DETECTOR_KEYS = ("model", "optimizer", "step", "minutes")
 
 
 class CheckpointError(ValueError):
@@ -171,7 +170,7 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     except Exception as err:  # torch raises many types for foreign or damaged files
         raise CheckpointError(f"{path}: not a readable facekeypoints checkpoint ({unreadable_reason(path, err)})") \
             from None
-    if isinstance(raw, dict) and "format" not in raw and set(_DETECTOR_KEYS) <= set(raw):
+    if is_detector_state(raw):
         raise CheckpointError(f"{path}: a face detector's training state (facekeypoints train-detector), not a "
                               "keypoint model; train-detector exports it as face_detector.onnx beside it, for "
                               "CnnDetector(model=...) (the shipped one: --detector cnn); give --model a keypoint model")

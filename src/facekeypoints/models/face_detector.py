@@ -28,7 +28,8 @@ from torch.nn import functional as F
 
 from facekeypoints.data.preprocess import DETECTOR_STRIDE
 
-__all__ = ["FaceCenterNet", "STRIDE", "center_targets", "detection_loss", "RUN_STATE_KEYS", "holds_detector_run"]
+__all__ = ["FaceCenterNet", "STRIDE", "center_targets", "detection_loss", "RUN_STATE_KEYS", "holds_detector_run",
+           "is_detector_state"]
 
 STRIDE = DETECTOR_STRIDE  # input pixels per output cell
 
@@ -129,4 +130,10 @@ def holds_detector_run(folder: str | Path) -> bool:
         state = torch.load(Path(folder) / "last.pt", map_location="cpu", weights_only=True, mmap=True)
     except Exception:  # none there, or not a PyTorch file: no detector run either
         return False
+    return is_detector_state(state)
+
+
+def is_detector_state(state) -> bool:
+    """Whether a loaded file is a train-detector run's state (train.detector._save): ours, but no
+    keypoint checkpoint (those carry a "format")."""
     return isinstance(state, dict) and RUN_STATE_KEYS <= state.keys() and "format" not in state
