@@ -283,8 +283,7 @@ def _collapsed(frames: np.ndarray, anchors: np.ndarray, shape_error: np.ndarray,
 def _check_labels_on_header(data: KeypointData, i: int) -> None:
     """``checks.check_face`` for face i of labels read alone, against its photo's size from the header
     (decoded only when the header gives no size); nothing when its photo is not there."""
-    from facekeypoints.data.formats.landmarks import check_face
-    from facekeypoints.data.formats.landmarks import labels_file
+    from facekeypoints.data.formats.landmarks import check_face, labels_file
     from facekeypoints.data.images import image_size
 
     path = data.paths[i] if data.images is None and data.paths else None

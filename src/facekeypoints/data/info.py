@@ -183,8 +183,7 @@ def _check_labels_on_photos(data: KeypointData, skip_bad: bool) -> KeypointData:
     header (``checks.check_face``, the readers' rule with images loaded), where that photo is there and
     its header gives one (the rest ``describe`` names). A face that fails is an error, or with
     ``skip_bad`` left out and listed with the read's skipped rows."""
-    from facekeypoints.data.formats.landmarks import check_face
-    from facekeypoints.data.formats.landmarks import labels_file
+    from facekeypoints.data.formats.landmarks import check_face, labels_file
 
     if data.images is not None or data.paths is None:
         return data
