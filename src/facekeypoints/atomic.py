@@ -119,11 +119,17 @@ def remove_stale_temporaries(folder: str | Path) -> list[Path]:
     return removed
 
 
+# folders atomic_path has tidied in this process: once each (a listing per folder), not once per write
+_SWEPT: set[str] = set()
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path, *, claimed: bool = False) -> Iterator[Path]:
     """A temporary path beside ``path`` (its folder is created): renamed onto ``path`` when the block
     ends without an error, removed when it raises, so a kill or a full disk never leaves half a file.
     A block that removes the temporary file itself writes nothing (``path`` is left as it was).
+    The first write into a folder in a process removes what killed writers left there
+    (``remove_stale_temporaries``), so no writer has to remember to.
     A name the file system cannot take (``name_problem``) or a folder that cannot be made is a
     ``WriteError`` naming ``path``, before the block runs. ``claimed``: ``path`` is an empty file
     the caller made to hold the name; a failed write removes it too (it is no previous content)."""
@@ -135,6 +141,9 @@ def atomic_path(path: str | Path, *, claimed: bool = False) -> Iterator[Path]:
     except OSError as err:
         raise WriteError(err.errno, f"{path}: could not be written: cannot create the folder {path.parent} "
                                     f"({err.strerror or err}); nothing was written") from err
+    if (folder := os.path.abspath(path.parent)) not in _SWEPT:
+        _SWEPT.add(folder)
+        remove_stale_temporaries(folder)
     tmp = temporary_path(path)
     claim = file_identity(path) if claimed else None
     try:

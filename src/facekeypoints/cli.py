@@ -203,10 +203,7 @@ def _write_skipped(report: str, messages: list[str]) -> None:
         raw = text.encode("utf-8", "surrogateescape")
     except UnicodeEncodeError:  # another lone surrogate: escaped rather than a codec error
         raw = text.encode("utf-8", "backslashreplace")
-    from facekeypoints.atomic import remove_stale_temporaries
-
-    remove_stale_temporaries(Path(report).parent)  # a killed earlier run's half-written report
-    with atomic_path(report) as tmp:
+    with atomic_path(report) as tmp:  # which also removes a killed earlier run's half-written report
         tmp.write_bytes(raw)
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from facekeypoints.atomic import WriteError, atomic_path, check_target, remove_stale_temporaries
+from facekeypoints.atomic import WriteError, atomic_path, check_target
 from facekeypoints.evaluate.photo_report import COMPARE_TITLE, check_report_folder
 from facekeypoints.data.pipeline import to_scoring_pixels
 from facekeypoints.evaluate.metrics import per_keypoint_rmse
@@ -151,7 +151,6 @@ def compare_runs(run_dirs: list[str], report_dir: str | None = None) -> Comparis
     # every file the report may write: a user's own index.html there is refused, an earlier report's replaced
     check_report_folder(out, ["index.html", "table.json", "table.txt", "curves.png"] + [
         f"{r['stem']}_{kind}.png" for r in runs for kind in ("filters", "per_keypoint", "best_worst")], _TITLE)
-    remove_stale_temporaries(out)  # what a killed report left mid-write
     done: list[Path] = []
     try:
         figures, notes = write_report(runs, out, done)

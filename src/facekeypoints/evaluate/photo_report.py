@@ -15,7 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from facekeypoints.atomic import atomic_path, remove_stale_temporaries
+from facekeypoints.atomic import atomic_path
 from facekeypoints.data.images import read_image
 from facekeypoints.evaluate.metrics import ced
 
@@ -120,7 +120,6 @@ def write_photo_report(out_dir: str | Path, data, details: dict, report: dict, *
     check_photo_report_folder(out, faces)
     earlier = _earlier_pictures(out) if _own_report(out, TITLE) else set()  # the face pictures ours to tidy
     out.mkdir(parents=True, exist_ok=True)
-    remove_stale_temporaries(out)  # what a killed report left mid-write
     per_face = details["nme"]
     finite = np.isfinite(per_face)
     thresholds, fractions, _ = ced(per_face[finite], 0.15)

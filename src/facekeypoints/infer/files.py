@@ -819,7 +819,7 @@ def predict_video(detector, path: str | Path, out_dir: str | Path | None, *, dra
                          f"{frame_limit} pixels for video frames (a third of --max-pixels {max_pixels})")
     declared, frames_before = _declared_frames(capture), report.frames
     own_sink = sink is None
-    if own_sink:  # its sink sweeps out_dir; in a folder run, the drawing's subfolder is swept here
+    if own_sink:  # its sink's atomic_path sweeps out_dir; in a folder run, the drawing's subfolder is swept here
         sink = open_sink(Path(out_dir) / f"{name}.jsonl")
     elif draw:
         remove_stale_temporaries(out_dir)  # videos of killed runs, which ffmpeg finished under a temporary name

@@ -43,7 +43,7 @@ def output_kind(target: str | Path) -> str:
 class _Sink:
     """Results to one file (through a temporary name) or to standard output."""
 
-    def __init__(self, target: str | Path, kind: str, claimed: bool = False, inputs: tuple = (), sweep: bool = True):
+    def __init__(self, target: str | Path, kind: str, claimed: bool = False, inputs: tuple = ()):
         self.kind, self.count, self.claimed = kind, 0, claimed  # claimed: an empty file holds the name
         self.path = None if kind == "stdout" else Path(target)
         self._files = contextlib.ExitStack()  # the temporary file, renamed onto path by close()
@@ -51,8 +51,6 @@ class _Sink:
         if self.path is not None:
             check_target(self.path, inputs=inputs)  # not a folder nor an input, and a place that can be written
             self._held = file_identity(self.path)  # our claim, or the file --overwrite replaces; None: no file
-            if sweep:  # open_sink swept a folder output already
-                remove_stale_temporaries(self.path.parent)  # what killed runs left there (their pid is gone)
             try:
                 tmp = self._tmp = self._files.enter_context(atomic_path(self.path, claimed=claimed))
                 # surrogateescape: a file name that is not UTF-8 is written back as the bytes it was
@@ -211,7 +209,7 @@ def open_sink(target: str | Path, *, overwrite: bool = False, inputs=()) -> _Sin
             except FileExistsError:
                 raise ValueError(f"{results}: exists (from an earlier run, or one still running); give --overwrite "
                                  "to replace what this run writes, or another -o folder") from None
-        return _Sink(results, "jsonl", claimed=not overwrite, sweep=False)
+        return _Sink(results, "jsonl", claimed=not overwrite)
     return _Sink(target, kind, inputs=inputs)
 
 

@@ -23,7 +23,7 @@ import zlib
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
-from facekeypoints.atomic import atomic_path, remove_stale_temporaries
+from facekeypoints.atomic import atomic_path
 from facekeypoints.data.dataset import DataFormatError
 from facekeypoints.data.formats.textfile import encoding_problem
 
@@ -249,7 +249,6 @@ def open_for_writing(path: Path) -> Iterator[BinaryIO]:
     path = Path(path)
     suffix = name_suffix(path)
     member_name = Path(path.stem).with_suffix(".csv").name if path.suffix else "data.csv"  # "o/.zip" has no stem
-    remove_stale_temporaries(path.parent)  # what a killed earlier write left beside it, the size of the output
     with atomic_path(path) as tmp:  # a full disk or a kill leaves the previous file, not half a new one
         if suffix == ".zip":
             with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED, compresslevel=_WRITE_LEVEL) as archive:
