@@ -6,21 +6,24 @@ and print validation RMSE against training minutes, as mean and spread over the 
     python benchmarks/bench_train.py --configs configs/default.yaml --seeds 0 1 2 --jobs 2 \\
         --variant base --variant offset:train.label_offset=true --set train.epochs=60
 
-Each run is a normal `facekeypoints train` run (runs/bench_<config>_<variant>_s<seed>/), capped by
---minutes of training; a finished run is read back, not retrained, so an interrupted benchmark
-resumes where it stopped (--fresh retrains). With --jobs N, N runs train at once, one torch
+Each run is a normal `facekeypoints train` run (runs/bench_<config>_<variant>_s<seed>_<digest>/, the
+digest of the config file's path and recipe), capped by --minutes of training; a finished run is read
+back, not retrained, so an interrupted benchmark resumes where it stopped (--fresh retrains); an edited
+config is another recipe, trained anew. With --jobs N, N runs train at once, one torch
 thread each unless --set train.num_threads says otherwise.
 """
 from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
 import json
 import os
 import statistics
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import replace
 from multiprocessing import get_context
 from pathlib import Path
 
@@ -30,15 +33,21 @@ DATA = ROOT.parent / "shared" / "data" / "fkd15-ytf" / "training.zip"
 
 def _variant(text: str) -> tuple[str, list[str]]:
     """``name[:key=value;key=value]`` -> (name, overrides); ';' separates settings (a value may hold
-    commas, e.g. data.split=[0.5, 0.5]); a lone ',' between settings is read as ';' when no '[' is open."""
+    commas, e.g. data.split=[0.5, 0.5]); a ',' between settings is read as ';' outside brackets, braces
+    and quotes (train.loss_params={w: 0.1, epsilon: 0.02}, name="a,b")."""
     name, _, sets = text.partition(":")
     if not name or not name.replace("_", "").replace("-", "").isalnum():
         raise argparse.ArgumentTypeError(f"--variant {text!r}: give a name of letters, digits, - and _, "
                                          "e.g. offset:train.label_offset=true")
-    parts, depth, current = [], 0, ""
+    parts, depth, quote, current = [], 0, "", ""
     for ch in sets:
-        depth += (ch == "[") - (ch == "]")
-        if ch == ";" or (ch == "," and depth == 0):
+        if quote:
+            quote = "" if ch == quote else quote
+        elif ch in "'\"" and current.rstrip()[-1:] in ("=", "[", "{", ",", ":"):  # YAML quotes a value (bob's is none)
+            quote = ch
+        else:
+            depth += (ch in "[{") - (ch in "]}")
+        if not quote and (ch == ";" or (ch == "," and depth == 0)):
             parts.append(current)
             current = ""
         else:
@@ -56,22 +65,26 @@ def _one_run(path: str, variant: str, overrides: list[str], seed: int, minutes: 
     import torch
 
     from facekeypoints.train.config import load_config
+    from facekeypoints.train.grid import config_digest
     from facekeypoints.train.loop import fit
 
     cfg = load_config(ROOT / path, [*overrides, f"train.seed={seed}", f"train.time_limit_min={minutes}"])
-    cfg.out_dir = str(ROOT / "runs" / f"bench_{cfg.name or Path(path).stem}_{variant}_s{seed}")
+    # the run is the config file's and its content's (its name or stem alone is not: two configs may share
+    # one, and an edited config is another recipe); threads change the speed, not what is learnt
+    digest = config_digest(replace(cfg, train=replace(cfg.train, num_threads=0)))
+    source = str((ROOT / path).resolve())
+    folder = hashlib.sha256(f"{source}\n{digest}".encode()).hexdigest()[:8]
+    cfg.out_dir = str(ROOT / "runs" / f"bench_{cfg.name or Path(path).stem}_{variant}_s{seed}_{folder}")
     done = Path(cfg.out_dir) / "summary.json"
     if done.is_file() and not fresh:
         try:
             result = json.loads(done.read_text())
         except ValueError as err:
             raise SystemExit(f"{done}: damaged ({err}); delete it (or run with --fresh) to retrain that run")
-        def recipe(sets):  # threads change the speed, not what is learnt
-            return [o for o in sets if not o.startswith("train.num_threads=")]
-
-        if (recipe(result["overrides"]), result.get("minutes")) != (recipe(overrides), minutes):
-            raise SystemExit(f"{cfg.out_dir} finished with other settings ({result['overrides']}); "
-                             "give this variant another name, or --fresh to retrain it")
+        if (result.get("config_file"), result.get("config_digest")) != (source, digest):
+            raise SystemExit(f"{cfg.out_dir} finished with other settings ({result.get('config_file')}, config "
+                             f"digest {result.get('config_digest')}; now {source}, {digest}); delete it, or --fresh "
+                             "to retrain it")
         return result
     start = time.perf_counter()
     resume = (Path(cfg.out_dir) / "last.pt").is_file() and not fresh
@@ -80,7 +93,8 @@ def _one_run(path: str, variant: str, overrides: list[str], seed: int, minutes: 
         raise SystemExit(f"{cfg.out_dir}: interrupted; run the benchmark again to resume")
     with open(Path(cfg.out_dir) / "metrics.csv") as f:
         history = [{k: float(v) for k, v in row.items() if v} for row in csv.DictReader(f)]
-    result = {"config": path, "variant": variant, "overrides": overrides, "minutes": minutes, "seed": seed,
+    result = {"config": path, "config_file": source, "config_digest": digest, "variant": variant,
+              "overrides": overrides, "minutes": minutes, "seed": seed,
               "summary": summary,
               "curve": history, "wall_minutes": (time.perf_counter() - start) / 60,
               "threads": torch.get_num_threads(), "load_average": os.getloadavg()[0]}
@@ -188,7 +202,8 @@ def main() -> int:
             s = result["summary"]
             best = "none (no finite epoch)" if s["best_val_rmse"] is None else f"{s['best_val_rmse']:.3f}"
             print(f"  {result['config']} {result['variant']} seed {result['seed']}: best val RMSE "
-                  f"{best} (epoch {s['best_epoch']}), {s['minutes']:.1f} min, stop: {s['stop_reason']}", flush=True)
+                  f"{best} (epoch {s['best_epoch']}), {s['minutes']:.1f} min, stop: {s['stop_reason']}, in "
+                  f"{s.get('out_dir')}", flush=True)
             results.append(result)
     _report(results)
     if args.json:

@@ -297,7 +297,7 @@ def test_read_and_attach_person_take_home_paths_and_name_a_missing_file(tmp_path
     from facekeypoints.data.formats.ytf import attach_person
 
     monkeypatch.setenv("HOME", str(tmp_path))
-    write_kaggle_csv(KeypointData("kaggle15", np.full((2, 15, 2), 40.0), images=np.zeros((2, 96, 96), np.uint8)),
+    write_kaggle_csv(KeypointData("kaggle15", np.full((2, 15, 2), 40.0), images=np.zeros((2, 96, 96), np.uint8) + np.arange(2, dtype=np.uint8)[:, None, None]),
                      tmp_path / "k.csv")
     assert len(read("~/k.csv")) == 2  # ~ is the home folder, as on the command line
     with pytest.raises(TypeError, match="path must be a file path"):

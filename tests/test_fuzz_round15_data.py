@@ -126,7 +126,7 @@ def test_a_dead_writers_temporary_is_removed_by_the_next_csv_write(tmp_path):
 # ---- P6: an output named only by its suffix is written and read as that suffix says -------------
 @pytest.mark.parametrize("name", [".zip", ".csv", ".gz"])
 def test_a_dot_file_csv_is_written_and_read_back(tmp_path, name):
-    data = KeypointData.from_arrays("kaggle15", np.full((3, 15, 2), 40.0), images=np.zeros((3, 96, 96), np.uint8))
+    data = KeypointData.from_arrays("kaggle15", np.full((3, 15, 2), 40.0), images=np.zeros((3, 96, 96), np.uint8) + np.arange(3, dtype=np.uint8)[:, None, None])
     write_kaggle_csv(data, tmp_path / name)
     assert zipfile.is_zipfile(tmp_path / name) == (name == ".zip")
     back = read(tmp_path / name)

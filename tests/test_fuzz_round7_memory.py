@@ -51,9 +51,9 @@ from tests.fakes import face68, run_cli
 H, W = 200, 160
 
 
-def _photo(path: Path, h: int = H, w: int = W) -> Path:
+def _photo(path: Path, h: int = H, w: int = W, seed: int = 0) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    assert cv2.imwrite(str(path), np.random.default_rng(0).integers(0, 255, (h, w, 3), dtype=np.uint8))
+    assert cv2.imwrite(str(path), np.random.default_rng(seed).integers(0, 255, (h, w, 3), dtype=np.uint8))
     return path
 
 
@@ -203,9 +203,9 @@ def test_a_kaggle_csv_over_the_row_limit_is_refused(tmp_path, monkeypatch):
     monkeypatch.setattr(kaggle, "MAX_ROWS", 5)
     header = ",".join(KAGGLE_COLUMNS + ["Image"]) + "\n"
     path = tmp_path / "training.csv"
-    path.write_text(header + (_kaggle_row() + "\n") * 5)
+    path.write_text(header + "".join(_kaggle_row(" ".join([str(i)] * 9216)) + "\n" for i in range(5)))
     assert len(read_kaggle_csv(path, use_cache=False)) == 5
-    path.write_text(header + (_kaggle_row() + "\n") * 6)
+    path.write_text(header + "".join(_kaggle_row(" ".join([str(i)] * 9216)) + "\n" for i in range(6)))
     with pytest.raises(DataFormatError, match=rf"^{path}: over 5 lines after the header, the limit for a Kaggle CSV"):
         read_kaggle_csv(path, use_cache=False)
     path.write_text(header + _kaggle_row() + "\n" + "\n" * 100)  # blank lines held a list entry each
@@ -310,7 +310,7 @@ def test_ytf_skip_bad_rows_leave_no_gaps_in_the_keypoints(tmp_path):
 # ---- CV09: convert reads one photo at a time ---------------------------------------------------------
 def _folder(tmp_path: Path, n: int = 3) -> Path:
     for i in range(n):
-        _photo(tmp_path / "f" / f"p{i}.jpg")
+        _photo(tmp_path / "f" / f"p{i}.jpg", seed=i)
         _pts(tmp_path / "f" / f"p{i}.pts")
     return tmp_path / "f"
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Iterator
 
 __all__ = ["atomic_path", "check_target", "name_problem", "WriteError", "NAME_MAX", "temporary_path",
-           "remove_stale_temporaries", "pid_alive", "file_identity"]
+           "remove_stale_temporaries", "pid_alive", "file_identity", "is_temporary"]
 
 NAME_MAX = 255  # bytes in one file name on the usual file systems, when the system does not say
 PATH_MAX = 4096  # bytes in a path handed to the system (Linux)
@@ -84,6 +84,11 @@ def temporary_path(path: Path) -> Path:
 
 # exactly the names temporary_path gives: ".<name>.<pid>-<serial>.tmp"
 _TEMPORARY_NAME = re.compile(r"\..*\.([0-9]+)-[0-9]+\.tmp")
+
+
+def is_temporary(name: str) -> bool:
+    """Whether a file name is one ``temporary_path`` gives: an output still being written (or a killed writer's)."""
+    return _TEMPORARY_NAME.fullmatch(name) is not None
 
 
 def pid_alive(pid: int) -> bool:

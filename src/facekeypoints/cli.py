@@ -375,6 +375,7 @@ def _check_data_paths(cfg, config: str | None) -> None:
     """The recipe's relative data paths, read from the working folder: a missing one is named with its
     key and that folder, and where the data is (the repository's or the config's folder) when it is there."""
     from facekeypoints.data.pipeline import DATA_PATH_KEYS
+    from facekeypoints.data.walk import path_problem
     from facekeypoints.evaluate.runner import _repository
 
     places = {"the repository folder": _repository()}
@@ -382,6 +383,8 @@ def _check_data_paths(cfg, config: str | None) -> None:
         places["the config's folder"] = Path(config).expanduser().resolve().parent
     for key in DATA_PATH_KEYS:
         value = getattr(cfg.data, key)
+        if value is not None and (why := path_problem(os.path.expanduser(value))):
+            raise ValueError(f"data.{key} {value}: {why}")
         if value is None or Path(value).expanduser().is_absolute() or Path(value).expanduser().exists():
             continue
         there = next((f"; it is in {what}: run from {folder}" for what, folder in places.items()
@@ -426,11 +429,14 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_train_detector(args: argparse.Namespace) -> int:
+    from facekeypoints.data.walk import path_problem
     from facekeypoints.train.detector import FacePool, check_run, train_detector
 
     if not 0 < args.minutes < float("inf"):
         raise ValueError(f"--minutes must be a finite number > 0, got {args.minutes}")
     for option, value in (("--ytf68", args.ytf68), ("--imm", args.imm)):  # before a minute of reading photos
+        if why := path_problem(value):
+            raise ValueError(f"{option} {value}: {why}")
         if not Path(value).exists():
             raise ValueError(f"{option} {value}: no such file or folder")
     # bounds, --out and its last.pt, --init: before a minute of reading photos
@@ -529,7 +535,7 @@ def _evaluate_photos(args: argparse.Namespace) -> int:
     details: dict = {}
     r = evaluate_photos(data, detector, boxes=args.boxes, limit=args.limit, details=details)
     r["model"] = model  # the name asked for, not the file it resolved to
-    r["skipped"], r["skipped_count"] = list(data.skipped[:20]), data.skipped_count
+    r["skipped"], r["skipped_count"] = list(data.skipped), data.skipped_count
     # faces left out (bad labels skipped, photos unreadable) make the figures partial: exit 1, as predict does
     status = 1 if r["skipped_count"] or r["unusable_count"] else 0
     if r["rows_with_nme"] == 0:
@@ -561,18 +567,29 @@ def _print_photo_figures(r: dict, status: int) -> None:
     print("  NME by region: " + ", ".join(f"{k} {100 * v:.2f}%" for k, v in r["regions"].items()))
     print("  NME by head turn: " + ", ".join(f"{k}: {v['faces']} faces" + (f" {100 * v['nme']:.2f}%" if v["faces"] else "")
                                              for k, v in r["by_turn"].items()))
-    if status:
-        print(f"  partial: {r['unusable_count'] + r['skipped_count']} faces left out (listed above and in --json)",
-              file=sys.stderr)
+    if status:  # every face left out, with why: the first LISTED here, all in --json and the --report page
+        from facekeypoints.data.convert import LISTED
+        from facekeypoints.data.dataset import printable
+        from facekeypoints.evaluate.photos import left_out
+
+        missing = left_out(r)
+        for line in missing[:LISTED]:
+            print(f"  {printable(line)}", file=sys.stderr)
+        more = f"; {len(missing) - LISTED} more not shown" if len(missing) > LISTED else ""
+        print(f"  partial: {r['unusable_count'] + r['skipped_count']} faces left out (listed above{more}; "
+              "all in --json and --report)", file=sys.stderr)
 
 
 def _cmd_submit(args: argparse.Namespace) -> int:
+    from facekeypoints.data.walk import path_problem
     from facekeypoints.infer.kaggle import make_submission
     from facekeypoints.infer.predictor import KeypointDetector
 
     if not args.output.lower().endswith(".csv"):
         raise ValueError(f"{args.output}: a submission is written as a .csv file")
     for given in (args.test_csv, args.lookup):  # both checked before the model loads
+        if why := path_problem(given):
+            raise ValueError(f"{given}: {why}")
         if not Path(given).exists():
             raise ValueError(f"{given}: no such file or folder")
         if Path(given).is_dir():
@@ -588,8 +605,11 @@ def _cmd_submit(args: argparse.Namespace) -> int:
 
 
 def _cmd_grid(args: argparse.Namespace) -> int:
+    from facekeypoints.data.walk import path_problem
     from facekeypoints.train.grid import config_files, run_grid
 
+    if why := path_problem(args.folder):
+        raise ValueError(f"{args.folder}: {why}")
     if not Path(args.folder).exists():
         raise ValueError(f"{args.folder}: no such folder of configs (or config file)")
     folder = Path(args.folder)
@@ -762,7 +782,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     from facekeypoints.infer.outputs import check_outputs, output_kind
     from facekeypoints.infer.predictor import KeypointDetector
 
-    csvs = [p for p in args.inputs if p.lower().endswith(CSV_SUFFIXES) and not Path(p).is_dir()]
+    csvs = [p for p in args.inputs if p.lower().endswith(CSV_SUFFIXES) and not os.path.isdir(p)]
     if csvs and len(args.inputs) > 1:
         raise ValueError(f"a Kaggle CSV ({csvs[0]}) is predicted on its own; give it as the only INPUT")
     chosen = args.detector.lower() if args.detector is not None else None  # HAAR means haar; None: not given
@@ -852,7 +872,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     batch_size = 16 if args.batch_size is None else args.batch_size  # None: not given (the Kaggle CSV check)
     max_pixels = MAX_PIXELS if args.max_pixels is None else args.max_pixels or None  # 0: no limit
     # folders this run creates (out3/, and any missing parent): removed again if nothing is written into them
-    made = [] if output_kind(out) != "folder" else [d for d in (Path(out), *Path(out).parents) if not d.exists()]
+    made = [] if output_kind(out) != "folder" else [d for d in (Path(out), *Path(out).parents) if not os.path.exists(d)]
     try:
         report = predict_paths(detector, args.inputs, out, draw=not args.no_draw, batch_size=batch_size,
                                progress=not args.quiet, max_pixels=max_pixels, overwrite=args.overwrite)
@@ -928,10 +948,10 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     models = {}
     for item in args.model or []:  # NAME=PATH, or a shipped name
         # a model file whose path holds = (runs/lr=0.01/best.pt) is that file, not NAME=PATH
-        name, eq, path = (item, "", "") if Path(item).expanduser().is_file() else item.partition("=")
+        name, eq, path = (item, "", "") if os.path.isfile(os.path.expanduser(item)) else item.partition("=")
         if not name or (eq and not path):
             raise ValueError(f"--model {item!r}: give NAME=PATH or a shipped model's name")
-        if eq and path not in SHIPPED and not Path(path).expanduser().exists():
+        if eq and path not in SHIPPED and not os.path.exists(os.path.expanduser(path)):
             # either reading may be the one meant (a missing runs/lr=0.01/best.pt, or a typo in PATH): both said
             raise ValueError(f"--model {item!r}: read as NAME=PATH (name {name!r}, path {path!r}), but neither "
                              f"{item!r} nor {path!r} exists; give an existing model file, NAME=PATH or a shipped "
@@ -1079,6 +1099,10 @@ class _Parser(argparse.ArgumentParser):
         self.register("action", None, _StoreOnce)
         self.register("action", "store", _StoreOnce)
 
+    def parse_known_args(self, args=None, namespace=None):
+        self.given = list(sys.argv[1:] if args is None else args)  # a mode's parser gets the words after the mode
+        return super().parse_known_args(args, namespace)
+
     def error(self, message: str):
         match = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
         if match:
@@ -1086,6 +1110,13 @@ class _Parser(argparse.ArgumentParser):
             # SERVE finds serve: the modes are lower case
             close = difflib.get_close_matches(match.group(1).lower(), choices, n=2, cutoff=0.5)
             message += f"; did you mean {' or '.join(close)}?" if close else ""
+        # an input named like an option (-dash.jpg) is read as one: "required: INPUT", "unrecognized arguments"
+        given = getattr(self, "given", [])
+        given = given[:given.index("--")] if "--" in given else given
+        dashed = next((word for word in given if word.startswith("-") and word not in self._option_string_actions
+                       and os.path.lexists(word)), None)
+        if dashed:
+            message += f"; {dashed} is a file: write ./{dashed} or put -- before the inputs"
         super().error(message)
 
 
@@ -1136,8 +1167,22 @@ def _parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.
     return args
 
 
-def _terminate(signum, frame):
+_SIGNALS_SEEN: list[int] = []  # SIGINT/SIGTERM received by this run
+
+
+def _interrupt(signum, frame):
+    """SIGINT and SIGTERM: a KeyboardInterrupt, remembered. An interrupt can surface as another error
+    (one that lands inside ``import onnxruntime`` leaves it half registered, and the next import fails
+    with an ImportError): that is still said as an interruption."""
+    _SIGNALS_SEEN.append(signum)
     raise KeyboardInterrupt
+
+
+def _interrupted(err: KeyboardInterrupt | None) -> int:
+    """Says the run was interrupted; predict says what it kept (README: finished results are kept)."""
+    partial = getattr(err, "partial", None)
+    print(f"interrupted: {partial}" if partial else "interrupted", file=sys.stderr)
+    return 130
 
 
 def _one_line_warning(message, category, filename, lineno, line=None) -> str:
@@ -1150,13 +1195,18 @@ def _one_line_warning(message, category, filename, lineno, line=None) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = _parse(parser, argv)
+    # SIGTERM (kill, timeout, docker stop) ends a run as Ctrl-C does: finished results are kept and
+    # temporary files removed, instead of the process vanishing mid-write (training has its own handler);
+    # first of all, so that a Ctrl-C while the options are read is said as one too
+    _SIGNALS_SEEN.clear()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, _interrupt)
+    try:
+        args = _parse(build_parser(), argv)
+    except KeyboardInterrupt:
+        return _interrupted(None)
     if not args.debug:
         warnings.formatwarning = _one_line_warning
-    # SIGTERM (kill, timeout, docker stop) ends a run as Ctrl-C does: finished results are kept and
-    # temporary files removed, instead of the process vanishing mid-write (training has its own handler)
-    signal.signal(signal.SIGTERM, _terminate)
     # Every command but serve prints its results or summary to standard output: closed (>&-), Python
     # has no sys.stdout and each print would be lost silently (or crash midway), so nothing is started.
     if sys.stdout is None and args.func is not _cmd_serve:
@@ -1178,8 +1228,12 @@ def main(argv: list[str] | None = None) -> int:
             sys.stdout.flush()  # a full stdout fails here, not unseen at exit
         return code
     except (ValueError, FileNotFoundError) as err:  # bad input: a clear message, no traceback
-        if os.environ.get("RANK", "0") in ("", "0"):  # under torchrun every rank meets it: rank 0 says it once
-            print(f"error: {err}", file=sys.stderr)
+        if _SIGNALS_SEEN:
+            return _interrupted(None)
+        # under torchrun (or a cluster job that sets RANK) each rank says its own error: the rank that
+        # lacks its data is named, not lost behind rank 0's "connection closed by peer"
+        rank = os.environ.get("RANK", "")
+        print(f"{f'rank {rank}: ' if rank else ''}error: {err}", file=sys.stderr)
         return 2
     except WriteError as err:  # full disk and the like: the output named, no traceback
         print(f"error: {err.strerror}", file=sys.stderr)
@@ -1187,10 +1241,8 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # `facekeypoints data info X | head` closed our stdout early: not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
-    except KeyboardInterrupt as err:  # predict says what it kept (README: finished results are kept)
-        partial = getattr(err, "partial", None)
-        print(f"interrupted: {partial}" if partial else "interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as err:
+        return _interrupted(err)
     except OSError as err:
         if err.errno in (errno.ENOSPC, errno.EFBIG) and err.filename is None and _stdout_failed(err):
             print(f"error: standard output: {os.strerror(err.errno).lower()}", file=sys.stderr)
@@ -1264,12 +1316,25 @@ def _stdout_failed(err: OSError) -> bool:
 
 
 def _unexpected(err: Exception, debug: bool) -> int:
-    """A bug or an environment failure: one line unless --debug asks for the traceback."""
+    """A bug or an environment failure: one line unless --debug asks for the traceback; an error met
+    while an interrupt was handled, or after one, is the interruption."""
+    if _SIGNALS_SEEN or any(isinstance(cause, KeyboardInterrupt) for cause in _chain(err)):
+        return _interrupted(None)
     if debug:
         raise err
     where = f" ({err.filename})" if isinstance(err, OSError) and err.filename else ""
-    print(f"error: {type(err).__name__}: {err}{where} (run with --debug for the traceback)", file=sys.stderr)
+    rank = os.environ.get("RANK", "")  # as ValueErrors are said: torchrun's ranks each say their own
+    print(f"{f'rank {rank}: ' if rank else ''}error: {type(err).__name__}: {err}{where} (run with --debug for the traceback)", file=sys.stderr)
     return 1
+
+
+def _chain(err: BaseException):
+    """``err`` and the exceptions it was raised from or while handling."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        yield err
+        err = err.__cause__ or err.__context__
 
 
 if __name__ == "__main__":

@@ -70,7 +70,9 @@ def load(key: str) -> dict[str, np.ndarray]:
         with np.load(path, allow_pickle=False) as npz:
             return {name: npz[name] for name in npz.files}
     except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as err:
-        warnings.warn(f"ignoring unreadable cache entry {path} ({err}); rebuilding it", stacklevel=2)
+        # numpy's own words for a damaged file advise loading it with pickle: never safe advice here
+        why = err.strerror if isinstance(err, OSError) and err.strerror else "damaged: not a cache entry"
+        warnings.warn(f"ignoring unreadable cache entry {path} ({why}); rebuilding it", stacklevel=2)
         raise CacheMiss(key) from None
 
 

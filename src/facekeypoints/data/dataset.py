@@ -37,6 +37,17 @@ def one_line(text: str) -> str:
     return text.translate(_CONTROL_ESCAPES)
 
 
+def printable(text: str) -> str:
+    r"""``text`` as a terminal or log takes it: a file name's bytes that are no UTF-8 (held as lone
+    surrogates) as ``\xff``, control characters escaped (``one_line``); printing the surrogates
+    themselves is a UnicodeEncodeError."""
+    try:  # a name read from the disk holds its bytes as surrogates: shown as those bytes
+        text = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # a lone surrogate of another kind ("\ud800") is shown as itself
+        text = text.encode("utf-8", "backslashreplace").decode()
+    return one_line(text)
+
+
 def user_path(path, name: str = "path") -> Path:
     """``path`` (str, bytes or os.PathLike) as a Path with ``~`` expanded, as the command line's are;
     anything else is a TypeError naming the argument (pathlib's own message does not)."""

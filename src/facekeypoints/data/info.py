@@ -17,7 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from facekeypoints.data.dataset import DataFormatError, KeypointData
+from facekeypoints.data.convert import LISTED
+from facekeypoints.data.dataset import DataFormatError, KeypointData, printable
 from facekeypoints.data.images import image_size
 
 __all__ = ["describe", "format_description", "read_for_info"]
@@ -93,7 +94,8 @@ def describe(data: KeypointData) -> dict:
     Keys: ``source``, ``schema``, ``rows``, ``image_size`` ([H, W]; {"distinct", "min", "max"} when
     sizes vary; None for label-only data), ``fully_labelled`` (rows with all K keypoints),
     ``labelled_per_keypoint`` ({name: rows labelled}), ``missing_patterns`` ([{"labelled": [names],
-    "count": rows}], most common first), ``skipped`` (rows a skip_bad read left out) and
+    "count": rows}], most common first), ``skipped`` (how many rows a skip_bad read left out),
+    ``skipped_rows`` (each one's message: file, row or face, and why) and
     ``unsized_images`` (photos whose size cannot be read or that are missing while other rows have
     theirs, each "path: why" or "face: why"; left out of ``image_size``).
     """
@@ -114,6 +116,7 @@ def describe(data: KeypointData) -> dict:
         "labelled_per_keypoint": {name: int(n) for name, n in zip(names, mask.sum(axis=0))},
         "missing_patterns": patterns,
         "skipped": data.skipped_count,
+        "skipped_rows": list(data.skipped),
         "unsized_images": unsized,
     }
 
@@ -155,9 +158,12 @@ def format_description(info: dict) -> str:
         f"image size      {size_text}",
         f"fully labelled  {_percent(info['fully_labelled'], rows)}",
         f"skipped rows    {info['skipped']}",
-        "",
-        f"{'keypoint':30s} labelled",
     ]
+    skipped = info.get("skipped_rows", [])
+    lines += [f"  {printable(message)}" for message in skipped[:LISTED]]  # each left-out row named, as convert names them
+    if len(skipped) > LISTED:
+        lines.append(f"  ... and {info['skipped'] - LISTED} more (--json or --report FILE lists them)")
+    lines += ["", f"{'keypoint':30s} labelled"]
     lines += [f"{name:30s} {_percent(n, rows)}" for name, n in info["labelled_per_keypoint"].items()]
     lines += ["", "missing-label patterns, most common first", f"{'rows':>8s}  labelled keypoints"]
     for pattern in info["missing_patterns"][:_SHOWN_PATTERNS]:

@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import hashlib
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
-from facekeypoints.data.convert import complete_labels, resize_faces, to_kaggle_task
+from facekeypoints.data.convert import complete_labels, face_photo, resize_faces, to_kaggle_task
 from facekeypoints.data.dataset import KeypointData
 from facekeypoints.data.formats import attach_person, read
 from facekeypoints.data.framing import framing_for, invert, resize_frame
@@ -120,10 +120,17 @@ def to_scoring_pixels(frames: np.ndarray, points: np.ndarray) -> np.ndarray:
     return np.einsum("fij,fkj->fki", inverse[:, :, :2], np.asarray(points, np.float64)) + inverse[:, None, :, 2]
 
 
-def load_parts(d: DataConfig, size: int, *,
-               need_labels: tuple[str, ...] = ()) -> tuple[dict[str, KeypointData], dict[str, np.ndarray], dict]:
+def load_parts(d: DataConfig, size: int, *, need_labels: tuple[str, ...] = (),
+               only: tuple[str, ...] = ()) -> tuple[dict[str, KeypointData], dict[str, np.ndarray], dict]:
     """As :func:`load_splits`, returning (parts, frames, report): parts "train", "val" and, for a
-    3-ratio data.split, "test" (held out); frames: each part's ``scoring_frames``."""
+    3-ratio data.split, "test" (held out); frames: each part's ``scoring_frames``.
+
+    ``only``: the parts the caller needs, "val" and "test" (evaluation): for photos that are framed
+    (data.frame kaggle or resize), the labels are read first and each photo is then read as its face
+    is framed, the crops kept, or (resize) the photos of those parts alone; so a set of large photos
+    is never all in memory. The parts are the same faces; the report is left empty."""
+    if only and "train" not in only and d.frame != "none":
+        return _load_only(d, size, only)
     whole_train = "train" in need_labels and not d.complete_labels  # completed labels may fill an unlabelled file
     data = _check_readable(read(d.train), d.train, "data.train", labels=whole_train)
     val_read = _check_readable(read(d.val), d.val, "data.val", labels="val" in need_labels) if d.val else None
@@ -180,6 +187,37 @@ def load_parts(d: DataConfig, size: int, *,
     overlap = {p for p in train.person if p is not None} & {p for p in val.person if p is not None}
     report["persons_in_both"] = len(overlap)
     return {"train": train, "val": val, **held}, parts_frames, report
+
+
+def _load_only(d: DataConfig, size: int, only: tuple[str, ...]) -> tuple[dict, dict, dict]:
+    """``load_parts(d, size, only=only)`` for framed photos: the faces ``load_parts`` gives, with the
+    photos read one at a time (``face_photo``)."""
+    data = read(d.val or d.train, load_images=False)
+    if d.persons and not d.val:
+        data = attach_person(data, d.persons)
+    if d.frame == "kaggle":  # the faces framing keeps decide the split, as in load_parts: all are framed first
+        data = _frame_kept(data, d.schema, d.frame, size)[0]
+    if d.val:  # a separate validation file: data.train is not needed
+        rows = {"val": np.arange(len(data))}
+    elif d.split == "imm":
+        in_train = imm_train_mask(data)
+        rows = {"val": np.flatnonzero(~in_train)}
+    else:
+        try:
+            rows = dict(zip(("train", "val", "test"), split_indices(data, d.split, seed=d.split_seed)))
+        except ValueError as err:  # named as the settings at fault
+            raise ValueError(f"data.split {d.split} of data.train {d.train}: {err}") from None
+    parts, frames = {}, {}
+    for name in only:
+        if name not in rows:
+            continue
+        part = data.subset(rows[name])
+        if d.frame == "resize":  # whole photos: this part's alone, each read once
+            last: dict = {}
+            part = replace(part, images=[face_photo(part, i, last) for i in range(len(part))])
+        frames[name] = scoring_frames(part, d.frame, size)
+        parts[name] = part if d.frame == "kaggle" else _frame_kept(part, d.schema, d.frame, size)[0]
+    return parts, frames, {}
 
 
 def _check_readable(data: KeypointData, path: str, key: str, labels: bool = True) -> KeypointData:

@@ -14,9 +14,10 @@ import os
 from pathlib import Path
 from typing import Callable
 
+from facekeypoints.atomic import name_problem
 from facekeypoints.data.dataset import DataFormatError
 
-__all__ = ["walk_files", "data_files", "distinct_files", "same_file", "unreadable", "not_found"]
+__all__ = ["walk_files", "data_files", "distinct_files", "same_file", "unreadable", "not_found", "path_problem"]
 
 
 def same_file(path: str | Path) -> tuple[int, int] | str:
@@ -65,6 +66,24 @@ def unreadable(path: str | Path, err: OSError, what: str = "cannot read") -> Dat
     operating system refused: ``f/b.pts: cannot read (Permission denied)``. Readers raise it as any
     other bad input, so ``skip_bad`` lists the file and reads the rest."""
     return DataFormatError(path, f"{what} ({err.strerror or err})")
+
+
+def path_problem(path: str | Path) -> str | None:
+    """Why the system cannot even say whether ``path`` is there: a name longer than the file system
+    takes (``name_problem``'s words), a folder above it without permission, an I/O error; None where
+    it answers (a file, a folder, or nothing there). Python 3.11's ``Path.is_file()``, ``is_dir()`` and
+    ``exists()`` raise for these, which crashed a command given such a path: check a user's path here first."""
+    try:
+        os.stat(path)
+    except OSError as err:
+        if err.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP):  # nothing there: the caller says so
+            return None
+        if err.errno == errno.ENAMETOOLONG:
+            return name_problem(path) or f"the name is too long for the file system ({err.strerror})"
+        return f"cannot be looked at ({err.strerror or err})"
+    except ValueError:  # a NUL in the name
+        return "the name holds a NUL character, which no file name may hold"
+    return None
 
 
 def not_found(path: str | Path) -> Exception:

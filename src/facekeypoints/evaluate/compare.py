@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from facekeypoints.atomic import WriteError, atomic_path, check_target
+from facekeypoints.data.dataset import one_line
+from facekeypoints.data.formats.checks import text_float
 from facekeypoints.evaluate.photo_report import COMPARE_TITLE, check_report_folder
 from facekeypoints.data.pipeline import to_scoring_pixels
 from facekeypoints.evaluate.metrics import per_keypoint_rmse
@@ -25,69 +27,104 @@ from facekeypoints.models.face_detector import holds_detector_run
 __all__ = ["read_run", "compare_runs", "write_report", "Comparison"]
 
 
-def _number(text: str | None, where: str) -> float | None:
-    if text in ("", None):  # an epoch without a validation pass leaves its cells empty
+# the columns train writes in metrics.csv (train/loop.py _Logger); any other is a misread or foreign file
+_COLUMNS = ("epoch", "minutes", "lr", "train_loss", "val_loss", "val_rmse", "val_mae", "teacher_kept")
+_NOT_NEGATIVE = ("minutes", "lr", "train_loss", "val_loss", "val_rmse", "val_mae", "teacher_kept")
+
+
+def _number(text: str, where: str, column: str) -> float | None:
+    if text == "":  # an epoch without a validation pass leaves its cells empty
         return None
     try:
-        return float(text)
+        value = text_float(text)
     except ValueError:
         raise ValueError(f"{where}: {text!r} is not a number") from None
+    if column in _NOT_NEGATIVE and value < 0:  # a loss, error or time below 0 would win as the best epoch
+        raise ValueError(f"{where}: {text!r} is negative; {column} cannot be")
+    return value
+
+
+def _read_header(metrics: Path, header: list[str]) -> list[str]:
+    """The header's column names, stripped of spaces; ValueError for a repeated or unknown one."""
+    columns = [name.strip() for name in header]
+    if "epoch" not in columns:
+        raise ValueError(f"{metrics}: no 'epoch' column (columns: {', '.join(map(repr, columns)) or 'none'}); is "
+                         "it the run's metrics.csv?")
+    for i, name in enumerate(columns, 1):
+        if columns.index(name) != i - 1:  # csv.DictReader would let the later copy win, silently
+            raise ValueError(f"{metrics}: line 1, column {i}: {name!r} repeats column {columns.index(name) + 1}; "
+                             "each column may appear once")
+        if name not in _COLUMNS:
+            raise ValueError(f"{metrics}: line 1, column {i}: {name!r} is not a column train writes "
+                             f"({', '.join(_COLUMNS)}); is it the run's metrics.csv?")
+    return columns
 
 
 def _read_history(metrics: Path) -> list[dict]:
     """metrics.csv as one dict of numbers (None: empty cell) per epoch; ValueError naming the file,
-    row and column of anything else."""
-    try:
-        with open(metrics, newline="", encoding="utf-8") as f:
-            reader = csv.DictReader(f)
-            rows = list(reader)
-            columns = reader.fieldnames or []
+    line and column of anything else."""
+    try:  # utf-8-sig: a BOM (an editor's save) is not part of the first column's name
+        with open(metrics, newline="", encoding="utf-8-sig") as f:
+            reader = csv.reader(f)
+            columns = _read_header(metrics, next(reader, []))
+            rows = [(reader.line_num, row) for row in reader]
     except UnicodeDecodeError as err:
         raise ValueError(f"{metrics}: not UTF-8 text ({err.reason} at byte {err.start}); is it the run's "
                          "metrics.csv?") from None
-    if "epoch" not in columns:
-        raise ValueError(f"{metrics}: no 'epoch' column (columns: {', '.join(columns) or 'none'}); is it the run's "
-                         "metrics.csv?")
+    except csv.Error as err:  # a field past csv's size limit, a NUL byte
+        raise ValueError(f"{metrics}: line {reader.line_num}: {err}; is it the run's metrics.csv?") from None
     history = []
-    for line, row in enumerate(rows, 2):
-        if None in row:  # DictReader's key for values beyond the header
+    for line, row in rows:
+        if len(row) > len(columns):
             raise ValueError(f"{metrics}: line {line} has more values than the header's {len(columns)} columns")
-        if any(v is None for v in row.values()):  # DictReader fills a short row's missing cells with None
-            have = sum(v is not None for v in row.values())
-            raise ValueError(f"{metrics}: line {line} has {have} values where the header has {len(columns)} "
+        if len(row) < len(columns):
+            raise ValueError(f"{metrics}: line {line} has {len(row)} values where the header has {len(columns)} "
                              "columns (a cut or damaged row)")
-        values = {k: _number(v, f"{metrics}: line {line}, column {k}") for k, v in row.items()}
+        values = {k: _number(v, f"{metrics}: line {line}, column {k}", k) for k, v in zip(columns, row)}
         epoch = values["epoch"]
-        if epoch is None or not math.isfinite(epoch) or epoch < 0 or epoch != int(epoch):
-            raise ValueError(f"{metrics}: line {line}, column epoch: {row['epoch']!r} is not an epoch number")
+        if epoch is None or not math.isfinite(epoch) or epoch < 1 or epoch != int(epoch):
+            raise ValueError(f"{metrics}: line {line}, column epoch: {row[columns.index('epoch')]!r} is not an epoch "
+                             "number (1, 2, ...)")
         history.append(values)
     if not history:
         raise ValueError(f"{metrics}: no epochs recorded yet")
     return history
 
 
-def _read_model_name(path: Path) -> str:
-    """The model named in a run's config.json ('?' when the run has none); ValueError naming a damaged file."""
+def _read_config(path: Path) -> dict:
+    """What the table shows of a run's config.json: model name, schema, and the pixels its RMSE is in
+    ('?' where the run has none); ValueError naming a damaged file."""
     if not path.is_file():
-        return "?"
+        return {"model": "?", "schema": "?", "pixels": "?"}
     try:
         saved = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise ValueError(f"{path}: damaged, not JSON ({err})") from None
+    except RecursionError:  # json nests deeper than Python's stack allows
+        raise ValueError(f"{path}: damaged, not JSON as train writes it (nested too deeply)") from None
     config = saved.get("config", {}) if isinstance(saved, dict) else None
     model = config.get("model", {}) if isinstance(config, dict) else None
     name = model.get("name", "?") if isinstance(model, dict) else None
     if not isinstance(name, str):
         raise ValueError(f"{path}: damaged, expected {{\"config\": {{\"model\": {{\"name\": ...}}}}}} as train writes")
-    return name
+    data = config.get("data") if isinstance(config.get("data"), dict) else {}
+    schema = data.get("schema", "?")
+    preprocess = config.get("preprocess")
+    size = preprocess.get("size", "?") if isinstance(preprocess, dict) else "?"
+    # the pixels RMSE and MAE are in (data.pipeline.scoring_frames): frame kaggle, the 96-pixel Kaggle faces;
+    # none, the faces as read, which are at the input size; resize, the photos' own pixels
+    pixels = {"kaggle": "96-px faces", "none": f"{size}-px faces"}.get(data.get("frame", "none"),
+                                                                       f"the photos of {data.get('train', '?')}")
+    return {"model": name, "schema": schema if isinstance(schema, str) else "?", "pixels": pixels}
 
 
 def read_run(run_dir: str | Path) -> dict:
     """A run's model name, per-epoch history and best epoch (lowest finite validation RMSE).
 
-    A damaged run (metrics.csv not UTF-8, without an 'epoch' column or with a value that is not a
-    number; config.json not JSON or not shaped as train writes it) is a ValueError naming the run
-    folder and the file: a table that quietly left a run out, or showed it wrong, would mislead."""
+    A damaged run (metrics.csv not UTF-8, without an 'epoch' column, with a repeated or unknown
+    column, or a value that is not a plain number or is a negative loss, error or time; config.json
+    not JSON or not shaped as train writes it) is a ValueError naming the run folder and the file,
+    with the line and column: a table that quietly left a run out, or showed it wrong, would mislead."""
     run = Path(run_dir)
     metrics = run / "metrics.csv"
     if not metrics.is_file():
@@ -103,12 +140,12 @@ def read_run(run_dir: str | Path) -> dict:
                              "finished (`facekeypoints train ... --resume` continues a stopped run)")
         raise FileNotFoundError(f"{run}: no metrics.csv; is this a facekeypoints run directory?")
     history = _read_history(metrics)
-    model = _read_model_name(run / "config.json")
+    config = _read_config(run / "config.json")
     # a diverged epoch's NaN must not win: min() keeps NaN when it comes first
     scored = [h for h in history if h.get("val_rmse") is not None and math.isfinite(h["val_rmse"])]
     best = min(scored, key=lambda h: h["val_rmse"]) if scored else history[-1]
     # named by folder: two runs of one config (seeds, devices) must not share a name
-    return {"name": run.name, "dir": str(run), "model": model, "history": history, "best": best}
+    return {"name": run.name, "dir": str(run), **config, "history": history, "best": best}
 
 
 @dataclass
@@ -131,19 +168,25 @@ def compare_runs(run_dirs: list[str], report_dir: str | None = None) -> Comparis
     runs = [read_run(r) for r in run_dirs]
     for r, name, stem in zip(runs, *_unique_names([r["dir"] for r in runs])):
         r["name"], r["stem"] = name, stem
+    for r in runs:  # names and models as text on one line: a line break in one would break the table
+        r["name"], r["model"], r["schema"] = (one_line(r[key]) for key in ("name", "model", "schema"))
     width = max([28] + [len(r["name"]) for r in runs])  # a long name is never cut to another's
-    header = f"{'run':{width}s} {'model':16s} {'epoch':>5s} {'train loss':>10s} {'val loss':>9s} {'RMSE':>7s} {'MAE':>7s} {'minutes':>8s}"
+    header = (f"{'run':{width}s} {'model':16s} {'schema':9s} {'epoch':>5s} {'train loss':>10s} {'val loss':>9s} "
+              f"{'RMSE':>7s} {'MAE':>7s} {'minutes':>8s}")
     lines = [header, "-" * len(header)]
     rows = []
     for r in runs:
         b = r["best"]
-        row = {"run": r["name"], "model": r["model"], "epoch": int(b["epoch"]), "train_loss": b.get("train_loss"),
-               "val_loss": b.get("val_loss"), "rmse": b.get("val_rmse"), "mae": b.get("val_mae"),
-               "minutes": r["history"][-1].get("minutes")}
+        row = {"run": r["name"], "model": r["model"], "schema": r["schema"], "epoch": int(b["epoch"]),
+               "train_loss": b.get("train_loss"), "val_loss": b.get("val_loss"), "rmse": b.get("val_rmse"),
+               "mae": b.get("val_mae"), "minutes": r["history"][-1].get("minutes")}
         rows.append(row)
         fmt = lambda v, w, p: f"{v:{w}.{p}f}" if v is not None else f"{'-':>{w}s}"  # noqa: E731
-        lines.append(f"{row['run']:{width}s} {row['model'][:16]:16s} {row['epoch']:5d} {fmt(row['train_loss'], 10, 4)} "
-                     f"{fmt(row['val_loss'], 9, 4)} {fmt(row['rmse'], 7, 3)} {fmt(row['mae'], 7, 3)} {fmt(row['minutes'], 8, 1)}")
+        lines.append(f"{row['run']:{width}s} {row['model'][:16]:16s} {row['schema'][:9]:9s} {row['epoch']:5d} "
+                     f"{fmt(row['train_loss'], 10, 4)} {fmt(row['val_loss'], 9, 4)} {fmt(row['rmse'], 7, 3)} "
+                     f"{fmt(row['mae'], 7, 3)} {fmt(row['minutes'], 8, 1)}")
+    mixed = _mixed_scales(runs)
+    lines += [f"warning: {m}" for m in mixed]
     table = "\n".join(lines)
     if not report_dir:
         return Comparison(table)
@@ -155,7 +198,7 @@ def compare_runs(run_dirs: list[str], report_dir: str | None = None) -> Comparis
     try:
         figures, notes = write_report(runs, out, done)
         for name, text in (("table.json", json.dumps(rows, indent=2)), ("table.txt", table + "\n"),
-                           ("index.html", _index_html(rows, runs, figures, notes))):
+                           ("index.html", _index_html(rows, runs, figures, notes, mixed))):
             with atomic_path(out / name) as tmp:
                 tmp.write_text(text, encoding="utf-8")
             done.append(out / name)
@@ -165,6 +208,17 @@ def compare_runs(run_dirs: list[str], report_dir: str | None = None) -> Comparis
                                    "no index.html)") from err
     table += f"\nreport written to {out}/ (open {out / 'index.html'})"
     return Comparison(table, [f"{r['dir']}: {notes[r['name']]}" for r in runs if r["name"] in notes])
+
+
+def _mixed_scales(runs: list[dict]) -> list[str]:
+    """A warning for each of schema and pixel space in which the runs differ: their RMSE and MAE are
+    then in different units (points, pixels) and not comparable."""
+    found = []
+    for key, what in (("schema", "keypoint schemas"), ("pixels", "pixel spaces")):
+        if len({r[key] for r in runs}) > 1:
+            each = "; ".join(f"{r['name']}: {r[key]}" for r in runs)
+            found.append(one_line(f"the runs differ in {what} ({each}), so their RMSE and MAE are not comparable"))
+    return found
 
 
 _TITLE = COMPARE_TITLE  # in index.html's <title>: how a later report knows the folder is its own
@@ -273,7 +327,8 @@ def _save(fig, path: Path, plt) -> Path:
     return path
 
 
-def _index_html(rows: list[dict], runs: list[dict], figures: list[Path], notes: dict[str, str]) -> str:
+def _index_html(rows: list[dict], runs: list[dict], figures: list[Path], notes: dict[str, str],
+                mixed: list[str] = ()) -> str:
     """One self-contained page (no external files but the report's own PNGs): the table, the
     curves, and per run its per-keypoint errors, best and worst faces, and first-layer filters
     (or the note saying why some were left out)."""
@@ -282,11 +337,12 @@ def _index_html(rows: list[dict], runs: list[dict], figures: list[Path], notes: 
     def cell(v, digits):
         return "-" if v is None else (f"{v:.{digits}f}" if isinstance(v, float) else html.escape(str(v)))
 
-    head = "".join(f"<th>{t}</th>" for t in ("run", "model", "best epoch", "train loss", "val loss", "RMSE px",
-                                             "MAE px", "minutes"))
+    head = "".join(f"<th>{t}</th>" for t in ("run", "model", "schema", "best epoch", "train loss", "val loss",
+                                             "RMSE px", "MAE px", "minutes"))
     body = "".join(
         f"<tr><td><a href='#{html.escape(r['run'])}'>{html.escape(r['run'])}</a></td><td>{cell(r['model'], 0)}</td>"
-        f"<td>{r['epoch']}</td><td>{cell(r['train_loss'], 4)}</td><td>{cell(r['val_loss'], 4)}</td>"
+        f"<td>{cell(r['schema'], 0)}</td><td>{r['epoch']}</td><td>{cell(r['train_loss'], 4)}</td>"
+        f"<td>{cell(r['val_loss'], 4)}</td>"
         f"<td>{cell(r['rmse'], 3)}</td><td>{cell(r['mae'], 3)}</td><td>{cell(r['minutes'], 1)}</td></tr>" for r in rows)
     names = {f.name for f in figures}
     sections = []
@@ -306,6 +362,7 @@ def _index_html(rows: list[dict], runs: list[dict], figures: list[Path], notes: 
              "img{max-width:100%}figure{margin:1em 0}")
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>{_TITLE}</title>"
             f"<style>{style}</style></head><body><h1>Training runs</h1><table><tr>{head}</tr>{body}</table>"
+            f"{''.join(f'<p><b>warning:</b> {html.escape(m)}</p>' for m in mixed)}"
             f"<h2>Curves</h2><img src='curves.png' alt='loss and RMSE curves'>{''.join(sections)}</body></html>\n")
 
 

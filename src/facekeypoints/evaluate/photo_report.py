@@ -18,6 +18,7 @@ import numpy as np
 from facekeypoints.atomic import atomic_path
 from facekeypoints.data.images import read_image
 from facekeypoints.evaluate.metrics import ced
+from facekeypoints.evaluate.photos import left_out
 
 __all__ = ["write_photo_report", "check_photo_report_folder", "check_report_folder"]
 
@@ -164,12 +165,16 @@ def write_photo_report(out_dir: str | Path, data, details: dict, report: dict, *
                "AUC@10": f"{report['auc_10']:.3f}", "RMSE": f"{report['rmse']:.2f} px",
                "mean signed error": "x {:+.2f}, y {:+.2f} px".format(*report["mean_error_xy"])}
     rows = "".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in figures.items())
+    missing = left_out(report)  # every face the figures leave out, named with why
+    missing_html = (f"<h2>Faces left out ({len(missing)})</h2><ul>"
+                    + "".join(f"<li>{html.escape(line)}</li>" for line in missing) + "</ul>") if missing else ""
     page = f"""<!doctype html><meta charset="utf-8"><title>{TITLE}</title>
 <style>body{{font-family:sans-serif;margin:2em}} figure{{display:inline-block;margin:4px}} td,th{{padding:2px 10px;text-align:left}}</style>
 <h1>{html.escape(report['model'])} on {html.escape(report['data'])}</h1>
 <p>{report['scored']} of {report['faces']} faces scored; boxes: {html.escape(report['boxes'])}, then refinement.
 Labels green, predictions red.</p>
 <table>{rows}</table>
+{missing_html}
 <h2>Cumulative error</h2><img src="ced.png">
 <h2>By region and head turn</h2><img src="regions.png">
 <h2>Best faces</h2>{''.join(cells['best'])}

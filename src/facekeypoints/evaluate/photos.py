@@ -22,7 +22,7 @@ from facekeypoints.data.convert import face_photo
 from facekeypoints.evaluate.metrics import ced, mean_error, nme, normalised_errors, summarize
 from facekeypoints.models.weights import SHIPPED
 
-__all__ = ["evaluate_photos", "model_for", "REGIONS", "YAW_BINS", "yaw_proxy", "region_nme"]
+__all__ = ["evaluate_photos", "model_for", "left_out", "REGIONS", "YAW_BINS", "yaw_proxy", "region_nme"]
 
 # Face regions by keypoint name (schemas name their points after them); "eyebrow" before "eye".
 REGIONS = (("jaw", "jaw"), ("brows", "eyebrow"), ("nose", "nose"), ("eyes", "eye"), ("mouth", "mouth"))
@@ -184,8 +184,15 @@ def evaluate_photos(data: KeypointData, detector, *, boxes: str = "labels", limi
                                   "fr_10": float((per_row[inside] > 0.10).mean()) if inside.any() else None}
     report.update(data=str(data_path), model=str(detector.runner.source), schema=schema.name, boxes=boxes, faces=len(rows),
                   scored=int(len(scored)), unlabelled=unlabelled, missed=len(missed), missed_files=missed[:20],
-                  unusable=unusable[:20], unusable_count=len(unusable),
+                  unusable=unusable, unusable_count=len(unusable),
                   mirror_tta=bool(getattr(detector, "mirror_tta", False)),
                   rotate_tta=float(getattr(detector, "rotate_tta", 0.0)))
     return report
 
+
+
+def left_out(report: dict) -> list[str]:
+    """Each face an ``evaluate_photos`` report (with the read's ``skipped`` rows added) leaves out of
+    its figures, with why: the screen shows the first ``LISTED``, --json and the --report page all."""
+    return ([f"unusable: {message}" for message in report["unusable"]]
+            + [f"skipped as bad: {message}" for message in report.get("skipped", [])])

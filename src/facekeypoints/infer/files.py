@@ -23,7 +23,9 @@ with ``overwrite``. No output may be an input (a file output included), and the 
 not be an input folder itself (refused before any work: its drawings would be the next run's
 inputs). A file whose own outputs cannot be written (one would overwrite an input or go into an
 input folder, or its name is longer than the file system takes) is a failure of that file, found
-before any work; the others go on.
+before any work; the others go on. Inside an input folder, other runs' output folders
+(``_holds_outputs``) and outputs still being written are left out of the inputs, and a file met
+twice is predicted once; each is named in the report's ``left_out``.
 
 Examples
 --------
@@ -43,16 +45,17 @@ import threading
 import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Callable
 
 import cv2
 import numpy as np
 
-from facekeypoints.atomic import name_problem, remove_stale_temporaries, temporary_path
+from facekeypoints.atomic import is_temporary, name_problem, remove_stale_temporaries, temporary_path
 from facekeypoints.data.dataset import one_line
 from facekeypoints.data.images import MAX_PIXELS, _what_it_is, image_size, read_image
-from facekeypoints.data.walk import walk_files
+from facekeypoints.data.walk import path_problem, walk_files
 from facekeypoints.infer.inputs import opencv_path, shown_name
-from facekeypoints.infer.outputs import check_outputs, file_identity, open_sink, output_kind, place
+from facekeypoints.infer.outputs import check_outputs, file_identity, open_sink, output_kind, place, place_bytes
 from facekeypoints.infer.results import IMAGE_SUFFIXES
 from facekeypoints.infer.video import URL, IncompleteVideoWarning, _declared_frames, open_video
 
@@ -85,7 +88,8 @@ class PredictReport:
     written: list[str] = field(default_factory=list)
     failures: list[tuple[str, str]] = field(default_factory=list)
     ignored: list[str] = field(default_factory=list)  # files in a folder that are not images or videos
-    left_out: list[str] = field(default_factory=list)  # folders passed over on purpose (the output folder)
+    # passed over on purpose, each with why: the output folder, another run's, a file given twice
+    left_out: list[str] = field(default_factory=list)
 
     def __str__(self) -> str:
         lines = [f"{self.images} images, {self.frames} video frames, {self.faces} faces; "
@@ -135,7 +139,8 @@ def _not_regular(path: Path) -> str:
 def _walk(folder: Path, report: PredictReport, leave_out: Path | None) -> list[Path]:
     """Every file under ``folder`` (``walk_files``): a folder that cannot be listed is a failure, not
     a silent gap; the output folder ``leave_out`` is passed over, so a second run does not predict
-    its own drawings, and so are macOS's ``__MACOSX`` folders (said in ``left_out``)."""
+    its own drawings, and so are the output folders of other runs (``_holds_outputs``) and macOS's
+    ``__MACOSX`` folders (said in ``left_out``)."""
     def unlistable(err: OSError) -> None:
         report.failures.append((str(err.filename), f"cannot list this folder ({err.strerror or err})"))
 
@@ -143,12 +148,27 @@ def _walk(folder: Path, report: PredictReport, leave_out: Path | None) -> list[P
         if path.name == "__MACOSX":  # macOS's metadata in a copied or unzipped folder, as the data readers skip it
             report.left_out.append(f"{path} (macOS metadata)")
             return True
-        if leave_out is None or os.path.realpath(path) != str(leave_out):
-            return False
-        report.left_out.append(f"{path} (the output folder)")
-        return True
+        if leave_out is not None and os.path.realpath(path) == str(leave_out):
+            report.left_out.append(f"{path} (the output folder)")
+            return True
+        if _holds_outputs(path):  # its drawings and drawn videos would be predicted as photos and videos
+            report.left_out.append(f"{path} (the output folder of another facekeypoints run)")
+            return True
+        return False
 
     return walk_files(folder, onerror=unlistable, skip=output_folder)
+
+
+def _holds_outputs(folder: Path) -> bool:
+    """Whether ``folder`` is a folder run's output folder: it holds ``predictions.jsonl`` (the results,
+    or the claim of a run still going), or a video's ``<name>.jsonl`` beside ``<name>_keypoints.mp4``
+    (a run of videos only gives its claim back). No other name tells its drawings from photos."""
+    try:
+        names = set(os.listdir(folder))
+    except OSError:  # walk_files reports a folder that cannot be listed
+        return False
+    return os.path.isfile(folder / "predictions.jsonl") or any(
+        name.endswith("_keypoints.mp4") and f"{name.removesuffix('_keypoints.mp4')}.jsonl" in names for name in names)
 
 
 def _collect(inputs: list[str | Path], report: PredictReport, out_folder: Path | None = None
@@ -158,38 +178,37 @@ def _collect(inputs: list[str | Path], report: PredictReport, out_folder: Path |
     name of a folder that another input's outputs go into: a/x.jpg and b/x.jpg give x.jpg and
     x-2.jpg; x.mp4 and x.avi give x.jsonl and x-2.jsonl; x.png beside a folder x.png/ of photos
     gives x-2.png. A folder without an image or video in it is a failure: nothing was predicted.
-    The output folder may not be an input folder itself (a ValueError, before any work)."""
+    A file met again (given twice, or a folder and a file in it: one real path, links and ``./``
+    resolved), or a folder given twice, is taken once, the repeat said in ``left_out``; hard links
+    are names of their own, each predicted. A name the system cannot look at
+    (longer than it takes) is a failure of its own. The output folder may not be an input folder
+    itself (a ValueError, before any work)."""
     found = []
     leave_out = Path(os.path.realpath(out_folder)) if out_folder is not None else None
+    taken: dict = {}  # real path of each file and folder taken -> the name it was taken under
+
+    def first_time(path: Path) -> bool:
+        first = taken.setdefault(os.path.realpath(path), path)
+        if first is not path:
+            report.left_out.append(f"{path} ({'given twice' if str(first) == str(path) else f'the same as {first}'})")
+        return first is path
+
     for given in inputs:
         item = Path(given)
-        if item.is_dir():
+        if why := path_problem(item):  # e.g. a name too long, which is_dir() raised as a bare OSError
+            report.failures.append((str(item), why))
+        elif item.is_dir():
             # its outputs would land among its inputs: the next run would predict this one's drawings
-            # and <video>_keypoints.mp4, which no name tells from the user's own files
+            # and <video>_keypoints.mp4, which only their folder tells from the user's own files
             if leave_out is not None and os.path.realpath(item) == str(leave_out):
                 raise ValueError(f"-o {out_folder}: is the input folder {item} itself; the drawings and videos "
                                  "this run writes there would be read as inputs by the next run; choose another "
                                  f"-o folder (one inside it, such as {item / 'keypoints'}, is left out of the inputs)")
-            before, failed = len(found), len(report.failures)
-            for path in _walk(item, report, leave_out):
-                if path.name.startswith("._"):  # a macOS resource fork (AppleDouble) beside x.jpg: no photo
-                    report.ignored.append(str(path))
-                    continue
-                try:
-                    media = _media(path)
-                except ValueError as err:  # a name OpenCV cannot be asked about (opencv_path)
-                    report.failures.append((str(path), _why(path, err)))
-                    continue
-                if not media:
-                    report.ignored.append(str(path))
-                elif not path.is_file():
-                    report.failures.append((str(path), _not_regular(path)))
-                else:
-                    found.append((path, path.relative_to(item)))
-            if len(found) == before and len(report.failures) == failed:  # said, not a silent "0 images"
-                report.failures.append((str(item), "no image or video found in this folder"))
+            if first_time(item):
+                found += _folder_inputs(item, report, leave_out, first_time)
         elif item.is_file():
-            found.append((item, Path(item.name)))
+            if first_time(item):
+                found.append((item, Path(item.name)))
         elif not item.exists() and not item.is_symlink() and (why := _not_a_path(os.fspath(given))):
             report.failures.append((os.fspath(given), why))  # as typed: Path() turns https:// into https:/
         else:
@@ -215,12 +234,41 @@ def _collect(inputs: list[str | Path], report: PredictReport, out_folder: Path |
     return unique
 
 
+def _folder_inputs(folder: Path, report: PredictReport, leave_out: Path | None,
+                   first_time: Callable[[Path], bool]) -> list[tuple[Path, Path]]:
+    """(file, its name below ``folder``) for each image or video found in ``folder`` (``_walk``) that
+    ``first_time`` takes; the rest is reported: an entry that is no regular file (a link to nothing,
+    a pipe, which is never opened), whatever its name, as a failure; other files as ignored; an
+    output still being written (``is_temporary``) as left out."""
+    found, before, repeats = [], len(report.failures), 0
+    for path in _walk(folder, report, leave_out):
+        if is_temporary(path.name):  # a run's drawing or video, not yet in place
+            report.left_out.append(f"{path} (a temporary file of a facekeypoints run)")
+            continue
+        try:  # ._x.jpg: a macOS resource fork (AppleDouble), no photo
+            why = path_problem(path) or (not path.is_file() and _not_regular(path))
+            media = not why and not path.name.startswith("._") and _media(path)
+        except ValueError as err:  # a name OpenCV cannot be asked about (opencv_path)
+            why = _why(path, err)
+        if why:
+            report.failures.append((str(path), why))
+        elif not media:
+            report.ignored.append(str(path))
+        elif first_time(path):
+            found.append((path, path.relative_to(folder)))
+        else:
+            repeats += 1
+    if not found and not repeats and len(report.failures) == before:  # said, not a silent "0 images"
+        report.failures.append((str(folder), "no image or video found in this folder"))
+    return found
+
+
 def _media(path: Path) -> bool:
     """Whether a file found in a folder is an input: see ``OTHER_IMAGE_SUFFIXES``."""
     suffix = path.suffix.lower()
     if suffix in IMAGE_SUFFIXES + VIDEO_SUFFIXES + OTHER_IMAGE_SUFFIXES:
         return True
-    if suffix in SIDECAR_SUFFIXES or not path.is_file():  # a pipe is not opened: reading it could wait forever
+    if suffix in SIDECAR_SUFFIXES:
         return False
     name = opencv_path(path)  # before OpenCV sees it: a name that is no UTF-8 crashed it
     try:
@@ -262,12 +310,15 @@ def predict_paths(detector, inputs: list[str | Path], out: str | Path, *, draw: 
     folder = Path(out) if output_kind(out) == "folder" else None
     files = _collect(inputs, report, folder)
     if folder is not None:
-        files = _writable(files, folder, draw, report, [Path(i) for i in inputs if Path(i).is_dir()])
+        files = _writable(files, folder, draw, report, [Path(i) for i in inputs if os.path.isdir(i)])
     draw = draw and folder is not None
     sink = open_sink(out, overwrite=overwrite, inputs=inputs + [p for p, _ in files])
+    held = {}  # each drawing's place -> the file there as the run began (outputs.place): None without --overwrite
     if folder is not None:
         try:  # after the claim: a run that finished meanwhile has its files in place by now
             check_outputs([folder / o for p, rel in files for o in _outputs(p, rel, draw)], overwrite)
+            held = {folder / drawing_name(rel): file_identity(folder / drawing_name(rel)) for p, rel in files
+                    if p.suffix.lower() not in VIDEO_SUFFIXES} if draw else {}
         except BaseException:  # whatever stopped the check (a refusal, an OSError, Ctrl-C): no work was done
             sink.close(keep=False)  # gives the claim back
             raise
@@ -278,7 +329,7 @@ def predict_paths(detector, inputs: list[str | Path], out: str | Path, *, draw: 
         with tqdm(total=len(images), desc="images", unit="img",
                   disable=not progress or not images or sys.stderr is None) as bar:
             for batch in _batches(images, batch_size):
-                _predict_images(detector, batch, folder, draw, sink, report, max_pixels)
+                _predict_images(detector, batch, folder, held if draw else None, sink, report, max_pixels)
                 bar.update(len(batch))
         for path, rel in files:
             if path.suffix.lower() in VIDEO_SUFFIXES:
@@ -472,9 +523,11 @@ def _signals_held():
                 os.kill(os.getpid(), caught[0])
 
 
-def _predict_images(detector, batch: list[tuple[Path, Path]], out_dir: Path | None, draw: bool, sink,
+def _predict_images(detector, batch: list[tuple[Path, Path]], out_dir: Path | None, held: dict | None, sink,
                     report: PredictReport, max_pixels: int | None) -> None:
-    """Read a batch (recording unreadable files), predict it in one call, write JSON lines and drawings."""
+    """Read a batch (recording unreadable files), predict it in one call (``_predicted``), write JSON
+    lines and, with ``held`` (each drawing's place -> the file there as the run began), drawings: one
+    that another run put in place meanwhile is kept, and this run's goes beside it (``place_bytes``)."""
     readable, pixels = [], []
     for path, rel in batch:
         try:
@@ -487,18 +540,19 @@ def _predict_images(detector, batch: list[tuple[Path, Path]], out_dir: Path | No
             report.failures.append((str(path), _why(path, err)))
     with warnings.catch_warnings(record=True) as caught:  # e.g. the detector's "faces under N px cannot be found"
         warnings.simplefilter("always")
-        results = detector.predict_batch(pixels) if pixels else []
+        done = _predicted(detector, readable, pixels, report)
     _batch_warnings(caught, readable, pixels)
-    for (path, rel), rgb, result in zip(readable, pixels, results):
+    for (path, rel), rgb, result in done:
         result.source = str(path)
         extra = None
         with _signals_held():  # a drawing and its result line are written both or neither, and counted
-            if draw:  # the record names its drawing (renamed where names clash; null if it could not be written)
+            if held is not None:  # the record names its drawing (renamed where names clash; null if not written)
                 target = out_dir / drawing_name(rel)  # never an input: _writable took those out
-                extra = {"drawing": drawing_name(rel).as_posix()}
-                try:
-                    report.written.append(str(result.save(target, image=rgb, in_place=True)))  # rgb is done with
-                except (ValueError, OSError, cv2.error) as err:  # e.g. a full disk: this drawing is lost, the rest go on
+                try:  # rgb is done with: drawn on in place
+                    written = place_bytes(target, result._picture(target, rgb, in_place=True), held.get(target))
+                    report.written.append(str(written))
+                    extra = {"drawing": written.relative_to(out_dir).as_posix()}
+                except (ValueError, OSError, cv2.error) as err:  # e.g. a full disk: this one is lost, the rest go on
                     report.failures.append((str(path), f"drawing not written: {_why(target, err)}"))
                     extra = {"drawing": None}
             sink.write(result, extra)
@@ -508,6 +562,20 @@ def _predict_images(detector, batch: list[tuple[Path, Path]], out_dir: Path | No
         if broken:  # e.g. a model with NaN weights: its numbers are no keypoints, whatever the JSON says
             report.failures.append((str(path), f"the model gave non-finite keypoints for {broken} of "
                                                f"{len(result)} faces (written as null)"))
+
+
+def _predicted(detector, readable: list[tuple[Path, Path]], pixels: list[np.ndarray], report: PredictReport) -> list:
+    """((path, rel), rgb, result) for each image of ``detector.predict_batch(pixels)``. Where the batch
+    call raises (a detector's NaN box on one photo, a model error), each image is predicted alone, and
+    one that raises again is a failure of its file: the others go on."""
+    try:
+        return list(zip(readable, pixels, detector.predict_batch(pixels) if pixels else []))
+    except Exception as err:  # noqa: BLE001  (any detector object's error: one photo's failure, not the run's)
+        if len(pixels) == 1:
+            said = str(err) if isinstance(err, (ValueError, TypeError, OSError)) else f"{type(err).__name__}: {err}"
+            report.failures.append((str(readable[0][0]), f"could not be predicted: {said}"))
+            return []
+    return [done for one, rgb in zip(readable, pixels) for done in _predicted(detector, [one], [rgb], report)]
 
 
 # The drawn video (<name>_keypoints.mp4) has frames of at most this many pixels (Full HD's); a larger

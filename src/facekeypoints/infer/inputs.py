@@ -27,14 +27,9 @@ __all__ = ["to_rgb", "opencv_path", "shown_name"]
 def shown_name(path) -> str:
     r"""A file name as printed: bytes that are no UTF-8 (held as lone surrogates) as ``\xff``, control
     characters escaped (``one_line``), so it is one line that any terminal or log takes."""
-    from facekeypoints.data.dataset import one_line
+    from facekeypoints.data.dataset import printable
 
-    name = os.fsdecode(os.fspath(path))
-    try:  # a name read from the disk holds its bytes as surrogates: shown as those bytes
-        name = name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-    except UnicodeEncodeError:  # a lone surrogate of another kind ("\ud800") is shown as itself
-        name = name.encode("utf-8", "backslashreplace").decode()
-    return one_line(name)
+    return printable(os.fsdecode(os.fspath(path)))
 
 
 def opencv_path(path) -> str:

@@ -25,8 +25,9 @@ import warnings
 from pathlib import Path
 
 from facekeypoints.atomic import WriteError, atomic_path, check_target, file_identity, remove_stale_temporaries
+from facekeypoints.data.walk import path_problem
 
-__all__ = ["output_kind", "open_sink", "check_outputs", "file_identity", "place", "FILE_SUFFIXES"]
+__all__ = ["output_kind", "open_sink", "check_outputs", "file_identity", "place", "place_bytes", "FILE_SUFFIXES"]
 
 FILE_SUFFIXES = {".jsonl": "jsonl", ".json": "json", ".csv": "csv"}
 
@@ -181,6 +182,15 @@ def place(tmp: Path, path: Path, held: tuple[int, int] | None) -> Path:
     return path
 
 
+def place_bytes(path: Path, data: bytes, held: tuple[int, int] | None) -> Path:
+    """Write ``data`` (a drawing) atomically at ``path`` through ``place``: a file another run put there
+    since the run began (``held``: what was there then) is kept, and this one goes beside it. Returns
+    where it went."""
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+        return place(tmp, path, held)  # tmp is gone after it: atomic_path renames nothing
+
+
 def open_sink(target: str | Path, *, overwrite: bool = False, inputs=()) -> _Sink:
     """A sink for a file or ``-`` output (see ``output_kind``; folders use ``<folder>/predictions.jsonl``,
     which must not exist yet unless ``overwrite``: the folder's claim). The file may not be one of
@@ -189,6 +199,8 @@ def open_sink(target: str | Path, *, overwrite: bool = False, inputs=()) -> _Sin
     inputs = tuple(inputs)
     if kind == "folder":
         folder = Path(target)
+        if why := path_problem(folder):  # a name too long: exists() raised it as a bare OSError
+            raise ValueError(f"{folder}: {why}")
         if folder.exists() and not folder.is_dir():
             raise ValueError(f"{folder}: exists and is not a folder; -o takes a folder, a .json, .jsonl or .csv "
                              "file, or - for standard output")

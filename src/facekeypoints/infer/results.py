@@ -283,6 +283,14 @@ class Result:
             with atomic_path(path) as tmp:
                 tmp.write_text(self.to_json(indent=2) + "\n")
             return path
+        encoded = self._picture(path, image, in_place)
+        with atomic_path(path) as tmp:
+            tmp.write_bytes(encoded)
+        return path
+
+    def _picture(self, path: Path, image: np.ndarray | None, in_place: bool) -> bytes:
+        """The drawing ``save()`` writes at ``path``, encoded as its suffix says (``predict`` writes it
+        through ``outputs.place_bytes``, which keeps a drawing another run put there meanwhile)."""
         suffix = path.suffix.lower()
         if suffix not in SAVE_SUFFIXES:
             raise ValueError(f"{path}: save() writes .json or an image ({', '.join(SAVE_SUFFIXES)})")
@@ -304,6 +312,4 @@ class Result:
         ok, encoded = cv2.imencode(".jpg" if suffix == ".jfif" else suffix, drawn)
         if not ok:
             raise ValueError(f"{path}: OpenCV could not encode a {path.suffix} image")
-        with atomic_path(path) as tmp:
-            tmp.write_bytes(encoded.tobytes())
-        return path
+        return encoded.tobytes()

@@ -46,6 +46,7 @@ import numpy as np
 
 from facekeypoints.data import framing
 from facekeypoints.data.images import decoder_output, decoder_warnings, read_image
+from facekeypoints.data.walk import path_problem
 from facekeypoints.infer.inputs import opencv_path, to_rgb
 from facekeypoints.infer.results import IMAGE_SUFFIXES, Face, Result, _number
 
@@ -195,6 +196,8 @@ def open_video(source) -> tuple[cv2.VideoCapture, str, float]:
         if not str(source).strip():  # Path("") is ".", the current folder
             raise ValueError("stream() source is an empty path; pass a video file or an open cv2.VideoCapture")
         path = Path(source)
+        if why := path_problem(path):  # a name too long: Path.is_dir() raised it as a bare OSError
+            raise ValueError(f"{path}: {why}")
         if path.is_dir():
             raise ValueError(f"{path}: is a folder, not a video file; stream() reads one video (for the videos in a "
                              "folder, use facekeypoints predict FOLDER or predict_paths)")
@@ -447,7 +450,7 @@ def stream(predictor, source, *, redetect_every: int = 10, smooth: bool = True, 
         if Path(name).suffix.lower() in EDIT_LIST_SUFFIXES and read and declared > index and probed and not skipped:
             reached_end = t + 1.5 / fps >= facts.duration
         shortfall = frames_missing(f"{name} (read from frame {start})" if start else name, declared - start, read,
-                                   skipped, exact, reached_end, unread)
+                                   skipped, exact, reached_end, unread, no_frames=facts.empty)
         if not read and not skipped and 0 < declared <= start:  # a capture read to its end before: nothing is missing
             shortfall = None
             warnings.warn(f"{name}: the capture is at its end (frame {start} of {declared}): nothing left to read; "
@@ -504,11 +507,13 @@ class _StreamFacts:
     """What FFmpeg says of a video file's (first, non-cover-art) video stream: its count of frames
     (packets; 0 where it gives none), the container's duration (seconds, edit lists applied) and the
     video stream's own (its DURATION tag in MKV/WebM; the container's, less the stream's start, in a
-    file with no other stream; NaN where it says none)."""
+    file with no other stream; NaN where it says none). ``empty``: FFmpeg read the video stream to
+    its end and found no frame in it (a valid file: audio only after a cut, say), not damage."""
 
     frames: int = 0
     duration: float = math.nan
     video_duration: float = math.nan
+    empty: bool = False
 
 
 def _stream_facts(path: str) -> _StreamFacts:
@@ -538,7 +543,8 @@ def _stream_facts(path: str) -> _StreamFacts:
     if math.isnan(own) and len(streams) == 1:
         own = duration - (float(start[1]) if start else 0.0)
     counts = re.findall(r"frame=\s*(\d+)", said)  # the progress line's last count is the whole stream's
-    return _StreamFacts(int(counts[-1]) if counts else 0, duration, own)
+    frames = int(counts[-1]) if counts else 0
+    return _StreamFacts(frames, duration, own, empty=bool(video) and bool(counts) and frames == 0)
 
 
 def _seconds(found) -> float:
@@ -581,12 +587,15 @@ def _ranges(indices: list[int], most: int = 20) -> str:
 
 
 def frames_missing(name: str, declared: int, read: int, skipped: list[int], exact: bool,
-                   reached_end: bool = False, unread: int = 0) -> str | None:
+                   reached_end: bool = False, unread: int = 0, no_frames: bool = False) -> str | None:
     """What is missing from a video of ``declared`` frames of which ``read`` were decoded and
     ``skipped`` (indices) could not be, in one line naming it; None when it is whole. An exact count
     (``EXACT_COUNT_SUFFIXES``) must be met; an estimated one may be 1 frame + 1% over; either is met
     by a video whose last frame reaches its duration (``reached_end``: a variable rate, an edit
-    list). ``unread``: reading gave up that many frames before the declared end (``MAX_BAD_FRAMES``)."""
+    list). ``unread``: reading gave up that many frames before the declared end (``MAX_BAD_FRAMES``).
+    ``no_frames``: the file's video stream holds none (``_StreamFacts.empty``), which is no damage."""
+    if read == 0 and no_frames:
+        return f"{name}: its video stream holds no frames (FFmpeg finds none in it): there is nothing to predict"
     if read == 0:
         return f"{name}: no frame could be decoded (the file is truncated or damaged)"
     missing = declared - read - len(skipped)  # after the last frame decoded

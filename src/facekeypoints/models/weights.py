@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from facekeypoints.data.walk import path_problem
+
 __all__ = ["WeightsInfo", "SHIPPED", "default_checkpoint", "resolve_checkpoint"]
 
 
@@ -53,12 +55,14 @@ def resolve_checkpoint(model: str | Path | None) -> Path:
     if not isinstance(model, (str, os.PathLike)):
         raise TypeError(f"model must be a path (str or os.PathLike), a shipped model's name ({', '.join(SHIPPED)}) or None, "
                         f"got {type(model).__name__}")
-    if isinstance(model, str) and model in SHIPPED and not Path(model).exists():
+    if isinstance(model, str) and model in SHIPPED and not os.path.exists(model):
         return default_checkpoint(model)
     if isinstance(model, str) and not model.strip():  # Path("") is ".", the current folder
         raise ValueError(f"model is an empty name; pass a checkpoint .pt, an exported .onnx, a shipped model "
                          f"({', '.join(SHIPPED)}) or None for the shipped kaggle15 model")
     path = Path(model)
+    if why := path_problem(path):  # a name too long: Path.is_dir() raised it as a bare OSError
+        raise ValueError(f"{path}: {why}")
     if path.is_dir():
         raise ValueError(f"{path}: is a folder, not a model file (pass a checkpoint .pt or an exported .onnx inside "
                          f"it, e.g. a training run's best.pt, or a shipped model: {', '.join(SHIPPED)})")

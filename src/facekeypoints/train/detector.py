@@ -393,12 +393,12 @@ def _train(out: Path, pool: FacePool, *, minutes: float, batch_size: int, lr: fl
                 bar.n = round(min(spent, minutes), 1)
                 bar.set_postfix(step=step, loss=f"{np.mean(losses[-50:]):.3f}")
                 if step % save_every == 0:
-                    _save(last, model, opt, step, spent, faces, distractors)
+                    _save(last, model, opt, step, spent, faces, distractors, batch_size)
     finally:
         for s, h in handlers.items():
             signal.signal(s, h)
         if step:  # a run that took no step has nothing to keep
-            _save(last, model, opt, step, spent, faces, distractors)
+            _save(last, model, opt, step, spent, faces, distractors, batch_size)
     if step == 0 and not stop["now"]:
         raise ValueError(f"--minutes {minutes:g}: the time ran out before the first training step, so there is no "
                          "trained model to export (face_detector.onnx not written); give more minutes")
@@ -420,7 +420,7 @@ def check_run(out: str | Path, *, batch_size: int = 16, threads: int | None = No
     """``out`` as a run folder this command can train in, checked before any photo is read: ValueError
     for a batch size, thread or distractor count out of bounds, a folder that cannot be made, a last.pt
     there that cannot be continued (damaged, another command's, e.g. a keypoint run's, or started with
-    another distractor count), or an ``init`` file that is not a detector run's last.pt."""
+    another distractor count or batch size), or an ``init`` file that is not a detector run's last.pt."""
     if not 0 <= distractors <= MAX_DISTRACTORS:
         raise ValueError(f"--distractors must be 0..{MAX_DISTRACTORS} (patches per mosaic), got {distractors}")
     if not 1 <= batch_size <= MAX_BATCH:
@@ -437,10 +437,12 @@ def check_run(out: str | Path, *, batch_size: int = 16, threads: int | None = No
         raise ValueError(f"--init {init}: {what} (a face-detector run's last.pt)")
     if (out / "last.pt").is_file():
         model = FaceCenterNet()
-        was = _restore(out / "last.pt", model, torch.optim.AdamW(model.parameters()))[3]
-        if was != distractors:
-            raise ValueError(f"{out / 'last.pt'}: this run was started with --distractors {was}, now {distractors}: "
-                             f"a resumed run keeps its recipe; give --distractors {was}, or train into another --out")
+        recipe = _restore(out / "last.pt", model, torch.optim.AdamW(model.parameters()))[3]
+        now = {"--distractors": distractors, "--batch-size": batch_size}
+        for option, was in recipe.items():
+            if was is not None and was != now[option]:
+                raise ValueError(f"{out / 'last.pt'}: this run was started with {option} {was}, now {now[option]}: "
+                                 f"a resumed run keeps its recipe; give {option} {was}, or train into another --out")
     elif init is not None:
         model = FaceCenterNet()
         _restore(Path(init), model, torch.optim.AdamW(model.parameters()), option="--init")
@@ -462,10 +464,11 @@ def _check_same_faces(last: Path, was: dict | None, now: dict) -> None:
                          "--out folder")
 
 
-def _restore(last: Path, model, opt, option: str | None = None) -> tuple[int, float, dict | None, int]:
+def _restore(last: Path, model, opt, option: str | None = None) -> tuple[int, float, dict | None, dict]:
     """Load ``last`` into ``model`` and ``opt``: the step and minutes it had reached, its faces'
-    fingerprint (None when not recorded) and its distractor count (0 when not recorded: runs before
-    distractors had none). ValueError naming the file when it is not this command's resumable state;
+    fingerprint (None when not recorded) and its recipe by option: --distractors (0 when not recorded:
+    runs before distractors had none) and --batch-size (None when not recorded: not checked).
+    ValueError naming the file when it is not this command's resumable state;
     ``option`` (``--init``): the file was given with it, and errors name the option, not ``--out``."""
     if option:  # another run's file: it is not in the way, it is the wrong one
         where, fix = f"{option} {last}", "give the last.pt of a train-detector run"
@@ -485,16 +488,18 @@ def _restore(last: Path, model, opt, option: str | None = None) -> tuple[int, fl
         opt.load_state_dict(state["optimizer"])
         faces = state.get("faces")
         return (int(state["step"]), float(state["minutes"]), faces if isinstance(faces, dict) else None,
-                int(state.get("distractors", 0)))
+                {"--distractors": int(state.get("distractors", 0)),
+                 "--batch-size": None if state.get("batch_size") is None else int(state["batch_size"])})
     except (RuntimeError, ValueError, KeyError, TypeError) as err:
         reason = str(err).strip().splitlines()[0][:200]
         raise ValueError(f"{where}: does not fit the face detector ({reason}); {fix}") from None
 
 
-def _save(path: Path, model, opt, step: int, minutes: float, faces: dict, distractors: int = 0) -> None:
+def _save(path: Path, model, opt, step: int, minutes: float, faces: dict, distractors: int,
+          batch_size: int) -> None:
     with atomic_path(path) as tmp:
         torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step, "minutes": minutes,
-                    "faces": faces, "distractors": distractors}, tmp)
+                    "faces": faces, "distractors": distractors, "batch_size": batch_size}, tmp)
 
 
 def export_detector(model: FaceCenterNet, path: str | Path) -> Path:

@@ -30,7 +30,8 @@ def check_teacher(path: str, run_folder: Path | None = None) -> None:
     """What can be said of ``train.teacher`` before minutes of reading data: the file is there, is a
     PyTorch checkpoint, and is not in ``run_folder``, whose checkpoints the run rewrites."""
     if not Path(path).is_file():
-        raise ValueError(f"train.teacher {path}: no such checkpoint file")
+        what = "is a folder; give the .pt file in it" if Path(path).is_dir() else "no such checkpoint file"
+        raise ValueError(f"train.teacher {path}: {what}")
     if str(path).lower().endswith(".onnx"):
         raise ValueError(f"train.teacher {path}: an ONNX export; a teacher is a PyTorch checkpoint (.pt)")
     if run_folder is not None and Path(path).resolve().parent == Path(run_folder).resolve():

@@ -35,7 +35,7 @@ from tqdm import tqdm
 from facekeypoints.atomic import atomic_path, check_target
 from facekeypoints.data.augment import augment_batch
 from facekeypoints.data.framing import framing_for
-from facekeypoints.data.pipeline import faces_digest, load_parts, to_scoring_pixels
+from facekeypoints.data.pipeline import DATA_PATH_KEYS, faces_digest, load_parts, to_scoring_pixels
 from facekeypoints.evaluate.metrics import mae, rmse
 from facekeypoints.models import create_model
 from facekeypoints.models.card import ModelCard
@@ -45,6 +45,7 @@ from facekeypoints.models.device import DeviceError, amp_dtype, resolve_device
 from facekeypoints.models.face_detector import holds_detector_run
 from facekeypoints.models.predict import TorchRunner, predict_inputs
 from facekeypoints.schema import load_schema
+from facekeypoints.settings import SettingsError, from_dict
 from facekeypoints.train.config import Config, TrainConfig, recipe_values
 from facekeypoints.train.distill import Teacher, check_teacher, teacher_fingerprint
 from facekeypoints.train.folder_claim import claim_folder, release_folder
@@ -71,6 +72,18 @@ class TrainState:
     # the pixels history and best are scored in; None: saved by a version that did not record it (its
     # scores may be in the model input's pixels, not comparable with new ones: see _check_scored_in)
     scored_in: str | None = None
+
+    def __post_init__(self) -> None:  # a damaged or foreign last.pt is refused on resume, not met mid-run
+        for name in ("epoch", "step", "loss_n", "minutes"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
+        for i, row in enumerate(self.history):
+            if not isinstance(row, dict) or not {"epoch", "train_loss"} <= row.keys():
+                raise ValueError(f"history[{i}] must be an epoch's row (with epoch and train_loss), got {row!r}")
+        if self.best is not None and not {"epoch", "val_rmse"} <= self.best.keys():
+            raise ValueError(f"best must be an epoch's row with epoch and val_rmse, got {self.best!r}")
+        if self.teacher and not {"size", "sha256"} <= self.teacher.keys():
+            raise ValueError(f"teacher must hold the teacher file's size and sha256, got {self.teacher!r}")
 
 
 SCORED_IN = "image pixels"  # what validation scores are in now (see _validate)
@@ -266,6 +279,38 @@ RESUMABLE_CHANGES = ("train.epochs", "train.time_limit_min", "train.log_every", 
                       "train.patience", "out_dir", "name", "reference.")
 
 
+# What may differ between torchrun's processes: where each runs, and file paths (another machine may hold
+# the data elsewhere), whose contents are compared instead: the faces' digests and the teacher's sha256.
+PER_RANK = ("train.num_threads", "train.device", "train.teacher", "out_dir", "name", "reference.",
+            *(f"data.{key}" for key in DATA_PATH_KEYS))
+
+
+def _check_ranks_agree(run: _Run) -> None:
+    """Refuse, on every process and before the first step, a torchrun job whose processes would train
+    different recipes or faces: their gradients would be averaged silently, or (other step counts) the
+    job would hang at the first collective the others never reach."""
+    if run.world == 1:
+        return
+    t = run.cfg.train
+    mine = {k: v for k, v in flatten_settings(recipe_values(run.cfg.to_dict())).items() if not k.startswith(PER_RANK)}
+    mine.update({"training faces": len(run.train_x), "validation faces": len(run.val_x),
+                 "training faces' digest": run.data_report["digest"]["train"],
+                 "validation faces' digest": run.data_report["digest"]["val"],
+                 **({"train.teacher's sha256": teacher_fingerprint(t.teacher)["sha256"]} if t.teacher else {})})
+    everyone: list = [None] * run.world
+    dist.all_gather_object(everyone, mine)
+    first = everyone[0]
+    for rank, theirs in enumerate(everyone[1:], start=1):
+        differ = sorted(k for k in first.keys() | theirs.keys() if first.get(k) != theirs.get(k))
+        # a digest differs with its count: the count says it
+        differ = [k for k in differ if not (k.endswith("' digest") and k.removesuffix("' digest") in differ)]
+        if differ:
+            detail = "; ".join(f"{k} differs" if k.endswith("digest") or k.endswith("sha256")
+                               else f"{k} {theirs.get(k)!r}, rank 0's {first.get(k)!r}" for k in differ[:4])
+            raise ValueError(f"rank {rank} would train differently from rank 0 ({detail}): every training process "
+                             "must train the same recipe on the same faces; give each rank the same settings and data")
+
+
 def flatten_settings(values: dict, prefix: str = "") -> dict:
     out = {}
     for key, value in values.items():
@@ -290,43 +335,61 @@ def _check_same_recipe(saved: dict, cfg: Config, path: Path) -> None:
                          f"settings (its config.json), or train into a new --out folder")
 
 
-def _resumable(cfg: Config, path: Path) -> Checkpoint:
-    """The run's last.pt, if ``cfg`` can resume it: checked before any data is read."""
+def _resumable(cfg: Config, path: Path) -> tuple[Checkpoint, TrainState]:
+    """The run's last.pt and where it stands, if ``cfg`` can resume it: checked before any data is read."""
     ckpt = load_checkpoint(path)
     missing = [key for key in ("optimizer", "train_state") if not isinstance(ckpt.training.get(key), dict)]
     if missing:
         raise ValueError(f"{path}: holds weights only (no optimizer or training state: {', '.join(missing)} missing), "
                          "so it cannot be resumed; a run's own last.pt can. Train into a new --out folder, or start "
                          "this one over with --overwrite")
+    state = _saved_state(ckpt.training["train_state"], path)
     check_compatible(ckpt.card, cfg.model.name, cfg.data.schema, source=str(path))
     if ckpt.training.get("config"):
         _check_same_recipe(ckpt.training["config"], cfg, path)
-    was = ckpt.training["train_state"].get("teacher")
+    was = state.teacher
     if was and cfg.train.teacher and was != (now := teacher_fingerprint(cfg.train.teacher)):
         raise ValueError(f"{path}: train.teacher {cfg.train.teacher} is another file than this run started with "
                          f"({was['size']} bytes, sha256 {was['sha256'][:12]}; now {now['size']} bytes, sha256 "
                          f"{now['sha256'][:12]}): the run would mix two teachers; put its teacher back, or train into "
                          "a new --out folder")
-    return ckpt
+    return ckpt, state
 
 
-def _resume(run: _Run, ckpt: Checkpoint, path: Path) -> TrainState:
+def _saved_state(saved: dict, path: Path) -> TrainState:
+    """The TrainState saved in ``path``, checked as a config is (known fields, their types, counts
+    >= 0, history rows): ValueError naming the file and the field when it is damaged or another
+    program's. (loss_sum is checked apart: it is NaN in a run that diverged mid-epoch.)"""
+    loss_sum = saved.get("loss_sum", 0.0)
+    try:
+        if isinstance(loss_sum, bool) or not isinstance(loss_sum, (int, float)):
+            raise SettingsError(f"train_state.loss_sum: expected float, got {type(loss_sum).__name__} {loss_sum!r}")
+        return replace(from_dict(TrainState, {k: v for k, v in saved.items() if k != "loss_sum"},
+                                 where="train_state."), loss_sum=float(loss_sum))
+    except SettingsError as err:
+        raise ValueError(f"{path}: its training state is damaged or another program's ({err}); it cannot be "
+                         "resumed: start the run over with --overwrite, or train into a new --out folder") from None
+
+
+def _resume(run: _Run, ckpt: Checkpoint, state: TrainState, path: Path) -> TrainState:
     """Load weights, optimizer, scheduler and TrainState from ``ckpt`` (the run's last.pt at ``path``,
-    checked by ``_resumable``)."""
+    checked by ``_resumable``, which read ``state`` from it)."""
     run.model.load_state_dict(ckpt.training.get("raw_weights") or ckpt.state_dict)
     if run.ema is not None:
         run.ema.module.load_state_dict(ckpt.state_dict)  # what was saved as the weights is the average
         run.ema.n_averaged.fill_(1)  # averaging goes on from it rather than restarting with a copy
     if run.offset is not None and ckpt.card.label_offset is not None:
         run.offset.load_pixels(ckpt.card.label_offset)
-    run.opt.load_state_dict(ckpt.training["optimizer"])
-    if run.sched is not None and ckpt.training.get("scheduler"):
-        run.sched.load_state_dict(ckpt.training["scheduler"])
-    if run.scaler is not None and ckpt.training.get("scaler"):
-        run.scaler.load_state_dict(ckpt.training["scaler"])
-    saved = ckpt.training["train_state"]
-    state = TrainState(**saved)
-    _check_scored_in(run, state, path, saved_by_round12="teacher" in saved)
+    parts = [(run.opt, "optimizer"), (run.sched, "scheduler"), (run.scaler, "scaler")]
+    for part, key in parts:  # another shape (other parameters, another optimizer) fails here, named
+        if part is not None and (ckpt.training.get(key) or key == "optimizer"):
+            try:
+                part.load_state_dict(ckpt.training[key])
+            except (ValueError, KeyError, TypeError, RuntimeError, AttributeError) as err:
+                reason = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
+                raise ValueError(f"{path}: its {key} state does not fit this run ({reason}); start the run over "
+                                 "with --overwrite, or train into a new --out folder") from None
+    _check_scored_in(run, state, path, saved_by_round12="teacher" in ckpt.training["train_state"])
     faces = _faces(run)
     if state.faces and any(state.faces[k] != faces.get(k) for k in state.faces):  # e.g. rows appended or changed
         was, now = ({k: v for k, v in d.items() if k != "digest"} for d in (state.faces, faces))
@@ -667,13 +730,14 @@ def check_run_folder(out: Path) -> None:
 
 
 def _fit(cfg: Config, out: Path, held: list[str], *, resume: bool, progress: bool, overwrite: bool) -> dict:
-    ckpt = _resumable(cfg, out / "last.pt") if resume else None  # weights only, another recipe: said now
-    done = int(ckpt.training["train_state"].get("epoch") or 0) if ckpt is not None else 0
+    # weights only, another recipe, a damaged state: said now
+    ckpt, saved = _resumable(cfg, out / "last.pt") if resume else (None, None)
+    done = saved.epoch if saved is not None else 0
     if done > cfg.train.epochs:  # before config.json would be rewritten with an epoch count its metrics.csv exceeds
         raise ValueError(f"{out}: already past train.epochs={cfg.train.epochs} ({done} epochs done); nothing to "
                          f"train: resume with train.epochs above {done} to train on (best.pt holds the best epoch so "
                          "far), or train into a new --out folder")
-    spent = float(ckpt.training["train_state"].get("minutes") or 0) if ckpt is not None else 0.0
+    spent = saved.minutes if saved is not None else 0.0
     if done < cfg.train.epochs and cfg.train.time_limit_min and spent >= cfg.train.time_limit_min:
         # the limit is only checked after an epoch: each resume would train one more epoch past it
         raise ValueError(f"{out}: already past train.time_limit_min={cfg.train.time_limit_min:g} ({spent:.3g} min "
@@ -682,7 +746,8 @@ def _fit(cfg: Config, out: Path, held: list[str], *, resume: bool, progress: boo
     run = _setup(cfg)
     if overwrite and not resume and held and run.rank == 0:  # one process clears, once the new run's data is read
         _clear_run(out)
-    state = _resume(run, ckpt, out / "last.pt") if ckpt is not None else TrainState(scored_in=SCORED_IN)
+    _check_ranks_agree(run)
+    state = _resume(run, ckpt, saved, out / "last.pt") if ckpt is not None else TrainState(scored_in=SCORED_IN)
     state.faces = state.faces or _faces(run)
     if cfg.train.teacher:
         state.teacher = state.teacher or teacher_fingerprint(cfg.train.teacher)

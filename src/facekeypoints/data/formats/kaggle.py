@@ -8,11 +8,13 @@ missing label (NaN). Files may be plain, gzip-compressed or the one CSV inside a
 IdLookupTable.csv and submissions are in ``facekeypoints.data.formats.submission``.
 The Image column is parsed with numpy over the raw bytes, block by block, and every check on it
 is vectorised; results are cached by the file's content (see ``facekeypoints.data.cache``).
-Rows are numbered from 1 at the first data row (the line after the header). A coordinate must be
+Rows are numbered from 1 at the first data row (the line after the header). A labelled row's image
+must not be another row's (its face would count twice). A coordinate must be
 a finite number no more than one image size (96 px) beyond the image's edges, or any image's
 without an Image column (see ``facekeypoints.data.formats.checks``). Lines may end in LF, CR LF
 or, in old Mac files, CR. A field may be enclosed in one pair of double quotes, as CSV writers
-quote ("1 2 3 ..."), but may not hold a comma.
+quote ("1 2 3 ..."), but may not hold a comma or a line break (a record whose quoted field holds
+line breaks is one bad row, named with its lines).
 
 Examples
 --------
@@ -22,6 +24,7 @@ Examples
 """
 from __future__ import annotations
 
+import hashlib
 import math
 import warnings
 from dataclasses import dataclass
@@ -30,7 +33,8 @@ from pathlib import Path
 import numpy as np
 
 from facekeypoints.data import cache
-from facekeypoints.data.formats.csvfile import line_blocks, open_for_writing, open_sized, parse_header, read_ahead, read_chunks
+from facekeypoints.data.formats.csvfile import (line_blocks, open_for_writing, open_sized, parse_header, quoted_spans,
+                                                read_ahead, read_chunks)
 from facekeypoints.data.dataset import DataFormatError, KeypointData, user_path
 from facekeypoints.data.formats.checks import describe, implausible, text_float, text_int
 from facekeypoints.data.formats.pixels import PIXELS, PixelParser, format_pixels
@@ -39,7 +43,7 @@ from facekeypoints.schema import load_schema
 __all__ = ["read_kaggle_csv", "write_kaggle_csv", "IMAGE_SHAPE"]
 
 IMAGE_SHAPE = (96, 96)
-_READER_VERSION = 4  # bump when parsing changes, so cached results of the old parser are not reused
+_READER_VERSION = 5  # bump when parsing changes, so cached results of the old parser are not reused
 
 
 # ---- which column is which -------------------------------------------------------------------------
@@ -72,9 +76,11 @@ def _kaggle_layout(names: list[str], path: Path) -> _Layout:
 
 # ---- reading ---------------------------------------------------------------------------------------
 def _unquote(field: bytes) -> bytes:
-    """A field less one pair of surrounding double quotes ("66.5" and "" are valid CSV), else as it is."""
+    """A field less one pair of surrounding double quotes ("66.5" and "" are valid CSV; "" inside is
+    one quote), else as it is."""
     inner = field.strip()
-    return inner[1:-1] if len(inner) >= 2 and inner[:1] == b'"' and inner[-1:] == b'"' else field
+    quoted = len(inner) >= 2 and inner[:1] == b'"' and inner[-1:] == b'"'
+    return inner[1:-1].replace(b'""', b'"') if quoted else field
 
 
 class _RowError(Exception):
@@ -109,7 +115,10 @@ class _KaggleRows:
         self.path, self.layout, self.skip_bad = path, layout, skip_bad
         self.coord_names = load_schema("kaggle15").columns()
         self.size = IMAGE_SHAPE if layout.image_col is not None else None  # label-only files: size unknown
-        self.row = 0
+        self.row = 0  # records so far: a record whose quoted field holds line breaks spans lines
+        self.lines = 0  # data lines so far
+        self.carry = b""  # the lines of a record whose quoted field the last block left open
+        self.first_row_of_image: dict[bytes, int] = {}
         self.keypoints: list[np.ndarray] = []
         self.ids: list[str] = []
         self.first_row_of_id: dict[int, int] = {}
@@ -131,17 +140,23 @@ class _KaggleRows:
                 raise DataFormatError(self.path, reason, row=row, field=field)
             self.skipped.append((row, field or "", reason))
 
-    def feed(self, block: bytes) -> None:
-        buf = np.frombuffer(block, np.uint8)
-        starts, ends = _line_bounds(buf)
-        rows = np.arange(self.row + 1, self.row + 1 + len(starts))
-        self.row += len(starts)
+    def feed(self, block: bytes, final: bool = False) -> None:
+        """Parse a block of whole lines (``final``: the file's last, maybe empty)."""
+        block, buf, starts, ends, continued, spans = self._whole_records(block, final)
+        first_line = self.lines + 2  # the file's line number of the block's first line (the header is 1)
+        self.lines += len(starts)
         limit = MAX_ROWS if self.layout.image_col is not None else MAX_LABEL_ROWS  # read when used: tests patch it
-        if self.row > limit:
+        if self.lines > limit:
             kind = "a Kaggle CSV with images" if self.layout.image_col is not None else "a label-only Kaggle CSV"
             raise DataFormatError(self.path, f"over {limit} lines after the header, the limit for {kind} "
                                   "(Kaggle's training.csv has 7049 rows)")
-        problems: dict[int, tuple[str | None, str]] = {}  # keyed by local line index
+        record = np.cumsum(~continued) - 1  # each line's index among the block's records
+        starts, ends = starts[~continued], ends[~continued]
+        rows = np.arange(self.row + 1, self.row + 1 + len(starts))
+        self.row += len(starts)
+        last_line = first_line + len(continued) - 1
+        problems = {int(record[first]): (None, _spanning(first_line + first, first_line + last if last >= 0 else None,
+                                                         last_line)) for first, last in spans}  # by record
         self._blank_lines(ends == starts, rows, problems)
         commas = np.flatnonzero(buf == 44)
         first_comma = np.searchsorted(commas, starts)
@@ -152,7 +167,7 @@ class _KaggleRows:
             if b"\r" in line:  # line ends are told from the first line's; a lone CR after CR LF or LF ends none
                 quoted += (" (it holds a lone CR: the file mixes line ends, and lines are split only where they "
                            "end as the first line does; save it with one kind of line end)")
-            problems[i] = (None, f"has {nfields[i]} fields, the header has {self.layout.ncols}{quoted}")
+            problems.setdefault(i, (None, f"has {nfields[i]} fields, the header has {self.layout.ncols}{quoted}"))
         live = np.array([i not in problems for i in range(len(starts))], dtype=bool)
         live &= ends > starts
         lines = np.flatnonzero(live)
@@ -166,7 +181,10 @@ class _KaggleRows:
             try:
                 if k in coord_problems:
                     raise coord_problems[k]
+                image = self._new_image(pixels, position[j])
                 ids.append(self._image_id(fields[k], int(rows[i])))
+                if image is not None:
+                    self.first_row_of_image[image] = int(rows[i])
                 kept.append(k)
             except _RowError as err:
                 problems[i] = (err.field, err.reason)
@@ -178,6 +196,31 @@ class _KaggleRows:
         if self.images is not None and kept:
             take = position[[candidates[k][1] for k in kept]]
             self._store(pixels if len(take) == len(pixels) else pixels[take])
+
+    def _whole_records(self, block: bytes, final: bool) -> tuple:
+        """(the lines the last block left, then ``block``'s: the text, its bytes, each line's start and
+        end, which lines continue a record and the (first, last) line of each record over several
+        lines (``quoted_spans``)). A record whose quoted field is still open at the end waits for the
+        next block; at the file's end it is one that never closes, or on one line a stray quote,
+        left to that line's own checks."""
+        block = self.carry + block if self.carry else block
+        self.carry = b""
+        buf = np.frombuffer(block, np.uint8)
+        starts, ends = _line_bounds(buf)
+        continued, spans = quoted_spans(buf, starts, ends, self.layout.ncols)
+        if spans and spans[-1][1] < 0:
+            first = spans[-1][0]
+            if not final:
+                self.carry = block[starts[first]:]
+                if len(self.carry) > MAX_LINE:  # as for one line: a record of gigabytes is never held
+                    raise DataFormatError(self.path, f"the quoted field opened on line {self.lines + 2 + first} "
+                                          f"runs over {MAX_LINE} bytes of lines without its closing quote (a "
+                                          "stray quote?)")
+                spans.pop()
+                starts, ends, continued = starts[:first], ends[:first], continued[:first]
+            elif first == len(starts) - 1:
+                spans.pop()
+        return block, buf, starts, ends, continued, spans
 
     def _blank_lines(self, blank: np.ndarray, rows: np.ndarray, problems: dict) -> None:
         """Empty lines are errors unless only empty lines follow them (a file's trailing newlines)."""
@@ -264,6 +307,18 @@ class _KaggleRows:
             return f"not a finite number: {shown!r} (leave the cell empty for a missing keypoint)"
         return value
 
+    def _new_image(self, pixels: np.ndarray | None, position: int) -> bytes | None:
+        """A digest of a labelled row's image, checked to be one not seen on an earlier row (its face
+        would count twice, and could land in both training and validation); None for a test file
+        (nothing to count twice) or a file without images."""
+        if pixels is None or not self.layout.coord_cols:
+            return None
+        digest = hashlib.blake2b(pixels[position].tobytes(), digest_size=16).digest()
+        if digest in self.first_row_of_image:
+            raise _RowError("Image", f"the same image as row {self.first_row_of_image[digest]}: its face would count "
+                            "twice; keep one of the rows")
+        return digest
+
     def _image_id(self, fields: list[bytes], row: int) -> str:
         """The ImageId of a line (checked to be a new integer), or its row number without that column."""
         if self.layout.id_col is None:
@@ -299,6 +354,16 @@ class _KaggleRows:
         return keypoints, images
 
 
+def _spanning(first: int, last: int | None, file_end: int) -> str:
+    """What is wrong with a record from line ``first`` to ``last`` (None: it never ends, and its
+    quote runs to the file's last line, ``file_end``)."""
+    if last is None:
+        return (f"a quoted field opened on line {first} is never closed: its quote runs to the end of the file "
+                f"(line {file_end})")
+    return (f"a quoted field holds line breaks (the record runs over lines {first}-{last}); no field of a Kaggle "
+            "CSV holds a line break")
+
+
 def _parse_kaggle(path: Path, skip_bad: bool) -> dict[str, np.ndarray]:
     """Parse a Kaggle CSV into the arrays that are also what the cache stores."""
     with open_sized(path) as (stream, size), read_ahead(read_chunks(stream, path)) as chunks:
@@ -313,6 +378,8 @@ def _parse_kaggle(path: Path, skip_bad: bool) -> dict[str, np.ndarray]:
             rows.feed(rest)
         for block in blocks:
             rows.feed(block)
+        if rows.carry:
+            rows.feed(b"", final=True)
     if rows.row == len(rows.pending_blank):
         raise DataFormatError(path, "no data rows (the file holds only a header)")
     keypoints, images = rows.result()
@@ -359,7 +426,8 @@ def read_kaggle_csv(path: str | Path, *, skip_bad: bool = False, use_cache: bool
     path = user_path(path)
     if not use_cache:
         return _to_data(_parse_kaggle(path, skip_bad), path)
-    key = f"kaggle15-v{_READER_VERSION}-{'skipbad' if skip_bad else 'strict'}-{cache.file_digest(path)}"
+    digest = cache.file_digest(path)
+    key = f"kaggle15-v{_READER_VERSION}-{'skipbad' if skip_bad else 'strict'}-{digest}"
     try:
         return _to_data(cache.load(key), path)
     except cache.CacheMiss:
@@ -368,6 +436,11 @@ def read_kaggle_csv(path: str | Path, *, skip_bad: bool = False, use_cache: bool
         warnings.warn(f"ignoring inconsistent cache entry {key} ({err}); rebuilding it", stacklevel=2)
     arrays = _parse_kaggle(path, skip_bad)
     data = _to_data(arrays, path)
+    # the file is read twice, to hash and to parse: a download or a save landing in between would
+    # store one content's rows under another's digest, for every later read of either
+    if cache.file_digest(path) != digest:
+        raise DataFormatError(path, "the file changed while it was read (a download or save still going on?); "
+                              "read it again once it is complete")
     cache.save(key, arrays)
     return data
 

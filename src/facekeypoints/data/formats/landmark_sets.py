@@ -228,8 +228,9 @@ def _dlib_face(box: ET.Element, path: Path, where: str, image: Path, pixels: np.
     return kp.astype(np.float32), corners
 
 
-def _dlib_declared_size(path: Path, node: ET.Element, pixels: np.ndarray, where: str, image: Path) -> None:
-    """The <image width= height=> attributes, where given, must be the image's real size."""
+def _dlib_declared_size(path: Path, node: ET.Element, shown: tuple[int, int] | None, where: str, image: Path) -> None:
+    """The <image width= height=> attributes, where given, must be the image's real (height, width)
+    ``shown`` (None: the photo is not there to tell)."""
     if "width" not in node.attrib and "height" not in node.attrib:
         return
     try:
@@ -240,7 +241,8 @@ def _dlib_declared_size(path: Path, node: ET.Element, pixels: np.ndarray, where:
     except ValueError:
         raise DataFormatError(path, f"{where}: <image> width and height must be numbers, got "
                               f"{node.get('width')!r} and {node.get('height')!r}", field="width") from None
-    _declared_size(path, declared, pixels.shape[:2], f"{where}: <image>", ("width", "height"), image)
+    if shown is not None:
+        _declared_size(path, declared, shown, f"{where}: <image>", ("width", "height"), image)
 
 
 def _check_68_layout(path: Path, root: ET.Element) -> None:
@@ -329,13 +331,15 @@ def read_dlib_xml(path: str | Path, *, load_images: bool = True, skip_bad: bool 
             continue
         first_node[same] = i
         image = path.parent / file
+        declares = "width" in image_node.attrib or "height" in image_node.attrib
         first_box: dict = {}  # (points, box) -> its box number
         for j, box in enumerate(boxes):
             where = f"image {file!r}, box {j}"
             try:
                 pixels = cache.get(image, where) if load_images else None
-                if pixels is not None:
-                    _dlib_declared_size(path, image_node, pixels, where, image)
+                # labels alone are checked against the photo's header where it is there, so both reads agree
+                shown = pixels.shape[:2] if pixels is not None else cache.size(image) if declares else None
+                _dlib_declared_size(path, image_node, shown, where, image)
                 kp, corners = _dlib_face(box, path, where, image, pixels)
                 if (face := _face_key(kp, corners)) in first_box:
                     raise DataFormatError(path, f"{where} repeats the box and parts of box {first_box[face]}: "

@@ -35,6 +35,7 @@ from facekeypoints.data.dataset import DataFormatError, KeypointData, user_path
 from facekeypoints.data.formats.checks import (FAR, check_points, first_implausible, implausible, json_number,
                                                text_float, text_int)
 from facekeypoints.data.formats.textfile import load_json, read_text, short
+from facekeypoints.data.images import image_size as header_size
 from facekeypoints.data.images import read_image
 from facekeypoints.data.walk import data_files, distinct_files, not_found, unreadable
 from facekeypoints.schema import load_schema
@@ -473,11 +474,13 @@ def read_asf(path: str | Path, *, load_images: bool = True, skip_bad: bool = Fal
             raise DataFormatError(file, f"host image {short(host)} cannot be looked up ({err.strerror or err})") \
                 from None
         if load_images or image_size is None:
-            hint = ("its size scales the relative coordinates: pass load_images=False "
-                    "together with image_size=(height, width) to read the labels only")
+            hint = ("its points are fractions of the photo's width and height, so they cannot be read without "
+                    "it: put the photo there, or leave this face out with --skip-bad (in Python, "
+                    "load_images=False with image_size=(height, width) supplies the size)")
             named = f"{host} (the host image the file names)" if host else None
-            pixels = read_image(_require_image(file, image, named=named, hint=hint))
-            height, width = pixels.shape[:2]
+            photo = _require_image(file, image, named=named, hint=hint)
+            pixels = read_image(photo) if load_images else None
+            height, width = pixels.shape[:2] if load_images else _photo_size(photo)
             if image_size is not None and tuple(image_size) != (height, width):
                 raise DataFormatError(file, f"image_size={tuple(image_size)} but {image} is {(height, width)}")
         else:
@@ -488,6 +491,16 @@ def read_asf(path: str | Path, *, load_images: bool = True, skip_bad: bool = Fal
         return _Face(kp, _face_id(file, root), image, pixels if load_images else None, person)
 
     return _read_each(path, ".asf", "imm58", parse, load_images, skip_bad)
+
+
+def _photo_size(photo: Path) -> tuple[int, int]:
+    """(height, width) of a photo as shown, from its header (labels only: no pixels decoded), or
+    decoded where the header does not tell (its reading names what is wrong)."""
+    try:
+        width, height = header_size(photo)
+    except OSError:
+        width = height = 0
+    return (height, width) if width * height else read_image(photo).shape[:2]
 
 
 # ---- AFLW2000-3D .mat ----------------------------------------------------------------------------

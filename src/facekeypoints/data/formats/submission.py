@@ -81,6 +81,9 @@ def read_id_lookup(path: str | Path) -> list[tuple[int, int, str]]:
         header = [name.strip() for name in next(lines)]
     except csv.Error as err:
         raise DataFormatError(path, f"header: not a readable CSV line ({err})") from None
+    repeated = sorted({name for name in header if header.count(name) > 1})
+    if repeated:  # which copy holds the values meant is unknown
+        raise DataFormatError(path, f"header: duplicate columns {repeated}; keep one of each")
     missing = [c for c in _LOOKUP_COLUMNS if c not in header]
     unknown = [c for c in header if c not in _LOOKUP_COLUMNS + ("Location",)]
     if missing or unknown:

@@ -27,7 +27,7 @@ _WIDE_MARKS = ((b"\xff\xfe\x00\x00", "UTF-32"), (b"\x00\x00\xfe\xff", "UTF-32"),
 
 def encoding_problem(head: bytes) -> str | None:
     """What is wrong with text that starts with ``head`` when it is UTF-16 or UTF-32 rather than
-    UTF-8 (told by its byte-order mark, or by every other byte being NUL), else None.
+    UTF-8 (told by its byte-order mark, or by every other byte being NUL) or zero bytes, else None.
 
     >>> encoding_problem("x,y".encode("utf-16"))
     'text is UTF-16 encoded; save it as UTF-8 (e.g. iconv -f UTF-16 -t UTF-8 FILE > NEW)'
@@ -36,8 +36,11 @@ def encoding_problem(head: bytes) -> str | None:
     """
     name = next((name for mark, name in _WIDE_MARKS if head.startswith(mark)), None)
     sample = head[:256]
-    if name is None and len(sample) >= 4 and (sample[1::2].count(0) > 0.9 * len(sample[1::2])
-                                                or sample[0::2].count(0) > 0.9 * len(sample[0::2])):
+    odd_nul, even_nul = (half.count(0) > 0.9 * len(half) for half in (sample[1::2], sample[0::2]))
+    if name is None and len(sample) >= 4 and odd_nul and even_nul:  # not UTF-16: a file of zeros
+        return (f"its first {len(sample)} bytes are {'all' if not sample.strip(bytes(1)) else 'nearly all'} zero "
+                "(NUL): binary data, not text (an incomplete or preallocated download?)")
+    if name is None and len(sample) >= 4 and (odd_nul or even_nul):
         name = "UTF-16"
     if name is None:
         return None

@@ -125,8 +125,15 @@ def _check(name: str, folder: Path) -> FileCheck:
         if archive.exists() and not archive.is_dir():
             return FileCheck(name, "unreadable", str(archive), "is not a regular file (a pipe, socket or "
                              "device); save the zip to a file first")
+    for archive in _archives(name, folder):  # named exactly as the zip, but no file: not a letter-case slip
+        if archive.is_dir():
+            return FileCheck(name, "unreadable", str(archive), f"{archive.name} is a folder, not a zip file")
+        if archive.is_symlink():
+            return FileCheck(name, "unreadable", str(archive), f"{archive.name} is a link to nothing (broken or "
+                             "looping)")
     wanted = {name.lower()} | {a.name.lower() for a in _archives(name, folder)}
-    other_case = sorted(f.name for f in folder.iterdir() if f.name.lower() in wanted)  # TRAINING.CSV
+    exact = {name} | {a.name for a in _archives(name, folder)}
+    other_case = sorted(f.name for f in folder.iterdir() if f.name.lower() in wanted and f.name not in exact)
     named = f" ({', '.join(other_case)} is there: the names are case-sensitive; rename it)" if other_case else ""
     return FileCheck(name, "missing", "", f"no {name}, {Path(name).stem}.zip or {name}.zip in {folder}{named}")
 

@@ -170,8 +170,9 @@ def _check_range(values: list[float], cols: list[int], header: list[str], size: 
         raise DataFormatError("", describe(values[2 * k + axis], axis, size), field=header[cols[2 * k + axis]])
 
 
-def _require_file(image_path: Path, name: str) -> None:
-    """A row's image must be a file; a name the system will not look up (one too long) is a bad row too."""
+def _require_file(image_path: Path, name: str, missing_ok: bool = False) -> None:
+    """A row's image must be a file (or, with ``missing_ok``, be missing); a name the system will not
+    look up (one too long), or a folder, is a bad row too."""
     try:
         found = image_path.is_file()
     except OSError as err:  # is_file says False for a missing file but raises for a name over the limit
@@ -179,7 +180,7 @@ def _require_file(image_path: Path, name: str) -> None:
                               f"{short(str(image_path))}", field=name) from None
     if not found and image_path.is_dir():
         raise DataFormatError("", f"{image_path} is a folder, not an image file", field=name)
-    if not found:
+    if not found and not missing_ok:
         raise DataFormatError("", f"image file not found: {image_path}", field=name)
 
 
@@ -220,8 +221,8 @@ def _read_rows(path: Path, header: list[str], lines: list[list[str]], spans: lis
                                       "count twice", field=header[image_col])
             values = _coordinates(line, coord_cols, header)
             image = _load(image_path, header[image_col]) if load_images else None
-            if not load_images:
-                _require_file(image_path, header[image_col])
+            if not load_images:  # labels alone need no photo: a caller that reads it (evaluate) names one missing
+                _require_file(image_path, header[image_col], missing_ok=True)
             _check_range(values, coord_cols, header, image.shape[:2] if load_images else None)
         except DataFormatError as err:
             reason = err.reason
@@ -250,7 +251,8 @@ def read_ytf68_csv(path: str | Path, *, load_images: bool = True, skip_bad: bool
 
     Returns keypoints (N, 68, 2) float32 pixels (NaN for unlabelled rows), images a list of N
     (H, W, 3) RGB uint8 arrays (None with ``load_images=False``), ids the ``image`` column,
-    person filled, paths the image files. A missing or unreadable image file is a bad row.
+    person filled, paths the image files. A missing or unreadable image file is a bad row (with
+    ``load_images=False`` a missing one is not: the labels are read, for a caller to name the photo).
     """
     path = user_path(path)
     header, lines, spans = _csv_rows(path)
@@ -258,16 +260,20 @@ def read_ytf68_csv(path: str | Path, *, load_images: bool = True, skip_bad: bool
     return _read_rows(path, header, lines, spans, columns, path.parent / "images", load_images, skip_bad)
 
 
-def _udacity_image_dir(path: Path, names: list[str]) -> Path:
+def _udacity_image_dir(path: Path, names: list[str], required: bool) -> Path:
     """The folder beside the CSV that holds its images: ``training_frames_keypoints/`` or ``training/``.
     When both are there, the one that holds any of ``names`` (the CSV's image names); when both hold
     one, which photo the labels belong to is unknown: an error naming both, never the first one taken
-    without a word."""
+    without a word. With neither there, an error if ``required`` (images loaded), else the first
+    (labels alone: their photos are then missing)."""
     candidates = list(dict.fromkeys([path.with_suffix(""), path.parent / path.stem.removesuffix("_frames_keypoints")]))
     found = [folder for folder in candidates if folder.is_dir()]
+    if not found and not required:
+        return candidates[0]
     if not found:
         raise DataFormatError(path, f"no image folder beside the CSV (looked for "
-                              f"{', '.join(str(c) for c in candidates)}); pass image_dir= (Python)")
+                              f"{', '.join(str(c) for c in candidates)}); put the images in one of those folders "
+                              "(in Python, image_dir= names another)")
     if len(found) == 2 and same_file(found[0]) != same_file(found[1]):
         both = next((name for name in names if all((folder / name).is_file() for folder in found)), None)
         if both is not None:
@@ -293,8 +299,8 @@ def read_udacity_csv(path: str | Path, *, image_dir: str | Path | None = None, l
     if len(header) != 2 * _POINTS + 1 or header[1:] != numbered:
         raise DataFormatError(path, f"Udacity CSV header must be a name column then 0..135; got "
                               f"{len(header)} columns starting {header[:4]}")
-    root = Path(image_dir) if image_dir is not None else _udacity_image_dir(path, [line[0].strip() for line in lines
-                                                                                  if line])
+    names = [line[0].strip() for line in lines if line]
+    root = Path(image_dir) if image_dir is not None else _udacity_image_dir(path, names, required=load_images)
     header = ["image"] + [f"{axis}{i}" for i in range(_POINTS) for axis in ("x", "y")]  # names for messages
     columns = (0, None, list(range(1, 2 * _POINTS + 1)))
     return _read_rows(path, header, lines, spans, columns, root, load_images, skip_bad)
