@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import warnings
 from pathlib import Path
 
 import cv2

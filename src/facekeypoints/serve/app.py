@@ -545,7 +545,7 @@ async def _multipart_file(request: Request, max_body: int, timeout: float) -> tu
         others = sorted({name for name, value in form.multi_items() if not isinstance(value, str)})
         raise _ClientError(400, "the multipart body has no file field named 'file'" +
                            (f" (its file parts: {_cut(', '.join(map(repr, others)))})" if others else ""))
-    del body  # parsed: only the file part's copy (on disk) is read back, so one copy of the upload is held
+    body = None  # parsed: only the file part's copy (on disk) is read back, so one copy of the upload is held
     try:
         return await upload.read(), fields
     finally:
