@@ -117,10 +117,19 @@ def test_a_file_replaced_while_parsed_leaves_no_cache_entry_for_the_other_conten
 # ---- #8: a repeated Kaggle face -----------------------------------------------------------------------
 def test_a_repeated_kaggle_image_is_refused_naming_both_rows(tmp_path):
     path = _training_csv(tmp_path / "t.csv", [_pixels(0), _pixels(1), _pixels(0)])
-    with pytest.raises(DataFormatError, match=rf"^{path}, row 3, field 'Image': the same image as row 1"):
+    with pytest.raises(DataFormatError, match=rf"^{path}, row 3, field 'Image': the same image and labels as row 1"):
         read_kaggle_csv(path, use_cache=False)
     data = read_kaggle_csv(path, skip_bad=True, use_cache=False)
     assert len(data) == 2 and data.ids == ["1", "2"] and len(data.skipped) == 1 and "row 3" in data.skipped[0]
+
+
+def test_the_same_image_with_other_labels_is_kept_with_a_warning(tmp_path):
+    path = tmp_path / "t.csv"  # one photo's two faces, or two labellers: Kaggle's own file has such rows
+    header = ",".join(COLUMNS + ["Image"])
+    path.write_text(f"{header}\n{','.join(['40.0'] * 30)},{_pixels(0)}\n{','.join(['41.0'] * 30)},{_pixels(0)}\n")
+    with pytest.warns(UserWarning, match="row 2 has the same image as row 1 with other labels"):
+        data = read_kaggle_csv(path, use_cache=False)
+    assert len(data) == 2
 
 
 def test_a_test_csv_may_repeat_an_image(tmp_path):

@@ -158,3 +158,21 @@ def test_3_evaluation_frames_only_the_parts_it_needs_and_gets_the_same_faces(tmp
     # only its crop kept; resize: the photos of the parts asked for, and no others
     assert len(photos_read) == (8 if frame == "kaggle" else len(parts["val"]) + len(parts["test"]))
     assert len(set(photos_read)) == len(photos_read)
+
+
+def test_compare_knows_every_column_train_writes():
+    from facekeypoints.evaluate.compare import _COLUMNS
+    from facekeypoints.train.loop import _Logger
+
+    assert set(_COLUMNS) == set(_Logger.FIELDS) | {"teacher_kept"}
+
+
+def test_compare_reads_a_metrics_csv_ending_in_a_blank_line_and_names_a_damaged_frame(tmp_path):
+    from facekeypoints.evaluate.compare import _read_config, _read_history
+
+    metrics = tmp_path / "metrics.csv"
+    metrics.write_text("epoch,minutes,lr,train_loss,val_loss,val_rmse,val_mae\r\n1,0.1,0.001,1.0,1.0,2.0,1.5\r\n\r\n")
+    assert len(_read_history(metrics)) == 1
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"config": {"model": {"name": "m"}, "data": {"frame": ["kaggle"]}}}))
+    assert _read_config(config)["pixels"] == "?"

@@ -131,3 +131,14 @@ def test_an_upload_is_held_about_once(app, kind):
     assert status == 400 and "decode" in answer["error"], answer
     # once, plus the form parser's few 1 MB pieces: not joined, stripped or read into more copies
     assert peak < 1.75 * len(body), f"peak {peak / 2**20:.1f} MB for a {len(body) / 2**20:.1f} MB upload"
+
+
+def test_part_headers_are_looked_at_only_up_to_the_parsers_part_limit():
+    from facekeypoints.serve.app import MAX_FILE_PARTS, MAX_TEXT_PARTS, _check_part_heads
+
+    folded = b"--X\r\nContent-Disposition: form-data;\r\n name=a\r\n\r\nv\r\n"
+    with pytest.raises(Exception, match="continues the one before"):
+        _check_part_heads(folded + b"--X--\r\n", b"--X", 0)
+    # beyond the limit the parser refuses the body itself: a body of millions of empty parts is not walked
+    many = b"--X\r\n\r\n\r\n" * (MAX_FILE_PARTS + MAX_TEXT_PARTS + 1) + folded + b"--X--\r\n"
+    _check_part_heads(many, b"--X", 0)

@@ -227,3 +227,35 @@ def test_a_teacher_that_is_a_folder_is_said_to_be_one(tmp_path):
 
     with pytest.raises(ValueError, match=rf"^train.teacher {tmp_path}: is a folder; give the .pt file in it$"):
         check_teacher(str(tmp_path))
+
+
+def test_only_whole_per_rank_settings_are_left_out_of_the_rank_comparison():
+    from facekeypoints.train.loop import _per_rank
+
+    assert _per_rank("train.teacher") and _per_rank("reference.rmse") and _per_rank("data.train")
+    assert not _per_rank("train.teacher_max_disagreement") and not _per_rank("names")
+
+
+def test_a_lock_gone_between_link_and_look_means_claim_again_not_remove_it(tmp_path):
+    from facekeypoints.train.folder_claim import LOCK, _replace_stale
+
+    mine = tmp_path / f"{LOCK}.1"
+    mine.write_text("1\n")
+    assert _replace_stale(tmp_path / LOCK, mine, tmp_path) is False  # no lock there any more
+
+
+def test_a_file_system_without_flock_still_claims_and_refuses_by_pid(tmp_path, monkeypatch):
+    import errno
+    import fcntl
+
+    from facekeypoints.train.folder_claim import LOCK, claim_folder, release_folder
+
+    def no_flock(fd, op):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_flock)
+    (tmp_path / LOCK).write_text("999999999\n")  # a dead process's lock: taken over
+    lock, made = claim_folder(tmp_path)
+    assert (tmp_path / LOCK).read_text().strip() == str(os.getpid())
+    release_folder(lock, tmp_path, made)
+    assert not (tmp_path / LOCK).exists()

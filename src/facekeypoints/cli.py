@@ -375,7 +375,7 @@ def _check_data_paths(cfg, config: str | None) -> None:
     """The recipe's relative data paths, read from the working folder: a missing one is named with its
     key and that folder, and where the data is (the repository's or the config's folder) when it is there."""
     from facekeypoints.data.pipeline import DATA_PATH_KEYS
-    from facekeypoints.data.walk import path_problem
+    from facekeypoints.data.walk import check_path
     from facekeypoints.evaluate.runner import _repository
 
     places = {"the repository folder": _repository()}
@@ -383,8 +383,8 @@ def _check_data_paths(cfg, config: str | None) -> None:
         places["the config's folder"] = Path(config).expanduser().resolve().parent
     for key in DATA_PATH_KEYS:
         value = getattr(cfg.data, key)
-        if value is not None and (why := path_problem(os.path.expanduser(value))):
-            raise ValueError(f"data.{key} {value}: {why}")
+        if value is not None:
+            check_path(os.path.expanduser(value), f"data.{key} {value}")
         if value is None or Path(value).expanduser().is_absolute() or Path(value).expanduser().exists():
             continue
         there = next((f"; it is in {what}: run from {folder}" for what, folder in places.items()
@@ -429,14 +429,13 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_train_detector(args: argparse.Namespace) -> int:
-    from facekeypoints.data.walk import path_problem
+    from facekeypoints.data.walk import check_path
     from facekeypoints.train.detector import FacePool, check_run, train_detector
 
     if not 0 < args.minutes < float("inf"):
         raise ValueError(f"--minutes must be a finite number > 0, got {args.minutes}")
     for option, value in (("--ytf68", args.ytf68), ("--imm", args.imm)):  # before a minute of reading photos
-        if why := path_problem(value):
-            raise ValueError(f"{option} {value}: {why}")
+        check_path(value, f"{option} {value}")
         if not Path(value).exists():
             raise ValueError(f"{option} {value}: no such file or folder")
     # bounds, --out and its last.pt, --init: before a minute of reading photos
@@ -581,15 +580,14 @@ def _print_photo_figures(r: dict, status: int) -> None:
 
 
 def _cmd_submit(args: argparse.Namespace) -> int:
-    from facekeypoints.data.walk import path_problem
+    from facekeypoints.data.walk import check_path
     from facekeypoints.infer.kaggle import make_submission
     from facekeypoints.infer.predictor import KeypointDetector
 
     if not args.output.lower().endswith(".csv"):
         raise ValueError(f"{args.output}: a submission is written as a .csv file")
     for given in (args.test_csv, args.lookup):  # both checked before the model loads
-        if why := path_problem(given):
-            raise ValueError(f"{given}: {why}")
+        check_path(given)
         if not Path(given).exists():
             raise ValueError(f"{given}: no such file or folder")
         if Path(given).is_dir():
@@ -605,11 +603,10 @@ def _cmd_submit(args: argparse.Namespace) -> int:
 
 
 def _cmd_grid(args: argparse.Namespace) -> int:
-    from facekeypoints.data.walk import path_problem
+    from facekeypoints.data.walk import check_path
     from facekeypoints.train.grid import config_files, run_grid
 
-    if why := path_problem(args.folder):
-        raise ValueError(f"{args.folder}: {why}")
+    check_path(args.folder)
     if not Path(args.folder).exists():
         raise ValueError(f"{args.folder}: no such folder of configs (or config file)")
     folder = Path(args.folder)

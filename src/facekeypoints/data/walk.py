@@ -17,7 +17,7 @@ from typing import Callable
 from facekeypoints.atomic import name_problem
 from facekeypoints.data.dataset import DataFormatError
 
-__all__ = ["walk_files", "data_files", "distinct_files", "same_file", "unreadable", "not_found", "path_problem"]
+__all__ = ["walk_files", "data_files", "distinct_files", "same_file", "unreadable", "not_found", "path_problem", "check_path"]
 
 
 def same_file(path: str | Path) -> tuple[int, int] | str:
@@ -84,6 +84,13 @@ def path_problem(path: str | Path) -> str | None:
     except ValueError:  # a NUL in the name
         return "the name holds a NUL character, which no file name may hold"
     return None
+
+
+def check_path(path: str | Path, named: str | None = None) -> None:
+    """ValueError ``"<named or path>: <why>"`` where ``path_problem`` finds one: a user's path, checked
+    before anything asks whether it is a file or a folder."""
+    if why := path_problem(path):
+        raise ValueError(f"{named if named is not None else path}: {why}")
 
 
 def not_found(path: str | Path) -> Exception:

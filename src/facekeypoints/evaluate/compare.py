@@ -27,7 +27,8 @@ from facekeypoints.models.face_detector import holds_detector_run
 __all__ = ["read_run", "compare_runs", "write_report", "Comparison"]
 
 
-# the columns train writes in metrics.csv (train/loop.py _Logger); any other is a misread or foreign file
+# the columns train writes in metrics.csv (train/loop.py _Logger.FIELDS and teacher_kept; a test keeps them
+# the same, as evaluate may not import train); any other is a misread or foreign file
 _COLUMNS = ("epoch", "minutes", "lr", "train_loss", "val_loss", "val_rmse", "val_mae", "teacher_kept")
 _NOT_NEGATIVE = ("minutes", "lr", "train_loss", "val_loss", "val_rmse", "val_mae", "teacher_kept")
 
@@ -67,7 +68,7 @@ def _read_history(metrics: Path) -> list[dict]:
         with open(metrics, newline="", encoding="utf-8-sig") as f:
             reader = csv.reader(f)
             columns = _read_header(metrics, next(reader, []))
-            rows = [(reader.line_num, row) for row in reader]
+            rows = [(reader.line_num, row) for row in reader if row]  # a blank line (a trailing newline) is no row
     except UnicodeDecodeError as err:
         raise ValueError(f"{metrics}: not UTF-8 text ({err.reason} at byte {err.start}); is it the run's "
                          "metrics.csv?") from None
@@ -113,8 +114,9 @@ def _read_config(path: Path) -> dict:
     size = preprocess.get("size", "?") if isinstance(preprocess, dict) else "?"
     # the pixels RMSE and MAE are in (data.pipeline.scoring_frames): frame kaggle, the 96-pixel Kaggle faces;
     # none, the faces as read, which are at the input size; resize, the photos' own pixels
-    pixels = {"kaggle": "96-px faces", "none": f"{size}-px faces"}.get(data.get("frame", "none"),
-                                                                       f"the photos of {data.get('train', '?')}")
+    frame = data.get("frame", "none")
+    pixels = {"kaggle": "96-px faces", "none": f"{size}-px faces"}.get(frame, f"the photos of {data.get('train', '?')}") \
+        if isinstance(frame, str) else "?"  # a damaged value (a list) names no pixel space
     return {"model": name, "schema": schema if isinstance(schema, str) else "?", "pixels": pixels}
 
 

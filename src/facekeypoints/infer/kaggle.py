@@ -21,7 +21,7 @@ from facekeypoints.atomic import atomic_path
 from facekeypoints.data import DataFormatError, KeypointData, read_id_lookup, read_kaggle_csv, write_submission
 from facekeypoints.data.formats.csvfile import csv_header
 from facekeypoints.data.formats.submission import SubmissionReport
-from facekeypoints.data.walk import path_problem
+from facekeypoints.data.walk import check_path
 
 __all__ = ["predict_kaggle_csv", "write_keypoint_csv", "make_submission"]
 
@@ -39,8 +39,7 @@ def predict_kaggle_csv(detector, csv_path: str | Path, *, skip_bad: bool = False
     Rows are predicted ``CHUNK_ROWS`` at a time. A KeyboardInterrupt (Ctrl-C, SIGTERM) is raised
     with ``.partial`` saying what was kept: the rows finished so far are written to ``out_csv``
     (``write_keypoint_csv``, atomically) where one is given, as folders and videos keep theirs."""
-    if why := path_problem(csv_path):  # a name too long: the reader's is_file() raised it as a bare OSError
-        raise ValueError(f"{csv_path}: {why}")
+    check_path(csv_path)  # a name too long: the reader's is_file() raised it as a bare OSError
     data = read_kaggle_csv(csv_path, skip_bad=skip_bad)
     if len(data) == 0:
         why = f"; the first: {data.skipped[0]}" if data.skipped else ""

@@ -25,7 +25,7 @@ import warnings
 from pathlib import Path
 
 from facekeypoints.atomic import WriteError, atomic_path, check_target, file_identity, remove_stale_temporaries
-from facekeypoints.data.walk import path_problem
+from facekeypoints.data.walk import check_path
 
 __all__ = ["output_kind", "open_sink", "check_outputs", "file_identity", "place", "place_bytes", "FILE_SUFFIXES"]
 
@@ -199,8 +199,7 @@ def open_sink(target: str | Path, *, overwrite: bool = False, inputs=()) -> _Sin
     inputs = tuple(inputs)
     if kind == "folder":
         folder = Path(target)
-        if why := path_problem(folder):  # a name too long: exists() raised it as a bare OSError
-            raise ValueError(f"{folder}: {why}")
+        check_path(folder)  # a name too long: exists() raised it as a bare OSError
         if folder.exists() and not folder.is_dir():
             raise ValueError(f"{folder}: exists and is not a folder; -o takes a folder, a .json, .jsonl or .csv "
                              "file, or - for standard output")

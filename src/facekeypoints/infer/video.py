@@ -46,7 +46,7 @@ import numpy as np
 
 from facekeypoints.data import framing
 from facekeypoints.data.images import decoder_output, decoder_warnings, read_image
-from facekeypoints.data.walk import path_problem
+from facekeypoints.data.walk import check_path
 from facekeypoints.infer.inputs import opencv_path, to_rgb
 from facekeypoints.infer.results import IMAGE_SUFFIXES, Face, Result, _number
 
@@ -196,8 +196,7 @@ def open_video(source) -> tuple[cv2.VideoCapture, str, float]:
         if not str(source).strip():  # Path("") is ".", the current folder
             raise ValueError("stream() source is an empty path; pass a video file or an open cv2.VideoCapture")
         path = Path(source)
-        if why := path_problem(path):  # a name too long: Path.is_dir() raised it as a bare OSError
-            raise ValueError(f"{path}: {why}")
+        check_path(path)  # a name too long: Path.is_dir() raised it as a bare OSError
         if path.is_dir():
             raise ValueError(f"{path}: is a folder, not a video file; stream() reads one video (for the videos in a "
                              "folder, use facekeypoints predict FOLDER or predict_paths)")

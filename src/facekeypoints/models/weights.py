@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from facekeypoints.data.walk import path_problem
+from facekeypoints.data.walk import check_path
 
 __all__ = ["WeightsInfo", "SHIPPED", "default_checkpoint", "resolve_checkpoint"]
 
@@ -61,8 +61,7 @@ def resolve_checkpoint(model: str | Path | None) -> Path:
         raise ValueError(f"model is an empty name; pass a checkpoint .pt, an exported .onnx, a shipped model "
                          f"({', '.join(SHIPPED)}) or None for the shipped kaggle15 model")
     path = Path(model)
-    if why := path_problem(path):  # a name too long: Path.is_dir() raised it as a bare OSError
-        raise ValueError(f"{path}: {why}")
+    check_path(path)  # a name too long: Path.is_dir() raised it as a bare OSError
     if path.is_dir():
         raise ValueError(f"{path}: is a folder, not a model file (pass a checkpoint .pt or an exported .onnx inside "
                          f"it, e.g. a training run's best.pt, or a shipped model: {', '.join(SHIPPED)})")

@@ -84,6 +84,9 @@ MAX_UPLOADS_LIMIT = 10_000  # each one a connection, a file descriptor and up to
 FORM_PIECE = 1024 * 1024  # bytes of a multipart body handed to the form parser at once: its spool size
 SEND_CHUNK = 64 * 1024  # bytes of an answer handed to uvicorn at once: asyncio's write buffer high-water mark
 OPTIONS = ("model", "detector", "draw")  # the query options of POST /v1/keypoints, as its signature names them
+# a multipart body's parts the form parser takes: the file, an option sent as a file and one more (to
+# be named), and the options as text fields with room for unknown ones (each named, a 422)
+MAX_FILE_PARTS, MAX_TEXT_PARTS = len(OPTIONS) + 2, 10
 _BOOLS = {**dict.fromkeys(("1", "true", "t", "yes", "y", "on"), True),
           **dict.fromkeys(("0", "false", "f", "no", "n", "off"), False)}  # what pydantic takes for the query's draw
 MULTI_FRAME_NOTE = "only the first is used"  # how decode_image's note on pages or frames left unused ends
@@ -454,12 +457,10 @@ async def _raw_body(request: Request, max_body: int, timeout: float) -> bytes:
     value is its own buffer, not a copy (CPython), and so is a BytesIO made of it later."""
     body, size, stream = io.BytesIO(), 0, request.stream()
     declared = request.headers.get("content-length", "")  # checked by _upload: at most max_body
-    if declared.isdigit() and int(declared):
-        # sized once: grown chunk by chunk it would be copied at each step past the allocator's spare
-        # room, and the freed steps left memory behind (measured: 16 x 20 MB uploads, batch after batch)
-        body.seek(int(declared) - 1)
-        body.write(b"\0")
-        body.seek(0)
+    # sized once: grown chunk by chunk it would be copied at each step past the allocator's spare
+    # room, and the freed steps left memory behind (measured: 16 x 20 MB uploads, batch after batch);
+    # once the first bytes came, so that clients sending headers alone hold no memory
+    unsized = declared.isdigit() and int(declared) > 0
     while True:
         try:  # the wait for each chunk, not the whole upload: a slow link that keeps sending is served
             chunk = await asyncio.wait_for(anext(stream), timeout)
@@ -471,6 +472,11 @@ async def _raw_body(request: Request, max_body: int, timeout: float) -> bytes:
         size += len(chunk)
         if size > max_body:
             raise _ClientError(413, f"the body is over the limit of {max_body} bytes")
+        if unsized and chunk:
+            body.seek(int(declared) - 1)
+            body.write(b"\0")
+            body.seek(0)
+            unsized = False
         body.write(chunk)
     if not size:
         raise _ClientError(400, "the body is empty; send the image's bytes")
@@ -516,7 +522,7 @@ async def _multipart_file(request: Request, max_body: int, timeout: float) -> tu
     try:
         # a text part may hold the image too (below): bounded by the body's own length (at most max_body), not 1 MB
         # files beyond 'file' are let through to be named below (an option sent as a file, an unknown part)
-        form = await request.form(max_files=len(OPTIONS) + 2, max_fields=10, max_part_size=max(len(body), 1024 * 1024))
+        form = await request.form(max_files=MAX_FILE_PARTS, max_fields=MAX_TEXT_PARTS, max_part_size=max(len(body), 1024 * 1024))
     except Exception as err:  # Starlette's parser: a missing boundary, too many files or fields
         detail = getattr(err, "detail", None) or str(err) or type(err).__name__
         first_line_end = body[len(delimiter):len(delimiter) + 1] if delimiter and body.startswith(delimiter) else b""
@@ -559,14 +565,17 @@ def _check_part_heads(body: bytes, delimiter: bytes, start: int) -> None:
     # the longest header block the parser takes, plus one byte: a longer one breaks a limit
     longest = MAX_PART_HEADERS * (MAX_PART_HEADER_LINE + 2) + 3
     at, number = start, 0
-    while at >= 0 and body.startswith(delimiter + b"\r\n", at):  # the closing boundary (--) ends the parts
+    # the closing boundary (--) ends the parts; past the parser's own part limit it refuses the body
+    # itself (a 20 MB body of empty parts is 2 million of them: looked at here, it held the event loop)
+    while at >= 0 and body.startswith(delimiter + b"\r\n", at) and number <= MAX_FILE_PARTS + MAX_TEXT_PARTS:
         number += 1
         head_start = at + len(delimiter) + 2
-        window = body[head_start:head_start + longest]
-        head_end = 0 if window.startswith(b"\r\n") else window.find(b"\r\n\r\n")  # 0: a part without headers
-        if head_end < 0 and len(window) < longest:  # the body ends inside the header block: the parser says it
+        window_end = min(len(body), head_start + longest)
+        head_end = 0 if body.startswith(b"\r\n", head_start) else body.find(b"\r\n\r\n", head_start, window_end)
+        if head_end < 0 and window_end < head_start + longest:  # the body ends inside the header block: the parser says it
             return
-        lines = window[:head_end if head_end >= 0 else len(window)].split(b"\r\n") if head_end else []
+        head_end = head_end - head_start if head_end > 0 else head_end  # 0: a part without headers
+        lines = body[head_start:head_start + head_end if head_end >= 0 else window_end].split(b"\r\n") if head_end else []
         where = f"part {number}{_part_name(lines)}"
         for line in lines:
             if len(line) > MAX_PART_HEADER_LINE:

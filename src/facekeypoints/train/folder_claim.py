@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import stat
 import time
 from pathlib import Path
 
@@ -31,7 +32,7 @@ def claim_folder(out: Path) -> tuple[Path, list[Path]]:
     fd = os.open(mine, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
         os.write(fd, f"{os.getpid()}\n".encode())
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a file nobody else has opened yet: never busy
+        _flock(fd)  # a file nobody else has opened yet: never busy
         for _ in range(100):  # another claim is taking over or giving back the lock: a moment later it is done
             try:
                 os.link(mine, lock)  # whole or not at all: no reader meets an empty lock
@@ -59,15 +60,16 @@ def _replace_stale(lock: Path, mine: Path, out: Path) -> bool:
     happens under the old lock's flock, so of several processes taking over one stale lock only the
     first succeeds: the others find its flock held, or (once it has let the old file go) another file
     at the path."""
-    _check_lock_file(lock)
-    try:
+    if not _check_lock_file(lock):
+        return False
+    try:  # for writing where we may: NFS emulates flock with fcntl locks, whose exclusive kind needs it
+        fd = os.open(lock, os.O_RDWR)
+    except PermissionError:  # another user's lock: local file systems lock it read-only too
         fd = os.open(lock, os.O_RDONLY)
     except FileNotFoundError:  # its run ended meanwhile
         return False
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:  # its process lives, or another claim is taking the stale lock over
+        if _flock(fd) is False:  # its process lives, or another claim is taking the stale lock over
             pid = _pid_in(lock)
             if pid > 0 and pid_alive(pid):
                 _refuse(out, pid)
@@ -84,10 +86,32 @@ def _replace_stale(lock: Path, mine: Path, out: Path) -> bool:
         os.close(fd)
 
 
-def _check_lock_file(lock: Path) -> None:
-    if not lock.is_file():
-        what = "is a folder" if lock.is_dir() else "is not a file (a broken link, or a device)"
+def _flock(fd: int) -> bool | None:
+    """Lock ``fd`` exclusively without waiting: True, or False when another process holds it; None on
+    a file system without flock (some network ones), where only the pid in the lock guards it."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except BlockingIOError:
+        return False
+    except OSError:  # ENOLCK, EOPNOTSUPP: the pid checks (check_unclaimed) decide alone
+        return None
+
+
+def _check_lock_file(lock: Path) -> bool:
+    """True for a lock file to look into; False when it went meanwhile (its run ended between our
+    link and this look: claim again); ValueError for what is no lock file."""
+    try:
+        found = os.stat(lock)
+    except FileNotFoundError:
+        if not os.path.lexists(lock):
+            return False
+        found = None  # a link to nothing
+    if found is None or not stat.S_ISREG(found.st_mode):
+        what = "is a folder" if found is not None and stat.S_ISDIR(found.st_mode) else \
+            "is not a file (a broken link, or a device)"
         raise ValueError(f"{lock}: {what}, not a training lock; remove it")
+    return True
 
 
 def _pid_in(lock: Path) -> int:

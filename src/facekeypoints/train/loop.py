@@ -281,8 +281,12 @@ RESUMABLE_CHANGES = ("train.epochs", "train.time_limit_min", "train.log_every", 
 
 # What may differ between torchrun's processes: where each runs, and file paths (another machine may hold
 # the data elsewhere), whose contents are compared instead: the faces' digests and the teacher's sha256.
-PER_RANK = ("train.num_threads", "train.device", "train.teacher", "out_dir", "name", "reference.",
+PER_RANK = ("train.num_threads", "train.device", "train.teacher", "out_dir", "name", "reference",
             *(f"data.{key}" for key in DATA_PATH_KEYS))
+
+
+def _per_rank(key: str) -> bool:  # the setting itself or one inside it (train.teacher, not train.teacher_max_...)
+    return any(key == name or key.startswith(name + ".") for name in PER_RANK)
 
 
 def _check_ranks_agree(run: _Run) -> None:
@@ -292,7 +296,7 @@ def _check_ranks_agree(run: _Run) -> None:
     if run.world == 1:
         return
     t = run.cfg.train
-    mine = {k: v for k, v in flatten_settings(recipe_values(run.cfg.to_dict())).items() if not k.startswith(PER_RANK)}
+    mine = {k: v for k, v in flatten_settings(recipe_values(run.cfg.to_dict())).items() if not _per_rank(k)}
     mine.update({"training faces": len(run.train_x), "validation faces": len(run.val_x),
                  "training faces' digest": run.data_report["digest"]["train"],
                  "validation faces' digest": run.data_report["digest"]["val"],
@@ -744,9 +748,9 @@ def _fit(cfg: Config, out: Path, held: list[str], *, resume: bool, progress: boo
                          f"trained); nothing to train: resume with train.time_limit_min above {spent:.3g} (or 0, no "
                          "limit) to train on, or train into a new --out folder")
     run = _setup(cfg)
+    _check_ranks_agree(run)  # before --overwrite clears anything: a refused job leaves the old run whole
     if overwrite and not resume and held and run.rank == 0:  # one process clears, once the new run's data is read
         _clear_run(out)
-    _check_ranks_agree(run)
     state = _resume(run, ckpt, saved, out / "last.pt") if ckpt is not None else TrainState(scored_in=SCORED_IN)
     state.faces = state.faces or _faces(run)
     if cfg.train.teacher:

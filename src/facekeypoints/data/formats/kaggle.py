@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -118,7 +119,7 @@ class _KaggleRows:
         self.row = 0  # records so far: a record whose quoted field holds line breaks spans lines
         self.lines = 0  # data lines so far
         self.carry = b""  # the lines of a record whose quoted field the last block left open
-        self.first_row_of_image: dict[bytes, int] = {}
+        self.first_row_of_image: dict[bytes, tuple[int, np.ndarray]] = {}  # -> (its first row, that row's labels)
         self.keypoints: list[np.ndarray] = []
         self.ids: list[str] = []
         self.first_row_of_id: dict[int, int] = {}
@@ -181,10 +182,10 @@ class _KaggleRows:
             try:
                 if k in coord_problems:
                     raise coord_problems[k]
-                image = self._new_image(pixels, position[j])
+                image = self._new_image(pixels, position[j], coords[k], int(rows[i]))
                 ids.append(self._image_id(fields[k], int(rows[i])))
                 if image is not None:
-                    self.first_row_of_image[image] = int(rows[i])
+                    self.first_row_of_image.setdefault(image, (int(rows[i]), coords[k]))
                 kept.append(k)
             except _RowError as err:
                 problems[i] = (err.field, err.reason)
@@ -307,16 +308,21 @@ class _KaggleRows:
             return f"not a finite number: {shown!r} (leave the cell empty for a missing keypoint)"
         return value
 
-    def _new_image(self, pixels: np.ndarray | None, position: int) -> bytes | None:
-        """A digest of a labelled row's image, checked to be one not seen on an earlier row (its face
-        would count twice, and could land in both training and validation); None for a test file
-        (nothing to count twice) or a file without images."""
+    def _new_image(self, pixels: np.ndarray | None, position: int, coords: np.ndarray, row: int) -> bytes | None:
+        """A digest of a labelled row's image. The same image with the same labels as an earlier row is
+        refused (its face would count twice, and could land in both training and validation); with
+        other labels it is kept with a warning (one photo's two faces, or two labellers: Kaggle's own
+        file has near-copies of that kind). None for a test file or a file without images."""
         if pixels is None or not self.layout.coord_cols:
             return None
         digest = hashlib.blake2b(pixels[position].tobytes(), digest_size=16).digest()
         if digest in self.first_row_of_image:
-            raise _RowError("Image", f"the same image as row {self.first_row_of_image[digest]}: its face would count "
-                            "twice; keep one of the rows")
+            first, labels = self.first_row_of_image[digest]
+            if np.array_equal(labels, coords, equal_nan=True):
+                raise _RowError("Image", f"the same image and labels as row {first}: its face would count twice; "
+                                "keep one of the rows")
+            warnings.warn(f"{self.path}: row {row} has the same image as row {first} with other labels; both are "
+                          "kept (training refuses a split that puts them on both sides)", stacklevel=2)
         return digest
 
     def _image_id(self, fields: list[bytes], row: int) -> str:
@@ -426,6 +432,7 @@ def read_kaggle_csv(path: str | Path, *, skip_bad: bool = False, use_cache: bool
     path = user_path(path)
     if not use_cache:
         return _to_data(_parse_kaggle(path, skip_bad), path)
+    before = _file_state(path)
     digest = cache.file_digest(path)
     key = f"kaggle15-v{_READER_VERSION}-{'skipbad' if skip_bad else 'strict'}-{digest}"
     try:
@@ -437,12 +444,18 @@ def read_kaggle_csv(path: str | Path, *, skip_bad: bool = False, use_cache: bool
     arrays = _parse_kaggle(path, skip_bad)
     data = _to_data(arrays, path)
     # the file is read twice, to hash and to parse: a download or a save landing in between would
-    # store one content's rows under another's digest, for every later read of either
-    if cache.file_digest(path) != digest:
+    # store one content's rows under another's digest, for every later read of either (its size, time
+    # and inode tell, without hashing it a third time)
+    if _file_state(path) != before:
         raise DataFormatError(path, "the file changed while it was read (a download or save still going on?); "
                               "read it again once it is complete")
     cache.save(key, arrays)
     return data
+
+
+def _file_state(path: Path) -> tuple[int, int, int]:
+    found = os.stat(path)
+    return found.st_size, found.st_mtime_ns, found.st_ino
 
 
 # ---- writing ---------------------------------------------------------------------------------------
