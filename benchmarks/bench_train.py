@@ -6,17 +6,17 @@ and print validation RMSE against training minutes, as mean and spread over the 
     python benchmarks/bench_train.py --configs configs/default.yaml --seeds 0 1 2 --jobs 2 \\
         --variant base --variant offset:train.label_offset=true --set train.epochs=60
 
-Each run is a normal `facekeypoints train` run (runs/bench_<config>_<variant>_s<seed>_<digest>/, the
-digest of the config file's path and recipe), capped by --minutes of training; a finished run is read
-back, not retrained, so an interrupted benchmark resumes where it stopped (--fresh retrains); an edited
-config is another recipe, trained anew. With --jobs N, N runs train at once, one torch
-thread each unless --set train.num_threads says otherwise.
+Each run is a normal `facekeypoints train` run (runs/bench_<config>_<variant>_s<seed>/), capped by
+--minutes of training; a finished run is read back, not retrained, so an interrupted benchmark resumes
+where it stopped (--fresh retrains). Its summary.json records its settings' digest: a folder holding a
+run of other settings (an edited config, other --set or --minutes) is refused, naming what differs;
+move it away or give the new settings another --variant name. With --jobs N, N runs train at once, one
+torch thread each unless --set train.num_threads says otherwise.
 """
 from __future__ import annotations
 
 import argparse
 import csv
-import hashlib
 import json
 import os
 import statistics
@@ -64,28 +64,19 @@ def _one_run(path: str, variant: str, overrides: list[str], seed: int, minutes: 
     """Train (or read back) one run; returns its summary and curve."""
     import torch
 
-    from facekeypoints.train.config import load_config
     from facekeypoints.train.grid import config_digest
     from facekeypoints.train.loop import fit
 
-    cfg = load_config(ROOT / path, [*overrides, f"train.seed={seed}", f"train.time_limit_min={minutes}"])
-    # the run is the config file's and its content's (its name or stem alone is not: two configs may share
-    # one, and an edited config is another recipe); threads change the speed, not what is learnt
+    cfg = _run_config(path, [*overrides, f"train.seed={seed}", f"train.time_limit_min={minutes}"])
+    # what the run learns, recorded in its summary.json: the config's content and overrides (not where the
+    # file lies: a moved checkout keeps its runs); threads change the speed, not what is learnt
     digest = config_digest(replace(cfg, train=replace(cfg.train, num_threads=0)))
-    source = str((ROOT / path).resolve())
-    folder = hashlib.sha256(f"{source}\n{digest}".encode()).hexdigest()[:8]
-    cfg.out_dir = str(ROOT / "runs" / f"bench_{cfg.name or Path(path).stem}_{variant}_s{seed}_{folder}")
+    cfg.out_dir = str(ROOT / "runs" / f"bench_{_run_name(cfg, path)}_{variant}_s{seed}")
     done = Path(cfg.out_dir) / "summary.json"
-    if done.is_file() and not fresh:
-        try:
-            result = json.loads(done.read_text())
-        except ValueError as err:
-            raise SystemExit(f"{done}: damaged ({err}); delete it (or run with --fresh) to retrain that run")
-        if (result.get("config_file"), result.get("config_digest")) != (source, digest):
-            raise SystemExit(f"{cfg.out_dir} finished with other settings ({result.get('config_file')}, config "
-                             f"digest {result.get('config_digest')}; now {source}, {digest}); delete it, or --fresh "
-                             "to retrain it")
-        return result
+    if not fresh:
+        result = _check_recipe(Path(cfg.out_dir), cfg, digest)
+        if result is not None:
+            return result
     start = time.perf_counter()
     resume = (Path(cfg.out_dir) / "last.pt").is_file() and not fresh
     summary = fit(cfg, resume=resume, progress=False, overwrite=not resume)  # the benchmark owns its run folders
@@ -93,7 +84,7 @@ def _one_run(path: str, variant: str, overrides: list[str], seed: int, minutes: 
         raise SystemExit(f"{cfg.out_dir}: interrupted; run the benchmark again to resume")
     with open(Path(cfg.out_dir) / "metrics.csv") as f:
         history = [{k: float(v) for k, v in row.items() if v} for row in csv.DictReader(f)]
-    result = {"config": path, "config_file": source, "config_digest": digest, "variant": variant,
+    result = {"config": path, "config_digest": digest, "variant": variant,
               "overrides": overrides, "minutes": minutes, "seed": seed,
               "summary": summary,
               "curve": history, "wall_minutes": (time.perf_counter() - start) / 60,
@@ -103,6 +94,63 @@ def _one_run(path: str, variant: str, overrides: list[str], seed: int, minutes: 
     with atomic_path(done) as tmp:
         tmp.write_text(json.dumps(result, indent=2, default=str))
     return result
+
+
+def _run_config(path: str, overrides: list[str]):
+    from facekeypoints.train.config import load_config
+
+    return load_config(ROOT / path, overrides)
+
+
+def _run_name(cfg, path: str) -> str:
+    """The config's part of its run folders' names: its name, or its file's stem."""
+    return cfg.name or Path(path).stem
+
+
+def _check_recipe(out: Path, cfg, digest: str) -> dict | None:
+    """The finished run in ``out`` if it is of these settings (or from a bench_train that recorded no
+    digest: reused as before); None when there is none, or a partial run of these settings to resume.
+    A finished or partial run of other settings is refused, naming what differs: its results would be
+    given as these settings'."""
+    from facekeypoints.train.loop import recipe_changes
+
+    done, saved = out / "summary.json", out / "config.json"
+    result = None
+    if done.is_file():
+        try:
+            result = json.loads(done.read_text())
+            if not isinstance(result, dict):
+                raise ValueError("not a JSON object")
+        except ValueError as err:
+            raise SystemExit(f"{done}: damaged ({err}); delete it (or run with --fresh) to retrain that run")
+        if result.get("config_digest") in (None, digest):
+            return result
+    elif not (out / "last.pt").is_file():
+        return None
+    try:
+        changed = recipe_changes(json.loads(saved.read_text())["config"], cfg,
+                                 ("out_dir", "train.num_threads", "name", "reference."))
+    except (OSError, ValueError, KeyError, TypeError):  # no readable config.json: the digests say it
+        changed = []
+    if result is None and not changed:
+        return None  # a partial run of these settings: resumed (fit checks its last.pt)
+    what = ", ".join(changed[:4]) if changed else f"config digest {result['config_digest']}, now {digest}"
+    raise SystemExit(f"{out}: holds a run of other settings ({what}); move that folder away, or give these settings "
+                     "another --variant name")
+
+
+def _check_names(ap, configs: list[str], sets: list[str]) -> None:
+    """Two configs of one name would train into the same run folders: refused before any training."""
+    named: dict[str, str] = {}
+    for path in configs:
+        try:
+            name = _run_name(_run_config(path, sets), path)
+        except ValueError as err:
+            ap.error(f"--configs {path}: {err}")
+        if name in named:
+            ap.error(f"--configs {named[name]} and {path} are both named {name!r}: their runs would share the folders "
+                     f"runs/bench_{name}_<variant>_s<seed>; set another name: in one of them")
+        named[name] = path
 
 
 def _check_output(ap, path: str) -> None:
@@ -186,6 +234,7 @@ def main() -> int:
         if args.plot:
             _plot(results, args.plot)
         return 0
+    _check_names(ap, args.configs, args.set)
     if not DATA.is_file():
         print(f"skipped: {DATA} is absent (the benchmark needs ../shared/data)")
         return 0

@@ -4,8 +4,7 @@ runs given (e.g. the three seeds of bench_train.py), and model time per face as 
 single pass, measured in the same run.
 
 Usage:
-  python benchmarks/bench_tta.py runs/bench_default_offset150_s{0,1,2}_*/best.pt --json results/bench_tta.json
-  (bench_train.py's run folders end in a digest of their config)
+  python benchmarks/bench_tta.py runs/bench_default_offset150_s{0,1,2}/best.pt --json results/bench_tta.json
 """
 from __future__ import annotations
 

@@ -51,8 +51,8 @@ def test_earlier_output_folders_inside_an_input_folder_are_left_out(det, tmp_pat
     report = predict_paths(det, [folder], folder / "k2", progress=False)
     assert (report.images, report.frames, report.failures, report.ignored) == (1, 3, [], [])
     said = str(report)
-    assert "k1 (the output folder of another facekeypoints run)" in said
-    assert "v (the output folder of another facekeypoints run)" in said
+    assert "k1: 4 files another facekeypoints run wrote" in said  # round 18: only what it wrote, not the folder
+    assert "v: 2 files another facekeypoints run wrote" in said
     assert ".face.jpg." in said and "a temporary file of a facekeypoints run" in said
     assert sorted(p.name for p in (folder / "k2").iterdir()) == ["clip.jsonl", "clip_keypoints.mp4", "face.jpg",
                                                                  "predictions.jsonl"]

@@ -215,12 +215,12 @@ def test_F_a_run_stopped_in_its_first_epoch_has_no_finished_epoch_yet(tmp_path, 
     (early / "config.json").write_text('{"config": {"model": {"name": "fcnn"}}}')
     (early / "last.pt").write_bytes(b"weights")
     code, _, err = run_cli(["compare", early, good], capsys)
-    assert code == 2 and f"{early}: no finished epoch yet" in err and "is this a facekeypoints run" not in err, err
+    assert code == 1 and f"{early}: no finished epoch yet" in err and "is this a facekeypoints run" not in err, err
     code, _, err = run_cli(["compare", tmp_path / "gone", good], capsys)
-    assert code == 2 and "gone: no such run folder" in err, err
+    assert code == 1 and "gone: no such run folder" in err, err
     (tmp_path / "plain").mkdir()
     code, _, err = run_cli(["compare", tmp_path / "plain", good], capsys)
-    assert code == 2 and "plain: no metrics.csv; is this a facekeypoints run directory?" in err, err
+    assert code == 1 and "plain: no metrics.csv; is this a facekeypoints run directory?" in err, err
 
 
 # ---- H, I: the service's start-up -----------------------------------------------------------------

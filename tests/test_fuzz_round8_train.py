@@ -56,7 +56,7 @@ def test_repeated_rows_across_split_refused(tmp_path):
     path = write_kaggle_csv(faces, tmp_path / "dup.csv")
     lines = path.read_text().splitlines()
     path.write_text("\n".join([lines[0]] + lines[1:] + lines[1:]) + "\n")
-    with pytest.raises(ValueError, match=r"dup.csv, row 17, field 'Image': the same image and labels as row 1: its face would count twice"):
+    with pytest.raises(ValueError, match=r"dup.csv \(data.train\): repeats faces \(the same pixels in several rows"):
         fit(_cfg(path, tmp_path / "run"), progress=False)
 
 

@@ -10,16 +10,18 @@ Examples
 >>> det.card.summary()["schema"]         # doctest: +SKIP
 'kaggle15'
 """
-from facekeypoints.schema import KeypointSchema, list_schemas, load_schema
-
 __version__ = "0.1.0"
 __all__ = ["KeypointSchema", "load_schema", "list_schemas", "KeypointDetector", "create_model", "list_models",
            "ModelCard", "__version__"]
 
 
 def __getattr__(name: str):
-    # torch takes seconds to import: only the names that need it import it, on first use,
-    # so `facekeypoints data info` and numpy-only users start fast
+    # torch takes seconds to import, numpy and yaml a tenth: each name imports what it needs on first
+    # use, so `import facekeypoints.cli` (every command's start) imports none of them
+    if name in ("KeypointSchema", "list_schemas", "load_schema"):
+        from facekeypoints import schema
+
+        return getattr(schema, name)
     if name == "KeypointDetector":
         from facekeypoints.infer import KeypointDetector
 
@@ -33,3 +35,7 @@ def __getattr__(name: str):
 
         return ModelCard
     raise AttributeError(f"module 'facekeypoints' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

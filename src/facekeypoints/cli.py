@@ -10,21 +10,47 @@ Examples
 """
 from __future__ import annotations
 
-import argparse
-import contextlib
-import difflib
-import errno
-import json
 import os
-import re
 import signal
 import sys
-import warnings
-from importlib.metadata import version
-from pathlib import Path
 
-from facekeypoints.atomic import WriteError, atomic_path, check_target
-from facekeypoints.models.threads import max_threads
+_SIGNALS_WHILE_STARTING: list[int] = []  # SIGINT/SIGTERM received while the command imported its modules
+
+
+def _note_signal(signum, frame) -> None:
+    """SIGINT/SIGTERM while the command starts: noted, and said by main() as an interruption (a
+    KeyboardInterrupt raised inside the console script's ``from facekeypoints.cli import main`` would
+    end in a traceback)."""
+    _SIGNALS_WHILE_STARTING.append(signum)
+
+
+def _started_as_the_command() -> bool:
+    """Whether this process is the ``facekeypoints`` command (its console script, ``python -m
+    facekeypoints``), not a program (a test) that imports this module and keeps its own signals."""
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    if spec is not None:
+        return spec.name in ("facekeypoints.__main__", "facekeypoints.cli")
+    script = os.path.basename(sys.argv[0] if sys.argv else "").removesuffix(".exe")
+    return __name__ == "__main__" or script == "facekeypoints"
+
+
+# before any other import: a Ctrl-C in the command's first tenth of a second is said as one, too
+if _started_as_the_command():
+    for _signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(_signum, _note_signal)
+
+import argparse  # noqa: E402 (the imports follow the handler above on purpose)
+import contextlib  # noqa: E402
+import difflib  # noqa: E402
+import errno  # noqa: E402
+import json  # noqa: E402
+import re  # noqa: E402
+import warnings  # noqa: E402
+from importlib.metadata import version  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from facekeypoints.atomic import WriteError, atomic_path, check_target  # noqa: E402
+from facekeypoints.models.threads import max_threads  # noqa: E402
 
 __all__ = ["main", "build_parser"]
 
@@ -422,8 +448,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
               f"(best.pt holds the best finite epoch, if any)", file=sys.stderr)
         return 1
     if summary["best_epoch"] is None:  # every validation gave NaN: there is no model to use
-        print(f"error: no validated epoch gave a finite RMSE, so {summary['out_dir']}/best.pt was not written; see "
-              f"{summary['out_dir']}/metrics.csv", file=sys.stderr)
+        _say_error(f"no validated epoch gave a finite RMSE, so {summary['out_dir']}/best.pt was not written; see "
+                   f"{summary['out_dir']}/metrics.csv")
         return 1
     return 0
 
@@ -654,7 +680,9 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     print(result.table)
     for note in result.notes:  # a run's figures left out: the report is partial, as a partial predict is
         print(f"partial: {note}", file=sys.stderr)
-    return 1 if result.notes else 0
+    for line in result.skipped:  # a folder that is not a readable run: named, the others compared
+        print(f"skipped: {line}", file=sys.stderr)
+    return 1 if result.notes or result.skipped else 0
 
 
 def _add_train_commands(sub) -> None:
@@ -1053,8 +1081,8 @@ def _add_inference(sub) -> None:
                    help="largest image, from its header (default 50000000); 0: no limit")
     p.add_argument("--max-uploads", type=at_least(1, 10_000), default=16,
                    help="uploads read, queued, running or being answered at once, 1..10000 (default 16); more are "
-                   "answered 503 at once. Memory: about max-uploads x max-body bytes (twice that for multipart) "
-                   "on top of the models")
+                   "answered 503 at once. Memory: each upload is held once until its answer is sent, so about "
+                   "max-uploads x max-body bytes on top of the models")
     p.add_argument("--upload-timeout", type=at_least(1, 3600), default=30, metavar="SECONDS",
                    help="an upload that sends nothing for this long is answered 408 and dropped, and a client that "
                    "reads none of its answer for this long is dropped; 1..3600 (default 30)")
@@ -1114,7 +1142,8 @@ class _Parser(argparse.ArgumentParser):
                        and os.path.lexists(word)), None)
         if dashed:
             message += f"; {dashed} is a file: write ./{dashed} or put -- before the inputs"
-        super().error(message)
+        self.print_usage(sys.stderr)
+        self.exit(2, _error_line(message, self.prog) + "\n")  # argparse's own words, with the rank
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -1164,6 +1193,19 @@ def _parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.
     return args
 
 
+def _error_line(message: str, prog: str = "") -> str:
+    """``error: message`` (after ``prog: `` given, as argparse says it). Under torchrun (or a cluster
+    job that sets RANK) each rank says its own errors, prefixed with its rank: the rank that lacks its
+    data is named, not lost behind rank 0's "connection closed by peer"."""
+    rank = os.environ.get("RANK", "")
+    return f"{f'rank {rank}: ' if rank else ''}{f'{prog}: ' if prog else ''}error: {message}"
+
+
+def _say_error(message: str) -> None:
+    if sys.stderr is not None:  # closed (2>&-) before main() points it at /dev/null
+        print(_error_line(message), file=sys.stderr)
+
+
 _SIGNALS_SEEN: list[int] = []  # SIGINT/SIGTERM received by this run
 
 
@@ -1198,6 +1240,8 @@ def main(argv: list[str] | None = None) -> int:
     _SIGNALS_SEEN.clear()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, _interrupt)
+    if _SIGNALS_WHILE_STARTING:  # noted while this module's imports ran (the command's handler above)
+        return _interrupted(None)
     try:
         args = _parse(build_parser(), argv)
     except KeyboardInterrupt:
@@ -1207,8 +1251,7 @@ def main(argv: list[str] | None = None) -> int:
     # Every command but serve prints its results or summary to standard output: closed (>&-), Python
     # has no sys.stdout and each print would be lost silently (or crash midway), so nothing is started.
     if sys.stdout is None and args.func is not _cmd_serve:
-        if sys.stderr is not None:
-            print("error: standard output is closed; nothing was written", file=sys.stderr)
+        _say_error("standard output is closed; nothing was written")
         return 2
     stderr = sys.stderr
     if stderr is None:  # closed (2>&-): what is written there (bars, warnings, decoders) goes to /dev/null, not a crash
@@ -1227,13 +1270,10 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError) as err:  # bad input: a clear message, no traceback
         if _SIGNALS_SEEN:
             return _interrupted(None)
-        # under torchrun (or a cluster job that sets RANK) each rank says its own error: the rank that
-        # lacks its data is named, not lost behind rank 0's "connection closed by peer"
-        rank = os.environ.get("RANK", "")
-        print(f"{f'rank {rank}: ' if rank else ''}error: {err}", file=sys.stderr)
+        _say_error(str(err))
         return 2
     except WriteError as err:  # full disk and the like: the output named, no traceback
-        print(f"error: {err.strerror}", file=sys.stderr)
+        _say_error(err.strerror)
         return 1
     except BrokenPipeError:  # `facekeypoints data info X | head` closed our stdout early: not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
@@ -1242,7 +1282,7 @@ def main(argv: list[str] | None = None) -> int:
         return _interrupted(err)
     except OSError as err:
         if err.errno in (errno.ENOSPC, errno.EFBIG) and err.filename is None and _stdout_failed(err):
-            print(f"error: standard output: {os.strerror(err.errno).lower()}", file=sys.stderr)
+            _say_error(f"standard output: {os.strerror(err.errno).lower()}")
             return 1
         return _unexpected(err, args.debug)
     except Exception as err:  # a bug or an environment failure: one line unless --debug asks for more
@@ -1320,8 +1360,7 @@ def _unexpected(err: Exception, debug: bool) -> int:
     if debug:
         raise err
     where = f" ({err.filename})" if isinstance(err, OSError) and err.filename else ""
-    rank = os.environ.get("RANK", "")  # as ValueErrors are said: torchrun's ranks each say their own
-    print(f"{f'rank {rank}: ' if rank else ''}error: {type(err).__name__}: {err}{where} (run with --debug for the traceback)", file=sys.stderr)
+    _say_error(f"{type(err).__name__}: {err}{where} (run with --debug for the traceback)")
     return 1
 
 

@@ -23,6 +23,7 @@ import numpy as np
 
 from facekeypoints.data import framing
 from facekeypoints.data.dataset import DataFormatError, KeypointData
+from facekeypoints.data.formats.checks import check_flags
 from facekeypoints.schema import SchemaError
 
 __all__ = ["ConversionReport", "check_output_outside", "complete_labels", "face_photo", "resize_faces",
@@ -132,6 +133,7 @@ def to_kaggle_task(data: KeypointData, target: str = "kaggle15", *, size: int = 
     """
     if not isinstance(data, KeypointData):
         raise TypeError(f"to_kaggle_task needs KeypointData (from read()), got {type(data).__name__}")
+    check_flags(skip_bad=skip_bad)
     # the crops are held as one (N, size, size) array: 10**5 would take 10 GB a face, and under 8
     # pixels no face is left to see; models here take 32..256
     if isinstance(size, bool) or not isinstance(size, (int, np.integer)):

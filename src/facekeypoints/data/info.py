@@ -19,6 +19,7 @@ import numpy as np
 
 from facekeypoints.data.convert import LISTED
 from facekeypoints.data.dataset import DataFormatError, KeypointData, printable
+from facekeypoints.data.formats.checks import check_flags
 from facekeypoints.data.images import image_size
 
 __all__ = ["describe", "format_description", "read_for_info"]
@@ -99,6 +100,8 @@ def describe(data: KeypointData) -> dict:
     ``unsized_images`` (photos whose size cannot be read or that are missing while other rows have
     theirs, each "path: why" or "face: why"; left out of ``image_size``).
     """
+    if not isinstance(data, KeypointData):
+        raise TypeError(f"describe needs KeypointData (from read()), got {type(data).__name__}")
     mask = data.labelled_mask()  # (N, K)
     names = data.schema.keypoints
     patterns: list[dict] = []
@@ -179,6 +182,7 @@ def read_for_info(path: str | Path, *, skip_bad: bool = False) -> KeypointData:
     """Read any supported format for ``data info`` through the data layer's front door."""
     from facekeypoints.data.formats.io import read  # the format dispatcher; imported late to keep CLI start-up fast
 
+    check_flags(skip_bad=skip_bad)
     # labels only: statistics need no pixels (photos are sized from their headers; Kaggle CSVs hold
     # their images inline and read them anyway), and a label file whose photo is missing still reads
     return _check_labels_on_photos(read(path, skip_bad=skip_bad, load_images=False), skip_bad)

@@ -20,8 +20,9 @@ from pathlib import Path
 import numpy as np
 
 from facekeypoints.data.convert import complete_labels, face_photo, resize_faces, to_kaggle_task
-from facekeypoints.data.dataset import KeypointData
+from facekeypoints.data.dataset import DataFormatError, KeypointData
 from facekeypoints.data.formats import attach_person, read
+from facekeypoints.data.formats.landmarks import labels_file
 from facekeypoints.data.framing import framing_for, invert, resize_frame
 from facekeypoints.data.splits import MISSING_STRATEGIES, handle_missing, imm_train_mask, split_indices
 
@@ -196,6 +197,7 @@ def _load_only(d: DataConfig, size: int, only: tuple[str, ...]) -> tuple[dict, d
     if d.persons and not d.val:
         data = attach_person(data, d.persons)
     if d.frame == "kaggle":  # the faces framing keeps decide the split, as in load_parts: all are framed first
+        _check_photos(data, range(len(data)))
         data = _frame_kept(data, d.schema, d.frame, size)[0]
     if d.val:  # a separate validation file: data.train is not needed
         rows = {"val": np.arange(len(data))}
@@ -211,6 +213,8 @@ def _load_only(d: DataConfig, size: int, only: tuple[str, ...]) -> tuple[dict, d
     for name in only:
         if name not in rows:
             continue
+        if d.frame == "resize":
+            _check_photos(data, rows[name])
         part = data.subset(rows[name])
         if d.frame == "resize":  # whole photos: this part's alone, each read once
             last: dict = {}
@@ -218,6 +222,18 @@ def _load_only(d: DataConfig, size: int, only: tuple[str, ...]) -> tuple[dict, d
         frames[name] = scoring_frames(part, d.frame, size)
         parts[name] = part if d.frame == "kaggle" else _frame_kept(part, d.schema, d.frame, size)[0]
     return parts, frames, {}
+
+
+def _check_photos(data: KeypointData, faces) -> None:
+    """Labels read alone let a missing photo pass (``data info`` needs none); the ``faces`` about to be
+    framed need theirs, and one missing is named as the readers name it when they read the photos with
+    the labels: by the labels file and, in a CSV read whole, the face's row."""
+    by_row = Path(data.source).suffix.lower() == ".csv" and not data.skipped and not data.skipped_unlisted
+    for i in faces:
+        photo = data.paths[i] if data.paths else None
+        if photo and not Path(photo).is_file():
+            where = data.source if by_row else labels_file(data.source, data.ids[i])
+            raise DataFormatError(where, f"image file not found: {photo}", row=int(i) + 1 if by_row else None)
 
 
 def _check_readable(data: KeypointData, path: str, key: str, labels: bool = True) -> KeypointData:

@@ -70,6 +70,8 @@ def handle_missing(data: KeypointData, strategy: str) -> tuple[KeypointData, Mis
     - ``mask``: keep NaN, for losses that mask missing keypoints (seed 002).
     keypoints: (N, K, 2) in, (M, K, 2) out (M = N except for ``drop``).
     """
+    if not isinstance(data, KeypointData):
+        raise TypeError(f"handle_missing needs KeypointData (from read()), got {type(data).__name__}")
     if strategy not in MISSING_STRATEGIES:
         raise ValueError(f"unknown missing-label strategy {strategy!r}; choose one of {MISSING_STRATEGIES}")
     filled = 0
@@ -79,7 +81,7 @@ def handle_missing(data: KeypointData, strategy: str) -> tuple[KeypointData, Mis
             raise ValueError(f"{data.source or 'the data'}: missing 'drop' keeps only fully labelled rows, and none "
                              f"of its {len(data)} rows is; use missing: mask")
     elif strategy == "ffill":
-        table = data.keypoints.reshape(len(data), -1)
+        table = data.keypoints.reshape(len(data), 2 * data.schema.num_keypoints)  # not -1: N may be 0
         new = _forward_fill(table) if len(table) else table
         filled = int(np.isnan(table).sum() - np.isnan(new).sum())
         out = replace(data, keypoints=new.reshape(data.keypoints.shape))
@@ -87,7 +89,7 @@ def handle_missing(data: KeypointData, strategy: str) -> tuple[KeypointData, Mis
         out = data
     nan = np.isnan(out.keypoints)
     report = MissingReport(strategy, len(data), len(out), filled, int(nan.sum()),
-                           int(nan.reshape(len(out), -1).any(axis=1).sum()))
+                           int(nan.any(axis=(1, 2)).sum()))
     return out, report
 
 

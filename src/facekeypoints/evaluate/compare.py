@@ -19,6 +19,7 @@ from facekeypoints.data.dataset import one_line
 from facekeypoints.data.formats.checks import text_float
 from facekeypoints.evaluate.photo_report import COMPARE_TITLE, check_report_folder
 from facekeypoints.data.pipeline import to_scoring_pixels
+from facekeypoints.data.walk import check_path
 from facekeypoints.evaluate.metrics import per_keypoint_rmse
 from facekeypoints.evaluate.runner import predict_data, run_split
 from facekeypoints.models.predict import TorchRunner
@@ -128,6 +129,7 @@ def read_run(run_dir: str | Path) -> dict:
     not JSON or not shaped as train writes it) is a ValueError naming the run folder and the file,
     with the line and column: a table that quietly left a run out, or showed it wrong, would mislead."""
     run = Path(run_dir)
+    check_path(run)  # a name too long for the file system: said, not a bare OSError from is_file()
     metrics = run / "metrics.csv"
     if not metrics.is_file():
         if not run.exists():
@@ -152,22 +154,25 @@ def read_run(run_dir: str | Path) -> dict:
 
 @dataclass
 class Comparison:
-    """What :func:`compare_runs` made: the text table, and one note per run whose report figures
-    were left out (its data or best.pt could not be read); notes make the report partial."""
+    """What :func:`compare_runs` made: the text table, one note per run whose report figures were
+    left out (its data or best.pt could not be read), and one line per folder given that is not a
+    readable run (left out of the table); notes and skipped folders make the comparison partial."""
 
     table: str
     notes: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
 
 
 def compare_runs(run_dirs: list[str], report_dir: str | None = None) -> Comparison:
     """Text table (model, train loss, validation loss, RMSE, MAE, minutes) at each run's best epoch;
     with ``report_dir`` also writes the plots of :func:`write_report` and table.json / table.txt there.
 
-    Every run is read first: a damaged one is a ValueError naming it and its file (see
-    :func:`read_run`), before anything is written. In the report, a run whose training data or
-    best.pt cannot be read keeps its row and curves; its other figures are left out with a note."""
+    Every run is read first, before anything is written: a folder that is not a readable run (see
+    :func:`read_run`) is left out and named in ``skipped`` with why, the others compared; when none
+    can be read, that is the error. In the report, a run whose training data or best.pt cannot be
+    read keeps its row and curves; its other figures are left out with a note."""
     _check_distinct(run_dirs)
-    runs = [read_run(r) for r in run_dirs]
+    runs, skipped = _read_runs(run_dirs)
     for r, name, stem in zip(runs, *_unique_names([r["dir"] for r in runs])):
         r["name"], r["stem"] = name, stem
     for r in runs:  # names and models as text on one line: a line break in one would break the table
@@ -191,7 +196,7 @@ def compare_runs(run_dirs: list[str], report_dir: str | None = None) -> Comparis
     lines += [f"warning: {m}" for m in mixed]
     table = "\n".join(lines)
     if not report_dir:
-        return Comparison(table)
+        return Comparison(table, skipped=skipped)
     out = check_target(report_dir, folder=True)
     # every file the report may write: a user's own index.html there is refused, an earlier report's replaced
     check_report_folder(out, ["index.html", "table.json", "table.txt", "curves.png"] + [
@@ -209,17 +214,39 @@ def compare_runs(run_dirs: list[str], report_dir: str | None = None) -> Comparis
         raise WriteError(err.errno, f"{err.strerror or err}; the report in {out} is incomplete (written: {held}; "
                                    "no index.html)") from err
     table += f"\nreport written to {out}/ (open {out / 'index.html'})"
-    return Comparison(table, [f"{r['dir']}: {notes[r['name']]}" for r in runs if r["name"] in notes])
+    return Comparison(table, [f"{r['dir']}: {notes[r['name']]}" for r in runs if r["name"] in notes], skipped)
+
+
+def _read_runs(run_dirs: list[str]) -> tuple[list[dict], list[str]]:
+    """(the runs that can be read, one line per folder that cannot, saying why); the error itself when
+    none can be read (a table of nothing would hide it)."""
+    runs, errors = [], []
+    for run_dir in run_dirs:
+        try:
+            runs.append(read_run(run_dir))
+        except (ValueError, FileNotFoundError) as err:
+            errors.append(err)
+    if runs:
+        return runs, [one_line(str(err)) for err in errors]
+    if len(errors) == 1:
+        raise errors[0]
+    raise ValueError(one_line(f"none of the {len(errors)} runs can be read: " + "; ".join(map(str, errors))))
 
 
 def _mixed_scales(runs: list[dict]) -> list[str]:
     """A warning for each of schema and pixel space in which the runs differ: their RMSE and MAE are
-    then in different units (points, pixels) and not comparable."""
+    then in different units (points, pixels) and not comparable. A run whose config.json does not say
+    ('?') is left out of the comparison, and named as unknown."""
     found = []
-    for key, what in (("schema", "keypoint schemas"), ("pixels", "pixel spaces")):
-        if len({r[key] for r in runs}) > 1:
-            each = "; ".join(f"{r['name']}: {r[key]}" for r in runs)
-            found.append(one_line(f"the runs differ in {what} ({each}), so their RMSE and MAE are not comparable"))
+    for key, what in (("schema", "keypoint schema"), ("pixels", "pixel space")):
+        known = [r for r in runs if r[key] != "?"]
+        if len({r[key] for r in known}) > 1:
+            each = "; ".join(f"{r['name']}: {r[key]}" for r in known)
+            found.append(one_line(f"the runs differ in {what}s ({each}), so their RMSE and MAE are not comparable"))
+        unknown = [r["name"] for r in runs if r[key] == "?"]
+        if unknown and known:
+            found.append(one_line(f"the {what} is unknown for {', '.join(unknown)} (its run folder does not record "
+                                  "it), so its RMSE and MAE may not be comparable with the others'"))
     return found
 
 

@@ -1,5 +1,7 @@
 """Keypoint error metrics. All take pixel coordinates (N, K, 2) with NaN where a label is missing;
-only labelled coordinates count, so partly labelled rows (most Kaggle rows) are scored fairly.
+only labelled points count, so partly labelled rows (most Kaggle rows) are scored fairly. A point is
+labelled when both its coordinates are (``KeypointData.labelled_mask``'s rule): one NaN coordinate
+leaves the whole point out of every metric.
 Only a NaN label means "unlabelled": a NaN prediction at a labelled point is an error (``rmse`` and
 ``mae`` give NaN instead, so a diverged model in training scores NaN, never well).
 
@@ -32,15 +34,22 @@ def _points(a, what: str) -> np.ndarray:
     return arr.astype(np.float64)
 
 
-def _errors(pred: np.ndarray, gt: np.ndarray, nan_predictions: str = "raise") -> tuple[np.ndarray, np.ndarray]:
-    """(pred - gt, labelled coordinates). A NaN prediction at a labelled coordinate raises, or with
-    ``nan_predictions="keep"`` stays NaN in the difference (the caller's score becomes NaN)."""
-    pred, gt = _points(pred, "pred"), _points(gt, "gt")
-    if pred.shape != gt.shape:
-        raise ValueError(f"predictions {pred.shape} and ground truth {gt.shape} differ in shape")
+def _labels(gt) -> np.ndarray:
+    """``gt`` as float64 (N, K, 2) with both coordinates NaN at every point not labelled in both."""
+    gt = _points(gt, "gt")
     if np.isinf(gt).any():  # only NaN marks a missing label; inf - inf would silently drop the point
         raise ValueError(f"gt: {int(np.isinf(gt).any(-1).sum())} points are infinite; expected finite pixel "
                          "coordinates, or NaN where a point is unlabelled")
+    return np.where(np.isnan(gt).any(-1, keepdims=True), np.nan, gt)
+
+
+def _errors(pred: np.ndarray, gt: np.ndarray, nan_predictions: str = "raise") -> tuple[np.ndarray, np.ndarray]:
+    """(pred - gt, labelled coordinates: both of each labelled point; NaN in the difference elsewhere).
+    A NaN prediction at a labelled point raises, or with ``nan_predictions="keep"`` stays NaN in the
+    difference (the caller's score becomes NaN)."""
+    pred, gt = _points(pred, "pred"), _labels(gt)
+    if pred.shape != gt.shape:
+        raise ValueError(f"predictions {pred.shape} and ground truth {gt.shape} differ in shape")
     labelled = ~np.isnan(gt)
     if nan_predictions == "raise":
         broken = (np.isnan(pred) & labelled).any(-1)
@@ -58,7 +67,7 @@ def _scored(pred, gt, schema) -> tuple[np.ndarray, np.ndarray, KeypointSchema]:
     if d.shape[1] != schema.num_keypoints:  # other indices than the eyes would be taken as the eyes
         raise ValueError(f"pred and gt: expected shape (N, {schema.num_keypoints}, 2) for schema "
                          f"{schema.name!r}, got {d.shape}")
-    return d, np.asarray(gt, np.float64), schema
+    return d, _labels(gt), schema
 
 
 def rmse(pred: np.ndarray, gt: np.ndarray) -> float:
@@ -134,7 +143,8 @@ def ced(nme_per_row: np.ndarray, max_threshold: float = 0.10, steps: int = 101) 
     """Cumulative error distribution: (thresholds, fraction of rows with NME <= t, AUC in [0, 1]).
 
     The AUC is the area under the curve up to ``max_threshold``, divided by it (as in 300-W).
-    ``nme_per_row`` is 1-d (NaN rows are left out); ``steps`` thresholds, 2 to 100000.
+    ``nme_per_row`` is 1-d (NaN rows are left out; a negative NME is refused); ``steps`` thresholds,
+    2 to 100000. Without a row left, the fractions and the AUC are NaN, as ``summarize`` says.
     """
     e = np.asarray(nme_per_row)
     if e.dtype.kind not in "iuf":
@@ -151,9 +161,14 @@ def ced(nme_per_row: np.ndarray, max_threshold: float = 0.10, steps: int = 101) 
     if not 2 <= steps <= 100_000:  # one threshold has no area; more only costs memory
         raise ValueError(f"steps: expected 2 to 100000 thresholds, got {steps}")
     e = np.sort(e[~np.isnan(e)].astype(np.float64))
+    if e.size and e[0] < 0:  # a distance cannot be: it would count as under every threshold
+        raise ValueError(f"nme_per_row: {int((e < 0).sum())} values are negative (e.g. {e[0]:g}); an NME is a "
+                         "distance, 0 or more")
     t = np.linspace(0.0, float(max_threshold), int(steps))
+    if not e.size:
+        return t, np.full_like(t, np.nan), float("nan")
     # rows with NME <= t, counted on the sorted errors: no (steps, rows) table in memory
-    frac = np.searchsorted(e, t, side="right") / e.size if e.size else np.zeros_like(t)
+    frac = np.searchsorted(e, t, side="right") / e.size
     area = float(np.sum((frac[1:] + frac[:-1]) * np.diff(t)) / 2 / max_threshold)
     return t, frac, area
 
@@ -178,7 +193,7 @@ def summarize(pred: np.ndarray, gt: np.ndarray, schema: KeypointSchema | str) ->
         "auc_10": area if valid.size else float("nan"),
         "rows": int(len(gt)),
         "rows_with_nme": int(valid.size),
-        "labelled_coordinates": int((~np.isnan(np.asarray(gt))).sum()),
+        "labelled_coordinates": int((~np.isnan(_labels(gt))).sum()),
         "per_keypoint_rmse": {n: (None if np.isnan(v) else float(v)) for n, v in zip(schema.keypoints, pk)},
         "ced": {"thresholds": t.round(4).tolist(), "fraction": frac.round(4).tolist()},
     }

@@ -104,6 +104,7 @@ class HaarDetector:
 
     def detect(self, image: np.ndarray) -> np.ndarray:
         """(H, W, 3) uint8 RGB or (H, W) gray -> (N, 5) float64 ``x1, y1, x2, y2, score``, best first."""
+        image = _checked_image(image, self)
         gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY) if image.ndim == 3 else image
         scale, wanted = self._scale(gray.shape[:2])
         if scale < wanted:  # the option that asked for the larger search: min_face only when it set the scale
@@ -154,6 +155,7 @@ class DlibDetector:
 
     def detect(self, image: np.ndarray) -> np.ndarray:
         """(H, W, 3) uint8 RGB or (H, W) gray -> (N, 5) float64 ``x1, y1, x2, y2, score``, best first."""
+        image = _checked_image(image, self)
         scale = min(1.0, self.max_side / max(image.shape[:2]))
         if scale < 1.0:
             image = cv2.resize(image, (max(1, round(image.shape[1] * scale)), max(1, round(image.shape[0] * scale))),
@@ -213,6 +215,7 @@ class CnnDetector:
         Searched at ``max_side`` (small faces), and again at the ``coarse`` side for faces that
         fill much of the picture (trained on faces up to about 150 px, the network misses larger
         ones); the two lists are merged by non-maximum suppression."""
+        image = _checked_image(image, self)
         rgb = cv2.cvtColor(image, cv2.COLOR_GRAY2RGB) if image.ndim == 2 else image
         h, w = rgb.shape[:2]
         scale = self.max_side / max(h, w)
@@ -240,6 +243,24 @@ class CnnDetector:
         boxes = decode_centers(heat[0, 0], size[0], offset[0], self.threshold, DETECTOR_STRIDE)
         boxes[:, :4] /= scale
         return boxes
+
+
+def _checked_image(image, detector) -> np.ndarray:
+    """``image`` if it is what a detector's ``detect`` takes: a non-empty uint8 array, (H, W) grey or
+    (H, W, 3) RGB; anything else is a TypeError or ValueError saying what to pass (OpenCV's and
+    dlib's errors named no argument, and the cnn detector found 0 faces in a float image in 0..1)."""
+    name = f"{type(detector).__name__}.detect(image)"
+    if not isinstance(image, np.ndarray):
+        raise TypeError(f"{name} takes the pixels, a uint8 numpy array (H, W) or (H, W, 3) RGB, got "
+                        f"{type(image).__name__} {str(image)[:100]!r}: read a file with "
+                        "facekeypoints.data.images.read_image, a PIL image with np.asarray(img.convert('RGB'))")
+    if image.dtype != np.uint8:
+        raise ValueError(f"{name} takes a uint8 image (0..255), got {image.dtype}; a float image in 0..1 is "
+                         "(image * 255).round().astype(np.uint8)")
+    if not (image.ndim == 2 or (image.ndim == 3 and image.shape[2] == 3)) or image.size == 0:
+        raise ValueError(f"{name} takes a non-empty image of shape (H, W) or (H, W, 3), got {image.shape} "
+                         "(channels first? image.transpose(1, 2, 0))")
+    return image
 
 
 def _warn_search_limit(name: str, shape: tuple[int, int], smallest: float, limit: int, asked: str,
@@ -314,6 +335,9 @@ def make_detector(detector) -> FaceDetector | None:
             return DETECTORS[detector]()
         except (ImportError, FileNotFoundError) as err:  # an extra not installed, weights not there: say what to do
             raise ValueError(str(err)) from None
+    if isinstance(detector, type):  # DETECTORS["haar"]: its detect() failed at the first photo, missing "image"
+        raise TypeError(f"detector {detector.__name__} is a class; pass an instance, {detector.__name__}(), or a "
+                        f"name ({', '.join(sorted(DETECTORS))})")
     if not callable(getattr(detector, "detect", None)):
         raise TypeError(f"detector {detector!r} has no detect(image) method (see facekeypoints.infer.FaceDetector)")
     return detector

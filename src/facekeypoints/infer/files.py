@@ -23,9 +23,10 @@ with ``overwrite``. No output may be an input (a file output included), and the 
 not be an input folder itself (refused before any work: its drawings would be the next run's
 inputs). A file whose own outputs cannot be written (one would overwrite an input or go into an
 input folder, or its name is longer than the file system takes) is a failure of that file, found
-before any work; the others go on. Inside an input folder, other runs' output folders
-(``_holds_outputs``) and outputs still being written are left out of the inputs, and a file met
-twice is predicted once; each is named in the report's ``left_out``.
+before any work; the others go on. Inside an input folder, what other runs wrote (the drawings
+their predictions.jsonl names, drawn videos; ``_without_other_runs_outputs``) and outputs still
+being written are left out of the inputs, and a file met twice is predicted once; each is named in
+the report's ``left_out``.
 
 Examples
 --------
@@ -36,6 +37,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import math
 import os
 import re
@@ -44,7 +46,7 @@ import sys
 import threading
 import warnings
 from dataclasses import dataclass, field, replace
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Callable
 
 import cv2
@@ -54,10 +56,10 @@ from facekeypoints.atomic import is_temporary, name_problem, remove_stale_tempor
 from facekeypoints.data.dataset import one_line
 from facekeypoints.data.images import MAX_PIXELS, _what_it_is, image_size, read_image
 from facekeypoints.data.walk import path_problem, walk_files
-from facekeypoints.infer.inputs import opencv_path, shown_name
+from facekeypoints.infer.inputs import URL, opencv_path, shown_name
 from facekeypoints.infer.outputs import check_outputs, file_identity, open_sink, output_kind, place, place_bytes
 from facekeypoints.infer.results import IMAGE_SUFFIXES
-from facekeypoints.infer.video import URL, IncompleteVideoWarning, _declared_frames, open_video
+from facekeypoints.infer.video import IncompleteVideoWarning, _declared_frames, open_video
 
 __all__ = ["predict_paths", "predict_video", "PredictReport", "VIDEO_SUFFIXES", "CSV_SUFFIXES"]
 
@@ -139,8 +141,8 @@ def _not_regular(path: Path) -> str:
 def _walk(folder: Path, report: PredictReport, leave_out: Path | None) -> list[Path]:
     """Every file under ``folder`` (``walk_files``): a folder that cannot be listed is a failure, not
     a silent gap; the output folder ``leave_out`` is passed over, so a second run does not predict
-    its own drawings, and so are the output folders of other runs (``_holds_outputs``) and macOS's
-    ``__MACOSX`` folders (said in ``left_out``)."""
+    its own drawings, and so are macOS's ``__MACOSX`` folders and the files other runs wrote
+    (``_without_other_runs_outputs``), each said in ``left_out``."""
     def unlistable(err: OSError) -> None:
         report.failures.append((str(err.filename), f"cannot list this folder ({err.strerror or err})"))
 
@@ -151,24 +153,76 @@ def _walk(folder: Path, report: PredictReport, leave_out: Path | None) -> list[P
         if leave_out is not None and os.path.realpath(path) == str(leave_out):
             report.left_out.append(f"{path} (the output folder)")
             return True
-        if _holds_outputs(path):  # its drawings and drawn videos would be predicted as photos and videos
-            report.left_out.append(f"{path} (the output folder of another facekeypoints run)")
-            return True
         return False
 
-    return walk_files(folder, onerror=unlistable, skip=output_folder)
+    return _without_other_runs_outputs(walk_files(folder, onerror=unlistable, skip=output_folder), report)
 
 
-def _holds_outputs(folder: Path) -> bool:
-    """Whether ``folder`` is a folder run's output folder: it holds ``predictions.jsonl`` (the results,
-    or the claim of a run still going), or a video's ``<name>.jsonl`` beside ``<name>_keypoints.mp4``
-    (a run of videos only gives its claim back). No other name tells its drawings from photos."""
+# How much of a predictions.jsonl is read for the drawings its records name: some 20,000 records of 68
+# points. A longer one of ours leaves its whole folder out, saying so; the first line tells ours at once.
+RECORDS_READ_BYTES = 64 * 2**20
+_DRAWING_FIELD = re.compile(rb'"drawing":\s*("(?:[^"\\]|\\.)*")')  # no such text inside a JSON string: its " is \"
+
+
+def _without_other_runs_outputs(files: list[Path], report: PredictReport) -> list[Path]:
+    """``files`` less those another facekeypoints run wrote, which its drawings and drawn videos would
+    be read as photos and videos: the drawings a folder's predictions.jsonl names (its records'
+    ``drawing``) with that file, and each video's ``<name>.jsonl`` beside ``<name>_keypoints.mp4``.
+    They are said in ``left_out``, by the folder the run wrote into. Only what a run wrote is left
+    out: a folder's other files are inputs as any, and a predictions.jsonl that is not ours (the
+    user's own file of that name) or that names no drawing (a ``-o FILE.jsonl`` run's) leaves out nothing."""
+    names = {str(f) for f in files}
+    theirs: dict[Path, set[str]] = {}  # the folder a run wrote into -> the files it wrote there
+    too_long: set[str] = set()
+    for f in files:
+        if f.name == "predictions.jsonl":
+            drawings = _drawings_named(f)
+            if drawings is None:  # ours, too long to read: every file below it is left out, saying how to predict one
+                below = {n for n in names if n.startswith(f"{f.parent}{os.sep}")}
+                report.left_out.append(f"{f.parent} ({len(below)} files: the output folder of another facekeypoints "
+                                       f"run, whose predictions.jsonl is over {RECORDS_READ_BYTES // 2**20} MB, too "
+                                       "long to read for the drawings it names; give a photo there as an input of "
+                                       "its own to predict it)")
+                too_long.update(below)
+            elif written := {str(f.parent.joinpath(*d.parts)) for d in drawings} & names:
+                theirs.setdefault(f.parent, set()).update(written | {str(f)})
+        elif f.name.endswith("_keypoints.mp4") and str(jsonl := f.with_name(
+                f"{f.name.removesuffix('_keypoints.mp4')}.jsonl")) in names:
+            theirs.setdefault(f.parent, set()).update({str(f), str(jsonl)})
+    for folder, written in theirs.items():
+        shown = sorted(os.path.relpath(n, folder) for n in written)
+        report.left_out.append(f"{folder}: {len(written)} files another facekeypoints run wrote "
+                               f"({', '.join(shown[:4])}{' ...' if len(shown) > 4 else ''})")
+    left_out = too_long.union(*theirs.values())
+    return [f for f in files if str(f) not in left_out]
+
+
+def _drawings_named(records: Path) -> list[PurePosixPath] | None:
+    """The drawings a predictions.jsonl's records name (within its folder); none where its first
+    line is no record of ours or it cannot be read; None where it is ours and over ``RECORDS_READ_BYTES``."""
+    if not os.path.isfile(records):  # a pipe of that name is never opened: reading it would wait for a writer
+        return []
     try:
-        names = set(os.listdir(folder))
-    except OSError:  # walk_files reports a folder that cannot be listed
-        return False
-    return os.path.isfile(folder / "predictions.jsonl") or any(
-        name.endswith("_keypoints.mp4") and f"{name.removesuffix('_keypoints.mp4')}.jsonl" in names for name in names)
+        with open(records, "rb") as file:
+            first = file.readline(2**20)
+            rest = file.read(max(RECORDS_READ_BYTES - len(first), 0))
+            longer = bool(file.read(1)) or len(first) > RECORDS_READ_BYTES
+        record = json.loads(first)
+    except (OSError, ValueError):  # unreadable, or not JSON: not our records
+        return []
+    if not isinstance(record, dict) or not {"source", "image_size", "schema", "faces"} <= record.keys():
+        return []
+    if longer:
+        return None
+    drawings = []
+    for match in _DRAWING_FIELD.finditer(first + rest):
+        try:
+            name = PurePosixPath(json.loads(match.group(1)))
+        except ValueError:
+            continue
+        if name.parts and not name.is_absolute() and ".." not in name.parts:  # a file of that folder, no other
+            drawings.append(name)
+    return drawings
 
 
 def _collect(inputs: list[str | Path], report: PredictReport, out_folder: Path | None = None
@@ -538,10 +592,7 @@ def _predict_images(detector, batch: list[tuple[Path, Path]], out_dir: Path | No
             readable.append((path, rel))
         except (ValueError, OSError) as err:
             report.failures.append((str(path), _why(path, err)))
-    with warnings.catch_warnings(record=True) as caught:  # e.g. the detector's "faces under N px cannot be found"
-        warnings.simplefilter("always")
-        done = _predicted(detector, readable, pixels, report)
-    _batch_warnings(caught, readable, pixels)
+    done = _predicted(detector, readable, pixels, report)
     for (path, rel), rgb, result in done:
         result.source = str(path)
         extra = None
@@ -567,15 +618,22 @@ def _predict_images(detector, batch: list[tuple[Path, Path]], out_dir: Path | No
 def _predicted(detector, readable: list[tuple[Path, Path]], pixels: list[np.ndarray], report: PredictReport) -> list:
     """((path, rel), rgb, result) for each image of ``detector.predict_batch(pixels)``. Where the batch
     call raises (a detector's NaN box on one photo, a model error), each image is predicted alone, and
-    one that raises again is a failure of its file: the others go on."""
+    one that raises again is a failure of its file: the others go on. What a call warns (e.g. the
+    detector's "faces under N px cannot be found") is warned again naming its photos (``_batch_warnings``);
+    a batch call that raised is retried, so each image's own call warns for it, named."""
     try:
-        return list(zip(readable, pixels, detector.predict_batch(pixels) if pixels else []))
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            done = list(zip(readable, pixels, detector.predict_batch(pixels) if pixels else []))
     except Exception as err:  # noqa: BLE001  (any detector object's error: one photo's failure, not the run's)
         if len(pixels) == 1:
+            _batch_warnings(caught, readable, pixels)
             said = str(err) if isinstance(err, (ValueError, TypeError, OSError)) else f"{type(err).__name__}: {err}"
             report.failures.append((str(readable[0][0]), f"could not be predicted: {said}"))
             return []
-    return [done for one, rgb in zip(readable, pixels) for done in _predicted(detector, [one], [rgb], report)]
+        return [done for one, rgb in zip(readable, pixels) for done in _predicted(detector, [one], [rgb], report)]
+    _batch_warnings(caught, readable, pixels)
+    return done
 
 
 # The drawn video (<name>_keypoints.mp4) has frames of at most this many pixels (Full HD's); a larger

@@ -14,6 +14,7 @@ Examples
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import cv2
@@ -166,6 +167,10 @@ def _to_three_channels(arr: np.ndarray, color: str) -> np.ndarray:
     return cv2.cvtColor(arr, cv2.COLOR_BGR2RGB) if color == "bgr" else np.ascontiguousarray(arr)
 
 
+# a URL (scheme://...): nothing is downloaded, so one is refused as typed (Path() would turn // into /)
+URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
+
+
 def to_rgb(image, color: str = "rgb") -> tuple[np.ndarray, str]:
     """Any supported input -> ((H, W, 3) uint8 RGB, a description of the source for Result.source).
 
@@ -180,6 +185,9 @@ def to_rgb(image, color: str = "rgb") -> tuple[np.ndarray, str]:
         try:
             return read_image(image), image
         except FileNotFoundError:
+            if URL.match(image):  # named as given: read_image's Path() turned http:// into http:/
+                raise ValueError(f"{image}: URLs are not read (nothing is downloaded); save the image to a file "
+                                 "first") from None
             if Path(image).is_dir():  # not "no such image file": it is there, and is a folder
                 raise ValueError(f"{image}: is a folder, not an image; predict_paths() or `facekeypoints predict` "
                                  "reads the images in a folder") from None

@@ -16,6 +16,7 @@ Examples
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import numbers
 import time
@@ -136,8 +137,9 @@ def _box_frame(box_frame, detector) -> tuple[float, float, float]:
         if box_frame not in framing.BOX_FRAMES:
             raise ValueError(f"box_frame {box_frame!r} is not one of {sorted(framing.BOX_FRAMES)} or (dx, dy, side)")
         return framing.BOX_FRAMES[box_frame]
-    try:  # a bool is no number here, as rotate_tta=True is none
-        values = tuple(float(v) for v in box_frame if not isinstance(v, (bool, np.bool_)))
+    try:  # a bool is no number here, as rotate_tta=True is none: one was dropped and the others shifted
+        items = tuple(box_frame)
+        values = () if any(isinstance(v, (bool, np.bool_)) for v in items) else tuple(float(v) for v in items)
     except (TypeError, ValueError):
         values = ()
     # an infinite side framed every face as the whole plane: all keypoints came out at (0, 0); a side of
@@ -228,6 +230,19 @@ def _chosen_detector(detector) -> str:
     return type(detector).__name__
 
 
+@contextlib.contextmanager
+def _item(i: int, count: int):
+    """An error about image ``i`` of a batch of ``count`` says which (``item 1 of 2: x.jpg: no such
+    image file``; the error itself names the path, or the array's shape or type)."""
+    try:
+        yield
+    except (TypeError, ValueError, FileNotFoundError) as err:  # which of many images is bad
+        if count == 1:
+            raise
+        kind = next(k for k in (FileNotFoundError, TypeError, ValueError) if isinstance(err, k))
+        raise kind(f"item {i} of {count}: {err}") from err
+
+
 def _elapsed(start: float) -> float:
     return (time.perf_counter() - start) * 1000.0
 
@@ -310,6 +325,12 @@ class KeypointDetector:
 
         ``images`` is a list (any iterable, a generator included, is read into one); a single path
         or PIL image is a TypeError, since its characters or rows are no images: call the detector on it.
+
+        All or nothing: one bad image (unreadable, of a kind not taken, bad ``boxes``) raises, naming
+        it (``item i of N``), and no Result is returned; every image is read before any face is
+        searched for, and the model runs only after every search, so no keypoints are thrown away.
+        To go on past bad images, call the detector on each, or use ``predict_paths``, which reports
+        each bad file and predicts the rest.
         """
         if isinstance(images, (str, bytes, Path)) or type(images).__module__.startswith("PIL."):
             raise TypeError(f"predict_batch() takes a list of images, got one {type(images).__name__}; "
@@ -331,23 +352,23 @@ class KeypointDetector:
         boxes = boxes if boxes is None or isinstance(boxes, Sequence) or hasattr(boxes, "shape") else list(boxes)
         if boxes is not None and len(boxes) != len(images):
             raise ValueError(f"boxes= has {len(boxes)} entries for {len(images)} images")
+        if self.framing == "resize" and boxes is not None and any(b is not None for b in boxes):
+            warnings.warn(f"{self.runner.source}: a {self.schema.name} model trained on whole photos frames each whole "
+                          "image as one face; boxes= is not used", UserWarning, stacklevel=2)  # was ignored silently
         rgbs, sources, found, detect_ms = [], [], [], []
-        for i, image in enumerate(images):
-            try:
+        for i, image in enumerate(images):  # every image read first: a bad one fails before any face search
+            with _item(i, len(images)):
                 rgb, source = to_rgb(image, color)
-                start = time.perf_counter()
+            rgbs.append(rgb)
+            sources.append(source)
+        for i, (rgb, source) in enumerate(zip(rgbs, sources)):
+            start = time.perf_counter()
+            with _item(i, len(images)):
                 if self.framing == "resize":  # the whole photo is the face, as in training
                     found.append(np.array([[0.0, 0.0, rgb.shape[1], rgb.shape[0], 1.0]]))
                 else:
                     found.append(self.find_faces(rgb, None if boxes is None else boxes[i], source))
-            except (TypeError, ValueError, FileNotFoundError) as err:  # which of many images is bad
-                if len(images) == 1:
-                    raise
-                kind = next(k for k in (FileNotFoundError, TypeError, ValueError) if isinstance(err, k))
-                raise kind(f"item {i} of {len(images)}: {err}") from err
             detect_ms.append(_elapsed(start))
-            rgbs.append(rgb)
-            sources.append(source)
         owners = np.repeat(np.arange(len(found)), [len(b) for b in found]).astype(int)
         all_boxes = np.concatenate(found) if found else np.zeros((0, 5))
         if self.framing == "resize":

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,11 +49,14 @@ _LINE_COLOUR = (0, 200, 255)
 _DRAW_MARGIN = 1 << 16
 
 
-@dataclass
+@dataclass(eq=False)  # numpy's fields made the generated == raise "truth value ... is ambiguous"
 class Face:
     """One face: ``box`` (4,) x1, y1, x2, y2 as OpenCV rectangles (x2 = x + width); ``box_score`` from
     the detector (1.0 for boxes you passed in); ``keypoints`` (K, 2) x, y; ``scores`` (K,)
     per-keypoint confidences, or None when the model predicts none.
+
+    ``==`` is identity (``a == b`` only for the same object, as ``face in result``): arrays have no
+    single truth value; compare ``np.array_equal(a.keypoints, b.keypoints)`` for equal numbers.
 
     The shipped regression and soft-argmax models predict no per-keypoint confidence, so their
     faces have ``scores=None`` and their JSON has no ``score`` field: a constant 1.0 would claim a
@@ -125,11 +129,12 @@ def _file_id(path) -> tuple[int, int] | None:
     return found.st_dev, found.st_ino
 
 
-@dataclass
+@dataclass(eq=False)
 class Result:
     """All faces of one image. ``image_size`` is (height, width); ``timings`` holds milliseconds
     spent in ``detection``, ``preprocess``, ``model`` and ``postprocess`` (batched stages are
-    shared evenly between the images of a batch); ``source`` names the file, frame or array."""
+    shared evenly between the images of a batch); ``source`` names the file, frame or array.
+    ``==`` is identity, as for ``Face``; ``to_dict()`` compares the contents."""
 
     image_size: tuple[int, int]
     faces: list[Face]
@@ -192,8 +197,13 @@ class Result:
         }
 
     def to_json(self, indent: int | None = None) -> str:
-        """``to_dict`` as a JSON string (one line unless ``indent`` is given); strict JSON, never a bare NaN."""
-        return json.dumps(self.to_dict(), indent=indent, allow_nan=False)
+        """``to_dict`` as a JSON string (one line unless ``indent``, a whole number of spaces >= 0, is
+        given); strict JSON, never a bare NaN."""
+        if indent is not None and (isinstance(indent, (bool, np.bool_)) or not isinstance(indent, numbers.Integral)
+                                   or indent < 0):  # json.dumps took "2" as the text to indent with
+            raise TypeError(f"to_json() indent must be None or a whole number of spaces >= 0, "
+                            f"got {type(indent).__name__} {indent!r}")
+        return json.dumps(self.to_dict(), indent=None if indent is None else int(indent), allow_nan=False)
 
     def draw(self, image: np.ndarray) -> np.ndarray:
         """A copy of ``image`` (H, W, 3) uint8, in the result's colour order (``color``: the frame the
@@ -223,7 +233,9 @@ class Result:
             return image[..., 0]
         return image[..., 2::-1] if image.ndim == 3 else image
 
-    def _draw(self, image: np.ndarray, in_place: bool = False) -> np.ndarray:
+    def _draw(self, image: np.ndarray, in_place: bool = False, order: str = "rgb") -> np.ndarray:
+        """``image`` (its colour ``order``) with the marks drawn: on itself with ``in_place`` where it
+        is (H, W, 3), contiguous and writeable, else on a copy."""
         image = np.asarray(image)
         if image.ndim == 3 and image.shape[2] == 1:  # grey, drawn on in colour as (H, W) is
             image = image[..., 0]
@@ -234,6 +246,8 @@ class Result:
             out = image
         else:
             out = np.ascontiguousarray(cv2.cvtColor(image, cv2.COLOR_GRAY2RGB) if image.ndim == 2 else image.copy())
+        point_colour, line_colour = (_POINT_COLOUR, _LINE_COLOUR) if order == "rgb" else (
+            _POINT_COLOUR[::-1], _LINE_COLOUR[::-1])
         pairs = [(self.schema.index(a), self.schema.index(b)) for a, b in self.schema.skeleton]
         h, w = out.shape[:2]
         low, high = -_DRAW_MARGIN, max(h, w) + _DRAW_MARGIN
@@ -251,9 +265,9 @@ class Result:
             pts = np.round(np.clip(np.where(finite[:, None], keypoints, 0), low, high)).astype(int)
             for a, b in pairs:
                 if finite[a] and finite[b]:
-                    cv2.line(out, tuple(pts[a]), tuple(pts[b]), _LINE_COLOUR, thick, cv2.LINE_AA)
+                    cv2.line(out, tuple(pts[a]), tuple(pts[b]), line_colour, thick, cv2.LINE_AA)
             for p in pts[finite]:
-                cv2.circle(out, tuple(p), radius, _POINT_COLOUR, -1, cv2.LINE_AA)
+                cv2.circle(out, tuple(p), radius, point_colour, -1, cv2.LINE_AA)
         return out
 
     def _is_source(self, path: Path) -> bool:
@@ -266,8 +280,10 @@ class Result:
         """Write the result: ``.json`` -> ``to_json``; an image suffix -> ``draw(image)`` as a picture.
 
         ``image`` is (H, W, 3) in the result's colour order; when omitted the picture is re-read from
-        ``source``. ``in_place``: draw on ``image`` itself (it is changed) instead of a copy, which a
-        caller done with the pixels uses to spare a large photo's second copy.
+        ``source``. ``in_place``: draw on ``image`` itself (it is changed, in its own colour order)
+        instead of a copy, which a caller done with the pixels uses to spare a large photo's second
+        copy; an image that cannot be drawn on as it is (grey, with alpha, not contiguous, read-only)
+        is drawn on a copy and left as it was.
         """
         if isinstance(path, bytes):
             path = os.fsdecode(path)
@@ -291,7 +307,7 @@ class Result:
     def _picture(self, path: Path, image: np.ndarray | None, in_place: bool) -> bytes:
         """The drawing ``save()`` writes at ``path``, encoded as its suffix says (``predict`` writes it
         through ``outputs.place_bytes``, which keeps a drawing another run put there meanwhile)."""
-        suffix = path.suffix.lower()
+        suffix, order = path.suffix.lower(), "rgb"  # order: the colour order image is drawn on in
         if suffix not in SAVE_SUFFIXES:
             raise ValueError(f"{path}: save() writes .json or an image ({', '.join(SAVE_SUFFIXES)})")
         if image is None:
@@ -302,14 +318,23 @@ class Result:
             if image is None:
                 raise ValueError(f"save({path}) needs image=: the source {self.source!r} is not a readable image")
         else:  # a float image was written black, with OpenCV's console warning naming no file
-            image, own = self._rgb(image, "save")
-            in_place = in_place and own
-        drawn = self._draw(image, in_place=in_place)
+            checked = _checked(image, "save")
+            if in_place and self.color == "bgr" and checked.ndim == 3 and checked.shape[2] == 3:
+                image, order = checked, "bgr"  # drawn on in its own order: in RGB it would be a copy
+            else:
+                image, own = self._rgb(image, "save")
+                in_place = in_place and own
+        drawn = self._draw(image, in_place=in_place, order=order)
+        mine = drawn is not image  # not the caller's array: its colours may be swapped for the encoder for good
         if suffix == ".pgm":  # OpenCV's PGM encoder takes grey only
-            drawn = cv2.cvtColor(drawn, cv2.COLOR_RGB2GRAY)
-        else:
-            cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR, dst=drawn)  # in place: the drawing is ours, a large photo is big
-        ok, encoded = cv2.imencode(".jpg" if suffix == ".jfif" else suffix, drawn)
+            drawn = cv2.cvtColor(drawn, cv2.COLOR_RGB2GRAY if order == "rgb" else cv2.COLOR_BGR2GRAY)
+        elif order == "rgb":  # swapped in place, a large photo is big; the caller's array is swapped back after
+            cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR, dst=drawn)
+        try:
+            ok, encoded = cv2.imencode(".jpg" if suffix == ".jfif" else suffix, drawn)
+        finally:
+            if not mine and order == "rgb" and suffix != ".pgm":
+                cv2.cvtColor(drawn, cv2.COLOR_BGR2RGB, dst=drawn)
         if not ok:
             raise ValueError(f"{path}: OpenCV could not encode a {path.suffix} image")
         return encoded.tobytes()

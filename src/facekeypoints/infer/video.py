@@ -47,7 +47,7 @@ import numpy as np
 from facekeypoints.data import framing
 from facekeypoints.data.images import decoder_output, decoder_warnings, read_image
 from facekeypoints.data.walk import check_path
-from facekeypoints.infer.inputs import opencv_path, to_rgb
+from facekeypoints.infer.inputs import URL, opencv_path, to_rgb
 from facekeypoints.infer.results import IMAGE_SUFFIXES, Face, Result, _number
 
 __all__ = ["OneEuroFilter", "stream", "keypoint_jitter", "open_video", "FrameResult", "VideoFace",
@@ -85,8 +85,6 @@ DECODER_DELAY_FRAMES = 16
 # Threads FFmpeg decodes a video with (see open_video)
 DECODER_THREADS = 1
 
-# a URL (scheme://...): nothing is downloaded, so one is refused as typed (Path() would turn // into /)
-URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
 
 
 class OneEuroFilter:

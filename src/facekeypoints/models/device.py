@@ -29,6 +29,10 @@ class DeviceError(ValueError):
 
 def resolve_device(name: str = "auto") -> str:
     """``auto|cpu|cuda|cuda:N|mps`` -> a torch device string that exists here (``cuda`` means cuda:0)."""
+    if not isinstance(name, str):  # 0 or None met the pattern below as a bare "expected string" TypeError
+        hint = f" (GPU {name} is 'cuda:{name}')" if isinstance(name, int) and not isinstance(name, bool) else ""
+        raise TypeError(f"device must be a string, one of auto, cpu, cuda, cuda:N, mps; got "
+                        f"{type(name).__name__} {name!r}{hint}")
     if name == "cpu":  # without importing torch: ONNX Runtime prediction never needs it
         return "cpu"
     import torch

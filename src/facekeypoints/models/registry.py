@@ -184,7 +184,15 @@ def create_model(name: str, *, schema: str | KeypointSchema = "kaggle15", in_cha
     elif pretrained:
         raise ValueError(f"model {name!r} is trained from scratch and takes no pretrained weights; "
                          f"models that do: {[n for n in list_models() if 'pretrained' in inspect.signature(_MODELS[n]).parameters]}")
-    model = fn(**kwargs)
+    try:
+        model = fn(**kwargs)
+    except OSError as err:  # offline: torchvision's raw URLError named neither the option nor the way round it
+        if pretrained is not True:
+            raise
+        raise ValueError(f"model {name!r}: pretrained=True downloads ImageNet weights, which failed here "
+                         f"({type(err).__name__}: {err}); offline, give a local weights file instead: "
+                         "pretrained='weights.pth' (a state dict, or .safetensors; model.pretrained in a "
+                         "training config)") from None
     model.model_name = name
     model.schema_name = schema_obj.name
     model.input_size = input_size

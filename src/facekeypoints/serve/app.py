@@ -46,11 +46,14 @@ import asyncio
 import difflib
 import io
 import logging
+import numbers
+import os
 import re
 import shutil
 import tempfile
 import threading
 import time
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
 from pathlib import Path
@@ -69,7 +72,7 @@ from starlette.requests import ClientDisconnect
 from facekeypoints.data.dataset import DataFormatError
 from facekeypoints.data.images import OVER_LIMIT, decode_image
 from facekeypoints.infer.detectors import DETECTORS
-from facekeypoints.infer.predictor import KeypointDetector
+from facekeypoints.infer.predictor import KeypointDetector, _check_count
 from facekeypoints.infer.results import finite_json
 from facekeypoints.models.weights import SHIPPED
 
@@ -171,6 +174,25 @@ class _Models:
         return cache[model, detector]
 
 
+def _checked_models(models) -> dict[str, str | Path]:
+    """``create_app``'s ``models`` as a dict of name -> checkpoint, ONNX file or shipped model name;
+    None: the shipped ones. An empty mapping is refused, not taken for None."""
+    if models is None:
+        return {name: name for name in SHIPPED}
+    if not isinstance(models, Mapping):
+        raise TypeError(f"models must map a name to a model file or a shipped model's name (None: the shipped "
+                        f"{', '.join(SHIPPED)}), got {type(models).__name__} {_cut(repr(models), 40)}")
+    if not models:
+        raise ValueError("models is empty; give at least one name -> model file, or None for the shipped models")
+    for name, path in models.items():
+        if not isinstance(name, str) or not isinstance(path, (str, os.PathLike)):
+            raise TypeError(f"models must map a name (str) to a model file or a shipped model's name (str or "
+                            f"path), got {_cut(repr(name), 40)}: {_cut(repr(path), 40)}")
+        if not name.strip() or not str(path).strip():
+            raise ValueError(f"models holds an empty name or file ({name!r}: {str(path)!r}); give both")
+    return dict(models)
+
+
 def create_app(models: dict[str, str | Path] | None = None, *, detector: str = "haar", workers: int = 2,
                max_body: int = MAX_BODY, max_pixels: int | None = MAX_PIXELS, max_uploads: int = MAX_UPLOADS,
                upload_timeout: float = UPLOAD_TIMEOUT) -> FastAPI:
@@ -178,14 +200,23 @@ def create_app(models: dict[str, str | Path] | None = None, *, detector: str = "
     ibug68); ``detector``: the default face detector (``DETECTORS``); ``workers``: threads that run
     models (requests beyond them queue); ``max_uploads``: uploads read, queued or run at once (503
     beyond); ``upload_timeout``: seconds an upload may send nothing (408)."""
-    models = dict(models or {name: name for name in SHIPPED})
+    # every argument checked before any model loads: a wrong type would otherwise surface as a bare
+    # error from deep inside, or (max_pixels="5") only as a 500 to every upload once serving
+    models = _checked_models(models)
+    if not isinstance(detector, str):
+        raise TypeError(f"detector must be a name of DETECTORS ({', '.join(sorted(DETECTORS))}), got "
+                        f"{type(detector).__name__} {_cut(repr(detector), 40)}")
     detector = detector.lower()
     if detector not in DETECTORS:
         raise ValueError(f"unknown detector {detector!r}; known: {sorted(DETECTORS)}")
-    if workers < 1 or max_body < 1 or max_uploads < 1:
-        raise ValueError(f"workers, max_body and max_uploads must be >= 1, got {workers}, {max_body} and {max_uploads}")
+    for name, count in (("workers", workers), ("max_body", max_body), ("max_uploads", max_uploads)):
+        _check_count(name, count)
+    _check_count("max_pixels", max_pixels, none=True)  # None: no limit (the CLI's --max-pixels 0)
     if max_uploads > MAX_UPLOADS_LIMIT:
         raise ValueError(f"max_uploads must be at most {MAX_UPLOADS_LIMIT}, got {_cut(str(max_uploads), 20)}")
+    if isinstance(upload_timeout, bool) or not isinstance(upload_timeout, numbers.Real):
+        raise TypeError(f"upload_timeout must be a number of seconds, got {type(upload_timeout).__name__} "
+                        f"{_cut(repr(upload_timeout), 40)}")
     if not 0 < upload_timeout <= MAX_UPLOAD_TIMEOUT:
         raise ValueError(f"upload_timeout must be over 0 and at most {MAX_UPLOAD_TIMEOUT} seconds, got {_cut(str(upload_timeout), 20)}")
     runnable, missing = _runnable_detectors()

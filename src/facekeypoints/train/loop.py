@@ -53,7 +53,8 @@ from facekeypoints.train.label_offset import LabelOffset
 from facekeypoints.train.losses import make_loss
 from facekeypoints.train.tensorboard_log import TensorBoardLog
 
-__all__ = ["fit", "TrainState", "check_machine", "check_run_folder", "RESUMABLE_CHANGES", "flatten_settings"]
+__all__ = ["fit", "TrainState", "check_machine", "check_run_folder", "RESUMABLE_CHANGES", "flatten_settings",
+           "recipe_changes"]
 
 
 @dataclass
@@ -280,8 +281,9 @@ RESUMABLE_CHANGES = ("train.epochs", "train.time_limit_min", "train.log_every", 
 
 
 # What may differ between torchrun's processes: where each runs, and file paths (another machine may hold
-# the data elsewhere), whose contents are compared instead: the faces' digests and the teacher's sha256.
-PER_RANK = ("train.num_threads", "train.device", "train.teacher", "out_dir", "name", "reference",
+# the data elsewhere), whose contents are compared instead: the faces' digests, the teacher's and the
+# pretrained weights' sha256.
+PER_RANK = ("train.num_threads", "train.device", "train.teacher", "model.pretrained", "out_dir", "name", "reference",
             *(f"data.{key}" for key in DATA_PATH_KEYS))
 
 
@@ -297,10 +299,14 @@ def _check_ranks_agree(run: _Run) -> None:
         return
     t = run.cfg.train
     mine = {k: v for k, v in flatten_settings(recipe_values(run.cfg.to_dict())).items() if not _per_rank(k)}
+    weights = run.cfg.model.pretrained  # a file, compared by content; true or false, compared as it is
+    files = {"train.teacher": t.teacher, "model.pretrained": weights}
     mine.update({"training faces": len(run.train_x), "validation faces": len(run.val_x),
                  "training faces' digest": run.data_report["digest"]["train"],
                  "validation faces' digest": run.data_report["digest"]["val"],
-                 **({"train.teacher's sha256": teacher_fingerprint(t.teacher)["sha256"]} if t.teacher else {})})
+                 **{f"{key}'s sha256": teacher_fingerprint(path)["sha256"] for key, path in files.items()
+                    if isinstance(path, str)},
+                 **({} if isinstance(weights, str) else {"model.pretrained": weights})})
     everyone: list = [None] * run.world
     dist.all_gather_object(everyone, mine)
     first = everyone[0]
@@ -322,21 +328,27 @@ def flatten_settings(values: dict, prefix: str = "") -> dict:
     return out
 
 
+def recipe_changes(saved: dict, cfg: Config, allowed: tuple[str, ...] = RESUMABLE_CHANGES) -> list[str]:
+    """``"key: old -> new"`` for each setting in which ``cfg`` differs from ``saved`` (a run's config.json
+    values), the keys starting with one of ``allowed`` aside; sorted by key."""
+    from facekeypoints.train.config import ADDED_SETTINGS  # a setting absent at its default: show the default
+
+    old, new = flatten_settings(recipe_values(saved)), flatten_settings(recipe_values(cfg.to_dict()))
+    changed = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k) and not k.startswith(allowed))
+
+    def shown(d, k):
+        section, _, key = k.partition(".")
+        return d[k] if k in d else ADDED_SETTINGS.get(section, {}).get(key)
+
+    return [f"{k}: {shown(old, k)!r} -> {shown(new, k)!r}" for k in changed]
+
+
 def _check_same_recipe(saved: dict, cfg: Config, path: Path) -> None:
     """Refuse to resume ``path`` with a config that would train differently from the one it started with."""
-    old, new = flatten_settings(recipe_values(saved)), flatten_settings(recipe_values(cfg.to_dict()))
-    changed = sorted(k for k in old.keys() | new.keys()
-                     if old.get(k) != new.get(k) and not k.startswith(RESUMABLE_CHANGES))
+    changed = recipe_changes(saved, cfg)
     if changed:
-        from facekeypoints.train.config import ADDED_SETTINGS  # a setting absent at its default: show the default
-
-        def shown(d, k):
-            section, _, key = k.partition(".")
-            return d[k] if k in d else ADDED_SETTINGS.get(section, {}).get(key)
-
-        detail = ", ".join(f"{k}: {shown(old, k)!r} -> {shown(new, k)!r}" for k in changed[:5])
-        raise ValueError(f"{path}: cannot resume with a different recipe ({detail}); resume with the run's own "
-                         f"settings (its config.json), or train into a new --out folder")
+        raise ValueError(f"{path}: cannot resume with a different recipe ({', '.join(changed[:5])}); resume with the "
+                         f"run's own settings (its config.json), or train into a new --out folder")
 
 
 def _resumable(cfg: Config, path: Path) -> tuple[Checkpoint, TrainState]:

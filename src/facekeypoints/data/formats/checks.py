@@ -28,7 +28,22 @@ import numpy as np
 from facekeypoints.data.dataset import DataFormatError
 
 __all__ = ["FAR", "limits", "implausible", "describe", "first_implausible", "check_points", "json_number",
-           "text_float", "text_int"]
+           "text_float", "text_int", "check_flags"]
+
+
+def check_flags(**flags) -> None:
+    """TypeError naming the first keyword that is not a bool (numpy's counts): a reader given
+    ``skip_bad="no"`` or ``load_images=0`` took it as true or false without a word.
+
+    >>> check_flags(skip_bad=True, load_images=False)
+    >>> check_flags(skip_bad="no")
+    Traceback (most recent call last):
+    ...
+    TypeError: skip_bad must be True or False, got str 'no'
+    """
+    for name, value in flags.items():
+        if not isinstance(value, (bool, np.bool_)):
+            raise TypeError(f"{name} must be True or False, got {type(value).__name__} {value!r}")
 
 
 def _plain(text: str | bytes) -> str | bytes:

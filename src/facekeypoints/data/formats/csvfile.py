@@ -24,14 +24,12 @@ import zlib
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
-import numpy as np
-
 from facekeypoints.atomic import atomic_path
 from facekeypoints.data.dataset import DataFormatError
 from facekeypoints.data.formats.textfile import encoding_problem
 
 __all__ = ["open_csv", "open_sized", "open_for_writing", "read_chunks", "read_ahead", "line_blocks",
-           "parse_header", "csv_header", "quoted_spans", "BLOCK"]
+           "parse_header", "csv_header", "BLOCK"]
 
 _WRITE_LEVEL = 1
 BLOCK = 1 << 19  # bytes read at a time: bounds a parser's temporaries (~15x this) and its queue
@@ -216,65 +214,6 @@ def line_blocks(chunks: Iterator[bytes], *, max_line: int | None = None, path: P
         carried = len(carry[0])
     if any(carry):
         yield b"".join((*carry, b"\n"))
-
-
-def quoted_spans(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray, fields: int
-                 ) -> tuple[np.ndarray, list[tuple[int, int]]]:
-    """Where a quoted field's line breaks join lines into one record, by CSV's rules (a quote opens a
-    quoted field only at a field's start; "" in one is a quote): (which of the lines ``starts``..``ends``
-    of ``buf`` continue a record begun on an earlier line, the (first, last) line of each record that
-    spans lines; last is -1 for one still open after the last line).
-
-    A line that opens a quoted field followed by a line with no quote and ``fields`` fields (a whole
-    record) is no such record: its quote is a stray one, left for that line's own check, so that one
-    missing quote does not join the rest of the file into one record.
-    """
-    continued = np.zeros(len(starts), bool)
-    spans: list[tuple[int, int]] = []
-    quotes = np.flatnonzero(buf == 34)
-    if not len(quotes):  # the usual block: nothing to look at line by line
-        return continued, spans
-    low, high = np.searchsorted(quotes, starts), np.searchsorted(quotes, ends)
-    commas = np.flatnonzero(buf == 44)
-    whole = (high == low) & (np.searchsorted(commas, ends) - np.searchsorted(commas, starts) == fields - 1)
-    quoted_lines = np.flatnonzero(high > low)
-    # a line begun outside quotes is taken to end outside when its quotes pair up (the exception, a
-    # stray quote inside a field not quoted then one that opens, is a bad field of that line anyway)
-    odd_lines = np.flatnonzero((high - low) % 2)
-    opened, line = None, 0
-    while True:
-        lines = odd_lines if opened is None else quoted_lines
-        k = np.searchsorted(lines, line)
-        if k == len(lines):
-            if opened is not None:
-                continued[line:] = True
-                spans.append((opened, -1))
-            return continued, spans
-        line = int(lines[k])
-        open_after = _ends_in_quotes(buf, quotes[low[line]:high[line]], int(starts[line]), opened is not None)
-        if opened is not None:
-            continued[opened + 1:line + 1] = True
-            if not open_after:
-                spans.append((opened, line))
-                opened = None
-        elif open_after and not (line + 1 < len(starts) and whole[line + 1]):
-            opened = line
-        line += 1
-
-
-def _ends_in_quotes(buf: np.ndarray, quotes: np.ndarray, start: int, inside: bool) -> bool:
-    """Whether a line that starts at ``start`` of ``buf`` (inside a quoted field or not), its quotes
-    at ``quotes``, ends inside a quoted field."""
-    k = 0
-    while k < len(quotes):
-        q = int(quotes[k])
-        if inside and k + 1 < len(quotes) and quotes[k + 1] == q + 1:  # "" inside quotes: a quote
-            k += 2
-            continue
-        if inside or q == start or buf[q - 1] == 44:  # closes, or opens at a field's start (else literal)
-            inside = not inside
-        k += 1
-    return inside
 
 
 def parse_header(first_block: bytes, path: Path) -> list[str]:

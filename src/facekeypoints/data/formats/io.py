@@ -12,6 +12,7 @@ import stat
 from pathlib import Path
 
 from facekeypoints.data.dataset import DataFormatError, KeypointData, user_path
+from facekeypoints.data.formats.checks import check_flags
 from facekeypoints.data.formats.csvfile import csv_header, name_suffix
 from facekeypoints.data.formats.landmark_sets import read_coco_json, read_dlib_xml, refuse_costly_json
 from facekeypoints.data.formats.landmarks import read_aflw_mat, read_asf, read_ljson, read_pts
@@ -190,6 +191,7 @@ def read(path: str | Path, *, schema: str | None = None, skip_bad: bool = False,
     rows or files out and lists them in ``data.skipped``; without it the first one raises
     DataFormatError naming the file, row or line and field.
     """
+    check_flags(skip_bad=skip_bad, load_images=load_images)
     path = user_path(path)  # ~ expanded, bytes decoded, None a TypeError
     data = _read_format(detect_format(path), path, skip_bad, load_images)
     if len(data) == 0:  # every reader ends here: no caller has to handle an empty dataset

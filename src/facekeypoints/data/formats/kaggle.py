@@ -8,13 +8,15 @@ missing label (NaN). Files may be plain, gzip-compressed or the one CSV inside a
 IdLookupTable.csv and submissions are in ``facekeypoints.data.formats.submission``.
 The Image column is parsed with numpy over the raw bytes, block by block, and every check on it
 is vectorised; results are cached by the file's content (see ``facekeypoints.data.cache``).
-Rows are numbered from 1 at the first data row (the line after the header). A labelled row's image
-must not be another row's (its face would count twice). A coordinate must be
+Rows are numbered from 1 at the first data row (the line after the header); each line is one row.
+Labelled rows that repeat an earlier row's image are kept, with one warning naming them on every
+read (a photo set can hold one frame under two names; training refuses a split that puts copies on
+both sides). A coordinate must be
 a finite number no more than one image size (96 px) beyond the image's edges, or any image's
 without an Image column (see ``facekeypoints.data.formats.checks``). Lines may end in LF, CR LF
 or, in old Mac files, CR. A field may be enclosed in one pair of double quotes, as CSV writers
-quote ("1 2 3 ..."), but may not hold a comma or a line break (a record whose quoted field holds
-line breaks is one bad row, named with its lines).
+quote ("1 2 3 ..."), but may not hold a comma or a line break: a line whose quotes do not close on
+it is one bad row, and each further line of such a field is one more.
 
 Examples
 --------
@@ -34,17 +36,17 @@ from pathlib import Path
 import numpy as np
 
 from facekeypoints.data import cache
-from facekeypoints.data.formats.csvfile import (line_blocks, open_for_writing, open_sized, parse_header, quoted_spans,
-                                                read_ahead, read_chunks)
+from facekeypoints.data.formats.csvfile import (line_blocks, open_for_writing, open_sized, parse_header, read_ahead,
+                                                read_chunks)
 from facekeypoints.data.dataset import DataFormatError, KeypointData, user_path
-from facekeypoints.data.formats.checks import describe, implausible, text_float, text_int
+from facekeypoints.data.formats.checks import check_flags, describe, implausible, text_float, text_int
 from facekeypoints.data.formats.pixels import PIXELS, PixelParser, format_pixels
 from facekeypoints.schema import load_schema
 
 __all__ = ["read_kaggle_csv", "write_kaggle_csv", "IMAGE_SHAPE"]
 
 IMAGE_SHAPE = (96, 96)
-_READER_VERSION = 5  # bump when parsing changes, so cached results of the old parser are not reused
+_READER_VERSION = 6  # bump when parsing changes, so cached results of the old parser are not reused
 
 
 # ---- which column is which -------------------------------------------------------------------------
@@ -116,12 +118,10 @@ class _KaggleRows:
         self.path, self.layout, self.skip_bad = path, layout, skip_bad
         self.coord_names = load_schema("kaggle15").columns()
         self.size = IMAGE_SHAPE if layout.image_col is not None else None  # label-only files: size unknown
-        self.row = 0  # records so far: a record whose quoted field holds line breaks spans lines
-        self.lines = 0  # data lines so far
-        self.carry = b""  # the lines of a record whose quoted field the last block left open
-        self.first_row_of_image: dict[bytes, tuple[int, np.ndarray]] = {}  # -> (its first row, that row's labels)
+        self.row = 0
         self.keypoints: list[np.ndarray] = []
         self.ids: list[str] = []
+        self.rows: list[int] = []  # the row number of each kept row
         self.first_row_of_id: dict[int, int] = {}
         self.skipped: list[tuple[int, str, str]] = []
         self.pending_blank: list[int] = []
@@ -141,23 +141,18 @@ class _KaggleRows:
                 raise DataFormatError(self.path, reason, row=row, field=field)
             self.skipped.append((row, field or "", reason))
 
-    def feed(self, block: bytes, final: bool = False) -> None:
-        """Parse a block of whole lines (``final``: the file's last, maybe empty)."""
-        block, buf, starts, ends, continued, spans = self._whole_records(block, final)
-        first_line = self.lines + 2  # the file's line number of the block's first line (the header is 1)
-        self.lines += len(starts)
+    def feed(self, block: bytes) -> None:
+        """Parse a block of whole lines, each one row."""
+        buf = np.frombuffer(block, np.uint8)
+        starts, ends = _line_bounds(buf)
+        rows = np.arange(self.row + 1, self.row + 1 + len(starts))
+        self.row += len(starts)
         limit = MAX_ROWS if self.layout.image_col is not None else MAX_LABEL_ROWS  # read when used: tests patch it
-        if self.lines > limit:
+        if self.row > limit:
             kind = "a Kaggle CSV with images" if self.layout.image_col is not None else "a label-only Kaggle CSV"
             raise DataFormatError(self.path, f"over {limit} lines after the header, the limit for {kind} "
                                   "(Kaggle's training.csv has 7049 rows)")
-        record = np.cumsum(~continued) - 1  # each line's index among the block's records
-        starts, ends = starts[~continued], ends[~continued]
-        rows = np.arange(self.row + 1, self.row + 1 + len(starts))
-        self.row += len(starts)
-        last_line = first_line + len(continued) - 1
-        problems = {int(record[first]): (None, _spanning(first_line + first, first_line + last if last >= 0 else None,
-                                                         last_line)) for first, last in spans}  # by record
+        problems = _open_quotes(buf, starts, ends)  # keyed by local line index
         self._blank_lines(ends == starts, rows, problems)
         commas = np.flatnonzero(buf == 44)
         first_comma = np.searchsorted(commas, starts)
@@ -182,46 +177,19 @@ class _KaggleRows:
             try:
                 if k in coord_problems:
                     raise coord_problems[k]
-                image = self._new_image(pixels, position[j], coords[k], int(rows[i]))
                 ids.append(self._image_id(fields[k], int(rows[i])))
-                if image is not None:
-                    self.first_row_of_image.setdefault(image, (int(rows[i]), coords[k]))
                 kept.append(k)
             except _RowError as err:
                 problems[i] = (err.field, err.reason)
         self.report({int(rows[i]): v for i, v in problems.items()})
         self.ids += ids
+        self.rows += [int(rows[candidates[k][0]]) for k in kept]
         if kept:
             points = coords[kept].astype(np.float32)
             self.keypoints.append(points.reshape(len(kept), len(self.coord_names) // 2, 2))
         if self.images is not None and kept:
             take = position[[candidates[k][1] for k in kept]]
             self._store(pixels if len(take) == len(pixels) else pixels[take])
-
-    def _whole_records(self, block: bytes, final: bool) -> tuple:
-        """(the lines the last block left, then ``block``'s: the text, its bytes, each line's start and
-        end, which lines continue a record and the (first, last) line of each record over several
-        lines (``quoted_spans``)). A record whose quoted field is still open at the end waits for the
-        next block; at the file's end it is one that never closes, or on one line a stray quote,
-        left to that line's own checks."""
-        block = self.carry + block if self.carry else block
-        self.carry = b""
-        buf = np.frombuffer(block, np.uint8)
-        starts, ends = _line_bounds(buf)
-        continued, spans = quoted_spans(buf, starts, ends, self.layout.ncols)
-        if spans and spans[-1][1] < 0:
-            first = spans[-1][0]
-            if not final:
-                self.carry = block[starts[first]:]
-                if len(self.carry) > MAX_LINE:  # as for one line: a record of gigabytes is never held
-                    raise DataFormatError(self.path, f"the quoted field opened on line {self.lines + 2 + first} "
-                                          f"runs over {MAX_LINE} bytes of lines without its closing quote (a "
-                                          "stray quote?)")
-                spans.pop()
-                starts, ends, continued = starts[:first], ends[:first], continued[:first]
-            elif first == len(starts) - 1:
-                spans.pop()
-        return block, buf, starts, ends, continued, spans
 
     def _blank_lines(self, blank: np.ndarray, rows: np.ndarray, problems: dict) -> None:
         """Empty lines are errors unless only empty lines follow them (a file's trailing newlines)."""
@@ -308,23 +276,6 @@ class _KaggleRows:
             return f"not a finite number: {shown!r} (leave the cell empty for a missing keypoint)"
         return value
 
-    def _new_image(self, pixels: np.ndarray | None, position: int, coords: np.ndarray, row: int) -> bytes | None:
-        """A digest of a labelled row's image. The same image with the same labels as an earlier row is
-        refused (its face would count twice, and could land in both training and validation); with
-        other labels it is kept with a warning (one photo's two faces, or two labellers: Kaggle's own
-        file has near-copies of that kind). None for a test file or a file without images."""
-        if pixels is None or not self.layout.coord_cols:
-            return None
-        digest = hashlib.blake2b(pixels[position].tobytes(), digest_size=16).digest()
-        if digest in self.first_row_of_image:
-            first, labels = self.first_row_of_image[digest]
-            if np.array_equal(labels, coords, equal_nan=True):
-                raise _RowError("Image", f"the same image and labels as row {first}: its face would count twice; "
-                                "keep one of the rows")
-            warnings.warn(f"{self.path}: row {row} has the same image as row {first} with other labels; both are "
-                          "kept (training refuses a split that puts them on both sides)", stacklevel=2)
-        return digest
-
     def _image_id(self, fields: list[bytes], row: int) -> str:
         """The ImageId of a line (checked to be a new integer), or its row number without that column."""
         if self.layout.id_col is None:
@@ -360,14 +311,19 @@ class _KaggleRows:
         return keypoints, images
 
 
-def _spanning(first: int, last: int | None, file_end: int) -> str:
-    """What is wrong with a record from line ``first`` to ``last`` (None: it never ends, and its
-    quote runs to the file's last line, ``file_end``)."""
-    if last is None:
-        return (f"a quoted field opened on line {first} is never closed: its quote runs to the end of the file "
-                f"(line {file_end})")
-    return (f"a quoted field holds line breaks (the record runs over lines {first}-{last}); no field of a Kaggle "
-            "CSV holds a line break")
+def _open_quotes(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> dict[int, tuple[None, str]]:
+    """{line: problem} for each line of ``buf`` (``starts``..``ends``) whose quotes do not close on it:
+    an odd number of them, as a quoted field's "" inside it is two. No field of a Kaggle CSV holds a
+    line break, so lines are never joined: one quote missing costs its own line, not the next rows."""
+    quotes = np.flatnonzero(buf == 34)
+    if not len(quotes):  # the usual block
+        return {}
+    odd = (np.searchsorted(quotes, ends) - np.searchsorted(quotes, starts)) % 2 == 1
+    return {int(i): (None, _NOT_CLOSED) for i in np.flatnonzero(odd)}
+
+
+_NOT_CLOSED = ("a quoted field is not closed on this line (a Kaggle CSV holds no line breaks inside a field; a "
+               "field that runs over lines counts one bad row per line)")
 
 
 def _parse_kaggle(path: Path, skip_bad: bool) -> dict[str, np.ndarray]:
@@ -384,14 +340,13 @@ def _parse_kaggle(path: Path, skip_bad: bool) -> dict[str, np.ndarray]:
             rows.feed(rest)
         for block in blocks:
             rows.feed(block)
-        if rows.carry:
-            rows.feed(b"", final=True)
     if rows.row == len(rows.pending_blank):
         raise DataFormatError(path, "no data rows (the file holds only a header)")
     keypoints, images = rows.result()
     arrays = {
         "keypoints": keypoints,
         "ids": np.array(rows.ids, dtype=str),
+        "rows": np.array(rows.rows, dtype=np.int64),
         "skipped_row": np.array([r for r, _, _ in rows.skipped], dtype=np.int64),
         "skipped_field": np.array([f for _, f, _ in rows.skipped], dtype=str),
         "skipped_reason": np.array([m for _, _, m in rows.skipped], dtype=str),
@@ -403,19 +358,43 @@ def _parse_kaggle(path: Path, skip_bad: bool) -> dict[str, np.ndarray]:
 
 def _to_data(arrays: dict[str, np.ndarray], path: Path) -> KeypointData:
     """KeypointData from parsed or cached arrays; raises ValueError if they are inconsistent."""
-    expected = {"keypoints", "ids", "skipped_row", "skipped_field", "skipped_reason"}
+    expected = {"keypoints", "ids", "rows", "skipped_row", "skipped_field", "skipped_reason"}
     if not expected <= set(arrays) <= expected | {"images"}:
         raise ValueError(f"unexpected arrays {sorted(arrays)}")
     keypoints, images = arrays["keypoints"], arrays.get("images")
     n = len(keypoints)
-    if keypoints.dtype != np.float32 or keypoints.shape != (n, 15, 2) or arrays["ids"].shape != (n,):
-        raise ValueError(f"keypoints {keypoints.dtype} {keypoints.shape}, ids {arrays['ids'].shape}")
+    if (keypoints.dtype != np.float32 or keypoints.shape != (n, 15, 2) or arrays["ids"].shape != (n,)
+            or arrays["rows"].shape != (n,)):
+        raise ValueError(f"keypoints {keypoints.dtype} {keypoints.shape}, ids {arrays['ids'].shape}, rows "
+                         f"{arrays['rows'].shape}")
     if images is not None and (images.dtype != np.uint8 or images.shape != (n, *IMAGE_SHAPE)):
         raise ValueError(f"images {images.dtype} {images.shape}")
     skipped = [str(DataFormatError(path, reason, row=int(row), field=field or None)) for row, field, reason in
                zip(arrays["skipped_row"], arrays["skipped_field"].tolist(), arrays["skipped_reason"].tolist())]
+    if images is not None:
+        _warn_repeated_images(keypoints, images, arrays["rows"], path)
     return KeypointData(schema=load_schema("kaggle15"), keypoints=keypoints, images=images,
                         ids=arrays["ids"].tolist(), source=str(path), skipped=skipped)
+
+
+_SHOWN_REPEATS = 5
+
+
+def _warn_repeated_images(keypoints: np.ndarray, images: np.ndarray, rows: np.ndarray, path: Path) -> None:
+    """One warning naming the labelled rows whose image an earlier labelled row has: they are kept
+    (one photo's two faces, two labellers, or a photo set's frame under two names, as ytf68 holds),
+    and training refuses a split that puts copies on both sides. Run on every read, cached or not."""
+    first: dict[bytes, int] = {}
+    repeats = []
+    for i in np.flatnonzero(~np.isnan(keypoints).all(axis=(1, 2))).tolist():  # test rows ask for no labels
+        earlier = first.setdefault(hashlib.blake2b(images[i].tobytes(), digest_size=16).digest(), i)
+        if earlier != i:
+            repeats.append(f"row {rows[i]} repeats row {rows[earlier]}")
+    if repeats:
+        shown = ", ".join(repeats[:_SHOWN_REPEATS]) + (", ..." if len(repeats) > _SHOWN_REPEATS else "")
+        rows_repeat = "1 row repeats" if len(repeats) == 1 else f"{len(repeats)} rows repeat"
+        warnings.warn(f"{path}: {rows_repeat} the image of an earlier row ({shown}); all are kept (training refuses "
+                      "a split that puts copies on both sides)", stacklevel=4)
 
 
 def read_kaggle_csv(path: str | Path, *, skip_bad: bool = False, use_cache: bool = True) -> KeypointData:
@@ -428,7 +407,9 @@ def read_kaggle_csv(path: str | Path, *, skip_bad: bool = False, use_cache: bool
     With ``skip_bad`` a bad row is left out and its error message appended to ``data.skipped``;
     otherwise the first bad row raises DataFormatError (file, row, field, what is wrong). With
     ``use_cache`` the parsed arrays are stored under the sha256 of the file's bytes and reused.
+    Labelled rows whose image an earlier row has are kept and named in one UserWarning.
     """
+    check_flags(skip_bad=skip_bad, use_cache=use_cache)
     path = user_path(path)
     if not use_cache:
         return _to_data(_parse_kaggle(path, skip_bad), path)

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from facekeypoints.data.dataset import MAX_SKIPPED_LISTED, DataFormatError, KeypointData
-from facekeypoints.data.formats.checks import check_points, json_number, text_float
+from facekeypoints.data.formats.checks import check_flags, check_points, json_number, text_float
 from facekeypoints.data.formats.landmarks import _Face, _gather, _refuse_large
 from facekeypoints.data.formats.textfile import encoding_problem, load_json, short
 from facekeypoints.data.images import QUARTER_TURNS, image_orientation, image_size, read_image
@@ -297,6 +297,7 @@ def read_dlib_xml(path: str | Path, *, load_images: bool = True, skip_bad: bool 
     An image listed twice is an error. With ``skip_bad`` a bad box (or <image>) is left out and
     listed in ``skipped``; a file that is not a dlib dataset as a whole is still an error.
     """
+    check_flags(load_images=load_images, skip_bad=skip_bad)
     path = _file_or_error(path)
     try:
         root = ET.parse(path).getroot()
@@ -590,6 +591,7 @@ def read_coco_json(path: str | Path, *, load_images: bool = True, schema: str | 
     (of annotations with different point counts, those unlike the most common count); a bad
     file as a whole (not JSON, no 'annotations' list, a bad 'images' list) is still an error.
     """
+    check_flags(load_images=load_images, skip_bad=skip_bad)
     path = _file_or_error(path)
     refuse_costly_json(path)
     doc = load_json(path)

@@ -32,8 +32,8 @@ import numpy as np
 
 from facekeypoints.atomic import atomic_path
 from facekeypoints.data.dataset import DataFormatError, KeypointData, user_path
-from facekeypoints.data.formats.checks import (FAR, check_points, first_implausible, implausible, json_number,
-                                               text_float, text_int)
+from facekeypoints.data.formats.checks import (FAR, check_flags, check_points, first_implausible, implausible,
+                                               json_number, text_float, text_int)
 from facekeypoints.data.formats.textfile import load_json, read_text, short
 from facekeypoints.data.images import image_size as header_size
 from facekeypoints.data.images import read_image
@@ -249,6 +249,7 @@ def _gather(schema: str, faces: list[_Face], source: Path, load_images: bool,
 def _read_each(path: str | Path, suffix: str, schema: str, parse: Callable[[Path, Path], _Face],
                load_images: bool, skip_bad: bool) -> KeypointData:
     """Parse one file or a folder of files; with ``skip_bad`` bad files are listed in ``skipped``."""
+    check_flags(load_images=load_images, skip_bad=skip_bad)
     root = user_path(path)
     outer = getattr(_listings, "names", None)
     _listings.names = {} if outer is None else outer  # each folder is listed once to find images

@@ -16,6 +16,7 @@ from __future__ import annotations
 import csv
 import difflib
 import io
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -159,6 +160,9 @@ def _lookup_rows(lookup_rows) -> list[tuple[int, int, str]]:
     if isinstance(lookup_rows, (str, bytes)) or not isinstance(lookup_rows, (list, tuple)):
         raise TypeError(f"lookup_rows must be a list of (RowId, ImageId, FeatureName) from read_id_lookup, "
                         f"got {type(lookup_rows).__name__}")
+    if not lookup_rows:  # a submission of no rows is only its header, which Kaggle refuses
+        raise ValueError("lookup_rows is empty: a submission answers the rows of an IdLookupTable (read_id_lookup), "
+                         "and none were given")
     for k, row in enumerate(lookup_rows):
         if not (isinstance(row, (tuple, list)) and len(row) == 3 and isinstance(row[2], str)
                 and all(isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)) for v in row[:2])):
@@ -191,7 +195,10 @@ def _prediction_table(predictions: KeypointData | np.ndarray, image_ids: Sequenc
         raise ValueError(f"{len(ids)} image ids for {len(keypoints)} predictions")
     index = {image_id: k for k, image_id in enumerate(ids)}
     if len(index) != len(ids):
-        raise ValueError("image ids are not unique")
+        counts = Counter(ids)
+        repeated = [image_id for image_id in index if counts[image_id] > 1]
+        raise ValueError(f"image ids are not unique: {repeated[0]} is given {counts[repeated[0]]} times "
+                         f"({len(repeated)} repeated ids in all)")
     return keypoints, index
 
 

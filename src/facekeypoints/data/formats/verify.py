@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from facekeypoints.data.walk import check_path
+
 __all__ = ["GENUINE_FILES", "REQUIRED_FILES", "FileCheck", "VerifyReport", "verify_kaggle_download"]
 
 
@@ -146,6 +148,7 @@ def _archives(name: str, folder: Path) -> tuple[Path, Path]:
 def verify_kaggle_download(folder: str | Path) -> VerifyReport:
     """Check every genuine Kaggle file in ``folder`` (plain or zipped); see ``VerifyReport.ok``."""
     folder = Path(folder).expanduser()
+    check_path(folder)  # a name too long, a folder above without permission: is_dir() would raise a bare OSError
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder}: {'is a file; give the folder that holds it' if folder.exists() else 'no such folder'}")
     return VerifyReport(str(folder), tuple(_check_or_unreadable(name, folder) for name in GENUINE_FILES))

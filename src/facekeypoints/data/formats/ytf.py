@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from facekeypoints.data.formats.checks import describe, first_implausible, text_float
+from facekeypoints.data.formats.checks import check_flags, describe, first_implausible, text_float
 from facekeypoints.data.formats.csvfile import open_csv, read_chunks
 from facekeypoints.data.formats.textfile import short
 from facekeypoints.data.dataset import DataFormatError, KeypointData, user_path
@@ -254,6 +254,7 @@ def read_ytf68_csv(path: str | Path, *, load_images: bool = True, skip_bad: bool
     person filled, paths the image files. A missing or unreadable image file is a bad row (with
     ``load_images=False`` a missing one is not: the labels are read, for a caller to name the photo).
     """
+    check_flags(load_images=load_images, skip_bad=skip_bad)
     path = user_path(path)
     header, lines, spans = _csv_rows(path)
     columns = _ytf68_columns(header, path)
@@ -293,6 +294,7 @@ def read_udacity_csv(path: str | Path, *, image_dir: str | Path | None = None, l
     (N, 68, 2) float32, images a list of N (H, W, 3) RGB uint8 arrays from ``image_dir`` (default:
     the folder beside the CSV, see the module notes), ids the image file names.
     """
+    check_flags(load_images=load_images, skip_bad=skip_bad)
     path = user_path(path)
     header, lines, spans = _csv_rows(path)
     numbered = [str(i) for i in range(2 * _POINTS)]
