@@ -45,7 +45,8 @@ def test_a_folder_a_file_run_wrote_into_is_still_an_input(det, tmp_path):
     assert _sources(tmp_path / "out3" / "predictions.jsonl") == ["face.jpg", "top.jpg"]
 
 
-@pytest.mark.parametrize("text", [b"my own notes\n", b'{"a": 1}\n', b"", b"\xff\xfe" * 10])
+# (an empty one is a running run's claim: test_a_running_or_killed_runs_folder_is_left_out_while_...)
+@pytest.mark.parametrize("text", [b"my own notes\n", b'{"a": 1}\n', b"\xff\xfe" * 10])
 def test_a_users_own_predictions_jsonl_leaves_out_nothing(det, tmp_path, text):
     ds = tmp_path / "ds"
     grace_hopper_copy(ds / "sub" / "face.jpg")
@@ -89,7 +90,7 @@ def test_a_huge_predictions_jsonl_of_ours_leaves_its_folder_out_saying_why(det, 
     report = predict_paths(det, [ds], tmp_path / "out", progress=False)
     assert report.images == 1
     assert [item for item in report.left_out if "k1" in item] == [
-        f"{ds / 'k1'} (2 files: the output folder of another facekeypoints run, whose predictions.jsonl is over 0 MB, "
+        f"{ds / 'k1'} (2 files: the output folder of another facekeypoints run; its predictions.jsonl is over 0 MB, "
         "too long to read for the drawings it names; give a photo there as an input of its own to predict it)"]
 
 
@@ -289,3 +290,41 @@ def test_predict_batch_refuses_a_bad_item_before_searching_any(ckpt):
         det.predict_batch([np.zeros((40, 40, 3), np.uint8), "nonexist.jpg", np.zeros((40, 40, 3), np.uint8)])
     assert Counting.calls == 0
     assert "All or nothing" in KeypointDetector.predict_batch.__doc__
+
+
+# ---- review of round 18: a run's claim, put-aside outputs, the input "." -------------------------------
+def test_a_running_or_killed_runs_folder_is_left_out_while_its_predictions_jsonl_is_empty(tmp_path):
+    from facekeypoints.infer.files import PredictReport, _without_other_runs_outputs
+
+    (tmp_path / "out").mkdir()  # its drawings come batch by batch; its records only at its end
+    files = [tmp_path / "out" / "predictions.jsonl", tmp_path / "out" / "p1.jpg", tmp_path / "mine.jpg"]
+    for f in files:
+        f.write_bytes(b"" if f.suffix == ".jsonl" else b"x")
+    report = PredictReport()
+    assert _without_other_runs_outputs(files, report) == [tmp_path / "mine.jpg"]
+    assert "predictions.jsonl is empty: the claim of a run still going" in report.left_out[0]
+
+
+def test_outputs_a_clashing_run_put_aside_are_left_out_too(tmp_path):
+    from facekeypoints.infer.files import PredictReport, _without_other_runs_outputs
+
+    names = ["x.jsonl", "x_keypoints.mp4", "x-2.jsonl", "x_keypoints-2.mp4", "y.mp4", "y-2.jsonl"]
+    files = [tmp_path / n for n in names]
+    kept = _without_other_runs_outputs(files, PredictReport())
+    assert [f.name for f in kept] == ["y.mp4", "y-2.jsonl"]  # a user's video and a file that is no drawn pair
+
+
+def test_the_input_folder_dot_leaves_out_what_its_subfolders_runs_wrote(tmp_path, monkeypatch):
+    from facekeypoints.infer import files as files_module
+    from facekeypoints.infer.files import PredictReport, _without_other_runs_outputs
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(files_module, "RECORDS_READ_BYTES", 100)  # ours, too long to read: its folder left out
+    (tmp_path / "sub").mkdir()
+    record = {"source": "a.jpg", "image_size": [1, 1], "schema": "kaggle15", "faces": [], "drawing": "a.jpg"}
+    (tmp_path / "sub" / "predictions.jsonl").write_text((json.dumps(record) + "\n") * 20)
+    (tmp_path / "sub" / "a.jpg").write_bytes(b"x")
+    (tmp_path / "b.jpg").write_bytes(b"x")
+    report = PredictReport()
+    kept = _without_other_runs_outputs([Path("sub/predictions.jsonl"), Path("sub/a.jpg"), Path("b.jpg")], report)
+    assert kept == [Path("b.jpg")] and "(2 files:" in report.left_out[0]

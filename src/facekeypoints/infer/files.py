@@ -161,6 +161,8 @@ def _walk(folder: Path, report: PredictReport, leave_out: Path | None) -> list[P
 # How much of a predictions.jsonl is read for the drawings its records name: some 20,000 records of 68
 # points. A longer one of ours leaves its whole folder out, saying so; the first line tells ours at once.
 RECORDS_READ_BYTES = 64 * 2**20
+_RECORDS = re.compile(r"predictions(-\d+)?\.jsonl")
+_DRAWN_VIDEO = re.compile(r"(?P<stem>.+)_keypoints(-\d+)?\.mp4")
 _DRAWING_FIELD = re.compile(rb'"drawing":\s*("(?:[^"\\]|\\.)*")')  # no such text inside a JSON string: its " is \"
 
 
@@ -173,35 +175,41 @@ def _without_other_runs_outputs(files: list[Path], report: PredictReport) -> lis
     user's own file of that name) or that names no drawing (a ``-o FILE.jsonl`` run's) leaves out nothing."""
     names = {str(f) for f in files}
     theirs: dict[Path, set[str]] = {}  # the folder a run wrote into -> the files it wrote there
-    too_long: set[str] = set()
+    whole: set[str] = set()
     for f in files:
-        if f.name == "predictions.jsonl":
+        if _RECORDS.fullmatch(f.name):  # predictions.jsonl, or predictions-2.jsonl put aside by a clashing run
             drawings = _drawings_named(f)
-            if drawings is None:  # ours, too long to read: every file below it is left out, saying how to predict one
-                below = {n for n in names if n.startswith(f"{f.parent}{os.sep}")}
+            if drawings is None:  # a run's claim, or too long to read: every file below it, saying how to predict one
+                below = {n for n in names if f.parent in Path(n).parents}
+                why = (f"{f.name} is empty: the claim of a run still going, or of one that was killed"
+                       if os.path.getsize(f) == 0 else
+                       f"its {f.name} is over {RECORDS_READ_BYTES // 2**20} MB, too long to read for the drawings it names")
                 report.left_out.append(f"{f.parent} ({len(below)} files: the output folder of another facekeypoints "
-                                       f"run, whose predictions.jsonl is over {RECORDS_READ_BYTES // 2**20} MB, too "
-                                       "long to read for the drawings it names; give a photo there as an input of "
-                                       "its own to predict it)")
-                too_long.update(below)
+                                       f"run; {why}; give a photo there as an input of its own to predict it)")
+                whole.update(below)
             elif written := {str(f.parent.joinpath(*d.parts)) for d in drawings} & names:
                 theirs.setdefault(f.parent, set()).update(written | {str(f)})
-        elif f.name.endswith("_keypoints.mp4") and str(jsonl := f.with_name(
-                f"{f.name.removesuffix('_keypoints.mp4')}.jsonl")) in names:
-            theirs.setdefault(f.parent, set()).update({str(f), str(jsonl)})
+        elif drawn := _DRAWN_VIDEO.fullmatch(f.name):  # x_keypoints.mp4 (or -2) beside x.jsonl (or -2: chosen apart)
+            results = re.compile(re.escape(drawn["stem"]) + r"(-\d+)?\.jsonl")
+            beside = {n for n in names if Path(n).parent == f.parent and results.fullmatch(Path(n).name)}
+            if beside:
+                theirs.setdefault(f.parent, set()).update(beside | {str(f)})
     for folder, written in theirs.items():
         shown = sorted(os.path.relpath(n, folder) for n in written)
         report.left_out.append(f"{folder}: {len(written)} files another facekeypoints run wrote "
                                f"({', '.join(shown[:4])}{' ...' if len(shown) > 4 else ''})")
-    left_out = too_long.union(*theirs.values())
+    left_out = whole.union(*theirs.values())
     return [f for f in files if str(f) not in left_out]
 
 
 def _drawings_named(records: Path) -> list[PurePosixPath] | None:
     """The drawings a predictions.jsonl's records name (within its folder); none where its first
-    line is no record of ours or it cannot be read; None where it is ours and over ``RECORDS_READ_BYTES``."""
+    line is no record of ours or it cannot be read; None where it is ours and over ``RECORDS_READ_BYTES``,
+    or empty: a folder run's claim, whose records come at its end while its drawings come batch by batch."""
     if not os.path.isfile(records):  # a pipe of that name is never opened: reading it would wait for a writer
         return []
+    if os.path.getsize(records) == 0:
+        return None
     try:
         with open(records, "rb") as file:
             first = file.readline(2**20)
@@ -600,7 +608,7 @@ def _predict_images(detector, batch: list[tuple[Path, Path]], out_dir: Path | No
             if held is not None:  # the record names its drawing (renamed where names clash; null if not written)
                 target = out_dir / drawing_name(rel)  # never an input: _writable took those out
                 try:  # rgb is done with: drawn on in place
-                    written = place_bytes(target, result._picture(target, rgb, in_place=True), held.get(target))
+                    written = place_bytes(target, result._picture(target, rgb, in_place=True, restore=False), held.get(target))
                     report.written.append(str(written))
                     extra = {"drawing": written.relative_to(out_dir).as_posix()}
                 except (ValueError, OSError, cv2.error) as err:  # e.g. a full disk: this one is lost, the rest go on

@@ -28,6 +28,7 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from facekeypoints.data import framing
+from facekeypoints.data.formats.checks import check_count, check_flags
 from facekeypoints.infer.detectors import HaarDetector, check_boxes, make_detector
 from facekeypoints.infer.inputs import to_rgb
 from facekeypoints.infer.onnx import OnnxRunner, UnreadableModelError, cached_export
@@ -72,7 +73,7 @@ def load_runner(model: str | Path | None = None, backend: str | None = None, dev
     """
     if backend not in (None, "torch", "onnx"):
         raise ValueError(f"backend must be 'torch' or 'onnx', got {backend!r}")
-    _check_count("threads", threads, none=True, most=max_threads())  # for both backends, before any model is read
+    check_count("threads", threads, none=True, most=max_threads())  # for both backends, before any model is read
     device = resolve_device(device)
     path = resolve_checkpoint(model)
     if path.suffix.lower() == ".onnx":
@@ -105,24 +106,8 @@ def load_runner(model: str | Path | None = None, backend: str | None = None, dev
 
 def _check_flag(name: str, value) -> bool:
     """``value`` if it is a bool (numpy's too): "False" or 0 is no flag, and was taken as True or False silently."""
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be True or False, got {type(value).__name__} {value!r}")
+    check_flags(**{name: value})
     return bool(value)
-
-
-def _check_count(name: str, value, *, none: bool = False, most: int | None = None) -> int | None:
-    """``value`` as an int if it is a whole number >= 1 (not a bool, a float or a string) and at most ``most``
-    (given); None when ``none``."""
-    if value is None and none:
-        return None
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
-        allowed = " or None" if none else ""
-        raise TypeError(f"{name} must be a whole number >= 1{allowed}, got {type(value).__name__} {value!r}")
-    if value < 1:
-        raise ValueError(f"{name} must be a whole number >= 1, got {value!r}")
-    if most is not None and value > most:
-        raise ValueError(f"{name} must be at most {most} on this machine, got {value!r}")
-    return int(value)
 
 
 # what box_frame=(dx, dy, side) may be: a frame beyond these shows no face the box found
@@ -292,7 +277,7 @@ class KeypointDetector:
                             f"{rotate_tta!r}")
         if not 0 <= rotate_tta < 90:  # NaN fails too
             raise ValueError(f"rotate_tta must be a number of degrees in [0, 90), got {rotate_tta!r}")
-        self.batch_size = _check_count("batch_size", batch_size)
+        self.batch_size = check_count("batch_size", batch_size)
         self.runner = load_runner(model, backend, device, threads)
         self.card = self.runner.card
         self.schema, self.input_size, self.framing = self.card.schema, self.card.input_size, self.card.framing

@@ -304,9 +304,11 @@ class Result:
             tmp.write_bytes(encoded)
         return path
 
-    def _picture(self, path: Path, image: np.ndarray | None, in_place: bool) -> bytes:
+    def _picture(self, path: Path, image: np.ndarray | None, in_place: bool, restore: bool = True) -> bytes:
         """The drawing ``save()`` writes at ``path``, encoded as its suffix says (``predict`` writes it
-        through ``outputs.place_bytes``, which keeps a drawing another run put there meanwhile)."""
+        through ``outputs.place_bytes``, which keeps a drawing another run put there meanwhile).
+        ``restore``: an image drawn on in place gets its colour order back after encoding (False: the
+        caller is done with its pixels, and a large photo's second swap is saved)."""
         suffix, order = path.suffix.lower(), "rgb"  # order: the colour order image is drawn on in
         if suffix not in SAVE_SUFFIXES:
             raise ValueError(f"{path}: save() writes .json or an image ({', '.join(SAVE_SUFFIXES)})")
@@ -333,7 +335,7 @@ class Result:
         try:
             ok, encoded = cv2.imencode(".jpg" if suffix == ".jfif" else suffix, drawn)
         finally:
-            if not mine and order == "rgb" and suffix != ".pgm":
+            if restore and not mine and order == "rgb" and suffix != ".pgm":
                 cv2.cvtColor(drawn, cv2.COLOR_BGR2RGB, dst=drawn)
         if not ok:
             raise ValueError(f"{path}: OpenCV could not encode a {path.suffix} image")

@@ -70,9 +70,10 @@ from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 
 from facekeypoints.data.dataset import DataFormatError
+from facekeypoints.data.formats.checks import check_count
 from facekeypoints.data.images import OVER_LIMIT, decode_image
 from facekeypoints.infer.detectors import DETECTORS
-from facekeypoints.infer.predictor import KeypointDetector, _check_count
+from facekeypoints.infer.predictor import KeypointDetector
 from facekeypoints.infer.results import finite_json
 from facekeypoints.models.weights import SHIPPED
 
@@ -210,8 +211,8 @@ def create_app(models: dict[str, str | Path] | None = None, *, detector: str = "
     if detector not in DETECTORS:
         raise ValueError(f"unknown detector {detector!r}; known: {sorted(DETECTORS)}")
     for name, count in (("workers", workers), ("max_body", max_body), ("max_uploads", max_uploads)):
-        _check_count(name, count)
-    _check_count("max_pixels", max_pixels, none=True)  # None: no limit (the CLI's --max-pixels 0)
+        check_count(name, count)
+    check_count("max_pixels", max_pixels, none=True)  # None: no limit (the CLI's --max-pixels 0)
     if max_uploads > MAX_UPLOADS_LIMIT:
         raise ValueError(f"max_uploads must be at most {MAX_UPLOADS_LIMIT}, got {_cut(str(max_uploads), 20)}")
     if isinstance(upload_timeout, bool) or not isinstance(upload_timeout, numbers.Real):

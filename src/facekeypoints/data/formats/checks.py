@@ -21,6 +21,7 @@ Examples
 from __future__ import annotations
 
 import math
+import numbers
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +45,21 @@ def check_flags(**flags) -> None:
     for name, value in flags.items():
         if not isinstance(value, (bool, np.bool_)):
             raise TypeError(f"{name} must be True or False, got {type(value).__name__} {value!r}")
+
+
+def check_count(name: str, value, *, none: bool = False, most: int | None = None) -> int | None:
+    """``value`` as an int if it is a whole number >= 1 (not a bool, a float or a string) and at most
+    ``most`` (given); None when ``none`` allows it. TypeError or ValueError naming ``name`` otherwise."""
+    if value is None and none:
+        return None
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        allowed = " or None" if none else ""
+        raise TypeError(f"{name} must be a whole number >= 1{allowed}, got {type(value).__name__} {value!r}")
+    if value < 1:
+        raise ValueError(f"{name} must be a whole number >= 1, got {value!r}")
+    if most is not None and value > most:
+        raise ValueError(f"{name} must be at most {most} on this machine, got {value!r}")
+    return int(value)
 
 
 def _plain(text: str | bytes) -> str | bytes:
