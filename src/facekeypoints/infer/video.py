@@ -226,6 +226,10 @@ def open_video(source) -> tuple[cv2.VideoCapture, str, float]:
             warnings.warn(f"{name}: the image decoder warned: {'; '.join(said)[:500]} (the video was opened; its "
                           "frames may be damaged)", stacklevel=2)
     if not capture.isOpened():
+        if not isinstance(source, (str, Path)):  # the caller's capture: no file of ours to call damaged
+            raise ValueError(f"{name}: the capture given is not open (a camera index that is no camera here, a "
+                             "file OpenCV could not open, or a capture already released); check "
+                             "capture.isOpened() before streaming it")
         raise ValueError(f"{name}: OpenCV cannot open this video (damaged or truncated, an unknown codec, or not a video)")
     fps = capture.get(cv2.CAP_PROP_FPS)
     return capture, name, fps if fps and fps > 0 and math.isfinite(fps) else 30.0
@@ -433,7 +437,7 @@ def stream(predictor, source, *, redetect_every: int = 10, smooth: bool = True, 
                 timings = whole.timings
             else:  # a scene cut is looked for only where there are tracks to drop
                 cut, thumb = _scene_cut(rgb, thumb)
-                tracks = _track(predictor, rgb, tracks, cut or at % redetect_every == 0, smoothing, timings)
+                tracks = _track(predictor, [] if cut else tracks, rgb, at % redetect_every == 0, smoothing, timings)
             yield _result(predictor, tracks, rgb.shape[:2], at, t, timings, f"{name}#frame={at}")
             index += late is None
         # an estimated count is met where the last frame's time reaches it; an MP4's sample count where
@@ -538,7 +542,10 @@ def _stream_facts(path: str) -> _StreamFacts:
     own = _seconds(re.search(r"\n\s*DURATION\s*: (\d+:\d\d:\d\d(?:\.\d+)?)", video))
     start = re.search(r", start (\d+(?:\.\d+)?)", video.split("\n", 1)[0])
     if math.isnan(own) and len(streams) == 1:
-        own = duration - (float(start[1]) if start else 0.0)
+        own = duration
+    # both end where the stream's time stamps end: a stream starting at 1.6 s (an MKV remuxed from a
+    # transport stream with its times kept) lasts that much less, or its frames were counted as missing
+    own -= float(start[1]) if start else 0.0
     counts = re.findall(r"frame=\s*(\d+)", said)  # the progress line's last count is the whole stream's
     frames = int(counts[-1]) if counts else 0
     return _StreamFacts(frames, duration, own, empty=bool(video) and bool(counts) and frames == 0)
@@ -668,10 +675,12 @@ def _frame_rgb(frame, name: str, index: int) -> np.ndarray:
         raise ValueError(f"{name} frame {index}: {err}") from None
 
 
-def _track(predictor, rgb: np.ndarray, tracks: list[_Track], redetect: bool, smoothing: dict | None,
+def _track(predictor, tracks: list[_Track], rgb: np.ndarray, redetect: bool, smoothing: dict | None,
            timings: dict) -> list[_Track]:
     """One frame of tracking: follow the tracks, then run the detector if asked or if none is left.
-    Schemas whose keypoints give no frame (nose1) cannot be followed: the detector runs every frame."""
+    Schemas whose keypoints give no frame (nose1) cannot be followed: the detector runs every frame.
+    After a scene cut the caller gives no tracks: a face of the new shot starts afresh, its own
+    smoothing included, whatever its place."""
     previous = tracks
     if not predictor.alignable:
         return _detect(predictor, rgb, [], previous, smoothing, timings)
