@@ -16,6 +16,9 @@ import time
 
 import torch
 
+from facekeypoints.atomic import atomic_path, check_target
+from facekeypoints.cli import at_least
+from facekeypoints.models.threads import max_threads
 from facekeypoints.data.augment import Augment, augment_batch
 from facekeypoints.schema import load_schema
 
@@ -49,23 +52,28 @@ def measure(batch: int, size: int, channels: int, threads: int, iters: int, warm
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--batch", type=int, default=256)
-    p.add_argument("--size", type=int, default=96)
-    p.add_argument("--channels", type=int, default=1)
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--iters", type=int, default=20)
-    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--batch", type=at_least(1), default=256)
+    p.add_argument("--size", type=at_least(1), default=96)
+    p.add_argument("--channels", type=at_least(1), default=1)
+    p.add_argument("--threads", type=at_least(1, max_threads()), default=2)
+    p.add_argument("--iters", type=at_least(1), default=20)
+    p.add_argument("--warmup", type=at_least(0), default=3)
     p.add_argument("--noise", action="store_true", help="add noise_std = sqrt(0.1) (seed 001)")
     p.add_argument("--json", help="write the figures to this JSON file")
     args = p.parse_args(argv)
+    if args.json:  # before the timing, not after
+        try:
+            check_target(args.json)
+        except ValueError as err:
+            p.error(str(err))
     cfg = Augment(noise_std=math.sqrt(0.1) if args.noise else 0.0)
     r = measure(args.batch, args.size, args.channels, args.threads, args.iters, args.warmup, cfg)
     print(f"augment_batch: {r['images_per_s']:.0f} images/s ({r['median_ms_per_batch']:.1f} ms per batch of "
           f"{r['batch']} x {r['channels']}x{r['size']}x{r['size']}, {r['threads']} CPU threads, torch {r['torch']}; "
           f"{r['cpu_ms_per_batch']:.1f} CPU ms per batch, load average {r['load_average_1min']:.1f})")
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(r, f, indent=2)
+        with atomic_path(args.json) as tmp:
+            tmp.write_text(json.dumps(r, indent=2))
     return 0
 
 

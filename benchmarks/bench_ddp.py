@@ -2,7 +2,8 @@
 
 Trains ``--config`` for ``--epochs`` with each of ``--seeds``, once in one process and once in two
 processes of one thread each, and prints the validation RMSE of each run with the mean and spread
-per setting. Same global batch: two processes take half of it each.
+per setting. Same global batch: two processes take half of it each. The run folders under ``--out`` belong to this
+benchmark: each run starts afresh there (``train --overwrite``), so the command can be run again.
 
 Usage:
   python benchmarks/bench_ddp.py --config configs/default.yaml --epochs 12 --seeds 0 1 2
@@ -17,11 +18,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+from facekeypoints.cli import at_least
+
 
 def _train(args, seed: int, processes: int) -> dict:
     out = Path(args.out) / f"{processes}proc_seed{seed}"
     sets = [f"train.epochs={args.epochs}", f"train.seed={seed}", "train.num_threads=1", "train.device=cpu"]
-    cli = ["-m", "facekeypoints.cli", "train", "--config", args.config, "--out", str(out), "--quiet",
+    cli = ["-m", "facekeypoints.cli", "train", "--config", args.config, "--out", str(out), "--overwrite", "--quiet",
            *sum((["--set", s] for s in sets), [])]
     launcher = [] if processes == 1 else ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(processes)]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -31,13 +34,15 @@ def _train(args, seed: int, processes: int) -> dict:
     return json.loads(done.stdout)
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default="configs/default.yaml")
-    parser.add_argument("--epochs", type=int, default=12)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--out", default="runs/bench_ddp")
-    args = parser.parse_args()
+    parser.add_argument("--epochs", type=at_least(1), default=12)
+    parser.add_argument("--seeds", type=at_least(0), nargs="+", default=[0, 1, 2])
+    parser.add_argument("--out", default="runs/bench_ddp", help="its run folders, replaced on each run")
+    args = parser.parse_args(argv)
+    if len(set(args.seeds)) < len(args.seeds):  # the second run of a seed would replace the first
+        parser.error(f"argument --seeds: each seed once, got {' '.join(map(str, args.seeds))}")
     results = {}
     for processes in (1, 2):
         rmse = []

@@ -23,6 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
+from facekeypoints.atomic import atomic_path, check_target
+from facekeypoints.cli import at_least
+from facekeypoints.models.threads import max_threads
 from facekeypoints.data import read, read_ytf68_csv
 from facekeypoints.data import framing
 from facekeypoints.infer.bench import run_bench
@@ -48,13 +51,12 @@ def _match(boxes: np.ndarray, truth: np.ndarray) -> int:
     return int(inside[0]) if len(inside) == 1 else -1
 
 
-def refine_error(model: str, name: str, persons: Path | None = None) -> dict:
+def refine_error(det: KeypointDetector, name: str, persons: Path | None = None) -> dict:
     """NME (% of inter-ocular distance) and mean px error of one pass, of the second (re-framed)
     pass alone, of their average, and of refinement until the frame settles (what ``refine=True``
     returns), on one data set; also the mean signed (x, y) error in % of inter-ocular distance,
     which shows a systematic offset."""
     data, truth = _load(name, persons)
-    det = KeypointDetector(model, refine=False)
     errors: dict[str, list] = {"single_pass": [], "second_pass": [], "two_passes_averaged": [], "refined": []}
     signed: dict[str, list] = {key: [] for key in errors}  # mean (x, y) offset per face, / inter-ocular distance
     iods = []
@@ -83,28 +85,36 @@ def refine_error(model: str, name: str, persons: Path | None = None) -> dict:
     return report
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="mode", required=True)
     p = sub.add_parser("speed")
     p.add_argument("--model")
     p.add_argument("--random", help="a registered architecture with random weights, e.g. keypoint_net")
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--repeats", type=int, default=50)
+    p.add_argument("--threads", type=at_least(1, max_threads()), default=2)
+    p.add_argument("--repeats", type=at_least(1), default=50)
     p.add_argument("--json")
     p = sub.add_parser("refine")
     p.add_argument("--model", required=True)
     p.add_argument("--data", choices=sorted(SETS), default="imm")
     p.add_argument("--persons", type=Path, help="JSON list of person names to keep (ytf68)")
     p.add_argument("--json")
-    args = parser.parse_args()
-    if args.mode == "speed":
-        report = run_bench(args.model, random_model=args.random, threads=args.threads, repeats=args.repeats)
-    else:
-        report = refine_error(args.model, args.data, args.persons)
+    args = parser.parse_args(argv)
+    try:  # a bad --json or model is one line before the work, not a traceback after it
+        if args.json:
+            check_target(args.json)
+        if args.mode == "speed":  # loads the model before timing it
+            report = run_bench(args.model, random_model=args.random, threads=args.threads, repeats=args.repeats)
+        else:
+            det = KeypointDetector(args.model, refine=False)
+    except (OSError, ValueError) as err:
+        parser.error(str(err))
+    if args.mode == "refine":
+        report = refine_error(det, args.data, args.persons)
         print(json.dumps(report, indent=2))
     if args.json:
-        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+        with atomic_path(args.json) as tmp:
+            tmp.write_text(json.dumps(report, indent=2) + "\n")
 
 
 if __name__ == "__main__":

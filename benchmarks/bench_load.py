@@ -19,6 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from facekeypoints.atomic import atomic_path, check_target
+
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 DEFAULT_FILE = SHARED / "fkd15-ytf" / "training.zip"
 
@@ -56,7 +58,10 @@ def _child(path: Path) -> None:
     baseline = _rss_mib()
     peak_reset = _reset_peak()
     wall, cpu = time.perf_counter(), time.process_time()
-    data = read_kaggle_csv(path)
+    try:
+        data = read_kaggle_csv(path)
+    except (OSError, ValueError) as err:  # the reader's file/row message is the parent's error line
+        sys.exit(f"error: {err}")
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     decoded = data.keypoints.nbytes + (data.images.nbytes if data.images is not None else 0)
     print(json.dumps({
@@ -69,18 +74,26 @@ def _child(path: Path) -> None:
 def _run(mode: str, path: Path, cache: str) -> dict:
     env = dict(os.environ, FACEKEYPOINTS_CACHE=cache)
     out = subprocess.run([sys.executable, __file__, "--child", "--file", str(path)], env=env,
-                         capture_output=True, text=True, check=True)
+                         capture_output=True, text=True, check=False)
+    if out.returncode != 0:  # its last line says why (captured, it would otherwise be lost)
+        lines = out.stderr.strip().splitlines() or [f"the {mode} load stopped with exit status {out.returncode}"]
+        sys.exit(lines[-1] if lines[-1].startswith("error: ") else f"error: {lines[-1]}")
     result = json.loads(out.stdout.strip().splitlines()[-1])
     result["mode"] = mode
     return result
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--file", type=Path, default=DEFAULT_FILE)
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    if args.json:  # before the loads, not after
+        try:
+            check_target(args.json, inputs=(args.file,))
+        except ValueError as err:
+            parser.error(str(err))
     if not args.file.is_file():
         print(f"skipped: {args.file} not present (the shared data lives in ../shared/data)")
         return 0
@@ -97,8 +110,9 @@ def main() -> int:
         print(f"{r['mode']:8s} {r['seconds']:8.3f} {r['cpu_seconds']:7.3f} {r['peak_rss_above_baseline_mib']:13.1f} "
               f"{r['decoded_mib']:12.1f} {ratio:6.2f}")
     if args.json:
-        args.json.write_text(json.dumps({"file": str(args.file), "cpus": os.cpu_count(), "load_average": load,
-                                         "results": results}, indent=2))
+        with atomic_path(args.json) as tmp:
+            tmp.write_text(json.dumps({"file": str(args.file), "cpus": os.cpu_count(), "load_average": load,
+                                       "results": results}, indent=2))
     return 0
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import tempfile
@@ -26,7 +27,10 @@ from pathlib import Path
 import torch
 import yaml
 
+from facekeypoints.atomic import atomic_path, check_target
+from facekeypoints.cli import at_least
 from facekeypoints.models import count_macs, create_model, list_models
+from facekeypoints.models.threads import max_threads
 from facekeypoints.train.losses import make_loss
 
 
@@ -109,21 +113,36 @@ def onnx_latency(name: str, size: int, schema: str, threads: int) -> dict:
     return out
 
 
+def _positive_seconds(text: str) -> float:
+    """--seconds: a finite number above 0 (0 or less still timed every model, NaN never stopped)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not 0 < value < math.inf:
+        raise argparse.ArgumentTypeError(f"must be more than 0 seconds, got {text}")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="*", help="comma-separated names or one glob pattern (default: all)")
-    parser.add_argument("--batch", type=int, default=64)
-    parser.add_argument("--size", type=int, default=96)
+    parser.add_argument("--batch", type=at_least(1), default=64)
+    parser.add_argument("--size", type=at_least(1), default=96)
     parser.add_argument("--schema", default="kaggle15")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--seconds", type=float, default=10.0, help="minimum timed seconds per model")
-    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--threads", type=at_least(1, max_threads()), default=2)
+    parser.add_argument("--seconds", type=_positive_seconds, default=10.0, help="minimum timed seconds per model")
+    parser.add_argument("--warmup", type=at_least(0), default=2)
     parser.add_argument("--onnx", action="store_true", help="also time ONNX Runtime inference")
     parser.add_argument("--amp", choices=["none", "bf16", "both"], default="none",
                         help="bf16: forward under CPU autocast; both: each model in float32, then in bf16")
     parser.add_argument("--out", type=Path, help="write results as JSON here")
     args = parser.parse_args(argv)
-
+    if args.out:  # before minutes of timing, not after
+        try:
+            check_target(args.out)
+        except ValueError as err:
+            parser.error(str(err))
     torch.set_num_threads(args.threads)
     names = list_models(args.models) if "," not in args.models and "*" in args.models else args.models.split(",")
     unknown = [n for n in names if parse_spec(n)[0] not in list_models()]
@@ -154,8 +173,8 @@ def main(argv: list[str] | None = None) -> int:
         "results": rows,
     }
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=2))
+        with atomic_path(args.out) as tmp:
+            tmp.write_text(json.dumps(result, indent=2))
     return 0
 
 

@@ -19,6 +19,7 @@ from facekeypoints.data.pipeline import to_scoring_pixels
 from facekeypoints.evaluate.metrics import rmse
 from facekeypoints.atomic import atomic_path, check_target
 from facekeypoints.evaluate.runner import predict_data, run_split
+from facekeypoints.models.checkpoint import CheckpointError
 from facekeypoints.models.predict import TorchRunner
 
 LOOKS = {  # name -> (mirror, rotate degrees)
@@ -31,24 +32,27 @@ LOOKS = {  # name -> (mirror, rotate degrees)
 }
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("checkpoints", nargs="+", help="best.pt of runs whose own validation split is scored")
     parser.add_argument("--json", help="write the figures here")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.json:  # before minutes of predicting, not after
         try:
-            check_target(args.json)
+            check_target(args.json, inputs=tuple(args.checkpoints))
         except ValueError as err:
             parser.error(str(err))
     missing = [c for c in args.checkpoints if not Path(c).is_file()]
     if missing:
         print(f"skipped: no such checkpoint {', '.join(missing)} (train them with benchmarks/bench_train.py)")
         return 0
+    try:  # every checkpoint, before any is scored: a bad last one would end the run after minutes
+        runners = [TorchRunner.load(path, threads=1) for path in args.checkpoints]
+    except CheckpointError as err:
+        parser.error(str(err))
     scores: dict[str, list[float]] = {name: [] for name in LOOKS}
     seconds: dict[str, float] = {name: 0.0 for name in LOOKS}
-    for path in args.checkpoints:
-        runner = TorchRunner.load(path, threads=1)
+    for path, runner in zip(args.checkpoints, runners):
         val, frames = run_split(runner.card, "val", with_frames=True)  # scored in the labelled images' pixels
         for name, (mirror, rotate) in LOOKS.items():
             start = time.perf_counter()

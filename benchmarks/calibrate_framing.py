@@ -7,7 +7,7 @@ face, as the data converter frames training faces). The frame's centre offset fr
 and its side, both in box widths, are collected; their medians are BOX_FRAME. The shape error of the
 true keypoints (framing.frames_from_keypoints) gives the scale for MAX_SHAPE_ERROR.
 
-    python benchmarks/calibrate_framing.py [--boxes haar|dlib|landmarks] [--data ../shared/data/ytf68/train.csv] [--limit N]
+    python benchmarks/calibrate_framing.py [--boxes haar|dlib|landmarks] [--data ../shared/data/ytf68/train.csv] [--limit N (0: all)]
 
 Takes a few minutes on 2 cores (3045 images).
 """
@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from facekeypoints.cli import at_least
 from facekeypoints.data import read_ytf68_csv
 from facekeypoints.data import framing
 from facekeypoints.infer.detectors import make_detector
@@ -61,12 +62,12 @@ def calibrate(data_path: Path, limit: int | None = None, boxes_from: str = "haar
     }
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
-    parser.add_argument("--limit", type=int, help="use only the first N images")
+    parser.add_argument("--limit", type=at_least(0), default=0, help="use only the first N images (0: all)")
     parser.add_argument("--boxes", default="haar", choices=["haar", "dlib", "landmarks"], help="where boxes come from")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if not args.data.is_file():
         raise SystemExit(f"{args.data}: not found (the ytf68 data lives in ../shared/data)")
     print(json.dumps(calibrate(args.data, args.limit, args.boxes), indent=2))

@@ -367,15 +367,17 @@ def _check_config_file(path: str | Path) -> None:
         raise ConfigError(f"{path}: not a regular file; give a .yaml file")
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
-    """Defaults, then the YAML file at ``path``, then ``key=value`` overrides (e.g. ``train.epochs=3``)."""
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None, *,
+                empty_hint: str = "leave out --config for the default recipe") -> Config:
+    """Defaults, then the YAML file at ``path``, then ``key=value`` overrides (e.g. ``train.epochs=3``).
+    ``empty_hint`` ends the error for an empty file: the caller's other way out (grid has no --config)."""
     cfg = Config()
     if path is not None:
         _check_config_file(path)
         loaded = read_yaml(path)
         if loaded is None or loaded == {}:
             raise ConfigError(f"{path}: the config file is empty; give at least one section (e.g. train:), "
-                              "or leave out --config for the default recipe")
+                              f"or {empty_hint}")
         if not isinstance(loaded, dict):
             raise ConfigError(f"{path}: expected a mapping at the top level")
         try:

@@ -291,7 +291,7 @@ def _load_all(configs: list[str | Path], full: bool) -> list[Config]:
     row would hold either, and both would retrain on every grid run)."""
     loaded, seen = [], {}
     for path in configs:
-        cfg = load_config(path)
+        cfg = load_config(path, empty_hint="move it out of the grid's folder of configs")
         cfg.name = cfg.name or Path(path).stem
         if cfg.reference.epochs < 0:
             raise ValueError(f"{path}: reference.epochs must be 0 (not given) or more, got {cfg.reference.epochs}")

@@ -2,8 +2,8 @@
 
 ``training.csv`` holds 30 coordinate columns (``<keypoint>_x``, ``<keypoint>_y`` of schema
 kaggle15) and ``Image``: 9216 space-separated grey values of a 96x96 face. ``test.csv`` holds
-``ImageId`` and ``Image``; label-only files hold the 30 coordinates alone. An empty coordinate is a
-missing label (NaN). Files may be plain, gzip-compressed or the one CSV inside a zip archive.
+``ImageId`` (an integer >= 1, each once) and ``Image``; label-only files hold the 30 coordinates
+alone. An empty coordinate is a missing label (NaN). Files may be plain, gzip-compressed or the one CSV inside a zip archive.
 
 IdLookupTable.csv and submissions are in ``facekeypoints.data.formats.submission``.
 The Image column is parsed with numpy over the raw bytes, block by block, and every check on it
@@ -46,7 +46,7 @@ from facekeypoints.schema import load_schema
 __all__ = ["read_kaggle_csv", "write_kaggle_csv", "IMAGE_SHAPE"]
 
 IMAGE_SHAPE = (96, 96)
-_READER_VERSION = 6  # bump when parsing changes, so cached results of the old parser are not reused
+_READER_VERSION = 7  # bump when parsing changes, so cached results of the old parser are not reused
 
 
 # ---- which column is which -------------------------------------------------------------------------
@@ -285,6 +285,8 @@ class _KaggleRows:
             image_id = text_int(text)
         except ValueError:
             raise _RowError("ImageId", f"not an integer: {text.decode('utf-8', 'replace')!r}") from None
+        if image_id < 1:  # Kaggle's ImageIds count from 1; said here, not later as faces the lookup cannot find
+            raise _RowError("ImageId", f"must be an integer >= 1, got {image_id}")
         if image_id in self.first_row_of_id:
             raise _RowError("ImageId", f"duplicate ImageId {image_id} (also on row {self.first_row_of_id[image_id]})")
         self.first_row_of_id[image_id] = row
