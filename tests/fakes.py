@@ -226,3 +226,18 @@ class ListCapture:
 
     def isOpened(self):  # noqa: N802
         return True
+
+
+def kaggle_pixels(seed: int) -> str:
+    """A Kaggle CSV's Image text: 96 x 96 random grey levels, one image per seed."""
+    return " ".join(map(str, np.random.default_rng(seed).integers(0, 256, 96 * 96)))
+
+
+def kaggle_training_csv(path: Path, images: list[str]) -> Path:
+    """training.csv with every coordinate at 40 and the given Image texts, one row each."""
+    from facekeypoints.schema import load_schema
+
+    columns = load_schema("kaggle15").columns()
+    lines = [",".join(columns + ["Image"])] + [",".join(["40.0"] * 30 + [image]) for image in images]
+    path.write_text("\n".join(lines) + "\n", newline="")
+    return path

@@ -22,20 +22,12 @@ from facekeypoints.data.formats.textfile import encoding_problem
 from facekeypoints.data.formats.verify import verify_kaggle_download
 from facekeypoints.data.formats.ytf import read_udacity_csv, read_ytf68_csv
 from facekeypoints.schema import load_schema
+from fakes import kaggle_pixels as _pixels
+from fakes import kaggle_training_csv as _training_csv
 from fakes import run_cli
 
 COLUMNS = load_schema("kaggle15").columns()
 
-
-def _pixels(seed: int) -> str:
-    return " ".join(map(str, np.random.default_rng(seed).integers(0, 256, 96 * 96)))
-
-
-def _training_csv(path: Path, images: list[str]) -> Path:
-    """training.csv with every coordinate at 40 and the given Image texts, one row each."""
-    lines = [",".join(COLUMNS + ["Image"])] + [",".join(["40.0"] * 30 + [image]) for image in images]
-    path.write_text("\n".join(lines) + "\n", newline="")
-    return path
 
 
 # ---- #10: a file of zero bytes is not called UTF-16 ------------------------------------------------

@@ -9,7 +9,6 @@ from __future__ import annotations
 import csv
 import math
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -26,19 +25,12 @@ from facekeypoints.data.formats.ytf import read_udacity_csv, read_ytf68_csv
 from facekeypoints.data.info import describe, read_for_info
 from facekeypoints.data.splits import MISSING_STRATEGIES, handle_missing
 from facekeypoints.schema import load_schema
+from fakes import kaggle_pixels as _pixels
+from fakes import kaggle_training_csv as _training_csv
 from fakes import run_cli
 
 COLUMNS = load_schema("kaggle15").columns()
 
-
-def _pixels(seed: int) -> str:
-    return " ".join(map(str, np.random.default_rng(seed).integers(0, 256, 96 * 96)))
-
-
-def _training_csv(path: Path, images: list[str]) -> Path:
-    lines = [",".join(COLUMNS + ["Image"])] + [",".join(["40.0"] * 30 + [image]) for image in images]
-    path.write_text("\n".join(lines) + "\n", newline="")
-    return path
 
 
 def _repeat_warnings(caught) -> list[str]:
