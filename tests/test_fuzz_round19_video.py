@@ -56,3 +56,20 @@ def test_a_capture_that_is_not_open_is_said_to_be_so_not_damaged(det):
     capture = cv2.VideoCapture()  # as VideoCapture(0) is on a machine without a camera
     with pytest.raises(ValueError, match="the capture given is not open"):
         list(det.stream(capture))
+
+
+def test_a_frame_a_custom_capture_gives_as_none_is_skipped_and_the_stream_goes_on(det):
+    from facekeypoints.infer.bench import demo_frame
+    from fakes import ListCapture
+
+    class GapCapture(ListCapture):
+        def read(self):
+            ok, frame = super().read()
+            return ok, (None if ok and self.i == 2 else frame)
+
+    bgr = cv2.cvtColor(demo_frame(), cv2.COLOR_RGB2BGR)
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        frames = list(det.stream(GapCapture([bgr] * 3)))
+    assert [f.frame for f in frames] == [0, 2]  # each frame keeps its index
+    assert any("frame 1: read() gave no image" in str(w.message) for w in said), [str(w.message) for w in said]

@@ -393,6 +393,11 @@ def stream(predictor, source, *, redetect_every: int = 10, smooth: bool = True, 
                                                         or time.monotonic() - since < MAX_FAILING_SECONDS):
                     continue
                 break
+            if frame is None and not failing:  # a custom capture's read() said True but gave no image
+                warnings.warn(f"{name} frame {index}: read() gave no image (None); skipped", stacklevel=2)
+                skipped.append(index)
+                index += 1
+                continue
             now = _capture_time(capture) - delay
             if index == 0 and not read and not failing and not said and 0 < now <= DECODER_DELAY_FRAMES / fps:
                 delay, now = now, 0.0  # the first frame shown late is the decoder's reorder delay
