@@ -19,19 +19,9 @@ from facekeypoints.infer.files import predict_paths
 from facekeypoints.infer.kaggle import predict_kaggle_csv
 from facekeypoints.infer.predictor import KeypointDetector
 from facekeypoints.models.weights import resolve_checkpoint
-from fakes import grace_hopper_copy, mean_face_checkpoint, still_clip
+from fakes import grace_hopper_copy, still_clip
 
 LONG = "x" * 300
-
-
-@pytest.fixture(scope="module")
-def ckpt(tmp_path_factory) -> Path:
-    return mean_face_checkpoint(tmp_path_factory.mktemp("ckpt") / "mean.pt")
-
-
-@pytest.fixture(scope="module")
-def det(ckpt) -> KeypointDetector:
-    return KeypointDetector(ckpt, backend="torch")
 
 
 def _records(path: Path) -> list[dict]:
@@ -119,12 +109,12 @@ class _NanOnSquare:
         return np.array([[np.nan, 0, 10, 10, 1]]) if image.shape[0] == image.shape[1] else self.haar.detect(image)
 
 
-def test_an_image_the_detector_fails_on_is_one_failure_and_its_batch_goes_on(ckpt, tmp_path):
+def test_an_image_the_detector_fails_on_is_one_failure_and_its_batch_goes_on(model, tmp_path):
     folder = tmp_path / "bd"
     for name in ("a.jpg", "b.jpg", "zzz.jpg"):
         grace_hopper_copy(folder / name)
     cv2.imwrite(str(folder / "sq.png"), np.full((64, 64, 3), 128, np.uint8))
-    bad = KeypointDetector(ckpt, backend="torch", detector=_NanOnSquare())
+    bad = KeypointDetector(model, backend="torch", detector=_NanOnSquare())
     report = predict_paths(bad, [folder], tmp_path / "out", progress=False)
     assert report.images == 3 and [p for p, _ in report.failures] == [str(folder / "sq.png")]
     assert "NaN" in report.failures[0][1]

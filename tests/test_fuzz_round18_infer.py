@@ -16,17 +16,7 @@ import pytest
 
 from facekeypoints.infer.files import predict_paths
 from facekeypoints.infer.predictor import KeypointDetector
-from fakes import grace_hopper_copy, mean_face_checkpoint, still_clip
-
-
-@pytest.fixture(scope="module")
-def ckpt(tmp_path_factory) -> Path:
-    return mean_face_checkpoint(tmp_path_factory.mktemp("ckpt") / "mean.pt")
-
-
-@pytest.fixture(scope="module")
-def det(ckpt) -> KeypointDetector:
-    return KeypointDetector(ckpt, backend="torch")
+from fakes import grace_hopper_copy, still_clip
 
 
 def _sources(path: Path) -> list[str]:
@@ -199,11 +189,11 @@ def test_a_device_that_is_no_string_names_device_and_its_forms(device):
 
 # A7: a detector class is refused at once, saying to pass an instance
 
-def test_a_detector_class_is_refused_saying_to_pass_an_instance(ckpt):
+def test_a_detector_class_is_refused_saying_to_pass_an_instance(model):
     from facekeypoints.infer.detectors import DETECTORS, HaarDetector
     for given in (DETECTORS["haar"], HaarDetector):
         with pytest.raises(TypeError, match=r"detector HaarDetector is a class; pass an instance, HaarDetector\(\)"):
-            KeypointDetector(ckpt, backend="torch", detector=given)
+            KeypointDetector(model, backend="torch", detector=given)
 
 
 # A8: the detectors' detect() checks its input once for all, saying what to pass
@@ -277,7 +267,7 @@ def test_a_whole_photo_model_says_boxes_are_not_used(tmp_path):
 
 # A16: predict_batch reads every image before searching any, and says which item was bad
 
-def test_predict_batch_refuses_a_bad_item_before_searching_any(ckpt):
+def test_predict_batch_refuses_a_bad_item_before_searching_any(model):
     class Counting:
         calls = 0
 
@@ -285,7 +275,7 @@ def test_predict_batch_refuses_a_bad_item_before_searching_any(ckpt):
             Counting.calls += 1
             return np.zeros((0, 5))
 
-    det = KeypointDetector(ckpt, backend="torch", detector=Counting())
+    det = KeypointDetector(model, backend="torch", detector=Counting())
     with pytest.raises(FileNotFoundError, match=r"item 1 of 3: .*nonexist\.jpg"):
         det.predict_batch([np.zeros((40, 40, 3), np.uint8), "nonexist.jpg", np.zeros((40, 40, 3), np.uint8)])
     assert Counting.calls == 0

@@ -106,8 +106,10 @@ def pid_alive(pid: int) -> bool:
 def remove_stale_temporaries(folder: str | Path) -> list[Path]:
     """Remove the temporary files (``temporary_path``'s names, regular files only) in ``folder`` whose
     process is gone: what a SIGKILL left mid-write, which no later write would ever rename or
-    remove. Anything else, and a file of a live process, is left alone. Returns what was removed."""
+    remove. Anything else, and a file of a live process, is left alone. Returns what was removed.
+    A folder swept here is not swept again by ``atomic_path`` in this process."""
     removed = []
+    _SWEPT.add(os.path.abspath(folder))
     try:
         entries = list(os.scandir(folder))
     except OSError:  # no folder yet, or one that cannot be listed: nothing to tidy
@@ -147,7 +149,6 @@ def atomic_path(path: str | Path, *, claimed: bool = False) -> Iterator[Path]:
         raise WriteError(err.errno, f"{path}: could not be written: cannot create the folder {path.parent} "
                                     f"({err.strerror or err}); nothing was written") from err
     if (folder := os.path.abspath(path.parent)) not in _SWEPT:
-        _SWEPT.add(folder)
         remove_stale_temporaries(folder)
     tmp = temporary_path(path)
     claim = file_identity(path) if claimed else None

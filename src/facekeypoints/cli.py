@@ -886,7 +886,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
             print(f"  skipped {problem}", file=sys.stderr)
         return 1 if predictions.skipped else 0
     out = args.output or "predictions"
-    if output_kind(out) != "folder":  # as for a Kaggle CSV: no option is ignored
+    to_folder = output_kind(out) == "folder"
+    if not to_folder:  # as for a Kaggle CSV: no option is ignored
         if args.no_draw:
             where = "standard output" if out == "-" else f"a file output ({out})"
             raise ValueError(f"--no-draw applies to a folder output (-o DIR/): {where} is never drawn")
@@ -897,7 +898,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     batch_size = 16 if args.batch_size is None else args.batch_size  # None: not given (the Kaggle CSV check)
     max_pixels = MAX_PIXELS if args.max_pixels is None else args.max_pixels or None  # 0: no limit
     # folders this run creates (out3/, and any missing parent): removed again if nothing is written into them
-    made = [] if output_kind(out) != "folder" else [d for d in (Path(out), *Path(out).parents) if not os.path.exists(d)]
+    made = [] if not to_folder else [d for d in (Path(out), *Path(out).parents) if not os.path.exists(d)]
     try:
         report = predict_paths(detector, args.inputs, out, draw=not args.no_draw, batch_size=batch_size,
                                progress=not args.quiet, max_pixels=max_pixels, overwrite=args.overwrite)
@@ -917,7 +918,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     elif not report.written:
         where = None
     else:  # a file output put beside one another run wrote meanwhile (x-2.jsonl) is named as it is
-        where = out if output_kind(out) == "folder" else report.written[-1]
+        where = out if to_folder else report.written[-1]
     print(f"{report}\n" + (f"results: {where}" if where else "nothing was written"),
           file=sys.stderr if report.failures or out == "-" else sys.stdout)
     return 1 if report.failures else 0

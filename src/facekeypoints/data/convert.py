@@ -289,13 +289,14 @@ def _check_labels_on_header(data: KeypointData, i: int) -> None:
     from facekeypoints.data.images import image_size
 
     path = data.paths[i] if data.images is None and data.paths else None
+    found = bool(path) and Path(path).is_file()
     try:
-        width, height = image_size(path) if path and Path(path).is_file() else (0, 0)
+        width, height = image_size(path) if found else (0, 0)
     except (OSError, ValueError):
         return
     if width and height:
         check_face(lambda: labels_file(data.source, data.ids[i]), data.ids[i], data.keypoints[i], (height, width))
-    elif path and Path(path).is_file():  # no size in its header: decoding it tells (a damaged photo is named so)
+    elif found:  # no size in its header: decoding it tells (a damaged photo is named so)
         face_photo(data, i)
 
 

@@ -200,7 +200,7 @@ def compare_runs(run_dirs: list[str], report_dir: str | None = None) -> Comparis
     out = check_target(report_dir, folder=True)
     # every file the report may write: a user's own index.html there is refused, an earlier report's replaced
     check_report_folder(out, ["index.html", "table.json", "table.txt", "curves.png"] + [
-        f"{r['stem']}_{kind}.png" for r in runs for kind in ("filters", "per_keypoint", "best_worst")], _TITLE)
+        f"{r['stem']}_{kind}.png" for r in runs for kind in ("filters", "per_keypoint", "best_worst")], COMPARE_TITLE)
     done: list[Path] = []
     try:
         figures, notes = write_report(runs, out, done)
@@ -248,9 +248,6 @@ def _mixed_scales(runs: list[dict]) -> list[str]:
             found.append(one_line(f"the {what} is unknown for {', '.join(unknown)} (its run folder does not record "
                                   "it), so its RMSE and MAE may not be comparable with the others'"))
     return found
-
-
-_TITLE = COMPARE_TITLE  # in index.html's <title>: how a later report knows the folder is its own
 
 
 def _check_distinct(run_dirs: list[str]) -> None:
@@ -389,7 +386,7 @@ def _index_html(rows: list[dict], runs: list[dict], figures: list[Path], notes: 
     style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto}table{border-collapse:collapse}"
              "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}td:first-child{text-align:left}"
              "img{max-width:100%}figure{margin:1em 0}")
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{_TITLE}</title>"
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{COMPARE_TITLE}</title>"
             f"<style>{style}</style></head><body><h1>Training runs</h1><table><tr>{head}</tr>{body}</table>"
             f"{''.join(f'<p><b>warning:</b> {html.escape(m)}</p>' for m in mixed)}"
             f"<h2>Curves</h2><img src='curves.png' alt='loss and RMSE curves'>{''.join(sections)}</body></html>\n")

@@ -42,6 +42,7 @@ import math
 import os
 import re
 import signal
+import stat
 import sys
 import threading
 import warnings
@@ -179,10 +180,10 @@ def _without_other_runs_outputs(files: list[Path], report: PredictReport) -> lis
     for f in files:
         if _RECORDS.fullmatch(f.name):  # predictions.jsonl, or predictions-2.jsonl put aside by a clashing run
             drawings = _drawings_named(f)
-            if drawings is None:  # a run's claim, or too long to read: every file below it, saying how to predict one
+            if isinstance(drawings, str):  # a run's claim, or too long to read: every file below it, saying how to predict one
                 below = {n for n in names if f.parent in Path(n).parents}
                 why = (f"{f.name} is empty: the claim of a run still going, or of one that was killed"
-                       if os.path.getsize(f) == 0 else
+                       if drawings == "empty" else
                        f"its {f.name} is over {RECORDS_READ_BYTES // 2**20} MB, too long to read for the drawings it names")
                 report.left_out.append(f"{f.parent} ({len(below)} files: the output folder of another facekeypoints "
                                        f"run; {why}; give a photo there as an input of its own to predict it)")
@@ -202,14 +203,19 @@ def _without_other_runs_outputs(files: list[Path], report: PredictReport) -> lis
     return [f for f in files if str(f) not in left_out]
 
 
-def _drawings_named(records: Path) -> list[PurePosixPath] | None:
+def _drawings_named(records: Path) -> list[PurePosixPath] | str:
     """The drawings a predictions.jsonl's records name (within its folder); none where its first
-    line is no record of ours or it cannot be read; None where it is ours and over ``RECORDS_READ_BYTES``,
-    or empty: a folder run's claim, whose records come at its end while its drawings come batch by batch."""
-    if not os.path.isfile(records):  # a pipe of that name is never opened: reading it would wait for a writer
+    line is no record of ours or it cannot be read; "too long" where it is ours and over
+    ``RECORDS_READ_BYTES``, "empty" for a folder run's claim, whose records come at its end while its
+    drawings come batch by batch."""
+    try:
+        found = os.stat(records)
+    except OSError:
         return []
-    if os.path.getsize(records) == 0:
-        return None
+    if not stat.S_ISREG(found.st_mode):  # a pipe of that name is never opened: reading it would wait for a writer
+        return []
+    if found.st_size == 0:
+        return "empty"
     try:
         with open(records, "rb") as file:
             first = file.readline(2**20)
@@ -221,7 +227,7 @@ def _drawings_named(records: Path) -> list[PurePosixPath] | None:
     if not isinstance(record, dict) or not {"source", "image_size", "schema", "faces"} <= record.keys():
         return []
     if longer:
-        return None
+        return "too long"
     drawings = []
     for match in _DRAWING_FIELD.finditer(first + rest):
         try:

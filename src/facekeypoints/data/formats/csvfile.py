@@ -72,7 +72,8 @@ def open_sized(path: Path) -> Iterator[tuple[BinaryIO, int]]:
     A pipe or a device is refused before it is opened: opening a FIFO blocks until a writer comes,
     and its stream cannot be read twice (the zip and gzip checks look at its start first)."""
     with contextlib.suppress(OSError):  # nothing there, no permission: open() names it below
-        if not stat.S_ISREG(path.stat().st_mode) and not path.is_dir():
+        mode = path.stat().st_mode
+        if not stat.S_ISREG(mode) and not stat.S_ISDIR(mode):
             raise DataFormatError(path, "not a regular file (a pipe or a device); save the data to a file first")
     with open(path, "rb") as raw:
         magic = raw.read(4)
