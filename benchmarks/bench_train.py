@@ -8,7 +8,7 @@ and print validation RMSE against training minutes, as mean and spread over the 
 
 Each run is a normal `facekeypoints train` run (runs/bench_<config>_<variant>_s<seed>/), capped by
 --minutes of training; a finished run is read back, not retrained, so an interrupted benchmark resumes
-where it stopped (--fresh retrains). Its summary.json records its settings' digest: a folder holding a
+where it stopped (--fresh retrains; a killed benchmark stops its training runs too, which save first). Its summary.json records its settings' digest: a folder holding a
 run of other settings (an edited config, other --set or --minutes) is refused, naming what differs;
 move it away or give the new settings another --variant name. With --jobs N, N runs train at once, one
 torch thread each unless --set train.num_threads says otherwise.
@@ -58,6 +58,22 @@ def _variant(text: str) -> tuple[str, list[str]]:
     if bad:
         raise argparse.ArgumentTypeError(f"--variant {text!r}: {bad[0]!r} is not key=value")
     return name, overrides
+
+
+def _stop_with(parent: int) -> None:
+    """Pool initializer: the worker gets SIGTERM when the benchmark process ends (killed, or stopped by
+    `timeout`), as Ctrl-C in a terminal stops both. Its training then saves and stops, and the next
+    benchmark resumes it; without this it trained on, orphaned and unseen, beside the next one. Linux only
+    (prctl); elsewhere workers outlive a killed benchmark as before."""
+    import ctypes
+    import signal
+
+    try:
+        ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # 1: PR_SET_PDEATHSIG
+    except (AttributeError, OSError):
+        return
+    if os.getppid() != parent:  # the benchmark ended before the line above
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def _one_run(path: str, variant: str, overrides: list[str], seed: int, minutes: float, fresh: bool) -> dict:
@@ -246,7 +262,8 @@ def main() -> int:
     print(f"{len(plan)} runs ({len(args.configs)} configs x {len(variants)} variants x {len(args.seeds)} seeds), "
           f"{args.jobs} at a time, at most {args.minutes:g} training minutes each", flush=True)
     results = []
-    with ProcessPoolExecutor(max_workers=max(args.jobs, 1), mp_context=get_context("spawn")) as pool:
+    with ProcessPoolExecutor(max_workers=max(args.jobs, 1), mp_context=get_context("spawn"),
+                             initializer=_stop_with, initargs=(os.getpid(),)) as pool:
         for result in pool.map(_one_run, *zip(*plan)):
             s = result["summary"]
             best = "none (no finite epoch)" if s["best_val_rmse"] is None else f"{s['best_val_rmse']:.3f}"

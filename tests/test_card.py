@@ -97,6 +97,25 @@ def test_load_model_rebuilds_the_card_s_model_with_its_options(tmp_path):
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values()))
 
 
+def test_load_model_maps_the_file_and_still_reads_legacy_checkpoints(tmp_path):
+    """load_model maps the file (a run's optimizer state is never read) and copies the weights out of it; a
+    checkpoint in torch's legacy (non-zip) layout, which cannot be mapped, is read whole instead."""
+    model = create_model("keypoint_net", schema="kaggle15", channels=(8, 16, 32, 64), head_channels=32)
+    save_checkpoint(tmp_path / "m.pt", model, card_for(model))
+    loaded, _ = load_model(tmp_path / "m.pt")
+    (tmp_path / "m.pt").write_bytes(b"")  # the mapping is gone with the checkpoint: the weights are the model's own
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), loaded.state_dict().values()))
+    legacy = tmp_path / "legacy.pt"
+    torch.save({"format": "facekeypoints-checkpoint/2", "card": card_for(model).to_dict(),
+                "state_dict": model.state_dict()}, legacy, _use_new_zipfile_serialization=False)
+    again, card = load_model(legacy)
+    assert card.model == "keypoint_net"
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values()))
+    (tmp_path / "junk.pt").write_bytes(b"\x80\x02 not a checkpoint at all")
+    with pytest.raises(CheckpointError, match="junk.pt: not a readable facekeypoints checkpoint"):
+        load_model(tmp_path / "junk.pt")
+
+
 def test_shipped_models_carry_their_training_data_and_validation_figures():
     for name, train_file in (("kaggle15", "fkd15-ytf/training.zip"), ("ibug68", "ytf68/train.csv")):
         card = KeypointDetector(name, backend="torch").card

@@ -160,13 +160,15 @@ def _write(payload: dict, path: Path) -> None:
         raise CheckpointError(f"{path}: could not write the checkpoint ({err}); is the disk full?") from None
 
 
-def load_checkpoint(path: str | Path) -> Checkpoint:
-    """Read a checkpoint without executing code; errors name the file and what is wrong."""
+def load_checkpoint(path: str | Path, *, mmap: bool = False) -> Checkpoint:
+    """Read a checkpoint without executing code; errors name the file and what is wrong. With ``mmap`` the
+    tensors stay in the file's pages until touched, so the optimizer state a run saved beside the weights
+    (twice their size for Adam) is never read: for loading weights only."""
     path = _path(path, "load_checkpoint")
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
     try:
-        raw = torch.load(path, map_location="cpu", weights_only=True)
+        raw = _torch_load(path, mmap)
     except Exception as err:  # torch raises many types for foreign or damaged files
         raise CheckpointError(f"{path}: not a readable facekeypoints checkpoint ({unreadable_reason(path, err)})") \
             from None
@@ -183,6 +185,17 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         raise CheckpointError(str(err) if isinstance(err, CardError) else f"{path}: no model card") from None
     training = {k: raw[k] for k in _TRAINING_KEYS if k in raw}
     return Checkpoint(card=card, state_dict=raw.get("state_dict", {}), training=training, path=str(path))
+
+
+def _torch_load(path: Path, mmap: bool):
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+    except RuntimeError as err:
+        if not mmap or "mmap can only be used" not in str(err):
+            raise
+    # not a zip-format file (a legacy checkpoint, or no PyTorch file at all): read whole, so that it loads
+    # or is refused for what it is rather than for the mapping
+    return torch.load(path, map_location="cpu", weights_only=True)
 
 
 def unreadable_reason(path: Path, err: Exception) -> str:
@@ -218,7 +231,7 @@ def build_model(card: ModelCard) -> nn.Module:
 
 def load_model(path: str | Path) -> tuple[nn.Module, ModelCard]:
     """Rebuild the model a checkpoint describes and load its weights; returns (model in eval mode, card)."""
-    ckpt = load_checkpoint(path)
+    ckpt = load_checkpoint(path, mmap=True)  # the weights are copied into the model; the mapping goes with ckpt
     try:
         model = build_model(ckpt.card)
     except (TypeError, ValueError) as err:  # options or sizes this version's model does not take

@@ -60,7 +60,7 @@ def _checked_weights(path: str, real: str, mtime_ns: int, size: int) -> None:
     before the first trains, and fit checks its own again (a ResNet teacher is a large read)."""
     from facekeypoints.models.checkpoint import load_checkpoint
 
-    _check_finite(load_checkpoint(path).state_dict, path)
+    _check_finite(load_checkpoint(path, mmap=True).state_dict, path)
 
 
 def _check_finite(weights: dict, path: str) -> None:

@@ -242,7 +242,7 @@ def _run_one(cfg: Config, progress: bool, echo, failed_before: str | None = None
 
 def _epochs_done(last: Path) -> int:
     """The epochs the run of ``last`` has finished (its training state), as `train --resume` counts them."""
-    state = load_checkpoint(last).training.get("train_state")
+    state = load_checkpoint(last, mmap=True).training.get("train_state")
     return int(state.get("epoch") or 0) if isinstance(state, dict) else 0
 
 
