@@ -1,6 +1,7 @@
 """Round 20: long work that is stopped from outside stops whole, and what it loads stays small."""
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -64,3 +65,50 @@ if __name__ == "__main__":
         bench.kill()
         if started.exists() and _alive(pid := int(started.read_text())):
             os.kill(pid, signal.SIGKILL)
+
+
+def _interlaced_clip(photo: Path, out: Path, frames: int = 4) -> Path:
+    """An interlaced H.264 MP4 (top field first) of ``photo``, made with imageio-ffmpeg's ffmpeg."""
+    import imageio_ffmpeg
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-loglevel", "error", "-nostdin", "-y", "-loop", "1", "-i",
+                    str(photo), "-frames:v", str(frames), "-r", "10", "-vf", "scale=256:300", "-c:v", "libx264",
+                    "-flags", "+ildct+ilme", "-x264opts", "tff=1", "-pix_fmt", "yuv420p", str(out)], check=True)
+    return out
+
+
+def test_an_interlaced_video_is_read_by_ffmpeg_and_its_faces_found(tmp_path, model, capsys):
+    """OpenCV's build hands interlaced H.264 to a scaler that refuses it and returns black frames: predict
+    found 0 faces and exited 0. Such a video is now read through FFmpeg's own program, deinterlaced."""
+    from facekeypoints.infer.video import _interlaced, open_video
+    from fakes import grace_hopper_copy, run_cli
+
+    clip = _interlaced_clip(grace_hopper_copy(tmp_path / "grace.jpg"), tmp_path / "in" / "tv.mp4")
+    assert _interlaced(str(clip))
+    capture, _, fps = open_video(clip)
+    try:
+        ok, frame = capture.read()
+        assert ok and frame.shape == (300, 256, 3) and fps == 10.0
+        assert frame.mean() > 40  # a picture, not the black frame OpenCV's reader gave
+    finally:
+        capture.release()
+    code, out, err = run_cli(["predict", tmp_path / "in", "--model", model, "-o", tmp_path / "out", "--quiet"], capsys)
+    assert code == 0, err
+    rows = [json.loads(line) for line in (tmp_path / "out" / "tv.jsonl").read_text().splitlines()]
+    assert [row["frame"] for row in rows] == [0, 1, 2, 3]
+    assert all(len(row["faces"]) == 1 for row in rows), rows
+    assert (tmp_path / "out" / "tv_keypoints.mp4").stat().st_size > 0
+
+
+def test_a_progressive_video_is_still_read_by_opencv(tmp_path):
+    from facekeypoints.infer.video import _interlaced, open_video
+    from fakes import still_clip
+
+    clip = still_clip(tmp_path / "clip.mp4")
+    assert not _interlaced(str(clip))
+    capture, _, _ = open_video(clip)
+    try:
+        assert type(capture).__name__ == "VideoCapture"
+    finally:
+        capture.release()

@@ -225,6 +225,10 @@ def open_video(source) -> tuple[cv2.VideoCapture, str, float]:
         if said:
             warnings.warn(f"{name}: the image decoder warned: {'; '.join(said)[:500]} (the video was opened; its "
                           "frames may be damaged)", stacklevel=2)
+        if capture.isOpened() and capture.getBackendName() == "FFMPEG" and _interlaced(name):
+            count = capture.get(cv2.CAP_PROP_FRAME_COUNT)
+            capture.release()
+            capture = _FfmpegCapture(name, count)
     if not capture.isOpened():
         if not isinstance(source, (str, Path)):  # the caller's capture: no file of ours to call damaged
             raise ValueError(f"{name}: the capture given is not open (a camera index that is no camera here, a "
@@ -233,6 +237,67 @@ def open_video(source) -> tuple[cv2.VideoCapture, str, float]:
         raise ValueError(f"{name}: OpenCV cannot open this video (damaged or truncated, an unknown codec, or not a video)")
     fps = capture.get(cv2.CAP_PROP_FPS)
     return capture, name, fps if fps and fps > 0 and math.isfinite(fps) else 30.0
+
+
+def _interlaced(path: str) -> bool:
+    """Whether FFmpeg calls the file's first video stream interlaced (its pixel format "(top first)",
+    "(bottom coded first)" and the like), from the header alone (FFmpeg exits asking for an output)."""
+    import subprocess
+
+    import imageio_ffmpeg
+
+    try:
+        said = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", f"file:{path}"],
+                              capture_output=True, timeout=60).stderr.decode("utf-8", "replace")
+    except (OSError, RuntimeError, subprocess.SubprocessError):
+        return False
+    video = re.search(r"Stream #0:.*?: Video: (.*)", said)
+    return bool(video and re.search(r"\((?:[^()]*, )?(?:top|bottom)(?: coded)? first\)", video[1]))
+
+
+class _FfmpegCapture:
+    """An interlaced video read by FFmpeg's own program (imageio-ffmpeg's binary), deinterlaced one frame
+    per frame (yadif), behind the capture methods stream() uses. OpenCV's build hands interlaced frames to
+    a scaler that refuses them ("Cannot convert interlaced to progressive frames") and returns black
+    frames: 0 faces, without a word. Frames are timed index / rate, as such videos are constant-rate."""
+
+    def __init__(self, name: str, count: float):
+        import imageio_ffmpeg
+
+        self.name, self._count, self._read = name, count, 0
+        self._frames = imageio_ffmpeg.read_frames(f"file:{name}", pix_fmt="bgr24", input_params=["-nostdin"],
+                                                  output_params=["-vf", "yadif=mode=send_frame:deint=interlaced"])
+        try:
+            meta = next(self._frames)
+        except (OSError, RuntimeError, StopIteration) as err:
+            raise ValueError(f"{name}: FFmpeg cannot read this interlaced video ({err})") from None
+        (self._width, self._height), self._fps = meta["size"], meta["fps"] or 30.0
+
+    def read(self):
+        try:
+            raw = next(self._frames)
+        except StopIteration:
+            return False, None
+        except (OSError, RuntimeError) as err:  # FFmpeg stopped on damage: the loop's end-of-video checks take over
+            warnings.warn(f"{self.name} frame {self._read}: FFmpeg stopped reading ({err})", stacklevel=2)
+            self._frames = iter(())
+            return False, None
+        self._read += 1
+        return True, np.frombuffer(raw, np.uint8).reshape(self._height, self._width, 3)
+
+    def get(self, prop: int) -> float:
+        return {cv2.CAP_PROP_POS_MSEC: max(self._read - 1, 0) * 1000.0 / self._fps,
+                cv2.CAP_PROP_POS_FRAMES: float(self._read), cv2.CAP_PROP_FPS: self._fps,
+                cv2.CAP_PROP_FRAME_COUNT: self._count, cv2.CAP_PROP_FRAME_WIDTH: float(self._width),
+                cv2.CAP_PROP_FRAME_HEIGHT: float(self._height)}.get(prop, 0.0)
+
+    def isOpened(self) -> bool:  # noqa: N802  (OpenCV's name)
+        return True
+
+    def release(self) -> None:
+        close, self._frames = getattr(self._frames, "close", None), iter(())
+        if close is not None:
+            close()  # imageio-ffmpeg ends its ffmpeg process
 
 
 # A photo given to stream() is read as every photo is (read_image: EXIF orientation, transparency over
