@@ -112,3 +112,32 @@ def test_a_progressive_video_is_still_read_by_opencv(tmp_path):
         assert type(capture).__name__ == "VideoCapture"
     finally:
         capture.release()
+
+
+def test_a_face_being_covered_is_not_followed_into_a_shrinking_box():
+    """A hand rising over a followed face: its keypoints crowded into the part left uncovered and its box
+    shrank frame by frame (180 to 133 px) until the next scheduled detection. A box side more than
+    FACE_RESIZED off the last detection's now brings the detector in, which re-finds the face at its size."""
+    import cv2
+    import numpy as np
+
+    from facekeypoints import KeypointDetector
+    from facekeypoints.infer.bench import demo_frame
+    from facekeypoints.infer.video import FACE_RESIZED
+    from fakes import ListCapture
+
+    image = demo_frame()
+    detector = KeypointDetector()
+    x0, y0, x1, y1 = (int(v) for v in detector(image)[0].box[:4])
+    frames = []
+    for k in range(10):
+        frame = image.copy()
+        if k >= 3:  # skin-coloured, rising over the face by 15% of its height a frame
+            top = int(y1 - (k - 2) * (y1 - y0) * 0.15)
+            frame[max(top, y0 - 5):y1 + 5, x0 - 5:x1 + 5] = (190, 150, 130)
+        frames.append(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    results = list(detector.stream(ListCapture(frames, fps=25.0), redetect_every=10))
+    sides = [[float(np.sqrt((f.box[2] - f.box[0]) * (f.box[3] - f.box[1]))) for f in r] for r in results]
+    assert len(sides[0]) == 1 and all(len(s) <= 1 for s in sides), sides
+    assert all(s >= (1 - FACE_RESIZED) * sides[0][0] for frame in sides for s in frame), sides
+    assert not sides[-1], sides  # covered at the end: no face

@@ -144,6 +144,12 @@ SCENE_CUT = 30.0
 # 3 deg/frame 7-8; a face gone (to flat grey, to texture, to another place) 50-76. A model that cannot
 # follow motion (the tests' mean face) gives 9-22 at 4-8 px/frame and 25-37 at 16 (it detects more).
 FACE_GONE = 25.0
+# A followed face whose box side has grown or shrunk by more than this fraction since the detector last
+# found or confirmed it is detected again on that frame: a face being covered (a hand rising over it)
+# is followed by keypoints that crowd into what is left of it, and its box shrank frame by frame (180 to
+# 114 px over 5 frames of a 640x480 test) until the next scheduled detection. The detector confirms a
+# face that really moved nearer or away (one extra detection) and drops a covered one.
+FACE_RESIZED = 0.15
 
 
 @dataclass
@@ -182,6 +188,7 @@ class _Track:
     frame: np.ndarray | None = None  # (2, 3) crop the face was last seen through
     detected: bool = True  # found (or confirmed) by the detector on this frame, not only followed
     thumb: np.ndarray | None = None  # (16, 16) grey thumbnail of its box on the last frame (_box_thumb)
+    side: float = 0.0  # its box's side when the detector last found or confirmed it (FACE_RESIZED)
 
 
 def open_video(source) -> tuple[cv2.VideoCapture, str, float]:
@@ -349,7 +356,7 @@ def _follow(predictor, rgb: np.ndarray, tracks: list[_Track], timings: dict) -> 
             tracks[i].keypoints, tracks[i].box = kp[j], framing.box_from_frame(new_frames[j], size, predictor.box_frame)
             tracks[i].detected = False
             thumb = _box_thumb(rgb, tracks[i].box)
-            changed = changed or _face_changed(tracks[i].thumb, thumb)
+            changed = changed or _face_changed(tracks[i].thumb, thumb) or _resized(tracks[i])
             tracks[i].thumb = thumb
             kept.append(tracks[i])
     return kept, changed
@@ -374,9 +381,16 @@ def _detect(predictor, rgb: np.ndarray, current: list[_Track], lost: list[_Track
     out, taken, new = [], set(), []
     for box in boxes:
         match = _best_match(box, current_boxes, taken)
-        if match >= 0:
+        if match >= 0 and abs(_side(box) / max(_side(current[match].box), 1e-6) - 1) > FACE_RESIZED:
+            # the followed keypoints have drifted in size from the face the detector sees (crowding into
+            # the uncovered part of a face): it is found again from the detector's box, smoothing kept
+            taken.add(match)
+            lost = [*lost, current[match]]
+            new.append(box)
+        elif match >= 0:
             taken.add(match)
             current[match].box_score, current[match].detected = float(box[4]), True  # this frame's score
+            current[match].side = _side(current[match].box)
             out.append(current[match])
         else:
             new.append(box)
@@ -393,8 +407,18 @@ def _detect(predictor, rgb: np.ndarray, current: list[_Track], lost: list[_Track
             OneEuroFilter(**smoothing) if smoothing is not None else None)
         thumb = (_box_thumb(rgb, framing.box_from_frame(seen[j], predictor.input_size, predictor.box_frame))
                  if predictor.alignable and np.isfinite(seen[j]).all() else None)
-        out.append(_Track(points, box[:4].copy(), float(box[4]), smoother, thumb=thumb))
+        out.append(_Track(points, box[:4].copy(), float(box[4]), smoother, thumb=thumb, side=_side(box)))
     return out
+
+
+def _side(box: np.ndarray) -> float:
+    """The side of the square of a box's area."""
+    return math.sqrt(max(float(box[2] - box[0]), 0.0) * max(float(box[3] - box[1]), 0.0))
+
+
+def _resized(track: _Track) -> bool:
+    """Whether a followed face's box side is more than FACE_RESIZED off its side at its last detection."""
+    return track.side > 0 and abs(_side(track.box) / track.side - 1) > FACE_RESIZED
 
 
 def stream(predictor, source, *, redetect_every: int = 10, smooth: bool = True, min_cutoff: float = 1.0,
