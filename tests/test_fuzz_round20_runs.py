@@ -141,3 +141,52 @@ def test_a_face_being_covered_is_not_followed_into_a_shrinking_box():
     assert len(sides[0]) == 1 and all(len(s) <= 1 for s in sides), sides
     assert all(s >= (1 - FACE_RESIZED) * sides[0][0] for frame in sides for s in frame), sides
     assert not sides[-1], sides  # covered at the end: no face
+
+
+def _answers(sock) -> list[tuple[int, bytes]]:
+    """(status, body) of every answer on ``sock``, read until the server closes it (Content-Length framed)."""
+    sock.settimeout(60)
+    data = b""
+    while chunk := sock.recv(65536):
+        data += chunk
+    answers = []
+    while data:
+        head, _, rest = data.partition(b"\r\n\r\n")
+        length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length"))
+        answers.append((int(head.split()[1]), rest[:length]))
+        data = rest[length:]
+    return answers
+
+
+def test_pipelined_requests_on_a_half_closed_connection_are_all_answered():
+    """A client that sends several requests at once and then half-closes (nc -N) got only the first
+    answer; each complete request is now answered, then the connection closed; a last upload cut short
+    still gets its 400."""
+    import socket
+
+    from matplotlib import cbook
+
+    from facekeypoints.serve.app import create_app
+    from fakes import running
+
+    photo = Path(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)).read_bytes()
+
+    def post(body: bytes, length: int | None = None) -> bytes:
+        return (b"POST /v1/keypoints HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n"
+                % (len(body) if length is None else length)) + body
+
+    app = create_app({"kaggle15": "kaggle15"}, workers=1, upload_timeout=60)
+    health = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+    with running(app) as port:
+        with socket.create_connection(("127.0.0.1", port)) as sock:
+            sock.sendall(post(photo) + health + post(photo))
+            sock.shutdown(socket.SHUT_WR)
+            answers = _answers(sock)
+        assert [status for status, _ in answers] == [200, 200, 200], answers
+        assert len(json.loads(answers[0][1])["faces"]) == 1 and len(json.loads(answers[2][1])["faces"]) == 1
+        with socket.create_connection(("127.0.0.1", port)) as sock:
+            sock.sendall(post(photo) + post(photo, length=len(photo) + 100))
+            sock.shutdown(socket.SHUT_WR)
+            answers = _answers(sock)
+        assert [status for status, _ in answers] == [200, 400], answers
+        assert b"the upload was cut short" in answers[1][1]

@@ -44,6 +44,10 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+_CUT_SHORT = ("the upload was cut short: the client ended its side of the connection before the whole body came; "
+              "send the whole body")
+
+
 class _JsonErrorProtocol(AutoHTTPProtocol):  # h11's, or httptools' when installed
     """uvicorn's HTTP protocol, its plain-text 400 (a malformed request line, header or
     Content-Length such as -1, refused before the app sees it) answered as JSON instead; a client
@@ -55,6 +59,7 @@ class _JsonErrorProtocol(AutoHTTPProtocol):  # h11's, or httptools' when install
     answer_timeout: float = 30.0
     shutdown_grace: float = SHUTDOWN_GRACE
     _reader_check: asyncio.TimerHandle | None = None
+    _client_ended = False  # the client half-closed: answer what it sent, then close
 
     def pause_writing(self) -> None:  # the answer outgrew the transport's buffer: is the client reading it?
         super().pause_writing()
@@ -81,16 +86,28 @@ class _JsonErrorProtocol(AutoHTTPProtocol):  # h11's, or httptools' when install
 
     def eof_received(self) -> bool:
         """The client half-closed its side (nc -N, socat, some HTTP/1.0 clients): a complete request
-        is still answered, then the connection closed; an upload cut short is answered 400."""
+        is still answered, and so is each complete request it sent after it (pipelined), then the
+        connection is closed (``on_response_complete``); an upload cut short is answered 400."""
         cycle = self.cycle
         if cycle is None or cycle.response_complete:  # nothing asked, or answered: closed as before
             return False
-        cycle.keep_alive = False  # the answer is the connection's last
+        self._client_ended = True
         if cycle.more_body and not cycle.response_started:  # no more body bytes can come
-            self._end_upload(400, "the upload was cut short: the client ended its side of the connection "
-                                  "before the whole body came; send the whole body")
+            self._end_upload(400, _CUT_SHORT)
             return False
-        return True  # the write side stays open for the answer
+        return True  # the write side stays open for the answers
+
+    def on_response_complete(self) -> None:
+        """uvicorn's, which starts the next pipelined request the client sent; once a client that
+        half-closed has no complete request left, the connection is closed (an upload cut short: 400)."""
+        answered = self.cycle
+        super().on_response_complete()
+        if not self._client_ended or self.transport.is_closing():
+            return
+        if self.cycle is answered:  # nothing more was sent: that was the last answer
+            self.transport.close()  # once the answer's bytes are out
+        elif self.cycle.more_body and not self.cycle.response_started:  # all it sent is read: the rest never comes
+            self._end_upload(400, _CUT_SHORT)
 
     def stop_now(self, why: str) -> None:
         """A forced stop: an upload still being read is answered 503 (``why``) first, where the
