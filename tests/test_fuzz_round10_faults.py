@@ -41,9 +41,9 @@ def test_the_drawn_video_is_encoded_under_a_hidden_temporary_name_until_it_is_wh
     seen = []
     original = files_module.x264_command
 
-    def spy(path, fps, size):
+    def spy(path, fps, size, **options):
         seen.append(Path(path))
-        return original(path, fps, size)
+        return original(path, fps, size, **options)
 
     write = files_module._H264Writer.write
 

@@ -190,3 +190,23 @@ def test_pipelined_requests_on_a_half_closed_connection_are_all_answered():
             answers = _answers(sock)
         assert [status for status, _ in answers] == [200, 400], answers
         assert b"the upload was cut short" in answers[1][1]
+
+
+def test_the_drawn_video_keeps_the_source_s_pixel_aspect(tmp_path, model, capsys):
+    """An anamorphic video (pixels twice as wide as tall) was drawn with square pixels: players showed
+    the drawing squeezed to half the width of the source. The drawing now carries the source's ratio."""
+    import imageio_ffmpeg
+
+    from facekeypoints.infer.video import _video_header, pixel_aspect
+    from fakes import grace_hopper_copy, run_cli
+
+    photo = grace_hopper_copy(tmp_path / "grace.jpg")
+    clip = tmp_path / "in" / "wide.mp4"
+    clip.parent.mkdir()
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-loglevel", "error", "-nostdin", "-y", "-loop", "1", "-i",
+                    str(photo), "-frames:v", "3", "-r", "10", "-vf", "scale=256:300,setsar=2/1", "-c:v", "libx264",
+                    "-pix_fmt", "yuv420p", str(clip)], check=True)
+    assert str(pixel_aspect(clip)) == "2" and pixel_aspect(photo) is None
+    code, _, err = run_cli(["predict", tmp_path / "in", "--model", model, "-o", tmp_path / "out", "--quiet"], capsys)
+    assert code == 0, err
+    assert "[SAR 2:1 DAR" in _video_header(str(tmp_path / "out" / "wide_keypoints.mp4"))

@@ -60,7 +60,7 @@ from facekeypoints.data.walk import path_problem, walk_files
 from facekeypoints.infer.inputs import URL, opencv_path, shown_name
 from facekeypoints.infer.outputs import check_outputs, file_identity, open_sink, output_kind, place, place_bytes
 from facekeypoints.infer.results import IMAGE_SUFFIXES
-from facekeypoints.infer.video import IncompleteVideoWarning, _declared_frames, open_video
+from facekeypoints.infer.video import IncompleteVideoWarning, _declared_frames, open_video, pixel_aspect
 
 __all__ = ["predict_paths", "predict_video", "PredictReport", "VIDEO_SUFFIXES", "CSV_SUFFIXES"]
 
@@ -696,9 +696,10 @@ def _drawn_frame(result, bgr: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return drawn
 
 
-def x264_command(path: Path, fps: float, size: tuple[int, int]) -> list[str]:
+def x264_command(path: Path, fps: float, size: tuple[int, int], sar=None) -> list[str]:
     """The ffmpeg command that encodes yuv420p frames of ``size`` (w, h) from its standard input into
-    an H.264 MP4 at ``path`` (yuv420p, moov atom first, CRF 25 as imageio-ffmpeg's default quality)."""
+    an H.264 MP4 at ``path`` (yuv420p, moov atom first, CRF 25 as imageio-ffmpeg's default quality);
+    ``sar`` (a Fraction): the pixels' aspect ratio where they are not square (``video.pixel_aspect``)."""
     from fractions import Fraction
 
     import imageio_ffmpeg
@@ -706,6 +707,7 @@ def x264_command(path: Path, fps: float, size: tuple[int, int]) -> list[str]:
     rate = Fraction(fps if fps and fps > 0 else 25.0).limit_denominator(100_000)
     return [imageio_ffmpeg.get_ffmpeg_exe(), "-nostdin", "-y", "-loglevel", "error",
             "-f", "rawvideo", "-pix_fmt", "yuv420p", "-s", f"{size[0]}x{size[1]}", "-r", str(rate), "-i", "-",
+            *(["-vf", f"setsar={sar.numerator}/{sar.denominator}"] if sar else []),
             "-an", "-c:v", "libx264", "-pix_fmt", "yuv420p", "-crf", "25", *X264_OPTIONS,
             "-movflags", "+faststart", "-f", "mp4", str(path)]
 
@@ -719,7 +721,7 @@ class _H264Writer:
     is kept from the console: a failure (a full disk, a size x264 refuses) is a WriteError naming
     the video, with ffmpeg's words."""
 
-    def __init__(self, path: Path, fps: float, size: tuple[int, int], held=None):
+    def __init__(self, path: Path, fps: float, size: tuple[int, int], held=None, sar=None):
         import subprocess
         import tempfile
 
@@ -736,7 +738,7 @@ class _H264Writer:
         self._log = tempfile.TemporaryFile()
         command = None
         try:
-            command = x264_command(self._tmp, fps, size)  # imageio-ffmpeg's RuntimeError: no ffmpeg found
+            command = x264_command(self._tmp, fps, size, sar=sar)  # imageio-ffmpeg's RuntimeError: no ffmpeg found
             self._exe = command[0]
             self._process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
                                              stderr=self._log)
@@ -829,8 +831,9 @@ class _Drawing:
     time until the next one's, so the video keeps time over skipped frames and an uneven spacing.
     ``held``: the identity of the file at ``movie`` when the run began (see ``_H264Writer``)."""
 
-    def __init__(self, movie: Path, fps: float, size: tuple[int, int], held=None):
+    def __init__(self, movie: Path, fps: float, size: tuple[int, int], held=None, sar=None):
         self.movie, self.size, self.rate, self._header, self._identity = movie, size, fps, fps, held
+        self._sar = sar  # the source's pixel aspect, carried to the drawing (x264_command)
         self._writer, self._held, self._shown, self.dropped = None, [], 0, 0
         self._pending, self._start = None, 0  # the last frame, not written until the next one's time
         self._origin, self._base = None, 0  # the tick of a frame at time t is _base + (t - _origin) * rate
@@ -861,7 +864,7 @@ class _Drawing:
     def _flush(self) -> None:
         if self._writer is None and self._held:
             self.rate = self._measured_rate()
-            self._writer = _H264Writer(self.movie, self.rate, self.size, held=self._identity)
+            self._writer = _H264Writer(self.movie, self.rate, self.size, held=self._identity, sar=self._sar)
         for drawn, gap, now in self._held:
             self._place(drawn, gap, now)
         self._held = []
@@ -985,7 +988,8 @@ def predict_video(detector, path: str | Path, out_dir: str | Path | None, *, dra
                     last_time, last_frame = now, frame
                     if draw:  # source.frame, not a name of its own: that would hold this frame while the next is read
                         writer = writer or _Drawing(movie, fps, drawn_video_size(source.frame.shape[1],
-                                                                                 source.frame.shape[0]), movie_held)
+                                                                                 source.frame.shape[0]), movie_held,
+                                                    sar=pixel_aspect(path))
                         writer.add(_drawn_frame(result, source.frame, writer.size), gap, now)
             except IncompleteVideoWarning as short:
                 shortfall = _why(path, short)

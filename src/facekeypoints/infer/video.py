@@ -38,6 +38,7 @@ import re
 import time
 import warnings
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 from typing import Iterator
 
@@ -50,7 +51,7 @@ from facekeypoints.data.walk import check_path
 from facekeypoints.infer.inputs import URL, opencv_path, to_rgb
 from facekeypoints.infer.results import IMAGE_SUFFIXES, Face, Result, _number
 
-__all__ = ["OneEuroFilter", "stream", "keypoint_jitter", "open_video", "FrameResult", "VideoFace",
+__all__ = ["OneEuroFilter", "stream", "keypoint_jitter", "open_video", "pixel_aspect", "FrameResult", "VideoFace",
            "IncompleteVideoWarning"]
 
 
@@ -246,9 +247,9 @@ def open_video(source) -> tuple[cv2.VideoCapture, str, float]:
     return capture, name, fps if fps and fps > 0 and math.isfinite(fps) else 30.0
 
 
-def _interlaced(path: str) -> bool:
-    """Whether FFmpeg calls the file's first video stream interlaced (its pixel format "(top first)",
-    "(bottom coded first)" and the like), from the header alone (FFmpeg exits asking for an output)."""
+def _video_header(path: str) -> str:
+    """FFmpeg's line for the file's first video stream ("h264 (High) ..., yuv420p(top first), 720x576
+    [SAR 16:15 DAR 4:3], ..."), from the header alone (FFmpeg exits asking for an output); "" if none."""
     import subprocess
 
     import imageio_ffmpeg
@@ -257,9 +258,26 @@ def _interlaced(path: str) -> bool:
         said = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", f"file:{path}"],
                               capture_output=True, timeout=60).stderr.decode("utf-8", "replace")
     except (OSError, RuntimeError, subprocess.SubprocessError):
-        return False
+        return ""
     video = re.search(r"Stream #0:.*?: Video: (.*)", said)
-    return bool(video and re.search(r"\((?:[^()]*, )?(?:top|bottom)(?: coded)? first\)", video[1]))
+    return video[1] if video else ""
+
+
+def _interlaced(path: str) -> bool:
+    """Whether FFmpeg calls the file's first video stream interlaced (its pixel format "(top first)",
+    "(bottom coded first)" and the like)."""
+    return bool(re.search(r"\((?:[^()]*, )?(?:top|bottom)(?: coded)? first\)", _video_header(path)))
+
+
+def pixel_aspect(path: str | Path) -> Fraction | None:
+    """The sample (pixel) aspect ratio of a video file's frames where it is not square (DV and DVD
+    video, anamorphic recordings: 720x576 shown 4:3 or 16:9), else None. Frames are read and drawn in
+    stored pixels; the drawn video carries this ratio so that players show it as the source."""
+    found = re.search(r"\[SAR (\d+):(\d+) DAR", _video_header(str(path)))
+    if not found or not int(found[1]) or not int(found[2]):
+        return None
+    sar = Fraction(int(found[1]), int(found[2]))
+    return None if sar == 1 else sar
 
 
 class _FfmpegCapture:
