@@ -210,3 +210,37 @@ def test_the_drawn_video_keeps_the_source_s_pixel_aspect(tmp_path, model, capsys
     code, _, err = run_cli(["predict", tmp_path / "in", "--model", model, "-o", tmp_path / "out", "--quiet"], capsys)
     assert code == 0, err
     assert "[SAR 2:1 DAR" in _video_header(str(tmp_path / "out" / "wide_keypoints.mp4"))
+
+
+def test_a_mirroring_display_matrix_is_applied_as_a_flip(tmp_path, model, capsys):
+    """A video whose track header says "show me mirrored" was turned upside down by OpenCV (it applies
+    the matrix as a half turn), so faces were missed without a word. It is now read through FFmpeg,
+    which applies the flip; a plain half turn is still OpenCV's."""
+    import cv2
+    import imageio_ffmpeg
+    import numpy as np
+
+    from facekeypoints.infer.video import _mirrored, open_video
+    from fakes import grace_hopper_copy, run_cli
+
+    ffmpeg = imageio_ffmpeg.get_ffmpeg_exe()
+    plain, mirrored, turned = tmp_path / "plain.mp4", tmp_path / "in" / "mirrored.mp4", tmp_path / "turned.mp4"
+    mirrored.parent.mkdir()
+    subprocess.run([ffmpeg, "-loglevel", "error", "-nostdin", "-y", "-loop", "1", "-i",
+                    str(grace_hopper_copy(tmp_path / "grace.jpg")), "-frames:v", "3", "-r", "10", "-vf",
+                    "scale=256:300", "-c:v", "libx264", "-pix_fmt", "yuv420p", str(plain)], check=True)
+    for flag, out in ((["-display_hflip"], mirrored), (["-display_rotation", "180"], turned)):
+        subprocess.run([ffmpeg, "-loglevel", "error", "-nostdin", "-y", *flag, "-i", str(plain), "-c", "copy",
+                        str(out)], check=True)
+    assert _mirrored(str(mirrored)) and not _mirrored(str(turned)) and not _mirrored(str(plain))
+    original = cv2.VideoCapture(str(plain)).read()[1].astype(int)
+    capture, _, _ = open_video(mirrored)
+    try:
+        ok, frame = capture.read()
+    finally:
+        capture.release()
+    assert ok and np.abs(frame - original[:, ::-1]).mean() < 2  # flipped left-right, not turned
+    code, _, err = run_cli(["predict", tmp_path / "in", "--model", model, "-o", tmp_path / "out", "--quiet"], capsys)
+    assert code == 0, err
+    rows = [json.loads(line) for line in (tmp_path / "out" / "mirrored.jsonl").read_text().splitlines()]
+    assert len(rows) == 3 and all(len(row["faces"]) == 1 for row in rows), rows

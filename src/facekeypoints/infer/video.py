@@ -233,7 +233,7 @@ def open_video(source) -> tuple[cv2.VideoCapture, str, float]:
         if said:
             warnings.warn(f"{name}: the image decoder warned: {'; '.join(said)[:500]} (the video was opened; its "
                           "frames may be damaged)", stacklevel=2)
-        if capture.isOpened() and capture.getBackendName() == "FFMPEG" and _interlaced(name):
+        if capture.isOpened() and capture.getBackendName() == "FFMPEG" and (_interlaced(name) or _mirrored(name)):
             count = capture.get(cv2.CAP_PROP_FRAME_COUNT)
             capture.release()
             capture = _FfmpegCapture(name, count)
@@ -280,11 +280,61 @@ def pixel_aspect(path: str | Path) -> Fraction | None:
     return None if sar == 1 else sar
 
 
+def _mirrored(path: str) -> bool:
+    """Whether an MP4/MOV file's video track shows its frames mirrored: its track header's display
+    matrix has a negative determinant (a flip, maybe with a turn). FFmpeg's header line cannot say it
+    (a mirror reads "rotation of -180.00 degrees", as a half turn does), so the boxes are read here:
+    moov > trak > tkhd, the track with a picture size. Any other file, or a damaged one: False."""
+    if Path(path).suffix.lower() not in EDIT_LIST_SUFFIXES:
+        return False
+    import struct
+
+    def boxes(f, end):  # (type, payload start, payload end) of each box from f's position up to end
+        while f.tell() + 8 <= end:
+            start = f.tell()
+            size, kind = struct.unpack(">I4s", f.read(8))
+            head = 8
+            if size == 1:
+                size, head = struct.unpack(">Q", f.read(8))[0], 16
+            elif size == 0:
+                size = end - start
+            if size < head or start + size > end:
+                return
+            yield kind, start + head, start + size
+            f.seek(start + size)
+
+    try:
+        with open(path, "rb") as f:
+            end = f.seek(0, 2)
+            f.seek(0)
+            for kind, body, stop in list(boxes(f, end)):
+                if kind != b"moov":
+                    continue
+                f.seek(body)
+                for track, tbody, tstop in list(boxes(f, stop)):
+                    if track != b"trak":
+                        continue
+                    f.seek(tbody)
+                    for box, hbody, _ in list(boxes(f, tstop)):
+                        if box != b"tkhd":
+                            continue
+                        f.seek(hbody)
+                        version = f.read(1)[0]
+                        f.seek(hbody + (52 if version == 1 else 40))
+                        a, b, _, c, d, _, _, _, _, width, height = struct.unpack(">9iII", f.read(44))
+                        if width and height and a * d - b * c < 0:
+                            return True
+    except (OSError, struct.error, IndexError):
+        return False
+    return False
+
+
 class _FfmpegCapture:
-    """An interlaced video read by FFmpeg's own program (imageio-ffmpeg's binary), deinterlaced one frame
-    per frame (yadif), behind the capture methods stream() uses. OpenCV's build hands interlaced frames to
-    a scaler that refuses them ("Cannot convert interlaced to progressive frames") and returns black
-    frames: 0 faces, without a word. Frames are timed index / rate, as such videos are constant-rate."""
+    """A video read by FFmpeg's own program (imageio-ffmpeg's binary) behind the capture methods stream()
+    uses, for what OpenCV's build reads wrong without a word: interlaced video, whose frames it hands to a
+    scaler that refuses them ("Cannot convert interlaced to progressive frames") and returns black (0
+    faces), deinterlaced here one frame per frame (yadif); and a mirroring display matrix, which OpenCV
+    applies as a half turn (faces upside down) and FFmpeg as the flip it is. Frames are timed index / rate."""
 
     def __init__(self, name: str, count: float):
         import imageio_ffmpeg
