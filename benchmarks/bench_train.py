@@ -8,7 +8,7 @@ and print validation RMSE against training minutes, as mean and spread over the 
 
 Each run is a normal `facekeypoints train` run (runs/bench_<config>_<variant>_s<seed>/), capped by
 --minutes of training; a finished run is read back, not retrained, so an interrupted benchmark resumes
-where it stopped (--fresh retrains; a killed benchmark stops its training runs too, which save first). Its summary.json records its settings' digest: a folder holding a
+where it stopped (--fresh retrains; a killed benchmark stops its training runs too, which save first once they train). Its summary.json records its settings' digest: a folder holding a
 run of other settings (an edited config, other --set or --minutes) is refused, naming what differs;
 move it away or give the new settings another --variant name. With --jobs N, N runs train at once, one
 torch thread each unless --set train.num_threads says otherwise.

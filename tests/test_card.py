@@ -97,8 +97,9 @@ def test_load_model_rebuilds_the_card_s_model_with_its_options(tmp_path):
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values()))
 
 
-def test_load_model_maps_the_file_and_still_reads_legacy_checkpoints(tmp_path):
-    """load_model maps the file (a run's optimizer state is never read) and copies the weights out of it; a
+def test_load_model_copies_the_weights_out_of_the_mapped_file_and_reads_legacy_checkpoints(tmp_path):
+    """load_model maps the file (a run's optimizer state is never read; the memory saved is measured in
+    the README, not here) and copies the weights out of it, so the file may change afterwards; a
     checkpoint in torch's legacy (non-zip) layout, which cannot be mapped, is read whole instead."""
     model = create_model("keypoint_net", schema="kaggle15", channels=(8, 16, 32, 64), head_channels=32)
     save_checkpoint(tmp_path / "m.pt", model, card_for(model))

@@ -244,3 +244,48 @@ def test_a_mirroring_display_matrix_is_applied_as_a_flip(tmp_path, model, capsys
     assert code == 0, err
     rows = [json.loads(line) for line in (tmp_path / "out" / "mirrored.jsonl").read_text().splitlines()]
     assert len(rows) == 3 and all(len(row["faces"]) == 1 for row in rows), rows
+
+
+def test_a_detector_with_tighter_boxes_still_lets_faces_be_followed():
+    """FACE_RESIZED compares a face's keypoints' box with itself and the detector's box with itself: a
+    detector whose boxes are a fifth tighter than its framing expects must not bring the detector in
+    on every frame (each size compared with the other kind's would differ by over 15% every time)."""
+    import cv2
+    import numpy as np
+
+    from facekeypoints import KeypointDetector
+    from facekeypoints.infer.bench import demo_frame
+    from facekeypoints.infer.detectors import HaarDetector
+    from fakes import ListCapture
+
+    class Tight:
+        def __init__(self):
+            self.haar = HaarDetector()
+
+        def detect(self, image):
+            boxes = np.array(self.haar.detect(image), float).reshape(-1, 5)
+            centre, half = (boxes[:, :2] + boxes[:, 2:4]) / 2, (boxes[:, 2:4] - boxes[:, :2]) * 0.4
+            boxes[:, :2], boxes[:, 2:4] = centre - half, centre + half
+            return boxes
+
+    rng = np.random.default_rng(0)
+    image = cv2.cvtColor(demo_frame(), cv2.COLOR_RGB2BGR).astype(float)
+    frames = [np.clip(image + rng.normal(0, 3, image.shape), 0, 255).astype(np.uint8) for _ in range(12)]
+    results = list(KeypointDetector(detector=Tight()).stream(ListCapture(frames), redetect_every=10))
+    assert all(len(r) == 1 for r in results)
+    followed = [r[0].tracked for r in results]
+    assert followed.count(True) >= 9, followed  # detected on frames 0 and 10 only (the schedule)
+
+
+@pytest.mark.parametrize("line, interlaced", [
+    ("h264 (High), yuv420p(top first), 720x576 [SAR 16:15 DAR 4:3]", True),
+    ("dvvideo, yuv411p(bottom first), 720x480", True),
+    ("mpeg2video (Main), yuv420p(tv, top coded first (swapped)), 720x576", True),
+    ("h264, yuv420p(tv, bt709, bottom coded first (swapped)), 1920x1080", True),
+    ("h264 (High), yuv420p(tv, progressive), 1920x1080", False),
+    ("h264 (High), yuv420p, 640x480", False)])
+def test_every_field_order_ffmpeg_names_counts_as_interlaced(line, interlaced, monkeypatch):
+    import facekeypoints.infer.video as video
+
+    monkeypatch.setattr(video, "_video_header", lambda path: line)
+    assert video._interlaced("x.mp4") is interlaced

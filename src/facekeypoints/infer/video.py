@@ -148,8 +148,9 @@ FACE_GONE = 25.0
 # A followed face whose box side has grown or shrunk by more than this fraction since the detector last
 # found or confirmed it is detected again on that frame: a face being covered (a hand rising over it)
 # is followed by keypoints that crowd into what is left of it, and its box shrank frame by frame (180 to
-# 114 px over 5 frames of a 640x480 test) until the next scheduled detection. The detector confirms a
-# face that really moved nearer or away (one extra detection) and drops a covered one.
+# 114 px over 5 frames of a 640x480 test, the cover rising by 8% of the face a frame) until the next
+# scheduled detection. The detector confirms a face that really moved nearer or away (its own box
+# changed alike: one extra detection) and re-finds one whose keypoints shrank while its box did not.
 FACE_RESIZED = 0.15
 
 
@@ -189,7 +190,8 @@ class _Track:
     frame: np.ndarray | None = None  # (2, 3) crop the face was last seen through
     detected: bool = True  # found (or confirmed) by the detector on this frame, not only followed
     thumb: np.ndarray | None = None  # (16, 16) grey thumbnail of its box on the last frame (_box_thumb)
-    side: float = 0.0  # its box's side when the detector last found or confirmed it (FACE_RESIZED)
+    side: float = 0.0  # its keypoints' box side when the detector last found or confirmed it (FACE_RESIZED)
+    found_side: float = 0.0  # the side of the detector's own box then
 
 
 def open_video(source) -> tuple[cv2.VideoCapture, str, float]:
@@ -266,7 +268,7 @@ def _video_header(path: str) -> str:
 def _interlaced(path: str) -> bool:
     """Whether FFmpeg calls the file's first video stream interlaced (its pixel format "(top first)",
     "(bottom coded first)" and the like)."""
-    return bool(re.search(r"\((?:[^()]*, )?(?:top|bottom)(?: coded)? first\)", _video_header(path)))
+    return bool(re.search(r"\b(?:top|bottom)(?: coded)? first\b", _video_header(path)))  # "(swapped)" too
 
 
 def pixel_aspect(path: str | Path) -> Fraction | None:
@@ -284,7 +286,8 @@ def _mirrored(path: str) -> bool:
     """Whether an MP4/MOV file's video track shows its frames mirrored: its track header's display
     matrix has a negative determinant (a flip, maybe with a turn). FFmpeg's header line cannot say it
     (a mirror reads "rotation of -180.00 degrees", as a half turn does), so the boxes are read here:
-    moov > trak > tkhd, the track with a picture size. Any other file, or a damaged one: False."""
+    moov > trak > tkhd of the track whose handler (mdia > hdlr) is video. Any other file, or a damaged
+    one: False."""
     if Path(path).suffix.lower() not in EDIT_LIST_SUFFIXES:
         return False
     import struct
@@ -303,27 +306,34 @@ def _mirrored(path: str) -> bool:
             yield kind, start + head, start + size
             f.seek(start + size)
 
+    def child(f, kind, body, stop):  # (payload start, end) of the first box of ``kind`` in body..stop
+        f.seek(body)
+        return next(((b, e) for k, b, e in list(boxes(f, stop)) if k == kind), None)
+
     try:
         with open(path, "rb") as f:
-            end = f.seek(0, 2)
-            f.seek(0)
-            for kind, body, stop in list(boxes(f, end)):
-                if kind != b"moov":
+            moov = child(f, b"moov", 0, f.seek(0, 2))
+            if moov is None:
+                return False
+            f.seek(moov[0])
+            for kind, body, stop in list(boxes(f, moov[1])):
+                if kind != b"trak":
                     continue
-                f.seek(body)
-                for track, tbody, tstop in list(boxes(f, stop)):
-                    if track != b"trak":
-                        continue
-                    f.seek(tbody)
-                    for box, hbody, _ in list(boxes(f, tstop)):
-                        if box != b"tkhd":
-                            continue
-                        f.seek(hbody)
-                        version = f.read(1)[0]
-                        f.seek(hbody + (52 if version == 1 else 40))
-                        a, b, _, c, d, _, _, _, _, width, height = struct.unpack(">9iII", f.read(44))
-                        if width and height and a * d - b * c < 0:
-                            return True
+                tkhd, mdia = child(f, b"tkhd", body, stop), child(f, b"mdia", body, stop)
+                hdlr = child(f, b"hdlr", *mdia) if mdia else None
+                if tkhd is None or hdlr is None or hdlr[1] - hdlr[0] < 12:
+                    continue
+                f.seek(hdlr[0] + 8)  # version and flags, pre_defined, then the handler type
+                if f.read(4) != b"vide":  # the picture's track, not audio, text or time code
+                    continue
+                f.seek(tkhd[0])
+                at = tkhd[0] + (52 if f.read(1)[0] == 1 else 40)  # the matrix, after version 1's 64-bit times
+                if at + 36 > tkhd[1]:
+                    continue
+                f.seek(at)
+                a, b, _, c, d, *_ = struct.unpack(">9i", f.read(36))
+                if a * d - b * c < 0:
+                    return True
     except (OSError, struct.error, IndexError):
         return False
     return False
@@ -334,19 +344,26 @@ class _FfmpegCapture:
     uses, for what OpenCV's build reads wrong without a word: interlaced video, whose frames it hands to a
     scaler that refuses them ("Cannot convert interlaced to progressive frames") and returns black (0
     faces), deinterlaced here one frame per frame (yadif); and a mirroring display matrix, which OpenCV
-    applies as a half turn (faces upside down) and FFmpeg as the flip it is. Frames are timed index / rate."""
+    applies as a half turn (faces upside down) and FFmpeg as the flip it is. Frames are timed index / rate
+    (a variable-rate video's times are then approximate; its frames are each read once). What FFmpeg says
+    of damage goes to imageio-ffmpeg's log, not into the frames' warnings."""
 
     def __init__(self, name: str, count: float):
         import imageio_ffmpeg
 
         self.name, self._count, self._read = name, count, 0
+        # passthrough: each decoded frame once (a constant-rate output would repeat or drop frames of a
+        # variable-rate video to fit its rate); deint=interlaced leaves progressive frames as they are
         self._frames = imageio_ffmpeg.read_frames(f"file:{name}", pix_fmt="bgr24", input_params=["-nostdin"],
-                                                  output_params=["-vf", "yadif=mode=send_frame:deint=interlaced"])
+                                                  output_params=["-fps_mode", "passthrough", "-vf",
+                                                                 "yadif=mode=send_frame:deint=interlaced"])
         try:
             meta = next(self._frames)
-        except (OSError, RuntimeError, StopIteration) as err:
-            raise ValueError(f"{name}: FFmpeg cannot read this interlaced video ({err})") from None
-        (self._width, self._height), self._fps = meta["size"], meta["fps"] or 30.0
+            (self._width, self._height), self._fps = meta["size"], meta["fps"] or 30.0
+        except (OSError, RuntimeError, StopIteration, LookupError, AttributeError, TypeError, ValueError) as err:
+            # imageio-ffmpeg's own reading of FFmpeg's header may fail in several ways
+            self.release()
+            raise ValueError(f"{name}: FFmpeg cannot read this video ({type(err).__name__}: {err})") from None
 
     def read(self):
         try:
@@ -446,22 +463,26 @@ def _detect(predictor, rgb: np.ndarray, current: list[_Track], lost: list[_Track
     boxes = predictor.find_faces(rgb, None, "video frame")
     timings["detection"] = timings.get("detection", 0.0) + (time.perf_counter() - start) * 1000
     current_boxes = [t.box for t in current]
-    out, taken, new = [], set(), []
+    out, taken, new, sizes = [], set(), [], []  # sizes: each new box's (side, found_side) to keep, or None
     for box in boxes:
         match = _best_match(box, current_boxes, taken)
-        if match >= 0 and abs(_side(box) / max(_side(current[match].box), 1e-6) - 1) > FACE_RESIZED:
-            # the followed keypoints have drifted in size from the face the detector sees (crowding into
-            # the uncovered part of a face): it is found again from the detector's box, smoothing kept
+        if match >= 0 and _drifted(current[match], box):
+            # the followed keypoints changed size unlike the face the detector sees (crowding into the
+            # uncovered part of a face): it is found again from the detector's box, smoothing kept, and
+            # its sizes at the last agreeing detection kept too, so that it is looked at again while the
+            # keypoints still disagree (the keypoints of a half-covered face stay small)
             taken.add(match)
             lost = [*lost, current[match]]
             new.append(box)
+            sizes.append((current[match].side, current[match].found_side))
         elif match >= 0:
             taken.add(match)
             current[match].box_score, current[match].detected = float(box[4]), True  # this frame's score
-            current[match].side = _side(current[match].box)
+            current[match].side, current[match].found_side = _side(current[match].box), _side(box)
             out.append(current[match])
         else:
             new.append(box)
+            sizes.append(None)
     frames = np.array([framing.frame_from_box(b, predictor.input_size, predictor.box_frame)
                        for b in new]).reshape(-1, 2, 3)
     kp = predictor.locate([rgb], np.zeros(len(new), int), frames, timings)
@@ -473,9 +494,11 @@ def _detect(predictor, rgb: np.ndarray, current: list[_Track], lost: list[_Track
         reused.add(match)
         smoother = lost[match].smoother if match >= 0 else (
             OneEuroFilter(**smoothing) if smoothing is not None else None)
-        thumb = (_box_thumb(rgb, framing.box_from_frame(seen[j], predictor.input_size, predictor.box_frame))
-                 if predictor.alignable and np.isfinite(seen[j]).all() else None)
-        out.append(_Track(points, box[:4].copy(), float(box[4]), smoother, thumb=thumb, side=_side(box)))
+        own = (framing.box_from_frame(seen[j], predictor.input_size, predictor.box_frame)
+               if predictor.alignable and np.isfinite(seen[j]).all() else None)  # the keypoints' box
+        side, found_side = sizes[j] or (_side(box if own is None else own), _side(box))
+        out.append(_Track(points, box[:4].copy(), float(box[4]), smoother,
+                          thumb=None if own is None else _box_thumb(rgb, own), side=side, found_side=found_side))
     return out
 
 
@@ -487,6 +510,15 @@ def _side(box: np.ndarray) -> float:
 def _resized(track: _Track) -> bool:
     """Whether a followed face's box side is more than FACE_RESIZED off its side at its last detection."""
     return track.side > 0 and abs(_side(track.box) / track.side - 1) > FACE_RESIZED
+
+
+def _drifted(track: _Track, box: np.ndarray) -> bool:
+    """Whether the track's keypoints' box changed size since its last detection more than FACE_RESIZED
+    unlike the detector's ``box`` did: each is compared with its own kind (a detector's boxes may be
+    tighter or looser than the keypoints' box, and are turned-face dependent)."""
+    if not (track.side > 0 and track.found_side > 0 and _side(box) > 0):
+        return False
+    return abs((_side(track.box) / track.side) / (_side(box) / track.found_side) - 1) > FACE_RESIZED
 
 
 def stream(predictor, source, *, redetect_every: int = 10, smooth: bool = True, min_cutoff: float = 1.0,

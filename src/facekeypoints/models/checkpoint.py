@@ -188,13 +188,11 @@ def load_checkpoint(path: str | Path, *, mmap: bool = False) -> Checkpoint:
 
 
 def _torch_load(path: Path, mmap: bool):
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
-    except RuntimeError as err:
-        if not mmap or "mmap can only be used" not in str(err):
-            raise
-    # not a zip-format file (a legacy checkpoint, or no PyTorch file at all): read whole, so that it loads
-    # or is refused for what it is rather than for the mapping
+    if mmap:
+        try:
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except Exception:  # noqa: BLE001  a legacy (non-zip) file, a file system that maps nothing, damage:
+            pass  # read whole below, so that it loads, or is refused for what it is rather than for the mapping
     return torch.load(path, map_location="cpu", weights_only=True)
 
 

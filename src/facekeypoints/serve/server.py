@@ -19,7 +19,7 @@ import sys
 from http import HTTPStatus
 
 import uvicorn
-from uvicorn.protocols.http.auto import AutoHTTPProtocol
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 __all__ = ["bind", "server", "SHUTDOWN_GRACE"]
 
@@ -48,7 +48,9 @@ _CUT_SHORT = ("the upload was cut short: the client ended its side of the connec
               "send the whole body")
 
 
-class _JsonErrorProtocol(AutoHTTPProtocol):  # h11's, or httptools' when installed
+# h11's protocol always, not httptools' where it is installed (uvicorn[standard]): the overrides below follow
+# h11's cycle (httptools parses pipelined requests ahead into a queue of its own), and are tested with it
+class _JsonErrorProtocol(H11Protocol):
     """uvicorn's HTTP protocol, its plain-text 400 (a malformed request line, header or
     Content-Length such as -1, refused before the app sees it) answered as JSON instead; a client
     that takes none of its answer's bytes for ``answer_timeout`` seconds is dropped (uvicorn has no
@@ -105,7 +107,7 @@ class _JsonErrorProtocol(AutoHTTPProtocol):  # h11's, or httptools' when install
         if not self._client_ended or self.transport.is_closing():
             return
         if self.cycle is answered:  # nothing more was sent: that was the last answer
-            self.transport.close()  # once the answer's bytes are out
+            self.transport.close()  # once the answer's bytes are out (a partial request left is dropped)
         elif self.cycle.more_body and not self.cycle.response_started:  # all it sent is read: the rest never comes
             self._end_upload(400, _CUT_SHORT)
 
