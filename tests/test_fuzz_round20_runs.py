@@ -289,3 +289,24 @@ def test_every_field_order_ffmpeg_names_counts_as_interlaced(line, interlaced, m
 
     monkeypatch.setattr(video, "_video_header", lambda path: line)
     assert video._interlaced("x.mp4") is interlaced
+
+
+def test_the_service_says_which_faces_were_not_searched_when_it_finds_none():
+    """The default detectors shrink a photo before searching it: in a 4000 px photo the Haar detector
+    cannot find faces under 400 px. An answer with no face now says so, with the size for that image."""
+    import cv2
+    import numpy as np
+    from fastapi.testclient import TestClient
+
+    from facekeypoints.infer.detectors import CnnDetector, HaarDetector
+    from facekeypoints.serve.app import create_app
+
+    assert HaarDetector().smallest_face((3000, 4000, 3)) == pytest.approx(400)
+    assert HaarDetector(min_face=40).smallest_face((3000, 4000)) == pytest.approx(40)
+    assert CnnDetector().smallest_face((3000, 4000, 3)) == pytest.approx(16 * 4000 / 480)
+    blank = cv2.imencode(".png", np.full((3000, 4000, 3), 128, np.uint8))[1].tobytes()
+    answer = TestClient(create_app({"kaggle15": "kaggle15"}, workers=1)).post(
+        "/v1/keypoints", content=blank, headers={"content-type": "image/png"})
+    assert answer.status_code == 200 and answer.json()["faces"] == [], answer.text
+    assert any("faces under 400 px are not searched in this 4000x3000 image" in note
+               for note in answer.json()["notes"]), answer.json()

@@ -102,6 +102,10 @@ class HaarDetector:
         wanted = scale if self.min_face is None else max(scale, min(1.0, self.WINDOW / self.min_face))
         return min(wanted, math.sqrt(self.MAX_SEARCH_PIXELS / (shape[0] * shape[1]))), wanted
 
+    def smallest_face(self, shape: tuple[int, ...]) -> float:
+        """The side in pixels below which faces are not searched in an image of ``shape`` (H, W, ...)."""
+        return self.WINDOW / self._scale(shape[:2])[0]
+
     def detect(self, image: np.ndarray) -> np.ndarray:
         """(H, W, 3) uint8 RGB or (H, W) gray -> (N, 5) float64 ``x1, y1, x2, y2, score``, best first."""
         image = _checked_image(image, self)
@@ -218,11 +222,8 @@ class CnnDetector:
         image = _checked_image(image, self)
         rgb = cv2.cvtColor(image, cv2.COLOR_GRAY2RGB) if image.ndim == 2 else image
         h, w = rgb.shape[:2]
-        scale = self.max_side / max(h, w)
-        by_face = self.min_face is not None and self.SMALLEST / self.min_face > scale  # min_face sets the scale
-        if by_face:
-            scale = self.SMALLEST / self.min_face
-        scales = [min(scale, 2.0, math.sqrt(self.MAX_SEARCH_PIXELS / (h * w)))]
+        fine, scale, by_face = self._scale((h, w))
+        scales = [fine]
         if scales[0] < min(scale, 2.0):  # the option that asked for the larger search, as Haar names it
             asked = f"min_face {self.min_face}" if by_face else f"max_side {self.max_side}"
             _warn_search_limit("cnn", (h, w), self.SMALLEST / scales[0], self.MAX_SEARCH_PIXELS, asked,
@@ -230,6 +231,20 @@ class CnnDetector:
         if self.coarse is not None and self.coarse / max(h, w) < 0.75 * scales[0]:
             scales.append(self.coarse / max(h, w))
         return _suppress(np.concatenate([self._search(rgb, s) for s in scales]), self.threshold)
+
+    def _scale(self, shape: tuple[int, int]) -> tuple[float, float, bool]:
+        """(used, wanted, whether min_face set it): the scale of the fine search, up to 2x, bounded by
+        ``MAX_SEARCH_PIXELS`` (``detect`` warns when that binds)."""
+        h, w = shape
+        scale = self.max_side / max(h, w)
+        by_face = self.min_face is not None and self.SMALLEST / self.min_face > scale  # min_face sets the scale
+        if by_face:
+            scale = self.SMALLEST / self.min_face
+        return min(scale, 2.0, math.sqrt(self.MAX_SEARCH_PIXELS / (h * w))), scale, by_face
+
+    def smallest_face(self, shape: tuple[int, ...]) -> float:
+        """The side in pixels below which faces are missed in an image of ``shape`` (H, W, ...)."""
+        return self.SMALLEST / self._scale(tuple(shape[:2]))[0]
 
     def _search(self, rgb: np.ndarray, scale: float) -> np.ndarray:
         """Boxes found with the image scaled by ``scale`` (padded to a multiple of 16), in its pixels."""

@@ -46,6 +46,7 @@ import asyncio
 import difflib
 import io
 import logging
+import math
 import numbers
 import os
 import re
@@ -436,6 +437,11 @@ def _predict(loaded: _Models, model: str, detector: str, data: bytes, max_pixels
     except (ValueError, FileNotFoundError):  # found runnable at start-up (_runnable_detectors), failing now
         raise _ClientError(501, f"detector {detector!r} cannot run on this server") from None
     result = pipeline(rgb)
+    smallest = getattr(pipeline.detector, "smallest_face", None)
+    if not len(result) and smallest is not None:  # say why a photo's small faces may be missing
+        notes = notes + [f"no face found; faces under {math.ceil(smallest(rgb.shape))} px are not searched in this "
+                         f"{rgb.shape[1]}x{rgb.shape[0]} image (the {detector} detector shrinks it first): send a "
+                         "crop around smaller faces"]
     if not draw:
         return result, None, notes
     bgr = cv2.cvtColor(result.draw(rgb), cv2.COLOR_RGB2BGR)
