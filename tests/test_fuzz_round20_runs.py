@@ -310,3 +310,25 @@ def test_the_service_says_which_faces_were_not_searched_when_it_finds_none():
     assert answer.status_code == 200 and answer.json()["faces"] == [], answer.text
     assert any("faces under 400 px are not searched in this 4000x3000 image" in note
                for note in answer.json()["notes"]), answer.json()
+
+
+def test_predict_says_which_faces_were_not_searched_in_photos_without_a_face(tmp_path, model, capsys):
+    """A phone photo whose face is under 400 px gave "0 faces" and nothing else: the default detector
+    shrinks a 4000 px photo to 240 px before it searches. The summary now says so, and how to search."""
+    import cv2
+    import numpy as np
+
+    from fakes import grace_hopper_copy, run_cli
+
+    folder = tmp_path / "in"
+    grace_hopper_copy(folder / "face.jpg")
+    cv2.imwrite(str(folder / "big.png"), np.full((3000, 4000, 3), 128, np.uint8))
+    cv2.imwrite(str(folder / "small.png"), np.full((300, 400, 3), 128, np.uint8))
+    code, out, err = run_cli(["predict", folder, "--model", model, "-o", tmp_path / "out", "--quiet"], capsys)
+    assert code == 0, err
+    said = out + err
+    assert "no face found in 2 images; faces under 40 to 400 px (by the image's size) were not searched in them" \
+        in said and "--min-face PX" in said, said
+    code, out, err = run_cli(["predict", folder / "face.jpg", "--model", model, "-o", tmp_path / "out2", "--quiet"],
+                             capsys)
+    assert code == 0 and "no face found" not in out + err

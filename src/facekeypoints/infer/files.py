@@ -93,10 +93,19 @@ class PredictReport:
     ignored: list[str] = field(default_factory=list)  # files in a folder that are not images or videos
     # passed over on purpose, each with why: the output folder, another run's, a file given twice
     left_out: list[str] = field(default_factory=list)
+    # for each photo in which no face was found, the smallest face its detector searched (pixels)
+    faceless: list[float] = field(default_factory=list)
 
     def __str__(self) -> str:
         lines = [f"{self.images} images, {self.frames} video frames, {self.faces} faces; "
                  f"wrote {len(self.written)} files"]
+        if self.faceless:  # a photo shrunk before the search hides its small faces: said, with the way round
+            low, high = math.ceil(min(self.faceless)), math.ceil(max(self.faceless))
+            sizes = f"{low} px" if low == high else f"{low} to {high} px (by the image's size)"
+            many = len(self.faceless) != 1
+            lines.append(f"no face found in {len(self.faceless)} image{'s' * many}; faces under {sizes} were not "
+                         f"searched in {'them' if many else 'it'} (the detector shrinks each photo first; --min-face "
+                         "PX searches for smaller faces)")
         if self.ignored:
             lines.append(f"ignored {len(self.ignored)} files that are not images or videos OpenCV reads: "
                          f"{self.ignored[:5]}"
@@ -607,9 +616,12 @@ def _predict_images(detector, batch: list[tuple[Path, Path]], out_dir: Path | No
         except (ValueError, OSError) as err:
             report.failures.append((str(path), _why(path, err)))
     done = _predicted(detector, readable, pixels, report)
+    smallest = getattr(detector.detector, "smallest_face", None)
     for (path, rel), rgb, result in done:
         result.source = str(path)
         extra = None
+        if not len(result) and smallest is not None:
+            report.faceless.append(smallest(rgb.shape))
         with _signals_held():  # a drawing and its result line are written both or neither, and counted
             if held is not None:  # the record names its drawing (renamed where names clash; null if not written)
                 target = out_dir / drawing_name(rel)  # never an input: _writable took those out
