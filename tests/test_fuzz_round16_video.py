@@ -30,7 +30,7 @@ def detector(tmp_path_factory) -> KeypointDetector:
 class _CountingWriter:
     """Stands for _H264Writer: counts the copies of each frame (frames are their own number here)."""
 
-    def __init__(self, path, fps, size, held=None):
+    def __init__(self, path, fps, size, held=None, sar=None):
         self.path, self.fps, self.written, self.frames = path, fps, path, []
 
     def write(self, frame):

@@ -332,3 +332,17 @@ def test_predict_says_which_faces_were_not_searched_in_photos_without_a_face(tmp
     code, out, err = run_cli(["predict", folder / "face.jpg", "--model", model, "-o", tmp_path / "out2", "--quiet"],
                              capsys)
     assert code == 0 and "no face found" not in out + err
+
+
+def test_a_tilde_name_of_no_user_is_a_plain_missing_file(tmp_path, model, capsys):
+    """Hypothesis found it: "~0" (a ~user of no such user) raised pathlib's "Could not determine home
+    directory" from every path a user gives; it now stays as written, as a shell leaves it."""
+    from facekeypoints import KeypointDetector
+    from facekeypoints.data.dataset import user_path
+    from fakes import run_cli
+
+    assert str(user_path("~nosuchuser0/x.jpg")) == "~nosuchuser0/x.jpg"
+    with pytest.raises((FileNotFoundError, ValueError), match="~nosuchuser0"):
+        KeypointDetector(model, detector=None)("~nosuchuser0")
+    code, _, err = run_cli(["predict", "~nosuchuser0/x.jpg", "--model", model, "-o", tmp_path / "out"], capsys)
+    assert code != 0 and "~nosuchuser0/x.jpg" in err, err

@@ -406,12 +406,12 @@ def _check_data_paths(cfg, config: str | None) -> None:
 
     places = {"the repository folder": _repository()}
     if config:  # a config run from elsewhere: its paths may be meant relative to it
-        places["the config's folder"] = Path(config).expanduser().resolve().parent
+        places["the config's folder"] = Path(os.path.expanduser(config)).resolve().parent
     for key in DATA_PATH_KEYS:
         value = getattr(cfg.data, key)
         if value is not None:
             check_path(os.path.expanduser(value), f"data.{key} {value}")
-        if value is None or Path(value).expanduser().is_absolute() or Path(value).expanduser().exists():
+        if value is None or Path(os.path.expanduser(value)).is_absolute() or Path(os.path.expanduser(value)).exists():
             continue
         there = next((f"; it is in {what}: run from {folder}" for what, folder in places.items()
                       if (folder / value).exists()), "; the data must be there")
@@ -428,7 +428,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if args.out:  # --out overrides out_dir: both given with different values, one would be ignored without a word
         for item in args.set:
             key, _, value = item.partition("=")
-            if key.strip() == "out_dir" and Path(value.strip()).expanduser() != Path(args.out).expanduser():
+            if key.strip() == "out_dir" and Path(os.path.expanduser(value.strip())) != Path(os.path.expanduser(args.out)):
                 raise ValueError(f"--out {args.out} and --set {item} both name the run folder; give one")
     cfg = load_config(os.path.expanduser(args.config) if args.config else default_recipe(), args.set)
     _check_data_paths(cfg, args.config)  # relative data paths are read from the working folder

@@ -49,8 +49,10 @@ def printable(text: str) -> str:
 
 
 def user_path(path, name: str = "path") -> Path:
-    """``path`` (str, bytes or os.PathLike) as a Path with ``~`` expanded, as the command line's are;
-    anything else is a TypeError naming the argument (pathlib's own message does not)."""
+    """``path`` (str, bytes or os.PathLike) as a Path with ``~`` expanded, as the command line's are
+    (os.path's expansion, which leaves ``~name`` of no such user as written, as a shell does: pathlib's
+    raised "Could not determine home directory"); anything else is a TypeError naming the argument
+    (pathlib's own message does not)."""
     if isinstance(path, (bytes, bytearray)):
         path = os.fsdecode(bytes(path))
     if not isinstance(path, (str, os.PathLike)):
@@ -58,7 +60,7 @@ def user_path(path, name: str = "path") -> Path:
     path = os.fsdecode(os.fspath(path))
     if not path:
         raise ValueError(f"{name} is empty")
-    return Path(path).expanduser()
+    return Path(os.path.expanduser(path))
 
 
 # messages a skip_bad read keeps: past this many, only a count (millions of bad rows in one file

@@ -13,6 +13,7 @@ Examples
 from __future__ import annotations
 
 import hashlib
+import os
 import warnings
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -57,7 +58,7 @@ class DataConfig:
             value = getattr(self, key)
             if value is not None and not str(value).strip():
                 raise ValueError(f"data.{key} is empty; give a file (or null where it is optional)")
-        if self.val is not None and Path(self.val).expanduser().resolve() == Path(self.train).expanduser().resolve():
+        if self.val is not None and Path(os.path.expanduser(self.val)).resolve() == Path(os.path.expanduser(self.train)).resolve():
             raise ValueError(f"data.val is data.train ({self.train}): validation would score faces the model trained "
                              "on; give another file, or leave data.val out to split data.train by person")
         if not 0 <= self.split_seed < 2**32:

@@ -8,6 +8,7 @@ Examples
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -58,9 +59,9 @@ def trained_data(card: ModelCard):
     changes = {}
     for key in DATA_PATH_KEYS:
         value = getattr(data, key)
-        if value is None or Path(value).expanduser().is_absolute():
+        if value is None or Path(os.path.expanduser(value)).is_absolute():
             continue
-        value = Path(value).expanduser()
+        value = Path(os.path.expanduser(value))
         folders = ([Path(card.trained_in)] if card.trained_in else []) + [Path.cwd(), _repository()]
         found = next((f / value for f in dict.fromkeys(folders) if (f / value).exists()), None)
         if found is None:

@@ -616,7 +616,7 @@ def _predict_images(detector, batch: list[tuple[Path, Path]], out_dir: Path | No
         except (ValueError, OSError) as err:
             report.failures.append((str(path), _why(path, err)))
     done = _predicted(detector, readable, pixels, report)
-    smallest = getattr(detector.detector, "smallest_face", None)
+    smallest = getattr(getattr(detector, "detector", None), "smallest_face", None)  # any predictor-like object
     for (path, rel), rgb, result in done:
         result.source = str(path)
         extra = None

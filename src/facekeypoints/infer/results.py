@@ -291,7 +291,7 @@ class Result:
             raise TypeError(f"save() path must be a str or Path, got {type(path).__name__} {path!r}")
         if not isinstance(in_place, bool):  # "no" or "false" would have drawn on the caller's image
             raise TypeError(f"save() in_place must be True or False, got {type(in_place).__name__} {in_place!r}")
-        path = Path(path).expanduser()  # as the CLI's paths are
+        path = Path(os.path.expanduser(path))  # as the CLI's paths are
         if self._is_source(path):  # the photo it was found in would be replaced by its drawing
             raise ValueError(f"{path}: is the source image of this result; save() would replace it; choose "
                              "another path")

@@ -103,7 +103,7 @@ def _path(path, what: str) -> Path:
         path = os.fsdecode(path)
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"{what}: path must be a str or Path, got {type(path).__name__} {path!r}")
-    return Path(path).expanduser()
+    return Path(os.path.expanduser(path))
 
 
 _PLAIN = (dict, list, tuple, str, int, float, bool, type(None), torch.Tensor)

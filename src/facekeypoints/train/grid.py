@@ -29,6 +29,7 @@ import contextlib
 import dataclasses
 import hashlib
 import json
+import os
 import re
 import time
 from pathlib import Path
@@ -301,7 +302,7 @@ def _load_all(configs: list[str | Path], full: bool) -> list[Config]:
             # replace() runs TrainConfig's own checks on the new epoch count
             cfg.train = dataclasses.replace(cfg.train, epochs=cfg.reference.epochs, device="auto")
             cfg.name, cfg.out_dir = f"{cfg.name}_full", _full_dir(cfg.out_dir, path)
-        folder = str(Path(cfg.out_dir).expanduser().resolve())
+        folder = str(Path(os.path.expanduser(cfg.out_dir)).resolve())
         for kind, key in (("name", cfg.name), ("run folder (out_dir)", folder)):
             if (kind, key) in seen:
                 raise ValueError(f"{seen[kind, key]} and {path} have the same {kind} {key!r}; give each config its own")
@@ -315,7 +316,7 @@ def _full_dir(out_dir: str, path: str | Path) -> str:
     inside the normal run's folder)."""
     out = Path(out_dir)
     if out.name in ("", ".."):  # ".", a path ending in "..", or the root: name it by the folder it is
-        out = out.expanduser().resolve()
+        out = Path(os.path.expanduser(out)).resolve()
         if not out.name:
             raise ValueError(f"{path}: out_dir {out_dir!r} has no folder name to add _full to; give out_dir a "
                              "folder of its own")
@@ -327,7 +328,7 @@ def _check_inputs(cfg: Config, path: str | Path) -> None:
     config before the first trains."""
     for key in DATA_PATH_KEYS:
         value = getattr(cfg.data, key)
-        if value is not None and not Path(value).expanduser().exists():
+        if value is not None and not Path(os.path.expanduser(value)).exists():
             raise ValueError(f"{path}: data.{key} {value}: no such file or folder")
     if isinstance(cfg.model.pretrained, str) and not Path(cfg.model.pretrained).is_file():  # true downloads
         raise ValueError(f"{path}: model.pretrained {cfg.model.pretrained}: no such file")

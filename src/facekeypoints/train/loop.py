@@ -730,7 +730,7 @@ def check_run_folder(out: Path) -> None:
     working folder itself, where best.pt, last.pt, metrics.csv, tensorboard/ and the lock would
     lie among unrelated files (and --overwrite would clear them there); or a train-detector run's folder,
     whose last.pt --resume cannot read and --overwrite would delete."""
-    where = out.expanduser().resolve()
+    where = Path(os.path.expanduser(out)).resolve()
     what = "the filesystem root" if not where.name else None
     with contextlib.suppress(OSError, RuntimeError):  # no home (RuntimeError) or a working folder that is gone
         what = what or ("your home folder" if where == Path.home().resolve() else None)

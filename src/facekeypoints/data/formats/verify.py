@@ -13,6 +13,7 @@ Examples
 from __future__ import annotations
 
 import hashlib
+import os
 import zipfile
 import zlib
 from dataclasses import dataclass
@@ -147,7 +148,7 @@ def _archives(name: str, folder: Path) -> tuple[Path, Path]:
 
 def verify_kaggle_download(folder: str | Path) -> VerifyReport:
     """Check every genuine Kaggle file in ``folder`` (plain or zipped); see ``VerifyReport.ok``."""
-    folder = Path(folder).expanduser()
+    folder = Path(os.path.expanduser(folder))
     check_path(folder)  # a name too long, a folder above without permission: is_dir() would raise a bare OSError
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder}: {'is a file; give the folder that holds it' if folder.exists() else 'no such folder'}")
