@@ -4,7 +4,7 @@ and print validation RMSE against training minutes, as mean and spread over the 
     python benchmarks/bench_train.py                                   # default recipe vs seed 000 simple CNN
     python benchmarks/bench_train.py --configs configs/default.yaml --minutes 30 --json bench_train.json
     python benchmarks/bench_train.py --configs configs/default.yaml --seeds 0 1 2 --jobs 2 \\
-        --variant base --variant offset:train.label_offset=true --set train.epochs=60
+        --variant base:train.label_offset=false --variant offset:train.label_offset=true --set train.epochs=60
 
 Each run is a normal `facekeypoints train` run (runs/bench_<config>_<variant>_s<seed>/), capped by
 --minutes of training; a finished run is read back, not retrained, so an interrupted benchmark resumes
