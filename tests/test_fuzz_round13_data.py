@@ -12,7 +12,6 @@ import struct
 import sys
 import zlib
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -28,8 +27,7 @@ from facekeypoints.data.formats.ytf import read_udacity_csv, read_ytf68_csv
 from facekeypoints.data.images import decode_image, decoder_output, read_image
 from facekeypoints.data.info import read_for_info
 from facekeypoints.evaluate.photos import evaluate_photos
-from facekeypoints.schema import load_schema
-from fakes import link_or_skip
+from fakes import LabelEcho, link_or_skip
 
 # 68 points in a 100 wide x 200 high picture (x 20..80, y 40..160)
 POINTS = np.stack([np.linspace(20, 80, 68), np.linspace(40, 160, 68)], 1)
@@ -50,20 +48,12 @@ def _pts_face(folder: Path, points=POINTS, name: str = "face") -> Path:
     return folder
 
 
-class _Pipeline:
-    """Stands in for a KeypointDetector: predicts the template's points wherever asked."""
-    schema = load_schema("ibug68")
-    runner = SimpleNamespace(source="stand-in")
-
-    def __call__(self, image, boxes=None):
-        return SimpleNamespace(keypoints=POINTS[None].copy())
-
 
 # ---- 3. labels far outside their photo, read without it -------------------------------------------
 def test_evaluate_checks_labels_against_the_photo_it_reads(tmp_path):
     folder = _pts_face(tmp_path / "f", POINTS, "good")
     _pts_face(folder, FAR, "far")
-    report = evaluate_photos(read(folder, load_images=False), _Pipeline())
+    report = evaluate_photos(read(folder, load_images=False), LabelEcho(POINTS))
     assert report["scored"] == 1 and report["unusable_count"] == 1
     assert report["unusable"][0].endswith("far.pts: line 4: x = 251 is more than one image size (100 px) beyond "
                                           "the edge of the 100 x 200 image")

@@ -122,12 +122,17 @@ def test_a_test_csv_may_repeat_an_image(tmp_path):
 
 # ---- predict auditor #7: a quoted field over several lines (round 18: one bad row per line, see
 # test_fuzz_round18_data.py, as joining lines lost valid rows of all-quoted files) -----------------
+def _read_skipping(tmp_path, monkeypatch, block: int, text: str):
+    """``text`` as a Kaggle CSV read with skip_bad, parsed in blocks of ``block`` bytes: (path, data)."""
+    monkeypatch.setattr(csvfile, "BLOCK", block)
+    path = tmp_path / "quotes.csv"
+    path.write_text(text, newline="")
+    return path, read_kaggle_csv(path, skip_bad=True, use_cache=False)
+
+
 @pytest.mark.parametrize("block", [csvfile.BLOCK, 4096])
 def test_a_quote_never_closed_is_its_lines_row(tmp_path, monkeypatch, block):
-    monkeypatch.setattr(csvfile, "BLOCK", block)
-    path = tmp_path / "open.csv"
-    path.write_text(f'ImageId,Image\n1,{_pixels(0)}\n2,"216\n214\n', newline="")
-    data = read_kaggle_csv(path, skip_bad=True, use_cache=False)
+    path, data = _read_skipping(tmp_path, monkeypatch, block, f'ImageId,Image\n1,{_pixels(0)}\n2,"216\n214\n')
     assert data.ids == ["1"] and len(data.skipped) == 2
     assert data.skipped[0].startswith(f"{path}, row 2: a quoted field is not closed on this line")
     assert data.skipped[1] == f"{path}, row 3: has 1 fields, the header has 2"
@@ -135,10 +140,8 @@ def test_a_quote_never_closed_is_its_lines_row(tmp_path, monkeypatch, block):
 
 @pytest.mark.parametrize("block", [csvfile.BLOCK, 4096])
 def test_a_stray_quote_is_its_own_rows_problem_not_the_rest_of_the_file(tmp_path, monkeypatch, block):
-    monkeypatch.setattr(csvfile, "BLOCK", block)
-    path = tmp_path / "stray.csv"
-    path.write_text(f'ImageId,Image\n1,{_pixels(0)}\n2,"{_pixels(1)}\n3,{_pixels(2)}\n4,"{_pixels(3)}\n', newline="")
-    data = read_kaggle_csv(path, skip_bad=True, use_cache=False)
+    path, data = _read_skipping(tmp_path, monkeypatch, block,
+                                f'ImageId,Image\n1,{_pixels(0)}\n2,"{_pixels(1)}\n3,{_pixels(2)}\n4,"{_pixels(3)}\n')
     assert data.ids == ["1", "3"] and len(data.skipped) == 2
     assert data.skipped[0].startswith(f"{path}, row 2: a quoted field is not closed on this line")
     assert data.skipped[1].startswith(f"{path}, row 4: a quoted field is not closed on this line")

@@ -2,7 +2,6 @@
 4, 5, 11, 12, 14): each test names the item it keeps fixed. Tiny hand-made runs and folders."""
 
 import json
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -15,8 +14,7 @@ from facekeypoints.evaluate.compare import compare_runs, read_run
 from facekeypoints.evaluate.photo_report import write_photo_report
 from facekeypoints.evaluate.photos import evaluate_photos, left_out
 from facekeypoints.infer.results import finite_json
-from facekeypoints.schema import load_schema
-from fakes import make_faces, ytf68_csv
+from fakes import LabelEcho, make_faces, ytf68_csv
 
 HEADER = "epoch,minutes,lr,train_loss,val_loss,val_rmse,val_mae"
 ROWS = ["1,0.1,0.01,0.5,0.4,5.0,4.0", "2,0.2,0.01,0.3,0.2,3.0,2.0"]
@@ -97,14 +95,6 @@ def test_14_compare_shows_schemas_and_warns_when_they_differ(tmp_path):
 POINTS = np.stack([np.linspace(20, 80, 68), np.linspace(40, 160, 68)], 1)
 
 
-class _Pipeline:
-    """Stands in for a KeypointDetector: predicts the labels' own points wherever asked."""
-    schema = load_schema("ibug68")
-    runner = SimpleNamespace(source="stand-in")
-
-    def __call__(self, image, boxes=None):
-        return SimpleNamespace(keypoints=POINTS[None].copy())
-
 
 def test_5_evaluate_photos_lists_every_unusable_face_and_the_report_names_them(tmp_path):
     folder = tmp_path / "photos"
@@ -116,7 +106,7 @@ def test_5_evaluate_photos_lists_every_unusable_face_and_the_report_names_them(t
         write_pts(POINTS, folder / f"zero{k:02d}.pts")
     data = read(folder, load_images=False)
     details: dict = {}
-    report = evaluate_photos(data, _Pipeline(), details=details)
+    report = evaluate_photos(data, LabelEcho(POINTS), details=details)
     assert report["scored"] == 1 and report["unusable_count"] == 22 and len(report["unusable"]) == 22
     report["skipped"] = ["photos/bad.pts: line 3: not a number"]
     assert len(left_out(report)) == 23

@@ -33,7 +33,9 @@ Examples
 """
 from __future__ import annotations
 
+import functools
 import math
+import os
 import re
 import time
 import warnings
@@ -251,7 +253,18 @@ def open_video(source) -> tuple[cv2.VideoCapture, str, float]:
 
 def _video_header(path: str) -> str:
     """FFmpeg's line for the file's first video stream ("h264 (High) ..., yuv420p(top first), 720x576
-    [SAR 16:15 DAR 4:3], ..."), from the header alone (FFmpeg exits asking for an output); "" if none."""
+    [SAR 16:15 DAR 4:3], ..."), from the header alone (FFmpeg exits asking for an output); "" if none.
+    Asked once per file as it is now: open_video and the drawing (pixel_aspect) both need it."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return ""
+    return _probed_header(path, st.st_size, st.st_mtime_ns, st.st_ino)
+
+
+@functools.lru_cache(maxsize=64)
+def _probed_header(path: str, size: int, mtime_ns: int, inode: int) -> str:
+    """_video_header's FFmpeg run; the file's size, time and inode key it, so a changed file is asked again."""
     import subprocess
 
     import imageio_ffmpeg
