@@ -86,5 +86,5 @@ def test_a_teacher_of_another_schema_or_missing_file_is_refused(tmp_path):
     with pytest.raises(ValueError, match="train.teacher .*gone.pt: no such checkpoint file"):
         fit(load_config(None, [f"data.train={csv}", f"out_dir={tmp_path / 'r'}", f"train.teacher={tmp_path / 'gone.pt'}"]),
             progress=False)
-    with pytest.raises(ValueError, match="train.distill_weight must be a finite number > 0"):
-        load_config(None, ["train.distill_weight=0"])
+    with pytest.raises(ValueError, match="train.distill_weight must be a finite number >= 0"):
+        load_config(None, ["train.distill_weight=-0.5"])

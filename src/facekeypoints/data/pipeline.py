@@ -31,7 +31,7 @@ __all__ = ["DataConfig", "DATA_PATH_KEYS", "load_splits", "load_parts", "frame_f
            "to_scoring_pixels", "HELD_OUT"]
 
 # the data section's file settings: checked, resolved and expanded together wherever paths are handled
-DATA_PATH_KEYS = ("train", "val", "persons", "complete_labels")
+DATA_PATH_KEYS = ("train", "val", "persons", "complete_labels", "unlabeled")
 
 
 @dataclass
@@ -44,6 +44,9 @@ class DataConfig:
     # a 68-point file of the same faces row for row (ytf68/train.csv for fkd15-ytf): fills the
     # training rows' missing Kaggle labels exactly; validation rows keep only their own labels
     complete_labels: str | None = None
+    # photos (or framed faces) without labels, with persons, that a teacher's targets train on
+    # (train.teacher; train/pseudo.py): ytf68/unlabeled.csv. Validation people's faces are left out
+    unlabeled: str | None = None
     schema: str = "kaggle15"
     split: list[float] | str = field(default_factory=lambda: [0.8, 0.2])  # ratios, or "imm" (people 1-32 / 33-40)
     split_seed: int = 0

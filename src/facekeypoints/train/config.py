@@ -104,9 +104,11 @@ class TrainConfig:
             raise ValueError(f"train.num_threads must be at most {threads} on this machine, got {self.num_threads!r}")
         if self.teacher is not None and not str(self.teacher).strip():
             raise ValueError("train.teacher is empty; give a checkpoint, or null for no teacher")
-        for key in ("distill_weight", "teacher_max_disagreement"):
-            if not 0 < getattr(self, key) < float("inf"):
-                raise ValueError(f"train.{key} must be a finite number > 0, got {getattr(self, key)!r}")
+        if not 0 <= self.distill_weight < float("inf"):  # 0: the teacher only labels data.unlabeled
+            raise ValueError(f"train.distill_weight must be a finite number >= 0, got {self.distill_weight!r}")
+        if not 0 < self.teacher_max_disagreement < float("inf"):
+            raise ValueError(f"train.teacher_max_disagreement must be a finite number > 0, got "
+                             f"{self.teacher_max_disagreement!r}")
         if not 0 <= self.turned_weight <= 100:
             raise ValueError(f"train.turned_weight must be in [0, 100] (0 = off), got {self.turned_weight!r}")
         if not 0 <= self.ema < 1:
@@ -152,7 +154,8 @@ class Config:
 # they change nothing, so a recipe's identity (the grid's digest, the resume check) leaves them out
 # and runs recorded before they existed still match their configs.
 ADDED_SETTINGS = {"train": {"label_offset": False, "ema": 0.0, "teacher": None, "distill_weight": 1.0,
-                            "teacher_max_disagreement": 2.0, "turned_weight": 0.0}}
+                            "teacher_max_disagreement": 2.0, "turned_weight": 0.0},
+                  "data": {"unlabeled": None}}
 
 
 def recipe_values(values: dict) -> dict:
@@ -185,6 +188,12 @@ def _check_together(cfg: Config) -> None:
     if t.amp == "fp16" and t.device == "cpu":
         raise ConfigError("train.amp fp16 needs a GPU (float16 has no fast CPU kernels), and train.device is cpu; use "
                           "train.amp bf16 on the CPU")
+    if cfg.data.unlabeled and not t.teacher:  # nothing would teach from faces without labels
+        raise ConfigError(f"data.unlabeled {cfg.data.unlabeled}: unlabelled faces are learnt from a teacher's targets; "
+                          "set train.teacher (a trained checkpoint), or leave data.unlabeled out")
+    if t.teacher and t.distill_weight == 0 and not cfg.data.unlabeled:
+        raise ConfigError("train.distill_weight 0 turns the teacher's targets off, and without data.unlabeled (faces "
+                          "it labels once) the teacher would do nothing; give data.unlabeled, or a weight > 0")
     if not t.teacher:
         for key in ("distill_weight", "teacher_max_disagreement"):
             if getattr(t, key) != getattr(train_default, key):

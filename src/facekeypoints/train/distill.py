@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from facekeypoints.data.cache import file_digest
@@ -89,6 +90,7 @@ class Teacher:
             raise ValueError(f"train.teacher {path}: was trained on faces framed {card.framing!r}, the student's are "
                              f"framed {student_framing!r} (data.frame); its targets on the student's inputs would be "
                              "wrong; give a teacher trained with the student's data.frame")
+        self.label_offset = card.label_offset  # its labellers' offset, which pseudo-labels carry as labels do
         self.model = model.to(device).eval()  # its weights were checked finite by check_teacher, before the data
         self.schema, self.max_disagreement = schema, float(max_disagreement)
         self.kept, self.seen = 0, 0  # points given as targets / points looked at, since the last kept_share()
@@ -99,6 +101,22 @@ class Teacher:
         share = int(self.kept) / self.seen if self.seen else float("nan")
         self.kept, self.seen = 0, 0
         return share
+
+    @torch.no_grad()
+    def pseudo_labels(self, x: torch.Tensor, batch_size: int = 256) -> np.ndarray:
+        """(N, C, S, S) inputs -> (N, K, 2) float32 labels in input pixels, as the training labels are: the
+        mirror-consistent points of ``targets`` plus the teacher's labellers' offset; NaN elsewhere. The
+        counts of ``kept_share`` are left as they were (they report the distillation of the batches)."""
+        kept, seen = self.kept, self.seen
+        device = next(self.model.parameters()).device
+        size = tuple(x.shape[-2:])
+        parts = [decode(self.targets(x[i:i + batch_size].to(device)), size).cpu()
+                 for i in range(0, len(x), batch_size)]
+        self.kept, self.seen = kept, seen
+        labels = torch.cat(parts).numpy() if parts else np.zeros((0, self.schema.num_keypoints, 2))
+        if self.label_offset is not None:
+            labels = labels + np.asarray(self.label_offset)
+        return labels.astype(np.float32)
 
     @torch.no_grad()
     def targets(self, x: torch.Tensor) -> torch.Tensor:

@@ -48,6 +48,7 @@ from facekeypoints.schema import load_schema
 from facekeypoints.settings import SettingsError, from_dict
 from facekeypoints.train.config import Config, TrainConfig, recipe_values
 from facekeypoints.train.distill import Teacher, check_teacher, teacher_fingerprint
+from facekeypoints.train.pseudo import join_faces, unlabeled_faces
 from facekeypoints.train.folder_claim import claim_folder, release_folder
 from facekeypoints.train.label_offset import LabelOffset
 from facekeypoints.train.losses import make_loss
@@ -241,17 +242,26 @@ def _setup(cfg: Config) -> _Run:
     except (URLError, ConnectionError, TimeoutError) as err:
         raise ValueError(f"model.pretrained: true downloads ImageNet weights, which failed ({err}); give a local "
                          "weights file instead (model.pretrained: /path/to/weights.pth) or false") from None
+    card = card_for(model, preprocess=pre, framing=framing_for(cfg.data.frame, "data.frame"), trained_on=cfg.data)
+    teacher = Teacher(t.teacher, card.schema, pre.size, pre.channels, device, t.teacher_max_disagreement,
+                      student_preprocess=pre, student_framing=card.framing) if t.teacher else None
     # a teacher gives targets where there are no labels; validation needs labels of its own
     parts, frames, report = load_parts(cfg.data, pre.size, need_labels=("val",) if t.teacher else ("train", "val"))
     train, val = parts["train"], parts["val"]
+    if cfg.data.unlabeled:  # after the split: its validation (and held-out) people's faces are left out
+        unseen = {p for name, part in parts.items() if name != "train" for p in part.person if p is not None}
+        extra, report["unlabeled"] = unlabeled_faces(
+            cfg.data.unlabeled, teacher=t.teacher, schema=cfg.data.schema, size=pre.size, frame=cfg.data.frame,
+            left_out_persons=unseen, by_person=report["by_person"], progress=rank == 0)
+        extra = replace(extra, keypoints=teacher.pseudo_labels(torch.from_numpy(pre(np.asarray(extra.images)))))
+        report["unlabeled"]["pseudo_labelled_points"] = int((~np.isnan(extra.keypoints).any(-1)).sum())
+        train = join_faces(train, extra)
+        report["train"] = len(train)
     report["digest"] = {"train": faces_digest(train), "val": faces_digest(val)}  # resume and --split val check them
     train_x, val_x = (torch.from_numpy(pre(np.asarray(d.images))) for d in (train, val))
-    card = card_for(model, preprocess=pre, framing=framing_for(cfg.data.frame, "data.frame"), trained_on=cfg.data)
     layout = torch.channels_last if _channels_last(t, device) else torch.contiguous_format
     model = model.to(device=device, memory_format=layout)
     offset = LabelOffset(card.schema).to(device) if t.label_offset else None
-    teacher = Teacher(t.teacher, card.schema, pre.size, pre.channels, device, t.teacher_max_disagreement,
-                      student_preprocess=pre, student_framing=card.framing) if t.teacher else None
     ema = None
     if t.ema:  # torch's own EMA, buffers (batch-norm statistics) averaged too
         from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
@@ -260,7 +270,7 @@ def _setup(cfg: Config) -> _Run:
     opt = _optimizer(model, t, offset)
     scaler = torch.amp.GradScaler(device.split(":")[0]) if dtype == torch.float16 else None
     return _Run(cfg=cfg, model=model, card=card, opt=opt, sched=_scheduler(opt, t), offset=offset, ema=ema,
-                teacher=teacher,
+                teacher=teacher if t.distill_weight > 0 else None,  # 0: it only labelled data.unlabeled
                 loss_fn=make_loss(t.loss, **t.loss_params), train_x=train_x.to(device, memory_format=layout),
                 train_kp=torch.from_numpy(train.keypoints.copy()).to(device), val_x=val_x,
                 val_kp=torch.from_numpy(val.keypoints.copy()), data_report=report, val_frames=frames["val"],

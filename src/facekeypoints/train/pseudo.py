@@ -1,0 +1,148 @@
+"""Unlabelled photos as training faces for distillation (``data.unlabeled`` with ``train.teacher``).
+
+Why: ytf68 holds 1351 frames nobody labelled, of the same people as the labelled ones. A teacher
+can teach from them: each becomes a training face without labels, so the label loss ignores it and
+only the teacher's targets (on every augmented look, where its mirrored looks agree;
+``train/distill.py``) train on it.
+
+How a photo becomes a face: the teacher finds the face in it (its detector, the largest face when
+there are several), predicts its keypoints with refinement and mirroring, and the face is framed
+from those keypoints exactly as labelled photos are (``data.frame: kaggle``, ``to_kaggle_task``).
+Faces already framed at the model's input size (a Kaggle-style CSV) are used as they are; with
+``data.frame: resize`` whole photos are resized.
+
+Whose faces: a frame of a validation (or held-out) person would show the student the people it is
+scored on, so those are left out and counted; a file without a person for every face is refused
+when the run splits by person. Photos where no face is found are counted and named in the report
+and on stderr, never dropped without a word.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+import warnings
+from dataclasses import replace
+
+import numpy as np
+from tqdm import tqdm
+
+from facekeypoints.data import cache
+from facekeypoints.data.cache import file_digest
+from facekeypoints.data.convert import resize_faces, to_kaggle_task
+from facekeypoints.data.dataset import KeypointData
+from facekeypoints.data.formats import read
+from facekeypoints.data.images import read_image
+from facekeypoints.schema import load_schema
+from facekeypoints.train.distill import teacher_fingerprint
+
+__all__ = ["unlabeled_faces", "join_faces"]
+
+NAMED = 5  # photos without a face that the warning names
+
+
+def unlabeled_faces(path: str, *, teacher: str | None, schema: str, size: int, frame: str,
+                    left_out_persons: set[str], by_person: bool, progress: bool = True) -> tuple[KeypointData, dict]:
+    """The faces of ``path`` (``data.unlabeled``) framed for a ``size`` x ``size`` ``schema`` model,
+    with every keypoint missing; and a report: read, left out (validation people), no face found, used."""
+    if not teacher:  # without one nothing would teach from these faces: they would only dilute the batches
+        raise ValueError(f"data.unlabeled {path}: unlabelled faces are learnt from a teacher's targets; set "
+                         "train.teacher (a trained checkpoint), or leave data.unlabeled out")
+    data = read(path, load_images=False)
+    if by_person and any(p is None for p in data.person):
+        missing = sum(p is None for p in data.person)
+        raise ValueError(f"data.unlabeled {path}: {missing} of its {len(data)} faces have no person, and this run "
+                         "splits its people into training and validation: a face of a validation person would leak "
+                         "into training; give a file with a person column (as ytf68's unlabeled.csv has)")
+    report = {"source": path, "read": len(data)}
+    if any(data.paths):  # photos: framed as the model frames faces
+        faces = resize_faces(_with_images(data), size) if frame == "resize" else \
+            _framed_by_teacher(data, teacher, schema, size, report, progress)
+    else:  # pixels inline (a Kaggle-style CSV): faces already framed at the model's input size
+        faces = read(path)
+        sides = {faces.image_size(i) for i in range(len(faces))} - {(size, size)}
+        if sides:
+            h, w = sorted(sides)[0]
+            raise ValueError(f"data.unlabeled {path}: holds {w}x{h} images inline, not faces framed at the model's "
+                             f"{size}x{size}; give photos (a CSV of image paths) to be framed, or crops of that size")
+    unseen = np.array([p in left_out_persons for p in faces.person], bool)
+    report["left_out_validation_people"] = int(unseen.sum())
+    if unseen.all():
+        raise ValueError(f"data.unlabeled {path}: all of its {len(faces)} usable faces are of validation people "
+                         "(left out, so validation stays unseen); give unlabelled faces of training people")
+    faces = faces.subset(~unseen)
+    faces = faces.to_schema(schema) if faces.schema.name != schema else faces
+    faces = replace(faces, keypoints=np.full_like(faces.keypoints, np.nan))  # what framed them is no label
+    report["used"] = len(faces)
+    return faces, report
+
+
+def _with_images(data: KeypointData) -> KeypointData:
+    return replace(data, images=[read_image(p) for p in data.paths])
+
+
+def _cache_key(data: KeypointData, teacher: str, schema: str, size: int) -> str:
+    """The framing depends on the photos, the teacher and the crop: all in the key (the photos by
+    path, size and modification time, which a stat gives; hashing them all would take longer)."""
+    digest = hashlib.sha256(file_digest(data.source).encode() + teacher_fingerprint(teacher)["sha256"].encode())
+    for photo in data.paths:
+        st = os.stat(photo)
+        digest.update(f"{photo}\0{st.st_size}\0{st.st_mtime_ns}\0".encode())
+    return f"unlabeled-v1-{schema}-{size}-{digest.hexdigest()[:32]}"
+
+
+def _framed_by_teacher(data: KeypointData, teacher: str, schema: str, size: int, report: dict,
+                       progress: bool) -> KeypointData:
+    """Each photo's largest face, found and keypointed by the teacher, framed from its keypoints
+    (kept in the cache: the same photos and teacher give the same faces)."""
+    key = _cache_key(data, teacher, schema, size)
+    try:
+        entry = cache.load(key)
+    except cache.CacheMiss:
+        entry = _frame_photos(data, teacher, schema, size, progress)
+        cache.save(key, entry)
+    found, no_face = entry["found"], entry["no_face"]
+    report["no_face_found"] = len(no_face)
+    if len(no_face):
+        named = ", ".join(str(data.ids[i]) for i in no_face[:NAMED])
+        warnings.warn(f"data.unlabeled {data.source}: no face found in {len(no_face)} of {len(data)} photos, not "
+                      f"used: {named}" + (" ..." if len(no_face) > NAMED else ""), stacklevel=3)
+    if not len(found):
+        raise ValueError(f"data.unlabeled {data.source}: the teacher found no face in any of its {len(data)} photos")
+    faces = data.subset(found)
+    return replace(faces, schema=load_schema(schema), keypoints=np.full((len(found), entry["points"], 2), np.nan,
+                                                                          np.float32), images=entry["images"])
+
+
+def _frame_photos(data: KeypointData, teacher: str, schema: str, size: int, progress: bool) -> dict:
+    from facekeypoints.infer.predictor import KeypointDetector  # inference is needed only here
+
+    finder = KeypointDetector(teacher, backend="torch", mirror_tta=True)
+    points = np.full((len(data), finder.schema.num_keypoints, 2), np.nan, np.float32)
+    for i in tqdm(range(len(data)), desc="framing unlabelled faces", unit="photo", disable=not progress,
+                  file=sys.stderr, leave=False):
+        faces = finder(read_image(data.paths[i])).faces
+        largest = max(faces, key=lambda f: (f.box[2] - f.box[0]) * (f.box[3] - f.box[1]), default=None)
+        if largest is not None and np.isfinite(largest.keypoints).all():
+            points[i] = largest.keypoints
+    found = np.flatnonzero(np.isfinite(points).all(axis=(1, 2)))
+    no_face = np.flatnonzero(~np.isfinite(points).all(axis=(1, 2)))
+    if not len(found):
+        return {"found": found, "no_face": no_face, "images": np.zeros((0, size, size), np.uint8),
+                "points": np.array(load_schema(schema).num_keypoints)}
+    predicted = replace(data.subset(found), schema=finder.schema, keypoints=points[found])
+    faces, conversion = to_kaggle_task(predicted, schema, size=size)  # framed as labelled photos are
+    kept = found[np.asarray(conversion.kept, int)]  # faces whose predicted shape could not be framed: no face
+    return {"found": kept, "no_face": np.setdiff1d(np.arange(len(data)), kept), "images": np.asarray(faces.images),
+            "points": np.array(faces.schema.num_keypoints)}
+
+
+def join_faces(train: KeypointData, extra: KeypointData) -> KeypointData:
+    """``train`` followed by ``extra`` (same schema, both with same-size inline images)."""
+    if train.schema.name != extra.schema.name:
+        raise ValueError(f"data.unlabeled: its faces are {extra.schema.name}, the training faces {train.schema.name}")
+    images = np.concatenate([np.asarray(train.images), np.asarray(extra.images)])
+    boxes = np.concatenate([train.boxes, extra.boxes])
+    return replace(train, keypoints=np.concatenate([train.keypoints, extra.keypoints]).astype(np.float32),
+                   images=images, ids=list(train.ids) + list(extra.ids), person=list(train.person) + list(extra.person),
+                   paths=list(train.paths) + list(extra.paths), boxes=boxes)
