@@ -519,6 +519,9 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         print(json.dumps(result, indent=2, allow_nan=False))
         return status
     print(f"{result['data']}  model {result['model']}  rows {result['rows']}")
+    coordinates = result["labelled_coordinates"]  # what the figures average over, said as the photo path says it
+    print(f"  scored  {coordinates} labelled coordinates ({coordinates // 2} points) of the {result['rows']} rows; "
+          f"NME over the {result['rows_with_nme']} rows whose eye labels give a scale")
     for key in ("rmse", "mae", "nme", "fr_8", "fr_10", "auc_10"):  # None: no face has what it needs (e.g. both eyes)
         print(f"  {key:7s} {'-' if result[key] is None else format(result[key], '.4f')}")
     print("  mean signed error x {:+.3f} y {:+.3f} px".format(*result["mean_error_xy"]))

@@ -21,6 +21,7 @@ facekeypoints.settings.SettingsError: unknown key 'train.epoch'; did you mean ['
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import difflib
 import inspect
 import math
@@ -153,7 +154,9 @@ def check_type(value: Any, tp: Any, key: str) -> Any:
     if base is tuple and isinstance(value, list):
         value = tuple(value)
     if not isinstance(value, base):
-        raise SettingsError(f"{key}: expected {_name(tp)}, got {type(value).__name__} {value!r}")
+        quote = "; quote it to keep it as text: '...'" if tp is str and isinstance(value, (int, float, datetime.date)) \
+            else ""  # YAML reads 2024-05-01 as a date and 1.10 as the number 1.1
+        raise SettingsError(f"{key}: expected {_name(tp)}, got {type(value).__name__} {value!r}{quote}")
     args = typing.get_args(tp)
     if base is tuple and args and args[-1] is not Ellipsis:
         if len(value) != len(args):

@@ -615,6 +615,8 @@ def _what_it_is(path, source) -> str | None:
             if _opencv_reads("AVIF"):  # its header would have been read were it whole
                 return f"a damaged or truncated AVIF image{named}"
             return f"an AVIF image{named}, which this OpenCV does not read; convert it to JPEG or PNG"
+        if head[8:12] in (b"M4A ", b"M4B ", b"M4P "):  # Apple's audio brands: no picture in it at all
+            return f"an MPEG-4 audio file{named} (ftyp {head[8:12].decode().strip()}): sound only, no image or video"
         return _video("an MP4/QuickTime video (ftyp box)", named, suffix, (".mp4", ".m4v", ".mov", ".qt", ".3gp",
                                                                           ".3g2", ".f4v"), ".mp4")
     if head[:4] == b"RIFF" and head[8:12] == b"AVI ":

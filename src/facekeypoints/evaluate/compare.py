@@ -87,6 +87,10 @@ def _read_history(metrics: Path) -> list[dict]:
         if epoch is None or not math.isfinite(epoch) or epoch < 1 or epoch != int(epoch):
             raise ValueError(f"{metrics}: line {line}, column epoch: {row[columns.index('epoch')]!r} is not an epoch "
                              "number (1, 2, ...)")
+        if history and epoch <= history[-1]["epoch"]:  # train writes each epoch once, in order: an edited or joined log
+            raise ValueError(f"{metrics}: line {line}, column epoch: epoch {int(epoch)} comes after epoch "
+                             f"{int(history[-1]['epoch'])}; a run logs each epoch once, in order (two logs joined, "
+                             "or an edited file?)")
         history.append(values)
     if not history:
         raise ValueError(f"{metrics}: no epochs recorded yet")

@@ -32,7 +32,7 @@ from facekeypoints.data.framing import BOX_FRAMES
 from facekeypoints.data.preprocess import DETECTOR_STRIDE, detector_input
 from facekeypoints.infer.onnx import CARD_KEY, DETECTOR_OUTPUTS, open_session
 
-__all__ = ["FaceDetector", "HaarDetector", "DlibDetector", "CnnDetector", "DETECTORS", "make_detector", "check_boxes",
+__all__ = ["FaceDetector", "HaarDetector", "DlibDetector", "CnnDetector", "DETECTORS", "make_detector", "check_boxes", "unsearched_note",
            "decode_centers", "shipped_detector"]
 
 
@@ -258,6 +258,16 @@ class CnnDetector:
         boxes = decode_centers(heat[0, 0], size[0], offset[0], self.threshold, DETECTOR_STRIDE)
         boxes[:, :4] /= scale
         return boxes
+
+
+def unsearched_note(smallest, shape: tuple[int, ...]) -> tuple[str, float] | None:
+    """Why a detector may have found no face in an image of ``shape``, from its ``smallest_face``:
+    ("tiny", px) when the image is smaller than the smallest face it finds at all, ("shrunk", px) when
+    it shrank the image so that faces under px were not searched, None when it searched it whole."""
+    px = float(smallest(shape))
+    if px >= min(shape[:2]):
+        return "tiny", px
+    return ("shrunk", px) if px > float(smallest((1, 1))) + 0.5 else None  # a 1x1 image is never shrunk
 
 
 def _checked_image(image, detector) -> np.ndarray:

@@ -57,6 +57,7 @@ from facekeypoints.atomic import is_temporary, name_problem, remove_stale_tempor
 from facekeypoints.data.dataset import one_line
 from facekeypoints.data.images import MAX_PIXELS, _what_it_is, image_size, read_image
 from facekeypoints.data.walk import path_problem, walk_files
+from facekeypoints.infer.detectors import unsearched_note
 from facekeypoints.infer.inputs import URL, opencv_path, shown_name
 from facekeypoints.infer.outputs import check_outputs, file_identity, open_sink, output_kind, place, place_bytes
 from facekeypoints.infer.results import IMAGE_SUFFIXES
@@ -93,19 +94,25 @@ class PredictReport:
     ignored: list[str] = field(default_factory=list)  # files in a folder that are not images or videos
     # passed over on purpose, each with why: the output folder, another run's, a file given twice
     left_out: list[str] = field(default_factory=list)
-    # for each photo in which no face was found, the smallest face its detector searched (pixels)
-    faceless: list[float] = field(default_factory=list)
+    # for each photo in which no face was found and the detector could not search it all: unsearched_note's answer
+    faceless: list[tuple[str, float]] = field(default_factory=list)
 
     def __str__(self) -> str:
         lines = [f"{self.images} images, {self.frames} video frames, {self.faces} faces; "
                  f"wrote {len(self.written)} files"]
-        if self.faceless:  # a photo shrunk before the search hides its small faces: said, with the way round
-            low, high = math.ceil(min(self.faceless)), math.ceil(max(self.faceless))
+        shrunk = [px for kind, px in self.faceless if kind == "shrunk"]
+        tiny = [px for kind, px in self.faceless if kind == "tiny"]
+        if shrunk:  # a photo shrunk before the search hides its small faces: said, with the way round
+            low, high = math.ceil(min(shrunk)), math.ceil(max(shrunk))
             sizes = f"{low} px" if low == high else f"{low} to {high} px (by the image's size)"
-            many = len(self.faceless) != 1
-            lines.append(f"no face found in {len(self.faceless)} image{'s' * many}; faces under {sizes} were not "
+            many = len(shrunk) != 1
+            lines.append(f"no face found in {len(shrunk)} image{'s' * many}; faces under {sizes} were not "
                          f"searched in {'them' if many else 'it'} (the detector shrinks each photo first; --min-face "
                          "PX searches for smaller faces)")
+        if tiny:
+            many = len(tiny) != 1
+            lines.append(f"no face found in {len(tiny)} image{'s' * many} smaller than the smallest face the detector "
+                         f"finds ({math.ceil(min(tiny))} px)")
         if self.ignored:
             lines.append(f"ignored {len(self.ignored)} files that are not images or videos OpenCV reads: "
                          f"{self.ignored[:5]}"
@@ -620,8 +627,8 @@ def _predict_images(detector, batch: list[tuple[Path, Path]], out_dir: Path | No
     for (path, rel), rgb, result in done:
         result.source = str(path)
         extra = None
-        if not len(result) and smallest is not None:
-            report.faceless.append(smallest(rgb.shape))
+        if not len(result) and smallest is not None and (note := unsearched_note(smallest, rgb.shape)):
+            report.faceless.append(note)
         with _signals_held():  # a drawing and its result line are written both or neither, and counted
             if held is not None:  # the record names its drawing (renamed where names clash; null if not written)
                 target = out_dir / drawing_name(rel)  # never an input: _writable took those out

@@ -246,6 +246,8 @@ def open_video(source) -> tuple[cv2.VideoCapture, str, float]:
             raise ValueError(f"{name}: the capture given is not open (a camera index that is no camera here, a "
                              "file OpenCV could not open, or a capture already released); check "
                              "capture.isOpened() before streaming it")
+        if _audio_only(name):
+            raise ValueError(f"{name}: has sound streams and no video stream (an audio file): no frames to find faces in")
         raise ValueError(f"{name}: OpenCV cannot open this video (damaged or truncated, an unknown codec, or not a video)")
     fps = capture.get(cv2.CAP_PROP_FPS)
     return capture, name, fps if fps and fps > 0 and math.isfinite(fps) else 30.0
@@ -255,6 +257,18 @@ def _video_header(path: str) -> str:
     """FFmpeg's line for the file's first video stream ("h264 (High) ..., yuv420p(top first), 720x576
     [SAR 16:15 DAR 4:3], ..."), from the header alone (FFmpeg exits asking for an output); "" if none.
     Asked once per file as it is now: open_video and the drawing (pixel_aspect) both need it."""
+    video = re.search(r"Stream #0:.*?: Video: (.*)", _ffmpeg_said(path))
+    return video[1] if video else ""
+
+
+def _audio_only(path: str) -> bool:
+    """Whether FFmpeg finds sound streams in the file and no video stream (a refusal then says so)."""
+    said = _ffmpeg_said(path)
+    return bool(re.search(r"Stream #0:.*?: Audio: ", said)) and not re.search(r"Stream #0:.*?: Video: ", said)
+
+
+def _ffmpeg_said(path: str) -> str:
+    """What FFmpeg says of the file's header (its streams), asked once per file as it is now."""
     try:
         st = os.stat(path)
     except OSError:
@@ -264,18 +278,16 @@ def _video_header(path: str) -> str:
 
 @functools.lru_cache(maxsize=64)
 def _probed_header(path: str, size: int, mtime_ns: int, inode: int) -> str:
-    """_video_header's FFmpeg run; the file's size, time and inode key it, so a changed file is asked again."""
+    """_ffmpeg_said's FFmpeg run; the file's size, time and inode key it, so a changed file is asked again."""
     import subprocess
 
     import imageio_ffmpeg
 
     try:
-        said = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", f"file:{path}"],
+        return subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", f"file:{path}"],
                               capture_output=True, timeout=60).stderr.decode("utf-8", "replace")
     except (OSError, RuntimeError, subprocess.SubprocessError):
         return ""
-    video = re.search(r"Stream #0:.*?: Video: (.*)", said)
-    return video[1] if video else ""
 
 
 def _interlaced(path: str) -> bool:
@@ -288,7 +300,8 @@ def pixel_aspect(path: str | Path) -> Fraction | None:
     """The sample (pixel) aspect ratio of a video file's frames where it is not square (DV and DVD
     video, anamorphic recordings: 720x576 shown 4:3 or 16:9), else None. Frames are read and drawn in
     stored pixels; the drawn video carries this ratio so that players show it as the source."""
-    found = re.search(r"\[SAR (\d+):(\d+) DAR", _video_header(str(path)))
+    # "[SAR 16:11 DAR 64:33]" (the stream's) or, from Matroska's header, "SAR 16:11 DAR 64:33" bare
+    found = re.search(r"\bSAR (\d+):(\d+) DAR", _video_header(str(path)))
     if not found or not int(found[1]) or not int(found[2]):
         return None
     sar = Fraction(int(found[1]), int(found[2]))
@@ -352,57 +365,108 @@ def _mirrored(path: str) -> bool:
     return False
 
 
+# FFmpeg's per-frame line from its showinfo filter: the frame's time and size as it leaves the filters
+_SHOWINFO = re.compile(r"\] \[info\] n:\s*\d+ .*?pts_time:(\S+) .*? s:(\d+)x(\d+) ")
+_LEVEL = re.compile(r"^((?:\[[^\]]+ @ 0x[0-9a-fA-F]+\] )+)\[(warning|error|fatal|panic)\] (.*)")
+
+
 class _FfmpegCapture:
     """A video read by FFmpeg's own program (imageio-ffmpeg's binary) behind the capture methods stream()
     uses, for what OpenCV's build reads wrong without a word: interlaced video, whose frames it hands to a
     scaler that refuses them ("Cannot convert interlaced to progressive frames") and returns black (0
     faces), deinterlaced here one frame per frame (yadif); and a mirroring display matrix, which OpenCV
-    applies as a half turn (faces upside down) and FFmpeg as the flip it is. Frames are timed index / rate
-    (a variable-rate video's times are then approximate; its frames are each read once). What FFmpeg says
-    of damage goes to imageio-ffmpeg's log, not into the frames' warnings."""
+    applies as a half turn (faces upside down) and FFmpeg as the flip it is.
+
+    Run by hand rather than through imageio-ffmpeg's reader, which numbers frames by counting them and
+    keeps FFmpeg's words in its log: here FFmpeg's showinfo filter gives each frame's own time (a frame the
+    decoder lost leaves a gap in the times, which stream() counts as it does for OpenCV's captures), and
+    what FFmpeg says of damage is passed on to stderr as FFmpeg inside OpenCV says it, where stream()
+    catches it for the frame being read (``decoder_output``)."""
 
     def __init__(self, name: str, count: float):
+        import queue
+        import subprocess
+        import threading
+
         import imageio_ffmpeg
 
-        self.name, self._count, self._read = name, count, 0
+        self.name, self._count, self._read, self._time, self._size = name, count, 0, 0.0, None
+        fps = re.search(r"(\d+(?:\.\d+)?) fps", _video_header(name))
+        self._fps = float(fps[1]) if fps and float(fps[1]) > 0 else 30.0
+        start = re.search(r"Duration: .*?, start: (-?[\d.]+)", _ffmpeg_said(name))
+        self._start = float(start[1]) if start else 0.0  # times from the container's start, as OpenCV gives them
         # passthrough: each decoded frame once (a constant-rate output would repeat or drop frames of a
-        # variable-rate video to fit its rate); deint=interlaced leaves progressive frames as they are
-        self._frames = imageio_ffmpeg.read_frames(f"file:{name}", pix_fmt="bgr24", input_params=["-nostdin"],
-                                                  output_params=["-fps_mode", "passthrough", "-vf",
-                                                                 "yadif=mode=send_frame:deint=interlaced"])
+        # variable-rate video to fit its rate); deint=interlaced leaves progressive frames as they are; one
+        # decoding thread, as OpenCV's capture here, so that what it says comes near the frame it concerns
+        command = [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-nostdin", "-nostats", "-loglevel", "level+info",
+                   "-threads", "1", "-i", f"file:{name}", "-fps_mode", "passthrough", "-vf",
+                   "yadif=mode=send_frame:deint=interlaced,showinfo", "-f", "rawvideo", "-pix_fmt", "bgr24", "-"]
         try:
-            meta = next(self._frames)
-            (self._width, self._height), self._fps = meta["size"], meta["fps"] or 30.0
-        except (OSError, RuntimeError, StopIteration, LookupError, AttributeError, TypeError, ValueError) as err:
-            # imageio-ffmpeg's own reading of FFmpeg's header may fail in several ways
-            self.release()
-            raise ValueError(f"{name}: FFmpeg cannot read this video ({type(err).__name__}: {err})") from None
+            self._process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                             stderr=subprocess.PIPE)
+        except OSError as err:
+            raise ValueError(f"{name}: FFmpeg cannot be started to read this video ({err})") from None
+        self._frames: queue.Queue = queue.Queue()  # (time, width, height, [what FFmpeg said before it]); None: the end
+        self._reader = threading.Thread(target=self._listen, daemon=True)
+        self._reader.start()
+
+    def _listen(self) -> None:
+        """FFmpeg's stderr, line by line: each frame's showinfo line queued with the damage said before it."""
+        said = []
+        for raw in self._process.stderr:
+            line = raw.decode("utf-8", "replace").rstrip("\n")
+            if frame := _SHOWINFO.search(line):  # a time FFmpeg does not know ("NOPTS") is the rate's next
+                try:
+                    t = float(frame[1])
+                except ValueError:
+                    t = math.nan
+                self._frames.put((t, int(frame[2]), int(frame[3]), said))
+                said = []
+            elif (level := _LEVEL.match(line)) and "deprecated pixel format" not in line:
+                said.append(f"{level[1]}{level[3]}")  # FFmpeg's own form: "[h264 @ 0x55..] error while ..."
+        self._frames.put(None)
 
     def read(self):
+        import queue
+
         try:
-            raw = next(self._frames)
-        except StopIteration:
+            frame = self._frames.get(timeout=MAX_FAILING_SECONDS * 2)
+        except queue.Empty:  # FFmpeg hangs: the loop's end-of-video checks take over
+            frame = None
+        if frame is None:
             return False, None
-        except (OSError, RuntimeError) as err:  # FFmpeg stopped on damage: the loop's end-of-video checks take over
-            warnings.warn(f"{self.name} frame {self._read}: FFmpeg stopped reading ({err})", stacklevel=2)
-            self._frames = iter(())
+        t, width, height, said = frame
+        if said:  # where stream() catches a decoder's words for this frame
+            from facekeypoints.data.images import _write_stderr
+
+            _write_stderr("".join(f"{line}\n" for line in said).encode())
+        data = self._process.stdout.read(width * height * 3)
+        if len(data) < width * height * 3:  # cut short: FFmpeg stopped
+            warnings.warn(f"{self.name} frame {self._read}: FFmpeg stopped reading (its output ended mid-frame)",
+                          stacklevel=2)
             return False, None
-        self._read += 1
-        return True, np.frombuffer(raw, np.uint8).reshape(self._height, self._width, 3)
+        t = t - self._start if math.isfinite(t) else (self._time + 1 / self._fps if self._read else 0.0)
+        self._read, self._time, self._size = self._read + 1, t, (width, height)
+        return True, np.frombuffer(data, np.uint8).reshape(height, width, 3)
 
     def get(self, prop: int) -> float:
-        return {cv2.CAP_PROP_POS_MSEC: max(self._read - 1, 0) * 1000.0 / self._fps,
-                cv2.CAP_PROP_POS_FRAMES: float(self._read), cv2.CAP_PROP_FPS: self._fps,
-                cv2.CAP_PROP_FRAME_COUNT: self._count, cv2.CAP_PROP_FRAME_WIDTH: float(self._width),
-                cv2.CAP_PROP_FRAME_HEIGHT: float(self._height)}.get(prop, 0.0)
+        width, height = self._size or (0, 0)
+        return {cv2.CAP_PROP_POS_MSEC: self._time * 1000.0, cv2.CAP_PROP_POS_FRAMES: float(self._read),
+                cv2.CAP_PROP_FPS: self._fps, cv2.CAP_PROP_FRAME_COUNT: self._count,
+                cv2.CAP_PROP_FRAME_WIDTH: float(width), cv2.CAP_PROP_FRAME_HEIGHT: float(height)}.get(prop, 0.0)
 
     def isOpened(self) -> bool:  # noqa: N802  (OpenCV's name)
         return True
 
     def release(self) -> None:
-        close, self._frames = getattr(self._frames, "close", None), iter(())
-        if close is not None:
-            close()  # imageio-ffmpeg ends its ffmpeg process
+        process = getattr(self, "_process", None)
+        if process is not None and process.poll() is None:
+            process.kill()  # ends FFmpeg; its pipes close with it
+        if process is not None:
+            process.wait()
+            process.stdout.close()
+            self._reader.join(timeout=5)
+            process.stderr.close()
 
 
 # A photo given to stream() is read as every photo is (read_image: EXIF orientation, transparency over

@@ -73,7 +73,7 @@ from starlette.requests import ClientDisconnect
 from facekeypoints.data.dataset import DataFormatError
 from facekeypoints.data.formats.checks import check_count
 from facekeypoints.data.images import OVER_LIMIT, decode_image
-from facekeypoints.infer.detectors import DETECTORS
+from facekeypoints.infer.detectors import DETECTORS, unsearched_note
 from facekeypoints.infer.predictor import KeypointDetector
 from facekeypoints.infer.results import finite_json
 from facekeypoints.models.weights import SHIPPED
@@ -438,10 +438,14 @@ def _predict(loaded: _Models, model: str, detector: str, data: bytes, max_pixels
         raise _ClientError(501, f"detector {detector!r} cannot run on this server") from None
     result = pipeline(rgb)
     smallest = getattr(pipeline.detector, "smallest_face", None)
-    if not len(result) and smallest is not None:  # say why a photo's small faces may be missing
-        notes = notes + [f"no face found; faces under {math.ceil(smallest(rgb.shape))} px are not searched in this "
+    note = unsearched_note(smallest, rgb.shape) if not len(result) and smallest is not None else None
+    if note and note[0] == "shrunk":  # say why a photo's small faces may be missing
+        notes = notes + [f"no face found; faces under {math.ceil(note[1])} px are not searched in this "
                          f"{rgb.shape[1]}x{rgb.shape[0]} image (the {detector} detector shrinks it first): send a "
                          "crop around smaller faces"]
+    elif note:
+        notes = notes + [f"no face found; this {rgb.shape[1]}x{rgb.shape[0]} image is smaller than the smallest face "
+                         f"the {detector} detector finds ({math.ceil(note[1])} px)"]
     if not draw:
         return result, None, notes
     bgr = cv2.cvtColor(result.draw(rgb), cv2.COLOR_RGB2BGR)

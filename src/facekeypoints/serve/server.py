@@ -14,10 +14,12 @@ import asyncio
 import ctypes
 import json
 import logging
+import re
 import socket
 import sys
 from http import HTTPStatus
 
+import h11
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
@@ -50,6 +52,9 @@ _CUT_SHORT = ("the upload was cut short: the client ended its side of the connec
 
 # h11's protocol always, not httptools' where it is installed (uvicorn[standard]): the overrides below follow
 # h11's cycle (httptools parses pipelined requests ahead into a queue of its own), and are tested with it
+_ABSOLUTE_FORM = re.compile(rb"(?i)https?://[^/?#]*(.*)")
+
+
 class _JsonErrorProtocol(H11Protocol):
     """uvicorn's HTTP protocol, its plain-text 400 (a malformed request line, header or
     Content-Length such as -1, refused before the app sees it) answered as JSON instead; a client
@@ -128,7 +133,31 @@ class _JsonErrorProtocol(H11Protocol):
         self.cycle.disconnected = True
         self.cycle.message_event.set()
 
+    _refused: Exception | None = None  # what h11 refused the request for (uvicorn passes on no reason)
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        parse = self.conn.next_event
+
+        def next_event():  # h11's reason kept: a header over its size limit is not a malformed one
+            try:
+                event = parse()
+            except h11.RemoteProtocolError as err:
+                self._refused = err
+                raise
+            if isinstance(event, h11.Request) and (absolute := _ABSOLUTE_FORM.match(event.target)):
+                # "POST http://host/v1/keypoints": HTTP/1.1 servers must take it (RFC 9112, 3.2.2); uvicorn
+                # would look for the path "/http://host/v1/keypoints"
+                event = h11.Request(method=event.method, headers=event.headers, target=absolute[1] or b"/",
+                                    http_version=event.http_version)
+            return event
+        self.conn.next_event = next_event
+
     def send_400_response(self, msg: str) -> None:
+        if getattr(self._refused, "error_status_hint", 400) == 431:
+            limit = self.conn._max_incomplete_event_size  # noqa: SLF001 (h11 keeps the limit it was given there)
+            return self._send_json_error(431, f"the request's line and headers are too large: over {limit // 1024} KB "
+                                              "had come before they ended; send shorter headers")
         self._send_json_error(400, "the request is not valid HTTP/1.1 (a malformed request line, header "
                                    "or Content-Length)")
 

@@ -399,7 +399,11 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         if "=" not in item:
             raise ConfigError(f"override {item!r} is not key=value")
         key, raw = item.split("=", 1)
-        nested = _nest(key.strip(), load_yaml(raw, f"override {item!r}"))
+        value = load_yaml(raw, f"override {item!r}")
+        if raw.count("#") > json.dumps(value, default=str).count("#"):  # a " #" began a YAML comment: text dropped
+            raise ConfigError(f"override {item!r}: YAML reads the text from '#' on as a comment and would drop it; "
+                              f"quote the value to keep it: {key.strip()}={json.dumps(raw.strip())}")
+        nested = _nest(key.strip(), value)
         for setting, value in _leaves(nested).items():  # the last one would win without a word
             if setting in set_by and set_by[setting][0] != value:
                 raise ConfigError(f"--set {setting} is given twice, as {set_by[setting][0]!r} ({set_by[setting][1]!r}) "

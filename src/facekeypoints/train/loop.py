@@ -784,6 +784,8 @@ def _fit(cfg: Config, out: Path, held: list[str], *, resume: bool, progress: boo
         with atomic_path(out / "config.json") as tmp:  # a kill mid-write keeps the previous one whole
             tmp.write_text(json.dumps({"config": cfg.to_dict(), "data": run.data_report}, indent=2, default=str))
     logger = _Logger(out, run.rank == 0, teacher=run.teacher is not None)
+    if state.history:  # a resumed run's log rebuilt from its checkpoint: a removed or damaged one comes back whole
+        logger.write_csv(state.history)
     started = time.perf_counter() - state.minutes * 60
     reason = None if state.epoch < cfg.train.epochs else "epochs"
     with _stop_on_signals() as stop, contextlib.closing(logger), _progress(run, state, progress) as bar:
@@ -829,13 +831,18 @@ class _Logger:
     def write(self, row: dict, history: list[dict]) -> None:
         if not self.enabled:
             return
-        # rewritten whole (resume keeps one clean file), and atomically: a kill mid-write leaves the
-        # previous version, never a truncated one that disagrees with last.pt
+        self.write_csv(history)
+        self.tb.scalars({key: row[key] for key in self.fields[2:] if row.get(key) is not None}, row["epoch"])
+
+    def write_csv(self, history: list[dict]) -> None:
+        """metrics.csv rewritten whole (resume keeps one clean file), and atomically: a kill mid-write
+        leaves the previous version, never a truncated one that disagrees with last.pt."""
+        if not self.enabled:
+            return
         with atomic_path(self.path) as tmp, open(tmp, "w", newline="") as f:
             w = csv.DictWriter(f, fieldnames=self.fields, extrasaction="ignore")
             w.writeheader()
             w.writerows(history)
-        self.tb.scalars({key: row[key] for key in self.fields[2:] if row.get(key) is not None}, row["epoch"])
 
     def close(self):
         if self.tb:

@@ -23,6 +23,7 @@ import errno
 import glob
 import json
 import os
+import re
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,6 +75,13 @@ def _refuse_large(path: Path, limit: int | None = None, what: str = "a one-face 
         return  # reading it names the problem
     if size > limit:
         raise DataFormatError(path, f"file is {size} bytes, over the size limit of {limit / 1e6:g} MB for {what}")
+
+
+def _lines(text: str) -> list[str]:
+    """A label file's lines, ended by a line feed, CR LF or CR only: str.splitlines also ends lines at a form
+    feed, U+0085 and the like, which then cut a point's line in two and moved every line number after."""
+    lines = re.split(r"\r\n|\r|\n", text)
+    return lines[:-1] if lines and lines[-1] == "" else lines
 
 
 def _size(pixels: np.ndarray | None) -> tuple[int, int] | None:
@@ -287,7 +295,7 @@ def _read_files(root: Path, suffix: str, schema: str, parse: Callable[[Path, Pat
 def _parse_pts_text(path: Path) -> tuple[np.ndarray, list[str]]:
     """((K, 2) 0-based points of one .pts file (the file counts from 1), the line of each point)."""
     _refuse_large(path, what="a .pts file (68 points are under 2 KB)")
-    lines = read_text(path).splitlines()
+    lines = _lines(read_text(path))
     header: dict[str, str] = {}
     opened = closed = None
     points: list[tuple[float, float]] = []  # the first 68 only: any other count is an error below
@@ -391,7 +399,7 @@ def write_pts(keypoints: np.ndarray, path: str | Path, *, decimals: int = 3) -> 
 def _parse_asf_text(path: Path) -> tuple[np.ndarray, str | None]:
     """(58, 2) relative coordinates and the host image's name (None when absent)."""
     _refuse_large(path, what="an .asf file (58 points are about 3 KB)")
-    body = [(no, line.strip()) for no, line in enumerate(read_text(path).splitlines(), start=1)
+    body = [(no, line.strip()) for no, line in enumerate(_lines(read_text(path)), start=1)
             if line.strip() and not line.lstrip().startswith("#")]
     if not body:
         raise DataFormatError(path, "no data lines (only comments)")

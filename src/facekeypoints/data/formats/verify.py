@@ -117,11 +117,11 @@ def _check(name: str, folder: Path) -> FileCheck:
                          "; ".join(f"{c.found}: {c.status}, {c.detail}" for c in checks))
     if plain.is_dir():
         return FileCheck(name, "unreadable", str(plain), "is a folder, not the CSV file")
+    if plain.exists():  # there (itself or where its link leads), but neither a file nor a folder
+        return FileCheck(name, "unreadable", str(plain), "is not a regular file (a pipe, socket or device"
+                         f"{', through a link' if plain.is_symlink() else ''}); save the CSV to a file first")
     if plain.is_symlink():
         return FileCheck(name, "unreadable", str(plain), "is a link to nothing (broken or looping)")
-    if plain.exists():  # there, but neither a file nor a folder: a pipe (FIFO), a socket, a device
-        return FileCheck(name, "unreadable", str(plain), "is not a regular file (a pipe, socket or device); "
-                         "save the CSV to a file first")
     for archive in _archives(name, folder):
         if archive.is_file():
             return _check_in_zip(name, archive)
