@@ -1,6 +1,5 @@
 """Audit round 21 (issue 10): the bad inputs of a fresh round, each now a result or an error that says
 what is wrong; nothing dropped without a word."""
-import json
 import subprocess
 import sys
 import warnings
@@ -188,6 +187,32 @@ def test_frames_read_through_ffmpeg_keep_their_own_times(tmp_path):
     assert times == [0, 40, 80, 120, 160, 240, 280, 320, 360, 400]
 
 
+def test_an_ffmpeg_read_video_starts_at_0_and_ends_at_once(tmp_path):
+    import time
+
+    from facekeypoints.infer.video import _FfmpegCapture
+
+    photo = grace_hopper_copy(tmp_path / "g.jpg")
+    clip = tmp_path / "late.ts"  # MPEG-TS starts its times at 1.4 s; FFmpeg's program counts from the first frame
+    _ffmpeg("-loop", "1", "-i", photo, "-frames:v", "5", "-r", "25", "-vf", "scale=64:80", "-c:v", "libx264",
+            "-flags", "+ildct+ilme", "-pix_fmt", "yuv420p", clip)
+    capture = _FfmpegCapture(str(clip), 40)  # a count declared far above the frames there
+    try:
+        assert (capture.get(cv2.CAP_PROP_FRAME_WIDTH), capture.get(cv2.CAP_PROP_FRAME_HEIGHT)) == (64, 80)  # before a read
+        times = []
+        while capture.read()[0]:
+            times.append(round(capture.get(cv2.CAP_PROP_POS_MSEC)))
+        assert times == [0, 40, 80, 120, 160]
+        start = time.monotonic()
+        assert [capture.read()[0] for _ in range(30)] == [False] * 30  # asked on to the declared count: at once
+        assert time.monotonic() - start < 1
+    finally:
+        capture.release()
+    (tmp_path / "bad.ts").write_bytes(b"\x47" + bytes(5000))
+    with pytest.raises(ValueError, match="bad.ts: FFmpeg cannot read this video"):
+        _FfmpegCapture(str(tmp_path / "bad.ts"), 0)
+
+
 # predict P1 / service S1: an image smaller than any face the detector finds is not told to send a crop
 
 def test_an_image_smaller_than_any_findable_face_is_said_to_be(tmp_path, capsys):
@@ -230,6 +255,8 @@ def test_the_service_answers_large_headers_and_absolute_targets(tmp_path):
         # unread rest of a larger one may reset the connection before the answer is read)
         big = ask(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 40_000)
         assert big.startswith(b"HTTP/1.1 431 ") and b"headers are too large" in big
+        root = ask(b"GET http://x?a=1 HTTP/1.1\r\nHost: x\r\n\r\n")  # the page at "/", not a path ""
+        assert root.startswith(b"HTTP/1.1 200 ") and b"text/html" in root.lower()
         for target in (b"http://x/healthz", b"HTTP://x:8/healthz?a=1"):
             assert ask(b"GET " + target + b" HTTP/1.1\r\nHost: x\r\n\r\n").startswith(b"HTTP/1.1 200 ")
 

@@ -1,5 +1,6 @@
 """Unlabelled photos as training faces (data.unlabeled): framed and labelled by the teacher, validation
 people left out, photos without a face reported."""
+import json
 from dataclasses import replace
 
 import cv2
@@ -7,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from facekeypoints.cli import main
 from facekeypoints.data import write_kaggle_csv
 from facekeypoints.data.framing import template
 from facekeypoints.models import create_model
@@ -25,6 +27,14 @@ SCHEMA = load_schema("kaggle15")
 @pytest.fixture(autouse=True)
 def _own_cache(tmp_path, monkeypatch):  # framed faces are cached; each test starts without
     monkeypatch.setenv("FACEKEYPOINTS_CACHE", str(tmp_path / "cache"))
+
+
+def _people(*names: str):
+    """Validation faces of these people (blank 8x8 pictures: no unlabelled photo is one of them)."""
+    from facekeypoints.data.dataset import KeypointData
+
+    return KeypointData.from_arrays("kaggle15", np.zeros((len(names), 15, 2), np.float32),
+                                    images=np.zeros((len(names), 8, 8), np.uint8), person=list(names))
 
 
 def _photos(folder, people: dict[str, str]) -> str:
@@ -66,10 +76,11 @@ def test_teacher_labels_carry_its_labellers_offset_and_leave_unsure_points_out(t
 def test_photos_are_framed_by_the_teacher_and_validation_people_left_out(tmp_path):
     csv = _photos(tmp_path, {"a1.jpg": "Ada", "a2.jpg": "Ada", "b1.jpg": "Bob", "blank1.png": "Ada"})
     teacher = mean_face_checkpoint(tmp_path / "teacher.pt")
-    with pytest.warns(UserWarning, match=r"no face found in 1 of 4 photos, not used: blank1.png"):
+    with pytest.warns(UserWarning, match=r"no face found \(or framed\) in 1 of 4 photos, not used: blank1.png"):
         faces, report = unlabeled_faces(csv, teacher=str(teacher), schema="kaggle15", size=96, frame="none",
-                                        left_out_persons={"Bob"}, by_person=True, progress=False)
-    assert report == {"source": csv, "read": 4, "no_face_found": 1, "left_out_validation_people": 1, "used": 2}
+                                        unseen=[_people("Bob")], by_person=True, progress=False)
+    assert report == {"source": csv, "read": 4, "no_face_found": 1, "left_out_validation_people": 1,
+                      "left_out_validation_pictures": 0, "used": 2}
     assert faces.person == ["Ada", "Ada"] and np.isnan(faces.keypoints).all()
     assert np.asarray(faces.images).shape == (2, 96, 96)
     # framed as the training faces are: the teacher sees its own answer (the mean face) in the crop's middle,
@@ -77,9 +88,9 @@ def test_photos_are_framed_by_the_teacher_and_validation_people_left_out(tmp_pat
     crop = np.asarray(faces.images[0], float)
     eyes, cheeks = crop[34:42, 20:76].mean(), crop[46:54, 20:76].mean()
     assert eyes < cheeks - 5, (eyes, cheeks)
-    with pytest.warns(UserWarning, match="no face found in 1 of 4"):  # from the cache, said again
+    with pytest.warns(UserWarning, match=r"no face found \(or framed\) in 1 of 4"):  # from the cache, said again
         again, _ = unlabeled_faces(csv, teacher=str(teacher), schema="kaggle15", size=96, frame="none",
-                                   left_out_persons=set(), by_person=True, progress=False)
+                                   unseen=[_people()], by_person=True, progress=False)
     assert again.person == ["Ada", "Ada", "Bob"] and np.array_equal(np.asarray(again.images)[:2], faces.images)
 
 
@@ -87,14 +98,14 @@ def test_unusable_unlabelled_files_are_refused_with_the_reason(tmp_path):
     teacher = str(mean_face_checkpoint(tmp_path / "teacher.pt"))
     csv = _photos(tmp_path, {"b1.jpg": "Bob"})
     with pytest.raises(ValueError, match="all of its 1 usable faces are of validation people"):
-        unlabeled_faces(csv, teacher=teacher, schema="kaggle15", size=96, frame="none", left_out_persons={"Bob"},
+        unlabeled_faces(csv, teacher=teacher, schema="kaggle15", size=96, frame="none", unseen=[_people("Bob")],
                         by_person=True, progress=False)
     crops = write_kaggle_csv(make_faces(4), tmp_path / "crops.csv")  # no person column
     with pytest.raises(ValueError, match="4 of its 4 faces have no person, and this run splits its people"):
-        unlabeled_faces(str(crops), teacher=teacher, schema="kaggle15", size=96, frame="none", left_out_persons=set(),
+        unlabeled_faces(str(crops), teacher=teacher, schema="kaggle15", size=96, frame="none", unseen=[_people()],
                         by_person=True, progress=False)
     with pytest.raises(ValueError, match="holds 96x96 images inline, not faces framed at the model's 48x48"):
-        unlabeled_faces(str(crops), teacher=teacher, schema="kaggle15", size=48, frame="none", left_out_persons=set(),
+        unlabeled_faces(str(crops), teacher=teacher, schema="kaggle15", size=48, frame="none", unseen=[_people()],
                         by_person=False, progress=False)
     with pytest.raises(ConfigError, match="data.unlabeled .*learnt from a teacher's targets; set train.teacher"):
         load_config(None, [f"data.unlabeled={csv}"])
@@ -104,17 +115,45 @@ def test_unusable_unlabelled_files_are_refused_with_the_reason(tmp_path):
         load_config(None, ["train.distill_weight=-1"])
 
 
-def test_a_run_trains_on_pseudo_labelled_photos_beside_its_labels(tmp_path):
-    csv = _photos(tmp_path, {"a1.jpg": "Ada", "a2.jpg": "Ada", "blank1.png": "Ada"})
+def test_a_run_trains_on_pseudo_labelled_photos_beside_its_labels(tmp_path, capsys):
+    people = [f"P{i}" for i in range(6)]
+    csv = _photos(tmp_path, {**{f"{p}.jpg": p for p in people}, "blank1.png": "P0"})
     train = write_kaggle_csv(make_faces(12), tmp_path / "train.csv")
+    (tmp_path / "persons.csv").write_text("person\n" + "".join(f"{people[i // 2]}\n" for i in range(12)))
     teacher = mean_face_checkpoint(tmp_path / "teacher.pt")
-    with pytest.warns(UserWarning, match="no face found in 1 of 3 photos"):
-        summary = fit(load_config(None, [
-            f"data.train={train}", "data.split=[0.75, 0.25]", "model.name=fcnn", "train.epochs=1", "train.batch_size=4",
-            "train.num_threads=1", f"out_dir={tmp_path / 'r'}", f"train.teacher={teacher}", f"data.unlabeled={csv}",
-            "train.distill_weight=0"]), progress=False)
-    unlabeled = summary["data"]["unlabeled"]
-    assert unlabeled["used"] == 2 and unlabeled["no_face_found"] == 1
-    assert unlabeled["pseudo_labelled_points"] == 30  # the mean-face teacher agrees with itself everywhere
-    assert summary["data"]["train"] == 9 + 2  # 12 faces split 9/3, and the two photos
+    settings = [f"data.train={train}", f"data.persons={tmp_path / 'persons.csv'}", "data.split=[0.67, 0.33]",
+                "model.name=fcnn", "train.epochs=1", "train.batch_size=4", "train.num_threads=1",
+                f"out_dir={tmp_path / 'r'}", f"train.teacher={teacher}", f"data.unlabeled={csv}", "train.distill_weight=0"]
+    with pytest.warns(UserWarning, match=r"no face found \(or framed\) in 1 of 7 photos"):
+        summary = fit(load_config(None, settings), progress=False)
+    data = summary["data"]
+    validation_people = (12 - (data["train"] - data["unlabeled"]["used"])) // 2  # two faces a person
+    assert validation_people >= 1
+    assert data["unlabeled"]["left_out_validation_people"] == validation_people  # one photo each
+    assert data["unlabeled"]["used"] == 6 - validation_people and data["unlabeled"]["no_face_found"] == 1
+    # the mean-face teacher agrees with itself everywhere: every point of every used photo is a label
+    assert data["unlabeled"]["pseudo_labelled_points"] == 15 * data["unlabeled"]["used"]
     assert "teacher_kept" not in summary  # weight 0: no targets on the batches, only the photos' labels
+    with pytest.warns(UserWarning, match="no face found"):  # resumed: the same faces, so the same digest
+        resumed = fit(load_config(None, [*settings[:4], "train.epochs=2", *settings[5:]]), resume=True, progress=False)
+    assert resumed["epochs"] == 2
+    (tmp_path / "unlabeled.csv").unlink()  # rebuilding the validation split does not need the extra faces
+    assert main(["evaluate", "--model", str(tmp_path / "r" / "best.pt"), "--split", "val", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["rows"] == 2 * validation_people
+
+
+def test_validation_faces_without_persons_or_the_same_pictures_are_kept_out(tmp_path):
+    from facekeypoints.data import read
+
+    teacher = str(mean_face_checkpoint(tmp_path / "teacher.pt"))
+    csv = _photos(tmp_path, {"a1.jpg": "Ada"})
+    nameless = replace(_people("x"), person=[None])
+    with pytest.raises(ValueError, match="some validation faces have no person .* cannot be told apart"):
+        unlabeled_faces(csv, teacher=teacher, schema="kaggle15", size=96, frame="none", unseen=[nameless],
+                        by_person=True, progress=False)
+    crops = write_kaggle_csv(make_faces(4, missing=False), tmp_path / "crops.csv")  # no persons: a row split
+    shown = read(str(crops)).subset([2])  # one of them is also a validation picture
+    faces, report = unlabeled_faces(str(crops), teacher=teacher, schema="kaggle15", size=96, frame="none",
+                                    unseen=[replace(shown, person=[None])], by_person=False, progress=False)
+    assert report["left_out_validation_pictures"] == 1 and report["used"] == 3
+    assert not any(np.array_equal(image, shown.images[0]) for image in faces.images)

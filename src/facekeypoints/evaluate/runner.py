@@ -59,7 +59,8 @@ def trained_data(card: ModelCard):
     changes = {}
     for key in DATA_PATH_KEYS:
         value = getattr(data, key)
-        if value is None or Path(os.path.expanduser(value)).is_absolute():
+        # data.unlabeled only added training faces: rebuilding a split never reads it, nor needs it here
+        if value is None or key == "unlabeled" or Path(os.path.expanduser(value)).is_absolute():
             continue
         value = Path(os.path.expanduser(value))
         folders = ([Path(card.trained_in)] if card.trained_in else []) + [Path.cwd(), _repository()]

@@ -260,14 +260,18 @@ class CnnDetector:
         return boxes
 
 
-def unsearched_note(smallest, shape: tuple[int, ...]) -> tuple[str, float] | None:
-    """Why a detector may have found no face in an image of ``shape``, from its ``smallest_face``:
+def unsearched_note(detector, shape: tuple[int, ...]) -> tuple[str, float] | None:
+    """Why ``detector`` may have found no face in an image of ``shape``, from its ``smallest_face``:
     ("tiny", px) when the image is smaller than the smallest face it finds at all, ("shrunk", px) when
-    it shrank the image so that faces under px were not searched, None when it searched it whole."""
-    px = float(smallest(shape))
+    it shrank the image so that faces under px were not searched, None when it searched it whole (or
+    cannot say: a detector without ``smallest_face``)."""
+    if getattr(detector, "smallest_face", None) is None:
+        return None
+    px = float(detector.smallest_face(shape))
     if px >= min(shape[:2]):
         return "tiny", px
-    return ("shrunk", px) if px > float(smallest((1, 1))) + 0.5 else None  # a 1x1 image is never shrunk
+    native = getattr(detector, "WINDOW", getattr(detector, "SMALLEST", 0))  # its smallest face at full size
+    return ("shrunk", px) if px > native + 0.5 else None
 
 
 def _checked_image(image, detector) -> np.ndarray:

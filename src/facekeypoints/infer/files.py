@@ -623,11 +623,11 @@ def _predict_images(detector, batch: list[tuple[Path, Path]], out_dir: Path | No
         except (ValueError, OSError) as err:
             report.failures.append((str(path), _why(path, err)))
     done = _predicted(detector, readable, pixels, report)
-    smallest = getattr(getattr(detector, "detector", None), "smallest_face", None)  # any predictor-like object
+    finder = getattr(detector, "detector", None)  # any predictor-like object
     for (path, rel), rgb, result in done:
         result.source = str(path)
         extra = None
-        if not len(result) and smallest is not None and (note := unsearched_note(smallest, rgb.shape)):
+        if not len(result) and (note := unsearched_note(finder, rgb.shape)):
             report.faceless.append(note)
         with _signals_held():  # a drawing and its result line are written both or neither, and counted
             if held is not None:  # the record names its drawing (renamed where names clash; null if not written)

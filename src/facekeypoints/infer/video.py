@@ -48,7 +48,7 @@ import cv2
 import numpy as np
 
 from facekeypoints.data import framing
-from facekeypoints.data.images import decoder_output, decoder_warnings, read_image
+from facekeypoints.data.images import _decoder_words, decoder_output, decoder_warnings, read_image
 from facekeypoints.data.walk import check_path
 from facekeypoints.infer.inputs import URL, opencv_path, to_rgb
 from facekeypoints.infer.results import IMAGE_SUFFIXES, Face, Result, _number
@@ -367,7 +367,11 @@ def _mirrored(path: str) -> bool:
 
 # FFmpeg's per-frame line from its showinfo filter: the frame's time and size as it leaves the filters
 _SHOWINFO = re.compile(r"\] \[info\] n:\s*\d+ .*?pts_time:(\S+) .*? s:(\d+)x(\d+) ")
-_LEVEL = re.compile(r"^((?:\[[^\]]+ @ 0x[0-9a-fA-F]+\] )+)\[(warning|error|fatal|panic)\] (.*)")
+_LEVEL = re.compile(r"^((?:\[[^\]]+ @ 0x[0-9a-fA-F]+\] )*)\[(warning|error|fatal|panic)\] (.*)")
+# what FFmpeg says from its output side (the raw frames written, the colour conversion, the filters) is no
+# damage of the video read
+_NOT_DAMAGE = re.compile(r"^\[(?:vost#|out#|rawvideo|swscaler|Parsed_|graph|AVFilterGraph|fc#)")
+_END = "end"  # the reader thread's last entry: ("end", what FFmpeg said after the last frame)
 
 
 class _FfmpegCapture:
@@ -377,11 +381,12 @@ class _FfmpegCapture:
     faces), deinterlaced here one frame per frame (yadif); and a mirroring display matrix, which OpenCV
     applies as a half turn (faces upside down) and FFmpeg as the flip it is.
 
-    Run by hand rather than through imageio-ffmpeg's reader, which numbers frames by counting them and
-    keeps FFmpeg's words in its log: here FFmpeg's showinfo filter gives each frame's own time (a frame the
-    decoder lost leaves a gap in the times, which stream() counts as it does for OpenCV's captures), and
-    what FFmpeg says of damage is passed on to stderr as FFmpeg inside OpenCV says it, where stream()
-    catches it for the frame being read (``decoder_output``)."""
+    Run directly rather than through imageio-ffmpeg's reader, which numbers frames by counting them and
+    keeps FFmpeg's words in its log: here FFmpeg's showinfo filter gives each frame's own time (FFmpeg
+    starts them at 0; a frame the decoder lost leaves a gap in the times, which stream() counts as it does
+    for OpenCV's captures), and what the demuxer and decoder say of damage is passed on to stderr as
+    FFmpeg inside OpenCV says it, where stream() catches it for the frame being read (``decoder_output``).
+    Every frame comes at the first frame's size (FFmpeg scales later sizes to it, as OpenCV does)."""
 
     def __init__(self, name: str, count: float):
         import queue
@@ -390,11 +395,9 @@ class _FfmpegCapture:
 
         import imageio_ffmpeg
 
-        self.name, self._count, self._read, self._time, self._size = name, count, 0, 0.0, None
+        self.name, self._count, self._read, self._time, self._ended = name, count, 0, 0.0, False
         fps = re.search(r"(\d+(?:\.\d+)?) fps", _video_header(name))
         self._fps = float(fps[1]) if fps and float(fps[1]) > 0 else 30.0
-        start = re.search(r"Duration: .*?, start: (-?[\d.]+)", _ffmpeg_said(name))
-        self._start = float(start[1]) if start else 0.0  # times from the container's start, as OpenCV gives them
         # passthrough: each decoded frame once (a constant-rate output would repeat or drop frames of a
         # variable-rate video to fit its rate); deint=interlaced leaves progressive frames as they are; one
         # decoding thread, as OpenCV's capture here, so that what it says comes near the frame it concerns
@@ -406,9 +409,17 @@ class _FfmpegCapture:
                                              stderr=subprocess.PIPE)
         except OSError as err:
             raise ValueError(f"{name}: FFmpeg cannot be started to read this video ({err})") from None
-        self._frames: queue.Queue = queue.Queue()  # (time, width, height, [what FFmpeg said before it]); None: the end
+        self._frames: queue.Queue = queue.Queue()  # (time, width, height, [what FFmpeg said before it]) | (_END, said)
         self._reader = threading.Thread(target=self._listen, daemon=True)
         self._reader.start()
+        # the first frame is waited for here: its size is the video's (a size limit is checked before any
+        # read), and a video FFmpeg cannot read at all is refused as OpenCV's captures are
+        self._first = self._next()
+        if self._first[0] == _END:
+            said = "; ".join(_decoder_words(line) for line in self._first[1])[:500]
+            self.release()
+            raise ValueError(f"{name}: FFmpeg cannot read this video ({said or 'it gave no frame'})")
+        self._size = self._first[1:3]
 
     def _listen(self) -> None:
         """FFmpeg's stderr, line by line: each frame's showinfo line queued with the damage said before it."""
@@ -422,35 +433,45 @@ class _FfmpegCapture:
                     t = math.nan
                 self._frames.put((t, int(frame[2]), int(frame[3]), said))
                 said = []
-            elif (level := _LEVEL.match(line)) and "deprecated pixel format" not in line:
+            elif (level := _LEVEL.match(line)) and not _NOT_DAMAGE.match(line):
                 said.append(f"{level[1]}{level[3]}")  # FFmpeg's own form: "[h264 @ 0x55..] error while ..."
-        self._frames.put(None)
+        self._frames.put((_END, said))
 
-    def read(self):
+    def _next(self) -> tuple:
         import queue
 
         try:
-            frame = self._frames.get(timeout=MAX_FAILING_SECONDS * 2)
-        except queue.Empty:  # FFmpeg hangs: the loop's end-of-video checks take over
-            frame = None
-        if frame is None:
-            return False, None
-        t, width, height, said = frame
-        if said:  # where stream() catches a decoder's words for this frame
-            from facekeypoints.data.images import _write_stderr
+            return self._frames.get(timeout=MAX_FAILING_SECONDS * 2)
+        except queue.Empty:  # FFmpeg hangs: taken as its end
+            return _END, [f"[ffmpeg @ 0x0] gave nothing for {MAX_FAILING_SECONDS * 2:g} s"]
 
+    def read(self):
+        from facekeypoints.data.images import _write_stderr
+
+        if self._ended:  # asked again after the end (stream() tries on to the declared count): at once
+            return False, None
+        frame, self._first = (self._first, None) if self._first is not None else (self._next(), None)
+        if frame[0] == _END:
+            self._ended = True
+            if frame[1]:  # what FFmpeg said at the end (a failed read's words, for stream() to report)
+                _write_stderr("".join(f"{line}\n" for line in frame[1]).encode())
+            return False, None
+        t, _, _, said = frame
+        if said:  # where stream() catches a decoder's words for this frame
             _write_stderr("".join(f"{line}\n" for line in said).encode())
+        width, height = self._size  # every frame at the first one's size: FFmpeg scales to it
         data = self._process.stdout.read(width * height * 3)
         if len(data) < width * height * 3:  # cut short: FFmpeg stopped
+            self._ended = True
             warnings.warn(f"{self.name} frame {self._read}: FFmpeg stopped reading (its output ended mid-frame)",
                           stacklevel=2)
             return False, None
-        t = t - self._start if math.isfinite(t) else (self._time + 1 / self._fps if self._read else 0.0)
-        self._read, self._time, self._size = self._read + 1, t, (width, height)
+        t = t if math.isfinite(t) else (self._time + 1 / self._fps if self._read else 0.0)
+        self._read, self._time = self._read + 1, t
         return True, np.frombuffer(data, np.uint8).reshape(height, width, 3)
 
     def get(self, prop: int) -> float:
-        width, height = self._size or (0, 0)
+        width, height = self._size
         return {cv2.CAP_PROP_POS_MSEC: self._time * 1000.0, cv2.CAP_PROP_POS_FRAMES: float(self._read),
                 cv2.CAP_PROP_FPS: self._fps, cv2.CAP_PROP_FRAME_COUNT: self._count,
                 cv2.CAP_PROP_FRAME_WIDTH: float(width), cv2.CAP_PROP_FRAME_HEIGHT: float(height)}.get(prop, 0.0)
@@ -460,13 +481,15 @@ class _FfmpegCapture:
 
     def release(self) -> None:
         process = getattr(self, "_process", None)
-        if process is not None and process.poll() is None:
+        if process is None:
+            return
+        self._ended = True
+        if process.poll() is None:
             process.kill()  # ends FFmpeg; its pipes close with it
-        if process is not None:
-            process.wait()
-            process.stdout.close()
-            self._reader.join(timeout=5)
-            process.stderr.close()
+        process.wait()
+        process.stdout.close()
+        self._reader.join(timeout=5)
+        process.stderr.close()
 
 
 # A photo given to stream() is read as every photo is (read_image: EXIF orientation, transparency over

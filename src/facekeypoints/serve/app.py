@@ -437,8 +437,7 @@ def _predict(loaded: _Models, model: str, detector: str, data: bytes, max_pixels
     except (ValueError, FileNotFoundError):  # found runnable at start-up (_runnable_detectors), failing now
         raise _ClientError(501, f"detector {detector!r} cannot run on this server") from None
     result = pipeline(rgb)
-    smallest = getattr(pipeline.detector, "smallest_face", None)
-    note = unsearched_note(smallest, rgb.shape) if not len(result) and smallest is not None else None
+    note = unsearched_note(pipeline.detector, rgb.shape) if not len(result) else None
     if note and note[0] == "shrunk":  # say why a photo's small faces may be missing
         notes = notes + [f"no face found; faces under {math.ceil(note[1])} px are not searched in this "
                          f"{rgb.shape[1]}x{rgb.shape[0]} image (the {detector} detector shrinks it first): send a "

@@ -148,7 +148,9 @@ class _JsonErrorProtocol(H11Protocol):
             if isinstance(event, h11.Request) and (absolute := _ABSOLUTE_FORM.match(event.target)):
                 # "POST http://host/v1/keypoints": HTTP/1.1 servers must take it (RFC 9112, 3.2.2); uvicorn
                 # would look for the path "/http://host/v1/keypoints"
-                event = h11.Request(method=event.method, headers=event.headers, target=absolute[1] or b"/",
+                rest = absolute[1]  # "?a=1" of "http://host?a=1" is the root's query
+                event = h11.Request(method=event.method, headers=event.headers,
+                                    target=rest if rest.startswith(b"/") else b"/" + rest,
                                     http_version=event.http_version)
             return event
         self.conn.next_event = next_event

@@ -36,6 +36,7 @@ from facekeypoints.atomic import atomic_path, check_target
 from facekeypoints.data.augment import augment_batch
 from facekeypoints.data.framing import framing_for
 from facekeypoints.data.pipeline import DATA_PATH_KEYS, faces_digest, load_parts, to_scoring_pixels
+from facekeypoints.data.splits import handle_missing
 from facekeypoints.evaluate.metrics import mae, rmse
 from facekeypoints.models import create_model
 from facekeypoints.models.card import ModelCard
@@ -248,16 +249,23 @@ def _setup(cfg: Config) -> _Run:
     # a teacher gives targets where there are no labels; validation needs labels of its own
     parts, frames, report = load_parts(cfg.data, pre.size, need_labels=("val",) if t.teacher else ("train", "val"))
     train, val = parts["train"], parts["val"]
+    extra = None
     if cfg.data.unlabeled:  # after the split: its validation (and held-out) people's faces are left out
-        unseen = {p for name, part in parts.items() if name != "train" for p in part.person if p is not None}
+        unseen = [part for name, part in parts.items() if name != "train"]
         extra, report["unlabeled"] = unlabeled_faces(
             cfg.data.unlabeled, teacher=t.teacher, schema=cfg.data.schema, size=pre.size, frame=cfg.data.frame,
-            left_out_persons=unseen, by_person=report["by_person"], progress=rank == 0)
+            unseen=unseen, by_person=report["by_person"], progress=rank == 0)
+    # digested before the teacher labels the extra faces: its labels may differ in the last bits on another
+    # device, and the teacher itself is checked on resume by its file's sha256
+    report["digest"] = {"train": faces_digest(train if extra is None else join_faces(train, extra)),
+                        "val": faces_digest(val)}  # resume and --split val check them
+    if extra is not None:
         extra = replace(extra, keypoints=teacher.pseudo_labels(torch.from_numpy(pre(np.asarray(extra.images)))))
+        extra, _ = handle_missing(extra, cfg.data.missing)  # the run's rule for missing points holds for these too
         report["unlabeled"]["pseudo_labelled_points"] = int((~np.isnan(extra.keypoints).any(-1)).sum())
+        report["unlabeled"]["used"] = len(extra)
         train = join_faces(train, extra)
         report["train"] = len(train)
-    report["digest"] = {"train": faces_digest(train), "val": faces_digest(val)}  # resume and --split val check them
     train_x, val_x = (torch.from_numpy(pre(np.asarray(d.images))) for d in (train, val))
     layout = torch.channels_last if _channels_last(t, device) else torch.contiguous_format
     model = model.to(device=device, memory_format=layout)

@@ -33,6 +33,7 @@ from facekeypoints.data.convert import resize_faces, to_kaggle_task
 from facekeypoints.data.dataset import KeypointData
 from facekeypoints.data.formats import read
 from facekeypoints.data.images import read_image
+from facekeypoints.data.pipeline import _fingerprint
 from facekeypoints.schema import load_schema
 from facekeypoints.train.distill import teacher_fingerprint
 
@@ -42,9 +43,10 @@ NAMED = 5  # photos without a face that the warning names
 
 
 def unlabeled_faces(path: str, *, teacher: str | None, schema: str, size: int, frame: str,
-                    left_out_persons: set[str], by_person: bool, progress: bool = True) -> tuple[KeypointData, dict]:
+                    unseen: list[KeypointData], by_person: bool, progress: bool = True) -> tuple[KeypointData, dict]:
     """The faces of ``path`` (``data.unlabeled``) framed for a ``size`` x ``size`` ``schema`` model,
-    with every keypoint missing; and a report: read, left out (validation people), no face found, used."""
+    with every keypoint missing, less those of the people (and the very pictures) of the ``unseen``
+    parts (validation, held out); and a report: read, left out, no face found, used."""
     if not teacher:  # without one nothing would teach from these faces: they would only dilute the batches
         raise ValueError(f"data.unlabeled {path}: unlabelled faces are learnt from a teacher's targets; set "
                          "train.teacher (a trained checkpoint), or leave data.unlabeled out")
@@ -54,6 +56,10 @@ def unlabeled_faces(path: str, *, teacher: str | None, schema: str, size: int, f
         raise ValueError(f"data.unlabeled {path}: {missing} of its {len(data)} faces have no person, and this run "
                          "splits its people into training and validation: a face of a validation person would leak "
                          "into training; give a file with a person column (as ytf68's unlabeled.csv has)")
+    if by_person and any(p is None for part in unseen for p in part.person):
+        raise ValueError(f"data.unlabeled {path}: some validation faces have no person (a data.val without a person "
+                         "column?), so the unlabelled photos of validation people cannot be told apart and left out; "
+                         "give the validation faces their persons, or leave data.unlabeled out")
     report = {"source": path, "read": len(data)}
     if any(data.paths):  # photos: framed as the model frames faces
         faces = resize_faces(_with_images(data), size) if frame == "resize" else \
@@ -65,12 +71,15 @@ def unlabeled_faces(path: str, *, teacher: str | None, schema: str, size: int, f
             h, w = sorted(sides)[0]
             raise ValueError(f"data.unlabeled {path}: holds {w}x{h} images inline, not faces framed at the model's "
                              f"{size}x{size}; give photos (a CSV of image paths) to be framed, or crops of that size")
-    unseen = np.array([p in left_out_persons for p in faces.person], bool)
-    report["left_out_validation_people"] = int(unseen.sum())
-    if unseen.all():
-        raise ValueError(f"data.unlabeled {path}: all of its {len(faces)} usable faces are of validation people "
-                         "(left out, so validation stays unseen); give unlabelled faces of training people")
-    faces = faces.subset(~unseen)
+    persons = {p for part in unseen for p in part.person if p is not None}
+    left_out = np.array([p in persons for p in faces.person], bool)
+    seen = {_fingerprint(image) for part in unseen for image in part.images}  # the very pictures, persons or not
+    same = np.array([not left_out[i] and _fingerprint(faces.image(i)) in seen for i in range(len(faces))], bool)
+    report["left_out_validation_people"], report["left_out_validation_pictures"] = int(left_out.sum()), int(same.sum())
+    if (left_out | same).all():
+        raise ValueError(f"data.unlabeled {path}: all of its {len(faces)} usable faces are of validation people or "
+                         "pictures (left out, so validation stays unseen); give unlabelled faces of training people")
+    faces = faces.subset(~(left_out | same))
     faces = faces.to_schema(schema) if faces.schema.name != schema else faces
     faces = replace(faces, keypoints=np.full_like(faces.keypoints, np.nan))  # what framed them is no label
     report["used"] = len(faces)
@@ -86,8 +95,11 @@ def _cache_key(data: KeypointData, teacher: str, schema: str, size: int) -> str:
     path, size and modification time, which a stat gives; hashing them all would take longer)."""
     digest = hashlib.sha256(file_digest(data.source).encode() + teacher_fingerprint(teacher)["sha256"].encode())
     for photo in data.paths:
-        st = os.stat(photo)
-        digest.update(f"{photo}\0{st.st_size}\0{st.st_mtime_ns}\0".encode())
+        try:
+            st = os.stat(photo)
+            digest.update(f"{photo}\0{st.st_size}\0{st.st_mtime_ns}\0".encode())
+        except OSError:  # missing: framing names it
+            digest.update(f"{photo}\0missing\0".encode())
     return f"unlabeled-v1-{schema}-{size}-{digest.hexdigest()[:32]}"
 
 
@@ -105,8 +117,8 @@ def _framed_by_teacher(data: KeypointData, teacher: str, schema: str, size: int,
     report["no_face_found"] = len(no_face)
     if len(no_face):
         named = ", ".join(str(data.ids[i]) for i in no_face[:NAMED])
-        warnings.warn(f"data.unlabeled {data.source}: no face found in {len(no_face)} of {len(data)} photos, not "
-                      f"used: {named}" + (" ..." if len(no_face) > NAMED else ""), stacklevel=3)
+        warnings.warn(f"data.unlabeled {data.source}: no face found (or framed) in {len(no_face)} of {len(data)} "
+                      f"photos, not used: {named}" + (" ..." if len(no_face) > NAMED else ""), stacklevel=3)
     if not len(found):
         raise ValueError(f"data.unlabeled {data.source}: the teacher found no face in any of its {len(data)} photos")
     faces = data.subset(found)
@@ -119,9 +131,14 @@ def _frame_photos(data: KeypointData, teacher: str, schema: str, size: int, prog
 
     finder = KeypointDetector(teacher, backend="torch", mirror_tta=True)
     points = np.full((len(data), finder.schema.num_keypoints, 2), np.nan, np.float32)
+    unreadable = []
     for i in tqdm(range(len(data)), desc="framing unlabelled faces", unit="photo", disable=not progress,
                   file=sys.stderr, leave=False):
-        faces = finder(read_image(data.paths[i])).faces
+        try:
+            faces = finder(read_image(data.paths[i])).faces
+        except (ValueError, OSError) as err:  # a missing or damaged photo: left out, named below
+            unreadable.append(f"{data.ids[i]} ({err})")
+            continue
         largest = max(faces, key=lambda f: (f.box[2] - f.box[0]) * (f.box[3] - f.box[1]), default=None)
         if largest is not None and np.isfinite(largest.keypoints).all():
             points[i] = largest.keypoints
@@ -130,8 +147,12 @@ def _frame_photos(data: KeypointData, teacher: str, schema: str, size: int, prog
     if not len(found):
         return {"found": found, "no_face": no_face, "images": np.zeros((0, size, size), np.uint8),
                 "points": np.array(load_schema(schema).num_keypoints)}
+    if unreadable:
+        warnings.warn(f"data.unlabeled {data.source}: {len(unreadable)} photos cannot be read, not used: "
+                      + "; ".join(unreadable[:NAMED]) + (" ..." if len(unreadable) > NAMED else ""), stacklevel=4)
     predicted = replace(data.subset(found), schema=finder.schema, keypoints=points[found])
-    faces, conversion = to_kaggle_task(predicted, schema, size=size)  # framed as labelled photos are
+    # framed as labelled photos are; a predicted shape that fits no face, or lies off its photo, is no face
+    faces, conversion = to_kaggle_task(predicted, schema, size=size, skip_bad=True)
     kept = found[np.asarray(conversion.kept, int)]  # faces whose predicted shape could not be framed: no face
     return {"found": kept, "no_face": np.setdiff1d(np.arange(len(data)), kept), "images": np.asarray(faces.images),
             "points": np.array(faces.schema.num_keypoints)}
@@ -141,6 +162,10 @@ def join_faces(train: KeypointData, extra: KeypointData) -> KeypointData:
     """``train`` followed by ``extra`` (same schema, both with same-size inline images)."""
     if train.schema.name != extra.schema.name:
         raise ValueError(f"data.unlabeled: its faces are {extra.schema.name}, the training faces {train.schema.name}")
+    ours, theirs = np.asarray(train.images).shape[1:], np.asarray(extra.images).shape[1:]
+    if ours != theirs:  # e.g. colour training crops beside the grey faces the teacher framed
+        raise ValueError(f"data.unlabeled {extra.source}: its faces are {theirs} pixels (height, width[, colours]), the "
+                         f"training faces {ours}; give unlabelled faces of the training faces' kind")
     images = np.concatenate([np.asarray(train.images), np.asarray(extra.images)])
     boxes = np.concatenate([train.boxes, extra.boxes])
     return replace(train, keypoints=np.concatenate([train.keypoints, extra.keypoints]).astype(np.float32),

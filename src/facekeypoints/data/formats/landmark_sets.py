@@ -354,7 +354,6 @@ def read_dlib_xml(path: str | Path, *, load_images: bool = True, skip_bad: bool 
         file = image_node.get("file")
         # dlib's imglab marks boxes to leave out of training with ignore='1': they are not faces to learn
         boxes = [b for b in image_node.findall("box") if b.attrib.get("ignore") != "1"]
-        ignored += len(image_node.findall("box")) - len(boxes)
         if not file:
             bad(DataFormatError(path, f"<image> number {i} has no file attribute", field="file"))
             continue
@@ -363,6 +362,7 @@ def read_dlib_xml(path: str | Path, *, load_images: bool = True, skip_bad: bool 
                                 f"{first_node[same]}: its faces would count twice; list each image once", field="file"))
             continue
         first_node[same] = i
+        ignored += len(image_node.findall("box")) - len(boxes)  # of an image read: the ones said
         image = path.parent / file
         declares = "width" in image_node.attrib or "height" in image_node.attrib
         first_box: dict = {}  # (points, box) -> its box number
