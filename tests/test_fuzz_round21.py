@@ -255,6 +255,11 @@ def test_the_service_answers_large_headers_and_absolute_targets(tmp_path):
         # unread rest of a larger one may reset the connection before the answer is read)
         big = ask(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 40_000)
         assert big.startswith(b"HTTP/1.1 431 ") and b"headers are too large" in big
+        for head in (b"X-Big: " + b"a" * 70_000 + b"\r\n", b"".join(b"X-%d: y\r\n" % i for i in range(4000))):
+            assert ask(b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + head + b"\r\n").startswith(b"HTTP/1.1 431 ")  # one piece
+        assert ask(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Ok: " + b"a" * 8000 + b"\r\n\r\n").startswith(b"HTTP/1.1 200 ")
+        other = ask(b"GET ftp://h/healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert other.startswith(b"HTTP/1.1 400 ") and b"the request target is a ftp: URL" in other
         root = ask(b"GET http://x?a=1 HTTP/1.1\r\nHost: x\r\n\r\n")  # the page at "/", not a path ""
         assert root.startswith(b"HTTP/1.1 200 ") and b"text/html" in root.lower()
         for target in (b"http://x/healthz", b"HTTP://x:8/healthz?a=1"):

@@ -29,6 +29,13 @@ def _own_cache(tmp_path, monkeypatch):  # framed faces are cached; each test sta
     monkeypatch.setenv("FACEKEYPOINTS_CACHE", str(tmp_path / "cache"))
 
 
+def _unlabelled_crops(path):
+    """A Kaggle-style CSV of 4 framed faces, no labels, no persons."""
+    faces = make_faces(4, missing=False)
+    faces.keypoints[:] = np.nan
+    return write_kaggle_csv(faces, path)
+
+
 def _people(*names: str):
     """Validation faces of these people (blank 8x8 pictures: no unlabelled photo is one of them)."""
     from facekeypoints.data.dataset import KeypointData
@@ -79,7 +86,7 @@ def test_photos_are_framed_by_the_teacher_and_validation_people_left_out(tmp_pat
     with pytest.warns(UserWarning, match=r"no face found \(or framed\) in 1 of 4 photos, not used: blank1.png"):
         faces, report = unlabeled_faces(csv, teacher=str(teacher), schema="kaggle15", size=96, frame="none",
                                         unseen=[_people("Bob")], by_person=True, progress=False)
-    assert report == {"source": csv, "read": 4, "no_face_found": 1, "left_out_validation_people": 1,
+    assert report == {"source": csv, "read": 4, "unreadable": 0, "no_face_found": 1, "left_out_validation_people": 1,
                       "left_out_validation_pictures": 0, "used": 2}
     assert faces.person == ["Ada", "Ada"] and np.isnan(faces.keypoints).all()
     assert np.asarray(faces.images).shape == (2, 96, 96)
@@ -100,8 +107,8 @@ def test_unusable_unlabelled_files_are_refused_with_the_reason(tmp_path):
     with pytest.raises(ValueError, match="all of its 1 usable faces are of validation people"):
         unlabeled_faces(csv, teacher=teacher, schema="kaggle15", size=96, frame="none", unseen=[_people("Bob")],
                         by_person=True, progress=False)
-    crops = write_kaggle_csv(make_faces(4), tmp_path / "crops.csv")  # no person column
-    with pytest.raises(ValueError, match="4 of its 4 faces have no person, and this run splits its people"):
+    crops = _unlabelled_crops(tmp_path / "crops.csv")  # no person column
+    with pytest.raises(ValueError, match=r"4 of its 4 faces have no person \(no person column\), and this run splits its people"):
         unlabeled_faces(str(crops), teacher=teacher, schema="kaggle15", size=96, frame="none", unseen=[_people()],
                         by_person=True, progress=False)
     with pytest.raises(ValueError, match="holds 96x96 images inline, not faces framed at the model's 48x48"):
@@ -151,9 +158,39 @@ def test_validation_faces_without_persons_or_the_same_pictures_are_kept_out(tmp_
     with pytest.raises(ValueError, match="some validation faces have no person .* cannot be told apart"):
         unlabeled_faces(csv, teacher=teacher, schema="kaggle15", size=96, frame="none", unseen=[nameless],
                         by_person=True, progress=False)
-    crops = write_kaggle_csv(make_faces(4, missing=False), tmp_path / "crops.csv")  # no persons: a row split
+    crops = _unlabelled_crops(tmp_path / "crops.csv")  # no persons: a row split
     shown = read(str(crops)).subset([2])  # one of them is also a validation picture
     faces, report = unlabeled_faces(str(crops), teacher=teacher, schema="kaggle15", size=96, frame="none",
                                     unseen=[replace(shown, person=[None])], by_person=False, progress=False)
     assert report["left_out_validation_pictures"] == 1 and report["used"] == 3
     assert not any(np.array_equal(image, shown.images[0]) for image in faces.images)
+
+
+def test_unreadable_photos_labelled_files_and_training_faces_are_said(tmp_path):
+    from facekeypoints.data import read
+
+    teacher = str(mean_face_checkpoint(tmp_path / "teacher.pt"))
+    csv = _photos(tmp_path, {"a1.jpg": "Ada", "a2.jpg": "Ada"})
+    (tmp_path / "images" / "a2.jpg").write_text("not a photo")
+    with open(csv, "a") as f:
+        f.write("gone.jpg,Ada\n")
+    for _ in range(2):  # framed, then from the cache: the same reasons both times
+        with pytest.warns(UserWarning, match=r"2 of 3 photos cannot be read, not used: a2.jpg \(.*\); gone.jpg \("):
+            faces, report = unlabeled_faces(csv, teacher=teacher, schema="kaggle15", size=96, frame="none",
+                                            unseen=[_people()], by_person=True, progress=False)
+        assert (report["unreadable"], report["no_face_found"], report["used"]) == (2, 0, 1)
+    (tmp_path / "blank.csv").write_text("image,person\na1.jpg,Ada\na2.jpg,\n")
+    with pytest.raises(ValueError, match=r"1 of its 2 faces have no person \(rows 3\)"):
+        unlabeled_faces(str(tmp_path / "blank.csv"), teacher=teacher, schema="kaggle15", size=96, frame="none",
+                        unseen=[_people()], by_person=True, progress=False)
+    crops = write_kaggle_csv(make_faces(4, missing=False), tmp_path / "crops.csv")  # labelled, no persons
+    training = read(str(crops)).subset([0, 1])
+    with pytest.warns(UserWarning) as said:
+        faces, report = unlabeled_faces(str(crops), teacher=teacher, schema="kaggle15", size=96, frame="none",
+                                        unseen=[_people()], by_person=False, progress=False, known=training)
+    messages = " | ".join(str(w.message) for w in said)
+    assert "holds 60 labelled points, which are not used" in messages
+    assert "2 of its faces are training faces already (the same pixels), left out" in messages
+    assert report["left_out_training_pictures"] == 2 and report["used"] == 2
+    with pytest.raises(ValueError, match="data.unlabeled is data.train"):
+        load_config(None, [f"data.train={crops}", f"data.unlabeled={crops}", f"train.teacher={teacher}"])

@@ -64,6 +64,10 @@ class DataConfig:
         if self.val is not None and Path(os.path.expanduser(self.val)).resolve() == Path(os.path.expanduser(self.train)).resolve():
             raise ValueError(f"data.val is data.train ({self.train}): validation would score faces the model trained "
                              "on; give another file, or leave data.val out to split data.train by person")
+        if self.unlabeled is not None and Path(os.path.expanduser(self.unlabeled)).resolve() == \
+                Path(os.path.expanduser(self.train)).resolve():
+            raise ValueError(f"data.unlabeled is data.train ({self.train}): its faces would be trained on twice, once "
+                             "with the teacher's labels; give photos without labels, or leave data.unlabeled out")
         if not 0 <= self.split_seed < 2**32:
             raise ValueError(f"data.split_seed must be a whole number in [0, 2**32), got {self.split_seed!r}")
         if isinstance(self.split, str):

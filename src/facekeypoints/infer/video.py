@@ -383,7 +383,7 @@ class _FfmpegCapture:
 
     Run directly rather than through imageio-ffmpeg's reader, which numbers frames by counting them and
     keeps FFmpeg's words in its log: here FFmpeg's showinfo filter gives each frame's own time (FFmpeg
-    starts them at 0; a frame the decoder lost leaves a gap in the times, which stream() counts as it does
+    times them from the first frame; a frame the decoder lost leaves a gap in the times, which stream() counts as it does
     for OpenCV's captures), and what the demuxer and decoder say of damage is passed on to stderr as
     FFmpeg inside OpenCV says it, where stream() catches it for the frame being read (``decoder_output``).
     Every frame comes at the first frame's size (FFmpeg scales later sizes to it, as OpenCV does)."""
@@ -396,6 +396,7 @@ class _FfmpegCapture:
         import imageio_ffmpeg
 
         self.name, self._count, self._read, self._time, self._ended = name, count, 0, 0.0, False
+        self._origin: float | None = None
         fps = re.search(r"(\d+(?:\.\d+)?) fps", _video_header(name))
         self._fps = float(fps[1]) if fps and float(fps[1]) > 0 else 30.0
         # passthrough: each decoded frame once (a constant-rate output would repeat or drop frames of a
@@ -466,7 +467,9 @@ class _FfmpegCapture:
             warnings.warn(f"{self.name} frame {self._read}: FFmpeg stopped reading (its output ended mid-frame)",
                           stacklevel=2)
             return False, None
-        t = t if math.isfinite(t) else (self._time + 1 / self._fps if self._read else 0.0)
+        if self._origin is None and math.isfinite(t):  # times from the video's first frame, as OpenCV gives them
+            self._origin = t  # (FFmpeg's count from the file's earliest stream: a late video, after its audio)
+        t = t - self._origin if math.isfinite(t) else (self._time + 1 / self._fps if self._read else 0.0)
         self._read, self._time = self._read + 1, t
         return True, np.frombuffer(data, np.uint8).reshape(height, width, 3)
 

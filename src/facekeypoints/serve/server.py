@@ -53,6 +53,12 @@ _CUT_SHORT = ("the upload was cut short: the client ended its side of the connec
 # h11's protocol always, not httptools' where it is installed (uvicorn[standard]): the overrides below follow
 # h11's cycle (httptools parses pipelined requests ahead into a queue of its own), and are tested with it
 _ABSOLUTE_FORM = re.compile(rb"(?i)https?://[^/?#]*(.*)")
+_OTHER_SCHEME = re.compile(rb"[A-Za-z][A-Za-z0-9+.-]*:")  # ftp:, file:, ws: ... : no resource of this server
+
+
+def _head_bytes(request: h11.Request) -> int:
+    """The size of a request's line and headers, as they came."""
+    return len(request.method) + len(request.target) + sum(len(k) + len(v) + 4 for k, v in request.headers) + 14
 
 
 class _JsonErrorProtocol(H11Protocol):
@@ -145,6 +151,15 @@ class _JsonErrorProtocol(H11Protocol):
             except h11.RemoteProtocolError as err:
                 self._refused = err
                 raise
+            if isinstance(event, h11.Request) and _head_bytes(event) > self.conn._max_incomplete_event_size:  # noqa: SLF001
+                # h11 counts only what came before the headers ended: sent in one piece, any size passed
+                self._refused = h11.RemoteProtocolError("request head too large", error_status_hint=431)
+                raise self._refused
+            if isinstance(event, h11.Request) and _OTHER_SCHEME.match(event.target) and \
+                    not _ABSOLUTE_FORM.match(event.target):
+                self._refused = h11.RemoteProtocolError("not an http(s) target", error_status_hint=400)
+                self._refused.target = event.target
+                raise self._refused
             if isinstance(event, h11.Request) and (absolute := _ABSOLUTE_FORM.match(event.target)):
                 # "POST http://host/v1/keypoints": HTTP/1.1 servers must take it (RFC 9112, 3.2.2); uvicorn
                 # would look for the path "/http://host/v1/keypoints"
@@ -156,10 +171,14 @@ class _JsonErrorProtocol(H11Protocol):
         self.conn.next_event = next_event
 
     def send_400_response(self, msg: str) -> None:
+        if getattr(self._refused, "target", None) is not None:
+            scheme = self._refused.target.split(b":", 1)[0].decode("ascii", "replace")[:20]
+            return self._send_json_error(400, f"the request target is a {scheme}: URL; this server serves http(s) "
+                                              "paths such as /v1/keypoints")
         if getattr(self._refused, "error_status_hint", 400) == 431:
             limit = self.conn._max_incomplete_event_size  # noqa: SLF001 (h11 keeps the limit it was given there)
             return self._send_json_error(431, f"the request's line and headers are too large: over {limit // 1024} KB "
-                                              "had come before they ended; send shorter headers")
+                                              "(this server's limit); send shorter headers")
         self._send_json_error(400, "the request is not valid HTTP/1.1 (a malformed request line, header "
                                    "or Content-Length)")
 

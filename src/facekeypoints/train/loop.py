@@ -228,7 +228,7 @@ def _leave_process_group() -> None:
         dist.destroy_process_group()
 
 
-def _setup(cfg: Config) -> _Run:
+def _setup(cfg: Config, progress: bool = True) -> _Run:
     """Seed, read and split the data, preprocess it once, build the model, optimizer and loss."""
     t = cfg.train
     device, rank, world = _device_and_ranks(t)
@@ -254,7 +254,7 @@ def _setup(cfg: Config) -> _Run:
         unseen = [part for name, part in parts.items() if name != "train"]
         extra, report["unlabeled"] = unlabeled_faces(
             cfg.data.unlabeled, teacher=t.teacher, schema=cfg.data.schema, size=pre.size, frame=cfg.data.frame,
-            unseen=unseen, by_person=report["by_person"], progress=rank == 0)
+            unseen=unseen, by_person=report["by_person"], progress=progress and rank == 0, known=train)
     # digested before the teacher labels the extra faces: its labels may differ in the last bits on another
     # device, and the teacher itself is checked on resume by its file's sha256
     report["digest"] = {"train": faces_digest(train if extra is None else join_faces(train, extra)),
@@ -777,7 +777,7 @@ def _fit(cfg: Config, out: Path, held: list[str], *, resume: bool, progress: boo
         raise ValueError(f"{out}: already past train.time_limit_min={cfg.train.time_limit_min:g} ({spent:.3g} min "
                          f"trained); nothing to train: resume with train.time_limit_min above {spent:.3g} (or 0, no "
                          "limit) to train on, or train into a new --out folder")
-    run = _setup(cfg)
+    run = _setup(cfg, progress)
     _check_ranks_agree(run)  # before --overwrite clears anything: a refused job leaves the old run whole
     if overwrite and not resume and held and run.rank == 0:  # one process clears, once the new run's data is read
         _clear_run(out)

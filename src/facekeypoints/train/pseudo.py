@@ -32,7 +32,7 @@ from facekeypoints.data.cache import file_digest
 from facekeypoints.data.convert import resize_faces, to_kaggle_task
 from facekeypoints.data.dataset import KeypointData
 from facekeypoints.data.formats import read
-from facekeypoints.data.images import read_image
+from facekeypoints.data.images import MAX_PIXELS, read_image
 from facekeypoints.data.pipeline import _fingerprint
 from facekeypoints.schema import load_schema
 from facekeypoints.train.distill import teacher_fingerprint
@@ -43,19 +43,27 @@ NAMED = 5  # photos without a face that the warning names
 
 
 def unlabeled_faces(path: str, *, teacher: str | None, schema: str, size: int, frame: str,
-                    unseen: list[KeypointData], by_person: bool, progress: bool = True) -> tuple[KeypointData, dict]:
+                    unseen: list[KeypointData], by_person: bool, progress: bool = True,
+                    known: KeypointData | None = None) -> tuple[KeypointData, dict]:
     """The faces of ``path`` (``data.unlabeled``) framed for a ``size`` x ``size`` ``schema`` model,
     with every keypoint missing, less those of the people (and the very pictures) of the ``unseen``
-    parts (validation, held out); and a report: read, left out, no face found, used."""
+    parts (validation, held out) and the pictures ``known`` already (the training faces); and a
+    report: read, left out, unreadable, no face found, used."""
     if not teacher:  # without one nothing would teach from these faces: they would only dilute the batches
         raise ValueError(f"data.unlabeled {path}: unlabelled faces are learnt from a teacher's targets; set "
                          "train.teacher (a trained checkpoint), or leave data.unlabeled out")
     data = read(path, load_images=False)
     if by_person and any(p is None for p in data.person):
-        missing = sum(p is None for p in data.person)
-        raise ValueError(f"data.unlabeled {path}: {missing} of its {len(data)} faces have no person, and this run "
-                         "splits its people into training and validation: a face of a validation person would leak "
-                         "into training; give a file with a person column (as ytf68's unlabeled.csv has)")
+        rows = [i for i, p in enumerate(data.person) if p is None]
+        where = f"rows {', '.join(str(i + 2) for i in rows[:NAMED])}" + (" ..." if len(rows) > NAMED else "") \
+            if any(p is not None for p in data.person) else "no person column"  # CSV rows: the header is line 1
+        raise ValueError(f"data.unlabeled {path}: {len(rows)} of its {len(data)} faces have no person ({where}), and "
+                         "this run splits its people into training and validation: a face of a validation person "
+                         "could leak into training; give every face its person (as ytf68's unlabeled.csv does)")
+    if data.labelled_mask().any():  # their labels would be replaced by the teacher's without a word
+        warnings.warn(f"data.unlabeled {path}: holds {int(data.labelled_mask().sum())} labelled points, which are not "
+                      "used: its faces get the teacher's labels; to train on those labels, give the file as data.train",
+                      stacklevel=2)
     if by_person and any(p is None for part in unseen for p in part.person):
         raise ValueError(f"data.unlabeled {path}: some validation faces have no person (a data.val without a person "
                          "column?), so the unlabelled photos of validation people cannot be told apart and left out; "
@@ -74,12 +82,20 @@ def unlabeled_faces(path: str, *, teacher: str | None, schema: str, size: int, f
     persons = {p for part in unseen for p in part.person if p is not None}
     left_out = np.array([p in persons for p in faces.person], bool)
     seen = {_fingerprint(image) for part in unseen for image in part.images}  # the very pictures, persons or not
-    same = np.array([not left_out[i] and _fingerprint(faces.image(i)) in seen for i in range(len(faces))], bool)
+    prints = [_fingerprint(faces.image(i)) for i in range(len(faces))]
+    same = np.array([not left_out[i] and prints[i] in seen for i in range(len(faces))], bool)
+    trained = {_fingerprint(image) for image in known.images} if known is not None else set()
+    again = np.array([not (left_out[i] or same[i]) and prints[i] in trained for i in range(len(faces))], bool)
     report["left_out_validation_people"], report["left_out_validation_pictures"] = int(left_out.sum()), int(same.sum())
-    if (left_out | same).all():
+    if again.any():  # a training face given again: it would count twice, once with the teacher's labels
+        report["left_out_training_pictures"] = int(again.sum())
+        warnings.warn(f"data.unlabeled {path}: {int(again.sum())} of its faces are training faces already (the same "
+                      "pixels), left out", stacklevel=2)
+    if (left_out | same | again).all():
         raise ValueError(f"data.unlabeled {path}: all of its {len(faces)} usable faces are of validation people or "
-                         "pictures (left out, so validation stays unseen); give unlabelled faces of training people")
-    faces = faces.subset(~(left_out | same))
+                         "pictures (left out, so validation stays unseen) or training faces already; give other "
+                         "unlabelled faces of training people")
+    faces = faces.subset(~(left_out | same | again))
     faces = faces.to_schema(schema) if faces.schema.name != schema else faces
     faces = replace(faces, keypoints=np.full_like(faces.keypoints, np.nan))  # what framed them is no label
     report["used"] = len(faces)
@@ -100,62 +116,67 @@ def _cache_key(data: KeypointData, teacher: str, schema: str, size: int) -> str:
             digest.update(f"{photo}\0{st.st_size}\0{st.st_mtime_ns}\0".encode())
         except OSError:  # missing: framing names it
             digest.update(f"{photo}\0missing\0".encode())
-    return f"unlabeled-v1-{schema}-{size}-{digest.hexdigest()[:32]}"
+    return f"unlabeled-v2-{schema}-{size}-{digest.hexdigest()[:32]}"
 
 
 def _framed_by_teacher(data: KeypointData, teacher: str, schema: str, size: int, report: dict,
                        progress: bool) -> KeypointData:
     """Each photo's largest face, found and keypointed by the teacher, framed from its keypoints
-    (kept in the cache: the same photos and teacher give the same faces)."""
+    (kept in the cache: the same photos and teacher give the same faces, and the same reasons for
+    the photos left out)."""
     key = _cache_key(data, teacher, schema, size)
     try:
         entry = cache.load(key)
     except cache.CacheMiss:
         entry = _frame_photos(data, teacher, schema, size, progress)
         cache.save(key, entry)
-    found, no_face = entry["found"], entry["no_face"]
-    report["no_face_found"] = len(no_face)
+    found, no_face, unreadable = entry["found"], entry["no_face"], entry["unreadable"]
+    report["unreadable"], report["no_face_found"] = len(unreadable), len(no_face)
+    if len(unreadable):
+        reasons = "; ".join(f"{data.ids[i]} ({why})" for i, why in zip(unreadable[:NAMED], entry["why"][:NAMED]))
+        warnings.warn(f"data.unlabeled {data.source}: {len(unreadable)} of {len(data)} photos cannot be read, not "
+                      f"used: {reasons}" + (" ..." if len(unreadable) > NAMED else ""), stacklevel=3)
     if len(no_face):
         named = ", ".join(str(data.ids[i]) for i in no_face[:NAMED])
         warnings.warn(f"data.unlabeled {data.source}: no face found (or framed) in {len(no_face)} of {len(data)} "
                       f"photos, not used: {named}" + (" ..." if len(no_face) > NAMED else ""), stacklevel=3)
     if not len(found):
-        raise ValueError(f"data.unlabeled {data.source}: the teacher found no face in any of its {len(data)} photos")
+        raise ValueError(f"data.unlabeled {data.source}: none of its {len(data)} photos gave a face to train on "
+                         f"({len(unreadable)} unreadable, {len(no_face)} without a face the teacher found)")
     faces = data.subset(found)
     return replace(faces, schema=load_schema(schema), keypoints=np.full((len(found), entry["points"], 2), np.nan,
                                                                           np.float32), images=entry["images"])
 
 
 def _frame_photos(data: KeypointData, teacher: str, schema: str, size: int, progress: bool) -> dict:
+    """_framed_by_teacher's work, as the arrays the cache keeps: the photos framed (their rows and
+    crops), those without a face, and those unreadable with why."""
     from facekeypoints.infer.predictor import KeypointDetector  # inference is needed only here
 
     finder = KeypointDetector(teacher, backend="torch", mirror_tta=True)
     points = np.full((len(data), finder.schema.num_keypoints, 2), np.nan, np.float32)
-    unreadable = []
+    unreadable, why = [], []
     for i in tqdm(range(len(data)), desc="framing unlabelled faces", unit="photo", disable=not progress,
                   file=sys.stderr, leave=False):
         try:
-            faces = finder(read_image(data.paths[i])).faces
-        except (ValueError, OSError) as err:  # a missing or damaged photo: left out, named below
-            unreadable.append(f"{data.ids[i]} ({err})")
+            faces = finder(read_image(data.paths[i], max_pixels=MAX_PIXELS)).faces
+        except (ValueError, OSError) as err:  # a missing or damaged photo: left out and named
+            unreadable.append(i)
+            why.append(str(err).split("; a larger max_pixels")[0].removeprefix(f"{data.paths[i]}: "))
             continue
         largest = max(faces, key=lambda f: (f.box[2] - f.box[0]) * (f.box[3] - f.box[1]), default=None)
         if largest is not None and np.isfinite(largest.keypoints).all():
             points[i] = largest.keypoints
     found = np.flatnonzero(np.isfinite(points).all(axis=(1, 2)))
-    no_face = np.flatnonzero(~np.isfinite(points).all(axis=(1, 2)))
-    if not len(found):
-        return {"found": found, "no_face": no_face, "images": np.zeros((0, size, size), np.uint8),
-                "points": np.array(load_schema(schema).num_keypoints)}
-    if unreadable:
-        warnings.warn(f"data.unlabeled {data.source}: {len(unreadable)} photos cannot be read, not used: "
-                      + "; ".join(unreadable[:NAMED]) + (" ..." if len(unreadable) > NAMED else ""), stacklevel=4)
-    predicted = replace(data.subset(found), schema=finder.schema, keypoints=points[found])
-    # framed as labelled photos are; a predicted shape that fits no face, or lies off its photo, is no face
-    faces, conversion = to_kaggle_task(predicted, schema, size=size, skip_bad=True)
-    kept = found[np.asarray(conversion.kept, int)]  # faces whose predicted shape could not be framed: no face
-    return {"found": kept, "no_face": np.setdiff1d(np.arange(len(data)), kept), "images": np.asarray(faces.images),
-            "points": np.array(faces.schema.num_keypoints)}
+    kept, images = found, np.zeros((0, size, size), np.uint8)
+    if len(found):
+        predicted = replace(data.subset(found), schema=finder.schema, keypoints=points[found])
+        # framed as labelled photos are; a predicted shape that fits no face, or lies off its photo, is no face
+        faces, conversion = to_kaggle_task(predicted, schema, size=size, skip_bad=True)
+        kept, images = found[np.asarray(conversion.kept, int)], np.asarray(faces.images)
+    no_face = np.setdiff1d(np.setdiff1d(np.arange(len(data)), kept), unreadable)
+    return {"found": kept, "no_face": no_face, "unreadable": np.array(unreadable, int), "why": np.array(why, str),
+            "images": images, "points": np.array(load_schema(schema).num_keypoints)}
 
 
 def join_faces(train: KeypointData, extra: KeypointData) -> KeypointData:
