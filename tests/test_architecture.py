@@ -1,6 +1,6 @@
 """The package's layers only point down, and no two modules import each other (even lazily).
 
-Layers, bottom to top: settings, atomic (file writes) and schema -> data -> models -> evaluate -> train -> infer ->
+Layers, bottom to top: settings, atomic (file writes) and schema -> data -> models -> evaluate -> infer -> train ->
 serve -> demo -> cli (-> __main__, ``python -m facekeypoints``). A module may import its own package and any layer below it. Imports inside
 functions count too: hiding a cycle in a function is still a cycle.
 """
@@ -10,7 +10,9 @@ from pathlib import Path
 import facekeypoints
 
 PACKAGE = Path(facekeypoints.__file__).parent
-LAYERS = ["settings", "schema", "data", "models", "evaluate", "train", "infer", "serve", "demo", "cli"]
+# train above infer: a teacher finds and frames the faces of unlabelled photos (train/pseudo.py); infer never
+# imports train (running a model needs no training code)
+LAYERS = ["settings", "schema", "data", "models", "evaluate", "infer", "train", "serve", "demo", "cli"]
 RANK = {"settings": 0, "schema": 0, "atomic": 0, **{name: i for i, name in enumerate(LAYERS) if i > 1}, "__main__": len(LAYERS)}
 
 
