@@ -95,7 +95,7 @@ EXPORT_LAYOUT = 2
 EXPORT_KEY = "facekeypoints_export"
 
 
-def shipped_export(checkpoint: str | Path, opset: int = 17) -> Path | None:
+def shipped_export(checkpoint: str | Path, opset: int = 17, digest: str | None = None) -> Path | None:
     """The export shipped beside a shipped checkpoint (``weights/kaggle15_default.onnx``), where it was
     made from this very checkpoint at this opset and layout; else None. Shipped so that a first
     prediction needs no export: exporting imports torch, which took a first ``predict`` of one small
@@ -108,7 +108,7 @@ def shipped_export(checkpoint: str | Path, opset: int = 17) -> Path | None:
         made = json.loads(open_session(beside, 1).get_modelmeta().custom_metadata_map.get(EXPORT_KEY, "{}"))
     except (UnreadableModelError, ValueError):
         return None  # damaged: exported to the cache as any checkpoint is
-    wanted = {"checkpoint_sha256": file_digest(checkpoint), "opset": int(opset), "layout": EXPORT_LAYOUT}
+    wanted = {"checkpoint_sha256": digest or file_digest(checkpoint), "opset": int(opset), "layout": EXPORT_LAYOUT}
     return beside if made == wanted else None
 
 
@@ -116,9 +116,10 @@ def cached_export(checkpoint: str | Path, opset: int = 17, *, rebuild: bool = Fa
     """The ONNX export of ``checkpoint``: the shipped one for a shipped model (``shipped_export``),
     else made once per checkpoint content in the facekeypoints cache; ``rebuild``: made again
     (atomically) over an entry found unreadable."""
-    if not rebuild and (shipped := shipped_export(checkpoint, opset)) is not None:
+    digest = file_digest(checkpoint)
+    if not rebuild and (shipped := shipped_export(checkpoint, opset, digest)) is not None:
         return shipped
-    path = cache_dir() / "onnx" / f"{file_digest(checkpoint)[:24]}-opset{opset}-v{EXPORT_LAYOUT}.onnx"
+    path = cache_dir() / "onnx" / f"{digest[:24]}-opset{opset}-v{EXPORT_LAYOUT}.onnx"
     if rebuild or not path.is_file():
         remove_stale_temporaries(path.parent)  # exports of killed processes
         export_onnx(checkpoint, path, opset=opset)

@@ -36,6 +36,7 @@ from __future__ import annotations
 import functools
 import math
 import os
+import queue
 import re
 import time
 import warnings
@@ -48,7 +49,7 @@ import cv2
 import numpy as np
 
 from facekeypoints.data import framing
-from facekeypoints.data.images import _decoder_words, decoder_output, decoder_warnings, read_image
+from facekeypoints.data.images import _decoder_words, _write_stderr, decoder_output, decoder_warnings, read_image
 from facekeypoints.data.walk import check_path
 from facekeypoints.infer.inputs import URL, opencv_path, to_rgb
 from facekeypoints.infer.results import IMAGE_SUFFIXES, Face, Result, _number
@@ -389,7 +390,6 @@ class _FfmpegCapture:
     Every frame comes at the first frame's size (FFmpeg scales later sizes to it, as OpenCV does)."""
 
     def __init__(self, name: str, count: float):
-        import queue
         import subprocess
         import threading
 
@@ -439,16 +439,12 @@ class _FfmpegCapture:
         self._frames.put((_END, said))
 
     def _next(self) -> tuple:
-        import queue
-
         try:
             return self._frames.get(timeout=MAX_FAILING_SECONDS * 2)
         except queue.Empty:  # FFmpeg hangs: taken as its end
             return _END, [f"[ffmpeg @ 0x0] gave nothing for {MAX_FAILING_SECONDS * 2:g} s"]
 
     def read(self):
-        from facekeypoints.data.images import _write_stderr
-
         if self._ended:  # asked again after the end (stream() tries on to the declared count): at once
             return False, None
         frame, self._first = (self._first, None) if self._first is not None else (self._next(), None)

@@ -151,24 +151,26 @@ class _JsonErrorProtocol(H11Protocol):
             except h11.RemoteProtocolError as err:
                 self._refused = err
                 raise
-            if isinstance(event, h11.Request) and _head_bytes(event) > self.conn._max_incomplete_event_size:  # noqa: SLF001
-                # h11 counts only what came before the headers ended: sent in one piece, any size passed
-                self._refused = h11.RemoteProtocolError("request head too large", error_status_hint=431)
-                raise self._refused
-            if isinstance(event, h11.Request) and _OTHER_SCHEME.match(event.target) and \
-                    not _ABSOLUTE_FORM.match(event.target):
-                self._refused = h11.RemoteProtocolError("not an http(s) target", error_status_hint=400)
-                self._refused.target = event.target
-                raise self._refused
-            if isinstance(event, h11.Request) and (absolute := _ABSOLUTE_FORM.match(event.target)):
-                # "POST http://host/v1/keypoints": HTTP/1.1 servers must take it (RFC 9112, 3.2.2); uvicorn
-                # would look for the path "/http://host/v1/keypoints"
-                rest = absolute[1]  # "?a=1" of "http://host?a=1" is the root's query
-                event = h11.Request(method=event.method, headers=event.headers,
-                                    target=rest if rest.startswith(b"/") else b"/" + rest,
-                                    http_version=event.http_version)
-            return event
+            return self._checked(event) if isinstance(event, h11.Request) else event
         self.conn.next_event = next_event
+
+    def _checked(self, request: h11.Request) -> h11.Request:
+        """A request h11 parsed, held to what h11 checks only in part: the size of its head (h11 counts only
+        what came before the headers ended, so a head sent in one piece passed at any size), and its target
+        (absolute form taken as HTTP/1.1 servers must, RFC 9112 3.2.2; uvicorn would look for the path
+        "/http://host/v1/keypoints"; other schemes refused)."""
+        if _head_bytes(request) > self.conn._max_incomplete_event_size:  # noqa: SLF001
+            self._refused = h11.RemoteProtocolError("request head too large", error_status_hint=431)
+            raise self._refused
+        if absolute := _ABSOLUTE_FORM.match(request.target):
+            rest = absolute[1]  # "?a=1" of "http://host?a=1" is the root's query
+            return h11.Request(method=request.method, headers=request.headers,
+                               target=rest if rest.startswith(b"/") else b"/" + rest, http_version=request.http_version)
+        if _OTHER_SCHEME.match(request.target):
+            self._refused = h11.RemoteProtocolError("not an http(s) target", error_status_hint=400)
+            self._refused.target = request.target
+            raise self._refused
+        return request
 
     def send_400_response(self, msg: str) -> None:
         if getattr(self._refused, "target", None) is not None:

@@ -105,23 +105,18 @@ class Teacher:
     @torch.no_grad()
     def pseudo_labels(self, x: torch.Tensor, batch_size: int = 256) -> np.ndarray:
         """(N, C, S, S) inputs -> (N, K, 2) float32 labels in input pixels, as the training labels are: the
-        mirror-consistent points of ``targets`` plus the teacher's labellers' offset; NaN elsewhere. The
-        counts of ``kept_share`` are left as they were (they report the distillation of the batches)."""
-        kept, seen = self.kept, self.seen
+        mirror-consistent points of ``targets`` plus the teacher's labellers' offset; NaN elsewhere. Not
+        counted in ``kept_share``, which reports the distillation of the batches."""
         device = next(self.model.parameters()).device
-        size = tuple(x.shape[-2:])
-        parts = [decode(self.targets(x[i:i + batch_size].to(device)), size).cpu()
-                 for i in range(0, len(x), batch_size)]
-        self.kept, self.seen = kept, seen
+        parts = [self._agreed(x[i:i + batch_size].to(device))[0].cpu() for i in range(0, len(x), batch_size)]
         labels = torch.cat(parts).numpy() if parts else np.zeros((0, self.schema.num_keypoints, 2))
         if self.label_offset is not None:
             labels = labels + np.asarray(self.label_offset)
         return labels.astype(np.float32)
 
-    @torch.no_grad()
-    def targets(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, C, S, S) inputs -> (B, K, 2) targets in ``codecs.encode`` units; NaN where the teacher's
-        two looks at the face (as it is and mirrored) disagree by more than ``max_disagreement`` px."""
+    def _agreed(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, C, S, S) inputs -> (target, unsure): the average of the teacher's two looks at each face (as
+        it is and mirrored) in input pixels, NaN where they disagree by more than ``max_disagreement`` px."""
         size = tuple(x.shape[-2:])
         seen = decode(self.model(x).float(), size)
         mirrored = self.schema.flip(decode(self.model(torch.flip(x, dims=(-1,))).float(), size), size[-1])
@@ -129,6 +124,13 @@ class Teacher:
         # NaN or infinite predictions are unsure too (NaN > limit is False): a target only where both looks are finite
         unsure = ~((seen - mirrored).norm(dim=-1) <= self.max_disagreement) | ~torch.isfinite(target).all(-1)
         target[unsure] = float("nan")
+        return target, unsure
+
+    @torch.no_grad()
+    def targets(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, S, S) inputs -> (B, K, 2) targets in ``codecs.encode`` units; NaN where the teacher's
+        two looks at the face (as it is and mirrored) disagree by more than ``max_disagreement`` px."""
+        target, unsure = self._agreed(x)
         self.kept = self.kept + (~unsure).sum()  # a tensor: read once per epoch, not a GPU wait per step
         self.seen += unsure.numel()
-        return encode(target, size)
+        return encode(target, tuple(x.shape[-2:]))

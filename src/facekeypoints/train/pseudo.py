@@ -30,10 +30,10 @@ from tqdm import tqdm
 from facekeypoints.data import cache
 from facekeypoints.data.cache import file_digest
 from facekeypoints.data.convert import resize_faces, to_kaggle_task
-from facekeypoints.data.dataset import KeypointData
+from facekeypoints.data.dataset import DataFormatError, KeypointData
 from facekeypoints.data.formats import read
-from facekeypoints.data.images import MAX_PIXELS, read_image
-from facekeypoints.data.pipeline import _fingerprint
+from facekeypoints.data.images import read_image
+from facekeypoints.data.pipeline import _shared_faces
 from facekeypoints.schema import load_schema
 from facekeypoints.train.distill import teacher_fingerprint
 
@@ -42,16 +42,13 @@ __all__ = ["unlabeled_faces", "join_faces"]
 NAMED = 5  # photos without a face that the warning names
 
 
-def unlabeled_faces(path: str, *, teacher: str | None, schema: str, size: int, frame: str,
+def unlabeled_faces(path: str, *, teacher: str, schema: str, size: int, frame: str,
                     unseen: list[KeypointData], by_person: bool, progress: bool = True,
                     known: KeypointData | None = None) -> tuple[KeypointData, dict]:
     """The faces of ``path`` (``data.unlabeled``) framed for a ``size`` x ``size`` ``schema`` model,
     with every keypoint missing, less those of the people (and the very pictures) of the ``unseen``
     parts (validation, held out) and the pictures ``known`` already (the training faces); and a
     report: read, left out, unreadable, no face found, used."""
-    if not teacher:  # without one nothing would teach from these faces: they would only dilute the batches
-        raise ValueError(f"data.unlabeled {path}: unlabelled faces are learnt from a teacher's targets; set "
-                         "train.teacher (a trained checkpoint), or leave data.unlabeled out")
     data = read(path, load_images=False)
     if by_person and any(p is None for p in data.person):
         rows = [i for i, p in enumerate(data.person) if p is None]
@@ -81,11 +78,8 @@ def unlabeled_faces(path: str, *, teacher: str | None, schema: str, size: int, f
                              f"{size}x{size}; give photos (a CSV of image paths) to be framed, or crops of that size")
     persons = {p for part in unseen for p in part.person if p is not None}
     left_out = np.array([p in persons for p in faces.person], bool)
-    seen = {_fingerprint(image) for part in unseen for image in part.images}  # the very pictures, persons or not
-    prints = [_fingerprint(faces.image(i)) for i in range(len(faces))]
-    same = np.array([not left_out[i] and prints[i] in seen for i in range(len(faces))], bool)
-    trained = {_fingerprint(image) for image in known.images} if known is not None else set()
-    again = np.array([not (left_out[i] or same[i]) and prints[i] in trained for i in range(len(faces))], bool)
+    same, again = _pictures_in(faces, unseen) & ~left_out, _pictures_in(faces, [known] if known is not None else [])
+    again &= ~(left_out | same)  # the very pictures of validation or training, persons or not
     report["left_out_validation_people"], report["left_out_validation_pictures"] = int(left_out.sum()), int(same.sum())
     if again.any():  # a training face given again: it would count twice, once with the teacher's labels
         report["left_out_training_pictures"] = int(again.sum())
@@ -102,6 +96,14 @@ def unlabeled_faces(path: str, *, teacher: str | None, schema: str, size: int, f
     return faces, report
 
 
+def _pictures_in(faces: KeypointData, parts: list[KeypointData]) -> np.ndarray:
+    """(N,) bool: which of ``faces`` are also a face of one of ``parts``, by their pixels."""
+    mask = np.zeros(len(faces), bool)
+    for part in parts:
+        mask[_shared_faces(part, faces)] = True
+    return mask
+
+
 def _with_images(data: KeypointData) -> KeypointData:
     return replace(data, images=[read_image(p) for p in data.paths])
 
@@ -116,7 +118,7 @@ def _cache_key(data: KeypointData, teacher: str, schema: str, size: int) -> str:
             digest.update(f"{photo}\0{st.st_size}\0{st.st_mtime_ns}\0".encode())
         except OSError:  # missing: framing names it
             digest.update(f"{photo}\0missing\0".encode())
-    return f"unlabeled-v2-{schema}-{size}-{digest.hexdigest()[:32]}"
+    return f"unlabeled-v3-{schema}-{size}-{digest.hexdigest()[:32]}"
 
 
 def _framed_by_teacher(data: KeypointData, teacher: str, schema: str, size: int, report: dict,
@@ -144,8 +146,9 @@ def _framed_by_teacher(data: KeypointData, teacher: str, schema: str, size: int,
         raise ValueError(f"data.unlabeled {data.source}: none of its {len(data)} photos gave a face to train on "
                          f"({len(unreadable)} unreadable, {len(no_face)} without a face the teacher found)")
     faces = data.subset(found)
-    return replace(faces, schema=load_schema(schema), keypoints=np.full((len(found), entry["points"], 2), np.nan,
-                                                                          np.float32), images=entry["images"])
+    schema = load_schema(schema)
+    return replace(faces, schema=schema, keypoints=np.full((len(found), schema.num_keypoints, 2), np.nan, np.float32),
+                   images=entry["images"])
 
 
 def _frame_photos(data: KeypointData, teacher: str, schema: str, size: int, progress: bool) -> dict:
@@ -159,10 +162,10 @@ def _frame_photos(data: KeypointData, teacher: str, schema: str, size: int, prog
     for i in tqdm(range(len(data)), desc="framing unlabelled faces", unit="photo", disable=not progress,
                   file=sys.stderr, leave=False):
         try:
-            faces = finder(read_image(data.paths[i], max_pixels=MAX_PIXELS)).faces
-        except (ValueError, OSError) as err:  # a missing or damaged photo: left out and named
+            faces = finder(read_image(data.paths[i])).faces
+        except (ValueError, OSError) as err:  # a missing or damaged photo: left out and named (no predict advice)
             unreadable.append(i)
-            why.append(str(err).split("; a larger max_pixels")[0].removeprefix(f"{data.paths[i]}: "))
+            why.append(err.reason if isinstance(err, DataFormatError) else str(err).removeprefix(f"{data.paths[i]}: "))
             continue
         largest = max(faces, key=lambda f: (f.box[2] - f.box[0]) * (f.box[3] - f.box[1]), default=None)
         if largest is not None and np.isfinite(largest.keypoints).all():
@@ -176,7 +179,7 @@ def _frame_photos(data: KeypointData, teacher: str, schema: str, size: int, prog
         kept, images = found[np.asarray(conversion.kept, int)], np.asarray(faces.images)
     no_face = np.setdiff1d(np.setdiff1d(np.arange(len(data)), kept), unreadable)
     return {"found": kept, "no_face": no_face, "unreadable": np.array(unreadable, int), "why": np.array(why, str),
-            "images": images, "points": np.array(load_schema(schema).num_keypoints)}
+            "images": images}
 
 
 def join_faces(train: KeypointData, extra: KeypointData) -> KeypointData:
