@@ -194,3 +194,10 @@ def test_unreadable_photos_labelled_files_and_training_faces_are_said(tmp_path):
     assert report["left_out_training_pictures"] == 2 and report["used"] == 2
     with pytest.raises(ValueError, match="data.unlabeled is data.train"):
         load_config(None, [f"data.train={crops}", f"data.unlabeled={crops}", f"train.teacher={teacher}"])
+
+
+def test_a_missing_unlabelled_file_is_named_with_its_setting(tmp_path, capsys):
+    teacher = mean_face_checkpoint(tmp_path / "teacher.pt")
+    code = main(["train", "--set", f"train.teacher={teacher}", "--set", f"data.unlabeled={tmp_path / 'gone.csv'}",
+                 "--set", f"out_dir={tmp_path / 'r'}"])
+    assert code == 2 and f"data.unlabeled {tmp_path / 'gone.csv'}: no such file or folder" in capsys.readouterr().err

@@ -411,8 +411,10 @@ def _check_data_paths(cfg, config: str | None) -> None:
         value = getattr(cfg.data, key)
         if value is not None:
             check_path(os.path.expanduser(value), f"data.{key} {value}")
-        if value is None or Path(os.path.expanduser(value)).is_absolute() or Path(os.path.expanduser(value)).exists():
+        if value is None or Path(os.path.expanduser(value)).exists():
             continue
+        if Path(os.path.expanduser(value)).is_absolute():  # named with its setting, as a relative one is
+            raise ValueError(f"data.{key} {value}: no such file or folder")
         there = next((f"; it is in {what}: run from {folder}" for what, folder in places.items()
                       if (folder / value).exists()), "; the data must be there")
         whose = "the default recipe's, " if not config else ""
